@@ -1,0 +1,1 @@
+"""PharmaSync cloud ledger: verifiable log, contracts, API and the command line."""

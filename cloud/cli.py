@@ -1,0 +1,46 @@
+"""The `pharmasync` command: one entry point, a command group per component.
+
+Each package registers its own group (`device.cli`, `gateway.cli`), so a component's
+commands live beside its code; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from cloud import demo
+from device import cli as device_cli
+from gateway import cli as gateway_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the full `pharmasync` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="pharmasync",
+        description="PharmaSync: prove where a medicine has been and how cold it was kept.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    demo.register(commands)
+    device_cli.register(commands)
+    gateway_cli.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `pharmasync` with `argv` (default: sys.argv[1:]); return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into a reader that stopped early (e.g. `| head`): not worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The box's Bluetooth LE service: the same signed readings over GATT, for gateways that
+collect from boxes without Wi-Fi (a vehicle, a shipper) and for a phone at the dock.
+
+    service  d1f0a000-6a4b-4c5e-9a61-7068726d7331  "PharmaSync reading service"
+    reading  d1f0a001-...  read, notify   the newest reading; every new or replayed
+                                          reading is notified (110 bytes; MTU >= 113)
+    control  d1f0a002-...  write          commands from the gateway, first byte opcode:
+               0x01 ACK     + ack bytes (device/ack.py: 4, or 68 signed): forget up to seq
+               0x02 REPLAY  + u32 from_seq: notify every pending reading with seq >= from_seq
+    status   d1f0a003-...  read           the status JSON (as on MQTT), truncated to 240 bytes
+
+The codec below runs anywhere (the gateway imports it); serve() needs MicroPython's
+`aioble` (installed by `pharmasync device flash`) and a radio.
+"""
+
+import struct
+
+from device import ack
+
+SERVICE_UUID = "d1f0a000-6a4b-4c5e-9a61-7068726d7331"
+READING_UUID = "d1f0a001-6a4b-4c5e-9a61-7068726d7331"
+CONTROL_UUID = "d1f0a002-6a4b-4c5e-9a61-7068726d7331"
+STATUS_UUID = "d1f0a003-6a4b-4c5e-9a61-7068726d7331"
+MTU = 247  # asked for at connection; a reading needs 110 + 3 bytes of ATT header
+OP_ACK = 0x01
+OP_REPLAY = 0x02
+STATUS_MAX = 240
+_ADV_INTERVAL_US = 250000
+
+
+class CommandError(ValueError):
+    """A control write that is not a valid command; str() says why."""
+
+
+def encode_ack(ack_payload):
+    """Return the control write acknowledging readings (ack_payload from device.ack.encode)."""
+    return bytes([OP_ACK]) + ack_payload
+
+
+def encode_replay(from_seq):
+    """Return the control write asking the box to notify pending readings from `from_seq`."""
+    return struct.pack(">BI", OP_REPLAY, from_seq)
+
+
+def decode_command(data):
+    """Return (opcode, argument): the ack bytes for OP_ACK, from_seq for OP_REPLAY.
+
+    Raises CommandError for an empty write, an unknown opcode or a wrong length.
+    """
+    if not data:
+        raise CommandError("command: empty write")
+    op = data[0]
+    if op == OP_ACK:
+        if len(data) - 1 not in (ack.SIZE, ack.SIGNED_SIZE):
+            raise CommandError(
+                "ack: got %d bytes, want %d or %d" % (len(data) - 1, ack.SIZE, ack.SIGNED_SIZE)
+            )
+        return op, bytes(data[1:])
+    if op == OP_REPLAY:
+        if len(data) != 5:
+            raise CommandError("replay: got %d bytes, want 5" % len(data))
+        return op, struct.unpack_from(">I", data, 1)[0]
+    raise CommandError("opcode: got 0x%02x, want 0x01 (ack) or 0x02 (replay)" % op)
+
+
+def pending_from(box, from_seq):
+    """Return the backlog indexes of pending readings with seq >= from_seq, oldest first."""
+    backlog = box.backlog
+    return [i for i in range(backlog.head, backlog.tail) if backlog.seq_at(i) >= from_seq]
+
+
+async def serve(box):
+    """Advertise and serve one gateway at a time, for ever (MicroPython with aioble)."""
+    import asyncio
+
+    import aioble
+    import bluetooth
+
+    aioble.config(mtu=MTU)
+    service = aioble.Service(bluetooth.UUID(SERVICE_UUID))
+    reading_ch = aioble.Characteristic(
+        service, bluetooth.UUID(READING_UUID), read=True, notify=True
+    )
+    control_ch = aioble.Characteristic(
+        service, bluetooth.UUID(CONTROL_UUID), write=True, capture=True
+    )
+    status_ch = aioble.Characteristic(service, bluetooth.UUID(STATUS_UUID), read=True)
+    aioble.register_services(service)
+    name = "PS-" + box.id[:8]
+
+    async def forward(conn):
+        # Notify each reading as the box stores it, and whatever a REPLAY asks for.
+        sent = box.backlog.tail
+        while conn.is_connected():
+            status_ch.write(box.status()[:STATUS_MAX])
+            while sent < box.backlog.tail:
+                if sent >= box.backlog.head:
+                    wire = box.backlog.get(sent)
+                    reading_ch.write(wire)
+                    reading_ch.notify(conn, wire)
+                sent += 1
+            await asyncio.sleep_ms(200)
+
+    async def control(conn):
+        while conn.is_connected():
+            _, data = await control_ch.written()
+            try:
+                op, arg = decode_command(data)
+            except CommandError as e:
+                box.board.log("BLE command rejected: %s" % e)
+                continue
+            if op == OP_ACK:
+                box.handle_ack(arg)
+            else:
+                for i in pending_from(box, arg):
+                    reading_ch.notify(conn, box.backlog.get(i))
+                    await asyncio.sleep_ms(20)  # let the controller drain its queue
+
+    while True:
+        conn = await aioble.advertise(
+            _ADV_INTERVAL_US, name=name, services=[bluetooth.UUID(SERVICE_UUID)]
+        )
+        box.board.log("BLE: gateway %s connected" % (conn.device,))
+        box.ble_connected = True
+        tasks = [asyncio.create_task(forward(conn)), asyncio.create_task(control(conn))]
+        try:
+            await conn.disconnected(timeout_ms=None)
+        finally:
+            box.ble_connected = False
+            for t in tasks:
+                t.cancel()

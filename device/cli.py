@@ -1,0 +1,321 @@
+"""`pharmasync device ...`: host-side tools for sensor boxes (CPython only, never flashed)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from device import config, reading, schnorr, simsensor
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `device` command group to the top-level parser."""
+    parser = subparsers.add_parser("device", help="sensor box tools: keys, reading inspection")
+    commands = parser.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="create a BIP-340 key pair for a box",
+        description="Create a secret key file (mode 0600) and print the box's x-only public key.",
+    )
+    keygen.add_argument(
+        "out", type=Path, help="where to write the secret key (hex); must not exist"
+    )
+    keygen.set_defaults(handler=_keygen)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="decode and verify a reading",
+        description="Decode a 110-byte reading given as hex (or '-' to read hex from stdin), "
+        "check every field and its signature, and print it. Exit status 1 if it does not verify.",
+    )
+    inspect.add_argument(
+        "reading", type=hex_bytes, help="the reading's wire bytes as hex, or '-' for stdin"
+    )
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    inspect.set_defaults(handler=_inspect)
+
+    prov = commands.add_parser(
+        "provision",
+        help="create a box: key pair, config and QR label",
+        description="Create boxes/<device-id>/ with config.json, secret.key (0600) and a QR "
+        "label (label.svg, label.png) carrying the box's public key.",
+    )
+    prov.add_argument("--site", required=True, help="site name, one MQTT topic level")
+    prov.add_argument("--label", default="", help="where the box goes, e.g. 'Cold room A'")
+    prov.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST[:PORT]")
+    prov.add_argument("--wifi-ssid", help="Wi-Fi network (ESP32 boxes)")
+    prov.add_argument("--wifi-password", help="Wi-Fi password")
+    prov.add_argument("--interval", type=int, default=60, help="seconds between readings")
+    prov.add_argument("--power", choices=("mains", "battery"), default="mains")
+    prov.add_argument(
+        "--publish-every", type=int, default=10, help="battery: readings per radio wake"
+    )
+    prov.add_argument("--dht-pin", type=int, default=4, help="GPIO of the DHT22 data line")
+    prov.add_argument("--gateway-key", help="accept only acks signed by this key (hex)")
+    prov.add_argument(
+        "--battery-adc-pin", type=int, help="ESP32 ADC pin of a 100k/100k battery divider"
+    )
+    prov.add_argument("--out", type=Path, default=Path("boxes"), help="folder for box folders")
+    prov.add_argument(
+        "--on-board",
+        metavar="PORT",
+        help="make the key on the board at PORT (the secret never leaves it); flashes firmware",
+    )
+    prov.set_defaults(handler=_provision)
+
+    flash = commands.add_parser(
+        "flash",
+        help="copy firmware, config and key to an ESP32 with mpremote",
+        description="Copy the PharmaSync firmware, the box's config.json and secret.key to an "
+        "ESP32 that runs MicroPython, install aioble and reset it.",
+    )
+    flash.add_argument("box", type=Path, help="the box folder made by provision")
+    flash.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
+    flash.add_argument("--no-ble", action="store_true", help="skip installing aioble")
+    flash.add_argument(
+        "--source", action="store_true", help="copy .py source instead of compiled .mpy"
+    )
+    flash.add_argument("--dry-run", action="store_true", help="print the mpremote commands only")
+    flash.set_defaults(handler=_flash)
+
+    run = commands.add_parser(
+        "run",
+        help="run a box on this computer (Raspberry Pi, or simulated)",
+        description="Run the box firmware on CPython: with a DHT22 through Blinka on a "
+        "Raspberry Pi, or with a simulated sensor (--simulate PROFILE).",
+    )
+    run.add_argument("--config", type=Path, required=True, help="the box's config.json")
+    run.add_argument("--secret", type=Path, help="secret key file (default: beside config)")
+    run.add_argument("--data-dir", type=Path, help="state folder (default: beside config)")
+    run.add_argument("--simulate", choices=simsensor.PROFILES, help="use a simulated DHT22")
+    run.set_defaults(handler=_run)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="run N simulated boxes against a broker",
+        description="Run N simulated boxes (the real firmware loop, simulated DHT22) as "
+        "asyncio tasks in one process, publishing to an MQTT broker. Profiles: "
+        + ", ".join(simsensor.PROFILES)
+        + ". Box identities are kept in --data-dir.",
+    )
+    sim.add_argument("--boxes", type=positive_int, default=4, help="how many boxes (default 4)")
+    sim.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST[:PORT]")
+    sim.add_argument("--site", default="demo", help="site name (default demo)")
+    sim.add_argument("--interval", type=float, default=5.0, help="seconds between readings")
+    sim.add_argument("--readings", type=positive_int, help="stop after this many per box")
+    sim.add_argument("--profiles", default=",".join(simsensor.PROFILES), help="comma-separated")
+    sim.add_argument(
+        "--link",
+        choices=("native", "aiomqtt"),
+        default="native",
+        help="MQTT client: native (as on an ESP32) or aiomqtt (as on a Pi)",
+    )
+    sim.add_argument("--data-dir", type=Path, default=Path("sim-boxes"))
+    sim.set_defaults(handler=_simulate)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1, with a got/want message otherwise."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}, want a whole number >= 1")
+    return value
+
+
+def hex_bytes(value: str) -> bytes:
+    """argparse type: bytes from hex text, or from hex on stdin when `value` is '-'."""
+    text = sys.stdin.read() if value == "-" else value
+    try:
+        return bytes.fromhex(text.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not hex: {e}") from None
+
+
+def print_record(fields: dict[str, object], as_json: bool) -> None:
+    """Print `fields` as indented JSON or as aligned `name: value` lines."""
+    if as_json:
+        print(json.dumps(fields, indent=2))
+        return
+    for name, value in fields.items():
+        print(f"{name:>16}: {value}")
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    secret = os.urandom(32)
+    # os.urandom is below the group order n with overwhelming probability; pubkey() checks it.
+    key = schnorr.pubkey(secret)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"error: {args.out} exists; refusing to overwrite a key", file=sys.stderr)
+        return 2
+    with os.fdopen(fd, "w") as f:
+        f.write(secret.hex() + "\n")
+    print(f"secret key written to {args.out} (keep it on the box only)")
+    print(f"public key: {key.hex()}")
+    return 0
+
+
+def describe(r: reading.Reading) -> dict[str, object]:
+    """Return a reading as plain JSON-able values, flags spelled out."""
+    names = {
+        reading.FLAG_SENSOR_ERROR: "sensor_error",
+        reading.FLAG_CLOCK_UNSYNCED: "clock_unsynced",
+        reading.FLAG_BATTERY_LOW: "battery_low",
+        reading.FLAG_BACKLOG: "backlog",
+    }
+    return {
+        "device_key": r.key.hex(),
+        "seq": r.seq,
+        "time": r.time,
+        "temperature_c": r.temperature / 100,
+        "humidity_pct": r.humidity / 100,
+        "flags": [name for bit, name in names.items() if r.flags & bit],
+        "signature": r.signature.hex(),
+    }
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    data = args.reading
+    try:
+        decoded = reading.decode(data)
+    except reading.ReadingError as e:
+        print(f"error: malformed reading: {e}", file=sys.stderr)
+        return 1
+    valid = reading.verify(data)
+    print_record(describe(decoded) | {"signature_valid": valid}, args.json)
+    return 0 if valid else 1
+
+
+def _provision(args: argparse.Namespace) -> int:
+    from device import flashing, provision
+
+    public_key = None
+    if args.on_board:
+        run = flashing.mpremote_runner()
+        print(f"installing firmware on {args.on_board} to make the key there")
+        flashing.copy_firmware(args.on_board, run)
+        public_key = flashing.keygen_on_board(args.on_board, run)
+    try:
+        box = provision.provision(
+            args.out,
+            args.site,
+            args.label,
+            args.broker,
+            interval_s=args.interval,
+            power=args.power,
+            publish_every=args.publish_every,
+            dht_pin=args.dht_pin,
+            wifi_ssid=args.wifi_ssid,
+            wifi_password=args.wifi_password,
+            gateway_key=args.gateway_key,
+            public_key=public_key,
+        )
+    except (provision.ProvisionError, config.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"box {box.device_id} provisioned in {box.folder}/")
+    print(f"  public key : {box.key.hex()}")
+    print(f"  publishes  : pharmasync/v1/{args.site}/{box.device_id}/reading")
+    print(f"  label      : {box.folder / 'label.png'} (print it and stick it on the box)")
+    if args.on_board:
+        print(
+            f"  secret key : on the board only; next: pharmasync device flash {box.folder} "
+            f"--port {args.on_board}"
+        )
+    else:
+        print(f"  secret key : {box.folder / 'secret.key'} (mode 0600; it goes onto the box only)")
+        print(f"next: pharmasync device flash {box.folder} --port /dev/ttyUSB0")
+    return 0
+
+
+def _flash(args: argparse.Namespace) -> int:
+    from device import flashing
+
+    try:
+        flashing.flash(
+            args.box,
+            args.port,
+            flashing.mpremote_runner(args.dry_run),
+            ble=not args.no_ble,
+            source=args.source,
+        )
+    except flashing.FlashError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(
+        "done: the box boots PharmaSync; watch it with `mpremote connect "
+        f"{args.port} repl` or on its status topic"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from device import firmware
+
+    folder = args.config.parent
+    try:
+        cfg = config.load(str(args.config))
+        secret = config.load_secret(str(args.secret or folder / "secret.key"))
+    except (OSError, config.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    data_dir = str(args.data_dir or folder / "state")
+    board: object  # a board as device/firmware.py describes it
+    if args.simulate:
+        from device import board_sim
+
+        board = board_sim.Board(data_dir, profile=args.simulate, interval_s=cfg["interval_s"])
+    else:
+        from device import board_pi
+
+        board = board_pi.Board(data_dir)
+    box = firmware.Box(board, cfg, secret)
+    try:
+        asyncio.run(box.run())
+    except KeyboardInterrupt:
+        print(f"stopped; {len(box.backlog)} readings kept for the next run")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from device import provision, simulate
+
+    try:
+        host, port = provision.parse_broker(args.broker)
+        profiles = [p.strip() for p in args.profiles.split(",") if p.strip()]
+        for p in profiles:
+            if p not in simsensor.PROFILES:
+                raise ValueError(
+                    f"profile: got {p!r}, want some of {', '.join(simsensor.PROFILES)}"
+                )
+        if args.interval <= 0:
+            raise ValueError(f"interval: got {args.interval}, want > 0")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    settings = simulate.SimSettings(
+        broker_host=host,
+        broker_port=port,
+        site=args.site,
+        boxes=args.boxes,
+        interval_s=args.interval,
+        profiles=profiles,
+        data_dir=args.data_dir,
+        readings=args.readings,
+        link=args.link,
+    )
+    print(
+        f"simulating {args.boxes} boxes against {host}:{port}, a reading every "
+        f"{args.interval:g} s each; Ctrl-C to stop"
+    )
+    try:
+        asyncio.run(simulate.simulate(settings))
+    except KeyboardInterrupt:
+        print("stopped; boxes keep their unacknowledged readings for the next run")
+    return 0

@@ -1,0 +1,1 @@
+"""PharmaSync edge gateway: Merkle trees, batch format, ingest, spool and uplink."""

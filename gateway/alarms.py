@@ -1,0 +1,354 @@
+"""The gateway's local cold-chain alarms: per-zone profiles and an engine that turns readings
+into raised and cleared events, so a warehouse is alarmed even while the cloud is down.
+
+Pure logic: no I/O and no clock. Durations are measured between reading times (time_s), so the
+engine raises the same events live and when replaying a backlog; tick(now_s) is the only input
+from the gateway's clock, and it only raises "silent". A zone has at most one alarm of each kind
+at a time, and its events per kind alternate raised, cleared, raised, ...
+
+  high        every valid reading above high_c for at least delay_consecutive_s, measured from
+              the first such reading to the current one: an excursion that ends sooner raises
+              nothing. Clears at the first reading <= high_c - hysteresis_c; readings in the
+              band between keep it raised, so a zone hovering at the limit cannot flap.
+  low         the mirror image: below low_c; clears at the first reading >= low_c + hysteresis_c.
+  cumulative  time out of range (below low_c or above high_c; no hysteresis: this is measured
+              time, not a switch) since the zone was last reset() reaches delay_cumulative_s.
+              An out-of-range reading is charged the time until the zone's next reading, at
+              most silent_after_s (a longer gap is silence: its temperature is unknown), so a
+              one-reading door opening counts too. Clears only by reset().
+  sensor      every reading a sensor error for at least delay_consecutive_s; clears at the next
+              valid reading.
+  silent      tick(now_s) finds no reading for silent_after_s (silent_after_intervals x
+              interval_s) after the zone's last one; clears at its next reading, valid or not.
+  mkt         the zone's rolling MKT over mkt_window_s (gateway/mkt.py) above mkt_high_c, if set;
+              clears at <= mkt_high_c - hysteresis_c. No delay: MKT is already a time average.
+
+Sensor-error readings are unknown temperatures: they neither start, extend, end nor clear a
+high/low excursion, are not charged to the cumulative budget and do not enter the MKT.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+from gateway.mkt import RollingMKT
+
+Kind = Literal["silent", "cumulative", "sensor", "high", "low", "mkt"]
+KINDS: tuple[Kind, ...] = get_args(Kind)  # also the order of the events of one call
+EventState = Literal["raised", "cleared"]
+SNAPSHOT_VERSION = 1
+
+
+class AlarmError(ValueError):
+    """A profile, event, reading or snapshot is invalid; `field` names it, str() says got/want."""
+
+    def __init__(self, field: str, got: object, want: str) -> None:
+        super().__init__(f"{field}: got {got!r}, want {want}")
+        self.field = field
+
+
+def _finite(name: str, value: float, *, above: float = -math.inf, least: float = -math.inf) -> None:
+    """Raise AlarmError unless `value` is a finite number > above and >= least."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (number and math.isfinite(value) and value > above and value >= least):
+        bound = f" > {above}" if above > -math.inf else f" >= {least}" if least > -math.inf else ""
+        raise AlarmError(name, value, "a finite number" + bound)
+
+
+@dataclass(frozen=True)
+class AlarmProfile:
+    """Limits and delays for one zone (typical pharma range 2-8 °C); times in seconds."""
+
+    low_c: float = 2.0
+    high_c: float = 8.0
+    delay_consecutive_s: float = 900
+    delay_cumulative_s: float = 3600
+    hysteresis_c: float = 0.5
+    silent_after_intervals: int = 3
+    interval_s: float = 60
+    mkt_window_s: float = 86400
+    mkt_high_c: float | None = None
+
+    def __post_init__(self) -> None:
+        """Raises AlarmError naming the first field out of range."""
+        _finite("low_c", self.low_c)
+        _finite("high_c", self.high_c, above=self.low_c)
+        _finite("delay_consecutive_s", self.delay_consecutive_s, least=0)
+        # > 0: a zero budget would be spent before any excursion.
+        _finite("delay_cumulative_s", self.delay_cumulative_s, above=0)
+        # Below half the range, so the clear thresholds high_c - h and low_c + h cannot cross.
+        _finite("hysteresis_c", self.hysteresis_c, least=0)
+        if self.hysteresis_c >= (half := (self.high_c - self.low_c) / 2):
+            raise AlarmError("hysteresis_c", self.hysteresis_c, f"< {half} (half the range)")
+        n = self.silent_after_intervals
+        if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+            raise AlarmError("silent_after_intervals", n, "an int >= 1")
+        _finite("interval_s", self.interval_s, above=0)
+        _finite("mkt_window_s", self.mkt_window_s, above=0)
+        if self.mkt_high_c is not None:
+            _finite("mkt_high_c", self.mkt_high_c)
+
+    @property
+    def silent_after_s(self) -> float:
+        return self.silent_after_intervals * self.interval_s
+
+
+Profiles = Mapping[str, AlarmProfile] | Callable[[str], AlarmProfile]
+
+
+def _check_alarm(zone: str, kind: str, time_s: float, value_c: float | None) -> None:
+    if not (isinstance(zone, str) and zone):
+        raise AlarmError("zone", zone, "a non-empty string")
+    if kind not in KINDS:
+        raise AlarmError("kind", kind, " | ".join(KINDS))
+    _finite("time_s", time_s)
+    if value_c is not None:
+        _finite("value_c", value_c)
+
+
+@dataclass(frozen=True)
+class AlarmEvent:
+    """An alarm raised or cleared at time_s; value_c is the reading or MKT that did it."""
+
+    zone: str
+    kind: Kind
+    state: EventState
+    time_s: float
+    value_c: float | None
+    detail: str
+
+    def __post_init__(self) -> None:
+        """Raises AlarmError for an empty zone, unknown kind or state, or non-finite number."""
+        _check_alarm(self.zone, self.kind, self.time_s, self.value_c)
+        if self.state not in get_args(EventState):
+            raise AlarmError("state", self.state, "raised | cleared")
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the event as a JSON-serialisable dict, one key per field."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AlarmState:
+    """An alarm raised now: since when, with the value and detail it was raised with."""
+
+    zone: str
+    kind: Kind
+    since_s: float
+    value_c: float | None
+    detail: str
+
+    def __post_init__(self) -> None:
+        """Raises AlarmError for an empty zone, unknown kind or non-finite number."""
+        _check_alarm(self.zone, self.kind, self.since_s, self.value_c)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the alarm as a JSON-serialisable dict, one key per field (the status page)."""
+        return asdict(self)
+
+
+@dataclass
+class _Zone:
+    """One zone's alarm state machine; snapshot() writes all of it but the profile."""
+
+    name: str
+    profile: AlarmProfile
+    mkt: RollingMKT
+    last_time: float | None = None  # of the last reading, valid or not
+    last_out: bool = False  # the last reading was valid and out of range: charge its gap
+    cumulative_s: float = 0.0  # time out of range since the last reset()
+    since: dict[Kind, float] = field(default_factory=dict)  # when each condition began
+    active: dict[Kind, AlarmState] = field(default_factory=dict)
+
+    def observe(self, time_s: float, celsius: float | None) -> list[AlarmEvent]:
+        """Advance every alarm with a reading later than the last; celsius None: sensor error."""
+        p, out = self.profile, list[AlarmEvent]()
+        if self.last_out and self.last_time is not None:
+            self.cumulative_s += min(time_s - self.last_time, p.silent_after_s)
+        self.last_time, self.last_out = time_s, False
+        self.step(out, "silent", time_s, celsius, "reading received", on=False, off=True)
+        spent, budget = self.cumulative_s >= p.delay_cumulative_s, p.delay_cumulative_s
+        detail = f"{self.cumulative_s:.0f} s out of range since reset; budget {budget:.0f} s"
+        self.step(out, "cumulative", time_s, celsius, detail, on=spent, off=False)
+        if celsius is None:
+            delay = p.delay_consecutive_s
+            self.step(out, "sensor", time_s, None, "sensor error", on=True, off=False, delay=delay)
+        else:
+            self.step(out, "sensor", time_s, celsius, "valid reading", on=False, off=True)
+            self.temperature(out, time_s, celsius)
+        return out
+
+    def temperature(self, out: list[AlarmEvent], time_s: float, c: float) -> None:
+        """Advance the high, low and mkt alarms with a valid reading of `c` °C."""
+        p, delay = self.profile, self.profile.delay_consecutive_s
+        hi, lo = p.high_c - p.hysteresis_c, p.low_c + p.hysteresis_c
+        detail = f"{c:g} °C; high limit {p.high_c:g} °C, clears at {hi:g} °C"
+        self.step(out, "high", time_s, c, detail, on=c > p.high_c, off=c <= hi, delay=delay)
+        detail = f"{c:g} °C; low limit {p.low_c:g} °C, clears at {lo:g} °C"
+        self.step(out, "low", time_s, c, detail, on=c < p.low_c, off=c >= lo, delay=delay)
+        self.last_out = not p.low_c <= c <= p.high_c
+        self.mkt.add(time_s, c)
+        if (limit := p.mkt_high_c) is not None and (m := self.mkt.value()) is not None:
+            clear, window = limit - p.hysteresis_c, p.mkt_window_s
+            detail = (
+                f"MKT {m:.2f} °C over {window:.0f} s; limit {limit:g} °C, clears at {clear:g} °C"
+            )
+            self.step(out, "mkt", time_s, m, detail, on=m > limit, off=m <= clear)
+
+    def step(
+        self,
+        out: list[AlarmEvent],
+        kind: Kind,
+        time_s: float,
+        value: float | None,
+        detail: str,
+        *,
+        on: bool,
+        off: bool,
+        delay: float = 0.0,
+    ) -> None:
+        """Advance one alarm: `on`: its condition holds; `off`: past its clear threshold.
+
+        Raises the alarm once `on` has held at every input for `delay`; clears it on `off`.
+        """
+        if kind in self.active:
+            if off:
+                del self.active[kind]
+                self.since.pop(kind, None)
+                out.append(AlarmEvent(self.name, kind, "cleared", time_s, value, detail))
+        elif not on:
+            self.since.pop(kind, None)  # an excursion shorter than the delay: nothing raised
+        elif time_s - (start := self.since.setdefault(kind, time_s)) >= delay:
+            detail += f"; held {time_s - start:.0f} s" if delay else ""
+            self.active[kind] = AlarmState(self.name, kind, time_s, value, detail)
+            out.append(AlarmEvent(self.name, kind, "raised", time_s, value, detail))
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the zone's state (all but the profile) as JSON-serialisable data."""
+        return {
+            "last_time": self.last_time,
+            "last_out": self.last_out,
+            "cumulative_s": self.cumulative_s,
+            "since": dict(self.since),
+            "active": [a.to_json() for a in self.active.values()],
+            "mkt_samples": [list(sample) for sample in self.mkt.samples()],
+        }
+
+    def load(self, data: Mapping[str, Any]) -> None:
+        """Take the state to_json() wrote. Raises KeyError, TypeError or ValueError if damaged."""
+        if data["last_time"] is not None:
+            _finite("last_time", data["last_time"])
+        _finite("cumulative_s", data["cumulative_s"], least=0)
+        self.last_time, self.cumulative_s = data["last_time"], data["cumulative_s"]
+        self.last_out = data["last_out"] is True
+        for kind, t in data["since"].items():
+            _check_alarm(self.name, kind, t, None)
+            self.since[kind] = t
+        for alarm in data["active"]:
+            self.active[alarm["kind"]] = AlarmState(**(alarm | {"zone": self.name}))
+        for t, c in data["mkt_samples"]:
+            self.mkt.add(t, c)
+
+
+class AlarmEngine:
+    """Alarm state of every zone seen so far; the module docstring says what each kind means.
+
+    `profiles` maps a zone id to its AlarmProfile, or is a function doing so; a zone keeps the
+    profile it had when first seen (or restored).
+    """
+
+    def __init__(self, profiles: Profiles) -> None:
+        self._profiles = profiles
+        self._zones: dict[str, _Zone] = {}
+
+    def _zone(self, zone: str) -> _Zone:
+        """Return the zone's state, creating it. Raises KeyError if `profiles` lacks `zone`."""
+        if zone not in self._zones:
+            if not (isinstance(zone, str) and zone):
+                raise AlarmError("zone", zone, "a non-empty string")
+            profiles = self._profiles
+            p = profiles[zone] if isinstance(profiles, Mapping) else profiles(zone)
+            if not isinstance(p, AlarmProfile):
+                raise AlarmError(f"profile of zone {zone!r}", p, "an AlarmProfile")
+            self._zones[zone] = _Zone(zone, p, RollingMKT(p.mkt_window_s))
+        return self._zones[zone]
+
+    def observe(
+        self, zone: str, time_s: float, celsius: float | None, sensor_error: bool
+    ) -> list[AlarmEvent]:
+        """Feed one reading of `zone` and return the events it causes, in KINDS order.
+
+        Requires time_s finite, and celsius finite unless sensor_error (then it is ignored);
+        raises AlarmError otherwise, and KeyError for a zone without a profile. A reading not
+        later than the zone's previous one (duplicate, out of order) is ignored: returns [].
+        """
+        _finite("time_s", time_s)
+        if not sensor_error:
+            if celsius is None:
+                raise AlarmError("celsius", celsius, "a temperature unless sensor_error")
+            _finite("celsius", celsius)
+        z = self._zone(zone)
+        if z.last_time is not None and time_s <= z.last_time:
+            return []
+        return z.observe(time_s, None if sensor_error else celsius)
+
+    def tick(self, now_s: float) -> list[AlarmEvent]:
+        """Raise "silent" for every zone whose last reading is silent_after_s or more before
+        now_s. Requires now_s finite; raises AlarmError otherwise. Only readings clear it."""
+        _finite("now_s", now_s)
+        out: list[AlarmEvent] = []
+        for _, z in sorted(self._zones.items()):
+            if z.last_time is not None and now_s - z.last_time >= z.profile.silent_after_s:
+                detail = f"no reading for {now_s - z.last_time:.0f} s"
+                z.step(out, "silent", now_s, None, detail, on=True, off=False)
+        return out
+
+    def reset(self, zone: str, time_s: float) -> list[AlarmEvent]:
+        """Start a new cumulative budget for `zone` (after QA has reviewed it) and clear its
+        "cumulative" alarm. Requires time_s finite. A zone never seen is left alone: [].
+
+        The gap from the zone's last reading to its next is charged to the new budget whole.
+        """
+        _finite("time_s", time_s)
+        out: list[AlarmEvent] = []
+        if (z := self._zones.get(zone)) is not None:
+            z.cumulative_s = 0.0
+            z.step(out, "cumulative", time_s, None, "reset", on=False, off=True)
+        return out
+
+    def active(self) -> list[AlarmState]:
+        """Return the alarms raised now, by zone and then in KINDS order."""
+        zones = sorted(self._zones.items())
+        return [z.active[k] for _, z in zones for k in KINDS if k in z.active]
+
+    def mkt(self, zone: str) -> float | None:
+        """Return the zone's rolling MKT in °C, or None before its first valid reading."""
+        z = self._zones.get(zone)
+        return None if z is None else z.mkt.value()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the engine's whole state as JSON-serialisable data, for restore()."""
+        zones = {name: z.to_json() for name, z in self._zones.items()}
+        return {"version": SNAPSHOT_VERSION, "zones": zones}
+
+    @classmethod
+    def restore(cls, profiles: Profiles, snapshot: Mapping[str, Any]) -> AlarmEngine:
+        """Return an engine that continues from `snapshot` (made by snapshot()) with `profiles`.
+
+        Raises AlarmError for a snapshot of another version or shape, KeyError for a zone
+        without a profile.
+        """
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise AlarmError("snapshot version", snapshot.get("version"), str(SNAPSHOT_VERSION))
+        engine = cls(profiles)
+        for name, data in snapshot.get("zones", {}).items():
+            z = engine._zone(name)
+            try:
+                z.load(data)
+            except (AttributeError, KeyError, TypeError, ValueError) as e:
+                got = f"{type(e).__name__}: {e}"
+                raise AlarmError(f"snapshot zone {name!r}", got, "what snapshot() writes") from e
+        return engine

@@ -1,0 +1,123 @@
+"""Assembling and running a gateway from its settings: `pharmasync gateway run`.
+
+The data folder holds everything the gateway owns:
+    gateway.key      its BIP-340 secret (created on first start, mode 0600)
+    registry.json    the box registry (TinyDB; `pharmasync gateway boxes ...` edits it)
+    spool.sqlite     readings, batches, quarantine (WAL)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from contextlib import suppress
+from pathlib import Path
+
+from aiohttp import web
+
+from device import schnorr
+from gateway.ble import BleakTransport, BleIngest
+from gateway.ingest_mqtt import MqttIngest
+from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.settings import Settings
+from gateway.spool import Spool
+from gateway.status import Runtime, make_app
+from gateway.uplink import Uplink
+
+log = logging.getLogger("pharmasync.gateway")
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Return the gateway's secret from `path`, creating it (mode 0600) on first use."""
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        secret = os.urandom(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret.hex() + "\n")
+        log.info("created gateway key %s", schnorr.pubkey(secret).hex())
+        return secret
+
+
+def open_registry(settings: Settings) -> Registry:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Registry(settings.data_dir / "registry.json")
+
+
+def start_ble(gateway: Gateway) -> BleIngest | None:
+    """Start a BLE link to every registered box that has a BLE address (bleak over BlueZ)."""
+    addresses = {b.ble_address: b.key.hex() for b in gateway.registry.all() if b.ble_address}
+    if not addresses:
+        return None
+
+    async def on_reading(wire: bytes, address: str) -> bytes | None:
+        done = await gateway.receive(wire, "ble:" + address)
+        return await done  # the ack payload once committed; None if rejected
+
+    def last_committed(key_hex: str) -> int:
+        return gateway.committed.get(bytes.fromhex(key_hex), -1)
+
+    ble = BleIngest(addresses, BleakTransport, on_reading, last_committed)
+    ble.start()
+    log.info("BLE: collecting from %d boxes", len(addresses))
+    return ble
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the gateway until `stop` is set (or SIGINT/SIGTERM), then shut down cleanly."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = load_or_create_key(settings.data_dir / "gateway.key")
+    registry = open_registry(settings)
+    spool = Spool(settings.data_dir / "spool.sqlite")
+    gateway = Gateway(settings, registry, spool, secret)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info(
+        "gateway %s for site %s: %d boxes registered, data in %s",
+        gateway.key.hex()[:16],
+        settings.site,
+        len(registry.all()),
+        settings.data_dir,
+    )
+    await gateway.start()
+    rt = Runtime(gateway, MqttIngest(gateway), Uplink(gateway) if settings.uplink.url else None)
+    assert rt.mqtt is not None
+    tasks = [asyncio.create_task(rt.mqtt.run(), name="mqtt")]
+    if rt.uplink is not None:
+        tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
+    else:
+        log.info("no [uplink] url set: batches stay in the spool until one is")
+    ble = rt.ble = start_ble(gateway)
+    status_runner = None
+    if settings.status.port:
+        status_runner = web.AppRunner(make_app(rt), access_log=None)
+        await status_runner.setup()
+        await web.TCPSite(status_runner, settings.status.host, settings.status.port).start()
+        log.info(
+            "status page on http://%s:%d/ (JSON: /status.json, Prometheus: /metrics)",
+            settings.status.host,
+            settings.status.port,
+        )
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: committing what is queued (it is sealed by age on the next start)")
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        if ble is not None:
+            await ble.stop()
+        if status_runner is not None:
+            await status_runner.cleanup()
+        await gateway.stop()
+        spool.close()
+        registry.close()

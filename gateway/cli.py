@@ -1,0 +1,173 @@
+"""`pharmasync gateway ...`: the edge gateway's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from device.cli import hex_bytes, print_record
+from gateway import batch
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `gateway` command group to the top-level parser."""
+    parser = subparsers.add_parser("gateway", help="the edge gateway: run it, register boxes")
+    commands = parser.add_subparsers(dest="gateway_command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run the gateway",
+        description="Receive readings over MQTT, verify, spool, acknowledge and seal them "
+        "into signed Merkle batches. Stops cleanly on Ctrl-C or SIGTERM.",
+    )
+    run.add_argument("--config", type=Path, required=True, help="gateway.toml")
+    run.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    run.set_defaults(handler=_run)
+
+    boxes = commands.add_parser("boxes", help="list, add or remove registered boxes")
+    boxes.add_argument("--config", type=Path, required=True, help="gateway.toml")
+    boxes_cmd = boxes.add_subparsers(dest="boxes_command", metavar="ACTION", required=True)
+    boxes_cmd.add_parser("list", help="list registered boxes").set_defaults(handler=_boxes_list)
+    add = boxes_cmd.add_parser(
+        "add",
+        help="register a box (or update it)",
+        description="Register a box by its public key, or by the folder `pharmasync device "
+        "provision` made for it (its config.json holds the key and label).",
+    )
+    add.add_argument("box", help="the box's x-only public key (hex), or its provisioned folder")
+    add.add_argument("--label", help="where the box is (default: from its config)")
+    add.add_argument("--zone", default="", help="cold room / zone (alarms are per zone)")
+    add.add_argument("--lot", default="", help="lot or shipment the box travels with")
+    add.add_argument("--ble-address", default="", help="collect over BLE from this address")
+    add.add_argument("--profile", default="default", help="alarm profile name")
+    add.set_defaults(handler=_boxes_add)
+    remove = boxes_cmd.add_parser("remove", help="unregister a box")
+    remove.add_argument("key", type=hex_bytes, help="the box's public key (hex)")
+    remove.set_defaults(handler=_boxes_remove)
+
+    inspect = commands.add_parser(
+        "inspect-batch",
+        help="decode and verify a batch header",
+        description="Decode a 181-byte batch header given as hex (or '-' for stdin), check its "
+        "fields and its gateway signature. Exit status 1 if it does not verify.",
+    )
+    inspect.add_argument(
+        "header", type=hex_bytes, help="the header's wire bytes as hex, or '-' for stdin"
+    )
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    inspect.set_defaults(handler=_inspect_batch)
+
+
+def _inspect_batch(args: argparse.Namespace) -> int:
+    try:
+        header = batch.decode(args.header)
+    except batch.BatchError as e:
+        print(f"error: malformed batch header: {e}", file=sys.stderr)
+        return 1
+    valid = header.verify_signature()
+    fields: dict[str, object] = {
+        "gateway_key": header.gateway_key.hex(),
+        "seq": header.seq,
+        "prev_hash": header.prev_hash.hex(),
+        "count": header.count,
+        "first_time": header.first_time,
+        "last_time": header.last_time,
+        "merkle_root": header.merkle_root.hex(),
+        "header_hash": header.hash().hex(),
+        "signature_valid": valid,
+    }
+    print_record(fields, args.json)
+    return 0 if valid else 1
+
+
+def _settings(path: Path):  # -> Settings, or exits 2 with the reason
+    from gateway import settings
+
+    try:
+        return settings.load(path)
+    except (OSError, settings.SettingsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": record.created,
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway import app
+
+    settings = _settings(args.config)
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        _JsonFormatter()
+        if args.log_json
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    asyncio.run(app.serve(settings))
+    return 0
+
+
+def _boxes_list(args: argparse.Namespace) -> int:
+    from gateway import app
+
+    registry = app.open_registry(_settings(args.config))
+    rows = registry.all()
+    if not rows:
+        print("no boxes registered: add one with `pharmasync gateway boxes add KEY`")
+    for b in rows:
+        print(
+            f"{b.device_id}  {b.label or '-':<24} zone={b.zone or '-'} lot={b.lot or '-'}"
+            f"{' ble=' + b.ble_address if b.ble_address else ''}  key={b.key.hex()}"
+        )
+    return 0
+
+
+def _boxes_add(args: argparse.Namespace) -> int:
+    from gateway import app, registry
+
+    settings = _settings(args.config)
+    label = args.label
+    folder = Path(args.box)
+    try:
+        if folder.is_dir():
+            cfg = json.loads((folder / "config.json").read_text())
+            key = bytes.fromhex(cfg["key"])
+            label = label if label is not None else cfg.get("label", "")
+        else:
+            key = bytes.fromhex(args.box)
+        box = registry.Box(
+            key, label or "", settings.site, args.zone, args.lot, args.ble_address, args.profile
+        )
+    except (OSError, KeyError, ValueError) as e:
+        print(f"error: {args.box}: {e}", file=sys.stderr)
+        return 2
+    reg = app.open_registry(settings)
+    reg.put(box)
+    reg.close()
+    print(f"registered box {box.device_id} ({box.label or 'no label'}) for site {settings.site}")
+    return 0
+
+
+def _boxes_remove(args: argparse.Namespace) -> int:
+    from gateway import app
+
+    reg = app.open_registry(_settings(args.config))
+    removed = reg.remove(args.key)
+    reg.close()
+    print("removed" if removed else "no such box")
+    return 0 if removed else 1

@@ -1,0 +1,176 @@
+"""MQTT ingest: the site's boxes publish readings to the broker; the gateway subscribes
+with a persistent session (QoS 1, clean session off, so the broker queues readings while
+the gateway restarts) and publishes each box's end-to-end acknowledgement after commit.
+Uses aiomqtt (asyncio-mqtt, its predecessor, breaks with paho-mqtt 2).
+
+The gateway PUBACKs a reading to the broker only once it is committed (or rejected), in
+arrival order as MQTT 3.1.1 §4.6 requires: a gateway killed mid-stream leaves what it had
+not committed with the broker, which redelivers it to the resumed session. (paho
+acknowledges on receipt by default; aiomqtt has no manual-ack API, so paho's is used.)
+The broker must allow many unacknowledged messages in flight to the gateway
+(Mosquitto: max_inflight_messages 1000) or commits pace the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import random
+from contextlib import suppress
+
+import aiomqtt
+
+from device import topics
+from gateway.service import Gateway
+
+log = logging.getLogger("pharmasync.gateway.mqtt")
+ACK_INTERVAL_S = 0.05  # coalesce a box's acknowledgements: one publish per box per interval
+
+
+class LinkState(enum.Enum):
+    DISCONNECTED = "disconnected"  # not connected; waiting out the backoff
+    CONNECTING = "connecting"  # TCP + CONNECT sent, waiting for CONNACK and SUBACK
+    CONNECTED = "connected"  # subscribed; readings flow in, acknowledgements flow out
+
+
+class MqttIngest:
+    """Subscribes to the site's readings and publishes acknowledgements, reconnecting with
+    capped exponential backoff and jitter for as long as it runs."""
+
+    def __init__(self, gateway: Gateway, max_backoff_s: float = 30.0) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.max_backoff_s = max_backoff_s
+        self.state = LinkState.DISCONNECTED
+        self.connects = 0
+        self.last_error = ""
+        self._acks_due: dict[bytes, bytes] = {}
+        self.in_flight = 0  # readings received, not yet PUBACKed to the broker
+        self._acks_wake = asyncio.Event()
+        gateway.ack_listeners.append(self._ack_due)
+        gateway.alarm_listeners.append(self._alarms_changed)
+        self._alarm_state_due = True  # publish the retained alarm state once connected
+
+    def _ack_due(self, box: bytes, payload: bytes) -> None:
+        self._acks_due[box] = payload
+        self._acks_wake.set()
+
+    def _alarms_changed(self, events: object) -> None:
+        self._alarm_state_due = True
+        self._acks_wake.set()
+
+    def alarm_state(self) -> bytes:
+        """The retained message on pharmasync/v1/<site>/alarms: every active alarm."""
+        active = [a.to_json() for a in self.gateway.alarms.active()]
+        return json.dumps(
+            {
+                "site": self.settings.site,
+                "active": active,
+                "spool_nearly_full": self.gateway.spool_nearly_full,
+                "accepting": self.gateway.accepting,
+            }
+        ).encode()
+
+    async def run(self) -> None:
+        backoff = 1.0
+        m = self.settings.mqtt
+        while True:
+            self.state = LinkState.CONNECTING
+            try:
+                client = aiomqtt.Client(
+                    m.host,
+                    m.port,
+                    username=m.user,
+                    password=m.password,
+                    identifier=self.settings.client_id,
+                    clean_session=False,
+                    keepalive=m.keepalive,
+                    max_queued_outgoing_messages=100_000,
+                )
+                client._client.manual_ack_set(True)  # PUBACK after commit, see above
+                async with client:
+                    await client.subscribe(f"{topics.PREFIX}/{self.settings.site}/+/reading", 1)
+                    self.state = LinkState.CONNECTED
+                    self.connects += 1
+                    backoff = 1.0
+                    log.info(
+                        "MQTT connected to %s:%d as %s", m.host, m.port, self.settings.client_id
+                    )
+                    pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]] = (
+                        asyncio.Queue()
+                    )
+                    helpers = [
+                        asyncio.create_task(self._publish_acks(client)),
+                        asyncio.create_task(self._puback_in_order(client, pubacks)),
+                    ]
+                    try:
+                        await self._consume(client, pubacks)
+                    finally:
+                        for task in helpers:
+                            task.cancel()
+                        for task in helpers:
+                            with suppress(asyncio.CancelledError):
+                                await task
+                        self.in_flight = 0  # the broker redelivers them to the next session
+            except aiomqtt.MqttError as e:
+                self.last_error = str(e)
+                log.warning("MQTT link down (%s); retrying in about %.0f s", e, backoff)
+            self.state = LinkState.DISCONNECTED
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+            backoff = min(self.max_backoff_s, backoff * 2)
+
+    async def _consume(
+        self,
+        client: aiomqtt.Client,
+        pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]],
+    ) -> None:
+        prefix = f"{topics.PREFIX}/{self.settings.site}/"
+        async for message in client.messages:
+            topic = str(message.topic)
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = str(payload).encode() if payload is not None else b""
+            # pharmasync/v1/<site>/<device-id>/reading
+            dev_id = topic[len(prefix) :].split("/", 1)[0] if topic.startswith(prefix) else ""
+            done = await self.gateway.receive(bytes(payload), "mqtt:" + topic, dev_id)
+            if message.qos > 0:
+                self.in_flight += 1
+                pubacks.put_nowait((message.mid, done))
+
+    async def _puback_in_order(
+        self,
+        client: aiomqtt.Client,
+        pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]],
+    ) -> None:
+        """PUBACK each message once its reading is committed (or rejected), in order."""
+        while True:
+            mid, done = await pubacks.get()
+            await done
+            client._client.ack(mid, 1)
+            self.in_flight -= 1
+
+    async def _publish_acks(self, client: aiomqtt.Client) -> None:
+        """Publish due acknowledgements, at most one per box per ACK_INTERVAL_S; retained,
+        so a box that reconnects learns its acknowledgement at once. Also publishes the
+        site's retained alarm state when it changes."""
+        self._acks_wake.set()  # the alarm state is due at every (re)connection
+        self._alarm_state_due = True
+        while True:
+            await self._acks_wake.wait()
+            self._acks_wake.clear()
+            if self._alarm_state_due:
+                self._alarm_state_due = False
+                await client.publish(
+                    topics.alarms(self.settings.site), self.alarm_state(), 1, retain=True
+                )
+            due, self._acks_due = self._acks_due, {}
+            for box, payload in due.items():
+                topic = topics.ack(self.settings.site, topics.device_id(box))
+                try:
+                    await client.publish(topic, payload, 1, retain=True)
+                except aiomqtt.MqttError:
+                    self._acks_due.setdefault(box, payload)  # resend after reconnecting
+                    raise
+            await asyncio.sleep(ACK_INTERVAL_S)

@@ -1,0 +1,190 @@
+"""Mean Kinetic Temperature (MKT): the one constant temperature that would degrade a product as
+much as the temperatures it actually saw (USP <1160> and <1079.2>, WHO TRS 961 annex 9).
+
+    MKT = (ΔH/R) / -ln( Σ wᵢ·exp(-ΔH/(R·Tᵢ)) / Σ wᵢ )      Tᵢ in kelvin, result in °C
+
+ΔH/R is 10,000 K unless a product's own activation energy is known (ΔH = 83.144 kJ/mol,
+R = 8.3144 J/(mol·K); DESIGN.md "Cold-chain conventions"). The weights wᵢ are the time each
+sample stands for (sample_weights), so uneven intervals and gaps count by duration, and evenly
+spaced samples weigh the same: the formula then reduces to the textbook (1/n) Σ.
+
+Numerics: the terms are not shifted by a reference temperature because none underflows.
+With ΔH/R = 10,000 K, exp(-ΔH/(R·T)) stays a normal double down to T = 14.3 K (-259 °C);
+readings span -100..+150 °C (device/reading.py), where the terms lie between 8e-26 and 5e-11,
+and a double keeps 53 bits of relative precision at any exponent, so sums over a year of
+readings lose nothing. Inputs whose term would underflow (only absurdly cold ones, or a huge
+ΔH/R) are rejected rather than silently dropped. What a rolling sum can lose is precision to
+repeated subtraction; RollingMKT bounds that by rebuilding its sum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import NamedTuple
+
+DELTA_H_OVER_R_K = 10_000.0  # 83_144 J/mol / 8.3144 J/(mol·K)
+KELVIN_OFFSET = 273.15
+# exp(-x) is a normal double (full precision) for x up to 708.4; keep a margin.
+EXPONENT_MAX = 700.0
+
+
+def _term(celsius: float, delta_h_over_r_k: float) -> float:
+    """Return exp(-ΔH/(R·T)) for `celsius`; raises ValueError unless it is a normal double."""
+    coldest = delta_h_over_r_k / EXPONENT_MAX - KELVIN_OFFSET
+    if not (math.isfinite(celsius) and celsius >= coldest):
+        raise ValueError(f"celsius: got {celsius}, want a finite value >= {coldest:.6g}")
+    return math.exp(-delta_h_over_r_k / (celsius + KELVIN_OFFSET))
+
+
+def _from_mean_term(mean_term: float, delta_h_over_r_k: float) -> float:
+    """Invert the Arrhenius term: the temperature in °C whose term is `mean_term`."""
+    return delta_h_over_r_k / -math.log(mean_term) - KELVIN_OFFSET
+
+
+def _check_activation(delta_h_over_r_k: float) -> None:
+    if not (math.isfinite(delta_h_over_r_k) and delta_h_over_r_k > 0):
+        raise ValueError(f"delta_h_over_r_k: got {delta_h_over_r_k}, want > 0 kelvin")
+
+
+def weighted_mkt(
+    pairs: Sequence[tuple[float, float]], *, delta_h_over_r_k: float = DELTA_H_OVER_R_K
+) -> float:
+    """Return the MKT in °C of (weight, celsius) pairs.
+
+    Requires at least one pair, finite weights >= 0 with a positive sum, and every celsius
+    finite with ΔH/(R·T) <= EXPONENT_MAX (above -258.8 °C by default). Raises ValueError
+    otherwise.
+    """
+    _check_activation(delta_h_over_r_k)
+    if not pairs:
+        raise ValueError("pairs: got 0, want at least 1")
+    for weight, _ in pairs:
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"weight: got {weight}, want a finite value >= 0")
+    total = math.fsum(w for w, _ in pairs)
+    if total <= 0:
+        raise ValueError(f"sum of weights: got {total}, want > 0")
+    terms = math.fsum(w * _term(c, delta_h_over_r_k) for w, c in pairs)
+    return _from_mean_term(terms / total, delta_h_over_r_k)
+
+
+def sample_weights(times: Sequence[float]) -> list[float]:
+    """Return the duration each sample taken at `times` stands for.
+
+    A sample stands for half the gap to each neighbour; the first and last, which have one
+    neighbour, for that whole gap, so evenly spaced samples weigh the same. One sample weighs 1.
+    Requires at least one time, all finite and strictly increasing; raises ValueError otherwise.
+    """
+    if not times:
+        raise ValueError("times: got 0, want at least 1")
+    for i, t in enumerate(times):
+        if not math.isfinite(t):
+            raise ValueError(f"time_s[{i}]: got {t}, want a finite value")
+        if i and t <= times[i - 1]:
+            raise ValueError(f"time_s[{i}]: got {t}, want > {times[i - 1]} (strictly increasing)")
+    if len(times) == 1:
+        return [1.0]
+    gaps = [b - a for a, b in pairwise(times)]
+    # Each gap is split between the two samples around it; the ends get their gap twice.
+    halves = [gaps[0], *gaps, gaps[-1]]
+    return [(halves[i] + halves[i + 1]) / 2 for i in range(len(times))]
+
+
+def mkt(
+    samples: Sequence[tuple[float, float]], *, delta_h_over_r_k: float = DELTA_H_OVER_R_K
+) -> float:
+    """Return the time-weighted MKT in °C of (time_s, celsius) samples (see sample_weights).
+
+    Requires at least one sample, times strictly increasing, celsius as for weighted_mkt.
+    Raises ValueError otherwise.
+    """
+    weights = sample_weights([t for t, _ in samples])
+    return weighted_mkt(
+        [(w, c) for w, (_, c) in zip(weights, samples, strict=True)],
+        delta_h_over_r_k=delta_h_over_r_k,
+    )
+
+
+class _Sample(NamedTuple):
+    time_s: float
+    celsius: float
+    term: float  # exp(-ΔH/(R·T)), kept so that evicting the sample costs no exp()
+
+
+class RollingMKT:
+    """The time-weighted MKT of the samples in the last `window_s` seconds before the newest.
+
+    Equal to mkt(self.samples()) up to rounding, in O(1) amortized time per add(): it keeps
+    Σ gap·(termₗ + termᵣ)/2 over the gaps between its samples and adds the two end corrections
+    of sample_weights when asked for value().
+    """
+
+    def __init__(self, window_s: float, *, delta_h_over_r_k: float = DELTA_H_OVER_R_K) -> None:
+        """Requires window_s finite and > 0; raises ValueError otherwise."""
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise ValueError(f"window_s: got {window_s}, want a finite value > 0")
+        _check_activation(delta_h_over_r_k)
+        self.window_s = window_s
+        self.delta_h_over_r_k = delta_h_over_r_k
+        self._samples: deque[_Sample] = deque()
+        self._gap_sum = 0.0
+        self._evicted = 0  # evictions since the sum was last rebuilt
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def add(self, time_s: float, celsius: float) -> None:
+        """Add a sample and drop those older than time_s - window_s.
+
+        Requires time_s finite and later than the previous sample's, and celsius as for
+        weighted_mkt. Raises ValueError otherwise, leaving the window unchanged.
+        """
+        if not math.isfinite(time_s):
+            raise ValueError(f"time_s: got {time_s}, want a finite value")
+        if self._samples and time_s <= self._samples[-1].time_s:
+            last = self._samples[-1].time_s
+            raise ValueError(f"time_s: got {time_s}, want > {last} (the previous sample)")
+        new = _Sample(time_s, celsius, _term(celsius, self.delta_h_over_r_k))
+        if self._samples:
+            self._gap_sum += _trapezoid(self._samples[-1], new)
+        self._samples.append(new)
+        # The newest sample is never older than the window, so the deque never empties here.
+        while self._samples[0].time_s < time_s - self.window_s:
+            old = self._samples.popleft()
+            self._gap_sum -= _trapezoid(old, self._samples[0])
+            self._evicted += 1
+        if self._evicted > len(self._samples):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Recompute the gap sum afresh with fsum, dropping the rounding that each subtraction
+        leaves behind. Done after as many evictions as there are samples, so it costs O(1)
+        amortized per add and the drift stays bounded however long the gateway runs."""
+        s = self._samples
+        self._gap_sum = math.fsum(_trapezoid(s[i], s[i + 1]) for i in range(len(s) - 1))
+        self._evicted = 0
+
+    def value(self) -> float | None:
+        """Return the MKT in °C of the samples in the window, or None before the first add()."""
+        s = self._samples
+        if not s:
+            return None
+        if len(s) == 1:
+            return _from_mean_term(s[0].term, self.delta_h_over_r_k)
+        first_gap = s[1].time_s - s[0].time_s
+        last_gap = s[-1].time_s - s[-2].time_s
+        # End corrections: the first and last samples stand for a whole gap, not half of it.
+        terms = self._gap_sum + (first_gap * s[0].term + last_gap * s[-1].term) / 2
+        total = s[-1].time_s - s[0].time_s + (first_gap + last_gap) / 2
+        return _from_mean_term(terms / total, self.delta_h_over_r_k)
+
+    def samples(self) -> list[tuple[float, float]]:
+        """Return the (time_s, celsius) samples in the window, oldest first."""
+        return [(x.time_s, x.celsius) for x in self._samples]
+
+
+def _trapezoid(left: _Sample, right: _Sample) -> float:
+    return (right.time_s - left.time_s) * (left.term + right.term) / 2

@@ -1,0 +1,91 @@
+"""The `pharmasync` command as a user runs it: exit codes and what it prints."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud.cli import main
+from tests.conftest import GOLDEN
+
+READINGS = json.loads((GOLDEN / "reading-v1.json").read_text())
+BATCHES = json.loads((GOLDEN / "batch-v1.json").read_text())
+
+
+def test_inspect_prints_a_valid_reading(capsys: pytest.CaptureFixture[str]) -> None:
+    case = READINGS["valid"][1]  # the -80 C freezer box, battery low
+    assert main(["device", "inspect", case["wire"], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["device_key"] == case["key"]
+    assert shown["temperature_c"] == -80.0
+    assert shown["flags"] == ["battery_low"]
+    assert shown["signature_valid"] is True
+
+
+def test_inspect_names_the_bad_field_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    bad = next(c for c in READINGS["invalid"] if c["field"] == "version")
+    assert main(["device", "inspect", bad["wire"]]) == 1
+    assert "version: got 2, want 1" in capsys.readouterr().err
+
+
+def test_inspect_fails_on_a_forged_reading(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["device", "inspect", READINGS["forged"][0]["wire"], "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["signature_valid"] is False
+
+
+def test_inspect_rejects_non_hex_as_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["device", "inspect", "zz"])
+    assert exit_.value.code == 2
+    assert "not hex" in capsys.readouterr().err
+
+
+def test_inspect_batch_reads_hex_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    header = BATCHES["headers"][1]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(header["wire"] + "\n"))
+    assert main(["gateway", "inspect-batch", "-", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["header_hash"] == header["header_hash"]
+    assert shown["prev_hash"] == BATCHES["headers"][0]["header_hash"]
+    assert shown["signature_valid"] is True
+
+
+def test_keygen_writes_a_private_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "box.key"
+    assert main(["device", "keygen", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    secret = bytes.fromhex(out.read_text())
+    from device import schnorr
+
+    assert schnorr.pubkey(secret).hex() in capsys.readouterr().out
+    assert main(["device", "keygen", str(out)]) == 2  # never overwrites a key
+    assert bytes.fromhex(out.read_text()) == secret
+
+
+def test_demo_runs_end_to_end_as_an_installed_command() -> None:
+    exe = Path(sys.executable).parent / "pharmasync"
+    if not exe.exists():
+        pytest.skip(f"console script not installed beside {sys.executable}")
+    proc = subprocess.run(
+        [str(exe), "demo", "--hours", "2", "--batch-size", "100"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "verified every reading's signature" in proc.stdout
+    assert "0 bad" in proc.stdout
+    assert "sealed 4 batches" in proc.stdout  # 3 boxes x 120 readings / 100 per batch
+    assert "batch chain unbroken         : True" in proc.stdout

@@ -1,0 +1,58 @@
+"""The BLE control codec the box and the gateway share.
+
+The GATT server itself (device/ble.py serve()) needs aioble and a Bluetooth controller,
+neither of which exists on this machine: it stays untested here. What is tested is every
+byte a gateway can write and how the box answers it.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from device import ack, ble, reading
+from device.backlog import Backlog
+
+
+def test_commands_round_trip() -> None:
+    assert ble.decode_command(ble.encode_replay(42)) == (ble.OP_REPLAY, 42)
+    plain = ack.encode(7)
+    assert ble.decode_command(ble.encode_ack(plain)) == (ble.OP_ACK, plain)
+    signed = ack.encode(7, bytes(32), bytes(31) + b"\x01")
+    assert ble.decode_command(ble.encode_ack(signed)) == (ble.OP_ACK, signed)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "command: empty write"),
+        (b"\x03\x00", "opcode: got 0x03"),
+        (b"\x01\x00\x00", "ack: got 2 bytes, want 4 or 68"),
+        (b"\x02\x00\x00\x00", "replay: got 4 bytes, want 5"),
+        (b"\x02" + bytes(5), "replay: got 6 bytes, want 5"),
+    ],
+)
+def test_malformed_commands_are_rejected_with_the_reason(data: bytes, message: str) -> None:
+    with pytest.raises(ble.CommandError, match=message):
+        ble.decode_command(data)
+
+
+def test_replay_selects_pending_readings_from_a_seq(tmp_path: Path) -> None:
+    backlog = Backlog(str(tmp_path / "b"), slots=16)
+    secret = bytes(31) + b"\x03"
+    for seq in (5, 6, 9, 10):
+        backlog.append(reading.sign(secret, seq, 1793620800, 400, 5000, aux=bytes(32)))
+    box = SimpleNamespace(backlog=backlog)
+    assert [backlog.seq_at(i) for i in ble.pending_from(box, 7)] == [9, 10]
+    assert ble.pending_from(box, 11) == []
+
+
+def test_uuids_are_distinct_and_in_the_service_base() -> None:
+    uuids = {ble.SERVICE_UUID, ble.READING_UUID, ble.CONTROL_UUID, ble.STATUS_UUID}
+    assert len(uuids) == 4
+    assert all(u.endswith("-6a4b-4c5e-9a61-7068726d7331") for u in uuids)
+    assert ble.MTU >= reading.SIZE + 3  # a whole reading fits one notification
+    assert struct.calcsize(">BI") == 5
