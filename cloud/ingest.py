@@ -1,0 +1,107 @@
+"""Zero-trust checks on an uploaded batch (docs/protocol.md, "Gateway -> cloud").
+
+The cloud trusts no gateway: it re-checks everything a gateway claims, and refuses the
+whole batch, storing nothing, at the first failure. In order:
+
+    length / version / ...    the header does not decode (the field named)
+    unregistered gateway      the header's key is not a registered gateway
+    header signature          the gateway's BIP-340 signature does not verify
+    conflict                  another header is stored for this (gateway, seq)   (409)
+    chain                     not the successor of the gateway's last batch      (409)
+    readings                  the body is not a whole number of 110-byte readings
+    count / time span / merkle root   the readings are not what the header commits to
+    <field>                   a reading does not decode (the field named)
+    unregistered box          a reading's box is not registered
+    reading signature         a reading's own BIP-340 signature does not verify
+
+An exact resend of a stored batch is not an error: it gets the original receipt.
+Pure and synchronous: the service runs it on a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from device import reading, schnorr
+from gateway import batch
+
+
+class IngestError(ValueError):
+    """A refused batch: `reason` names the check (the problem+json `reason`), `status` is
+    the HTTP status the API answers with."""
+
+    def __init__(self, reason: str, detail: str, status: int = 400) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A batch that passed every check: its header and decoded readings, in leaf order."""
+
+    header: batch.BatchHeader
+    header_bytes: bytes
+    readings: list[reading.Reading]
+    wires: list[bytes]
+
+
+@dataclass(frozen=True)
+class Known:
+    """What verification needs to know of the ledger's state."""
+
+    gateway_registered: Callable[[bytes], bool]
+    device_registered: Callable[[bytes], bool]
+    stored_header: Callable[[bytes, int], bytes | None]  # (gateway, seq) -> header bytes
+    last_header: Callable[[bytes], bytes | None]  # gateway -> its newest stored header
+
+
+def check_batch(body: bytes, known: Known) -> Verified | bytes:
+    """Verify an uploaded batch. Return Verified, or the stored header bytes when this is an
+    exact resend (the caller answers with the original receipt). Raises IngestError."""
+    head = bytes(body[: batch.SIZE])
+    try:
+        header = batch.decode(head)
+    except batch.BatchError as e:
+        raise IngestError(e.field, str(e)) from None
+    if not known.gateway_registered(header.gateway_key):
+        raise IngestError("unregistered gateway", f"gateway {header.gateway_key.hex()}")
+    if not header.verify_signature():
+        raise IngestError("header signature", f"batch {header.seq} is not signed by its gateway")
+    stored = known.stored_header(header.gateway_key, header.seq)
+    if stored is not None:
+        if stored == head:
+            return stored
+        raise IngestError("conflict", f"another batch {header.seq} is stored for this gateway", 409)
+    last = known.last_header(header.gateway_key)
+    want_seq, want_prev = (
+        (0, batch.GENESIS_PREV)
+        if last is None
+        else (
+            batch.decode(last).seq + 1,
+            batch.header_hash(last),
+        )
+    )
+    if header.seq != want_seq or header.prev_hash != want_prev:
+        raise IngestError(
+            "chain", f"got batch {header.seq}, want batch {want_seq} chained to the last one", 409
+        )
+    rest = body[batch.SIZE :]
+    if len(rest) % reading.SIZE:
+        raise IngestError("readings", f"got {len(rest)} bytes, want a multiple of {reading.SIZE}")
+    wires = [bytes(rest[i : i + reading.SIZE]) for i in range(0, len(rest), reading.SIZE)]
+    try:
+        batch.check_contents(header, wires)
+        decoded = [reading.decode(w) for w in wires]
+    except batch.BatchError as e:
+        raise IngestError(e.field, str(e)) from None
+    except reading.ReadingError as e:
+        raise IngestError(e.field, str(e)) from None
+    for i, (w, r) in enumerate(zip(wires, decoded, strict=True)):
+        if not known.device_registered(r.key):
+            raise IngestError("unregistered box", f"reading {i}: box {r.key.hex()}")
+        if not schnorr.verify(r.key, reading.message(w), r.signature):
+            raise IngestError("reading signature", f"reading {i} (seq {r.seq}) does not verify")
+    return Verified(header, head, decoded, wires)

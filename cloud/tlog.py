@@ -1,0 +1,97 @@
+"""The ledger's append-only log: an RFC 6962 tree over log entries whose complete subtrees
+are stored as they complete, so appending costs O(log n) hashing per entry and proofs for
+any size are read from stored nodes (gateway.merkle.StoredTree), never rebuilt.
+
+A log entry is a kind byte and its payload:
+
+    0x01  batch header   the gateway's signed 181-byte batch header (gateway/batch.py)
+
+(contract transactions and registry changes get kinds of their own when they arrive).
+The leaf of an entry is RFC 6962's SHA-256(0x00 || entry bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from gateway import batch
+from gateway.merkle import StoredTree
+from gateway.rfc6962 import leaf_hash, node_hash
+
+ENTRY_BATCH = 0x01
+KINDS = {ENTRY_BATCH: "batch"}
+NodeKey = tuple[int, int]  # (level, index): leaves [index * 2**level, (index + 1) * 2**level)
+
+
+class EntryError(ValueError):
+    """Bytes that are not a log entry; str() says why."""
+
+
+def batch_entry(header: bytes) -> bytes:
+    """Return the log entry carrying a signed batch header. Raises BatchError if malformed."""
+    batch.decode(header)
+    return bytes([ENTRY_BATCH]) + header
+
+
+def parse_entry(data: bytes) -> tuple[str, bytes]:
+    """Return (kind name, payload) of a log entry. Raises EntryError for an unknown kind."""
+    if not data or data[0] not in KINDS:
+        raise EntryError(
+            f"entry kind: got {data[:1].hex() or 'nothing'}, want one of {list(KINDS)}"
+        )
+    return KINDS[data[0]], bytes(data[1:])
+
+
+def new_nodes(
+    size: int, leaf_hashes: Iterable[bytes], stored: Callable[[int, int], bytes]
+) -> dict[NodeKey, bytes]:
+    """Return every complete-subtree node created by appending `leaf_hashes` to a log of
+    `size` entries; `stored(level, index)` reads nodes that already exist.
+
+    Appending leaf i completes the subtrees whose last leaf it is: one per trailing 1 bit
+    of i, each the hash of its stored left sibling and the subtree just completed.
+    """
+    created: dict[NodeKey, bytes] = {}
+    for i, h in enumerate(leaf_hashes, start=size):
+        level, index = 0, i
+        created[(0, i)] = h
+        while index & 1:
+            left_key = (level, index - 1)
+            left = created[left_key] if left_key in created else stored(*left_key)
+            h = node_hash(left, h)
+            level, index = level + 1, index >> 1
+            created[(level, index)] = h
+    return created
+
+
+class LogStore(Protocol):
+    """What the log needs from storage (SQLite or PostgreSQL)."""
+
+    def log_size(self) -> int: ...
+
+    def node(self, level: int, index: int) -> bytes: ...
+
+    def entry(self, index: int) -> bytes: ...
+
+
+class LogTree(StoredTree):
+    """The log as of `size` entries, its nodes read from a LogStore."""
+
+    __slots__ = ("_size", "_store")
+
+    def __init__(self, store: LogStore, size: int | None = None) -> None:
+        self._store = store
+        self._size = store.log_size() if size is None else size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _stored(self, level: int, index: int) -> bytes:
+        return self._store.node(level, index)
+
+
+def entry_leaf(entry: bytes) -> bytes:
+    """The RFC 6962 leaf hash of a log entry."""
+    return leaf_hash(entry)
