@@ -75,19 +75,9 @@ def check_batch(body: bytes, known: Known) -> Verified | bytes:
         if stored == head:
             return stored
         raise IngestError("conflict", f"another batch {header.seq} is stored for this gateway", 409)
-    last = known.last_header(header.gateway_key)
-    want_seq, want_prev = (
-        (0, batch.GENESIS_PREV)
-        if last is None
-        else (
-            batch.decode(last).seq + 1,
-            batch.header_hash(last),
-        )
-    )
-    if header.seq != want_seq or header.prev_hash != want_prev:
-        raise IngestError(
-            "chain", f"got batch {header.seq}, want batch {want_seq} chained to the last one", 409
-        )
+    broken = chain_break(header, known.last_header(header.gateway_key))
+    if broken:
+        raise IngestError("chain", broken, 409)
     rest = body[batch.SIZE :]
     if len(rest) % reading.SIZE:
         raise IngestError("readings", f"got {len(rest)} bytes, want a multiple of {reading.SIZE}")
@@ -105,3 +95,15 @@ def check_batch(body: bytes, known: Known) -> Verified | bytes:
         if not schnorr.verify(r.key, reading.message(w), r.signature):
             raise IngestError("reading signature", f"reading {i} (seq {r.seq}) does not verify")
     return Verified(header, head, decoded, wires)
+
+
+def chain_break(header: batch.BatchHeader, last: bytes | None) -> str | None:
+    """Return why `header` does not follow `last`, its gateway's newest stored header (None:
+    it has none, so `header` must be the genesis batch), or None if it does."""
+    if last is None:
+        want_seq, want_prev = 0, batch.GENESIS_PREV
+    else:
+        want_seq, want_prev = batch.decode(last).seq + 1, batch.header_hash(last)
+    if header.seq != want_seq or header.prev_hash != want_prev:
+        return f"got batch {header.seq}, want batch {want_seq} chained to the last one"
+    return None

@@ -1,18 +1,27 @@
-"""The ledger's SQLite storage (WAL): the embedded default. The log's entries and stored
-tree nodes live here; appending is one transaction under BEGIN IMMEDIATE, which makes
-whoever holds the write lock the log's single sequencer (DESIGN.md, "When one machine is
-not enough"). Synchronous: the service runs it on a worker thread.
+"""The ledger's SQLite storage (WAL, synchronous=FULL): the embedded default.
+
+`SqliteDb` is the synchronous engine (one connection; the tests of the log use it
+directly); `SqliteStore` is the async `cloud.store.Store` the service uses, running every
+call on one worker thread of its own so the event loop never waits on the disk. Appending
+is one transaction under BEGIN IMMEDIATE (cloud/store.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from cloud import tlog
-from cloud.ingest import Verified
+from cloud.ingest import Verified, chain_break
+from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
+from cloud.tlog import NodeKey
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_entries (
@@ -33,6 +42,13 @@ CREATE TABLE IF NOT EXISTS devices (
     label         TEXT NOT NULL,
     registered_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS attachments (
+    device  INTEGER NOT NULL,            -- devices.id
+    subject TEXT NOT NULL,               -- a lot, shipment or zone
+    start   INTEGER NOT NULL,            -- Unix seconds
+    "end"   INTEGER                      -- NULL: open
+);
+CREATE INDEX IF NOT EXISTS attachments_device ON attachments (device, start);
 CREATE TABLE IF NOT EXISTS batches (
     gateway     BLOB NOT NULL,
     seq         INTEGER NOT NULL,
@@ -61,12 +77,8 @@ CREATE TABLE IF NOT EXISTS log_nodes (
 """
 
 
-class NotFound(LookupError):
-    """No such entry or node; str() names it."""
-
-
-class SqliteStore:
-    """Log storage in one SQLite file (see the module docstring)."""
+class SqliteDb:
+    """The synchronous engine: the ledger in one SQLite file (module docstring)."""
 
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -77,8 +89,11 @@ class SqliteStore:
     def close(self) -> None:
         self.db.close()
 
+    # -- the log ------------------------------------------------------------------------
+
     def log_size(self) -> int:
-        return self.db.execute("SELECT count(*) FROM log_entries").fetchone()[0]
+        row = self.db.execute("SELECT max(idx) FROM log_entries").fetchone()
+        return 0 if row[0] is None else row[0] + 1
 
     def node(self, level: int, index: int) -> bytes:
         row = self.db.execute(
@@ -88,22 +103,28 @@ class SqliteStore:
             raise NotFound(f"log node (level {level}, index {index})")
         return row[0]
 
+    def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
+        return {key: self.node(*key) for key in keys}
+
     def entry(self, index: int) -> bytes:
         row = self.db.execute("SELECT entry FROM log_entries WHERE idx = ?", (index,)).fetchone()
         if row is None:
             raise NotFound(f"log entry {index}")
         return row[0]
 
+    def entries(self, start: int, end: int) -> list[bytes]:
+        rows = self.db.execute(
+            "SELECT entry FROM log_entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        return [e for (e,) in rows]
+
     def find_entry(self, leaf_hash: bytes) -> int | None:
-        """Return the index of the entry with this leaf hash, if any."""
         row = self.db.execute(
             "SELECT min(idx) FROM log_entries WHERE leaf_hash = ?", (leaf_hash,)
         ).fetchone()
         return row[0]
 
     def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
-        """Append entries in order, with the tree nodes they complete, in one transaction.
-        Return (index of the first, new log size)."""
         with self._write():
             return self._append(entries)
 
@@ -124,22 +145,69 @@ class SqliteStore:
     def _write(self) -> _Write:
         return _Write(self.db)
 
-    # -- registry --------------------------------------------------------------------
+    # -- the registry ---------------------------------------------------------------------
 
-    def register_gateway(self, key: bytes, site: str) -> None:
+    def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
         with self._write():
+            if entry is not None:
+                self._append([entry])
             self.db.execute(
-                "INSERT OR REPLACE INTO gateways (key, site, registered_at) VALUES (?, ?, ?)",
+                "INSERT INTO gateways (key, site, registered_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET site = excluded.site",
                 (key, site, time.time()),
             )
 
-    def register_device(self, key: bytes, site: str, label: str = "") -> None:
+    def register_device(
+        self, key: bytes, site: str, label: str = "", entry: bytes | None = None
+    ) -> None:
         with self._write():
+            if entry is not None:
+                self._append([entry])
             self.db.execute(
                 "INSERT INTO devices (key, site, label, registered_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET site = excluded.site, label = excluded.label",
                 (key, site, label, time.time()),
             )
+
+    def attach(
+        self, device: bytes, subject: str, start: int, end: int | None, entry: bytes | None = None
+    ) -> None:
+        with self._write():
+            row = self.db.execute("SELECT id FROM devices WHERE key = ?", (device,)).fetchone()
+            if row is None:
+                raise NotFound(f"box {device.hex()} is not registered")
+            if entry is not None:
+                self._append([entry])
+            self.db.execute(
+                'INSERT INTO attachments (device, subject, start, "end") VALUES (?, ?, ?, ?)',
+                (row[0], subject, start, end),
+            )
+
+    def attachments(self, device: bytes) -> list[dict[str, object]]:
+        rows = self.db.execute(
+            'SELECT a.subject, a.start, a."end" FROM attachments a JOIN devices d '
+            "ON d.id = a.device WHERE d.key = ? ORDER BY a.start, a.rowid",
+            (device,),
+        )
+        return [{"subject": s, "start": a, "end": b} for s, a, b in rows]
+
+    def gateways(self) -> list[dict[str, object]]:
+        rows = self.db.execute(
+            "SELECT g.key, g.site, coalesce(max(b.seq), -1) FROM gateways g "
+            "LEFT JOIN batches b ON b.gateway = g.key GROUP BY g.key ORDER BY g.registered_at"
+        )
+        return [{"key": k.hex(), "site": site, "last_seq": last} for k, site, last in rows]
+
+    def devices(self) -> list[dict[str, object]]:
+        rows = self.db.execute(
+            "SELECT d.key, d.site, d.label, "
+            "coalesce((SELECT max(seq) FROM readings r WHERE r.device = d.id), -1) "
+            "FROM devices d ORDER BY d.id"
+        )
+        return [
+            {"key": k.hex(), "site": site, "label": label, "last_seq": last}
+            for k, site, label, last in rows
+        ]
 
     def gateway_registered(self, key: bytes) -> bool:
         return (
@@ -149,18 +217,24 @@ class SqliteStore:
     def device_registered(self, key: bytes) -> bool:
         return self.db.execute("SELECT 1 FROM devices WHERE key = ?", (key,)).fetchone() is not None
 
-    def devices(self) -> list[dict[str, object]]:
-        """Registered boxes with the highest seq stored for each (-1 when none)."""
-        rows = self.db.execute(
-            "SELECT d.key, d.site, d.label, coalesce(max(r.seq), -1) FROM devices d "
-            "LEFT JOIN readings r ON r.device = d.id GROUP BY d.id ORDER BY d.id"
-        )
-        return [
-            {"key": k.hex(), "site": site, "label": label, "last_seq": last}
-            for k, site, label, last in rows
-        ]
+    # -- batches and readings ------------------------------------------------------------
 
-    # -- batches and readings --------------------------------------------------------
+    def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
+        keys = list(set(devices))
+        registered: set[bytes] = set()
+        for i in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+            part = keys[i : i + 500]
+            marks = ",".join("?" * len(part))
+            registered.update(
+                k
+                for (k,) in self.db.execute(f"SELECT key FROM devices WHERE key IN ({marks})", part)
+            )
+        return KnownState(
+            self.gateway_registered(gateway),
+            self.stored_header(gateway, seq),
+            self.last_header(gateway),
+            frozenset(registered),
+        )
 
     def stored_header(self, gateway: bytes, seq: int) -> bytes | None:
         row = self.db.execute(
@@ -181,10 +255,18 @@ class SqliteStore:
         return row[0] if row else None
 
     def store_batch(self, verified: Verified) -> int:
-        """Append the batch's header to the log and store the batch and its readings, all
-        in one transaction. Return the header's log index."""
         header = verified.header
         with self._write():
+            stored = self.stored_header(header.gateway_key, header.seq)
+            if stored is not None:
+                if stored != verified.header_bytes:
+                    raise StoreConflict("conflict", f"another batch {header.seq} is stored")
+                index = self.batch_log_index(header.gateway_key, header.seq)
+                assert index is not None
+                return index
+            broken = chain_break(header, self.last_header(header.gateway_key))
+            if broken:
+                raise StoreConflict("chain", broken)
             index, _ = self._append([tlog.batch_entry(verified.header_bytes)])
             self.db.execute(
                 "INSERT INTO batches (gateway, seq, header, log_index, received_at) "
@@ -206,23 +288,100 @@ class SqliteStore:
             )
         return index
 
-    def reading(self, device: bytes, seq: int) -> tuple[bytes, int, int] | None:
-        """Return (wire bytes, log index of its batch, leaf index in the batch)."""
+    def reading(self, device: bytes, seq: int) -> StoredReading | None:
         row = self.db.execute(
             "SELECT r.wire, r.log_index, r.leaf FROM readings r JOIN devices d ON d.id = r.device "
             "WHERE d.key = ? AND r.seq = ? ORDER BY r.log_index LIMIT 1",
             (device, seq),
         ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        return StoredReading(row[0], row[1], row[2]) if row else None
 
     def batch_readings(self, log_index: int) -> list[bytes]:
-        """The readings of the batch whose header is log entry `log_index`, in leaf order."""
         return [
             w
             for (w,) in self.db.execute(
                 "SELECT wire FROM readings WHERE log_index = ? ORDER BY leaf", (log_index,)
             )
         ]
+
+    def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
+        rows = self.db.execute(
+            "SELECT r.wire FROM readings r JOIN devices d ON d.id = r.device "
+            "WHERE d.key = ? AND r.time >= ? AND r.time < ? ORDER BY r.time, r.seq LIMIT ?",
+            (device, start, end, limit),
+        )
+        return [w for (w,) in rows]
+
+
+class SqliteStore:
+    """The async `cloud.store.Store` over SqliteDb: each call runs on the store's own
+    worker thread, one at a time, so SQLite sees a single writer and the loop never blocks."""
+
+    def __init__(self, path: Path) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
+        self.db = SqliteDb(path)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def close(self) -> None:
+        await self._run(self.db.close)
+        self._pool.shutdown()
+
+    async def log_size(self) -> int:
+        return await self._run(self.db.log_size)
+
+    async def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
+        return await self._run(self.db.nodes, keys)
+
+    async def entries(self, start: int, end: int) -> list[bytes]:
+        return await self._run(self.db.entries, start, end)
+
+    async def find_entry(self, leaf_hash: bytes) -> int | None:
+        return await self._run(self.db.find_entry, leaf_hash)
+
+    async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
+        return await self._run(self.db.append, entries)
+
+    async def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
+        await self._run(self.db.register_gateway, key, site, entry)
+
+    async def register_device(
+        self, key: bytes, site: str, label: str = "", entry: bytes | None = None
+    ) -> None:
+        await self._run(self.db.register_device, key, site, label, entry)
+
+    async def attach(
+        self, device: bytes, subject: str, start: int, end: int | None, entry: bytes | None = None
+    ) -> None:
+        await self._run(self.db.attach, device, subject, start, end, entry)
+
+    async def attachments(self, device: bytes) -> list[dict[str, object]]:
+        return await self._run(self.db.attachments, device)
+
+    async def gateways(self) -> list[dict[str, object]]:
+        return await self._run(self.db.gateways)
+
+    async def devices(self) -> list[dict[str, object]]:
+        return await self._run(self.db.devices)
+
+    async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
+        return await self._run(self.db.known, gateway, seq, devices)
+
+    async def store_batch(self, verified: Verified) -> int:
+        return await self._run(self.db.store_batch, verified)
+
+    async def batch_log_index(self, gateway: bytes, seq: int) -> int | None:
+        return await self._run(self.db.batch_log_index, gateway, seq)
+
+    async def reading(self, device: bytes, seq: int) -> StoredReading | None:
+        return await self._run(self.db.reading, device, seq)
+
+    async def batch_readings(self, log_index: int) -> list[bytes]:
+        return await self._run(self.db.batch_readings, log_index)
+
+    async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
+        return await self._run(self.db.history, device, start, end, limit)
 
 
 class _Write:

@@ -12,8 +12,8 @@ The leaf of an entry is RFC 6962's SHA-256(0x00 || entry bytes).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterable
+from typing import Protocol, TypeVar
 
 from gateway import batch
 from gateway.merkle import StoredTree
@@ -21,6 +21,7 @@ from gateway.rfc6962 import leaf_hash, node_hash
 
 ENTRY_BATCH = 0x01
 KINDS = {ENTRY_BATCH: "batch"}
+T = TypeVar("T")
 NodeKey = tuple[int, int]  # (level, index): leaves [index * 2**level, (index + 1) * 2**level)
 
 
@@ -65,31 +66,58 @@ def new_nodes(
     return created
 
 
-class LogStore(Protocol):
-    """What the log needs from storage (SQLite or PostgreSQL)."""
+class NodeSource(Protocol):
+    """Reads stored nodes in one round trip (cloud.store.Store provides it)."""
 
-    def log_size(self) -> int: ...
-
-    def node(self, level: int, index: int) -> bytes: ...
-
-    def entry(self, index: int) -> bytes: ...
+    async def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]: ...
 
 
-class LogTree(StoredTree):
-    """The log as of `size` entries, its nodes read from a LogStore."""
+class _Nodes(StoredTree):
+    """A tree of `size` leaves over a dict of nodes; with record=True it returns a
+    placeholder for every node and notes its key instead (a dry run)."""
 
-    __slots__ = ("_size", "_store")
+    __slots__ = ("_size", "known", "record", "wanted")
 
-    def __init__(self, store: LogStore, size: int | None = None) -> None:
-        self._store = store
-        self._size = store.log_size() if size is None else size
+    def __init__(self, size: int, known: dict[NodeKey, bytes] | None = None) -> None:
+        self._size = size
+        self.known = known or {}
+        self.record = known is None
+        self.wanted: set[NodeKey] = set()
 
     @property
     def size(self) -> int:
         return self._size
 
     def _stored(self, level: int, index: int) -> bytes:
-        return self._store.node(level, index)
+        if self.record:
+            self.wanted.add((level, index))
+            return bytes(32)
+        return self.known[(level, index)]
+
+
+async def _compute(source: NodeSource, size: int, fn: Callable[[StoredTree], T]) -> T:
+    # Which nodes a root or proof reads depends only on sizes and indices, never on hashes:
+    # a dry run lists them, one query fetches them, and the real run uses them.
+    dry = _Nodes(size)
+    fn(dry)
+    return fn(_Nodes(size, await source.nodes(dry.wanted)))
+
+
+async def root(source: NodeSource, size: int) -> bytes:
+    """Return the root of the log's first `size` entries."""
+    return await _compute(source, size, lambda t: t.root())
+
+
+async def inclusion_proof(source: NodeSource, index: int, size: int) -> list[bytes]:
+    """Return the RFC 6962 inclusion proof of entry `index` in the log of `size` entries.
+    Requires 0 <= index < size <= stored size; raises TreeRangeError or NotFound."""
+    return await _compute(source, size, lambda t: t.inclusion_proof(index))
+
+
+async def consistency_proof(source: NodeSource, old_size: int, new_size: int) -> list[bytes]:
+    """Return the RFC 6962 consistency proof from `old_size` to `new_size` entries.
+    Requires 0 <= old_size <= new_size <= stored size; raises TreeRangeError or NotFound."""
+    return await _compute(source, new_size, lambda t: t.consistency_proof(old_size))
 
 
 def entry_leaf(entry: bytes) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 
 from cloud import tlog
 from cloud.ingest import IngestError, Known, Verified, check_batch
-from cloud.store_sqlite import SqliteStore
+from cloud.store_sqlite import SqliteDb
 from device import reading, schnorr
 from gateway import batch, merkle
 
@@ -29,24 +29,24 @@ def body(header: batch.BatchHeader, wires: list[bytes]) -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "ledger.sqlite")
+def store(tmp_path: Path) -> SqliteDb:
+    s = SqliteDb(tmp_path / "ledger.sqlite")
     s.register_gateway(schnorr.pubkey(GW), "w1")
     s.register_device(schnorr.pubkey(BOX), "w1", "fridge")
     return s
 
 
-def known(s: SqliteStore) -> Known:
+def known(s: SqliteDb) -> Known:
     return Known(s.gateway_registered, s.device_registered, s.stored_header, s.last_header)
 
 
-def accept(s: SqliteStore, data: bytes) -> int:
+def accept(s: SqliteDb, data: bytes) -> int:
     result = check_batch(data, known(s))
     assert isinstance(result, Verified)
     return s.store_batch(result)
 
 
-def test_accepts_a_chain_and_recognises_a_resend(store: SqliteStore) -> None:
+def test_accepts_a_chain_and_recognises_a_resend(store: SqliteDb) -> None:
     w0, w1 = readings(BOX, range(0, 5)), readings(BOX, range(5, 8))
     h0 = batch.seal(GW, 0, batch.GENESIS_PREV, w0)
     h1 = batch.seal(GW, 1, h0.hash(), w1)
@@ -66,7 +66,7 @@ def test_accepts_a_chain_and_recognises_a_resend(store: SqliteStore) -> None:
     ]
 
 
-def refusals(store: SqliteStore) -> dict[str, tuple[bytes, int]]:
+def refusals(store: SqliteDb) -> dict[str, tuple[bytes, int]]:
     w = readings(BOX, range(0, 4))
     good = batch.seal(GW, 0, batch.GENESIS_PREV, w)
     forged_sig = bytearray(body(good, w))
@@ -103,7 +103,7 @@ def refusals(store: SqliteStore) -> dict[str, tuple[bytes, int]]:
         "unregistered box",
     ],
 )
-def test_each_refusal_has_its_reason_and_stores_nothing(store: SqliteStore, reason: str) -> None:
+def test_each_refusal_has_its_reason_and_stores_nothing(store: SqliteDb, reason: str) -> None:
     data, status = refusals(store)[reason]
     with pytest.raises(IngestError) as err:
         check_batch(data, known(store))
@@ -111,7 +111,7 @@ def test_each_refusal_has_its_reason_and_stores_nothing(store: SqliteStore, reas
     assert store.log_size() == 0 and store.devices()[0]["last_seq"] == -1
 
 
-def test_a_different_batch_under_a_stored_seq_is_a_conflict(store: SqliteStore) -> None:
+def test_a_different_batch_under_a_stored_seq_is_a_conflict(store: SqliteDb) -> None:
     w = readings(BOX, range(0, 3))
     accept(store, body(batch.seal(GW, 0, batch.GENESIS_PREV, w), w))
     other = readings(BOX, range(3, 5))

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud import tlog
-from cloud.store_sqlite import SqliteStore
+from cloud.store import NotFound, Store
+from cloud.store_sqlite import SqliteDb, SqliteStore
 from gateway import merkle
 from gateway.merkle_verify import RootMismatchError
 from tests.conftest import GOLDEN
@@ -43,40 +44,49 @@ def test_incremental_nodes_equal_those_of_a_tree_built_at_once(chunks: list[int]
     assert stored == expected
 
 
-def test_sqlite_log_proves_every_size_like_the_reference(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "ledger.sqlite")
+async def test_the_stored_log_proves_every_size_like_the_reference(store: Store) -> None:
     rng = random.Random(3)
     all_entries: list[bytes] = []
     while len(all_entries) < 300:
         batch = entries(min(rng.randint(1, 37), 300 - len(all_entries)), len(all_entries))
-        first, size = store.append(batch)
+        first, size = await store.append(batch)
         assert first == len(all_entries)
         all_entries += batch
         assert size == len(all_entries)
     reference = merkle.MerkleTree(all_entries)
-    log = tlog.LogTree(store)
-    assert log.size == 300 and log.root() == reference.root()
+    assert await store.log_size() == 300
+    assert await tlog.root(store, 300) == reference.root()
     for _ in range(300):
         size = rng.randint(1, 300)
         index = rng.randrange(size)
         old = rng.randint(0, size)
-        proof = log.inclusion_proof(index, size)
+        proof = await tlog.inclusion_proof(store, index, size)
         assert proof == reference.inclusion_proof(index, size)
         merkle.verify_inclusion(all_entries[index], index, size, proof, reference.root(size))
-        assert log.consistency_proof(old, size) == reference.consistency_proof(old, size)
-    assert store.find_entry(tlog.entry_leaf(all_entries[42])) == 42
-    assert store.entry(42) == all_entries[42]
-    store.close()
-    reopened = SqliteStore(tmp_path / "ledger.sqlite")  # a restart continues the same log
-    reopened.append(entries(5, 300))
-    assert tlog.LogTree(reopened).root() == merkle.MerkleTree(all_entries + entries(5, 300)).root()
-    reopened.close()
+        assert await tlog.consistency_proof(store, old, size) == reference.consistency_proof(
+            old, size
+        )
+    assert await store.find_entry(tlog.entry_leaf(all_entries[42])) == 42
+    assert await store.entries(41, 44) == all_entries[41:44]
+    assert await store.entries(298, 400) == all_entries[298:]
+    with pytest.raises(NotFound):  # nodes of a size the log does not have yet
+        await tlog.inclusion_proof(store, 0, 301)
+    with pytest.raises(merkle.TreeRangeError):
+        await tlog.inclusion_proof(store, 300, 300)
+
+
+async def test_a_restart_continues_the_same_log(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ledger.sqlite")
+    await store.append(entries(300))
+    await store.close()
+    reopened = SqliteStore(tmp_path / "ledger.sqlite")
+    await reopened.append(entries(5, 300))
+    assert await tlog.root(reopened, 305) == merkle.MerkleTree(entries(305)).root()
+    await reopened.close()
 
 
 def test_a_failed_append_leaves_nothing_behind(tmp_path: Path) -> None:
-    from cloud.store_sqlite import NotFound
-
-    store = SqliteStore(tmp_path / "ledger.sqlite")
+    store = SqliteDb(tmp_path / "ledger.sqlite")
     store.append(entries(7))
     # Appending entry 7 completes subtrees that need the stored node (0, 6): without it the
     # append must fail and roll back, not write a log whose nodes are wrong.
@@ -88,17 +98,17 @@ def test_a_failed_append_leaves_nothing_behind(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_tampered_node_fails_proof_verification(tmp_path: Path) -> None:
+async def test_a_tampered_node_fails_proof_verification(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "ledger.sqlite")
     data = entries(64)
-    store.append(data)
-    honest_root = tlog.LogTree(store).root()
+    await store.append(data)
+    honest_root = await tlog.root(store, 64)
     # (2, 1) covers leaves 4-7: the level-2 sibling on leaf 0's path
-    store.db.execute("UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1")
-    proof = tlog.LogTree(store).inclusion_proof(0, 64)
+    store.db.db.execute("UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1")
+    proof = await tlog.inclusion_proof(store, 0, 64)
     with pytest.raises(RootMismatchError):
         merkle.verify_inclusion(data[0], 0, 64, proof, honest_root)
-    store.close()
+    await store.close()
 
 
 def test_entries_carry_batch_headers_and_reject_unknown_kinds() -> None:

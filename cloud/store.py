@@ -1,0 +1,145 @@
+"""What the ledger needs from storage: one async interface, two engines.
+
+`cloud/store_sqlite.py` (SQLite in WAL mode, the embedded default) and
+`cloud/store_postgres.py` (PostgreSQL through asyncpg, for several workers) both provide
+`Store`; the service layer (`cloud/ledger.py`) sees nothing else, and the same test suite
+(`tests/cloud/test_store.py`) runs against both.
+
+Every write that grows the log is one transaction that holds the log's write lock (SQLite:
+BEGIN IMMEDIATE; PostgreSQL: an advisory transaction lock), which makes its holder the
+log's single sequencer (DESIGN.md, "When one machine is not enough"). A write re-checks,
+under that lock, what the caller verified without it (a batch still chains to its gateway's
+last one), so racing workers cannot fork a gateway's chain: the loser gets StoreConflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+from cloud.ingest import Verified
+from cloud.tlog import NodeKey
+
+
+class NotFound(LookupError):
+    """No such entry or node; str() names it."""
+
+
+class StoreConflict(Exception):
+    """A write lost a race: `reason` is "conflict" (another header is stored for this
+    (gateway, seq)) or "chain" (the batch no longer follows the gateway's last one)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class KnownState:
+    """What verifying one batch needs to know of the ledger, read in one go beforehand."""
+
+    gateway_registered: bool
+    stored_header: bytes | None  # the header stored for this (gateway, seq), if any
+    last_header: bytes | None  # the gateway's newest stored header, if any
+    registered_devices: frozenset[bytes]  # those of the asked keys that are registered
+
+
+class StoredReading(NamedTuple):
+    """A reading as stored: its exact bytes and where it sits in the log."""
+
+    wire: bytes  # the 110 signed bytes: the leaf of its batch's tree
+    log_index: int  # the log entry of its batch's header
+    leaf: int  # its position in the batch's tree
+
+
+class Store(Protocol):
+    """The ledger's storage. Methods raise NotFound for absent entries or nodes."""
+
+    async def close(self) -> None: ...
+
+    # -- the log ------------------------------------------------------------------------
+
+    async def log_size(self) -> int: ...
+
+    async def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
+        """Return the stored tree nodes asked for. Raises NotFound if one is missing."""
+        ...
+
+    async def entries(self, start: int, end: int) -> list[bytes]:
+        """Return log entries [start, end), fewer if the log is shorter."""
+        ...
+
+    async def find_entry(self, leaf_hash: bytes) -> int | None:
+        """Return the index of the first entry with this RFC 6962 leaf hash, if any."""
+        ...
+
+    async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
+        """Append entries with the tree nodes they complete, in one transaction; return
+        (index of the first, new log size)."""
+        ...
+
+    # -- the registry ---------------------------------------------------------------------
+
+    async def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
+        """Register (or move) a gateway; `entry`, if given, is appended to the log in the
+        same transaction (a signed registry change)."""
+        ...
+
+    async def register_device(
+        self, key: bytes, site: str, label: str = "", entry: bytes | None = None
+    ) -> None:
+        """Register (or relabel) a box; `entry` as for register_gateway."""
+        ...
+
+    async def attach(
+        self,
+        device: bytes,
+        subject: str,
+        start: int,
+        end: int | None,
+        entry: bytes | None = None,
+    ) -> None:
+        """Attach a registered box to a lot, shipment or zone for [start, end) (Unix seconds,
+        end None: open). Raises NotFound for an unregistered box."""
+        ...
+
+    async def attachments(self, device: bytes) -> list[dict[str, object]]:
+        """The box's attachments, oldest first: {"subject", "start", "end"}."""
+        ...
+
+    async def gateways(self) -> list[dict[str, object]]:
+        """Registered gateways: {"key" (hex), "site", "last_seq" (-1: none yet)}."""
+        ...
+
+    async def devices(self) -> list[dict[str, object]]:
+        """Registered boxes: {"key" (hex), "site", "label", "last_seq" (-1: none yet)}."""
+        ...
+
+    # -- batches and readings ------------------------------------------------------------
+
+    async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
+        """Read what check_batch needs for a batch (gateway, seq) naming these boxes."""
+        ...
+
+    async def store_batch(self, verified: Verified) -> int:
+        """Append the batch header to the log and store the batch and its readings in one
+        transaction; return the header's log index. If an identical header is already
+        stored for (gateway, seq), store nothing and return its log index. Raises
+        StoreConflict if another header is stored there or the chain moved on."""
+        ...
+
+    async def batch_log_index(self, gateway: bytes, seq: int) -> int | None: ...
+
+    async def reading(self, device: bytes, seq: int) -> StoredReading | None:
+        """The reading (device, seq) as first stored, if any."""
+        ...
+
+    async def batch_readings(self, log_index: int) -> list[bytes]:
+        """The readings of the batch whose header is log entry `log_index`, in leaf order."""
+        ...
+
+    async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
+        """Up to `limit` readings of a box with start <= time < end, oldest first."""
+        ...
