@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from cloud import commands as cloud_commands
 from cloud import demo
 from device import cli as device_cli
 from gateway import cli as gateway_cli
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.register(commands)
+    cloud_commands.register(commands)
     device_cli.register(commands)
     gateway_cli.register(commands)
     return parser

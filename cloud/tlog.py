@@ -4,9 +4,10 @@ any size are read from stored nodes (gateway.merkle.StoredTree), never rebuilt.
 
 A log entry is a kind byte and its payload:
 
-    0x01  batch header   the gateway's signed 181-byte batch header (gateway/batch.py)
+    0x01  batch header     the gateway's signed 181-byte batch header (gateway/batch.py)
+    0x02  registry change  an owner's signed registry change (cloud/registry.py)
 
-(contract transactions and registry changes get kinds of their own when they arrive).
+(contract transactions get kinds of their own when they arrive).
 The leaf of an entry is RFC 6962's SHA-256(0x00 || entry bytes).
 """
 
@@ -20,7 +21,8 @@ from gateway.merkle import StoredTree
 from gateway.rfc6962 import leaf_hash, node_hash
 
 ENTRY_BATCH = 0x01
-KINDS = {ENTRY_BATCH: "batch"}
+ENTRY_REGISTRY = 0x02
+KINDS = {ENTRY_BATCH: "batch", ENTRY_REGISTRY: "registry"}
 T = TypeVar("T")
 NodeKey = tuple[int, int]  # (level, index): leaves [index * 2**level, (index + 1) * 2**level)
 

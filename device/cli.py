@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keygen.add_argument(
         "out", type=Path, help="where to write the secret key (hex); must not exist"
     )
-    keygen.set_defaults(handler=_keygen)
+    keygen.set_defaults(handler=keygen)
 
     inspect = commands.add_parser(
         "inspect",
@@ -145,7 +145,8 @@ def print_record(fields: dict[str, object], as_json: bool) -> None:
         print(f"{name:>16}: {value}")
 
 
-def _keygen(args: argparse.Namespace) -> int:
+def keygen(args: argparse.Namespace) -> int:
+    """Write a new BIP-340 secret key to args.out (never overwriting) and print its key."""
     secret = os.urandom(32)
     # os.urandom is below the group order n with overwhelming probability; pubkey() checks it.
     key = schnorr.pubkey(secret)
@@ -156,7 +157,7 @@ def _keygen(args: argparse.Namespace) -> int:
         return 2
     with os.fdopen(fd, "w") as f:
         f.write(secret.hex() + "\n")
-    print(f"secret key written to {args.out} (keep it on the box only)")
+    print(f"secret key written to {args.out} (keep it secret: it signs as this key)")
     print(f"public key: {key.hex()}")
     return 0
 

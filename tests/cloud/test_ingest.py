@@ -66,7 +66,7 @@ def test_accepts_a_chain_and_recognises_a_resend(store: SqliteDb) -> None:
     ]
 
 
-def refusals(store: SqliteDb) -> dict[str, tuple[bytes, int]]:
+def refusals(store: object = None) -> dict[str, tuple[bytes, int]]:
     w = readings(BOX, range(0, 4))
     good = batch.seal(GW, 0, batch.GENESIS_PREV, w)
     forged_sig = bytearray(body(good, w))

@@ -1,0 +1,117 @@
+"""The cloud ledger's aiohttp application, built only by `make_app` (STYLE.md 5).
+
+Resources live in cleanup contexts: the store and the ledger (opened on startup, closed
+on shutdown) and the verification threads. Views are thin (cloud/routes/); domain errors
+(LedgerError) become application/problem+json (RFC 9457) in one middleware, as do
+aiohttp's own HTTP errors (404, 405, 413), so every error a client sees has one shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from cloud.keys import load_or_create_signer
+from cloud.ledger import Ledger, LedgerError
+from cloud.metrics import Metrics
+from cloud.routes import batches, meta, readings, registry
+from cloud.routes import log as log_routes
+from cloud.settings import CloudSettings
+from cloud.state import LEDGER, METRICS, SETTINGS
+from cloud.store import Store
+from cloud.store_sqlite import SqliteStore
+
+log = logging.getLogger("pharmasync.cloud")
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, reason: str, detail: str) -> web.Response:
+    """An RFC 9457 problem response carrying PharmaSync's `reason`."""
+    return web.json_response(
+        {
+            "type": "about:blank",
+            "title": _title(status),
+            "status": status,
+            "detail": detail,
+            "reason": reason,
+        },
+        status=status,
+        content_type=PROBLEM,
+    )
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn LedgerError and aiohttp's HTTP errors into problem+json; count and time it."""
+    metrics = request.app[METRICS]
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except LedgerError as e:
+        response = problem(e.status, e.reason, e.detail)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        response = problem(e.status, e.reason.lower(), e.text or e.reason)
+        for header in ("Allow",):
+            if header in e.headers:
+                response.headers[header] = e.headers[header]
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        response = problem(500, "internal", "the server failed; the error is in its log")
+    metrics.requests.labels(request.method, name, str(response.status)).inc()
+    metrics.latency.labels(request.method, name).observe(time.perf_counter() - started)
+    return response
+
+
+async def open_store(settings: CloudSettings) -> Store:
+    """Open the configured store: PostgreSQL if a database URL is set, else SQLite."""
+    if settings.database:
+        from cloud.store_postgres import PostgresStore
+
+        return await PostgresStore.open(settings.database)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(settings.sqlite_path)
+
+
+async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = await open_store(settings)
+    pool = ThreadPoolExecutor(settings.verify_threads, thread_name_prefix="verify")
+    try:
+        signer = load_or_create_signer(settings.key_file, settings.origin)
+        ledger = Ledger(store, signer, settings.owners, verify_pool=pool)
+        cp = await ledger.refresh()
+        app[LEDGER] = ledger
+        app[METRICS].watch(ledger)
+        log.info("ledger %s: %d entries; log key %s", ledger.origin, cp.size, ledger.log_vkey)
+        yield
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        await store.close()
+
+
+def make_app(settings: CloudSettings) -> web.Application:
+    """Build the cloud ledger application for `settings`."""
+    app = web.Application(client_max_size=settings.max_body, middlewares=[problems])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_ledger_ctx)
+    for group in (batches, log_routes, readings, registry, meta):
+        app.add_routes(group.routes)
+    return app

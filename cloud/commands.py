@@ -1,0 +1,169 @@
+"""`pharmasync cloud ...`: run the ledger service and send it signed registry changes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from cloud import registry, settings
+from cloud.app import make_app
+from device import schnorr
+from device.cli import hex_bytes, keygen
+
+log = logging.getLogger("pharmasync.cloud")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `cloud` command group to the top-level parser."""
+    parser = subparsers.add_parser("cloud", help="the cloud ledger: serve it, register boxes")
+    commands = parser.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the ledger service",
+        description="Serve the ledger's HTTP API: batch ingest with full re-verification, the "
+        "verifiable log (signed checkpoints, proofs, proof bundles), the registry, OpenAPI at "
+        "/v1/openapi.json and Prometheus metrics at /metrics. The log key is created in the "
+        "data directory on first start (log.skey: keep it secret and backed up).",
+        epilog="example: pharmasync cloud serve --data-dir /var/lib/pharmasync "
+        "--owner $(cat owner.pub)",
+    )
+    serve.add_argument(
+        "--data-dir", type=Path, default=Path("cloud-data"), help="default: ./cloud-data"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument(
+        "--port", type=int, default=settings.DEFAULT_PORT, help="default: %(default)s"
+    )
+    serve.add_argument(
+        "--database",
+        help="postgresql://user@host/db for PostgreSQL (several workers may share it); "
+        "default: SQLite in the data directory",
+    )
+    serve.add_argument(
+        "--origin",
+        default=settings.DEFAULT_ORIGIN,
+        help="the log's name in its checkpoints, used when the log key is first created",
+    )
+    serve.add_argument(
+        "--owner",
+        type=hex_bytes,
+        action="append",
+        default=[],
+        help="x-only key (hex) allowed to sign registry changes; repeatable. Also read, one "
+        "per line, from DATA_DIR/owners",
+    )
+    serve.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    serve.set_defaults(handler=_serve)
+
+    keys = commands.add_parser(
+        "keygen",
+        help="create an owner key for signing registry changes",
+        description="Create a BIP-340 secret key file (mode 0600) and print its public key; "
+        "give the public key to `pharmasync cloud serve --owner`.",
+    )
+    keys.add_argument("out", type=Path, help="where to write the secret key (hex)")
+    keys.set_defaults(handler=keygen)
+
+    reg = commands.add_parser(
+        "register",
+        help="register a gateway or box, or attach a box to a lot (signed by an owner)",
+        description="Sign a registry change with an owner key and send it to the cloud. "
+        "The change is kept in the log: auditors see who registered what, and when.",
+    )
+    reg.add_argument("--cloud", default=f"http://127.0.0.1:{settings.DEFAULT_PORT}")
+    reg.add_argument("--owner-key", type=Path, required=True, help="owner secret key file")
+    what = reg.add_subparsers(dest="op", metavar="WHAT", required=True)
+    gw = what.add_parser("gateway", help="register a gateway by its public key")
+    gw.add_argument("key", type=hex_bytes)
+    gw.add_argument("--site", required=True)
+    box = what.add_parser("box", help="register a sensor box by its public key")
+    box.add_argument("key", type=hex_bytes)
+    box.add_argument("--site", required=True)
+    box.add_argument("--label", default="")
+    att = what.add_parser("attach", help="attach a box to a lot, shipment or zone")
+    att.add_argument("key", type=hex_bytes)
+    att.add_argument("--subject", required=True, help="lot, shipment or zone id")
+    att.add_argument("--start", type=int, help="Unix seconds (default: now)")
+    att.add_argument("--end", type=int, help="Unix seconds (default: open)")
+    reg.set_defaults(handler=_register)
+
+
+def read_owners(data_dir: Path) -> list[bytes]:
+    """Owner keys listed in DATA_DIR/owners (hex, one per line, # comments)."""
+    path = data_dir / "owners"
+    if not path.exists():
+        return []
+    keys = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            try:
+                keys.append(bytes.fromhex(text))
+            except ValueError:
+                raise ValueError(f"{path}:{n}: not a hex key: {text!r}") from None
+    return keys
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = settings.CloudSettings(
+            data_dir=args.data_dir,
+            database=args.database,
+            origin=args.origin,
+            owners=tuple(args.owner + read_owners(args.data_dir)),
+        )
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not config.owners:
+        log.warning("no owner keys: registry changes will be refused (see --owner)")
+    print(f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})")
+    web.run_app(make_app(config), host=args.host, port=args.port, print=None)
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    secret = bytes.fromhex(args.owner_key.read_text().strip())
+    now = int(time.time())
+    try:
+        if args.op == "gateway":
+            change = registry.Change("gateway", args.key, now, site=args.site)
+        elif args.op == "box":
+            change = registry.Change("box", args.key, now, site=args.site, label=args.label)
+        else:
+            start = now if args.start is None else args.start
+            change = registry.Change(
+                "attach", args.key, now, subject=args.subject, start=start, end=args.end
+            )
+    except registry.RegistryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    request = registry.sign_request(secret, change)
+    status, answer = asyncio.run(_post(f"{args.cloud.rstrip('/')}/v1/registry", request))
+    if status != 201:
+        print(
+            f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr
+        )
+        return 1
+    print(
+        f"{args.op} {args.key.hex()} registered by owner {schnorr.pubkey(secret).hex()[:16]}… "
+        f"(log index {answer['log_index']})"
+    )
+    return 0
+
+
+async def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
+        return resp.status, json.loads(await resp.read())

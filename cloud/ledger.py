@@ -1,0 +1,309 @@
+"""The ledger service: what the HTTP API does, without HTTP.
+
+It verifies uploaded batches off the event loop and stores them (cloud/ingest.py,
+cloud/store.py), applies signed registry changes (cloud/registry.py), keeps the latest
+signed checkpoint of the log (cloud/checkpoint.py) and answers proofs and proof bundles
+from stored tree nodes (cloud/tlog.py). Domain errors are raised as LedgerError with the
+HTTP status they deserve; only the views (cloud/routes/) turn them into responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Collection
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from cloud import registry, tlog
+from cloud.checkpoint import Checkpoint, sign_checkpoint
+from cloud.ingest import IngestError, Known, Verified, check_batch
+from cloud.note import Signer
+from cloud.store import Store, StoreConflict
+from device import reading
+from gateway import batch, merkle
+
+log = logging.getLogger("pharmasync.cloud.ledger")
+
+MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
+_TREE_CACHE = 64  # batch trees kept for proof bundles (a 1,024-leaf tree is ~100 KB)
+
+
+class LedgerError(Exception):
+    """A refused request: `reason` (the problem+json reason), `detail`, HTTP `status`."""
+
+    def __init__(self, reason: str, detail: str, status: int = 400) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCheckpoint:
+    """The log's state as signed: its size, root hash and the signed note."""
+
+    size: int
+    root: bytes
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the gateway keeps for a stored batch (docs/protocol.md)."""
+
+    gateway: bytes
+    seq: int
+    header_hash: bytes
+    log_index: int
+    checkpoint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "gateway": self.gateway.hex(),
+            "seq": self.seq,
+            "header_hash": self.header_hash.hex(),
+            "log_index": self.log_index,
+            "checkpoint": self.checkpoint,
+        }
+
+
+@dataclass
+class LedgerStats:
+    """Counters the metrics endpoint exports."""
+
+    batches: int = 0
+    readings: int = 0
+    resends: int = 0
+    registry_changes: int = 0
+
+
+class Ledger:
+    """The cloud's service layer over one Store and the log's signing key."""
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        owners: Collection[bytes] = (),
+        *,
+        verify_pool: Executor | None = None,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.origin = signer.name
+        self.owners = frozenset(owners)
+        self.stats = LedgerStats()
+        self.refused: dict[str, int] = {}  # refusals by reason, for the metrics
+        self._pool = verify_pool  # None: the loop's default executor
+        self._checkpoint = SignedCheckpoint(0, merkle.EMPTY_ROOT, self._sign(0, merkle.EMPTY_ROOT))
+        self._refresh_lock = asyncio.Lock()
+        self._trees: OrderedDict[int, merkle.MerkleTree] = OrderedDict()
+
+    @property
+    def log_vkey(self) -> str:
+        """The log's verifier key string (signed-note format)."""
+        return self.signer.verifier().to_vkey()
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def _sign(self, size: int, root: bytes) -> str:
+        return sign_checkpoint(Checkpoint(self.origin, size, root), self.signer)
+
+    async def refresh(self) -> SignedCheckpoint:
+        """Sign a checkpoint for the log's current size if it grew (other workers may have
+        appended too) and return the latest."""
+        async with self._refresh_lock:
+            size = await self.store.log_size()
+            if size > self._checkpoint.size:
+                root = await tlog.root(self.store, size)
+                self._checkpoint = SignedCheckpoint(size, root, self._sign(size, root))
+            return self._checkpoint
+
+    @property
+    def checkpoint(self) -> SignedCheckpoint:
+        """The latest checkpoint this worker signed (refresh() brings it up to date)."""
+        return self._checkpoint
+
+    # -- batch ingest --------------------------------------------------------------------
+
+    async def ingest(self, body: bytes) -> tuple[Receipt, bool]:
+        """Verify and store an uploaded batch; return (receipt, True if stored now, False
+        for an exact resend answered with the original receipt). Raises LedgerError."""
+        try:
+            try:
+                header = batch.decode(bytes(body[: batch.SIZE]))
+            except batch.BatchError as e:
+                raise IngestError(e.field, str(e)) from None
+            boxes = {
+                bytes(body[i + 1 : i + 33]) for i in range(batch.SIZE, len(body), reading.SIZE)
+            }
+            state = await self.store.known(header.gateway_key, header.seq, boxes)
+            known = Known(
+                lambda _key: state.gateway_registered,
+                state.registered_devices.__contains__,
+                lambda _key, _seq: state.stored_header,
+                lambda _key: state.last_header,
+            )
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._pool, check_batch, body, known)
+            created = isinstance(result, Verified)
+            if isinstance(result, Verified):
+                index = await self.store.store_batch(result)
+            else:
+                found = await self.store.batch_log_index(header.gateway_key, header.seq)
+                assert found is not None, "a stored header has a log index"
+                index = found
+        except IngestError as e:
+            raise self._refuse(e.reason, e.detail, e.status) from None
+        except StoreConflict as e:
+            raise self._refuse(e.reason, e.detail, 409) from None
+        cp = await self.refresh()
+        if created:
+            self.stats.batches += 1
+            self.stats.readings += header.count
+            log.info(
+                "batch %s/%d: %d readings at log index %d",
+                header.gateway_key.hex()[:12],
+                header.seq,
+                header.count,
+                index,
+            )
+        else:
+            self.stats.resends += 1
+        receipt = Receipt(header.gateway_key, header.seq, header.hash(), index, cp.note)
+        return receipt, created
+
+    def _refuse(self, reason: str, detail: str, status: int) -> LedgerError:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        log.warning("refused: %s: %s", reason, detail)
+        return LedgerError(reason, detail, status)
+
+    # -- registry ------------------------------------------------------------------------
+
+    async def apply_registry(self, request: object, now: float | None = None) -> int:
+        """Check a signed registry request and apply it, logging it; return the log index
+        of its entry. Raises LedgerError (replays: 409 "replayed")."""
+        try:
+            change, entry = registry.open_request(request, self.owners, now)
+        except registry.RegistryError as e:
+            raise self._refuse(e.reason, e.detail, e.status) from None
+        if await self.store.find_entry(tlog.entry_leaf(entry)) is not None:
+            raise self._refuse("replayed", "this signed request was applied before", 409)
+        if change.op == "gateway":
+            assert change.site is not None
+            await self.store.register_gateway(change.key, change.site, entry)
+        elif change.op == "box":
+            assert change.site is not None
+            await self.store.register_device(change.key, change.site, change.label or "", entry)
+        else:
+            assert change.subject is not None and change.start is not None
+            try:
+                await self.store.attach(change.key, change.subject, change.start, change.end, entry)
+            except LookupError as e:
+                raise self._refuse("unregistered box", str(e), 404) from None
+        self.stats.registry_changes += 1
+        log.info("registry: %s %s", change.op, change.key.hex()[:12])
+        index = await self.store.find_entry(tlog.entry_leaf(entry))
+        assert index is not None
+        await self.refresh()
+        return index
+
+    # -- the log -------------------------------------------------------------------------
+
+    def _check_size(self, size: int | None) -> int:
+        current = self._checkpoint.size
+        if size is None:
+            return current
+        if not 0 <= size <= current:
+            raise LedgerError("size", f"got {size}, want 0 to {current} (the latest checkpoint)")
+        return size
+
+    async def entries(self, start: int, end: int) -> list[bytes]:
+        """Log entries [start, min(end, start + MAX_ENTRIES_PAGE, checkpoint size))."""
+        size = self._checkpoint.size
+        if not 0 <= start < size or end <= start:
+            raise LedgerError(
+                "range", f"got [{start}, {end}), want 0 <= start < end, start < {size}"
+            )
+        return await self.store.entries(start, min(end, start + MAX_ENTRIES_PAGE, size))
+
+    async def inclusion(self, index: int, size: int | None = None) -> tuple[int, list[bytes]]:
+        """Return (size, proof) of entry `index` in the log of `size` entries (default:
+        the latest checkpoint's). Raises LedgerError for an index or size out of range."""
+        size = self._check_size(size)
+        if not 0 <= index < size:
+            raise LedgerError("index", f"got {index}, want 0 <= index < {size}")
+        return size, await tlog.inclusion_proof(self.store, index, size)
+
+    async def find(self, leaf_hash: bytes) -> int:
+        """Return the log index of the entry with this leaf hash. Raises LedgerError 404."""
+        index = await self.store.find_entry(leaf_hash)
+        if index is None or index >= self._checkpoint.size:
+            raise LedgerError("not found", f"no entry with leaf hash {leaf_hash.hex()}", 404)
+        return index
+
+    async def consistency(self, old: int, new: int | None = None) -> tuple[int, list[bytes]]:
+        """Return (new size, proof) that the log of `old` entries is a prefix of the log of
+        `new` entries (default: the latest checkpoint's). Raises LedgerError."""
+        new = self._check_size(new)
+        if not 0 <= old <= new:
+            raise LedgerError("old", f"got {old}, want 0 <= old <= {new}")
+        return new, await tlog.consistency_proof(self.store, old, new)
+
+    async def entry_readings(self, index: int) -> list[bytes]:
+        """The readings of the batch whose header is log entry `index`. Raises LedgerError."""
+        entries = await self.store.entries(index, index + 1) if index >= 0 else []
+        if not entries or index >= self._checkpoint.size or entries[0][0] != tlog.ENTRY_BATCH:
+            raise LedgerError("not a batch", f"log entry {index} is not a batch header", 404)
+        return await self.store.batch_readings(index)
+
+    # -- proof bundles -------------------------------------------------------------------
+
+    async def bundle(self, device: bytes, seq: int) -> dict[str, Any]:
+        """Return everything needed to verify reading (device, seq) offline: the reading,
+        its batch inclusion proof and header, the header's log inclusion proof and the
+        signed checkpoint of that log size (docs/protocol.md). Raises LedgerError 404."""
+        found = await self.store.reading(device, seq)
+        cp = self._checkpoint
+        if found is None or found.log_index >= cp.size:
+            raise LedgerError("not found", f"no reading {seq} of box {device.hex()}", 404)
+        (entry,) = await self.store.entries(found.log_index, found.log_index + 1)
+        tree = await self._batch_tree(found.log_index)
+        log_proof = await tlog.inclusion_proof(self.store, found.log_index, cp.size)
+        return {
+            "reading": found.wire.hex(),
+            "batch": {
+                "header": entry[1:].hex(),
+                "index": found.leaf,
+                "size": tree.size,
+                "proof": [h.hex() for h in tree.inclusion_proof(found.leaf)],
+            },
+            "log": {
+                "entry": entry.hex(),
+                "index": found.log_index,
+                "size": cp.size,
+                "proof": [h.hex() for h in log_proof],
+            },
+            "checkpoint": cp.note,
+            "log_vkey": self.log_vkey,
+        }
+
+    async def _batch_tree(self, log_index: int) -> merkle.MerkleTree:
+        tree = self._trees.get(log_index)
+        if tree is None:
+            tree = merkle.MerkleTree(await self.store.batch_readings(log_index))
+            self._trees[log_index] = tree
+            if len(self._trees) > _TREE_CACHE:
+                self._trees.popitem(last=False)
+        else:
+            self._trees.move_to_end(log_index)
+        return tree
+
+    async def history(
+        self, device: bytes, start: int, end: int, limit: int = 1000
+    ) -> list[reading.Reading]:
+        """Up to `limit` readings of a box with start <= time < end, oldest first."""
+        return [reading.decode(w) for w in await self.store.history(device, start, end, limit)]

@@ -1,0 +1,378 @@
+"""The cloud API's OpenAPI 3.1 document, served at /v1/openapi.json and checked against the
+running app by tests/cloud/test_openapi.py (schemathesis): keep it true when routes change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from device import reading
+from gateway import batch
+
+HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": PROBLEM}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+    }
+
+
+def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+DEVICE = _path("device", HEX32, "The box's x-only public key, hex")
+PROOF = {"type": "array", "items": HEX32}
+BAD = _problem("Malformed request or failed verification; `reason` names the check")
+NOT_FOUND = _problem("No such thing")
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    receipt = {
+        "type": "object",
+        "required": ["gateway", "seq", "header_hash", "log_index", "checkpoint"],
+        "properties": {
+            "gateway": HEX32,
+            "seq": {"type": "integer"},
+            "header_hash": HEX32,
+            "log_index": {"type": "integer"},
+            "checkpoint": {"type": "string"},
+        },
+    }
+    bundle = {
+        "type": "object",
+        "required": ["reading", "batch", "log", "checkpoint", "log_vkey"],
+        "properties": {
+            "reading": HEX,
+            "batch": {
+                "type": "object",
+                "required": ["header", "index", "size", "proof"],
+                "properties": {
+                    "header": HEX,
+                    "index": {"type": "integer"},
+                    "size": {"type": "integer"},
+                    "proof": PROOF,
+                },
+            },
+            "log": {
+                "type": "object",
+                "required": ["entry", "index", "size", "proof"],
+                "properties": {
+                    "entry": HEX,
+                    "index": {"type": "integer"},
+                    "size": {"type": "integer"},
+                    "proof": PROOF,
+                },
+            },
+            "checkpoint": {"type": "string"},
+            "log_vkey": {"type": "string"},
+        },
+    }
+    device = {
+        "type": "object",
+        "required": ["key", "site", "label", "last_seq"],
+        "properties": {
+            "key": HEX32,
+            "site": {"type": "string"},
+            "label": {"type": "string"},
+            "last_seq": {"type": "integer"},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PharmaSync cloud ledger",
+            "version": "1",
+            "description": "Zero-trust batch ingest, a verifiable RFC 6962 log with C2SP "
+            "signed checkpoints, proofs and offline-verifiable proof bundles.",
+        },
+        "paths": {
+            "/v1/batches": {
+                "post": {
+                    "summary": "Upload a sealed batch (gateways)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": f"{batch.SIZE}-byte signed header, then "
+                                    f"{reading.SIZE}-byte readings",
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json("Stored: the receipt", receipt),
+                        "200": _json("Stored before: the original receipt", receipt),
+                        "400": BAD,
+                        "409": _problem("`chain` or `conflict`: not the gateway's next batch"),
+                        "413": _problem("Body too large"),
+                        "415": _problem("Not application/octet-stream"),
+                    },
+                }
+            },
+            "/v1/checkpoint": {
+                "get": {
+                    "summary": "The latest signed checkpoint (C2SP tlog-checkpoint note)",
+                    "responses": {"200": _text("The signed note")},
+                }
+            },
+            "/v1/log/vkey": {
+                "get": {
+                    "summary": "The log's verifier key (signed-note format)",
+                    "responses": {"200": _text("name+keyid+base64 key")},
+                }
+            },
+            "/v1/log/entries": {
+                "get": {
+                    "summary": "Log entries [start, end), at most 1,000",
+                    "parameters": [
+                        _query("start", "First index", True),
+                        _query("end", "One past the last index"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "Entries, hex",
+                            {
+                                "type": "object",
+                                "required": ["start", "entries"],
+                                "properties": {
+                                    "start": {"type": "integer"},
+                                    "entries": {"type": "array", "items": HEX},
+                                },
+                            },
+                        ),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/log/entries/{index}/readings": {
+                "get": {
+                    "summary": "The readings of a batch entry, in leaf order",
+                    "parameters": [_path("index", {"type": "integer", "minimum": 0}, "Log index")],
+                    "responses": {
+                        "200": {
+                            "description": "110-byte readings",
+                            "content": {
+                                "application/octet-stream": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                }
+                            },
+                        },
+                        "400": BAD,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/v1/log/proof/inclusion": {
+                "get": {
+                    "summary": "Inclusion proof of an entry by index or leaf hash",
+                    "parameters": [
+                        _query("index", "Entry index (or give hash)"),
+                        {
+                            "name": "hash",
+                            "in": "query",
+                            "schema": HEX32,
+                            "description": "RFC 6962 leaf hash of the entry",
+                        },
+                        _query("size", "Tree size (default: latest checkpoint)"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "The proof",
+                            {
+                                "type": "object",
+                                "required": ["index", "size", "leaf_hash", "proof"],
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "size": {"type": "integer"},
+                                    "leaf_hash": HEX32,
+                                    "proof": PROOF,
+                                },
+                            },
+                        ),
+                        "400": BAD,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/v1/log/proof/consistency": {
+                "get": {
+                    "summary": "Consistency proof between two tree sizes",
+                    "parameters": [
+                        _query("old", "Older size", True),
+                        _query("new", "Newer size (default: latest checkpoint)"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "The proof",
+                            {
+                                "type": "object",
+                                "required": ["old", "new", "proof"],
+                                "properties": {
+                                    "old": {"type": "integer"},
+                                    "new": {"type": "integer"},
+                                    "proof": PROOF,
+                                },
+                            },
+                        ),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/readings/{device}/{seq}/proof": {
+                "get": {
+                    "summary": "Proof bundle: verify one reading offline",
+                    "parameters": [
+                        DEVICE,
+                        _path(
+                            "seq",
+                            {"type": "integer", "minimum": 0, "maximum": reading.SEQ_MAX},
+                            "Sequence number",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json("The bundle", bundle),
+                        "400": BAD,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/v1/devices/{device}/readings": {
+                "get": {
+                    "summary": "A box's readings in a time window",
+                    "parameters": [
+                        DEVICE,
+                        _query("start", "Unix seconds (default: a day ago)"),
+                        _query("end", "Unix seconds, exclusive (default: now)"),
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json("Readings, oldest first", {"type": "array"}),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/devices/{device}/attachments": {
+                "get": {
+                    "summary": "The lots, shipments or zones a box was attached to",
+                    "parameters": [DEVICE],
+                    "responses": {"200": _json("Attachments", {"type": "array"}), "400": BAD},
+                }
+            },
+            "/v1/devices": {
+                "get": {
+                    "summary": "Registered boxes",
+                    "responses": {"200": _json("Boxes", {"type": "array", "items": device})},
+                }
+            },
+            "/v1/gateways": {
+                "get": {
+                    "summary": "Registered gateways",
+                    "responses": {"200": _json("Gateways", {"type": "array"})},
+                }
+            },
+            "/v1/registry": {
+                "post": {
+                    "summary": "Apply an owner-signed registry change",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["change", "owner", "signature"],
+                                    "properties": {
+                                        "change": {"type": "object"},
+                                        "owner": HEX32,
+                                        "signature": HEX,
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(
+                            "Applied",
+                            {
+                                "type": "object",
+                                "required": ["log_index"],
+                                "properties": {"log_index": {"type": "integer"}},
+                            },
+                        ),
+                        "400": BAD,
+                        "403": _problem("Unknown owner or bad signature"),
+                        "404": NOT_FOUND,
+                        "409": _problem("Replayed request"),
+                    },
+                }
+            },
+            "/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": _text("Text exposition format")},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Health check",
+                    "responses": {"200": _json("Healthy", {"type": "object"})},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail", "reason"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "reason": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }

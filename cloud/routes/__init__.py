@@ -1,0 +1,40 @@
+"""The cloud's HTTP API, one module per route group; each exposes `routes`.
+
+batches.py   POST /v1/batches                         gateway uploads
+log.py       /v1/checkpoint, /v1/log/...              the verifiable log
+readings.py  /v1/readings/..., /v1/devices/.../readings   proof bundles, history
+registry.py  /v1/registry, /v1/devices, /v1/gateways  who may send what
+meta.py      /v1/openapi.json, /metrics, /healthz     operations
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cloud.ledger import LedgerError
+
+
+def int_query(
+    request: web.Request, name: str, default: int | None = None, *, minimum: int = 0
+) -> int:
+    """Return query parameter `name` as an int >= minimum. Raises LedgerError 400 if it is
+    absent (without a default) or not such an int."""
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise LedgerError("query", f"missing parameter {name!r}")
+        return default
+    if not raw.isdigit() or len(raw) > 19 or int(raw) < minimum:
+        raise LedgerError("query", f"{name}: got {raw!r}, want an integer >= {minimum}")
+    return int(raw)
+
+
+def hex_param(value: str, name: str, size: int) -> bytes:
+    """Return `value` decoded from hex, `size` bytes. Raises LedgerError 400 otherwise."""
+    try:
+        data = bytes.fromhex(value)
+    except ValueError:
+        raise LedgerError(name, f"got {value[:80]!r}, want {size} bytes as hex") from None
+    if len(data) != size:
+        raise LedgerError(name, f"got {len(data)} bytes, want {size}")
+    return data

@@ -1,0 +1,43 @@
+"""The registry: signed changes by owners; who is registered; where boxes are attached."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from cloud.ledger import LedgerError
+from cloud.routes import hex_param
+from cloud.state import LEDGER
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/registry")
+async def post_change(request: web.Request) -> web.Response:
+    """Apply an owner-signed registry change (cloud/registry.py); 201 with its log index."""
+    try:
+        body = json.loads(await request.read())
+    except ValueError as e:
+        raise LedgerError("json", f"the body is not JSON: {e}") from None
+    index = await request.app[LEDGER].apply_registry(body)
+    return web.json_response({"log_index": index}, status=201)
+
+
+@routes.get("/v1/devices")
+async def devices(request: web.Request) -> web.Response:
+    """Registered boxes: key, site, label and the highest sequence number stored."""
+    return web.json_response(await request.app[LEDGER].store.devices())
+
+
+@routes.get("/v1/gateways")
+async def gateways(request: web.Request) -> web.Response:
+    """Registered gateways: key, site and their last stored batch."""
+    return web.json_response(await request.app[LEDGER].store.gateways())
+
+
+@routes.get("/v1/devices/{device}/attachments")
+async def attachments(request: web.Request) -> web.Response:
+    """The lots, shipments or zones a box was attached to, and when."""
+    device = hex_param(request.match_info["device"], "device", 32)
+    return web.json_response(await request.app[LEDGER].store.attachments(device))

@@ -1,0 +1,49 @@
+"""The cloud service's settings: where it keeps its data, which database, who may change
+the registry, and its limits. Built from `pharmasync cloud serve` options (cloud/serve.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from device import reading
+from gateway import batch
+
+DEFAULT_PORT = 8470
+DEFAULT_ORIGIN = "pharmasync.local/ledger"
+# The largest upload the batch API takes: a batch of 65,536 readings (gateways seal 1,024).
+MAX_BATCH_READINGS = 65_536
+MAX_BODY = batch.SIZE + MAX_BATCH_READINGS * reading.SIZE
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """What `make_app` needs to know (defaults suit one machine and the demo)."""
+
+    data_dir: Path
+    database: str | None = None  # postgresql://... ; None: SQLite in data_dir/ledger.sqlite
+    origin: str = DEFAULT_ORIGIN  # the log's name in its checkpoints, for a new log key
+    owners: tuple[bytes, ...] = ()  # x-only keys that may sign registry changes
+    witnesses: tuple[tuple[str, str], ...] = ()  # (URL, verifier key) of cosigning witnesses
+    max_body: int = MAX_BODY  # bytes
+    verify_threads: int = 2  # threads re-verifying batches off the event loop
+
+    @property
+    def key_file(self) -> Path:
+        """The log's signing key (created on first start; keep it secret and backed up)."""
+        return self.data_dir / "log.skey"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite"
+
+    def __post_init__(self) -> None:
+        for key in self.owners:
+            if len(key) != 32:
+                raise ValueError(f"owner key: got {len(key)} bytes, want 32 (x-only, hex)")
+        if self.database is not None and not self.database.startswith(
+            ("postgres://", "postgresql://")
+        ):
+            raise ValueError(f"database: got {self.database!r}, want a postgresql:// URL")
+        if self.max_body < batch.SIZE:
+            raise ValueError(f"max_body: got {self.max_body}, want >= {batch.SIZE}")
