@@ -17,15 +17,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("device", help="sensor box tools: keys, reading inspection")
     commands = parser.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
 
-    keygen = commands.add_parser(
+    keygen_cmd = commands.add_parser(
         "keygen",
         help="create a BIP-340 key pair for a box",
         description="Create a secret key file (mode 0600) and print the box's x-only public key.",
     )
-    keygen.add_argument(
+    keygen_cmd.add_argument(
         "out", type=Path, help="where to write the secret key (hex); must not exist"
     )
-    keygen.set_defaults(handler=keygen)
+    keygen_cmd.set_defaults(handler=keygen)
 
     inspect = commands.add_parser(
         "inspect",
