@@ -1,121 +1,347 @@
-"""`pharmasync demo`: a guided run of what PharmaSync does, on this machine alone.
+"""`pharmasync demo`: the whole system in one process, on embedded defaults.
 
-Until the cloud ledger lands, this is the foundation tour: boxes sign readings, a gateway
-seals them into chained Merkle batches, and one reading is proved to be in its batch,
-the way an auditor would check it. Nothing needs a network, a broker or a database.
+It starts, in one asyncio loop:
+    the cloud ledger   SQLite in DATA_DIR/cloud, HTTP on --port
+    an MQTT broker     amqtt, in-process, on a free local port
+    a gateway          DATA_DIR/gateway: verifies, alarms, spools, seals, uploads
+    sensor boxes       simulated, DATA_DIR/boxes: a healthy room, door openings, a failing
+                       compressor, a flaky sensor; a minute of cold room per reading
+
+and keeps going until Ctrl-C. Everything it creates stays in DATA_DIR (keys, spool,
+ledger), so a second run continues the same log with the same boxes. Registration goes
+through the real path: an owner key signs registry changes sent to the cloud's API.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
+import asyncio
+import json
+import logging
 import os
+import signal
+import socket
 import time
+from contextlib import AsyncExitStack, suppress
+from pathlib import Path
+from typing import Any
 
-from device import reading, schnorr
+import aiohttp
+import aiomqtt
+from aiohttp import web
+
+from cloud import registry
+from cloud.app import make_app
+from cloud.settings import DEFAULT_PORT, CloudSettings
+from device import schnorr, topics
 from device.cli import positive_int
-from gateway import batch, merkle
-
-BOXES = (
-    ("cold room A", 5.0),  # a healthy 2-8 C room
-    ("cold room B", 4.5),
-    ("cold room C (compressor failing)", 5.0),  # drifts up out of range
+from device.simulate import SimSettings, make_box, summary
+from gateway import app as gateway_app
+from gateway.alarms import AlarmProfile
+from gateway.registry import Box, Registry
+from gateway.settings import (
+    BatchSettings,
+    MqttSettings,
+    Settings,
+    StatusSettings,
+    UplinkSettings,
 )
-INTERVAL_S = 60
+
+log = logging.getLogger("pharmasync.demo")
+SITE = "demo-warehouse"
+PROFILES = ("coldroom", "door", "failing", "dropout")
+ZONES = {
+    "coldroom": "cold room A",
+    "door": "cold room B",
+    "failing": "cold room C",
+    "dropout": "cold room D",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `demo` command to the top-level parser."""
     parser = subparsers.add_parser(
         "demo",
-        help="run the PharmaSync demo (foundation tour for now)",
-        description="Sign a day of readings from three boxes, seal them into signed, chained "
-        "Merkle batches and prove one reading's inclusion offline.",
+        help="run the whole system in one process: cloud, broker, gateway, boxes",
+        description="Start the cloud ledger (SQLite), an in-process MQTT broker, a gateway "
+        "and simulated sensor boxes (one in a cold room whose compressor fails), print what "
+        "runs where, and keep going until Ctrl-C. A second run continues from the same data.",
+        epilog="example: pharmasync demo --data-dir /tmp/ps --port 8480 --duration 60",
     )
     parser.add_argument(
-        "--hours", type=positive_int, default=24, help="hours of readings per box (default 24)"
+        "--data-dir",
+        type=Path,
+        default=Path("pharmasync-demo"),
+        help="where everything is kept (default: ./pharmasync-demo)",
     )
     parser.add_argument(
-        "--batch-size", type=positive_int, default=1024, help="readings per batch (default 1024)"
+        "--port", type=int, default=DEFAULT_PORT, help="the cloud's HTTP port (default %(default)s)"
     )
+    parser.add_argument(
+        "--boxes", type=positive_int, default=4, help="simulated boxes (default %(default)s)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        help="seconds between a box's readings (default %(default)s; each is a simulated minute)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (default: Ctrl-C)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every component's messages")
     parser.set_defaults(handler=run)
 
 
-def _temperature(profile_c: float, box: int, minute: int, total: int) -> int:
-    """Centi-degrees for a simple cold-room curve; box 2 drifts to ~15 C over the run."""
-    wave = 0.8 * math.sin(minute / 37.0 + box)
-    drift = 10.0 * minute / total if box == 2 else 0.0
-    return round((profile_c + wave + drift) * 100)
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run the foundation tour and print what happens at each step."""
-    print("PharmaSync demo: foundation tour (signatures, readings, Merkle batches, proofs).")
-    print("The full demo (cloud ledger, MQTT broker, gateway, simulated boxes) arrives with")
-    print("the cloud issue; today this shows the pieces everything else is built on.\n")
-    print(f"signature backend: {schnorr.BACKEND}")
-
-    secrets = [os.urandom(32) for _ in BOXES]
-    gateway_secret = os.urandom(32)
-    per_box = args.hours * 60 * 60 // INTERVAL_S
-    start = int(time.time()) - per_box * INTERVAL_S
-
-    t0 = time.perf_counter()
-    wire: list[bytes] = []
-    excursions = 0
-    for minute in range(per_box):
-        for box, (_, profile) in enumerate(BOXES):
-            centi = _temperature(profile, box, minute, per_box)
-            excursions += not 200 <= centi <= 800
-            wire.append(
-                reading.sign(secrets[box], minute, start + minute * INTERVAL_S, centi, 4500)
-            )
-    signing = time.perf_counter() - t0
-    print(
-        f"signed {len(wire):,} readings from {len(BOXES)} boxes in {signing:.2f} s "
-        f"({len(wire) / signing:,.0f}/s); {excursions:,} outside 2-8 C"
+    """Run the demo until Ctrl-C (or --duration); return the exit status."""
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-    t0 = time.perf_counter()
-    bad = sum(not reading.verify(w) for w in wire)
-    print(f"verified every reading's signature in {time.perf_counter() - t0:.2f} s: {bad} bad")
-
-    headers: list[batch.BatchHeader] = []
-    prev = batch.GENESIS_PREV
-    for seq, lo in enumerate(range(0, len(wire), args.batch_size)):
-        header = batch.seal(gateway_secret, seq, prev, wire[lo : lo + args.batch_size])
-        headers.append(header)
-        prev = header.hash()
-    print(
-        f"sealed {len(headers)} batch{'es' if len(headers) != 1 else ''} of up to "
-        f"{args.batch_size} readings, each signed "
-        "by the gateway and chained to the one before"
-    )
-
-    # Prove one reading of the failing room, as an auditor would: offline, public keys only.
-    index = len(wire) - 1
-    which, at = divmod(index, args.batch_size)
-    leaves = wire[which * args.batch_size : (which + 1) * args.batch_size]
-    proof = merkle.inclusion_proof(leaves, at)
-    header = headers[which]
-    sample = reading.decode(wire[index])
-    print(
-        f"\nproof for the last reading of '{BOXES[2][0]}' "
-        f"(seq {sample.seq}, {sample.temperature / 100:.2f} C):"
-    )
-    print(f"  reading signature valid      : {reading.verify(wire[index])}")
-    merkle.verify_inclusion(wire[index], at, header.count, proof, header.merkle_root)
-    print(
-        f"  in batch {header.seq} at leaf {at} of {header.count}: inclusion proof of "
-        f"{len(proof)} hashes checks against root {header.merkle_root.hex()[:16]}..."
-    )
-    print(f"  batch header signature valid : {header.verify_signature()}")
-    chain_ok = all(h.prev_hash == p.hash() for p, h in itertools.pairwise(headers))
-    print(f"  batch chain unbroken         : {chain_ok}")
-    print(
-        "\nNext: `pharmasync device inspect HEX` decodes any reading; "
-        "`pharmasync gateway inspect-batch HEX` any header. Sample reading:"
-    )
-    print(f"  {wire[index].hex()}")
+    if not args.verbose:  # the broker's own chatter (e.g. undelivered messages at shutdown)
+        logging.getLogger("amqtt").setLevel(logging.ERROR)
+    if args.interval <= 0:
+        print("error: --interval: want seconds > 0")
+        return 2
+    try:
+        asyncio.run(Demo(args).run())
+    except OSError as e:
+        print(f"error: {e}")
+        return 1
     return 0
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_or_create_owner(path: Path) -> bytes:
+    """The demo's owner key (BIP-340 secret, hex), created on first run."""
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    secret = os.urandom(32)
+    path.write_text(secret.hex() + "\n")
+    path.chmod(0o600)
+    return secret
+
+
+class Demo:
+    """One run of the demo: its components, started and stopped in order."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.dir: Path = args.data_dir.resolve()
+        self.stop = asyncio.Event()
+        self.cloud_url = f"http://127.0.0.1:{args.port}"
+
+    async def run(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
+        owner = load_or_create_owner(self.dir / "owner.key")
+        async with AsyncExitStack() as stack:
+            await self._start_cloud(stack, owner)
+            mqtt_port = await self._start_broker(stack)
+            gw_secret = gateway_app.load_or_create_key(self._gateway_dir() / "gateway.key")
+            gw_key = schnorr.pubkey(gw_secret)
+            sim = SimSettings(
+                broker_port=mqtt_port,
+                site=SITE,
+                boxes=self.args.boxes,
+                interval_s=self.args.interval,
+                profiles=PROFILES,
+                data_dir=self.dir / "boxes",
+                gateway_key=gw_key.hex(),
+                failure_after_min=5,
+                sensor_step_s=60,
+            )
+            boxes = [make_box(sim, i) for i in range(sim.boxes)]
+            await self._register(owner, gw_key, boxes)
+            status_port = free_port()
+            gw_task = asyncio.create_task(
+                gateway_app.serve(self._gateway_settings(mqtt_port, status_port), self.stop),
+                name="gateway",
+            )
+            await asyncio.sleep(0.5)  # the gateway's session first: the broker queues for it
+            self._banner(mqtt_port, status_port, boxes)
+            box_tasks = [asyncio.create_task(b.run(None), name=f"box {b.id}") for b in boxes]
+            watch = asyncio.create_task(self._watch_alarms(mqtt_port), name="alarms")
+            report = asyncio.create_task(self._report(boxes), name="report")
+            if self.args.duration:
+                loop.call_later(self.args.duration, self.stop.set)
+            await self.stop.wait()
+            print("\nstopping: boxes keep unacknowledged readings, the gateway its spool ...")
+            for task in [*box_tasks, watch, report]:
+                task.cancel()
+            for task in [*box_tasks, watch, report]:
+                with suppress(asyncio.CancelledError):
+                    await task
+            await gw_task
+            waiting = sum(len(b.backlog) for b in boxes)
+            print(
+                f"stopped: {sum(b.taken for b in boxes):,} readings taken this run; {waiting:,} "
+                "not yet acknowledged stay in their boxes' backlogs and are sent next run.\n"
+                f"Run the same command again to continue from {self.dir}"
+            )
+
+    # -- components ----------------------------------------------------------------------
+
+    def _gateway_dir(self) -> Path:
+        path = self.dir / "gateway"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    async def _start_cloud(self, stack: AsyncExitStack, owner: bytes) -> None:
+        config = CloudSettings(data_dir=self.dir / "cloud", owners=(schnorr.pubkey(owner),))
+        runner = web.AppRunner(make_app(config), access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, "127.0.0.1", self.args.port).start()
+
+    async def _start_broker(self, stack: AsyncExitStack) -> int:
+        from amqtt.broker import Broker
+
+        port = free_port()
+        broker = Broker(
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
+        )
+        await broker.start()
+        stack.push_async_callback(broker.shutdown)
+        return port
+
+    def _gateway_settings(self, mqtt_port: int, status_port: int) -> Settings:
+        interval = self.args.interval
+        profile = AlarmProfile(
+            delay_consecutive_s=max(10 * interval, 10),
+            delay_cumulative_s=max(30 * interval, 30),
+            interval_s=interval,
+            silent_after_intervals=5,
+            mkt_window_s=3600,
+        )
+        return Settings(
+            site=SITE,
+            data_dir=self._gateway_dir(),
+            mqtt=MqttSettings(port=mqtt_port, client_id="pharmasync-demo-gateway"),
+            batch=BatchSettings(max_age_s=5.0),
+            uplink=UplinkSettings(url=self.cloud_url, max_backoff_s=10),
+            status=StatusSettings(port=status_port),
+            alarms={"default": profile},
+        )
+
+    async def _register(self, owner: bytes, gw_key: bytes, boxes: list[Any]) -> None:
+        """Register the gateway and boxes with the cloud (signed by the owner) and the
+        boxes with the gateway, skipping what a previous run registered."""
+        async with aiohttp.ClientSession(base_url=self.cloud_url) as http:
+            async with http.get("/v1/gateways") as r:
+                gateways = {g["key"] for g in await r.json()}
+            async with http.get("/v1/devices") as r:
+                devices = {d["key"] for d in await r.json()}
+            now = int(time.time())
+            changes = []
+            if gw_key.hex() not in gateways:
+                changes.append(registry.Change("gateway", gw_key, now, site=SITE))
+            for box in boxes:
+                if box.key.hex() not in devices:
+                    changes.append(
+                        registry.Change("box", box.key, now, site=SITE, label=box.cfg["label"])
+                    )
+                    changes.append(
+                        registry.Change(
+                            "attach", box.key, now, subject=self._zone(box), start=now, end=None
+                        )
+                    )
+            for change in changes:
+                async with http.post(
+                    "/v1/registry", json=registry.sign_request(owner, change)
+                ) as r:
+                    if r.status != 201:
+                        raise OSError(f"registering {change.op}: HTTP {r.status} {await r.text()}")
+        reg = Registry(self._gateway_dir() / "registry.json")
+        try:
+            for box in boxes:
+                if reg.get(box.key) is None:
+                    reg.put(
+                        Box(key=box.key, label=box.cfg["label"], site=SITE, zone=self._zone(box))
+                    )
+        finally:
+            reg.close()
+
+    def _zone(self, box: Any) -> str:
+        profile = box.board.driver.profile
+        return ZONES.get(profile, "cold room")
+
+    # -- what the user sees --------------------------------------------------------------
+
+    def _banner(self, mqtt_port: int, status_port: int, boxes: list[Any]) -> None:
+        first = boxes[0].key.hex()
+        print(
+            f"""PharmaSync demo — everything in one process, data in {self.dir}
+
+  cloud ledger     {self.cloud_url}
+                   {self.cloud_url}/v1/checkpoint   (the signed checkpoint)
+                   {self.cloud_url}/v1/devices      (registered boxes)
+                   {self.cloud_url}/v1/openapi.json
+  MQTT broker      127.0.0.1:{mqtt_port} (amqtt, in-process)
+  gateway          status page http://127.0.0.1:{status_port}/  (alarms, boxes, spool)
+  sensor boxes     {len(boxes)} simulated, one reading every {self.args.interval:g} s:"""
+        )
+        for box in boxes:
+            print(f"                   {box.id}  {box.cfg['label']:<22} in {self._zone(box)}")
+        print(
+            f"""
+Try, in another terminal (after a few seconds):
+  curl {self.cloud_url}/v1/readings/{first}/1/proof > bundle.json
+  .venv/bin/pharmasync verify bundle.json
+  .venv/bin/pharmasync verify --cloud {self.cloud_url} --once
+Ctrl-C stops; running the same command again continues.
+"""
+        )
+
+    async def _report(self, boxes: list[Any]) -> None:
+        started = time.monotonic()
+        async with aiohttp.ClientSession(base_url=self.cloud_url) as http:
+            while True:
+                await asyncio.sleep(10)
+                ledger = "ledger unreachable"
+                with suppress(aiohttp.ClientError, ValueError, KeyError):
+                    async with http.get("/healthz") as r:
+                        size = (await r.json())["log_size"]
+                    async with http.get("/v1/devices") as r:
+                        stored = sum(d["last_seq"] + 1 for d in await r.json())
+                    ledger = f"ledger: {size} log entries, {stored:,} readings"
+                print(f"{summary(boxes, time.monotonic() - started)}  | {ledger}")
+
+    async def _watch_alarms(self, mqtt_port: int) -> None:
+        """Print alarms as the gateway raises and clears them (its retained alarm topic)."""
+        shown: set[str] = set()
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", mqtt_port, identifier="demo-alarms") as c:
+                    await c.subscribe(topics.alarms(SITE), qos=1)
+                    async for message in c.messages:
+                        shown = self._show_alarms(message.payload, shown)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(1)
+
+    def _show_alarms(self, payload: Any, shown: set[str]) -> set[str]:
+        try:
+            active = json.loads(bytes(payload))["active"]
+            now = {f"{a['kind']} in {a['zone']}": a for a in active}
+        except (ValueError, KeyError, TypeError):
+            return shown
+        for name in sorted(now.keys() - shown):
+            print(f"!! ALARM raised: {name}: {now[name]['detail']}")
+        for name in sorted(shown - now.keys()):
+            print(f"   alarm cleared: {name}")
+        return set(now)

@@ -9,7 +9,7 @@ from pathlib import Path
 from device import reading
 from gateway import batch
 
-DEFAULT_PORT = 8470
+DEFAULT_PORT = 8480  # the gateway's status page has 8470
 DEFAULT_ORIGIN = "pharmasync.local/ledger"
 # The largest upload the batch API takes: a batch of 65,536 readings (gateways seal 1,024).
 MAX_BATCH_READINGS = 65_536

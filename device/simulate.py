@@ -34,6 +34,9 @@ class SimSettings:
     link: str = "native"  # "native": device/mqtt.py as on an ESP32; "aiomqtt": as on a Pi
     gateway_key: str | None = None
     failure_after_min: float = 60.0  # when the "failing" profile's compressor stops
+    # Simulated time per reading (default: interval_s); the demo takes a minute per
+    # reading every few seconds, so a cold room's afternoon passes in minutes.
+    sensor_step_s: float | None = None
 
 
 class AiomqttSimBoard(Board):
@@ -66,7 +69,7 @@ def make_box(settings: SimSettings, index: int) -> firmware.Box:
         str(folder / "state"),
         profile=profile,
         seed=index + 1,
-        interval_s=max(1, int(settings.interval_s)),
+        interval_s=max(1, int(settings.sensor_step_s or settings.interval_s)),
         failure_after=settings.failure_after_min,
         quiet=True,
     )

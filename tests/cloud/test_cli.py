@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
@@ -71,21 +69,3 @@ def test_keygen_writes_a_private_key_once(
     assert schnorr.pubkey(secret).hex() in capsys.readouterr().out
     assert main(["device", "keygen", str(out)]) == 2  # never overwrites a key
     assert bytes.fromhex(out.read_text()) == secret
-
-
-def test_demo_runs_end_to_end_as_an_installed_command() -> None:
-    exe = Path(sys.executable).parent / "pharmasync"
-    if not exe.exists():
-        pytest.skip(f"console script not installed beside {sys.executable}")
-    proc = subprocess.run(
-        [str(exe), "demo", "--hours", "2", "--batch-size", "100"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "verified every reading's signature" in proc.stdout
-    assert "0 bad" in proc.stdout
-    assert "sealed 4 batches" in proc.stdout  # 3 boxes x 120 readings / 100 per batch
-    assert "batch chain unbroken         : True" in proc.stdout
