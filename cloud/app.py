@@ -8,15 +8,18 @@ aiohttp's own HTTP errors (404, 405, 413), so every error a client sees has one 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from cloud import witnessing
 from cloud.keys import load_or_create_signer
 from cloud.ledger import Ledger, LedgerError
 from cloud.metrics import Metrics
@@ -106,12 +109,25 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
+async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
+    peers = [witnessing.parse_peer(spec) for spec in app[SETTINGS].witnesses]
+    task = asyncio.create_task(witnessing.run(app[LEDGER], peers)) if peers else None
+    for peer in peers:
+        log.info("witness %s (%s) will be asked to cosign", peer.url, peer.verifier.name)
+    yield
+    if task is not None:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+
+
 def make_app(settings: CloudSettings) -> web.Application:
     """Build the cloud ledger application for `settings`."""
     app = web.Application(client_max_size=settings.max_body, middlewares=[problems])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_ledger_ctx)
+    app.cleanup_ctx.append(_witnessing_ctx)
     for group in (batches, log_routes, readings, registry, meta):
         app.add_routes(group.routes)
     return app

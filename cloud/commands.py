@@ -13,10 +13,11 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from cloud import registry, settings
+from cloud import registry, settings, witnessing
 from cloud.app import make_app
 from device import schnorr
 from device.cli import hex_bytes, keygen
+from gateway.cli import configure_logging
 
 log = logging.getLogger("pharmasync.cloud")
 
@@ -60,6 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=[],
         help="x-only key (hex) allowed to sign registry changes; repeatable. Also read, one "
         "per line, from DATA_DIR/owners",
+    )
+    serve.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="URL=VKEY",
+        help="a witness (pharmasync witness) to ask for cosignatures of each new checkpoint: "
+        "its address and cosignature verifier key; repeatable",
     )
     serve.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     serve.set_defaults(handler=_serve)
@@ -114,16 +123,17 @@ def read_owners(data_dir: Path) -> list[bytes]:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_json)
     try:
         config = settings.CloudSettings(
             data_dir=args.data_dir,
             database=args.database,
             origin=args.origin,
             owners=tuple(args.owner + read_owners(args.data_dir)),
+            witnesses=tuple(args.witness),
         )
+        for spec in config.witnesses:
+            witnessing.parse_peer(spec)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Collection
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cloud import registry, tlog
@@ -22,6 +22,7 @@ from cloud.checkpoint import Checkpoint, sign_checkpoint
 from cloud.ingest import IngestError, Known, Verified, check_batch
 from cloud.note import Signer
 from cloud.store import Store, StoreConflict
+from cloud.witness_client import add_cosignatures
 from device import reading
 from gateway import batch, merkle
 
@@ -121,6 +122,13 @@ class Ledger:
                 root = await tlog.root(self.store, size)
                 self._checkpoint = SignedCheckpoint(size, root, self._sign(size, root))
             return self._checkpoint
+
+    def add_cosignatures(self, size: int, lines: list[str]) -> None:
+        """Attach verified witness cosignature lines to the checkpoint of `size`, if it is
+        still the latest (a newer one will be cosigned in its turn)."""
+        cp = self._checkpoint
+        if cp.size == size:
+            self._checkpoint = replace(cp, note=add_cosignatures(cp.note, lines))
 
     @property
     def checkpoint(self) -> SignedCheckpoint:

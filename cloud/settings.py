@@ -24,7 +24,7 @@ class CloudSettings:
     database: str | None = None  # postgresql://... ; None: SQLite in data_dir/ledger.sqlite
     origin: str = DEFAULT_ORIGIN  # the log's name in its checkpoints, for a new log key
     owners: tuple[bytes, ...] = ()  # x-only keys that may sign registry changes
-    witnesses: tuple[tuple[str, str], ...] = ()  # (URL, verifier key) of cosigning witnesses
+    witnesses: tuple[str, ...] = ()  # URL=VKEY of witnesses asked to cosign checkpoints
     max_body: int = MAX_BODY  # bytes
     verify_threads: int = 2  # threads re-verifying batches off the event loop
 

@@ -274,6 +274,8 @@ class SqliteDb:
                 (header.gateway_key, header.seq, verified.header_bytes, index, time.time()),
             )
             ids = dict(self.db.execute("SELECT key, id FROM devices"))
+            if unknown := {r.key for r in verified.readings} - ids.keys():
+                raise NotFound(f"box {min(unknown).hex()} is not registered")
             # A reading two gateways both sealed is stored in both batches; lookups by
             # (device, seq) serve the first.
             self.db.executemany(

@@ -555,6 +555,7 @@ def make_witness_app(
     check_logs(logs)  # fail now, not at startup
 
     async def witness_ctx(app: web.Application) -> AsyncIterator[None]:
+        data_dir.mkdir(parents=True, exist_ok=True)
         store = WitnessStore(data_dir / STATE_FILE)
         app[WITNESS] = Witness(signer, logs, store, clock=clock)
         yield

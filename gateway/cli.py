@@ -105,19 +105,24 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
+def configure_logging(json_lines: bool) -> None:
+    """Log INFO and up to stderr: one JSON object per line, or readable lines."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        _JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
 
     from gateway import app
 
     settings = _settings(args.config)
-    handler = logging.StreamHandler()
-    handler.setFormatter(
-        _JsonFormatter()
-        if args.log_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    configure_logging(args.log_json)
     asyncio.run(app.serve(settings))
     return 0
 

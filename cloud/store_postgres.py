@@ -1,0 +1,436 @@
+"""The ledger's PostgreSQL storage (asyncpg): several workers on one database.
+
+`PostgresStore` is the `cloud.store.Store` for deployments with more than one worker
+process (DESIGN.md, "When one machine is not enough"): each worker opens its own pool on
+the same database. Tables and semantics are those of cloud/store_sqlite.py, the
+reference; what differs:
+
+- Every write is one READ COMMITTED transaction that first takes
+  pg_advisory_xact_lock(LOG_LOCK): its holder is the log's single sequencer. The log size
+  lives in the one-row `log_meta`, read and written only under that lock; COMMIT or
+  ROLLBACK releases it, never our code, so a crashed worker cannot keep it.
+- An append reads the stored nodes it hashes with (the log's frontier) in one query.
+- Rows go in with one INSERT ... SELECT FROM unnest(...) per table, whatever their number.
+- Batch seqs are bigint, as SQLite's INTEGER: seqs above 2**63 - 1 cannot be stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import asyncpg
+
+from cloud import tlog
+from cloud.ingest import Verified, chain_break
+from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
+from cloud.tlog import NodeKey
+
+SCHEMA_VERSION = 1
+# The bigint key of the log's advisory lock: every worker must use this one, and nothing
+# else in the database may. ASCII "PSynclog", which fits a signed 64-bit integer.
+LOG_LOCK = int.from_bytes(b"PSynclog", "big")
+
+# Plain CREATE, not IF NOT EXISTS: open() runs this only where pharmasync_schema is absent,
+# in one transaction, so a foreign table of the same name fails loudly instead of being
+# adopted. Unsigned 32-bit wire fields (reading seq and time) need bigint.
+SCHEMA = """
+CREATE TABLE pharmasync_schema (
+    version integer NOT NULL
+);
+CREATE TABLE log_meta (
+    one  boolean PRIMARY KEY DEFAULT true CHECK (one),  -- exactly one row
+    size bigint NOT NULL                                -- entries in the log
+);
+INSERT INTO log_meta (size) VALUES (0);
+CREATE TABLE log_entries (
+    idx       bigint PRIMARY KEY,      -- position in the log, from 0
+    leaf_hash bytea NOT NULL,          -- SHA-256(0x00 || entry)
+    entry     bytea NOT NULL
+);
+CREATE INDEX log_entries_leaf ON log_entries (leaf_hash);
+CREATE TABLE log_nodes (
+    level smallint NOT NULL,
+    idx   bigint NOT NULL,
+    hash  bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE gateways (
+    key           bytea PRIMARY KEY,
+    site          text NOT NULL,
+    registered_at double precision NOT NULL  -- Unix seconds
+);
+CREATE TABLE devices (
+    id            integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- readings use this
+    key           bytea NOT NULL UNIQUE,
+    site          text NOT NULL,
+    label         text NOT NULL,
+    registered_at double precision NOT NULL
+);
+CREATE TABLE attachments (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- orders equal starts
+    device  integer NOT NULL,            -- devices.id
+    subject text NOT NULL,               -- a lot, shipment or zone
+    start   bigint NOT NULL,             -- Unix seconds
+    "end"   bigint                       -- NULL: open
+);
+CREATE INDEX attachments_device ON attachments (device, start);
+CREATE TABLE batches (
+    gateway     bytea NOT NULL,
+    seq         bigint NOT NULL,
+    header      bytea NOT NULL,
+    log_index   bigint NOT NULL,         -- the log entry carrying the header
+    received_at double precision NOT NULL,
+    PRIMARY KEY (gateway, seq)
+);
+CREATE TABLE readings (
+    log_index bigint NOT NULL,           -- the batch's log entry
+    leaf      integer NOT NULL,          -- position in the batch's tree (2**31 leaves: 236 GB)
+    device    integer NOT NULL,          -- devices.id
+    seq       bigint NOT NULL,
+    time      bigint NOT NULL,
+    wire      bytea NOT NULL,            -- the exact 110 signed bytes
+    PRIMARY KEY (log_index, leaf)        -- every leaf of every batch: proofs need them all
+);
+CREATE INDEX readings_seq ON readings (device, seq);
+CREATE INDEX readings_time ON readings (device, time);
+"""
+
+
+class SchemaVersionError(RuntimeError):
+    """The database holds a ledger schema this code does not know."""
+
+    def __init__(self, got: object) -> None:
+        super().__init__(f"schema version: got {got}, want {SCHEMA_VERSION}")
+        self.got = got
+
+
+def _node_name(level: int, index: int) -> str:
+    return f"log node (level {level}, index {index})"
+
+
+def _frontier(size: int) -> list[NodeKey]:
+    """The maximal complete subtrees of a log of `size` entries, one per set bit of size.
+
+    Appending hashes only with nodes the same append creates and with these: a stored left
+    sibling is complete, ends before `size` and has an incomplete parent. Reading these few
+    (at most 63) in one query saves a round trip per node new_nodes asks for.
+    """
+    return [
+        (level, (size >> level) - 1) for level in range(size.bit_length()) if (size >> level) & 1
+    ]
+
+
+class PostgresStore:
+    """The async `cloud.store.Store` on a PostgreSQL database shared by any number of
+    workers (module docstring). Build it with open(); `pool` is its asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        """Connect a pool to `dsn` and create the schema (in the DSN's search_path) if it is
+        absent. Raises SchemaVersionError for another schema version, asyncpg's errors if
+        the database cannot be reached."""
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        try:
+            # Under the log lock: workers starting together create the schema once.
+            async with _locked(pool) as conn:
+                if await conn.fetchval("SELECT to_regclass('pharmasync_schema')") is None:
+                    await conn.execute(SCHEMA)
+                    await conn.execute(
+                        "INSERT INTO pharmasync_schema (version) VALUES ($1)", SCHEMA_VERSION
+                    )
+                else:
+                    got = await conn.fetchval("SELECT max(version) FROM pharmasync_schema")
+                    if got != SCHEMA_VERSION:
+                        raise SchemaVersionError(got)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def _write(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """The write transaction. Every write takes the log lock, as SQLite's BEGIN IMMEDIATE
+        does: only those that grow the log need it, but the others are rare registry
+        changes, and one kind of write transaction is simpler to reason about."""
+        return _locked(self.pool)
+
+    # -- the log ------------------------------------------------------------------------
+
+    async def log_size(self) -> int:
+        size: int = await self.pool.fetchval("SELECT size FROM log_meta")
+        return size
+
+    async def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
+        keys = list(keys)
+        found = await _fetch_nodes(self.pool, keys)
+        for key in keys:
+            if key not in found:
+                raise NotFound(_node_name(*key))
+        return found
+
+    async def entries(self, start: int, end: int) -> list[bytes]:
+        rows = await self.pool.fetch(
+            "SELECT entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, end
+        )
+        return [r[0] for r in rows]
+
+    async def find_entry(self, leaf_hash: bytes) -> int | None:
+        index: int | None = await self.pool.fetchval(
+            "SELECT min(idx) FROM log_entries WHERE leaf_hash = $1", leaf_hash
+        )
+        return index
+
+    async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
+        async with self._write() as conn:
+            return await _append(conn, entries)
+
+    # -- the registry ---------------------------------------------------------------------
+
+    async def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
+        async with self._write() as conn:
+            if entry is not None:
+                await _append(conn, [entry])
+            await conn.execute(
+                "INSERT INTO gateways (key, site, registered_at) VALUES ($1, $2, $3) "
+                "ON CONFLICT (key) DO UPDATE SET site = excluded.site",
+                key,
+                site,
+                time.time(),
+            )
+
+    async def register_device(
+        self, key: bytes, site: str, label: str = "", entry: bytes | None = None
+    ) -> None:
+        async with self._write() as conn:
+            if entry is not None:
+                await _append(conn, [entry])
+            await conn.execute(
+                "INSERT INTO devices (key, site, label, registered_at) VALUES ($1, $2, $3, $4) "
+                "ON CONFLICT (key) DO UPDATE SET site = excluded.site, label = excluded.label",
+                key,
+                site,
+                label,
+                time.time(),
+            )
+
+    async def attach(
+        self, device: bytes, subject: str, start: int, end: int | None, entry: bytes | None = None
+    ) -> None:
+        async with self._write() as conn:
+            box = await conn.fetchval("SELECT id FROM devices WHERE key = $1", device)
+            if box is None:
+                raise NotFound(f"box {device.hex()} is not registered")
+            if entry is not None:
+                await _append(conn, [entry])
+            await conn.execute(
+                'INSERT INTO attachments (device, subject, start, "end") VALUES ($1, $2, $3, $4)',
+                box,
+                subject,
+                start,
+                end,
+            )
+
+    async def attachments(self, device: bytes) -> list[dict[str, object]]:
+        rows = await self.pool.fetch(
+            'SELECT a.subject, a.start, a."end" FROM attachments a JOIN devices d '
+            "ON d.id = a.device WHERE d.key = $1 ORDER BY a.start, a.id",
+            device,
+        )
+        return [{"subject": s, "start": a, "end": b} for s, a, b in rows]
+
+    async def gateways(self) -> list[dict[str, object]]:
+        rows = await self.pool.fetch(
+            "SELECT g.key, g.site, "
+            "coalesce((SELECT max(b.seq) FROM batches b WHERE b.gateway = g.key), -1) "
+            "FROM gateways g ORDER BY g.registered_at, g.key"
+        )
+        return [{"key": k.hex(), "site": site, "last_seq": last} for k, site, last in rows]
+
+    async def devices(self) -> list[dict[str, object]]:
+        rows = await self.pool.fetch(
+            "SELECT d.key, d.site, d.label, "
+            "coalesce((SELECT max(r.seq) FROM readings r WHERE r.device = d.id), -1) "
+            "FROM devices d ORDER BY d.id"
+        )
+        return [
+            {"key": k.hex(), "site": site, "label": label, "last_seq": last}
+            for k, site, label, last in rows
+        ]
+
+    # -- batches and readings ------------------------------------------------------------
+
+    async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
+        row = await self.pool.fetchrow(
+            "SELECT EXISTS (SELECT 1 FROM gateways WHERE key = $1), "
+            "(SELECT header FROM batches WHERE gateway = $1 AND seq = $2), "
+            "(SELECT header FROM batches WHERE gateway = $1 ORDER BY seq DESC LIMIT 1), "
+            "ARRAY(SELECT key FROM devices WHERE key = ANY($3::bytea[]))",
+            gateway,
+            seq,
+            list(set(devices)),
+        )
+        return KnownState(row[0], row[1], row[2], frozenset(row[3]))
+
+    async def batch_log_index(self, gateway: bytes, seq: int) -> int | None:
+        index: int | None = await self.pool.fetchval(
+            "SELECT log_index FROM batches WHERE gateway = $1 AND seq = $2", gateway, seq
+        )
+        return index
+
+    async def store_batch(self, verified: Verified) -> int:
+        header = verified.header
+        async with self._write() as conn:
+            # The caller checked all this without the lock; another worker may have stored
+            # since (cloud/store.py).
+            row = await conn.fetchrow(
+                "SELECT (SELECT header FROM batches WHERE gateway = $1 AND seq = $2), "
+                "(SELECT log_index FROM batches WHERE gateway = $1 AND seq = $2), "
+                "(SELECT header FROM batches WHERE gateway = $1 ORDER BY seq DESC LIMIT 1)",
+                header.gateway_key,
+                header.seq,
+            )
+            stored, stored_index, last = row
+            if stored is not None:
+                if stored != verified.header_bytes:
+                    raise StoreConflict("conflict", f"another batch {header.seq} is stored")
+                return int(stored_index)
+            broken = chain_break(header, last)
+            if broken:
+                raise StoreConflict("chain", broken)
+            index, _ = await _append(conn, [tlog.batch_entry(verified.header_bytes)])
+            await conn.execute(
+                "INSERT INTO batches (gateway, seq, header, log_index, received_at) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                header.gateway_key,
+                header.seq,
+                verified.header_bytes,
+                index,
+                time.time(),
+            )
+            await _insert_readings(conn, index, verified)
+        return index
+
+    async def reading(self, device: bytes, seq: int) -> StoredReading | None:
+        row = await self.pool.fetchrow(
+            "SELECT r.wire, r.log_index, r.leaf FROM readings r JOIN devices d ON d.id = r.device "
+            "WHERE d.key = $1 AND r.seq = $2 ORDER BY r.log_index LIMIT 1",
+            device,
+            seq,
+        )
+        return StoredReading(row[0], row[1], row[2]) if row else None
+
+    async def batch_readings(self, log_index: int) -> list[bytes]:
+        rows = await self.pool.fetch(
+            "SELECT wire FROM readings WHERE log_index = $1 ORDER BY leaf", log_index
+        )
+        return [r[0] for r in rows]
+
+    async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
+        rows = await self.pool.fetch(
+            "SELECT r.wire FROM readings r JOIN devices d ON d.id = r.device "
+            "WHERE d.key = $1 AND r.time >= $2 AND r.time < $3 ORDER BY r.time, r.seq LIMIT $4",
+            device,
+            start,
+            end,
+            limit,
+        )
+        return [r[0] for r in rows]
+
+
+@asynccontextmanager
+async def _locked(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction holding the log lock, on a connection of `pool`.
+
+    READ COMMITTED, whatever the server's default: each later statement then sees what the
+    previous lock holder committed. (Under REPEATABLE READ the snapshot would be taken by
+    the lock statement itself, before the lock is granted, and the log size read stale.)
+    For the same reason the lock is its own statement, never part of a read.
+    """
+    async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_LOCK)
+        yield conn
+
+
+async def _fetch_nodes(
+    db: asyncpg.Pool | asyncpg.Connection, keys: Iterable[NodeKey]
+) -> dict[NodeKey, bytes]:
+    """Return those of the nodes `keys` that are stored, in one query."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    rows = await db.fetch(
+        "SELECT n.level, n.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) AS k (level, idx) "
+        "JOIN log_nodes n ON n.level = k.level AND n.idx = k.idx",
+        [level for level, _ in keys],
+        [index for _, index in keys],
+    )
+    return {(level, index): h for level, index, h in rows}
+
+
+async def _append(conn: asyncpg.Connection, entries: Sequence[bytes]) -> tuple[int, int]:
+    """Append entries and the nodes they complete; return (index of the first, new size).
+    Requires the log lock (a _locked transaction). Raises NotFound if a node it hashes with
+    is missing: the caller's transaction then rolls back, leaving nothing."""
+    size: int = await conn.fetchval("SELECT size FROM log_meta")
+    leaves = [tlog.entry_leaf(e) for e in entries]
+    frontier = await _fetch_nodes(conn, _frontier(size))
+
+    def stored(level: int, index: int) -> bytes:
+        if (level, index) not in frontier:
+            raise NotFound(_node_name(level, index))
+        return frontier[(level, index)]
+
+    nodes = tlog.new_nodes(size, leaves, stored)
+    # One statement, not three: a round trip less for each of the two tables.
+    await conn.execute(
+        "WITH new_entries AS ("
+        "  INSERT INTO log_entries (idx, leaf_hash, entry)"
+        "  SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])"
+        "), new_nodes AS ("
+        "  INSERT INTO log_nodes (level, idx, hash)"
+        "  SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])"
+        ") "
+        "UPDATE log_meta SET size = $7",
+        list(range(size, size + len(entries))),
+        leaves,
+        list(entries),
+        [level for level, _ in nodes],
+        [index for _, index in nodes],
+        list(nodes.values()),
+        size + len(entries),
+    )
+    return size, size + len(entries)
+
+
+async def _insert_readings(conn: asyncpg.Connection, log_index: int, verified: Verified) -> None:
+    """Store a batch's readings under its log index: one statement for the whole batch.
+
+    A reading two gateways both sealed is stored in both batches; lookups by (device, seq)
+    serve the first. Raises NotFound for an unregistered box (boxes are never removed, and
+    the caller verified them: this is a bug elsewhere, and rolls everything back).
+    """
+    keys = list({r.key for r in verified.readings})
+    rows = await conn.fetch("SELECT key, id FROM devices WHERE key = ANY($1::bytea[])", keys)
+    ids: dict[bytes, int] = {key: box for key, box in rows}
+    for key in keys:
+        if key not in ids:
+            raise NotFound(f"box {key.hex()} is not registered")
+    rs = verified.readings
+    await conn.execute(
+        "INSERT INTO readings (log_index, leaf, device, seq, time, wire) "
+        "SELECT $1, r.* FROM unnest($2::integer[], $3::integer[], $4::bigint[], $5::bigint[], "
+        "$6::bytea[]) AS r",
+        log_index,
+        list(range(len(rs))),
+        [ids[r.key] for r in rs],
+        [r.seq for r in rs],
+        [r.time for r in rs],
+        verified.wires,
+    )
