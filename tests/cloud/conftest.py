@@ -106,3 +106,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield s
     finally:
         await s.close()
+
+
+@pytest.fixture(params=ENGINES)
+async def database(request: pytest.FixtureRequest) -> str | None:
+    """CloudSettings.database for each engine: None (SQLite in the data directory) or the
+    DSN of an empty PostgreSQL schema."""
+    if request.param == "postgres":
+        return await fresh_schema(request.getfixturevalue("postgres_database"))
+    return None

@@ -58,8 +58,10 @@ class Cloud:
         return await self.post("/v1/registry", json.dumps(request).encode(), "application/json")
 
 
-def settings(data_dir: Path, **extra: Any) -> CloudSettings:
-    return CloudSettings(data_dir=data_dir, owners=(schnorr.pubkey(OWNER),), **extra)
+def settings(data_dir: Path, database: str | None = None, **extra: Any) -> CloudSettings:
+    return CloudSettings(
+        data_dir=data_dir, database=database, owners=(schnorr.pubkey(OWNER),), **extra
+    )
 
 
 async def start(config: CloudSettings) -> tuple[TestServer, aiohttp.ClientSession]:
@@ -69,8 +71,8 @@ async def start(config: CloudSettings) -> tuple[TestServer, aiohttp.ClientSessio
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
-    server, session = await start(settings(tmp_path / "cloud"))
+async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
+    server, session = await start(settings(tmp_path / "cloud", database))
     c = Cloud(server, session)
     now = int(time.time())
     assert (await c.change(registry.Change("gateway", schnorr.pubkey(GW), now, site="w1")))[
@@ -259,8 +261,10 @@ async def test_limits_and_errors_have_one_shape(tmp_path: Path) -> None:
         await server.close()
 
 
-async def test_a_restart_continues_the_log_consistently(tmp_path: Path) -> None:
-    config = settings(tmp_path / "cloud")
+async def test_a_restart_continues_the_log_consistently(
+    tmp_path: Path, database: str | None
+) -> None:
+    config = settings(tmp_path / "cloud", database)
     server, session = await start(config)
     c = Cloud(server, session)
     now = int(time.time())
