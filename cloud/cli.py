@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from cloud import commands as cloud_commands
-from cloud import demo, witness
+from cloud import demo, verify, witness
 from device import cli as device_cli
 from gateway import cli as gateway_cli
 
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.register(commands)
     cloud_commands.register(commands)
+    verify.register(commands)
     witness.register(commands)
     device_cli.register(commands)
     gateway_cli.register(commands)

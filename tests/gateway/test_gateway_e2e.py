@@ -179,16 +179,40 @@ async def test_sigkill_during_a_stream_loses_and_doubles_nothing(
 async def test_cloud_outage_drains_in_order_without_loss_or_duplicates(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
+    """The real cloud ledger goes down mid-stream and comes back: the gateway holds its
+    batches, then uploads each once, oldest first, keeping every receipt."""
+    from aiohttp import web
+
+    from cloud import registry as cloud_registry
+    from cloud.app import make_app
+    from cloud.settings import CloudSettings
+    from cloud.state import LEDGER
+    from device import schnorr
     from gateway import app
     from tests.conftest import free_port
-    from tests.gateway.cloud_stub import CloudStub, start
 
+    owner = bytes(31) + b"\x01"
     port = free_port()
-    stub = CloudStub()
-    cloud = await start(stub, port)
+    cloud_settings = CloudSettings(tmp_path / "cloud", owners=(schnorr.pubkey(owner),))
+
+    async def start() -> web.AppRunner:
+        runner = web.AppRunner(make_app(cloud_settings))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    cloud = await start()
     sim = sim_settings(mosquitto, tmp_path / "boxes", boxes=3, readings=80)
     boxes = [simulate.make_box(sim, i) for i in range(3)]
     register(tmp_path / "gw", boxes)
+    gw_key = schnorr.pubkey(app.load_or_create_key(tmp_path / "gw" / "gateway.key"))
+    ledger = cloud.app[LEDGER]
+    now = int(time.time())
+    for change in [
+        cloud_registry.Change("gateway", gw_key, now, site="e2e"),
+        *(cloud_registry.Change("box", b.key, now, site="e2e", label="") for b in boxes),
+    ]:
+        await ledger.apply_registry(cloud_registry.sign_request(owner, change))
     s = settings.from_dict(
         {
             "gateway": {"site": "e2e", "data_dir": str(tmp_path / "gw")},
@@ -207,22 +231,25 @@ async def test_cloud_outage_drains_in_order_without_loss_or_duplicates(
     await sending
     await asyncio.sleep(1.0)
     back_at = time.time()
-    cloud = await start(stub, port)  # ... and comes back
+    cloud = await start()  # ... and comes back, on the same data
     db = sqlite3.connect(tmp_path / "gw" / "spool.sqlite")
     try:
         for _ in range(150):
             await asyncio.sleep(0.1)
             unsent = db.execute("SELECT count(*) FROM batches WHERE sent_at IS NULL").fetchone()[0]
             total = db.execute("SELECT count(*) FROM batches").fetchone()[0]
-            if total and not unsent and stub.accepted and len(stub.accepted) == total:
+            if total and not unsent:
                 break
     finally:
         stop.set()
         await gw
+        ledger = cloud.app[LEDGER]
+        entries = await ledger.store.entries(0, 10_000)
+        refused = dict(ledger.refused)
         await cloud.cleanup()
-    seqs = [seq for _, seq in stub.accepted]
+    seqs = [batch.decode(e[1:]).seq for e in entries if e[0] == 0x01]
     assert seqs == list(range(len(seqs))), "the cloud got every batch once, oldest first"
-    assert not stub.refused, stub.refused
+    assert not refused, refused
     stored = dict(db.execute("SELECT seq, receipt FROM batches"))
     assert len(stored) == len(seqs) and all(stored.values()), "a receipt kept for each batch"
     held = db.execute(

@@ -1,0 +1,69 @@
+"""The follower's state file: it round-trips, is written atomically, refuses damage, and
+lives per log URL under $XDG_STATE_HOME."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloud.follow_state import (
+    SOURCE_FIRST_USE,
+    SOURCE_GIVEN,
+    FollowState,
+    GatewayHead,
+    StateError,
+    default_state_path,
+    load_state,
+    save_state,
+)
+from tests.cloud.log_stub import build
+
+
+def test_state_round_trips_and_is_written_atomically(tmp_path: Path) -> None:
+    ledger = build(5)
+    frontier = ledger.tree().compact_range()
+    state = FollowState(
+        url="http://x",
+        log_vkey=ledger.vkey,
+        log_vkey_source=SOURCE_FIRST_USE,
+        origin=ledger.origin,
+        size=5,
+        root=ledger.tree().root(),
+        checkpoint=ledger.checkpoint(),
+        compact_range=tuple(h for _, _, h in frontier),
+        gateways={k: GatewayHead(*v) for k, v in ledger.heads.items()},
+    )
+    path = tmp_path / "deep" / "state.json"
+    save_state(path, state)
+    save_state(path, state)
+    assert load_state(path) == state
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary left
+    with pytest.raises(StateError, match="compact_range"):
+        FollowState("http://x", ledger.vkey, SOURCE_GIVEN, size=5, root=state.root)
+    with pytest.raises(StateError, match="log_vkey"):
+        FollowState("http://x", "nonsense", SOURCE_GIVEN)
+
+
+def test_the_default_state_path_is_per_url_under_xdg_state_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    a = default_state_path("https://ledger.example")
+    assert a == default_state_path("https://ledger.example/")
+    assert a != default_state_path("https://other.example")
+    assert a.parent == tmp_path / "pharmasync" and a.name.startswith("verify-")
+
+
+def test_a_missing_file_is_no_state_and_a_broken_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    assert load_state(path) is None
+    for text, message in [
+        ("[]", "want a JSON object"),
+        ("{", "not JSON"),
+        ('{"version": 2}', "version: got 2, want 1"),
+        ('{"version": 1}', "field 'url': got nothing"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(StateError, match=message):
+            load_state(path)
