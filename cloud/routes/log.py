@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cloud.ledger import LedgerError
-from cloud.routes import hex_param, int_query
+from cloud.routes import hex_param, int_query, parse_int
 from cloud.state import LEDGER
 
 routes = web.RouteTableDef()
@@ -36,10 +35,8 @@ async def entries(request: web.Request) -> web.Response:
 @routes.get("/v1/log/entries/{index}/readings")
 async def entry_readings(request: web.Request) -> web.Response:
     """The readings of a batch entry: 110-byte readings in leaf order."""
-    raw = request.match_info["index"]
-    if not raw.isdigit() or len(raw) > 19:
-        raise LedgerError("index", f"got {raw!r}, want a log index")
-    found = await request.app[LEDGER].entry_readings(int(raw))
+    index = parse_int(request.match_info["index"], "index")
+    found = await request.app[LEDGER].entry_readings(index)
     return web.Response(body=b"".join(found), content_type="application/octet-stream")
 
 

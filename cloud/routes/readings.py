@@ -6,18 +6,11 @@ import time
 
 from aiohttp import web
 
-from cloud.ledger import LedgerError
-from cloud.routes import hex_param, int_query
+from cloud.routes import hex_param, int_query, parse_int
 from cloud.state import LEDGER
 from device import reading
 
 routes = web.RouteTableDef()
-
-
-def _seq(raw: str) -> int:
-    if not raw.isdigit() or int(raw) > reading.SEQ_MAX:
-        raise LedgerError("seq", f"got {raw!r}, want 0 to {reading.SEQ_MAX}")
-    return int(raw)
 
 
 @routes.get("/v1/readings/{device}/{seq}/proof")
@@ -26,7 +19,9 @@ async def proof_bundle(request: web.Request) -> web.Response:
     device = hex_param(request.match_info["device"], "device", 32)
     ledger = request.app[LEDGER]
     await ledger.refresh()
-    return web.json_response(await ledger.bundle(device, _seq(request.match_info["seq"])))
+    return web.json_response(
+        await ledger.bundle(device, parse_int(request.match_info["seq"], "seq", 0, reading.SEQ_MAX))
+    )
 
 
 @routes.get("/v1/devices/{device}/readings")
@@ -36,7 +31,7 @@ async def history(request: web.Request) -> web.Response:
     now = int(time.time())
     start = int_query(request, "start", now - 86_400)
     end = int_query(request, "end", now + 1)
-    limit = min(int_query(request, "limit", 1000, minimum=1), 10_000)
+    limit = int_query(request, "limit", 1000, minimum=1, maximum=10_000)
     found = await request.app[LEDGER].history(device, start, end, limit)
     return web.json_response(
         [
