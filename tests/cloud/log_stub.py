@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from cloud import tlog
+from cloud import registry, tlog
 from cloud.checkpoint import Checkpoint, sign_checkpoint
 from cloud.note import Signer
 from device import reading, schnorr
@@ -34,6 +34,7 @@ def secret(label: str) -> bytes:
 GATEWAY = secret("gateway")
 OTHER_GATEWAY = secret("gateway 2")
 BOX = secret("box")
+OWNER = secret("owner")
 LOG_SIGNER = Signer(ORIGIN, secret("log key"))
 
 
@@ -77,6 +78,14 @@ class Ledger:
         """Sign `count` readings, seal them as the gateway's next batch, append it."""
         wires = self.sign_readings(box, count)
         return self.append(self.seal(gateway, wires), wires)
+
+    def register(self, change: registry.Change, owner: bytes = OWNER) -> int:
+        """Append the owner's signed registry change, as the cloud logs it; return its index."""
+        request = registry.sign_request(owner, change)
+        _, entry = registry.open_request(request, {schnorr.pubkey(owner)}, now=change.time)
+        self.entries.append(entry)
+        self.readings.append([])
+        return len(self.entries) - 1
 
     def tree(self, size: int | None = None) -> merkle.MerkleTree:
         return merkle.MerkleTree(self.entries[:size])
@@ -202,6 +211,8 @@ async def _readings(request: web.Request) -> web.Response:
     index = int(request.match_info["index"])
     if not 0 <= index < len(api.ledger.entries):
         return _problem(404, "not found", f"entry {index}")
+    if not api.ledger.readings[index] and index not in api.readings:
+        return _problem(404, "not a batch", f"entry {index} is not a batch entry")
     body = api.readings.get(index, b"".join(api.ledger.readings[index]))
     return web.Response(body=body, content_type="application/octet-stream")
 

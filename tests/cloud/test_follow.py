@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from cloud import tlog
+from cloud import registry, tlog
 from cloud.checkpoint import Checkpoint, sign_checkpoint
 from cloud.follow import (
     EXIT_MISBEHAVIOUR,
@@ -41,9 +41,11 @@ from cloud.verify import verify_bundle
 from device import reading, schnorr
 from gateway import batch
 from tests.cloud.log_stub import (
+    API,
     BOX,
     GATEWAY,
     OTHER_GATEWAY,
+    OWNER,
     T0,
     Ledger,
     LogApi,
@@ -323,6 +325,74 @@ async def test_a_bad_entry_raises_bad_entry(
     alarm = await alarm_of(follower(api, session, state_path))
     assert alarm.alarm is Alarm.BAD_ENTRY and reason in alarm.summary
     assert alarm.facts[0] == ("entry", "3")
+
+
+def registered() -> Ledger:
+    """A ledger that opens, as the cloud's does, with the owner's registry changes."""
+    ledger = Ledger()
+    for op, key in (("gateway", GATEWAY), ("gateway", OTHER_GATEWAY), ("box", BOX)):
+        label = "fridge" if op == "box" else None
+        ledger.register(registry.Change(op, schnorr.pubkey(key), T0, site="w1", label=label))
+    ledger.add_batch(GATEWAY, BOX, 2)
+    attach = registry.Change("attach", schnorr.pubkey(BOX), T0 + 60, subject="lot 7", start=T0)
+    ledger.register(attach)
+    ledger.add_batch(GATEWAY, BOX, 3)
+    return ledger
+
+
+async def serve(ledger: Ledger) -> TestServer:
+    api = LogApi(ledger)
+    server = TestServer(make_app(api), host="127.0.0.1")
+    await server.start_server()
+    api.url = str(server.make_url("")).rstrip("/")
+    return server
+
+
+async def test_registry_changes_are_checked_and_have_no_readings(
+    session: aiohttp.ClientSession, state_path: Path
+) -> None:
+    server = await serve(registered())
+    try:
+        api = server.app[API]
+        result = await follower(api, session, state_path, readings=True).poll()
+        assert (result.entries, result.readings) == (6, 5)
+        fetched = [r for r in api.requests if r.endswith("/readings")]
+        assert fetched == ["/v1/log/entries/3/readings", "/v1/log/entries/5/readings"]
+    finally:
+        await server.close()
+
+
+def _forged_owner_signature(entry: bytes) -> bytes:
+    return entry[:40] + bytes([entry[40] ^ 1]) + entry[41:]
+
+
+def _not_canonical(entry: bytes) -> bytes:
+    # The same change with a space in its JSON, signed by the owner all the same.
+    message = entry[97:].replace(b'"op":', b'"op": ')
+    signature = schnorr.sign(OWNER, schnorr.tagged_hash(registry.TAG, message))
+    return entry[:33] + signature + message
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        (_forged_owner_signature, "registry change signature"),
+        (_not_canonical, "not in canonical form"),
+    ],
+    ids=["signature", "not-canonical"],
+)
+async def test_a_bad_registry_change_raises_bad_entry(
+    session: aiohttp.ClientSession, state_path: Path, forge, reason: str
+) -> None:
+    server = await serve(registered())
+    try:
+        api = server.app[API]
+        api.entries[4] = forge(api.ledger.entries[4])
+        alarm = await alarm_of(follower(api, session, state_path))
+    finally:
+        await server.close()
+    assert alarm.alarm is Alarm.BAD_ENTRY and reason in alarm.summary
+    assert alarm.facts == (("entry", "4"), ("owner", schnorr.pubkey(OWNER).hex()))
 
 
 async def test_a_changed_log_key_is_an_alarm(
