@@ -20,8 +20,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from cloud import witnessing
+from cloud.errors import Refused
 from cloud.keys import load_or_create_signer
-from cloud.ledger import Ledger, LedgerError
+from cloud.ledger import Ledger
 from cloud.metrics import Metrics
 from cloud.routes import batches, meta, readings, registry
 from cloud.routes import log as log_routes
@@ -58,14 +59,14 @@ def _title(status: int) -> str:
 
 @web.middleware
 async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn LedgerError and aiohttp's HTTP errors into problem+json; count and time it."""
+    """Turn refusals and aiohttp's HTTP errors into problem+json; count and time it."""
     metrics = request.app[METRICS]
     route = request.match_info.route.resource
     name = route.canonical if route is not None else "unmatched"
     started = time.perf_counter()
     try:
         response = await handler(request)
-    except LedgerError as e:
+    except Refused as e:  # LedgerError and the domain modules' own refusals
         response = problem(e.status, e.reason, e.detail)
     except web.HTTPException as e:
         if e.status < 400:

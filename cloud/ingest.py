@@ -23,19 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cloud.errors import Refused
 from device import reading, schnorr
 from gateway import batch
 
 
-class IngestError(ValueError):
-    """A refused batch: `reason` names the check (the problem+json `reason`), `status` is
-    the HTTP status the API answers with."""
-
-    def __init__(self, reason: str, detail: str, status: int = 400) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.status = status
+class IngestError(Refused, ValueError):
+    """A refused batch: `reason` names the check, `status` the HTTP status."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 from cloud import registry, tlog
 from cloud.checkpoint import Checkpoint, sign_checkpoint
+from cloud.errors import Refused
 from cloud.ingest import IngestError, Known, Verified, check_batch
 from cloud.note import Signer
 from cloud.store import Store, StoreConflict
@@ -32,14 +33,8 @@ MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
 _TREE_CACHE = 64  # batch trees kept for proof bundles (a 1,024-leaf tree is ~100 KB)
 
 
-class LedgerError(Exception):
-    """A refused request: `reason` (the problem+json reason), `detail`, HTTP `status`."""
-
-    def __init__(self, reason: str, detail: str, status: int = 400) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.status = status
+class LedgerError(Refused):
+    """A refused request (cloud/errors.py): the views answer it as problem+json."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cloud.errors import Refused
 from cloud.tlog import ENTRY_REGISTRY
 from device import schnorr
 
@@ -38,14 +39,8 @@ OPS = {
 MAX_TEXT = 200  # characters in a site, label or subject
 
 
-class RegistryError(ValueError):
+class RegistryError(Refused, ValueError):
     """A refused registry request: `reason` names the check, `status` the HTTP status."""
-
-    def __init__(self, reason: str, detail: str, status: int = 400) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)

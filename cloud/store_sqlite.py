@@ -84,6 +84,9 @@ class SqliteDb:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        # 64 MiB of page cache (default 2 MiB): the readings' indexes grow with the ledger,
+        # and appends land all over them (a batch interleaves many boxes).
+        self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import base64
 import logging
-import os
 import re
 import sqlite3
 import stat
@@ -67,6 +66,7 @@ from cloud.checkpoint import (
     CheckpointFormatError,
     CosignatureSigner,
 )
+from cloud.keys import fsync_dir, write_new_key
 from cloud.note import (
     AmbiguousVerifierError,
     InvalidSignatureError,
@@ -364,15 +364,6 @@ class WitnessStore:
             return [tuple(row) for row in rows]
 
 
-def fsync_dir(path: Path) -> None:
-    """Flush directory `path`, making the names just created or renamed in it durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --- the witness ----------------------------------------------------------------------------
 
 
@@ -510,7 +501,7 @@ def load_or_create_key(path: Path, name: str | None) -> CosignatureSigner:
     if not path.exists():
         if name is None:
             raise KeyFileError(f"no witness key at {path}: give --name to create one")
-        _create_key_file(path, CosignatureSigner.generate(name))
+        write_new_key(path, CosignatureSigner.generate(name))
         log.info("created witness key %s", path)
     signer = CosignatureSigner.parse(path.read_text().strip())
     if name is not None and name != signer.name:
@@ -518,24 +509,6 @@ def load_or_create_key(path: Path, name: str | None) -> CosignatureSigner:
     if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("witness key %s is readable by others: chmod 600 it", path)
     return signer
-
-
-def _create_key_file(path: Path, signer: CosignatureSigner) -> None:
-    """Write `signer`'s key to `path` whole or not at all: a 0600 temp file, fsynced, then
-    hard-linked into place (unlike rename, link never replaces a key made meanwhile)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(signer.to_skey() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another process created it first: use that one
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
 
 
 # --- HTTP ------------------------------------------------------------------------------------
