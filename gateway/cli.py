@@ -48,6 +48,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remove.add_argument("key", type=hex_bytes, help="the box's public key (hex)")
     remove.set_defaults(handler=_boxes_remove)
 
+    key = commands.add_parser(
+        "key",
+        help="print the gateway's public key (creating its key on first use)",
+        description="Print the gateway's BIP-340 public key, to register the gateway with "
+        "the cloud (`pharmasync cloud register gateway KEY`). Creates DATA_DIR/gateway.key "
+        "(mode 0600) if the gateway has none yet.",
+    )
+    key.add_argument("--config", type=Path, required=True, help="gateway.toml")
+    key.set_defaults(handler=_key)
+
     inspect = commands.add_parser(
         "inspect-batch",
         help="decode and verify a batch header",
@@ -124,6 +134,16 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     configure_logging(args.log_json)
     asyncio.run(app.serve(settings))
+    return 0
+
+
+def _key(args: argparse.Namespace) -> int:
+    from device import schnorr
+    from gateway import app
+
+    settings = _settings(args.config)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    print(schnorr.pubkey(app.load_or_create_key(settings.data_dir / "gateway.key")).hex())
     return 0
 
 

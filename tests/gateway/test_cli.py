@@ -46,3 +46,18 @@ def test_a_bad_key_or_config_is_a_clear_error(
         main(["gateway", "run", "--config", str(bad)])
     assert exit_.value.code == 2
     assert "[gateway] site: got 'w/1'" in capsys.readouterr().err
+
+
+def test_key_prints_the_same_public_key_every_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device import schnorr
+
+    config = write_config(tmp_path)
+    assert main(["gateway", "key", "--config", str(config)]) == 0
+    first = capsys.readouterr().out.strip()
+    assert main(["gateway", "key", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.strip() == first
+    key_file = tmp_path / "data" / "gateway.key"
+    assert key_file.stat().st_mode & 0o077 == 0
+    assert schnorr.pubkey(bytes.fromhex(key_file.read_text())).hex() == first
