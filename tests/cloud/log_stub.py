@@ -4,8 +4,9 @@
 appends batch entries to an RFC 6962 log (cloud.tlog, gateway.merkle) and signs C2SP
 checkpoints (cloud.checkpoint): exactly the bytes the cloud produces. `LogApi` serves it
 with the routes and shapes of the cloud's API, and lets a test make the server lie
-(another size, other entries, another key), which the real cloud app never does.
-The real cloud app is being written in parallel; these tests will be re-pointed at it.
+(another size, other entries, another key), which the real cloud app never does: the
+follower's alarms need a dishonest server. The follower against the real app is tested in
+test_tampering.py (an honest log, then one edited behind the app's back).
 """
 
 from __future__ import annotations
