@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cloud import registry, tlog
+from cloud import batchtree, registry, tlog
 from cloud.checkpoint import Checkpoint, sign_checkpoint
 from cloud.errors import Refused
 from cloud.ingest import IngestError, Known, Verified, check_batch
@@ -30,7 +29,6 @@ from gateway import batch, merkle
 log = logging.getLogger("pharmasync.cloud.ledger")
 
 MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
-_TREE_CACHE = 64  # batch trees kept for proof bundles (a 1,024-leaf tree is ~100 KB)
 
 
 class LedgerError(Refused):
@@ -96,7 +94,6 @@ class Ledger:
         self._pool = verify_pool  # None: the loop's default executor
         self._checkpoint = SignedCheckpoint(0, merkle.EMPTY_ROOT, self._sign(0, merkle.EMPTY_ROOT))
         self._refresh_lock = asyncio.Lock()
-        self._trees: OrderedDict[int, merkle.MerkleTree] = OrderedDict()
 
     @property
     def log_vkey(self) -> str:
@@ -274,15 +271,20 @@ class Ledger:
         if found is None or found.log_index >= cp.size:
             raise LedgerError("not found", f"no reading {seq} of box {device.hex()}", 404)
         (entry,) = await self.store.entries(found.log_index, found.log_index + 1)
-        tree = await self._batch_tree(found.log_index)
+        count, tile = await self.store.batch_tile(found.log_index)
+
+        async def leaves(start: int, end: int) -> list[bytes]:
+            return await self.store.batch_leaves(found.log_index, start, end)
+
+        batch_proof = await batchtree.inclusion_proof(count, found.leaf, tile, leaves)
         log_proof = await tlog.inclusion_proof(self.store, found.log_index, cp.size)
         return {
             "reading": found.wire.hex(),
             "batch": {
                 "header": entry[1:].hex(),
                 "index": found.leaf,
-                "size": tree.size,
-                "proof": [h.hex() for h in tree.inclusion_proof(found.leaf)],
+                "size": count,
+                "proof": [h.hex() for h in batch_proof],
             },
             "log": {
                 "entry": entry.hex(),
@@ -293,17 +295,6 @@ class Ledger:
             "checkpoint": cp.note,
             "log_vkey": self.log_vkey,
         }
-
-    async def _batch_tree(self, log_index: int) -> merkle.MerkleTree:
-        tree = self._trees.get(log_index)
-        if tree is None:
-            tree = merkle.MerkleTree(await self.store.batch_readings(log_index))
-            self._trees[log_index] = tree
-            if len(self._trees) > _TREE_CACHE:
-                self._trees.popitem(last=False)
-        else:
-            self._trees.move_to_end(log_index)
-        return tree
 
     async def history(
         self, device: bytes, start: int, end: int, limit: int = 1000

@@ -140,6 +140,15 @@ class Store(Protocol):
         """The readings of the batch whose header is log entry `log_index`, in leaf order."""
         ...
 
+    async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
+        """Readings [start, end) of the batch whose header is log entry `log_index`."""
+        ...
+
+    async def batch_tile(self, log_index: int) -> tuple[int, bytes]:
+        """(reading count, tile) of the batch whose header is log entry `log_index`
+        (cloud/batchtree.py). Raises NotFound for an entry that is no stored batch."""
+        ...
+
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         """Up to `limit` readings of a box with start <= time < end, oldest first."""
         ...

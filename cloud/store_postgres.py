@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 
-from cloud import tlog
+from cloud import batchtree, tlog
 from cloud.ingest import Verified, chain_break
 from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
 from cloud.tlog import NodeKey
@@ -80,7 +80,9 @@ CREATE TABLE batches (
     gateway     bytea NOT NULL,
     seq         bigint NOT NULL,
     header      bytea NOT NULL,
-    log_index   bigint NOT NULL,         -- the log entry carrying the header
+    log_index   bigint NOT NULL UNIQUE,  -- the log entry carrying the header
+    count       integer NOT NULL,        -- readings in the batch
+    tile        bytea NOT NULL,          -- its 16-reading subtree roots (cloud/batchtree.py)
     received_at double precision NOT NULL,
     PRIMARY KEY (gateway, seq)
 );
@@ -306,12 +308,14 @@ class PostgresStore:
                 raise StoreConflict("chain", broken)
             index, _ = await _append(conn, [tlog.batch_entry(verified.header_bytes)])
             await conn.execute(
-                "INSERT INTO batches (gateway, seq, header, log_index, received_at) "
-                "VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO batches (gateway, seq, header, log_index, count, tile, received_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 header.gateway_key,
                 header.seq,
                 verified.header_bytes,
                 index,
+                header.count,
+                batchtree.tile_of(verified.wires),
                 time.time(),
             )
             await _insert_readings(conn, index, verified)
@@ -331,6 +335,24 @@ class PostgresStore:
             "SELECT wire FROM readings WHERE log_index = $1 ORDER BY leaf", log_index
         )
         return [r[0] for r in rows]
+
+    async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
+        rows = await self.pool.fetch(
+            "SELECT wire FROM readings WHERE log_index = $1 AND leaf >= $2 AND leaf < $3 "
+            "ORDER BY leaf",
+            log_index,
+            start,
+            end,
+        )
+        return [r[0] for r in rows]
+
+    async def batch_tile(self, log_index: int) -> tuple[int, bytes]:
+        row = await self.pool.fetchrow(
+            "SELECT count, tile FROM batches WHERE log_index = $1", log_index
+        )
+        if row is None:
+            raise NotFound(f"log entry {log_index} is no stored batch")
+        return int(row[0]), bytes(row[1])
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         rows = await self.pool.fetch(

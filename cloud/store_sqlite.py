@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cloud import tlog
+from cloud import batchtree, tlog
 from cloud.ingest import Verified, chain_break
 from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
 from cloud.tlog import NodeKey
@@ -54,9 +54,12 @@ CREATE TABLE IF NOT EXISTS batches (
     seq         INTEGER NOT NULL,
     header      BLOB NOT NULL,
     log_index   INTEGER NOT NULL,        -- the log entry carrying the header
+    count       INTEGER NOT NULL,        -- readings in the batch
+    tile        BLOB NOT NULL,           -- its 16-reading subtree roots (cloud/batchtree.py)
     received_at REAL NOT NULL,
     PRIMARY KEY (gateway, seq)
 );
+CREATE UNIQUE INDEX IF NOT EXISTS batches_log ON batches (log_index);
 CREATE TABLE IF NOT EXISTS readings (
     log_index INTEGER NOT NULL,          -- the batch's log entry
     leaf      INTEGER NOT NULL,          -- position in the batch's Merkle tree
@@ -107,7 +110,21 @@ class SqliteDb:
         return row[0]
 
     def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
-        return {key: self.node(*key) for key in keys}
+        wanted = list(keys)
+        found: dict[NodeKey, bytes] = {}
+        for i in range(0, len(wanted), 250):  # two parameters each, under SQLite's limit
+            part = wanted[i : i + 250]
+            rows = self.db.execute(
+                "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) IN (VALUES "
+                + ",".join(["(?, ?)"] * len(part))
+                + ")",
+                [n for key in part for n in key],
+            )
+            found.update(((level, idx), h) for level, idx, h in rows)
+        for key in wanted:
+            if key not in found:
+                raise NotFound(f"log node (level {key[0]}, index {key[1]})")
+        return found
 
     def entry(self, index: int) -> bytes:
         row = self.db.execute("SELECT entry FROM log_entries WHERE idx = ?", (index,)).fetchone()
@@ -272,9 +289,17 @@ class SqliteDb:
                 raise StoreConflict("chain", broken)
             index, _ = self._append([tlog.batch_entry(verified.header_bytes)])
             self.db.execute(
-                "INSERT INTO batches (gateway, seq, header, log_index, received_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (header.gateway_key, header.seq, verified.header_bytes, index, time.time()),
+                "INSERT INTO batches (gateway, seq, header, log_index, count, tile, received_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    header.gateway_key,
+                    header.seq,
+                    verified.header_bytes,
+                    index,
+                    header.count,
+                    batchtree.tile_of(verified.wires),
+                    time.time(),
+                ),
             )
             ids = dict(self.db.execute("SELECT key, id FROM devices"))
             if unknown := {r.key for r in verified.readings} - ids.keys():
@@ -308,6 +333,22 @@ class SqliteDb:
                 "SELECT wire FROM readings WHERE log_index = ? ORDER BY leaf", (log_index,)
             )
         ]
+
+    def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
+        rows = self.db.execute(
+            "SELECT wire FROM readings WHERE log_index = ? AND leaf >= ? AND leaf < ? "
+            "ORDER BY leaf",
+            (log_index, start, end),
+        )
+        return [w for (w,) in rows]
+
+    def batch_tile(self, log_index: int) -> tuple[int, bytes]:
+        row = self.db.execute(
+            "SELECT count, tile FROM batches WHERE log_index = ?", (log_index,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"log entry {log_index} is no stored batch")
+        return row[0], row[1]
 
     def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         rows = self.db.execute(
@@ -384,6 +425,12 @@ class SqliteStore:
 
     async def batch_readings(self, log_index: int) -> list[bytes]:
         return await self._run(self.db.batch_readings, log_index)
+
+    async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
+        return await self._run(self.db.batch_leaves, log_index, start, end)
+
+    async def batch_tile(self, log_index: int) -> tuple[int, bytes]:
+        return await self._run(self.db.batch_tile, log_index)
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         return await self._run(self.db.history, device, start, end, limit)
