@@ -114,10 +114,12 @@ class SqliteDb:
         found: dict[NodeKey, bytes] = {}
         for i in range(0, len(wanted), 250):  # two parameters each, under SQLite's limit
             part = wanted[i : i + 250]
+            # A join on the primary key (a row-value IN (VALUES ...) would scan the table).
             rows = self.db.execute(
-                "SELECT level, idx, hash FROM log_nodes WHERE (level, idx) IN (VALUES "
+                "WITH k(level, idx) AS (VALUES "
                 + ",".join(["(?, ?)"] * len(part))
-                + ")",
+                + ") SELECT n.level, n.idx, n.hash FROM k JOIN log_nodes n "
+                "ON n.level = k.level AND n.idx = k.idx",
                 [n for key in part for n in key],
             )
             found.update(((level, idx), h) for level, idx, h in rows)
