@@ -270,13 +270,12 @@ class Ledger:
         cp = self._checkpoint
         if found is None or found.log_index >= cp.size:
             raise LedgerError("not found", f"no reading {seq} of box {device.hex()}", 404)
-        (entry,) = await self.store.entries(found.log_index, found.log_index + 1)
-        count, tile = await self.store.batch_tile(found.log_index)
+        entry, count = found.entry, found.batch_size
 
         async def leaves(start: int, end: int) -> list[bytes]:
             return await self.store.batch_leaves(found.log_index, start, end)
 
-        batch_proof = await batchtree.inclusion_proof(count, found.leaf, tile, leaves)
+        batch_proof = await batchtree.inclusion_proof(count, found.leaf, found.tile, leaves)
         log_proof = await tlog.inclusion_proof(self.store, found.log_index, cp.size)
         return {
             "reading": found.wire.hex(),

@@ -47,11 +47,14 @@ class KnownState:
 
 
 class StoredReading(NamedTuple):
-    """A reading as stored: its exact bytes and where it sits in the log."""
+    """A reading as stored, with what proving it needs of its batch (read in one go)."""
 
     wire: bytes  # the 110 signed bytes: the leaf of its batch's tree
     log_index: int  # the log entry of its batch's header
     leaf: int  # its position in the batch's tree
+    entry: bytes  # that log entry, exactly as stored
+    batch_size: int  # readings in the batch
+    tile: bytes  # the batch's tile (cloud/batchtree.py)
 
 
 class Store(Protocol):
@@ -133,7 +136,8 @@ class Store(Protocol):
     async def batch_log_index(self, gateway: bytes, seq: int) -> int | None: ...
 
     async def reading(self, device: bytes, seq: int) -> StoredReading | None:
-        """The reading (device, seq) as first stored, if any."""
+        """The reading (device, seq) as first stored, if any, with its batch's log entry
+        and tile."""
         ...
 
     async def batch_readings(self, log_index: int) -> list[bytes]:
@@ -142,11 +146,6 @@ class Store(Protocol):
 
     async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
         """Readings [start, end) of the batch whose header is log entry `log_index`."""
-        ...
-
-    async def batch_tile(self, log_index: int) -> tuple[int, bytes]:
-        """(reading count, tile) of the batch whose header is log entry `log_index`
-        (cloud/batchtree.py). Raises NotFound for an entry that is no stored batch."""
         ...
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:

@@ -323,12 +323,17 @@ class PostgresStore:
 
     async def reading(self, device: bytes, seq: int) -> StoredReading | None:
         row = await self.pool.fetchrow(
-            "SELECT r.wire, r.log_index, r.leaf FROM readings r JOIN devices d ON d.id = r.device "
+            "SELECT r.wire, r.log_index, r.leaf, e.entry, b.count, b.tile FROM readings r "
+            "JOIN devices d ON d.id = r.device JOIN log_entries e ON e.idx = r.log_index "
+            "JOIN batches b ON b.log_index = r.log_index "
             "WHERE d.key = $1 AND r.seq = $2 ORDER BY r.log_index LIMIT 1",
             device,
             seq,
         )
-        return StoredReading(row[0], row[1], row[2]) if row else None
+        if row is None:
+            return None
+        wire, log_index, leaf, entry, count, tile = row
+        return StoredReading(bytes(wire), log_index, leaf, bytes(entry), count, bytes(tile))
 
     async def batch_readings(self, log_index: int) -> list[bytes]:
         rows = await self.pool.fetch(
@@ -345,14 +350,6 @@ class PostgresStore:
             end,
         )
         return [r[0] for r in rows]
-
-    async def batch_tile(self, log_index: int) -> tuple[int, bytes]:
-        row = await self.pool.fetchrow(
-            "SELECT count, tile FROM batches WHERE log_index = $1", log_index
-        )
-        if row is None:
-            raise NotFound(f"log entry {log_index} is no stored batch")
-        return int(row[0]), bytes(row[1])
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         rows = await self.pool.fetch(

@@ -322,11 +322,13 @@ class SqliteDb:
 
     def reading(self, device: bytes, seq: int) -> StoredReading | None:
         row = self.db.execute(
-            "SELECT r.wire, r.log_index, r.leaf FROM readings r JOIN devices d ON d.id = r.device "
+            "SELECT r.wire, r.log_index, r.leaf, e.entry, b.count, b.tile FROM readings r "
+            "JOIN devices d ON d.id = r.device JOIN log_entries e ON e.idx = r.log_index "
+            "JOIN batches b ON b.log_index = r.log_index "
             "WHERE d.key = ? AND r.seq = ? ORDER BY r.log_index LIMIT 1",
             (device, seq),
         ).fetchone()
-        return StoredReading(row[0], row[1], row[2]) if row else None
+        return StoredReading(*row) if row else None
 
     def batch_readings(self, log_index: int) -> list[bytes]:
         return [
@@ -343,14 +345,6 @@ class SqliteDb:
             (log_index, start, end),
         )
         return [w for (w,) in rows]
-
-    def batch_tile(self, log_index: int) -> tuple[int, bytes]:
-        row = self.db.execute(
-            "SELECT count, tile FROM batches WHERE log_index = ?", (log_index,)
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"log entry {log_index} is no stored batch")
-        return row[0], row[1]
 
     def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         rows = self.db.execute(
@@ -430,9 +424,6 @@ class SqliteStore:
 
     async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
         return await self._run(self.db.batch_leaves, log_index, start, end)
-
-    async def batch_tile(self, log_index: int) -> tuple[int, bytes]:
-        return await self._run(self.db.batch_tile, log_index)
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         return await self._run(self.db.history, device, start, end, limit)

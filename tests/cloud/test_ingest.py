@@ -54,8 +54,9 @@ def test_accepts_a_chain_and_recognises_a_resend(store: SqliteDb) -> None:
     assert accept(store, body(h1, w1)) == 1
     assert check_batch(body(h0, w0), known(store)) == h0.encode()  # resend: the stored header
     assert store.log_size() == 2
-    wire, log_index, leaf = store.reading(schnorr.pubkey(BOX), 6) or (b"", -1, -1)
-    assert (wire, log_index, leaf) == (w1[1], 1, 1)
+    found = store.reading(schnorr.pubkey(BOX), 6)
+    assert found is not None and found[:3] == (w1[1], 1, 1)
+    wire, leaf = found.wire, found.leaf
     leaves = store.batch_readings(1)
     merkle.verify_inclusion(
         wire, leaf, len(leaves), merkle.inclusion_proof(leaves, leaf), h1.merkle_root

@@ -169,7 +169,9 @@ async def test_a_chain_of_batches_is_logged_with_its_readings(store: Store) -> N
     assert await store.batch_log_index(key(GW), 3) is None
     assert await store.batch_log_index(key(GW2), 0) is None
     found = await store.reading(key(BOX), 7)
-    assert found == StoredReading(chain[2][1][2], 4, 2)
+    assert found == StoredReading(
+        chain[2][1][2], 4, 2, tlog.batch_entry(chain[2][0].encode()), chain[2][0].count, b""
+    )
     leaves = await store.batch_readings(found.log_index)
     merkle.verify_inclusion(
         found.wire,
@@ -244,7 +246,9 @@ async def test_a_reading_two_gateways_sealed_is_served_from_the_first_batch(stor
     second = batch.seal(GW, 0, batch.GENESIS_PREV, wires[2:])
     assert await store.store_batch(await check(store, first, wires)) == 0
     assert await store.store_batch(await check(store, second, wires[2:])) == 1
-    assert await store.reading(key(BOX), 3) == StoredReading(wires[3], 0, 3)
+    found = await store.reading(key(BOX), 3)
+    assert found is not None and found[:3] == (wires[3], 0, 3)
+    assert found.entry == tlog.batch_entry(first.encode())
     assert await store.batch_readings(1) == wires[2:]
 
 
