@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
 import signal
 import socket
+import sys
 import time
 from contextlib import AsyncExitStack, suppress
 from pathlib import Path
@@ -102,12 +104,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:  # the broker's own chatter (e.g. undelivered messages at shutdown)
         logging.getLogger("amqtt").setLevel(logging.ERROR)
     if args.interval <= 0:
-        print("error: --interval: want seconds > 0")
+        print("error: --interval: want seconds > 0", file=sys.stderr)
         return 2
     try:
         asyncio.run(Demo(args).run())
     except OSError as e:
-        print(f"error: {e}")
+        if e.errno == errno.EADDRINUSE:
+            print(
+                f"error: port {args.port} is in use (another demo?): choose one with --port",
+                file=sys.stderr,
+            )
+        else:
+            print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,3 +99,20 @@ def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> 
 
 def get_vkey(url: str, proc: subprocess.Popen[str]) -> str:
     return str(wait_for(lambda: get(f"{url}/v1/log/vkey").decode().strip(), 60, proc))
+
+
+def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    if not EXE.exists():
+        pytest.skip(f"console script not installed beside {sys.executable}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [str(EXE), "demo", "--data-dir", str(tmp_path / "d"), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1
+    assert f"port {port} is in use" in proc.stderr and "--port" in proc.stderr
