@@ -4,6 +4,7 @@ problem+json error shape, limits, metrics, and a restart that continues the same
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -301,3 +302,13 @@ async def test_a_restart_continues_the_log_consistently(
     finally:
         await session.close()
         await server.close()
+
+
+async def test_verifying_a_large_batch_does_not_block_other_requests(cloud: Cloud) -> None:
+    (header, w), *_ = chain(1, 8192)  # ~0.2-0.5 s of signature checks on this machine
+    upload = asyncio.create_task(cloud.upload(body(header, w)))
+    await asyncio.sleep(0.05)  # the upload is being verified now
+    status, health = await cloud.get("/healthz")
+    assert status == 200 and not upload.done(), "the event loop answered while verifying"
+    assert (await upload)[0] == 201
+    assert health["log_size"] == 2  # the batch was not in yet
