@@ -160,7 +160,7 @@ class Ledger:
             raise self._refuse(e.reason, e.detail, e.status) from None
         except StoreConflict as e:
             raise self._refuse(e.reason, e.detail, 409) from None
-        cp = await self.refresh()
+        await self.refresh()
         if created:
             self.stats.batches += 1
             self.stats.readings += header.count
@@ -173,8 +173,16 @@ class Ledger:
             )
         else:
             self.stats.resends += 1
-        receipt = Receipt(header.gateway_key, header.seq, header.hash(), index, cp.note)
+        note = await self.checkpoint_at(index + 1)
+        receipt = Receipt(header.gateway_key, header.seq, header.hash(), index, note)
         return receipt, created
+
+    async def checkpoint_at(self, size: int) -> str:
+        """The log's signed checkpoint note of `size` entries (without cosignatures). The
+        same bytes every time (Ed25519 signatures are deterministic): a receipt carries the
+        checkpoint of the first size that includes its batch, so a resend gets exactly the
+        original receipt."""
+        return self._sign(size, await tlog.root(self.store, size))
 
     def _refuse(self, reason: str, detail: str, status: int) -> LedgerError:
         self.refused[reason] = self.refused.get(reason, 0) + 1

@@ -114,7 +114,8 @@ async def test_batches_get_receipts_and_a_resend_gets_the_original(cloud: Cloud)
     assert [r["log_index"] for r in receipts] == [2, 3, 4]  # after the 2 registry entries
     header, w = batches[0]
     status, again = await cloud.upload(body(header, w))
-    assert status == 200 and again["log_index"] == receipts[0]["log_index"]
+    assert status == 200 and again == receipts[0]  # the original receipt, byte for byte
+    assert open_checkpoint(again["checkpoint"], verifier).size == again["log_index"] + 1
     status, devices = await cloud.get("/v1/devices")
     assert devices == [
         {"key": schnorr.pubkey(BOX).hex(), "site": "w1", "label": "fridge", "last_seq": 29}
