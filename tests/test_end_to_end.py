@@ -199,5 +199,20 @@ async def test_boxes_to_ledger_with_cloud_kills_loses_nothing_and_forks_nothing(
                     bundle_file.write_text(json.dumps(await r.json()))
                 out = pharmasync("verify", str(bundle_file), "--log-vkey", f"@{vkey_file}")
                 assert out.returncode == 0, out.stdout + out.stderr
+        # An auditor follows the whole log, re-verifying every batch and reading.
+        state = tmp_path / "auditor.json"
+        out = pharmasync(
+            "verify",
+            "--cloud",
+            cloud.url,
+            "--log-vkey",
+            f"@{vkey_file}",
+            "--state",
+            str(state),
+            "--once",
+            "--readings",
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"size {final.size}" in out.stdout
         await cloud.kill()
     assert os.path.exists(tmp_path / "cloud" / "ledger.sqlite")
