@@ -23,7 +23,7 @@ from cloud.note import Verifier
 from cloud.settings import CloudSettings
 from device import reading, schnorr
 from gateway import batch, merkle
-from tests.cloud.test_ingest import BOX, GW, body, readings, refusals
+from tests.cloud.test_ingest import BOX, GW, REASONS, body, readings, refusals
 
 OWNER = bytes(31) + b"\x71"
 INTRUDER = bytes(31) + b"\x72"
@@ -122,20 +122,7 @@ async def test_batches_get_receipts_and_a_resend_gets_the_original(cloud: Cloud)
     ]
 
 
-@pytest.mark.parametrize(
-    "reason",
-    [
-        "length",
-        "unregistered gateway",
-        "header signature",
-        "chain",
-        "readings",
-        "merkle root",
-        "count",
-        "reading signature",
-        "unregistered box",
-    ],
-)
+@pytest.mark.parametrize("reason", REASONS)
 async def test_each_refusal_is_a_problem_with_its_reason_and_stores_nothing(
     cloud: Cloud, reason: str
 ) -> None:

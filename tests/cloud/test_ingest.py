@@ -90,20 +90,21 @@ def refusals(store: object = None) -> dict[str, tuple[bytes, int]]:
     }
 
 
-@pytest.mark.parametrize(
-    "reason",
-    [
-        "length",
-        "unregistered gateway",
-        "header signature",
-        "chain",
-        "readings",
-        "merkle root",
-        "count",
-        "reading signature",
-        "unregistered box",
-    ],
-)
+# Every check of cloud/ingest.py that refuses a whole batch, each with a batch failing it.
+REASONS = [
+    "length",
+    "unregistered gateway",
+    "header signature",
+    "chain",
+    "readings",
+    "merkle root",
+    "count",
+    "reading signature",
+    "unregistered box",
+]
+
+
+@pytest.mark.parametrize("reason", REASONS)
 def test_each_refusal_has_its_reason_and_stores_nothing(store: SqliteDb, reason: str) -> None:
     data, status = refusals(store)[reason]
     with pytest.raises(IngestError) as err:
