@@ -138,7 +138,8 @@ class Ledger:
             except batch.BatchError as e:
                 raise IngestError(e.field, str(e)) from None
             boxes = {
-                bytes(body[i + 1 : i + 33]) for i in range(batch.SIZE, len(body), reading.SIZE)
+                reading.key_of(body[i : i + reading.SIZE])
+                for i in range(batch.SIZE, len(body), reading.SIZE)
             }
             state = await self.store.known(header.gateway_key, header.seq, boxes)
             known = Known(

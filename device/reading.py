@@ -134,6 +134,11 @@ def seq_of(data):
     return struct.unpack_from(">I", data, _SEQ_OFFSET)[0]
 
 
+def key_of(data):
+    """Return the box key field of reading bytes without validating anything else."""
+    return bytes(data[1:_SEQ_OFFSET])
+
+
 def message(body):
     """Return the 32-byte message a reading's signature signs: tagged_hash(TAG, body[:46])."""
     return schnorr.tagged_hash(TAG, bytes(body[:BODY_SIZE]))

@@ -42,6 +42,7 @@ def test_golden_reading_signs_decodes_and_reencodes_byte_for_byte(case: dict) ->
     assert reading.encode(decoded) == wire
     assert reading.message(wire).hex() == case["message"]
     assert reading.verify(wire)
+    assert (reading.key_of(wire), reading.seq_of(wire)) == (decoded.key, decoded.seq)
 
 
 @pytest.mark.parametrize("case", VECTORS["invalid"], ids=_id)
