@@ -158,6 +158,9 @@ class _Zone:
     profile: AlarmProfile
     mkt: RollingMKT
     last_time: float | None = None  # of the last reading, valid or not
+    # When the gateway last received one: "silent" means nothing arrives, not old readings
+    # arriving (a box draining its backlog after an outage is not silent).
+    last_received: float | None = None
     last_out: bool = False  # the last reading was valid and out of range: charge its gap
     cumulative_s: float = 0.0  # time out of range since the last reset()
     since: dict[Kind, float] = field(default_factory=dict)  # when each condition began
@@ -171,8 +174,15 @@ class _Zone:
         self.last_time, self.last_out = time_s, False
         self.step(out, "silent", time_s, celsius, "reading received", on=False, off=True)
         spent, budget = self.cumulative_s >= p.delay_cumulative_s, p.delay_cumulative_s
-        detail = f"{self.cumulative_s:.0f} s out of range since reset; budget {budget:.0f} s"
-        self.step(out, "cumulative", time_s, celsius, detail, on=spent, off=False)
+        self.step(
+            out,
+            "cumulative",
+            time_s,
+            celsius,
+            lambda: f"{self.cumulative_s:.0f} s out of range since reset; budget {budget:.0f} s",
+            on=spent,
+            off=False,
+        )
         if celsius is None:
             delay = p.delay_consecutive_s
             self.step(out, "sensor", time_s, None, "sensor error", on=True, off=False, delay=delay)
@@ -185,10 +195,11 @@ class _Zone:
         """Advance the high, low and mkt alarms with a valid reading of `c` °C."""
         p, delay = self.profile, self.profile.delay_consecutive_s
         hi, lo = p.high_c - p.hysteresis_c, p.low_c + p.hysteresis_c
-        detail = f"{c:g} °C; high limit {p.high_c:g} °C, clears at {hi:g} °C"
-        self.step(out, "high", time_s, c, detail, on=c > p.high_c, off=c <= hi, delay=delay)
-        detail = f"{c:g} °C; low limit {p.low_c:g} °C, clears at {lo:g} °C"
-        self.step(out, "low", time_s, c, detail, on=c < p.low_c, off=c >= lo, delay=delay)
+        # Details are lambdas: formatted only for the rare reading that raises or clears.
+        high = lambda: f"{c:g} °C; high limit {p.high_c:g} °C, clears at {hi:g} °C"  # noqa: E731
+        self.step(out, "high", time_s, c, high, on=c > p.high_c, off=c <= hi, delay=delay)
+        low = lambda: f"{c:g} °C; low limit {p.low_c:g} °C, clears at {lo:g} °C"  # noqa: E731
+        self.step(out, "low", time_s, c, low, on=c < p.low_c, off=c >= lo, delay=delay)
         self.last_out = not p.low_c <= c <= p.high_c
         self.mkt.add(time_s, c)
         if (limit := p.mkt_high_c) is not None and (m := self.mkt.value()) is not None:
@@ -204,7 +215,7 @@ class _Zone:
         kind: Kind,
         time_s: float,
         value: float | None,
-        detail: str,
+        detail: str | Callable[[], str],
         *,
         on: bool,
         off: bool,
@@ -218,18 +229,21 @@ class _Zone:
             if off:
                 del self.active[kind]
                 self.since.pop(kind, None)
-                out.append(AlarmEvent(self.name, kind, "cleared", time_s, value, detail))
+                text = detail() if callable(detail) else detail
+                out.append(AlarmEvent(self.name, kind, "cleared", time_s, value, text))
         elif not on:
             self.since.pop(kind, None)  # an excursion shorter than the delay: nothing raised
         elif time_s - (start := self.since.setdefault(kind, time_s)) >= delay:
-            detail += f"; held {time_s - start:.0f} s" if delay else ""
-            self.active[kind] = AlarmState(self.name, kind, time_s, value, detail)
-            out.append(AlarmEvent(self.name, kind, "raised", time_s, value, detail))
+            text = detail() if callable(detail) else detail
+            text += f"; held {time_s - start:.0f} s" if delay else ""
+            self.active[kind] = AlarmState(self.name, kind, time_s, value, text)
+            out.append(AlarmEvent(self.name, kind, "raised", time_s, value, text))
 
     def to_json(self) -> dict[str, Any]:
         """Return the zone's state (all but the profile) as JSON-serialisable data."""
         return {
             "last_time": self.last_time,
+            "last_received": self.last_received,
             "last_out": self.last_out,
             "cumulative_s": self.cumulative_s,
             "since": dict(self.since),
@@ -243,6 +257,9 @@ class _Zone:
             _finite("last_time", data["last_time"])
         _finite("cumulative_s", data["cumulative_s"], least=0)
         self.last_time, self.cumulative_s = data["last_time"], data["cumulative_s"]
+        if (received := data.get("last_received")) is not None:  # absent in older state files
+            _finite("last_received", received)
+            self.last_received = received
         self.last_out = data["last_out"] is True
         for kind, t in data["since"].items():
             _check_alarm(self.name, kind, t, None)
@@ -277,7 +294,12 @@ class AlarmEngine:
         return self._zones[zone]
 
     def observe(
-        self, zone: str, time_s: float, celsius: float | None, sensor_error: bool
+        self,
+        zone: str,
+        time_s: float,
+        celsius: float | None,
+        sensor_error: bool,
+        received_s: float | None = None,
     ) -> list[AlarmEvent]:
         """Feed one reading of `zone` and return the events it causes, in KINDS order.
 
@@ -291,6 +313,8 @@ class AlarmEngine:
                 raise AlarmError("celsius", celsius, "a temperature unless sensor_error")
             _finite("celsius", celsius)
         z = self._zone(zone)
+        received = time_s if received_s is None else received_s
+        z.last_received = max(received, z.last_received or received)
         if z.last_time is not None and time_s <= z.last_time:
             return []
         return z.observe(time_s, None if sensor_error else celsius)
@@ -301,8 +325,9 @@ class AlarmEngine:
         _finite("now_s", now_s)
         out: list[AlarmEvent] = []
         for _, z in sorted(self._zones.items()):
-            if z.last_time is not None and now_s - z.last_time >= z.profile.silent_after_s:
-                detail = f"no reading for {now_s - z.last_time:.0f} s"
+            last = z.last_received if z.last_received is not None else z.last_time
+            if last is not None and now_s - last >= z.profile.silent_after_s:
+                detail = f"no reading for {now_s - last:.0f} s"
                 z.step(out, "silent", now_s, None, detail, on=True, off=False)
         return out
 

@@ -197,7 +197,11 @@ class Gateway:
             t = accepted.gateway_time if unsynced else float(r.time)
             error = bool(r.flags & reading.FLAG_SENSOR_ERROR)
             events += self.alarms.observe(
-                topics.device_id(r.key), t, None if error else r.temperature / 100, error
+                topics.device_id(r.key),
+                t,
+                None if error else r.temperature / 100,
+                error,
+                received_s=accepted.gateway_time,
             )
         for accepted, _, done in queue:
             if not done.done():

@@ -287,6 +287,18 @@ def test_silent_is_raised_by_tick_and_cleared_by_the_next_reading() -> None:
     assert (event.zone, event.state, event.value_c) == ("b", "cleared", 5.0)
 
 
+def test_a_box_draining_an_old_backlog_is_not_silent() -> None:
+    # Back after an outage, the box replays readings an hour old, one a second: it is not
+    # silent while they arrive (raising and clearing "silent" at every tick would flood
+    # operators and the broker), and becomes silent when they stop arriving.
+    engine = AlarmEngine({"a": DEFAULT})
+    now = 10_000.0
+    for i in range(60):
+        engine.observe("a", 3600.0 + 60 * i, 5.0, False, received_s=now + i)
+        assert engine.tick(now + i + 0.5) == []
+    assert brief(engine.tick(now + 59 + 180)) == [("silent", "raised", now + 239)]
+
+
 def test_sensor_errors_raise_after_the_delay_and_clear_on_a_valid_reading() -> None:
     assert feed(engine_with(), trace((5, 5.0), (15, None), (5, 5.0))) == []  # 840 s of errors
     events = feed(engine_with(), trace((5, 5.0), (16, None), (5, 5.0)))
