@@ -20,6 +20,7 @@ from cloud import batchtree, tlog
 from cloud.ingest import Verified, chain_break
 from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
 from cloud.tlog import NodeKey
+from gateway.spool import Immediate
 
 T = TypeVar("T")
 
@@ -164,8 +165,9 @@ class SqliteDb:
         )
         return size, size + len(entries)
 
-    def _write(self) -> _Write:
-        return _Write(self.db)
+    def _write(self) -> Immediate:
+        """The write lock, held for the transaction: one sequencer at a time."""
+        return Immediate(self.db)
 
     # -- the registry ---------------------------------------------------------------------
 
@@ -427,16 +429,3 @@ class SqliteStore:
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         return await self._run(self.db.history, device, start, end, limit)
-
-
-class _Write:
-    """BEGIN IMMEDIATE (the write lock: one sequencer at a time) ... COMMIT or ROLLBACK."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if kind else "COMMIT")

@@ -267,12 +267,13 @@ class Spool:
                 [(t, kind, json.dumps(body)) for t, kind, body in events],
             )
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+    def _transaction(self) -> Immediate:
+        return Immediate(self.db)
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error."""
+class Immediate:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: a write transaction that takes
+    SQLite's write lock at once (the spool's, and the cloud ledger's SQLite store's)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
