@@ -183,7 +183,9 @@ class Ledger:
         same bytes every time (Ed25519 signatures are deterministic): a receipt carries the
         checkpoint of the first size that includes its batch, so a resend gets exactly the
         original receipt."""
-        return self._sign(size, await tlog.root(self.store, size))
+        cp = self._checkpoint  # usually that size: the root refresh() just read
+        root = cp.root if cp.size == size else await tlog.root(self.store, size)
+        return self._sign(size, root)
 
     def _refuse(self, reason: str, detail: str, status: int) -> LedgerError:
         self.refused[reason] = self.refused.get(reason, 0) + 1
