@@ -19,7 +19,6 @@ import asyncio
 import errno
 import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -127,16 +126,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_or_create_owner(path: Path) -> bytes:
-    """The demo's owner key (BIP-340 secret, hex), created on first run."""
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    secret = os.urandom(32)
-    path.write_text(secret.hex() + "\n")
-    path.chmod(0o600)
-    return secret
-
-
 class Demo:
     """One run of the demo: its components, started and stopped in order."""
 
@@ -152,7 +141,7 @@ class Demo:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
-        owner = load_or_create_owner(self.dir / "owner.key")
+        owner = gateway_app.load_or_create_key(self.dir / "owner.key")
         async with AsyncExitStack() as stack:
             await self._start_cloud(stack, owner)
             mqtt_port = await self._start_broker(stack)

@@ -31,7 +31,8 @@ log = logging.getLogger("pharmasync.gateway")
 
 
 def load_or_create_key(path: Path) -> bytes:
-    """Return the gateway's secret from `path`, creating it (mode 0600) on first use."""
+    """Return the BIP-340 secret (hex) in `path`, creating it (mode 0600) on first use:
+    the gateway's key, and the demo's owner key."""
     try:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
@@ -39,7 +40,7 @@ def load_or_create_key(path: Path) -> bytes:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secret.hex() + "\n")
-        log.info("created gateway key %s", schnorr.pubkey(secret).hex())
+        log.info("created key %s in %s", schnorr.pubkey(secret).hex(), path)
         return secret
 
 
