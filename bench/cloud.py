@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ import aiohttp  # noqa: E402
 
 from cloud import registry  # noqa: E402
 from cloud.app import make_app  # noqa: E402
+from cloud.demo import free_port  # noqa: E402
 from cloud.ingest import Verified  # noqa: E402
 from cloud.ledger import Ledger  # noqa: E402
 from cloud.note import Signer  # noqa: E402
@@ -55,12 +55,6 @@ INGEST_TARGET = 10_000.0
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 5.0
 BYTES_TARGET = 200.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- 1. ingest ---------------------------------------------------------------------------
@@ -156,38 +150,32 @@ async def ingest_rate(plan: dict[str, Any], data: Path, database: str | None) ->
     return {"readings": sum(counts), "seconds": seconds, "rate": sum(counts) / seconds}
 
 
+def pg_execute(server: str, sql: str) -> None:
+    """Run one statement on `server` (asyncpg: a database is created or dropped outside
+    any transaction)."""
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(server, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def pg_database(server: str) -> tuple[str, str] | None:
     """Create a scratch database on `server`; return (its DSN, its name), None if unusable."""
     import asyncpg
 
     name = f"pharmasync_bench_{os.getpid()}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(server, timeout=5)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
     try:
-        asyncio.run(create())
+        pg_execute(server, f'CREATE DATABASE "{name}"')
     except (OSError, asyncpg.PostgresError) as e:
         print(f"PostgreSQL not usable at {server}: {e}; skipping its figures")
         return None
     return server.rsplit("/", 1)[0] + "/" + name, name
-
-
-def drop_pg(server: str, name: str) -> None:
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(server, timeout=5)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
 
 
 # -- 2, 3. proofs and storage at scale ---------------------------------------------------
@@ -223,6 +211,22 @@ def build_ledger(path: Path, stored: int, boxes: int = 1000) -> tuple[list[bytes
     db.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     return keys, time.perf_counter() - started
+
+
+def report_ingest(engine: str, res: dict[str, Any], raw: float) -> dict[str, Any]:
+    """Print one engine's ingest figures against raw verification and the targets; return
+    them for the JSON line."""
+    name = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[engine]
+    print(
+        f"ingest over HTTP, {name:<10}: {res['rate']:10,.0f} readings/s "
+        f"({res['readings']:,} in {res['seconds']:.2f} s) = "
+        f"{res['rate'] / raw:.2f} x raw verify (target {RATIO_TARGET}); "
+        f"target {INGEST_TARGET:,.0f}/s: {res['rate'] / INGEST_TARGET:.2f} x"
+    )
+    return {
+        f"ingest_{engine}_per_s": round(res["rate"]),
+        f"ingest_{engine}_ratio_to_raw_verify": round(res["rate"] / raw, 3),
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -287,31 +291,14 @@ def main() -> None:
         raw = raw_verify_rate(plan["wires"])
         out["raw_verify_per_s"] = round(raw)
         print(f"raw coincurve verification : {raw:10,.0f} readings/s (one core)")
-        sqlite = asyncio.run(ingest_rate(plan, work / "sqlite", None))
-        out |= {
-            "ingest_sqlite_per_s": round(sqlite["rate"]),
-            "ingest_sqlite_ratio_to_raw_verify": round(sqlite["rate"] / raw, 3),
-        }
-        print(
-            f"ingest over HTTP, SQLite    : {sqlite['rate']:10,.0f} readings/s "
-            f"({sqlite['readings']:,} in {sqlite['seconds']:.2f} s) = "
-            f"{sqlite['rate'] / raw:.2f} x raw verify (target {RATIO_TARGET}); "
-            f"target {INGEST_TARGET:,.0f}/s: {sqlite['rate'] / INGEST_TARGET:.2f} x"
-        )
+        out |= report_ingest("sqlite", asyncio.run(ingest_rate(plan, work / "sqlite", None)), raw)
         pg = pg_database(args.pg)
         if pg is not None:
             try:
                 res = asyncio.run(ingest_rate(plan, work / "pg", pg[0]))
             finally:
-                drop_pg(args.pg, pg[1])
-            out |= {
-                "ingest_postgres_per_s": round(res["rate"]),
-                "ingest_postgres_ratio_to_raw_verify": round(res["rate"] / raw, 3),
-            }
-            print(
-                f"ingest over HTTP, PostgreSQL: {res['rate']:10,.0f} readings/s "
-                f"({res['readings']:,} in {res['seconds']:.2f} s) = {res['rate'] / raw:.2f} x raw"
-            )
+                pg_execute(args.pg, f'DROP DATABASE IF EXISTS "{pg[1]}" WITH (FORCE)')
+            out |= report_ingest("postgres", res, raw)
         print(f"building a ledger of {args.stored:,} readings ...")
         path = work / "big" / "ledger.sqlite"
         path.parent.mkdir()
