@@ -25,7 +25,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cloud.errors import Refused
+from cloud.errors import Refused, hex_field
 from cloud.tlog import ENTRY_REGISTRY
 from device import schnorr
 
@@ -96,7 +96,7 @@ class Change:
         t = fields["time"]
         if not isinstance(t, int) or isinstance(t, bool):
             raise RegistryError("time", "want Unix seconds (an integer)")
-        key = _hex(fields.get("key"), "key", 32)
+        key = hex_field(fields.get("key"), "key", 32, RegistryError)
         values = {k: v for k, v in fields.items() if k not in ("op", "key", "time")}
         if op == "box":
             values.setdefault("label", "")
@@ -122,8 +122,8 @@ def open_request(
     if not isinstance(request, dict) or set(request) != {"change", "owner", "signature"}:
         raise RegistryError("request", 'want {"change", "owner", "signature"}')
     change = Change.from_json(request["change"])
-    owner = _hex(request["owner"], "owner", 32)
-    signature = _hex(request["signature"], "signature", 64)
+    owner = hex_field(request["owner"], "owner", 32, RegistryError)
+    signature = hex_field(request["signature"], "signature", 64, RegistryError)
     if owner not in owners:
         raise RegistryError("unknown owner", f"key {owner.hex()} is not an owner", 403)
     message = change.canonical()
@@ -148,15 +148,3 @@ def parse_entry(payload: bytes) -> tuple[bytes, bytes, Change]:
     if not schnorr.verify(owner, schnorr.tagged_hash(TAG, message), signature):
         raise RegistryError("signature", "the owner's signature does not verify", 403)
     return owner, signature, change
-
-
-def _hex(value: object, name: str, size: int) -> bytes:
-    if not isinstance(value, str):
-        raise RegistryError(name, f"want {size} bytes as hex")
-    try:
-        data = bytes.fromhex(value)
-    except ValueError:
-        raise RegistryError(name, "not hex") from None
-    if len(data) != size:
-        raise RegistryError(name, f"got {len(data)} bytes, want {size}")
-    return data

@@ -47,14 +47,3 @@ def parse_int(
             reason or name, f"{name}: got {raw[:40]!r}, want an integer {minimum} to {maximum}"
         )
     return int(raw)
-
-
-def hex_param(value: str, name: str, size: int) -> bytes:
-    """Return `value` decoded from hex, `size` bytes. Raises LedgerError 400 otherwise."""
-    try:
-        data = bytes.fromhex(value)
-    except ValueError:
-        raise LedgerError(name, f"got {value[:80]!r}, want {size} bytes as hex") from None
-    if len(data) != size:
-        raise LedgerError(name, f"got {len(data)} bytes, want {size}")
-    return data

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cloud.routes import hex_param, int_query, parse_int
+from cloud.errors import hex_field
+from cloud.routes import int_query, parse_int
 from cloud.state import LEDGER
 
 routes = web.RouteTableDef()
@@ -48,7 +49,7 @@ async def inclusion(request: web.Request) -> web.Response:
     await ledger.refresh()
     size = int_query(request, "size", ledger.checkpoint.size)
     if "hash" in request.query:
-        index = await ledger.find(hex_param(request.query["hash"], "hash", 32))
+        index = await ledger.find(hex_field(request.query["hash"], "hash", 32))
     else:
         index = int_query(request, "index")
     size, proof = await ledger.inclusion(index, size)

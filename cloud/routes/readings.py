@@ -6,7 +6,8 @@ import time
 
 from aiohttp import web
 
-from cloud.routes import hex_param, int_query, parse_int
+from cloud.errors import hex_field
+from cloud.routes import int_query, parse_int
 from cloud.state import LEDGER
 from device import reading
 
@@ -16,7 +17,7 @@ routes = web.RouteTableDef()
 @routes.get("/v1/readings/{device}/{seq}/proof")
 async def proof_bundle(request: web.Request) -> web.Response:
     """Everything needed to verify one reading offline (docs/protocol.md, "Proof bundle")."""
-    device = hex_param(request.match_info["device"], "device", 32)
+    device = hex_field(request.match_info["device"], "device", 32)
     ledger = request.app[LEDGER]
     await ledger.refresh()
     return web.json_response(
@@ -27,7 +28,7 @@ async def proof_bundle(request: web.Request) -> web.Response:
 @routes.get("/v1/devices/{device}/readings")
 async def history(request: web.Request) -> web.Response:
     """A box's readings with start <= time < end (Unix seconds; default: the last day)."""
-    device = hex_param(request.match_info["device"], "device", 32)
+    device = hex_field(request.match_info["device"], "device", 32)
     now = int(time.time())
     start = int_query(request, "start", now - 86_400)
     end = int_query(request, "end", now + 1)

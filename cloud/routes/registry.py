@@ -6,8 +6,8 @@ import json
 
 from aiohttp import web
 
+from cloud.errors import hex_field
 from cloud.ledger import LedgerError
-from cloud.routes import hex_param
 from cloud.state import LEDGER
 
 routes = web.RouteTableDef()
@@ -39,5 +39,5 @@ async def gateways(request: web.Request) -> web.Response:
 @routes.get("/v1/devices/{device}/attachments")
 async def attachments(request: web.Request) -> web.Response:
     """The lots, shipments or zones a box was attached to, and when."""
-    device = hex_param(request.match_info["device"], "device", 32)
+    device = hex_field(request.match_info["device"], "device", 32)
     return web.json_response(await request.app[LEDGER].store.attachments(device))
