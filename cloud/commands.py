@@ -15,7 +15,7 @@ from aiohttp import web
 
 from cloud import registry, settings, witnessing
 from cloud.app import make_app
-from device import schnorr
+from device import config, schnorr
 from device.cli import hex_bytes, keygen
 from gateway.cli import configure_logging
 
@@ -145,7 +145,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    secret = bytes.fromhex(args.owner_key.read_text().strip())
+    try:
+        secret = config.load_secret(str(args.owner_key))
+        schnorr.pubkey(secret)  # a valid secret key, not just 64 hex digits
+    except (OSError, ValueError) as e:  # ConfigError is a ValueError
+        print(f"error: --owner-key: {e}", file=sys.stderr)
+        return 2
     now = int(time.time())
     try:
         if args.op == "gateway":
@@ -161,7 +166,11 @@ def _register(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     request = registry.sign_request(secret, change)
-    status, answer = asyncio.run(_post(f"{args.cloud.rstrip('/')}/v1/registry", request))
+    try:
+        status, answer = asyncio.run(_post(f"{args.cloud.rstrip('/')}/v1/registry", request))
+    except (aiohttp.ClientError, ValueError) as e:
+        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     if status != 201:
         print(
             f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr

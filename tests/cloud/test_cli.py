@@ -69,3 +69,47 @@ def test_keygen_writes_a_private_key_once(
     assert schnorr.pubkey(secret).hex() in capsys.readouterr().out
     assert main(["device", "keygen", str(out)]) == 2  # never overwrites a key
     assert bytes.fromhex(out.read_text()) == secret
+
+
+@pytest.mark.parametrize(
+    "args, owners_file, message",
+    [
+        (["--owner", "abcd"], None, "owner key: got 2 bytes, want 32"),
+        (["--witness", "no-url-here"], None, "witness: got 'no-url-here', want URL=VKEY"),
+        ([], "# staff\nnot-hex\n", "owners:2: not a hex key: 'not-hex'"),
+        (["--database", "mysql://x"], None, "want a postgresql:// URL"),
+    ],
+)
+def test_cloud_serve_refuses_bad_settings_before_starting(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    owners_file: str | None,
+    message: str,
+) -> None:
+    if owners_file is not None:
+        (tmp_path / "owners").write_text(owners_file)
+    assert main(["cloud", "serve", "--data-dir", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cloud_register_explains_a_bad_owner_key_or_an_unreachable_cloud(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import free_port
+
+    key = tmp_path / "owner.key"
+    base = ["cloud", "register", "--owner-key", str(key)]
+    box = ["box", "11" * 32, "--site", "w1"]
+    assert main([*base, *box]) == 2  # no such file
+    assert "error: --owner-key:" in capsys.readouterr().err
+    key.write_text("not a key\n")
+    assert main([*base, *box]) == 2
+    assert "want 64 hex characters" in capsys.readouterr().err
+    key.write_text("00" * 32 + "\n")  # 64 hex digits, but no valid secret key
+    assert main([*base, *box]) == 2
+    assert "secret key value" in capsys.readouterr().err
+    key.write_text("01" * 32 + "\n")
+    cloud = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    assert main([*base[:2], "--cloud", cloud, *base[2:], *box]) == 1
+    assert f"error: {cloud}: ClientConnectorError" in capsys.readouterr().err
