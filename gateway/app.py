@@ -3,7 +3,8 @@
 The data folder holds everything the gateway owns:
     gateway.key      its BIP-340 secret (created on first start, mode 0600)
     registry.json    the box registry (TinyDB; `pharmasync gateway boxes ...` edits it)
-    spool.sqlite     readings, batches, quarantine (WAL)
+    spool.sqlite     readings and batches (WAL)
+    quarantine.sqlite  rejected messages kept as evidence, in a budget of their own
 """
 
 from __future__ import annotations
@@ -73,7 +74,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     secret = load_or_create_key(settings.data_dir / "gateway.key")
     registry = open_registry(settings)
-    spool = Spool(settings.data_dir / "spool.sqlite")
+    spool = Spool(
+        settings.data_dir / "spool.sqlite",
+        settings.spool.quarantine_max_bytes,
+        settings.spool.quarantine_max_rows,
+    )
     gateway = Gateway(settings, registry, spool, secret)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
