@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from device import schnorr
+from device import datalock, schnorr
 from gateway.ble import BleakTransport, BleIngest
 from gateway.ingest_mqtt import MqttIngest
 from gateway.registry import Registry
@@ -70,8 +70,9 @@ def start_ble(gateway: Gateway) -> BleIngest | None:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the gateway until `stop` is set (or SIGINT/SIGTERM), then shut down cleanly."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Run the gateway until `stop` is set (or SIGINT/SIGTERM), then shut down cleanly.
+    Raises datalock.FolderBusy if another process runs on the same data folder."""
+    lock = datalock.acquire(settings.data_dir)  # one gateway per folder (creates it)
     secret = load_or_create_key(settings.data_dir / "gateway.key")
     registry = open_registry(settings)
     spool = Spool(
@@ -127,3 +128,4 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await gateway.stop()
         spool.close()
         registry.close()
+        lock.release()
