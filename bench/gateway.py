@@ -82,10 +82,8 @@ def raw_verify_rate(wires: list[bytes]) -> float:
     return len(wires) / (time.perf_counter() - t0)
 
 
-async def pipeline_rate(wires: list[bytes], secrets: list[bytes], folder: Path) -> float:
-    """Readings/s through the gateway as it runs: its own committer (group commits on the
-    spool thread) and sealer tasks, fed as the MQTT reader feeds it, until every reading
-    is committed (acknowledged) and sealed."""
+def bench_gateway(folder: Path, secrets: list[bytes]) -> Gateway:
+    """A gateway in `folder` with the boxes of `secrets` registered (not started)."""
     register(folder, secrets, "bench")
     s = gw_settings.from_dict(
         {
@@ -93,9 +91,16 @@ async def pipeline_rate(wires: list[bytes], secrets: list[bytes], folder: Path) 
             "batch": {"max_readings": 1024, "max_age_s": 0.5},
         }
     )
-    gw = Gateway(
+    return Gateway(
         s, Registry(folder / "registry.json"), Spool(folder / "spool.sqlite"), os.urandom(32)
     )
+
+
+async def pipeline_rate(wires: list[bytes], secrets: list[bytes], folder: Path) -> float:
+    """Readings/s through the gateway as it runs: its own committer (group commits on the
+    spool thread) and sealer tasks, fed as the MQTT reader feeds it, until every reading
+    is committed (acknowledged) and sealed."""
+    gw = bench_gateway(folder, secrets)
     await gw.start()
     t0 = time.perf_counter()
     acks = []
@@ -143,16 +148,7 @@ async def reject_path_rate(
     """Good readings with GARBAGE_PER_GOOD garbage messages after each, through the gateway
     as it runs (as pipeline_rate), until every good reading is acknowledged and every
     garbage message judged and quarantined. Returns rates and what the rejects left."""
-    register(folder, secrets, "bench")
-    s = gw_settings.from_dict(
-        {
-            "gateway": {"site": "bench", "data_dir": str(folder)},
-            "batch": {"max_readings": 1024, "max_age_s": 0.5},
-        }
-    )
-    gw = Gateway(
-        s, Registry(folder / "registry.json"), Spool(folder / "spool.sqlite"), os.urandom(32)
-    )
+    gw = bench_gateway(folder, secrets)
     lines = _CountLines()
     logger = logging.getLogger("pharmasync")
     logger.addHandler(lines)
