@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from pathlib import Path
 
 import pytest
 
+from gateway import settings as gw_settings
 from gateway.ratelog import OTHER_SOURCES, RateLimitedLog
+from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.spool import Spool
 
 log = logging.getLogger("test.ratelog")
+SECRET = bytes(31) + b"\x30"
 
 
 class Clock:
@@ -105,3 +111,25 @@ async def test_the_tail_of_a_burst_is_written_by_a_timer(caplog: pytest.LogCaptu
         assert len(caplog.records) == 1
         await asyncio.sleep(0.4)  # nothing else arrives: the loop's timer ends the window
     assert [r.refusals for r in caplog.records] == [1, 99]  # type: ignore[attr-defined]
+
+
+async def test_the_gateway_logs_a_flood_in_few_lines_and_counts_every_reject(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """50,000 garbage messages through Gateway.receive (a real spool and quarantine):
+    exact counters, a handful of log lines whose counts add up to 50,000."""
+    s = gw_settings.from_dict(
+        {"gateway": {"site": "t", "data_dir": str(tmp_path)}, "spool": {"commit_interval_s": 0}}
+    )
+    gw = Gateway(s, Registry(tmp_path / "registry.json"), Spool(tmp_path / "spool.sqlite"), SECRET)
+    with caplog.at_level(logging.WARNING, logger="pharmasync.gateway"):
+        for i in range(50_000):
+            await gw.receive(b"\x01" * (i % 100), f"mqtt:pharmasync/v1/t/{i % 3}/reading")
+            if i % 1000 == 999:
+                await gw.flush()
+        await gw.stop()  # flushes the summaries
+    rejects = [r for r in caplog.records if hasattr(r, "refusals")]
+    assert gw.counts == {"length": 50_000}
+    assert len(rejects) <= 3 * 2, [r.getMessage() for r in rejects]
+    assert sum(r.refusals for r in rejects) == 50_000  # type: ignore[attr-defined]
+    assert gw.spool.quarantine_usage()[0] + gw.spool.quarantine_usage()[2] == 50_000
