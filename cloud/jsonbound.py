@@ -17,8 +17,8 @@ and while parsing, what RFC 8259 leaves to implementations and I-JSON (RFC 7493)
     strings  no lone surrogate escapes ("\\ud800"): every string encodes as UTF-8, so a
              database or a hash never refuses it later
 
-Each refusal is a JsonError (a Refused, reason "json", 400; 413 for size) whose detail
-says got X, want Y.
+Each refusal is a JsonError (a Refused, reason "json", 400; 413 for size) that says what
+it got and what it wants.
 """
 
 from __future__ import annotations
@@ -43,10 +43,20 @@ _OPENERS = frozenset("[{")
 
 
 class JsonError(Refused, ValueError):
-    """A JSON document refused before or while parsing; `detail` says got X, want Y."""
+    """A JSON document refused before or while parsing: `what` names the document, `got`
+    and `want` say why; `detail` is "<what>: got <got>, want <want>"."""
 
-    def __init__(self, detail: str, status: int = 400) -> None:
-        super().__init__(REASON, detail, status)
+    def __init__(self, what: str, got: str, want: str, status: int = 400) -> None:
+        super().__init__(REASON, f"{what}: got {got}, want {want}", status)
+        self.what, self.got, self.want = what, got, want
+
+
+class _Refusal(Exception):
+    """Raised by the parser's hooks, which do not know the document's name."""
+
+    def __init__(self, got: str, want: str) -> None:
+        super().__init__(got, want)
+        self.got, self.want = got, want
 
 
 def loads(
@@ -65,15 +75,14 @@ def loads(
     else:
         size = len(data)
     if size > max_bytes:
-        raise JsonError(f"{what}: got {size} bytes, want at most {max_bytes}", 413)
+        raise JsonError(what, f"{size} bytes", f"at most {max_bytes}", 413)
     if not isinstance(data, str):
         try:
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as e:
-            raise JsonError(f"{what}: got invalid UTF-8 at byte {e.start}, want UTF-8") from None
-    depth = nesting_depth(text, max_depth)
-    if depth > max_depth:
-        raise JsonError(f"{what}: got nesting deeper than {max_depth}, want at most {max_depth}")
+            raise JsonError(what, f"invalid UTF-8 at byte {e.start}", "UTF-8") from None
+    if nesting_depth(text, max_depth) > max_depth:
+        raise JsonError(what, f"nesting deeper than {max_depth}", f"at most {max_depth} levels")
     try:
         value = json.loads(
             text,
@@ -82,11 +91,11 @@ def loads(
             parse_constant=_constant,
             object_pairs_hook=_object,
         )
-    except JsonError as e:
-        raise JsonError(f"{what}: {e.detail}") from None
+    except _Refusal as e:
+        raise JsonError(what, e.got, e.want) from None
     except json.JSONDecodeError as e:
         raise JsonError(
-            f"{what}: got invalid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+            what, f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})", "JSON text"
         ) from None
     _check_strings(value, what)
     return value
@@ -113,26 +122,26 @@ def nesting_depth(text: str, limit: int) -> int:
 
 def _int(digits: str) -> int:
     if len(digits.lstrip("-")) > MAX_INT_DIGITS:
-        raise JsonError(f"got an integer of {len(digits)} digits, want at most {MAX_INT_DIGITS}")
+        raise _Refusal(f"an integer of {len(digits)} digits", f"at most {MAX_INT_DIGITS}")
     return int(digits)
 
 
 def _float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise JsonError(f"got the number {text[:40]}, want a finite one")
+        raise _Refusal(f"the number {text[:40]}", "a finite one")
     return value
 
 
 def _constant(name: str) -> float:
-    raise JsonError(f"got {name}, which is not JSON (RFC 8259 section 6)")
+    raise _Refusal(name, "a number (NaN and Infinity are not JSON, RFC 8259 section 6)")
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for name, value in pairs:
         if name in obj:
-            raise JsonError(f"got the member name {name[:40]!r} twice, want each once")
+            raise _Refusal(f"the member name {name[:40]!r} twice", "each name once")
         obj[name] = value
     return obj
 
@@ -153,6 +162,7 @@ def _check_strings(value: Any, what: str) -> None:
                 item.encode("utf-8")
             except UnicodeEncodeError as e:
                 raise JsonError(
-                    f"{what}: got a lone surrogate \\u{ord(item[e.start]):04x} in a string, "
-                    "want Unicode text"
+                    what,
+                    f"a lone surrogate \\u{ord(item[e.start]):04x} in a string",
+                    "Unicode text",
                 ) from None

@@ -54,12 +54,10 @@ async def json_body(request: web.Request, max_bytes: int, what: str = "body") ->
     jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
     size = request.content_length
     if size is not None and size > max_bytes:
-        raise jsonbound.JsonError(f"{what}: got {size} bytes, want at most {max_bytes}", 413)
+        raise jsonbound.JsonError(what, f"{size} bytes", f"at most {max_bytes}", 413)
     data = bytearray()
     async for chunk in request.content.iter_any():
         data += chunk
         if len(data) > max_bytes:
-            raise jsonbound.JsonError(
-                f"{what}: got more than {max_bytes} bytes, want at most {max_bytes}", 413
-            )
+            raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
     return jsonbound.loads(data, max_bytes=max_bytes, what=what)
