@@ -11,11 +11,12 @@ first, as regressions with their exact answers.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import struct
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,14 +25,19 @@ from hypothesis import strategies as st
 
 from cloud import registry
 from cloud.app import make_app
+from cloud.checkpoint import Checkpoint, sign_checkpoint
 from cloud.errors import INT64_MAX
 from cloud.settings import CloudSettings
+from cloud.witness import make_witness_app
 from device import schnorr
 from gateway import batch
+from gateway.rfc6962 import EMPTY_ROOT
 from tests.cloud.conftest import ENGINES, _run_apart, fresh_schema
 from tests.cloud.served import Served, encode
 from tests.cloud.test_app import OWNER, chain
 from tests.cloud.test_ingest import BOX, GW, body
+from tests.cloud.test_witness import IMPOSTOR, LOG, OTHER_LOG, TREE
+from tests.cloud.test_witness import KEY as WITNESS_KEY
 
 BOX_KEY = schnorr.pubkey(BOX).hex()
 GW_KEY = schnorr.pubkey(GW).hex()
@@ -318,11 +324,8 @@ def batch_bodies(draw: st.DrawFn) -> bytes:
         "first": draw(st.integers(0, 2**32 - 1)),
         "last": draw(st.integers(0, 2**32 - 1)),
     }
-    head = batch.BODY_FORMAT
-    import struct
-
     raw = struct.pack(
-        head,
+        batch.BODY_FORMAT,
         1,
         bytes.fromhex(GW_KEY),
         fields["seq"],
@@ -348,9 +351,68 @@ def test_any_batch_upload_is_answered_without_a_500(cloud: Served, data: bytes) 
     check(answer)
 
 
-def test_a_body_over_the_limit_without_content_length_is_refused(
-    cloud: Served, tmp_path: Path
-) -> None:
+def test_a_body_over_the_limit_without_content_length_is_refused(cloud: Served) -> None:
     chunks = (b"[" for _ in range(40_000))  # chunked transfer: no Content-Length
     answer = cloud.request("POST", "/v1/registry", chunks)  # type: ignore[arg-type]
     assert (answer.status, answer.problem()["reason"]) == (413, "json")
+
+
+# -- the witness ---------------------------------------------------------------------------
+# Its answers are the C2SP tlog-witness protocol's: text/plain (409 "<size>\n" in
+# text/x.tlog.size), not problem+json. Never a 5xx, and only the statuses the spec names.
+
+WITNESS_STATUSES = {200, 400, 403, 404, 405, 409, 413, 422}
+
+
+@pytest.fixture(scope="module")
+def witness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    app = make_witness_app(
+        WITNESS_KEY, {LOG.name: [LOG.verifier()]}, tmp_path_factory.mktemp("witness")
+    )
+    with Served(app) as served:
+        yield served
+
+
+@st.composite
+def add_checkpoint_bodies(draw: st.DrawFn) -> bytes:
+    """Add-checkpoint bodies with any old size, proof lines and checkpoint note: notes
+    signed by the configured log (any size and root), by another key, or not notes."""
+    if draw(st.booleans()):
+        return draw(st.binary(max_size=400))
+    old = draw(integers.map(str) | st.text(max_size=12), label="old")
+    proof = draw(
+        st.lists(
+            st.binary(min_size=32, max_size=32).map(lambda h: base64.b64encode(h).decode())
+            | st.text(max_size=50),
+            max_size=4,
+        ),
+        label="proof",
+    )
+    size = draw(st.sampled_from([0, 1, 12, 64]) | st.integers(0, 2**64 - 1), label="size")
+    root = draw(
+        st.sampled_from([TREE.root(min(size, 64)), EMPTY_ROOT])
+        | st.binary(min_size=32, max_size=32)
+    )
+    signer = draw(st.sampled_from([LOG, IMPOSTOR, OTHER_LOG]))
+    note = draw(
+        st.just(sign_checkpoint(Checkpoint(signer.name, size, root), signer))
+        | st.text(max_size=200),
+        label="note",
+    )
+    head = "".join(f"{line}\n" for line in [f"old {old}", *proof])
+    return (head + "\n" + note).encode("utf-8", "surrogatepass")
+
+
+@given(add_checkpoint_bodies())
+@SETTINGS
+def test_any_add_checkpoint_request_is_answered_without_a_500(witness: Served, data: bytes) -> None:
+    answer = witness.request("POST", "/add-checkpoint", data)
+    assert answer.status in WITNESS_STATUSES, answer
+    assert answer.content_type in ("text/plain", "text/x.tlog.size"), answer
+
+
+@given(target=targets(), method=st.sampled_from(["GET", "POST", "PUT"]))
+@SETTINGS
+def test_any_other_path_of_the_witness_is_a_4xx(witness: Served, target: str, method: str) -> None:
+    answer = witness.request(method, target, b"old 0\n\n")
+    assert answer.status in (404, 405), answer
