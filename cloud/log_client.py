@@ -164,16 +164,23 @@ async def _read(resp: aiohttp.ClientResponse, max_bytes: int, what: str) -> byte
 
 
 def _problem(content_type: str, body: bytes) -> str:
-    """Return ': <reason>: <detail>' from a problem+json body, or a short text excerpt."""
+    """Return ': <reason>: <detail>' from a problem+json body, or a short text excerpt: one
+    line of printable text, whatever the server sent (it ends up on a terminal)."""
     if content_type == "application/problem+json":
         try:
             doc = jsonbound.loads(body, max_bytes=MAX_PROBLEM_BYTES, what="problem")
         except jsonbound.JsonError:
             doc = None
         if isinstance(doc, dict):
-            return f": {doc.get('reason', '?')}: {doc.get('detail', '')}".rstrip(": ")
-    text = body[:200].decode(errors="replace").strip()
+            said = f"{doc.get('reason', '?')}: {doc.get('detail', '')}"
+            return f": {_printable(said)}".rstrip(": ")
+    text = _printable(body[:200].decode(errors="replace"))
     return f": {text}" if text else ""
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """`text` on one line, without control characters, at most `limit` characters."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text[:limit]).split())
 
 
 def _query(params: dict[str, int] | None) -> str:
