@@ -416,3 +416,14 @@ def test_any_add_checkpoint_request_is_answered_without_a_500(witness: Served, d
 def test_any_other_path_of_the_witness_is_a_4xx(witness: Served, target: str, method: str) -> None:
     answer = witness.request(method, target, b"old 0\n\n")
     assert answer.status in (404, 405), answer
+
+
+@pytest.mark.parametrize(
+    ("old", "size"),
+    [(2**63, 2**63), (2**64 - 1, 2**64 - 1), (0, 2**63), (2**64, 5), (10**30, 5), (6, 5)],
+)
+def test_witness_sizes_beyond_what_it_stores_get_400(witness: Served, old: int, size: int) -> None:
+    # Sizes are uint64 on the wire, but the witness stores int64: larger ones never pass.
+    note = sign_checkpoint(Checkpoint(LOG.name, size, bytes(32)), LOG)
+    answer = witness.request("POST", "/add-checkpoint", f"old {old}\n\n{note}".encode())
+    assert (answer.status, answer.content_type) == (400, "text/plain"), answer
