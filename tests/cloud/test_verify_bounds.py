@@ -47,6 +47,16 @@ def good() -> dict[str, Any]:
     return bundle
 
 
+def with_field(good: dict[str, Any], field: tuple[str, ...], value: object) -> dict[str, Any]:
+    """A copy of bundle `good` with `value` at the path `field`."""
+    bundle = copy.deepcopy(good)
+    parent = bundle
+    for name in field[:-1]:
+        parent = parent[name]
+    parent[field[-1]] = value
+    return bundle
+
+
 huge = st.sampled_from([2**63, 2**64, 10**19, -1, -(2**63), 10**40])
 values = st.recursive(
     st.none()
@@ -69,11 +79,7 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 def test_any_value_in_any_field_is_a_bundle_error_or_verifies(
     good: dict[str, Any], field: tuple[str, ...], value: object, as_text: bool
 ) -> None:
-    bundle = copy.deepcopy(good)
-    parent = bundle
-    for name in field[:-1]:
-        parent = parent[name]
-    parent[field[-1]] = value
+    bundle = with_field(good, field, value)
     try:
         verify_bundle(json.dumps(bundle) if as_text else bundle)
     except BundleError as e:
@@ -146,11 +152,7 @@ def test_the_cli_refuses_a_hostile_file_in_one_line_and_exits_3(
 def test_the_cli_never_shows_a_traceback(
     tmp_path: Path, good: dict[str, Any], field: tuple[str, ...], value: object
 ) -> None:
-    bundle = copy.deepcopy(good)
-    parent = bundle
-    for name in field[:-1]:
-        parent = parent[name]
-    parent[field[-1]] = value
+    bundle = with_field(good, field, value)
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
     done = run_cli(path)
