@@ -12,6 +12,7 @@ first, as regressions with their exact answers.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import re
 import struct
@@ -427,3 +428,13 @@ def test_witness_sizes_beyond_what_it_stores_get_400(witness: Served, old: int, 
     note = sign_checkpoint(Checkpoint(LOG.name, size, bytes(32)), LOG)
     answer = witness.request("POST", "/add-checkpoint", f"old {old}\n\n{note}".encode())
     assert (answer.status, answer.content_type) == (400, "text/plain"), answer
+
+
+def test_a_compressed_body_is_bounded_by_its_inflated_size(cloud: Served) -> None:
+    bomb = gzip.compress(b" " * 10_000_000)  # 10 KB inflating to 10 MB: refused at 16 KiB
+    assert len(bomb) < 16 * 1024  # its Content-Length is within the limit
+    answer = cloud.request("POST", "/v1/registry", bomb, {"Content-Encoding": "gzip"})
+    assert (answer.status, answer.problem()["reason"]) == (413, "json")
+    small = gzip.compress(b"  " + b"[" * 200)
+    answer = cloud.request("POST", "/v1/registry", small, {"Content-Encoding": "gzip"})
+    assert (answer.status, answer.problem()["reason"]) == (400, "json")
