@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
 import re
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -438,3 +440,42 @@ def test_a_compressed_body_is_bounded_by_its_inflated_size(cloud: Served) -> Non
     small = gzip.compress(b"  " + b"[" * 200)
     answer = cloud.request("POST", "/v1/registry", small, {"Content-Encoding": "gzip"})
     assert (answer.status, answer.problem()["reason"]) == (400, "json")
+
+
+PARSER_REFUSALS = pytest.mark.parametrize(
+    ("request_line", "logged"),
+    [
+        (b"GET /v1/devices/\xff HTTP/1.1", ["WARNING"]),
+        (b"GET /v1/log/entries?start=\x00 HTTP/1.1", ["WARNING"]),
+        (b"\x16\x03\x01", []),  # not HTTP at all (TLS): aiohttp logs it at DEBUG
+    ],
+)
+
+
+@PARSER_REFUSALS
+def test_what_the_cloud_http_parser_refuses_is_a_400_and_one_log_line(
+    cloud: Served, caplog: pytest.LogCaptureFixture, request_line: bytes, logged: list[str]
+) -> None:
+    refused_by_parser(cloud, caplog, request_line, logged)
+
+
+@PARSER_REFUSALS
+def test_what_the_witness_http_parser_refuses_is_a_400_and_one_log_line(
+    witness: Served, caplog: pytest.LogCaptureFixture, request_line: bytes, logged: list[str]
+) -> None:
+    refused_by_parser(witness, caplog, request_line, logged)
+
+
+def refused_by_parser(
+    served: Served, caplog: pytest.LogCaptureFixture, request_line: bytes, logged: list[str]
+) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as s:
+        s.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.0 400 Bad Request"), answer[:100]
+    for _ in range(50):  # the server logs after answering, on its own thread
+        if caplog.records:
+            break
+        time.sleep(0.01)
+    assert [r.levelname for r in caplog.records] == logged, caplog.text
+    assert not any(r.exc_info or r.levelno >= logging.ERROR for r in caplog.records)
