@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from cloud import registry, tlog
 from cloud.app import make_app
 from cloud.errors import INT64_MAX
+from cloud.store import Store, StoreConflict
 from device import schnorr
 from tests.cloud.test_app import OWNER, settings
 from tests.cloud.test_ingest import BOX
@@ -124,3 +125,22 @@ async def test_copies_sent_at_once_to_two_workers_are_applied_once(
 
 def _signed(change: registry.Change) -> bytes:
     return json.dumps(registry.sign_request(OWNER, change)).encode()
+
+
+async def test_a_store_appends_one_registry_entry_once_however_many_ask(store: Store) -> None:
+    _, entry = registry.open_request(
+        registry.sign_request(OWNER, CHANGES["gateway"]), [schnorr.pubkey(OWNER)]
+    )
+    key = CHANGES["gateway"].key
+    results = await asyncio.gather(
+        *(store.register_gateway(key, "w2", entry) for _ in range(COPIES)), return_exceptions=True
+    )
+    assert [r for r in results if isinstance(r, int)] == [0]
+    conflicts = [r for r in results if not isinstance(r, int)]
+    assert len(conflicts) == COPIES - 1
+    assert all(isinstance(c, StoreConflict) and c.reason == "replayed" for c in conflicts)
+    assert await store.log_size() == 1 and await store.entries(0, 9) == [entry]
+    # Another op carrying the same entry is the same replay.
+    with pytest.raises(StoreConflict, match="replayed"):
+        await store.register_device(key, "w2", "", entry)
+    assert await store.log_size() == 1
