@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 
 from cloud import witnessing
 from cloud.errors import Refused
+from cloud.httplog import server_logger
 from cloud.keys import load_or_create_signer
 from cloud.ledger import Ledger
 from cloud.metrics import Metrics
@@ -124,7 +125,11 @@ async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def make_app(settings: CloudSettings) -> web.Application:
     """Build the cloud ledger application for `settings`."""
-    app = web.Application(client_max_size=settings.max_body, middlewares=[problems])
+    app = web.Application(
+        client_max_size=settings.max_body,
+        middlewares=[problems],
+        handler_args={"logger": server_logger("pharmasync.cloud.http")},
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_ledger_ctx)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from cloud import registry, settings, witnessing
+from cloud import jsonbound, registry, settings, witnessing
 from cloud.app import make_app
 from device import config, datalock, schnorr
 from device.cli import hex_bytes, keygen
@@ -186,5 +185,10 @@ def _register(args: argparse.Namespace) -> int:
 
 
 async def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    """POST `body`; return the status and the JSON object answered. Raises ValueError
+    (JsonError) for an answer that is no bounded JSON object, aiohttp.ClientError."""
     async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
-        return resp.status, json.loads(await resp.read())
+        answer = jsonbound.loads(await resp.read(), max_bytes=64 * 1024, what="answer")
+    if not isinstance(answer, dict):
+        raise jsonbound.JsonError("answer", type(answer).__name__, "a JSON object")
+    return resp.status, answer

@@ -28,3 +28,39 @@ def hex_field(value: object, name: str, size: int, error: type[Refused] = Refuse
     if len(data) != size:
         raise error(name, f"got {len(data)} bytes, want {size}")
     return data
+
+
+INT64_MAX = 2**63 - 1  # SQLite's INTEGER and PostgreSQL's bigint: signed 64 bits
+
+
+def int_field(
+    value: object,
+    name: str,
+    minimum: int = 0,
+    maximum: int = INT64_MAX,
+    error: type[Refused] = Refused,
+) -> int:
+    """Return `value`, a JSON integer (not a bool), if minimum <= value <= maximum. Raises
+    `error` with reason `name` (400) otherwise: the cloud's one range check of integers
+    where they enter, so none that a database cannot hold ever reaches one."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(name, f"got {type(value).__name__}, want an integer {minimum} to {maximum}")
+    if not minimum <= value <= maximum:
+        # (str() of an integer of over 4,300 digits raises ValueError: show its size)
+        shown = str(value) if value.bit_length() <= 256 else f"{value.bit_length()}-bit integer"
+        raise error(name, f"got {shown}, want an integer {minimum} to {maximum}")
+    return value
+
+
+def decimal_field(
+    raw: str,
+    name: str,
+    minimum: int = 0,
+    maximum: int = INT64_MAX,
+    error: type[Refused] = Refused,
+) -> int:
+    """Return `raw` (ASCII decimal digits, as in a path or query) as an int in [minimum,
+    maximum]. Raises `error` with reason `name` (400) otherwise."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(maximum)):
+        raise error(name, f"got {raw[:40]!r}, want an integer {minimum} to {maximum}")
+    return int_field(int(raw), name, minimum, maximum, error)

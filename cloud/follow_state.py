@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from cloud import jsonbound
 from cloud.compact import CompactRange, CompactRangeError
 from cloud.note import NoteError, Verifier
 from gateway.rfc6962 import EMPTY_ROOT
@@ -39,6 +40,9 @@ from gateway.rfc6962 import EMPTY_ROOT
 STATE_VERSION: Final = 1
 SOURCE_GIVEN: Final = "given"  # the key came from --log-vkey
 SOURCE_FIRST_USE: Final = "first use"  # the key was read from /v1/log/vkey and pinned
+
+
+MAX_STATE_BYTES: Final = 1024 * 1024
 
 
 class StateError(ValueError):
@@ -149,13 +153,13 @@ def load_state(path: Path) -> FollowState | None:
     Raises StateError if the file is not a follower state, OSError if it cannot be read.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise StateError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    try:  # a state is a few KiB: a checkpoint note and at most 64 hashes
+        doc = jsonbound.loads(data, max_bytes=MAX_STATE_BYTES, what=str(path))
+    except jsonbound.JsonError as e:
+        raise StateError(e.detail) from None
     if not isinstance(doc, dict):
         raise StateError(f"{path}: got {type(doc).__name__}, want a JSON object")
     try:

@@ -203,24 +203,29 @@ class Ledger:
             change, entry = registry.open_request(request, self.owners, now)
         except registry.RegistryError as e:
             raise self._refuse(e.reason, e.detail, e.status) from None
-        if await self.store.find_entry(tlog.entry_leaf(entry)) is not None:
-            raise self._refuse("replayed", "this signed request was applied before", 409)
-        if change.op == "gateway":
-            assert change.site is not None
-            await self.store.register_gateway(change.key, change.site, entry)
-        elif change.op == "box":
-            assert change.site is not None
-            await self.store.register_device(change.key, change.site, change.label or "", entry)
-        else:
-            assert change.subject is not None and change.start is not None
-            try:
-                await self.store.attach(change.key, change.subject, change.start, change.end, entry)
-            except LookupError as e:
-                raise self._refuse("unregistered box", str(e), 404) from None
+        # The replay check is the store's, in the transaction that appends: checked here
+        # first, two copies of one request sent at once could both pass it.
+        try:
+            if change.op == "gateway":
+                assert change.site is not None
+                index = await self.store.register_gateway(change.key, change.site, entry)
+            elif change.op == "box":
+                assert change.site is not None
+                index = await self.store.register_device(
+                    change.key, change.site, change.label or "", entry
+                )
+            else:
+                assert change.subject is not None and change.start is not None
+                index = await self.store.attach(
+                    change.key, change.subject, change.start, change.end, entry
+                )
+        except StoreConflict as e:
+            raise self._refuse(e.reason, e.detail, 409) from None
+        except LookupError as e:
+            raise self._refuse("unregistered box", str(e), 404) from None
+        assert index is not None, "a store returns the index of the entry it appended"
         self.stats.registry_changes += 1
         log.info("registry: %s %s", change.op, change.key.hex()[:12])
-        index = await self.store.find_entry(tlog.entry_leaf(entry))
-        assert index is not None
         await self.refresh()
         return index
 

@@ -9,18 +9,24 @@
 Errors are application/problem+json with a `reason`. Connection failures, timeouts, 429
 and 5xx are retried with exponential backoff; other statuses and answers that break the
 API's shape fail at once. What the answers *mean* (signatures, proofs, roots) is checked by
-the caller (cloud.follow): this module only guarantees shapes.
+the caller (cloud.follow): this module only guarantees shapes, and bounds: an answer is
+read up to MAX_ANSWER_BYTES, its JSON parsed by cloud/jsonbound.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Any, Final
 
 import aiohttp
 
+from cloud import jsonbound
+
+# The largest answer read: a batch's readings (65,536 x 110 bytes) or a page of 1,000
+# entries in hex fit; a log that sends more is not following its API.
+MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
+MAX_PROBLEM_BYTES: Final = 64 * 1024  # an error body: only its reason and detail are shown
 # Entries pages are at most this long (the API's limit); a longer answer is malformed.
 MAX_PAGE: Final = 1000
 RETRY_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
@@ -79,7 +85,7 @@ class LogClient:
                 await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 async with self.session.get(target, params=params) as resp:
-                    body = await resp.read()
+                    body = await _read(resp, MAX_ANSWER_BYTES, f"GET {target}")
                     if resp.status == 200:
                         return resp.content_type, body
                     last = f"HTTP {resp.status}{_problem(resp.content_type, body)}"
@@ -99,9 +105,9 @@ class LogClient:
     async def _json(self, path: str, params: dict[str, int]) -> dict[str, Any]:
         _, body = await self._get(path, params)
         try:
-            doc = json.loads(body)
-        except ValueError as e:
-            raise ProtocolError(f"GET {path}{_query(params)}: not JSON ({e})") from None
+            doc = jsonbound.loads(body, max_bytes=MAX_ANSWER_BYTES, what=f"GET {path}")
+        except jsonbound.JsonError as e:
+            raise ProtocolError(e.detail) from None
         if not isinstance(doc, dict):
             raise ProtocolError(f"GET {path}: got {type(doc).__name__}, want a JSON object")
         return doc
@@ -145,16 +151,36 @@ class LogClient:
         return body
 
 
+async def _read(resp: aiohttp.ClientResponse, max_bytes: int, what: str) -> bytes:
+    """Return the body of `resp`, at most `max_bytes`. Raises ProtocolError for more."""
+    if resp.content_length is not None and resp.content_length > max_bytes:
+        raise ProtocolError(f"{what}: got {resp.content_length} bytes, want at most {max_bytes}")
+    body = bytearray()
+    async for chunk in resp.content.iter_any():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ProtocolError(f"{what}: got over {max_bytes} bytes, want at most {max_bytes}")
+    return bytes(body)
+
+
 def _problem(content_type: str, body: bytes) -> str:
-    """Return ': <reason>: <detail>' from a problem+json body, or a short text excerpt."""
+    """Return ': <reason>: <detail>' from a problem+json body, or a short text excerpt: one
+    line of printable text, whatever the server sent (it ends up on a terminal)."""
     if content_type == "application/problem+json":
         try:
-            doc = json.loads(body)
-            return f": {doc.get('reason', '?')}: {doc.get('detail', '')}".rstrip(": ")
-        except (ValueError, AttributeError):
-            pass
-    text = body[:200].decode(errors="replace").strip()
+            doc = jsonbound.loads(body, max_bytes=MAX_PROBLEM_BYTES, what="problem")
+        except jsonbound.JsonError:
+            doc = None
+        if isinstance(doc, dict):
+            said = f"{doc.get('reason', '?')}: {doc.get('detail', '')}"
+            return f": {_printable(said)}".rstrip(": ")
+    text = _printable(body[:200].decode(errors="replace"))
     return f": {text}" if text else ""
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """`text` on one line, without control characters, at most `limit` characters."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text[:limit]).split())
 
 
 def _query(params: dict[str, int] | None) -> str:

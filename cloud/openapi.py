@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloud import jsonbound, registry
+from cloud.errors import INT64_MAX
 from device import reading
 from gateway import batch
 
@@ -28,13 +30,18 @@ def _text(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 
-def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
+MAX_INDEX = INT64_MAX - 1  # a log index is below a log size (cloud/routes/__init__.py)
+
+
+def _query(
+    name: str, description: str, required: bool = False, maximum: int = INT64_MAX
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
-        "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+        "schema": {"type": "integer", "minimum": 0, "maximum": maximum},
     }
 
 
@@ -179,7 +186,13 @@ def document() -> dict[str, Any]:
             "/v1/log/entries/{index}/readings": {
                 "get": {
                     "summary": "The readings of a batch entry, in leaf order",
-                    "parameters": [_path("index", {"type": "integer", "minimum": 0}, "Log index")],
+                    "parameters": [
+                        _path(
+                            "index",
+                            {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+                            "Log index",
+                        )
+                    ],
                     "responses": {
                         "200": {
                             "description": "110-byte readings",
@@ -198,7 +211,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "Inclusion proof of an entry by index or leaf hash",
                     "parameters": [
-                        _query("index", "Entry index (or give hash)"),
+                        _query("index", "Entry index (or give hash)", maximum=MAX_INDEX),
                         {
                             "name": "hash",
                             "in": "query",
@@ -309,6 +322,10 @@ def document() -> dict[str, Any]:
             "/v1/registry": {
                 "post": {
                     "summary": "Apply an owner-signed registry change",
+                    "description": f"The body is at most {registry.MAX_REQUEST_BYTES} bytes of "
+                    f"UTF-8 JSON nested at most {jsonbound.MAX_DEPTH} deep, without duplicate "
+                    "names, NaN or lone surrogates; time, start and end are integers 0 to "
+                    f"{INT64_MAX}. Each refusal names its limit (`reason` json, or the field).",
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -338,6 +355,7 @@ def document() -> dict[str, Any]:
                         "403": _problem("Unknown owner or bad signature"),
                         "404": NOT_FOUND,
                         "409": _problem("Replayed request"),
+                        "413": _problem(f"Body over {registry.MAX_REQUEST_BYTES} bytes"),
                     },
                 }
             },

@@ -15,17 +15,24 @@ The owner signs BIP-340 over tagged_hash("PharmaSync/registry/v1", canonical cha
 canonical change being its JSON with sorted keys and no spaces. `time` (Unix seconds) must be
 within MAX_SKEW of the cloud's clock, and an exact replay is refused because its log entry
 already exists. The log entry is 0x02 || owner || signature || canonical change.
+
+Limits, checked where a request enters: at most MAX_REQUEST_BYTES of JSON nested within
+cloud/jsonbound.py's depth; `time`, `start` and `end` integers 0 to 2**63 - 1 (what the
+databases hold), `end` > `start`; site, label and subject at most MAX_TEXT characters and
+no control characters.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time as _time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cloud.errors import Refused, hex_field
+from cloud import jsonbound
+from cloud.errors import INT64_MAX, Refused, hex_field, int_field
 from cloud.tlog import ENTRY_REGISTRY
 from device import schnorr
 
@@ -37,6 +44,8 @@ OPS = {
     "attach": ("key", "subject", "start", "end"),
 }
 MAX_TEXT = 200  # characters in a site, label or subject
+MAX_REQUEST_BYTES = 16 * 1024  # a request's JSON: its largest is under 2 KiB
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1: PostgreSQL stores no NUL
 
 
 class RegistryError(Refused, ValueError):
@@ -67,12 +76,16 @@ class Change:
             if used and not isinstance(value, str):
                 raise RegistryError(name, f"op {self.op} needs a string {name}")
             if used and (len(value) > MAX_TEXT or (name != "label" and not value)):
-                raise RegistryError(name, f"want 1 to {MAX_TEXT} characters")
+                raise RegistryError(name, f"got {len(value)} characters, want 1 to {MAX_TEXT}")
+            if used and (bad := _CONTROL.search(value)):
+                raise RegistryError(
+                    name, f"got control character {bad.group()!r}, want printable text"
+                )
+        int_field(self.time, "time", 0, INT64_MAX, RegistryError)
         if self.op == "attach":
-            if not isinstance(self.start, int) or self.start < 0:
-                raise RegistryError("start", "want Unix seconds")
-            if self.end is not None and (not isinstance(self.end, int) or self.end <= self.start):
-                raise RegistryError("end", "want Unix seconds after start, or null")
+            start = int_field(self.start, "start", 0, INT64_MAX, RegistryError)
+            if self.end is not None:
+                int_field(self.end, "end", start + 1, INT64_MAX, RegistryError)
 
     def canonical(self) -> bytes:
         """The bytes the owner signs: the change's JSON, sorted keys, no spaces."""
@@ -93,14 +106,11 @@ class Change:
             raise RegistryError("change", f"unknown fields {sorted(extra)} for op {op}")
         if missing := allowed - set(fields) - {"end", "label"}:
             raise RegistryError("change", f"missing fields {sorted(missing)} for op {op}")
-        t = fields["time"]
-        if not isinstance(t, int) or isinstance(t, bool):
-            raise RegistryError("time", "want Unix seconds (an integer)")
         key = hex_field(fields.get("key"), "key", 32, RegistryError)
         values = {k: v for k, v in fields.items() if k not in ("op", "key", "time")}
         if op == "box":
             values.setdefault("label", "")
-        return cls(op, key, t, **values)
+        return cls(op, key, fields["time"], **values)
 
 
 def sign_request(owner_secret: bytes, change: Change) -> dict[str, Any]:
@@ -140,7 +150,9 @@ def parse_entry(payload: bytes) -> tuple[bytes, bytes, Change]:
     removed), checking the owner's signature. Raises RegistryError."""
     owner, signature, message = payload[:32], payload[32:96], payload[96:]
     try:
-        change = Change.from_json(json.loads(message))
+        change = Change.from_json(
+            jsonbound.loads(message, max_bytes=MAX_REQUEST_BYTES, what="registry change")
+        )
     except ValueError as e:
         raise RegistryError("entry", str(e)) from None
     if change.canonical() != message:

@@ -28,7 +28,8 @@ class NotFound(LookupError):
 
 class StoreConflict(Exception):
     """A write lost a race: `reason` is "conflict" (another header is stored for this
-    (gateway, seq)) or "chain" (the batch no longer follows the gateway's last one)."""
+    (gateway, seq)), "chain" (the batch no longer follows the gateway's last one) or
+    "replayed" (the log holds this registry entry already)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -85,14 +86,18 @@ class Store(Protocol):
 
     # -- the registry ---------------------------------------------------------------------
 
-    async def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
+    async def register_gateway(
+        self, key: bytes, site: str, entry: bytes | None = None
+    ) -> int | None:
         """Register (or move) a gateway; `entry`, if given, is appended to the log in the
-        same transaction (a signed registry change)."""
+        same transaction (a signed registry change) and its log index returned. Raises
+        StoreConflict("replayed") if the log holds that entry already: the check and the
+        append are one transaction under the log's write lock."""
         ...
 
     async def register_device(
         self, key: bytes, site: str, label: str = "", entry: bytes | None = None
-    ) -> None:
+    ) -> int | None:
         """Register (or relabel) a box; `entry` as for register_gateway."""
         ...
 
@@ -103,9 +108,10 @@ class Store(Protocol):
         start: int,
         end: int | None,
         entry: bytes | None = None,
-    ) -> None:
+    ) -> int | None:
         """Attach a registered box to a lot, shipment or zone for [start, end) (Unix seconds,
-        end None: open). Raises NotFound for an unregistered box."""
+        end None: open); `entry` as for register_gateway. Raises NotFound for an
+        unregistered box."""
         ...
 
     async def attachments(self, device: bytes) -> list[dict[str, object]]:

@@ -195,10 +195,11 @@ class PostgresStore:
 
     # -- the registry ---------------------------------------------------------------------
 
-    async def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
+    async def register_gateway(
+        self, key: bytes, site: str, entry: bytes | None = None
+    ) -> int | None:
         async with self._write() as conn:
-            if entry is not None:
-                await _append(conn, [entry])
+            index = await _append_once(conn, entry)
             await conn.execute(
                 "INSERT INTO gateways (key, site, registered_at) VALUES ($1, $2, $3) "
                 "ON CONFLICT (key) DO UPDATE SET site = excluded.site",
@@ -206,13 +207,13 @@ class PostgresStore:
                 site,
                 time.time(),
             )
+        return index
 
     async def register_device(
         self, key: bytes, site: str, label: str = "", entry: bytes | None = None
-    ) -> None:
+    ) -> int | None:
         async with self._write() as conn:
-            if entry is not None:
-                await _append(conn, [entry])
+            index = await _append_once(conn, entry)
             await conn.execute(
                 "INSERT INTO devices (key, site, label, registered_at) VALUES ($1, $2, $3, $4) "
                 "ON CONFLICT (key) DO UPDATE SET site = excluded.site, label = excluded.label",
@@ -221,16 +222,16 @@ class PostgresStore:
                 label,
                 time.time(),
             )
+        return index
 
     async def attach(
         self, device: bytes, subject: str, start: int, end: int | None, entry: bytes | None = None
-    ) -> None:
+    ) -> int | None:
         async with self._write() as conn:
             box = await conn.fetchval("SELECT id FROM devices WHERE key = $1", device)
             if box is None:
                 raise NotFound(f"box {device.hex()} is not registered")
-            if entry is not None:
-                await _append(conn, [entry])
+            index = await _append_once(conn, entry)
             await conn.execute(
                 'INSERT INTO attachments (device, subject, start, "end") VALUES ($1, $2, $3, $4)',
                 box,
@@ -238,6 +239,7 @@ class PostgresStore:
                 start,
                 end,
             )
+        return index
 
     async def attachments(self, device: bytes) -> list[dict[str, object]]:
         rows = await self.pool.fetch(
@@ -426,6 +428,20 @@ async def _append(conn: asyncpg.Connection, entries: Sequence[bytes]) -> tuple[i
         size + len(entries),
     )
     return size, size + len(entries)
+
+
+async def _append_once(conn: asyncpg.Connection, entry: bytes | None) -> int | None:
+    """Append a registry entry unless the log holds it already; return its index (None
+    without an entry). Requires the log lock (a _locked transaction, READ COMMITTED: the
+    check sees every entry committed before the lock was granted), so two copies of one
+    signed request cannot both pass it. Raises StoreConflict("replayed")."""
+    if entry is None:
+        return None
+    leaf = tlog.entry_leaf(entry)
+    if await conn.fetchval("SELECT 1 FROM log_entries WHERE leaf_hash = $1", leaf) is not None:
+        raise StoreConflict("replayed", "this signed request was applied before")
+    index, _ = await _append(conn, [entry])
+    return index
 
 
 async def _insert_readings(conn: asyncpg.Connection, log_index: int, verified: Verified) -> None:

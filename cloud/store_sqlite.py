@@ -171,41 +171,52 @@ class SqliteDb:
 
     # -- the registry ---------------------------------------------------------------------
 
-    def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
+    def _append_once(self, entry: bytes | None) -> int | None:
+        """Append a registry entry unless the log holds it already; return its index (None
+        without an entry). Requires the write lock: two copies of one signed request then
+        cannot both pass the check. Raises StoreConflict("replayed")."""
+        if entry is None:
+            return None
+        if self.find_entry(tlog.entry_leaf(entry)) is not None:
+            raise StoreConflict("replayed", "this signed request was applied before")
+        index, _ = self._append([entry])
+        return index
+
+    def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> int | None:
         with self._write():
-            if entry is not None:
-                self._append([entry])
+            index = self._append_once(entry)
             self.db.execute(
                 "INSERT INTO gateways (key, site, registered_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET site = excluded.site",
                 (key, site, time.time()),
             )
+        return index
 
     def register_device(
         self, key: bytes, site: str, label: str = "", entry: bytes | None = None
-    ) -> None:
+    ) -> int | None:
         with self._write():
-            if entry is not None:
-                self._append([entry])
+            index = self._append_once(entry)
             self.db.execute(
                 "INSERT INTO devices (key, site, label, registered_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET site = excluded.site, label = excluded.label",
                 (key, site, label, time.time()),
             )
+        return index
 
     def attach(
         self, device: bytes, subject: str, start: int, end: int | None, entry: bytes | None = None
-    ) -> None:
+    ) -> int | None:
         with self._write():
             row = self.db.execute("SELECT id FROM devices WHERE key = ?", (device,)).fetchone()
             if row is None:
                 raise NotFound(f"box {device.hex()} is not registered")
-            if entry is not None:
-                self._append([entry])
+            index = self._append_once(entry)
             self.db.execute(
                 'INSERT INTO attachments (device, subject, start, "end") VALUES (?, ?, ?, ?)',
                 (row[0], subject, start, end),
             )
+        return index
 
     def attachments(self, device: bytes) -> list[dict[str, object]]:
         rows = self.db.execute(
@@ -387,18 +398,20 @@ class SqliteStore:
     async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
         return await self._run(self.db.append, entries)
 
-    async def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> None:
-        await self._run(self.db.register_gateway, key, site, entry)
+    async def register_gateway(
+        self, key: bytes, site: str, entry: bytes | None = None
+    ) -> int | None:
+        return await self._run(self.db.register_gateway, key, site, entry)
 
     async def register_device(
         self, key: bytes, site: str, label: str = "", entry: bytes | None = None
-    ) -> None:
-        await self._run(self.db.register_device, key, site, label, entry)
+    ) -> int | None:
+        return await self._run(self.db.register_device, key, site, label, entry)
 
     async def attach(
         self, device: bytes, subject: str, start: int, end: int | None, entry: bytes | None = None
-    ) -> None:
-        await self._run(self.db.attach, device, subject, start, end, entry)
+    ) -> int | None:
+        return await self._run(self.db.attach, device, subject, start, end, entry)
 
     async def attachments(self, device: bytes) -> list[dict[str, object]]:
         return await self._run(self.db.attachments, device)

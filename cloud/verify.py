@@ -32,7 +32,7 @@ from cloud.follow import (
     follow,
 )
 from cloud.follow_state import default_state_path
-from cloud.verify_bundle import BundleError, BundleReport, Step, verify_bundle
+from cloud.verify_bundle import MAX_BUNDLE_BYTES, BundleError, BundleReport, Step, verify_bundle
 
 __all__ = [
     "BundleError",
@@ -224,16 +224,29 @@ def run(args: argparse.Namespace) -> int:
     return _verify_file(args)
 
 
+def _read_bundle(name: str) -> bytes:
+    """Return the bytes of bundle file `name` ('-': stdin), at most MAX_BUNDLE_BYTES + 1 of
+    them: a larger file is refused without being read whole. Raises OSError."""
+    if name == "-":
+        return sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1)
+    with Path(name).open("rb") as f:
+        return f.read(MAX_BUNDLE_BYTES + 1)
+
+
 def _verify_file(args: argparse.Namespace) -> int:
     try:
-        text = sys.stdin.read() if args.bundle == "-" else Path(args.bundle).read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        data = _read_bundle(args.bundle)
+    except OSError as e:
         print(f"error: cannot read {args.bundle}: {e}", file=sys.stderr)
         return EXIT_USAGE
+    if len(data) > MAX_BUNDLE_BYTES:
+        more = f"more than {MAX_BUNDLE_BYTES} bytes"
+        _print_failure(BundleError(Step.SHAPE, more, f"at most {MAX_BUNDLE_BYTES}"), args.json)
+        return EXIT_MISBEHAVIOUR
     minimum = len(args.witness) if args.min_cosignatures is None else args.min_cosignatures
     try:
         report = verify_bundle(
-            text,
+            data,
             log_vkey=args.log_vkey,
             device_key=args.device,
             witnesses=args.witness,

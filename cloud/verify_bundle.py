@@ -32,13 +32,12 @@ log holds it.
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from cloud import tlog
+from cloud import jsonbound, tlog
 from cloud.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
@@ -67,6 +66,9 @@ from gateway.merkle_verify import (
 
 _HEX = re.compile("(?:[0-9a-fA-F]{2})*")
 BOX_KEY_SIZE = 32  # a BIP-340 x-only public key (docs/protocol.md, "Signatures")
+# A bundle is a few KiB (two proofs of at most 64 hashes, a checkpoint note): a larger
+# document is refused before it is parsed (cloud/jsonbound.py).
+MAX_BUNDLE_BYTES = 1024 * 1024
 
 
 class Step(enum.Enum):
@@ -120,18 +122,17 @@ class Bundle:
     log_vkey: str
 
     @classmethod
-    def parse(cls, bundle: Mapping[str, Any] | str) -> Bundle:
-        """Read a bundle from its JSON text or its decoded object.
+    def parse(cls, bundle: Mapping[str, Any] | str | bytes) -> Bundle:
+        """Read a bundle from its JSON (text or UTF-8 bytes, at most MAX_BUNDLE_BYTES,
+        read by cloud/jsonbound.py) or its decoded object.
 
         Raises BundleError (step SHAPE) naming the first missing or malformed field.
         """
-        if isinstance(bundle, str):
+        if isinstance(bundle, str | bytes):
             try:
-                bundle = json.loads(bundle)
-            except json.JSONDecodeError as e:
-                raise BundleError(
-                    Step.SHAPE, f"invalid JSON ({e.msg} at line {e.lineno})", "a JSON object"
-                ) from None
+                bundle = jsonbound.loads(bundle, max_bytes=MAX_BUNDLE_BYTES, what="bundle")
+            except jsonbound.JsonError as e:
+                raise BundleError(Step.SHAPE, e.got, e.want) from None
         root = _object(bundle, "bundle")
         batch_part = _object(_field(root, "batch", ""), "batch")
         log_part = _object(_field(root, "log", ""), "log")
@@ -366,7 +367,7 @@ def _parse_witnesses(witnesses: Sequence[str]) -> list[CosignatureVerifier]:
 
 
 def verify_bundle(
-    bundle: Mapping[str, Any] | str,
+    bundle: Mapping[str, Any] | str | bytes,
     *,
     log_vkey: str | None = None,
     device_key: bytes | None = None,
@@ -398,7 +399,7 @@ def verify_bundle(
 
 
 def _verify(
-    raw: Mapping[str, Any] | str,
+    raw: Mapping[str, Any] | str | bytes,
     pinned: Verifier | None,
     device_key: bytes | None,
     witnesses: Sequence[CosignatureVerifier],

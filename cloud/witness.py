@@ -66,6 +66,7 @@ from cloud.checkpoint import (
     CheckpointFormatError,
     CosignatureSigner,
 )
+from cloud.httplog import server_logger
 from cloud.keys import fsync_dir, write_new_key
 from cloud.note import (
     AmbiguousVerifierError,
@@ -535,7 +536,10 @@ def make_witness_app(
         yield
         store.close()
 
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={"logger": server_logger("pharmasync.witness.http")},
+    )
     app.cleanup_ctx.append(witness_ctx)
     app.router.add_post(ADD_CHECKPOINT_PATH, add_checkpoint)
     return app

@@ -5,18 +5,24 @@ log.py       /v1/checkpoint, /v1/log/...              the verifiable log
 readings.py  /v1/readings/..., /v1/devices/.../readings   proof bundles, history
 registry.py  /v1/registry, /v1/devices, /v1/gateways  who may send what
 meta.py      /v1/openapi.json, /metrics, /healthz     operations
+
+What enters through a route is read here, bounded where it enters: integers in paths and
+queries by `path_int`/`int_query` (in a range the databases hold), JSON bodies by
+`json_body` (size and nesting bounded before parsing, cloud/jsonbound.py).
 """
 
 from __future__ import annotations
 
-import re
+from typing import Any, Final
 
 from aiohttp import web
 
+from cloud import jsonbound
+from cloud.errors import INT64_MAX, decimal_field
 from cloud.ledger import LedgerError
 
-MAX_INT = 2**63 - 1  # what the databases store: sizes, indices and times fit
-_DECIMAL = re.compile("[0-9]{1,19}")
+MAX_INT: Final = INT64_MAX  # what the databases store: sizes, times, sequence numbers
+MAX_INDEX: Final = INT64_MAX - 1  # a log index: below a log size, itself at most MAX_INT
 
 
 def int_query(
@@ -28,22 +34,30 @@ def int_query(
     maximum: int = MAX_INT,
 ) -> int:
     """Return query parameter `name` as an int in [minimum, maximum]. Raises LedgerError
-    400 if it is absent (without a default) or not such an int."""
+    400 with reason `name` if it is absent (without a default) or not such an int."""
     raw = request.query.get(name)
     if raw is None:
         if default is None:
-            raise LedgerError("query", f"missing parameter {name!r}")
+            raise LedgerError(name, f"got no query parameter {name!r}, want one")
         return default
-    return parse_int(raw, name, minimum, maximum, reason="query")
+    return decimal_field(raw, name, minimum, maximum, LedgerError)
 
 
-def parse_int(
-    raw: str, name: str, minimum: int = 0, maximum: int = MAX_INT, *, reason: str | None = None
-) -> int:
-    """Return `raw` (ASCII decimal digits) as an int in [minimum, maximum]. Raises
-    LedgerError 400 with `reason` (default: `name`) otherwise."""
-    if not _DECIMAL.fullmatch(raw) or not minimum <= int(raw) <= maximum:
-        raise LedgerError(
-            reason or name, f"{name}: got {raw[:40]!r}, want an integer {minimum} to {maximum}"
-        )
-    return int(raw)
+def path_int(request: web.Request, name: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """Return path part `name` as an int in [minimum, maximum]. Raises LedgerError 400
+    with reason `name` otherwise."""
+    return decimal_field(request.match_info[name], name, minimum, maximum, LedgerError)
+
+
+async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
+    """Return the request's JSON body, read only up to `max_bytes` and parsed only within
+    jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
+    size = request.content_length
+    if size is not None and size > max_bytes:
+        raise jsonbound.JsonError(what, f"{size} bytes", f"at most {max_bytes}", 413)
+    data = bytearray()
+    async for chunk in request.content.iter_any():
+        data += chunk
+        if len(data) > max_bytes:
+            raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
+    return jsonbound.loads(data, max_bytes=max_bytes, what=what)

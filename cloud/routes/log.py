@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cloud.errors import hex_field
-from cloud.routes import int_query, parse_int
+from cloud.routes import MAX_INDEX, int_query, path_int
 from cloud.state import LEDGER
 
 routes = web.RouteTableDef()
@@ -29,15 +29,19 @@ async def entries(request: web.Request) -> web.Response:
     """Entries [start, end) of the log, hex; at most 1,000 per answer."""
     start = int_query(request, "start")
     end = int_query(request, "end", start + 1000)
-    found = await request.app[LEDGER].entries(start, end)
+    ledger = request.app[LEDGER]
+    await ledger.refresh()  # another worker may have appended: serve what the log holds
+    found = await ledger.entries(start, end)
     return web.json_response({"start": start, "entries": [e.hex() for e in found]})
 
 
 @routes.get("/v1/log/entries/{index}/readings")
 async def entry_readings(request: web.Request) -> web.Response:
     """The readings of a batch entry: 110-byte readings in leaf order."""
-    index = parse_int(request.match_info["index"], "index")
-    found = await request.app[LEDGER].entry_readings(index)
+    index = path_int(request, "index", 0, MAX_INDEX)
+    ledger = request.app[LEDGER]
+    await ledger.refresh()
+    found = await ledger.entry_readings(index)
     return web.Response(body=b"".join(found), content_type="application/octet-stream")
 
 
@@ -51,7 +55,7 @@ async def inclusion(request: web.Request) -> web.Response:
     if "hash" in request.query:
         index = await ledger.find(hex_field(request.query["hash"], "hash", 32))
     else:
-        index = int_query(request, "index")
+        index = int_query(request, "index", maximum=MAX_INDEX)
     size, proof = await ledger.inclusion(index, size)
     leaf = await ledger.store.nodes([(0, index)])
     return web.json_response(

@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from cloud.errors import hex_field
-from cloud.routes import int_query, parse_int
+from cloud.routes import int_query, path_int
 from cloud.state import LEDGER
 from device import reading
 
@@ -20,9 +20,8 @@ async def proof_bundle(request: web.Request) -> web.Response:
     device = hex_field(request.match_info["device"], "device", 32)
     ledger = request.app[LEDGER]
     await ledger.refresh()
-    return web.json_response(
-        await ledger.bundle(device, parse_int(request.match_info["seq"], "seq", 0, reading.SEQ_MAX))
-    )
+    seq = path_int(request, "seq", 0, reading.SEQ_MAX)
+    return web.json_response(await ledger.bundle(device, seq))
 
 
 @routes.get("/v1/devices/{device}/readings")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
+from cloud import registry
 from cloud.errors import hex_field
-from cloud.ledger import LedgerError
+from cloud.routes import json_body
 from cloud.state import LEDGER
 
 routes = web.RouteTableDef()
@@ -16,10 +15,7 @@ routes = web.RouteTableDef()
 @routes.post("/v1/registry")
 async def post_change(request: web.Request) -> web.Response:
     """Apply an owner-signed registry change (cloud/registry.py); 201 with its log index."""
-    try:
-        body = json.loads(await request.read())
-    except ValueError as e:
-        raise LedgerError("json", f"the body is not JSON: {e}") from None
+    body = await json_body(request, registry.MAX_REQUEST_BYTES, "registry request")
     index = await request.app[LEDGER].apply_registry(body)
     return web.json_response({"log_index": index}, status=201)
 

@@ -192,7 +192,7 @@ async def test_log_endpoints_serve_entries_and_proofs(cloud: Cloud) -> None:
     for path, params, reason in [
         ("/v1/log/proof/inclusion", {"index": 7}, "index"),
         ("/v1/log/proof/inclusion", {"index": 0, "size": 8}, "size"),
-        ("/v1/log/proof/inclusion", {"index": "x"}, "query"),
+        ("/v1/log/proof/inclusion", {"index": "x"}, "index"),
         ("/v1/log/proof/consistency", {"old": 8}, "old"),
         ("/v1/log/entries", {"start": 7}, "range"),
         ("/v1/log/entries/0/readings", {}, "not a batch"),

@@ -60,10 +60,12 @@ def test_a_missing_file_is_no_state_and_a_broken_one_is_refused(tmp_path: Path) 
     assert load_state(path) is None
     for text, message in [
         ("[]", "want a JSON object"),
-        ("{", "not JSON"),
+        ("{", "got invalid JSON"),
+        ("[" * 100_000, "got nesting deeper than 16"),
+        ("\udcff", "got invalid UTF-8 at byte 0"),
         ('{"version": 2}', "version: got 2, want 1"),
         ('{"version": 1}', "field 'url': got nothing"),
     ]:
-        path.write_text(text)
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
         with pytest.raises(StateError, match=message):
             load_state(path)
