@@ -106,6 +106,7 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
         app[METRICS].watch(ledger)
         log.info("ledger %s: %d entries; log key %s", ledger.origin, cp.size, ledger.log_vkey)
         yield
+        ledger.refusal_log.flush()  # the last summary lines, before the store closes
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         await store.close()

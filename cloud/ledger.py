@@ -28,7 +28,6 @@ from gateway import batch, merkle
 from gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger("pharmasync.cloud.ledger")
-REFUSALS = RateLimitedLog(log, "refused")
 
 MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
 
@@ -93,6 +92,7 @@ class Ledger:
         self.owners = frozenset(owners)
         self.stats = LedgerStats()
         self.refused: dict[str, int] = {}  # refusals by reason, for the metrics
+        self.refusal_log = RateLimitedLog(log, "refused")  # bounded lines; counts stay exact
         self._pool = verify_pool  # None: the loop's default executor
         self._checkpoint = SignedCheckpoint(0, merkle.EMPTY_ROOT, self._sign(0, merkle.EMPTY_ROOT))
         self._refresh_lock = asyncio.Lock()
@@ -191,7 +191,7 @@ class Ledger:
 
     def _refuse(self, reason: str, detail: str, status: int) -> LedgerError:
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        REFUSALS("", reason, detail)  # rate-limited lines; self.refused stays exact
+        self.refusal_log("", reason, detail)
         return LedgerError(reason, detail, status)
 
     # -- registry ------------------------------------------------------------------------

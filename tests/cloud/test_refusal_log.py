@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from cloud import ledger
 from cloud.state import LEDGER
 from tests.cloud.test_app import Cloud, settings, start
 from tests.cloud.test_ingest import REASONS, refusals
@@ -19,8 +18,6 @@ async def test_a_flood_of_bad_batches_logs_a_few_lines_that_add_up(
 ) -> None:
     server, session = await start(settings(tmp_path / "cloud"))
     cloud = Cloud(server, session)
-    ledger.REFUSALS.flush()  # forget what earlier tests in this process left pending ...
-    ledger.REFUSALS.flush()  # ... and the keys they used
     bad = refusals()
     try:
         with caplog.at_level(logging.WARNING, logger="pharmasync.cloud.ledger"):
@@ -28,7 +25,7 @@ async def test_a_flood_of_bad_batches_logs_a_few_lines_that_add_up(
                 data, want = bad[REASONS[i % 2]]
                 status, _ = await cloud.upload(data)
                 assert status == want
-            ledger.REFUSALS.flush()
+            server.app[LEDGER].refusal_log.flush()
         refused = dict(server.app[LEDGER].refused)
     finally:
         await session.close()
