@@ -92,7 +92,7 @@ def validate(raw):
     ok = cfg["owner_key"]
     if ok is not None and not (isinstance(ok, str) and len(ok) == 64 and _is_hex(ok)):
         raise ConfigError("owner_key: got %r, want 64 hex characters" % (ok,))
-    if cfg["insecure_acks"] not in (True, False):
+    if not isinstance(cfg["insecure_acks"], bool):
         raise ConfigError("insecure_acks: got %r, want true or false" % (cfg["insecure_acks"],))
     if ok is None and not cfg["insecure_acks"]:
         raise ConfigError(

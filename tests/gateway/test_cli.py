@@ -20,7 +20,7 @@ def test_register_a_provisioned_box_then_list_and_remove_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path)
-    box = provision.provision(tmp_path / "boxes", "w1", "Cold room A", "h")
+    box = provision.provision(tmp_path / "boxes", "w1", "Cold room A", "h", insecure_acks=True)
     assert (
         main(["gateway", "boxes", "--config", str(config), "add", str(box.folder), "--zone", "A"])
         == 0
