@@ -234,9 +234,7 @@ def _certify(args: argparse.Namespace) -> int:
         topics.check_site(args.site)
         if not 1 <= args.days <= 3650:
             raise ValueError(f"days: got {args.days}, want 1..3650")
-        data = cert.encode(
-            secret, args.gateway_key, args.site, now - 300, now + args.days * 86400
-        )
+        data = cert.encode(secret, args.gateway_key, args.site, now - 300, now + args.days * 86400)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -251,5 +249,5 @@ def _certify(args: argparse.Namespace) -> int:
     print(f"certificate written to {args.out}: gateway {c.gateway.hex()} at site {c.site}")
     print(f"  owner      : {c.owner.hex()} (give boxes --owner-pub {c.owner.hex()})")
     print(f"  valid      : {c.not_before} .. {c.not_after} (Unix seconds)")
-    print(f"next: set [gateway] certificate = \"{args.out}\" in gateway.toml")
+    print(f'next: set [gateway] certificate = "{args.out}" in gateway.toml')
     return 0
