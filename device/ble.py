@@ -9,7 +9,8 @@ collect from boxes without Wi-Fi (a vehicle, a shipper) and for a phone at the d
                0x02 REPLAY  + u32 from_seq: notify every pending reading with seq >= from_seq
                0x03 CERT    + the gateway's certificate (device/cert.py, 139..202 bytes),
                               written once per connection, before the first ACK
-    status   d1f0a003-...  read           the status JSON (as on MQTT), truncated to 240 bytes
+    status   d1f0a003-...  read           the status JSON (as on MQTT) if it fits 240 bytes, else
+                                          a brief one (ble_status)
 
 Every command fits one ATT write: at MTU 247 a write carries 244 bytes of value (3 bytes
 of ATT header), and the longest command is 243 (ACK with 21 ranges).
@@ -81,6 +82,26 @@ def decode_command(data):
     raise CommandError("opcode: got 0x%02x, want 0x01 (ack), 0x02 (replay) or 0x03 (cert)" % op)
 
 
+def ble_status(box):
+    """Return the status JSON for the status characteristic: the MQTT status if it fits
+    STATUS_MAX bytes, else the fields a gateway needs, so it always parses (a gateway takes a
+    status cut short, as firmware 0.1 sent it, for that old firmware)."""
+    full = box.status()
+    if len(full) <= STATUS_MAX:
+        return full
+    import json
+
+    brief = {
+        "state": "online",
+        "ack": 2,
+        "seq": box.last_seq,
+        "backlog": len(box.backlog),
+        "gateway": box.gateway_site,
+        "gateway_error": box.gateway_error,
+    }
+    return json.dumps(brief).encode()[:STATUS_MAX]
+
+
 def pending_from(box, from_seq):
     """Return the backlog indexes of held, unacknowledged readings with seq >= from_seq,
     oldest first."""
@@ -111,7 +132,7 @@ async def serve(box):
         # Notify each reading as the box stores it, and whatever a REPLAY asks for.
         sent = box.backlog.tail
         while conn.is_connected():
-            status_ch.write(box.status()[:STATUS_MAX])
+            status_ch.write(ble_status(box))
             while sent < box.backlog.tail:
                 if sent >= box.backlog.head:
                     wire = box.backlog.get(sent)

@@ -185,10 +185,14 @@ class Gateway:
     def box_status(self, device_id: str, payload: bytes) -> None:
         """Note a box's retained status: its "ack" field says which acks it accepts (none:
         firmware 0.1, version 1). Re-announces the box's ack if that changed."""
+        if len(payload) > STATUS_MAX:
+            return
         try:
-            status = json.loads(payload) if len(payload) <= STATUS_MAX else None
+            status = json.loads(payload)
         except (ValueError, RecursionError):
-            status = None
+            # Over BLE firmware 0.1 sent its status cut at 240 bytes; newer firmware keeps
+            # it whole (device/ble.py ble_status).
+            status = {"state": "online"} if payload.startswith(b'{"state": "online"') else None
         if not isinstance(status, dict) or status.get("state") == "offline":
             return  # the last will says nothing about the firmware
         version = 2 if status.get("ack") == 2 else 1

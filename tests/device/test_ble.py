@@ -71,3 +71,16 @@ def test_uuids_are_distinct_and_in_the_service_base() -> None:
     assert all(u.endswith("-6a4b-4c5e-9a61-7068726d7331") for u in uuids)
     assert ble.MTU >= reading.SIZE + 3  # a whole reading fits one notification
     assert struct.calcsize(">BI") == 5
+
+
+def test_the_ble_status_always_parses_and_says_which_acks_the_box_takes(tmp_path: Path) -> None:
+    import json
+
+    from device import config, firmware
+    from device.board_sim import Board
+
+    cfg = config.validate({"site": "s", "label": "L" * 200, "owner_key": "ab" * 32})
+    box = firmware.Box(Board(str(tmp_path)), cfg, bytes(31) + b"\x09", 1)
+    assert len(box.status()) > ble.STATUS_MAX  # the MQTT status would be cut
+    status = json.loads(ble.ble_status(box))
+    assert status["ack"] == 2 and status["gateway_error"] == "no certificate yet"

@@ -93,6 +93,9 @@ async def test_boxes_reporting_old_firmware_get_version_1(tmp_path: Path) -> Non
     assert ack.parse(gw.ack_payload(BOX))[1] == [(0, 2), (5, 5)]
     gw.box_status(DEV, b"{" * 100_000)  # malformed: ignored, nothing changes
     assert gw.ack_version(BOX) == 2
+    cut = json.dumps({"state": "online", "label": "x" * 300}).encode()[:240]
+    gw.box_status(DEV, cut)  # firmware 0.1's status read over BLE, cut at 240 bytes
+    assert gw.ack_version(BOX) == 1
     await gw.stop()
 
 
