@@ -9,7 +9,7 @@ Pure functions over a list of (first, last) tuples; the spool keeps the durable 
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 Range = tuple[int, int]
 
@@ -25,12 +25,12 @@ def runs(seqs: Iterable[int]) -> list[Range]:
     return out
 
 
-def _index(ranges: list[Range], seq: int) -> int:
+def _index(ranges: Sequence[Range], seq: int) -> int:
     """Index of the range whose first is the greatest <= seq, or -1."""
     return bisect_right(ranges, (seq, 1 << 64)) - 1
 
 
-def contains(ranges: list[Range], seq: int) -> bool:
+def contains(ranges: Sequence[Range], seq: int) -> bool:
     """True if `seq` is in one of `ranges`."""
     i = _index(ranges, seq)
     return i >= 0 and ranges[i][1] >= seq
@@ -56,14 +56,14 @@ def add(ranges: list[Range], first: int, last: int) -> tuple[Range, list[Range]]
     return (lo, hi), replaced
 
 
-def window(ranges: list[Range], near: int | None, cap: int) -> tuple[int, list[Range]]:
-    """Return (start index, up to `cap` consecutive ranges) for an acknowledgement: the
-    newest `cap` ranges, or, if `near` is older than those, the `cap` ranges from the one
-    holding or following `near`. Requires cap >= 1."""
+def window_start(ranges: Sequence[Range], near: int | None, cap: int) -> int:
+    """Return the index of the first of up to `cap` consecutive ranges an acknowledgement
+    lists: the newest `cap` ranges, or, if `near` is older than those, the `cap` ranges from
+    the one holding or following `near`. Requires cap >= 1."""
     start = max(0, len(ranges) - cap)
     if near is not None:
         i = _index(ranges, near)
         if i < 0 or ranges[i][1] < near:
             i += 1
         start = min(start, i)
-    return start, ranges[start : start + cap]
+    return start

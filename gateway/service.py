@@ -153,7 +153,7 @@ class Gateway:
         return await self.spool_call(self.spool.stored, box, seq)
 
     def _is_committed(self, box: bytes, seq: int) -> bool:
-        return seqranges.contains(self.ranges.get(box, ()), seq)  # type: ignore[arg-type]
+        return seqranges.contains(self.ranges.get(box, ()), seq)
 
     def ack_version(self, box: bytes) -> int:
         """The ack version a box gets: 1 if its status reports firmware without "ack": 2."""
@@ -169,16 +169,16 @@ class Gateway:
         if self.ack_version(box) == 1:
             made: object = ranges[-1][1]
         else:
-            start, window = seqranges.window(ranges, near, ack.MAX_RANGES)  # type: ignore[arg-type]
-            made = (ranges, start)
+            start = seqranges.window_start(ranges, near, ack.MAX_RANGES)
+            made = (ranges, start)  # a new commit replaces the ranges tuple: compared by id
         cached = self._acks.get(box)
-        if cached is not None and (cached[0] is made or cached[0] == made):
+        if cached is not None and cached[0] == made:
             return cached[1]
         if isinstance(made, int):
             secret = self.secret if self.settings.sign_acks else None
             payload = ack.encode_v1(made, box, secret)
         else:
-            payload = ack.encode(window, box, self.secret)
+            payload = ack.encode(ranges[start : start + ack.MAX_RANGES], box, self.secret)
         self._acks[box] = (made, payload)
         return payload
 

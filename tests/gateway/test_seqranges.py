@@ -32,8 +32,8 @@ def test_add_agrees_with_a_set_on_random_input() -> None:
 
 def test_window_is_the_newest_ranges_or_the_ones_from_an_old_seq() -> None:
     r = [(i * 10, i * 10 + 5) for i in range(30)]
-    assert seqranges.window(r, None, 21) == (9, r[9:])
-    assert seqranges.window(r, 295, 21) == (9, r[9:])  # new readings: the newest
-    assert seqranges.window(r, 33, 21) == (3, r[3:24])  # a resent old one is covered
-    assert seqranges.window(r, 37, 21) == (4, r[4:25])  # in a gap: from the next range
-    assert seqranges.window(r[:2], 0, 21) == (0, r[:2])
+    assert seqranges.window_start(r, None, 21) == 9
+    assert seqranges.window_start(r, 295, 21) == 9  # new readings: the newest
+    assert seqranges.window_start(r, 33, 21) == 3  # a resent old one is covered
+    assert seqranges.window_start(r, 37, 21) == 4  # in a gap: from the next range
+    assert seqranges.window_start(r[:2], 0, 21) == 0
