@@ -218,17 +218,26 @@ def _boxes_remove(args: argparse.Namespace) -> int:
     return 0 if removed else 1
 
 
-def _certify(args: argparse.Namespace) -> int:
-    import time
-
-    from device import cert, config, schnorr, topics
+def owner_secret(path: Path) -> bytes:
+    """Return the owner's secret key from the file given as --owner-key, or print why it is
+    unusable and exit with status 2."""
+    from device import config, schnorr
 
     try:
-        secret = config.load_secret(str(args.owner_key))
+        secret = config.load_secret(str(path))
         schnorr.pubkey(secret)  # a valid secret key, not just 64 hex digits
     except (OSError, ValueError) as e:  # ConfigError is a ValueError
         print(f"error: --owner-key: {e}", file=sys.stderr)
-        return 2
+        raise SystemExit(2) from None
+    return secret
+
+
+def _certify(args: argparse.Namespace) -> int:
+    import time
+
+    from device import cert, topics
+
+    secret = owner_secret(args.owner_key)
     now = int(time.time())
     try:
         topics.check_site(args.site)

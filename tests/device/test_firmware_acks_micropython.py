@@ -234,6 +234,22 @@ print("STATUS", box.status().decode())
 """
 
 
+def offline_box(run, data: Path, certs: list, acks: list) -> tuple[dict[str, list[str]], str]:
+    """Run OFFLINE under MicroPython; return its state lines by name, and its output."""
+    out = run(
+        OFFLINE
+        % {
+            "site": SITE,
+            "owner": OWNER,
+            "data": str(data),
+            "secret": SECRET.hex(),
+            "certs": certs,
+            "acks": acks,
+        }
+    )
+    return {x.split()[0]: x.split(maxsplit=4)[1:] for x in out.splitlines() if x}, out
+
+
 def test_forged_unsigned_wrong_owner_and_expired_certificates_and_acks_are_ignored(
     tmp_path: Path, run_micropython
 ) -> None:
@@ -257,18 +273,7 @@ def test_forged_unsigned_wrong_owner_and_expired_certificates_and_acks_are_ignor
         ("unsigned-v1", (0).to_bytes(4, "big").hex()),  # 4 bytes, the old format
         ("garbage", (b"\x02" + bytes(90)).hex()),
     ]
-    out = run_micropython(
-        OFFLINE
-        % {
-            "site": SITE,
-            "owner": OWNER,
-            "data": str(tmp_path / "box"),
-            "secret": SECRET.hex(),
-            "certs": certs,
-            "acks": acks,
-        }
-    )
-    lines = {x.split()[0]: x.split(maxsplit=4)[1:] for x in out.splitlines() if x}
+    lines, out = offline_box(run_micropython, tmp_path / "box", certs, acks)
     assert lines["cert-wrong-owner"][:2] == ["5", "1"]
     assert "owner: signed by" in lines["cert-wrong-owner"][3]
     assert lines["cert-expired"][:2] == ["5", "2"] and "expired" in lines["cert-expired"][3]
@@ -279,18 +284,10 @@ def test_forged_unsigned_wrong_owner_and_expired_certificates_and_acks_are_ignor
     assert '"gateway_error": "ack rejected: no verified gateway certificate"' in out
     assert '"ack": 2' in out and '"rejected_certs": 3' in out
     # The same acknowledgement after the owner's certificate of that gateway: believed.
-    out = run_micropython(
-        OFFLINE
-        % {
-            "site": SITE,
-            "owner": OWNER,
-            "data": str(tmp_path / "box2"),
-            "secret": SECRET.hex(),
-            "certs": [("good", good.hex())],
-            "acks": [("certified", ack.encode(all_five, KEY, gw_secret).hex())],
-        }
+    certified = ack.encode(all_five, KEY, gw_secret)
+    lines, out = offline_box(
+        run_micropython, tmp_path / "box2", [("good", good.hex())], [("certified", certified.hex())]
     )
-    lines = {x.split()[0]: x.split(maxsplit=4)[1:] for x in out.splitlines() if x}
     assert lines["cert-good"] == ["5", "0", "0", "None"]
     assert lines["ack-certified"] == ["0", "0", "0", "None"]
     assert f'"gateway": "{SITE}"' in out

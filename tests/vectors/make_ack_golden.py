@@ -10,23 +10,14 @@ aux randomness are SHA-256 of fixed labels; rerun only when a format version cha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from pathlib import Path
 
 import coincurve
+from make_golden import label, tagged  # run as a script: this folder is on sys.path
 
 HERE = Path(__file__).resolve().parent
-
-
-def label(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
-
-
-def tagged(tag: bytes, msg: bytes) -> bytes:
-    t = hashlib.sha256(tag).digest()
-    return hashlib.sha256(t + t + msg).digest()
 
 
 def xonly(secret: bytes) -> bytes:
