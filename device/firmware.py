@@ -54,6 +54,7 @@ WINDOW = const(8)
 STATUS_EVERY = const(10)  # republish the retained status every this many readings
 POLL_S = const(1)  # how often an idle sender checks its connection and the ack timer
 ACK_WAIT_S = const(2)  # after subscribing, wait this long for the retained ack
+MISSING_TRIES = const(3)  # resends of one reading an ack showed missing
 
 
 class Box:
@@ -95,7 +96,7 @@ class Box:
         self.missing_resent = 0  # readings resent because an ack showed them missing
         self._sent = self.backlog.head  # next backlog index to publish
         self._resend = []  # backlog indexes to publish before the next new ones
-        self._resent_at = {}  # index -> when it was last resent as missing
+        self._resent_at = {}  # index -> (when it was last resent as missing, how often)
         self.resend_wait = cfg["ack_timeout_s"]  # doubles per unanswered resend
         self._last_ack = board.monotonic()
         self._got_ack = asyncio.Event()
@@ -228,16 +229,22 @@ class Box:
 
     def _queue_missing(self, missing, now):
         # A reading the gateway has not stored although it stored later ones was lost on the
-        # way: resend it now, but not again within resend_wait (it may be in flight).
+        # way: resend it now, but not again within resend_wait (it may be in flight), and at
+        # most MISSING_TRIES times: one the gateway refuses for good (say its time is
+        # implausible) stays held, counted in the backlog, but stops costing airtime.
         seen = self._resent_at
         for i in missing:
-            t = seen.get(i)
-            if (t is None or now - t >= self.resend_wait) and i not in self._resend:
-                self._resend.append(i)
-                seen[i] = now
-        if len(seen) > 4 * MISSING_MAX:
-            for i in [i for i in seen if now - seen[i] >= self.resend_wait]:
-                del seen[i]
+            t, n = seen.get(i, (None, 0))
+            if n < MISSING_TRIES and (t is None or now - t >= self.resend_wait):
+                if i not in self._resend:
+                    self._resend.append(i)
+                    seen[i] = (now, n + 1)
+        if len(seen) > 2 * MISSING_MAX:
+            head = self.backlog.head
+            for i in [i for i in seen if i < head]:
+                del seen[i]  # forgotten or dropped: no longer held
+            if len(seen) > 2 * MISSING_MAX:
+                seen.clear()
         if self._resend:
             self._new.set()
 
