@@ -34,7 +34,7 @@ from aiohttp import web
 from cloud import registry
 from cloud.app import make_app
 from cloud.settings import DEFAULT_PORT, CloudSettings
-from device import datalock, schnorr, topics
+from device import cert, datalock, schnorr, topics
 from device.cli import positive_int
 from device.simulate import SimSettings, make_box, summary
 from gateway import app as gateway_app
@@ -151,6 +151,12 @@ class Demo:
             mqtt_port = await self._start_broker(stack)
             gw_secret = gateway_app.load_or_create_key(self._gateway_dir() / "gateway.key")
             gw_key = schnorr.pubkey(gw_secret)
+            # The owner certifies the gateway's key, so the boxes (which trust the owner's
+            # key) accept its acknowledgements: `pharmasync gateway certify` does the same.
+            now = int(time.time())
+            self._cert_path().write_text(
+                cert.encode(owner, gw_key, SITE, now - 300, now + 365 * 86400).hex() + "\n"
+            )
             sim = SimSettings(
                 broker_port=mqtt_port,
                 site=SITE,
@@ -158,7 +164,7 @@ class Demo:
                 interval_s=self.args.interval,
                 profiles=PROFILES,
                 data_dir=self.dir / "boxes",
-                gateway_key=gw_key.hex(),
+                owner_key=schnorr.pubkey(owner).hex(),
                 failure_after_min=5,
                 sensor_step_s=60,
             )
@@ -221,6 +227,9 @@ class Demo:
         stack.push_async_callback(broker.shutdown)
         return port
 
+    def _cert_path(self) -> Path:
+        return self._gateway_dir() / "gateway.cert"
+
     def _gateway_settings(self, mqtt_port: int, status_port: int) -> Settings:
         interval = self.args.interval
         profile = AlarmProfile(
@@ -233,6 +242,7 @@ class Demo:
         return Settings(
             site=SITE,
             data_dir=self._gateway_dir(),
+            certificate=self._cert_path(),
             mqtt=MqttSettings(port=mqtt_port, client_id="pharmasync-demo-gateway"),
             batch=BatchSettings(max_age_s=5.0),
             uplink=UplinkSettings(url=self.cloud_url, max_backoff_s=10),

@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--publish-every", type=int, default=10, help="battery: readings per radio wake"
     )
     prov.add_argument("--dht-pin", type=int, default=4, help="GPIO of the DHT22 data line")
-    prov.add_argument("--gateway-key", help="accept only acks signed by this key (hex)")
+    _ack_trust_arguments(prov)
     prov.add_argument(
         "--battery-adc-pin", type=int, help="ESP32 ADC pin of a 100k/100k battery divider"
     )
@@ -116,7 +116,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="MQTT client: native (as on an ESP32) or aiomqtt (as on a Pi)",
     )
     sim.add_argument("--data-dir", type=Path, default=Path("sim-boxes"))
+    _ack_trust_arguments(sim)
     sim.set_defaults(handler=_simulate)
+
+
+def _ack_trust_arguments(parser: argparse.ArgumentParser) -> None:
+    """--owner-pub / --insecure-acks: whose acknowledgements a box believes."""
+    trust = parser.add_mutually_exclusive_group(required=True)
+    trust.add_argument(
+        "--owner-pub",
+        metavar="HEX",
+        help="the owner's public key (`pharmasync cloud keygen`): the box accepts acks only "
+        "from gateways this owner certified (`pharmasync gateway certify`)",
+    )
+    trust.add_argument(
+        "--insecure-acks",
+        action="store_true",
+        help="accept acks nobody can verify: anyone on the broker can make the box drop "
+        "readings (tests only)",
+    )
 
 
 def positive_int(text: str) -> int:
@@ -214,7 +232,8 @@ def _provision(args: argparse.Namespace) -> int:
             dht_pin=args.dht_pin,
             wifi_ssid=args.wifi_ssid,
             wifi_password=args.wifi_password,
-            gateway_key=args.gateway_key,
+            owner_key=args.owner_pub,
+            insecure_acks=args.insecure_acks,
             public_key=public_key,
         )
     except (provision.ProvisionError, config.ConfigError) as e:
@@ -299,7 +318,9 @@ def _simulate(args: argparse.Namespace) -> int:
                 )
         if args.interval <= 0:
             raise ValueError(f"interval: got {args.interval}, want > 0")
-    except ValueError as e:
+        if args.owner_pub is not None:
+            config.validate({"site": args.site, "owner_key": args.owner_pub})
+    except ValueError as e:  # ConfigError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     settings = simulate.SimSettings(
@@ -312,6 +333,8 @@ def _simulate(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         readings=args.readings,
         link=args.link,
+        owner_key=args.owner_pub.lower() if args.owner_pub else None,
+        insecure_acks=args.insecure_acks,
     )
     lock = datalock.acquire(args.data_dir)  # one simulation per folder of box identities
     print(

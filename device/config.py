@@ -24,8 +24,10 @@ DEFAULTS = {
     "ble": True,
     "backlog_slots": 4096,  # 450,560 bytes of flash: 68 h at 60 s
     "seq_block": 16,
-    "gateway_key": None,  # hex x-only key: accept only acks signed by it
-    "ack_timeout_s": 30,  # resend unacknowledged readings after this long
+    "owner_key": None,  # hex x-only key of the owner: trust gateways it certified
+    "insecure_acks": False,  # True: accept acks nobody can verify (tests, no owner key)
+    "ack_timeout_s": 30,  # resend unacknowledged readings after this long without an ack
+    "max_resend_s": 1920,  # each resend that got no ack doubles the wait, up to this
     "max_backoff_s": 3600,  # longest wait between connection attempts
 }
 MQTT_DEFAULTS = {"host": "127.0.0.1", "port": 1883, "user": None, "password": None, "keepalive": 60}
@@ -45,6 +47,11 @@ def validate(raw):
     """Return a complete config dict from `raw` (a dict). Raises ConfigError."""
     if not isinstance(raw, dict):
         raise ConfigError("config: got %s, want a JSON object" % type(raw).__name__)
+    if "gateway_key" in raw:
+        raise ConfigError(
+            "gateway_key: replaced by owner_key (firmware 0.2 trusts the gateways its owner "
+            "certified); provision again with --owner-pub"
+        )
     unknown = [k for k in raw if k not in DEFAULTS and k not in ("site", "key")]
     if unknown:
         raise ConfigError("unknown key(s): %s" % ", ".join(sorted(unknown)))
@@ -65,6 +72,7 @@ def validate(raw):
     _int(cfg, "seq_block", 1, 4096)
     _int(cfg, "ack_timeout_s", 1, 86400)
     _int(cfg, "max_backoff_s", 1, 86400)
+    _int(cfg, "max_resend_s", 1, 86400)
     if cfg["battery_adc_pin"] is not None:
         _int(cfg, "battery_adc_pin", 0, 48)
     if cfg["power"] not in ("mains", "battery"):
@@ -81,9 +89,16 @@ def validate(raw):
     wifi = cfg["wifi"]
     if wifi is not None and not (isinstance(wifi, dict) and isinstance(wifi.get("ssid"), str)):
         raise ConfigError('wifi: got %r, want {"ssid": ..., "password": ...}' % (wifi,))
-    gk = cfg["gateway_key"]
-    if gk is not None and not (isinstance(gk, str) and len(gk) == 64 and _is_hex(gk)):
-        raise ConfigError("gateway_key: got %r, want 64 hex characters" % (gk,))
+    ok = cfg["owner_key"]
+    if ok is not None and not (isinstance(ok, str) and len(ok) == 64 and _is_hex(ok)):
+        raise ConfigError("owner_key: got %r, want 64 hex characters" % (ok,))
+    if not isinstance(cfg["insecure_acks"], bool):
+        raise ConfigError("insecure_acks: got %r, want true or false" % (cfg["insecure_acks"],))
+    if ok is None and not cfg["insecure_acks"]:
+        raise ConfigError(
+            "owner_key: missing; want the owner's public key (hex), whose certified gateways "
+            "may acknowledge, or insecure_acks: true to accept acks nobody can verify"
+        )
     return cfg
 
 

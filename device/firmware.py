@@ -16,10 +16,15 @@ it end to end. Everything platform-specific comes from a *board* object:
     board.deep_sleep(seconds)      battery mode: sleep, then boot again (never returns)
     board.log(text)
 
-Readings taken while the box has no MQTT session carry FLAG_BACKLOG. A box resends from
-its oldest unacknowledged reading after every reconnect and whenever the gateway has been
-silent for ack_timeout_s, so the gateway sees each reading at least once and acknowledges
-duplicates again; it never sees a sequence number reused (device/seqstore.py).
+Readings taken while the box has no MQTT session carry FLAG_BACKLOG. Acknowledgements
+(device/ack.py, version 2) list the ranges of seqs the gateway has stored; the box trusts
+them only when signed by a gateway its owner certified (device/cert.py: the certificate
+arrives once per session). The box forgets what they cover and at once resends what it
+holds between them (a reading lost on the way). It resends every held reading after each
+reconnect and when a resend got no ack for a while: ack_timeout_s (30 s) at first,
+doubling after each resend that got none, up to max_resend_s, so a site coming back from
+an outage is not flooded by every box at once. The gateway sees each reading at least
+once and acknowledges duplicates again; it never sees a seq reused (device/seqstore.py).
 """
 
 import asyncio
@@ -27,8 +32,8 @@ import json
 import random
 from binascii import unhexlify
 
-from device import ack, reading, schnorr, topics
-from device.backlog import Backlog
+from device import ack, cert, reading, schnorr, topics
+from device.backlog import MISSING_MAX, Backlog
 from device.sensor import Sensor
 from device.seqstore import SeqStore
 
@@ -40,12 +45,16 @@ except ImportError:  # CPython
         return x
 
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
+ACK_VERSION = const(2)  # the only acknowledgement this firmware accepts (in the status)
+GATEWAYS_MAX = const(4)  # certified gateway keys remembered (one per site visited lately)
 # QoS 1 publishes in flight at once when flushing the backlog: each costs ~1 KB of RAM on
 # an ESP32, and 8 already flush a 1,000-reading backlog in well under a second on a LAN.
 WINDOW = const(8)
 STATUS_EVERY = const(10)  # republish the retained status every this many readings
 POLL_S = const(1)  # how often an idle sender checks its connection and the ack timer
+ACK_WAIT_S = const(2)  # after subscribing, wait this long for the retained ack
+MISSING_TRIES = const(3)  # resends of one reading an ack showed missing
 
 
 class Box:
@@ -61,8 +70,14 @@ class Box:
         self.topic_reading = topics.reading(site, self.id)
         self.topic_status = topics.status(site, self.id)
         self.topic_ack = topics.ack(site, self.id)
-        gk = cfg["gateway_key"]
-        self.gateway_key = unhexlify(gk) if gk else None
+        self.topic_cert = topics.cert(site)
+        ok = cfg["owner_key"]
+        self.owner_key = unhexlify(ok) if ok else None
+        # gateway id -> key of gateways whose certificate verified; None: insecure_acks
+        # without an owner key, every well-formed ack is believed.
+        self.gateways = {} if self.owner_key else None
+        self.gateway_site = None  # site of the last gateway whose certificate verified
+        self.gateway_error = None if self.gateways is None else "no certificate yet"
         # Simulated boxes may run faster than a real DHT22 can be read.
         self.interval = cfg["interval_s"] if interval is None else interval
         data = board.data_dir
@@ -76,9 +91,15 @@ class Box:
         self.acked = -1  # highest seq the gateway acknowledged (this boot)
         self.taken = 0
         self.rejected_acks = 0
-        self.resends = 0
+        self.rejected_certs = 0
+        self.resends = 0  # resends of the whole backlog after silence
+        self.missing_resent = 0  # readings resent because an ack showed them missing
         self._sent = self.backlog.head  # next backlog index to publish
+        self._resend = []  # backlog indexes to publish before the next new ones
+        self._resent_at = {}  # index -> (when it was last resent as missing, how often)
+        self.resend_wait = cfg["ack_timeout_s"]  # doubles per unanswered resend
         self._last_ack = board.monotonic()
+        self._got_ack = asyncio.Event()
         self._new = asyncio.Event()
         self._status_due = True
         self._connected = False
@@ -136,6 +157,10 @@ class Box:
                 "dropped": self.backlog.dropped,
                 "sensor_errors": self.sensor.errors,
                 "rejected_acks": self.rejected_acks,
+                "rejected_certs": self.rejected_certs,
+                "ack": ACK_VERSION,
+                "gateway": self.gateway_site,
+                "gateway_error": self.gateway_error,
                 "battery_low": self.board.battery_low(),
                 "clock_synced": self.board.clock()[1],
                 "interval_s": self.interval,
@@ -144,42 +169,105 @@ class Box:
         ).encode()
 
     def on_message(self, topic, payload, retained=False):
-        """MQTT: an acknowledgement on the box's ack topic (anything else is ignored)."""
+        """MQTT: an acknowledgement on the box's ack topic or a gateway certificate on the
+        site's cert topic (anything else is ignored)."""
         if topic == self.topic_ack:
             self.handle_ack(payload)
+        elif topic == self.topic_cert:
+            self.handle_cert(payload)
+
+    def handle_cert(self, payload):
+        """Trust the gateway key in `payload` if the owner certified it and it is valid now;
+        otherwise count it and say why in the status (held readings stay held)."""
+        if self.gateways is None:
+            return  # insecure_acks: nothing to check acks against
+        now, synced = self.board.clock()
+        try:
+            c = cert.verify(payload, self.owner_key, now if synced else None)
+        except cert.CertError as e:
+            self.rejected_certs += 1
+            self.gateway_error = "certificate rejected: %s" % e
+            self._status_due = True
+            self.board.log(self.gateway_error)
+            return
+        if len(self.gateways) >= GATEWAYS_MAX:
+            self.gateways = {}
+        self.gateways[ack.gateway_id(c.gateway)] = c.gateway
+        self.gateway_site = c.site
+        self.gateway_error = None
+        self._status_due = True
 
     def handle_ack(self, payload):
-        """Forget every reading up to the acknowledged seq (ack bytes from MQTT or BLE);
-        count and ignore a malformed, forged or impossible acknowledgement."""
+        """Forget the readings a version-2 ack covers and resend those it shows missing
+        (ack bytes from MQTT or BLE); count and ignore a malformed, forged or impossible one."""
         try:
-            seq = ack.decode(payload, self.key, self.gateway_key)
+            ranges = ack.decode(payload, self.key, self.gateways)
         except ack.AckError as e:
             self.rejected_acks += 1
+            if self.gateways is not None and not self.gateways:
+                self.gateway_error = "ack rejected: no verified gateway certificate"
+                self._status_due = True
             self.board.log("ack rejected: %s" % e)
             return
         newest = max(self.last_seq, self.seq.peek() - 1)
-        if seq > newest:
+        top = ranges[-1][1]
+        if top > newest:
             # Acknowledging a reading this box never signed: forged or confused, ignore it.
             self.rejected_acks += 1
-            self.board.log("ack rejected: seq %d is beyond the newest reading %d" % (seq, newest))
+            self.board.log("ack rejected: seq %d is beyond the newest reading %d" % (top, newest))
             return
-        if self.backlog.ack(seq):
-            self._last_ack = self.board.monotonic()
-        if seq > self.acked:
-            self.acked = seq
-            self._last_ack = self.board.monotonic()
+        forgotten, missing = self.backlog.ack_ranges(ranges)
+        now = self.board.monotonic()
+        if forgotten:
+            self._last_ack = now
+            self.resend_wait = self.cfg["ack_timeout_s"]  # the gateway answers again
+        if top > self.acked:
+            self.acked = top
+        self._got_ack.set()
+        if missing:
+            self._queue_missing(missing, now)
+
+    def _queue_missing(self, missing, now):
+        # A reading the gateway has not stored although it stored later ones was lost on the
+        # way: resend it now, but not again within resend_wait (it may be in flight), and at
+        # most MISSING_TRIES times: one the gateway refuses for good (say its time is
+        # implausible) stays held, counted in the backlog, but stops costing airtime.
+        seen = self._resent_at
+        for i in missing:
+            t, n = seen.get(i, (None, 0))
+            if n < MISSING_TRIES and (t is None or now - t >= self.resend_wait):
+                if i not in self._resend:
+                    self._resend.append(i)
+                    seen[i] = (now, n + 1)
+        if len(seen) > 2 * MISSING_MAX:
+            head = self.backlog.head
+            for i in [i for i in seen if i < head]:
+                del seen[i]  # forgotten or dropped: no longer held
+            if len(seen) > 2 * MISSING_MAX:
+                seen.clear()
+        if self._resend:
+            self._new.set()
 
     async def _publish_window(self, client):
-        """Publish up to WINDOW pending readings at once; return when all are PUBACKed."""
-        end = min(self.backlog.tail, self._sent + WINDOW)
-        batch = [self.backlog.get(i) for i in range(self._sent, end)]
+        """Publish up to WINDOW held, unacknowledged readings at once (those an ack showed
+        missing first); return when all are PUBACKed."""
+        b = self.backlog
+        batch = []
+        while self._resend and len(batch) < WINDOW:
+            i = self._resend.pop(0)
+            if b.head <= i < b.tail and not b.is_acked(i):
+                batch.append(b.get(i))
+                self.missing_resent += 1
+        while self._sent < b.tail and len(batch) < WINDOW:
+            if not b.is_acked(self._sent):
+                batch.append(b.get(self._sent))
+            self._sent += 1
         await asyncio.gather(*[client.publish(self.topic_reading, w, 1) for w in batch])
-        self._sent = end
 
     async def _pump(self, client, until_empty=False):
-        """Send pending readings in order while connected; resend on gateway silence.
-        With `until_empty`, return once every reading is acknowledged (battery mode)."""
-        ack_timeout = self.cfg["ack_timeout_s"]
+        """Send held readings in order while connected; resend them all when no ack came
+        for resend_wait (doubling each time, up to max_resend_s). With `until_empty`, return
+        once every reading is acknowledged (battery mode)."""
         while client.connected:
             if until_empty and not len(self.backlog) and not self._status_due:
                 return
@@ -188,7 +276,7 @@ class Box:
                 await client.publish(self.topic_status, self.status(), 1, True)
             if self._sent < self.backlog.head:
                 self._sent = self.backlog.head  # acknowledged or dropped meanwhile
-            if self._sent < self.backlog.tail:
+            if self._resend or self._sent < self.backlog.tail:
                 await self._publish_window(client)
                 continue
             self._new.clear()
@@ -197,13 +285,14 @@ class Box:
             except asyncio.TimeoutError:
                 pass
             silent = self.board.monotonic() - self._last_ack
-            if len(self.backlog) and self._sent >= self.backlog.tail and silent >= ack_timeout:
+            if len(self.backlog) and self._sent >= self.backlog.tail and silent >= self.resend_wait:
                 self.board.log(
                     "no ack for %ds: resending %d readings" % (silent, len(self.backlog))
                 )
                 self.resends += 1
                 self._sent = self.backlog.head
                 self._last_ack = self.board.monotonic()
+                self.resend_wait = min(self.cfg["max_resend_s"], self.resend_wait * 2)
 
     async def session(self, until_empty=False):
         """Connect, subscribe to acks, send until the connection drops (or, `until_empty`,
@@ -222,9 +311,18 @@ class Box:
         await client.connect()
         self._connected = True
         try:
+            self._got_ack.clear()
+            await client.subscribe(self.topic_cert, 1)  # retained: once per session
             await client.subscribe(self.topic_ack, 1)
             self.online = True
             self._status_due = True
+            # The retained ack (after the certificate) says what the gateway already has:
+            # wait a moment for it, so what was stored is not sent again.
+            if len(self.backlog):
+                try:
+                    await asyncio.wait_for(self._got_ack.wait(), ACK_WAIT_S)
+                except asyncio.TimeoutError:
+                    pass
             self._sent = self.backlog.head  # whatever was not acknowledged goes again
             self._last_ack = self.board.monotonic()
             self.board.log("connected to %s:%d" % (mqtt["host"], mqtt["port"]))

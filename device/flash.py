@@ -14,10 +14,11 @@ def fsync(f):
 
 
 def write_atomic(path, text):
-    """Replace the file at `path` with `text` so that a crash leaves the old or the new
-    content, never a mix (write a temporary file, then rename it over the old one)."""
+    """Replace the file at `path` with `text` (str, or bytes written as they are) so that a
+    crash leaves the old or the new content, never a mix (write a temporary file, then
+    rename it over the old one)."""
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with open(tmp, "w" if isinstance(text, str) else "wb") as f:
         f.write(text)
         fsync(f)
     os.rename(tmp, path)

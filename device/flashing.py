@@ -25,6 +25,7 @@ FIRMWARE = (
     "__init__.py",
     "ack.py",
     "backlog.py",
+    "cert.py",
     "bip340.py",
     "ble.py",
     "board_esp32.py",

@@ -70,14 +70,17 @@ def provision(
     dht_pin: int = 4,
     wifi_ssid: str | None = None,
     wifi_password: str | None = None,
-    gateway_key: str | None = None,
+    owner_key: str | None = None,
+    insecure_acks: bool = False,
     battery_adc_pin: int | None = None,
     public_key: bytes | None = None,
 ) -> Box:
     """Create a new box folder under `out` and return it.
 
     Generates the secret on this host unless `public_key` is given (a key made on the board,
-    whose secret never leaves it). Raises ProvisionError or config.ConfigError.
+    whose secret never leaves it). The box trusts acks from gateways that `owner_key` (hex)
+    certified; without it, `insecure_acks` must be set. Raises ProvisionError or
+    config.ConfigError.
     """
     host, port = parse_broker(broker)
     raw: dict = {
@@ -91,8 +94,10 @@ def provision(
     }
     if wifi_ssid is not None:
         raw["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
-    if gateway_key is not None:
-        raw["gateway_key"] = gateway_key.lower()
+    if owner_key is not None:
+        raw["owner_key"] = owner_key.lower()
+    if insecure_acks:
+        raw["insecure_acks"] = True
     if battery_adc_pin is not None:
         raw["battery_adc_pin"] = battery_adc_pin
     cfg = config.validate(raw)  # refuse a config the box would refuse at boot

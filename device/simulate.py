@@ -32,7 +32,8 @@ class SimSettings:
     data_dir: Path = Path("sim-boxes")
     readings: int | None = None  # per box; None runs until cancelled
     link: str = "native"  # "native": device/mqtt.py as on an ESP32; "aiomqtt": as on a Pi
-    gateway_key: str | None = None
+    owner_key: str | None = None  # hex: trust acks of gateways this owner certified
+    insecure_acks: bool = False  # accept acks nobody can verify (needs no owner key)
     failure_after_min: float = 60.0  # when the "failing" profile's compressor stops
     # Simulated time per reading (default: interval_s); the demo takes a minute per
     # reading every few seconds, so a cold room's afternoon passes in minutes.
@@ -61,7 +62,8 @@ def make_box(settings: SimSettings, index: int) -> firmware.Box:
         "mqtt": {"host": settings.broker_host, "port": settings.broker_port},
         "ack_timeout_s": 10,
         "max_backoff_s": 10,
-        "gateway_key": settings.gateway_key,
+        "owner_key": settings.owner_key,
+        "insecure_acks": settings.insecure_acks,
     }
     cfg = config.validate(raw)
     board_type = AiomqttSimBoard if settings.link == "aiomqtt" else Board

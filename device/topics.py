@@ -4,6 +4,8 @@
     pharmasync/v1/<site>/<device-id>/status    retained JSON status; the last will says offline
     pharmasync/v1/<site>/<device-id>/ack       the gateway's end-to-end acknowledgement
     pharmasync/v1/<site>/alarms                retained alarm state, raised by the gateway
+    pharmasync/v1/<site>/gateway/cert          retained: the gateway's certificate, signed
+                                               by the owner (device/cert.py)
 
 <device-id> is the first 8 bytes of the box's x-only key in hex (16 characters): short
 enough for topics and labels; the full key travels in every reading and is what counts.
@@ -30,6 +32,10 @@ def status(site, dev_id):
 
 def ack(site, dev_id):
     return "%s/%s/%s/ack" % (PREFIX, site, dev_id)
+
+
+def cert(site):
+    return "%s/%s/gateway/cert" % (PREFIX, site)
 
 
 def alarms(site):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from device import datalock, schnorr
+from device import datalock, schnorr, topics
 from gateway.ble import BleakTransport, BleIngest
 from gateway.ingest_mqtt import MqttIngest
 from gateway.registry import Registry
@@ -63,7 +63,17 @@ def start_ble(gateway: Gateway) -> BleIngest | None:
     def last_committed(key_hex: str) -> int:
         return gateway.committed.get(bytes.fromhex(key_hex), -1)
 
-    ble = BleIngest(addresses, BleakTransport, on_reading, last_committed)
+    def on_status(key_hex: str, status: bytes) -> None:
+        gateway.box_status(topics.device_id(bytes.fromhex(key_hex)), status)
+
+    ble = BleIngest(
+        addresses,
+        BleakTransport,
+        on_reading,
+        last_committed,
+        certificate=gateway.certificate,
+        on_status=on_status,
+    )
     ble.start()
     log.info("BLE: collecting from %d boxes", len(addresses))
     return ble

@@ -3,6 +3,7 @@ readings over GATT (device/ble.py is the box's side and the shared command codec
 acknowledges them once the gateway core has committed them.
 
     connect -> subscribe(reading) -> read(status) -> write(REPLAY from last committed + 1)
+      -> write(CERT: the owner's certificate of our key, once per connection)
       -> each notification -> on_reading() -> ack payload -> write(ACK), at most one per 0.5 s
       -> link lost or any error -> BACKING_OFF (1 s doubling to 60 s, jittered) -> connect
 
@@ -38,6 +39,7 @@ log = logging.getLogger("pharmasync.gateway.ble")
 
 OnReading = Callable[[bytes, str], Awaitable[bytes | None]]  # (wire, address) -> ack payload
 LastCommitted = Callable[[str], int]  # box -> highest committed seq, -1 if none
+OnStatus = Callable[[str, bytes], None]  # (box, status JSON read at connection)
 MIN_MTU = reading.SIZE + 3  # a whole reading in one notification (3 bytes of ATT header)
 
 
@@ -161,7 +163,7 @@ class LinkTiming:
     backoff_max: float = 60.0
     jitter: float = 0.5  # a delay is drawn from [d * (1 - jitter), d]: boxes do not sync up
     stable_after: float = 30.0  # a connection that lasted this long resets the backoff
-    ack_interval: float = 0.5  # at most one ACK write per interval, with the highest seq
+    ack_interval: float = 0.5  # at most one ACK write per interval, the newest payload
     liveness: float = 5.0  # also poll is_connected this often, should a disconnect go unseen
 
     def __post_init__(self) -> None:
@@ -208,8 +210,12 @@ class BoxLink:
         timing: LinkTiming | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        certificate: bytes | None = None,
+        on_status: OnStatus | None = None,
     ) -> None:
         self.address = address
+        self.certificate = certificate  # written once per connection (device/cert.py)
+        self._on_status = on_status  # tells the core which ack version the box speaks
         self.box = box  # what last_committed() is asked about: a box key or label
         self.timing = timing or LinkTiming()
         self.state = LinkState.IDLE
@@ -221,8 +227,8 @@ class BoxLink:
         self._sleep = sleep  # awaited with each backoff delay
         self._rng = rng or random.Random()
         self._failures = 0  # since the last stable connection: the backoff exponent
-        self._best_ack: tuple[int, bytes] | None = None  # highest (seq, payload) from the core
-        self._written_seq = -1  # seq of the last ACK written in this session
+        self._best_ack: bytes | None = None  # the newest ack payload from the core
+        self._written: bytes | None = None  # the last ACK written in this session
         self._ack_due = asyncio.Event()
         self._fault: asyncio.Future[None] | None = None  # set by a failed on_reading
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -289,7 +295,7 @@ class BoxLink:
     async def _collect(self, transport: BleTransport) -> None:
         loop = asyncio.get_running_loop()
         self._fault = fault = loop.create_future()  # failed by a failing on_reading call
-        self._written_seq = -1  # the box may have missed our last ACK: send the best again
+        self._written = None  # the box may have missed our last ACK: send the best again
         self._ack_due.set()
         tasks: list[asyncio.Task[Any]] = [loop.create_task(transport.disconnected.wait())]
         try:
@@ -297,8 +303,12 @@ class BoxLink:
                 # Subscribe before REPLAY, or the first replayed readings would be missed.
                 await transport.start_notify(ble.READING_UUID, self._on_notify)
                 self.box_status = await transport.read(ble.STATUS_UUID)
+                if self._on_status is not None:
+                    self._on_status(self.box, self.box_status)
                 from_seq = min(max(self._last_committed(self.box) + 1, 0), 0xFFFFFFFF)
                 await transport.write(ble.CONTROL_UUID, ble.encode_replay(from_seq))
+                if self.certificate is not None:  # before the first ACK, once per session
+                    await transport.write(ble.CONTROL_UUID, ble.encode_cert(self.certificate))
             tasks.append(loop.create_task(self._write_acks(transport)))
             watched: set[asyncio.Future[Any]] = {*tasks, fault}
             while transport.is_connected and not transport.disconnected.is_set():
@@ -331,18 +341,21 @@ class BoxLink:
             payload = await self._on_reading(wire, self.address)
             if payload is None:
                 return  # rejected by the core, which counts it
-            if len(payload) not in (ack.SIZE, ack.SIGNED_SIZE):
+            n = len(payload)
+            if not (ack.MIN_SIZE <= n <= ack.MAX_SIZE or n in (ack.V1_SIZE, ack.V1_SIGNED_SIZE)):
                 raise ValueError(
-                    f"ack payload: got {len(payload)} bytes, want {ack.SIZE} or {ack.SIGNED_SIZE}"
+                    f"ack payload: got {n} bytes, want {ack.MIN_SIZE}..{ack.MAX_SIZE} "
+                    f"(version 2) or {ack.V1_SIZE}/{ack.V1_SIGNED_SIZE} (version 1)"
                 )
         except Exception as e:
             log.exception("BLE %s: on_reading failed", self.address)
             if self._fault is not None and not self._fault.done():
                 self._fault.set_exception(e)
             return
-        seq = int.from_bytes(payload[: ack.SIZE], "big")
-        if self._best_ack is None or seq > self._best_ack[0]:
-            self._best_ack = (seq, payload)
+        # Payloads resolve in commit order, each the box's whole acknowledgement state then:
+        # the newest one supersedes the rest.
+        if payload != self._best_ack:
+            self._best_ack = payload
             self._ack_due.set()
 
     async def _write_acks(self, transport: BleTransport) -> None:
@@ -350,12 +363,12 @@ class BoxLink:
         while True:
             await self._ack_due.wait()
             self._ack_due.clear()
-            if self._best_ack is None or self._best_ack[0] <= self._written_seq:
+            payload = self._best_ack
+            if payload is None or payload == self._written:
                 continue
-            seq, payload = self._best_ack
             async with asyncio.timeout(self.timing.op_timeout):
                 await transport.write(ble.CONTROL_UUID, ble.encode_ack(payload))
-            self._written_seq = seq
+            self._written = payload
             self.stats.acks += 1
             await asyncio.sleep(self.timing.ack_interval)
 
@@ -387,10 +400,19 @@ class BleIngest:
         last_committed: LastCommitted,
         *,
         timing: LinkTiming | None = None,
+        certificate: bytes | None = None,
+        on_status: OnStatus | None = None,
     ) -> None:
         self.links = {
             address: BoxLink(
-                address, box, transport_factory, on_reading, last_committed, timing=timing
+                address,
+                box,
+                transport_factory,
+                on_reading,
+                last_committed,
+                timing=timing,
+                certificate=certificate,
+                on_status=on_status,
             )
             for address, box in addresses.items()
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     key.add_argument("--config", type=Path, required=True, help="gateway.toml")
     key.set_defaults(handler=_key)
+
+    certify = commands.add_parser(
+        "certify",
+        help="certify a gateway key with the owner key, so the owner's boxes trust its acks",
+        description="Sign a certificate (docs/protocol.md, gateway certificate) of a gateway "
+        "key for a site with the owner key: boxes provisioned with this owner's public key "
+        "(`device provision --owner-pub`) accept acknowledgements only from gateways so "
+        "certified. Point the gateway at the file with [gateway] certificate = FILE.",
+    )
+    certify.add_argument("--owner-key", type=Path, required=True, help="owner secret key file")
+    certify.add_argument(
+        "--gateway-key", type=hex_bytes, required=True, help="the gateway's public key (hex)"
+    )
+    certify.add_argument("--site", required=True, help="the site the gateway serves")
+    certify.add_argument("--days", type=int, default=365, help="valid for this many days")
+    certify.add_argument(
+        "--out", type=Path, default=Path("gateway.cert"), help="where to write it (hex)"
+    )
+    certify.set_defaults(handler=_certify)
 
     inspect = commands.add_parser(
         "inspect-batch",
@@ -196,3 +216,47 @@ def _boxes_remove(args: argparse.Namespace) -> int:
     reg.close()
     print("removed" if removed else "no such box")
     return 0 if removed else 1
+
+
+def owner_secret(path: Path) -> bytes:
+    """Return the owner's secret key from the file given as --owner-key, or print why it is
+    unusable and exit with status 2."""
+    from device import config, schnorr
+
+    try:
+        secret = config.load_secret(str(path))
+        schnorr.pubkey(secret)  # a valid secret key, not just 64 hex digits
+    except (OSError, ValueError) as e:  # ConfigError is a ValueError
+        print(f"error: --owner-key: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return secret
+
+
+def _certify(args: argparse.Namespace) -> int:
+    import time
+
+    from device import cert, topics
+
+    secret = owner_secret(args.owner_key)
+    now = int(time.time())
+    try:
+        topics.check_site(args.site)
+        if not 1 <= args.days <= 3650:
+            raise ValueError(f"days: got {args.days}, want 1..3650")
+        data = cert.encode(secret, args.gateway_key, args.site, now - 300, now + args.days * 86400)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as e:
+        print(f"error: --out: {e}", file=sys.stderr)
+        return 2
+    with os.fdopen(fd, "w") as f:
+        f.write(data.hex() + "\n")
+    c = cert.decode(data)
+    print(f"certificate written to {args.out}: gateway {c.gateway.hex()} at site {c.site}")
+    print(f"  owner      : {c.owner.hex()} (give boxes --owner-pub {c.owner.hex()})")
+    print(f"  valid      : {c.not_before} .. {c.not_after} (Unix seconds)")
+    print(f'next: set [gateway] certificate = "{args.out}" in gateway.toml')
+    return 0

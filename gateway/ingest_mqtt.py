@@ -9,6 +9,11 @@ not committed with the broker, which redelivers it to the resumed session. (paho
 acknowledges on receipt by default; aiomqtt has no manual-ack API, so paho's is used.)
 The broker must allow many unacknowledged messages in flight to the gateway
 (Mosquitto: max_inflight_messages 1000) or commits pace the stream.
+
+The gateway also reads the boxes' retained status (which ack version each box's firmware
+speaks: Gateway.box_status) and, once per session, publishes its certificate from the
+owner (device/cert.py) retained on pharmasync/v1/<site>/gateway/cert, so every box that
+connects gets it once, before its retained ack.
 """
 
 from __future__ import annotations
@@ -91,6 +96,15 @@ class MqttIngest:
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
                 async with client:
+                    if self.gateway.certificate is not None:
+                        await client.publish(
+                            topics.cert(self.settings.site),
+                            self.gateway.certificate,
+                            1,
+                            retain=True,
+                        )
+                    # Status first: the retained statuses say which ack each box speaks.
+                    await client.subscribe(f"{topics.PREFIX}/{self.settings.site}/+/status", 1)
                     await client.subscribe(f"{topics.PREFIX}/{self.settings.site}/+/reading", 1)
                     self.state = LinkState.CONNECTED
                     self.connects += 1
@@ -132,9 +146,16 @@ class MqttIngest:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 payload = str(payload).encode() if payload is not None else b""
-            # pharmasync/v1/<site>/<device-id>/reading
-            dev_id = topic[len(prefix) :].split("/", 1)[0] if topic.startswith(prefix) else ""
-            done = await self.gateway.receive(bytes(payload), "mqtt:" + topic, dev_id)
+            # pharmasync/v1/<site>/<device-id>/reading (or /status)
+            dev_id, _, kind = (
+                topic[len(prefix) :].partition("/") if topic.startswith(prefix) else ("", "", "")
+            )
+            if kind == "status":
+                self.gateway.box_status(dev_id, bytes(payload))
+                done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+                done.set_result(None)
+            else:
+                done = await self.gateway.receive(bytes(payload), "mqtt:" + topic, dev_id)
             if message.qos > 0:
                 self.in_flight += 1
                 pubacks.put_nowait((message.mid, done))

@@ -8,6 +8,11 @@ returns a future that resolves to the box's ack payload (device/ack.py) at that 
 and boxes whose acknowledgement changed are announced to `on_ack` listeners (the MQTT
 ingest publishes them). Commits are grouped (settings.spool.commit_interval_s) for
 throughput; acknowledgements always follow their commit.
+
+An ack is version 2 (the ranges of seqs committed, signed by the gateway key the owner
+certified) unless the box's retained status reports older firmware (no "ack": 2), which
+gets version 1 (the highest committed seq). Payloads are memoised per box and commit: one
+signature per box per commit, not per reading.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import Any, TypeVar
 
-from device import ack, reading, schnorr, topics
+from device import ack, cert, reading, schnorr, topics
 from device.flash import write_atomic
+from gateway import seqranges
 from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
 from gateway.ratelog import RateLimitedLog
 from gateway.registry import Registry
@@ -36,6 +42,36 @@ T = TypeVar("T")
 AckListener = Callable[[bytes, bytes], None]  # (box key, ack payload)
 AlarmListener = Callable[[list[AlarmEvent]], None]
 ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
+STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
+
+
+def load_certificate(settings: Settings, key: bytes, now: float | None = None) -> bytes | None:
+    """Return the certificate settings.certificate names (hex text). Logs an error if it
+    is not the owner's valid certificate of `key` for our site at `now` (default: the
+    clock), for then boxes refuse our acks and keep their readings; it is still presented
+    if it decodes, so each box reports why in its status. None if absent or unreadable."""
+    path = settings.certificate
+    if path is None:
+        log.warning(
+            "no [gateway] certificate: boxes trusting an owner key will keep their readings "
+            "(make one with `pharmasync gateway certify`)"
+        )
+        return None
+    try:
+        data = bytes.fromhex(path.read_text().strip())
+        c = cert.decode(data)
+    except (OSError, ValueError) as e:  # CertError is a ValueError
+        log.error("certificate %s unusable: %s", path, e)
+        return None
+    try:
+        if c.gateway != key:
+            raise cert.CertError(f"gateway key: got {c.gateway.hex()}, want ours {key.hex()}")
+        if c.site != settings.site:
+            raise cert.CertError(f"site: got {c.site!r}, want {settings.site!r}")
+        cert.verify(data, c.owner, int(time.time() if now is None else now))
+    except cert.CertError as e:
+        log.error("certificate %s: %s: boxes will refuse our acks", path, e)
+    return data
 
 
 class Gateway:
@@ -48,8 +84,14 @@ class Gateway:
         self.secret = secret
         self.key = schnorr.pubkey(secret)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="spool")
-        self.committed: dict[bytes, int] = spool.last_seqs()
-        self.verifier = Verifier(registry, settings.verify, dict(self.committed), self._stored)
+        # Every seq committed per box, as ranges; and the highest, for status and BLE replay.
+        self.ranges: dict[bytes, tuple[seqranges.Range, ...]] = spool.committed_ranges()
+        self.committed: dict[bytes, int] = {b: r[-1][1] for b, r in self.ranges.items() if r}
+        self.verifier = Verifier(registry, settings.verify, self._is_committed, self._stored)
+        # device id -> ack version its firmware speaks, from its retained status
+        self.ack_versions: dict[str, int] = {}
+        # The owner's certificate of our key (device/cert.py), presented once per session.
+        self.certificate = load_certificate(settings, self.key)
         self.counts: Counter[str] = Counter()  # accepted, duplicate, and each reject reason
         self.rejects_by_box: dict[bytes, Counter[str]] = {}
         self.reject_log = RateLimitedLog(log)  # bounded lines; self.counts stay exact
@@ -62,7 +104,8 @@ class Gateway:
         self._dup_waiters: list[tuple[bytes, asyncio.Future[bytes | None]]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._acks: dict[bytes, tuple[int, bytes]] = {}  # box -> (seq, ack payload)
+        # box -> (what it was made from: ranges and window, or v1 seq; ack payload)
+        self._acks: dict[bytes, tuple[object, bytes]] = {}
         # Alarms are kept per box (a zone's boxes need not arrive in time order); the
         # events name the box's zone and label. State survives restarts in alarms.json.
         self.alarm_listeners: list[AlarmListener] = []
@@ -111,17 +154,56 @@ class Gateway:
     async def _stored(self, box: bytes, seq: int) -> bytes | None:
         return await self.spool_call(self.spool.stored, box, seq)
 
-    def ack_payload(self, box: bytes) -> bytes:
-        """The acknowledgement for a box: its highest committed seq, signed if configured.
-        Memoised per (box, seq): one signature per box per commit, not per reading."""
-        seq = self.committed[box]
+    def _is_committed(self, box: bytes, seq: int) -> bool:
+        return seqranges.contains(self.ranges.get(box, ()), seq)
+
+    def ack_version(self, box: bytes) -> int:
+        """The ack version a box gets: 1 if its status reports firmware without "ack": 2."""
+        return self.ack_versions.get(topics.device_id(box), ack.VERSION)
+
+    def ack_payload(self, box: bytes, near: int | None = None) -> bytes:
+        """The acknowledgement for a box, memoised per commit: one signature per box per
+        commit, not per reading. Version 2 lists the newest ack.MAX_RANGES committed ranges,
+        or, with `near` older than those, the ranges from the one holding `near` (a resent
+        old reading must be covered, or the box would keep resending it). Version 1 names
+        the highest committed seq, signed if settings.sign_acks."""
+        ranges = self.ranges[box]
+        if self.ack_version(box) == 1:
+            made: object = ranges[-1][1]
+        else:
+            start = seqranges.window_start(ranges, near, ack.MAX_RANGES)
+            made = (ranges, start)  # a new commit replaces the ranges tuple: compared by id
         cached = self._acks.get(box)
-        if cached is None or cached[0] != seq:
-            payload = (
-                ack.encode(seq, box, self.secret) if self.settings.sign_acks else ack.encode(seq)
-            )
-            cached = self._acks[box] = (seq, payload)
-        return cached[1]
+        if cached is not None and cached[0] == made:
+            return cached[1]
+        if isinstance(made, int):
+            secret = self.secret if self.settings.sign_acks else None
+            payload = ack.encode_v1(made, box, secret)
+        else:
+            payload = ack.encode(ranges[start : start + ack.MAX_RANGES], box, self.secret)
+        self._acks[box] = (made, payload)
+        return payload
+
+    def box_status(self, device_id: str, payload: bytes) -> None:
+        """Note a box's retained status: its "ack" field says which acks it accepts (none:
+        firmware 0.1, version 1). Re-announces the box's ack if that changed."""
+        if len(payload) > STATUS_MAX:
+            return
+        try:
+            status = json.loads(payload)
+        except (ValueError, RecursionError):
+            # Over BLE firmware 0.1 sent its status cut at 240 bytes; newer firmware keeps
+            # it whole (device/ble.py ble_status).
+            status = {"state": "online"} if payload.startswith(b'{"state": "online"') else None
+        if not isinstance(status, dict) or status.get("state") == "offline":
+            return  # the last will says nothing about the firmware
+        version = 2 if status.get("ack") == 2 else 1
+        if self.ack_versions.get(device_id) == version:
+            return
+        self.ack_versions[device_id] = version
+        box = next((k for k in self.ranges if topics.device_id(k) == device_id), None)
+        if box is not None:
+            self._announce(box)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -141,7 +223,7 @@ class Gateway:
         outcome = await self.verifier.check(wire, now, topic_id)
         if outcome.verdict is Verdict.REJECT:
             self.counts[outcome.reason] += 1
-            if outcome.reading is not None or outcome.reason in ("bad signature", "stale seq"):
+            if outcome.reading is not None or outcome.reason == "bad signature":
                 key = bytes(wire[1:33])
                 self.rejects_by_box.setdefault(key, Counter())[outcome.reason] += 1
             self._rejects.append(Rejected(source, outcome.reason, outcome.detail, bytes(wire), now))
@@ -153,9 +235,9 @@ class Gateway:
         assert r is not None
         if outcome.verdict is Verdict.DUPLICATE:
             self.counts["duplicate"] += 1
-            if r.key in self.committed and self.committed[r.key] >= r.seq:
-                done.set_result(self.ack_payload(r.key))
-                self._announce(r.key)
+            if self._is_committed(r.key, r.seq):
+                done.set_result(self.ack_payload(r.key, r.seq))
+                self._announce(r.key, r.seq)
             else:  # its first copy is still waiting for the commit: acknowledge with it
                 self._dup_waiters.append((r.key, done))
             return done
@@ -165,8 +247,8 @@ class Gateway:
         self._wake.set()
         return done
 
-    def _announce(self, box: bytes) -> None:
-        payload = self.ack_payload(box)
+    def _announce(self, box: bytes, near: int | None = None) -> None:
+        payload = self.ack_payload(box, near)
         for listener in self.ack_listeners:
             listener(box, payload)
 
@@ -187,13 +269,15 @@ class Gateway:
         rejects, self._rejects = self._rejects, []
         if not queue and not rejects:
             return
-        await self.spool_call(self.spool.commit, [a for a, _, _ in queue], rejects)
-        boxes = set()
+        changed = await self.spool_call(self.spool.commit, [a for a, _, _ in queue], rejects)
+        for box, ranges in changed.items():
+            self.ranges[box] = ranges
+            self.committed[box] = ranges[-1][1]
+        lowest: dict[bytes, int] = {}  # the oldest seq committed now, per box: ack around it
         events: list[AlarmEvent] = []
         for accepted, r, _ in queue:
-            self.committed[accepted.box] = max(accepted.seq, self.committed.get(accepted.box, -1))
             self.verifier.committed(accepted.box, accepted.seq)
-            boxes.add(accepted.box)
+            lowest[accepted.box] = min(accepted.seq, lowest.get(accepted.box, accepted.seq))
             # An unsynced box's clock is its own: alarm on our receive time instead.
             unsynced = r.flags & reading.FLAG_CLOCK_UNSYNCED
             t = accepted.gateway_time if unsynced else float(r.time)
@@ -207,13 +291,13 @@ class Gateway:
             )
         for accepted, _, done in queue:
             if not done.done():
-                done.set_result(self.ack_payload(accepted.box))
+                done.set_result(self.ack_payload(accepted.box, lowest[accepted.box]))
         waiting, self._dup_waiters = self._dup_waiters, []
         for box, done in waiting:
-            if box in self.committed and not done.done():
-                done.set_result(self.ack_payload(box))
-        for box in boxes:
-            self._announce(box)
+            if box in self.ranges and not done.done():
+                done.set_result(self.ack_payload(box, lowest.get(box)))
+        for box, seq in lowest.items():
+            self._announce(box, seq)
         await self._alarm_events(events)
 
     async def seal_due(self, now: float | None = None) -> int:

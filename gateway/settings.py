@@ -70,7 +70,11 @@ class StatusSettings:
 class Settings:
     site: str
     data_dir: Path
-    sign_acks: bool = True
+    sign_acks: bool = True  # version-1 acks (firmware 0.1) carry a signature
+    # The owner's certificate of this gateway's key (`pharmasync gateway certify`, hex):
+    # boxes accept only acks of a gateway their owner certified. None: no box with an
+    # owner key will forget a reading we acknowledge.
+    certificate: Path | None = None
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     verify: VerifySettings = field(default_factory=VerifySettings)
     batch: BatchSettings = field(default_factory=BatchSettings)
@@ -153,7 +157,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         topics.check_site(site)
     except ValueError as e:
         raise SettingsError(f"[gateway] {e}") from None
-    extra = set(gw) - {"site", "data_dir", "sign_acks"}
+    extra = set(gw) - {"site", "data_dir", "sign_acks", "certificate"}
     if extra:
         raise SettingsError(f"[gateway] {', '.join(sorted(extra))}: unknown option")
     data_dir = gw.get("data_dir", "pharmasync-gateway")
@@ -162,6 +166,9 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     sign_acks = gw.get("sign_acks", True)
     if not isinstance(sign_acks, bool):
         raise SettingsError(f"[gateway] sign_acks: got {sign_acks!r}, want true or false")
+    cert = gw.get("certificate")
+    if cert is not None and (not isinstance(cert, str) or not cert):
+        raise SettingsError(f"[gateway] certificate: got {cert!r}, want a file path")
     sections = {name: _section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
     url = sections["uplink"].url
     if url and not url.startswith(("http://", "https://")):
@@ -182,7 +189,12 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         except (AlarmError, TypeError) as e:
             raise SettingsError(f"[alarms.{name}] {e}") from None
     return Settings(
-        site=site, data_dir=base / data_dir, sign_acks=sign_acks, alarms=alarms, **sections
+        site=site,
+        data_dir=base / data_dir,
+        sign_acks=sign_acks,
+        certificate=base / cert if cert else None,
+        alarms=alarms,
+        **sections,
     )
 
 

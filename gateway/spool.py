@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from gateway import batch
+from gateway import batch, seqranges
 from gateway.settings import SpoolSettings
 
 SCHEMA = """
@@ -41,7 +41,13 @@ CREATE INDEX IF NOT EXISTS readings_unsealed ON readings (id) WHERE batch IS NUL
 CREATE INDEX IF NOT EXISTS readings_batch ON readings (batch);
 CREATE TABLE IF NOT EXISTS boxes (
     box      BLOB PRIMARY KEY,
-    last_seq INTEGER NOT NULL          -- highest committed seq: what acks announce
+    last_seq INTEGER NOT NULL          -- highest committed seq: what version-1 acks announce
+);
+CREATE TABLE IF NOT EXISTS committed (  -- every seq ever committed, as ranges (seqranges.py)
+    box   BLOB    NOT NULL,
+    first INTEGER NOT NULL,
+    last  INTEGER NOT NULL,            -- inclusive; ranges of a box never touch or overlap
+    PRIMARY KEY (box, first)
 );
 CREATE TABLE IF NOT EXISTS batches (
     seq       INTEGER PRIMARY KEY,
@@ -123,6 +129,22 @@ class Spool:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
         self._open_quarantine(quarantine_max_bytes, quarantine_max_rows)
+        with self._transaction():
+            # A spool from before the committed table: its acks said "everything up to
+            # last_seq", so that is what it has committed.
+            self.db.execute(
+                "INSERT INTO committed (box, first, last) SELECT box, 0, last_seq FROM boxes "
+                "WHERE box NOT IN (SELECT box FROM committed)"
+            )
+        self._ranges = self._load_ranges()
+
+    def _load_ranges(self) -> dict[bytes, list[seqranges.Range]]:
+        ranges: dict[bytes, list[seqranges.Range]] = {}
+        for box, first, last in self.db.execute(
+            "SELECT box, first, last FROM committed ORDER BY box, first"
+        ):
+            ranges.setdefault(box, []).append((first, last))
+        return ranges
 
     def close(self) -> None:
         self.db.close()
@@ -133,6 +155,10 @@ class Spool:
         """Return the highest committed seq of every box."""
         return dict(self.db.execute("SELECT box, last_seq FROM boxes"))
 
+    def committed_ranges(self) -> dict[bytes, tuple[seqranges.Range, ...]]:
+        """Return every box's committed seqs as ranges (ascending, never touching)."""
+        return {box: tuple(r) for box, r in self._ranges.items()}
+
     def stored(self, box: bytes, seq: int) -> bytes | None:
         """Return the stored bytes of a box's reading, if still kept."""
         row = self.db.execute(
@@ -140,9 +166,19 @@ class Spool:
         ).fetchone()
         return row[0] if row else None
 
-    def commit(self, accepted: Sequence[Accepted], rejected: Sequence[Rejected] = ()) -> None:
-        """Store readings (durably: before their acks) and quarantine rejected messages
-        (within its budget) in one transaction."""
+    def commit(
+        self, accepted: Sequence[Accepted], rejected: Sequence[Rejected] = ()
+    ) -> dict[bytes, tuple[seqranges.Range, ...]]:
+        """Store readings and quarantined messages in one durable transaction. Returns the
+        committed ranges of every box that had readings in it."""
+        try:
+            self._commit(accepted, rejected)
+        except BaseException:
+            self._ranges = self._load_ranges()  # the cache may hold what was rolled back
+            raise
+        return {box: tuple(self._ranges[box]) for box in {a.box for a in accepted}}
+
+    def _commit(self, accepted: Sequence[Accepted], rejected: Sequence[Rejected]) -> None:
         with self._transaction():
             self.db.executemany(
                 "INSERT INTO readings (box, seq, wire, box_time, gateway_time) VALUES (?,?,?,?,?)",
@@ -156,8 +192,27 @@ class Spool:
                 "DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
                 list(newest.items()),
             )
+            self._add_ranges(accepted)
             quarantined = self._quarantine(rejected)
         self._quarantined = quarantined  # its totals count once the transaction committed
+
+    def _add_ranges(self, accepted: Sequence[Accepted]) -> None:
+        """Merge the accepted seqs into the committed ranges: a few statements per run of
+        consecutive seqs (a commit group of one box is usually one run), not per reading."""
+        seqs: dict[bytes, list[int]] = {}
+        for a in accepted:
+            seqs.setdefault(a.box, []).append(a.seq)
+        for box, numbers in seqs.items():
+            ranges = self._ranges.setdefault(box, [])
+            for first, last in seqranges.runs(numbers):
+                merged, replaced = seqranges.add(ranges, first, last)
+                self.db.executemany(
+                    "DELETE FROM committed WHERE box = ? AND first = ?",
+                    [(box, r[0]) for r in replaced],
+                )
+                self.db.execute(
+                    "INSERT INTO committed (box, first, last) VALUES (?, ?, ?)", (box, *merged)
+                )
 
     def unsealed(self) -> tuple[int, float | None]:
         """Return (count, gateway time of the oldest) of readings not yet in a batch."""

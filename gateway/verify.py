@@ -7,13 +7,17 @@ In order, each failure with its own reason (counted, and kept in quarantine):
     topic mismatch     the MQTT topic names another box than the reading's key
     bad signature      the BIP-340 signature does not verify for the box key
     seq reused         a valid signature over different bytes for a seq already stored
-    stale seq          older than the box's newest committed reading, and not a duplicate
     time in future     a synced box's time is ahead of ours by more than max_future_s
     time too old       a synced box's time is behind ours by more than max_age_s
 
-An exact copy of a stored reading is a *duplicate*: counted, not stored again, and
-acknowledged again (the box resends what it has not seen acknowledged). Boxes with an
-unsynced clock skip the time checks; the spool records our receive time beside theirs.
+A reading whose seq is already committed (or accepted and waiting for its commit) is a
+*duplicate* if its bytes are those stored: counted, not stored again, and acknowledged
+again (the box resends what it has not seen acknowledged). Once the spool has pruned an
+uploaded reading its bytes cannot be compared, and a copy counts as a duplicate. A seq
+older than the newest committed one but never committed is accepted: it is a reading the
+broker or the link lost on the way and the box resent (the version-2 ack asked for it).
+Boxes with an unsynced clock skip the time checks; the spool records our receive time
+beside theirs.
 """
 
 from __future__ import annotations
@@ -43,25 +47,27 @@ class Outcome:
 
 
 Stored = Callable[[bytes, int], Awaitable[bytes | None]]
+Committed = Callable[[bytes, int], bool]
 
 
 class Verifier:
     """Checks readings against the registry and the boxes' committed sequence numbers.
 
-    `last_seq` is the highest seq accepted per box, including readings accepted but not
-    yet committed, so a reading arriving twice before its commit is still a duplicate.
+    `committed(box, seq)` says whether the spool holds that seq; readings accepted but not
+    yet committed are kept in `pending`, so one arriving twice before its commit is still
+    a duplicate.
     """
 
     def __init__(
         self,
         registry: Registry,
         settings: VerifySettings,
-        last_seq: dict[bytes, int],
+        committed: Committed,
         stored: Stored,
     ) -> None:
         self.registry = registry
         self.settings = settings
-        self.last_seq = last_seq
+        self.is_committed = committed
         self.stored = stored
         self.pending: dict[tuple[bytes, int], bytes] = {}  # accepted, not yet committed
 
@@ -83,16 +89,17 @@ class Verifier:
             )
         if not schnorr.verify(r.key, reading.message(wire), r.signature):
             return Outcome(Verdict.REJECT, "bad signature", f"seq {r.seq} of {box.device_id}")
-        last = self.last_seq.get(r.key, -1)
-        if r.seq <= last:
-            earlier = self.pending.get((r.key, r.seq)) or await self.stored(r.key, r.seq)
+        earlier = self.pending.get((r.key, r.seq))
+        if earlier is None and self.is_committed(r.key, r.seq):
+            earlier = await self.stored(r.key, r.seq)
+            if earlier is None:  # pruned after upload: nothing left to compare with
+                return Outcome(Verdict.DUPLICATE, "duplicate", "pruned", r, box)
+        if earlier is not None:
             if earlier == wire:
                 return Outcome(Verdict.DUPLICATE, "duplicate", "", r, box)
-            if earlier is not None:
-                return Outcome(
-                    Verdict.REJECT, "seq reused", f"seq {r.seq} signed twice by {box.device_id}"
-                )
-            return Outcome(Verdict.REJECT, "stale seq", f"got seq {r.seq}, newest is {last}")
+            return Outcome(
+                Verdict.REJECT, "seq reused", f"seq {r.seq} signed twice by {box.device_id}"
+            )
         if not r.flags & reading.FLAG_CLOCK_UNSYNCED:
             ahead = r.time - now
             if ahead > self.settings.max_future_s:
@@ -107,7 +114,6 @@ class Verifier:
                     "time too old",
                     f"got {r.time}, {-ahead:.0f} s old, want <= {self.settings.max_age_s}",
                 )
-        self.last_seq[r.key] = r.seq
         self.pending[(r.key, r.seq)] = wire
         return Outcome(Verdict.ACCEPT, "", "", r, box)
 

@@ -148,6 +148,7 @@ def test_device_simulate_runs_once_per_folder(tmp_path: Path, mosquitto: Mosquit
             broker,
             "--data-dir",
             str(data),
+            "--insecure-acks",  # the folder lock is under test here, not the acks
         ],
         data,
     )
@@ -167,6 +168,7 @@ def test_device_run_runs_once_per_state_folder(tmp_path: Path, mosquitto: Mosqui
             str(tmp_path / "boxes"),
             "--broker",
             f"127.0.0.1:{mosquitto.port}",
+            "--insecure-acks",  # the folder lock is under test here, not the acks
         ],
         capture_output=True,
         text=True,

@@ -93,12 +93,19 @@ async def test_boxes_to_ledger_with_cloud_kills_loses_nothing_and_forks_nothing(
     gw_data = tmp_path / "gw"
     gw_data.mkdir()
     gw_key = schnorr.pubkey(gateway_app.load_or_create_key(gw_data / "gateway.key"))
-    sim = sim_settings(mosquitto, tmp_path / "boxes", boxes=3, readings=None)
+    # The owner certifies the gateway's key; the boxes trust the owner's key.
+    cert_file = gw_data / "gateway.cert"
+    out = pharmasync(
+        "gateway", "certify", "--owner-key", str(owner_key), "--gateway-key", gw_key.hex(),
+        "--site", SITE, "--days", "30", "--out", str(cert_file),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    sim = sim_settings(mosquitto, tmp_path / "boxes", boxes=3, readings=None, owner_key=owner)
     boxes = [simulate.make_box(sim, i) for i in range(3)]
     register(gw_data, boxes)
     gw_settings = settings.from_dict(
         {
-            "gateway": {"site": SITE, "data_dir": str(gw_data)},
+            "gateway": {"site": SITE, "data_dir": str(gw_data), "certificate": str(cert_file)},
             "mqtt": {"port": mosquitto.port},
             "batch": {"max_readings": 32, "max_age_s": 0.2},
             "spool": {"commit_interval_s": 0.01},

@@ -1,18 +1,38 @@
 """The gateway's side of the box contract (docs/protocol.md), reduced to what the device
-tests need: subscribe, verify every reading with coincurve, keep it, acknowledge the
-highest seq kept per box. It stands in for the gateway, whose issue comes after the box's.
+tests need: present a certificate from the test owner (retained, as the gateway does),
+subscribe, verify every reading with coincurve, keep it, and acknowledge (version 2) the
+ranges of seqs kept per box. It stands in for the gateway in the firmware tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiomqtt
 
-from device import ack, reading, schnorr, topics
+from device import ack, cert, reading, schnorr, topics
+from gateway import seqranges
+
+OWNER_SECRET = bytes(31) + b"\x31"
+OWNER = schnorr.pubkey(OWNER_SECRET).hex()  # the boxes' owner_key in the device tests
+GATEWAY_SECRET = bytes(31) + b"\x32"
+
+
+def certificate(site: str, secret: bytes = GATEWAY_SECRET, days: int = 1) -> bytes:
+    """The test owner's certificate of a gateway key, valid from an hour ago."""
+    now = int(time.time())
+    return cert.encode(OWNER_SECRET, schnorr.pubkey(secret), site, now - 3600, now + days * 86400)
+
+
+def ack_of(seqs: list[int], box: bytes, secret: bytes = GATEWAY_SECRET) -> bytes:
+    """A version-2 ack of the newest ack.MAX_RANGES ranges of `seqs` for `box`."""
+    ranges = seqranges.runs(seqs)[-ack.MAX_RANGES :]
+    return ack.encode(ranges, box, secret)
 
 
 @dataclass
@@ -20,6 +40,7 @@ class Receiver:
     port: int
     site: str
     acking: bool = True
+    drop: set[int] = field(default_factory=set)  # seqs to act as if they never arrived
     arrivals: list[bytes] = field(default_factory=list)  # every reading as it arrived
     kept: dict[tuple[bytes, int], bytes] = field(default_factory=dict)  # (key, seq) -> bytes
     statuses: list[dict] = field(default_factory=list)
@@ -33,6 +54,9 @@ class Receiver:
                 async with aiomqtt.Client(
                     "127.0.0.1", self.port, identifier="test-receiver", clean_session=False
                 ) as client:
+                    await client.publish(
+                        topics.cert(self.site), certificate(self.site), 1, retain=True
+                    )
                     await client.subscribe(f"{topics.PREFIX}/{self.site}/+/reading", 1)
                     await client.subscribe(f"{topics.PREFIX}/{self.site}/+/status", 1)
                     self.connected.set()
@@ -52,12 +76,15 @@ class Receiver:
         if not schnorr.coincurve_verify(decoded.key, reading.message(payload), decoded.signature):
             self.bad_signatures += 1
             return
+        if decoded.seq in self.drop:
+            self.drop.discard(decoded.seq)
+            return
         self.arrivals.append(payload)
         self.kept.setdefault((decoded.key, decoded.seq), payload)
         if self.acking:
-            newest = max(seq for key, seq in self.kept if key == decoded.key)
             dev = topics.device_id(decoded.key)
-            await client.publish(topics.ack(self.site, dev), ack.encode(newest), 1)
+            payload = ack_of(self.seqs(decoded.key), decoded.key)
+            await client.publish(topics.ack(self.site, dev), payload, 1)
 
     def seqs(self, key: bytes) -> list[int]:
         return sorted(seq for k, seq in self.kept if k == key)
@@ -74,3 +101,16 @@ async def stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
+
+
+def certify_gateway(data_dir: Path, site: str) -> Path:
+    """Give the gateway whose data folder is `data_dir` (its key made now if need be) a
+    certificate from the test owner, written to data_dir/gateway.cert as `pharmasync
+    gateway certify` writes it; return its path for [gateway] certificate."""
+    from gateway.app import load_or_create_key
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = load_or_create_key(data_dir / "gateway.key")
+    path = data_dir / "gateway.cert"
+    path.write_text(certificate(site, secret, days=30).hex() + "\n")
+    return path

@@ -61,3 +61,58 @@ def test_refuses_anything_but_a_reading(tmp_path: Path) -> None:
         log.append(b"abc")
     with pytest.raises(IndexError):
         log.get(0)
+
+
+def _held(log: Backlog) -> list[int]:
+    return [log.seq_at(i) for i in range(log.head, log.tail) if not log.is_acked(i)]
+
+
+def test_ranges_forget_the_middle_and_name_what_is_missing(tmp_path: Path) -> None:
+    log = Backlog(str(tmp_path / "b"), slots=16)
+    for seq in (0, 1, 2, 3, 4, 5, 8, 9, 10):  # 6, 7 never existed (a reboot skipped them)
+        log.append(_reading(seq))
+    forgotten, missing = log.ack_ranges([(2, 3), (5, 9)])
+    assert forgotten == 5  # 2, 3, 5, 8, 9
+    assert [log.seq_at(i) for i in missing] == [4]  # held, between the ranges, in none
+    assert _held(log) == [0, 1, 4, 10]
+    assert len(log) == 4 and log.head == 0  # the head waits for 0 and 1
+    again = Backlog(str(tmp_path / "b"), slots=16)  # durable: the bitmap is on flash
+    assert _held(again) == [0, 1, 4, 10] and len(again) == 4
+    assert again.ack_ranges([(0, 4)]) == (3, [])  # 0, 1, 4
+    assert again.head == 8 and _held(again) == [10]  # past the acknowledged run at once
+
+
+def test_acked_bits_are_cleared_before_a_slot_is_reused(tmp_path: Path) -> None:
+    log = Backlog(str(tmp_path / "b"), slots=8)
+    for seq in range(8):
+        log.append(_reading(seq))
+    log.ack_ranges([(0, 5)])
+    for seq in range(8, 14):  # reuse slots 0-5
+        log.append(_reading(seq))
+    assert _held(log) == list(range(6, 14)) and len(log) == 8 and log.dropped == 0
+    log.append(_reading(14))  # full now: the oldest held one goes, counted
+    assert _held(log) == list(range(7, 15)) and log.dropped == 1
+
+
+def test_a_crash_between_bitmap_and_meta_resends_but_never_loses(tmp_path: Path) -> None:
+    log = Backlog(str(tmp_path / "b"), slots=8)
+    for seq in range(6):
+        log.append(_reading(seq))
+    meta_before = (tmp_path / "b.meta").read_text()
+    log.ack_ranges([(0, 3)])  # writes the bitmap (bits of 0-3 cleared), then the meta
+    (tmp_path / "b.meta").write_text(meta_before)  # the meta write never happened
+    crashed = Backlog(str(tmp_path / "b"), slots=8)
+    assert _held(crashed) == list(range(6))  # acked ones held again: resent, not lost
+    torn = tmp_path / "b.acked"
+    torn.write_bytes(torn.read_bytes()[:-1])  # a torn bitmap: all held, nothing lost
+    assert _held(Backlog(str(tmp_path / "b"), slots=8)) == list(range(6))
+
+
+def test_missing_is_bounded_and_ranges_beyond_the_backlog_are_harmless(tmp_path: Path) -> None:
+    log = Backlog(str(tmp_path / "b"), slots=64)
+    for seq in range(60):
+        log.append(_reading(seq))
+    forgotten, missing = log.ack_ranges([(0, 0), (59, 100)])
+    assert forgotten == 2 and len(missing) == 32  # MISSING_MAX, oldest first
+    assert log.seq_at(missing[0]) == 1
+    assert log.ack_ranges([(1000, 2000)]) == (0, [])

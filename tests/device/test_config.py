@@ -9,9 +9,11 @@ import pytest
 
 from device import config
 
+OWNER = "ab" * 32
+
 
 def test_minimal_config_gets_the_documented_defaults() -> None:
-    cfg = config.validate({"site": "warehouse-1"})
+    cfg = config.validate({"site": "warehouse-1", "owner_key": OWNER})
     assert cfg["interval_s"] == 60 and cfg["power"] == "mains"
     assert cfg["mqtt"] == {
         "host": "127.0.0.1",
@@ -21,6 +23,15 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
         "keepalive": 60,
     }
     assert cfg["backlog_slots"] == 4096
+    assert (cfg["ack_timeout_s"], cfg["max_resend_s"], cfg["insecure_acks"]) == (30, 1920, False)
+
+
+def test_acks_are_signed_unless_insecure_acks_is_chosen() -> None:
+    with pytest.raises(config.ConfigError, match="owner_key: missing"):
+        config.validate({"site": "s"})
+    assert config.validate({"site": "s", "insecure_acks": True})["owner_key"] is None
+    with pytest.raises(config.ConfigError, match="gateway_key: replaced by owner_key"):
+        config.validate({"site": "s", "gateway_key": OWNER, "owner_key": OWNER})
 
 
 @pytest.mark.parametrize(
@@ -32,7 +43,9 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
         ({"site": "s", "interval_s": True}, "interval_s: got True"),
         ({"site": "s", "power": "solar"}, "power: got 'solar'"),
         ({"site": "s", "mqtt": {"port": 70000}}, "mqtt.port: got 70000"),
-        ({"site": "s", "gateway_key": "abc"}, "gateway_key: got 'abc'"),
+        ({"site": "s", "owner_key": "abc"}, "owner_key: got 'abc'"),
+        ({"site": "s", "insecure_acks": 1}, "insecure_acks: got 1"),
+        ({"site": "s", "max_resend_s": 0}, "max_resend_s: got 0"),
         ({"site": "s", "wifi": "home"}, "wifi: got 'home'"),
         ({"site": "s", "battery_adc_pin": "35"}, "battery_adc_pin: got '35'"),
         ({"site": "s", "colour": "red"}, "unknown key(s): colour"),
@@ -50,7 +63,7 @@ def test_load_reports_broken_json_with_the_path(tmp_path: Path) -> None:
     path.write_text('{"site": ')
     with pytest.raises(config.ConfigError, match="not valid JSON"):
         config.load(str(path))
-    path.write_text(json.dumps({"site": "w1", "label": "Cold room A"}))
+    path.write_text(json.dumps({"site": "w1", "label": "Cold room A", "owner_key": OWNER}))
     assert config.load(str(path))["label"] == "Cold room A"
 
 

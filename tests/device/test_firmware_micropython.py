@@ -15,7 +15,7 @@ from pathlib import Path
 
 from device import reading, schnorr
 from tests.conftest import REPO, Mosquitto, micropython_binary, need_or_skip
-from tests.device.receiver import Receiver, running, stop
+from tests.device.receiver import GATEWAY_SECRET, OWNER, Receiver, running, stop
 
 SITE = "test-site"
 SECRET = bytes.fromhex("11" * 32)
@@ -28,10 +28,12 @@ from device import config, firmware
 from device.board_sim import Board
 cfg = config.validate({"site": %(site)r, "label": "cold room", "seq_block": 4,
                        "mqtt": {"host": "127.0.0.1", "port": %(port)d, "keepalive": 5},
-                       "ack_timeout_s": 2, "max_backoff_s": 1})
+                       "ack_timeout_s": %(ack_timeout)d, "max_backoff_s": 1,
+                       "max_resend_s": %(max_resend)d, "owner_key": %(owner)r})
 board = Board(%(data)r, profile=%(profile)r, seed=3, quiet=False)
 box = firmware.Box(board, cfg, unhexlify(%(secret)r), %(interval)r)
 asyncio.run(box.run(%(count)r, drain_s=%(drain)r))
+print("RESENDS", box.resends, box.resend_wait, box.missing_resent, box.rejected_certs)
 print("DONE", box.taken, len(box.backlog), box.rejected_acks)
 """
 
@@ -43,15 +45,21 @@ async def start_box(
     interval: float = 0.05,
     drain: float = 20,
     profile: str = "door",
+    port: int | None = None,
+    ack_timeout: int = 2,
+    max_resend: int = 1920,
 ) -> asyncio.subprocess.Process:
     binary = micropython_binary()
     if binary is None:
         need_or_skip("micropython not installed (test extra)")
     script = BOX % {
         "site": SITE,
-        "port": broker.port,
+        "port": broker.port if port is None else port,
         "data": str(data),
         "profile": profile,
+        "owner": OWNER,
+        "ack_timeout": ack_timeout,
+        "max_resend": max_resend,
         "secret": SECRET.hex(),
         "interval": interval,
         "count": count,
@@ -178,14 +186,19 @@ async def test_forged_and_impossible_acks_do_not_make_the_box_forget(
         await asyncio.sleep(1.0)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as attacker:
             dev = topics.device_id(KEY)
-            await attacker.publish(topics.ack(SITE, dev), ack.encode(10**6), 1)
+            stranger = bytes(31) + b"\x66"  # a gateway nobody certified
+            await attacker.publish(topics.ack(SITE, dev), ack.encode([(0, 9)], KEY, stranger), 1)
+            # Signed by the certified gateway, but naming readings never signed.
+            beyond = ack.encode([(0, 10**6)], KEY, GATEWAY_SECRET)
+            await attacker.publish(topics.ack(SITE, dev), beyond, 1)
             await attacker.publish(topics.ack(SITE, dev), b"\x00\x01", 1)
         out = await finish(proc)
     finally:
         await stop(task)
     taken, pending, rejected = (int(x) for x in out.split()[-3:])
+    assert "ack rejected: gateway: no verified certificate" in out
     assert (taken, pending) == (10, 10)  # nothing acknowledged: everything is kept
-    assert rejected == 2
+    assert rejected == 3
     online = [s for s in receiver.statuses if s["state"] == "online"]
     assert online[-1]["backlog"] >= 1  # the box reports what it is still holding
 
@@ -197,6 +210,7 @@ from device import config, firmware
 from device.board_sim import Board
 cfg = config.validate({"site": %(site)r, "power": "battery", "publish_every": 3,
                        "seq_block": 16, "ack_timeout_s": 2, "max_backoff_s": 3600,
+                       "owner_key": %(owner)r,
                        "mqtt": {"host": "127.0.0.1", "port": %(port)d}})
 board = Board(%(data)r, quiet=True)  # its retained dict plays the ESP32's RTC memory
 for wake in range(%(wakes)d):
@@ -219,6 +233,7 @@ async def run_wakes(broker: Mosquitto, data: Path, wakes: int, network: bool = T
         "secret": SECRET.hex(),
         "wakes": wakes,
         "network": network,
+        "owner": OWNER,
     }
     proc = await asyncio.create_subprocess_exec(
         binary,

@@ -12,10 +12,17 @@ import segno
 
 from device import config, flashing, provision, schnorr
 
+OWNER = schnorr.pubkey(bytes(31) + b"\x0c").hex()
+
 
 def test_provision_writes_a_bootable_box_folder(tmp_path: Path) -> None:
     box = provision.provision(
-        tmp_path, "warehouse-1", "Cold room A", "10.0.0.5:1884", wifi_ssid="ColdNet"
+        tmp_path,
+        "warehouse-1",
+        "Cold room A",
+        "10.0.0.5:1884",
+        wifi_ssid="ColdNet",
+        owner_key=OWNER.upper(),
     )
     assert box.folder == tmp_path / box.device_id
     secret = config.load_secret(str(box.folder / "secret.key"))
@@ -24,6 +31,7 @@ def test_provision_writes_a_bootable_box_folder(tmp_path: Path) -> None:
     cfg = config.load(str(box.folder / "config.json"))  # what the box itself will load
     assert cfg["mqtt"]["host"] == "10.0.0.5" and cfg["mqtt"]["port"] == 1884
     assert cfg["wifi"] == {"ssid": "ColdNet", "password": ""}
+    assert cfg["owner_key"] == OWNER and cfg["insecure_acks"] is False
     assert json.loads((box.folder / "config.json").read_text())["key"] == box.key.hex()
     svg = (box.folder / "label.svg").read_text()
     assert "Cold room A" in svg and box.device_id in svg
@@ -31,7 +39,7 @@ def test_provision_writes_a_bootable_box_folder(tmp_path: Path) -> None:
 
 
 def test_the_label_qr_code_carries_the_public_key(tmp_path: Path) -> None:
-    box = provision.provision(tmp_path, "w1", "x", "h")
+    box = provision.provision(tmp_path, "w1", "x", "h", owner_key=OWNER)
     payload = provision.qr_payload(box.key)
     assert payload == "pharmasync:box:v1:" + box.key.hex()
     qr = segno.make(payload, error="m")
@@ -43,7 +51,7 @@ def test_the_label_qr_code_carries_the_public_key(tmp_path: Path) -> None:
 
 def test_a_key_made_on_the_board_writes_no_secret_here(tmp_path: Path) -> None:
     key = schnorr.pubkey(bytes(31) + b"\x02")
-    box = provision.provision(tmp_path, "w1", "x", "h", public_key=key)
+    box = provision.provision(tmp_path, "w1", "x", "h", public_key=key, insecure_acks=True)
     assert box.key == key and not (box.folder / "secret.key").exists()
 
 
@@ -54,13 +62,14 @@ def test_a_key_made_on_the_board_writes_no_secret_here(tmp_path: Path) -> None:
         ({"broker": "h:0"}, provision.ProvisionError, "broker port: got '0'"),
         ({"broker": ":1883"}, provision.ProvisionError, "broker: got ':1883'"),
         ({"interval_s": 1}, config.ConfigError, "interval_s: got 1"),
-        ({"gateway_key": "zz"}, config.ConfigError, "gateway_key"),
+        ({"owner_key": "zz"}, config.ConfigError, "owner_key: got 'zz'"),
+        ({"owner_key": None}, config.ConfigError, "owner_key: missing"),
     ],
 )
 def test_bad_provisioning_input_is_refused_and_writes_nothing(
     tmp_path: Path, kwargs: dict, error: type, message: str
 ) -> None:
-    args = {"site": "w1", "label": "x", "broker": "h"} | kwargs
+    args = {"site": "w1", "label": "x", "broker": "h", "owner_key": OWNER} | kwargs
     site, label, broker = args.pop("site"), args.pop("label"), args.pop("broker")
     with pytest.raises(error, match=message):
         provision.provision(tmp_path, site, label, broker, **args)
@@ -70,7 +79,7 @@ def test_bad_provisioning_input_is_refused_and_writes_nothing(
 def test_flash_runs_the_mpremote_steps_in_order(tmp_path: Path) -> None:
     """mpremote needs a board on a serial port, which does not exist here: the runner that
     would execute each command line is replaced by one that records it."""
-    box = provision.provision(tmp_path, "w1", "x", "h")
+    box = provision.provision(tmp_path, "w1", "x", "h", owner_key=OWNER)
     calls: list[list[str]] = []
     flashing.flash(box.folder, "/dev/ttyUSB0", lambda args: calls.append(args) or "")
     verbs = [c[2:4] for c in calls]

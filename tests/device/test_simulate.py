@@ -17,7 +17,7 @@ import pytest
 
 from device import reading, simulate
 from tests.conftest import Mosquitto
-from tests.device.receiver import Receiver, running, stop
+from tests.device.receiver import OWNER, Receiver, running, stop
 
 
 @pytest.mark.parametrize("link", ["native", "aiomqtt"])
@@ -35,6 +35,7 @@ async def test_simulated_boxes_deliver_every_reading(
         readings=25,
         link=link,
         failure_after_min=0,
+        owner_key=OWNER,
     )
     lines: list[str] = []
     try:
@@ -62,6 +63,7 @@ async def test_a_second_run_continues_the_same_boxes(mosquitto: Mosquitto, tmp_p
         interval_s=0.02,
         data_dir=tmp_path,
         readings=5,
+        owner_key=OWNER,
     )
     try:
         first = await simulate.simulate(settings, lambda _: None)
@@ -92,6 +94,8 @@ async def test_device_run_simulated_box_from_a_provisioned_folder(
         "2",
         "--out",
         str(tmp_path / "boxes"),
+        "--owner-pub",
+        OWNER,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await proc.communicate()
@@ -124,3 +128,18 @@ async def test_device_run_simulated_box_from_a_provisioned_folder(
     assert receiver.seqs(key)[:2] == [0, 1], log.decode()
     assert "connected to 127.0.0.1" in log.decode()
     assert box.returncode == 0
+
+
+async def test_provision_and_simulate_refuse_to_run_without_signed_acks(tmp_path: Path) -> None:
+    exe = str(Path(sys.executable).parent / "pharmasync")
+    for command in (
+        ["device", "provision", "--site", "lab", "--out", str(tmp_path)],
+        ["device", "simulate", "--data-dir", str(tmp_path)],
+    ):
+        proc = await asyncio.create_subprocess_exec(
+            exe, *command, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        _, err = await proc.communicate()
+        assert proc.returncode == 2
+        assert "one of the arguments --owner-pub --insecure-acks is required" in err.decode()
+    assert list(tmp_path.iterdir()) == []

@@ -143,8 +143,12 @@ def _write_value(char, value, _options):
     except ble.CommandError:
         return  # the box logs it and carries on
     if op == ble.OP_ACK:
-        seq = ack.decode(arg, None)  # an unsigned box: the signature is not checked
-        device.box_backlog = [w for w in device.box_backlog if reading.seq_of(w) > seq]
+        ranges = ack.decode(arg, b"", None)  # an insecure-acks box: no signature check
+        device.box_backlog = [
+            w for w in device.box_backlog if not any(a <= reading.seq_of(w) <= b for a, b in ranges)
+        ]
+    elif op == ble.OP_CERT:
+        device.box_certs.append(arg)
     else:
         for wire in list(device.box_backlog):
             if reading.seq_of(wire) >= arg:
@@ -209,6 +213,7 @@ def AddBox(self, adapter_name, address, name, status):
     )
     device.box_status = bytes(status)
     device.box_backlog = []  # pending readings, oldest first
+    device.box_certs = []  # certificates the gateway presented
     device.box_writes = []  # every control write, as written
     device.connect_errors = []  # (D-Bus error name, message) for the next Connect calls
     device.counts = {"connects": 0, "disconnects": 0, "drops": 0, "notify_starts": 0}

@@ -42,7 +42,7 @@ from bleak.exc import BleakError
 from dbus_fast import BusType, Message, MessageType
 from dbus_fast.aio import MessageBus
 
-from device import ack, ble, reading
+from device import ack, ble, cert, reading
 from gateway.ble import BleakTransport, BleIngest, BoxLink, LinkState, LinkTiming
 from tests.conftest import REPO, need_or_skip
 
@@ -99,7 +99,8 @@ class FakeRadio:
         return [ble.decode_command(data) for op, data in logs if op == "write"]
 
     def acks(self) -> list[int]:
-        return [ack.decode(arg, None) for op, arg in self.writes() if op == ble.OP_ACK]
+        """The last seq of each ACK written (the stand-in core acks 0..seq)."""
+        return [ack.parse(arg)[1][-1][1] for op, arg in self.writes() if op == ble.OP_ACK]
 
 
 class FakeTransport:
@@ -179,8 +180,13 @@ class FakeAir:
         return self.radios[ADDR]
 
 
+def ack_upto(seq: int) -> bytes:
+    """A version-2 ack of 0..seq, standing in for the core's payload."""
+    return ack.encode([(0, seq)], bytes(32), bytes(31) + b"\x44", aux=bytes(32))
+
+
 async def acked(wire: bytes, address: str) -> bytes | None:
-    return ack.encode(reading.seq_of(wire))
+    return ack_upto(reading.seq_of(wire))
 
 
 def make_link(
@@ -324,24 +330,24 @@ async def test_acks_follow_commits_and_are_coalesced() -> None:
         await asyncio.sleep(0.05)
         assert air.radio.acks() == []  # nothing is acknowledged before its commit
         for seq in (1, 2, 3):
-            commits[seq].set_result(ack.encode(seq))
+            commits[seq].set_result(ack_upto(seq))
         await until(lambda: air.radio.acks() == [3])  # one write for three commits
-        commits[4].set_result(ack.encode(4))
-        commits[5].set_result(ack.encode(5))
+        commits[4].set_result(ack_upto(4))
+        commits[5].set_result(ack_upto(5))
         await until(lambda: len(air.radio.acks()) == 2)
         first, second = air.radio.write_times[-2:]
         assert second - first >= 0.29  # waited out the ack interval (0.3 s)
         assert air.radio.acks() == [3, 5]
-        air.radio.link.notify(wire(4))  # a duplicate: the core acks 4 again, never written
-        await until(lambda: len(calls) == 6)
-        commits[4].set_result(ack.encode(4))
-        signed = ack.encode(6, bytes(32), bytes(31) + b"\x01")  # 68 bytes, passed through
+        air.radio.link.notify(wire(4))  # a duplicate: the core answers with its current
+        await until(lambda: len(calls) == 6)  # state, the payload already written: not again
+        commits[4].set_result(ack_upto(5))
+        # A box on firmware 0.1 gets version-1 acks: passed through as they come.
+        v1 = ack.encode_v1(6, bytes(32), bytes(31) + b"\x01")
         air.radio.link.notify(wire(6))
         await until(lambda: len(calls) == 7)
-        commits[6].set_result(signed)
-        await until(lambda: len(air.radio.acks()) == 3)
-        assert air.radio.writes()[-1] == (ble.OP_ACK, signed)
-        assert air.radio.acks() == [3, 5, 6] and link.stats.acks == 3 and link.stats.readings == 7
+        commits[6].set_result(v1)
+        await until(lambda: air.radio.log[-1] == ("write", bytes([ble.OP_ACK]) + v1))
+        assert link.stats.acks == 3 and link.stats.readings == 7
     finally:
         await link.stop()
 
@@ -353,7 +359,7 @@ async def test_a_link_dropped_mid_stream_reconnects_and_sends_the_pending_ack() 
     async def on_reading(data: bytes, address: str) -> bytes | None:
         await commit.wait()
         committed[BOX] = reading.seq_of(data)
-        return ack.encode(committed[BOX])
+        return ack_upto(committed[BOX])
 
     link = make_link(air, on_reading, last_committed=committed.__getitem__)
     link.start()
@@ -372,7 +378,7 @@ async def test_a_link_dropped_mid_stream_reconnects_and_sends_the_pending_ack() 
         air.radio.link.drop()
         await until(lambda: link.stats.connects == 3 and len(air.radio.link.log) == 4)
         # A new connection asks from 2 and repeats the best ack, in case the last was lost.
-        assert air.radio.writes(air.radio.link) == [(ble.OP_REPLAY, 2), (ble.OP_ACK, ack.encode(1))]
+        assert air.radio.writes(air.radio.link) == [(ble.OP_REPLAY, 2), (ble.OP_ACK, ack_upto(1))]
         assert link.stats.disconnects == 2
     finally:
         await link.stop()
@@ -389,7 +395,7 @@ async def test_core_failures_and_malformed_notifications_never_kill_the_link() -
             return b"\x00\x01"
         if len(data) != reading.SIZE:
             return None  # the core rejects and counts it
-        return ack.encode(reading.seq_of(data))
+        return ack_upto(reading.seq_of(data))
 
     link = make_link(air, on_reading)
     link.start()
@@ -409,7 +415,9 @@ async def test_core_failures_and_malformed_notifications_never_kill_the_link() -
         await until(lambda: air.radio.link.callback is not None)
         air.radio.link.notify(b"bad ack")
         await until(lambda: link.stats.connects == 3 and link.state is LinkState.CONNECTED)
-        assert link.stats.last_error == "ValueError: ack payload: got 2 bytes, want 4 or 68"
+        assert link.stats.last_error == (
+            "ValueError: ack payload: got 2 bytes, want 82..242 (version 2) or 4/68 (version 1)"
+        )
         await until(lambda: air.radio.link.callback is not None)
         air.radio.link.notify(wire(9))
         await until(lambda: air.radio.acks() == [9])
@@ -679,7 +687,7 @@ class Core:
     async def on_reading(self, data: bytes, address: str) -> bytes | None:
         self.got.append(data)
         self.committed = max(self.committed, reading.seq_of(data))
-        return ack.encode(self.committed)
+        return ack_upto(self.committed)
 
     def last_committed(self, box: str) -> int:
         return self.committed
@@ -696,8 +704,16 @@ async def test_bleak_collects_the_backlog_and_acks_through_bluez(bluez: MockBlue
         transports.append(BleakTransport())
         return transports[-1]
 
+    certificate = cert.encode(bytes(31) + b"\x45", bytes(32), "site-1", 0, 2**32 - 1)
+    statuses: list[tuple[str, bytes]] = []
     ingest = BleIngest(
-        {ADDR: BOX}, transport, core.on_reading, core.last_committed, timing=bluez_timing()
+        {ADDR: BOX},
+        transport,
+        core.on_reading,
+        core.last_committed,
+        timing=bluez_timing(),
+        certificate=certificate,
+        on_status=lambda box, status: statuses.append((box, status)),
     )
     link = ingest.links[ADDR]
     ingest.start()
@@ -705,7 +721,8 @@ async def test_bleak_collects_the_backlog_and_acks_through_bluez(bluez: MockBlue
         await until(lambda: core.got == signed[1:], timeout=15)  # replayed from 6, in order
         assert link.box_status == b'{"id":"mock","seq":7}'
         assert transports[0].mtu == 247
-        await until(lambda: link.stats.acks >= 1 and link._written_seq == 7)
+        assert statuses == [(BOX, b'{"id":"mock","seq":7}')]  # the core learns the firmware
+        await until(lambda: link.stats.acks >= 1 and link._written == ack_upto(7))
         await until(lambda: _empty(bluez.backlog(path)))  # the box forgot what was acked
         live = reading.sign(SECRET, 8, T0 + 8, 455, 5000, aux=bytes(32))
         await bluez.store(path, live)  # stored while connected: notified at once
@@ -713,8 +730,9 @@ async def test_bleak_collects_the_backlog_and_acks_through_bluez(bluez: MockBlue
         await until(lambda: _empty(bluez.backlog(path)))
         commands = await bluez.commands(path)
         assert commands[0] == (ble.OP_REPLAY, 6)
-        acked_seqs = [ack.decode(arg, None) for op, arg in commands[1:] if op == ble.OP_ACK]
-        assert len(acked_seqs) == len(commands) - 1 and acked_seqs == sorted(acked_seqs)
+        assert commands[1] == (ble.OP_CERT, certificate)  # once, before the first ACK
+        acked_seqs = [ack.parse(arg)[1][-1][1] for op, arg in commands[2:] if op == ble.OP_ACK]
+        assert len(acked_seqs) == len(commands) - 2 and acked_seqs == sorted(acked_seqs)
         assert acked_seqs[-1] == 8
         assert link.state is LinkState.CONNECTED and link.stats.readings == 3
     finally:

@@ -20,7 +20,7 @@ def test_register_a_provisioned_box_then_list_and_remove_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path)
-    box = provision.provision(tmp_path / "boxes", "w1", "Cold room A", "h")
+    box = provision.provision(tmp_path / "boxes", "w1", "Cold room A", "h", insecure_acks=True)
     assert (
         main(["gateway", "boxes", "--config", str(config), "add", str(box.folder), "--zone", "A"])
         == 0
@@ -61,3 +61,36 @@ def test_key_prints_the_same_public_key_every_time(
     key_file = tmp_path / "data" / "gateway.key"
     assert key_file.stat().st_mode & 0o077 == 0
     assert schnorr.pubkey(bytes.fromhex(key_file.read_text())).hex() == first
+
+
+def test_certify_writes_the_owners_certificate_of_a_gateway_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from device import cert, schnorr
+
+    owner_file = tmp_path / "owner.key"
+    owner_secret = bytes(31) + b"\x71"
+    owner_file.write_text(owner_secret.hex() + "\n")
+    gw_key = schnorr.pubkey(bytes(31) + b"\x72")
+    out = tmp_path / "gw.cert"
+    args = ["gateway", "certify", "--owner-key", str(owner_file), "--gateway-key", gw_key.hex()]
+    assert main([*args, "--site", "w1", "--days", "30", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    owner = schnorr.pubkey(owner_secret)
+    assert f"--owner-pub {owner.hex()}" in printed and str(out) in printed
+    c = cert.verify(bytes.fromhex(out.read_text()), owner, int(time.time()))
+    assert (c.gateway, c.site) == (gw_key, "w1")
+    assert 30 * 86400 <= c.not_after - c.not_before <= 30 * 86400 + 600
+    # Each mistake is one clear line and exit status 2.
+    assert main([*args, "--site", "w/1", "--out", str(out)]) == 2
+    assert "site: got 'w/1'" in capsys.readouterr().err
+    assert main([*args, "--site", "w1", "--days", "0", "--out", str(out)]) == 2
+    assert "days: got 0" in capsys.readouterr().err
+    bad = ["gateway", "certify", "--owner-key", str(tmp_path / "none"), "--gateway-key", "ab"]
+    with pytest.raises(SystemExit) as exit_:
+        main([*bad, "--site", "w1"])
+    assert exit_.value.code == 2 and "--owner-key" in capsys.readouterr().err
+    assert main([*args[:4], "--gateway-key", "abcd", "--site", "w1", "--out", str(out)]) == 2
+    assert "gateway key: got 2 bytes, want 32" in capsys.readouterr().err

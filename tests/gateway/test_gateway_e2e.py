@@ -18,12 +18,14 @@ from device import reading, simulate
 from gateway import batch, merkle, settings
 from gateway.registry import Box, Registry
 from tests.conftest import REPO, Mosquitto
+from tests.device.receiver import OWNER, certify_gateway
 
 
 def gateway_settings(broker: Mosquitto, data: Path, **batch_opts: float) -> settings.Settings:
+    cert = certify_gateway(data, "e2e")
     return settings.from_dict(
         {
-            "gateway": {"site": "e2e", "data_dir": str(data)},
+            "gateway": {"site": "e2e", "data_dir": str(data), "certificate": str(cert)},
             "mqtt": {"port": broker.port},
             "batch": {"max_readings": 64, "max_age_s": 0.3} | batch_opts,
             "spool": {"commit_interval_s": 0.01},
@@ -40,7 +42,7 @@ def sim_settings(broker: Mosquitto, data: Path, boxes: int, readings: int | None
         interval_s=0.01,
         data_dir=data,
         readings=readings,
-        **kw,
+        **{"owner_key": OWNER} | kw,
     )
 
 
@@ -107,7 +109,8 @@ GATEWAY = """
 import asyncio, logging, sys
 from gateway import app, settings
 logging.basicConfig(level=logging.WARNING)
-s = settings.from_dict({"gateway": {"site": "e2e", "data_dir": sys.argv[1]},
+s = settings.from_dict({"gateway": {"site": "e2e", "data_dir": sys.argv[1],
+                                    "certificate": sys.argv[1] + "/gateway.cert"},
                         "mqtt": {"port": int(sys.argv[2])},
                         "batch": {"max_readings": 32, "max_age_s": 0.2},
                         "spool": {"commit_interval_s": 0.005}, "status": {"port": 0}})
@@ -120,12 +123,13 @@ async def test_sigkill_during_a_stream_loses_and_doubles_nothing(
 ) -> None:
     """Kill the gateway with SIGKILL 20 times while boxes stream; restart it each time.
     Every reading a box sent ends up in exactly one sealed batch."""
-    sim = sim_settings(mosquitto, tmp_path / "boxes", boxes=3, readings=None, gateway_key=None)
+    sim = sim_settings(mosquitto, tmp_path / "boxes", boxes=3, readings=None)
     boxes = [simulate.make_box(sim, i) for i in range(3)]
     for b in boxes:  # resend quickly when the gateway was killed before acknowledging
         b.cfg["ack_timeout_s"] = 1
     gw_data = tmp_path / "gw"
     register(gw_data, boxes)
+    certify_gateway(gw_data, "e2e")
     rng = random.Random(5)
 
     async def start() -> asyncio.subprocess.Process:
@@ -215,7 +219,11 @@ async def test_cloud_outage_drains_in_order_without_loss_or_duplicates(
         await ledger.apply_registry(cloud_registry.sign_request(owner, change))
     s = settings.from_dict(
         {
-            "gateway": {"site": "e2e", "data_dir": str(tmp_path / "gw")},
+            "gateway": {
+                "site": "e2e",
+                "data_dir": str(tmp_path / "gw"),
+                "certificate": str(certify_gateway(tmp_path / "gw", "e2e")),
+            },
             "mqtt": {"port": mosquitto.port},
             "batch": {"max_readings": 16, "max_age_s": 0.2},
             "uplink": {"url": f"http://127.0.0.1:{port}", "max_backoff_s": 1},

@@ -29,6 +29,7 @@ from gateway.spool import (
     evidence_size,
 )
 from tests.conftest import Mosquitto, free_port
+from tests.device.receiver import OWNER, certify_gateway
 
 
 def garbage(i: int, size: int = 4096) -> Rejected:
@@ -138,16 +139,17 @@ async def test_a_garbage_flood_through_mosquitto_never_blocks_good_readings(
         interval_s=0.01,
         data_dir=tmp_path / "boxes",
         readings=40,
+        owner_key=OWNER,
     )
     boxes = [simulate.make_box(sim, i) for i in range(3)]
-    gw_dir.mkdir()
+    cert = certify_gateway(gw_dir, site)
     reg = Registry(gw_dir / "registry.json")
     for b in boxes:
         reg.put(Box(b.key, b.cfg["label"], site))
     reg.close()
     s = settings.from_dict(
         {
-            "gateway": {"site": site, "data_dir": str(gw_dir)},
+            "gateway": {"site": site, "data_dir": str(gw_dir), "certificate": str(cert)},
             "mqtt": {"port": mosquitto.port},
             "batch": {"max_readings": 64, "max_age_s": 0.3},
             "spool": {

@@ -40,6 +40,8 @@ def test_the_sample_gateway_toml_loads_with_its_documented_values() -> None:
         ),
         ({"gateway": {"site": "s"}, "extra": {}}, "unknown table(s): extra"),
         ({"gateway": {"site": "s", "sign_acks": "yes"}}, "[gateway] sign_acks: got 'yes'"),
+        ({"gateway": {"site": "s", "certificate": 1}}, "[gateway] certificate: got 1"),
+        ({"gateway": {"site": "s", "certificate": ""}}, "[gateway] certificate: got ''"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_option(raw: dict, message: str) -> None:
@@ -53,3 +55,10 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
     path.write_text("[gateway\nsite = 1")
     with pytest.raises(settings.SettingsError, match=r"gateway\.toml: not valid TOML"):
         settings.load(path)
+
+
+def test_the_certificate_path_is_relative_to_the_settings_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text('[gateway]\nsite = "s"\ncertificate = "gw.cert"\n')
+    assert settings.load(path).certificate == tmp_path / "gw.cert"
+    assert settings.from_dict({"gateway": {"site": "s"}}).certificate is None

@@ -16,6 +16,7 @@ from device import simulate
 from gateway import app, settings
 from gateway.registry import Box, Registry
 from tests.conftest import Mosquitto, free_port, need_or_skip
+from tests.device.receiver import OWNER, certify_gateway
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -40,6 +41,7 @@ async def test_status_json_metrics_and_page(mosquitto: Mosquitto, tmp_path: Path
         readings=20,
         profiles=("coldroom", "failing"),
         failure_after_min=0,
+        owner_key=OWNER,
     )
     boxes = [simulate.make_box(sim, i) for i in range(2)]
     (tmp_path / "gw").mkdir()
@@ -54,7 +56,11 @@ async def test_status_json_metrics_and_page(mosquitto: Mosquitto, tmp_path: Path
     reg.close()
     s = settings.from_dict(
         {
-            "gateway": {"site": "st", "data_dir": str(tmp_path / "gw")},
+            "gateway": {
+                "site": "st",
+                "data_dir": str(tmp_path / "gw"),
+                "certificate": str(certify_gateway(tmp_path / "gw", "st")),
+            },
             "mqtt": {"port": mosquitto.port},
             "status": {"port": port},
             "alarms": {"tight": {"high_c": 4.0, "delay_consecutive_s": 0, "hysteresis_c": 0.2}},

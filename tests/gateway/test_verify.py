@@ -12,7 +12,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device import reading, schnorr, topics
+from device import ack, reading, schnorr, topics
 from gateway import settings as gw_settings
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
@@ -58,7 +58,6 @@ async def test_each_bad_message_has_its_own_reason(tmp_path: Path) -> None:
         "unregistered": signed(1, secret=STRANGER),
         "bad signature": bytes(forged),
         "seq reused": signed(6, t=NOW + 1),  # validly signed, different bytes, same seq
-        "stale seq": signed(3),
         "time in future": signed(20, t=NOW + 3600),
         "time too old": signed(21, t=NOW - 30 * 86400),
     }
@@ -68,16 +67,19 @@ async def test_each_bad_message_has_its_own_reason(tmp_path: Path) -> None:
     for reason in cases:
         assert gw.counts[reason] == 1, reason
     assert gw.counts["topic mismatch"] == 1
-    # A duplicate is not an error: acknowledged again with the committed seq.
+    # A duplicate is not an error: acknowledged again with the committed ranges.
     ack_again = await deliver(gw, first, dev)
-    assert ack_again is not None and int.from_bytes(ack_again[:4], "big") == 6
+    assert ack_again is not None and ack.decode(ack_again, BOX_KEY, None) == [(5, 6)]
     assert gw.counts["duplicate"] == 1
+    # An older seq never stored is a reading lost on the way and resent: accepted.
+    ack_old = await deliver(gw, signed(3), dev)
+    assert ack_old is not None and ack.decode(ack_old, BOX_KEY, None) == [(3, 3), (5, 6)]
     # An unsynced box's clock is not checked; our receive time is recorded beside it.
     assert await deliver(gw, signed(23, t=100, flags=reading.FLAG_CLOCK_UNSYNCED), dev)
     # The gateway kept serving and stored exactly the good readings, the rest as evidence.
     assert await deliver(gw, signed(24), dev) is not None
     db = sqlite3.connect(tmp_path / "spool.sqlite")
-    assert [s for (s,) in db.execute("SELECT seq FROM readings ORDER BY id")] == [5, 6, 23, 24]
+    assert [s for (s,) in db.execute("SELECT seq FROM readings ORDER BY id")] == [5, 6, 3, 23, 24]
     q = sqlite3.connect(tmp_path / "quarantine.sqlite")  # evidence, in its own budget
     quarantined = dict(q.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason"))
     assert quarantined == {**{r: 1 for r in cases}, "topic mismatch": 1}
