@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from cloud.follow_state import Equivocation
 from cloud.ingest import DB_INT_MAX, IngestError, decode_header
 from cloud.log_client import LogClient
 from cloud.store import Store
+from cloud.store_sqlite import OldSchemaError, SqliteDb
 from cloud.verify_bundle import verify_bundle
 from device import reading, schnorr
 from gateway import batch
@@ -316,3 +318,12 @@ async def test_the_store_keeps_each_leaf_by_reference_and_each_reading_once(
     assert [d["last_seq"] for d in await store.devices()] == [2, -1]
     assert await store.log_size() == 2
     assert (await store.entries(1, 2))[0] == tlog.batch_entry(b.encode())
+
+
+def test_a_sqlite_ledger_of_the_old_schema_is_refused_with_a_reason(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE readings (log_index INTEGER, leaf INTEGER, wire BLOB)")
+    old.close()
+    with pytest.raises(OldSchemaError, match="start with a new data directory"):
+        SqliteDb(path)
