@@ -480,28 +480,35 @@ async def _insert_leaves(
     conn: asyncpg.Connection, log_index: int, verified: Verified
 ) -> tuple[int, list[Sighting]]:
     """Store a batch's leaves under its log index (cloud/store.py, classify_leaves): one
-    statement for the stored readings they name, one for the leaves, one for any
-    equivocations. Return (readings stored for the first time, sightings).
+    statement reads the boxes' ids and the stored readings the leaves name, one inserts
+    the leaves, one any equivocations. Return (readings stored for the first time,
+    sightings).
 
     Raises NotFound for an unregistered box (boxes are never removed, and the caller
     verified them: this is a bug elsewhere, and rolls everything back).
     """
-    keys = list({r.key for r in verified.readings})
-    rows = await conn.fetch("SELECT key, id FROM devices WHERE key = ANY($1::bytea[])", keys)
-    ids: dict[bytes, int] = {key: box for key, box in rows}
-    for key in keys:
+    # One round trip for both: each (box, seq)'s box id, and its stored reading if any.
+    # LATERAL ... LIMIT 1 keeps it one index probe per pair: as a plain join, a planner
+    # without fresh statistics on `leaves` hashes the whole table instead.
+    pairs = list({(r.key, r.seq) for r in verified.readings})
+    rows = await conn.fetch(
+        "SELECT k.key, d.id, k.seq, l.wire, l.log_index, l.leaf "
+        "FROM unnest($1::bytea[], $2::bigint[]) AS k (key, seq) "
+        "JOIN devices d ON d.key = k.key "
+        "LEFT JOIN LATERAL (SELECT f.wire, f.log_index, f.leaf FROM leaves f "
+        "WHERE f.device = d.id AND f.seq = k.seq AND f.wire IS NOT NULL LIMIT 1) l ON true",
+        [key for key, _ in pairs],
+        [seq for _, seq in pairs],
+    )
+    ids: dict[bytes, int] = {key: box for key, box, *_ in rows}
+    for key, _ in pairs:
         if key not in ids:
             raise NotFound(f"box {key.hex()} is not registered")
-    by_id = {box: key for key, box in ids.items()}
-    rs = verified.readings
-    rows = await conn.fetch(
-        "SELECT l.device, l.seq, l.wire, l.log_index, l.leaf "
-        "FROM unnest($1::integer[], $2::bigint[]) AS k (device, seq) "
-        "JOIN leaves l ON l.device = k.device AND l.seq = k.seq AND l.wire IS NOT NULL",
-        [ids[r.key] for r in rs],
-        [r.seq for r in rs],
-    )
-    stored: StoredFirst = {(by_id[d], q): (bytes(w), (i, leaf)) for d, q, w, i, leaf in rows}
+    stored: StoredFirst = {
+        (key, seq): (bytes(wire), (index, leaf))
+        for key, _, seq, wire, index, leaf in rows
+        if wire is not None
+    }
     leaves, sightings = classify_leaves(log_index, verified, stored)
     await conn.execute(
         "INSERT INTO leaves (log_index, leaf, device, seq, time, wire) "
