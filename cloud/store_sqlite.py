@@ -161,18 +161,14 @@ class SqliteDb:
 
     def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         wanted = list(keys)
-        found: dict[NodeKey, bytes] = {}
-        for i in range(0, len(wanted), 250):  # two parameters each, under SQLite's limit
-            part = wanted[i : i + 250]
-            # A join on the primary key (a row-value IN (VALUES ...) would scan the table).
-            rows = self.db.execute(
-                "WITH k(level, idx) AS (VALUES "
-                + ",".join(["(?, ?)"] * len(part))
-                + ") SELECT n.level, n.idx, n.hash FROM k JOIN log_nodes n "
-                "ON n.level = k.level AND n.idx = k.idx",
-                [n for key in part for n in key],
+        found: dict[NodeKey, bytes] = {
+            (level, idx): h
+            for level, idx, h in self._join_pairs(
+                wanted,
+                "SELECT n.level, n.idx, n.hash FROM k JOIN log_nodes n "
+                "ON n.level = k.a AND n.idx = k.b",
             )
-            found.update(((level, idx), h) for level, idx, h in rows)
+        }
         for key in wanted:
             if key not in found:
                 raise NotFound(f"log node (level {key[0]}, index {key[1]})")
@@ -374,19 +370,24 @@ class SqliteDb:
     def _first_stored(self, verified: Verified, ids: dict[bytes, int]) -> StoredFirst:
         """The stored readings among a batch's (box, seq): their bytes and carrier."""
         keys = {ids[k]: k for k in {r.key for r in verified.readings}}
-        pairs = list({(ids[r.key], r.seq) for r in verified.readings})
-        found: StoredFirst = {}
-        for i in range(0, len(pairs), 250):  # two parameters each, under SQLite's limit
+        rows = self._join_pairs(
+            list({(ids[r.key], r.seq) for r in verified.readings}),
+            "SELECT l.device, l.seq, l.wire, l.log_index, l.leaf FROM k JOIN leaves l "
+            "ON l.device = k.a AND l.seq = k.b AND l.wire IS NOT NULL",
+        )
+        return {(keys[d], q): (w, (index, leaf)) for d, q, w, index, leaf in rows}
+
+    def _join_pairs(self, pairs: list[tuple[int, int]], select: str) -> list[tuple[Any, ...]]:
+        """Run `select`, which joins table k(a, b) of `pairs` to a table on its key, in
+        parts under SQLite's parameter limit. (A row-value IN (VALUES ...) would scan.)"""
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(pairs), 250):  # two parameters each
             part = pairs[i : i + 250]
-            rows = self.db.execute(
-                "WITH k(device, seq) AS (VALUES "
-                + ",".join(["(?, ?)"] * len(part))
-                + ") SELECT l.device, l.seq, l.wire, l.log_index, l.leaf FROM k JOIN leaves l "
-                "ON l.device = k.device AND l.seq = k.seq AND l.wire IS NOT NULL",
-                [n for pair in part for n in pair],
+            values = ",".join(["(?, ?)"] * len(part))
+            rows += self.db.execute(
+                f"WITH k(a, b) AS (VALUES {values}) {select}", [n for p in part for n in p]
             )
-            found.update(((keys[d], q), (w, (i_, leaf))) for d, q, w, i_, leaf in rows)
-        return found
+        return rows
 
     def reading(self, device: bytes, seq: int) -> StoredReading | None:
         row = self.db.execute(
