@@ -29,6 +29,7 @@ from gateway import batch, merkle
 log = logging.getLogger("pharmasync.cloud.ledger")
 
 MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
+EQUIVOCATIONS_SHOWN = 5  # named in a batch's ERROR line; the API lists them all
 
 
 class LedgerError(Refused):
@@ -185,19 +186,23 @@ class Ledger:
             len(stored.sightings),
             stored.log_index,
         )
-        for s in stored.equivocations:
+        if stored.equivocations:
+            # One line per batch, however many: a cloned box must not flood the log.
+            shown = ", ".join(
+                f"box {s.key.hex()} seq {s.seq} (leaf {s.leaf}; stored at log index "
+                f"{s.first[0]} leaf {s.first[1]})"
+                for s in stored.equivocations[:EQUIVOCATIONS_SHOWN]
+            )
+            more = len(stored.equivocations) - EQUIVOCATIONS_SHOWN
             log.error(
-                "EQUIVOCATION: box %s signed two readings with seq %d (its key may be "
-                "cloned): stored at log index %d leaf %d, other bytes at log index %d leaf "
-                "%d (batch %d of gateway %s), kept as evidence",
-                s.key.hex(),
-                s.seq,
-                s.first[0],
-                s.first[1],
-                s.log_index,
-                s.leaf,
+                "EQUIVOCATION: batch %d of gateway %s (log index %d) carries %d readings "
+                "signed again with other bytes (a cloned box key?), kept as evidence: %s%s",
                 header.seq,
                 header.gateway_key.hex(),
+                stored.log_index,
+                len(stored.equivocations),
+                shown,
+                f" and {more} more" if more > 0 else "",
             )
 
     async def checkpoint_at(self, size: int) -> str:
