@@ -262,6 +262,9 @@ async def test_a_header_seq_beyond_the_databases_is_a_400_naming_it(cloud: Cloud
         assert (status, problem["reason"]) == (400, "seq"), problem
     _, entries = await cloud.get("/v1/log/entries", start=0)
     assert len(entries["entries"]) == 4  # the registry changes only
+    # An auditor's largest index is no batch either (its index + 1 no longer reaches SQL).
+    status, problem = await cloud.get(f"/v1/log/entries/{DB_INT_MAX}/readings")
+    assert (status, problem["reason"]) == (404, "not a batch")
 
 
 def test_decode_header_names_the_field_and_passes_the_largest_storable_seq() -> None:
