@@ -33,6 +33,11 @@ class NotFound(LookupError):
     """No such entry or node; str() names it."""
 
 
+class SchemaError(RuntimeError):
+    """The database holds a ledger of a schema this code cannot use; str() says what to do.
+    (Raised when a store is opened: `cloud serve` should print it as one line.)"""
+
+
 class StoreConflict(Exception):
     """A write lost a race: `reason` is "conflict" (another header is stored for this
     (gateway, seq)) or "chain" (the batch no longer follows the gateway's last one)."""

@@ -29,6 +29,7 @@ from cloud.store import (
     BatchStored,
     KnownState,
     NotFound,
+    SchemaError,
     Sighting,
     StoreConflict,
     StoredFirst,
@@ -121,7 +122,7 @@ CREATE TABLE equivocations (
 """
 
 
-class SchemaVersionError(RuntimeError):
+class SchemaVersionError(SchemaError):
     """The database holds a ledger schema this code does not know."""
 
     def __init__(self, got: object) -> None:

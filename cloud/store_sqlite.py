@@ -23,6 +23,7 @@ from cloud.store import (
     BatchStored,
     KnownState,
     NotFound,
+    SchemaError,
     Sighting,
     StoreConflict,
     StoredFirst,
@@ -36,7 +37,7 @@ from gateway.spool import Immediate
 T = TypeVar("T")
 
 
-class OldSchemaError(RuntimeError):
+class OldSchemaError(SchemaError):
     """The file holds a ledger written before readings were stored exactly once (a
     `readings` table with every leaf's bytes). There is no migration: PharmaSync has not
     shipped a release; start a new data directory."""
