@@ -106,7 +106,9 @@ async def bundle(cloud: Cloud, box: bytes, seq: int) -> dict:
     return found
 
 
-async def test_a_reading_carried_twice_in_one_batch_is_stored_once(cloud: Cloud) -> None:
+async def test_a_reading_carried_twice_in_one_batch_is_stored_once(
+    cloud: Cloud, tmp_path: Path
+) -> None:
     r0, r1 = signed(BOX, 0), signed(BOX, 1)
     wires = [r0, r1, r0]  # a gateway that heard r0 twice (a resend crossed its ack)
     status, receipt = await cloud.upload(upload(Chains().seal(GW, wires), wires))
@@ -129,6 +131,10 @@ async def test_a_reading_carried_twice_in_one_batch_is_stored_once(cloud: Cloud)
     found = await bundle(cloud, BOX, 0)
     assert found["batch"]["index"] == 0 and found["batch"]["size"] == 3
     assert verify_bundle(found, log_vkey=found["log_vkey"]).reading.seq == 0
+    async with aiohttp.ClientSession() as http:
+        client = LogClient(http, cloud.url("/"), retries=0)
+        result = await Follower(client, tmp_path / "audit.json", readings=True).poll()
+    assert (result.readings, result.duplicates, result.equivocations) == (3, 1, ())
 
 
 async def test_a_second_sites_gateway_carrying_the_readings_again_adds_only_sightings(
@@ -321,6 +327,14 @@ async def test_the_store_keeps_each_leaf_by_reference_and_each_reading_once(
     assert [d["last_seq"] for d in await store.devices()] == [2, -1]
     assert await store.log_size() == 2
     assert (await store.entries(1, 2))[0] == tlog.batch_entry(b.encode())
+    # Both bytes of a new (box, seq) in one batch: the first leaf is the reading.
+    r9, r9b = signed(BOX2, 9), signed(BOX2, 9, temperature=2000)
+    third = await store.store_batch(await check(store, chains.seal(GW, [r9, r9b]), [r9, r9b]))
+    assert third.new_readings == 1 and [(s.leaf, s.first) for s in third.equivocations] == [
+        (1, (2, 0))
+    ]
+    assert await store.batch_readings(2) == [r9, r9b]
+    assert await store.history(schnorr.pubkey(BOX2), 0, 2**32, 10) == [r9]
 
 
 def test_a_sqlite_ledger_of_the_old_schema_is_refused_with_a_reason(tmp_path: Path) -> None:
