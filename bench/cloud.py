@@ -10,9 +10,10 @@
    readings measured in this run (one core: the ceiling a verifying ledger works against).
 2. Proofs at scale: a ledger of --stored readings (1,000 boxes, batches of 1,024) written
    straight into the SQLite store (the readings' signatures are random bytes: proofs do
-   not look at them, and signing 10 M readings would take this machine ten minutes); then
-   p50/p99 of a reading's proof bundle, server-side (Ledger.bundle) and over HTTP.
-3. Storage: bytes of database per stored reading at that size.
+   not look at them, and signing 10 M readings would take this machine ten minutes); with
+   --again-every k a second gateway carries every k-th batch again (duplicate sightings);
+   then p50/p99 of a reading's proof bundle, server-side (Ledger.bundle) and over HTTP.
+3. Storage: bytes of database per stored reading (each (box, seq) once) at that size.
 Targets (issue 5): ingest >= 10,000 readings/s on SQLite and >= 0.5 x raw verification;
 proof bundle p99 < 5 ms server-side; <= 200 bytes per reading. Ends with one line of JSON.
 """
@@ -181,17 +182,23 @@ def pg_database(server: str) -> tuple[str, str] | None:
 # -- 2, 3. proofs and storage at scale ---------------------------------------------------
 
 
-def build_ledger(path: Path, stored: int, boxes: int = 1000) -> tuple[list[bytes], float]:
+def build_ledger(
+    path: Path, stored: int, boxes: int = 1000, again_every: int = 0
+) -> tuple[list[bytes], float, int]:
     """Write `stored` readings of `boxes` boxes into a new SQLite ledger, in batches of
-    1,024 with real signed, chained headers; return (box keys, seconds)."""
+    1,024 with real signed, chained headers; with `again_every` k > 0, a second site's
+    gateway carries every k-th batch's readings again (a batch of duplicate sightings,
+    stored by reference). Return (box keys, seconds, leaves written)."""
     db = SqliteDb(path)
-    gw = os.urandom(32)
+    gw, gw2 = os.urandom(32), os.urandom(32)
     keys = [os.urandom(32) for _ in range(boxes)]
     for key in keys:
         db.register_device(key, "b", "")
     db.register_gateway(schnorr.pubkey(gw), "b")
+    db.register_gateway(schnorr.pubkey(gw2), "c")
     now = int(time.time()) - stored // boxes
-    started, prev, seq, n = time.perf_counter(), batch.GENESIS_PREV, 0, 0
+    started, prev, seq, n, leaves = time.perf_counter(), batch.GENESIS_PREV, 0, 0, 0
+    prev2, seq2 = batch.GENESIS_PREV, 0
     fake_sig = os.urandom(64)
     while n < stored:
         count = min(BATCH, stored - n)
@@ -202,15 +209,20 @@ def build_ledger(path: Path, stored: int, boxes: int = 1000) -> tuple[list[bytes
             wire = body + fake_sig
             wires.append(wire)
             readings.append(reading.decode(wire))
-        header = batch.seal(gw, seq, prev, wires, times=[r.time for r in readings])
+        times = [r.time for r in readings]
+        header = batch.seal(gw, seq, prev, wires, times=times)
         db.store_batch(Verified(header, header.encode(), readings, wires))
-        prev, seq, n = header.hash(), seq + 1, n + count
+        prev, seq, n, leaves = header.hash(), seq + 1, n + count, leaves + count
+        if again_every and seq % again_every == 0:
+            again = batch.seal(gw2, seq2, prev2, wires, times=times)
+            db.store_batch(Verified(again, again.encode(), readings, wires))
+            prev2, seq2, leaves = again.hash(), seq2 + 1, leaves + count
         if seq % 500 == 0:
             rate = n / (time.perf_counter() - started)
             print(f"  stored {n:,} of {stored:,} readings ({rate:,.0f}/s)", flush=True)
     db.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
-    return keys, time.perf_counter() - started
+    return keys, time.perf_counter() - started, leaves
 
 
 def report_ingest(engine: str, res: dict[str, Any], raw: float) -> dict[str, Any]:
@@ -278,6 +290,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12, help="per gateway")
     parser.add_argument("--stored", type=int, default=10_000_000, help="readings for proofs")
     parser.add_argument("--samples", type=int, default=2000, help="proof bundles timed")
+    parser.add_argument(
+        "--again-every",
+        type=int,
+        default=0,
+        help="a second gateway carries every k-th batch again (duplicate sightings; 0: none)",
+    )
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     args = parser.parse_args()
@@ -302,16 +320,17 @@ def main() -> None:
         print(f"building a ledger of {args.stored:,} readings ...")
         path = work / "big" / "ledger.sqlite"
         path.parent.mkdir()
-        keys, seconds = build_ledger(path, args.stored)
+        keys, seconds, leaves = build_ledger(path, args.stored, again_every=args.again_every)
         size = path.stat().st_size
         out |= {
             "stored_readings": args.stored,
+            "batch_leaves": leaves,
             "build_seconds": round(seconds, 1),
             "bytes_per_reading": round(size / args.stored, 1),
         }
         print(
-            f"stored                      : {args.stored:,} readings in {seconds:.0f} s; "
-            f"{size / 1e9:.2f} GB = {size / args.stored:.1f} bytes/reading "
+            f"stored                      : {args.stored:,} readings ({leaves:,} batch leaves) "
+            f"in {seconds:.0f} s; {size / 1e9:.2f} GB = {size / args.stored:.1f} bytes/reading "
             f"(target <= {BYTES_TARGET:.0f})"
         )
         lat = asyncio.run(proof_latency(path, keys, args.stored // 1000, args.samples))

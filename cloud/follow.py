@@ -14,8 +14,12 @@ Each poll (`Follower.poll`), in order:
                  follows its gateway's previous batch (seq + 1, prev hash = hash of the
                  previous header); a registry change in canonical form signed by its
                  owner key; else BAD ENTRY or BROKEN GATEWAY CHAIN. With `readings`, each
-                 batch's readings too (count, time span, Merkle root, every box
-                 signature), else BAD READINGS
+                 batch's leaves too (count, time span, Merkle root, every box
+                 signature), else BAD READINGS; and each reading (box, seq) against those
+                 seen before (SeenReadings, kept across polls): a leaf carrying it again
+                 with the same bytes is a duplicate sighting (boxes travel between
+                 gateways: counted), one with other bytes an equivocation (the box's key
+                 may be cloned: reported, but not the log's misbehaviour, so no alarm)
     root         the entries, folded into the compact range of all entries seen, must
                  give the checkpoint's root, else ENTRIES DO NOT MATCH CHECKPOINT
 
@@ -43,8 +47,10 @@ from cloud.compact import CompactRange
 from cloud.follow_state import (
     SOURCE_FIRST_USE,
     SOURCE_GIVEN,
+    Equivocation,
     FollowState,
     GatewayHead,
+    SeenReadings,
     StateError,
     load_state,
     save_state,
@@ -60,6 +66,7 @@ EXIT_NETWORK: Final = 1  # the log could not be read, after retries
 EXIT_USAGE: Final = 2  # arguments or the state file are wrong
 EXIT_MISBEHAVIOUR: Final = 3  # the log was caught misbehaving
 ALARM_PREFIX: Final = "!!! "
+EQUIVOCATION_PREFIX: Final = "EQUIVOCATION: "  # a report line, not an alarm: the log is honest
 
 
 class Alarm(enum.Enum):
@@ -120,6 +127,8 @@ class PollResult:
     readings: int  # readings verified (with `readings`)
     pinned: str | None  # the log key pinned by this poll (first use), else None
     pinned_source: str
+    duplicates: int = 0  # leaves that carried a reading seen before, same bytes
+    equivocations: tuple[Equivocation, ...] = ()  # ... and other bytes
 
 
 class Progress:
@@ -169,6 +178,11 @@ def check_batch_readings(index: int, header: batch.BatchHeader, data: bytes) -> 
 
     Raises Misbehaviour (BAD_READINGS) naming the first problem.
     """
+    return len(batch_leaves(index, header, data))
+
+
+def batch_leaves(index: int, header: batch.BatchHeader, data: bytes) -> list[bytes]:
+    """check_batch_readings, returning the batch's leaves. Raises Misbehaviour."""
     where = [
         ("entry", str(index)),
         ("gateway", header.gateway_key.hex()),
@@ -193,7 +207,7 @@ def check_batch_readings(index: int, header: batch.BatchHeader, data: bytes) -> 
                 f"reading {position} does not verify under its box key",
                 [*where, ("box", decoded.key.hex()), ("seq", str(decoded.seq))],
             )
-    return len(wires)
+    return wires
 
 
 def check_entry(
@@ -372,14 +386,17 @@ class Follower:
                 [("checkpoint verified before", state.checkpoint), ("checkpoint now", note)],
             ) from e
 
-    async def _readings(self, batches: list[tuple[int, batch.BatchHeader]]) -> int:
-        """Download and check the readings of `batches` (index, header), a few at a time."""
+    async def _readings(
+        self, batches: list[tuple[int, batch.BatchHeader]]
+    ) -> list[tuple[int, list[bytes]]]:
+        """Download and check the leaves of `batches` (index, header), a few at a time;
+        return (index, leaves) in the order given."""
         limit = asyncio.Semaphore(self.concurrency)
 
-        async def one(index: int, header: batch.BatchHeader) -> int:
+        async def one(index: int, header: batch.BatchHeader) -> list[bytes]:
             async with limit:
                 data = await self.client.batch_readings(index)
-            return check_batch_readings(index, header, data)
+            return batch_leaves(index, header, data)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -388,17 +405,18 @@ class Follower:
             # An alarm outranks a network error that happened beside it.
             errors = failed.exceptions
             raise next((e for e in errors if isinstance(e, Misbehaviour)), errors[0]) from None
-        return sum(t.result() for t in tasks)
+        return [(i, t.result()) for (i, _), t in zip(batches, tasks, strict=True)]
 
     async def _catch_up(
-        self, state: FollowState, checkpoint: Checkpoint
-    ) -> tuple[CompactRange, dict[bytes, GatewayHead], int]:
+        self, state: FollowState, checkpoint: Checkpoint, seen: SeenReadings | None
+    ) -> tuple[CompactRange, dict[bytes, GatewayHead], Sightings]:
         """Download, check and fold entries [state.size, checkpoint.size); return the new
-        compact range, gateway heads and readings verified. Raises Misbehaviour, FetchError."""
+        compact range, gateway heads and, with `seen` (the readings mode), the readings
+        verified and sighted again. Raises Misbehaviour, FetchError."""
         frontier = state.frontier()
         gateways = dict(state.gateways)
         progress = Progress(checkpoint.size - state.size, self.progress)
-        checked_readings = 0
+        sightings = Sightings()
         index = state.size
         while index < checkpoint.size:
             page = await self.client.entries(index, min(checkpoint.size, index + self.page_size))
@@ -408,12 +426,13 @@ class Follower:
                 if header is not None:
                     headers.append((index + offset, header))
                 frontier.append_leaf_hash(tlog.entry_leaf(entry))
-            if self.readings:
-                checked_readings += await self._readings(headers)
+            if seen is not None:
+                for entry_index, leaves in await self._readings(headers):
+                    sightings.add(seen, entry_index, leaves)  # in log order: first is first
             index += len(page)
             progress.advance(len(page))
         progress.finish()
-        return frontier, gateways, checked_readings
+        return frontier, gateways, sightings
 
     async def poll(self) -> PollResult:
         """Verify the log's latest checkpoint and every entry since the last poll; save
@@ -423,43 +442,79 @@ class Follower:
         note, checkpoint = await self._checkpoint(state)
         self._compare(state, note, checkpoint)
         old_size = state.size
-        entries = checked_readings = 0
-        if checkpoint.size > state.size:
-            await self._consistency(state, note, checkpoint)
-            frontier, gateways, checked_readings = await self._catch_up(state, checkpoint)
-            if frontier.root() != checkpoint.root_hash:
-                raise Misbehaviour(
-                    Alarm.ROOT_MISMATCH,
-                    f"entries [{state.size}, {checkpoint.size}) as served do not give the "
-                    "signed root",
-                    [
-                        ("log", self.client.url),
-                        ("computed root", frontier.root().hex()),
-                        ("signed root", checkpoint.root_hash.hex()),
-                    ],
-                    [("checkpoint now", note)],
+        entries = 0
+        sightings = Sightings()
+        seen = (
+            SeenReadings(SeenReadings.path_for(self.state_path), fresh=stored is None)
+            if self.readings
+            else None
+        )
+        try:
+            if checkpoint.size > state.size:
+                await self._consistency(state, note, checkpoint)
+                frontier, gateways, sightings = await self._catch_up(state, checkpoint, seen)
+                if frontier.root() != checkpoint.root_hash:
+                    raise Misbehaviour(
+                        Alarm.ROOT_MISMATCH,
+                        f"entries [{state.size}, {checkpoint.size}) as served do not give the "
+                        "signed root",
+                        [
+                            ("log", self.client.url),
+                            ("computed root", frontier.root().hex()),
+                            ("signed root", checkpoint.root_hash.hex()),
+                        ],
+                        [("checkpoint now", note)],
+                    )
+                entries = checkpoint.size - state.size
+                state = replace(
+                    state,
+                    compact_range=frontier.hashes,
+                    size=checkpoint.size,
+                    root=checkpoint.root_hash,
+                    gateways=gateways,
                 )
-            entries = checkpoint.size - state.size
-            state = replace(
-                state,
-                compact_range=frontier.hashes,
-                size=checkpoint.size,
-                root=checkpoint.root_hash,
-                gateways=gateways,
-            )
-        if entries or stored is None or state.checkpoint != note:
-            state = replace(state, url=self.client.url, origin=checkpoint.origin, checkpoint=note)
-            save_state(self.state_path, state)
+            if seen is not None:
+                seen.commit()  # before the state: a crash between leaves it ahead, not behind
+            if entries or stored is None or state.checkpoint != note:
+                state = replace(
+                    state, url=self.client.url, origin=checkpoint.origin, checkpoint=note
+                )
+                save_state(self.state_path, state)
+        finally:
+            if seen is not None:
+                seen.close()
         return PollResult(
             old_size=old_size,
             size=checkpoint.size,
             root=checkpoint.root_hash,
             origin=checkpoint.origin,
             entries=entries,
-            readings=checked_readings,
+            readings=sightings.readings,
             pinned=pinned_now,
             pinned_source=state.log_vkey_source,
+            duplicates=sightings.duplicates,
+            equivocations=tuple(sightings.equivocations),
         )
+
+
+class Sightings:
+    """What one poll learnt of the readings it verified, leaf by leaf (SeenReadings)."""
+
+    def __init__(self) -> None:
+        self.readings = 0  # leaves verified
+        self.duplicates = 0
+        self.equivocations: list[Equivocation] = []
+
+    def add(self, seen: SeenReadings, entry: int, leaves: list[bytes]) -> None:
+        """Record the verified leaves of batch entry `entry` (decoded: they verified)."""
+        for position, wire in enumerate(leaves):
+            r = reading.decode(wire)
+            found = seen.record(entry, position, r.key, r.seq, wire)
+            if isinstance(found, Equivocation):
+                self.equivocations.append(found)
+            elif found:
+                self.duplicates += 1
+        self.readings += len(leaves)
 
 
 def _count(number: int, one: str, many: str) -> str:
@@ -481,9 +536,24 @@ def describe_poll(result: PollResult, state_path: Path) -> list[str]:
     lines.append(
         f"{head}: {_count(result.entries, 'new entry', 'new entries')} verified"
         + (f", {_count(result.readings, 'reading', 'readings')}" if result.readings else "")
+        + (
+            f" ({_count(result.duplicates, 'duplicate sighting', 'duplicate sightings')})"
+            if result.duplicates
+            else ""
+        )
         + (f", consistent with size {result.old_size}" if result.old_size else "")
     )
+    lines += [describe_equivocation(e) for e in result.equivocations]
     return lines
+
+
+def describe_equivocation(e: Equivocation) -> str:
+    """One line for an equivocation the follower found (a box's problem, not the log's)."""
+    return (
+        f"{EQUIVOCATION_PREFIX}box {e.box.hex()} signed two readings with seq {e.seq}: "
+        f"entry {e.first[0]} leaf {e.first[1]} and entry {e.again[0]} leaf {e.again[1]} "
+        "differ (its key may be cloned; GET /v1/devices/<box>/equivocations has both)"
+    )
 
 
 async def follow(

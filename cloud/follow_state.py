@@ -19,6 +19,12 @@ old state or the new one, never half of either:
 
 Loading re-checks that the compact range folds to the stored root, so a damaged or
 hand-edited file is refused instead of quietly trusted.
+
+With --readings, the follower also keeps `SeenReadings` beside it (<state>.readings.sqlite):
+a digest of every reading (box, seq) it verified and where it was first carried, so it
+tells a reading carried again by another batch (a duplicate, normal: boxes travel between
+gateways) from other signed bytes under the same (box, seq) (an equivocation: the box's
+key may be cloned) across polls (docs/protocol.md, "Exactly once").
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -188,3 +195,76 @@ def save_state(path: Path, state: FollowState) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Equivocation:
+    """Two leaves of the log carrying different signed bytes for one reading (box, seq):
+    `first` and `again` are (log entry, leaf)."""
+
+    box: bytes
+    seq: int
+    first: tuple[int, int]
+    again: tuple[int, int]
+
+
+class SeenReadings:
+    """The readings a follower verified: (box, seq) -> a digest of the first bytes seen and
+    where (log entry, leaf). Changes become durable only by commit(), which the follower
+    calls just before saving its state, so an alarm leaves both as they were. (A crash
+    between the two leaves this file ahead; re-seeing a leaf at the same place is then
+    not a duplicate.)"""
+
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS seen (box BLOB NOT NULL, seq INTEGER NOT NULL, "
+        "digest BLOB NOT NULL, entry INTEGER NOT NULL, leaf INTEGER NOT NULL, "
+        "PRIMARY KEY (box, seq)) WITHOUT ROWID"
+    )
+
+    def __init__(self, path: Path, *, fresh: bool) -> None:
+        """Open (create) the file at `path`; `fresh` empties it (the follower starts from
+        entry 0). Raises StateError (or OSError) if it cannot be opened."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path)
+            self.db.execute(self.SCHEMA)
+            if fresh:
+                self.db.execute("DELETE FROM seen")
+            self.db.commit()
+        except sqlite3.Error as e:
+            raise StateError(f"{path}: {e}") from None
+
+    @staticmethod
+    def path_for(state_path: Path) -> Path:
+        """Where the readings of the follower whose state is at `state_path` are kept."""
+        return state_path.with_suffix(".readings.sqlite")
+
+    def record(
+        self, entry: int, leaf: int, box: bytes, seq: int, wire: bytes
+    ) -> Equivocation | bool:
+        """Note that leaf `leaf` of log entry `entry` carries `wire` as reading (box, seq).
+        Return False for a reading first seen here, True for a duplicate (the same bytes
+        seen before at another place), or the Equivocation."""
+        digest = hashlib.sha256(wire).digest()[:16]
+        added = self.db.execute(
+            "INSERT OR IGNORE INTO seen (box, seq, digest, entry, leaf) VALUES (?, ?, ?, ?, ?)",
+            (box, seq, digest, entry, leaf),
+        )
+        if added.rowcount:
+            return False
+        first_digest, first_entry, first_leaf = self.db.execute(
+            "SELECT digest, entry, leaf FROM seen WHERE box = ? AND seq = ?", (box, seq)
+        ).fetchone()
+        if (first_entry, first_leaf) == (entry, leaf):
+            return False  # seen by a poll whose state was not saved: not a second carrier
+        if first_digest == digest:
+            return True
+        return Equivocation(box, seq, (first_entry, first_leaf), (entry, leaf))
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def close(self) -> None:
+        """Close, dropping what was not committed."""
+        self.db.rollback()
+        self.db.close()

@@ -4,6 +4,8 @@ The cloud trusts no gateway: it re-checks everything a gateway claims, and refus
 whole batch, storing nothing, at the first failure. In order:
 
     length / version / ...    the header does not decode (the field named)
+    seq                       the header's seq does not fit the ledger's databases
+                              (signed 64-bit), checked before the store is asked anything
     unregistered gateway      the header's key is not a registered gateway
     header signature          the gateway's BIP-340 signature does not verify
     conflict                  another header is stored for this (gateway, seq)   (409)
@@ -14,8 +16,17 @@ whole batch, storing nothing, at the first failure. In order:
     unregistered box          a reading's box is not registered
     reading signature         a reading's own BIP-340 signature does not verify
 
-An exact resend of a stored batch is not an error: it gets the original receipt.
-Pure and synchronous: the service runs it on a worker thread, off the event loop.
+An exact resend of a stored batch is not an error: it gets the original receipt (200),
+even when it races its original (the store reports which of them created the batch).
+
+Not refused either, because a refused batch is resent forever and breaks its gateway's
+chain (docs/protocol.md, "Exactly once"): readings the ledger already holds. A reading
+(box, seq) is stored once; a later leaf carrying the same bytes (the box was heard by
+another gateway, or twice in one batch) is recorded as a duplicate sighting, and one
+carrying other validly signed bytes as an equivocation (the box's key may be cloned):
+kept as evidence, alarmed, never served as the reading (cloud/store.py).
+
+Pure and synchronous: the service runs check_batch on a worker thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -27,9 +38,35 @@ from cloud.errors import Refused
 from device import reading, schnorr
 from gateway import batch
 
+# The largest integer the ledger's databases store (SQLite INTEGER, PostgreSQL bigint).
+DB_INT_MAX = 2**63 - 1
+
 
 class IngestError(Refused, ValueError):
     """A refused batch: `reason` names the check, `status` the HTTP status."""
+
+
+def decode_header(body: bytes) -> batch.BatchHeader:
+    """Decode an uploaded batch's header and range-check every integer in it against what
+    the ledger stores, before anything is looked up. Raises IngestError naming the field.
+
+    The wire format bounds count and times to u32 and a reading's fields to u32/i16/u16,
+    all storable; only the header's u64 seq can exceed a signed 64-bit column. No honest
+    gateway reaches 2**63 batches, so such a header is refused, not stored.
+    """
+    try:
+        header = batch.decode(bytes(body[: batch.SIZE]))
+    except batch.BatchError as e:
+        raise IngestError(e.field, str(e)) from None
+    for field, value in (
+        ("seq", header.seq),
+        ("count", header.count),
+        ("first time", header.first_time),
+        ("last time", header.last_time),
+    ):
+        if not 0 <= value <= DB_INT_MAX:
+            raise IngestError(field, f"{field}: got {value}, want 0..{DB_INT_MAX}")
+    return header
 
 
 @dataclass(frozen=True)
@@ -56,10 +93,7 @@ def check_batch(body: bytes, known: Known) -> Verified | bytes:
     """Verify an uploaded batch. Return Verified, or the stored header bytes when this is an
     exact resend (the caller answers with the original receipt). Raises IngestError."""
     head = bytes(body[: batch.SIZE])
-    try:
-        header = batch.decode(head)
-    except batch.BatchError as e:
-        raise IngestError(e.field, str(e)) from None
+    header = decode_header(head)
     if not known.gateway_registered(header.gateway_key):
         raise IngestError("unregistered gateway", f"gateway {header.gateway_key.hex()}")
     if not header.verify_signature():

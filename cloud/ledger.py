@@ -19,9 +19,9 @@ from typing import Any
 from cloud import batchtree, registry, tlog
 from cloud.checkpoint import Checkpoint, sign_checkpoint
 from cloud.errors import Refused
-from cloud.ingest import IngestError, Known, Verified, check_batch
+from cloud.ingest import IngestError, Known, Verified, check_batch, decode_header
 from cloud.note import Signer
-from cloud.store import Store, StoreConflict
+from cloud.store import BatchStored, Store, StoreConflict
 from cloud.witness_client import add_cosignatures
 from device import reading
 from gateway import batch, merkle
@@ -30,6 +30,7 @@ from gateway.ratelog import RateLimitedLog
 log = logging.getLogger("pharmasync.cloud.ledger")
 
 MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
+EQUIVOCATIONS_SHOWN = 5  # named in a batch's ERROR line; the API lists them all
 
 
 class LedgerError(Refused):
@@ -70,7 +71,9 @@ class LedgerStats:
     """Counters the metrics endpoint exports."""
 
     batches: int = 0
-    readings: int = 0
+    readings: int = 0  # readings stored for the first time (each (box, seq) once)
+    duplicates: int = 0  # leaves that carried a stored reading again, same bytes
+    equivocations: int = 0  # leaves that carried other bytes for a stored (box, seq)
     resends: int = 0
     registry_changes: int = 0
 
@@ -133,12 +136,11 @@ class Ledger:
 
     async def ingest(self, body: bytes) -> tuple[Receipt, bool]:
         """Verify and store an uploaded batch; return (receipt, True if stored now, False
-        for an exact resend answered with the original receipt). Raises LedgerError."""
+        for an exact resend answered with the original receipt, even one that raced its
+        original). Readings already stored are sightings, not errors (cloud/ingest.py).
+        Raises LedgerError."""
         try:
-            try:
-                header = batch.decode(bytes(body[: batch.SIZE]))
-            except batch.BatchError as e:
-                raise IngestError(e.field, str(e)) from None
+            header = decode_header(body)  # range-checked before the store is asked
             boxes = {
                 reading.key_of(body[i : i + reading.SIZE])
                 for i in range(batch.SIZE, len(body), reading.SIZE)
@@ -152,33 +154,58 @@ class Ledger:
             )
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._pool, check_batch, body, known)
-            created = isinstance(result, Verified)
             if isinstance(result, Verified):
-                index = await self.store.store_batch(result)
+                stored = await self.store.store_batch(result)
             else:
                 found = await self.store.batch_log_index(header.gateway_key, header.seq)
                 assert found is not None, "a stored header has a log index"
-                index = found
+                stored = BatchStored(found, created=False)
         except IngestError as e:
             raise self._refuse(e.reason, e.detail, e.status) from None
         except StoreConflict as e:
             raise self._refuse(e.reason, e.detail, 409) from None
         await self.refresh()
-        if created:
-            self.stats.batches += 1
-            self.stats.readings += header.count
-            log.info(
-                "batch %s/%d: %d readings at log index %d",
-                header.gateway_key.hex()[:12],
-                header.seq,
-                header.count,
-                index,
-            )
-        else:
+        self._count(header, stored)
+        note = await self.checkpoint_at(stored.log_index + 1)
+        receipt = Receipt(header.gateway_key, header.seq, header.hash(), stored.log_index, note)
+        return receipt, stored.created
+
+    def _count(self, header: batch.BatchHeader, stored: BatchStored) -> None:
+        """Count a stored batch (or a resend) and log it; every equivocation at ERROR."""
+        if not stored.created:
             self.stats.resends += 1
-        note = await self.checkpoint_at(index + 1)
-        receipt = Receipt(header.gateway_key, header.seq, header.hash(), index, note)
-        return receipt, created
+            return
+        self.stats.batches += 1
+        self.stats.readings += stored.new_readings
+        self.stats.duplicates += stored.duplicates
+        self.stats.equivocations += len(stored.equivocations)
+        log.info(
+            "batch %s/%d: %d readings (%d new, %d seen before) at log index %d",
+            header.gateway_key.hex()[:12],
+            header.seq,
+            header.count,
+            stored.new_readings,
+            len(stored.sightings),
+            stored.log_index,
+        )
+        if stored.equivocations:
+            # One line per batch, however many: a cloned box must not flood the log.
+            shown = ", ".join(
+                f"box {s.key.hex()} seq {s.seq} (leaf {s.leaf}; stored at log index "
+                f"{s.first[0]} leaf {s.first[1]})"
+                for s in stored.equivocations[:EQUIVOCATIONS_SHOWN]
+            )
+            more = len(stored.equivocations) - EQUIVOCATIONS_SHOWN
+            log.error(
+                "EQUIVOCATION: batch %d of gateway %s (log index %d) carries %d readings "
+                "signed again with other bytes (a cloned box key?), kept as evidence: %s%s",
+                header.seq,
+                header.gateway_key.hex(),
+                stored.log_index,
+                len(stored.equivocations),
+                shown,
+                f" and {more} more" if more > 0 else "",
+            )
 
     async def checkpoint_at(self, size: int) -> str:
         """The log's signed checkpoint note of `size` entries (without cosignatures). The
@@ -272,9 +299,12 @@ class Ledger:
         return new, await tlog.consistency_proof(self.store, old, new)
 
     async def entry_readings(self, index: int) -> list[bytes]:
-        """The readings of the batch whose header is log entry `index`. Raises LedgerError."""
-        entries = await self.store.entries(index, index + 1) if index >= 0 else []
-        if not entries or index >= self._checkpoint.size or entries[0][0] != tlog.ENTRY_BATCH:
+        """Every leaf of the batch whose header is log entry `index`, in leaf order, as
+        carried (duplicates and equivocating bytes included: auditors recompute the
+        batch's root from them). Raises LedgerError 404 for an entry that is no batch."""
+        size = self._checkpoint.size
+        entries = await self.store.entries(index, index + 1) if 0 <= index < size else []
+        if not entries or entries[0][0] != tlog.ENTRY_BATCH:
             raise LedgerError("not a batch", f"log entry {index} is not a batch header", 404)
         return await self.store.batch_readings(index)
 
@@ -318,3 +348,15 @@ class Ledger:
     ) -> list[reading.Reading]:
         """Up to `limit` readings of a box with start <= time < end, oldest first."""
         return [reading.decode(w) for w in await self.store.history(device, start, end, limit)]
+
+    # -- evidence ------------------------------------------------------------------------
+
+    async def sightings(
+        self, device: bytes, equivocations: bool, limit: int = 1000
+    ) -> list[dict[str, object]]:
+        """The first `limit` equivocations (or duplicate sightings) of a box's readings, in
+        log order, as cloud/store.py's sighting_json; only those of entries the latest
+        checkpoint includes."""
+        size = self._checkpoint.size
+        found = await self.store.sightings(device, equivocations, limit)
+        return [s for s in found if isinstance(s["log_index"], int) and s["log_index"] < size]

@@ -22,7 +22,17 @@ class _LedgerCollector(Collector):
         yield GaugeMetricFamily("pharmasync_log_size", "Entries in the latest checkpoint", cp.size)
         for name, value, doc in (
             ("batches", stats.batches, "Batches stored by this worker"),
-            ("readings", stats.readings, "Readings stored by this worker"),
+            ("readings", stats.readings, "Readings stored by this worker, each (box, seq) once"),
+            (
+                "duplicate_readings",
+                stats.duplicates,
+                "Batch leaves that carried a stored reading again (duplicate sightings)",
+            ),
+            (
+                "equivocations",
+                stats.equivocations,
+                "Batch leaves with other signed bytes for a stored (box, seq): a cloned key?",
+            ),
             ("resends", stats.resends, "Exact batch resends answered with their receipt"),
             ("registry_changes", stats.registry_changes, "Registry changes applied"),
         ):

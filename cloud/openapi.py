@@ -113,6 +113,30 @@ def document() -> dict[str, Any]:
             "last_seq": {"type": "integer"},
         },
     }
+    where = {
+        "type": "object",
+        "required": ["log_index", "leaf"],
+        "properties": {"log_index": {"type": "integer"}, "leaf": {"type": "integer"}},
+    }
+    sighting = {
+        "type": "object",
+        "required": ["seq", "log_index", "leaf", "gateway", "batch", "first"],
+        "properties": {
+            "seq": {"type": "integer"},
+            "log_index": {"type": "integer"},
+            "leaf": {"type": "integer"},
+            "gateway": HEX32,
+            "batch": {"type": "integer"},
+            "first": where,
+            "stored": HEX,
+            "conflicting": HEX,
+        },
+    }
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -305,6 +329,29 @@ def document() -> dict[str, Any]:
                     "summary": "The lots, shipments or zones a box was attached to",
                     "parameters": [DEVICE],
                     "responses": {"200": _json("Attachments", {"type": "array"}), "400": BAD},
+                }
+            },
+            "/v1/devices/{device}/equivocations": {
+                "get": {
+                    "summary": "A box's equivocations: two signed readings with one seq",
+                    "description": "Each sighting of other bytes for a stored (box, seq), in "
+                    "log order: where it was carried, the stored bytes (served as the reading) "
+                    "and the conflicting ones (kept as evidence, never served).",
+                    "parameters": [DEVICE, limit],
+                    "responses": {
+                        "200": _json("Equivocations", {"type": "array", "items": sighting}),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/devices/{device}/sightings": {
+                "get": {
+                    "summary": "A box's duplicate sightings: stored readings carried again",
+                    "parameters": [DEVICE, limit],
+                    "responses": {
+                        "200": _json("Duplicate sightings", {"type": "array", "items": sighting}),
+                        "400": BAD,
+                    },
                 }
             },
             "/v1/devices": {

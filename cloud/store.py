@@ -10,6 +10,13 @@ BEGIN IMMEDIATE; PostgreSQL: an advisory transaction lock), which makes its hold
 log's single sequencer (DESIGN.md, "When one machine is not enough"). A write re-checks,
 under that lock, what the caller verified without it (a batch still chains to its gateway's
 last one), so racing workers cannot fork a gateway's chain: the loser gets StoreConflict.
+
+Readings are stored exactly once by (box, seq) (issue 10, docs/protocol.md "Exactly once"):
+every leaf of every batch is kept, in leaf order, for auditors who recompute batch roots,
+but only the first carrier of a reading holds its 110 bytes; a later leaf with the same
+bytes is a *duplicate sighting* that refers to them, and a later leaf with other bytes
+under the same (box, seq) is an *equivocation*, kept as evidence beside it and never
+served as the reading. `classify_leaves` is that rule, shared by both engines.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ from cloud.tlog import NodeKey
 
 class NotFound(LookupError):
     """No such entry or node; str() names it."""
+
+
+class SchemaError(RuntimeError):
+    """The database holds a ledger of a schema this code cannot use; str() says what to do.
+    (Raised when a store is opened: `cloud serve` should print it as one line.)"""
 
 
 class StoreConflict(Exception):
@@ -56,6 +68,104 @@ class StoredReading(NamedTuple):
     entry: bytes  # that log entry, exactly as stored
     batch_size: int  # readings in the batch
     tile: bytes  # the batch's tile (cloud/batchtree.py)
+
+
+class Leaf(NamedTuple):
+    """One leaf of a batch as stored: its reading's (box, seq) and the bytes it carries
+    when they are stored with it (`wire` None: they are the reading's first-stored bytes,
+    held by another leaf)."""
+
+    leaf: int  # position in the batch's tree
+    key: bytes  # the box's key
+    seq: int
+    time: int
+    wire: bytes | None  # set for the reading's first carrier
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A leaf that carried an already stored reading (box, seq) again: a duplicate (the
+    same bytes) or an equivocation (other bytes, validly signed: the box's key may be
+    cloned). `first` is where the reading is stored, as (log index, leaf)."""
+
+    key: bytes
+    seq: int
+    log_index: int
+    leaf: int
+    first: tuple[int, int]
+    wire: bytes | None  # None: a duplicate; else the equivocating bytes (the evidence)
+
+    @property
+    def equivocation(self) -> bool:
+        return self.wire is not None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStored:
+    """What store_batch did: the header's log index; `created` False if the batch was
+    already stored (an exact resend, maybe racing its original: nothing was written); the
+    number of readings stored for the first time; and the batch's sightings."""
+
+    log_index: int
+    created: bool
+    new_readings: int = 0
+    sightings: tuple[Sighting, ...] = ()
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for s in self.sightings if not s.equivocation)
+
+    @property
+    def equivocations(self) -> tuple[Sighting, ...]:
+        return tuple(s for s in self.sightings if s.equivocation)
+
+
+# Past any batch's last leaf: PostgreSQL's leaf column is an integer, and a batch of
+# 2**31 readings (236 GB) is far beyond any upload the cloud accepts.
+MAX_LEAF = 2**31 - 1
+
+# (box key, seq) -> (first-stored bytes, (log index, leaf) of their carrier)
+StoredFirst = dict[tuple[bytes, int], tuple[bytes, tuple[int, int]]]
+
+
+def classify_leaves(
+    log_index: int, verified: Verified, stored: StoredFirst
+) -> tuple[list[Leaf], list[Sighting]]:
+    """Split a batch's leaves into those that store a reading for the first time and
+    sightings of readings stored before (in `stored`, read under the write lock, or
+    earlier in this batch). Return (every leaf in order, the sightings)."""
+    first = dict(stored)
+    leaves: list[Leaf] = []
+    sightings: list[Sighting] = []
+    for position, (r, wire) in enumerate(zip(verified.readings, verified.wires, strict=True)):
+        known = first.get((r.key, r.seq))
+        if known is None:
+            first[(r.key, r.seq)] = (wire, (log_index, position))
+            leaves.append(Leaf(position, r.key, r.seq, r.time, wire))
+            continue
+        leaves.append(Leaf(position, r.key, r.seq, r.time, None))
+        other = None if known[0] == wire else wire
+        sightings.append(Sighting(r.key, r.seq, log_index, position, known[1], other))
+    return leaves, sightings
+
+
+def sighting_json(
+    s: Sighting, gateway: bytes, batch_seq: int, stored_wire: bytes
+) -> dict[str, object]:
+    """The JSON an operator reads for one sighting (GET /v1/devices/{device}/equivocations,
+    /sightings): where it was carried, and for an equivocation both signed byte strings."""
+    doc: dict[str, object] = {
+        "seq": s.seq,
+        "log_index": s.log_index,
+        "leaf": s.leaf,
+        "gateway": gateway.hex(),
+        "batch": batch_seq,
+        "first": {"log_index": s.first[0], "leaf": s.first[1]},
+    }
+    if s.wire is not None:
+        doc["stored"] = stored_wire.hex()  # the bytes served as the reading
+        doc["conflicting"] = s.wire.hex()  # the other bytes, kept as evidence
+    return doc
 
 
 class Store(Protocol):
@@ -132,10 +242,10 @@ class Store(Protocol):
         """Read what check_batch needs for a batch (gateway, seq) naming these boxes."""
         ...
 
-    async def store_batch(self, verified: Verified) -> int:
-        """Append the batch header to the log and store the batch and its readings in one
-        transaction; return the header's log index. If an identical header is already
-        stored for (gateway, seq), store nothing and return its log index. Raises
+    async def store_batch(self, verified: Verified) -> BatchStored:
+        """Append the batch header to the log and store the batch, its leaves and its new
+        readings (classify_leaves) in one transaction. If an identical header is already
+        stored for (gateway, seq), store nothing and report created=False. Raises
         StoreConflict if another header is stored there or the chain moved on."""
         ...
 
@@ -147,13 +257,22 @@ class Store(Protocol):
         ...
 
     async def batch_readings(self, log_index: int) -> list[bytes]:
-        """The readings of the batch whose header is log entry `log_index`, in leaf order."""
+        """Every leaf of the batch whose header is log entry `log_index`, in leaf order,
+        each with the bytes it carried (duplicates and equivocating bytes included)."""
         ...
 
     async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
-        """Readings [start, end) of the batch whose header is log entry `log_index`."""
+        """Leaves [start, end) of the batch whose header is log entry `log_index`."""
         ...
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
-        """Up to `limit` readings of a box with start <= time < end, oldest first."""
+        """Up to `limit` readings of a box with start <= time < end, oldest first (each
+        (box, seq) once, as first stored)."""
+        ...
+
+    async def sightings(
+        self, device: bytes, equivocations: bool, limit: int
+    ) -> list[dict[str, object]]:
+        """The first `limit` sightings of a box's readings in log order: its equivocations,
+        or (False) its duplicate sightings, each as sighting_json makes it."""
         ...

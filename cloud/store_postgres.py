@@ -24,10 +24,22 @@ import asyncpg
 
 from cloud import batchtree, tlog
 from cloud.ingest import Verified, chain_break
-from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
+from cloud.store import (
+    MAX_LEAF,
+    BatchStored,
+    KnownState,
+    NotFound,
+    SchemaError,
+    Sighting,
+    StoreConflict,
+    StoredFirst,
+    StoredReading,
+    classify_leaves,
+    sighting_json,
+)
 from cloud.tlog import NodeKey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: readings stored once by (box, seq) (leaves, equivocations)
 # The bigint key of the log's advisory lock: every worker must use this one, and nothing
 # else in the database may. ASCII "PSynclog", which fits a signed 64-bit integer.
 LOG_LOCK = int.from_bytes(b"PSynclog", "big")
@@ -86,21 +98,31 @@ CREATE TABLE batches (
     received_at double precision NOT NULL,
     PRIMARY KEY (gateway, seq)
 );
-CREATE TABLE readings (
+CREATE TABLE leaves (
     log_index bigint NOT NULL,           -- the batch's log entry
     leaf      integer NOT NULL,          -- position in the batch's tree (2**31 leaves: 236 GB)
     device    integer NOT NULL,          -- devices.id
     seq       bigint NOT NULL,
     time      bigint NOT NULL,
-    wire      bytea NOT NULL,            -- the exact 110 signed bytes
+    wire      bytea,                     -- the 110 signed bytes, on the reading's first
+                                         -- carrier only; NULL: a later sighting of it
     PRIMARY KEY (log_index, leaf)        -- every leaf of every batch: proofs need them all
 );
-CREATE INDEX readings_seq ON readings (device, seq);
-CREATE INDEX readings_time ON readings (device, time);
+-- A reading (box, seq) is stored once: the leaf holding its bytes (cloud/store.py).
+CREATE UNIQUE INDEX readings_seq ON leaves (device, seq) WHERE wire IS NOT NULL;
+CREATE INDEX readings_time ON leaves (device, time) WHERE wire IS NOT NULL;
+CREATE INDEX sightings_seq ON leaves (device, seq) WHERE wire IS NULL;
+CREATE TABLE equivocations (
+    log_index   bigint NOT NULL,         -- the sighting leaf (leaves.wire is NULL there)
+    leaf        integer NOT NULL,
+    wire        bytea NOT NULL,          -- the other signed bytes of (box, seq): evidence
+    received_at double precision NOT NULL,
+    PRIMARY KEY (log_index, leaf)
+);
 """
 
 
-class SchemaVersionError(RuntimeError):
+class SchemaVersionError(SchemaError):
     """The database holds a ledger schema this code does not know."""
 
     def __init__(self, got: object) -> None:
@@ -260,8 +282,8 @@ class PostgresStore:
     async def devices(self) -> list[dict[str, object]]:
         rows = await self.pool.fetch(
             "SELECT d.key, d.site, d.label, "
-            "coalesce((SELECT max(r.seq) FROM readings r WHERE r.device = d.id), -1) "
-            "FROM devices d ORDER BY d.id"
+            "coalesce((SELECT max(r.seq) FROM leaves r "
+            "WHERE r.device = d.id AND r.wire IS NOT NULL), -1) FROM devices d ORDER BY d.id"
         )
         return [
             {"key": k.hex(), "site": site, "label": label, "last_seq": last}
@@ -288,7 +310,7 @@ class PostgresStore:
         )
         return index
 
-    async def store_batch(self, verified: Verified) -> int:
+    async def store_batch(self, verified: Verified) -> BatchStored:
         header = verified.header
         async with self._write() as conn:
             # The caller checked all this without the lock; another worker may have stored
@@ -304,7 +326,7 @@ class PostgresStore:
             if stored is not None:
                 if stored != verified.header_bytes:
                     raise StoreConflict("conflict", f"another batch {header.seq} is stored")
-                return int(stored_index)
+                return BatchStored(int(stored_index), created=False)
             broken = chain_break(header, last)
             if broken:
                 raise StoreConflict("chain", broken)
@@ -320,15 +342,15 @@ class PostgresStore:
                 batchtree.tile_of(verified.wires),
                 time.time(),
             )
-            await _insert_readings(conn, index, verified)
-        return index
+            new, sightings = await _insert_leaves(conn, index, verified)
+        return BatchStored(index, True, new, tuple(sightings))
 
     async def reading(self, device: bytes, seq: int) -> StoredReading | None:
         row = await self.pool.fetchrow(
-            "SELECT r.wire, r.log_index, r.leaf, e.entry, b.count, b.tile FROM readings r "
+            "SELECT r.wire, r.log_index, r.leaf, e.entry, b.count, b.tile FROM leaves r "
             "JOIN devices d ON d.id = r.device JOIN log_entries e ON e.idx = r.log_index "
             "JOIN batches b ON b.log_index = r.log_index "
-            "WHERE d.key = $1 AND r.seq = $2 ORDER BY r.log_index LIMIT 1",
+            "WHERE d.key = $1 AND r.seq = $2 AND r.wire IS NOT NULL",
             device,
             seq,
         )
@@ -338,15 +360,16 @@ class PostgresStore:
         return StoredReading(bytes(wire), log_index, leaf, bytes(entry), count, bytes(tile))
 
     async def batch_readings(self, log_index: int) -> list[bytes]:
-        rows = await self.pool.fetch(
-            "SELECT wire FROM readings WHERE log_index = $1 ORDER BY leaf", log_index
-        )
-        return [r[0] for r in rows]
+        return await self.batch_leaves(log_index, 0, MAX_LEAF)
 
     async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
         rows = await self.pool.fetch(
-            "SELECT wire FROM readings WHERE log_index = $1 AND leaf >= $2 AND leaf < $3 "
-            "ORDER BY leaf",
+            # As cloud/store_sqlite.py's LEAF_BYTES: each leaf with the bytes it carried.
+            "SELECT coalesce(l.wire, e.wire, (SELECT f.wire FROM leaves f "
+            "WHERE f.device = l.device AND f.seq = l.seq AND f.wire IS NOT NULL)) "
+            "FROM leaves l LEFT JOIN equivocations e "
+            "ON e.log_index = l.log_index AND e.leaf = l.leaf "
+            "WHERE l.log_index = $1 AND l.leaf >= $2 AND l.leaf < $3 ORDER BY l.leaf",
             log_index,
             start,
             end,
@@ -355,14 +378,40 @@ class PostgresStore:
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         rows = await self.pool.fetch(
-            "SELECT r.wire FROM readings r JOIN devices d ON d.id = r.device "
-            "WHERE d.key = $1 AND r.time >= $2 AND r.time < $3 ORDER BY r.time, r.seq LIMIT $4",
+            "SELECT r.wire FROM leaves r JOIN devices d ON d.id = r.device "
+            "WHERE d.key = $1 AND r.time >= $2 AND r.time < $3 AND r.wire IS NOT NULL "
+            "ORDER BY r.time, r.seq LIMIT $4",
             device,
             start,
             end,
             limit,
         )
         return [r[0] for r in rows]
+
+    async def sightings(
+        self, device: bytes, equivocations: bool, limit: int
+    ) -> list[dict[str, object]]:
+        rows = await self.pool.fetch(
+            "SELECT l.seq, l.log_index, l.leaf, e.wire, f.log_index, f.leaf, f.wire, "
+            "b.gateway, b.seq FROM leaves l JOIN devices d ON d.id = l.device "
+            "JOIN leaves f ON f.device = l.device AND f.seq = l.seq AND f.wire IS NOT NULL "
+            "JOIN batches b ON b.log_index = l.log_index "
+            "LEFT JOIN equivocations e ON e.log_index = l.log_index AND e.leaf = l.leaf "
+            "WHERE d.key = $1 AND l.wire IS NULL AND (e.wire IS NOT NULL) = $2 "
+            "ORDER BY l.log_index, l.leaf LIMIT $3",
+            device,
+            equivocations,
+            limit,
+        )
+        return [
+            sighting_json(
+                Sighting(device, q, i, leaf, (fi, fl), None if other is None else bytes(other)),
+                bytes(gw),
+                bseq,
+                bytes(first),
+            )
+            for q, i, leaf, other, fi, fl, first, gw, bseq in rows
+        ]
 
 
 @asynccontextmanager
@@ -444,28 +493,59 @@ async def _append_once(conn: asyncpg.Connection, entry: bytes | None) -> int | N
     return index
 
 
-async def _insert_readings(conn: asyncpg.Connection, log_index: int, verified: Verified) -> None:
-    """Store a batch's readings under its log index: one statement for the whole batch.
+async def _insert_leaves(
+    conn: asyncpg.Connection, log_index: int, verified: Verified
+) -> tuple[int, list[Sighting]]:
+    """Store a batch's leaves under its log index (cloud/store.py, classify_leaves): one
+    statement reads the boxes' ids and the stored readings the leaves name, one inserts
+    the leaves, one any equivocations. Return (readings stored for the first time,
+    sightings).
 
-    A reading two gateways both sealed is stored in both batches; lookups by (device, seq)
-    serve the first. Raises NotFound for an unregistered box (boxes are never removed, and
-    the caller verified them: this is a bug elsewhere, and rolls everything back).
+    Raises NotFound for an unregistered box (boxes are never removed, and the caller
+    verified them: this is a bug elsewhere, and rolls everything back).
     """
-    keys = list({r.key for r in verified.readings})
-    rows = await conn.fetch("SELECT key, id FROM devices WHERE key = ANY($1::bytea[])", keys)
-    ids: dict[bytes, int] = {key: box for key, box in rows}
-    for key in keys:
+    # One round trip for both: each (box, seq)'s box id, and its stored reading if any.
+    # LATERAL ... LIMIT 1 keeps it one index probe per pair: as a plain join, a planner
+    # without fresh statistics on `leaves` hashes the whole table instead.
+    pairs = list({(r.key, r.seq) for r in verified.readings})
+    rows = await conn.fetch(
+        "SELECT k.key, d.id, k.seq, l.wire, l.log_index, l.leaf "
+        "FROM unnest($1::bytea[], $2::bigint[]) AS k (key, seq) "
+        "JOIN devices d ON d.key = k.key "
+        "LEFT JOIN LATERAL (SELECT f.wire, f.log_index, f.leaf FROM leaves f "
+        "WHERE f.device = d.id AND f.seq = k.seq AND f.wire IS NOT NULL LIMIT 1) l ON true",
+        [key for key, _ in pairs],
+        [seq for _, seq in pairs],
+    )
+    ids: dict[bytes, int] = {key: box for key, box, *_ in rows}
+    for key, _ in pairs:
         if key not in ids:
             raise NotFound(f"box {key.hex()} is not registered")
-    rs = verified.readings
+    stored: StoredFirst = {
+        (key, seq): (bytes(wire), (index, leaf))
+        for key, _, seq, wire, index, leaf in rows
+        if wire is not None
+    }
+    leaves, sightings = classify_leaves(log_index, verified, stored)
     await conn.execute(
-        "INSERT INTO readings (log_index, leaf, device, seq, time, wire) "
+        "INSERT INTO leaves (log_index, leaf, device, seq, time, wire) "
         "SELECT $1, r.* FROM unnest($2::integer[], $3::integer[], $4::bigint[], $5::bigint[], "
         "$6::bytea[]) AS r",
         log_index,
-        list(range(len(rs))),
-        [ids[r.key] for r in rs],
-        [r.seq for r in rs],
-        [r.time for r in rs],
-        verified.wires,
+        [x.leaf for x in leaves],
+        [ids[x.key] for x in leaves],
+        [x.seq for x in leaves],
+        [x.time for x in leaves],
+        [x.wire for x in leaves],
     )
+    evidence = [x for x in sightings if x.wire is not None]
+    if evidence:
+        await conn.execute(
+            "INSERT INTO equivocations (log_index, leaf, wire, received_at) "
+            "SELECT $1, e.*, $4 FROM unnest($2::integer[], $3::bytea[]) AS e",
+            log_index,
+            [x.leaf for x in evidence],
+            [x.wire for x in evidence],
+            time.time(),
+        )
+    return len(leaves) - len(sightings), sightings

@@ -18,11 +18,36 @@ from typing import Any, TypeVar
 
 from cloud import batchtree, tlog
 from cloud.ingest import Verified, chain_break
-from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
+from cloud.store import (
+    MAX_LEAF,
+    BatchStored,
+    KnownState,
+    NotFound,
+    SchemaError,
+    Sighting,
+    StoreConflict,
+    StoredFirst,
+    StoredReading,
+    classify_leaves,
+    sighting_json,
+)
 from cloud.tlog import NodeKey
 from gateway.spool import Immediate
 
 T = TypeVar("T")
+
+
+class OldSchemaError(SchemaError):
+    """The file holds a ledger written before readings were stored exactly once (a
+    `readings` table with every leaf's bytes). There is no migration: PharmaSync has not
+    shipped a release; start a new data directory."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: a ledger of an older, unreleased schema (readings stored per batch); "
+            "start with a new data directory"
+        )
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log_entries (
@@ -61,17 +86,27 @@ CREATE TABLE IF NOT EXISTS batches (
     PRIMARY KEY (gateway, seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS batches_log ON batches (log_index);
-CREATE TABLE IF NOT EXISTS readings (
+CREATE TABLE IF NOT EXISTS leaves (
     log_index INTEGER NOT NULL,          -- the batch's log entry
     leaf      INTEGER NOT NULL,          -- position in the batch's Merkle tree
     device    INTEGER NOT NULL,          -- devices.id
     seq       INTEGER NOT NULL,
     time      INTEGER NOT NULL,
-    wire      BLOB NOT NULL,             -- the exact 110 signed bytes
+    wire      BLOB,                      -- the 110 signed bytes, on the reading's first
+                                         -- carrier only; NULL: a later sighting of it
     PRIMARY KEY (log_index, leaf)        -- every leaf of every batch: proofs need them all
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_seq ON readings (device, seq);
-CREATE INDEX IF NOT EXISTS readings_time ON readings (device, time);
+-- A reading (box, seq) is stored once: the leaf holding its bytes (cloud/store.py).
+CREATE UNIQUE INDEX IF NOT EXISTS readings_seq ON leaves (device, seq) WHERE wire IS NOT NULL;
+CREATE INDEX IF NOT EXISTS readings_time ON leaves (device, time) WHERE wire IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sightings_seq ON leaves (device, seq) WHERE wire IS NULL;
+CREATE TABLE IF NOT EXISTS equivocations (
+    log_index   INTEGER NOT NULL,        -- the sighting leaf (leaves.wire is NULL there)
+    leaf        INTEGER NOT NULL,
+    wire        BLOB NOT NULL,           -- the other signed bytes of (box, seq): evidence
+    received_at REAL NOT NULL,
+    PRIMARY KEY (log_index, leaf)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log_nodes (
     level INTEGER NOT NULL,
     idx   INTEGER NOT NULL,
@@ -79,6 +114,17 @@ CREATE TABLE IF NOT EXISTS log_nodes (
     PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
 """
+
+
+# Leaves [?, ?) of the batch at log index ?, each with the bytes it carried: its own (the
+# reading's first carrier), the equivocating ones kept as evidence, or those it sighted
+# again. COALESCE evaluates lazily, so a first carrier costs no further lookup.
+LEAF_BYTES = (
+    "SELECT coalesce(l.wire, e.wire, (SELECT f.wire FROM leaves f "
+    "WHERE f.device = l.device AND f.seq = l.seq AND f.wire IS NOT NULL)) "
+    "FROM leaves l LEFT JOIN equivocations e ON e.log_index = l.log_index AND e.leaf = l.leaf "
+    "WHERE l.log_index = ? AND l.leaf >= ? AND l.leaf < ? "
+)
 
 
 class SqliteDb:
@@ -91,6 +137,10 @@ class SqliteDb:
         # 64 MiB of page cache (default 2 MiB): the readings' indexes grow with the ledger,
         # and appends land all over them (a batch interleaves many boxes).
         self.db.execute("PRAGMA cache_size=-65536")
+        old = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'readings'"
+        if self.db.execute(old).fetchone() is not None:
+            self.db.close()
+            raise OldSchemaError(path)
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -112,18 +162,14 @@ class SqliteDb:
 
     def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         wanted = list(keys)
-        found: dict[NodeKey, bytes] = {}
-        for i in range(0, len(wanted), 250):  # two parameters each, under SQLite's limit
-            part = wanted[i : i + 250]
-            # A join on the primary key (a row-value IN (VALUES ...) would scan the table).
-            rows = self.db.execute(
-                "WITH k(level, idx) AS (VALUES "
-                + ",".join(["(?, ?)"] * len(part))
-                + ") SELECT n.level, n.idx, n.hash FROM k JOIN log_nodes n "
-                "ON n.level = k.level AND n.idx = k.idx",
-                [n for key in part for n in key],
+        found: dict[NodeKey, bytes] = {
+            (level, idx): h
+            for level, idx, h in self._join_pairs(
+                wanted,
+                "SELECT n.level, n.idx, n.hash FROM k JOIN log_nodes n "
+                "ON n.level = k.a AND n.idx = k.b",
             )
-            found.update(((level, idx), h) for level, idx, h in rows)
+        }
         for key in wanted:
             if key not in found:
                 raise NotFound(f"log node (level {key[0]}, index {key[1]})")
@@ -236,8 +282,8 @@ class SqliteDb:
     def devices(self) -> list[dict[str, object]]:
         rows = self.db.execute(
             "SELECT d.key, d.site, d.label, "
-            "coalesce((SELECT max(seq) FROM readings r WHERE r.device = d.id), -1) "
-            "FROM devices d ORDER BY d.id"
+            "coalesce((SELECT max(seq) FROM leaves r "
+            "WHERE r.device = d.id AND r.wire IS NOT NULL), -1) FROM devices d ORDER BY d.id"
         )
         return [
             {"key": k.hex(), "site": site, "label": label, "last_seq": last}
@@ -289,7 +335,7 @@ class SqliteDb:
         ).fetchone()
         return row[0] if row else None
 
-    def store_batch(self, verified: Verified) -> int:
+    def store_batch(self, verified: Verified) -> BatchStored:
         header = verified.header
         with self._write():
             stored = self.stored_header(header.gateway_key, header.seq)
@@ -298,7 +344,7 @@ class SqliteDb:
                     raise StoreConflict("conflict", f"another batch {header.seq} is stored")
                 index = self.batch_log_index(header.gateway_key, header.seq)
                 assert index is not None
-                return index
+                return BatchStored(index, created=False)
             broken = chain_break(header, self.last_header(header.gateway_key))
             if broken:
                 raise StoreConflict("chain", broken)
@@ -319,53 +365,83 @@ class SqliteDb:
             ids = dict(self.db.execute("SELECT key, id FROM devices"))
             if unknown := {r.key for r in verified.readings} - ids.keys():
                 raise NotFound(f"box {min(unknown).hex()} is not registered")
-            # A reading two gateways both sealed is stored in both batches; lookups by
-            # (device, seq) serve the first.
+            leaves, sightings = classify_leaves(index, verified, self._first_stored(verified, ids))
             self.db.executemany(
-                "INSERT INTO readings (device, seq, time, log_index, leaf, wire) "
+                "INSERT INTO leaves (log_index, leaf, device, seq, time, wire) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (ids[r.key], r.seq, r.time, index, leaf, w)
-                    for leaf, (r, w) in enumerate(
-                        zip(verified.readings, verified.wires, strict=True)
-                    )
-                ],
+                [(index, x.leaf, ids[x.key], x.seq, x.time, x.wire) for x in leaves],
             )
-        return index
+            now = time.time()
+            self.db.executemany(
+                "INSERT INTO equivocations (log_index, leaf, wire, received_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(index, x.leaf, x.wire, now) for x in sightings if x.wire is not None],
+            )
+        return BatchStored(index, True, len(leaves) - len(sightings), tuple(sightings))
+
+    def _first_stored(self, verified: Verified, ids: dict[bytes, int]) -> StoredFirst:
+        """The stored readings among a batch's (box, seq): their bytes and carrier."""
+        keys = {ids[k]: k for k in {r.key for r in verified.readings}}
+        rows = self._join_pairs(
+            list({(ids[r.key], r.seq) for r in verified.readings}),
+            "SELECT l.device, l.seq, l.wire, l.log_index, l.leaf FROM k JOIN leaves l "
+            "ON l.device = k.a AND l.seq = k.b AND l.wire IS NOT NULL",
+        )
+        return {(keys[d], q): (w, (index, leaf)) for d, q, w, index, leaf in rows}
+
+    def _join_pairs(self, pairs: list[tuple[int, int]], select: str) -> list[tuple[Any, ...]]:
+        """Run `select`, which joins table k(a, b) of `pairs` to a table on its key, in
+        parts under SQLite's parameter limit. (A row-value IN (VALUES ...) would scan.)"""
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(pairs), 250):  # two parameters each
+            part = pairs[i : i + 250]
+            values = ",".join(["(?, ?)"] * len(part))
+            rows += self.db.execute(
+                f"WITH k(a, b) AS (VALUES {values}) {select}", [n for p in part for n in p]
+            )
+        return rows
 
     def reading(self, device: bytes, seq: int) -> StoredReading | None:
         row = self.db.execute(
-            "SELECT r.wire, r.log_index, r.leaf, e.entry, b.count, b.tile FROM readings r "
+            "SELECT r.wire, r.log_index, r.leaf, e.entry, b.count, b.tile FROM leaves r "
             "JOIN devices d ON d.id = r.device JOIN log_entries e ON e.idx = r.log_index "
             "JOIN batches b ON b.log_index = r.log_index "
-            "WHERE d.key = ? AND r.seq = ? ORDER BY r.log_index LIMIT 1",
+            "WHERE d.key = ? AND r.seq = ? AND r.wire IS NOT NULL",
             (device, seq),
         ).fetchone()
         return StoredReading(*row) if row else None
 
     def batch_readings(self, log_index: int) -> list[bytes]:
-        return [
-            w
-            for (w,) in self.db.execute(
-                "SELECT wire FROM readings WHERE log_index = ? ORDER BY leaf", (log_index,)
-            )
-        ]
+        return self.batch_leaves(log_index, 0, MAX_LEAF)
 
     def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
-        rows = self.db.execute(
-            "SELECT wire FROM readings WHERE log_index = ? AND leaf >= ? AND leaf < ? "
-            "ORDER BY leaf",
-            (log_index, start, end),
-        )
+        rows = self.db.execute(LEAF_BYTES + "ORDER BY l.leaf", (log_index, start, end))
         return [w for (w,) in rows]
 
     def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         rows = self.db.execute(
-            "SELECT r.wire FROM readings r JOIN devices d ON d.id = r.device "
-            "WHERE d.key = ? AND r.time >= ? AND r.time < ? ORDER BY r.time, r.seq LIMIT ?",
+            "SELECT r.wire FROM leaves r JOIN devices d ON d.id = r.device "
+            "WHERE d.key = ? AND r.time >= ? AND r.time < ? AND r.wire IS NOT NULL "
+            "ORDER BY r.time, r.seq LIMIT ?",
             (device, start, end, limit),
         )
         return [w for (w,) in rows]
+
+    def sightings(self, device: bytes, equivocations: bool, limit: int) -> list[dict[str, object]]:
+        rows = self.db.execute(
+            "SELECT l.seq, l.log_index, l.leaf, e.wire, f.log_index, f.leaf, f.wire, "
+            "b.gateway, b.seq FROM leaves l JOIN devices d ON d.id = l.device "
+            "JOIN leaves f ON f.device = l.device AND f.seq = l.seq AND f.wire IS NOT NULL "
+            "JOIN batches b ON b.log_index = l.log_index "
+            "LEFT JOIN equivocations e ON e.log_index = l.log_index AND e.leaf = l.leaf "
+            "WHERE d.key = ? AND l.wire IS NULL AND (e.wire IS NOT NULL) = ? "
+            "ORDER BY l.log_index, l.leaf LIMIT ?",
+            (device, equivocations, limit),
+        )
+        return [
+            sighting_json(Sighting(device, q, i, leaf, (fi, fl), other), gw, bseq, first)
+            for q, i, leaf, other, fi, fl, first, gw, bseq in rows
+        ]
 
 
 class SqliteStore:
@@ -425,7 +501,7 @@ class SqliteStore:
     async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
         return await self._run(self.db.known, gateway, seq, devices)
 
-    async def store_batch(self, verified: Verified) -> int:
+    async def store_batch(self, verified: Verified) -> BatchStored:
         return await self._run(self.db.store_batch, verified)
 
     async def batch_log_index(self, gateway: bytes, seq: int) -> int | None:
@@ -442,3 +518,8 @@ class SqliteStore:
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         return await self._run(self.db.history, device, start, end, limit)
+
+    async def sightings(
+        self, device: bytes, equivocations: bool, limit: int
+    ) -> list[dict[str, object]]:
+        return await self._run(self.db.sightings, device, equivocations, limit)

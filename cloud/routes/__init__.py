@@ -5,6 +5,7 @@ log.py       /v1/checkpoint, /v1/log/...              the verifiable log
 readings.py  /v1/readings/..., /v1/devices/.../readings   proof bundles, history
 registry.py  /v1/registry, /v1/devices, /v1/gateways  who may send what
 meta.py      /v1/openapi.json, /metrics, /healthz     operations
+evidence.py  /v1/devices/.../equivocations, .../sightings   readings carried again
 
 What enters through a route is read here, bounded where it enters: integers in paths and
 queries by `path_int`/`int_query` (in a range the databases hold), JSON bodies by

@@ -10,8 +10,10 @@ import pytest
 from cloud.follow_state import (
     SOURCE_FIRST_USE,
     SOURCE_GIVEN,
+    Equivocation,
     FollowState,
     GatewayHead,
+    SeenReadings,
     StateError,
     default_state_path,
     load_state,
@@ -69,3 +71,27 @@ def test_a_missing_file_is_no_state_and_a_broken_one_is_refused(tmp_path: Path) 
         path.write_bytes(text.encode("utf-8", "surrogateescape"))
         with pytest.raises(StateError, match=message):
             load_state(path)
+
+
+def test_seen_readings_tell_duplicates_from_equivocations_and_keep_only_commits(
+    tmp_path: Path,
+) -> None:
+    path = SeenReadings.path_for(tmp_path / "verify.json")
+    assert path.name == "verify.readings.sqlite"
+    box, other = b"\x01" * 32, b"\x02" * 32
+    seen = SeenReadings(path, fresh=True)
+    assert seen.record(5, 0, box, 7, b"a" * 110) is False  # first seen
+    assert seen.record(5, 3, box, 7, b"a" * 110) is True  # the same bytes again
+    assert seen.record(9, 1, box, 7, b"b" * 110) == Equivocation(box, 7, (5, 0), (9, 1))
+    assert seen.record(9, 2, other, 7, b"b" * 110) is False  # another box's seq 7
+    seen.commit()
+    assert seen.record(10, 0, box, 8, b"c" * 110) is False
+    seen.close()  # not committed: forgotten
+    seen = SeenReadings(path, fresh=False)
+    assert seen.record(10, 0, box, 8, b"c" * 110) is False
+    assert seen.record(5, 0, box, 7, b"a" * 110) is False  # re-read at its own place
+    assert seen.record(11, 0, box, 7, b"a" * 110) is True
+    seen.close()
+    seen = SeenReadings(path, fresh=True)  # a follower starting afresh forgets them all
+    assert seen.record(11, 0, box, 7, b"b" * 110) is False
+    seen.close()

@@ -43,7 +43,7 @@ def known(s: SqliteDb) -> Known:
 def accept(s: SqliteDb, data: bytes) -> int:
     result = check_batch(data, known(s))
     assert isinstance(result, Verified)
-    return s.store_batch(result)
+    return s.store_batch(result).log_index
 
 
 def test_accepts_a_chain_and_recognises_a_resend(store: SqliteDb) -> None:

@@ -329,9 +329,6 @@ def batch_bodies(draw: st.DrawFn) -> bytes:
     return raw + signature + draw(st.binary(max_size=3 * 110))
 
 
-# The batch path (cloud/ingest.py, the ledger's ingest) is being fixed on its own branch
-# for issue 10 (a header seq >= 2**63 reaches the database): remove this mark with it.
-@pytest.mark.xfail(reason="header seq >= 2**63: issue 10's ingest fix, on another branch")
 @given(batch_bodies())
 @SETTINGS
 def test_any_batch_upload_is_answered_without_a_500(cloud: Served, data: bytes) -> None:

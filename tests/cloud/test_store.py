@@ -14,7 +14,7 @@ import pytest
 
 from cloud import tlog
 from cloud.ingest import Known, Verified, check_batch
-from cloud.store import KnownState, NotFound, Store, StoreConflict, StoredReading
+from cloud.store import BatchStored, KnownState, NotFound, Store, StoreConflict, StoredReading
 from cloud.store_postgres import SCHEMA_VERSION, PostgresStore, SchemaVersionError
 from cloud.store_sqlite import SqliteStore
 from device import reading, schnorr
@@ -158,7 +158,8 @@ async def test_a_chain_of_batches_is_logged_with_its_readings(store: Store) -> N
     for seq, span in enumerate([range(0, 4), range(4, 5), range(5, 12)]):
         wires = readings(BOX, span) + readings(BOX2, [seq])
         header = batch.seal(GW, seq, prev, wires)
-        assert await store.store_batch(await check(store, header, wires)) == 2 + seq
+        stored = await store.store_batch(await check(store, header, wires))
+        assert stored == BatchStored(2 + seq, True, len(wires))
         chain.append((header, wires))
         prev = header.hash()
     assert await store.log_size() == 5
@@ -192,8 +193,8 @@ async def test_a_resend_gets_the_same_index_and_stores_nothing_twice(store: Stor
     wires = readings(BOX, range(0, 6))
     header = batch.seal(GW, 0, batch.GENESIS_PREV, wires)
     verified = await check(store, header, wires)
-    assert await store.store_batch(verified) == 0
-    assert await store.store_batch(verified) == 0
+    assert await store.store_batch(verified) == BatchStored(0, True, 6)
+    assert await store.store_batch(verified) == BatchStored(0, created=False)
     assert await store.log_size() == 1
     assert await store.batch_readings(0) == wires
     assert await store.history(key(BOX), 0, 2**32, 100) == wires
@@ -206,7 +207,7 @@ async def test_a_batch_that_lost_a_race_is_a_store_conflict(store: Store) -> Non
     h0b = batch.seal(GW, 0, batch.GENESIS_PREV, w0b)
     # Both checked against the empty ledger, as two workers would; the second stores late.
     v0, v0b = await check(store, h0, w0), await check(store, h0b, w0b)
-    assert await store.store_batch(v0) == 0
+    assert (await store.store_batch(v0)).log_index == 0
     with pytest.raises(StoreConflict) as err:
         await store.store_batch(v0b)
     assert err.value.reason == "conflict"
@@ -244,8 +245,10 @@ async def test_a_reading_two_gateways_sealed_is_served_from_the_first_batch(stor
     wires = readings(BOX, range(0, 4))
     first = batch.seal(GW2, 0, batch.GENESIS_PREV, wires)
     second = batch.seal(GW, 0, batch.GENESIS_PREV, wires[2:])
-    assert await store.store_batch(await check(store, first, wires)) == 0
-    assert await store.store_batch(await check(store, second, wires[2:])) == 1
+    assert (await store.store_batch(await check(store, first, wires))).log_index == 0
+    again = await store.store_batch(await check(store, second, wires[2:]))
+    # Exactly once (issue 10): the second carrier stores no reading, only two sightings.
+    assert again.log_index == 1 and again.new_readings == 0 and again.duplicates == 2
     found = await store.reading(key(BOX), 3)
     assert found is not None and found[:3] == (wires[3], 0, 3)
     assert found.entry == tlog.batch_entry(first.encode())
@@ -385,11 +388,11 @@ async def test_workers_racing_for_a_gateways_next_batch_cannot_fork_it(
             results = await asyncio.gather(
                 a.store_batch(va), b.store_batch(vb), return_exceptions=True
             )
-            won = [i for i, r in enumerate(results) if isinstance(r, int)]
+            won = [i for i, r in enumerate(results) if isinstance(r, BatchStored)]
             lost = [r for r in results if isinstance(r, StoreConflict)]
             assert len(won) == 1 and len(lost) == 1, results
             assert lost[0].reason == "conflict"
-            assert results[won[0]] == seq
+            assert results[won[0]] == BatchStored(seq, True, 1)
             winners.append((ha, wa) if won[0] == 0 else (hb, wb))
             prev = winners[-1][0].hash()
         # The same batch at both workers at once (a resend that crossed a slow answer).
@@ -399,7 +402,8 @@ async def test_workers_racing_for_a_gateways_next_batch_cannot_fork_it(
             a.store_batch(await check(a, header, wires)),
             b.store_batch(await check(b, header, wires)),
         )
-        assert same == [6, 6]
+        assert sorted(s.created for s in same) == [False, True]
+        assert [s.log_index for s in same] == [6, 6]
         assert await b.log_size() == 7
         assert await a.entries(0, 7) == [tlog.batch_entry(h.encode()) for h, _ in winners] + [
             tlog.batch_entry(header.encode())

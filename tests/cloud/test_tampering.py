@@ -64,9 +64,9 @@ async def test_an_untouched_ledger_verifies(ledger: Ledger, tmp_path: Path) -> N
 
 
 async def test_an_edited_reading_fails_its_signature(ledger: Ledger) -> None:
-    wire = bytearray(ledger.db.execute("SELECT wire FROM readings WHERE seq = 13").fetchone()[0])
+    wire = bytearray(ledger.db.execute("SELECT wire FROM leaves WHERE seq = 13").fetchone()[0])
     wire[42] ^= 0x01  # the temperature, a hundredth of a degree off
-    ledger.db.execute("UPDATE readings SET wire = ? WHERE seq = 13", (bytes(wire),))
+    ledger.db.execute("UPDATE leaves SET wire = ? WHERE seq = 13", (bytes(wire),))
     with pytest.raises(BundleError) as err:
         verify_bundle(await ledger.bundle(13), log_vkey=ledger.vkey)
     assert err.value.step is Step.READING_SIGNATURE
@@ -112,7 +112,7 @@ async def test_an_edited_edge_node_forks_the_next_checkpoint_for_the_auditor(
 
 
 async def test_a_deleted_reading_is_missing_from_its_batch(ledger: Ledger, tmp_path: Path) -> None:
-    ledger.db.execute("DELETE FROM readings WHERE seq = 20")
+    ledger.db.execute("DELETE FROM leaves WHERE seq = 20")
     _, raw = await ledger.cloud.get("/v1/log/entries/4/readings")
     assert len(raw) == 7 * 110
     with pytest.raises(Misbehaviour) as alarm:  # --readings re-checks every batch's root
