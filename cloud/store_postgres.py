@@ -24,8 +24,16 @@ import asyncpg
 
 from cloud import batchtree, tlog
 from cloud.ingest import Verified, chain_break
-from cloud.store import KnownState, NotFound, StoreConflict, StoredReading
+from cloud.store import (
+    KnownState,
+    NotFound,
+    StoreConflict,
+    StoredReading,
+    answer_events,
+    events_to_store,
+)
 from cloud.tlog import NodeKey
+from gateway.event import Event
 
 SCHEMA_VERSION = 1
 # The bigint key of the log's advisory lock: every worker must use this one, and nothing
@@ -97,6 +105,15 @@ CREATE TABLE readings (
 );
 CREATE INDEX readings_seq ON readings (device, seq);
 CREATE INDEX readings_time ON readings (device, time);
+CREATE TABLE gateway_events (
+    gateway     bytea NOT NULL,
+    seq         bigint NOT NULL,         -- the gateway's event seq: 0, 1, 2, ... no gaps
+    log_index   bigint NOT NULL UNIQUE,  -- the log entry carrying it (kind 0x05)
+    time        bigint NOT NULL,         -- the event's own time, Unix seconds
+    kind        text NOT NULL,
+    received_at double precision NOT NULL,
+    PRIMARY KEY (gateway, seq)
+);
 """
 
 
@@ -361,6 +378,58 @@ class PostgresStore:
             limit,
         )
         return [r[0] for r in rows]
+
+    # -- gateway events (gateway/event.py) -----------------------------------------------
+
+    async def gateway_registered(self, key: bytes) -> bool:
+        found: bool = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM gateways WHERE key = $1)", key
+        )
+        return found
+
+    async def store_events(self, gateway: bytes, events: Sequence[Event]) -> list[tuple[int, bool]]:
+        async with self._write() as conn:
+            last = await conn.fetchval(
+                "SELECT max(seq) FROM gateway_events WHERE gateway = $1", gateway
+            )
+            rows = await conn.fetch(
+                "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
+                "JOIN log_entries e ON e.idx = g.log_index "
+                "WHERE g.gateway = $1 AND g.seq >= $2 AND g.seq <= $3",
+                gateway,
+                events[0].seq,
+                events[-1].seq,
+            )
+            stored = {seq: (index, bytes(entry)) for seq, index, entry in rows}
+            entries, fresh = events_to_store(events, stored, -1 if last is None else last)
+            first = 0
+            if fresh:
+                first, _ = await _append(conn, entries)
+                await conn.execute(
+                    "INSERT INTO gateway_events (gateway, seq, log_index, time, kind, received_at) "
+                    "SELECT $1, e.*, $6::double precision FROM unnest($2::bigint[], $3::bigint[], "
+                    "$4::bigint[], $5::text[]) AS e",
+                    gateway,
+                    [e.seq for e in fresh],
+                    [first + i for i in range(len(fresh))],
+                    [e.time for e in fresh],
+                    [e.kind for e in fresh],
+                    time.time(),
+                )
+            return answer_events(events, stored, first)
+
+    async def gateway_events(
+        self, gateway: bytes, after: int, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        rows = await self.pool.fetch(
+            "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
+            "JOIN log_entries e ON e.idx = g.log_index "
+            "WHERE g.gateway = $1 AND g.seq > $2 ORDER BY g.seq LIMIT $3",
+            gateway,
+            after,
+            limit,
+        )
+        return [(seq, index, bytes(entry[1:])) for seq, index, entry in rows]
 
 
 @asynccontextmanager

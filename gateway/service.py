@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 
 from device import ack, reading, schnorr, topics
 from device.flash import write_atomic
+from gateway import event
 from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
+from gateway.box_status import BoxStatusReporter
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.spool import Accepted, Rejected, Spool
@@ -67,6 +69,7 @@ class Gateway:
         self._alarm_file = settings.data_dir / "alarms.json"
         self.alarms = self._load_alarms()
         self._alarms_saved = time.monotonic()
+        self.box_status = BoxStatusReporter(self, settings.events.status_interval_s)
 
     def _profile(self, device_id: str) -> AlarmProfile:
         box = next((b for b in self.registry.all() if b.device_id == device_id), None)
@@ -95,9 +98,11 @@ class Gateway:
         for ev in events:
             level = logging.WARNING if ev.state == "raised" else logging.INFO
             log.log(level, "alarm %s %s for box %s: %s", ev.kind, ev.state, ev.zone, ev.detail)
-        await self.spool_call(
-            self.spool.add_events, [(e.time_s, "alarm", e.to_json()) for e in events]
-        )
+        drafts = [
+            event.alarm_draft(e.state, e.kind, e.zone, e.time_s, e.value_c, e.detail)
+            for e in events
+        ]
+        await self.spool_call(self.spool.add_events, self.secret, drafts)
         for listener in self.alarm_listeners:
             listener(events)
         self.save_alarms()
@@ -241,6 +246,7 @@ class Gateway:
             await self.seal_due()
             await self.check_spool_size()
             await self._alarm_events(self.alarms.tick(time.time()))
+            await self.box_status.tick(time.time())
             if time.monotonic() - self._alarms_saved > ALARM_SAVE_S:
                 self.save_alarms()
 
@@ -265,7 +271,8 @@ class Gateway:
                 limits.max_bytes,
             )
             body = {"kind": "spool", "state": state, "bytes": size, "max_bytes": limits.max_bytes}
-            await self.spool_call(self.spool.add_events, [(time.time(), "site-alarm", body)])
+            drafts = [event.Draft(time.time(), event.SITE_ALARM, body)]
+            await self.spool_call(self.spool.add_events, self.secret, drafts)
             for listener in self.alarm_listeners:
                 listener([])
         full = size > limits.max_bytes
