@@ -382,7 +382,7 @@ def document() -> dict[str, Any]:
 def _event_paths() -> dict[str, Any]:
     """POST /v1/events and GET /v1/gateways/{gateway}/events (docs/protocol.md, "Gateway
     events")."""
-    signed = {
+    signed: dict[str, Any] = {
         "type": "object",
         "required": ["event", "signature"],
         "properties": {
@@ -400,7 +400,7 @@ def _event_paths() -> dict[str, Any]:
             "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
         },
     }
-    stored = {
+    stored: dict[str, Any] = {
         "type": "object",
         "required": ["seq", "log_index"],
         "properties": {"seq": {"type": "integer"}, "log_index": {"type": "integer"}},
