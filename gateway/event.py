@@ -83,12 +83,12 @@ _PRINTABLE = re.compile("[ -~]{1,64}")  # a counts key: printable ASCII
 
 class EventError(ValueError):
     """An event that is malformed, too large or not canonical. `reason` is "event <field>"
-    (what the cloud answers), str() says got/want."""
+    ("event" for the event's shape): what the cloud answers; str() says got/want."""
 
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"{field}: {detail}")
         self.field = field
-        self.reason = f"event {field}"
+        self.reason = "event" if field == "event" else f"event {field}"
         self.detail = detail
 
 

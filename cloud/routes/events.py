@@ -26,15 +26,26 @@ async def post_events(request: web.Request) -> web.Response:
     either way each event's log index."""
     if request.content_type != "application/json":
         raise LedgerError("content type", f"got {request.content_type}, want application/json", 415)
-    data = await request.content.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise LedgerError("too large", f"got more than {MAX_BODY} bytes, want at most that", 413)
+    data = await _read_at_most(request, MAX_BODY)
     try:
         page = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise LedgerError("json", f"the body is not JSON: {str(e)[:200]}") from None
     answer, created = await request.app[LEDGER].append_events(page)
     return web.json_response(answer, status=201 if created else 200)
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    """Return the body, reading no more than `limit` + 1 bytes of it. Raises LedgerError
+    413 if it is longer."""
+    if (request.content_length or 0) > limit:
+        raise LedgerError("too large", f"got {request.content_length} bytes, want <= {limit}", 413)
+    data = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(data)):
+        data += chunk
+        if len(data) > limit:
+            raise LedgerError("too large", f"got more than {limit} bytes, want <= {limit}", 413)
+    return bytes(data)
 
 
 @routes.get("/v1/gateways/{gateway}/events")
