@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,6 +53,24 @@ def test_the_golden_vector() -> None:
     assert record == SIGNATURE + CANONICAL and len(record) == 64 + len(CANONICAL)
     assert event.decode(record) == ev
     assert event.from_wire(json.loads(json.dumps(ev.to_wire()))) == ev
+
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "event-v1.json").read_text())
+
+
+@pytest.mark.parametrize("vector", VECTORS["events"], ids=lambda v: v["kind"])
+def test_the_golden_vector_file(vector: dict[str, Any]) -> None:
+    secret = bytes.fromhex(VECTORS["gateway_secret"])
+    gateway = bytes.fromhex(VECTORS["gateway_key"])
+    ev = event.Event(
+        gateway, vector["seq"], 1_793_620_800 + vector["seq"], vector["kind"], vector["body"]
+    )
+    signed = ev.sign(secret, aux=bytes.fromhex(vector["aux"]))
+    assert signed.canonical() == vector["canonical"].encode()
+    assert signed.message().hex() == vector["message"]
+    assert signed.encode().hex() == vector["record"]
+    decoded = event.decode(bytes.fromhex(vector["record"]))
+    assert decoded == signed and decoded.verify_signature()
 
 
 def test_a_changed_event_or_another_key_does_not_verify() -> None:
