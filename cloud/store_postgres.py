@@ -105,7 +105,11 @@ CREATE TABLE readings (
 );
 CREATE INDEX readings_seq ON readings (device, seq);
 CREATE INDEX readings_time ON readings (device, time);
-CREATE TABLE gateway_events (
+"""
+# Gateway events came after schema version 1: created where missing, so a version-1
+# database gains the table at its next start (the other tables are untouched).
+EVENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gateway_events (
     gateway     bytea NOT NULL,
     seq         bigint NOT NULL,         -- the gateway's event seq: 0, 1, 2, ... no gaps
     log_index   bigint NOT NULL UNIQUE,  -- the log entry carrying it (kind 0x05)
@@ -166,6 +170,7 @@ class PostgresStore:
                     got = await conn.fetchval("SELECT max(version) FROM pharmasync_schema")
                     if got != SCHEMA_VERSION:
                         raise SchemaVersionError(got)
+                await conn.execute(EVENTS_SCHEMA)
         except BaseException:
             await pool.close()
             raise

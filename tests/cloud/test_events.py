@@ -192,3 +192,19 @@ async def test_reading_events_of_an_unknown_gateway_or_with_bad_parameters(
     status, empty = await cloud.get(f"/v1/gateways/{GATEWAY.hex()}/events")
     assert (status, empty["events"]) == (200, [])
     assert BOX  # boxes are registered by the fixture; events name none here
+
+
+async def test_a_postgres_ledger_from_before_events_gains_the_table(postgres_dsn: str) -> None:
+    from cloud.store_postgres import PostgresStore
+
+    store = await PostgresStore.open(postgres_dsn)
+    await store.pool.execute("DROP TABLE gateway_events")  # as a version-1 database was
+    await store.close()
+    store = await PostgresStore.open(postgres_dsn)
+    try:
+        await store.register_gateway(GATEWAY, "w1")
+        stored = await store.store_events(GATEWAY, events(range(2)))
+        assert stored == [(0, True), (1, True)]
+        assert [s for s, _, _ in await store.gateway_events(GATEWAY, -1, 10)] == [0, 1]
+    finally:
+        await store.close()

@@ -115,10 +115,14 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> 
         await asyncio.sleep(0.05)
 
 
-async def stop(task: asyncio.Task[None]) -> None:
-    task.cancel()
+async def shut_down(uplink: asyncio.Task[None], gw: Gateway) -> None:
+    """Stop the uplink, then the gateway, and close its files."""
+    uplink.cancel()
     with suppress(asyncio.CancelledError):
-        await task
+        await uplink
+    await gw.stop()
+    gw.spool.close()
+    gw.registry.close()
 
 
 def spool_records(data: Path) -> list[tuple[int, bytes, float | None]]:
@@ -163,10 +167,7 @@ async def test_events_reach_the_log_exactly_once_through_an_outage_and_a_restart
         await cloud.start()
         await until(lambda: _zero(gw))
     finally:
-        await stop(task)
-        await gw.stop()
-        gw.spool.close()
-        gw.registry.close()
+        await shut_down(task, gw)
     records = spool_records(gw_data)
     assert [seq for seq, _, _ in records] == list(range(7))
     assert all(sent is not None for _, _, sent in records)
@@ -196,10 +197,7 @@ async def test_events_reach_the_log_exactly_once_through_an_outage_and_a_restart
         await gw.spool_call(gw.spool.add_events, gw.secret, gw.box_status.drafts(time.time()))
         await until(lambda: _zero(gw))
     finally:
-        await stop(task)
-        await gw.stop()
-        gw.spool.close()
-        gw.registry.close()
+        await shut_down(task, gw)
     try:
         after = await cloud.event_entries()
         listed = await cloud.events()
