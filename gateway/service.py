@@ -270,7 +270,7 @@ class Gateway:
                 size,
                 limits.max_bytes,
             )
-            body = {"kind": "spool", "state": state, "bytes": size, "max_bytes": limits.max_bytes}
+            body = {"alarm": "spool", "state": state, "bytes": size, "max_bytes": limits.max_bytes}
             drafts = [event.Draft(time.time(), event.SITE_ALARM, body)]
             await self.spool_call(self.spool.add_events, self.secret, drafts)
             for listener in self.alarm_listeners:

@@ -1,5 +1,5 @@
-"""The gateway's spool: every accepted reading, quarantined message and sealed batch, in
-one SQLite database (WAL). A reading is committed here before its box is acknowledged,
+"""The gateway's spool: every accepted reading, quarantined message, sealed batch and
+signed gateway event (gateway/event.py) waiting for the cloud, in one SQLite database (WAL). A reading is committed here before its box is acknowledged,
 and batches are sealed in the same database in one transaction each, so after a crash
 the same readings are in the same batch and never in two.
 
