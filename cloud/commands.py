@@ -15,7 +15,7 @@ from aiohttp import web
 
 from cloud import registry, settings, witnessing
 from cloud.app import make_app
-from device import config, schnorr
+from device import config, datalock, schnorr
 from device.cli import hex_bytes, keygen
 from gateway.cli import configure_logging
 
@@ -139,8 +139,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if not config.owners:
         log.warning("no owner keys: registry changes will be refused (see --owner)")
-    print(f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})")
-    web.run_app(make_app(config), host=args.host, port=args.port, print=None)
+    # One server per data folder; workers on one PostgreSQL database share it (its log key).
+    with datalock.acquire(config.data_dir, shared=config.database is not None):
+        print(f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})")
+        web.run_app(make_app(config), host=args.host, port=args.port, print=None)
     return 0
 
 

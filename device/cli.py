@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from device import config, reading, schnorr, simsensor
+from device import config, datalock, reading, schnorr, simsensor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -267,6 +267,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     data_dir = str(args.data_dir or folder / "state")
+    lock = datalock.acquire(Path(data_dir))  # one box per state folder
     board: object  # a board as device/firmware.py describes it
     if args.simulate:
         from device import board_sim
@@ -281,6 +282,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(box.run())
     except KeyboardInterrupt:
         print(f"stopped; {len(box.backlog)} readings kept for the next run")
+    lock.release()
     return 0
 
 
@@ -311,6 +313,7 @@ def _simulate(args: argparse.Namespace) -> int:
         readings=args.readings,
         link=args.link,
     )
+    lock = datalock.acquire(args.data_dir)  # one simulation per folder of box identities
     print(
         f"simulating {args.boxes} boxes against {host}:{port}, a reading every "
         f"{args.interval:g} s each; Ctrl-C to stop"
@@ -319,4 +322,5 @@ def _simulate(args: argparse.Namespace) -> int:
         asyncio.run(simulate.simulate(settings))
     except KeyboardInterrupt:
         print("stopped; boxes keep their unacknowledged readings for the next run")
+    lock.release()
     return 0
