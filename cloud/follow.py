@@ -13,7 +13,9 @@ Each poll (`Follower.poll`), in order:
                  a batch header that decodes, whose gateway signature verifies and that
                  follows its gateway's previous batch (seq + 1, prev hash = hash of the
                  previous header); a registry change in canonical form signed by its
-                 owner key; else BAD ENTRY or BROKEN GATEWAY CHAIN. With `readings`, each
+                 owner key; a gateway event in canonical form, signed by its gateway,
+                 the next of that gateway's event seqs (from 0); else BAD ENTRY, BROKEN
+                 GATEWAY CHAIN or BROKEN GATEWAY EVENT SEQUENCE. With `readings`, each
                  batch's leaves too (count, time span, Merkle root, every box
                  signature), else BAD READINGS; and each reading (box, seq) against those
                  seen before (SeenReadings, kept across polls): a leaf carrying it again
@@ -58,7 +60,7 @@ from cloud.follow_state import (
 from cloud.log_client import MAX_PAGE, FetchError, LogClient, ProtocolError
 from cloud.note import InvalidSignatureError, NoteError, UnverifiedNoteError, Verifier
 from device import reading
-from gateway import batch
+from gateway import batch, event
 from gateway.merkle_verify import ProofError, verify_consistency
 
 EXIT_OK: Final = 0
@@ -81,6 +83,7 @@ class Alarm(enum.Enum):
     CHAIN = "BROKEN GATEWAY CHAIN"
     BAD_READINGS = "BAD READINGS"
     ROOT_MISMATCH = "ENTRIES DO NOT MATCH CHECKPOINT"
+    EVENTS = "BROKEN GATEWAY EVENT SEQUENCE"
 
 
 class Misbehaviour(Exception):
@@ -211,15 +214,20 @@ def batch_leaves(index: int, header: batch.BatchHeader, data: bytes) -> list[byt
 
 
 def check_entry(
-    index: int, entry: bytes, gateways: dict[bytes, GatewayHead]
+    index: int,
+    entry: bytes,
+    gateways: dict[bytes, GatewayHead],
+    events: dict[bytes, int] | None = None,
 ) -> batch.BatchHeader | None:
-    """Check log entry `index`; for a batch, advance its gateway's chain in `gateways`.
+    """Check log entry `index`; for a batch, advance its gateway's chain in `gateways`; for
+    a gateway event, its gateway's last event seq in `events`.
 
-    Returns the batch header of a batch entry, None for a registry change. Raises
-    Misbehaviour: BAD_ENTRY for an unknown kind, a batch header that does not decode or
-    whose gateway signature fails, a registry change that is not canonical or whose owner
-    signature fails; CHAIN if a batch does not follow its gateway's previous batch (the
-    first must be seq 0, as the follower reads from entry 0).
+    Returns the batch header of a batch entry, None for other kinds. Raises Misbehaviour:
+    BAD_ENTRY for an unknown kind, a batch header that does not decode or whose gateway
+    signature fails, a registry change that is not canonical or whose owner signature
+    fails, an event that is malformed, not canonical or not signed by its gateway; CHAIN if
+    a batch does not follow its gateway's previous batch (the first must be seq 0, as the
+    follower reads from entry 0); EVENTS if an event's seq is not its gateway's next.
     """
     try:
         kind, payload = tlog.parse_entry(entry)
@@ -227,6 +235,9 @@ def check_entry(
         raise Misbehaviour(Alarm.BAD_ENTRY, str(e), [("entry", str(index))]) from e
     if kind == tlog.KINDS[tlog.ENTRY_REGISTRY]:
         _check_registry_change(index, payload)
+        return None
+    if kind == tlog.KINDS[tlog.ENTRY_EVENT]:
+        _check_event(index, payload, {} if events is None else events)
         return None
     if kind != tlog.KINDS[tlog.ENTRY_BATCH]:
         raise Misbehaviour(
@@ -270,6 +281,27 @@ def _check_registry_change(index: int, payload: bytes) -> None:
     except registry.RegistryError as e:
         facts = [("entry", str(index)), ("owner", payload[:32].hex())]
         raise Misbehaviour(Alarm.BAD_ENTRY, f"registry change {e}", facts) from e
+
+
+def _check_event(index: int, payload: bytes, events: dict[bytes, int]) -> None:
+    """Require a canonical gateway event signed by its gateway, whose seq follows that
+    gateway's last one in the log (the first is 0); record it in `events`."""
+    try:
+        ev = event.decode(payload)
+    except event.EventError as e:
+        raise Misbehaviour(Alarm.BAD_ENTRY, f"gateway event {e}", [("entry", str(index))]) from e
+    facts = [
+        ("entry", str(index)),
+        ("gateway", ev.gateway.hex()),
+        ("event", str(ev.seq)),
+        ("kind", ev.kind),
+    ]
+    if not ev.verify_signature():
+        raise Misbehaviour(Alarm.BAD_ENTRY, "the gateway's event signature does not verify", facts)
+    want = events.get(ev.gateway, -1) + 1
+    if ev.seq != want:
+        raise Misbehaviour(Alarm.EVENTS, f"got event {ev.seq}, want event {want}", facts)
+    events[ev.gateway] = ev.seq
 
 
 class Follower:
@@ -409,12 +441,14 @@ class Follower:
 
     async def _catch_up(
         self, state: FollowState, checkpoint: Checkpoint, seen: SeenReadings | None
-    ) -> tuple[CompactRange, dict[bytes, GatewayHead], Sightings]:
+    ) -> tuple[CompactRange, dict[bytes, GatewayHead], dict[bytes, int], Sightings]:
         """Download, check and fold entries [state.size, checkpoint.size); return the new
-        compact range, gateway heads and, with `seen` (the readings mode), the readings
-        verified and sighted again. Raises Misbehaviour, FetchError."""
+        compact range, gateway heads, gateways' last event seqs and, with `seen` (the
+        readings mode), the readings verified and sighted again. Raises Misbehaviour,
+        FetchError."""
         frontier = state.frontier()
         gateways = dict(state.gateways)
+        events = dict(state.events)
         progress = Progress(checkpoint.size - state.size, self.progress)
         sightings = Sightings()
         index = state.size
@@ -422,7 +456,7 @@ class Follower:
             page = await self.client.entries(index, min(checkpoint.size, index + self.page_size))
             headers = []
             for offset, entry in enumerate(page):
-                header = check_entry(index + offset, entry, gateways)
+                header = check_entry(index + offset, entry, gateways, events)
                 if header is not None:
                     headers.append((index + offset, header))
                 frontier.append_leaf_hash(tlog.entry_leaf(entry))
@@ -432,7 +466,7 @@ class Follower:
             index += len(page)
             progress.advance(len(page))
         progress.finish()
-        return frontier, gateways, sightings
+        return frontier, gateways, events, sightings
 
     async def poll(self) -> PollResult:
         """Verify the log's latest checkpoint and every entry since the last poll; save
@@ -452,7 +486,9 @@ class Follower:
         try:
             if checkpoint.size > state.size:
                 await self._consistency(state, note, checkpoint)
-                frontier, gateways, sightings = await self._catch_up(state, checkpoint, seen)
+                frontier, gateways, events, sightings = await self._catch_up(
+                    state, checkpoint, seen
+                )
                 if frontier.root() != checkpoint.root_hash:
                     raise Misbehaviour(
                         Alarm.ROOT_MISMATCH,
@@ -472,6 +508,7 @@ class Follower:
                     size=checkpoint.size,
                     root=checkpoint.root_hash,
                     gateways=gateways,
+                    events=events,
                 )
             if seen is not None:
                 seen.commit()  # before the state: a crash between leaves it ahead, not behind

@@ -14,7 +14,9 @@ old state or the new one, never half of either:
       "root": "<hex>",                            its root,
       "checkpoint": "<signed note>",              and the note itself (evidence for alarms)
       "compact_range": ["<hex>", ...],            perfect subtrees of entries [0, size)
-      "gateways": {"<key hex>": {"seq": 7, "hash": "<hex>"}}   each gateway's last header
+      "gateways": {"<key hex>": {"seq": 7, "hash": "<hex>"}},  each gateway's last header
+      "events": {"<key hex>": 12}                 each gateway's last event seq (absent in
+                                                  files from before gateway events: none)
     }
 
 Loading re-checks that the compact range folds to the stored root, so a damaged or
@@ -78,6 +80,7 @@ class FollowState:
     checkpoint: str = ""
     compact_range: tuple[bytes, ...] = ()
     gateways: Mapping[bytes, GatewayHead] = field(default_factory=dict)
+    events: Mapping[bytes, int] = field(default_factory=dict)  # gateway -> last event seq
 
     def __post_init__(self) -> None:
         try:
@@ -113,6 +116,7 @@ class FollowState:
                 key.hex(): {"seq": head.seq, "hash": head.hash.hex()}
                 for key, head in sorted(self.gateways.items())
             },
+            "events": {key.hex(): seq for key, seq in sorted(self.events.items())},
         }
 
     @classmethod
@@ -134,6 +138,7 @@ class FollowState:
                     bytes.fromhex(key): GatewayHead(int(head["seq"]), bytes.fromhex(head["hash"]))
                     for key, head in doc["gateways"].items()
                 },
+                events={bytes.fromhex(key): int(seq) for key, seq in doc.get("events", {}).items()},
             )
         except StateError:
             raise

@@ -24,7 +24,7 @@ from cloud.note import Signer
 from cloud.store import BatchStored, Store, StoreConflict
 from cloud.witness_client import add_cosignatures
 from device import reading
-from gateway import batch, merkle
+from gateway import batch, event, merkle
 from gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger("pharmasync.cloud.ledger")
@@ -76,6 +76,8 @@ class LedgerStats:
     equivocations: int = 0  # leaves that carried other bytes for a stored (box, seq)
     resends: int = 0
     registry_changes: int = 0
+    events: int = 0  # gateway events stored
+    event_resends: int = 0  # stored events sent again, answered with their log index
 
 
 class Ledger:
@@ -360,3 +362,59 @@ class Ledger:
         size = self._checkpoint.size
         found = await self.store.sightings(device, equivocations, limit)
         return [s for s in found if isinstance(s["log_index"], int) and s["log_index"] < size]
+
+    # -- gateway events ------------------------------------------------------------------
+
+    async def append_events(self, page: object) -> tuple[dict[str, Any], bool]:
+        """Check a page of signed gateway events (POST /v1/events, gateway/event.py) and
+        store each new one as its own log entry (kind 0x05), the page in one transaction.
+        Return (answer, True if any was stored now); events stored before are answered with
+        their log index. Raises LedgerError: 400 "event <field>" for a malformed or forged
+        event, 403 "unregistered gateway", 409 "event conflict" / "event gap"."""
+        try:
+            events = event.parse_page(page)
+        except event.EventError as e:
+            raise self._refuse(e.reason, e.detail, 400) from None
+        gateway = events[0].gateway
+        if not await self.store.gateway_registered(gateway):
+            raise self._refuse("unregistered gateway", f"gateway {gateway.hex()}", 403)
+        loop = asyncio.get_running_loop()
+        forged = await loop.run_in_executor(self._pool, _first_forged, events)
+        if forged is not None:
+            raise self._refuse(
+                "event signature", f"event {forged} is not signed by gateway {gateway.hex()}", 400
+            )
+        try:
+            stored = await self.store.store_events(gateway, events)
+        except StoreConflict as e:
+            raise self._refuse(e.reason, e.detail, 409) from None
+        created = sum(new for _, new in stored)
+        self.stats.events += created
+        self.stats.event_resends += len(stored) - created
+        if created:
+            await self.refresh()
+            log.info("events %s/%d..%d stored", gateway.hex()[:12], events[0].seq, events[-1].seq)
+        answer = {
+            "gateway": gateway.hex(),
+            "events": [
+                {"seq": ev.seq, "log_index": index}
+                for ev, (index, _) in zip(events, stored, strict=True)
+            ],
+        }
+        return answer, created > 0
+
+    async def gateway_events(self, gateway: bytes, after: int, limit: int) -> dict[str, Any]:
+        """Return a registered gateway's events with seq > after (up to `limit`, oldest
+        first) as GET /v1/gateways/{key}/events answers. Raises LedgerError 404 for an
+        unregistered gateway."""
+        if not await self.store.gateway_registered(gateway):
+            raise LedgerError("unregistered gateway", f"gateway {gateway.hex()}", 404)
+        found = []
+        for seq, index, record in await self.store.gateway_events(gateway, after, limit):
+            found.append({"seq": seq, "log_index": index, **event.decode(record).to_wire()})
+        return {"gateway": gateway.hex(), "events": found}
+
+
+def _first_forged(events: list[event.Event]) -> int | None:
+    """Return the seq of the first event whose signature does not verify, if any."""
+    return next((ev.seq for ev in events if not ev.verify_signature()), None)

@@ -35,6 +35,8 @@ class _LedgerCollector(Collector):
             ),
             ("resends", stats.resends, "Exact batch resends answered with their receipt"),
             ("registry_changes", stats.registry_changes, "Registry changes applied"),
+            ("gateway_events", stats.events, "Gateway events stored by this worker"),
+            ("gateway_event_resends", stats.event_resends, "Stored gateway events sent again"),
         ):
             yield CounterMetricFamily(f"pharmasync_{name}", doc, value)
         refused = CounterMetricFamily(

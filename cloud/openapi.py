@@ -8,7 +8,7 @@ from typing import Any
 from cloud import jsonbound, registry
 from cloud.errors import INT64_MAX
 from device import reading
-from gateway import batch
+from gateway import batch, event
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
@@ -406,6 +406,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **_event_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -438,6 +439,103 @@ def document() -> dict[str, Any]:
                         "reason": {"type": "string"},
                     },
                 }
+            }
+        },
+    }
+
+
+def _event_paths() -> dict[str, Any]:
+    """POST /v1/events and GET /v1/gateways/{gateway}/events (docs/protocol.md, "Gateway
+    events")."""
+    signed: dict[str, Any] = {
+        "type": "object",
+        "required": ["event", "signature"],
+        "properties": {
+            "event": {
+                "type": "object",
+                "required": list(event.MEMBERS),
+                "properties": {
+                    "body": {"type": "object"},
+                    "gateway": HEX32,
+                    "kind": {"type": "string", "enum": list(event.KINDS)},
+                    "seq": {"type": "integer", "minimum": 0, "maximum": event.MAX_INT},
+                    "time": {"type": "integer", "minimum": 0, "maximum": event.MAX_INT},
+                },
+            },
+            "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+        },
+    }
+    stored: dict[str, Any] = {
+        "type": "object",
+        "required": ["seq", "log_index"],
+        "properties": {"seq": {"type": "integer"}, "log_index": {"type": "integer"}},
+    }
+    answer = {
+        "type": "object",
+        "required": ["gateway", "events"],
+        "properties": {"gateway": HEX32, "events": {"type": "array", "items": stored}},
+    }
+    listed = {
+        "type": "object",
+        "required": ["gateway", "events"],
+        "properties": {
+            "gateway": HEX32,
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["seq", "log_index", "event", "signature"],
+                    "properties": stored["properties"] | signed["properties"],
+                },
+            },
+        },
+    }
+    return {
+        "/v1/events": {
+            "post": {
+                "summary": "Upload a page of signed gateway events (gateways)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["events"],
+                                "properties": {
+                                    "events": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": event.MAX_PAGE,
+                                        "items": signed,
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json("Stored (some events new): each event's log index", answer),
+                    "200": _json("All stored before: each event's log index", answer),
+                    "400": BAD,
+                    "403": _problem("Unregistered gateway"),
+                    "409": _problem("Another event at a stored seq, or a gap in the seqs"),
+                    "413": _problem("Body too large"),
+                    "415": _problem("Not application/json"),
+                },
+            }
+        },
+        "/v1/gateways/{gateway}/events": {
+            "get": {
+                "summary": "A gateway's events, oldest first",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    _query("after", "Only events with a larger seq (default: from the first)"),
+                    {
+                        **_query("limit", "At most this many events (default 100)"),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {"200": _json("Events", listed), "400": BAD, "404": NOT_FOUND},
             }
         },
     }

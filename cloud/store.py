@@ -21,12 +21,13 @@ served as the reading. `classify_leaves` is that rule, shared by both engines.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 from cloud.ingest import Verified
-from cloud.tlog import NodeKey
+from cloud.tlog import ENTRY_EVENT, NodeKey
+from gateway.event import Event
 
 
 class NotFound(LookupError):
@@ -168,6 +169,47 @@ def sighting_json(
     return doc
 
 
+def events_to_store(
+    events: Sequence[Event], stored: Mapping[int, tuple[int, bytes]], last: int
+) -> tuple[list[bytes], list[Event]]:
+    """Decide a page of a gateway's events, both engines alike: `stored` maps the page's
+    seqs already stored to (log index, entry), `last` is the gateway's newest stored seq
+    (-1: none). Return (log entries to append, the events they carry). Raises StoreConflict
+    "event conflict" for another record at a stored seq, "event gap" for a new event whose
+    seq is not the next."""
+    entries, fresh = [], []
+    want = last + 1
+    for ev in events:
+        entry = bytes([ENTRY_EVENT]) + ev.encode()
+        if ev.seq in stored:
+            if stored[ev.seq][1] != entry:
+                raise StoreConflict(
+                    "event conflict", f"another event {ev.seq} is stored for this gateway"
+                )
+        elif ev.seq != want:
+            raise StoreConflict("event gap", f"got event {ev.seq}, want event {want}")
+        else:
+            entries.append(entry)
+            fresh.append(ev)
+            want += 1
+    return entries, fresh
+
+
+def answer_events(
+    events: Sequence[Event], stored: Mapping[int, tuple[int, bytes]], first: int
+) -> list[tuple[int, bool]]:
+    """Return (log index, stored now) per event, the new ones appended from index `first`
+    in page order (events_to_store's decision)."""
+    answer, index = [], first
+    for ev in events:
+        if ev.seq in stored:
+            answer.append((stored[ev.seq][0], False))
+        else:
+            answer.append((index, True))
+            index += 1
+    return answer
+
+
 class Store(Protocol):
     """The ledger's storage. Methods raise NotFound for absent entries or nodes."""
 
@@ -275,4 +317,26 @@ class Store(Protocol):
     ) -> list[dict[str, object]]:
         """The first `limit` sightings of a box's readings in log order: its equivocations,
         or (False) its duplicate sightings, each as sighting_json makes it."""
+        ...
+
+    # -- gateway events (gateway/event.py) -----------------------------------------------
+
+    async def gateway_registered(self, key: bytes) -> bool:
+        """Return whether `key` is a registered gateway."""
+        ...
+
+    async def store_events(self, gateway: bytes, events: Sequence[Event]) -> list[tuple[int, bool]]:
+        """Store a page of `gateway`'s signed events, consecutive seqs in ascending order:
+        each new one's log entry (kind 0x05) is appended and the event recorded, all in one
+        transaction. Return (log index, True if stored now) per event; an event already
+        stored with the same record is answered with its index. Raises StoreConflict
+        ("event conflict": another record is stored at that seq; "event gap": a new event's
+        seq is not the gateway's next, which the detail names), storing nothing."""
+        ...
+
+    async def gateway_events(
+        self, gateway: bytes, after: int, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        """Return (seq, log index, record) of up to `limit` of `gateway`'s events with
+        seq > after, oldest first."""
         ...

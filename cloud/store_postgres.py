@@ -34,10 +34,13 @@ from cloud.store import (
     StoreConflict,
     StoredFirst,
     StoredReading,
+    answer_events,
     classify_leaves,
+    events_to_store,
     sighting_json,
 )
 from cloud.tlog import NodeKey
+from gateway.event import Event
 
 SCHEMA_VERSION = 2  # 2: readings stored once by (box, seq) (leaves, equivocations)
 # The bigint key of the log's advisory lock: every worker must use this one, and nothing
@@ -120,6 +123,19 @@ CREATE TABLE equivocations (
     PRIMARY KEY (log_index, leaf)
 );
 """
+# Gateway events came after schema version 1: created where missing, so a version-1
+# database gains the table at its next start (the other tables are untouched).
+EVENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gateway_events (
+    gateway     bytea NOT NULL,
+    seq         bigint NOT NULL,         -- the gateway's event seq: 0, 1, 2, ... no gaps
+    log_index   bigint NOT NULL UNIQUE,  -- the log entry carrying it (kind 0x05)
+    time        bigint NOT NULL,         -- the event's own time, Unix seconds
+    kind        text NOT NULL,
+    received_at double precision NOT NULL,
+    PRIMARY KEY (gateway, seq)
+);
+"""
 
 
 class SchemaVersionError(SchemaError):
@@ -171,6 +187,7 @@ class PostgresStore:
                     got = await conn.fetchval("SELECT max(version) FROM pharmasync_schema")
                     if got != SCHEMA_VERSION:
                         raise SchemaVersionError(got)
+                await conn.execute(EVENTS_SCHEMA)
         except BaseException:
             await pool.close()
             raise
@@ -412,6 +429,58 @@ class PostgresStore:
             )
             for q, i, leaf, other, fi, fl, first, gw, bseq in rows
         ]
+
+    # -- gateway events (gateway/event.py) -----------------------------------------------
+
+    async def gateway_registered(self, key: bytes) -> bool:
+        found: bool = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM gateways WHERE key = $1)", key
+        )
+        return found
+
+    async def store_events(self, gateway: bytes, events: Sequence[Event]) -> list[tuple[int, bool]]:
+        async with self._write() as conn:
+            last = await conn.fetchval(
+                "SELECT max(seq) FROM gateway_events WHERE gateway = $1", gateway
+            )
+            rows = await conn.fetch(
+                "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
+                "JOIN log_entries e ON e.idx = g.log_index "
+                "WHERE g.gateway = $1 AND g.seq >= $2 AND g.seq <= $3",
+                gateway,
+                events[0].seq,
+                events[-1].seq,
+            )
+            stored = {seq: (index, bytes(entry)) for seq, index, entry in rows}
+            entries, fresh = events_to_store(events, stored, -1 if last is None else last)
+            first = 0
+            if fresh:
+                first, _ = await _append(conn, entries)
+                await conn.execute(
+                    "INSERT INTO gateway_events (gateway, seq, log_index, time, kind, received_at) "
+                    "SELECT $1, e.*, $6::double precision FROM unnest($2::bigint[], $3::bigint[], "
+                    "$4::bigint[], $5::text[]) AS e",
+                    gateway,
+                    [e.seq for e in fresh],
+                    [first + i for i in range(len(fresh))],
+                    [e.time for e in fresh],
+                    [e.kind for e in fresh],
+                    time.time(),
+                )
+            return answer_events(events, stored, first)
+
+    async def gateway_events(
+        self, gateway: bytes, after: int, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        rows = await self.pool.fetch(
+            "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
+            "JOIN log_entries e ON e.idx = g.log_index "
+            "WHERE g.gateway = $1 AND g.seq > $2 ORDER BY g.seq LIMIT $3",
+            gateway,
+            after,
+            limit,
+        )
+        return [(seq, index, bytes(entry[1:])) for seq, index, entry in rows]
 
 
 @asynccontextmanager

@@ -28,10 +28,13 @@ from cloud.store import (
     StoreConflict,
     StoredFirst,
     StoredReading,
+    answer_events,
     classify_leaves,
+    events_to_store,
     sighting_json,
 )
 from cloud.tlog import NodeKey
+from gateway.event import Event
 from gateway.spool import Immediate
 
 T = TypeVar("T")
@@ -113,6 +116,15 @@ CREATE TABLE IF NOT EXISTS log_nodes (
     hash  BLOB NOT NULL,
     PRIMARY KEY (level, idx)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gateway_events (
+    gateway     BLOB NOT NULL,
+    seq         INTEGER NOT NULL,        -- the gateway's event seq: 0, 1, 2, ... no gaps
+    log_index   INTEGER NOT NULL UNIQUE, -- the log entry carrying it (kind 0x05)
+    time        INTEGER NOT NULL,        -- the event's own time, Unix seconds
+    kind        TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (gateway, seq)
+);
 """
 
 
@@ -443,6 +455,45 @@ class SqliteDb:
             for q, i, leaf, other, fi, fl, first, gw, bseq in rows
         ]
 
+    # -- gateway events (gateway/event.py) -----------------------------------------------
+
+    def store_events(self, gateway: bytes, events: Sequence[Event]) -> list[tuple[int, bool]]:
+        with self._write():
+            (last,) = self.db.execute(
+                "SELECT max(seq) FROM gateway_events WHERE gateway = ?", (gateway,)
+            ).fetchone()
+            stored = {
+                seq: (index, entry)
+                for seq, index, entry in self.db.execute(
+                    "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
+                    "JOIN log_entries e ON e.idx = g.log_index "
+                    "WHERE g.gateway = ? AND g.seq >= ? AND g.seq <= ?",
+                    (gateway, events[0].seq, events[-1].seq),
+                )
+            }
+            entries, fresh = events_to_store(events, stored, -1 if last is None else last)
+            first = self.log_size()
+            if fresh:
+                first, _ = self._append(entries)
+                now = time.time()
+                self.db.executemany(
+                    "INSERT INTO gateway_events (gateway, seq, log_index, time, kind, "
+                    "received_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(gateway, e.seq, first + i, e.time, e.kind, now) for i, e in enumerate(fresh)],
+                )
+            return answer_events(events, stored, first)
+
+    def gateway_events(
+        self, gateway: bytes, after: int, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        rows = self.db.execute(
+            "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
+            "JOIN log_entries e ON e.idx = g.log_index "
+            "WHERE g.gateway = ? AND g.seq > ? ORDER BY g.seq LIMIT ?",
+            (gateway, after, limit),
+        )
+        return [(seq, index, entry[1:]) for seq, index, entry in rows]
+
 
 class SqliteStore:
     """The async `cloud.store.Store` over SqliteDb: each call runs on the store's own
@@ -523,3 +574,16 @@ class SqliteStore:
         self, device: bytes, equivocations: bool, limit: int
     ) -> list[dict[str, object]]:
         return await self._run(self.db.sightings, device, equivocations, limit)
+
+    # -- gateway events (gateway/event.py) -----------------------------------------------
+
+    async def gateway_registered(self, key: bytes) -> bool:
+        return await self._run(self.db.gateway_registered, key)
+
+    async def store_events(self, gateway: bytes, events: Sequence[Event]) -> list[tuple[int, bool]]:
+        return await self._run(self.db.store_events, gateway, events)
+
+    async def gateway_events(
+        self, gateway: bytes, after: int, limit: int
+    ) -> list[tuple[int, int, bytes]]:
+        return await self._run(self.db.gateway_events, gateway, after, limit)

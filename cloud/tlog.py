@@ -6,6 +6,8 @@ A log entry is a kind byte and its payload:
 
     0x01  batch header     the gateway's signed 181-byte batch header (gateway/batch.py)
     0x02  registry change  an owner's signed registry change (cloud/registry.py)
+    0x05  gateway event    a gateway's signed event record: signature || RFC 8785 JSON
+                           (gateway/event.py)
 
 (contract transactions get kinds of their own when they arrive).
 The leaf of an entry is RFC 6962's SHA-256(0x00 || entry bytes).
@@ -16,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Protocol, TypeVar
 
-from gateway import batch
+from gateway import batch, event
 from gateway.merkle import StoredTree
 from gateway.rfc6962 import leaf_hash, node_hash
 
 ENTRY_BATCH = 0x01
 ENTRY_REGISTRY = 0x02
-KINDS = {ENTRY_BATCH: "batch", ENTRY_REGISTRY: "registry"}
+ENTRY_EVENT = 0x05
+KINDS = {ENTRY_BATCH: "batch", ENTRY_REGISTRY: "registry", ENTRY_EVENT: "event"}
 T = TypeVar("T")
 NodeKey = tuple[int, int]  # (level, index): leaves [index * 2**level, (index + 1) * 2**level)
 
@@ -35,6 +38,13 @@ def batch_entry(header: bytes) -> bytes:
     """Return the log entry carrying a signed batch header. Raises BatchError if malformed."""
     batch.decode(header)
     return bytes([ENTRY_BATCH]) + header
+
+
+def event_entry(record: bytes) -> bytes:
+    """Return the log entry carrying a signed gateway event record. Raises EventError if
+    the record is malformed or not canonical (its signature is not checked here)."""
+    event.decode(record)
+    return bytes([ENTRY_EVENT]) + record
 
 
 def parse_entry(data: bytes) -> tuple[str, bytes]:

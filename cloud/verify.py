@@ -58,8 +58,9 @@ the log, and the log's signed checkpoint. Without --log-vkey the bundle's own lo
 used and reported as UNPINNED: the bundle then only proves it is self-consistent.
 
 With --cloud URL, follow the ledger's log: verify each new signed checkpoint, its
-consistency with the last one, and every entry since (gateway signatures and chains;
-with --readings every reading too), recomputing the log's root from the entries.
+consistency with the last one, and every entry since (gateway signatures and chains,
+gateway events in order; with --readings every reading too), recomputing the log's root
+from the entries.
 Rollbacks, split views, forks and bad entries raise a loud alarm on stderr.
 
 exit status: 0 verified, 1 the log could not be read (after retries), 2 usage error,

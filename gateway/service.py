@@ -29,8 +29,9 @@ from typing import Any, TypeVar
 
 from device import ack, cert, reading, schnorr, topics
 from device.flash import write_atomic
-from gateway import seqranges
+from gateway import event, seqranges
 from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
+from gateway.box_status import BoxStatusReporter
 from gateway.ratelog import RateLimitedLog
 from gateway.registry import Registry
 from gateway.settings import Settings
@@ -112,6 +113,7 @@ class Gateway:
         self._alarm_file = settings.data_dir / "alarms.json"
         self.alarms = self._load_alarms()
         self._alarms_saved = time.monotonic()
+        self.status_reporter = BoxStatusReporter(self, settings.events.status_interval_s)
 
     def _profile(self, device_id: str) -> AlarmProfile:
         box = next((b for b in self.registry.all() if b.device_id == device_id), None)
@@ -140,9 +142,11 @@ class Gateway:
         for ev in events:
             level = logging.WARNING if ev.state == "raised" else logging.INFO
             log.log(level, "alarm %s %s for box %s: %s", ev.kind, ev.state, ev.zone, ev.detail)
-        await self.spool_call(
-            self.spool.add_events, [(e.time_s, "alarm", e.to_json()) for e in events]
-        )
+        drafts = [
+            event.alarm_draft(e.state, e.kind, e.zone, e.time_s, e.value_c, e.detail)
+            for e in events
+        ]
+        await self.spool_call(self.spool.add_events, self.secret, drafts)
         for listener in self.alarm_listeners:
             listener(events)
         self.save_alarms()
@@ -197,6 +201,11 @@ class Gateway:
             status = {"state": "online"} if payload.startswith(b'{"state": "online"') else None
         if not isinstance(status, dict) or status.get("state") == "offline":
             return  # the last will says nothing about the firmware
+        key = next((b.key for b in self.registry.all() if b.device_id == device_id), None)
+        if key is not None:  # what the periodic box-status event reports of the box itself
+            self.status_reporter.reports[key] = {
+                k: status[k] for k in ("backlog", "battery_low") if k in status
+            }
         version = 2 if status.get("ack") == 2 else 1
         if self.ack_versions.get(device_id) == version:
             return
@@ -327,6 +336,7 @@ class Gateway:
             await self.seal_due()
             await self.check_spool_size()
             await self._alarm_events(self.alarms.tick(time.time()))
+            await self.status_reporter.tick(time.time())
             if time.monotonic() - self._alarms_saved > ALARM_SAVE_S:
                 self.save_alarms()
 
@@ -350,8 +360,9 @@ class Gateway:
                 size,
                 limits.max_bytes,
             )
-            body = {"kind": "spool", "state": state, "bytes": size, "max_bytes": limits.max_bytes}
-            await self.spool_call(self.spool.add_events, [(time.time(), "site-alarm", body)])
+            body = {"alarm": "spool", "state": state, "bytes": size, "max_bytes": limits.max_bytes}
+            drafts = [event.Draft(time.time(), event.SITE_ALARM, body)]
+            await self.spool_call(self.spool.add_events, self.secret, drafts)
             for listener in self.alarm_listeners:
                 listener([])
         full = size > limits.max_bytes

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from device import topics
+from gateway import event
 from gateway.alarms import AlarmError, AlarmProfile
 
 
@@ -67,6 +68,12 @@ class StatusSettings:
 
 
 @dataclass(frozen=True)
+class EventSettings:
+    status_interval_s: float = 900.0  # a box-status event per box this often; 0: never
+    page_size: int = 100  # events per upload (POST /v1/events takes at most 100)
+
+
+@dataclass(frozen=True)
 class Settings:
     site: str
     data_dir: Path
@@ -81,6 +88,7 @@ class Settings:
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
+    events: EventSettings = field(default_factory=EventSettings)
     # alarm profiles by name; boxes name theirs in the registry ("default" unless set)
     alarms: dict[str, AlarmProfile] = field(default_factory=lambda: {"default": AlarmProfile()})
 
@@ -96,6 +104,7 @@ _SECTIONS = {
     "spool": SpoolSettings,
     "uplink": UplinkSettings,
     "status": StatusSettings,
+    "events": EventSettings,
 }
 # (section, option) -> (lowest, highest) for numbers that must be in a range
 _RANGES: dict[tuple[str, str], tuple[float, float]] = {
@@ -114,6 +123,8 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("uplink", "timeout_s"): (1, 600),
     ("uplink", "max_backoff_s"): (1, 86400),
     ("status", "port"): (0, 65535),
+    ("events", "status_interval_s"): (0, 86400),
+    ("events", "page_size"): (1, event.MAX_PAGE),
 }
 
 

@@ -1,7 +1,8 @@
-"""The gateway's spool: every accepted reading and sealed batch in one SQLite database
-(WAL). A reading is committed here before its box is acknowledged, and batches are sealed
-in the same database in one transaction each, so after a crash the same readings are in
-the same batch and never in two.
+"""The gateway's spool: every accepted reading, sealed batch and signed gateway event
+(gateway/event.py) waiting for the cloud, in one SQLite database (WAL). A reading is
+committed here before its box is acknowledged, and batches are sealed in the same database
+in one transaction each, so after a crash the same readings are in the same batch and
+never in two.
 
 Rejected messages are kept as evidence in a second file beside it (quarantine.sqlite,
 attached as `q`) with a budget of its own: at most `quarantine_max_bytes` of evidence and
@@ -16,6 +17,8 @@ The class is synchronous and not thread-safe: the gateway runs it on one worker 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -23,8 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from gateway import batch, seqranges
+from device import schnorr
+from gateway import batch, event, seqranges
 from gateway.settings import SpoolSettings
+
+log = logging.getLogger("pharmasync.gateway.spool")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -57,13 +63,13 @@ CREATE TABLE IF NOT EXISTS batches (
     sent_at   REAL,                     -- when the cloud accepted it
     receipt   TEXT                      -- the cloud's receipt (JSON)
 );
-CREATE TABLE IF NOT EXISTS events (
-    id      INTEGER PRIMARY KEY,
-    time    REAL NOT NULL,
-    kind    TEXT NOT NULL,
-    body    TEXT NOT NULL,               -- JSON
-    sent_at REAL                         -- queued for the cloud until sent
+CREATE TABLE IF NOT EXISTS gateway_events (
+    seq       INTEGER PRIMARY KEY,      -- the gateway's event seq: 0, 1, 2, ... no gaps
+    record    BLOB NOT NULL,            -- signature || canonical JSON (gateway/event.py)
+    sent_at   REAL,                     -- when the cloud's receipt came; NULL: queued
+    log_index INTEGER                   -- the cloud's log entry for it
 );
+CREATE INDEX IF NOT EXISTS gateway_events_unsent ON gateway_events (seq) WHERE sent_at IS NULL;
 """
 QUARANTINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS q.quarantine (
@@ -389,13 +395,68 @@ class Spool:
         """Return the quarantined rows kept, by reason."""
         return dict(self.db.execute("SELECT reason, count(*) FROM q.quarantine GROUP BY reason"))
 
-    def add_events(self, events: Iterable[tuple[float, str, dict]]) -> None:
-        """Queue events (time, kind, body) for the cloud."""
+    # -- gateway events (gateway/event.py) ---------------------------------------------
+
+    def add_events(self, secret: bytes, drafts: Iterable[event.Draft]) -> list[event.Event]:
+        """Give each draft the next event seq, sign it with the gateway's `secret` and queue
+        it for the cloud, in one transaction; return the signed events. A draft that is not
+        a valid event (a bug in its maker) is logged and skipped: it must not stop alarms."""
+        gateway = schnorr.pubkey(secret)
+        signed = []
+        with self._transaction():
+            (last,) = self.db.execute("SELECT max(seq) FROM gateway_events").fetchone()
+            seq = 0 if last is None else last + 1
+            for draft in drafts:
+                try:
+                    ev = event.Event(gateway, seq, math.floor(draft.time), draft.kind, draft.body)
+                except event.EventError as e:
+                    log.error("event %s not queued: %s", draft.kind, e)
+                    continue
+                signed.append(ev.sign(secret))
+                seq += 1
+            self.db.executemany(
+                "INSERT INTO gateway_events (seq, record) VALUES (?, ?)",
+                [(ev.seq, ev.encode()) for ev in signed],
+            )
+        return signed
+
+    def unsent_events(self, limit: int) -> list[bytes]:
+        """Return the records of up to `limit` events the cloud has not received, oldest
+        first."""
+        rows = self.db.execute(
+            "SELECT record FROM gateway_events WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        )
+        return [r for (r,) in rows]
+
+    def events_unsent(self) -> int:
+        """Return how many events wait for the cloud."""
+        (count,) = self.db.execute(
+            "SELECT count(*) FROM gateway_events WHERE sent_at IS NULL"
+        ).fetchone()
+        return int(count)
+
+    def mark_events_sent(self, receipts: Iterable[tuple[int, int]]) -> None:
+        """Record the cloud's receipts (event seq, log index): those events are not sent
+        again."""
+        now = time.time()
         with self._transaction():
             self.db.executemany(
-                "INSERT INTO events (time, kind, body) VALUES (?,?,?)",
-                [(t, kind, json.dumps(body)) for t, kind, body in events],
+                "UPDATE gateway_events SET sent_at = ?, log_index = ? WHERE seq = ?",
+                [(now, index, seq) for seq, index in receipts],
             )
+
+    def prune_events(self, keep_s: float, now: float | None = None) -> int:
+        """Delete events the cloud received more than keep_s ago, except the newest event
+        (the next seq follows it); return how many."""
+        cutoff = (now or time.time()) - keep_s
+        with self._transaction():
+            cur = self.db.execute(
+                "DELETE FROM gateway_events WHERE sent_at IS NOT NULL AND sent_at < ? "
+                "AND seq < (SELECT max(seq) FROM gateway_events)",
+                (cutoff,),
+            )
+        return cur.rowcount
 
     def _transaction(self) -> Immediate:
         return Immediate(self.db)

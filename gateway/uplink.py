@@ -9,6 +9,17 @@ application/problem+json error whose `reason` names what it refused (docs/protoc
 Sending is idempotent on (gateway key, batch seq), so after a crash or a timeout the
 gateway simply sends the oldest unacknowledged batch again. Failures back off
 exponentially with jitter; a success sends the next batch at once while any wait.
+
+Gateway events (gateway/event.py) go the same way, beside the batches and independent of
+them (a batch the cloud refuses does not hold up an alarm, nor the reverse):
+
+    POST <url>/v1/events             Content-Type: application/json
+    body: {"events": [{"event": {...}, "signature": "<hex>"}, ...]}   oldest first, <= 100
+
+The cloud answers 201 (some stored now) or 200 (all stored before) with
+{"gateway", "events": [{"seq", "log_index"}, ...]}, one per event in order. Idempotent on
+(gateway key, event seq): the spool marks events sent only when this answer arrives, and a
+resend of stored events gets the same log indexes.
 """
 
 from __future__ import annotations
@@ -18,14 +29,18 @@ import enum
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
+from gateway import event
 from gateway.service import Gateway
 
 log = logging.getLogger("pharmasync.gateway.uplink")
 PATH = "/v1/batches"
+EVENTS_PATH = "/v1/events"
+PRUNE_EVENTS_S = 3600.0  # drop events the cloud received keep_uploaded_s ago, this often
 RECEIPT_FIELDS = ("gateway", "seq", "header_hash", "log_index", "checkpoint")
 
 
@@ -47,6 +62,8 @@ class Uplink:
         self.sent = 0
         self.last_error = ""
         self.last_success: float | None = None
+        self.events_sent = 0
+        self._events_pruned = 0.0  # monotonic time of the last prune of sent events
 
     async def send(self, session: aiohttp.ClientSession, seq: int) -> dict[str, Any]:
         """POST batch `seq` and return the cloud's receipt. Raises UplinkError or
@@ -69,30 +86,87 @@ class Uplink:
             text = (await resp.text())[:500]
             raise UplinkError(f"batch {seq}: HTTP {resp.status}: {text}")
 
-    async def run(self) -> None:
-        """Send every sealed batch, oldest first, for as long as it runs."""
+    async def send_events(
+        self, session: aiohttp.ClientSession, records: list[bytes]
+    ) -> list[tuple[int, int]]:
+        """POST a page of event records (oldest first) and return the cloud's receipts
+        [(event seq, log index)], one per event. Raises UplinkError or aiohttp.ClientError."""
+        events = [event.decode(r) for r in records]
+        async with session.post(
+            self.settings.url.rstrip("/") + EVENTS_PATH,
+            json=event.page(events),
+        ) as resp:
+            if resp.status not in (200, 201):
+                text = (await resp.text())[:500]
+                raise UplinkError(f"events {events[0].seq}..: HTTP {resp.status}: {text}")
+            answer = await resp.json()
+        try:
+            got = [(int(r["seq"]), int(r["log_index"])) for r in answer["events"]]
+        except (KeyError, TypeError, ValueError):
+            got = []
+        if [seq for seq, _ in got] != [e.seq for e in events]:
+            raise UplinkError(f"events {events[0].seq}..: malformed receipt {answer!r:.300}")
+        return got
+
+    async def _send_batch(self, session: aiohttp.ClientSession) -> bool:
+        """Send the oldest unsent batch, if any; return whether there was one."""
+        seq = await self.gateway.spool_call(self.gateway.spool.oldest_unsent)
+        if seq is None:
+            self.state = UplinkState.IDLE
+            return False
+        self.state = UplinkState.SENDING
+        receipt = await self.send(session, seq)
+        await self.gateway.spool_call(self.gateway.spool.mark_sent, seq, receipt)
+        self.sent += 1
+        self.last_success = time.time()
+        log.info("uplink: batch %d in the ledger at index %s", seq, receipt["log_index"])
+        return True
+
+    async def _send_events(self, session: aiohttp.ClientSession) -> bool:
+        """Send the oldest page of unsent events, if any; return whether there was one."""
+        spool = self.gateway.spool
+        page = self.gateway.settings.events.page_size
+        records = await self.gateway.spool_call(spool.unsent_events, page)
+        if not records:
+            return False
+        receipts = await self.send_events(session, records)
+        await self.gateway.spool_call(spool.mark_events_sent, receipts)
+        self.events_sent += len(receipts)
+        log.info("uplink: events %d..%d in the ledger", receipts[0][0], receipts[-1][0])
+        if time.monotonic() - self._events_pruned > PRUNE_EVENTS_S:
+            self._events_pruned = time.monotonic()
+            keep = self.gateway.settings.spool.keep_uploaded_s
+            await self.gateway.spool_call(spool.prune_events, keep)
+        return True
+
+    async def _forever(
+        self,
+        session: aiohttp.ClientSession,
+        step: Callable[[aiohttp.ClientSession], Awaitable[bool]],
+    ) -> None:
+        """Run `step` until cancelled: at once again after a send, after 0.2 s when idle,
+        after an exponential backoff with jitter when it fails."""
         backoff = 1.0
-        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                seq = await self.gateway.spool_call(self.gateway.spool.oldest_unsent)
-                if seq is None:
-                    self.state = UplinkState.IDLE
-                    await asyncio.sleep(0.2)
-                    continue
-                self.state = UplinkState.SENDING
-                try:
-                    receipt = await self.send(session, seq)
-                except (aiohttp.ClientError, UplinkError, TimeoutError, ValueError) as e:
-                    self.last_error = str(e) or type(e).__name__
+        while True:
+            try:
+                sent = await step(session)
+            except (aiohttp.ClientError, UplinkError, TimeoutError, ValueError) as e:
+                self.last_error = str(e) or type(e).__name__
+                if step == self._send_batch:
                     self.state = UplinkState.BACKING_OFF
-                    delay = backoff * random.uniform(0.5, 1.5)
-                    log.warning("uplink: %s; retrying in %.1f s", self.last_error, delay)
-                    await asyncio.sleep(delay)
-                    backoff = min(self.settings.max_backoff_s, backoff * 2)
-                    continue
-                await self.gateway.spool_call(self.gateway.spool.mark_sent, seq, receipt)
-                self.sent += 1
-                self.last_success = time.time()
-                backoff = 1.0
-                log.info("uplink: batch %d in the ledger at index %s", seq, receipt["log_index"])
+                delay = backoff * random.uniform(0.5, 1.5)
+                log.warning("uplink: %s; retrying in %.1f s", self.last_error, delay)
+                await asyncio.sleep(delay)
+                backoff = min(self.settings.max_backoff_s, backoff * 2)
+                continue
+            backoff = 1.0
+            if not sent:
+                await asyncio.sleep(0.2)
+
+    async def run(self) -> None:
+        """Send every sealed batch and every gateway event, each oldest first, for as long
+        as it runs (two loops, each with its own backoff)."""
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session, asyncio.TaskGroup() as tg:
+            tg.create_task(self._forever(session, self._send_batch), name="uplink batches")
+            tg.create_task(self._forever(session, self._send_events), name="uplink events")

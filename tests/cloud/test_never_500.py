@@ -192,9 +192,9 @@ texts = (
     )
 )
 keys = st.sampled_from([BOX_KEY, GW_KEY, "00" * 32, BOX_KEY.upper()]) | texts
-PARAMS = {"device": keys, "seq": texts, "index": texts}
+PARAMS = {"device": keys, "gateway": keys, "seq": texts, "index": texts}
 TEMPLATES = route_templates()  # every route: one added later is covered at once
-QUERY_NAMES = ["start", "end", "index", "size", "hash", "old", "new", "limit"]
+QUERY_NAMES = ["start", "end", "index", "size", "hash", "old", "new", "limit", "after"]
 
 
 @st.composite

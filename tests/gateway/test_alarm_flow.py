@@ -3,12 +3,12 @@ cloud, announced, and restored after a restart (gateway/alarms.py holds the rule
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from pathlib import Path
 
 from device import reading, schnorr
+from gateway import event
 from gateway import settings as gw_settings
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
@@ -51,8 +51,9 @@ async def test_a_failing_room_raises_high_and_it_survives_a_restart(tmp_path: Pa
     assert [a.kind for a in gw.alarms.active()] == ["high"]
     await gw.stop()
     db = sqlite3.connect(tmp_path / "spool.sqlite")
-    queued = [json.loads(b) for (b,) in db.execute("SELECT body FROM events WHERE kind='alarm'")]
-    assert any(e["kind"] == "high" and e["state"] == "raised" for e in queued)
+    queued = [event.decode(r) for (r,) in db.execute("SELECT record FROM gateway_events")]
+    assert all(e.verify_signature() and e.gateway == gw.key for e in queued)
+    assert any(e.kind == event.ALARM_RAISED and e.body["alarm"] == "high" for e in queued)
     # Restart: the alarm is still active, and cools down to a single "cleared".
     gw2 = make_gateway(tmp_path)
     assert [a.kind for a in gw2.alarms.active()] == ["high"]

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from device import reading, schnorr
+from gateway import event
 from gateway import settings as gw_settings
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
@@ -50,8 +51,8 @@ async def test_nearly_full_alarms_then_full_refuses_then_drained_accepts(tmp_pat
     refused = await send(10)
     assert refused == [None] * 10 and gw.counts["spool full"] == 10  # not acknowledged
     db = sqlite3.connect(tmp_path / "spool.sqlite")
-    events = [b for (b,) in db.execute("SELECT body FROM events WHERE kind='site-alarm'")]
-    assert events and '"raised"' in events[0]
+    events = [event.decode(r) for (r,) in db.execute("SELECT record FROM gateway_events")]
+    assert events and events[0].kind == event.SITE_ALARM and events[0].body["state"] == "raised"
     # The cloud takes everything; pruning brings the spool back under: accepting again.
     checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)"  # so the file holds every page
     await gw.spool_call(gw.spool.db.execute, checkpoint)

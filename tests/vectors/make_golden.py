@@ -1,6 +1,7 @@
-"""Regenerate the golden vectors for the reading and batch-header formats.
+"""Regenerate the golden vectors for the reading, batch-header and gateway-event formats.
 
-    python tests/vectors/make_golden.py      # rewrites reading-v1.json and batch-v1.json
+    python tests/vectors/make_golden.py      # rewrites reading-v1.json, batch-v1.json and
+                                             # event-v1.json
 
 The bytes are built straight from docs/protocol.md with struct, hashlib and coincurve
 (libsecp256k1), deliberately NOT through device/reading.py or gateway/batch.py, so the
@@ -152,9 +153,67 @@ def batch_vectors(readings: dict) -> dict:
     }
 
 
+def event_vectors() -> dict:
+    """Gateway events (docs/protocol.md, "Gateway events"): canonical bytes by the `rfc8785`
+    package (an RFC 8785 implementation independent of gateway/event.py)."""
+    import rfc8785
+
+    secret = label("pharmasync golden gateway")
+    xonly = coincurve.PrivateKey(secret).public_key_xonly.format()
+    bodies = [
+        (
+            "alarm-raised",
+            {"alarm": "high", "zone": "Kühlraum C", "value_cc": 912, "detail": "9.12 °C > 8 °C"},
+        ),
+        (
+            "box-status",
+            {
+                "box": label("pharmasync golden box cold-room").hex(),
+                "zone": "C",
+                "last_seen": 1793620800,
+                "last_seq": 41,
+                "backlog": 0,
+                "battery_low": 0,
+                "rejects": {"bad signature": 2, "stale seq": 1},
+            },
+        ),
+        ("site-alarm", {"alarm": "spool", "state": "raised", "bytes": 1700000000}),
+    ]
+    events = []
+    for seq, (kind, body) in enumerate(bodies):
+        obj = {"gateway": xonly.hex(), "seq": seq, "time": 1793620800 + seq, "kind": kind}
+        data = rfc8785.dumps(obj | {"body": body})
+        aux = label(f"aux event {seq}")
+        _, sig = schnorr(secret, tagged(b"PharmaSync/event/v1", data), aux)
+        events.append(
+            {
+                "seq": seq,
+                "aux": aux.hex(),
+                "kind": kind,
+                "body": body,
+                "canonical": data.decode(),
+                "message": tagged(b"PharmaSync/event/v1", data).hex(),
+                "record": (sig + data).hex(),
+            }
+        )
+    return {
+        "description": "Golden vectors for PharmaSync gateway events v1 (docs/protocol.md). "
+        "Made by tests/vectors/make_golden.py (rfc8785 + hashlib + coincurve), independent "
+        "of gateway/event.py. record = signature || canonical; secret = SHA-256('pharmasync "
+        "golden gateway'), aux = SHA-256('aux event <seq>').",
+        "gateway_secret": secret.hex(),
+        "gateway_key": xonly.hex(),
+        "events": events,
+    }
+
+
 def main() -> None:
     readings = reading_vectors()
-    for name, doc in (("reading-v1.json", readings), ("batch-v1.json", batch_vectors(readings))):
+    for name, doc in (
+        ("reading-v1.json", readings),
+        ("batch-v1.json", batch_vectors(readings)),
+        ("event-v1.json", event_vectors()),
+    ):
         (HERE / name).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {HERE / name}")
 
