@@ -24,7 +24,7 @@ from cloud.errors import Refused
 from cloud.keys import load_or_create_signer
 from cloud.ledger import Ledger
 from cloud.metrics import Metrics
-from cloud.routes import batches, meta, readings, registry
+from cloud.routes import batches, home, meta, readings, registry
 from cloud.routes import log as log_routes
 from cloud.settings import CloudSettings
 from cloud.state import LEDGER, METRICS, SETTINGS
@@ -129,6 +129,6 @@ def make_app(settings: CloudSettings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_witnessing_ctx)
-    for group in (batches, log_routes, readings, registry, meta):
+    for group in (batches, log_routes, readings, registry, meta, home):
         app.add_routes(group.routes)
     return app

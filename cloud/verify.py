@@ -25,6 +25,7 @@ from typing import Final
 
 from cloud.follow import (
     EXIT_MISBEHAVIOUR,
+    EXIT_NETWORK,
     EXIT_OK,
     EXIT_USAGE,
     Follower,
@@ -32,7 +33,8 @@ from cloud.follow import (
     follow,
 )
 from cloud.follow_state import default_state_path
-from cloud.verify_bundle import BundleError, BundleReport, Step, verify_bundle
+from cloud.verify_bundle import BOX_KEY_SIZE, BundleError, BundleReport, Step, verify_bundle
+from device.topics import ID_BYTES
 
 __all__ = [
     "BundleError",
@@ -90,13 +92,15 @@ def key_string(value: str) -> str:
 
 
 def box_key(value: str) -> bytes:
-    """argparse type: a box's 32-byte x-only public key in hex."""
+    """argparse type: a box's 32-byte x-only public key in hex, or its 8-byte id (the first
+    16 hex digits of the key, as the demo, the gateway and the box's topics show it)."""
+    want = "a box's id (16 hex digits) or its key (64 hex digits)"
     try:
         key = bytes.fromhex(value.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"got {value!r}, want 64 hex digits") from None
-    if len(key) != 32:
-        raise argparse.ArgumentTypeError(f"got {len(key)} bytes, want 32")
+        raise argparse.ArgumentTypeError(f"got {value!r}, want {want}") from None
+    if len(key) not in (ID_BYTES, BOX_KEY_SIZE):
+        raise argparse.ArgumentTypeError(f"got {len(key) * 2} hex digits, want {want}")
     return key
 
 
@@ -240,6 +244,13 @@ def _verify_file(args: argparse.Namespace) -> int:
             min_cosignatures=minimum,
         )
     except BundleError as e:
+        served = server_error(text) if e.step is Step.SHAPE else None
+        if served is not None:  # e.g. `curl .../proof > bundle.json` of a reading not stored
+            print(
+                f"error: {args.bundle} is the server's answer, not a proof bundle: {served}",
+                file=sys.stderr,
+            )
+            return EXIT_NETWORK
         _print_failure(e, args.json)
         return EXIT_MISBEHAVIOUR
     except ValueError as e:  # a malformed key string or count given by the user
@@ -250,6 +261,19 @@ def _verify_file(args: argparse.Namespace) -> int:
     else:
         print("\n".join(describe_report(report)))
     return EXIT_OK
+
+
+def server_error(text: str) -> str | None:
+    """The message of an RFC 9457 problem document (what the ledger answers instead of a
+    bundle: an unknown box or seq, a bad request), or None if `text` is not one."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("status"), int):
+        return None
+    detail = doc.get("detail") or doc.get("title") or "no detail"
+    return f"HTTP {doc['status']}: {detail}"
 
 
 def _step_line(mark: str, step: Step, detail: str) -> str:
