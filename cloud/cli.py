@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = startup.explain(e)
         if reason is None:
             raise
-        print(f"pharmasync {args.command}: error: {reason}", file=sys.stderr)
+        print(f"{args.prog}: error: {reason}", file=sys.stderr)
         return 1
 
 

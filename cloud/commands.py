@@ -166,8 +166,15 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not config.owners:
-        log.warning("no owner keys: registry changes will be refused (see --owner)")
+
+    def ready() -> None:
+        print(
+            f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})",
+            flush=True,
+        )
+        if not config.owners:
+            log.warning("no owner keys: registry changes will be refused (see --owner)")
+
     opening = (
         f"the database {startup.redact(config.database)}"
         if config.database
@@ -179,10 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             opening=opening,
-            on_ready=lambda: print(
-                f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})",
-                flush=True,
-            ),
+            on_ready=ready,
         )
     )
     return 0

@@ -151,6 +151,7 @@ class Demo:
         self.cloud_url = f"http://127.0.0.1:{args.port}"
 
     async def run(self) -> None:
+        startup.check_can_listen("127.0.0.1", self.args.port, "the cloud cannot listen")
         self.dir.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -46,6 +46,8 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        # The deepest subcommand's default wins: main() names the command in its errors.
+        self.set_defaults(prog=self.prog)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -132,16 +134,31 @@ def redact(url: str) -> str:
     return str(parsed.with_password("***")) if parsed.password else url
 
 
-async def listen(runner: web.AppRunner, host: str, port: int, what: str = "") -> None:
+def _cannot_listen(host: str, port: int, error: OSError, what: str) -> StartupError:
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    hint = _HINTS.get(error.errno or 0)
+    return StartupError(f"{what} on {host}:{port}: {reason}" + (f" ({hint})" if hint else ""))
+
+
+def check_can_listen(host: str, port: int, what: str = "cannot listen") -> None:
+    """Raise StartupError if host:port cannot be bound now (in use, not an address of this
+    machine): checked before a server opens its storage, so it fails fast and says why."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+                probe.bind(address)
+    except OSError as e:
+        raise _cannot_listen(host, port, e, what) from e
+
+
+async def listen(runner: web.AppRunner, host: str, port: int, what: str = "cannot listen") -> None:
     """Start serving `runner` on host:port; raise StartupError saying why it cannot."""
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as e:
-        reason = os.strerror(e.errno) if e.errno else str(e)
-        hint = _HINTS.get(e.errno or 0)
-        raise StartupError(
-            f"{what or 'cannot listen'} on {host}:{port}: {reason}" + (f" ({hint})" if hint else "")
-        ) from e
+        raise _cannot_listen(host, port, e, what) from e
 
 
 async def serve_app(
@@ -155,9 +172,11 @@ async def serve_app(
 ) -> None:
     """Serve `app` on host:port until SIGINT or SIGTERM, then shut it down cleanly.
 
-    Its start-up (the app's cleanup contexts: `opening` names what they open, e.g. "the
-    ledger's database") and the bind each raise StartupError with the reason.
+    A busy port (checked first), its start-up (the app's cleanup contexts: `opening` names
+    what they open, e.g. "the ledger's database") and the bind raise StartupError saying why.
+    `on_ready` runs once it listens.
     """
+    check_can_listen(host, port)
     runner = web.AppRunner(app, **runner_options)
     try:
         await runner.setup()

@@ -657,6 +657,7 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    startup.check_can_listen(args.host, args.port)  # before a key is made for nothing
     try:
         logs = trusted_logs(args.log_vkey)
         args.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -666,16 +667,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     vkey = signer.verifier().to_vkey()
     print(f"witness vkey: {vkey}", flush=True)  # what log operators add to their config
-    log.info("witness %s for %d logs: %s", signer.name, len(logs), ", ".join(sorted(logs)))
+
+    def ready() -> None:
+        log.info("witness %s for %d logs: %s", signer.name, len(logs), ", ".join(sorted(logs)))
+        log.info("listening on http://%s:%d%s", args.host, args.port, ADD_CHECKPOINT_PATH)
+
     asyncio.run(
         startup.serve_app(
             make_witness_app(signer, logs, args.data_dir),
             args.host,
             args.port,
             opening=f"the witness state in {args.data_dir}",
-            on_ready=lambda: log.info(
-                "listening on http://%s:%d%s", args.host, args.port, ADD_CHECKPOINT_PATH
-            ),
+            on_ready=ready,
             access_log=None,
         )
     )
