@@ -20,6 +20,7 @@ from gateway.cli import configure_logging
 
 log = logging.getLogger("pharmasync.cloud")
 _CLOUD = f"--cloud http://127.0.0.1:{settings.DEFAULT_PORT} --owner-key owner.key"
+SERVE_EXAMPLE = "pharmasync cloud serve --data-dir cloud-data --owner @owner.pub --port 8480"
 REGISTER_EXAMPLES = (
     f"pharmasync cloud register {_CLOUD} gateway @gw-data/gateway.pub --site warehouse-1",
     f"pharmasync cloud register {_CLOUD} box @box.pub --site warehouse-1 --label 'Cold room A'",
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "cloud",
         help="the cloud ledger: serve it, register boxes",
-        epilog=examples("pharmasync cloud serve --data-dir cloud-data --owner @owner.pub"),
+        epilog=examples(SERVE_EXAMPLE),
     )
     commands = parser.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
 
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "/v1/openapi.json and Prometheus metrics at /metrics. The log key is created in the "
         "data directory on first start (log.skey: keep it secret and backed up).",
         epilog=examples(
-            "pharmasync cloud serve --data-dir cloud-data --owner @owner.pub",
+            SERVE_EXAMPLE,
             "pharmasync cloud serve --data-dir cloud-data --owner @owner.pub --port 8480 "
             "--database postgresql://postgres@127.0.0.1/pharmasync",
         ),

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=examples(
             "pharmasync demo",
             f"pharmasync demo --data-dir ps-demo --port {DEFAULT_PORT} --interval 0.5 "
-            "--duration 15",
+            "--duration 10",
         ),
     )
     parser.add_argument(

@@ -70,12 +70,13 @@ exit status: 0 verified, 1 the log could not be read (after retries), 2 usage er
 EXAMPLES: Final = """\
 examples:
   pharmasync verify proof.json --log-vkey @ledger.vkey
-  curl -s https://ledger.example/v1/readings/9849e78b.../1/proof \\
-      | pharmasync verify - --log-vkey @ledger.vkey --device 9849e78b... --json
-  pharmasync verify proof.json --log-vkey @ledger.vkey \\
-      --witness @regulator.vkey --witness @auditor.vkey --min-cosignatures 1
-  pharmasync verify --cloud https://ledger.example --log-vkey @ledger.vkey --once
-  pharmasync verify --cloud https://ledger.example --readings --interval 60"""
+  pharmasync verify proof.json --log-vkey @ledger.vkey --device 9849e78b1c2d3e4f --json
+  pharmasync verify proof.json --log-vkey @ledger.vkey --witness @witness.vkey --min-cosignatures 1
+  pharmasync verify --cloud http://127.0.0.1:8480 --log-vkey @ledger.vkey --once
+  pharmasync verify --cloud http://127.0.0.1:8480 --log-vkey @ledger.vkey --readings --interval 60
+
+  (save the log's key once: curl -s http://127.0.0.1:8480/v1/log/vkey -o ledger.vkey;
+   a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json)"""
 
 
 def key_string(value: str) -> str:

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "provision` made for it (its config.json holds the key and label).",
         epilog=examples(
             f"{BOXES} add {BOX} --zone 'cold room A' --lot LOT-42",
-            f"{BOXES} add {BOX} --label 'Freezer 2' --ble-address AA:BB:CC:DD:EE:FF",
+            f"{BOXES} add {BOX} --label 'Cold room A, shelf 2' --profile default",
         ),
     )
     add.add_argument("box", help="the box's x-only public key (hex), or its provisioned folder")
