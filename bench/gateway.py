@@ -11,6 +11,14 @@
    from B boxes at QoS 1 to a Mosquitto broker (a private one on a free port, started
    here); the gateway runs as its own process (`pharmasync gateway run`); the figure is
    readings/s from the first publish until every reading is sealed in a batch.
+3. Reject path (issue 10), pinned to one core like 1: good readings keep flowing while
+   garbage arrives, GARBAGE_PER_GOOD garbage messages per good reading, in two runs —
+   4 KiB of noise (refused by the decoder) and forged 110-byte readings that claim a
+   registered box (refused only after a BIP-340 check, the costliest garbage). Figures:
+   garbage rejected/s, good readings accepted and acknowledged/s beside it, and the good
+   rate's ratio to raw verification measured in the same run; also the log lines the
+   rejects produced (rate-limited) and the quarantine kept within its budget.
+   `--rejects-only` runs just this scenario.
 Targets (issue 4): pipeline >= 0.6 x raw verification; >= 5,000 readings/s through
 Mosquitto on the 2-core reference machine. Ends with one line of JSON.
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import socket
@@ -42,6 +51,7 @@ from gateway.spool import Spool  # noqa: E402
 
 PIPELINE_TARGET = 0.6
 BROKER_TARGET = 5000.0
+GARBAGE_PER_GOOD = 4
 
 
 def make_readings(boxes: int, per_box: int) -> tuple[list[bytes], list[bytes]]:
@@ -72,10 +82,8 @@ def raw_verify_rate(wires: list[bytes]) -> float:
     return len(wires) / (time.perf_counter() - t0)
 
 
-async def pipeline_rate(wires: list[bytes], secrets: list[bytes], folder: Path) -> float:
-    """Readings/s through the gateway as it runs: its own committer (group commits on the
-    spool thread) and sealer tasks, fed as the MQTT reader feeds it, until every reading
-    is committed (acknowledged) and sealed."""
+def bench_gateway(folder: Path, secrets: list[bytes]) -> Gateway:
+    """A gateway in `folder` with the boxes of `secrets` registered (not started)."""
     register(folder, secrets, "bench")
     s = gw_settings.from_dict(
         {
@@ -83,9 +91,16 @@ async def pipeline_rate(wires: list[bytes], secrets: list[bytes], folder: Path) 
             "batch": {"max_readings": 1024, "max_age_s": 0.5},
         }
     )
-    gw = Gateway(
+    return Gateway(
         s, Registry(folder / "registry.json"), Spool(folder / "spool.sqlite"), os.urandom(32)
     )
+
+
+async def pipeline_rate(wires: list[bytes], secrets: list[bytes], folder: Path) -> float:
+    """Readings/s through the gateway as it runs: its own committer (group commits on the
+    spool thread) and sealer tasks, fed as the MQTT reader feeds it, until every reading
+    is committed (acknowledged) and sealed."""
+    gw = bench_gateway(folder, secrets)
     await gw.start()
     t0 = time.perf_counter()
     acks = []
@@ -100,6 +115,116 @@ async def pipeline_rate(wires: list[bytes], secrets: list[bytes], folder: Path) 
     assert unsealed == 0 and gw.counts["accepted"] == len(wires), gw.counts
     await gw.stop()
     return len(wires) / elapsed
+
+
+def make_garbage(kind: str, n: int, secrets: list[bytes]) -> list[bytes]:
+    """n garbage messages: "noise" (4 KiB of random bytes) or "forged" (110-byte readings
+    whose key is a registered box's and whose signature is another key's)."""
+    if kind == "noise":
+        return [os.urandom(4096) for _ in range(n)]
+    now, stranger = int(time.time()), os.urandom(32)
+    out = []
+    for i in range(n):
+        w = bytearray(reading.sign(stranger, 10**6 + i, now, 500, 5000, 0))
+        w[1:33] = schnorr.pubkey(secrets[i % len(secrets)])
+        out.append(bytes(w))
+    return out
+
+
+class _CountLines(logging.Handler):
+    """Counts the gateway's log lines (the rejects' summaries) instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines += 1
+
+
+async def reject_path_rate(
+    good: list[bytes], garbage: list[bytes], secrets: list[bytes], folder: Path
+) -> dict[str, float]:
+    """Good readings with GARBAGE_PER_GOOD garbage messages after each, through the gateway
+    as it runs (as pipeline_rate), until every good reading is acknowledged and every
+    garbage message judged and quarantined. Returns rates and what the rejects left."""
+    gw = bench_gateway(folder, secrets)
+    lines = _CountLines()
+    logger = logging.getLogger("pharmasync")
+    logger.addHandler(lines)
+    logger.propagate = False
+    await gw.start()
+    t0 = time.perf_counter()
+    acks = []
+    junk = iter(garbage)
+    for i, w in enumerate(good):
+        acks.append(await gw.receive(w, "bench"))
+        for j in range(GARBAGE_PER_GOOD):  # on topics of their own, as a flood would come
+            await gw.receive(next(junk), f"mqtt:pharmasync/v1/bench/{(i + j) % 500:016x}/reading")
+        if i % 64 == 63:
+            await asyncio.sleep(0)  # a network reader yields between socket reads
+    await asyncio.gather(*acks)  # every good reading committed and acknowledged
+    await gw.flush()  # and the last garbage quarantined
+    elapsed = time.perf_counter() - t0
+    rejected = sum(n for k, n in gw.counts.items() if k not in ("accepted", "duplicate"))
+    assert gw.counts["accepted"] == len(good) and rejected == len(garbage), gw.counts
+    assert all(a.result() is not None for a in acks), "every good reading acknowledged"
+    rows, used, dropped = gw.spool.quarantine_usage()
+    await gw.stop()
+    logger.removeHandler(lines)
+    logger.propagate = True
+    return {
+        "good_per_s": len(good) / elapsed,
+        "garbage_per_s": len(garbage) / elapsed,
+        "seconds": elapsed,
+        "log_lines": lines.lines,
+        "quarantine_rows": rows,
+        "quarantine_bytes": used,
+        "quarantine_dropped": dropped,
+    }
+
+
+def reject_path(args: argparse.Namespace) -> dict[str, object]:
+    """Scenario 3: sign, then measure raw verification and both garbage runs on one core."""
+    boxes = min(args.boxes, 100)
+    per_box = max(1, args.rejects_good // boxes)
+    print(
+        f"reject path: {per_box * boxes:,} good readings from {boxes} boxes, "
+        f"{GARBAGE_PER_GOOD} garbage messages after each ...",
+        flush=True,
+    )
+    secrets, good = make_readings(boxes, per_box)
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        if before is not None:
+            os.sched_setaffinity(0, {min(before)})  # one core: the spool thread shares it
+        try:
+            raw = raw_verify_rate(good)
+            results["raw_verify_per_s"] = round(raw)
+            print(f"raw coincurve verification : {raw:10,.0f} readings/s (one core)")
+            for kind in ("noise", "forged"):
+                garbage = make_garbage(kind, len(good) * GARBAGE_PER_GOOD, secrets)
+                r = asyncio.run(reject_path_rate(good, garbage, secrets, Path(tmp) / kind))
+                print(
+                    f"rejects, {kind:<6}             : {r['garbage_per_s']:10,.0f} garbage/s "
+                    f"rejected while {r['good_per_s']:,.0f} good readings/s flowed "
+                    f"= {r['good_per_s'] / raw:.2f} x raw; {r['log_lines']} log lines; "
+                    f"quarantine {r['quarantine_rows']:,} rows, {r['quarantine_bytes']:,} B, "
+                    f"{r['quarantine_dropped']:,} dropped"
+                )
+                results[kind] = {k: round(v, 3) for k, v in r.items()} | {
+                    "good_ratio_to_raw_verify": round(r["good_per_s"] / raw, 3)
+                }
+        finally:
+            if before is not None:
+                os.sched_setaffinity(0, before)
+    return {
+        "scenario": "rejects",
+        "good": len(good),
+        "garbage_per_good": GARBAGE_PER_GOOD,
+        "pinned_to_one_core": before is not None,
+    } | results
 
 
 def free_port() -> int:
@@ -192,7 +317,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--readings", type=int, default=60_000, help="readings in total")
     parser.add_argument("--boxes", type=int, default=100, help="boxes sending them")
+    parser.add_argument(
+        "--rejects-good", type=int, default=10_000, help="good readings in scenario 3"
+    )
+    parser.add_argument("--rejects-only", action="store_true", help="run scenario 3 only")
     args = parser.parse_args()
+    if args.rejects_only:
+        print(json.dumps(reject_path(args)))
+        return
 
     per_box = args.readings // args.boxes
     print(f"signing {per_box * args.boxes:,} readings from {args.boxes} boxes ...", flush=True)
@@ -213,6 +345,7 @@ def main() -> None:
             f"(target {PIPELINE_TARGET})"
         )
         through = broker_rate(wires, secrets, Path(tmp))
+    rejects = reject_path(args)
     print(
         f"through Mosquitto          : {through['rate']:10,.0f} readings/s "
         f"({through['sealed']:,} of {through['readings']:,} sealed in {through['seconds']:.1f} s; "
@@ -233,6 +366,7 @@ def main() -> None:
                 "broker_publish_seconds": round(through["publish_seconds"], 2),
                 "broker_target_per_s": BROKER_TARGET,
                 "broker_ratio_to_target": round(through["rate"] / BROKER_TARGET, 3),
+                "rejects": rejects,
             }
         )
     )

@@ -15,6 +15,7 @@ from cloud import commands as cloud_commands
 from cloud import demo, startup, verify, witness
 from device import cli as device_cli
 from device.cli import examples
+from device.datalock import FolderBusy
 from gateway import cli as gateway_cli
 
 
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except FolderBusy as e:  # a long-running command found its data folder taken
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # Output piped into a reader that stopped early (e.g. `| head`): not worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

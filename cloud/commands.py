@@ -14,7 +14,7 @@ import aiohttp
 
 from cloud import registry, settings, startup, witnessing
 from cloud.app import make_app
-from device import config, schnorr
+from device import config, datalock, schnorr
 from device.cli import examples, hex_bytes, keygen
 from gateway.cli import configure_logging
 
@@ -181,15 +181,13 @@ def _serve(args: argparse.Namespace) -> int:
         if config.database
         else f"the ledger in {config.data_dir}"
     )
-    asyncio.run(
-        startup.serve_app(
-            make_app(config),
-            args.host,
-            args.port,
-            opening=opening,
-            on_ready=ready,
+    # One server per data folder; workers on one PostgreSQL database share it (its log key).
+    with datalock.acquire(config.data_dir, shared=config.database is not None):
+        asyncio.run(
+            startup.serve_app(
+                make_app(config), args.host, args.port, opening=opening, on_ready=ready
+            )
         )
-    )
     return 0
 
 

@@ -35,7 +35,7 @@ from aiohttp import web
 from cloud import registry, startup
 from cloud.app import make_app
 from cloud.settings import DEFAULT_PORT, CloudSettings
-from device import schnorr, topics
+from device import datalock, schnorr, topics
 from device.cli import examples, positive_int
 from device.simulate import SimSettings, make_box, summary
 from gateway import app as gateway_app
@@ -151,8 +151,13 @@ class Demo:
         self.cloud_url = f"http://127.0.0.1:{args.port}"
 
     async def run(self) -> None:
+        """Run until stopped; raises datalock.FolderBusy if another demo uses the folder,
+        StartupError if its cloud cannot listen."""
         startup.check_can_listen("127.0.0.1", self.args.port, "the cloud cannot listen")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        with datalock.acquire(self.dir):  # one demo per data folder
+            await self._run()
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with suppress(NotImplementedError, RuntimeError):

@@ -25,8 +25,10 @@ from cloud.store import Store, StoreConflict
 from cloud.witness_client import add_cosignatures
 from device import reading
 from gateway import batch, merkle
+from gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger("pharmasync.cloud.ledger")
+REFUSALS = RateLimitedLog(log, "refused")
 
 MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
 
@@ -189,7 +191,7 @@ class Ledger:
 
     def _refuse(self, reason: str, detail: str, status: int) -> LedgerError:
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        log.warning("refused: %s: %s", reason, detail)
+        REFUSALS("", reason, detail)  # rate-limited lines; self.refused stays exact
         return LedgerError(reason, detail, status)
 
     # -- registry ------------------------------------------------------------------------

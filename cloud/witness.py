@@ -79,6 +79,7 @@ from cloud.note import (
     open_note,
     parse_note,
 )
+from device import datalock
 from device.cli import examples
 from gateway.merkle import ProofError, verify_consistency
 from gateway.rfc6962 import EMPTY_ROOT, HASH_SIZE
@@ -661,6 +662,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         logs = trusted_logs(args.log_vkey)
         args.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = datalock.acquire(args.data_dir)  # one witness per folder; FolderBusy is an OSError
         signer = load_or_create_key(args.data_dir / KEY_FILE, args.name)
     except (KeyFileError, KeyFormatError, AmbiguousVerifierError, OSError) as e:
         print(f"pharmasync witness: error: {e}", file=sys.stderr)
@@ -682,6 +684,7 @@ def run(args: argparse.Namespace) -> int:
             access_log=None,
         )
     )
+    lock.release()
     return 0
 
 

@@ -10,7 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
-from device import config, reading, schnorr, simsensor
+from device import config, datalock, reading, schnorr, simsensor
 
 # The examples' box folder: `provision` names it by the box's id (its key's first 8 bytes).
 BOX = "boxes/9849e78b1c2d3e4f"
@@ -335,6 +335,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     data_dir = str(args.data_dir or folder / "state")
+    lock = datalock.acquire(Path(data_dir))  # one box per state folder
     board: object  # a board as device/firmware.py describes it
     if args.simulate:
         from device import board_sim
@@ -357,6 +358,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(box.run())
     except KeyboardInterrupt:
         print(f"stopped; {len(box.backlog)} readings kept for the next run")
+    lock.release()
     return 0
 
 
@@ -393,6 +395,7 @@ def _simulate(args: argparse.Namespace) -> int:
         reason = e.strerror or str(e) or type(e).__name__
         print(f"error: cannot reach the MQTT broker at {host}:{port}: {reason}", file=sys.stderr)
         return 1
+    lock = datalock.acquire(args.data_dir)  # one simulation per folder of box identities
     print(
         f"simulating {args.boxes} boxes against {host}:{port}, a reading every "
         f"{args.interval:g} s each; Ctrl-C to stop"
@@ -401,4 +404,5 @@ def _simulate(args: argparse.Namespace) -> int:
         asyncio.run(simulate.simulate(settings))
     except KeyboardInterrupt:
         print("stopped; boxes keep their unacknowledged readings for the next run")
+    lock.release()
     return 0

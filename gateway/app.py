@@ -3,7 +3,8 @@
 The data folder holds everything the gateway owns:
     gateway.key      its BIP-340 secret (created on first start, mode 0600)
     registry.json    the box registry (TinyDB; `pharmasync gateway boxes ...` edits it)
-    spool.sqlite     readings, batches, quarantine (WAL)
+    spool.sqlite     readings and batches (WAL)
+    quarantine.sqlite  rejected messages kept as evidence, in a budget of their own
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from device import schnorr
+from device import datalock, schnorr
 from gateway.ble import BleakTransport, BleIngest
 from gateway.ingest_mqtt import MqttIngest
 from gateway.registry import Registry
@@ -81,11 +82,16 @@ async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the gateway until `stop` is set (or SIGINT/SIGTERM), then shut down cleanly."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Run the gateway until `stop` is set (or SIGINT/SIGTERM), then shut down cleanly.
+    Raises datalock.FolderBusy if another process runs on the same data folder."""
+    lock = datalock.acquire(settings.data_dir)  # one gateway per folder (creates it)
     secret = load_or_create_key(settings.data_dir / "gateway.key")
     registry = open_registry(settings)
-    spool = Spool(settings.data_dir / "spool.sqlite")
+    spool = Spool(
+        settings.data_dir / "spool.sqlite",
+        settings.spool.quarantine_max_bytes,
+        settings.spool.quarantine_max_rows,
+    )
     gateway = Gateway(settings, registry, spool, secret)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,3 +143,4 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         await gateway.stop()
         spool.close()
         registry.close()
+        lock.release()

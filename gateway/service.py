@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from device import ack, reading, schnorr, topics
 from device.flash import write_atomic
 from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
+from gateway.ratelog import RateLimitedLog
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.spool import Accepted, Rejected, Spool
@@ -51,6 +52,7 @@ class Gateway:
         self.verifier = Verifier(registry, settings.verify, dict(self.committed), self._stored)
         self.counts: Counter[str] = Counter()  # accepted, duplicate, and each reject reason
         self.rejects_by_box: dict[bytes, Counter[str]] = {}
+        self.reject_log = RateLimitedLog(log)  # bounded lines; self.counts stay exact
         self.last_reading: dict[bytes, tuple[float, Any]] = {}  # box -> (when, decoded)
         self.ack_listeners: list[AckListener] = []
         self.accepting = True  # False while the spool is over its size limit
@@ -143,7 +145,7 @@ class Gateway:
                 key = bytes(wire[1:33])
                 self.rejects_by_box.setdefault(key, Counter())[outcome.reason] += 1
             self._rejects.append(Rejected(source, outcome.reason, outcome.detail, bytes(wire), now))
-            log.warning("rejected from %s: %s: %s", source, outcome.reason, outcome.detail)
+            self.reject_log(source, outcome.reason, outcome.detail)
             done.set_result(None)
             self._wake.set()
             return done
@@ -294,5 +296,6 @@ class Gateway:
             with suppress(asyncio.CancelledError):
                 await task
         await self.flush()
+        self.reject_log.flush()
         self.save_alarms()
         self._thread.shutdown(wait=True)

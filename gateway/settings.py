@@ -47,6 +47,10 @@ class SpoolSettings:
     warn_fraction: float = 0.8  # raise the "spool nearly full" alarm above this fraction
     keep_uploaded_s: int = 86400  # keep uploaded readings this long (duplicate detection)
     commit_interval_s: float = 0.02  # group commits: acks follow within this much
+    # Rejected messages kept as evidence, in a budget of their own that max_bytes does not
+    # count (gateway/spool.py): the oldest are dropped first, and the drops counted.
+    quarantine_max_bytes: int = 64 << 20
+    quarantine_max_rows: int = 50_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("spool", "warn_fraction"): (0.1, 1.0),
     ("spool", "keep_uploaded_s"): (0, 365 * 86400),
     ("spool", "commit_interval_s"): (0.0, 5.0),
+    ("spool", "quarantine_max_bytes"): (1 << 16, 1 << 40),
+    ("spool", "quarantine_max_rows"): (1, 10_000_000),
     ("uplink", "timeout_s"): (1, 600),
     ("uplink", "max_backoff_s"): (1, 86400),
     ("status", "port"): (0, 65535),

@@ -1,7 +1,14 @@
-"""The gateway's spool: every accepted reading, quarantined message and sealed batch, in
-one SQLite database (WAL). A reading is committed here before its box is acknowledged,
-and batches are sealed in the same database in one transaction each, so after a crash
-the same readings are in the same batch and never in two.
+"""The gateway's spool: every accepted reading and sealed batch in one SQLite database
+(WAL). A reading is committed here before its box is acknowledged, and batches are sealed
+in the same database in one transaction each, so after a crash the same readings are in
+the same batch and never in two.
+
+Rejected messages are kept as evidence in a second file beside it (quarantine.sqlite,
+attached as `q`) with a budget of its own: at most `quarantine_max_bytes` of evidence and
+`quarantine_max_rows` rows, the oldest dropped first and counted. The readings' size limit
+([spool] max_bytes, see size_bytes) never counts quarantine, so no amount of garbage can
+stop the gateway accepting valid readings (issue 10 §5). Quarantine writes are not
+fsynced (synchronous=NORMAL): evidence, not readings, and a flood must not cost fsyncs.
 
 The class is synchronous and not thread-safe: the gateway runs it on one worker thread.
 """
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gateway import batch
+from gateway.settings import SpoolSettings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -43,14 +51,6 @@ CREATE TABLE IF NOT EXISTS batches (
     sent_at   REAL,                     -- when the cloud accepted it
     receipt   TEXT                      -- the cloud's receipt (JSON)
 );
-CREATE TABLE IF NOT EXISTS quarantine (
-    id          INTEGER PRIMARY KEY,
-    received_at REAL NOT NULL,
-    source      TEXT NOT NULL,          -- e.g. mqtt:<topic>, ble:<address>
-    reason      TEXT NOT NULL,          -- what was wrong, counted by reason
-    detail      TEXT NOT NULL,
-    payload     BLOB NOT NULL
-);
 CREATE TABLE IF NOT EXISTS events (
     id      INTEGER PRIMARY KEY,
     time    REAL NOT NULL,
@@ -59,8 +59,21 @@ CREATE TABLE IF NOT EXISTS events (
     sent_at REAL                         -- queued for the cloud until sent
 );
 """
+QUARANTINE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS q.quarantine (
+    id          INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    source      TEXT NOT NULL,          -- e.g. mqtt:<topic>, ble:<address>
+    reason      TEXT NOT NULL,          -- what was wrong, counted by reason
+    detail      TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    size        INTEGER NOT NULL        -- what the row costs of the budget (evidence_size)
+);
+"""
+QUARANTINE_FILE = "quarantine.sqlite"  # beside the spool
 QUARANTINE_PAYLOAD_MAX = 4096  # keep evidence, not an attacker's megabytes
-QUARANTINE_KEEP = 100_000  # newest rows kept: a flood of garbage must not fill the disk
+QUARANTINE_TEXT_MAX = 512  # source (an MQTT topic can be 64 KiB) and detail, in characters
+QUARANTINE_ROW_OVERHEAD = 64  # a row's bytes besides its fields (header, rowid, index)
 
 
 class Accepted(NamedTuple):
@@ -97,13 +110,19 @@ class SealedBatch:
 class Spool:
     """The gateway's durable store (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        quarantine_max_bytes: int = SpoolSettings.quarantine_max_bytes,
+        quarantine_max_rows: int = SpoolSettings.quarantine_max_rows,
+    ) -> None:
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk (WAL fsynced) before it returns, so before any ack.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        self._open_quarantine(quarantine_max_bytes, quarantine_max_rows)
 
     def close(self) -> None:
         self.db.close()
@@ -122,7 +141,8 @@ class Spool:
         return row[0] if row else None
 
     def commit(self, accepted: Sequence[Accepted], rejected: Sequence[Rejected] = ()) -> None:
-        """Store readings and quarantined messages in one durable transaction."""
+        """Store readings (durably: before their acks) and quarantine rejected messages
+        (within its budget) in one transaction."""
         with self._transaction():
             self.db.executemany(
                 "INSERT INTO readings (box, seq, wire, box_time, gateway_time) VALUES (?,?,?,?,?)",
@@ -136,20 +156,8 @@ class Spool:
                 "DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
                 list(newest.items()),
             )
-            self.db.executemany(
-                "INSERT INTO quarantine (received_at, source, reason, detail, payload) "
-                "VALUES (?,?,?,?,?)",
-                [
-                    (
-                        r.received_at,
-                        r.source,
-                        r.reason,
-                        r.detail,
-                        r.payload[:QUARANTINE_PAYLOAD_MAX],
-                    )
-                    for r in rejected
-                ],
-            )
+            quarantined = self._quarantine(rejected)
+        self._quarantined = quarantined  # its totals count once the transaction committed
 
     def unsealed(self) -> tuple[int, float | None]:
         """Return (count, gateway time of the oldest) of readings not yet in a batch."""
@@ -231,9 +239,8 @@ class Spool:
 
     def prune(self, keep_s: float, now: float | None = None) -> int:
         """Delete readings of batches the cloud accepted more than keep_s ago (return how
-        many) and all but the newest QUARANTINE_KEEP quarantined messages (the reject
-        counters keep the totals). Headers and receipts stay: small, and proof of what
-        was sent."""
+        many). Headers and receipts stay: small, and proof of what was sent. (Quarantine
+        keeps to its budget as it is written.)"""
         cutoff = (now or time.time()) - keep_s
         with self._transaction():
             cur = self.db.execute(
@@ -241,23 +248,91 @@ class Spool:
                 "(SELECT seq FROM batches WHERE sent_at IS NOT NULL AND sent_at < ?)",
                 (cutoff,),
             )
-            self.db.execute(
-                "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ?",
-                (QUARANTINE_KEEP,),
-            )
         return cur.rowcount
 
-    def size_bytes(self) -> int:
-        """Bytes of the spool in use. Pages freed by pruning stay in the file and are
-        reused by new readings, so this, not the file's size, is what the limit bounds
-        (the file itself stays at its high-water mark)."""
-        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
-        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        size = self.db.execute("PRAGMA page_size").fetchone()[0]
-        return (pages - free) * size
+    def size_bytes(self, schema: str = "main") -> int:
+        """Bytes of the spool in use (of quarantine with schema "q"). Pages freed by
+        pruning stay in the file and are reused by new rows, so this, not the file's
+        size, is what the limit bounds (the file itself stays at its high-water mark)."""
+        pages = self.db.execute(f"PRAGMA {schema}.page_count").fetchone()[0]
+        free = self.db.execute(f"PRAGMA {schema}.freelist_count").fetchone()[0]
+        size = self.db.execute(f"PRAGMA {schema}.page_size").fetchone()[0]
+        return int((pages - free) * size)
+
+    # -- quarantine ------------------------------------------------------------------
+
+    def _open_quarantine(self, max_bytes: int, max_rows: int) -> None:
+        """Attach quarantine.sqlite and load its totals; move rows an older spool kept in
+        its own file (which counted toward the readings' limit) into it."""
+        self.quarantine_max_bytes = max_bytes
+        self.quarantine_max_rows = max_rows
+        self.db.execute("ATTACH DATABASE ? AS q", (str(self.path.with_name(QUARANTINE_FILE)),))
+        self.db.execute("PRAGMA q.journal_mode=WAL")
+        self.db.execute("PRAGMA q.synchronous=NORMAL")
+        self.db.executescript(QUARANTINE_SCHEMA)
+        rows, size = self.db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM q.quarantine"
+        ).fetchone()
+        self._quarantined = (rows, size, 0)
+        old = self.db.execute(
+            "SELECT 1 FROM main.sqlite_master WHERE name = 'quarantine'"
+        ).fetchone()
+        if old:
+            with self._transaction():
+                kept = self.db.execute(
+                    "SELECT received_at, source, reason, detail, payload FROM main.quarantine "
+                    "ORDER BY id DESC LIMIT ?",
+                    (max_rows,),
+                ).fetchall()
+                self._quarantined = self._quarantine(
+                    [Rejected(s, r, d, p, t) for t, s, r, d, p in reversed(kept)]
+                )
+                self.db.execute("DROP TABLE main.quarantine")  # its pages go to readings
+
+    def _quarantine(self, rejected: Sequence[Rejected]) -> tuple[int, int, int]:
+        """Insert rejected messages, then drop the oldest rows while over the budget.
+        Runs inside a transaction; returns the new (rows, bytes, dropped) totals."""
+        rows, size, dropped = self._quarantined
+        if not rejected:
+            return rows, size, dropped
+        new = []
+        for r in rejected:
+            source, detail = r.source[:QUARANTINE_TEXT_MAX], r.detail[:QUARANTINE_TEXT_MAX]
+            payload = r.payload[:QUARANTINE_PAYLOAD_MAX]
+            n = evidence_size(source, r.reason, detail, payload)
+            new.append((r.received_at, source, r.reason, detail, payload, n))
+        self.db.executemany(
+            "INSERT INTO q.quarantine (received_at, source, reason, detail, payload, size) "
+            "VALUES (?,?,?,?,?,?)",
+            new,
+        )
+        rows += len(new)
+        size += sum(row[-1] for row in new)
+        over_rows, over_bytes = rows - self.quarantine_max_rows, size - self.quarantine_max_bytes
+        if over_rows <= 0 and over_bytes <= 0:
+            return rows, size, dropped
+        # Oldest first: walk the rows in id order until enough are counted, then cut there.
+        cut, n_rows, n_bytes = 0, 0, 0
+        cur = self.db.execute("SELECT id, size FROM q.quarantine ORDER BY id")
+        while n_rows < over_rows or n_bytes < over_bytes:
+            chunk = cur.fetchmany(1024)
+            if not chunk:
+                break
+            for row_id, row_size in chunk:
+                cut, n_rows, n_bytes = row_id, n_rows + 1, n_bytes + row_size
+                if n_rows >= over_rows and n_bytes >= over_bytes:
+                    break
+        cur.close()
+        self.db.execute("DELETE FROM q.quarantine WHERE id <= ?", (cut,))
+        return rows - n_rows, size - n_bytes, dropped + n_rows
+
+    def quarantine_usage(self) -> tuple[int, int, int]:
+        """Return quarantine's (rows, bytes of its budget used, rows dropped since open)."""
+        return self._quarantined
 
     def quarantine_counts(self) -> dict[str, int]:
-        return dict(self.db.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason"))
+        """Return the quarantined rows kept, by reason."""
+        return dict(self.db.execute("SELECT reason, count(*) FROM q.quarantine GROUP BY reason"))
 
     def add_events(self, events: Iterable[tuple[float, str, dict]]) -> None:
         """Queue events (time, kind, body) for the cloud."""
@@ -269,6 +344,13 @@ class Spool:
 
     def _transaction(self) -> Immediate:
         return Immediate(self.db)
+
+
+def evidence_size(source: str, reason: str, detail: str, payload: bytes) -> int:
+    """What one quarantined row costs of the budget: its fields' bytes and a row's overhead
+    (measured: 4 KiB payloads fill SQLite's 4 KiB pages to about 95 % of this)."""
+    text = len(source.encode()) + len(reason.encode()) + len(detail.encode())
+    return text + len(payload) + QUARANTINE_ROW_OVERHEAD
 
 
 class Immediate:

@@ -52,6 +52,7 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
     spool_bytes = await gw.spool_call(gw.spool.size_bytes)
     unsealed, _ = await gw.spool_call(gw.spool.unsealed)
     unsent, oldest_unsent = await gw.spool_call(gw.spool.unsent)
+    q_rows, q_bytes, q_dropped = await gw.spool_call(gw.spool.quarantine_usage)
     boxes = []
     labels = {b.device_id: b.label or b.device_id for b in gw.registry.all()}
     zones = {b.device_id: b.zone for b in gw.registry.all()}
@@ -94,6 +95,13 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
             "unsealed_readings": unsealed,
             "unsent_batches": unsent,
             "oldest_unsent_age_s": None if oldest_unsent is None else now - oldest_unsent,
+        },
+        "quarantine": {
+            "rows": q_rows,
+            "bytes": q_bytes,
+            "dropped": q_dropped,
+            "max_bytes": gw.settings.spool.quarantine_max_bytes,
+            "max_rows": gw.settings.spool.quarantine_max_rows,
         },
         "mqtt": None
         if rt.mqtt is None
@@ -164,6 +172,19 @@ class _SnapshotCollector:
             p + "oldest_unsent_batch_age_seconds",
             "Uplink lag",
             value=spool["oldest_unsent_age_s"] or 0.0,
+        )
+        q = s["quarantine"]
+        yield GaugeMetricFamily(p + "quarantine_rows", "Rejected messages kept", value=q["rows"])
+        yield GaugeMetricFamily(
+            p + "quarantine_bytes", "Quarantine budget in use", value=q["bytes"]
+        )
+        yield GaugeMetricFamily(
+            p + "quarantine_limit_bytes", "Quarantine budget", value=q["max_bytes"]
+        )
+        yield CounterMetricFamily(
+            p + "quarantine_dropped",
+            "Rejected messages dropped from quarantine (oldest first) to keep its budget",
+            value=q["dropped"],
         )
         if s["mqtt"] is not None:
             yield GaugeMetricFamily(

@@ -69,17 +69,3 @@ async def test_nearly_full_alarms_then_full_refuses_then_drained_accepts(tmp_pat
     # 200 readings are ~40 KB of rows; at most a few metadata pages may be added.
     assert (tmp_path / "spool.sqlite").stat().st_size <= size_before + 4 * 4096
     await gw.stop()
-
-
-def test_quarantine_keeps_only_the_newest_rows(tmp_path: Path, monkeypatch) -> None:
-    from gateway import spool as spool_mod
-    from gateway.spool import Rejected
-
-    monkeypatch.setattr(spool_mod, "QUARANTINE_KEEP", 50)
-    sp = Spool(tmp_path / "spool.sqlite")
-    sp.commit([], [Rejected("t", "length", f"#{i}", b"x" * 5000, float(i)) for i in range(120)])
-    sp.prune(keep_s=0)
-    rows = sp.db.execute("SELECT detail, length(payload) FROM quarantine ORDER BY id").fetchall()
-    assert [d for d, _ in rows] == [f"#{i}" for i in range(70, 120)]
-    assert all(n == spool_mod.QUARANTINE_PAYLOAD_MAX for _, n in rows)  # evidence, capped
-    sp.close()
