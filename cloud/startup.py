@@ -99,11 +99,11 @@ def data_dir(text: str) -> Path:
 
 # --- failures to start, in one line ---------------------------------------------------------
 
+# What to do about an errno, added to its message (which says what happened, not why).
 _HINTS = {
     errno.EADDRINUSE: "another process listens there: stop it or choose another port",
     errno.EADDRNOTAVAIL: "not an address of this machine",
-    errno.EACCES: "permission denied",
-    errno.ECONNREFUSED: "connection refused: nothing listens there",
+    errno.ECONNREFUSED: "nothing listens there",
     errno.EEXIST: "it exists and is not a folder",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
 }
@@ -119,7 +119,7 @@ def explain(exc: BaseException) -> str | None:
     if isinstance(exc, OSError):
         reason = exc.strerror or str(exc) or type(exc).__name__
         hint = _HINTS.get(exc.errno or 0)
-        if hint and hint.split(":")[0].lower() not in reason.lower():
+        if hint:
             reason = f"{reason} ({hint})"
         return f"{exc.filename}: {reason}" if exc.filename else reason
     asyncpg = sys.modules.get("asyncpg")  # only if a command used PostgreSQL

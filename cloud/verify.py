@@ -73,7 +73,7 @@ examples:
   pharmasync verify proof.json --log-vkey @ledger.vkey --device 9849e78b1c2d3e4f --json
   pharmasync verify proof.json --log-vkey @ledger.vkey --witness @witness.vkey --min-cosignatures 1
   pharmasync verify --cloud http://127.0.0.1:8480 --log-vkey @ledger.vkey --once
-  pharmasync verify --cloud http://127.0.0.1:8480 --log-vkey @ledger.vkey --readings --interval 60
+  pharmasync verify --cloud https://ledger.example --log-vkey @ledger.vkey --readings --interval 60
 
   (save the log's key once: curl -s http://127.0.0.1:8480/v1/log/vkey -o ledger.vkey;
    a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json)"""

@@ -123,7 +123,7 @@ def _postgres(path: str = "", port: int | None = None, user: str | None = None) 
     [
         ("database", 'database "pharmasync_no_such_db" does not exist'),
         ("role", 'role "pharmasync_no_such_role" does not exist'),
-        ("port", "connection refused"),
+        ("port", "nothing listens there"),
     ],
 )
 def test_cloud_serve_says_why_postgresql_refused(case: str, message: str, tmp_path: Path) -> None:

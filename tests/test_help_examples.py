@@ -45,7 +45,8 @@ PARSE_ONLY = {
     "serve` on the PostgreSQL server; tests/cloud run the ledger on both engines)",
     "proof.json": "needs the proof bundle of a stored reading: tests/test_demo.py runs the "
     "demo's printed `verify` commands on a real one",
-    "--interval 60": "follows the log until stopped (the --once example runs)",
+    "--interval 60": "follows a deployed ledger's log until stopped (the --once example "
+    "runs against the test's cloud)",
 }
 # Hardware: `device run` without --simulate reads a DHT22 on a Raspberry Pi's GPIO, and
 # `device flash` without --dry-run writes to an ESP32.
