@@ -12,17 +12,19 @@ import sys
 from collections.abc import Sequence
 
 from cloud import commands as cloud_commands
-from cloud import demo, verify, witness
+from cloud import demo, startup, verify, witness
 from device import cli as device_cli
+from device.cli import examples
 from device.datalock import FolderBusy
 from gateway import cli as gateway_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the full `pharmasync` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = startup.Parser(
         prog="pharmasync",
         description="PharmaSync: prove where a medicine has been and how cold it was kept.",
+        epilog=examples("pharmasync demo", "pharmasync cloud serve --help"),
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     demo.register(commands)
@@ -48,6 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Output piped into a reader that stopped early (e.g. `| head`): not worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as e:
+        # A port in use, a folder that is a file, a database that refuses us: one line, not
+        # a traceback (startup.explain knows each kind). Anything else is a bug: it rises.
+        reason = startup.explain(e)
+        if reason is None:
+            raise
+        print(f"{args.prog}: error: {reason}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,20 +10,30 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
-from cloud import jsonbound, registry, settings, witnessing
+from cloud import jsonbound, registry, settings, startup, witnessing
 from cloud.app import make_app
 from device import config, datalock, schnorr
-from device.cli import hex_bytes, keygen
+from device.cli import examples, hex_bytes, keygen
 from gateway.cli import configure_logging
 
 log = logging.getLogger("pharmasync.cloud")
+_CLOUD = f"--cloud http://127.0.0.1:{settings.DEFAULT_PORT} --owner-key owner.key"
+SERVE_EXAMPLE = "pharmasync cloud serve --data-dir cloud-data --owner @owner.pub --port 8480"
+REGISTER_EXAMPLES = (
+    f"pharmasync cloud register {_CLOUD} gateway @gw-data/gateway.pub --site warehouse-1",
+    f"pharmasync cloud register {_CLOUD} box @box.pub --site warehouse-1 --label 'Cold room A'",
+    f"pharmasync cloud register {_CLOUD} attach @box.pub --subject LOT-42",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `cloud` command group to the top-level parser."""
-    parser = subparsers.add_parser("cloud", help="the cloud ledger: serve it, register boxes")
+    parser = subparsers.add_parser(
+        "cloud",
+        help="the cloud ledger: serve it, register boxes",
+        epilog=examples(SERVE_EXAMPLE),
+    )
     commands = parser.add_subparsers(dest="cloud_command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser(
@@ -33,15 +43,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verifiable log (signed checkpoints, proofs, proof bundles), the registry, OpenAPI at "
         "/v1/openapi.json and Prometheus metrics at /metrics. The log key is created in the "
         "data directory on first start (log.skey: keep it secret and backed up).",
-        epilog="example: pharmasync cloud serve --data-dir /var/lib/pharmasync "
-        "--owner $(cat owner.pub)",
+        epilog=examples(
+            SERVE_EXAMPLE,
+            "pharmasync cloud serve --data-dir cloud-data --owner @owner.pub --port 8480 "
+            "--database postgresql://postgres@127.0.0.1/pharmasync",
+        ),
     )
     serve.add_argument(
-        "--data-dir", type=Path, default=Path("cloud-data"), help="default: ./cloud-data"
+        "--data-dir",
+        type=startup.data_dir,
+        default=Path("cloud-data"),
+        help="default: ./cloud-data",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
+    serve.add_argument("--host", type=startup.host, default="127.0.0.1", help="default: 127.0.0.1")
     serve.add_argument(
-        "--port", type=int, default=settings.DEFAULT_PORT, help="default: %(default)s"
+        "--port", type=startup.port, default=settings.DEFAULT_PORT, help="default: %(default)s"
     )
     serve.add_argument(
         "--database",
@@ -58,8 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=hex_bytes,
         action="append",
         default=[],
-        help="x-only key (hex) allowed to sign registry changes; repeatable. Also read, one "
-        "per line, from DATA_DIR/owners",
+        metavar="KEY|@FILE",
+        help="x-only key (hex, or @FILE holding it, as `cloud keygen` writes) allowed to sign "
+        "registry changes; repeatable. Also read, one per line, from DATA_DIR/owners",
     )
     serve.add_argument(
         "--witness",
@@ -75,8 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keys = commands.add_parser(
         "keygen",
         help="create an owner key for signing registry changes",
-        description="Create a BIP-340 secret key file (mode 0600) and print its public key; "
-        "give the public key to `pharmasync cloud serve --owner`.",
+        description="Create a BIP-340 secret key file (mode 0600) and its public key beside "
+        "it (OUT with the suffix .pub), and print the public key; give it to `pharmasync cloud "
+        "serve --owner @OWNER.pub`.",
+        epilog=examples("pharmasync cloud keygen owner.key"),
     )
     keys.add_argument("out", type=Path, help="where to write the secret key (hex)")
     keys.set_defaults(handler=keygen)
@@ -86,19 +105,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="register a gateway or box, or attach a box to a lot (signed by an owner)",
         description="Sign a registry change with an owner key and send it to the cloud. "
         "The change is kept in the log: auditors see who registered what, and when.",
+        epilog=examples(*REGISTER_EXAMPLES),
     )
     reg.add_argument("--cloud", default=f"http://127.0.0.1:{settings.DEFAULT_PORT}")
     reg.add_argument("--owner-key", type=Path, required=True, help="owner secret key file")
     what = reg.add_subparsers(dest="op", metavar="WHAT", required=True)
-    gw = what.add_parser("gateway", help="register a gateway by its public key")
-    gw.add_argument("key", type=hex_bytes)
+    gw = what.add_parser(
+        "gateway",
+        help="register a gateway by its public key",
+        epilog=examples(REGISTER_EXAMPLES[0]),
+    )
+    gw.add_argument("key", type=hex_bytes, metavar="KEY|@FILE")
     gw.add_argument("--site", required=True)
-    box = what.add_parser("box", help="register a sensor box by its public key")
-    box.add_argument("key", type=hex_bytes)
+    box = what.add_parser(
+        "box", help="register a sensor box by its public key", epilog=examples(REGISTER_EXAMPLES[1])
+    )
+    box.add_argument("key", type=hex_bytes, metavar="KEY|@FILE")
     box.add_argument("--site", required=True)
     box.add_argument("--label", default="")
-    att = what.add_parser("attach", help="attach a box to a lot, shipment or zone")
-    att.add_argument("key", type=hex_bytes)
+    att = what.add_parser(
+        "attach",
+        help="attach a box to a lot, shipment or zone",
+        epilog=examples(REGISTER_EXAMPLES[2]),
+    )
+    att.add_argument("key", type=hex_bytes, metavar="KEY|@FILE")
     att.add_argument("--subject", required=True, help="lot, shipment or zone id")
     att.add_argument("--start", type=int, help="Unix seconds (default: now)")
     att.add_argument("--end", type=int, help="Unix seconds (default: open)")
@@ -136,12 +166,27 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if not config.owners:
-        log.warning("no owner keys: registry changes will be refused (see --owner)")
+
+    def ready() -> None:
+        print(
+            f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})",
+            flush=True,
+        )
+        if not config.owners:
+            log.warning("no owner keys: registry changes will be refused (see --owner)")
+
+    opening = (
+        f"the database {startup.redact(config.database)}"
+        if config.database
+        else f"the ledger in {config.data_dir}"
+    )
     # One server per data folder; workers on one PostgreSQL database share it (its log key).
     with datalock.acquire(config.data_dir, shared=config.database is not None):
-        print(f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})")
-        web.run_app(make_app(config), host=args.host, port=args.port, print=None)
+        asyncio.run(
+            startup.serve_app(
+                make_app(config), args.host, args.port, opening=opening, on_ready=ready
+            )
+        )
     return 0
 
 

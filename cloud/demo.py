@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import errno
 import json
 import logging
+import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -31,11 +32,11 @@ import aiohttp
 import aiomqtt
 from aiohttp import web
 
-from cloud import registry
+from cloud import registry, startup
 from cloud.app import make_app
 from cloud.settings import DEFAULT_PORT, CloudSettings
 from device import cert, datalock, schnorr, topics
-from device.cli import positive_int
+from device.cli import examples, positive_int
 from device.simulate import SimSettings, make_box, summary
 from gateway import app as gateway_app
 from gateway.alarms import AlarmProfile
@@ -67,16 +68,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Start the cloud ledger (SQLite), an in-process MQTT broker, a gateway "
         "and simulated sensor boxes (one in a cold room whose compressor fails), print what "
         "runs where, and keep going until Ctrl-C. A second run continues from the same data.",
-        epilog="example: pharmasync demo --data-dir /tmp/ps --port 8480 --duration 60",
+        epilog=examples(
+            "pharmasync demo",
+            f"pharmasync demo --data-dir ps-demo --port {DEFAULT_PORT} --interval 0.5 "
+            "--duration 10",
+        ),
     )
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=startup.data_dir,
         default=Path("pharmasync-demo"),
         help="where everything is kept (default: ./pharmasync-demo)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="the cloud's HTTP port (default %(default)s)"
+        "--port",
+        type=startup.port,
+        default=DEFAULT_PORT,
+        help="the cloud's HTTP port (default %(default)s)",
     )
     parser.add_argument(
         "--boxes", type=positive_int, default=4, help="simulated boxes (default %(default)s)"
@@ -102,21 +110,28 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.verbose:  # the broker's own chatter (e.g. undelivered messages at shutdown)
         logging.getLogger("amqtt").setLevel(logging.ERROR)
+        logging.getLogger("pharmasync.gateway").addFilter(_alarm_lines_shown_by_the_demo)
     if args.interval <= 0:
         print("error: --interval: want seconds > 0", file=sys.stderr)
         return 2
-    try:
-        asyncio.run(Demo(args).run())
-    except OSError as e:
-        if e.errno == errno.EADDRINUSE:
-            print(
-                f"error: port {args.port} is in use (another demo?): choose one with --port",
-                file=sys.stderr,
-            )
-        else:
-            print(f"error: {e}", file=sys.stderr)
-        return 1
+    asyncio.run(Demo(args).run())  # a failure to start is explained by cloud.cli.main
     return 0
+
+
+def _alarm_lines_shown_by_the_demo(record: logging.LogRecord) -> bool:
+    """Drop the gateway's log line of an alarm raised or cleared: the demo prints each alarm
+    itself, once ("!! ALARM raised: ..."), from the gateway's alarm topic."""
+    text = record.getMessage()
+    return not (text.startswith("alarm ") and " for box " in text)
+
+
+def pharmasync_command() -> str:
+    """The absolute path of this `pharmasync` command, to print commands that work from any
+    folder (the console script beside this interpreter, else the one on PATH)."""
+    beside = Path(sys.executable).parent / "pharmasync"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("pharmasync") or f"{sys.executable} -m cloud.cli"
 
 
 def free_port() -> int:
@@ -136,7 +151,9 @@ class Demo:
         self.cloud_url = f"http://127.0.0.1:{args.port}"
 
     async def run(self) -> None:
-        """Run until stopped; raises datalock.FolderBusy if another demo uses the folder."""
+        """Run until stopped; raises datalock.FolderBusy if another demo uses the folder,
+        StartupError if its cloud cannot listen."""
+        startup.check_can_listen("127.0.0.1", self.args.port, "the cloud cannot listen")
         with datalock.acquire(self.dir):  # one demo per data folder
             await self._run()
 
@@ -209,7 +226,7 @@ class Demo:
         runner = web.AppRunner(make_app(config), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, "127.0.0.1", self.args.port).start()
+        await startup.listen(runner, "127.0.0.1", self.args.port, "the cloud cannot listen")
 
     async def _start_broker(self, stack: AsyncExitStack) -> int:
         from amqtt.broker import Broker
@@ -295,11 +312,10 @@ class Demo:
     # -- what the user sees --------------------------------------------------------------
 
     def _banner(self, mqtt_port: int, status_port: int, boxes: list[Any]) -> None:
-        first = boxes[0].key.hex()
         print(
             f"""PharmaSync demo — everything in one process, data in {self.dir}
 
-  cloud ledger     {self.cloud_url}
+  cloud ledger     {self.cloud_url}/   (start here: what this ledger is, with links)
                    {self.cloud_url}/v1/checkpoint   (the signed checkpoint)
                    {self.cloud_url}/v1/devices      (registered boxes)
                    {self.cloud_url}/v1/openapi.json
@@ -309,15 +325,26 @@ class Demo:
         )
         for box in boxes:
             print(f"                   {box.id}  {box.cfg['label']:<22} in {self._zone(box)}")
-        print(
-            f"""
-Try, in another terminal (after a few seconds):
-  curl {self.cloud_url}/v1/readings/{first}/1/proof > bundle.json
-  .venv/bin/pharmasync verify bundle.json
-  .venv/bin/pharmasync verify --cloud {self.cloud_url} --once
-Ctrl-C stops; running the same command again continues.
-"""
-        )
+        print("\nTry, in another terminal (after a few seconds), from any folder:")
+        for command in self.try_commands(boxes[0]):
+            print(f"  {command}")
+        print("Ctrl-C stops; running the same command again continues.\n", flush=True)
+
+    def try_commands(self, box: Any) -> list[str]:
+        """The commands the banner suggests: save the log's key, fetch a reading's proof and
+        check it pinned to that key, then check the whole log. Absolute paths, so they work
+        from any folder; every file they write is in the data folder."""
+        q = shlex.quote
+        exe = q(pharmasync_command())
+        vkey, bundle = q(str(self.dir / "ledger.vkey")), q(str(self.dir / "bundle.json"))
+        state = q(str(self.dir / "verify-state.json"))
+        url = self.cloud_url
+        return [
+            f"curl -s {url}/v1/log/vkey -o {vkey}",
+            f"curl -s {url}/v1/readings/{box.key.hex()}/1/proof -o {bundle}",
+            f"{exe} verify {bundle} --log-vkey @{vkey} --device {box.id}",
+            f"{exe} verify --cloud {url} --log-vkey @{vkey} --state {state} --once",
+        ]
 
     async def _report(self, boxes: list[Any]) -> None:
         started = time.monotonic()

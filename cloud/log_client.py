@@ -173,12 +173,12 @@ def _problem(content_type: str, body: bytes) -> str:
             doc = None
         if isinstance(doc, dict):
             said = f"{doc.get('reason', '?')}: {doc.get('detail', '')}"
-            return f": {_printable(said)}".rstrip(": ")
-    text = _printable(body[:200].decode(errors="replace"))
+            return f": {printable(said)}".rstrip(": ")
+    text = printable(body[:200].decode(errors="replace"))
     return f": {text}" if text else ""
 
 
-def _printable(text: str, limit: int = 300) -> str:
+def printable(text: str, limit: int = 300) -> str:
     """`text` on one line, without control characters, at most `limit` characters."""
     return " ".join("".join(c if c.isprintable() else " " for c in text[:limit]).split())
 

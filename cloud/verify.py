@@ -23,8 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from cloud import jsonbound
 from cloud.follow import (
     EXIT_MISBEHAVIOUR,
+    EXIT_NETWORK,
     EXIT_OK,
     EXIT_USAGE,
     Follower,
@@ -32,7 +34,16 @@ from cloud.follow import (
     follow,
 )
 from cloud.follow_state import default_state_path
-from cloud.verify_bundle import MAX_BUNDLE_BYTES, BundleError, BundleReport, Step, verify_bundle
+from cloud.log_client import printable
+from cloud.verify_bundle import (
+    BOX_KEY_SIZE,
+    MAX_BUNDLE_BYTES,
+    BundleError,
+    BundleReport,
+    Step,
+    verify_bundle,
+)
+from device.topics import ID_BYTES
 
 __all__ = [
     "BundleError",
@@ -69,12 +80,13 @@ exit status: 0 verified, 1 the log could not be read (after retries), 2 usage er
 EXAMPLES: Final = """\
 examples:
   pharmasync verify proof.json --log-vkey @ledger.vkey
-  curl -s https://ledger.example/v1/readings/9849e78b.../1/proof \\
-      | pharmasync verify - --log-vkey @ledger.vkey --device 9849e78b... --json
-  pharmasync verify proof.json --log-vkey @ledger.vkey \\
-      --witness @regulator.vkey --witness @auditor.vkey --min-cosignatures 1
-  pharmasync verify --cloud https://ledger.example --log-vkey @ledger.vkey --once
-  pharmasync verify --cloud https://ledger.example --readings --interval 60"""
+  pharmasync verify proof.json --log-vkey @ledger.vkey --device 9849e78b1c2d3e4f --json
+  pharmasync verify proof.json --log-vkey @ledger.vkey --witness @witness.vkey --min-cosignatures 1
+  pharmasync verify --cloud http://127.0.0.1:8480 --log-vkey @ledger.vkey --once
+  pharmasync verify --cloud https://ledger.example --log-vkey @ledger.vkey --readings --interval 60
+
+  (save the log's key once: curl -s http://127.0.0.1:8480/v1/log/vkey -o ledger.vkey;
+   a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json)"""
 
 
 def key_string(value: str) -> str:
@@ -91,13 +103,15 @@ def key_string(value: str) -> str:
 
 
 def box_key(value: str) -> bytes:
-    """argparse type: a box's 32-byte x-only public key in hex."""
+    """argparse type: a box's 32-byte x-only public key in hex, or its 8-byte id (the first
+    16 hex digits of the key, as the demo, the gateway and the box's topics show it)."""
+    want = "a box's id (16 hex digits) or its key (64 hex digits)"
     try:
         key = bytes.fromhex(value.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"got {value!r}, want 64 hex digits") from None
-    if len(key) != 32:
-        raise argparse.ArgumentTypeError(f"got {len(key)} bytes, want 32")
+        raise argparse.ArgumentTypeError(f"got {value!r}, want {want}") from None
+    if len(key) not in (ID_BYTES, BOX_KEY_SIZE):
+        raise argparse.ArgumentTypeError(f"got {len(key) * 2} hex digits, want {want}")
     return key
 
 
@@ -254,6 +268,13 @@ def _verify_file(args: argparse.Namespace) -> int:
             min_cosignatures=minimum,
         )
     except BundleError as e:
+        served = server_error(data) if e.step is Step.SHAPE else None
+        if served is not None:  # e.g. `curl .../proof > bundle.json` of a reading not stored
+            print(
+                f"error: {args.bundle} is the server's answer, not a proof bundle: {served}",
+                file=sys.stderr,
+            )
+            return EXIT_NETWORK
         _print_failure(e, args.json)
         return EXIT_MISBEHAVIOUR
     except ValueError as e:  # a malformed key string or count given by the user
@@ -264,6 +285,20 @@ def _verify_file(args: argparse.Namespace) -> int:
     else:
         print("\n".join(describe_report(report)))
     return EXIT_OK
+
+
+def server_error(data: bytes) -> str | None:
+    """The message of an RFC 9457 problem document (what the ledger answers instead of a
+    bundle: an unknown box or seq, a bad request) on one printable line, or None if `data`
+    is not one."""
+    try:
+        doc = jsonbound.loads(data, max_bytes=MAX_BUNDLE_BYTES, what="answer")
+    except jsonbound.JsonError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("status"), int):
+        return None
+    detail = doc.get("detail") or doc.get("title") or "no detail"
+    return f"HTTP {doc['status']}: {printable(str(detail))}"
 
 
 def _step_line(mark: str, step: Step, detail: str) -> str:

@@ -52,7 +52,7 @@ from cloud.note import (
     Verifier,
     parse_note,
 )
-from device import reading, schnorr
+from device import reading, schnorr, topics
 from device.cli import describe
 from gateway import batch
 from gateway.merkle_verify import (
@@ -377,13 +377,17 @@ def verify_bundle(
     """Check a proof bundle link by link and return what it proves.
 
     `log_vkey` pins the log key (else the bundle's own, reported as unpinned); `device_key`
-    requires that box; `witnesses` are cosignature/v1 (or Ed25519) key strings of which at
-    least `min_cosignatures` must have cosigned. Raises BundleError naming the failed step;
-    raises ValueError (KeyFormatError for key strings) for bad arguments, before any check.
+    requires that box (its whole key, or its 8-byte id); `witnesses` are cosignature/v1 (or
+    Ed25519) key strings of which at least `min_cosignatures` must have cosigned. Raises
+    BundleError naming the failed step; raises ValueError (KeyFormatError for key strings)
+    for bad arguments, before any check.
     """
     pinned = Verifier.parse(log_vkey.strip()) if log_vkey is not None else None
-    if device_key is not None and len(device_key) != BOX_KEY_SIZE:
-        raise ValueError(f"device_key: got {len(device_key)} bytes, want {BOX_KEY_SIZE}")
+    if device_key is not None and len(device_key) not in (topics.ID_BYTES, BOX_KEY_SIZE):
+        raise ValueError(
+            f"device_key: got {len(device_key)} bytes, want {BOX_KEY_SIZE} (a key) "
+            f"or {topics.ID_BYTES} (a box id: the key's first bytes)"
+        )
     witness_keys = _parse_witnesses(witnesses)
     if not 0 <= min_cosignatures <= len(witness_keys):
         raise ValueError(
@@ -421,7 +425,7 @@ def _verify(
         )
     passed.append((Step.READING_SIGNATURE, "BIP-340 by the box key it carries"))
     if device_key is not None:
-        if decoded.key != device_key:
+        if decoded.key[: len(device_key)] != device_key:  # a whole key, or a box's id
             raise BundleError(Step.DEVICE_KEY, decoded.key.hex(), device_key.hex())
         passed.append((Step.DEVICE_KEY, "the box you named"))
 

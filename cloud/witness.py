@@ -60,6 +60,7 @@ from typing import ClassVar, Final
 
 from aiohttp import web
 
+from cloud import startup
 from cloud.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
@@ -80,6 +81,7 @@ from cloud.note import (
     parse_note,
 )
 from device import datalock
+from device.cli import examples
 from gateway.merkle import ProofError, verify_consistency
 from gateway.rfc6962 import EMPTY_ROOT, HASH_SIZE
 
@@ -595,7 +597,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the witness's options to `parser` (the subcommand's or main()'s own)."""
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=startup.data_dir,
         required=True,
         metavar="DIR",
         help=f"holds {KEY_FILE} (created on the first run) and {STATE_FILE}, the last "
@@ -616,10 +618,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "when the key is created; afterwards it must match the key",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default %(default)s)"
+        "--host",
+        type=startup.host,
+        default="127.0.0.1",
+        help="address to listen on (default %(default)s)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default %(default)s)"
+        "--port",
+        type=startup.port,
+        default=DEFAULT_PORT,
+        help="port to listen on (default %(default)s)",
     )
     parser.set_defaults(handler=run)
 
@@ -631,9 +639,9 @@ DESCRIPTION: Final = (
 )
 
 
-EPILOG: Final = (
-    "example: pharmasync witness --data-dir /var/lib/pharmasync-witness "
-    "--name witness.example.org/w1 --log-vkey @ledger.vkey"
+EPILOG: Final = examples(
+    "pharmasync witness --data-dir witness-data --name witness.example.org/w1 "
+    f"--log-vkey @ledger.vkey --port {DEFAULT_PORT}"
 )
 
 
@@ -654,6 +662,7 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    startup.check_can_listen(args.host, args.port)  # before a key is made for nothing
     try:
         logs = trusted_logs(args.log_vkey)
         args.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -664,15 +673,20 @@ def run(args: argparse.Namespace) -> int:
         return 1
     vkey = signer.verifier().to_vkey()
     print(f"witness vkey: {vkey}", flush=True)  # what log operators add to their config
-    log.info("witness %s for %d logs: %s", signer.name, len(logs), ", ".join(sorted(logs)))
-    web.run_app(
-        make_witness_app(signer, logs, args.data_dir),
-        host=args.host,
-        port=args.port,
-        print=lambda _: log.info(
-            "listening on http://%s:%d%s", args.host, args.port, ADD_CHECKPOINT_PATH
-        ),
-        access_log=None,
+
+    def ready() -> None:
+        log.info("witness %s for %d logs: %s", signer.name, len(logs), ", ".join(sorted(logs)))
+        log.info("listening on http://%s:%d%s", args.host, args.port, ADD_CHECKPOINT_PATH)
+
+    asyncio.run(
+        startup.serve_app(
+            make_witness_app(signer, logs, args.data_dir),
+            args.host,
+            args.port,
+            opening=f"the witness state in {args.data_dir}",
+            on_ready=ready,
+            access_log=None,
+        )
     )
     lock.release()
     return 0
@@ -680,12 +694,14 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `pharmasync witness` on its own (python -m cloud.witness); return the status."""
-    parser = argparse.ArgumentParser(
-        prog="pharmasync witness", description=DESCRIPTION, epilog=EPILOG
-    )
+    parser = startup.Parser(prog="pharmasync witness", description=DESCRIPTION, epilog=EPILOG)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except startup.StartupError as e:
+        print(f"pharmasync witness: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

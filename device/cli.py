@@ -6,21 +6,35 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
 from device import config, datalock, reading, schnorr, simsensor
 
+# The examples' box folder: `provision` names it by the box's id (its key's first 8 bytes).
+BOX = "boxes/9849e78b1c2d3e4f"
+PROVISION_EXAMPLE = (
+    "pharmasync device provision --site warehouse-1 --label 'Cold room A' "
+    "--broker 127.0.0.1:1883 --out boxes"
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `device` command group to the top-level parser."""
-    parser = subparsers.add_parser("device", help="sensor box tools: keys, reading inspection")
+    parser = subparsers.add_parser(
+        "device",
+        help="sensor box tools: keys, reading inspection",
+        epilog=examples(PROVISION_EXAMPLE, f"pharmasync device run --config {BOX}/config.json"),
+    )
     commands = parser.add_subparsers(dest="device_command", metavar="COMMAND", required=True)
 
     keygen_cmd = commands.add_parser(
         "keygen",
         help="create a BIP-340 key pair for a box",
-        description="Create a secret key file (mode 0600) and print the box's x-only public key.",
+        description="Create a secret key file (mode 0600) and its public key beside it (OUT "
+        "with the suffix .pub), and print the box's x-only public key.",
+        epilog=examples("pharmasync device keygen box.key"),
     )
     keygen_cmd.add_argument(
         "out", type=Path, help="where to write the secret key (hex); must not exist"
@@ -32,9 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="decode and verify a reading",
         description="Decode a 110-byte reading given as hex (or '-' to read hex from stdin), "
         "check every field and its signature, and print it. Exit status 1 if it does not verify.",
+        epilog=examples(
+            "pharmasync device inspect @reading.hex",
+            "pharmasync device inspect @reading.hex --json",
+        ),
     )
     inspect.add_argument(
-        "reading", type=hex_bytes, help="the reading's wire bytes as hex, or '-' for stdin"
+        "reading",
+        type=hex_bytes,
+        help="the reading's wire bytes as hex, '-' for stdin, or @FILE holding the hex",
     )
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(handler=_inspect)
@@ -44,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="create a box: key pair, config and QR label",
         description="Create boxes/<device-id>/ with config.json, secret.key (0600) and a QR "
         "label (label.svg, label.png) carrying the box's public key.",
+        epilog=examples(PROVISION_EXAMPLE),
     )
     prov.add_argument("--site", required=True, help="site name, one MQTT topic level")
     prov.add_argument("--label", default="", help="where the box goes, e.g. 'Cold room A'")
@@ -73,6 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="copy firmware, config and key to an ESP32 with mpremote",
         description="Copy the PharmaSync firmware, the box's config.json and secret.key to an "
         "ESP32 that runs MicroPython, install aioble and reset it.",
+        epilog=examples(
+            f"pharmasync device flash {BOX} --port /dev/ttyUSB0",
+            f"pharmasync device flash {BOX} --port /dev/ttyUSB0 --dry-run",
+        ),
     )
     flash.add_argument("box", type=Path, help="the box folder made by provision")
     flash.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0")
@@ -88,6 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a box on this computer (Raspberry Pi, or simulated)",
         description="Run the box firmware on CPython: with a DHT22 through Blinka on a "
         "Raspberry Pi, or with a simulated sensor (--simulate PROFILE).",
+        epilog=examples(
+            f"pharmasync device run --config {BOX}/config.json",
+            f"pharmasync device run --config {BOX}/config.json --simulate coldroom",
+        ),
     )
     run.add_argument("--config", type=Path, required=True, help="the box's config.json")
     run.add_argument("--secret", type=Path, help="secret key file (default: beside config)")
@@ -101,7 +130,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run N simulated boxes (the real firmware loop, simulated DHT22) as "
         "asyncio tasks in one process, publishing to an MQTT broker. Profiles: "
         + ", ".join(simsensor.PROFILES)
-        + ". Box identities are kept in --data-dir.",
+        + ". Box identities are kept in --data-dir. With --readings it exits once each box "
+        "has sent that many; it exits 1 at once if the broker cannot be reached.",
+        epilog=examples(
+            "pharmasync device simulate --broker 127.0.0.1:1883 --site warehouse-1 --boxes 2 "
+            "--interval 0.5 --readings 3"
+        ),
     )
     sim.add_argument("--boxes", type=positive_int, default=4, help="how many boxes (default 4)")
     sim.add_argument("--broker", default="127.0.0.1:1883", help="MQTT broker HOST[:PORT]")
@@ -125,8 +159,10 @@ def _ack_trust_arguments(parser: argparse.ArgumentParser) -> None:
     trust = parser.add_mutually_exclusive_group(required=True)
     trust.add_argument(
         "--owner-pub",
-        metavar="HEX",
-        help="the owner's public key (`pharmasync cloud keygen`): the box accepts acks only "
+        type=key_hex,
+        metavar="KEY|@FILE",
+        help="the owner's public key (hex, or @FILE: the OUT.pub `pharmasync cloud keygen` "
+        "writes): the box accepts acks only "
         "from gateways this owner certified (`pharmasync gateway certify`)",
     )
     trust.add_argument(
@@ -135,6 +171,24 @@ def _ack_trust_arguments(parser: argparse.ArgumentParser) -> None:
         help="accept acks nobody can verify: anyone on the broker can make the box drop "
         "readings (tests only)",
     )
+
+
+EXAMPLES_HEADING = "examples:"
+
+
+def examples(*commands: str) -> str:
+    """The epilog of a command's --help listing `commands` as examples, one per line, in the
+    form `examples_of` reads back (tests/test_help_examples.py runs every one)."""
+    return "\n".join([EXAMPLES_HEADING, *(f"  {command}" for command in commands)])
+
+
+def examples_of(parser: argparse.ArgumentParser) -> list[str]:
+    """The example commands in `parser`'s epilog (see `examples`)."""
+    text = parser.epilog or ""
+    if EXAMPLES_HEADING not in text:
+        return []
+    lines = text.split(EXAMPLES_HEADING, 1)[1].splitlines()
+    return [line.strip() for line in lines if line.strip().startswith("pharmasync ")]
 
 
 def positive_int(text: str) -> int:
@@ -146,12 +200,28 @@ def positive_int(text: str) -> int:
 
 
 def hex_bytes(value: str) -> bytes:
-    """argparse type: bytes from hex text, or from hex on stdin when `value` is '-'."""
-    text = sys.stdin.read() if value == "-" else value
+    """argparse type: bytes from hex text, from hex on stdin when `value` is '-', or from the
+    hex in the file `@PATH` (such as the OUT.pub that keygen writes)."""
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise argparse.ArgumentTypeError(f"cannot read {value[1:]}: {e}") from None
+    else:
+        text = sys.stdin.read() if value == "-" else value
     try:
         return bytes.fromhex(text.strip())
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"not hex: {e}") from None
+
+
+def key_hex(value: str) -> str:
+    """argparse type: a 32-byte x-only public key, given as hex or as @FILE holding it, as
+    lowercase hex."""
+    key = hex_bytes(value)
+    if len(key) != 32:
+        raise argparse.ArgumentTypeError(f"got {len(key)} bytes, want a 32-byte x-only key")
+    return key.hex()
 
 
 def print_record(fields: dict[str, object], as_json: bool) -> None:
@@ -164,19 +234,28 @@ def print_record(fields: dict[str, object], as_json: bool) -> None:
 
 
 def keygen(args: argparse.Namespace) -> int:
-    """Write a new BIP-340 secret key to args.out (never overwriting) and print its key."""
+    """Write a new BIP-340 secret key to args.out and its public key to args.out with the
+    suffix .pub (never overwriting either), and print the public key."""
     secret = os.urandom(32)
     # os.urandom is below the group order n with overwhelming probability; pubkey() checks it.
     key = schnorr.pubkey(secret)
-    try:
-        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        print(f"error: {args.out} exists; refusing to overwrite a key", file=sys.stderr)
+    public = args.out.with_suffix(".pub")
+    if public == args.out:
+        print(
+            f"error: {args.out}: want a name not ending in .pub (that is for the public key)",
+            file=sys.stderr,
+        )
         return 2
+    for path in (args.out, public):
+        if path.exists():
+            print(f"error: {path} exists; refusing to overwrite a key", file=sys.stderr)
+            return 2
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secret.hex() + "\n")
+    public.write_text(key.hex() + "\n")
     print(f"secret key written to {args.out} (keep it secret: it signs as this key)")
-    print(f"public key: {key.hex()}")
+    print(f"public key: {key.hex()} (written to {public})")
     return 0
 
 
@@ -296,7 +375,15 @@ def _run(args: argparse.Namespace) -> int:
         from device import board_pi
 
         board = board_pi.Board(data_dir)
-    box = firmware.Box(board, cfg, secret)
+    try:
+        box = firmware.Box(board, cfg, secret)
+    except ImportError as e:  # Blinka or the DHT driver is missing
+        print(f"error: {e.name}: not installed (pip install 'pharmasync[pi]')", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError, NotImplementedError) as e:
+        # No such GPIO, or Blinka does not know this board: no sensor to read here.
+        print(f"error: no DHT22 here: {e} (or use --simulate PROFILE)", file=sys.stderr)
+        return 1
     try:
         asyncio.run(box.run())
     except KeyboardInterrupt:
@@ -336,6 +423,12 @@ def _simulate(args: argparse.Namespace) -> int:
         owner_key=args.owner_pub.lower() if args.owner_pub else None,
         insecure_acks=args.insecure_acks,
     )
+    try:  # refuse at once, not after the run: boxes would only queue their readings
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as e:
+        reason = e.strerror or str(e) or type(e).__name__
+        print(f"error: cannot reach the MQTT broker at {host}:{port}: {reason}", file=sys.stderr)
+        return 1
     lock = datalock.acquire(args.data_dir)  # one simulation per folder of box identities
     print(
         f"simulating {args.boxes} boxes against {host}:{port}, a reading every "

@@ -79,6 +79,18 @@ def start_ble(gateway: Gateway) -> BleIngest | None:
     return ble
 
 
+async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
+    """Serve the status page on host:port; raise OSError whose text says which port is
+    taken and where to change it (the command line prints it as one line)."""
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise OSError(
+            f"status page: cannot listen on {host}:{port}: {reason} (see [status] port)"
+        ) from e
+
+
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run the gateway until `stop` is set (or SIGINT/SIGTERM), then shut down cleanly.
     Raises datalock.FolderBusy if another process runs on the same data folder."""
@@ -96,36 +108,39 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    log.info(
-        "gateway %s for site %s: %d boxes registered, data in %s",
-        gateway.key.hex()[:16],
-        settings.site,
-        len(registry.all()),
-        settings.data_dir,
-    )
     await gateway.start()
     rt = Runtime(gateway, MqttIngest(gateway), Uplink(gateway) if settings.uplink.url else None)
     assert rt.mqtt is not None
-    tasks = [asyncio.create_task(rt.mqtt.run(), name="mqtt")]
-    if rt.uplink is not None:
-        tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
-    else:
-        log.info("no [uplink] url set: batches stay in the spool until one is")
-    ble = rt.ble = start_ble(gateway)
+    tasks: list[asyncio.Task[None]] = []
+    ble = None
     status_runner = None
-    if settings.status.port:
-        status_runner = web.AppRunner(make_app(rt), access_log=None)
-        await status_runner.setup()
-        await web.TCPSite(status_runner, settings.status.host, settings.status.port).start()
+    try:  # from here on, a failure to start (a busy status port) still shuts down cleanly
+        if settings.status.port:  # first: a busy port stops us before any box is acked
+            status_runner = web.AppRunner(make_app(rt), access_log=None)
+            await status_runner.setup()
+            await _listen(status_runner, settings.status.host, settings.status.port)
+            log.info(
+                "status page on http://%s:%d/ (JSON: /status.json, Prometheus: /metrics)",
+                settings.status.host,
+                settings.status.port,
+            )
         log.info(
-            "status page on http://%s:%d/ (JSON: /status.json, Prometheus: /metrics)",
-            settings.status.host,
-            settings.status.port,
+            "gateway %s for site %s: %d boxes registered, data in %s",
+            gateway.key.hex()[:16],
+            settings.site,
+            len(registry.all()),
+            settings.data_dir,
         )
-    try:
+        tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
+        if rt.uplink is not None:
+            tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
+        else:
+            log.info("no [uplink] url set: batches stay in the spool until one is")
+        ble = rt.ble = start_ble(gateway)
         await stop.wait()
     finally:
-        log.info("stopping: committing what is queued (it is sealed by age on the next start)")
+        if tasks:  # it ran: say what stopping keeps
+            log.info("stopping: committing what is queued (it is sealed by age on the next start)")
         for task in tasks:
             task.cancel()
         for task in tasks:

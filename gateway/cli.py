@@ -9,13 +9,20 @@ import os
 import sys
 from pathlib import Path
 
-from device.cli import hex_bytes, print_record
+from device.cli import BOX, examples, hex_bytes, print_record
 from gateway import batch
+
+RUN = "pharmasync gateway run --config gateway.toml"
+BOXES = "pharmasync gateway boxes --config gateway.toml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `gateway` command group to the top-level parser."""
-    parser = subparsers.add_parser("gateway", help="the edge gateway: run it, register boxes")
+    parser = subparsers.add_parser(
+        "gateway",
+        help="the edge gateway: run it, register boxes",
+        epilog=examples(RUN, f"{BOXES} list"),
+    )
     commands = parser.add_subparsers(dest="gateway_command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
@@ -23,20 +30,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the gateway",
         description="Receive readings over MQTT, verify, spool, acknowledge and seal them "
         "into signed Merkle batches. Stops cleanly on Ctrl-C or SIGTERM.",
+        epilog=examples(RUN, f"{RUN} --log-json"),
     )
     run.add_argument("--config", type=Path, required=True, help="gateway.toml")
     run.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     run.set_defaults(handler=_run)
 
-    boxes = commands.add_parser("boxes", help="list, add or remove registered boxes")
+    boxes = commands.add_parser(
+        "boxes",
+        help="list, add or remove registered boxes",
+        epilog=examples(f"{BOXES} list", f"{BOXES} add {BOX} --zone 'cold room A'"),
+    )
     boxes.add_argument("--config", type=Path, required=True, help="gateway.toml")
     boxes_cmd = boxes.add_subparsers(dest="boxes_command", metavar="ACTION", required=True)
-    boxes_cmd.add_parser("list", help="list registered boxes").set_defaults(handler=_boxes_list)
+    boxes_cmd.add_parser(
+        "list", help="list registered boxes", epilog=examples(f"{BOXES} list")
+    ).set_defaults(handler=_boxes_list)
     add = boxes_cmd.add_parser(
         "add",
         help="register a box (or update it)",
         description="Register a box by its public key, or by the folder `pharmasync device "
         "provision` made for it (its config.json holds the key and label).",
+        epilog=examples(
+            f"{BOXES} add {BOX} --zone 'cold room A' --lot LOT-42",
+            f"{BOXES} add {BOX} --label 'Cold room A, shelf 2' --profile default",
+        ),
     )
     add.add_argument("box", help="the box's x-only public key (hex), or its provisioned folder")
     add.add_argument("--label", help="where the box is (default: from its config)")
@@ -45,16 +63,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--ble-address", default="", help="collect over BLE from this address")
     add.add_argument("--profile", default="default", help="alarm profile name")
     add.set_defaults(handler=_boxes_add)
-    remove = boxes_cmd.add_parser("remove", help="unregister a box")
-    remove.add_argument("key", type=hex_bytes, help="the box's public key (hex)")
+    remove = boxes_cmd.add_parser(
+        "remove", help="unregister a box", epilog=examples(f"{BOXES} remove {BOX}")
+    )
+    remove.add_argument("box", help="the box's x-only public key (hex), or its provisioned folder")
     remove.set_defaults(handler=_boxes_remove)
 
     key = commands.add_parser(
         "key",
         help="print the gateway's public key (creating its key on first use)",
         description="Print the gateway's BIP-340 public key, to register the gateway with "
-        "the cloud (`pharmasync cloud register gateway KEY`). Creates DATA_DIR/gateway.key "
-        "(mode 0600) if the gateway has none yet.",
+        "the cloud (`pharmasync cloud register gateway @DATA_DIR/gateway.pub`), and write it "
+        "to DATA_DIR/gateway.pub. Creates DATA_DIR/gateway.key (mode 0600) if the gateway has "
+        "none yet.",
+        epilog=examples("pharmasync gateway key --config gateway.toml"),
     )
     key.add_argument("--config", type=Path, required=True, help="gateway.toml")
     key.set_defaults(handler=_key)
@@ -83,9 +105,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="decode and verify a batch header",
         description="Decode a 181-byte batch header given as hex (or '-' for stdin), check its "
         "fields and its gateway signature. Exit status 1 if it does not verify.",
+        epilog=examples(
+            "pharmasync gateway inspect-batch @header.hex",
+            "pharmasync gateway inspect-batch @header.hex --json",
+        ),
     )
     inspect.add_argument(
-        "header", type=hex_bytes, help="the header's wire bytes as hex, or '-' for stdin"
+        "header",
+        type=hex_bytes,
+        help="the header's wire bytes as hex, '-' for stdin, or @FILE holding the hex",
     )
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(handler=_inspect_batch)
@@ -163,7 +191,9 @@ def _key(args: argparse.Namespace) -> int:
 
     settings = _settings(args.config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    print(schnorr.pubkey(app.load_or_create_key(settings.data_dir / "gateway.key")).hex())
+    key = schnorr.pubkey(app.load_or_create_key(settings.data_dir / "gateway.key")).hex()
+    (settings.data_dir / "gateway.pub").write_text(key + "\n")
+    print(key)
     return 0
 
 
@@ -186,17 +216,11 @@ def _boxes_add(args: argparse.Namespace) -> int:
     from gateway import app, registry
 
     settings = _settings(args.config)
-    label = args.label
-    folder = Path(args.box)
     try:
-        if folder.is_dir():
-            cfg = json.loads((folder / "config.json").read_text())
-            key = bytes.fromhex(cfg["key"])
-            label = label if label is not None else cfg.get("label", "")
-        else:
-            key = bytes.fromhex(args.box)
+        key, label = _read_box(args.box)
+        label = args.label if args.label is not None else label
         box = registry.Box(
-            key, label or "", settings.site, args.zone, args.lot, args.ble_address, args.profile
+            key, label, settings.site, args.zone, args.lot, args.ble_address, args.profile
         )
     except (OSError, KeyError, ValueError) as e:
         print(f"error: {args.box}: {e}", file=sys.stderr)
@@ -208,11 +232,27 @@ def _boxes_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_box(text: str) -> tuple[bytes, str]:
+    """(key, label) of a box named by its key in hex or by its provisioned folder (whose
+    config.json holds both). Raises OSError, KeyError or ValueError saying what is wrong."""
+    folder = Path(text)
+    if folder.is_dir():
+        cfg = json.loads((folder / "config.json").read_text())
+        return bytes.fromhex(cfg["key"]), str(cfg.get("label", ""))
+    return bytes.fromhex(text), ""
+
+
 def _boxes_remove(args: argparse.Namespace) -> int:
     from gateway import app
 
-    reg = app.open_registry(_settings(args.config))
-    removed = reg.remove(args.key)
+    settings = _settings(args.config)
+    try:
+        key, _ = _read_box(args.box)
+    except (OSError, KeyError, ValueError) as e:
+        print(f"error: {args.box}: {e}", file=sys.stderr)
+        return 2
+    reg = app.open_registry(settings)
+    removed = reg.remove(key)
     reg.close()
     print("removed" if removed else "no such box")
     return 0 if removed else 1

@@ -53,11 +53,26 @@ def run_demo(data: Path, port: int) -> subprocess.Popen[str]:
     )
 
 
-def stop(proc: subprocess.Popen[str]) -> str:
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C the demo; return its standard output and error, having checked it exits 0."""
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    return out
+    return out, err
+
+
+def read_banner(proc: subprocess.Popen[str]) -> tuple[str, list[str]]:
+    """The demo's banner, and the commands it suggests trying (its indented lines after
+    "Try, in another terminal")."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith("Ctrl-C stops")):
+        line = proc.stdout.readline()
+        assert line, f"the demo ended before its banner: {''.join(lines)}{proc.communicate()}"
+        lines.append(line)
+    text = "".join(lines)
+    tried = text.split("Try, in another terminal", 1)[1].splitlines()[1:-1]
+    return text, [line.strip() for line in tried if line.startswith("  ")]
 
 
 def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> None:
@@ -66,21 +81,28 @@ def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> 
     data, port = tmp_path / "demo", free_port()
     url = f"http://127.0.0.1:{port}"
     proc = run_demo(data, port)
+    banner, commands = read_banner(proc)
     devices = wait_for(
         lambda: (d := get(f"{url}/v1/devices")) and all(x["last_seq"] >= 3 for x in d) and d,
         90,
         proc,
     )
     assert len(devices) == 4
+    assert f"{url}/ " in banner and b"PharmaSync ledger" in get(f"{url}/")  # the landing page
+    run_the_printed_commands(commands, data, tmp_path / "elsewhere")
     bundle = get(f"{url}/v1/readings/{devices[2]['key']}/2/proof")
     cp = open_checkpoint(bundle["checkpoint"], Verifier.parse(get_vkey(url, proc)))
     entry = bytes.fromhex(bundle["log"]["entry"])
     proof = [bytes.fromhex(h) for h in bundle["log"]["proof"]]
     merkle.verify_inclusion(entry, bundle["log"]["index"], cp.size, proof, cp.root_hash)
     first = get(f"{url}/v1/checkpoint").decode()
-    out = stop(proc)
+    seen = read_until(proc, "!! ALARM raised: high in", 60)  # the failing compressor's room
+    out, err = stop(proc)
+    out = banner + seen + out
     assert f"cloud ledger     {url}" in out and "stopped:" in out
     assert "MQTT broker      127.0.0.1:" in out
+    # Each alarm is shown once: the demo's own "!! ALARM" line, not the gateway's log line too.
+    assert "pharmasync.gateway: alarm " not in err, "an alarm shown twice"
 
     proc = run_demo(data, port)  # again, on the same data
     old = open_checkpoint(first, Verifier.parse(get_vkey(url, proc)))
@@ -95,6 +117,39 @@ def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> 
     )
     assert len(get(f"{url}/v1/devices")) == 4  # the same boxes, not new ones
     stop(proc)
+
+
+def read_until(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
+    """Read the demo's output until a line holds `text`; return what was read."""
+    assert proc.stdout is not None
+    deadline, lines = time.monotonic() + timeout, []
+    while not (lines and text in lines[-1]):
+        assert time.monotonic() < deadline, f"no {text!r} within {timeout} s: {lines}"
+        line = proc.stdout.readline()
+        assert line, f"the demo ended: {''.join(lines)}{proc.communicate()}"
+        lines.append(line)
+    return "".join(lines)
+
+
+def run_the_printed_commands(commands: list[str], data: Path, elsewhere: Path) -> None:
+    """Run the commands the banner suggests, as printed, from a folder of no importance:
+    they succeed, check the proof pinned to the log's key, and write only in the data
+    folder."""
+    assert [c.split()[0] for c in commands] == ["curl", "curl", str(EXE), str(EXE)], commands
+    assert "--log-vkey @" in commands[2] and "--device " in commands[2]
+    elsewhere.mkdir()
+    before = {p for p in data.rglob("*")}
+    for command in commands:
+        done = subprocess.run(
+            command, shell=True, cwd=elsewhere, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+        if "verify" in command and "--cloud" not in command:
+            assert "verified reading:" in done.stdout and "UNPINNED" not in done.stdout
+            assert "✓ device key" in done.stdout  # the short box id it printed, checked
+    assert list(elsewhere.iterdir()) == []  # nothing written where they were run
+    written = {p.name for p in set(data.rglob("*")) - before if p.is_file()}
+    assert {"ledger.vkey", "bundle.json", "verify-state.json"} <= written
 
 
 def get_vkey(url: str, proc: subprocess.Popen[str]) -> str:
@@ -115,4 +170,7 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
             timeout=60,
         )
     assert proc.returncode == 1
-    assert f"port {port} is in use" in proc.stderr and "--port" in proc.stderr
+    assert proc.stderr == (
+        f"pharmasync demo: error: the cloud cannot listen on 127.0.0.1:{port}: Address already "
+        "in use (another process listens there: stop it or choose another port)\n"
+    )

@@ -243,6 +243,15 @@ def test_invalid_json_text_fails_the_shape_step() -> None:
     assert err.value.step is Step.SHAPE and "invalid JSON" in err.value.got
 
 
+def test_a_box_id_names_the_box_as_its_key_does(ledger: Ledger, good: dict) -> None:
+    """The 16-hex-digit id the demo and the gateway print is the key's first 8 bytes."""
+    report = verify_bundle(good, log_vkey=ledger.vkey, device_key=box_key()[:8])
+    assert report.reading.box_key == box_key()
+    with pytest.raises(BundleError) as err:
+        verify_bundle(good, log_vkey=ledger.vkey, device_key=box_key(secret("other box"))[:8])
+    assert err.value.step is Step.DEVICE_KEY
+
+
 def test_another_box_fails_the_device_step(ledger: Ledger, good: dict) -> None:
     with pytest.raises(BundleError) as err:
         verify_bundle(good, log_vkey=ledger.vkey, device_key=box_key(secret("other box")))
