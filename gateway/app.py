@@ -4,6 +4,7 @@ The data folder holds everything the gateway owns:
     gateway.key      its BIP-340 secret (created on first start, mode 0600)
     registry.json    the box registry (TinyDB; `pharmasync gateway boxes ...` edits it)
     spool.sqlite     readings, batches, quarantine (WAL)
+    notify.sqlite    alarms, who was told when, acknowledgements (gateway/escalation.py)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from device import schnorr
 from gateway.ble import BleakTransport, BleIngest
+from gateway.escalation import AlarmStore, Escalation
 from gateway.ingest_mqtt import MqttIngest
 from gateway.registry import Registry
 from gateway.service import Gateway
@@ -47,6 +49,20 @@ def load_or_create_key(path: Path) -> bytes:
 def open_registry(settings: Settings) -> Registry:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Registry(settings.data_dir / "registry.json")
+
+
+def start_escalation(gateway: Gateway) -> Escalation:
+    """Hook alarm notification onto the gateway: alarms raised from now on, and those the
+    engine restored, are escalated; acknowledgements go to the spool for the cloud."""
+
+    async def queue_event(when: float, body: dict[str, object]) -> None:
+        await gateway.spool_call(gateway.spool.add_events, [(when, "alarm", body)])
+
+    store = AlarmStore(gateway.settings.data_dir / "notify.sqlite")
+    escalation = Escalation(gateway.settings, gateway.key, gateway.registry, store, queue_event)
+    escalation.adopt(gateway.alarms.active())
+    gateway.alarm_listeners.append(escalation.on_events)
+    return escalation
 
 
 def start_ble(gateway: Gateway) -> BleIngest | None:
@@ -87,10 +103,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         len(registry.all()),
         settings.data_dir,
     )
+    escalation = start_escalation(gateway)
     await gateway.start()
     rt = Runtime(gateway, MqttIngest(gateway), Uplink(gateway) if settings.uplink.url else None)
+    rt.escalation = escalation
     assert rt.mqtt is not None
     tasks = [asyncio.create_task(rt.mqtt.run(), name="mqtt")]
+    tasks.append(asyncio.create_task(escalation.run(), name="escalation"))
     if rt.uplink is not None:
         tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
     else:
@@ -120,5 +139,6 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if status_runner is not None:
             await status_runner.cleanup()
         await gateway.stop()
+        escalation.store.close()
         spool.close()
         registry.close()
