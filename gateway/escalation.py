@@ -471,8 +471,11 @@ class Escalation:
                     if self.events is not None:
                         for when, body in outbox:
                             await self.events(when, body)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a
+                    # cancellation that coincides with the wake-up (CPython gh-86296).
                     with suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.config.tick_s)
+                        async with asyncio.timeout(self.config.tick_s):
+                            await self._wake.wait()
                     self._wake.clear()
             finally:
                 tasks = list(self._inflight.values())
