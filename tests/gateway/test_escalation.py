@@ -405,3 +405,145 @@ async def test_the_cli_says_why_without_a_gateway(
     assert exited.value.code == 1 and "no alarms yet" in capsys.readouterr().err
     assert main(["gateway", "alarms", "--config", str(config), "ack-signed", "nope.json"]) == 2
     assert "nope.json" in capsys.readouterr().err
+
+
+E2E_CONFIG = """
+[gateway]
+site = "w1"
+data_dir = "gw"
+[mqtt]
+port = {mqtt}
+[batch]
+max_age_s = 0.2
+[uplink]
+url = "http://127.0.0.1:{cloud}"  # nothing listens there: the cloud is down throughout
+max_backoff_s = 1
+[status]
+port = {status}
+[alarms.fast]
+delay_consecutive_s = 0
+[notify]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp}
+tick_s = 0.05
+retry_min_s = 0.1
+retry_max_s = 0.2
+repeat_every_s = 0
+[notify.targets]
+on-call = "{hook}/on-call"
+alice = "mailto:alice@w1.example"
+bob = "mailto:bob@w1.example"
+carol = "mailto:carol@w1.example"
+bridge = "{hook}/bridge"
+[[escalation]]
+after_s = 0
+notify = ["on-call", "alice"]
+[[escalation]]
+after_s = 5
+notify = ["bob"]
+[[escalation]]
+after_s = 7
+notify = ["carol", "bridge"]
+"""
+
+
+async def test_sigkill_mid_escalation_resumes_without_duplicates_with_the_cloud_down(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    """`pharmasync gateway run` as deployed (a process, a broker, the cloud unreachable):
+    an alarm's level 1 is sent, the gateway is SIGKILLed and restarted, and levels 2 and 3
+    follow on time, each message once; then a CLI acknowledgement ends it."""
+    import os
+    import signal
+    import sqlite3
+    import sys
+
+    import aiomqtt
+
+    from cloud.cli import main
+    from tests.conftest import REPO
+
+    hook, smtp = WebhookReceiver(), SmtpReceiver()
+    await hook.start()
+    smtp.start()
+    status_port = free_port()
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        E2E_CONFIG.format(
+            mqtt=mosquitto.port,
+            cloud=free_port(),
+            status=status_port,
+            smtp=smtp.port,
+            hook=f"http://127.0.0.1:{hook.port}",
+        )
+    )
+    (tmp_path / "gw").mkdir()
+    reg = Registry(tmp_path / "gw" / "registry.json")
+    reg.put(Box(BOX, "Vaccine fridge 2", "w1", zone="cold-room-B", profile="fast"))
+    reg.close()
+    site = Site(None, None, hook, smtp)  # type: ignore[arg-type]  # receivers only
+
+    async def start() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cloud.cli", "gateway", "run", "--config", str(config),
+            cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as http:
+
+            async def connected() -> bool:
+                with suppress(aiohttp.ClientError):
+                    r = await http.get(f"http://127.0.0.1:{status_port}/status.json")
+                    return (await r.json())["mqtt"]["state"] == "connected"
+                return False
+
+            for _ in range(300):
+                if await connected():
+                    return proc
+                await asyncio.sleep(0.05)
+        raise AssertionError("the gateway did not connect to the broker")
+
+    def level_1_committed() -> bool:
+        db = sqlite3.connect(f"file:{tmp_path / 'gw' / 'notify.sqlite'}?mode=ro", uri=True)
+        try:
+            sent = "SELECT count(*) FROM deliveries WHERE step = 'L1' AND state = 'sent'"
+            return db.execute(sent).fetchone()[0] == 2
+        except sqlite3.OperationalError:  # not created yet
+            return False
+        finally:
+            db.close()
+
+    proc = await start()
+    try:
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port) as mqtt:
+            wire = reading.sign(BOX_SECRET, 0, int(time.time()), 1275, 5000)  # 12.75 °C
+            await mqtt.publish(topics.reading("w1", BOX_ID), wire, qos=1)
+        raised_at = time.time()
+        await wait_for(level_1_committed, what="level 1 sent and committed")
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        await asyncio.sleep(0.5)
+        proc = await start()
+        await wait_for(lambda: all(site.got(t, "raised") for t in TARGETS), 15, "levels 2, 3")
+        await asyncio.sleep(0.5)  # anything doubled would have arrived by now
+        assert Counter(site.messages()) == Counter((t, "raised") for t in TARGETS)
+        bob = next(m.at for m in smtp.received if who(m.target) == "bob")
+        assert bob - raised_at >= 5.0, "level 2 kept its time across the restart"
+        alarm = next(m.alarm for m in hook.received)
+        argv = ["gateway", "alarms", "--config", str(config), "ack", alarm, "--by", "Ops"]
+        assert await asyncio.to_thread(main, argv) == 0
+        await wait_for(lambda: all(site.got(t, "acknowledged") == 1 for t in TARGETS))
+        async with aiohttp.ClientSession() as http:
+            r = await http.get(f"http://127.0.0.1:{status_port}/status.json")
+            snap = await r.json()
+        assert snap["uplink"]["last_success"] is None and snap["uplink"]["last_error"]
+        assert snap["spool"]["unsent_batches"] >= 1, "the reading waits for the cloud"
+        assert snap["notify"]["alarms"][0]["acked_by"] == "Ops"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await proc.wait() == 0
+        await hook.stop()
+        smtp.stop()
+    spool = Spool(tmp_path / "gw" / "spool.sqlite")
+    events = [(b["kind"], b["state"]) for _, k, b in _events(spool) if k == "alarm"]
+    spool.close()
+    assert events == [("high", "raised"), ("high", "acknowledged")], "queued for the cloud"
