@@ -55,7 +55,7 @@ class AlarmAck:
         if not isinstance(self.gateway, bytes) or len(self.gateway) != 32:
             raise AckError("malformed", f"gateway: got {self.gateway!r}, want a 32-byte key")
         a = self.alarm
-        if not (isinstance(a, str) and len(a) == ALARM_ID_HEX and a == a.lower() and _hex(a)):
+        if not (isinstance(a, str) and len(a) == ALARM_ID_HEX and _hex(a)):
             raise AckError("malformed", f"alarm: got {a!r}, want {ALARM_ID_HEX} hex characters")
         if not (isinstance(self.by, str) and len(self.by.strip()) > 0 and len(self.by) <= MAX_BY):
             raise AckError("malformed", f"by: got {self.by!r}, want a name of 1..{MAX_BY} chars")
@@ -93,8 +93,9 @@ def _hex(text: str) -> bool:
 
 
 def _hex_field(value: object, name: str, size: int) -> bytes:
-    if not (isinstance(value, str) and len(value) == 2 * size and _hex(value.lower())):
-        raise AckError("malformed", f"{name}: got {value!r}, want {2 * size} hex characters")
+    if not (isinstance(value, str) and len(value) == 2 * size and _hex(value)):
+        want = f"{2 * size} lowercase hex characters"
+        raise AckError("malformed", f"{name}: got {str(value)[:140]!r}, want {want}")
     return bytes.fromhex(value)
 
 
