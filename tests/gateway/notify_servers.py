@@ -94,7 +94,7 @@ class SmtpReceiver:
         ok = isinstance(data, LoginPassword) and (data.login.decode(), data.password.decode()) == (
             self.login
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
