@@ -93,26 +93,29 @@ def _register_alarms(commands: argparse._SubParsersAction) -> None:
     )
     alarms.add_argument("--config", type=Path, required=True, help="gateway.toml")
     actions = alarms.add_subparsers(dest="alarms_command", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="list alarms, escalating ones first")
+
+    def action(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+        return actions.add_parser(
+            name,
+            help=summary,
+            description=description or summary,
+            epilog=ALARMS_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    listing = action("list", "list alarms, escalating ones first, with whom each told")
     listing.add_argument("--json", action="store_true", help="print JSON instead of text")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.set_defaults(handler=_alarms_list)
-    ack = actions.add_parser(
-        "ack",
-        help="acknowledge an alarm: no more escalation",
-        epilog=ALARMS_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ack = action("ack", "acknowledge an alarm: no more escalation")
     ack.add_argument("id", help="the alarm's id (8 hex characters, from `list` or a message)")
     ack.add_argument("--by", required=True, help="who acknowledges (recorded and reported)")
     ack.set_defaults(handler=_alarms_ack)
-    signed = actions.add_parser(
+    signed = action(
         "ack-signed",
-        help="apply a signed acknowledgement (PharmaSync/alarm-ack/v1)",
-        description="Check a signed acknowledgement (docs/protocol.md) against this gateway "
-        "and [notify] ack_keys, and apply it. Exit status 1 if it is refused.",
-        epilog=ALARMS_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "apply a signed acknowledgement (PharmaSync/alarm-ack/v1)",
+        "Check a signed acknowledgement (docs/protocol.md) against this gateway and [notify] "
+        "ack_keys, and apply it. Exit status 1 if it is refused.",
     )
     signed.add_argument("file", help="the signed ack (JSON), or '-' for stdin")
     signed.set_defaults(handler=_alarms_ack_signed)
@@ -150,18 +153,12 @@ def _alarms_list(args: argparse.Namespace) -> int:
         print("no alarms")
     labels = {b.device_id: b.label or b.device_id for b in esc.registry.all()}
     for a in alarms:
-        told = sorted({d["target"] for d in a["deliveries"] if d["state"] == "sent"})
         failing = sorted({d["target"] for d in a["deliveries"] if d["state"] == "pending"})
-        if a["acked_at"] is not None:
-            state = f"acknowledged by {a['acked_by']} ({a['acked_via']})"
-        elif a["cleared_at"] is not None:
-            state = "cleared, not acknowledged"
-        else:
-            state = "ESCALATING"
+        state = "ESCALATING" if a["escalating"] else a["state"]
         raised = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(a["raised_at"]))
         print(
             f"{a['id']}  {state:<34} {a['kind']:<10} {labels.get(a['zone'], a['zone'])}"
-            f"  raised {raised}  told: {', '.join(told) or 'nobody yet'}"
+            f"  raised {raised}  told: {', '.join(a['told']) or 'nobody yet'}"
             + (f"  waiting: {', '.join(failing)}" if failing else "")
         )
         print(f"          {a['detail']}")

@@ -109,6 +109,14 @@ def alarm_id(gateway_key: bytes, zone: str, kind: str, since_s: float, salt: int
     return hashlib.sha256(gateway_key + text).hexdigest()[: alarm_ack.ALARM_ID_HEX]
 
 
+def describe(alarm: sqlite3.Row) -> str:
+    """Where an alarm stands, for people: "escalating", "acknowledged by NAME (via)" or
+    "cleared, not acknowledged"."""
+    if alarm["acked_at"] is not None:
+        return f"acknowledged by {alarm['acked_by']} ({alarm['acked_via']})"
+    return "escalating" if alarm["cleared_at"] is None else "cleared, not acknowledged"
+
+
 class AlarmStore:
     """notify.sqlite: alarms, their deliveries and the signed acks applied (SCHEMA)."""
 
@@ -498,6 +506,8 @@ class Escalation:
                 | {k: a[k] for k in ("detail", "cleared_at", "acked_at", "acked_by", "acked_via")}
                 | {
                     "escalating": a["cleared_at"] is None and a["acked_at"] is None,
+                    "state": describe(a),
+                    "told": sorted({d["target"] for d in rows if d["state"] == "sent"}),
                     "deliveries": [
                         {k: d[k] for k in ("step", "target", "notice", "state", "attempts")}
                         | {"sent_at": d["sent_at"], "last_error": d["last_error"]}

@@ -414,15 +414,9 @@ def _render_notify(n: dict[str, Any], boxes: list[dict[str, Any]], now: float) -
     labels = {b["device_id"]: b["label"] or b["device_id"] for b in boxes}
     rows = []
     for a in n["alarms"]:
-        told = [d for d in a["deliveries"] if d["state"] == "sent"]
         failing = [d for d in a["deliveries"] if d["state"] == "pending" and d["attempts"]]
-        if a["acked_at"] is not None:
-            state = f"acknowledged by {e(a['acked_by'])} ({e(a['acked_via'])})"
-        elif a["cleared_at"] is not None:
-            state = "cleared"
-        else:
-            state = "<b class=alarm>escalating</b>"
-        sent = ", ".join(sorted({e(d["target"]) for d in told})) or "nobody yet"
+        state = "<b class=alarm>escalating</b>" if a["escalating"] else e(a["state"])
+        sent = e(", ".join(a["told"])) or "nobody yet"
         fails = "".join(
             f"<br><small class=alarm>{e(d['target'])}: {d['attempts']} failed attempts — "
             f"{e(d['last_error'] or '')}</small>"
