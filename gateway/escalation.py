@@ -324,9 +324,16 @@ class Escalation:
                 self._stop(a, notice, now)
 
     def _add(
-        self, alarm: str, step: str, targets: tuple[str, ...], notice: str, level: int, due: float,
+        self,
+        alarm: str,
+        step: str,
+        targets: tuple[str, ...],
+        notice: str,
+        level: int,
+        due: float,
         now: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
+        """Schedule `notice` of `alarm` to each target for `step`, once (a step is a key)."""
         self.store.db.executemany(
             "INSERT OR IGNORE INTO deliveries (alarm, step, target, notice, level, due_at,"
             " next_try) VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -196,6 +196,23 @@ def _events(spool: Spool) -> list[tuple[float, str, dict]]:
     return [(t, k, json.loads(b)) for t, k, b in rows]
 
 
+async def test_after_an_outage_each_level_is_sent_once_and_missed_repeats_are_not(
+    tmp_path: Path,
+) -> None:
+    """A gateway that was off for 30 s (50 repeat periods) sends levels 2 and 3 once and only
+    the latest repeat: no storm of the repeats it missed."""
+    async with running_site(tmp_path / "gw") as site:
+        await site.feed(5.0, 12.0)
+        await wait_for(lambda: site.got("on-call", "raised") and site.got("alice", "raised"))
+        # As if the alarm had been raised 30 s ago and the gateway down since level 1.
+        site.esc.store.db.execute("UPDATE alarms SET raised_at = raised_at - 30")
+        await wait_for(lambda: site.got("carol", "repeat") and site.got("bridge", "repeat"))
+        assert Counter(site.messages()) == Counter(
+            [(t, "raised") for t in TARGETS] + [("carol", "repeat"), ("bridge", "repeat")]
+        )
+        site.esc.ack(site.alarm_id(), "A. Jones")
+
+
 async def test_a_cleared_alarm_stops_and_tells_only_those_already_told(tmp_path: Path) -> None:
     async with running_site(tmp_path / "gw") as site:
         await site.feed(5.0, 11.0)
