@@ -16,7 +16,7 @@ from device import config, datalock, reading, schnorr, simsensor
 BOX = "boxes/9849e78b1c2d3e4f"
 PROVISION_EXAMPLE = (
     "pharmasync device provision --site warehouse-1 --label 'Cold room A' "
-    "--broker 127.0.0.1:1883 --out boxes"
+    "--broker 127.0.0.1:1883 --owner-pub @owner.pub --out boxes"
 )
 
 
@@ -134,7 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "has sent that many; it exits 1 at once if the broker cannot be reached.",
         epilog=examples(
             "pharmasync device simulate --broker 127.0.0.1:1883 --site warehouse-1 --boxes 2 "
-            "--interval 0.5 --readings 3"
+            "--interval 0.5 --readings 3 --owner-pub @owner.pub"
         ),
     )
     sim.add_argument("--boxes", type=positive_int, default=4, help="how many boxes (default 4)")

@@ -5,6 +5,7 @@ The data folder holds everything the gateway owns:
     registry.json    the box registry (TinyDB; `pharmasync gateway boxes ...` edits it)
     spool.sqlite     readings and batches (WAL)
     quarantine.sqlite  rejected messages kept as evidence, in a budget of their own
+    notify.sqlite    alarms, who was told when, acknowledgements (gateway/escalation.py)
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 from aiohttp import web
 
 from device import datalock, schnorr, topics
+from gateway import event
 from gateway.ble import BleakTransport, BleIngest
+from gateway.escalation import AlarmStore, Escalation
 from gateway.ingest_mqtt import MqttIngest
 from gateway.registry import Registry
 from gateway.service import Gateway
@@ -48,6 +51,20 @@ def load_or_create_key(path: Path) -> bytes:
 def open_registry(settings: Settings) -> Registry:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Registry(settings.data_dir / "registry.json")
+
+
+def start_escalation(gateway: Gateway) -> Escalation:
+    """Hook alarm notification onto the gateway: alarms raised from now on, and those the
+    engine restored, are escalated; acknowledgements go to the spool for the cloud."""
+
+    async def queue_event(draft: event.Draft) -> None:
+        await gateway.spool_call(gateway.spool.add_events, gateway.secret, [draft])
+
+    store = AlarmStore(gateway.settings.data_dir / "notify.sqlite")
+    escalation = Escalation(gateway.settings, gateway.key, gateway.registry, store, queue_event)
+    escalation.adopt(gateway.alarms.active())
+    gateway.alarm_listeners.append(escalation.on_events)
+    return escalation
 
 
 def start_ble(gateway: Gateway) -> BleIngest | None:
@@ -108,8 +125,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    escalation = start_escalation(gateway)
     await gateway.start()
     rt = Runtime(gateway, MqttIngest(gateway), Uplink(gateway) if settings.uplink.url else None)
+    rt.escalation = escalation
     assert rt.mqtt is not None
     tasks: list[asyncio.Task[None]] = []
     ble = None
@@ -132,6 +151,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             settings.data_dir,
         )
         tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
+        tasks.append(asyncio.create_task(escalation.run(), name="escalation"))
         if rt.uplink is not None:
             tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
         else:
@@ -151,6 +171,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         if status_runner is not None:
             await status_runner.cleanup()
         await gateway.stop()
+        escalation.store.close()
         spool.close()
         registry.close()
         lock.release()

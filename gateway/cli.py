@@ -88,10 +88,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "key for a site with the owner key: boxes provisioned with this owner's public key "
         "(`device provision --owner-pub`) accept acknowledgements only from gateways so "
         "certified. Point the gateway at the file with [gateway] certificate = FILE.",
+        epilog=examples(
+            "pharmasync gateway certify --owner-key owner.key --gateway-key "
+            "@gw-data/gateway.pub --site warehouse-1 --days 365 --out gw-data/gateway.cert"
+        ),
     )
     certify.add_argument("--owner-key", type=Path, required=True, help="owner secret key file")
     certify.add_argument(
-        "--gateway-key", type=hex_bytes, required=True, help="the gateway's public key (hex)"
+        "--gateway-key",
+        type=hex_bytes,
+        required=True,
+        metavar="KEY|@FILE",
+        help="the gateway's public key (hex, or @FILE: `gateway key` writes DATA_DIR/gateway.pub)",
     )
     certify.add_argument("--site", required=True, help="the site the gateway serves")
     certify.add_argument("--days", type=int, default=365, help="valid for this many days")
@@ -99,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("gateway.cert"), help="where to write it (hex)"
     )
     certify.set_defaults(handler=_certify)
+    _register_alarms(commands)
 
     inspect = commands.add_parser(
         "inspect-batch",
@@ -117,6 +126,119 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
     inspect.set_defaults(handler=_inspect_batch)
+
+
+ALARMS_EXAMPLES = """examples:
+  pharmasync gateway alarms --config gateway.toml list
+  pharmasync gateway alarms --config gateway.toml ack 3f2a9c1e --by "A. Jones"
+  pharmasync gateway alarms --config gateway.toml ack-signed ack.json
+"""
+
+
+def _register_alarms(commands: argparse._SubParsersAction) -> None:
+    """`gateway alarms list | ack ID --by NAME | ack-signed FILE`."""
+    alarms = commands.add_parser(
+        "alarms",
+        help="list alarms and who was told; acknowledge one",
+        description="The alarms this gateway raised, whom it told (webhooks, e-mail, along "
+        "[[escalation]]) and who acknowledged them. Acknowledging stops the escalation; the "
+        "running gateway picks it up within [notify] tick_s.",
+        epilog=ALARMS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    alarms.add_argument("--config", type=Path, required=True, help="gateway.toml")
+    actions = alarms.add_subparsers(dest="alarms_command", metavar="ACTION", required=True)
+
+    def action(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+        return actions.add_parser(
+            name,
+            help=summary,
+            description=description or summary,
+            epilog=ALARMS_EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    listing = action("list", "list alarms, escalating ones first, with whom each told")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of text")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.set_defaults(handler=_alarms_list)
+    ack = action("ack", "acknowledge an alarm: no more escalation")
+    ack.add_argument("id", help="the alarm's id (8 hex characters, from `list` or a message)")
+    ack.add_argument("--by", required=True, help="who acknowledges (recorded and reported)")
+    ack.set_defaults(handler=_alarms_ack)
+    signed = action(
+        "ack-signed",
+        "apply a signed acknowledgement (PharmaSync/alarm-ack/v1)",
+        "Check a signed acknowledgement (docs/protocol.md) against this gateway and [notify] "
+        "ack_keys, and apply it. Exit status 1 if it is refused.",
+    )
+    signed.add_argument("file", help="the signed ack (JSON), or '-' for stdin")
+    signed.set_defaults(handler=_alarms_ack_signed)
+
+
+def _escalation(args: argparse.Namespace):  # -> Escalation, or exits 1 with the reason
+    from device import schnorr
+    from gateway import app
+    from gateway.escalation import AlarmStore, Escalation
+
+    settings = _settings(args.config)
+    key_file = settings.data_dir / "gateway.key"
+    if not (settings.data_dir / "notify.sqlite").exists():
+        where = settings.data_dir
+        print(f"error: no alarms yet in {where} (has the gateway run?)", file=sys.stderr)
+        raise SystemExit(1)
+    try:
+        key = schnorr.pubkey(bytes.fromhex(key_file.read_text().strip()))
+    except (OSError, ValueError) as e:
+        print(f"error: the gateway's key {key_file}: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    store = AlarmStore(settings.data_dir / "notify.sqlite")
+    return Escalation(settings, key, app.open_registry(settings), store)
+
+
+def _alarms_list(args: argparse.Namespace) -> int:
+    import time
+
+    esc = _escalation(args)
+    alarms = esc.snapshot(args.limit)["alarms"]
+    if args.json:
+        print(json.dumps(alarms, indent=2))
+        return 0
+    if not alarms:
+        print("no alarms")
+    labels = {b.device_id: b.label or b.device_id for b in esc.registry.all()}
+    for a in alarms:
+        failing = sorted({d["target"] for d in a["deliveries"] if d["state"] == "pending"})
+        state = "ESCALATING" if a["escalating"] else a["state"]
+        raised = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(a["raised_at"]))
+        print(
+            f"{a['id']}  {state:<34} {a['kind']:<10} {labels.get(a['zone'], a['zone'])}"
+            f"  raised {raised}  told: {', '.join(a['told']) or 'nobody yet'}"
+            + (f"  waiting: {', '.join(failing)}" if failing else "")
+        )
+        print(f"          {a['detail']}")
+    return 0
+
+
+def _alarms_ack(args: argparse.Namespace) -> int:
+    by = args.by.strip()
+    if not by or len(by) > 100:
+        print("error: --by: want a name of 1..100 characters", file=sys.stderr)
+        return 2
+    result = _escalation(args).ack(args.id, by)
+    print(f"alarm {args.id}: {result}", file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _alarms_ack_signed(args: argparse.Namespace) -> int:
+    try:
+        wire = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as e:
+        print(f"error: {args.file}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    result = _escalation(args).apply_signed_ack(wire.strip())
+    print(f"alarm {result.alarm or '?'}: {result}", file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
 
 
 def _inspect_batch(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ option, so a gateway with a broken file says why at start instead of misbehaving
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -74,6 +74,38 @@ class EventSettings:
 
 
 @dataclass(frozen=True)
+class EscalationLevel:
+    """One step of the escalation list: `after_s` after an alarm is raised, tell `notify`."""
+
+    after_s: float
+    notify: tuple[str, ...]  # names of [notify.targets]
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Who hears of an alarm, how, and who may acknowledge it from afar ([notify],
+    [notify.targets], [[escalation]]; hardware/gateway.toml explains each option)."""
+
+    targets: dict[str, str] = field(default_factory=dict)  # name -> https://... | mailto:...
+    levels: tuple[EscalationLevel, ...] = ()
+    repeat_every_s: float = 900.0  # repeat the last level this often; 0: never
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: str = ""
+    mail_from: str = ""  # default: pharmasync-gateway@<site>
+    timeout_s: float = 10.0  # per delivery attempt
+    retry_min_s: float = 30.0  # first retry of a failed delivery; doubling up to retry_max_s
+    retry_max_s: float = 900.0
+    give_up_after_s: float = 86400.0  # stop retrying a delivery this long after it was due
+    tick_s: float = 5.0  # how often the escalation looks for due messages
+    ack_keys: tuple[bytes, ...] = ()  # x-only keys whose signed acknowledgements count
+    ack_token: str = ""  # the status page's POST ack needs it; empty: no ack on the page
+    status_url: str = ""  # where messages tell staff the status page is (default: [status])
+
+
+@dataclass(frozen=True)
 class Settings:
     site: str
     data_dir: Path
@@ -91,6 +123,7 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     # alarm profiles by name; boxes name theirs in the registry ("default" unless set)
     alarms: dict[str, AlarmProfile] = field(default_factory=lambda: {"default": AlarmProfile()})
+    notify: NotifySettings = field(default_factory=lambda: NotifySettings())
 
     @property
     def client_id(self) -> str:
@@ -158,7 +191,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     gw = raw.get("gateway")
     if not isinstance(gw, dict):
         raise SettingsError("[gateway]: missing; want site = ... and data_dir = ...")
-    unknown = set(raw) - {"gateway", "alarms", *_SECTIONS}
+    unknown = set(raw) - {"gateway", "alarms", "notify", "escalation", *_SECTIONS}
     if unknown:
         raise SettingsError(f"unknown table(s): {', '.join(sorted(unknown))}")
     site = gw.get("site")
@@ -199,14 +232,86 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
             alarms[name] = AlarmProfile(**table)
         except (AlarmError, TypeError) as e:
             raise SettingsError(f"[alarms.{name}] {e}") from None
+    notify = _notify(raw.get("notify", {}), raw.get("escalation", []))
     return Settings(
         site=site,
         data_dir=base / data_dir,
         sign_acks=sign_acks,
         certificate=base / cert if cert else None,
         alarms=alarms,
+        notify=notify,
         **sections,
     )
+
+
+_NOTIFY_SCALARS = ("targets", "levels", "ack_keys")  # not plain options: parsed below
+_NOTIFY_RANGES: dict[str, tuple[float, float]] = {
+    "repeat_every_s": (0, 7 * 86400),
+    "smtp_port": (1, 65535),
+    "timeout_s": (0.1, 600),
+    "retry_min_s": (0.01, 86400),
+    "retry_max_s": (0.01, 86400),
+    "give_up_after_s": (1, 30 * 86400),
+    "tick_s": (0.01, 600),
+}
+
+
+def _notify(raw: Any, raw_levels: Any) -> NotifySettings:
+    """Return NotifySettings from the [notify] table and the [[escalation]] array.
+
+    Raises SettingsError naming the first bad option.
+    """
+    if not isinstance(raw, dict):
+        raise SettingsError(f"[notify]: got {type(raw).__name__}, want a table")
+    plain = {k: v for k, v in raw.items() if k not in _NOTIFY_SCALARS}
+    for key, value in plain.items():
+        if isinstance(value, int | float) and key in _NOTIFY_RANGES:
+            lo, hi = _NOTIFY_RANGES[key]
+            if not lo <= value <= hi:
+                raise SettingsError(f"[notify] {key}: got {value}, want {lo}..{hi}")
+    base: NotifySettings = _section("notify", NotifySettings, plain)
+    targets = raw.get("targets", {})
+    if not isinstance(targets, dict):
+        raise SettingsError('[notify.targets]: want a table of name = "https://..." | "mailto:..."')
+    for name, where in targets.items():
+        web = isinstance(where, str) and where.startswith(("http://", "https://"))
+        mail = isinstance(where, str) and where.startswith("mailto:") and "@" in where
+        if not (web or mail):
+            want = "https://host/path (webhook) or mailto:someone@example.org"
+            raise SettingsError(f"[notify.targets] {name}: got {where!r}, want {want}")
+        if mail and not base.smtp_host:
+            raise SettingsError(f"[notify.targets] {name}: an e-mail target needs smtp_host")
+    keys = raw.get("ack_keys", [])
+    if not isinstance(keys, list):
+        raise SettingsError(f"[notify] ack_keys: got {keys!r}, want a list of hex keys")
+    ack_keys = []
+    for k in keys:
+        try:
+            key = bytes.fromhex(k) if isinstance(k, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise SettingsError(f"[notify] ack_keys: got {k!r}, want 64 hex characters")
+        ack_keys.append(key)
+    if not isinstance(raw_levels, list):
+        raise SettingsError("[[escalation]]: want an array of tables (after_s, notify)")
+    levels: list[EscalationLevel] = []
+    for i, level in enumerate(raw_levels, 1):
+        where = f"[[escalation]] #{i}"
+        if not isinstance(level, dict) or set(level) != {"after_s", "notify"}:
+            raise SettingsError(f"{where}: want after_s = seconds and notify = [target names]")
+        after, names = level["after_s"], level["notify"]
+        earlier = levels[-1].after_s if levels else -1
+        if not isinstance(after, int | float) or isinstance(after, bool) or not after > earlier:
+            raise SettingsError(f"{where} after_s: got {after!r}, want a number > {earlier}")
+        if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+            raise SettingsError(f"{where} notify: got {names!r}, want a list of target names")
+        if unknown := [n for n in names if n not in targets]:
+            raise SettingsError(f"{where} notify: {unknown} not in [notify.targets]")
+        levels.append(EscalationLevel(float(after), tuple(names)))
+    if base.retry_max_s < base.retry_min_s:
+        raise SettingsError("[notify] retry_max_s: want >= retry_min_s")
+    return replace(base, targets=dict(targets), levels=tuple(levels), ack_keys=tuple(ack_keys))
 
 
 def load(path: Path) -> Settings:

@@ -4,11 +4,18 @@ and Prometheus metrics, all from one snapshot of the running gateway.
     GET /              HTML status page (refreshes itself every 5 s)
     GET /status.json   the snapshot
     GET /metrics       Prometheus text format
+    POST /alarms/{id}/ack      acknowledge an alarm: form or JSON {"by", "token"}; needs
+                               [notify] ack_token (the page has no login: the token is it)
+    POST /alarms/ack-signed    apply a signed acknowledgement (gateway/alarm_ack.py); its
+                               signature is its authority, so no token
+Refusals are application/problem+json {"reason", "detail"}, 4xx, never 500.
 """
 
 from __future__ import annotations
 
+import hmac
 import html
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from device import reading
 from device.cli import describe
 from gateway.ble import BleIngest
+from gateway.escalation import AckResult, Escalation
 from gateway.ingest_mqtt import MqttIngest
 from gateway.service import Gateway
 from gateway.uplink import Uplink
@@ -34,6 +42,7 @@ class Runtime:
     mqtt: MqttIngest | None = None
     uplink: Uplink | None = None
     ble: BleIngest | None = None
+    escalation: Escalation | None = None
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -126,6 +135,7 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
             for a in gw.alarms.active()
         ],
         "boxes": boxes,
+        "notify": None if rt.escalation is None else rt.escalation.snapshot(),
     }
 
 
@@ -212,6 +222,37 @@ class _SnapshotCollector:
         for a in s["alarms"]:
             alarms.add_metric([a["zone"], a["kind"]], 1)
         yield alarms
+        if s["notify"] is not None:
+            yield from _notify_metrics(s["notify"])
+
+
+def _notify_metrics(n: dict[str, Any]) -> Iterator[Metric]:
+    """Alarm notification: deliveries by target and outcome, acks, what is still pending."""
+    p = "pharmasync_gateway_"
+    sent = CounterMetricFamily(
+        p + "notifications", "Alarm notices, by target and result", labels=["target", "result"]
+    )
+    for result in ("sent", "failed", "gave_up"):
+        for target, count in n[result].items():
+            sent.add_metric([target, result], count)
+    yield sent
+    yield GaugeMetricFamily(
+        p + "notifications_pending", "Deliveries waiting (due or retrying)", value=n["pending"]
+    )
+    escalating = sum(a["escalating"] for a in n["alarms"])
+    yield GaugeMetricFamily(
+        p + "alarms_escalating", "Alarms neither acknowledged nor cleared", value=escalating
+    )
+    acks = CounterMetricFamily(p + "alarm_acks", "Alarm acknowledgements applied", labels=["via"])
+    for via, count in n["acks"].items():
+        acks.add_metric([via], count)
+    yield acks
+    refused = CounterMetricFamily(
+        p + "alarm_acks_refused", "Alarm acknowledgements refused, by reason", labels=["reason"]
+    )
+    for reason, count in n["refused_acks"].items():
+        refused.add_metric([reason], count)
+    yield refused
 
 
 def metrics_text(snap: dict[str, Any]) -> bytes:
@@ -231,6 +272,73 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 async def handle_page(request: web.Request) -> web.Response:
     return web.Response(text=render(await snapshot(request.app[RUNTIME])), content_type="text/html")
+
+
+# HTTP status of each refusal of an acknowledgement (AckResult.reason)
+ACK_STATUS = {
+    "malformed": 400,
+    "bad signature": 403,
+    "wrong gateway": 403,
+    "unauthorised key": 403,
+    "bad token": 403,
+    "ack off": 403,
+    "dated in the future": 400,
+    "unknown alarm": 404,
+    "replayed": 409,
+    "already acknowledged": 409,
+}
+MAX_ACK_BODY = 4096
+
+
+def _problem(result: AckResult) -> web.Response:
+    status = ACK_STATUS.get(result.reason, 400)
+    body = {"type": "about:blank", "title": result.reason, "reason": result.reason}
+    body |= {"detail": result.detail}
+    return web.json_response(
+        body | {"status": status}, status=status, content_type="application/problem+json"
+    )
+
+
+def _answer(result: AckResult, form: bool) -> web.Response:
+    if not result.ok:
+        return _problem(result)
+    if form:  # the page's own form: back to the page, which now shows who acknowledged
+        raise web.HTTPSeeOther("/")
+    return web.json_response({"ok": True, "alarm": result.alarm, "detail": result.detail})
+
+
+async def handle_ack(request: web.Request) -> web.Response:
+    """POST /alarms/{id}/ack: a person at the site acknowledges, with the ack token."""
+    esc = request.app[RUNTIME].escalation
+    if esc is None or not esc.config.ack_token:
+        off = AckResult(False, "ack off", None, "set [notify] ack_token to acknowledge here")
+        return _problem(off)
+    form = request.content_type != "application/json"
+    try:
+        if (request.content_length or 0) > MAX_ACK_BODY:
+            raise ValueError(f"body over {MAX_ACK_BODY} bytes")
+        data = dict(await request.post()) if form else json.loads(await request.read())
+        if not isinstance(data, dict):
+            raise ValueError("want a JSON object")
+        by, token = data.get("by"), data.get("token")
+        if not (isinstance(by, str) and by.strip() and len(by) <= 100 and isinstance(token, str)):
+            raise ValueError('want "by" (a name, 1..100 characters) and "token"')
+    except (ValueError, RecursionError) as e:
+        return _problem(AckResult(False, "malformed", None, str(e)))
+    if not hmac.compare_digest(token.encode(), esc.config.ack_token.encode()):
+        esc.refused["bad token"] += 1
+        return _problem(AckResult(False, "bad token", None, "the ack token does not match"))
+    return _answer(esc.ack(request.match_info["id"], by.strip(), "status page"), form)
+
+
+async def handle_signed_ack(request: web.Request) -> web.Response:
+    """POST /alarms/ack-signed: the body is a signed acknowledgement (its own authority)."""
+    esc = request.app[RUNTIME].escalation
+    if esc is None:
+        return _problem(AckResult(False, "ack off", None, "alarm notification is not running"))
+    if (request.content_length or 0) > MAX_ACK_BODY:
+        return _problem(AckResult(False, "malformed", None, f"body over {MAX_ACK_BODY} bytes"))
+    return _answer(esc.apply_signed_ack(await request.read()), form=False)
 
 
 def _ago(now: float, then: float | None) -> str:
@@ -280,6 +388,7 @@ def render(s: dict[str, Any]) -> str:
             + (f" — last error: {e(up['last_error'])}" if up["last_error"] else "")
         )
     )
+    notices = "" if s["notify"] is None else _render_notify(s["notify"], s["boxes"], now)
     body = "".join(rows) or "<tr><td colspan=9>No boxes registered.</td></tr>"
     counts = ", ".join(f"{k}: {v:,}" for k, v in sorted(s["counts"].items())) or "nothing yet"
     full = "<p class=alarm>Spool nearly full.</p>" if sp["nearly_full"] else ""
@@ -310,7 +419,7 @@ tr.warn td {{ background: #fff6e0; }} .alarm {{ color: #b00020; font-weight: 600
 <div class=card><b>Uplink</b><br>{uplink}<br>{sp["unsent_batches"]} batches waiting,
 oldest {oldest}</div>
 <div class=card><b>Received</b><br>{e(counts)}</div>
-</div>{full}
+</div>{full}{notices}
 <h2>Boxes</h2>
 <table><tr><th>Box</th><th>Zone</th><th>Lot</th><th>Temperature</th><th>Humidity</th>
 <th>Last reading</th><th>Acked seq</th><th>Flags</th><th>Rejected</th></tr>
@@ -319,11 +428,51 @@ oldest {oldest}</div>
 """
 
 
+def _render_notify(n: dict[str, Any], boxes: list[dict[str, Any]], now: float) -> str:
+    """The "Notifications" section: each alarm's escalation, who was told, who acknowledged,
+    and (with [notify] ack_token set) a form to acknowledge it."""
+    e = html.escape
+    labels = {b["device_id"]: b["label"] or b["device_id"] for b in boxes}
+    rows = []
+    for a in n["alarms"]:
+        failing = [d for d in a["deliveries"] if d["state"] == "pending" and d["attempts"]]
+        state = "<b class=alarm>escalating</b>" if a["escalating"] else e(a["state"])
+        sent = e(", ".join(a["told"])) or "nobody yet"
+        fails = "".join(
+            f"<br><small class=alarm>{e(d['target'])}: {d['attempts']} failed attempts — "
+            f"{e(d['last_error'] or '')}</small>"
+            for d in failing
+        )
+        form = ""
+        if n["ack_on_page"] and a["acked_at"] is None:
+            form = (
+                f"<form method=post action='/alarms/{e(a['id'])}/ack'>"
+                "<input name=by placeholder='your name' required maxlength=100> "
+                "<input name=token type=password placeholder='ack token' required> "
+                "<button>Acknowledge</button></form>"
+            )
+        rows.append(
+            f"<tr><td><code>{e(a['id'])}</code></td><td>{e(labels.get(a['zone'], a['zone']))}</td>"
+            f"<td>{e(a['kind'])}</td><td>{_ago(now, a['raised_at'])}</td><td>{state}</td>"
+            f"<td>{sent}{fails}</td><td>{form}</td></tr>"
+        )
+    refused = ", ".join(f"{k}: {v}" for k, v in n["refused_acks"].items()) or "none"
+    table = "".join(rows) or "<tr><td colspan=7>No alarms yet.</td></tr>"
+    return f"""
+<h2>Notifications</h2>
+<p>{n["levels"]} escalation levels; {n["pending"]} deliveries waiting; acknowledgements refused:
+{e(refused)}. Acknowledge with <code>pharmasync gateway alarms ack ID --by NAME</code>.</p>
+<table><tr><th>Alarm</th><th>Box</th><th>Kind</th><th>Raised</th><th>State</th>
+<th>Told</th><th></th></tr>{table}</table>"""
+
+
 def make_app(rt: Runtime) -> web.Application:
     """The status application for a running gateway."""
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024)  # no route takes a large body
     app[RUNTIME] = rt
     app.router.add_get("/", handle_page)
     app.router.add_get("/status.json", handle_json)
     app.router.add_get("/metrics", handle_metrics)
+    app.router.add_post("/alarms/ack-signed", handle_signed_ack)
+    app.router.add_post("/alarms/{id}/ack", handle_ack)
     return app
