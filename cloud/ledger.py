@@ -25,6 +25,8 @@ from cloud.store import BatchStored, Store, StoreConflict
 from cloud.witness_client import add_cosignatures
 from device import reading
 from gateway import batch, event, merkle
+from gateway.cosigned_receipt import CosignedReceipt
+from gateway.note import parse_note
 from gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger("pharmasync.cloud.ledger")
@@ -129,6 +131,16 @@ class Ledger:
         if cp.size == size:
             self._checkpoint = replace(cp, note=add_cosignatures(cp.note, lines))
 
+    async def keep_cosignatures(self, size: int, lines: list[str]) -> None:
+        """Attach verified witness cosignature `lines` to the checkpoint of `size` (as
+        add_cosignatures) and keep that checkpoint with every cosignature it has gathered
+        in the store, so any worker serves cosigned receipts from it, after restarts too."""
+        self.add_cosignatures(size, lines)
+        kept = await self.store.cosigned_note(size)
+        note = add_cosignatures(kept or await self.checkpoint_at(size), lines)
+        cosignatures = len(parse_note(note)[1]) - 1  # every line but the log's own
+        await self.store.keep_cosigned(size, note, cosignatures)
+
     @property
     def checkpoint(self) -> SignedCheckpoint:
         """The latest checkpoint this worker signed (refresh() brings it up to date)."""
@@ -217,6 +229,43 @@ class Ledger:
         cp = self._checkpoint  # usually that size: the root refresh() just read
         root = cp.root if cp.size == size else await tlog.root(self.store, size)
         return self._sign(size, root)
+
+    async def cosigned_receipt(
+        self, gateway: bytes, seq: int, min_cosignatures: int
+    ) -> CosignedReceipt:
+        """Return batch (gateway, seq)'s receipt with the smallest kept checkpoint that
+        includes it and carries at least `min_cosignatures` witness cosignatures, and the
+        proofs that tie them (gateway/cosigned_receipt.py). Raises LedgerError: 404 "no
+        batch" for a batch not stored, 409 "not cosigned" while no such checkpoint exists."""
+        index = await self.store.batch_log_index(gateway, seq)
+        cp = await self.refresh()
+        if index is None or index >= cp.size:
+            raise LedgerError("no batch", f"no batch {seq} of gateway {gateway.hex()}", 404)
+        found = await self.store.first_cosigned(index + 1, cp.size, min_cosignatures)
+        if found is None:
+            raise LedgerError(
+                "not cosigned",
+                f"no checkpoint of size {index + 1} or more has {min_cosignatures} witness "
+                "cosignatures yet; ask again later",
+                409,
+            )
+        size, note = found
+        entry = (await self.store.entries(index, index + 1))[0]
+        header = batch.decode(entry[1:])
+        receipt = Receipt(gateway, seq, header.hash(), index, await self.checkpoint_at(index + 1))
+        return CosignedReceipt(
+            receipt=receipt.to_json(),
+            gateway=gateway,
+            seq=seq,
+            header_hash=receipt.header_hash,
+            log_index=index,
+            checkpoint=receipt.checkpoint,
+            entry=entry,
+            size=size,
+            cosigned_checkpoint=note,
+            inclusion=tuple(await tlog.inclusion_proof(self.store, index, size)),
+            consistency=tuple(await tlog.consistency_proof(self.store, index + 1, size)),
+        )
 
     def _refuse(self, reason: str, detail: str, status: int) -> LedgerError:
         self.refused[reason] = self.refused.get(reason, 0) + 1

@@ -7,8 +7,9 @@ from typing import Any
 
 from cloud import jsonbound, registry
 from cloud.errors import INT64_MAX
+from cloud.routes.receipts import MAX_COSIGNATURES
 from device import reading
-from gateway import batch, event
+from gateway import batch, cosigned_receipt, event
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
@@ -407,6 +408,7 @@ def document() -> dict[str, Any]:
                 }
             },
             **_event_paths(),
+            **_receipt_paths(receipt),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -536,6 +538,52 @@ def _event_paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": {"200": _json("Events", listed), "400": BAD, "404": NOT_FOUND},
+            }
+        },
+    }
+
+
+def _receipt_paths(receipt: dict[str, Any]) -> dict[str, Any]:
+    """GET /v1/batches/{gateway}/{seq}/receipt (docs/protocol.md, "Cosigned receipt")."""
+    proof = {"type": "array", "maxItems": cosigned_receipt.MAX_PROOF, "items": HEX32}
+    cosigned = {
+        "type": "object",
+        "required": ["receipt", "cosigned"],
+        "properties": {
+            "receipt": receipt,
+            "cosigned": {
+                "type": "object",
+                "required": ["entry", "size", "checkpoint", "inclusion", "consistency"],
+                "properties": {
+                    "entry": {"type": "string", "pattern": f"^01[0-9a-f]{{{2 * batch.SIZE}}}$"},
+                    "size": {"type": "integer", "minimum": 1},
+                    "checkpoint": {"type": "string"},
+                    "inclusion": proof,
+                    "consistency": proof,
+                },
+            },
+        },
+    }
+    return {
+        "/v1/batches/{gateway}/{seq}/receipt": {
+            "get": {
+                "summary": "A batch's receipt with a later witness-cosigned checkpoint",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    _path(
+                        "seq", {"type": "integer", "minimum": 0, "maximum": INT64_MAX}, "Batch seq"
+                    ),
+                    {
+                        **_query("cosignatures", "Witness cosignatures wanted (default 1)"),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_COSIGNATURES},
+                    },
+                ],
+                "responses": {
+                    "200": _json("The cosigned receipt", cosigned),
+                    "400": BAD,
+                    "404": _problem("No such batch"),
+                    "409": _problem("No checkpoint with that many cosignatures includes it yet"),
+                },
             }
         },
     }

@@ -340,3 +340,21 @@ class Store(Protocol):
         """Return (seq, log index, record) of up to `limit` of `gateway`'s events with
         seq > after, oldest first."""
         ...
+
+    # -- cosigned checkpoints (cosigned receipts, cloud/routes/receipts.py) --------------
+
+    async def cosigned_note(self, size: int) -> str | None:
+        """Return the kept checkpoint note of `size` with its cosignature lines, if any."""
+        ...
+
+    async def keep_cosigned(self, size: int, note: str, cosignatures: int) -> None:
+        """Keep checkpoint note `note` of `size` carrying `cosignatures` verified witness
+        cosignatures, unless one with at least as many is kept for that size."""
+        ...
+
+    async def first_cosigned(
+        self, min_size: int, max_size: int, min_cosignatures: int
+    ) -> tuple[int, str] | None:
+        """Return (size, note) of the smallest kept checkpoint with min_size <= size <=
+        max_size and at least `min_cosignatures` cosignatures, if any."""
+        ...

@@ -136,6 +136,14 @@ CREATE TABLE IF NOT EXISTS gateway_events (
     PRIMARY KEY (gateway, seq)
 );
 """
+# Cosigned checkpoints (cosigned receipts) came later too: created where missing.
+COSIGNED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
+    size         bigint PRIMARY KEY,  -- the checkpoint's tree size
+    note         text NOT NULL,       -- the log-signed note with its cosignature lines
+    cosignatures integer NOT NULL     -- verified witness cosignatures it carries
+);
+"""
 
 
 class SchemaVersionError(SchemaError):
@@ -188,6 +196,7 @@ class PostgresStore:
                     if got != SCHEMA_VERSION:
                         raise SchemaVersionError(got)
                 await conn.execute(EVENTS_SCHEMA)
+                await conn.execute(COSIGNED_SCHEMA)
         except BaseException:
             await pool.close()
             raise
@@ -481,6 +490,38 @@ class PostgresStore:
             limit,
         )
         return [(seq, index, bytes(entry[1:])) for seq, index, entry in rows]
+
+    # -- cosigned checkpoints -----------------------------------------------------------
+
+    async def cosigned_note(self, size: int) -> str | None:
+        note: str | None = await self.pool.fetchval(
+            "SELECT note FROM cosigned_checkpoints WHERE size = $1", size
+        )
+        return note
+
+    async def keep_cosigned(self, size: int, note: str, cosignatures: int) -> None:
+        # Its own table, no log entry: no log lock; the row with the most cosignatures wins.
+        await self.pool.execute(
+            "INSERT INTO cosigned_checkpoints (size, note, cosignatures) VALUES ($1, $2, $3) "
+            "ON CONFLICT (size) DO UPDATE SET note = excluded.note, "
+            "cosignatures = excluded.cosignatures "
+            "WHERE excluded.cosignatures > cosigned_checkpoints.cosignatures",
+            size,
+            note,
+            cosignatures,
+        )
+
+    async def first_cosigned(
+        self, min_size: int, max_size: int, min_cosignatures: int
+    ) -> tuple[int, str] | None:
+        row = await self.pool.fetchrow(
+            "SELECT size, note FROM cosigned_checkpoints WHERE size >= $1 AND size <= $2 "
+            "AND cosignatures >= $3 ORDER BY size LIMIT 1",
+            min_size,
+            max_size,
+            min_cosignatures,
+        )
+        return None if row is None else (int(row[0]), str(row[1]))
 
 
 @asynccontextmanager

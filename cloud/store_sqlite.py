@@ -125,6 +125,11 @@ CREATE TABLE IF NOT EXISTS gateway_events (
     received_at REAL NOT NULL,
     PRIMARY KEY (gateway, seq)
 );
+CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
+    size         INTEGER PRIMARY KEY,  -- the checkpoint's tree size
+    note         TEXT NOT NULL,        -- the log-signed note with its cosignature lines
+    cosignatures INTEGER NOT NULL      -- verified witness cosignatures it carries
+);
 """
 
 
@@ -494,6 +499,33 @@ class SqliteDb:
         )
         return [(seq, index, entry[1:]) for seq, index, entry in rows]
 
+    # -- cosigned checkpoints -----------------------------------------------------------
+
+    def cosigned_note(self, size: int) -> str | None:
+        row = self.db.execute(
+            "SELECT note FROM cosigned_checkpoints WHERE size = ?", (size,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def keep_cosigned(self, size: int, note: str, cosignatures: int) -> None:
+        self.db.execute(
+            "INSERT INTO cosigned_checkpoints (size, note, cosignatures) VALUES (?, ?, ?) "
+            "ON CONFLICT (size) DO UPDATE SET note = excluded.note, "
+            "cosignatures = excluded.cosignatures "
+            "WHERE excluded.cosignatures > cosigned_checkpoints.cosignatures",
+            (size, note, cosignatures),
+        )
+
+    def first_cosigned(
+        self, min_size: int, max_size: int, min_cosignatures: int
+    ) -> tuple[int, str] | None:
+        row = self.db.execute(
+            "SELECT size, note FROM cosigned_checkpoints WHERE size >= ? AND size <= ? "
+            "AND cosignatures >= ? ORDER BY size LIMIT 1",
+            (min_size, max_size, min_cosignatures),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
 
 class SqliteStore:
     """The async `cloud.store.Store` over SqliteDb: each call runs on the store's own
@@ -587,3 +619,16 @@ class SqliteStore:
         self, gateway: bytes, after: int, limit: int
     ) -> list[tuple[int, int, bytes]]:
         return await self._run(self.db.gateway_events, gateway, after, limit)
+
+    # -- cosigned checkpoints -----------------------------------------------------------
+
+    async def cosigned_note(self, size: int) -> str | None:
+        return await self._run(self.db.cosigned_note, size)
+
+    async def keep_cosigned(self, size: int, note: str, cosignatures: int) -> None:
+        await self._run(self.db.keep_cosigned, size, note, cosignatures)
+
+    async def first_cosigned(
+        self, min_size: int, max_size: int, min_cosignatures: int
+    ) -> tuple[int, str] | None:
+        return await self._run(self.db.first_cosigned, min_size, max_size, min_cosignatures)

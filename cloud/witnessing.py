@@ -1,6 +1,7 @@
 """The cloud's side of witnessing: each new checkpoint goes to every configured witness with
 a consistency proof from the size that witness last cosigned, and the cosignatures that
-verify are added to the checkpoint the log serves (c2sp.org/tlog-witness).
+verify are added to the checkpoint the log serves (c2sp.org/tlog-witness) and kept, with the
+checkpoint, in the store: cosigned receipts are built from them (cloud/routes/receipts.py).
 
 A witness that is down or refuses does not stop the log: the checkpoint is served without
 its cosignature and the next checkpoint tries again. Refusals are logged loudly, for a
@@ -69,7 +70,7 @@ async def cosign_once(session: aiohttp.ClientSession, ledger: Ledger, peer: Peer
                 continue  # another key's line, or a bad one: never publish it
         if not good:
             raise WitnessRequestError("no cosignature of the witness's key verified")
-        ledger.add_cosignatures(cp.size, good)
+        await ledger.keep_cosignatures(cp.size, good)
         peer.last_size, peer.cosigned, peer.last_error = cp.size, peer.cosigned + 1, None
         return True
     return False
