@@ -4,10 +4,13 @@
                       [--min-cosignatures N] [--json]
     pharmasync verify --cloud URL [--log-vkey VKEY|@FILE] [--state FILE] [--once]
                       [--interval S] [--readings]
+    pharmasync verify --receipt FILE --log-vkey VKEY|@FILE --witness VKEY [...]
+                      [--min-cosignatures N] [--json]
 
-The checks live in `cloud.verify_bundle` (one bundle, offline) and `cloud.follow` (the log
-follower); this module reads arguments, prints, and maps outcomes to exit statuses:
-0 verified, 1 the log could not be read, 2 usage, 3 a check failed or the log misbehaved.
+The checks live in `cloud.verify_bundle` (one bundle, offline), `cloud.verify_receipt` (a
+cosigned receipt, offline) and `cloud.follow` (the log follower); this module reads
+arguments, prints, and maps outcomes to exit statuses: 0 verified, 1 the log could not be
+read, 2 usage, 3 a check failed or the log misbehaved.
 `register` adds the command to the `pharmasync` parser; `main` runs it on its own
 (`python -m cloud.verify ...`).
 """
@@ -43,7 +46,16 @@ from cloud.verify_bundle import (
     Step,
     verify_bundle,
 )
+from cloud.verify_receipt import (
+    MAX_RECEIPT_BYTES,
+    describe,
+    failure_json,
+    failure_lines,
+    report_json,
+    verify_receipt,
+)
 from device.topics import ID_BYTES
+from gateway.cosigned_receipt import ReceiptError
 
 __all__ = [
     "BundleError",
@@ -74,6 +86,10 @@ gateway events in order; with --readings every reading too), recomputing the log
 from the entries.
 Rollbacks, split views, forks and bad entries raise a loud alarm on stderr.
 
+With --receipt FILE (a cosigned receipt from GET /v1/batches/{gateway}/{seq}/receipt, or
+one a gateway kept), check offline that the batch is in the log under a checkpoint the
+given witnesses cosigned, and that the original receipt's checkpoint is a prefix of it.
+
 exit status: 0 verified, 1 the log could not be read (after retries), 2 usage error,
 3 a check failed or the log misbehaved."""
 
@@ -84,6 +100,7 @@ examples:
   pharmasync verify proof.json --log-vkey @ledger.vkey --witness @witness.vkey --min-cosignatures 1
   pharmasync verify --cloud http://127.0.0.1:8480 --log-vkey @ledger.vkey --once
   pharmasync verify --cloud https://ledger.example --log-vkey @ledger.vkey --readings --interval 60
+  pharmasync verify --receipt receipt.json --log-vkey @ledger.vkey --witness @witness.vkey
 
   (save the log's key once: curl -s http://127.0.0.1:8480/v1/log/vkey -o ledger.vkey;
    a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json)"""
@@ -135,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "bundle", nargs="?", metavar="BUNDLE.json", help="proof bundle to check, '-' for stdin"
     )
     parser.add_argument("--cloud", metavar="URL", help="follow the log of the ledger at URL")
+    parser.add_argument(
+        "--receipt", metavar="FILE", help="check a cosigned receipt ('-' for stdin)"
+    )
     parser.add_argument(
         "--log-vkey",
         type=key_string,
@@ -192,8 +212,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _misused(args: argparse.Namespace) -> str | None:
     """Return why the argument combination is wrong, or None."""
-    if (args.bundle is None) == (args.cloud is None):
-        return "give either BUNDLE.json or --cloud URL"
+    if [args.bundle, args.cloud, args.receipt].count(None) != 2:
+        return "give one of BUNDLE.json, --cloud URL or --receipt FILE"
+    if args.receipt is not None:
+        used = [
+            name
+            for name, value in (
+                ("--device", args.device),
+                ("--state", args.state),
+                ("--once", args.once),
+                ("--interval", args.interval),
+                ("--readings", args.readings),
+            )
+            if value
+        ]
+        if used:
+            return f"{', '.join(used)}: not for --receipt"
+        if not args.log_vkey or not args.witness:
+            return "--receipt needs the pinned --log-vkey and at least one --witness"
+        return None
     if args.cloud is not None:
         used = [
             name
@@ -236,16 +273,52 @@ def run(args: argparse.Namespace) -> int:
                 interval_s=args.interval or DEFAULT_INTERVAL_S,
             )
         )
+    if args.receipt is not None:
+        return _verify_receipt_file(args)
     return _verify_file(args)
 
 
-def _read_bundle(name: str) -> bytes:
-    """Return the bytes of bundle file `name` ('-': stdin), at most MAX_BUNDLE_BYTES + 1 of
-    them: a larger file is refused without being read whole. Raises OSError."""
+def _read_bundle(name: str, limit: int = MAX_BUNDLE_BYTES) -> bytes:
+    """Return the bytes of bundle file `name` ('-': stdin), at most `limit` + 1 of them: a
+    larger file is refused without being read whole. Raises OSError."""
     if name == "-":
-        return sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1)
+        return sys.stdin.buffer.read(limit + 1)
     with Path(name).open("rb") as f:
-        return f.read(MAX_BUNDLE_BYTES + 1)
+        return f.read(limit + 1)
+
+
+def _verify_receipt_file(args: argparse.Namespace) -> int:
+    """`verify --receipt`: 0 verified, 1 the file is a server's error answer, 2 usage, 3 a
+    check failed (one ✗ line naming the step)."""
+    try:
+        data = _read_bundle(args.receipt, MAX_RECEIPT_BYTES)
+    except OSError as e:
+        print(f"error: cannot read {args.receipt}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    minimum = len(args.witness) if args.min_cosignatures is None else args.min_cosignatures
+    try:
+        checked = verify_receipt(
+            data, log_vkey=args.log_vkey, witnesses=args.witness, min_cosignatures=minimum
+        )
+    except ReceiptError as e:
+        served = server_error(data) if e.step == "shape" else None
+        if served is not None:  # e.g. `curl .../receipt > receipt.json` before it is cosigned
+            print(
+                f"error: {args.receipt} is the server's answer, not a receipt: {served}",
+                file=sys.stderr,
+            )
+            return EXIT_NETWORK
+        if args.json:
+            print(json.dumps(failure_json(e), indent=2))
+        else:
+            print("\n".join(failure_lines(e)))
+        print(f"verification FAILED at step '{e.step}'", file=sys.stderr)
+        return EXIT_MISBEHAVIOUR
+    except ValueError as e:  # a malformed key string given by the user
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(report_json(checked), indent=2) if args.json else "\n".join(describe(checked)))
+    return EXIT_OK
 
 
 def _verify_file(args: argparse.Namespace) -> int:

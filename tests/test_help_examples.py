@@ -45,6 +45,8 @@ PARSE_ONLY = {
     "serve` on the PostgreSQL server; tests/cloud run the ledger on both engines)",
     "proof.json": "needs the proof bundle of a stored reading: tests/test_demo.py runs the "
     "demo's printed `verify` commands on a real one",
+    "receipt.json": "needs a cosigned receipt of a stored batch: tests/cloud/"
+    "test_verify_receipt.py runs this command on one a real cloud and witness made",
     "--interval 60": "follows a deployed ledger's log until stopped (the --once example "
     "runs against the test's cloud)",
     "ack 3f2a9c1e": "acknowledges an alarm the gateway raised: tests/gateway/"

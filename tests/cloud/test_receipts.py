@@ -36,6 +36,15 @@ async def receipt_when_cosigned(c: Cloud, seq: int, timeout: float = 15) -> dict
     raise AssertionError(f"batch {seq} got no cosigned receipt in {timeout} s")
 
 
+async def register(c: Cloud) -> None:
+    """Register the test gateway and box (tests/cloud/test_ingest.py's keys)."""
+    now = int(time.time())
+    gateway = registry.Change("gateway", schnorr.pubkey(GW), now, site="w")
+    assert (await c.change(gateway))[0] == 201
+    box = registry.Change("box", schnorr.pubkey(BOX), now, site="w", label="")
+    assert (await c.change(box))[0] == 201
+
+
 def test_entry_kind_is_the_logs() -> None:
     assert cosigned_receipt.ENTRY_BATCH == ENTRY_BATCH
 
@@ -49,12 +58,7 @@ async def test_a_batch_gets_a_cosigned_receipt_kept_across_restarts(
     c = Cloud(server, http)
     gw = schnorr.pubkey(GW).hex()
     try:
-        now = int(time.time())
-        assert (await c.change(registry.Change("gateway", schnorr.pubkey(GW), now, site="w")))[
-            0
-        ] == 201
-        box = registry.Change("box", schnorr.pubkey(BOX), now, site="w", label="")
-        assert (await c.change(box))[0] == 201
+        await register(c)
         receipts = []
         for header, wires in chain(3, 4):
             status, receipt = await c.upload(body(header, wires))
