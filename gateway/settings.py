@@ -14,6 +14,8 @@ from typing import Any, cast
 from device import topics
 from gateway import event
 from gateway.alarms import AlarmError, AlarmProfile
+from gateway.checkpoint import CosignatureVerifier
+from gateway.note import MAX_SIGNATURES, NoteError, Verifier
 
 
 class SettingsError(ValueError):
@@ -59,6 +61,12 @@ class UplinkSettings:
     url: str = ""  # the cloud ledger, e.g. https://ledger.example.org; empty: no uplink
     timeout_s: float = 30.0
     max_backoff_s: float = 300.0
+    # Cosigned receipts (gateway/cosigned_receipt.py): fetch one per batch once a checkpoint
+    # including it carries this many witness cosignatures; 0: off.
+    cosignatures: int = 0
+    cosigned_poll_s: float = 60.0  # how often to ask while the cloud has none yet
+    log_vkey: str = ""  # the log's pinned verifier key; empty: checkpoint signatures unchecked
+    witnesses: tuple[str, ...] = ()  # witness cosignature keys; empty: count lines unchecked
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,8 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("spool", "quarantine_max_rows"): (1, 10_000_000),
     ("uplink", "timeout_s"): (1, 600),
     ("uplink", "max_backoff_s"): (1, 86400),
+    ("uplink", "cosignatures"): (0, MAX_SIGNATURES - 1),
+    ("uplink", "cosigned_poll_s"): (0.05, 86400),
     ("status", "port"): (0, 65535),
     ("events", "status_interval_s"): (0, 86400),
     ("events", "page_size"): (1, event.MAX_PAGE),
@@ -174,13 +184,30 @@ def _section(name: str, cls: type, raw: Any) -> Any:
         want: type = str if default is None else type(default)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if want is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = tuple(value)  # a TOML list of strings
         if not isinstance(value, want) or isinstance(value, bool) != (want is bool):
-            raise SettingsError(f"[{name}] {key}: got {value!r}, want {want.__name__}")
+            wanted = "a list of strings" if want is tuple else want.__name__
+            raise SettingsError(f"[{name}] {key}: got {value!r}, want {wanted}")
         lo_hi = _RANGES.get((name, key))
         if lo_hi and not lo_hi[0] <= cast(float, value) <= lo_hi[1]:
             raise SettingsError(f"[{name}] {key}: got {value}, want {lo_hi[0]}..{lo_hi[1]}")
         values[key] = value
     return cls(**values)
+
+
+def _check_keys(uplink: UplinkSettings) -> None:
+    """Refuse a malformed pinned log key or witness key at start-up, naming it."""
+    try:
+        if uplink.log_vkey:
+            Verifier.parse(uplink.log_vkey)
+    except NoteError as e:
+        raise SettingsError(f"[uplink] log_vkey: {e}") from None
+    for i, vkey in enumerate(uplink.witnesses):
+        try:
+            CosignatureVerifier.parse(vkey)
+        except NoteError as e:
+            raise SettingsError(f"[uplink] witnesses[{i}]: {e}") from None
 
 
 def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
@@ -217,6 +244,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     url = sections["uplink"].url
     if url and not url.startswith(("http://", "https://")):
         raise SettingsError(f"[uplink] url: got {url!r}, want http(s)://host[:port]")
+    _check_keys(sections["uplink"])
     alarms = {"default": AlarmProfile()}
     raw_alarms = raw.get("alarms", {})
     if not isinstance(raw_alarms, dict):

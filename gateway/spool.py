@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS gateway_events (
     log_index INTEGER                   -- the cloud's log entry for it
 );
 CREATE INDEX IF NOT EXISTS gateway_events_unsent ON gateway_events (seq) WHERE sent_at IS NULL;
+CREATE TABLE IF NOT EXISTS cosigned_receipts (  -- gateway/cosigned_receipt.py
+    seq          INTEGER PRIMARY KEY,   -- the batch's seq
+    receipt      TEXT NOT NULL,         -- the cosigned receipt (JSON), as checked
+    size         INTEGER NOT NULL,      -- the cosigned checkpoint's size
+    cosignatures INTEGER NOT NULL,      -- the cosignatures it was checked to carry
+    fetched_at   REAL NOT NULL
+);
 """
 QUARANTINE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS q.quarantine (
@@ -295,6 +302,42 @@ class Spool:
                 "UPDATE batches SET sent_at = ?, receipt = ? WHERE seq = ?",
                 (time.time(), json.dumps(receipt), seq),
             )
+
+    # -- cosigned receipts (gateway/cosigned_receipt.py) ------------------------------
+
+    def next_uncosigned(self) -> tuple[int, bytes, dict] | None:
+        """Return (seq, header bytes, receipt) of the oldest batch the cloud accepted that
+        has no cosigned receipt yet, or None."""
+        row = self.db.execute(
+            "SELECT seq, header, receipt FROM batches WHERE sent_at IS NOT NULL "
+            "AND seq NOT IN (SELECT seq FROM cosigned_receipts) ORDER BY seq LIMIT 1"
+        ).fetchone()
+        return None if row is None else (row[0], row[1], json.loads(row[2]))
+
+    def keep_cosigned(self, seq: int, receipt: dict, size: int, cosignatures: int) -> None:
+        """Keep batch `seq`'s checked cosigned receipt (a second one for it is ignored)."""
+        with self._transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO cosigned_receipts "
+                "(seq, receipt, size, cosignatures, fetched_at) VALUES (?, ?, ?, ?, ?)",
+                (seq, json.dumps(receipt), size, cosignatures, time.time()),
+            )
+
+    def cosigned(self, seq: int) -> dict | None:
+        """Return batch `seq`'s kept cosigned receipt, if any."""
+        row = self.db.execute(
+            "SELECT receipt FROM cosigned_receipts WHERE seq = ?", (seq,)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def cosigned_counts(self) -> tuple[int, int]:
+        """Return (batches with a cosigned receipt, accepted batches still without one)."""
+        kept = self.db.execute("SELECT count(*) FROM cosigned_receipts").fetchone()[0]
+        waiting = self.db.execute(
+            "SELECT count(*) FROM batches WHERE sent_at IS NOT NULL "
+            "AND seq NOT IN (SELECT seq FROM cosigned_receipts)"
+        ).fetchone()[0]
+        return kept, waiting
 
     # -- housekeeping ----------------------------------------------------------------
 

@@ -62,6 +62,7 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
     unsealed, _ = await gw.spool_call(gw.spool.unsealed)
     unsent, oldest_unsent = await gw.spool_call(gw.spool.unsent)
     q_rows, q_bytes, q_dropped = await gw.spool_call(gw.spool.quarantine_usage)
+    cosigned, uncosigned = await gw.spool_call(gw.spool.cosigned_counts)
     boxes = []
     labels = {b.device_id: b.label or b.device_id for b in gw.registry.all()}
     zones = {b.device_id: b.zone for b in gw.registry.all()}
@@ -128,6 +129,11 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
             "sent": rt.uplink.sent,
             "last_error": rt.uplink.last_error,
             "last_success": rt.uplink.last_success,
+            # cosigned receipts ([uplink] cosignatures; 0: not fetched)
+            "cosignatures": rt.uplink.settings.cosignatures,
+            "cosigned": cosigned,
+            "uncosigned": uncosigned,
+            "cosigned_refused": rt.uplink.cosigned_refused,
         },
         "ble": None if rt.ble is None else rt.ble.status(),
         "alarms": [
@@ -196,6 +202,23 @@ class _SnapshotCollector:
             "Rejected messages dropped from quarantine (oldest first) to keep its budget",
             value=q["dropped"],
         )
+        up = s["uplink"]
+        if up is not None and up["cosignatures"]:
+            yield GaugeMetricFamily(
+                p + "cosigned_receipts",
+                "Batches with a checked cosigned receipt",
+                value=up["cosigned"],
+            )
+            yield GaugeMetricFamily(
+                p + "uncosigned_batches",
+                "Accepted batches still waiting for a cosigned receipt",
+                value=up["uncosigned"],
+            )
+            yield CounterMetricFamily(
+                p + "cosigned_receipts_refused",
+                "Cosigned receipts from the cloud that did not check",
+                value=up["cosigned_refused"],
+            )
         if s["mqtt"] is not None:
             yield GaugeMetricFamily(
                 p + "mqtt_connected",
@@ -385,6 +408,12 @@ def render(s: dict[str, Any]) -> str:
         else (
             f"{e(up['state'])}, {up['sent']} batches sent, "
             f"last success {_ago(now, up['last_success'])}"
+            + (
+                f"; cosigned receipts: {up['cosigned']} kept, {up['uncosigned']} waiting"
+                + (f", {up['cosigned_refused']} refused" if up["cosigned_refused"] else "")
+                if up["cosignatures"]
+                else ""
+            )
             + (f" — last error: {e(up['last_error'])}" if up["last_error"] else "")
         )
     )

@@ -20,12 +20,23 @@ The cloud answers 201 (some stored now) or 200 (all stored before) with
 {"gateway", "events": [{"seq", "log_index"}, ...]}, one per event in order. Idempotent on
 (gateway key, event seq): the spool marks events sent only when this answer arrives, and a
 resend of stored events gets the same log indexes.
+
+Cosigned receipts ([uplink] cosignatures = N > 0; docs/protocol.md, "Cosigned receipt"): a
+third loop asks, for each accepted batch oldest first,
+
+    GET <url>/v1/batches/<gateway key>/<seq>/receipt?cosignatures=N
+
+200 is the receipt the gateway holds plus a later checkpoint with N cosignatures and the
+proofs that tie them: checked (gateway/cosigned_receipt.py, with [uplink] log_vkey and
+witnesses when set) and kept in the spool. 409 "not cosigned" means not yet: it asks again
+after [uplink] cosigned_poll_s. Anything else, or a receipt that does not check, backs off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import random
 import time
@@ -34,7 +45,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway import event
+from gateway import cosigned_receipt, event
+from gateway.checkpoint import CosignatureVerifier
+from gateway.note import Verifier
 from gateway.service import Gateway
 
 log = logging.getLogger("pharmasync.gateway.uplink")
@@ -42,6 +55,7 @@ PATH = "/v1/batches"
 EVENTS_PATH = "/v1/events"
 PRUNE_EVENTS_S = 3600.0  # drop events the cloud received keep_uploaded_s ago, this often
 RECEIPT_FIELDS = ("gateway", "seq", "header_hash", "log_index", "checkpoint")
+MAX_COSIGNED_BYTES = 1 << 20  # a cosigned receipt is a few KiB
 
 
 class UplinkState(enum.Enum):
@@ -64,6 +78,11 @@ class Uplink:
         self.last_success: float | None = None
         self.events_sent = 0
         self._events_pruned = 0.0  # monotonic time of the last prune of sent events
+        self.cosigned = 0  # cosigned receipts fetched, checked and kept by this run
+        self.cosigned_refused = 0  # cosigned receipts that did not check
+        s = self.settings
+        self._log_key = Verifier.parse(s.log_vkey) if s.log_vkey else None
+        self._witnesses = [CosignatureVerifier.parse(w) for w in s.witnesses]
 
     async def send(self, session: aiohttp.ClientSession, seq: int) -> dict[str, Any]:
         """POST batch `seq` and return the cloud's receipt. Raises UplinkError or
@@ -108,6 +127,69 @@ class Uplink:
             raise UplinkError(f"events {events[0].seq}..: malformed receipt {answer!r:.300}")
         return got
 
+    async def fetch_cosigned(
+        self, session: aiohttp.ClientSession, seq: int, header: bytes, receipt: dict[str, Any]
+    ) -> tuple[dict[str, Any], cosigned_receipt.Checked] | None:
+        """GET batch `seq`'s cosigned receipt and check it: the receipt it carries must be
+        `receipt` (the one kept), its entry `header`. Return (the receipt's JSON, what it
+        proved), or None while the cloud has none with enough cosignatures (409). Raises
+        UplinkError (another answer, or one that does not check), aiohttp.ClientError."""
+        wanted = self.settings.cosignatures
+        url = f"{self.settings.url.rstrip('/')}/v1/batches/{self.gateway.key.hex()}/{seq}/receipt"
+        async with session.get(url, params={"cosignatures": str(wanted)}) as resp:
+            if resp.status == 409:
+                return None
+            body = await resp.content.read(MAX_COSIGNED_BYTES + 1)
+            if resp.status != 200:
+                text = body[:500].decode(errors="replace")
+                raise UplinkError(f"cosigned receipt of batch {seq}: HTTP {resp.status}: {text}")
+        try:
+            if len(body) > MAX_COSIGNED_BYTES:
+                raise cosigned_receipt.ReceiptError("shape", f"over {MAX_COSIGNED_BYTES} bytes")
+            try:
+                doc = json.loads(body)
+            except ValueError as e:
+                raise cosigned_receipt.ReceiptError("shape", f"not JSON: {e}") from None
+            parsed = cosigned_receipt.parse(doc)
+            if parsed.receipt != receipt or parsed.entry[1:] != header:
+                raise cosigned_receipt.ReceiptError(
+                    "entry", "not the receipt and header this gateway holds for the batch"
+                )
+            checked = cosigned_receipt.check(
+                parsed,
+                log_key=self._log_key,
+                witnesses=self._witnesses,
+                min_cosignatures=wanted,
+            )
+        except cosigned_receipt.ReceiptError as e:
+            self.cosigned_refused += 1
+            raise UplinkError(f"cosigned receipt of batch {seq} refused: {e}") from None
+        return parsed.to_json(), checked
+
+    async def _fetch_cosigned(self, session: aiohttp.ClientSession) -> bool:
+        """Fetch, check and keep the cosigned receipt of the oldest accepted batch without
+        one; return whether one was kept (False: none due, or not cosigned yet)."""
+        spool = self.gateway.spool
+        due = await self.gateway.spool_call(spool.next_uncosigned)
+        if due is None:
+            return False
+        seq, header, receipt = due
+        found = await self.fetch_cosigned(session, seq, header, receipt)
+        if found is None:
+            return False
+        doc, checked = found
+        await self.gateway.spool_call(
+            spool.keep_cosigned, seq, doc, checked.size, checked.cosignatures
+        )
+        self.cosigned += 1
+        log.info(
+            "uplink: batch %d has a cosigned receipt (size %d, %d cosignatures)",
+            seq,
+            checked.size,
+            checked.cosignatures,
+        )
+        return True
+
     async def _send_batch(self, session: aiohttp.ClientSession) -> bool:
         """Send the oldest unsent batch, if any; return whether there was one."""
         seq = await self.gateway.spool_call(self.gateway.spool.oldest_unsent)
@@ -143,8 +225,9 @@ class Uplink:
         self,
         session: aiohttp.ClientSession,
         step: Callable[[aiohttp.ClientSession], Awaitable[bool]],
+        idle_s: float = 0.2,
     ) -> None:
-        """Run `step` until cancelled: at once again after a send, after 0.2 s when idle,
+        """Run `step` until cancelled: at once again after a send, after `idle_s` when idle,
         after an exponential backoff with jitter when it fails."""
         backoff = 1.0
         while True:
@@ -161,12 +244,18 @@ class Uplink:
                 continue
             backoff = 1.0
             if not sent:
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(idle_s)
 
     async def run(self) -> None:
-        """Send every sealed batch and every gateway event, each oldest first, for as long
-        as it runs (two loops, each with its own backoff)."""
+        """Send every sealed batch and every gateway event, each oldest first, and fetch
+        cosigned receipts if configured, for as long as it runs (a loop each, each with its
+        own backoff)."""
         timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as session, asyncio.TaskGroup() as tg:
             tg.create_task(self._forever(session, self._send_batch), name="uplink batches")
             tg.create_task(self._forever(session, self._send_events), name="uplink events")
+            if self.settings.cosignatures:
+                poll = self.settings.cosigned_poll_s
+                tg.create_task(
+                    self._forever(session, self._fetch_cosigned, poll), name="uplink receipts"
+                )
