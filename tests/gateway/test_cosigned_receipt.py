@@ -1,20 +1,29 @@
 """gateway/cosigned_receipt.py: a cosigned receipt built offline from a small log (real
 Ed25519 log and witness keys, real RFC 6962 proofs from gateway/merkle.py) checks, and each
-kind of tampering fails at its own named step. tests/cloud/test_receipts.py checks the ones
-a real cloud serves; tests/cloud/test_verify_receipt.py the command that checks files."""
+kind of tampering fails at its own named step; so does the golden vector
+(tests/vectors/make_cosigned_receipt.py builds it without gateway/).
+tests/cloud/test_receipts.py checks the ones a real cloud serves;
+tests/cloud/test_verify_receipt.py the command that checks files."""
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 from gateway import cosigned_receipt, merkle
-from gateway.checkpoint import Checkpoint, CosignatureSigner, sign_checkpoint
+from gateway.checkpoint import (
+    Checkpoint,
+    CosignatureSigner,
+    CosignatureVerifier,
+    sign_checkpoint,
+)
 from gateway.cosigned_receipt import ReceiptError, check, parse
-from gateway.note import Signer
+from gateway.note import Signer, Verifier
 from tests.cloud.test_app import chain
+from tests.conftest import GOLDEN
 
 LOG = Signer.generate("example.org/ledger")
 WITNESS = CosignatureSigner.generate("regulator.example/witness")
@@ -154,3 +163,22 @@ def test_the_wrong_log_key_fails_at_the_receipt_checkpoint() -> None:
     with pytest.raises(ReceiptError) as raised:
         check(parse(build()), log_key=Signer.generate(LOG.name).verifier())
     assert raised.value.step == "receipt checkpoint"
+
+
+GOLDEN_FILE = GOLDEN / "cosigned-receipt-v1.json"
+
+
+def test_the_golden_vector_checks_and_its_tampered_copies_fail_at_their_step() -> None:
+    golden = json.loads(GOLDEN_FILE.read_text())
+    log_key = Verifier.parse(golden["log_vkey"])
+    witness = CosignatureVerifier.parse(golden["witness_vkey"])
+    parsed = parse(golden["valid"])
+    assert parsed.to_json() == golden["valid"]  # the format, field for field
+    checked = check(parsed, log_key=log_key, witnesses=[witness])
+    assert (checked.log_index, checked.size, checked.witnesses) == (2, 7, (witness.name,))
+    for case in golden["invalid"]:
+        with pytest.raises(ReceiptError) as raised:
+            check(parse(case["receipt"]), log_key=log_key, witnesses=[witness])
+        assert raised.value.step == case["step"], case["why"]
+    with pytest.raises(ReceiptError, match="cosignatures: got 1 of the given witnesses, want 2"):
+        check(parsed, log_key=log_key, witnesses=[witness], min_cosignatures=2)
