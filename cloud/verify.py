@@ -210,49 +210,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_arguments(parser)
 
 
+def _given(args: argparse.Namespace, *options: str) -> list[str]:
+    """Return those of `options` (e.g. "--min-cosignatures") given a value in `args`."""
+    return [o for o in options if getattr(args, o.removeprefix("--").replace("-", "_"))]
+
+
 def _misused(args: argparse.Namespace) -> str | None:
     """Return why the argument combination is wrong, or None."""
     if [args.bundle, args.cloud, args.receipt].count(None) != 2:
         return "give one of BUNDLE.json, --cloud URL or --receipt FILE"
+    follow_options = ("--state", "--once", "--interval", "--readings")
     if args.receipt is not None:
-        used = [
-            name
-            for name, value in (
-                ("--device", args.device),
-                ("--state", args.state),
-                ("--once", args.once),
-                ("--interval", args.interval),
-                ("--readings", args.readings),
-            )
-            if value
-        ]
+        used = _given(args, "--device", *follow_options)
         if used:
             return f"{', '.join(used)}: not for --receipt"
         if not args.log_vkey or not args.witness:
             return "--receipt needs the pinned --log-vkey and at least one --witness"
         return None
     if args.cloud is not None:
-        used = [
-            name
-            for name, value in (
-                ("--device", args.device),
-                ("--witness", args.witness),
-                ("--min-cosignatures", args.min_cosignatures),
-                ("--json", args.json),
-            )
-            if value
-        ]
+        used = _given(args, "--device", "--witness", "--min-cosignatures", "--json")
         return f"{', '.join(used)}: only for a bundle" if used else None
-    used = [
-        name
-        for name, value in (
-            ("--state", args.state),
-            ("--once", args.once),
-            ("--interval", args.interval),
-            ("--readings", args.readings),
-        )
-        if value
-    ]
+    used = _given(args, *follow_options)
     return f"{', '.join(used)}: only with --cloud" if used else None
 
 

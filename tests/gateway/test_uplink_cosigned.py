@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from gateway.spool import Spool
 from gateway.status import Runtime, metrics_text, render, snapshot
 from gateway.uplink import Uplink, UplinkError
 from tests.cloud import conftest as cloud_fixtures
-from tests.cloud.test_app import OWNER
 from tests.cloud.test_witnessing import witness
 from tests.conftest import free_port
 from tests.gateway.test_uplink import (
@@ -68,20 +66,6 @@ def make_gateway(data: Path, port: int, log_vkey: str, witnesses: list[str]) -> 
     return Gateway(s, reg, Spool(data / "spool.sqlite"), GW_SECRET)
 
 
-async def register_box(cloud: CloudServer) -> None:
-    change = registry.Change("box", BOX_KEY, int(time.time()), site="t", label="C")
-    request = registry.sign_request(OWNER, change)
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            cloud.url + "/v1/registry",
-            data=json.dumps(request),
-            headers={"Content-Type": "application/json"},
-        ) as r,
-    ):
-        assert r.status == 201, await r.text()
-
-
 async def test_the_gateway_fetches_checks_and_keeps_cosigned_receipts(
     tmp_path: Path, database: str | None, witness: tuple[str, CosignatureSigner]
 ) -> None:
@@ -108,7 +92,7 @@ async def test_the_gateway_fetches_checks_and_keeps_cosigned_receipts(
         assert await gw.spool_call(gw.spool.cosigned_counts) == (0, 0)  # nothing accepted yet
         await cloud.start()
         await cloud.register_gateway()
-        await register_box(cloud)
+        await cloud.register(registry.Change("box", BOX_KEY, int(time.time()), site="t", label="C"))
         await until(lambda: all_cosigned(2), timeout=30)
         await feed(gw, 6, [5.6, 5.7, 5.8], t0 + 600)  # a third, the cloud up
         assert await gw.seal_due() == 1
