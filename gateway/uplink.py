@@ -139,16 +139,20 @@ class Uplink:
         async with session.get(url, params={"cosignatures": str(wanted)}) as resp:
             if resp.status == 409:
                 return None
-            body = await resp.content.read(MAX_COSIGNED_BYTES + 1)
+            body = bytearray()  # read up to one byte past the limit, never the whole of more
+            async for chunk in resp.content.iter_any():
+                body += chunk
+                if len(body) > MAX_COSIGNED_BYTES:
+                    break
             if resp.status != 200:
-                text = body[:500].decode(errors="replace")
+                text = bytes(body[:500]).decode(errors="replace")
                 raise UplinkError(f"cosigned receipt of batch {seq}: HTTP {resp.status}: {text}")
         try:
             if len(body) > MAX_COSIGNED_BYTES:
                 raise cosigned_receipt.ReceiptError("shape", f"over {MAX_COSIGNED_BYTES} bytes")
             try:
                 doc = json.loads(body)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: absurd nesting
                 raise cosigned_receipt.ReceiptError("shape", f"not JSON: {e}") from None
             parsed = cosigned_receipt.parse(doc)
             if parsed.receipt != receipt or parsed.entry[1:] != header:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from cloud import registry
 from cloud.checkpoint import CosignatureSigner
@@ -24,7 +26,7 @@ from gateway.registry import Box, Registry
 from gateway.service import Gateway
 from gateway.spool import Spool
 from gateway.status import Runtime, metrics_text, render, snapshot
-from gateway.uplink import Uplink, UplinkError
+from gateway.uplink import MAX_COSIGNED_BYTES, Uplink, UplinkError
 from tests.cloud import conftest as cloud_fixtures
 from tests.cloud.test_witnessing import witness
 from tests.conftest import free_port
@@ -126,3 +128,36 @@ async def test_the_gateway_fetches_checks_and_keeps_cosigned_receipts(
             cosigned_receipt.parse(doc), log_key=log_key, witnesses=[signer.verifier()]
         )
         assert checked.seq == batch_.header.seq and checked.witnesses == (signer.name,)
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"[" * 200_000, "shape: not JSON"),  # nesting deep enough to break a recursive parser
+        (b"x" * (MAX_COSIGNED_BYTES + 10), "shape: over"),
+        (b'{"receipt": {}, "cosigned": {}}', "shape: log_index"),
+    ],
+)
+async def test_a_misbehaving_clouds_answer_is_refused_and_counted(
+    tmp_path: Path, answer: bytes, words: str
+) -> None:
+    # A cloud that answers garbage: a real HTTP server, as no honest cloud would do this.
+    async def garbage(_: web.Request) -> web.Response:
+        return web.Response(body=answer, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/v1/batches/{gateway}/{seq}/receipt", garbage)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    gw = make_gateway(tmp_path / "gateway", server.port or 0, "", [])
+    uplink = Uplink(gw)
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(UplinkError, match=words):
+                await uplink.fetch_cosigned(session, 0, bytes(181), {"seq": 0})
+        assert uplink.cosigned_refused == 1
+    finally:
+        await gw.stop()
+        gw.spool.close()
+        gw.registry.close()
+        await server.close()
