@@ -1,4 +1,4 @@
-"""Tests for cloud.checkpoint: C2SP tlog-checkpoint bodies and cosignature/v1 witnesses."""
+"""Tests for gateway.checkpoint: C2SP tlog-checkpoint bodies and cosignature/v1 witnesses."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from cloud import checkpoint as cp_module
-from cloud.checkpoint import (
+from gateway import checkpoint as cp_module
+from gateway.checkpoint import (
     Checkpoint,
     CheckpointFormatError,
     CosignatureSigner,
@@ -27,7 +27,7 @@ from cloud.checkpoint import (
     sign_checkpoint,
     verify_cosignature,
 )
-from cloud.note import (
+from gateway.note import (
     InvalidSignatureError,
     MalformedNoteError,
     Signer,
@@ -39,7 +39,7 @@ from cloud.note import (
     parse_signature_line,
     sign_note,
 )
-from tests.cloud.test_note import Example, read_note_examples, text_of
+from tests.gateway.test_note import Example, read_note_examples, text_of
 
 ROOT = hashlib.sha256(b"root").digest()
 TEXT = "example.com/log\n5\n" + base64.b64encode(ROOT).decode() + "\n"

@@ -1,4 +1,4 @@
-"""Tests for cloud.note: C2SP signed notes with Ed25519, checked against the Go vectors."""
+"""Tests for gateway.note: C2SP signed notes with Ed25519, checked against the Go vectors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud import note
-from cloud.note import (
+from gateway import note
+from gateway.note import (
     AmbiguousVerifierError,
     InvalidSignatureError,
     KeyFormatError,
