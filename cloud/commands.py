@@ -195,7 +195,10 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         if not config.owners:
-            log.warning("no owner keys: registry changes will be refused (see --owner)")
+            log.warning(
+                "no --owner keys: unless the log names owners already, registry changes "
+                "will be refused (see --owner)"
+            )
 
     opening = (
         f"the database {startup.redact(config.database)}"

@@ -128,7 +128,11 @@ class RegistryFollower:
         self.registry = registry
         self.pinned = frozenset(settings.registry.owners)
         self.path = settings.data_dir / STATE_FILE
-        self.state = load_state(self.path)
+        try:
+            self.state = load_state(self.path)
+        except FollowError as e:  # nothing is lost: the log is read and checked again
+            log.warning("registry: %s; following the registry again from its first entry", e)
+            self.state = FollowState()
         self.url = settings.uplink.url.rstrip("/") + "/v1/registry/entries"
 
     def check(self, index: int, entry: bytes) -> registry_change.Change | None:

@@ -5,6 +5,7 @@ with pinned first owners (`verify --cloud ... --owner KEY`), the bootstrap. A ly
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import aiohttp
@@ -12,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from cloud import registry
-from cloud.follow import Alarm, Follower, Misbehaviour
+from cloud.cli import build_parser
+from cloud.follow import EXIT_MISBEHAVIOUR, EXIT_OK, Alarm, Follower, Misbehaviour, follow
 from cloud.follow_state import load_state
 from cloud.log_client import LogClient
 from device import schnorr
@@ -135,3 +137,21 @@ async def test_a_second_bootstrap_is_an_alarm(tmp_path: Path) -> None:
     ledger.bootstrap((STRANGER,))
     found = await alarm(ledger, tmp_path)
     assert found.alarm is Alarm.AUTHORITY and "names its owners already" in found.summary
+
+
+async def test_verify_cloud_owner_pins_the_first_owners(tmp_path: Path) -> None:
+    ledger = Ledger()
+    ledger.bootstrap((STRANGER,))
+    out, err = io.StringIO(), io.StringIO()
+    async with TestServer(make_app(LogApi(ledger)), host="127.0.0.1") as server:
+        url = str(server.make_url("")).rstrip("/")
+        pinned = [schnorr.pubkey(OWNER)]
+        status = await follow(url, tmp_path / "s.json", owners=pinned, once=True, out=out, err=err)
+        assert status == EXIT_MISBEHAVIOUR
+        assert "!!! CHANGE WITHOUT AUTHORITY: config change: bootstrap" in err.getvalue()
+        status = await follow(url, tmp_path / "t.json", once=True, out=out, err=err)
+        assert status == EXIT_OK  # unpinned, the bootstrap is taken as it is
+    key = tmp_path / "owner.pub"
+    key.write_text(schnorr.pubkey(OWNER).hex() + "\n")
+    args = build_parser().parse_args(["verify", "--cloud", url, "--owner", f"@{key}"])
+    assert args.owner == pinned

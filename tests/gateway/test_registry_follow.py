@@ -225,3 +225,12 @@ def test_following_needs_an_uplink_and_pinned_owners() -> None:
     ]:
         with pytest.raises(gw_settings.SettingsError, match=message):
             gw_settings.from_dict({**base, **extra})
+
+
+def test_a_damaged_state_file_means_reading_the_registry_again(tmp_path: Path) -> None:
+    data = tmp_path / "gw"
+    data.mkdir()
+    (data / STATE_FILE).write_text('{"after": "seven"')
+    f = follower(data, "http://127.0.0.1:9", [schnorr.pubkey(OWNER)])
+    assert f.state.after == -1 and f.state.owners == frozenset()
+    f.registry.close()
