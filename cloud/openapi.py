@@ -59,6 +59,23 @@ DEVICE = _path("device", HEX32, "The box's x-only public key, hex")
 PROOF = {"type": "array", "items": HEX32}
 BAD = _problem("Malformed request or failed verification; `reason` names the check")
 NOT_FOUND = _problem("No such thing")
+# An owner-signed change (POST /v1/registry, /v1/config; gateway/signed_change.py).
+SIGNED_CHANGE = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["change", "owner", "signature"],
+                "properties": {"change": {"type": "object"}, "owner": HEX32, "signature": HEX},
+            }
+        }
+    },
+}
+APPLIED = _json(
+    "Applied",
+    {"type": "object", "required": ["log_index"], "properties": {"log_index": {"type": "integer"}}},
+)
 
 
 def document() -> dict[str, Any]:
@@ -373,31 +390,9 @@ def document() -> dict[str, Any]:
                     f"UTF-8 JSON nested at most {jsonbound.MAX_DEPTH} deep, without duplicate "
                     "names, NaN or lone surrogates; time, start and end are integers 0 to "
                     f"{INT64_MAX}. Each refusal names its limit (`reason` json, or the field).",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["change", "owner", "signature"],
-                                    "properties": {
-                                        "change": {"type": "object"},
-                                        "owner": HEX32,
-                                        "signature": HEX,
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": SIGNED_CHANGE,
                     "responses": {
-                        "201": _json(
-                            "Applied",
-                            {
-                                "type": "object",
-                                "required": ["log_index"],
-                                "properties": {"log_index": {"type": "integer"}},
-                            },
-                        ),
+                        "201": APPLIED,
                         "400": BAD,
                         "403": _problem("Unknown owner or bad signature"),
                         "404": NOT_FOUND,
@@ -470,31 +465,9 @@ def _config_paths() -> dict[str, Any]:
                 "description": f"The body is at most {config_entry.MAX_REQUEST_BYTES} bytes of "
                 f"bounded JSON (as /v1/registry's). The change's op is {config_entry.ADD} or "
                 f"{config_entry.REMOVE}; the bootstrap is written by `cloud serve`, never posted.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["change", "owner", "signature"],
-                                "properties": {
-                                    "change": {"type": "object"},
-                                    "owner": HEX32,
-                                    "signature": HEX,
-                                },
-                            }
-                        }
-                    },
-                },
+                "requestBody": SIGNED_CHANGE,
                 "responses": {
-                    "201": _json(
-                        "Applied",
-                        {
-                            "type": "object",
-                            "required": ["log_index"],
-                            "properties": {"log_index": {"type": "integer"}},
-                        },
-                    ),
+                    "201": APPLIED,
                     "400": BAD,
                     "403": _problem("The signer is not an owner, or a bad signature"),
                     "409": _problem("Replayed, an owner already, not an owner, the last owner"),

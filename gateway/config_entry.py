@@ -30,14 +30,11 @@ owner set as it is.
 
 from __future__ import annotations
 
-import json
-import time as _time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from device import schnorr
-from gateway import jsonbound, registry_change
+from gateway import registry_change, signed_change
 from gateway.refusal import INT64_MAX, Refused, hex_field, int_field
 
 ENTRY_CONFIG = 0x06  # the log entry kind (cloud/tlog.py's table)
@@ -47,7 +44,7 @@ ADD = "owner-add"
 REMOVE = "owner-remove"
 OPS = (BOOTSTRAP, ADD, REMOVE)
 MAX_OWNERS = 64  # owners one bootstrap may name
-MAX_REQUEST_BYTES = 16 * 1024  # a request's JSON; a bootstrap of 64 owners is under 5 KiB
+MAX_REQUEST_BYTES = signed_change.MAX_REQUEST_BYTES  # a bootstrap of 64 owners: under 5 KiB
 UNSIGNED_SIGNER = bytes(32)  # the bootstrap's signer field
 UNSIGNED_SIGNATURE = bytes(64)  # and its signature field
 HEAD = 1 + 32 + 64  # kind, signer, signature: the canonical change follows
@@ -93,7 +90,7 @@ class ConfigChange:
         else:
             assert self.key is not None
             fields["key"] = self.key.hex()
-        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return signed_change.canonical_json(fields)
 
     @classmethod
     def from_json(cls, fields: object) -> ConfigChange:
@@ -123,12 +120,7 @@ def bootstrap_entry(owners: Iterable[bytes], now: int) -> bytes:
 
 def sign_request(owner_secret: bytes, change: ConfigChange) -> dict[str, Any]:
     """Return the JSON request carrying `change` signed by an owner's secret key."""
-    sig = schnorr.sign(owner_secret, schnorr.tagged_hash(TAG, change.canonical()))
-    return {
-        "change": json.loads(change.canonical()),
-        "owner": schnorr.pubkey(owner_secret).hex(),
-        "signature": sig.hex(),
-    }
+    return signed_change.sign_request(TAG, owner_secret, change)
 
 
 def open_request(request: object, now: float | None = None) -> tuple[ConfigChange, bytes]:
@@ -136,42 +128,23 @@ def open_request(request: object, now: float | None = None) -> tuple[ConfigChang
     entry. Whether the signer is an owner is `next_owners`' question, asked where the
     entry is appended. Raises ConfigError: 400 malformed (a bootstrap is written by
     `cloud serve`, never requested) or stale, 403 for a bad signature."""
-    if not isinstance(request, dict) or set(request) != {"change", "owner", "signature"}:
-        raise ConfigError("request", 'want {"change", "owner", "signature"}')
-    change = ConfigChange.from_json(request["change"])
+    change, signer, signature = signed_change.open_request(
+        request, TAG, ConfigChange.from_json, ConfigError, now
+    )
     if change.op == BOOTSTRAP:
         raise ConfigError("op", "the bootstrap is written by `cloud serve --owner`, not requested")
-    signer = hex_field(request["owner"], "owner", 32, ConfigError)
-    signature = hex_field(request["signature"], "signature", 64, ConfigError)
-    message = change.canonical()
-    if not schnorr.verify(signer, schnorr.tagged_hash(TAG, message), signature):
-        raise ConfigError("signature", "the owner's signature does not verify", 403)
-    now = _time.time() if now is None else now
-    skew = registry_change.MAX_SKEW
-    if abs(change.time - now) > skew:
-        raise ConfigError("time", f"request time {change.time} is more than {skew} s off")
-    return change, bytes([ENTRY_CONFIG]) + signer + signature + message
+    return change, bytes([ENTRY_CONFIG]) + signer + signature + change.canonical()
 
 
 def parse_entry(payload: bytes) -> tuple[bytes, ConfigChange]:
     """Return (signer, change) of a configuration entry's payload (kind byte removed),
     checking its form and, unless it is the bootstrap, its signature. Raises ConfigError."""
-    signer, signature, message = payload[:32], payload[32:96], payload[96:]
-    try:
-        change = ConfigChange.from_json(
-            jsonbound.loads(message, max_bytes=MAX_REQUEST_BYTES, what="configuration change")
-        )
-    except ValueError as e:
-        raise ConfigError("entry", str(e)) from None
-    if change.canonical() != message:
-        raise ConfigError("entry", "the change is not in canonical form")
+    signer, signature, change = signed_change.read_entry(
+        payload, TAG, ConfigChange.from_json, ConfigError, lambda c: c.op != BOOTSTRAP
+    )
     unsigned = signer == UNSIGNED_SIGNER and signature == UNSIGNED_SIGNATURE
     if change.op == BOOTSTRAP and not unsigned:
         raise ConfigError("entry", "a bootstrap has zero signer and signature fields")
-    if change.op != BOOTSTRAP and not schnorr.verify(
-        signer, schnorr.tagged_hash(TAG, message), signature
-    ):
-        raise ConfigError("signature", "the owner's signature does not verify", 403)
     return signer, change
 
 

@@ -26,27 +26,24 @@ no control characters.
 
 from __future__ import annotations
 
-import json
 import re
-import time as _time
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from device import schnorr
-from gateway import jsonbound
+from gateway import signed_change
 from gateway.refusal import INT64_MAX, Refused, hex_field, int_field
 
 ENTRY_REGISTRY = 0x02  # the log entry kind (cloud/tlog.py's table)
 TAG = b"PharmaSync/registry/v1"
-MAX_SKEW = 300  # seconds between the request's time and the cloud's clock
+MAX_SKEW = signed_change.MAX_SKEW  # seconds between the request's time and the cloud's clock
 OPS = {
     "gateway": ("key", "site"),
     "box": ("key", "site", "label"),
     "attach": ("key", "subject", "start", "end"),
 }
 MAX_TEXT = 200  # characters in a site, label or subject
-MAX_REQUEST_BYTES = 16 * 1024  # a request's JSON: its largest is under 2 KiB
+MAX_REQUEST_BYTES = signed_change.MAX_REQUEST_BYTES  # a request's JSON: under 2 KiB here
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1: PostgreSQL stores no NUL
 
 
@@ -93,7 +90,7 @@ class Change:
         """The bytes the owner signs: the change's JSON, sorted keys, no spaces."""
         fields: dict[str, Any] = {"op": self.op, "key": self.key.hex(), "time": self.time}
         fields.update({name: asdict(self)[name] for name in OPS[self.op] if name != "key"})
-        return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+        return signed_change.canonical_json(fields)
 
     @classmethod
     def from_json(cls, fields: object) -> Change:
@@ -117,12 +114,7 @@ class Change:
 
 def sign_request(owner_secret: bytes, change: Change) -> dict[str, Any]:
     """Return the JSON request carrying `change` signed by the owner's secret key."""
-    sig = schnorr.sign(owner_secret, schnorr.tagged_hash(TAG, change.canonical()))
-    return {
-        "change": json.loads(change.canonical()),
-        "owner": schnorr.pubkey(owner_secret).hex(),
-        "signature": sig.hex(),
-    }
+    return signed_change.sign_request(TAG, owner_secret, change)
 
 
 def open_request(
@@ -132,34 +124,15 @@ def open_request(
     400 for a malformed request, 403 for a bad signature or an owner not in `owners` (None:
     the caller checks authority itself, as the stores do in the appending transaction),
     400 "time" for a stale or future request."""
-    if not isinstance(request, dict) or set(request) != {"change", "owner", "signature"}:
-        raise RegistryError("request", 'want {"change", "owner", "signature"}')
-    change = Change.from_json(request["change"])
-    owner = hex_field(request["owner"], "owner", 32, RegistryError)
-    signature = hex_field(request["signature"], "signature", 64, RegistryError)
+    change, owner, signature = signed_change.open_request(
+        request, TAG, Change.from_json, RegistryError, now
+    )
     if owners is not None and owner not in owners:
         raise RegistryError("unknown owner", f"key {owner.hex()} is not an owner", 403)
-    message = change.canonical()
-    if not schnorr.verify(owner, schnorr.tagged_hash(TAG, message), signature):
-        raise RegistryError("signature", "the owner's signature does not verify", 403)
-    now = _time.time() if now is None else now
-    if abs(change.time - now) > MAX_SKEW:
-        raise RegistryError("time", f"request time {change.time} is more than {MAX_SKEW} s off")
-    return change, bytes([ENTRY_REGISTRY]) + owner + signature + message
+    return change, bytes([ENTRY_REGISTRY]) + owner + signature + change.canonical()
 
 
 def parse_entry(payload: bytes) -> tuple[bytes, bytes, Change]:
     """Return (owner, signature, change) of a registry log entry's payload (kind byte
     removed), checking the owner's signature. Raises RegistryError."""
-    owner, signature, message = payload[:32], payload[32:96], payload[96:]
-    try:
-        change = Change.from_json(
-            jsonbound.loads(message, max_bytes=MAX_REQUEST_BYTES, what="registry change")
-        )
-    except ValueError as e:
-        raise RegistryError("entry", str(e)) from None
-    if change.canonical() != message:
-        raise RegistryError("entry", "the change is not in canonical form")
-    if not schnorr.verify(owner, schnorr.tagged_hash(TAG, message), signature):
-        raise RegistryError("signature", "the owner's signature does not verify", 403)
-    return owner, signature, change
+    return signed_change.read_entry(payload, TAG, Change.from_json, RegistryError)

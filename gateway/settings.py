@@ -264,25 +264,31 @@ def _registry(raw: Any, uplink_url: str) -> RegistrySettings:
     first bad option: following needs an [uplink] url and at least one pinned owner."""
     if not isinstance(raw, dict):
         raise SettingsError(f"[registry]: got {type(raw).__name__}, want a table")
-    keys = raw.get("owners", [])
-    if not isinstance(keys, list):
-        raise SettingsError(f"[registry] owners: got {keys!r}, want a list of hex keys")
-    owners = []
-    for k in keys:
-        try:
-            key = bytes.fromhex(k) if isinstance(k, str) else b""
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise SettingsError(f"[registry] owners: got {k!r}, want 64 hex characters")
-        owners.append(key)
+    owners = _hex_keys(raw.get("owners", []), "[registry] owners")
     plain = {k: v for k, v in raw.items() if k != "owners"}
     base: RegistrySettings = _section("registry", RegistrySettings, plain)
     if base.follow and not uplink_url:
         raise SettingsError("[registry] follow: needs [uplink] url, the cloud to follow")
     if base.follow and not owners:
         raise SettingsError("[registry] follow: needs owners = [the first owner keys, hex]")
-    return replace(base, owners=tuple(owners))
+    return replace(base, owners=owners)
+
+
+def _hex_keys(keys: Any, where: str) -> tuple[bytes, ...]:
+    """Return a TOML list of x-only keys (64 hex characters each). Raises SettingsError
+    naming `where` and the first bad key."""
+    if not isinstance(keys, list):
+        raise SettingsError(f"{where}: got {keys!r}, want a list of hex keys")
+    out = []
+    for k in keys:
+        try:
+            key = bytes.fromhex(k) if isinstance(k, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise SettingsError(f"{where}: got {k!r}, want 64 hex characters")
+        out.append(key)
+    return tuple(out)
 
 
 _NOTIFY_SCALARS = ("targets", "levels", "ack_keys")  # not plain options: parsed below
@@ -322,18 +328,7 @@ def _notify(raw: Any, raw_levels: Any) -> NotifySettings:
             raise SettingsError(f"[notify.targets] {name}: got {where!r}, want {want}")
         if mail and not base.smtp_host:
             raise SettingsError(f"[notify.targets] {name}: an e-mail target needs smtp_host")
-    keys = raw.get("ack_keys", [])
-    if not isinstance(keys, list):
-        raise SettingsError(f"[notify] ack_keys: got {keys!r}, want a list of hex keys")
-    ack_keys = []
-    for k in keys:
-        try:
-            key = bytes.fromhex(k) if isinstance(k, str) else b""
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise SettingsError(f"[notify] ack_keys: got {k!r}, want 64 hex characters")
-        ack_keys.append(key)
+    ack_keys = _hex_keys(raw.get("ack_keys", []), "[notify] ack_keys")
     if not isinstance(raw_levels, list):
         raise SettingsError("[[escalation]]: want an array of tables (after_s, notify)")
     levels: list[EscalationLevel] = []
@@ -352,7 +347,7 @@ def _notify(raw: Any, raw_levels: Any) -> NotifySettings:
         levels.append(EscalationLevel(float(after), tuple(names)))
     if base.retry_max_s < base.retry_min_s:
         raise SettingsError("[notify] retry_max_s: want >= retry_min_s")
-    return replace(base, targets=dict(targets), levels=tuple(levels), ack_keys=tuple(ack_keys))
+    return replace(base, targets=dict(targets), levels=tuple(levels), ack_keys=ack_keys)
 
 
 def load(path: Path) -> Settings:

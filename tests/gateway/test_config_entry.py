@@ -110,7 +110,7 @@ def test_requests_are_checked_before_anything_is_logged() -> None:
     for request, reason, status in [
         ({**ok, "signature": "00" * 64}, "signature", 403),
         ({**ok, "extra": 1}, "request", 400),
-        ({**ok, "change": {"op": "owners", "owners": [KA.hex()], "time": T0}}, "op", 400),
+        (c.sign_request(A, c.ConfigChange(c.BOOTSTRAP, T0, owners=(KA,))), "op", 400),
         ({**ok, "change": {**ok["change"], "key": "zz"}}, "key", 400),
         ({**ok, "change": {**ok["change"], "time": 2**63}}, "time", 400),
     ]:
