@@ -1,9 +1,10 @@
 """The ledger service: what the HTTP API does, without HTTP.
 
 It verifies uploaded batches off the event loop and stores them (cloud/ingest.py,
-cloud/store.py), applies signed registry changes (cloud/registry.py), keeps the latest
-signed checkpoint of the log (cloud/checkpoint.py) and answers proofs and proof bundles
-from stored tree nodes (cloud/tlog.py). Domain errors are raised as LedgerError with the
+cloud/store.py), applies signed registry and owner changes (gateway/registry_change.py,
+gateway/config_entry.py), keeps the latest signed checkpoint of the log
+(cloud/checkpoint.py) and answers proofs and proof bundles from stored tree nodes
+(cloud/tlog.py). Domain errors are raised as LedgerError with the
 HTTP status they deserve; only the views (cloud/routes/) turn them into responses.
 """
 

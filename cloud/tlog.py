@@ -5,7 +5,7 @@ any size are read from stored nodes (gateway.merkle.StoredTree), never rebuilt.
 A log entry is a kind byte and its payload:
 
     0x01  batch header     the gateway's signed 181-byte batch header (gateway/batch.py)
-    0x02  registry change  an owner's signed registry change (cloud/registry.py)
+    0x02  registry change  an owner's signed registry change (gateway/registry_change.py)
     0x05  gateway event    a gateway's signed event record: signature || RFC 8785 JSON
                            (gateway/event.py)
     0x06  configuration    the owners' bootstrap and signed owner changes
