@@ -271,8 +271,9 @@ class Ledger:
     async def load_owners(self, pinned: Collection[bytes] = ()) -> frozenset[bytes]:
         """Return the log's owner set, writing the bootstrap entry naming `pinned` (the
         `serve --owner` keys) if the log has no configuration entry yet. Keys that differ
-        from the log's are reported (the log wins): changes go through signed requests."""
-        owners = await self.store.owners()
+        from the log's are reported (the log wins): changes go through signed requests.
+        The store's owner set is rebuilt from the log's configuration entries first."""
+        owners = await self.store.rebuild_owners()
         if not owners and pinned:
             try:
                 await self.store.append_config(

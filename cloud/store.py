@@ -242,6 +242,12 @@ class Store(Protocol):
         """The owner set after the log's last configuration entry (empty: none yet)."""
         ...
 
+    async def rebuild_owners(self) -> frozenset[bytes]:
+        """Derive the owner set again from the log's configuration entries (under the write
+        lock), store it and return it: the owners table is a cache of the log, rebuilt at
+        start. Raises ConfigError if the logged entries do not fold (a tampered log)."""
+        ...
+
     async def append_config(self, entry: bytes) -> int:
         """Append a configuration entry (gateway/config_entry.py) and update the owner set
         in one transaction; return its log index. Raises StoreConflict("replayed") or

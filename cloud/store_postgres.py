@@ -250,6 +250,16 @@ class PostgresStore:
         async with self.pool.acquire() as conn:
             return await _owners(conn)
 
+    async def rebuild_owners(self) -> frozenset[bytes]:
+        async with self._write() as conn:
+            rows = await conn.fetch(
+                "SELECT e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
+                "ORDER BY a.idx"
+            )
+            owners = config_entry.owners_of(bytes(r["entry"]) for r in rows)
+            await _set_owners(conn, owners)
+        return owners
+
     async def append_config(self, entry: bytes) -> int:
         async with self._write() as conn:
             index = await _append_once(conn, entry)
@@ -601,9 +611,13 @@ async def _append_once(conn: asyncpg.Connection, entry: bytes | None) -> int | N
     if entry[0] in tlog.AUTHORITY_KINDS:
         await conn.execute("INSERT INTO authority_entries (idx) VALUES ($1)", index)
     if after != before:
-        await conn.execute("DELETE FROM owners")
-        await conn.executemany("INSERT INTO owners (key) VALUES ($1)", [(k,) for k in after])
+        await _set_owners(conn, after)
     return index
+
+
+async def _set_owners(conn: asyncpg.Connection, owners: frozenset[bytes]) -> None:
+    await conn.execute("DELETE FROM owners")
+    await conn.executemany("INSERT INTO owners (key) VALUES ($1)", [(k,) for k in owners])
 
 
 async def _owners(conn: asyncpg.Connection) -> frozenset[bytes]:

@@ -251,14 +251,27 @@ class SqliteDb:
         if entry[0] in tlog.AUTHORITY_KINDS:
             self.db.execute("INSERT INTO authority_entries (idx) VALUES (?)", (index,))
         if after != before:
-            self.db.execute("DELETE FROM owners")
-            self.db.executemany("INSERT INTO owners (key) VALUES (?)", [(k,) for k in after])
+            self._set_owners(after)
         return index
 
     # -- configuration: the owners -------------------------------------------------------
 
     def owners(self) -> frozenset[bytes]:
         return frozenset(k for (k,) in self.db.execute("SELECT key FROM owners"))
+
+    def _set_owners(self, owners: frozenset[bytes]) -> None:
+        self.db.execute("DELETE FROM owners")
+        self.db.executemany("INSERT INTO owners (key) VALUES (?)", [(k,) for k in owners])
+
+    def rebuild_owners(self) -> frozenset[bytes]:
+        with self._write():
+            rows = self.db.execute(
+                "SELECT e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
+                "ORDER BY a.idx"
+            )
+            owners = config_entry.owners_of(bytes(e) for (e,) in rows)
+            self._set_owners(owners)
+        return owners
 
     def append_config(self, entry: bytes) -> int:
         with self._write():
@@ -561,6 +574,9 @@ class SqliteStore:
 
     async def owners(self) -> frozenset[bytes]:
         return await self._run(self.db.owners)
+
+    async def rebuild_owners(self) -> frozenset[bytes]:
+        return await self._run(self.db.rebuild_owners)
 
     async def append_config(self, entry: bytes) -> int:
         return await self._run(self.db.append_config, entry)

@@ -178,6 +178,16 @@ def next_owners(owners: frozenset[bytes], entry: bytes) -> frozenset[bytes]:
     return owners - {change.key}
 
 
+def owners_of(entries: Iterable[bytes]) -> frozenset[bytes]:
+    """Return the owner set after the configuration entries among `entries` (log order;
+    other kinds are skipped), checking each. Raises ConfigError."""
+    owners: frozenset[bytes] = frozenset()
+    for entry in entries:
+        if entry[:1] == bytes([ENTRY_CONFIG]):
+            owners = next_owners(owners, entry)
+    return owners
+
+
 def check_pinned(entry: bytes, pinned: Collection[bytes]) -> None:
     """Require the log's first configuration entry `entry` to be a bootstrap naming exactly
     the `pinned` owner keys. Raises ConfigError("bootstrap") otherwise."""

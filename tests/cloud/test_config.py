@@ -17,9 +17,11 @@ import pytest
 
 from cloud import registry, tlog
 from cloud.cli import main
+from cloud.store import Store
 from device import schnorr
 from gateway import config_entry
 from tests.cloud.test_app import OWNER, Cloud, settings, start
+from tests.cloud.test_store import execute
 
 SECOND = bytes(31) + b"\x72"  # a second owner's secret
 STRANGER = bytes(31) + b"\x73"
@@ -163,3 +165,18 @@ async def test_the_owners_command_signs_and_sends_a_change(
     finally:
         await session.close()
         await server.close()
+
+
+async def test_the_owner_set_is_a_cache_of_the_log_rebuilt_at_start(store: Store) -> None:
+    now = int(time.time())
+    await store.append_config(config_entry.bootstrap_entry([schnorr.pubkey(OWNER)], now))
+    add = config_entry.sign_request(
+        OWNER, config_entry.ConfigChange("owner-add", now, key=schnorr.pubkey(SECOND))
+    )
+    await store.append_config(config_entry.open_request(add, now)[1])
+    both = {schnorr.pubkey(OWNER), schnorr.pubkey(SECOND)}
+    assert await store.owners() == both
+    await execute(store, "DELETE FROM owners")  # behind the ledger's back
+    assert await store.owners() == frozenset()
+    assert await store.rebuild_owners() == both  # what `cloud serve` does at start
+    assert await store.owners() == both
