@@ -156,8 +156,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
         tasks.append(asyncio.create_task(escalation.run(), name="escalation"))
         if settings.registry.follow:
-            follower = RegistryFollower(settings, registry)
-            tasks.append(asyncio.create_task(follower.run(), name="registry"))
+            rt.registry_follow = RegistryFollower(settings, registry)
+            tasks.append(asyncio.create_task(rt.registry_follow.run(), name="registry"))
         if rt.uplink is not None:
             tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
         else:

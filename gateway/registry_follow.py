@@ -135,6 +135,10 @@ class RegistryFollower:
             self.state = FollowState()
         self.url = settings.uplink.url.rstrip("/") + "/v1/registry/entries"
 
+    def snapshot(self) -> dict[str, Any]:
+        """What the status page and /metrics show of the follower."""
+        return self.state.to_json()
+
     def check(self, index: int, entry: bytes) -> registry_change.Change | None:
         """Check one entry against the owner set, folding it in; return its registry change
         if it is one, verified. A refused entry is counted, logged and skipped (None)."""

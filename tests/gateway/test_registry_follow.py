@@ -7,6 +7,7 @@ logged once and never applied."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from cloud import registry
 from cloud.app import make_app
 from device import schnorr
-from gateway import config_entry
+from gateway import app, config_entry
 from gateway import settings as gw_settings
 from gateway.registry import Box, Registry
 from gateway.registry_follow import STATE_FILE, FollowError, RegistryFollower, load_state
@@ -27,7 +28,7 @@ from tests.cloud import conftest as cloud_fixtures
 from tests.cloud.log_stub import T0, Ledger
 from tests.cloud.test_app import OWNER
 from tests.cloud.test_app import settings as cloud_settings
-from tests.conftest import free_port
+from tests.conftest import Mosquitto, free_port
 
 database = cloud_fixtures.database
 postgres_database = cloud_fixtures.postgres_database
@@ -52,10 +53,11 @@ def follower(data: Path, url: str, owners: list[bytes]) -> RegistryFollower:
     return RegistryFollower(s, Registry(data / "registry.json"))
 
 
-async def register(url: str, change: registry.Change, secret: bytes = OWNER) -> None:
+async def register(url: str, change: registry.Change, secret: bytes = OWNER) -> int:
+    """Send a signed registry change; return the cloud's status (201 when applied)."""
     request = registry.sign_request(secret, change)
     async with aiohttp.ClientSession() as s, s.post(url + "/v1/registry", json=request) as r:
-        assert r.status == 201, await r.text()
+        return r.status
 
 
 def box(n: int, site: str, label: str = "") -> registry.Change:
@@ -75,10 +77,11 @@ async def test_the_gateway_picks_up_its_boxes_and_keeps_them_with_the_cloud_down
     # Added locally for bootstrap, with fields only the site knows.
     f.registry.put(Box(key(1), "old label", SITE, zone="A", ble_address="AA:BB", profile="cold"))
     try:
-        await register(url, box(1, SITE, "Cold room A"))
-        await register(url, box(2, "elsewhere", "not ours"))
-        await register(url, box(3, SITE, "Cold room C"))
-        await register(url, registry.Change("gateway", key(9), int(time.time()), site=SITE))
+        assert await register(url, box(1, SITE, "Cold room A")) == 201
+        assert await register(url, box(2, "elsewhere", "not ours")) == 201
+        assert await register(url, box(3, SITE, "Cold room C")) == 201
+        gateway = registry.Change("gateway", key(9), int(time.time()), site=SITE)
+        assert await register(url, gateway) == 201  # not a box: nothing to apply
         async with aiohttp.ClientSession() as session:
             assert await f.poll(session) == 2  # box 1 relabelled, box 3 added
             assert await f.poll(session) == 0  # nothing new
@@ -87,7 +90,8 @@ async def test_the_gateway_picks_up_its_boxes_and_keeps_them_with_the_cloud_down
             )
             assert f.registry.get(key(3)) == Box(key(3), "Cold room C", SITE)
             assert f.registry.get(key(2)) is None
-            await register(url, box(3, "elsewhere", "Cold room C"))  # the box travelled on
+            moved = box(3, "elsewhere", "Cold room C")  # the box travelled on
+            assert await register(url, moved) == 201
             assert await f.poll(session) == 1
             assert f.registry.get(key(3)) is None
         assert f.state.refused == {} and f.state.owners == {schnorr.pubkey(OWNER)}
@@ -113,7 +117,7 @@ async def test_the_gateway_picks_up_its_boxes_and_keeps_them_with_the_cloud_down
     cloud = TestServer(make_app(config), host="127.0.0.1", port=port)
     await cloud.start_server()
     try:
-        await register(url, box(4, SITE, "Cold room D"))
+        assert await register(url, box(4, SITE, "Cold room D")) == 201
         async with aiohttp.ClientSession() as session:
             assert await again.poll(session) == 1
         assert {b.key for b in again.registry.all()} == {key(1), key(4)}
@@ -234,3 +238,49 @@ def test_a_damaged_state_file_means_reading_the_registry_again(tmp_path: Path) -
     f = follower(data, "http://127.0.0.1:9", [schnorr.pubkey(OWNER)])
     assert f.state.after == -1 and f.state.owners == frozenset()
     f.registry.close()
+
+
+async def test_a_running_gateway_follows_and_shows_it(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    cloud_port, status_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{cloud_port}"
+    cloud = TestServer(
+        make_app(cloud_settings(tmp_path / "cloud")), host="127.0.0.1", port=cloud_port
+    )
+    await cloud.start_server()
+    s = gw_settings.from_dict(
+        {
+            "gateway": {"site": SITE, "data_dir": str(tmp_path / "gw")},
+            "mqtt": {"port": mosquitto.port},
+            "status": {"port": status_port},
+            "uplink": {"url": url, "timeout_s": 2},
+            "registry": {
+                "follow": True,
+                "interval_s": 0.1,
+                "owners": [schnorr.pubkey(OWNER).hex()],
+            },
+        }
+    )
+    stop = asyncio.Event()
+    gw = asyncio.create_task(app.serve(s, stop))
+    try:
+        assert await register(url, box(5, SITE, "Cold room E")) == 201
+        assert await register(url, box(6, SITE, "Cold room F"), STRANGER) == 403
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{status_port}/status.json") as r:
+                        snap = await r.json()
+                    if [b["label"] for b in snap["boxes"]] == ["Cold room E"]:
+                        break
+            else:
+                pytest.fail(f"the gateway did not pick up the cloud's box: {snap}")
+            async with http.get(f"http://127.0.0.1:{status_port}/metrics") as r:
+                metrics = await r.text()
+    finally:
+        stop.set()
+        await gw
+        await cloud.close()
+    assert snap["registry_follow"]["applied"] == 1 and snap["registry_follow"]["refused"] == {}
+    assert snap["registry_follow"]["owners"] == [schnorr.pubkey(OWNER).hex()]
+    assert "pharmasync_gateway_registry_refused" in metrics
