@@ -43,6 +43,7 @@ from cloud.verify_bundle import (
     Step,
     verify_bundle,
 )
+from device.cli import hex_bytes
 from device.topics import ID_BYTES
 
 __all__ = [
@@ -175,6 +176,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cloud.add_argument(
         "--readings", action="store_true", help="also download and check every batch's readings"
     )
+    cloud.add_argument(
+        "--owner",
+        type=hex_bytes,
+        action="append",
+        metavar="KEY|@FILE",
+        help="a first owner key, pinned: the log's owner bootstrap must name exactly these; "
+        "repeatable (default: the bootstrap is not checked against pinned keys)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -232,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 args.state or default_state_path(args.cloud),
                 log_vkey=args.log_vkey,
                 readings=args.readings,
+                owners=args.owner,
                 once=args.once,
                 interval_s=args.interval or DEFAULT_INTERVAL_S,
             )

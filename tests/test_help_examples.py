@@ -73,6 +73,7 @@ ORDER = [
     ("gateway", "certify"),
     ("cloud", "serve"),
     ("cloud", "register"),
+    ("cloud", "owners"),
     ("device", "provision"),
     ("gateway", "boxes", "add"),
     ("gateway", "boxes", "list"),
