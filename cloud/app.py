@@ -25,7 +25,17 @@ from cloud.httplog import server_logger
 from cloud.keys import load_or_create_signer
 from cloud.ledger import Ledger
 from cloud.metrics import Metrics
-from cloud.routes import batches, events, evidence, home, meta, readings, receipts, registry
+from cloud.routes import (
+    batches,
+    config,
+    events,
+    evidence,
+    home,
+    meta,
+    readings,
+    receipts,
+    registry,
+)
 from cloud.routes import log as log_routes
 from cloud.settings import CloudSettings
 from cloud.state import LEDGER, METRICS, SETTINGS
@@ -101,6 +111,7 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         signer = load_or_create_signer(settings.key_file, settings.origin)
         ledger = Ledger(store, signer, settings.owners, verify_pool=pool)
+        await ledger.load_owners(settings.owners)  # the owners are the log's (0x06)
         cp = await ledger.refresh()
         app[LEDGER] = ledger
         app[METRICS].watch(ledger)
@@ -135,7 +146,7 @@ def make_app(settings: CloudSettings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_ledger_ctx)
     app.cleanup_ctx.append(_witnessing_ctx)
-    for group in (batches, log_routes, readings, registry, events, meta, evidence, home):
+    for group in (batches, log_routes, readings, registry, config, events, meta, evidence, home):
         app.add_routes(group.routes)
     app.add_routes(receipts.routes)
     return app

@@ -1,4 +1,5 @@
-"""`pharmasync cloud ...`: run the ledger service and send it signed registry changes."""
+"""`pharmasync cloud ...`: run the ledger service and send it signed registry and owner
+changes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cloud import jsonbound, registry, settings, startup, witnessing
 from cloud.app import make_app
 from device import config, datalock, schnorr
 from device.cli import examples, hex_bytes, keygen
+from gateway import config_entry
 from gateway.cli import configure_logging
 
 log = logging.getLogger("pharmasync.cloud")
@@ -24,6 +26,10 @@ REGISTER_EXAMPLES = (
     f"pharmasync cloud register {_CLOUD} gateway @gw-data/gateway.pub --site warehouse-1",
     f"pharmasync cloud register {_CLOUD} box @box.pub --site warehouse-1 --label 'Cold room A'",
     f"pharmasync cloud register {_CLOUD} attach @box.pub --subject LOT-42",
+)
+OWNERS_EXAMPLES = (
+    f"pharmasync cloud owners {_CLOUD} add @second-owner.pub",
+    f"pharmasync cloud owners {_CLOUD} remove @second-owner.pub",
 )
 
 
@@ -95,7 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Create a BIP-340 secret key file (mode 0600) and its public key beside "
         "it (OUT with the suffix .pub), and print the public key; give it to `pharmasync cloud "
         "serve --owner @OWNER.pub`.",
-        epilog=examples("pharmasync cloud keygen owner.key"),
+        epilog=examples(
+            "pharmasync cloud keygen owner.key", "pharmasync cloud keygen second-owner.key"
+        ),
     )
     keys.add_argument("out", type=Path, help="where to write the secret key (hex)")
     keys.set_defaults(handler=keygen)
@@ -133,6 +141,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     att.add_argument("--start", type=int, help="Unix seconds (default: now)")
     att.add_argument("--end", type=int, help="Unix seconds (default: open)")
     reg.set_defaults(handler=_register)
+
+    own = commands.add_parser(
+        "owners",
+        help="add or remove an owner (signed by a current owner)",
+        description="Sign an owner change with a current owner's key and send it to the cloud. "
+        "Owners are on the log (configuration entries, docs/protocol.md): `cloud serve --owner` "
+        "names only the first ones, on a log that has none yet.",
+        epilog=examples(*OWNERS_EXAMPLES),
+    )
+    own.add_argument("--cloud", default=f"http://127.0.0.1:{settings.DEFAULT_PORT}")
+    own.add_argument("--owner-key", type=Path, required=True, help="a current owner's secret key")
+    own.add_argument("op", choices=("add", "remove"), help="add or remove the owner KEY")
+    own.add_argument("key", type=hex_bytes, metavar="KEY|@FILE", help="the owner's x-only key")
+    own.set_defaults(handler=_owners)
 
 
 def read_owners(data_dir: Path) -> list[bytes]:
@@ -173,7 +195,10 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
         if not config.owners:
-            log.warning("no owner keys: registry changes will be refused (see --owner)")
+            log.warning(
+                "no --owner keys: unless the log names owners already, registry changes "
+                "will be refused (see --owner)"
+            )
 
     opening = (
         f"the database {startup.redact(config.database)}"
@@ -190,12 +215,55 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _register(args: argparse.Namespace) -> int:
+def _owner_secret(path: Path) -> bytes | None:
+    """Read an owner's secret key file; print why it cannot be used and return None."""
     try:
-        secret = config.load_secret(str(args.owner_key))
+        secret = config.load_secret(str(path))
         schnorr.pubkey(secret)  # a valid secret key, not just 64 hex digits
     except (OSError, ValueError) as e:  # ConfigError is a ValueError
         print(f"error: --owner-key: {e}", file=sys.stderr)
+        return None
+    return secret
+
+
+def _send(cloud: str, path: str, request: dict[str, object]) -> int | None:
+    """POST a signed request to the cloud's `path`; return its log index, or print why
+    not and return None."""
+    try:
+        status, answer = asyncio.run(_post(f"{cloud.rstrip('/')}{path}", request))
+    except (aiohttp.ClientError, ValueError) as e:
+        print(f"error: {cloud}: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+    if status != 201:
+        print(
+            f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr
+        )
+        return None
+    index = answer.get("log_index")
+    return index if isinstance(index, int) else None
+
+
+def _owners(args: argparse.Namespace) -> int:
+    if (secret := _owner_secret(args.owner_key)) is None:
+        return 2
+    op = config_entry.ADD if args.op == "add" else config_entry.REMOVE
+    try:
+        change = config_entry.ConfigChange(op, int(time.time()), key=args.key)
+    except config_entry.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    request = config_entry.sign_request(secret, change)
+    if (index := _send(args.cloud, "/v1/config", request)) is None:
+        return 1
+    print(
+        f"owner {args.key.hex()} {'added' if args.op == 'add' else 'removed'} by owner "
+        f"{schnorr.pubkey(secret).hex()[:16]}… (log index {index})"
+    )
+    return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    if (secret := _owner_secret(args.owner_key)) is None:
         return 2
     now = int(time.time())
     try:
@@ -212,19 +280,11 @@ def _register(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     request = registry.sign_request(secret, change)
-    try:
-        status, answer = asyncio.run(_post(f"{args.cloud.rstrip('/')}/v1/registry", request))
-    except (aiohttp.ClientError, ValueError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    if status != 201:
-        print(
-            f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr
-        )
+    if (index := _send(args.cloud, "/v1/registry", request)) is None:
         return 1
     print(
         f"{args.op} {args.key.hex()} registered by owner {schnorr.pubkey(secret).hex()[:16]}… "
-        f"(log index {answer['log_index']})"
+        f"(log index {index})"
     )
     return 0
 

@@ -36,14 +36,14 @@ import asyncio
 import enum
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, TextIO
 
 import aiohttp
 
-from cloud import registry, tlog
+from cloud import tlog
 from cloud.checkpoint import Checkpoint, OriginMismatchError, open_checkpoint
 from cloud.compact import CompactRange
 from cloud.follow_state import (
@@ -60,7 +60,7 @@ from cloud.follow_state import (
 from cloud.log_client import MAX_PAGE, FetchError, LogClient, ProtocolError
 from cloud.note import InvalidSignatureError, NoteError, UnverifiedNoteError, Verifier
 from device import reading
-from gateway import batch, event
+from gateway import batch, config_entry, event
 from gateway.merkle_verify import ProofError, verify_consistency
 
 EXIT_OK: Final = 0
@@ -84,6 +84,7 @@ class Alarm(enum.Enum):
     BAD_READINGS = "BAD READINGS"
     ROOT_MISMATCH = "ENTRIES DO NOT MATCH CHECKPOINT"
     EVENTS = "BROKEN GATEWAY EVENT SEQUENCE"
+    AUTHORITY = "CHANGE WITHOUT AUTHORITY"
 
 
 class Misbehaviour(Exception):
@@ -213,28 +214,42 @@ def batch_leaves(index: int, header: batch.BatchHeader, data: bytes) -> list[byt
     return wires
 
 
+@dataclass
+class Owners:
+    """The owner set as of the entries checked so far (empty: no configuration entry yet),
+    and the first owner keys pinned out of band (`verify --owner`), if any."""
+
+    keys: frozenset[bytes] = frozenset()
+    pinned: frozenset[bytes] | None = None
+
+
 def check_entry(
     index: int,
     entry: bytes,
     gateways: dict[bytes, GatewayHead],
     events: dict[bytes, int] | None = None,
+    owners: Owners | None = None,
 ) -> batch.BatchHeader | None:
     """Check log entry `index`; for a batch, advance its gateway's chain in `gateways`; for
-    a gateway event, its gateway's last event seq in `events`.
+    a gateway event, its gateway's last event seq in `events`; for a configuration entry,
+    the owner set in `owners` (None: a fresh Owners, nothing pinned).
 
     Returns the batch header of a batch entry, None for other kinds. Raises Misbehaviour:
     BAD_ENTRY for an unknown kind, a batch header that does not decode or whose gateway
-    signature fails, a registry change that is not canonical or whose owner signature
-    fails, an event that is malformed, not canonical or not signed by its gateway; CHAIN if
-    a batch does not follow its gateway's previous batch (the first must be seq 0, as the
-    follower reads from entry 0); EVENTS if an event's seq is not its gateway's next.
+    signature fails, a registry or configuration change that is not canonical or whose
+    signature fails, an event that is malformed, not canonical or not signed by its
+    gateway; AUTHORITY for a registry change by a key that is not an owner at that point
+    of the log, an owner change its rules forbid (gateway/config_entry.py), or a bootstrap
+    that does not name the pinned owners; CHAIN if a batch does not follow its gateway's
+    previous batch (the first must be seq 0, as the follower reads from entry 0); EVENTS if
+    an event's seq is not its gateway's next.
     """
     try:
         kind, payload = tlog.parse_entry(entry)
     except tlog.EntryError as e:
         raise Misbehaviour(Alarm.BAD_ENTRY, str(e), [("entry", str(index))]) from e
-    if kind == tlog.KINDS[tlog.ENTRY_REGISTRY]:
-        _check_registry_change(index, payload)
+    if entry[0] in tlog.AUTHORITY_KINDS:
+        _check_authority(index, entry, Owners() if owners is None else owners)
         return None
     if kind == tlog.KINDS[tlog.ENTRY_EVENT]:
         _check_event(index, payload, {} if events is None else events)
@@ -270,17 +285,23 @@ def check_entry(
     return header
 
 
-def _check_registry_change(index: int, payload: bytes) -> None:
-    """Require a registry change in canonical form, signed by the owner key it names.
-
-    Whether that key is one of the ledger's owners is configuration this follower does not
-    know: the alarm would need the owner keys given to it.
-    """
+def _check_authority(index: int, entry: bytes, owners: Owners) -> None:
+    """Require a registry (0x02) or configuration (0x06) entry well formed, signed, and
+    with authority over the owner set `owners` (gateway/config_entry.py); fold it in."""
+    kind = tlog.KINDS[entry[0]]
+    facts = [("entry", str(index)), ("signer", entry[1:33].hex())]
+    facts.append(("owners", ", ".join(sorted(k.hex() for k in owners.keys)) or "none yet"))
     try:
-        registry.parse_entry(payload)
-    except registry.RegistryError as e:
-        facts = [("entry", str(index)), ("owner", payload[:32].hex())]
+        if entry[0] == tlog.ENTRY_CONFIG and not owners.keys and owners.pinned is not None:
+            config_entry.check_pinned(entry, owners.pinned)
+        after = config_entry.next_owners(owners.keys, entry)
+    except config_entry.ConfigError as e:
+        bad_form = e.reason in ("entry", "signature")
+        alarm = Alarm.BAD_ENTRY if bad_form else Alarm.AUTHORITY
+        raise Misbehaviour(alarm, f"{kind} change: {e}", facts) from e
+    except ValueError as e:  # RegistryError: a registry change that does not parse or verify
         raise Misbehaviour(Alarm.BAD_ENTRY, f"registry change {e}", facts) from e
+    owners.keys = after
 
 
 def _check_event(index: int, payload: bytes, events: dict[bytes, int]) -> None:
@@ -317,10 +338,13 @@ class Follower:
         progress: TextIO | None = None,
         page_size: int = MAX_PAGE,
         concurrency: int = 8,
+        owners: Collection[bytes] | None = None,
     ) -> None:
         """`log_vkey` pins the log key (else trust on first use of /v1/log/vkey); with
-        `readings` every batch's readings are downloaded and checked too. Raises
+        `readings` every batch's readings are downloaded and checked too; `owners` pins the
+        first owner keys, which the log's bootstrap entry must name exactly. Raises
         KeyFormatError for a malformed `log_vkey`."""
+        self.pinned_owners = None if owners is None else frozenset(owners)
         self.client = client
         self.state_path = state_path
         self.given_key = Verifier.parse(log_vkey.strip()) if log_vkey is not None else None
@@ -441,14 +465,15 @@ class Follower:
 
     async def _catch_up(
         self, state: FollowState, checkpoint: Checkpoint, seen: SeenReadings | None
-    ) -> tuple[CompactRange, dict[bytes, GatewayHead], dict[bytes, int], Sightings]:
+    ) -> tuple[CompactRange, dict[bytes, GatewayHead], dict[bytes, int], Owners, Sightings]:
         """Download, check and fold entries [state.size, checkpoint.size); return the new
-        compact range, gateway heads, gateways' last event seqs and, with `seen` (the
-        readings mode), the readings verified and sighted again. Raises Misbehaviour,
-        FetchError."""
+        compact range, gateway heads, gateways' last event seqs, the owners and, with
+        `seen` (the readings mode), the readings verified and sighted again. Raises
+        Misbehaviour, FetchError."""
         frontier = state.frontier()
         gateways = dict(state.gateways)
         events = dict(state.events)
+        owners = Owners(state.owners, self.pinned_owners)
         progress = Progress(checkpoint.size - state.size, self.progress)
         sightings = Sightings()
         index = state.size
@@ -456,7 +481,7 @@ class Follower:
             page = await self.client.entries(index, min(checkpoint.size, index + self.page_size))
             headers = []
             for offset, entry in enumerate(page):
-                header = check_entry(index + offset, entry, gateways, events)
+                header = check_entry(index + offset, entry, gateways, events, owners)
                 if header is not None:
                     headers.append((index + offset, header))
                 frontier.append_leaf_hash(tlog.entry_leaf(entry))
@@ -466,7 +491,7 @@ class Follower:
             index += len(page)
             progress.advance(len(page))
         progress.finish()
-        return frontier, gateways, events, sightings
+        return frontier, gateways, events, owners, sightings
 
     async def poll(self) -> PollResult:
         """Verify the log's latest checkpoint and every entry since the last poll; save
@@ -486,7 +511,7 @@ class Follower:
         try:
             if checkpoint.size > state.size:
                 await self._consistency(state, note, checkpoint)
-                frontier, gateways, events, sightings = await self._catch_up(
+                frontier, gateways, events, owners, sightings = await self._catch_up(
                     state, checkpoint, seen
                 )
                 if frontier.root() != checkpoint.root_hash:
@@ -509,6 +534,7 @@ class Follower:
                     root=checkpoint.root_hash,
                     gateways=gateways,
                     events=events,
+                    owners=owners.keys,
                 )
             if seen is not None:
                 seen.commit()  # before the state: a crash between leaves it ahead, not behind
@@ -599,6 +625,7 @@ async def follow(
     *,
     log_vkey: str | None = None,
     readings: bool = False,
+    owners: Collection[bytes] | None = None,
     once: bool = False,
     interval_s: float = 30.0,
     out: TextIO = sys.stdout,
@@ -615,7 +642,12 @@ async def follow(
         client = LogClient(session, url, retries=retries, backoff_s=backoff_s)
         try:
             follower = Follower(
-                client, state_path, log_vkey=log_vkey, readings=readings, progress=err
+                client,
+                state_path,
+                log_vkey=log_vkey,
+                readings=readings,
+                progress=err,
+                owners=owners,
             )
         except NoteError as e:
             print(f"error: --log-vkey: {e}", file=err)

@@ -15,8 +15,10 @@ old state or the new one, never half of either:
       "checkpoint": "<signed note>",              and the note itself (evidence for alarms)
       "compact_range": ["<hex>", ...],            perfect subtrees of entries [0, size)
       "gateways": {"<key hex>": {"seq": 7, "hash": "<hex>"}},  each gateway's last header
-      "events": {"<key hex>": 12}                 each gateway's last event seq (absent in
+      "events": {"<key hex>": 12},                each gateway's last event seq (absent in
                                                   files from before gateway events: none)
+      "owners": ["<key hex>", ...]                the owner set after the last configuration
+                                                  entry (0x06; absent or empty: none yet)
     }
 
 Loading re-checks that the compact range folds to the stored root, so a damaged or
@@ -81,6 +83,7 @@ class FollowState:
     compact_range: tuple[bytes, ...] = ()
     gateways: Mapping[bytes, GatewayHead] = field(default_factory=dict)
     events: Mapping[bytes, int] = field(default_factory=dict)  # gateway -> last event seq
+    owners: frozenset[bytes] = frozenset()  # after the last configuration entry (0x06)
 
     def __post_init__(self) -> None:
         try:
@@ -117,6 +120,7 @@ class FollowState:
                 for key, head in sorted(self.gateways.items())
             },
             "events": {key.hex(): seq for key, seq in sorted(self.events.items())},
+            "owners": sorted(key.hex() for key in self.owners),
         }
 
     @classmethod
@@ -139,6 +143,7 @@ class FollowState:
                     for key, head in doc["gateways"].items()
                 },
                 events={bytes.fromhex(key): int(seq) for key, seq in doc.get("events", {}).items()},
+                owners=frozenset(bytes.fromhex(key) for key in doc.get("owners", [])),
             )
         except StateError:
             raise

@@ -1,9 +1,10 @@
 """The ledger service: what the HTTP API does, without HTTP.
 
 It verifies uploaded batches off the event loop and stores them (cloud/ingest.py,
-cloud/store.py), applies signed registry changes (cloud/registry.py), keeps the latest
-signed checkpoint of the log (cloud/checkpoint.py) and answers proofs and proof bundles
-from stored tree nodes (cloud/tlog.py). Domain errors are raised as LedgerError with the
+cloud/store.py), applies signed registry and owner changes (gateway/registry_change.py,
+gateway/config_entry.py), keeps the latest signed checkpoint of the log
+(cloud/checkpoint.py) and answers proofs and proof bundles from stored tree nodes
+(cloud/tlog.py). Domain errors are raised as LedgerError with the
 HTTP status they deserve; only the views (cloud/routes/) turn them into responses.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -24,7 +26,7 @@ from cloud.note import Signer
 from cloud.store import BatchStored, Store, StoreConflict
 from cloud.witness_client import add_cosignatures
 from device import reading
-from gateway import batch, event, merkle
+from gateway import batch, config_entry, event, merkle
 from gateway.cosigned_receipt import CosignedReceipt
 from gateway.note import parse_note
 from gateway.ratelog import RateLimitedLog
@@ -32,6 +34,7 @@ from gateway.ratelog import RateLimitedLog
 log = logging.getLogger("pharmasync.cloud.ledger")
 
 MAX_ENTRIES_PAGE = 1000  # entries per GET /v1/log/entries answer
+MAX_AUTHORITY_PAGE = 500  # entries per GET /v1/registry/entries answer
 EQUIVOCATIONS_SHOWN = 5  # named in a batch's ERROR line; the API lists them all
 
 
@@ -78,6 +81,7 @@ class LedgerStats:
     equivocations: int = 0  # leaves that carried other bytes for a stored (box, seq)
     resends: int = 0
     registry_changes: int = 0
+    config_changes: int = 0  # owner changes (the bootstrap included)
     events: int = 0  # gateway events stored
     event_resends: int = 0  # stored events sent again, answered with their log index
 
@@ -96,7 +100,7 @@ class Ledger:
         self.store = store
         self.signer = signer
         self.origin = signer.name
-        self.owners = frozenset(owners)
+        self.owners = frozenset(owners)  # the log's (load_owners), else these pinned keys
         self.stats = LedgerStats()
         self.refused: dict[str, int] = {}  # refusals by reason, for the metrics
         self.refusal_log = RateLimitedLog(log, "refused")  # bounded lines; counts stay exact
@@ -278,7 +282,9 @@ class Ledger:
         """Check a signed registry request and apply it, logging it; return the log index
         of its entry. Raises LedgerError (replays: 409 "replayed")."""
         try:
-            change, entry = registry.open_request(request, self.owners, now)
+            # Whether the owner is one is the store's check, in the appending transaction:
+            # other workers may have changed the owners since this one last looked.
+            change, entry = registry.open_request(request, None, now)
         except registry.RegistryError as e:
             raise self._refuse(e.reason, e.detail, e.status) from None
         # The replay check is the store's, in the transaction that appends: checked here
@@ -301,11 +307,66 @@ class Ledger:
             raise self._refuse(e.reason, e.detail, 409) from None
         except LookupError as e:
             raise self._refuse("unregistered box", str(e), 404) from None
+        except Refused as e:  # the owner is not one at this point of the log
+            raise self._refuse(e.reason, e.detail, e.status) from None
         assert index is not None, "a store returns the index of the entry it appended"
         self.stats.registry_changes += 1
         log.info("registry: %s %s", change.op, change.key.hex()[:12])
         await self.refresh()
         return index
+
+    # -- configuration: the owners, on the log ------------------------------------------
+
+    async def load_owners(self, pinned: Collection[bytes] = ()) -> frozenset[bytes]:
+        """Return the log's owner set, writing the bootstrap entry naming `pinned` (the
+        `serve --owner` keys) if the log has no configuration entry yet. Keys that differ
+        from the log's are reported (the log wins): changes go through signed requests.
+        The store's owner set is rebuilt from the log's configuration entries first."""
+        owners = await self.store.rebuild_owners()
+        if not owners and pinned:
+            try:
+                await self.store.append_config(
+                    config_entry.bootstrap_entry(pinned, int(time.time()))
+                )
+                self.stats.config_changes += 1
+                log.info("owners: bootstrap names %d owner(s) on the log", len(set(pinned)))
+            except (StoreConflict, Refused) as e:  # another worker wrote it first
+                log.info("owners: bootstrap written by another worker (%s)", e)
+            owners = await self.store.owners()
+        if pinned and owners != frozenset(pinned):
+            log.warning(
+                "owners: --owner %s differ from the log's owners %s; the log wins "
+                "(change owners with `pharmasync cloud owners add/remove`)",
+                sorted(k.hex()[:12] for k in set(pinned)),
+                sorted(k.hex()[:12] for k in owners),
+            )
+        self.owners = owners
+        await self.refresh()
+        return owners
+
+    async def apply_config(self, request: object, now: float | None = None) -> int:
+        """Check a signed owner change and append it, updating the owner set; return its
+        log index. Raises LedgerError: 403 for a signer that is not an owner, 409 for a
+        replay or a change the owner set forbids (gateway/config_entry.py)."""
+        try:
+            change, entry = config_entry.open_request(request, now)
+            index = await self.store.append_config(entry)
+        except StoreConflict as e:
+            raise self._refuse(e.reason, e.detail, 409) from None
+        except Refused as e:
+            raise self._refuse(e.reason, e.detail, e.status) from None
+        self.stats.config_changes += 1
+        assert change.key is not None
+        log.info("owners: %s %s", change.op, change.key.hex()[:12])
+        self.owners = await self.store.owners()
+        await self.refresh()
+        return index
+
+    async def authority_entries(self, after: int) -> list[tuple[int, bytes]]:
+        """Registry and configuration entries after log index `after` (-1: from the start),
+        in log order, up to MAX_AUTHORITY_PAGE, within the latest checkpoint."""
+        end = self._checkpoint.size
+        return await self.store.authority_entries(after, end, MAX_AUTHORITY_PAGE)
 
     # -- the log -------------------------------------------------------------------------
 

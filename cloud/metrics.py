@@ -35,6 +35,7 @@ class _LedgerCollector(Collector):
             ),
             ("resends", stats.resends, "Exact batch resends answered with their receipt"),
             ("registry_changes", stats.registry_changes, "Registry changes applied"),
+            ("config_changes", stats.config_changes, "Owner changes (bootstrap included) logged"),
             ("gateway_events", stats.events, "Gateway events stored by this worker"),
             ("gateway_event_resends", stats.event_resends, "Stored gateway events sent again"),
         ):

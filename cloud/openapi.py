@@ -9,7 +9,7 @@ from cloud import jsonbound, registry
 from cloud.errors import INT64_MAX
 from cloud.routes.receipts import MAX_COSIGNATURES
 from device import reading
-from gateway import batch, cosigned_receipt, event
+from gateway import batch, config_entry, cosigned_receipt, event
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
@@ -60,6 +60,23 @@ DEVICE = _path("device", HEX32, "The box's x-only public key, hex")
 PROOF = {"type": "array", "items": HEX32}
 BAD = _problem("Malformed request or failed verification; `reason` names the check")
 NOT_FOUND = _problem("No such thing")
+# An owner-signed change (POST /v1/registry, /v1/config; gateway/signed_change.py).
+SIGNED_CHANGE = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["change", "owner", "signature"],
+                "properties": {"change": {"type": "object"}, "owner": HEX32, "signature": HEX},
+            }
+        }
+    },
+}
+APPLIED = _json(
+    "Applied",
+    {"type": "object", "required": ["log_index"], "properties": {"log_index": {"type": "integer"}}},
+)
 
 
 def document() -> dict[str, Any]:
@@ -374,31 +391,9 @@ def document() -> dict[str, Any]:
                     f"UTF-8 JSON nested at most {jsonbound.MAX_DEPTH} deep, without duplicate "
                     "names, NaN or lone surrogates; time, start and end are integers 0 to "
                     f"{INT64_MAX}. Each refusal names its limit (`reason` json, or the field).",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["change", "owner", "signature"],
-                                    "properties": {
-                                        "change": {"type": "object"},
-                                        "owner": HEX32,
-                                        "signature": HEX,
-                                    },
-                                }
-                            }
-                        },
-                    },
+                    "requestBody": SIGNED_CHANGE,
                     "responses": {
-                        "201": _json(
-                            "Applied",
-                            {
-                                "type": "object",
-                                "required": ["log_index"],
-                                "properties": {"log_index": {"type": "integer"}},
-                            },
-                        ),
+                        "201": APPLIED,
                         "400": BAD,
                         "403": _problem("Unknown owner or bad signature"),
                         "404": NOT_FOUND,
@@ -409,6 +404,7 @@ def document() -> dict[str, Any]:
             },
             **_event_paths(),
             **_receipt_paths(receipt),
+            **_config_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -441,6 +437,70 @@ def document() -> dict[str, Any]:
                         "reason": {"type": "string"},
                     },
                 }
+            }
+        },
+    }
+
+
+def _config_paths() -> dict[str, Any]:
+    """POST /v1/config, GET /v1/config/owners and GET /v1/registry/entries (docs/protocol.md,
+    "Configuration entries")."""
+    index = {"type": "integer", "minimum": 0, "maximum": MAX_INDEX}
+    entries = {
+        "type": "object",
+        "required": ["entries"],
+        "properties": {
+            "entries": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "entry"],
+                    "properties": {"index": index, "entry": HEX},
+                },
+            }
+        },
+    }
+    return {
+        "/v1/config": {
+            "post": {
+                "summary": "Add or remove an owner (signed by a current owner)",
+                "description": f"The body is at most {config_entry.MAX_REQUEST_BYTES} bytes of "
+                f"bounded JSON (as /v1/registry's). The change's op is {config_entry.ADD} or "
+                f"{config_entry.REMOVE}; the bootstrap is written by `cloud serve`, never posted.",
+                "requestBody": SIGNED_CHANGE,
+                "responses": {
+                    "201": APPLIED,
+                    "400": BAD,
+                    "403": _problem("The signer is not an owner, or a bad signature"),
+                    "409": _problem("Replayed, an owner already, not an owner, the last owner"),
+                    "413": _problem(f"Body over {config_entry.MAX_REQUEST_BYTES} bytes"),
+                },
+            }
+        },
+        "/v1/config/owners": {
+            "get": {
+                "summary": "The owner keys after the log's last configuration entry",
+                "responses": {
+                    "200": _json(
+                        "Owners",
+                        {
+                            "type": "object",
+                            "required": ["owners"],
+                            "properties": {"owners": {"type": "array", "items": HEX32}},
+                        },
+                    )
+                },
+            }
+        },
+        "/v1/registry/entries": {
+            "get": {
+                "summary": "Registry (0x02) and configuration (0x06) entries, oldest first",
+                "description": "A page of at most 500 entries with their log indices, within "
+                "the latest checkpoint; ask again with `after` = the last index seen.",
+                "parameters": [
+                    _query("after", "Only entries with a larger log index", maximum=MAX_INDEX)
+                ],
+                "responses": {"200": _json("Entries", entries), "400": BAD},
             }
         },
     }

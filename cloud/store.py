@@ -236,6 +236,30 @@ class Store(Protocol):
         (index of the first, new log size)."""
         ...
 
+    # -- configuration: the owners -------------------------------------------------------
+
+    async def owners(self) -> frozenset[bytes]:
+        """The owner set after the log's last configuration entry (empty: none yet)."""
+        ...
+
+    async def rebuild_owners(self) -> frozenset[bytes]:
+        """Derive the owner set again from the log's configuration entries (under the write
+        lock), store it and return it: the owners table is a cache of the log, rebuilt at
+        start. Raises ConfigError if the logged entries do not fold (a tampered log)."""
+        ...
+
+    async def append_config(self, entry: bytes) -> int:
+        """Append a configuration entry (gateway/config_entry.py) and update the owner set
+        in one transaction; return its log index. Raises StoreConflict("replayed") or
+        ConfigError (no authority, a rule broken): checked under the log's write lock, as
+        every registry entry's owner is (`_append_once` in the stores)."""
+        ...
+
+    async def authority_entries(self, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` (log index, entry) of registry and configuration entries with
+        after < index < end, in log order."""
+        ...
+
     # -- the registry ---------------------------------------------------------------------
 
     async def register_gateway(
@@ -243,8 +267,9 @@ class Store(Protocol):
     ) -> int | None:
         """Register (or move) a gateway; `entry`, if given, is appended to the log in the
         same transaction (a signed registry change) and its log index returned. Raises
-        StoreConflict("replayed") if the log holds that entry already: the check and the
-        append are one transaction under the log's write lock."""
+        StoreConflict("replayed") if the log holds that entry already, ConfigError if its
+        owner is not an owner at that point of the log: the checks and the append are one
+        transaction under the log's write lock."""
         ...
 
     async def register_device(

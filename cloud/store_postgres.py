@@ -40,6 +40,7 @@ from cloud.store import (
     sighting_json,
 )
 from cloud.tlog import NodeKey
+from gateway import config_entry
 from gateway.event import Event
 
 SCHEMA_VERSION = 2  # 2: readings stored once by (box, seq) (leaves, equivocations)
@@ -136,6 +137,16 @@ CREATE TABLE IF NOT EXISTS gateway_events (
     PRIMARY KEY (gateway, seq)
 );
 """
+# The owner set and the index of authority entries (registry, configuration) came after
+# too: created where missing, like the events table.
+CONFIG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS owners (
+    key bytea PRIMARY KEY                -- the owner set after the log's last config entry
+);
+CREATE TABLE IF NOT EXISTS authority_entries (
+    idx bigint PRIMARY KEY               -- log index of a registry (0x02) or config (0x06) entry
+);
+"""
 # Cosigned checkpoints (cosigned receipts) came later too: created where missing.
 COSIGNED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
@@ -196,6 +207,7 @@ class PostgresStore:
                     if got != SCHEMA_VERSION:
                         raise SchemaVersionError(got)
                 await conn.execute(EVENTS_SCHEMA)
+                await conn.execute(CONFIG_SCHEMA)
                 await conn.execute(COSIGNED_SCHEMA)
         except BaseException:
             await pool.close()
@@ -240,6 +252,40 @@ class PostgresStore:
     async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
         async with self._write() as conn:
             return await _append(conn, entries)
+
+    # -- configuration: the owners -------------------------------------------------------
+
+    async def owners(self) -> frozenset[bytes]:
+        async with self.pool.acquire() as conn:
+            return await _owners(conn)
+
+    async def rebuild_owners(self) -> frozenset[bytes]:
+        async with self._write() as conn:
+            rows = await conn.fetch(
+                "SELECT e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
+                "ORDER BY a.idx"
+            )
+            owners = config_entry.owners_of(bytes(r["entry"]) for r in rows)
+            await _set_owners(conn, owners)
+        return owners
+
+    async def append_config(self, entry: bytes) -> int:
+        async with self._write() as conn:
+            index = await _append_once(conn, entry)
+        assert index is not None
+        return index
+
+    async def authority_entries(self, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT e.idx, e.entry FROM authority_entries a "
+                "JOIN log_entries e ON e.idx = a.idx "
+                "WHERE a.idx > $1 AND a.idx < $2 ORDER BY a.idx LIMIT $3",
+                after,
+                end,
+                limit,
+            )
+        return [(r["idx"], bytes(r["entry"])) for r in rows]
 
     # -- the registry ---------------------------------------------------------------------
 
@@ -599,8 +645,24 @@ async def _append_once(conn: asyncpg.Connection, entry: bytes | None) -> int | N
     leaf = tlog.entry_leaf(entry)
     if await conn.fetchval("SELECT 1 FROM log_entries WHERE leaf_hash = $1", leaf) is not None:
         raise StoreConflict("replayed", "this signed request was applied before")
+    before = after = await _owners(conn)
+    if entry[0] in tlog.AUTHORITY_KINDS:
+        after = config_entry.next_owners(before, entry)  # raises ConfigError
     index, _ = await _append(conn, [entry])
+    if entry[0] in tlog.AUTHORITY_KINDS:
+        await conn.execute("INSERT INTO authority_entries (idx) VALUES ($1)", index)
+    if after != before:
+        await _set_owners(conn, after)
     return index
+
+
+async def _set_owners(conn: asyncpg.Connection, owners: frozenset[bytes]) -> None:
+    await conn.execute("DELETE FROM owners")
+    await conn.executemany("INSERT INTO owners (key) VALUES ($1)", [(k,) for k in owners])
+
+
+async def _owners(conn: asyncpg.Connection) -> frozenset[bytes]:
+    return frozenset(r["key"] for r in await conn.fetch("SELECT key FROM owners"))
 
 
 async def _insert_leaves(

@@ -34,6 +34,7 @@ from cloud.store import (
     sighting_json,
 )
 from cloud.tlog import NodeKey
+from gateway import config_entry
 from gateway.event import Event
 from gateway.spool import Immediate
 
@@ -124,6 +125,12 @@ CREATE TABLE IF NOT EXISTS gateway_events (
     kind        TEXT NOT NULL,
     received_at REAL NOT NULL,
     PRIMARY KEY (gateway, seq)
+);
+CREATE TABLE IF NOT EXISTS owners (
+    key BLOB PRIMARY KEY                 -- the owner set after the log's last config entry
+);
+CREATE TABLE IF NOT EXISTS authority_entries (
+    idx INTEGER PRIMARY KEY              -- log index of a registry (0x02) or config (0x06) entry
 );
 CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
     size         INTEGER PRIMARY KEY,  -- the checkpoint's tree size
@@ -242,8 +249,48 @@ class SqliteDb:
             return None
         if self.find_entry(tlog.entry_leaf(entry)) is not None:
             raise StoreConflict("replayed", "this signed request was applied before")
+        before = after = self.owners()
+        if entry[0] in tlog.AUTHORITY_KINDS:
+            after = config_entry.next_owners(before, entry)  # raises ConfigError
         index, _ = self._append([entry])
+        if entry[0] in tlog.AUTHORITY_KINDS:
+            self.db.execute("INSERT INTO authority_entries (idx) VALUES (?)", (index,))
+        if after != before:
+            self._set_owners(after)
         return index
+
+    # -- configuration: the owners -------------------------------------------------------
+
+    def owners(self) -> frozenset[bytes]:
+        return frozenset(k for (k,) in self.db.execute("SELECT key FROM owners"))
+
+    def _set_owners(self, owners: frozenset[bytes]) -> None:
+        self.db.execute("DELETE FROM owners")
+        self.db.executemany("INSERT INTO owners (key) VALUES (?)", [(k,) for k in owners])
+
+    def rebuild_owners(self) -> frozenset[bytes]:
+        with self._write():
+            rows = self.db.execute(
+                "SELECT e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
+                "ORDER BY a.idx"
+            )
+            owners = config_entry.owners_of(bytes(e) for (e,) in rows)
+            self._set_owners(owners)
+        return owners
+
+    def append_config(self, entry: bytes) -> int:
+        with self._write():
+            index = self._append_once(entry)
+        assert index is not None
+        return index
+
+    def authority_entries(self, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.db.execute(
+            "SELECT e.idx, e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
+            "WHERE a.idx > ? AND a.idx < ? ORDER BY a.idx LIMIT ?",
+            (after, end, limit),
+        )
+        return [(i, bytes(e)) for i, e in rows]
 
     def register_gateway(self, key: bytes, site: str, entry: bytes | None = None) -> int | None:
         with self._write():
@@ -556,6 +603,18 @@ class SqliteStore:
 
     async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
         return await self._run(self.db.append, entries)
+
+    async def owners(self) -> frozenset[bytes]:
+        return await self._run(self.db.owners)
+
+    async def rebuild_owners(self) -> frozenset[bytes]:
+        return await self._run(self.db.rebuild_owners)
+
+    async def append_config(self, entry: bytes) -> int:
+        return await self._run(self.db.append_config, entry)
+
+    async def authority_entries(self, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:
+        return await self._run(self.db.authority_entries, after, end, limit)
 
     async def register_gateway(
         self, key: bytes, site: str, entry: bytes | None = None

@@ -5,9 +5,11 @@ any size are read from stored nodes (gateway.merkle.StoredTree), never rebuilt.
 A log entry is a kind byte and its payload:
 
     0x01  batch header     the gateway's signed 181-byte batch header (gateway/batch.py)
-    0x02  registry change  an owner's signed registry change (cloud/registry.py)
+    0x02  registry change  an owner's signed registry change (gateway/registry_change.py)
     0x05  gateway event    a gateway's signed event record: signature || RFC 8785 JSON
                            (gateway/event.py)
+    0x06  configuration    the owners' bootstrap and signed owner changes
+                           (gateway/config_entry.py)
 
 (contract transactions get kinds of their own when they arrive).
 The leaf of an entry is RFC 6962's SHA-256(0x00 || entry bytes).
@@ -18,14 +20,21 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable
 from typing import Protocol, TypeVar
 
-from gateway import batch, event
+from gateway import batch, config_entry, event, registry_change
 from gateway.merkle import StoredTree
 from gateway.rfc6962 import leaf_hash, node_hash
 
 ENTRY_BATCH = 0x01
-ENTRY_REGISTRY = 0x02
+ENTRY_REGISTRY = registry_change.ENTRY_REGISTRY
 ENTRY_EVENT = 0x05
-KINDS = {ENTRY_BATCH: "batch", ENTRY_REGISTRY: "registry", ENTRY_EVENT: "event"}
+ENTRY_CONFIG = config_entry.ENTRY_CONFIG
+KINDS = {
+    ENTRY_BATCH: "batch",
+    ENTRY_REGISTRY: "registry",
+    ENTRY_EVENT: "event",
+    ENTRY_CONFIG: "config",
+}
+AUTHORITY_KINDS = frozenset({ENTRY_REGISTRY, ENTRY_CONFIG})  # checked against the owners
 T = TypeVar("T")
 NodeKey = tuple[int, int]  # (level, index): leaves [index * 2**level, (index + 1) * 2**level)
 

@@ -54,6 +54,7 @@ from cloud.verify_receipt import (
     report_json,
     verify_receipt,
 )
+from device.cli import hex_bytes
 from device.topics import ID_BYTES
 from gateway.cosigned_receipt import ReceiptError
 
@@ -195,6 +196,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cloud.add_argument(
         "--readings", action="store_true", help="also download and check every batch's readings"
     )
+    cloud.add_argument(
+        "--owner",
+        type=hex_bytes,
+        action="append",
+        metavar="KEY|@FILE",
+        help="a first owner key, pinned: the log's owner bootstrap must name exactly these; "
+        "repeatable (default: the bootstrap is not checked against pinned keys)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -219,7 +228,7 @@ def _misused(args: argparse.Namespace) -> str | None:
     """Return why the argument combination is wrong, or None."""
     if [args.bundle, args.cloud, args.receipt].count(None) != 2:
         return "give one of BUNDLE.json, --cloud URL or --receipt FILE"
-    follow_options = ("--state", "--once", "--interval", "--readings")
+    follow_options = ("--state", "--once", "--interval", "--readings", "--owner")
     if args.receipt is not None:
         used = _given(args, "--device", *follow_options)
         if used:
@@ -247,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
                 args.state or default_state_path(args.cloud),
                 log_vkey=args.log_vkey,
                 readings=args.readings,
+                owners=args.owner,
                 once=args.once,
                 interval_s=args.interval or DEFAULT_INTERVAL_S,
             )

@@ -44,7 +44,8 @@ class AiomqttLink:
 
     async def connect(self, timeout: float = 10) -> None:
         try:
-            await asyncio.wait_for(self._client.__aenter__(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: device/aio.py says why
+                await self._client.__aenter__()
         except aiomqtt.MqttError as e:
             raise OSError(f"MQTT connect failed: {e}") from e
         self.connected = True

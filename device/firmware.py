@@ -32,7 +32,7 @@ import json
 import random
 from binascii import unhexlify
 
-from device import ack, cert, reading, schnorr, topics
+from device import ack, aio, cert, reading, schnorr, topics
 from device.backlog import MISSING_MAX, Backlog
 from device.sensor import Sensor
 from device.seqstore import SeqStore
@@ -281,7 +281,7 @@ class Box:
                 continue
             self._new.clear()
             try:
-                await asyncio.wait_for(self._new.wait(), POLL_S)
+                await aio.wait_for(self._new.wait(), POLL_S)
             except asyncio.TimeoutError:
                 pass
             silent = self.board.monotonic() - self._last_ack
@@ -320,7 +320,7 @@ class Box:
             # wait a moment for it, so what was stored is not sent again.
             if len(self.backlog):
                 try:
-                    await asyncio.wait_for(self._got_ack.wait(), ACK_WAIT_S)
+                    await aio.wait_for(self._got_ack.wait(), ACK_WAIT_S)
                 except asyncio.TimeoutError:
                     pass
             self._sent = self.backlog.head  # whatever was not acknowledged goes again
@@ -385,7 +385,7 @@ class Box:
             try:
                 if await self.board.network_up():
                     budget = max(10, self.cfg["ack_timeout_s"])
-                    await asyncio.wait_for(self.session(until_empty=True), budget)
+                    await aio.wait_for(self.session(until_empty=True), budget)
                     flushed = not len(self.backlog)
             except Exception as e:  # broker or network down: keep measuring, try later
                 self.board.log("flush failed: %r" % (e,))

@@ -24,6 +24,7 @@ PACKAGE = Path(__file__).resolve().parent
 FIRMWARE = (
     "__init__.py",
     "ack.py",
+    "aio.py",
     "backlog.py",
     "cert.py",
     "bip340.py",

@@ -18,6 +18,8 @@ their acknowledgement could only be read after it returns (start a task for them
 import asyncio
 import struct
 
+from device import aio
+
 try:
     from micropython import const
 except ImportError:  # CPython: const() only marks compile-time constants on MicroPython.
@@ -249,7 +251,7 @@ class MQTTClient:
         self._wlock = asyncio.Lock()
         self._closed = asyncio.Event()
         try:
-            present = await asyncio.wait_for(self._handshake(), timeout)
+            present = await aio.wait_for(self._handshake(), timeout)
         except BaseException as e:  # also TimeoutError and CancelledError: never leak a socket
             self._lost(e)
             if self._writer is not None:
@@ -310,12 +312,12 @@ class MQTTClient:
         if apart is None:
             pkt[off + 2 * qos :] = payload
         if qos == 0:
-            await asyncio.wait_for(self._send(pkt, apart), timeout)
+            await aio.wait_for(self._send(pkt, apart), timeout)
             return
         pid, entry = self._reserve(_PUBACK)
         struct.pack_into("!H", pkt, off, pid)
         try:
-            await asyncio.wait_for(self._exchange(entry, pkt, apart), timeout)
+            await aio.wait_for(self._exchange(entry, pkt, apart), timeout)
         finally:
             self._release(pid, entry)
         self._result(entry)
@@ -337,7 +339,7 @@ class MQTTClient:
         pkt[off + 4 : off + 4 + len(tb)] = tb
         pkt[-1] = qos
         try:
-            await asyncio.wait_for(self._exchange(entry, pkt, None), timeout)
+            await aio.wait_for(self._exchange(entry, pkt, None), timeout)
         finally:
             self._release(pid, entry)
         rc = self._result(entry)
@@ -543,7 +545,7 @@ class MQTTClient:
                     wait = ka - ticks_diff(now, self._last_tx)
                     if wait <= 0:
                         sent, seen = now, self._rx_count
-                        await asyncio.wait_for(self._send(_PINGREQ_PACKET), self._keepalive)
+                        await aio.wait_for(self._send(_PINGREQ_PACKET), self._keepalive)
                         wait = ka
                 await asyncio.sleep(wait / 1000)
         except asyncio.CancelledError:

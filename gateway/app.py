@@ -2,7 +2,9 @@
 
 The data folder holds everything the gateway owns:
     gateway.key      its BIP-340 secret (created on first start, mode 0600)
-    registry.json    the box registry (TinyDB; `pharmasync gateway boxes ...` edits it)
+    registry.json    the box registry (TinyDB): followed from the cloud with [registry]
+                     follow = true; `pharmasync gateway boxes ...` edits it for bootstrap
+    registry_follow.json  what the registry follower verified (gateway/registry_follow.py)
     spool.sqlite     readings and batches (WAL)
     quarantine.sqlite  rejected messages kept as evidence, in a budget of their own
     notify.sqlite    alarms, who was told when, acknowledgements (gateway/escalation.py)
@@ -25,6 +27,7 @@ from gateway.ble import BleakTransport, BleIngest
 from gateway.escalation import AlarmStore, Escalation
 from gateway.ingest_mqtt import MqttIngest
 from gateway.registry import Registry
+from gateway.registry_follow import RegistryFollower
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.spool import Spool
@@ -152,6 +155,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         )
         tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
         tasks.append(asyncio.create_task(escalation.run(), name="escalation"))
+        if settings.registry.follow:
+            rt.registry_follow = RegistryFollower(settings, registry)
+            tasks.append(asyncio.create_task(rt.registry_follow.run(), name="registry"))
         if rt.uplink is not None:
             tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
         else:

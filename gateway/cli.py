@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "add",
         help="register a box (or update it)",
         description="Register a box by its public key, or by the folder `pharmasync device "
-        "provision` made for it (its config.json holds the key and label).",
+        "provision` made for it (its config.json holds the key and label). With [registry] "
+        "follow = true the cloud's registry is the authority: local edits are for bootstrap "
+        "and for the fields the cloud does not set (zone, lot, BLE address, profile).",
         epilog=examples(
             f"{BOXES} add {BOX} --zone 'cold room A' --lot LOT-42",
             f"{BOXES} add {BOX} --label 'Cold room A, shelf 2' --profile default",

@@ -70,6 +70,17 @@ class UplinkSettings:
 
 
 @dataclass(frozen=True)
+class RegistrySettings:
+    """[registry]: follow the cloud's registry (gateway/registry_follow.py)."""
+
+    follow: bool = False  # fetch the cloud's registry ([uplink] url) and apply this site's
+    interval_s: float = 60.0  # between fetches
+    # The first owner keys, pinned out of band (hex): the log's bootstrap must name exactly
+    # these; every later change is checked from the log alone.
+    owners: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
 class StatusSettings:
     host: str = "127.0.0.1"
     port: int = 8470  # 0 disables the status page and /metrics
@@ -129,6 +140,7 @@ class Settings:
     uplink: UplinkSettings = field(default_factory=UplinkSettings)
     status: StatusSettings = field(default_factory=StatusSettings)
     events: EventSettings = field(default_factory=EventSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
     # alarm profiles by name; boxes name theirs in the registry ("default" unless set)
     alarms: dict[str, AlarmProfile] = field(default_factory=lambda: {"default": AlarmProfile()})
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())
@@ -168,6 +180,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("status", "port"): (0, 65535),
     ("events", "status_interval_s"): (0, 86400),
     ("events", "page_size"): (1, event.MAX_PAGE),
+    ("registry", "interval_s"): (0.05, 86400),
 }
 
 
@@ -218,7 +231,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
     gw = raw.get("gateway")
     if not isinstance(gw, dict):
         raise SettingsError("[gateway]: missing; want site = ... and data_dir = ...")
-    unknown = set(raw) - {"gateway", "alarms", "notify", "escalation", *_SECTIONS}
+    unknown = set(raw) - {"gateway", "alarms", "notify", "escalation", "registry", *_SECTIONS}
     if unknown:
         raise SettingsError(f"unknown table(s): {', '.join(sorted(unknown))}")
     site = gw.get("site")
@@ -261,6 +274,7 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         except (AlarmError, TypeError) as e:
             raise SettingsError(f"[alarms.{name}] {e}") from None
     notify = _notify(raw.get("notify", {}), raw.get("escalation", []))
+    registry = _registry(raw.get("registry", {}), url)
     return Settings(
         site=site,
         data_dir=base / data_dir,
@@ -268,8 +282,41 @@ def from_dict(raw: dict[str, Any], base: Path = Path(".")) -> Settings:
         certificate=base / cert if cert else None,
         alarms=alarms,
         notify=notify,
+        registry=registry,
         **sections,
     )
+
+
+def _registry(raw: Any, uplink_url: str) -> RegistrySettings:
+    """Return RegistrySettings from the [registry] table. Raises SettingsError naming the
+    first bad option: following needs an [uplink] url and at least one pinned owner."""
+    if not isinstance(raw, dict):
+        raise SettingsError(f"[registry]: got {type(raw).__name__}, want a table")
+    owners = _hex_keys(raw.get("owners", []), "[registry] owners")
+    plain = {k: v for k, v in raw.items() if k != "owners"}
+    base: RegistrySettings = _section("registry", RegistrySettings, plain)
+    if base.follow and not uplink_url:
+        raise SettingsError("[registry] follow: needs [uplink] url, the cloud to follow")
+    if base.follow and not owners:
+        raise SettingsError("[registry] follow: needs owners = [the first owner keys, hex]")
+    return replace(base, owners=owners)
+
+
+def _hex_keys(keys: Any, where: str) -> tuple[bytes, ...]:
+    """Return a TOML list of x-only keys (64 hex characters each). Raises SettingsError
+    naming `where` and the first bad key."""
+    if not isinstance(keys, list):
+        raise SettingsError(f"{where}: got {keys!r}, want a list of hex keys")
+    out = []
+    for k in keys:
+        try:
+            key = bytes.fromhex(k) if isinstance(k, str) else b""
+        except ValueError:
+            key = b""
+        if len(key) != 32:
+            raise SettingsError(f"{where}: got {k!r}, want 64 hex characters")
+        out.append(key)
+    return tuple(out)
 
 
 _NOTIFY_SCALARS = ("targets", "levels", "ack_keys")  # not plain options: parsed below
@@ -309,18 +356,7 @@ def _notify(raw: Any, raw_levels: Any) -> NotifySettings:
             raise SettingsError(f"[notify.targets] {name}: got {where!r}, want {want}")
         if mail and not base.smtp_host:
             raise SettingsError(f"[notify.targets] {name}: an e-mail target needs smtp_host")
-    keys = raw.get("ack_keys", [])
-    if not isinstance(keys, list):
-        raise SettingsError(f"[notify] ack_keys: got {keys!r}, want a list of hex keys")
-    ack_keys = []
-    for k in keys:
-        try:
-            key = bytes.fromhex(k) if isinstance(k, str) else b""
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise SettingsError(f"[notify] ack_keys: got {k!r}, want 64 hex characters")
-        ack_keys.append(key)
+    ack_keys = _hex_keys(raw.get("ack_keys", []), "[notify] ack_keys")
     if not isinstance(raw_levels, list):
         raise SettingsError("[[escalation]]: want an array of tables (after_s, notify)")
     levels: list[EscalationLevel] = []
@@ -339,7 +375,7 @@ def _notify(raw: Any, raw_levels: Any) -> NotifySettings:
         levels.append(EscalationLevel(float(after), tuple(names)))
     if base.retry_max_s < base.retry_min_s:
         raise SettingsError("[notify] retry_max_s: want >= retry_min_s")
-    return replace(base, targets=dict(targets), levels=tuple(levels), ack_keys=tuple(ack_keys))
+    return replace(base, targets=dict(targets), levels=tuple(levels), ack_keys=ack_keys)
 
 
 def load(path: Path) -> Settings:

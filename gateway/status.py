@@ -30,6 +30,7 @@ from device.cli import describe
 from gateway.ble import BleIngest
 from gateway.escalation import AckResult, Escalation
 from gateway.ingest_mqtt import MqttIngest
+from gateway.registry_follow import RegistryFollower
 from gateway.service import Gateway
 from gateway.uplink import Uplink
 
@@ -43,6 +44,7 @@ class Runtime:
     uplink: Uplink | None = None
     ble: BleIngest | None = None
     escalation: Escalation | None = None
+    registry_follow: RegistryFollower | None = None  # [registry] follow = true
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -142,6 +144,7 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
         ],
         "boxes": boxes,
         "notify": None if rt.escalation is None else rt.escalation.snapshot(),
+        "registry_follow": None if rt.registry_follow is None else rt.registry_follow.snapshot(),
     }
 
 
@@ -247,6 +250,13 @@ class _SnapshotCollector:
         yield alarms
         if s["notify"] is not None:
             yield from _notify_metrics(s["notify"])
+        if s["registry_follow"] is not None:
+            refused = CounterMetricFamily(
+                p + "registry_refused", "Cloud registry entries refused", labels=["reason"]
+            )
+            for reason, count in s["registry_follow"]["refused"].items():
+                refused.add_metric([reason], count)
+            yield refused
 
 
 def _notify_metrics(n: dict[str, Any]) -> Iterator[Metric]:

@@ -19,6 +19,7 @@ import pytest
 
 from tests.cloud.conftest import PG_SERVER
 from tests.conftest import Mosquitto, free_port, need_or_skip
+from tests.device.receiver import OWNER, certify_gateway
 
 EXE = Path(sys.executable).parent / "pharmasync"
 
@@ -98,8 +99,13 @@ def test_the_gateway_with_a_busy_status_port_stops_cleanly(
         f'[gateway]\nsite = "s1"\ndata_dir = "gw"\n[mqtt]\nport = {mosquitto.port}\n'
         f"[status]\nport = {busy_port}\n"
     )
-    # Its key first, as when registering it (a first run also logs "created key").
+    # Its key and the owner's certificate of it first, as a site sets it up (a first run
+    # also logs "created key", and one without a certificate warns).
     subprocess.run([str(EXE), "gateway", "key", "--config", str(config)], check=True)
+    cert = certify_gateway(tmp_path / "gw", "s1")
+    config.write_text(config.read_text().replace(
+        'data_dir = "gw"\n', f'data_dir = "gw"\ncertificate = "{cert}"\n'
+    ))  # fmt: skip
     line = fails_in_one_line("gateway", "run", "--config", str(config))
     assert f"status page: cannot listen on 127.0.0.1:{busy_port}: Address already in use" in line
 
@@ -147,7 +153,9 @@ def test_device_run_without_the_sensor_pin_says_so(tmp_path: Path) -> None:
     """This machine has no DHT22 on GPIO 4 (Blinka's generic board has no such pin)."""
     from device import provision
 
-    box = provision.provision(tmp_path / "boxes", "s1", "Cold room A", "127.0.0.1:1883")
+    box = provision.provision(
+        tmp_path / "boxes", "s1", "Cold room A", "127.0.0.1:1883", owner_key=OWNER
+    )
     line = fails_in_one_line("device", "run", "--config", str(box.folder / "config.json"))
     assert "no DHT22 here" in line and "GPIO 4" in line
 
@@ -156,7 +164,7 @@ def test_device_simulate_against_no_broker_fails_at_once(tmp_path: Path) -> None
     started = time.monotonic()
     line = fails_in_one_line(
         "device", "simulate", "--broker", f"127.0.0.1:{free_port()}", "--readings", "2",
-        "--data-dir", str(tmp_path),
+        "--data-dir", str(tmp_path), "--owner-pub", OWNER,
     )  # fmt: skip
     assert "cannot reach the MQTT broker at 127.0.0.1:" in line and "refused" in line
     assert time.monotonic() - started < 10  # not after the boxes' 15 s of trying

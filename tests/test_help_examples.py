@@ -75,6 +75,7 @@ ORDER = [
     ("gateway", "certify"),
     ("cloud", "serve"),
     ("cloud", "register"),
+    ("cloud", "owners"),
     ("device", "provision"),
     ("gateway", "boxes", "add"),
     ("gateway", "boxes", "list"),

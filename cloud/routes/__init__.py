@@ -5,6 +5,7 @@ log.py       /v1/checkpoint, /v1/log/...              the verifiable log
 readings.py  /v1/readings/..., /v1/devices/.../readings   proof bundles, history
 registry.py  /v1/registry, /v1/devices, /v1/gateways  who may send what
 events.py    /v1/events, /v1/gateways/{key}/events    signed gateway events
+config.py    /v1/config, /v1/registry/entries        owners on the log; what gateways follow
 meta.py      /v1/openapi.json, /metrics, /healthz     operations
 evidence.py  /v1/devices/.../equivocations, .../sightings   readings carried again
 

@@ -14,7 +14,7 @@ routes = web.RouteTableDef()
 
 @routes.post("/v1/registry")
 async def post_change(request: web.Request) -> web.Response:
-    """Apply an owner-signed registry change (cloud/registry.py); 201 with its log index."""
+    """Apply an owner-signed registry change (gateway/registry_change.py); 201, its index."""
     body = await json_body(request, registry.MAX_REQUEST_BYTES, "registry request")
     index = await request.app[LEDGER].apply_registry(body)
     return web.json_response({"log_index": index}, status=201)

@@ -21,7 +21,7 @@ from cloud import registry, tlog
 from cloud.checkpoint import Checkpoint, sign_checkpoint
 from cloud.note import Signer
 from device import reading, schnorr
-from gateway import batch, merkle
+from gateway import batch, config_entry, merkle
 
 ORIGIN = "ledger.test/log"
 T0 = 1_793_620_800  # 2026-11-02 12:00:00 UTC
@@ -83,7 +83,23 @@ class Ledger:
     def register(self, change: registry.Change, owner: bytes = OWNER) -> int:
         """Append the owner's signed registry change, as the cloud logs it; return its index."""
         request = registry.sign_request(owner, change)
-        _, entry = registry.open_request(request, {schnorr.pubkey(owner)}, now=change.time)
+        _, entry = registry.open_request(request, None, now=change.time)
+        self.entries.append(entry)
+        self.readings.append([])
+        return len(self.entries) - 1
+
+    def bootstrap(self, owners: tuple[bytes, ...] = (OWNER,)) -> int:
+        """Append the owners' bootstrap (secret keys given), as `cloud serve` writes it."""
+        keys = [schnorr.pubkey(o) for o in owners]
+        self.entries.append(config_entry.bootstrap_entry(keys, T0))
+        self.readings.append([])
+        return len(self.entries) - 1
+
+    def change_owner(self, op: str, key: bytes, signer: bytes = OWNER, time: int = T0) -> int:
+        """Append an owner change (op config_entry.ADD or REMOVE of the x-only `key`) signed
+        by the secret `signer`, unchecked (a lying log may log anything); return its index."""
+        request = config_entry.sign_request(signer, config_entry.ConfigChange(op, time, key=key))
+        _, entry = config_entry.open_request(request, now=time)
         self.entries.append(entry)
         self.readings.append([])
         return len(self.entries) - 1

@@ -111,7 +111,8 @@ async def test_batches_get_receipts_and_a_resend_gets_the_original(cloud: Cloud)
         cp = open_checkpoint(receipt["checkpoint"], verifier)
         assert cp.size > receipt["log_index"]  # the checkpoint includes the batch
         receipts.append(receipt)
-    assert [r["log_index"] for r in receipts] == [2, 3, 4]  # after the 2 registry entries
+    # after the owners' bootstrap and the 2 registry entries
+    assert [r["log_index"] for r in receipts] == [3, 4, 5]
     header, w = batches[0]
     status, again = await cloud.upload(body(header, w))
     assert status == 200 and again == receipts[0]  # the original receipt, byte for byte
@@ -131,7 +132,7 @@ async def test_each_refusal_is_a_problem_with_its_reason_and_stores_nothing(
     assert (status, problem["reason"]) == (want_status, reason)
     assert set(problem) >= {"type", "title", "status", "detail", "reason"}
     _, entries = await cloud.get("/v1/log/entries", start=0)
-    assert len(entries["entries"]) == 2  # the registry changes only
+    assert len(entries["entries"]) == 3  # the owners' bootstrap and registry changes only
     _, metrics = await cloud.get("/metrics")
     assert f'pharmasync_refused_total{{reason="{reason}"}} 1.0' in metrics.decode()
 
@@ -156,7 +157,7 @@ async def test_a_proof_bundle_verifies_by_hand(cloud: Cloud) -> None:
     entry = bytes.fromhex(b["log"]["entry"])
     assert tlog.parse_entry(entry) == ("batch", header.encode())
     cp = open_checkpoint(b["checkpoint"], Verifier.parse(b["log_vkey"]))
-    assert cp.size == b["log"]["size"] == 4
+    assert cp.size == b["log"]["size"] == 5
     merkle.verify_inclusion(
         entry,
         b["log"]["index"],
@@ -176,25 +177,25 @@ async def test_log_endpoints_serve_entries_and_proofs(cloud: Cloud) -> None:
         assert (await cloud.upload(body(header, w)))[0] == 201
     _, page = await cloud.get("/v1/log/entries", start=0, end=100)
     entries = [bytes.fromhex(e) for e in page["entries"]]
-    assert len(entries) == 7 and [e[0] for e in entries] == [2, 2, 1, 1, 1, 1, 1]
+    assert len(entries) == 8 and [e[0] for e in entries] == [6, 2, 2, 1, 1, 1, 1, 1]
     tree = merkle.MerkleTree(entries)
     _, text = await cloud.get("/v1/checkpoint")
-    assert f"\n7\n{base64.b64encode(tree.root()).decode()}\n" in text.decode()
-    _, inc = await cloud.get("/v1/log/proof/inclusion", index=3, size=6)
-    assert inc["proof"] == [h.hex() for h in tree.inclusion_proof(3, 6)]
-    assert inc["leaf_hash"] == tlog.entry_leaf(entries[3]).hex()
+    assert f"\n8\n{base64.b64encode(tree.root()).decode()}\n" in text.decode()
+    _, inc = await cloud.get("/v1/log/proof/inclusion", index=4, size=7)
+    assert inc["proof"] == [h.hex() for h in tree.inclusion_proof(4, 7)]
+    assert inc["leaf_hash"] == tlog.entry_leaf(entries[4]).hex()
     _, by_hash = await cloud.get("/v1/log/proof/inclusion", hash=inc["leaf_hash"])
-    assert by_hash["index"] == 3 and by_hash["size"] == 7
-    _, cons = await cloud.get("/v1/log/proof/consistency", old=2, new=7)
-    assert cons["proof"] == [h.hex() for h in tree.consistency_proof(2, 7)]
-    status, raw = await cloud.get("/v1/log/entries/3/readings")
+    assert by_hash["index"] == 4 and by_hash["size"] == 8
+    _, cons = await cloud.get("/v1/log/proof/consistency", old=3, new=8)
+    assert cons["proof"] == [h.hex() for h in tree.consistency_proof(3, 8)]
+    status, raw = await cloud.get("/v1/log/entries/4/readings")
     assert status == 200 and raw == b"".join(batches[1][1])
     for path, params, reason in [
-        ("/v1/log/proof/inclusion", {"index": 7}, "index"),
-        ("/v1/log/proof/inclusion", {"index": 0, "size": 8}, "size"),
+        ("/v1/log/proof/inclusion", {"index": 8}, "index"),
+        ("/v1/log/proof/inclusion", {"index": 0, "size": 9}, "size"),
         ("/v1/log/proof/inclusion", {"index": "x"}, "index"),
-        ("/v1/log/proof/consistency", {"old": 8}, "old"),
-        ("/v1/log/entries", {"start": 7}, "range"),
+        ("/v1/log/proof/consistency", {"old": 9}, "old"),
+        ("/v1/log/entries", {"start": 8}, "range"),
         ("/v1/log/entries/0/readings", {}, "not a batch"),
     ]:
         status, problem = await cloud.get(path, **params)
@@ -286,7 +287,7 @@ async def test_a_restart_continues_the_log_consistently(
             new.root_hash,
             [bytes.fromhex(h) for h in cons["proof"]],
         )
-        assert (old.size, new.size) == (4, 6)
+        assert (old.size, new.size) == (5, 7)
     finally:
         await session.close()
         await server.close()
@@ -299,4 +300,4 @@ async def test_verifying_a_large_batch_does_not_block_other_requests(cloud: Clou
     status, health = await cloud.get("/healthz")
     assert status == 200 and not upload.done(), "the event loop answered while verifying"
     assert (await upload)[0] == 201
-    assert health["log_size"] == 2  # the batch was not in yet
+    assert health["log_size"] == 3  # the batch was not in yet

@@ -58,12 +58,13 @@ async def test_each_event_is_one_log_entry_and_a_resend_gets_the_same_indexes(
     first = events(range(3))
     status, answer = await post(cloud, event.page(first))
     assert status == 201, answer
-    # After the two registry entries of the fixture, one entry per event, in seq order.
+    # After the owners' bootstrap and the two registry entries of the fixture, one entry
+    # per event, in seq order.
     assert answer == {
         "gateway": GATEWAY.hex(),
-        "events": [{"seq": s, "log_index": 2 + s} for s in range(3)],
+        "events": [{"seq": s, "log_index": 3 + s} for s in range(3)],
     }
-    _, listed = await cloud.get("/v1/log/entries", start=2, end=5)
+    _, listed = await cloud.get("/v1/log/entries", start=3, end=6)
     assert [bytes.fromhex(e) for e in listed["entries"]] == [
         tlog.event_entry(ev.encode()) for ev in first
     ]
@@ -71,19 +72,19 @@ async def test_each_event_is_one_log_entry_and_a_resend_gets_the_same_indexes(
 
     status, again = await post(cloud, event.page(first))
     assert (status, again) == (200, answer)  # exactly once: nothing appended
-    assert await log_size(cloud) == 5
+    assert await log_size(cloud) == 6
 
     overlap = first[1:] + events(range(3, 5))  # a resend after a lost answer, plus new ones
     status, mixed = await post(cloud, event.page(overlap))
     assert status == 201
-    assert [e["log_index"] for e in mixed["events"]] == [3, 4, 5, 6]
-    assert await log_size(cloud) == 7
+    assert [e["log_index"] for e in mixed["events"]] == [4, 5, 6, 7]
+    assert await log_size(cloud) == 8
 
     status, got = await cloud.get(f"/v1/gateways/{GATEWAY.hex()}/events")
     assert status == 200 and [e["seq"] for e in got["events"]] == [0, 1, 2, 3, 4]
     for item in got["events"]:
         ev = event.from_wire({"event": item["event"], "signature": item["signature"]})
-        assert ev.verify_signature() and item["log_index"] == 2 + ev.seq
+        assert ev.verify_signature() and item["log_index"] == 3 + ev.seq
     _, after = await cloud.get(f"/v1/gateways/{GATEWAY.hex()}/events", after=2, limit=1)
     assert [e["seq"] for e in after["events"]] == [3]
 
@@ -97,7 +98,7 @@ async def test_concurrent_copies_of_a_page_store_it_once(cloud: Cloud) -> None:
     answers = await asyncio.gather(*(post(cloud, page) for _ in range(8)))
     assert sorted(status for status, _ in answers) == [200] * 7 + [201]
     assert len({json.dumps(a) for _, a in answers}) == 1
-    assert await log_size(cloud) == 2 + 4
+    assert await log_size(cloud) == 3 + 4
 
 
 OTHER = bytes(31) + b"\x63"  # a key no owner registered
@@ -177,7 +178,7 @@ async def test_bodies_that_are_not_pages_are_refused_before_parsing(
         assert len(data) > MAX_BODY or status != 413
         got, problem = await cloud.post("/v1/events", data, ctype)
         assert (got, problem["reason"]) == (status, reason), problem
-    assert await log_size(cloud) == 2
+    assert await log_size(cloud) == 3
 
 
 async def test_reading_events_of_an_unknown_gateway_or_with_bad_parameters(

@@ -246,7 +246,7 @@ async def test_twenty_concurrent_uploads_of_one_batch_give_one_201(
         }
         assert totals == {"batches": 1, "readings": 50, "resends": 19, "duplicate_readings": 0}
         _, entries = await clouds[-1].get("/v1/log/entries", start=0)
-        assert len(entries["entries"]) == 3  # two registry changes and the batch, once
+        assert len(entries["entries"]) == 4  # bootstrap, two registry changes, the batch once
     finally:
         for server, session in servers:
             await session.close()
@@ -266,7 +266,7 @@ async def test_a_header_seq_beyond_the_databases_is_a_400_naming_it(cloud: Cloud
         status, problem = await cloud.upload(bytes(forged))
         assert (status, problem["reason"]) == (400, "seq"), problem
     _, entries = await cloud.get("/v1/log/entries", start=0)
-    assert len(entries["entries"]) == 4  # the registry changes only
+    assert len(entries["entries"]) == 5  # the owners' bootstrap and registry changes only
     # The largest integer is no log index (a log size is at most that): refused where it
     # enters, so its index + 1 never reaches SQL.
     status, problem = await cloud.get(f"/v1/log/entries/{DB_INT_MAX}/readings")

@@ -328,8 +328,10 @@ async def test_a_bad_entry_raises_bad_entry(
 
 
 def registered() -> Ledger:
-    """A ledger that opens, as the cloud's does, with the owner's registry changes."""
+    """A ledger that opens, as the cloud's does, with the owners' bootstrap and the owner's
+    registry changes."""
     ledger = Ledger()
+    ledger.bootstrap()
     for op, key in (("gateway", GATEWAY), ("gateway", OTHER_GATEWAY), ("box", BOX)):
         label = "fridge" if op == "box" else None
         ledger.register(registry.Change(op, schnorr.pubkey(key), T0, site="w1", label=label))
@@ -355,9 +357,9 @@ async def test_registry_changes_are_checked_and_have_no_readings(
     try:
         api = server.app[API]
         result = await follower(api, session, state_path, readings=True).poll()
-        assert (result.entries, result.readings) == (6, 5)
+        assert (result.entries, result.readings) == (7, 5)
         fetched = [r for r in api.requests if r.endswith("/readings")]
-        assert fetched == ["/v1/log/entries/3/readings", "/v1/log/entries/5/readings"]
+        assert fetched == ["/v1/log/entries/4/readings", "/v1/log/entries/6/readings"]
     finally:
         await server.close()
 
@@ -387,12 +389,13 @@ async def test_a_bad_registry_change_raises_bad_entry(
     server = await serve(registered())
     try:
         api = server.app[API]
-        api.entries[4] = forge(api.ledger.entries[4])
+        api.entries[5] = forge(api.ledger.entries[5])
         alarm = await alarm_of(follower(api, session, state_path))
     finally:
         await server.close()
     assert alarm.alarm is Alarm.BAD_ENTRY and reason in alarm.summary
-    assert alarm.facts == (("entry", "4"), ("owner", schnorr.pubkey(OWNER).hex()))
+    owner = schnorr.pubkey(OWNER).hex()
+    assert alarm.facts == (("entry", "5"), ("signer", owner), ("owners", owner))
 
 
 async def test_a_changed_log_key_is_an_alarm(

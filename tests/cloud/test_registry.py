@@ -18,6 +18,7 @@ from cloud.app import make_app
 from cloud.errors import INT64_MAX
 from cloud.store import Store, StoreConflict
 from device import schnorr
+from gateway import config_entry
 from tests.cloud.test_app import OWNER, settings
 from tests.cloud.test_ingest import BOX
 
@@ -103,7 +104,8 @@ async def test_copies_sent_at_once_to_two_workers_are_applied_once(
                 entries = [bytes.fromhex(e) for e in (await r.json())["entries"]]
             _, entry = registry.open_request(json.loads(request), [schnorr.pubkey(OWNER)])
             assert entries.count(entry) == 1 and entries[index] == entry
-            assert len(entries) == 2  # the box, then this change: nothing else
+            # the owners' bootstrap, the box, then this change: nothing else
+            assert len(entries) == 3 and tlog.parse_entry(entries[0])[0] == "config"
             assert tlog.parse_entry(entries[index])[0] == "registry"
             applied = 0
             for worker in workers:
@@ -132,15 +134,17 @@ async def test_a_store_appends_one_registry_entry_once_however_many_ask(store: S
         registry.sign_request(OWNER, CHANGES["gateway"]), [schnorr.pubkey(OWNER)]
     )
     key = CHANGES["gateway"].key
+    bootstrap = config_entry.bootstrap_entry([schnorr.pubkey(OWNER)], NOW)
+    assert await store.append_config(bootstrap) == 0  # the owner is one on the log
     results = await asyncio.gather(
         *(store.register_gateway(key, "w2", entry) for _ in range(COPIES)), return_exceptions=True
     )
-    assert [r for r in results if isinstance(r, int)] == [0]
+    assert [r for r in results if isinstance(r, int)] == [1]
     conflicts = [r for r in results if not isinstance(r, int)]
     assert len(conflicts) == COPIES - 1
     assert all(isinstance(c, StoreConflict) and c.reason == "replayed" for c in conflicts)
-    assert await store.log_size() == 1 and await store.entries(0, 9) == [entry]
+    assert await store.log_size() == 2 and await store.entries(0, 9) == [bootstrap, entry]
     # Another op carrying the same entry is the same replay.
     with pytest.raises(StoreConflict, match="replayed"):
         await store.register_device(key, "w2", "", entry)
-    assert await store.log_size() == 1
+    assert await store.log_size() == 2

@@ -45,7 +45,7 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
     now = int(time.time())
     await cloud.change(registry.Change("gateway", schnorr.pubkey(GW), now, site="w1"))
     await cloud.change(registry.Change("box", schnorr.pubkey(BOX), now, site="w1", label=""))
-    for header, w in chain(4, 8):  # readings 0-31 in batches at log indices 2-5
+    for header, w in chain(4, 8):  # readings 0-31 in batches at log indices 3-6 (0: the owners)
         assert (await cloud.upload(body(header, w)))[0] == 201
     store = server.app[LEDGER].store
     assert isinstance(store, SqliteStore)
@@ -60,7 +60,7 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
 async def test_an_untouched_ledger_verifies(ledger: Ledger, tmp_path: Path) -> None:
     report = verify_bundle(await ledger.bundle(13), log_vkey=ledger.vkey)
     assert report.reading.seq == 13
-    assert (await ledger.follower(tmp_path / "state.json").poll()).size == 6
+    assert (await ledger.follower(tmp_path / "state.json").poll()).size == 7
 
 
 async def test_an_edited_reading_fails_its_signature(ledger: Ledger) -> None:
@@ -76,10 +76,10 @@ async def test_an_edited_batch_header_fails_and_the_follower_sees_it(
     ledger: Ledger, tmp_path: Path
 ) -> None:
     entry = bytearray(
-        ledger.db.execute("SELECT entry FROM log_entries WHERE idx = 3").fetchone()[0]
+        ledger.db.execute("SELECT entry FROM log_entries WHERE idx = 4").fetchone()[0]
     )
     entry[1 + 40] ^= 0x01  # inside the header: its batch seq
-    ledger.db.execute("UPDATE log_entries SET entry = ? WHERE idx = 3", (bytes(entry),))
+    ledger.db.execute("UPDATE log_entries SET entry = ? WHERE idx = 4", (bytes(entry),))
     with pytest.raises(BundleError) as err:
         verify_bundle(await ledger.bundle(13), log_vkey=ledger.vkey)
     assert err.value.step in (Step.BATCH_HEADER, Step.BATCH_SIGNATURE)
@@ -89,7 +89,7 @@ async def test_an_edited_batch_header_fails_and_the_follower_sees_it(
 
 
 async def test_an_edited_tree_node_fails_inclusion(ledger: Ledger) -> None:
-    # (1, 0) covers log entries 0-1: a sibling on the inclusion path of entry 2 (readings 0-7)
+    # (1, 0) covers log entries 0-1: a sibling on the inclusion path of entry 3 (readings 0-7)
     ledger.db.execute("UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0")
     with pytest.raises(BundleError) as err:
         verify_bundle(await ledger.bundle(3), log_vkey=ledger.vkey)
@@ -100,7 +100,7 @@ async def test_an_edited_edge_node_forks_the_next_checkpoint_for_the_auditor(
     ledger: Ledger, tmp_path: Path
 ) -> None:
     auditor = ledger.follower(tmp_path / "auditor.json")
-    assert (await auditor.poll()).size == 6  # the auditor saw the honest log
+    assert (await auditor.poll()).size == 7  # the auditor saw the honest log
     # (2, 0) covers entries 0-3: every later root of this log is built on it
     ledger.db.execute("UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0")
     now = int(time.time())
@@ -113,7 +113,7 @@ async def test_an_edited_edge_node_forks_the_next_checkpoint_for_the_auditor(
 
 async def test_a_deleted_reading_is_missing_from_its_batch(ledger: Ledger, tmp_path: Path) -> None:
     ledger.db.execute("DELETE FROM leaves WHERE seq = 20")
-    _, raw = await ledger.cloud.get("/v1/log/entries/4/readings")
+    _, raw = await ledger.cloud.get("/v1/log/entries/5/readings")
     assert len(raw) == 7 * 110
     with pytest.raises(Misbehaviour) as alarm:  # --readings re-checks every batch's root
         await ledger.follower(tmp_path / "fresh.json").poll()

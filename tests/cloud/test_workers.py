@@ -97,7 +97,7 @@ async def test_two_workers_share_one_log(tmp_path: Path, postgres_dsn: str) -> N
             proc.wait(timeout=30)
     assert notes[0] == notes[1], "both workers serve the same checkpoint"
     final = open_checkpoint(notes[0], verifier)
-    assert final.size == len(entries) == 3 + 16
+    assert final.size == len(entries) == 4 + 16
     tree = merkle.MerkleTree(entries)
     assert tree.root() == final.root_hash
     headers = [batch.decode(e[1:]) for e in entries if e[0] == 0x01]

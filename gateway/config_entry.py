@@ -1,0 +1,201 @@
+"""Configuration entries (log kind 0x06): who the owners are, on the log itself, and the
+one rule of owner authority that the cloud, the auditor's follower and the gateway apply.
+
+A configuration change travels as JSON, signed by a current owner:
+
+    {"change": {"op": "owner-add", "key": "<hex>", "time": 1767225600},
+     "owner": "<hex x-only key>", "signature": "<hex BIP-340>"}
+
+    op "owners"        owners (sorted hex keys)  the bootstrap: the log's first owners
+    op "owner-add"     key                       make `key` an owner
+    op "owner-remove"  key                       `key` is no longer an owner
+
+The signer signs BIP-340 over tagged_hash("PharmaSync/config/v1", canonical change), the
+canonical change being its JSON with sorted keys and no spaces (as registry changes,
+gateway/registry_change.py). The log entry is
+
+    0x06 || signer (32) || signature (64) || canonical change
+
+The bootstrap cannot be signed by the owners it names (the server holds only their public
+keys): its signer and signature are all zero bytes, and it is checked by pinning, as the
+log's own key is: whoever checks the log (auditor, gateway) is configured with the first
+owner keys and requires the bootstrap to name exactly those (`check_pinned`).
+
+Authority (`next_owners`), in log order: the bootstrap must be the first configuration
+entry; an owner-add or owner-remove must be signed by an owner current at that point, may
+not add an owner twice, remove a non-owner, or remove the last owner; a registry change
+(0x02) must be signed by an owner current at that point. Entries of other kinds leave the
+owner set as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import registry_change, signed_change
+from gateway.refusal import INT64_MAX, Refused, hex_field, int_field
+
+ENTRY_CONFIG = 0x06  # the log entry kind (cloud/tlog.py's table)
+TAG = b"PharmaSync/config/v1"
+BOOTSTRAP = "owners"
+ADD = "owner-add"
+REMOVE = "owner-remove"
+OPS = (BOOTSTRAP, ADD, REMOVE)
+MAX_OWNERS = 64  # owners one bootstrap may name
+MAX_REQUEST_BYTES = signed_change.MAX_REQUEST_BYTES  # a bootstrap of 64 owners: under 5 KiB
+UNSIGNED_SIGNER = bytes(32)  # the bootstrap's signer field
+UNSIGNED_SIGNATURE = bytes(64)  # and its signature field
+HEAD = 1 + 32 + 64  # kind, signer, signature: the canonical change follows
+
+
+class ConfigError(Refused, ValueError):
+    """A refused configuration change or an entry without authority: `reason` names the
+    check, `status` the HTTP status (400 malformed, 403 no authority, 409 against the
+    owner set)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """One configuration change (module docstring): `owners` for the bootstrap, `key` for
+    owner-add and owner-remove."""
+
+    op: str
+    time: int
+    key: bytes | None = None
+    owners: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ConfigError("op", f"got {self.op!r}, want one of {list(OPS)}")
+        int_field(self.time, "time", 0, INT64_MAX, ConfigError)
+        if self.op == BOOTSTRAP:
+            if self.key is not None or not 1 <= len(self.owners) <= MAX_OWNERS:
+                raise ConfigError(
+                    "owners", f"got {len(self.owners)} owners, want 1 to {MAX_OWNERS}, no key"
+                )
+            if list(self.owners) != sorted(set(self.owners)):
+                raise ConfigError("owners", "want distinct keys in ascending order")
+            if any(len(k) != 32 for k in self.owners):
+                raise ConfigError("owners", "want 32-byte x-only keys")
+        elif self.owners or self.key is None or len(self.key) != 32:
+            raise ConfigError("key", f"op {self.op} needs one 32-byte key and no owners")
+
+    def canonical(self) -> bytes:
+        """The bytes the signer signs: the change's JSON, sorted keys, no spaces."""
+        fields: dict[str, Any] = {"op": self.op, "time": self.time}
+        if self.op == BOOTSTRAP:
+            fields["owners"] = [k.hex() for k in self.owners]
+        else:
+            assert self.key is not None
+            fields["key"] = self.key.hex()
+        return signed_change.canonical_json(fields)
+
+    @classmethod
+    def from_json(cls, fields: object) -> ConfigChange:
+        """Read a change from its decoded JSON. Raises ConfigError naming the bad field."""
+        if not isinstance(fields, dict):
+            raise ConfigError("change", "want a JSON object")
+        op = fields.get("op")
+        if op not in OPS:
+            raise ConfigError("op", f"got {op!r}, want one of {list(OPS)}")
+        want = {"op", "time", "owners" if op == BOOTSTRAP else "key"}
+        if set(fields) != want:
+            raise ConfigError("change", f"got fields {sorted(fields)}, want {sorted(want)}")
+        if op == BOOTSTRAP:
+            listed = fields["owners"]
+            if not isinstance(listed, list) or len(listed) > MAX_OWNERS:
+                raise ConfigError("owners", f"want a list of at most {MAX_OWNERS} hex keys")
+            owners = tuple(hex_field(k, "owners", 32, ConfigError) for k in listed)
+            return cls(op, fields["time"], owners=owners)
+        return cls(op, fields["time"], key=hex_field(fields["key"], "key", 32, ConfigError))
+
+
+def bootstrap_entry(owners: Iterable[bytes], now: int) -> bytes:
+    """Return the unsigned bootstrap entry naming `owners` (the pinned first keys)."""
+    change = ConfigChange(BOOTSTRAP, now, owners=tuple(sorted(set(owners))))
+    return bytes([ENTRY_CONFIG]) + UNSIGNED_SIGNER + UNSIGNED_SIGNATURE + change.canonical()
+
+
+def sign_request(owner_secret: bytes, change: ConfigChange) -> dict[str, Any]:
+    """Return the JSON request carrying `change` signed by an owner's secret key."""
+    return signed_change.sign_request(TAG, owner_secret, change)
+
+
+def open_request(request: object, now: float | None = None) -> tuple[ConfigChange, bytes]:
+    """Check a signed owner-add or owner-remove request; return the change and its log
+    entry. Whether the signer is an owner is `next_owners`' question, asked where the
+    entry is appended. Raises ConfigError: 400 malformed (a bootstrap is written by
+    `cloud serve`, never requested) or stale, 403 for a bad signature."""
+    change, signer, signature = signed_change.open_request(
+        request, TAG, ConfigChange.from_json, ConfigError, now
+    )
+    if change.op == BOOTSTRAP:
+        raise ConfigError("op", "the bootstrap is written by `cloud serve --owner`, not requested")
+    return change, bytes([ENTRY_CONFIG]) + signer + signature + change.canonical()
+
+
+def parse_entry(payload: bytes) -> tuple[bytes, ConfigChange]:
+    """Return (signer, change) of a configuration entry's payload (kind byte removed),
+    checking its form and, unless it is the bootstrap, its signature. Raises ConfigError."""
+    signer, signature, change = signed_change.read_entry(
+        payload, TAG, ConfigChange.from_json, ConfigError, lambda c: c.op != BOOTSTRAP
+    )
+    unsigned = signer == UNSIGNED_SIGNER and signature == UNSIGNED_SIGNATURE
+    if change.op == BOOTSTRAP and not unsigned:
+        raise ConfigError("entry", "a bootstrap has zero signer and signature fields")
+    return signer, change
+
+
+def next_owners(owners: frozenset[bytes], entry: bytes) -> frozenset[bytes]:
+    """Return the owner set after log entry `entry`, given the set before it (empty: no
+    configuration entry yet), checking the entry's authority (module docstring).
+    Raises ConfigError (RegistryError for a malformed registry change)."""
+    if entry[:1] == bytes([registry_change.ENTRY_REGISTRY]):
+        owner, _, _ = registry_change.parse_entry(entry[1:])
+        if owner not in owners:
+            raise ConfigError("unknown owner", f"key {owner.hex()} is not an owner", 403)
+        return owners
+    if entry[:1] != bytes([ENTRY_CONFIG]):
+        return owners
+    signer, change = parse_entry(entry[1:])
+    if change.op == BOOTSTRAP:
+        if owners:
+            raise ConfigError("bootstrap", "the log names its owners already", 409)
+        return frozenset(change.owners)
+    if signer not in owners:
+        raise ConfigError("unknown owner", f"key {signer.hex()} is not an owner", 403)
+    assert change.key is not None
+    if change.op == ADD:
+        if change.key in owners:
+            raise ConfigError("owner exists", f"key {change.key.hex()} is an owner already", 409)
+        return owners | {change.key}
+    if change.key not in owners:
+        raise ConfigError("not an owner", f"key {change.key.hex()} is not an owner", 409)
+    if owners == {change.key}:
+        raise ConfigError("last owner", "removing the last owner would lock the registry", 409)
+    return owners - {change.key}
+
+
+def owners_of(entries: Iterable[bytes]) -> frozenset[bytes]:
+    """Return the owner set after the configuration entries among `entries` (log order;
+    other kinds are skipped), checking each. Raises ConfigError."""
+    owners: frozenset[bytes] = frozenset()
+    for entry in entries:
+        if entry[:1] == bytes([ENTRY_CONFIG]):
+            owners = next_owners(owners, entry)
+    return owners
+
+
+def check_pinned(entry: bytes, pinned: Collection[bytes]) -> None:
+    """Require the log's first configuration entry `entry` to be a bootstrap naming exactly
+    the `pinned` owner keys. Raises ConfigError("bootstrap") otherwise."""
+    if entry[:1] != bytes([ENTRY_CONFIG]):
+        raise ConfigError("bootstrap", "the first authority entry is not a configuration entry")
+    _, change = parse_entry(entry[1:])
+    named = frozenset(change.owners)
+    if change.op != BOOTSTRAP or named != frozenset(pinned):
+        got = sorted(k.hex() for k in named) if change.op == BOOTSTRAP else change.op
+        want = sorted(k.hex() for k in pinned)
+        raise ConfigError("bootstrap", f"got owners {got}, want the pinned {want}")
