@@ -155,7 +155,7 @@ class MqttIngest:
                 done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
                 done.set_result(None)
             else:
-                done = await self.gateway.receive(bytes(payload), "mqtt:" + topic, dev_id)
+                done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id)
             if message.qos > 0:
                 self.in_flight += 1
                 pubacks.put_nowait((message.mid, done))

@@ -1,7 +1,8 @@
 """The gateway core: verify, spool, acknowledge, seal. Transports (MQTT, BLE) hand every
 message to `Gateway.receive`; nothing here knows how a reading arrived.
 
-    receive() -> verify -> queue --(group commit on the spool thread)--> acks due -> seal
+    submit() -> verify (signatures on a pool of threads; gateway/verify_pool.py) -> queue
+             --(group commit on the spool thread)--> acks due -> seal
 
 A reading is acknowledged only after the transaction holding it has committed: receive()
 returns a future that resolves to the box's ack payload (device/ack.py) at that moment,
@@ -36,7 +37,8 @@ from gateway.ratelog import RateLimitedLog
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.spool import Accepted, Rejected, Spool
-from gateway.verify import Verdict, Verifier
+from gateway.verify import Outcome, Verdict, Verifier
+from gateway.verify_pool import VerifyPool
 
 log = logging.getLogger("pharmasync.gateway")
 T = TypeVar("T")
@@ -89,6 +91,7 @@ class Gateway:
         self.ranges: dict[bytes, tuple[seqranges.Range, ...]] = spool.committed_ranges()
         self.committed: dict[bytes, int] = {b: r[-1][1] for b, r in self.ranges.items() if r}
         self.verifier = Verifier(registry, settings.verify, self._is_committed, self._stored)
+        self.verify_pool = VerifyPool(self.verifier, settings.verify.threads, self._settle)
         # device id -> ack version its firmware speaks, from its retained status
         self.ack_versions: dict[str, int] = {}
         # The owner's certificate of our key (device/cert.py), presented once per session.
@@ -216,20 +219,44 @@ class Gateway:
 
     # -- receiving -------------------------------------------------------------------
 
-    async def receive(
+    def submit(
         self, wire: bytes, source: str, topic_id: str | None = None
     ) -> asyncio.Future[bytes | None]:
-        """Verify a message and queue it; return a future resolving to the box's ack payload
-        once it is committed (None if it was rejected). Never raises for bad input."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bytes | None] = loop.create_future()
+        """Take a message for verification and return at once a future resolving to the
+        box's ack payload once it is committed (None if it is rejected). Checks before the
+        signature run now; the signature on the verification threads; the rest on the
+        event loop in arrival order (gateway/verify_pool.py). Never raises for bad input.
+        Transports that read a stream (MQTT) call this; `receive` also waits for the
+        verdict."""
+        done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         now = time.time()
         if not self.accepting:
             # Over the spool limit: leave the reading with its box, which keeps it.
             self.counts["spool full"] += 1
             done.set_result(None)
             return done
-        outcome = await self.verifier.check(wire, now, topic_id)
+        passed = self.verifier.precheck(wire, topic_id)
+        if isinstance(passed, Outcome):
+            self._settle(passed, wire, now, (source, done))
+        else:
+            self.verify_pool.submit((wire, passed[0], passed[1], now, (source, done)))
+        return done
+
+    async def receive(
+        self, wire: bytes, source: str, topic_id: str | None = None
+    ) -> asyncio.Future[bytes | None]:
+        """`submit`, then wait until the message is judged (counted, and queued for the
+        commit if accepted): the returned future resolves to its ack payload after the
+        commit, or None if it was rejected. Never raises for bad input."""
+        done = self.submit(wire, source, topic_id)
+        if not done.done():
+            await self.verify_pool.judged()
+        return done
+
+    def _settle(self, outcome: Outcome, wire: bytes, now: float, context: Any) -> None:
+        """Act on a verdict: count and quarantine a reject, acknowledge a duplicate again,
+        queue an accepted reading for the commit. On the event loop, in arrival order."""
+        source, done = context
         if outcome.verdict is Verdict.REJECT:
             self.counts[outcome.reason] += 1
             if outcome.reading is not None or outcome.reason == "bad signature":
@@ -239,7 +266,7 @@ class Gateway:
             self.reject_log(source, outcome.reason, outcome.detail)
             done.set_result(None)
             self._wake.set()
-            return done
+            return
         r = outcome.reading
         assert r is not None
         if outcome.verdict is Verdict.DUPLICATE:
@@ -249,12 +276,11 @@ class Gateway:
                 self._announce(r.key, r.seq)
             else:  # its first copy is still waiting for the commit: acknowledge with it
                 self._dup_waiters.append((r.key, done))
-            return done
+            return
         self.counts["accepted"] += 1
         self.last_reading[r.key] = (now, r)
         self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done))
         self._wake.set()
-        return done
 
     def _announce(self, box: bytes, near: int | None = None) -> None:
         payload = self.ack_payload(box, near)
@@ -390,6 +416,8 @@ class Gateway:
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
+        await self.verify_pool.judged()
+        self.verify_pool.close()
         await self.flush()
         self.reject_log.flush()
         self.save_alarms()
