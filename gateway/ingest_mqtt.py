@@ -23,11 +23,13 @@ import enum
 import json
 import logging
 import random
+from collections import deque
 from contextlib import suppress
 
 import aiomqtt
 
 from device import topics
+from gateway import mqtt_io
 from gateway.service import Gateway
 
 log = logging.getLogger("pharmasync.gateway.mqtt")
@@ -38,6 +40,19 @@ class LinkState(enum.Enum):
     DISCONNECTED = "disconnected"  # not connected; waiting out the backoff
     CONNECTING = "connecting"  # TCP + CONNECT sent, waiting for CONNACK and SUBACK
     CONNECTED = "connected"  # subscribed; readings flow in, acknowledgements flow out
+
+
+class _PubackQueue:
+    """Messages waiting for their PUBACK, in arrival order: (packet id, settled when the
+    reading is committed or rejected)."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[tuple[int, asyncio.Future[bytes | None]]] = deque()
+        self.wake = asyncio.Event()
+
+    def put(self, mid: int, done: asyncio.Future[bytes | None]) -> None:
+        self.waiting.append((mid, done))
+        self.wake.set()
 
 
 class MqttIngest:
@@ -95,6 +110,7 @@ class MqttIngest:
                     max_queued_outgoing_messages=100_000,
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
+                mqtt_io.buffer_reads(client._client)  # a recv per buffer, not per byte
                 async with client:
                     if self.gateway.certificate is not None:
                         await client.publish(
@@ -112,9 +128,7 @@ class MqttIngest:
                     log.info(
                         "MQTT connected to %s:%d as %s", m.host, m.port, self.settings.client_id
                     )
-                    pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]] = (
-                        asyncio.Queue()
-                    )
+                    pubacks = _PubackQueue()
                     helpers = [
                         asyncio.create_task(self._publish_acks(client)),
                         asyncio.create_task(self._puback_in_order(client, pubacks)),
@@ -135,11 +149,7 @@ class MqttIngest:
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(self.max_backoff_s, backoff * 2)
 
-    async def _consume(
-        self,
-        client: aiomqtt.Client,
-        pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]],
-    ) -> None:
+    async def _consume(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
         prefix = f"{topics.PREFIX}/{self.settings.site}/"
         async for message in client.messages:
             topic = str(message.topic)
@@ -158,19 +168,23 @@ class MqttIngest:
                 done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id)
             if message.qos > 0:
                 self.in_flight += 1
-                pubacks.put_nowait((message.mid, done))
+                pubacks.put(message.mid, done)
 
-    async def _puback_in_order(
-        self,
-        client: aiomqtt.Client,
-        pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]],
-    ) -> None:
-        """PUBACK each message once its reading is committed (or rejected), in order."""
+    async def _puback_in_order(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
+        """PUBACK each message once its reading is committed (or rejected), in order: every
+        message whose reading is settled, up to the first that is not, in one write."""
+        waiting = pubacks.waiting
         while True:
-            mid, done = await pubacks.get()
-            await done
-            client._client.ack(mid, 1)
-            self.in_flight -= 1
+            if not waiting:
+                pubacks.wake.clear()
+                await pubacks.wake.wait()
+                continue
+            await waiting[0][1]
+            mids = []
+            while waiting and waiting[0][1].done():
+                mids.append(waiting.popleft()[0])
+            mqtt_io.queue_pubacks(client._client, mids)
+            self.in_flight -= len(mids)
 
     async def _publish_acks(self, client: aiomqtt.Client) -> None:
         """Publish due acknowledgements, at most one per box per ACK_INTERVAL_S; retained,
