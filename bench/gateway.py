@@ -276,7 +276,7 @@ def broker_rate(wires: list[bytes], secrets: list[bytes], work: Path) -> dict[st
     conf = work / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        "max_queued_messages 1000000\nmax_inflight_messages 1000\n"
+        "max_queued_messages 1000000\nmax_inflight_messages 20000\n"
         + ("user root\n" if os.geteuid() == 0 else "")
     )
     gw_dir = work / "gw"

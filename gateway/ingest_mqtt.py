@@ -25,8 +25,10 @@ import logging
 import random
 from collections import deque
 from contextlib import suppress
+from functools import partial
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from device import topics
 from gateway import mqtt_io
@@ -66,15 +68,19 @@ class MqttIngest:
         self.state = LinkState.DISCONNECTED
         self.connects = 0
         self.last_error = ""
-        self._acks_due: dict[bytes, bytes] = {}
+        self._acks_due: dict[bytes, int | None] = {}  # box -> oldest seq its ack must cover
         self.in_flight = 0  # readings received, not yet PUBACKed to the broker
         self._acks_wake = asyncio.Event()
         gateway.ack_listeners.append(self._ack_due)
         gateway.alarm_listeners.append(self._alarms_changed)
         self._alarm_state_due = True  # publish the retained alarm state once connected
+        self._prefix = f"{topics.PREFIX}/{self.settings.site}/"
 
-    def _ack_due(self, box: bytes, payload: bytes) -> None:
-        self._acks_due[box] = payload
+    def _ack_due(self, box: bytes, near: int | None) -> None:
+        if box in self._acks_due:
+            was = self._acks_due[box]
+            near = was if near is None else near if was is None else min(near, was)
+        self._acks_due[box] = near
         self._acks_wake.set()
 
     def _alarms_changed(self, events: object) -> None:
@@ -111,6 +117,10 @@ class MqttIngest:
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
                 mqtt_io.buffer_reads(client._client)  # a recv per buffer, not per byte
+                # Each message is handled in paho's read callback, on the event loop, in
+                # arrival order: aiomqtt's message queue costs a task per message.
+                pubacks = _PubackQueue()
+                client._client.on_message = partial(self._message, pubacks)
                 async with client:
                     if self.gateway.certificate is not None:
                         await client.publish(
@@ -128,13 +138,13 @@ class MqttIngest:
                     log.info(
                         "MQTT connected to %s:%d as %s", m.host, m.port, self.settings.client_id
                     )
-                    pubacks = _PubackQueue()
                     helpers = [
                         asyncio.create_task(self._publish_acks(client)),
                         asyncio.create_task(self._puback_in_order(client, pubacks)),
                     ]
                     try:
-                        await self._consume(client, pubacks)
+                        async for _ in client.messages:  # none come: ends at disconnection
+                            pass
                     finally:
                         for task in helpers:
                             task.cancel()
@@ -149,26 +159,28 @@ class MqttIngest:
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(self.max_backoff_s, backoff * 2)
 
-    async def _consume(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
-        prefix = f"{topics.PREFIX}/{self.settings.site}/"
-        async for message in client.messages:
-            topic = str(message.topic)
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                payload = str(payload).encode() if payload is not None else b""
-            # pharmasync/v1/<site>/<device-id>/reading (or /status)
-            dev_id, _, kind = (
-                topic[len(prefix) :].partition("/") if topic.startswith(prefix) else ("", "", "")
-            )
-            if kind == "status":
-                self.gateway.box_status(dev_id, bytes(payload))
-                done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-                done.set_result(None)
-            else:
-                done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id)
-            if message.qos > 0:
-                self.in_flight += 1
-                pubacks.put(message.mid, done)
+    def _message(
+        self, pubacks: _PubackQueue, _client: object, _userdata: object, message: paho.MQTTMessage
+    ) -> None:
+        """Hand a received message to the gateway and queue its PUBACK (paho's on_message)."""
+        topic = message.topic
+        payload = message.payload
+        # pharmasync/v1/<site>/<device-id>/reading (or /status)
+        dev_id, _, kind = (
+            topic[len(self._prefix) :].partition("/")
+            if topic.startswith(self._prefix)
+            else ("", "", "")
+        )
+        if kind == "status":
+            self.gateway.box_status(dev_id, bytes(payload))
+            done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+        else:
+            # Acks are published per box from ack_listeners: no payload per reading.
+            done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id, False)
+        if message.qos > 0:
+            self.in_flight += 1
+            pubacks.put(message.mid, done)
 
     async def _puback_in_order(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
         """PUBACK each message once its reading is committed (or rejected), in order: every
@@ -201,11 +213,11 @@ class MqttIngest:
                     topics.alarms(self.settings.site), self.alarm_state(), 1, retain=True
                 )
             due, self._acks_due = self._acks_due, {}
-            for box, payload in due.items():
+            for box, near in due.items():
                 topic = topics.ack(self.settings.site, topics.device_id(box))
-                try:
-                    await client.publish(topic, payload, 1, retain=True)
+                try:  # signed now, once per box per interval: not at every commit
+                    await client.publish(topic, self.gateway.ack_payload(box, near), 1, retain=True)
                 except aiomqtt.MqttError:
-                    self._acks_due.setdefault(box, payload)  # resend after reconnecting
+                    self._acks_due.setdefault(box, near)  # resend after reconnecting
                     raise
             await asyncio.sleep(ACK_INTERVAL_S)

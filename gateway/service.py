@@ -42,7 +42,12 @@ from gateway.verify_pool import VerifyPool
 
 log = logging.getLogger("pharmasync.gateway")
 T = TypeVar("T")
-AckListener = Callable[[bytes, bytes], None]  # (box key, ack payload)
+# (box key, the oldest seq its ack must cover or None): the box's acknowledgement changed.
+# Listeners make the payload (ack_payload) when they send it, so a box whose ack changes at
+# every commit costs one signature per send, not one per commit.
+AckListener = Callable[[bytes, int | None], None]
+Done = asyncio.Future[bytes | None]  # a reading's ack payload once committed; None: rejected
+COMMITTED = b""  # what submit(..., payload=False) resolves to once committed
 AlarmListener = Callable[[list[AlarmEvent]], None]
 ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
@@ -103,9 +108,10 @@ class Gateway:
         self.ack_listeners: list[AckListener] = []
         self.accepting = True  # False while the spool is over its size limit
         self.spool_nearly_full = False  # above warn_fraction of the limit: a site alarm
-        self._queue: list[tuple[Accepted, reading.Reading, asyncio.Future[bytes | None]]] = []
+        # Accepted readings awaiting their commit: (row, reading, its future, payload wanted)
+        self._queue: list[tuple[Accepted, reading.Reading, Done, bool]] = []
         self._rejects: list[Rejected] = []
-        self._dup_waiters: list[tuple[bytes, asyncio.Future[bytes | None]]] = []
+        self._dup_waiters: list[tuple[bytes, Done, bool]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # box -> (what it was made from: ranges and window, or v1 seq; ack payload)
@@ -220,14 +226,15 @@ class Gateway:
     # -- receiving -------------------------------------------------------------------
 
     def submit(
-        self, wire: bytes, source: str, topic_id: str | None = None
+        self, wire: bytes, source: str, topic_id: str | None = None, payload: bool = True
     ) -> asyncio.Future[bytes | None]:
         """Take a message for verification and return at once a future resolving to the
-        box's ack payload once it is committed (None if it is rejected). Checks before the
-        signature run now; the signature on the verification threads; the rest on the
-        event loop in arrival order (gateway/verify_pool.py). Never raises for bad input.
-        Transports that read a stream (MQTT) call this; `receive` also waits for the
-        verdict."""
+        box's ack payload once it is committed (COMMITTED instead if not `payload`: the
+        MQTT ingest publishes acks on its own, from `ack_listeners`), None if rejected.
+        Checks before the signature run now; the signature on the verification threads;
+        the rest on the event loop in arrival order (gateway/verify_pool.py). Never raises
+        for bad input. Transports that read a stream (MQTT) call this; `receive` also
+        waits for the verdict."""
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         now = time.time()
         if not self.accepting:
@@ -237,9 +244,9 @@ class Gateway:
             return done
         passed = self.verifier.precheck(wire, topic_id)
         if isinstance(passed, Outcome):
-            self._settle(passed, wire, now, (source, done))
+            self._settle(passed, wire, now, (source, done, payload))
         else:
-            self.verify_pool.submit((wire, passed[0], passed[1], now, (source, done)))
+            self.verify_pool.submit((wire, passed[0], passed[1], now, (source, done, payload)))
         return done
 
     async def receive(
@@ -256,7 +263,7 @@ class Gateway:
     def _settle(self, outcome: Outcome, wire: bytes, now: float, context: Any) -> None:
         """Act on a verdict: count and quarantine a reject, acknowledge a duplicate again,
         queue an accepted reading for the commit. On the event loop, in arrival order."""
-        source, done = context
+        source, done, payload = context
         if outcome.verdict is Verdict.REJECT:
             self.counts[outcome.reason] += 1
             if outcome.reading is not None or outcome.reason == "bad signature":
@@ -272,20 +279,19 @@ class Gateway:
         if outcome.verdict is Verdict.DUPLICATE:
             self.counts["duplicate"] += 1
             if self._is_committed(r.key, r.seq):
-                done.set_result(self.ack_payload(r.key, r.seq))
+                done.set_result(self.ack_payload(r.key, r.seq) if payload else COMMITTED)
                 self._announce(r.key, r.seq)
             else:  # its first copy is still waiting for the commit: acknowledge with it
-                self._dup_waiters.append((r.key, done))
+                self._dup_waiters.append((r.key, done, payload))
             return
         self.counts["accepted"] += 1
         self.last_reading[r.key] = (now, r)
-        self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done))
+        self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done, payload))
         self._wake.set()
 
     def _announce(self, box: bytes, near: int | None = None) -> None:
-        payload = self.ack_payload(box, near)
         for listener in self.ack_listeners:
-            listener(box, payload)
+            listener(box, near)
 
     # -- committing and sealing ------------------------------------------------------
 
@@ -304,13 +310,13 @@ class Gateway:
         rejects, self._rejects = self._rejects, []
         if not queue and not rejects:
             return
-        changed = await self.spool_call(self.spool.commit, [a for a, _, _ in queue], rejects)
+        changed = await self.spool_call(self.spool.commit, [q[0] for q in queue], rejects)
         for box, ranges in changed.items():
             self.ranges[box] = ranges
             self.committed[box] = ranges[-1][1]
         lowest: dict[bytes, int] = {}  # the oldest seq committed now, per box: ack around it
         events: list[AlarmEvent] = []
-        for accepted, r, _ in queue:
+        for accepted, r, _, _ in queue:
             self.verifier.committed(accepted.box, accepted.seq)
             lowest[accepted.box] = min(accepted.seq, lowest.get(accepted.box, accepted.seq))
             # An unsynced box's clock is its own: alarm on our receive time instead.
@@ -324,13 +330,14 @@ class Gateway:
                 error,
                 received_s=accepted.gateway_time,
             )
-        for accepted, _, done in queue:
+        for accepted, _, done, payload in queue:
             if not done.done():
-                done.set_result(self.ack_payload(accepted.box, lowest[accepted.box]))
+                box = accepted.box
+                done.set_result(self.ack_payload(box, lowest[box]) if payload else COMMITTED)
         waiting, self._dup_waiters = self._dup_waiters, []
-        for box, done in waiting:
+        for box, done, payload in waiting:
             if box in self.ranges and not done.done():
-                done.set_result(self.ack_payload(box, lowest.get(box)))
+                done.set_result(self.ack_payload(box, lowest.get(box)) if payload else COMMITTED)
         for box, seq in lowest.items():
             self._announce(box, seq)
         await self._alarm_events(events)
