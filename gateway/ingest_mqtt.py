@@ -8,7 +8,9 @@ arrival order as MQTT 3.1.1 §4.6 requires: a gateway killed mid-stream leaves w
 not committed with the broker, which redelivers it to the resumed session. (paho
 acknowledges on receipt by default; aiomqtt has no manual-ack API, so paho's is used.)
 The broker must allow many unacknowledged messages in flight to the gateway
-(Mosquitto: max_inflight_messages 1000) or commits pace the stream.
+(Mosquitto: max_inflight_messages 20000, hardware/mosquitto-site.conf) or commits
+pace the stream. Messages are handled in paho's read callback, PUBACKs go out a block at a
+time, and reads are buffered (gateway/mqtt_io.py): per message, no task and no syscall.
 
 The gateway also reads the boxes' retained status (which ack version each box's firmware
 speaks: Gateway.box_status) and, once per session, publishes its certificate from the
