@@ -18,6 +18,7 @@ from gateway import settings as gw_settings
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
 from gateway.spool import Spool
+from gateway.verify import signatures_valid
 
 SECRETS = [bytes(31) + bytes([0x71 + i]) for i in range(3)]
 KEYS = [schnorr.pubkey(s) for s in SECRETS]
@@ -167,3 +168,14 @@ def test_threads_setting(tmp_path: Path) -> None:
     assert gw_settings.from_dict(base | {"verify": {"threads": 3}}).verify.threads == 3
     with pytest.raises(gw_settings.SettingsError, match=r"\[verify\] threads: got 0"):
         gw_settings.from_dict(base | {"verify": {"threads": 0}})
+
+
+def test_signatures_valid_agrees_with_schnorr_verify() -> None:
+    """The pool's check parses each box key once; it must judge as schnorr.verify does."""
+    not_a_point = bytearray(signed(1))
+    not_a_point[1:33] = b"\xff" * 32  # x >= p: no key
+    wires = [signed(1), forged(2), signed(3, box=2), bytes(not_a_point)]
+    want = [schnorr.verify(w[1:33], reading.message(w), w[46:110]) for w in wires]
+    assert want == [True, False, True, False]
+    assert signatures_valid(wires) == want
+    assert signatures_valid(wires) == want  # again, from the parsed keys
