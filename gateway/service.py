@@ -106,6 +106,7 @@ class Gateway:
         self.reject_log = RateLimitedLog(log)  # bounded lines; self.counts stay exact
         self.last_reading: dict[bytes, tuple[float, Any]] = {}  # box -> (when, decoded)
         self.ack_listeners: list[AckListener] = []
+        self._device_ids: dict[bytes, str] = {}
         self.accepting = True  # False while the spool is over its size limit
         self.spool_nearly_full = False  # above warn_fraction of the limit: a site alarm
         # Accepted readings awaiting their commit: (row, reading, its future, payload wanted)
@@ -167,12 +168,19 @@ class Gateway:
     async def _stored(self, box: bytes, seq: int) -> bytes | None:
         return await self.spool_call(self.spool.stored, box, seq)
 
+    def _device_id(self, box: bytes) -> str:
+        """topics.device_id, remembered per box key (it names the box's alarm zone)."""
+        name = self._device_ids.get(box)
+        if name is None:
+            name = self._device_ids[box] = topics.device_id(box)
+        return name
+
     def _is_committed(self, box: bytes, seq: int) -> bool:
         return seqranges.contains(self.ranges.get(box, ()), seq)
 
     def ack_version(self, box: bytes) -> int:
         """The ack version a box gets: 1 if its status reports firmware without "ack": 2."""
-        return self.ack_versions.get(topics.device_id(box), ack.VERSION)
+        return self.ack_versions.get(self._device_id(box), ack.VERSION)
 
     def ack_payload(self, box: bytes, near: int | None = None) -> bytes:
         """The acknowledgement for a box, memoised per commit: one signature per box per
@@ -316,24 +324,33 @@ class Gateway:
             self.committed[box] = ranges[-1][1]
         lowest: dict[bytes, int] = {}  # the oldest seq committed now, per box: ack around it
         events: list[AlarmEvent] = []
+        observe, forget = self.alarms.observe, self.verifier.committed
         for accepted, r, _, _ in queue:
-            self.verifier.committed(accepted.box, accepted.seq)
-            lowest[accepted.box] = min(accepted.seq, lowest.get(accepted.box, accepted.seq))
+            box = accepted.box
+            forget(box, accepted.seq)
+            if accepted.seq < lowest.get(box, 1 << 32):
+                lowest[box] = accepted.seq
             # An unsynced box's clock is its own: alarm on our receive time instead.
             unsynced = r.flags & reading.FLAG_CLOCK_UNSYNCED
             t = accepted.gateway_time if unsynced else float(r.time)
             error = bool(r.flags & reading.FLAG_SENSOR_ERROR)
-            events += self.alarms.observe(
-                topics.device_id(r.key),
+            events += observe(
+                self._device_id(box),
                 t,
                 None if error else r.temperature / 100,
                 error,
                 received_s=accepted.gateway_time,
             )
+        payloads: dict[bytes, bytes] = {}  # one ack per box for all its readings committed now
         for accepted, _, done, payload in queue:
             if not done.done():
                 box = accepted.box
-                done.set_result(self.ack_payload(box, lowest[box]) if payload else COMMITTED)
+                if not payload:
+                    done.set_result(COMMITTED)
+                    continue
+                if box not in payloads:
+                    payloads[box] = self.ack_payload(box, lowest[box])
+                done.set_result(payloads[box])
         waiting, self._dup_waiters = self._dup_waiters, []
         for box, done, payload in waiting:
             if box in self.ranges and not done.done():
