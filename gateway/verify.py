@@ -152,16 +152,6 @@ class Verifier:
         self.pending[(r.key, r.seq)] = wire
         return Outcome(Verdict.ACCEPT, "", "", r, box)
 
-    async def check(self, wire: bytes, now: float, topic_id: str | None = None) -> Outcome:
-        """Return the verdict on `wire`, received at `now` (Unix seconds), on a topic naming
-        `topic_id` (None over BLE), checking the signature on this thread. Never raises for
-        bad input. (The gateway checks signatures on a pool: gateway/verify_pool.py.)"""
-        passed = self.precheck(wire, topic_id)
-        if isinstance(passed, Outcome):
-            return passed
-        r, box = passed
-        return await self.judge(wire, r, box, signatures_valid([wire])[0], now)
-
     def committed(self, box: bytes, seq: int) -> None:
         """Forget the pending copy of a reading once the spool holds it."""
         self.pending.pop((box, seq), None)
