@@ -8,7 +8,9 @@ arrival order as MQTT 3.1.1 §4.6 requires: a gateway killed mid-stream leaves w
 not committed with the broker, which redelivers it to the resumed session. (paho
 acknowledges on receipt by default; aiomqtt has no manual-ack API, so paho's is used.)
 The broker must allow many unacknowledged messages in flight to the gateway
-(Mosquitto: max_inflight_messages 1000) or commits pace the stream.
+(Mosquitto: max_inflight_messages 20000, hardware/mosquitto-site.conf) or commits
+pace the stream. Messages are handled in paho's read callback, PUBACKs go out a block at a
+time, and reads are buffered (gateway/mqtt_io.py): per message, no task and no syscall.
 
 The gateway also reads the boxes' retained status (which ack version each box's firmware
 speaks: Gateway.box_status) and, once per session, publishes its certificate from the
@@ -23,11 +25,15 @@ import enum
 import json
 import logging
 import random
+from collections import deque
 from contextlib import suppress
+from functools import partial
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from device import topics
+from gateway import mqtt_io
 from gateway.service import Gateway
 
 log = logging.getLogger("pharmasync.gateway.mqtt")
@@ -38,6 +44,19 @@ class LinkState(enum.Enum):
     DISCONNECTED = "disconnected"  # not connected; waiting out the backoff
     CONNECTING = "connecting"  # TCP + CONNECT sent, waiting for CONNACK and SUBACK
     CONNECTED = "connected"  # subscribed; readings flow in, acknowledgements flow out
+
+
+class _PubackQueue:
+    """Messages waiting for their PUBACK, in arrival order: (packet id, settled when the
+    reading is committed or rejected)."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[tuple[int, asyncio.Future[bytes | None]]] = deque()
+        self.wake = asyncio.Event()
+
+    def put(self, mid: int, done: asyncio.Future[bytes | None]) -> None:
+        self.waiting.append((mid, done))
+        self.wake.set()
 
 
 class MqttIngest:
@@ -51,15 +70,19 @@ class MqttIngest:
         self.state = LinkState.DISCONNECTED
         self.connects = 0
         self.last_error = ""
-        self._acks_due: dict[bytes, bytes] = {}
+        self._acks_due: dict[bytes, int | None] = {}  # box -> oldest seq its ack must cover
         self.in_flight = 0  # readings received, not yet PUBACKed to the broker
         self._acks_wake = asyncio.Event()
         gateway.ack_listeners.append(self._ack_due)
         gateway.alarm_listeners.append(self._alarms_changed)
         self._alarm_state_due = True  # publish the retained alarm state once connected
+        self._prefix = f"{topics.PREFIX}/{self.settings.site}/"
 
-    def _ack_due(self, box: bytes, payload: bytes) -> None:
-        self._acks_due[box] = payload
+    def _ack_due(self, box: bytes, near: int | None) -> None:
+        if box in self._acks_due:
+            was = self._acks_due[box]
+            near = was if near is None else near if was is None else min(near, was)
+        self._acks_due[box] = near
         self._acks_wake.set()
 
     def _alarms_changed(self, events: object) -> None:
@@ -95,6 +118,11 @@ class MqttIngest:
                     max_queued_outgoing_messages=100_000,
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
+                mqtt_io.buffer_reads(client._client)  # a recv per buffer, not per byte
+                # Each message is handled in paho's read callback, on the event loop, in
+                # arrival order: aiomqtt's message queue costs a task per message.
+                pubacks = _PubackQueue()
+                client._client.on_message = partial(self._message, pubacks)
                 async with client:
                     if self.gateway.certificate is not None:
                         await client.publish(
@@ -112,15 +140,13 @@ class MqttIngest:
                     log.info(
                         "MQTT connected to %s:%d as %s", m.host, m.port, self.settings.client_id
                     )
-                    pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]] = (
-                        asyncio.Queue()
-                    )
                     helpers = [
                         asyncio.create_task(self._publish_acks(client)),
                         asyncio.create_task(self._puback_in_order(client, pubacks)),
                     ]
                     try:
-                        await self._consume(client, pubacks)
+                        async for _ in client.messages:  # none come: ends at disconnection
+                            pass
                     finally:
                         for task in helpers:
                             task.cancel()
@@ -135,42 +161,44 @@ class MqttIngest:
             await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
             backoff = min(self.max_backoff_s, backoff * 2)
 
-    async def _consume(
-        self,
-        client: aiomqtt.Client,
-        pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]],
+    def _message(
+        self, pubacks: _PubackQueue, _client: object, _userdata: object, message: paho.MQTTMessage
     ) -> None:
-        prefix = f"{topics.PREFIX}/{self.settings.site}/"
-        async for message in client.messages:
-            topic = str(message.topic)
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                payload = str(payload).encode() if payload is not None else b""
-            # pharmasync/v1/<site>/<device-id>/reading (or /status)
-            dev_id, _, kind = (
-                topic[len(prefix) :].partition("/") if topic.startswith(prefix) else ("", "", "")
-            )
-            if kind == "status":
-                self.gateway.box_status(dev_id, bytes(payload))
-                done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-                done.set_result(None)
-            else:
-                done = await self.gateway.receive(bytes(payload), "mqtt:" + topic, dev_id)
-            if message.qos > 0:
-                self.in_flight += 1
-                pubacks.put_nowait((message.mid, done))
+        """Hand a received message to the gateway and queue its PUBACK (paho's on_message)."""
+        topic = message.topic
+        payload = message.payload
+        # pharmasync/v1/<site>/<device-id>/reading (or /status)
+        dev_id, _, kind = (
+            topic[len(self._prefix) :].partition("/")
+            if topic.startswith(self._prefix)
+            else ("", "", "")
+        )
+        if kind == "status":
+            self.gateway.box_status(dev_id, bytes(payload))
+            done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+        else:
+            # Acks are published per box from ack_listeners: no payload per reading.
+            done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id, False)
+        if message.qos > 0:
+            self.in_flight += 1
+            pubacks.put(message.mid, done)
 
-    async def _puback_in_order(
-        self,
-        client: aiomqtt.Client,
-        pubacks: asyncio.Queue[tuple[int, asyncio.Future[bytes | None]]],
-    ) -> None:
-        """PUBACK each message once its reading is committed (or rejected), in order."""
+    async def _puback_in_order(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
+        """PUBACK each message once its reading is committed (or rejected), in order: every
+        message whose reading is settled, up to the first that is not, in one write."""
+        waiting = pubacks.waiting
         while True:
-            mid, done = await pubacks.get()
-            await done
-            client._client.ack(mid, 1)
-            self.in_flight -= 1
+            if not waiting:
+                pubacks.wake.clear()
+                await pubacks.wake.wait()
+                continue
+            await waiting[0][1]
+            mids = []
+            while waiting and waiting[0][1].done():
+                mids.append(waiting.popleft()[0])
+            mqtt_io.queue_pubacks(client._client, mids)
+            self.in_flight -= len(mids)
 
     async def _publish_acks(self, client: aiomqtt.Client) -> None:
         """Publish due acknowledgements, at most one per box per ACK_INTERVAL_S; retained,
@@ -187,11 +215,11 @@ class MqttIngest:
                     topics.alarms(self.settings.site), self.alarm_state(), 1, retain=True
                 )
             due, self._acks_due = self._acks_due, {}
-            for box, payload in due.items():
+            for box, near in due.items():
                 topic = topics.ack(self.settings.site, topics.device_id(box))
-                try:
-                    await client.publish(topic, payload, 1, retain=True)
+                try:  # signed now, once per box per interval: not at every commit
+                    await client.publish(topic, self.gateway.ack_payload(box, near), 1, retain=True)
                 except aiomqtt.MqttError:
-                    self._acks_due.setdefault(box, payload)  # resend after reconnecting
+                    self._acks_due.setdefault(box, near)  # resend after reconnecting
                     raise
             await asyncio.sleep(ACK_INTERVAL_S)

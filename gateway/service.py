@@ -1,7 +1,8 @@
 """The gateway core: verify, spool, acknowledge, seal. Transports (MQTT, BLE) hand every
 message to `Gateway.receive`; nothing here knows how a reading arrived.
 
-    receive() -> verify -> queue --(group commit on the spool thread)--> acks due -> seal
+    submit() -> verify (signatures on a pool of threads; gateway/verify_pool.py) -> queue
+             --(group commit on the spool thread)--> acks due -> seal
 
 A reading is acknowledged only after the transaction holding it has committed: receive()
 returns a future that resolves to the box's ack payload (device/ack.py) at that moment,
@@ -36,11 +37,17 @@ from gateway.ratelog import RateLimitedLog
 from gateway.registry import Registry
 from gateway.settings import Settings
 from gateway.spool import Accepted, Rejected, Spool
-from gateway.verify import Verdict, Verifier
+from gateway.verify import Outcome, Verdict, Verifier
+from gateway.verify_pool import VerifyPool
 
 log = logging.getLogger("pharmasync.gateway")
 T = TypeVar("T")
-AckListener = Callable[[bytes, bytes], None]  # (box key, ack payload)
+# (box key, the oldest seq its ack must cover or None): the box's acknowledgement changed.
+# Listeners make the payload (ack_payload) when they send it, so a box whose ack changes at
+# every commit costs one signature per send, not one per commit.
+AckListener = Callable[[bytes, int | None], None]
+Done = asyncio.Future[bytes | None]  # a reading's ack payload once committed; None: rejected
+COMMITTED = b""  # what submit(..., payload=False) resolves to once committed
 AlarmListener = Callable[[list[AlarmEvent]], None]
 ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
@@ -89,6 +96,7 @@ class Gateway:
         self.ranges: dict[bytes, tuple[seqranges.Range, ...]] = spool.committed_ranges()
         self.committed: dict[bytes, int] = {b: r[-1][1] for b, r in self.ranges.items() if r}
         self.verifier = Verifier(registry, settings.verify, self._is_committed, self._stored)
+        self.verify_pool = VerifyPool(self.verifier, settings.verify.threads, self._settle)
         # device id -> ack version its firmware speaks, from its retained status
         self.ack_versions: dict[str, int] = {}
         # The owner's certificate of our key (device/cert.py), presented once per session.
@@ -98,11 +106,13 @@ class Gateway:
         self.reject_log = RateLimitedLog(log)  # bounded lines; self.counts stay exact
         self.last_reading: dict[bytes, tuple[float, Any]] = {}  # box -> (when, decoded)
         self.ack_listeners: list[AckListener] = []
+        self._device_ids: dict[bytes, str] = {}
         self.accepting = True  # False while the spool is over its size limit
         self.spool_nearly_full = False  # above warn_fraction of the limit: a site alarm
-        self._queue: list[tuple[Accepted, reading.Reading, asyncio.Future[bytes | None]]] = []
+        # Accepted readings awaiting their commit: (row, reading, its future, payload wanted)
+        self._queue: list[tuple[Accepted, reading.Reading, Done, bool]] = []
         self._rejects: list[Rejected] = []
-        self._dup_waiters: list[tuple[bytes, asyncio.Future[bytes | None]]] = []
+        self._dup_waiters: list[tuple[bytes, Done, bool]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # box -> (what it was made from: ranges and window, or v1 seq; ack payload)
@@ -158,12 +168,19 @@ class Gateway:
     async def _stored(self, box: bytes, seq: int) -> bytes | None:
         return await self.spool_call(self.spool.stored, box, seq)
 
+    def _device_id(self, box: bytes) -> str:
+        """topics.device_id, remembered per box key (it names the box's alarm zone)."""
+        name = self._device_ids.get(box)
+        if name is None:
+            name = self._device_ids[box] = topics.device_id(box)
+        return name
+
     def _is_committed(self, box: bytes, seq: int) -> bool:
         return seqranges.contains(self.ranges.get(box, ()), seq)
 
     def ack_version(self, box: bytes) -> int:
         """The ack version a box gets: 1 if its status reports firmware without "ack": 2."""
-        return self.ack_versions.get(topics.device_id(box), ack.VERSION)
+        return self.ack_versions.get(self._device_id(box), ack.VERSION)
 
     def ack_payload(self, box: bytes, near: int | None = None) -> bytes:
         """The acknowledgement for a box, memoised per commit: one signature per box per
@@ -216,20 +233,45 @@ class Gateway:
 
     # -- receiving -------------------------------------------------------------------
 
-    async def receive(
-        self, wire: bytes, source: str, topic_id: str | None = None
+    def submit(
+        self, wire: bytes, source: str, topic_id: str | None = None, payload: bool = True
     ) -> asyncio.Future[bytes | None]:
-        """Verify a message and queue it; return a future resolving to the box's ack payload
-        once it is committed (None if it was rejected). Never raises for bad input."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bytes | None] = loop.create_future()
+        """Take a message for verification and return at once a future resolving to the
+        box's ack payload once it is committed (COMMITTED instead if not `payload`: the
+        MQTT ingest publishes acks on its own, from `ack_listeners`), None if rejected.
+        Checks before the signature run now; the signature on the verification threads;
+        the rest on the event loop in arrival order (gateway/verify_pool.py). Never raises
+        for bad input. Transports that read a stream (MQTT) call this; `receive` also
+        waits for the verdict."""
+        done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         now = time.time()
         if not self.accepting:
             # Over the spool limit: leave the reading with its box, which keeps it.
             self.counts["spool full"] += 1
             done.set_result(None)
             return done
-        outcome = await self.verifier.check(wire, now, topic_id)
+        passed = self.verifier.precheck(wire, topic_id)
+        if isinstance(passed, Outcome):
+            self._settle(passed, wire, now, (source, done, payload))
+        else:
+            self.verify_pool.submit((wire, passed[0], passed[1], now, (source, done, payload)))
+        return done
+
+    async def receive(
+        self, wire: bytes, source: str, topic_id: str | None = None
+    ) -> asyncio.Future[bytes | None]:
+        """`submit`, then wait until the message is judged (counted, and queued for the
+        commit if accepted): the returned future resolves to its ack payload after the
+        commit, or None if it was rejected. Never raises for bad input."""
+        done = self.submit(wire, source, topic_id)
+        if not done.done():
+            await self.verify_pool.judged()
+        return done
+
+    def _settle(self, outcome: Outcome, wire: bytes, now: float, context: Any) -> None:
+        """Act on a verdict: count and quarantine a reject, acknowledge a duplicate again,
+        queue an accepted reading for the commit. On the event loop, in arrival order."""
+        source, done, payload = context
         if outcome.verdict is Verdict.REJECT:
             self.counts[outcome.reason] += 1
             if outcome.reading is not None or outcome.reason == "bad signature":
@@ -239,27 +281,25 @@ class Gateway:
             self.reject_log(source, outcome.reason, outcome.detail)
             done.set_result(None)
             self._wake.set()
-            return done
+            return
         r = outcome.reading
         assert r is not None
         if outcome.verdict is Verdict.DUPLICATE:
             self.counts["duplicate"] += 1
             if self._is_committed(r.key, r.seq):
-                done.set_result(self.ack_payload(r.key, r.seq))
+                done.set_result(self.ack_payload(r.key, r.seq) if payload else COMMITTED)
                 self._announce(r.key, r.seq)
             else:  # its first copy is still waiting for the commit: acknowledge with it
-                self._dup_waiters.append((r.key, done))
-            return done
+                self._dup_waiters.append((r.key, done, payload))
+            return
         self.counts["accepted"] += 1
         self.last_reading[r.key] = (now, r)
-        self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done))
+        self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done, payload))
         self._wake.set()
-        return done
 
     def _announce(self, box: bytes, near: int | None = None) -> None:
-        payload = self.ack_payload(box, near)
         for listener in self.ack_listeners:
-            listener(box, payload)
+            listener(box, near)
 
     # -- committing and sealing ------------------------------------------------------
 
@@ -278,33 +318,43 @@ class Gateway:
         rejects, self._rejects = self._rejects, []
         if not queue and not rejects:
             return
-        changed = await self.spool_call(self.spool.commit, [a for a, _, _ in queue], rejects)
+        changed = await self.spool_call(self.spool.commit, [q[0] for q in queue], rejects)
         for box, ranges in changed.items():
             self.ranges[box] = ranges
             self.committed[box] = ranges[-1][1]
         lowest: dict[bytes, int] = {}  # the oldest seq committed now, per box: ack around it
         events: list[AlarmEvent] = []
-        for accepted, r, _ in queue:
-            self.verifier.committed(accepted.box, accepted.seq)
-            lowest[accepted.box] = min(accepted.seq, lowest.get(accepted.box, accepted.seq))
+        observe, forget = self.alarms.observe, self.verifier.committed
+        for accepted, r, _, _ in queue:
+            box = accepted.box
+            forget(box, accepted.seq)
+            if accepted.seq < lowest.get(box, 1 << 32):
+                lowest[box] = accepted.seq
             # An unsynced box's clock is its own: alarm on our receive time instead.
             unsynced = r.flags & reading.FLAG_CLOCK_UNSYNCED
             t = accepted.gateway_time if unsynced else float(r.time)
             error = bool(r.flags & reading.FLAG_SENSOR_ERROR)
-            events += self.alarms.observe(
-                topics.device_id(r.key),
+            events += observe(
+                self._device_id(box),
                 t,
                 None if error else r.temperature / 100,
                 error,
                 received_s=accepted.gateway_time,
             )
-        for accepted, _, done in queue:
+        payloads: dict[bytes, bytes] = {}  # one ack per box for all its readings committed now
+        for accepted, _, done, payload in queue:
             if not done.done():
-                done.set_result(self.ack_payload(accepted.box, lowest[accepted.box]))
+                box = accepted.box
+                if not payload:
+                    done.set_result(COMMITTED)
+                    continue
+                if box not in payloads:
+                    payloads[box] = self.ack_payload(box, lowest[box])
+                done.set_result(payloads[box])
         waiting, self._dup_waiters = self._dup_waiters, []
-        for box, done in waiting:
+        for box, done, payload in waiting:
             if box in self.ranges and not done.done():
-                done.set_result(self.ack_payload(box, lowest.get(box)))
+                done.set_result(self.ack_payload(box, lowest.get(box)) if payload else COMMITTED)
         for box, seq in lowest.items():
             self._announce(box, seq)
         await self._alarm_events(events)
@@ -390,6 +440,8 @@ class Gateway:
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
+        await self.verify_pool.judged()
+        self.verify_pool.close()
         await self.flush()
         self.reject_log.flush()
         self.save_alarms()

@@ -6,6 +6,7 @@ option, so a gateway with a broken file says why at start instead of misbehaving
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -36,6 +37,8 @@ class MqttSettings:
 class VerifySettings:
     max_future_s: int = 120  # a synced box's reading may be this far ahead of our clock
     max_age_s: int = 7 * 86400  # and this far behind (a box's backlog holds ~68 h)
+    # Threads checking BIP-340 signatures (libsecp256k1 releases the GIL): one per core.
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("mqtt", "keepalive"): (5, 3600),
     ("verify", "max_future_s"): (0, 86400),
     ("verify", "max_age_s"): (60, 365 * 86400),
+    ("verify", "threads"): (1, 256),
     ("batch", "max_readings"): (1, 1 << 20),
     ("batch", "max_age_s"): (0.01, 86400),
     ("spool", "max_bytes"): (1 << 20, 1 << 50),

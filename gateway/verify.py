@@ -1,6 +1,9 @@
 """Zero-trust checks on every message that claims to be a reading.
 
-In order, each failure with its own reason (counted, and kept in quarantine):
+In order, each failure with its own reason (counted, and kept in quarantine). The first
+three are `Verifier.precheck`; the signature is checked by `signatures_valid`, on a pool of
+threads in the gateway (gateway/verify_pool.py); the rest by `Verifier.judge`, on the event
+loop in arrival order:
 
     <field>            malformed: the reading decoder names the field (length, version, ...)
     unregistered       the box key is not in the registry
@@ -23,10 +26,13 @@ beside theirs.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from device import reading, schnorr, topics
+import coincurve
+
+from device import reading
 from gateway.registry import Box, Registry
 from gateway.settings import VerifySettings
 
@@ -48,6 +54,26 @@ class Outcome:
 
 Stored = Callable[[bytes, int], Awaitable[bytes | None]]
 Committed = Callable[[bytes, int], bool]
+Passed = tuple[reading.Reading, Box]  # what precheck returns for a reading it lets through
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def key_verifier(key: bytes) -> Callable[[bytes, bytes], bool]:
+    """verify(signature, message) for one box key, the key parsed once (with libsecp256k1,
+    parsing a key costs about a seventh of a verification). Keys reach it only after the
+    registry check, so the cache holds registered boxes. Thread-safe."""
+    try:
+        return coincurve.PublicKeyXOnly(key).verify  # what schnorr.verify does per call
+    except ValueError:  # not the x of a curve point: no signature verifies
+        return lambda _sig, _msg: False
+
+
+def signatures_valid(wires: Sequence[bytes]) -> list[bool]:
+    """Whether each reading's BIP-340 signature verifies for the key it carries. Pure and
+    thread-safe (libsecp256k1 releases the GIL), so the gateway runs it on a pool of
+    threads; `wires` must have passed `Verifier.precheck` (110 bytes, decodable)."""
+    message = reading.message
+    return [key_verifier(w[1:33])(w[46:110], message(w)) for w in wires]
 
 
 class Verifier:
@@ -71,9 +97,9 @@ class Verifier:
         self.stored = stored
         self.pending: dict[tuple[bytes, int], bytes] = {}  # accepted, not yet committed
 
-    async def check(self, wire: bytes, now: float, topic_id: str | None = None) -> Outcome:
-        """Return the verdict on `wire`, received at `now` (Unix seconds), on a topic naming
-        `topic_id` (None over BLE). Never raises for bad input."""
+    def precheck(self, wire: bytes, topic_id: str | None = None) -> Outcome | Passed:
+        """The checks before the signature (decoding, registry, topic), cheap enough for the
+        event loop: an Outcome if `wire` fails one, else the decoded reading and its box."""
         try:
             r = reading.decode(wire)
         except reading.ReadingError as e:
@@ -81,13 +107,22 @@ class Verifier:
         box = self.registry.get(r.key)
         if box is None:
             return Outcome(Verdict.REJECT, "unregistered", f"box {r.key.hex()} is not registered")
-        if topic_id is not None and topic_id != topics.device_id(r.key):
+        if topic_id is not None and topic_id != box.device_id:
             return Outcome(
                 Verdict.REJECT,
                 "topic mismatch",
-                f"topic names {topic_id}, reading is from {topics.device_id(r.key)}",
+                f"topic names {topic_id}, reading is from {box.device_id}",
             )
-        if not schnorr.verify(r.key, reading.message(wire), r.signature):
+        return r, box
+
+    async def judge(
+        self, wire: bytes, r: reading.Reading, box: Box, signature_ok: bool, now: float
+    ) -> Outcome:
+        """The checks from the signature on, for a reading that passed `precheck` and whose
+        signature `signatures_valid` judged. Readings of one box must be judged in arrival
+        order, one at a time: this is where a reading becomes pending (so a second copy is a
+        duplicate), which is why it runs on the event loop and not on the pool."""
+        if not signature_ok:
             return Outcome(Verdict.REJECT, "bad signature", f"seq {r.seq} of {box.device_id}")
         earlier = self.pending.get((r.key, r.seq))
         if earlier is None and self.is_committed(r.key, r.seq):

@@ -1,0 +1,71 @@
+"""Bulk socket I/O for paho-mqtt under aiomqtt, so a stream of readings costs a system call
+per socket buffer rather than several per message.
+
+paho reads a packet with one recv() for its first byte, one per byte of its length and one
+for the rest, and aiomqtt runs one packet per readiness event of the socket: at thousands
+of readings a second that is most of the gateway's time. `buffer_reads` wraps paho's
+socket so that recv() is served from one large read; the wrapper reports what it holds
+through pending() (as an SSL socket does), which aiomqtt's reader already honours by
+reading on until nothing is pending, so every buffered message is handled in the same
+event-loop iteration. `queue_pubacks` hands paho many PUBACKs as one write, where paho's
+ack() costs a write registration and a send per message.
+
+Both use paho internals (Client._create_socket, Client._packet_queue) of paho-mqtt 2.x;
+tests/gateway/test_mqtt_io.py fails if those change.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import paho.mqtt.client as paho
+
+READ_SIZE = 1 << 16
+PUBACK = 0x40
+
+
+class BufferedSocket:
+    """A socket whose recv() is served from one large read (see the module docstring);
+    everything else goes to the socket itself."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buffer = b""
+        self._at = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._at >= len(self._buffer):
+            data = self._sock.recv(max(size, READ_SIZE))  # BlockingIOError passes through
+            if len(data) <= size:
+                return bytes(data)
+            self._buffer, self._at = data, 0
+        chunk = self._buffer[self._at : self._at + size]
+        self._at += len(chunk)
+        return chunk
+
+    def pending(self) -> int:
+        """Bytes read from the socket and not yet handed to paho."""
+        inner = getattr(self._sock, "pending", None)
+        return len(self._buffer) - self._at + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def buffer_reads(client: paho.Client) -> None:
+    """Make every socket `client` opens from now on a BufferedSocket."""
+    create = client._create_socket
+
+    def create_buffered() -> Any:
+        return BufferedSocket(create())
+
+    client._create_socket = create_buffered  # type: ignore[method-assign]
+
+
+def queue_pubacks(client: paho.Client, mids: list[int]) -> None:
+    """Queue PUBACKs for `mids`, in order, as one write (what paho's ack(mid, 1) sends for
+    each, MQTT 3.1.1 §3.4: 0x40 0x02 and the packet id)."""
+    if mids:
+        block = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
+        client._packet_queue(PUBACK, block, 0, 0)
