@@ -98,7 +98,11 @@ ints = st.integers(-event.MAX_INT, event.MAX_INT)
     detail=texts,
     value=ints,
     seq=st.integers(0, event.MAX_INT),
-    rejects=st.dictionaries(st.from_regex("[ -~]{1,64}", fullmatch=True), st.integers(0, 10**12)),
+    rejects=st.dictionaries(
+        st.from_regex("[ -~]{1,64}", fullmatch=True),
+        st.integers(0, 10**12),
+        max_size=event.MAX_COUNTS,  # more is refused (the parametrized refusals below)
+    ),
 )
 def test_canonical_bytes_are_rfc_8785(
     alarm: str, zone: str, detail: str, value: int, seq: int, rejects: dict[str, int]
