@@ -31,6 +31,10 @@ OWNERS_EXAMPLES = (
     f"pharmasync cloud owners {_CLOUD} add @second-owner.pub",
     f"pharmasync cloud owners {_CLOUD} remove @second-owner.pub",
 )
+ACK_KEYS_EXAMPLES = (
+    f"pharmasync cloud ack-keys {_CLOUD} add @second-owner.pub --site warehouse-1",
+    f"pharmasync cloud ack-keys {_CLOUD} remove @second-owner.pub --site warehouse-1",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -156,6 +160,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     own.add_argument("key", type=hex_bytes, metavar="KEY|@FILE", help="the owner's x-only key")
     own.set_defaults(handler=_owners)
 
+    ack = commands.add_parser(
+        "ack-keys",
+        help="authorise or withdraw a key that acknowledges a site's alarms from afar",
+        description="Sign an acknowledgement-key change with a current owner's key and send it "
+        'to the cloud: KEY may then sign alarm acknowledgements (docs/protocol.md, "Signed '
+        'alarm acknowledgement") for the gateways of site SITE, which the cloud relays '
+        "(POST /v1/alarm-acks) and those gateways fetch, check against the log and apply.",
+        epilog=examples(*ACK_KEYS_EXAMPLES),
+    )
+    ack.add_argument("--cloud", default=f"http://127.0.0.1:{settings.DEFAULT_PORT}")
+    ack.add_argument("--owner-key", type=Path, required=True, help="a current owner's secret key")
+    ack.add_argument("op", choices=("add", "remove"), help="authorise or withdraw KEY")
+    ack.add_argument("key", type=hex_bytes, metavar="KEY|@FILE", help="the signer's x-only key")
+    ack.add_argument("--site", required=True, help="the site whose alarms KEY may acknowledge")
+    ack.set_defaults(handler=_ack_keys)
+
 
 def read_owners(data_dir: Path) -> list[bytes]:
     """Owner keys listed in DATA_DIR/owners (hex, one per line, # comments)."""
@@ -257,6 +277,26 @@ def _owners(args: argparse.Namespace) -> int:
         return 1
     print(
         f"owner {args.key.hex()} {'added' if args.op == 'add' else 'removed'} by owner "
+        f"{schnorr.pubkey(secret).hex()[:16]}… (log index {index})"
+    )
+    return 0
+
+
+def _ack_keys(args: argparse.Namespace) -> int:
+    if (secret := _owner_secret(args.owner_key)) is None:
+        return 2
+    op = config_entry.ACK_KEY_ADD if args.op == "add" else config_entry.ACK_KEY_REMOVE
+    try:
+        change = config_entry.ConfigChange(op, int(time.time()), key=args.key, site=args.site)
+    except config_entry.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    request = config_entry.sign_request(secret, change)
+    if (index := _send(args.cloud, "/v1/config", request)) is None:
+        return 1
+    done = "authorised" if args.op == "add" else "withdrawn"
+    print(
+        f"ack key {args.key.hex()} {done} for site {args.site} by owner "
         f"{schnorr.pubkey(secret).hex()[:16]}… (log index {index})"
     )
     return 0

@@ -74,6 +74,7 @@ ORDER = [
     ("cloud", "serve"),
     ("cloud", "register"),
     ("cloud", "owners"),
+    ("cloud", "ack-keys"),
     ("device", "provision"),
     ("gateway", "boxes", "add"),
     ("gateway", "boxes", "list"),
