@@ -31,10 +31,14 @@ async def test_ack_keys_changed_by_an_owner_verify(tmp_path: Path) -> None:
     ledger = Ledger()
     ledger.bootstrap()
     ack_key(ledger, config_entry.ACK_KEY_ADD, OWNER)
-    ack_key(ledger, config_entry.ACK_KEY_REMOVE, OWNER, T0 + 1)
     await poll(ledger, tmp_path, [schnorr.pubkey(OWNER)])  # no alarm raised
     state = load_state(tmp_path / "v.json")
     assert state is not None and state.owners == {schnorr.pubkey(OWNER)}
+    assert state.ack_keys == {("w1", ACK)}  # kept in the state file
+    ack_key(ledger, config_entry.ACK_KEY_REMOVE, OWNER, T0 + 1)
+    await poll(ledger, tmp_path, [schnorr.pubkey(OWNER)])  # from the saved state on
+    state = load_state(tmp_path / "v.json")
+    assert state is not None and state.ack_keys == frozenset()
 
 
 async def test_an_ack_key_authorised_by_a_stranger_is_an_alarm(tmp_path: Path) -> None:
