@@ -302,6 +302,9 @@ class Ledger:
         replay or a change the owner set forbids (gateway/config_entry.py)."""
         try:
             change, entry = config_entry.open_request(request, now)
+            signer = entry[1 : 1 + 32]
+            if change.op in config_entry.ACK_OPS and signer in await self.store.owners():
+                await self._check_ack_key_change(change)  # tells owners only
             index = await self.store.append_config(entry)
         except StoreConflict as e:
             raise self._refuse(e.reason, e.detail, 409) from None
@@ -506,6 +509,21 @@ class Ledger:
             log.info("alarm ack %s of %s relayed", signed.ack.alarm, gateway.hex()[:12])
         answer = {"id": ack_id, "gateway": gateway.hex(), "alarm": signed.ack.alarm}
         return answer | {"log_size": checked_at}, new
+
+    async def _check_ack_key_change(self, change: config_entry.ConfigChange) -> None:
+        """Refuse an ack-key change that would change nothing (409 "ack key exists" or
+        "not an ack key"): most likely a mistake its sender should hear of. Not a rule of
+        the log (such an entry would fold as a no-op), so not checked under the lock."""
+        assert change.site is not None and change.key is not None
+        size = await self.store.log_size()
+        keys = config_entry.authority_of(await self._authority_entries(size)).ack_keys
+        there = (change.site, change.key) in keys
+        if change.op == config_entry.ACK_KEY_ADD and there:
+            detail = f"key {change.key.hex()} may acknowledge alarms of site {change.site} already"
+            raise config_entry.ConfigError("ack key exists", detail, 409)
+        if change.op == config_entry.ACK_KEY_REMOVE and not there:
+            detail = f"key {change.key.hex()} may not acknowledge alarms of site {change.site}"
+            raise config_entry.ConfigError("not an ack key", detail, 409)
 
     async def _authority_entries(self, end: int) -> list[bytes]:
         """Every registry and configuration entry below log index `end`, in log order."""

@@ -57,6 +57,10 @@ async def test_acks_by_an_authorised_key_are_relayed_once_and_others_refused(
         assert (status, problem["reason"]) == (403, "unknown owner"), problem
         status, added = await ack_keys(cloud, config_entry.ACK_KEY_ADD, "w1")
         assert status == 201, added
+        status, problem = await ack_keys(cloud, config_entry.ACK_KEY_ADD, "w1")  # again
+        assert (status, problem["reason"]) == (409, "ack key exists"), problem
+        status, problem = await ack_keys(cloud, config_entry.ACK_KEY_REMOVE, "w2")
+        assert (status, problem["reason"]) == (409, "not an ack key"), problem
 
         status, answer = await post(first)
         assert status == 201, answer
