@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -30,7 +29,7 @@ import aiohttp
 
 from gateway import jsonbound
 from gateway.escalation import Escalation
-from gateway.registry_follow import FollowError, RegistryFollower
+from gateway.registry_follow import FollowError, RegistryFollower, write_json
 from gateway.settings import Settings
 
 log = logging.getLogger("pharmasync.gateway.ack_relay")
@@ -67,12 +66,7 @@ class RelayState:
 
     def save(self, path: Path) -> None:
         """Write the state atomically: a crash leaves the old file or the new one."""
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump(self.to_json(), f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_json(path, self.to_json())
 
 
 def parse_page(answer: bytes, after: int) -> list[tuple[int, bytes]]:

@@ -105,9 +105,14 @@ def load_state(path: Path) -> FollowState:
 
 def save_state(path: Path, state: FollowState) -> None:
     """Write the state atomically: a crash leaves the old file or the new one."""
+    write_json(path, state.to_json())
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Write `doc` to `path` atomically (a temporary file, fsync, rename over the old)."""
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as f:
-        json.dump(state.to_json(), f, indent=2)
+        json.dump(doc, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
