@@ -5,8 +5,8 @@ and webhook receiver, tests/gateway/test_escalation.py) which checks it against 
 itself and applies it: escalation stops, "acknowledged" is sent, the signed alarm event is
 queued. Acks the cloud took but the gateway must not apply (a key withdrawn since, an
 unknown alarm, a replay) and, from a lying cloud, forged, malformed, another site's and
-another gateway's acks are refused by reason, counted, never applied. The cloud down at the
-start loses nothing."""
+another gateway's acks are refused by reason, counted, never applied. The cloud down when
+the relay starts loses nothing: it fetches everything once the cloud is back."""
 
 from __future__ import annotations
 
@@ -103,19 +103,20 @@ async def test_a_signed_ack_through_the_cloud_stops_escalation_and_the_rest_is_r
 ) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cloud = TestServer(
-        make_app(cloud_settings(tmp_path / "cloud", database)), host="127.0.0.1", port=port
-    )
+
+    def cloud_server() -> TestServer:  # the same cloud, data and port, started again
+        config = cloud_settings(tmp_path / "cloud", database)
+        return TestServer(make_app(config), host="127.0.0.1", port=port)
+
+    cloud = cloud_server()
+    await cloud.start_server()
     async with (
         running_site(tmp_path / "gw", sections(url)) as site,
         aiohttp.ClientSession() as http,
-        relaying(site) as relay,
     ):
         await site.feed(5.0, 13.0)
         await wait_for(lambda: site.got("alice", "raised") == 1, what="the alarm raised")
         alarm = site.alarm_id()
-        await asyncio.sleep(0.3)  # the relay tries a cloud that is down: nothing is lost
-        await cloud.start_server()
         try:
             c = CloudClient(url, http)
             await c.register(GATEWAY, "w1")
@@ -140,34 +141,47 @@ async def test_a_signed_ack_through_the_cloud_stops_escalation_and_the_rest_is_r
             status, first = await c.relay(good)
             assert status == 201
             assert await c.relay(good) == (200, first)  # a replay: stored once
-
-            await wait_for(lambda: site.got("alice", "acknowledged") == 1, what="the ack notice")
-            await wait_for(lambda: relay.state.after == first["id"], what="every ack fetched")
-            assert relay.state.applied == 1
-            assert relay.state.refused == {"unauthorised key": 1, "unknown alarm": 1}
-            row = site.esc.store.alarm(alarm)
-            assert row["acked_by"] == "R. Emote"
-            assert row["acked_via"] == "signed by " + schnorr.pubkey(REMOTE).hex()[:16]
-            await asyncio.sleep(0.3)  # deliveries under way when it was applied land
-            told = Counter(site.messages())
-            await asyncio.sleep(1.2)  # later levels and repeats would have been due
-            later = Counter(site.messages()) - told
-            assert not [m for m in later if m[1] in ("raised", "repeat")], later
-
-            # The state lost: everything is fetched again, and applies nothing twice.
-            relay.state.after = 0
-            (site.gw.settings.data_dir / STATE_FILE).unlink()
-            await wait_for(lambda: relay.state.refused.get("replayed") == 1, what="a refetch")
-            assert site.esc.store.alarm(alarm)["acked_by"] == "R. Emote"
-            assert site.got("alice", "acknowledged") == 1
         finally:
             await cloud.close()
+        async with relaying(site) as relay:
+            await asyncio.sleep(0.3)  # the relay tries a cloud that is down: nothing is lost
+            assert relay.state.after == 0 and site.esc.store.alarm(alarm)["acked_at"] is None
+            cloud = cloud_server()
+            await cloud.start_server()
+            try:
+                await check_relayed(site, relay, alarm, first["id"])
+            finally:
+                await cloud.close()
     # The gateway's own signed event records the acknowledgement for the log.
     spool = Spool(tmp_path / "gw" / "spool.sqlite")
     events = _events(spool)
     spool.close()
     assert [state for _, state, _ in events] == ["raised", "acknowledged"]
     assert events[1][2]["by"] == "R. Emote"
+
+
+async def check_relayed(site: Site, relay: AckRelay, alarm: str, last: int) -> None:
+    """The relayed acks fetched up to id `last`: the good one applied, the others refused,
+    escalation stopped; fetched all again, nothing applies twice."""
+    await wait_for(lambda: site.got("alice", "acknowledged") == 1, what="the ack notice")
+    await wait_for(lambda: relay.state.after == last, what="every ack fetched")
+    assert relay.state.applied == 1
+    assert relay.state.refused == {"unauthorised key": 1, "unknown alarm": 1}
+    row = site.esc.store.alarm(alarm)
+    assert row["acked_by"] == "R. Emote"
+    assert row["acked_via"] == "signed by " + schnorr.pubkey(REMOTE).hex()[:16]
+    await asyncio.sleep(0.3)  # deliveries under way when it was applied land
+    told = Counter(site.messages())
+    await asyncio.sleep(1.2)  # later levels and repeats would have been due
+    later = Counter(site.messages()) - told
+    assert not [m for m in later if m[1] in ("raised", "repeat")], later
+
+    # The state lost: everything is fetched again, and applies nothing twice.
+    relay.state.after = 0
+    (site.gw.settings.data_dir / STATE_FILE).unlink(missing_ok=True)
+    await wait_for(lambda: relay.state.refused.get("replayed") == 1, what="a refetch")
+    assert site.esc.store.alarm(alarm)["acked_by"] == "R. Emote"
+    assert site.got("alice", "acknowledged") == 1
 
 
 async def test_a_lying_cloud_cannot_get_an_ack_applied(tmp_path: Path) -> None:
