@@ -29,7 +29,7 @@ import aiohttp
 
 from gateway import jsonbound
 from gateway.escalation import Escalation
-from gateway.registry_follow import FollowError, RegistryFollower, write_json
+from gateway.registry_follow import FollowError, RegistryFollower, fetch, write_json
 from gateway.settings import Settings
 
 log = logging.getLogger("pharmasync.gateway.ack_relay")
@@ -118,10 +118,7 @@ class AckRelay:
         applied = 0
         while True:
             params = {"after": str(self.state.after), "limit": str(PAGE)}
-            async with session.get(self.url, params=params) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if resp.status != 200:
-                    raise FollowError(f"GET {self.url}: HTTP {resp.status}: {body[:200]!r}")
+            body = await fetch(session, self.url, params, MAX_ANSWER_BYTES)
             page = parse_page(body, self.state.after)
             if not page:
                 return applied

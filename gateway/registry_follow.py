@@ -118,6 +118,18 @@ def write_json(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+async def fetch(
+    session: aiohttp.ClientSession, url: str, params: dict[str, str], max_bytes: int
+) -> bytes:
+    """GET `url` and return its body, read up to `max_bytes` + 1 (the parser refuses more).
+    Raises FollowError for an answer other than 200, aiohttp.ClientError, TimeoutError."""
+    async with session.get(url, params=params) as resp:
+        body = await resp.content.read(max_bytes + 1)
+        if resp.status != 200:
+            raise FollowError(f"GET {url}: HTTP {resp.status}: {body[:200]!r}")
+    return body
+
+
 def parse_page(answer: bytes, after: int) -> list[tuple[int, bytes]]:
     """Return the (log index, entry) pairs of a GET /v1/registry/entries answer, in
     increasing index order after `after`. Raises FollowError for anything else."""
@@ -211,10 +223,7 @@ class RegistryFollower:
         applied = 0
         while True:
             params = {} if self.state.after < 0 else {"after": str(self.state.after)}
-            async with session.get(self.url, params=params) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if resp.status != 200:
-                    raise FollowError(f"GET {self.url}: HTTP {resp.status}: {body[:200]!r}")
+            body = await fetch(session, self.url, params, MAX_ANSWER_BYTES)
             page = parse_page(body, self.state.after)
             if not page:
                 return applied
