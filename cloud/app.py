@@ -25,6 +25,7 @@ from cloud.httplog import server_logger
 from cloud.keys import load_or_create_signer
 from cloud.ledger import Ledger
 from cloud.metrics import Metrics
+from cloud.routes import alarm_acks as ack_routes
 from cloud.routes import (
     batches,
     config,
@@ -149,4 +150,5 @@ def make_app(settings: CloudSettings) -> web.Application:
     for group in (batches, log_routes, readings, registry, config, events, meta, evidence, home):
         app.add_routes(group.routes)
     app.add_routes(receipts.routes)
+    app.add_routes(ack_routes.routes)  # relayed alarm acknowledgements
     return app

@@ -31,6 +31,10 @@ OWNERS_EXAMPLES = (
     f"pharmasync cloud owners {_CLOUD} add @second-owner.pub",
     f"pharmasync cloud owners {_CLOUD} remove @second-owner.pub",
 )
+ACK_KEYS_EXAMPLES = (
+    f"pharmasync cloud ack-keys {_CLOUD} add @second-owner.pub --site warehouse-1",
+    f"pharmasync cloud ack-keys {_CLOUD} remove @second-owner.pub --site warehouse-1",
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -150,11 +154,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "names only the first ones, on a log that has none yet.",
         epilog=examples(*OWNERS_EXAMPLES),
     )
-    own.add_argument("--cloud", default=f"http://127.0.0.1:{settings.DEFAULT_PORT}")
-    own.add_argument("--owner-key", type=Path, required=True, help="a current owner's secret key")
-    own.add_argument("op", choices=("add", "remove"), help="add or remove the owner KEY")
-    own.add_argument("key", type=hex_bytes, metavar="KEY|@FILE", help="the owner's x-only key")
-    own.set_defaults(handler=_owners)
+    _config_arguments(own, "add or remove the owner KEY", "the owner's x-only key")
+
+    ack = commands.add_parser(
+        "ack-keys",
+        help="authorise or withdraw a key that acknowledges a site's alarms from afar",
+        description="Sign an acknowledgement-key change with a current owner's key and send it "
+        'to the cloud: KEY may then sign alarm acknowledgements (docs/protocol.md, "Signed '
+        'alarm acknowledgement") for the gateways of site SITE, which the cloud relays '
+        "(POST /v1/alarm-acks) and those gateways fetch, check against the log and apply.",
+        epilog=examples(*ACK_KEYS_EXAMPLES),
+    )
+    _config_arguments(ack, "authorise or withdraw KEY", "the signer's x-only key")
+    ack.add_argument("--site", required=True, help="the site whose alarms KEY may acknowledge")
+
+
+def _config_arguments(parser: argparse.ArgumentParser, op_help: str, key_help: str) -> None:
+    """The arguments of a configuration change (`cloud owners`, `cloud ack-keys`)."""
+    parser.add_argument("--cloud", default=f"http://127.0.0.1:{settings.DEFAULT_PORT}")
+    parser.add_argument(
+        "--owner-key", type=Path, required=True, help="a current owner's secret key"
+    )
+    parser.add_argument("op", choices=("add", "remove"), help=op_help)
+    parser.add_argument("key", type=hex_bytes, metavar="KEY|@FILE", help=key_help)
+    parser.set_defaults(handler=_config_change)
 
 
 def read_owners(data_dir: Path) -> list[bytes]:
@@ -243,22 +266,27 @@ def _send(cloud: str, path: str, request: dict[str, object]) -> int | None:
     return index if isinstance(index, int) else None
 
 
-def _owners(args: argparse.Namespace) -> int:
+def _config_change(args: argparse.Namespace) -> int:
+    """`cloud owners` and `cloud ack-keys` (with --site): sign the change, send it."""
     if (secret := _owner_secret(args.owner_key)) is None:
         return 2
-    op = config_entry.ADD if args.op == "add" else config_entry.REMOVE
+    add = args.op == "add"
+    site = getattr(args, "site", None)
+    if site is None:
+        op = config_entry.ADD if add else config_entry.REMOVE
+        done = f"owner {args.key.hex()} {'added' if add else 'removed'}"
+    else:
+        op = config_entry.ACK_KEY_ADD if add else config_entry.ACK_KEY_REMOVE
+        done = f"ack key {args.key.hex()} {'authorised' if add else 'withdrawn'} for site {site}"
     try:
-        change = config_entry.ConfigChange(op, int(time.time()), key=args.key)
+        change = config_entry.ConfigChange(op, int(time.time()), key=args.key, site=site)
     except config_entry.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     request = config_entry.sign_request(secret, change)
     if (index := _send(args.cloud, "/v1/config", request)) is None:
         return 1
-    print(
-        f"owner {args.key.hex()} {'added' if args.op == 'add' else 'removed'} by owner "
-        f"{schnorr.pubkey(secret).hex()[:16]}… (log index {index})"
-    )
+    print(f"{done} by owner {schnorr.pubkey(secret).hex()[:16]}… (log index {index})")
     return 0
 
 

@@ -221,6 +221,7 @@ class Owners:
 
     keys: frozenset[bytes] = frozenset()
     pinned: frozenset[bytes] | None = None
+    ack_keys: config_entry.AckKeys = frozenset()  # (site, key) that may acknowledge alarms
 
 
 def check_entry(
@@ -294,14 +295,15 @@ def _check_authority(index: int, entry: bytes, owners: Owners) -> None:
     try:
         if entry[0] == tlog.ENTRY_CONFIG and not owners.keys and owners.pinned is not None:
             config_entry.check_pinned(entry, owners.pinned)
-        after = config_entry.next_owners(owners.keys, entry)
+        before = config_entry.Authority(owners.keys, owners.ack_keys)
+        after = config_entry.next_authority(before, entry)
     except config_entry.ConfigError as e:
         bad_form = e.reason in ("entry", "signature")
         alarm = Alarm.BAD_ENTRY if bad_form else Alarm.AUTHORITY
         raise Misbehaviour(alarm, f"{kind} change: {e}", facts) from e
     except ValueError as e:  # RegistryError: a registry change that does not parse or verify
         raise Misbehaviour(Alarm.BAD_ENTRY, f"registry change {e}", facts) from e
-    owners.keys = after
+    owners.keys, owners.ack_keys = after.owners, after.ack_keys
 
 
 def _check_event(index: int, payload: bytes, events: dict[bytes, int]) -> None:
@@ -473,7 +475,7 @@ class Follower:
         frontier = state.frontier()
         gateways = dict(state.gateways)
         events = dict(state.events)
-        owners = Owners(state.owners, self.pinned_owners)
+        owners = Owners(state.owners, self.pinned_owners, state.ack_keys)
         progress = Progress(checkpoint.size - state.size, self.progress)
         sightings = Sightings()
         index = state.size
@@ -535,6 +537,7 @@ class Follower:
                     gateways=gateways,
                     events=events,
                     owners=owners.keys,
+                    ack_keys=owners.ack_keys,
                 )
             if seen is not None:
                 seen.commit()  # before the state: a crash between leaves it ahead, not behind

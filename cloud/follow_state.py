@@ -19,6 +19,8 @@ old state or the new one, never half of either:
                                                   files from before gateway events: none)
       "owners": ["<key hex>", ...]                the owner set after the last configuration
                                                   entry (0x06; absent or empty: none yet)
+      "ack_keys": [["<site>", "<key hex>"], ...]  keys authorised to acknowledge alarms of
+                                                  a site (0x06 ack-key ops; absent: none)
     }
 
 Loading re-checks that the compact range folds to the stored root, so a damaged or
@@ -84,6 +86,7 @@ class FollowState:
     gateways: Mapping[bytes, GatewayHead] = field(default_factory=dict)
     events: Mapping[bytes, int] = field(default_factory=dict)  # gateway -> last event seq
     owners: frozenset[bytes] = frozenset()  # after the last configuration entry (0x06)
+    ack_keys: frozenset[tuple[str, bytes]] = frozenset()  # (site, key), config_entry.AckKeys
 
     def __post_init__(self) -> None:
         try:
@@ -121,6 +124,7 @@ class FollowState:
             },
             "events": {key.hex(): seq for key, seq in sorted(self.events.items())},
             "owners": sorted(key.hex() for key in self.owners),
+            "ack_keys": sorted([site, key.hex()] for site, key in self.ack_keys),
         }
 
     @classmethod
@@ -144,6 +148,9 @@ class FollowState:
                 },
                 events={bytes.fromhex(key): int(seq) for key, seq in doc.get("events", {}).items()},
                 owners=frozenset(bytes.fromhex(key) for key in doc.get("owners", [])),
+                ack_keys=frozenset(
+                    (str(site), bytes.fromhex(key)) for site, key in doc.get("ack_keys", [])
+                ),
             )
         except StateError:
             raise

@@ -11,6 +11,7 @@ HTTP status they deserve; only the views (cloud/routes/) turn them into response
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Collection
@@ -26,7 +27,7 @@ from cloud.note import Signer
 from cloud.store import BatchStored, Store, StoreConflict
 from cloud.witness_client import add_cosignatures
 from device import reading
-from gateway import batch, config_entry, event, merkle
+from gateway import alarm_ack, batch, config_entry, event, merkle
 from gateway.cosigned_receipt import CosignedReceipt
 from gateway.note import parse_note
 from gateway.ratelog import RateLimitedLog
@@ -350,6 +351,9 @@ class Ledger:
         replay or a change the owner set forbids (gateway/config_entry.py)."""
         try:
             change, entry = config_entry.open_request(request, now)
+            signer = entry[1 : 1 + 32]
+            if change.op in config_entry.ACK_OPS and signer in await self.store.owners():
+                await self._check_ack_key_change(change)  # tells owners only
             index = await self.store.append_config(entry)
         except StoreConflict as e:
             raise self._refuse(e.reason, e.detail, 409) from None
@@ -523,6 +527,73 @@ class Ledger:
         for seq, index, record in await self.store.gateway_events(gateway, after, limit):
             found.append({"seq": seq, "log_index": index, **event.decode(record).to_wire()})
         return {"gateway": gateway.hex(), "events": found}
+
+    # -- relayed alarm acknowledgements (gateway/alarm_ack.py), off the log ---------------
+
+    async def relay_alarm_ack(self, body: object) -> tuple[dict[str, Any], bool]:
+        """Check a signed alarm acknowledgement and store it for its gateway to fetch;
+        return (the answer, whether it is new). A replay answers as the first time did.
+        Raises LedgerError: 400 "malformed", 403 "bad signature", 404 "unregistered
+        gateway", 403 "unauthorised key" (not authorised for the gateway's site by the
+        configuration entries in the log so far, gateway/config_entry.py)."""
+        try:
+            signed = alarm_ack.decode(json.dumps(body, separators=(",", ":")).encode())
+        except alarm_ack.AckError as e:
+            status = 403 if e.reason == "bad signature" else 400
+            raise self._refuse(e.reason, e.detail, status) from None
+        gateway = signed.ack.gateway
+        site = await self.store.gateway_site(gateway)
+        if site is None:
+            raise self._refuse("unregistered gateway", f"gateway {gateway.hex()}", 404)
+        size = await self.store.log_size()
+        authority = config_entry.authority_of(await self._authority_entries(size))
+        if signed.key not in authority.ack_keys_for(site):
+            detail = f"key {signed.key.hex()} may not acknowledge alarms of site {site}"
+            raise self._refuse("unauthorised key", detail, 403)
+        wire = signed.wire()
+        ack_id, checked_at, new = await self.store.store_alarm_ack(
+            gateway, signed.digest(), wire, size
+        )
+        if new:
+            log.info("alarm ack %s of %s relayed", signed.ack.alarm, gateway.hex()[:12])
+        answer = {"id": ack_id, "gateway": gateway.hex(), "alarm": signed.ack.alarm}
+        return answer | {"log_size": checked_at}, new
+
+    async def _check_ack_key_change(self, change: config_entry.ConfigChange) -> None:
+        """Refuse an ack-key change that would change nothing (409 "ack key exists" or
+        "not an ack key"): most likely a mistake its sender should hear of. Not a rule of
+        the log (such an entry would fold as a no-op), so not checked under the lock."""
+        assert change.site is not None and change.key is not None
+        size = await self.store.log_size()
+        keys = config_entry.authority_of(await self._authority_entries(size)).ack_keys
+        there = (change.site, change.key) in keys
+        if change.op == config_entry.ACK_KEY_ADD and there:
+            detail = f"key {change.key.hex()} may acknowledge alarms of site {change.site} already"
+            raise config_entry.ConfigError("ack key exists", detail, 409)
+        if change.op == config_entry.ACK_KEY_REMOVE and not there:
+            detail = f"key {change.key.hex()} may not acknowledge alarms of site {change.site}"
+            raise config_entry.ConfigError("not an ack key", detail, 409)
+
+    async def _authority_entries(self, end: int) -> list[bytes]:
+        """Every registry and configuration entry below log index `end`, in log order."""
+        found: list[bytes] = []
+        after = -1
+        while page := await self.store.authority_entries(after, end, MAX_AUTHORITY_PAGE):
+            found += [entry for _, entry in page]
+            after = page[-1][0]
+        return found
+
+    async def alarm_acks(self, gateway: bytes, after: int, limit: int) -> dict[str, Any]:
+        """The signed acks relayed to a registered gateway with id > after (up to `limit`,
+        oldest first), as GET /v1/gateways/{key}/alarm-acks answers. Raises LedgerError
+        404 for an unregistered gateway."""
+        if await self.store.gateway_site(gateway) is None:
+            raise LedgerError("unregistered gateway", f"gateway {gateway.hex()}", 404)
+        found = [
+            {"id": i, "signed_ack": json.loads(wire)}
+            for i, wire in await self.store.alarm_acks(gateway, after, limit)
+        ]
+        return {"gateway": gateway.hex(), "acks": found}
 
 
 def _first_forged(events: list[event.Event]) -> int | None:

@@ -9,7 +9,7 @@ from cloud import jsonbound, registry
 from cloud.errors import INT64_MAX
 from cloud.routes.receipts import MAX_COSIGNATURES
 from device import reading
-from gateway import batch, config_entry, cosigned_receipt, event
+from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
@@ -405,6 +405,7 @@ def document() -> dict[str, Any]:
             **_event_paths(),
             **_receipt_paths(receipt),
             **_config_paths(),
+            **_alarm_ack_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -463,10 +464,11 @@ def _config_paths() -> dict[str, Any]:
     return {
         "/v1/config": {
             "post": {
-                "summary": "Add or remove an owner (signed by a current owner)",
+                "summary": "Add or remove an owner or an ack key (signed by a current owner)",
                 "description": f"The body is at most {config_entry.MAX_REQUEST_BYTES} bytes of "
-                f"bounded JSON (as /v1/registry's). The change's op is {config_entry.ADD} or "
-                f"{config_entry.REMOVE}; the bootstrap is written by `cloud serve`, never posted.",
+                f"bounded JSON (as /v1/registry's). The change's op is one of "
+                f"{list(config_entry.OPS[1:])}; the bootstrap is written by `cloud serve`, "
+                "never posted.",
                 "requestBody": SIGNED_CHANGE,
                 "responses": {
                     "201": APPLIED,
@@ -644,6 +646,87 @@ def _receipt_paths(receipt: dict[str, Any]) -> dict[str, Any]:
                     "404": _problem("No such batch"),
                     "409": _problem("No checkpoint with that many cosignatures includes it yet"),
                 },
+            }
+        },
+    }
+
+
+def _alarm_ack_paths() -> dict[str, Any]:
+    """POST /v1/alarm-acks and GET /v1/gateways/{gateway}/alarm-acks (docs/protocol.md,
+    "Alarm acknowledgements through the cloud")."""
+    signed: dict[str, Any] = {
+        "type": "object",
+        "required": ["ack", "key", "signature"],
+        "properties": {
+            "ack": {
+                "type": "object",
+                "required": ["alarm", "at", "by", "gateway", "v"],
+                "properties": {
+                    "alarm": {"type": "string", "pattern": "^[0-9a-f]{8}$"},
+                    "at": {"type": "integer", "minimum": 0, "maximum": 2**40 - 1},
+                    "by": {"type": "string", "minLength": 1, "maxLength": alarm_ack.MAX_BY},
+                    "gateway": HEX32,
+                    "v": {"type": "integer", "enum": [alarm_ack.VERSION]},
+                },
+            },
+            "key": HEX32,
+            "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+        },
+    }
+    stored = {
+        "type": "object",
+        "required": ["id", "gateway", "alarm", "log_size"],
+        "properties": {
+            "id": {"type": "integer"},
+            "gateway": HEX32,
+            "alarm": {"type": "string"},
+            "log_size": {"type": "integer", "description": "The log size its key was checked at"},
+        },
+    }
+    item = {
+        "type": "object",
+        "required": ["id", "signed_ack"],
+        "properties": {"id": {"type": "integer"}, "signed_ack": signed},
+    }
+    listed = {
+        "type": "object",
+        "required": ["gateway", "acks"],
+        "properties": {"gateway": HEX32, "acks": {"type": "array", "items": item}},
+    }
+    return {
+        "/v1/alarm-acks": {
+            "post": {
+                "summary": "Relay a signed alarm acknowledgement to its gateway",
+                "description": f"The body is at most {alarm_ack.MAX_BYTES} bytes: a signed ack "
+                "(gateway/alarm_ack.py) whose key an owner authorised for the gateway's site "
+                "(configuration op ack-key-add). Stored once, off the log; the gateway fetches "
+                "it, checks it again and applies it.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": signed}},
+                },
+                "responses": {
+                    "201": _json("Stored", stored),
+                    "200": _json("Stored before: the same answer", stored),
+                    "400": BAD,
+                    "403": _problem("A bad signature, or a key not authorised for the site"),
+                    "404": _problem("The gateway is not registered"),
+                    "413": _problem(f"Body over {alarm_ack.MAX_BYTES} bytes"),
+                },
+            }
+        },
+        "/v1/gateways/{gateway}/alarm-acks": {
+            "get": {
+                "summary": "The signed acks relayed to a gateway, oldest first",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    _query("after", "Only acks with a larger id (default: from the first)"),
+                    {
+                        **_query("limit", "At most this many acks (default 100)"),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+                "responses": {"200": _json("Acks", listed), "400": BAD, "404": NOT_FOUND},
             }
         },
     }

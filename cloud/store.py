@@ -383,3 +383,21 @@ class Store(Protocol):
         """Return (size, note) of the smallest kept checkpoint with min_size <= size <=
         max_size and at least `min_cosignatures` cosignatures, if any."""
         ...
+
+    # -- relayed alarm acknowledgements (gateway/alarm_ack.py), off the log ---------------
+
+    async def gateway_site(self, key: bytes) -> str | None:
+        """The site a registered gateway is at (None: not registered)."""
+        ...
+
+    async def store_alarm_ack(
+        self, gateway: bytes, digest: bytes, wire: bytes, log_size: int
+    ) -> tuple[int, int, bool]:
+        """Store a checked signed ack for `gateway` once (by `digest`); return (its id,
+        the log size stored with it, whether it is new). A replay returns the first's."""
+        ...
+
+    async def alarm_acks(self, gateway: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` (id, wire) of the acks stored for `gateway` with id > after, in
+        id order."""
+        ...

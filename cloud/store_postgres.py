@@ -157,6 +157,20 @@ CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
 """
 
 
+# Signed alarm acknowledgements relayed to gateways (gateway/alarm_ack.py), off the log.
+ALARM_ACKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_acks (
+    id          BIGSERIAL PRIMARY KEY,   -- the order gateways fetch them in
+    gateway     BYTEA NOT NULL,
+    digest      BYTEA NOT NULL UNIQUE,   -- SignedAck.digest(): stored exactly once
+    wire        BYTEA NOT NULL,          -- the signed ack's compact JSON
+    log_size    BIGINT NOT NULL,         -- the log's size when its key was checked
+    received_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alarm_acks_gateway ON alarm_acks (gateway, id);
+"""
+
+
 class SchemaVersionError(SchemaError):
     """The database holds a ledger schema this code does not know."""
 
@@ -209,6 +223,7 @@ class PostgresStore:
                 await conn.execute(EVENTS_SCHEMA)
                 await conn.execute(CONFIG_SCHEMA)
                 await conn.execute(COSIGNED_SCHEMA)
+                await conn.execute(ALARM_ACKS_SCHEMA)
         except BaseException:
             await pool.close()
             raise
@@ -568,6 +583,39 @@ class PostgresStore:
             min_cosignatures,
         )
         return None if row is None else (int(row[0]), str(row[1]))
+
+    # -- relayed alarm acknowledgements (gateway/alarm_ack.py) ---------------------------
+
+    async def gateway_site(self, key: bytes) -> str | None:
+        site: str | None = await self.pool.fetchval("SELECT site FROM gateways WHERE key = $1", key)
+        return site
+
+    async def store_alarm_ack(
+        self, gateway: bytes, digest: bytes, wire: bytes, log_size: int
+    ) -> tuple[int, int, bool]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            new = await conn.fetchval(
+                "INSERT INTO alarm_acks (gateway, digest, wire, log_size, received_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING RETURNING id",
+                gateway,
+                digest,
+                wire,
+                log_size,
+                time.time(),
+            )
+            row = await conn.fetchrow(
+                "SELECT id, log_size FROM alarm_acks WHERE digest = $1", digest
+            )
+        return row["id"], row["log_size"], new is not None
+
+    async def alarm_acks(self, gateway: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await self.pool.fetch(
+            "SELECT id, wire FROM alarm_acks WHERE gateway = $1 AND id > $2 ORDER BY id LIMIT $3",
+            gateway,
+            after,
+            limit,
+        )
+        return [(i, bytes(wire)) for i, wire in rows]
 
 
 @asynccontextmanager

@@ -139,6 +139,18 @@ CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
 );
 """
 
+# Signed alarm acknowledgements relayed to gateways (gateway/alarm_ack.py), off the log.
+ALARM_ACKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarm_acks (
+    id          INTEGER PRIMARY KEY,     -- the order gateways fetch them in
+    gateway     BLOB NOT NULL,
+    digest      BLOB NOT NULL UNIQUE,    -- SignedAck.digest(): stored exactly once
+    wire        BLOB NOT NULL,           -- the signed ack's compact JSON
+    log_size    INTEGER NOT NULL,        -- the log's size when its key was checked
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alarm_acks_gateway ON alarm_acks (gateway, id);
+"""
 
 # Leaves [?, ?) of the batch at log index ?, each with the bytes it carried: its own (the
 # reading's first carrier), the equivocating ones kept as evidence, or those it sighted
@@ -166,6 +178,7 @@ class SqliteDb:
             self.db.close()
             raise OldSchemaError(path)
         self.db.executescript(SCHEMA)
+        self.db.executescript(ALARM_ACKS_SCHEMA)
 
     def close(self) -> None:
         self.db.close()
@@ -573,6 +586,33 @@ class SqliteDb:
         ).fetchone()
         return None if row is None else (int(row[0]), str(row[1]))
 
+    # -- relayed alarm acknowledgements (gateway/alarm_ack.py) ---------------------------
+
+    def gateway_site(self, key: bytes) -> str | None:
+        row = self.db.execute("SELECT site FROM gateways WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def store_alarm_ack(
+        self, gateway: bytes, digest: bytes, wire: bytes, log_size: int
+    ) -> tuple[int, int, bool]:
+        with self._write():
+            new = self.db.execute(
+                "INSERT INTO alarm_acks (gateway, digest, wire, log_size, received_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+                (gateway, digest, wire, log_size, time.time()),
+            ).rowcount
+            row = self.db.execute(
+                "SELECT id, log_size FROM alarm_acks WHERE digest = ?", (digest,)
+            ).fetchone()
+        return row[0], row[1], new == 1
+
+    def alarm_acks(self, gateway: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self.db.execute(
+            "SELECT id, wire FROM alarm_acks WHERE gateway = ? AND id > ? ORDER BY id LIMIT ?",
+            (gateway, after, limit),
+        )
+        return [(i, bytes(wire)) for i, wire in rows]
+
 
 class SqliteStore:
     """The async `cloud.store.Store` over SqliteDb: each call runs on the store's own
@@ -691,3 +731,16 @@ class SqliteStore:
         self, min_size: int, max_size: int, min_cosignatures: int
     ) -> tuple[int, str] | None:
         return await self._run(self.db.first_cosigned, min_size, max_size, min_cosignatures)
+
+    # -- relayed alarm acknowledgements (gateway/alarm_ack.py) ---------------------------
+
+    async def gateway_site(self, key: bytes) -> str | None:
+        return await self._run(self.db.gateway_site, key)
+
+    async def store_alarm_ack(
+        self, gateway: bytes, digest: bytes, wire: bytes, log_size: int
+    ) -> tuple[int, int, bool]:
+        return await self._run(self.db.store_alarm_ack, gateway, digest, wire, log_size)
+
+    async def alarm_acks(self, gateway: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return await self._run(self.db.alarm_acks, gateway, after, limit)

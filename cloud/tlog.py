@@ -8,7 +8,7 @@ A log entry is a kind byte and its payload:
     0x02  registry change  an owner's signed registry change (gateway/registry_change.py)
     0x05  gateway event    a gateway's signed event record: signature || RFC 8785 JSON
                            (gateway/event.py)
-    0x06  configuration    the owners' bootstrap and signed owner changes
+    0x06  configuration    the owners' bootstrap, signed owner and ack-key changes
                            (gateway/config_entry.py)
 
 (contract transactions get kinds of their own when they arrive).

@@ -87,6 +87,15 @@ class SignedAck:
         """SHA-256 of the signed message and signature: what replay detection remembers."""
         return hashlib.sha256(self.ack.canonical() + self.key + self.signature).digest()
 
+    def wire(self) -> bytes:
+        """The compact JSON this ack travels as (the module docstring's shape)."""
+        body = {
+            "ack": json.loads(self.ack.canonical()),
+            "key": self.key.hex(),
+            "signature": self.signature.hex(),
+        }
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
 
 def _hex(text: str) -> bool:
     return all(c in "0123456789abcdef" for c in text)
@@ -102,12 +111,7 @@ def _hex_field(value: object, name: str, size: int) -> bytes:
 def sign(secret: bytes, ack: AlarmAck, aux: bytes | None = None) -> bytes:
     """Return the wire bytes (compact JSON) of `ack` signed with `secret`."""
     signature = schnorr.sign(secret, ack.message(), aux)
-    body = {
-        "ack": json.loads(ack.canonical()),
-        "key": schnorr.pubkey(secret).hex(),
-        "signature": signature.hex(),
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return SignedAck(ack, schnorr.pubkey(secret), signature).wire()
 
 
 def decode(wire: bytes) -> SignedAck:

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from device import datalock, schnorr, topics
 from gateway import event
+from gateway.ack_relay import AckRelay
 from gateway.ble import BleakTransport, BleIngest
 from gateway.escalation import AlarmStore, Escalation
 from gateway.ingest_mqtt import MqttIngest
@@ -155,9 +156,10 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         )
         tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
         tasks.append(asyncio.create_task(escalation.run(), name="escalation"))
-        if settings.registry.follow:
+        if settings.registry.follow:  # and with it, alarm acks relayed by the cloud
             rt.registry_follow = RegistryFollower(settings, registry)
-            tasks.append(asyncio.create_task(rt.registry_follow.run(), name="registry"))
+            rt.ack_relay = AckRelay(settings, gateway.key, escalation, rt.registry_follow)
+            tasks.append(asyncio.create_task(rt.ack_relay.run(), name="registry"))
         if rt.uplink is not None:
             tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
         else:

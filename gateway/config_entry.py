@@ -9,6 +9,9 @@ A configuration change travels as JSON, signed by a current owner:
     op "owners"        owners (sorted hex keys)  the bootstrap: the log's first owners
     op "owner-add"     key                       make `key` an owner
     op "owner-remove"  key                       `key` is no longer an owner
+    op "ack-key-add"   key, site                 `key` may sign alarm acknowledgements
+                                                 (gateway/alarm_ack.py) for site `site`
+    op "ack-key-remove" key, site                it may no longer
 
 The signer signs BIP-340 over tagged_hash("PharmaSync/config/v1", canonical change), the
 canonical change being its JSON with sorted keys and no spaces (as registry changes,
@@ -26,6 +29,13 @@ entry; an owner-add or owner-remove must be signed by an owner current at that p
 not add an owner twice, remove a non-owner, or remove the last owner; a registry change
 (0x02) must be signed by an owner current at that point. Entries of other kinds leave the
 owner set as it is.
+
+Acknowledgement keys (`next_ack_keys`, folded beside the owners by `next_authority`): an
+ack-key-add or ack-key-remove must be signed by an owner current at that point (today owners
+are global, so the site's owner is any owner) and leaves the owner set as it is. The keys
+form a set of (site, key) pairs: adding a pair already there or removing one that is not
+changes nothing, so the rule never depends on more than the owner set, which every store
+checks under its write lock.
 """
 
 from __future__ import annotations
@@ -42,7 +52,10 @@ TAG = b"PharmaSync/config/v1"
 BOOTSTRAP = "owners"
 ADD = "owner-add"
 REMOVE = "owner-remove"
-OPS = (BOOTSTRAP, ADD, REMOVE)
+ACK_KEY_ADD = "ack-key-add"
+ACK_KEY_REMOVE = "ack-key-remove"
+ACK_OPS = (ACK_KEY_ADD, ACK_KEY_REMOVE)
+OPS = (BOOTSTRAP, ADD, REMOVE, *ACK_OPS)
 MAX_OWNERS = 64  # owners one bootstrap may name
 MAX_REQUEST_BYTES = signed_change.MAX_REQUEST_BYTES  # a bootstrap of 64 owners: under 5 KiB
 UNSIGNED_SIGNER = bytes(32)  # the bootstrap's signer field
@@ -59,12 +72,13 @@ class ConfigError(Refused, ValueError):
 @dataclass(frozen=True, slots=True)
 class ConfigChange:
     """One configuration change (module docstring): `owners` for the bootstrap, `key` for
-    owner-add and owner-remove."""
+    owner-add and owner-remove, `key` and `site` for ack-key-add and ack-key-remove."""
 
     op: str
     time: int
     key: bytes | None = None
     owners: tuple[bytes, ...] = ()
+    site: str | None = None
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -81,6 +95,14 @@ class ConfigChange:
                 raise ConfigError("owners", "want 32-byte x-only keys")
         elif self.owners or self.key is None or len(self.key) != 32:
             raise ConfigError("key", f"op {self.op} needs one 32-byte key and no owners")
+        if (self.site is not None) != (self.op in ACK_OPS):
+            raise ConfigError("site", f"op {self.op} takes a site only if it is an ack-key op")
+        if self.site is not None:
+            assert self.key is not None
+            try:  # a site as the registry names one: 1 to 200 printable characters
+                registry_change.Change("gateway", self.key, self.time, site=self.site)
+            except registry_change.RegistryError as e:
+                raise ConfigError("site", e.detail) from None
 
     def canonical(self) -> bytes:
         """The bytes the signer signs: the change's JSON, sorted keys, no spaces."""
@@ -90,6 +112,8 @@ class ConfigChange:
         else:
             assert self.key is not None
             fields["key"] = self.key.hex()
+        if self.site is not None:
+            fields["site"] = self.site
         return signed_change.canonical_json(fields)
 
     @classmethod
@@ -101,6 +125,7 @@ class ConfigChange:
         if op not in OPS:
             raise ConfigError("op", f"got {op!r}, want one of {list(OPS)}")
         want = {"op", "time", "owners" if op == BOOTSTRAP else "key"}
+        want |= {"site"} if op in ACK_OPS else set()
         if set(fields) != want:
             raise ConfigError("change", f"got fields {sorted(fields)}, want {sorted(want)}")
         if op == BOOTSTRAP:
@@ -109,7 +134,11 @@ class ConfigChange:
                 raise ConfigError("owners", f"want a list of at most {MAX_OWNERS} hex keys")
             owners = tuple(hex_field(k, "owners", 32, ConfigError) for k in listed)
             return cls(op, fields["time"], owners=owners)
-        return cls(op, fields["time"], key=hex_field(fields["key"], "key", 32, ConfigError))
+        key = hex_field(fields["key"], "key", 32, ConfigError)
+        site = fields["site"] if op in ACK_OPS else None
+        if site is not None and not isinstance(site, str):
+            raise ConfigError("site", f"got {type(site).__name__}, want a string")
+        return cls(op, fields["time"], key=key, site=site)
 
 
 def bootstrap_entry(owners: Iterable[bytes], now: int) -> bytes:
@@ -167,6 +196,8 @@ def next_owners(owners: frozenset[bytes], entry: bytes) -> frozenset[bytes]:
     if signer not in owners:
         raise ConfigError("unknown owner", f"key {signer.hex()} is not an owner", 403)
     assert change.key is not None
+    if change.op in ACK_OPS:
+        return owners
     if change.op == ADD:
         if change.key in owners:
             raise ConfigError("owner exists", f"key {change.key.hex()} is an owner already", 409)
@@ -176,6 +207,52 @@ def next_owners(owners: frozenset[bytes], entry: bytes) -> frozenset[bytes]:
     if owners == {change.key}:
         raise ConfigError("last owner", "removing the last owner would lock the registry", 409)
     return owners - {change.key}
+
+
+AckKeys = frozenset[tuple[str, bytes]]  # (site, x-only key) pairs
+
+
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """Who may do what at one point of the log: the owners and the acknowledgement keys."""
+
+    owners: frozenset[bytes] = frozenset()
+    ack_keys: AckKeys = frozenset()
+
+    def ack_keys_for(self, site: str) -> frozenset[bytes]:
+        """The keys that may acknowledge alarms of gateways at `site`."""
+        return frozenset(key for s, key in self.ack_keys if s == site)
+
+
+def next_ack_keys(ack_keys: AckKeys, entry: bytes) -> AckKeys:
+    """Return the acknowledgement keys after log entry `entry`, given those before it.
+    Only the entry's form is checked here: its authority is `next_owners`' (call
+    `next_authority` for both). Raises ConfigError for a malformed configuration entry."""
+    if entry[:1] != bytes([ENTRY_CONFIG]):
+        return ack_keys
+    _, change = parse_entry(entry[1:])
+    if change.op not in ACK_OPS:
+        return ack_keys
+    assert change.site is not None and change.key is not None
+    pair = (change.site, change.key)
+    return ack_keys | {pair} if change.op == ACK_KEY_ADD else ack_keys - {pair}
+
+
+def next_authority(before: Authority, entry: bytes) -> Authority:
+    """Return the owners and acknowledgement keys after log entry `entry`, checking its
+    authority (module docstring). Raises ConfigError (RegistryError, as `next_owners`)."""
+    owners = next_owners(before.owners, entry)
+    return Authority(owners, next_ack_keys(before.ack_keys, entry))
+
+
+def authority_of(entries: Iterable[bytes]) -> Authority:
+    """Return the owners and acknowledgement keys after the configuration entries among
+    `entries` (log order; other kinds are skipped), checking each. Raises ConfigError."""
+    authority = Authority()
+    for entry in entries:
+        if entry[:1] == bytes([ENTRY_CONFIG]):
+            authority = next_authority(authority, entry)
+    return authority
 
 
 def owners_of(entries: Iterable[bytes]) -> frozenset[bytes]:

@@ -29,7 +29,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -257,13 +257,16 @@ class Escalation:
             self._wake.set()
         return result
 
-    def apply_signed_ack(self, wire: bytes, now: float | None = None) -> AckResult:
+    def apply_signed_ack(
+        self, wire: bytes, now: float | None = None, log_keys: Collection[bytes] = ()
+    ) -> AckResult:
         """Check and apply a signed acknowledgement (gateway/alarm_ack.py); never raises.
 
-        Refused, with the reason counted in `refused`: "malformed", "bad signature", "wrong
-        gateway", "unauthorised key" (not in [notify] ack_keys), "dated in the future",
-        "replayed", "unknown alarm", "already acknowledged". The cloud fetcher that relays
-        signed acks from the log is meant to call this with each ack's bytes.
+        The authorised keys are [notify] ack_keys and `log_keys`, those the log's owners
+        authorised for this site (gateway/ack_relay.py passes them for the acks the cloud
+        relays). Refused, with the reason counted in `refused`: "malformed", "bad
+        signature", "wrong gateway", "unauthorised key", "dated in the future", "replayed",
+        "unknown alarm", "already acknowledged".
         """
         now = time.time() if now is None else now
         try:
@@ -274,8 +277,8 @@ class Escalation:
         if a.gateway != self.gateway_key:
             detail = f"names gateway {a.gateway.hex()[:16]}, this is {self.gateway_key.hex()[:16]}"
             return self._refuse(AckResult(False, "wrong gateway", a.alarm, detail))
-        if signed.key not in self.config.ack_keys:
-            detail = f"key {signed.key.hex()} is not in [notify] ack_keys"
+        if signed.key not in self.config.ack_keys and signed.key not in log_keys:
+            detail = f"key {signed.key.hex()} is in neither [notify] ack_keys nor the log's"
             return self._refuse(AckResult(False, "unauthorised key", a.alarm, detail))
         if a.at > now + ACK_MAX_FUTURE_S:
             detail = f"at {a.at} is more than {ACK_MAX_FUTURE_S} s ahead of {int(now)}"

@@ -18,9 +18,14 @@ registry, keeping the local fields the cloud does not set (zone, lot, BLE addres
 profile); a box moved to another site is removed. Gateway registrations and attachments
 are not the gateway's business here.
 
+It also keeps the acknowledgement keys the owners authorised (configuration ops ack-key-add
+and ack-key-remove): gateway/ack_relay.py checks the alarm acknowledgements the cloud relays
+against those of this site.
+
 What it verified is kept on disk (registry_follow.json in the data folder: the last index
-seen, the owner set, the refusals), and the boxes in registry.json, so a gateway restarted
-while the cloud is down still has its last verified registry and resumes where it stopped.
+seen, the owner set, the acknowledgement keys, the refusals), and the boxes in
+registry.json, so a gateway restarted while the cloud is down still has its last verified
+registry and resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
@@ -58,11 +64,13 @@ class FollowState:
     owners: frozenset[bytes] = frozenset()  # after the last verified configuration entry
     refused: dict[str, int] = field(default_factory=dict)  # refused entries by reason
     applied: int = 0  # registry changes applied to the local registry
+    ack_keys: config_entry.AckKeys = frozenset()  # (site, key) authorised to acknowledge
 
     def to_json(self) -> dict[str, Any]:
         return {
             "after": self.after,
             "owners": sorted(k.hex() for k in self.owners),
+            "ack_keys": sorted([site, k.hex()] for site, k in self.ack_keys),
             "refused": dict(sorted(self.refused.items())),
             "applied": self.applied,
         }
@@ -76,6 +84,8 @@ class FollowState:
                 owners=frozenset(bytes.fromhex(k) for k in doc["owners"]),
                 refused={str(k): int(v) for k, v in doc["refused"].items()},
                 applied=int(doc["applied"]),
+                # absent from state files written before acknowledgement keys existed
+                ack_keys=frozenset((str(s), bytes.fromhex(k)) for s, k in doc.get("ack_keys", [])),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise FollowError(f"state file: malformed ({e!r})") from None
@@ -95,12 +105,29 @@ def load_state(path: Path) -> FollowState:
 
 def save_state(path: Path, state: FollowState) -> None:
     """Write the state atomically: a crash leaves the old file or the new one."""
+    write_json(path, state.to_json())
+
+
+def write_json(path: Path, doc: dict[str, Any]) -> None:
+    """Write `doc` to `path` atomically (a temporary file, fsync, rename over the old)."""
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as f:
-        json.dump(state.to_json(), f, indent=2)
+        json.dump(doc, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+async def fetch(
+    session: aiohttp.ClientSession, url: str, params: dict[str, str], max_bytes: int
+) -> bytes:
+    """GET `url` and return its body, read up to `max_bytes` + 1 (the parser refuses more).
+    Raises FollowError for an answer other than 200, aiohttp.ClientError, TimeoutError."""
+    async with session.get(url, params=params) as resp:
+        body = await resp.content.read(max_bytes + 1)
+        if resp.status != 200:
+            raise FollowError(f"GET {url}: HTTP {resp.status}: {body[:200]!r}")
+    return body
 
 
 def parse_page(answer: bytes, after: int) -> list[tuple[int, bytes]]:
@@ -139,19 +166,32 @@ class RegistryFollower:
         """What the status page and /metrics show of the follower."""
         return self.state.to_json()
 
+    def ack_keys(self) -> frozenset[bytes]:
+        """The keys the log's owners authorised to acknowledge this site's alarms, as of
+        the last verified configuration entry (gateway/ack_relay.py checks acks by them)."""
+        authority = config_entry.Authority(self.state.owners, self.state.ack_keys)
+        return authority.ack_keys_for(self.settings.site)
+
     def check(self, index: int, entry: bytes) -> registry_change.Change | None:
         """Check one entry against the owner set, folding it in; return its registry change
         if it is one, verified. A refused entry is counted, logged and skipped (None)."""
         try:
             if not self.state.owners:  # no configuration yet: this must be the bootstrap
                 config_entry.check_pinned(entry, self.pinned)
-            self.state.owners = config_entry.next_owners(self.state.owners, entry)
+            before = config_entry.Authority(self.state.owners, self.state.ack_keys)
+            after = config_entry.next_authority(before, entry)
+            self.state.owners, self.state.ack_keys = after.owners, after.ack_keys
         except Refused as e:
             self.state.refused[e.reason] = self.state.refused.get(e.reason, 0) + 1
             log.warning("registry: refused log entry %d: %s: %s", index, e.reason, e.detail)
             return None
         if entry[0] != registry_change.ENTRY_REGISTRY:
-            log.info("registry: owners now %d key(s) (log entry %d)", len(self.state.owners), index)
+            log.info(
+                "registry: owners now %d key(s), %d ack key(s) for this site (log entry %d)",
+                len(self.state.owners),
+                len(self.ack_keys()),
+                index,
+            )
             return None
         return registry_change.parse_entry(entry[1:])[2]
 
@@ -183,10 +223,7 @@ class RegistryFollower:
         applied = 0
         while True:
             params = {} if self.state.after < 0 else {"after": str(self.state.after)}
-            async with session.get(self.url, params=params) as resp:
-                body = await resp.content.read(MAX_ANSWER_BYTES + 1)
-                if resp.status != 200:
-                    raise FollowError(f"GET {self.url}: HTTP {resp.status}: {body[:200]!r}")
+            body = await fetch(session, self.url, params, MAX_ANSWER_BYTES)
             page = parse_page(body, self.state.after)
             if not page:
                 return applied
@@ -198,15 +235,21 @@ class RegistryFollower:
                 self.state.after = index
             save_state(self.path, self.state)
 
-    async def run(self) -> None:
-        """Poll every [registry] interval_s until cancelled; an unreachable cloud is logged
-        once per outage, and the last verified registry stays in use meanwhile."""
+    async def run(
+        self, then: Callable[[aiohttp.ClientSession], Awaitable[object]] | None = None
+    ) -> None:
+        """Poll every [registry] interval_s until cancelled, and after each poll call `then`
+        (gateway/ack_relay.py fetches relayed alarm acks there, checked with the keys just
+        followed); an unreachable cloud is logged once per outage, and the last verified
+        registry stays in use meanwhile."""
         timeout = aiohttp.ClientTimeout(total=self.settings.uplink.timeout_s)
         down = False
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
                 try:
                     await self.poll(session)
+                    if then is not None:
+                        await then(session)
                     if down:
                         log.info("registry: the cloud answers again")
                     down = False

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from device import reading
 from device.cli import describe
+from gateway.ack_relay import AckRelay
 from gateway.ble import BleIngest
 from gateway.escalation import AckResult, Escalation
 from gateway.ingest_mqtt import MqttIngest
@@ -45,6 +46,7 @@ class Runtime:
     ble: BleIngest | None = None
     escalation: Escalation | None = None
     registry_follow: RegistryFollower | None = None  # [registry] follow = true
+    ack_relay: AckRelay | None = None  # alarm acks relayed by the cloud (with follow)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -145,6 +147,7 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
         "boxes": boxes,
         "notify": None if rt.escalation is None else rt.escalation.snapshot(),
         "registry_follow": None if rt.registry_follow is None else rt.registry_follow.snapshot(),
+        "ack_relay": None if rt.ack_relay is None else rt.ack_relay.snapshot(),
     }
 
 
@@ -257,6 +260,14 @@ class _SnapshotCollector:
             for reason, count in s["registry_follow"]["refused"].items():
                 refused.add_metric([reason], count)
             yield refused
+        if s["ack_relay"] is not None:
+            relayed = CounterMetricFamily(
+                p + "relayed_acks", "Alarm acks relayed by the cloud, by result", labels=["result"]
+            )
+            relayed.add_metric(["acknowledged"], s["ack_relay"]["applied"])
+            for reason, count in s["ack_relay"]["refused"].items():
+                relayed.add_metric([reason], count)
+            yield relayed
 
 
 def _notify_metrics(n: dict[str, Any]) -> Iterator[Metric]:

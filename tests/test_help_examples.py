@@ -76,6 +76,7 @@ ORDER = [
     ("cloud", "serve"),
     ("cloud", "register"),
     ("cloud", "owners"),
+    ("cloud", "ack-keys"),
     ("device", "provision"),
     ("gateway", "boxes", "add"),
     ("gateway", "boxes", "list"),

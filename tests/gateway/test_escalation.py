@@ -38,9 +38,14 @@ TARGETS = ("on-call", "alice", "bob", "carol", "bridge")
 
 
 def notify_settings(
-    tmp: Path, hook: WebhookReceiver, smtp: SmtpReceiver, **notify: Any
+    tmp: Path,
+    hook: WebhookReceiver,
+    smtp: SmtpReceiver,
+    sections: dict[str, Any] | None = None,
+    **notify: Any,
 ) -> gw_settings.Settings:
-    """Three levels 0.5 s apart, the last repeated every 0.6 s, retries from 0.1 s."""
+    """Three levels 0.5 s apart, the last repeated every 0.6 s, retries from 0.1 s; any
+    further gateway.toml `sections` (tests/gateway/test_ack_relay.py: uplink, registry)."""
     return gw_settings.from_dict(
         {
             "gateway": {"site": "w1", "data_dir": str(tmp)},
@@ -73,6 +78,7 @@ def notify_settings(
                 {"after_s": 1.0, "notify": ["carol", "bridge"]},
             ],
         }
+        | (sections or {})
     )
 
 
@@ -110,11 +116,13 @@ class Site:
 
 
 @asynccontextmanager
-async def running_site(tmp: Path, **notify: Any) -> AsyncIterator[Site]:
+async def running_site(
+    tmp: Path, sections: dict[str, Any] | None = None, **notify: Any
+) -> AsyncIterator[Site]:
     hook, smtp = WebhookReceiver(), SmtpReceiver()
     await hook.start()
     smtp.start()
-    s = notify_settings(tmp, hook, smtp, **notify)
+    s = notify_settings(tmp, hook, smtp, sections, **notify)
     tmp.mkdir(parents=True, exist_ok=True)
     reg = Registry(tmp / "registry.json")
     reg.put(Box(BOX, "Vaccine fridge 2", "w1", zone="cold-room-B", profile="fast"))

@@ -284,3 +284,6 @@ async def test_a_running_gateway_follows_and_shows_it(tmp_path: Path, mosquitto:
     assert snap["registry_follow"]["applied"] == 1 and snap["registry_follow"]["refused"] == {}
     assert snap["registry_follow"]["owners"] == [schnorr.pubkey(OWNER).hex()]
     assert "pharmasync_gateway_registry_refused" in metrics
+    # With the follower runs the relay of alarm acks (tests/gateway/test_ack_relay.py).
+    assert snap["ack_relay"] == {"after": 0, "applied": 0, "refused": {}}
+    assert 'pharmasync_gateway_relayed_acks_total{result="acknowledged"} 0.0' in metrics
