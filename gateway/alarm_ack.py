@@ -54,11 +54,8 @@ class AlarmAck:
         """Raises AckError("malformed", ...) naming the first bad field."""
         if not isinstance(self.gateway, bytes) or len(self.gateway) != 32:
             raise AckError("malformed", f"gateway: got {self.gateway!r}, want a 32-byte key")
-        a = self.alarm
-        if not (isinstance(a, str) and len(a) == ALARM_ID_HEX and _hex(a)):
-            raise AckError("malformed", f"alarm: got {a!r}, want {ALARM_ID_HEX} hex characters")
-        if not (isinstance(self.by, str) and len(self.by.strip()) > 0 and len(self.by) <= MAX_BY):
-            raise AckError("malformed", f"by: got {self.by!r}, want a name of 1..{MAX_BY} chars")
+        alarm_id(self.alarm)
+        check_by(self.by)
         if not (
             isinstance(self.at, int) and not isinstance(self.at, bool) and 0 <= self.at < 2**40
         ):
@@ -95,6 +92,27 @@ class SignedAck:
             "signature": self.signature.hex(),
         }
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def alarm_id(text: object) -> str:
+    """Return `text` if it is an alarm id (ALARM_ID_HEX lowercase hex characters); else
+    raise AckError (a ValueError: also an argparse `type`)."""
+    if not (isinstance(text, str) and len(text) == ALARM_ID_HEX and _hex(text)):
+        raise AckError("malformed", f"alarm: got {text!r}, want {ALARM_ID_HEX} hex characters")
+    return text
+
+
+def check_by(by: object) -> str:
+    """Return `by` (who acknowledges) if it is a name of 1..MAX_BY characters that UTF-8 can
+    carry (no lone surrogates: the spool could not store them); else raise AckError. One
+    rule for every way an ack arrives: signed, the status page's form, the CLI."""
+    if not (isinstance(by, str) and by.strip() and len(by) <= MAX_BY):
+        raise AckError("malformed", f"by: got {str(by)[:140]!r}, want a name of 1..{MAX_BY} chars")
+    try:
+        by.encode()
+    except UnicodeEncodeError:
+        raise AckError("malformed", f"by: got {by!r}, want text without lone surrogates") from None
+    return by
 
 
 def _hex(text: str) -> bool:

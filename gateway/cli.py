@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from device.cli import BOX, examples, hex_bytes, print_record
-from gateway import batch
+from gateway import alarm_ack, batch
 
 RUN = "pharmasync gateway run --config gateway.toml"
 BOXES = "pharmasync gateway boxes --config gateway.toml"
@@ -165,7 +165,11 @@ def _register_alarms(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.set_defaults(handler=_alarms_list)
     ack = action("ack", "acknowledge an alarm: no more escalation")
-    ack.add_argument("id", help="the alarm's id (8 hex characters, from `list` or a message)")
+    ack.add_argument(
+        "id",
+        type=alarm_ack.alarm_id,
+        help="the alarm's id (8 hex characters, from `list` or a message)",
+    )
     ack.add_argument("--by", required=True, help="who acknowledges (recorded and reported)")
     ack.set_defaults(handler=_alarms_ack)
     signed = action(
@@ -223,9 +227,10 @@ def _alarms_list(args: argparse.Namespace) -> int:
 
 
 def _alarms_ack(args: argparse.Namespace) -> int:
-    by = args.by.strip()
-    if not by or len(by) > 100:
-        print("error: --by: want a name of 1..100 characters", file=sys.stderr)
+    try:
+        by = alarm_ack.check_by(args.by).strip()
+    except alarm_ack.AckError as e:
+        print(f"error: --{e.detail}", file=sys.stderr)
         return 2
     result = _escalation(args).ack(args.id, by)
     print(f"alarm {args.id}: {result}", file=sys.stdout if result.ok else sys.stderr)

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from device import reading
 from device.cli import describe
+from gateway import alarm_ack
 from gateway.ack_relay import AckRelay
 from gateway.ble import BleIngest
 from gateway.escalation import AckResult, Escalation
@@ -364,12 +365,15 @@ async def handle_ack(request: web.Request) -> web.Response:
         data = dict(await request.post()) if form else json.loads(await request.read())
         if not isinstance(data, dict):
             raise ValueError("want a JSON object")
-        by, token = data.get("by"), data.get("token")
-        if not (isinstance(by, str) and by.strip() and len(by) <= 100 and isinstance(token, str)):
-            raise ValueError('want "by" (a name, 1..100 characters) and "token"')
+        by, token = alarm_ack.check_by(data.get("by")), data.get("token")
+        if not isinstance(token, str):
+            raise ValueError(f'want "token" (text), got {type(token).__name__}')
+    except alarm_ack.AckError as e:
+        return _problem(AckResult(False, e.reason, None, e.detail))
     except (ValueError, RecursionError) as e:
         return _problem(AckResult(False, "malformed", None, str(e)))
-    if not hmac.compare_digest(token.encode(), esc.config.ack_token.encode()):
+    given = token.encode("utf-8", "surrogatepass")  # a lone surrogate is just a wrong token
+    if not hmac.compare_digest(given, esc.config.ack_token.encode()):
         esc.refused["bad token"] += 1
         return _problem(AckResult(False, "bad token", None, "the ack token does not match"))
     return _answer(esc.ack(request.match_info["id"], by.strip(), "status page"), form)

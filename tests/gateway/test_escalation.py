@@ -405,6 +405,12 @@ async def test_the_cli_lists_and_acknowledges(
         assert main(["gateway", "alarms", "--config", str(config), "list"]) == 0
         listed = capsys.readouterr().out
         assert alarm in listed and "ESCALATING" in listed and "Vaccine fridge 2" in listed
+        # A non-UTF-8 byte in argv arrives as a lone surrogate, which the spool cannot store.
+        assert main(["gateway", "alarms", "--config", str(config), "ack", alarm, "--by", "\udcff"])
+        assert "want text without lone surrogates" in capsys.readouterr().err
+        with pytest.raises(SystemExit):  # argparse's usage error, not a traceback
+            main(["gateway", "alarms", "--config", str(config), "ack", "\udcff", "--by", "x"])
+        assert "invalid alarm_id value" in capsys.readouterr().err
         (tmp_path / "ack.json").write_bytes(signed(alarm))
         signed_args = ["gateway", "alarms", "--config", str(config), "ack-signed"]
         assert main([*signed_args, str(tmp_path / "ack.json")]) == 0
