@@ -8,7 +8,8 @@ and Prometheus metrics, all from one snapshot of the running gateway.
                                [notify] ack_token (the page has no login: the token is it)
     POST /alarms/ack-signed    apply a signed acknowledgement (gateway/alarm_ack.py); its
                                signature is its authority, so no token
-Refusals are application/problem+json {"reason", "detail"}, 4xx, never 500.
+Refusals, and aiohttp's own 404/405/413, are application/problem+json {"reason",
+"detail"}, 4xx, never 500.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -336,12 +338,30 @@ MAX_ACK_BODY = 4096
 
 
 def _problem(result: AckResult) -> web.Response:
-    status = ACK_STATUS.get(result.reason, 400)
-    body = {"type": "about:blank", "title": result.reason, "reason": result.reason}
-    body |= {"detail": result.detail}
+    return problem(ACK_STATUS.get(result.reason, 400), result.reason, result.detail)
+
+
+def problem(status: int, reason: str, detail: str) -> web.Response:
+    """An application/problem+json answer (RFC 9457) with the counted `reason`."""
+    body = {"type": "about:blank", "title": reason, "status": status, "reason": reason}
     return web.json_response(
-        body | {"status": status}, status=status, content_type="application/problem+json"
+        body | {"detail": detail}, status=status, content_type="application/problem+json"
     )
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own HTTP errors (404, 405, 413) as problem+json too: one shape for every
+    refusal. Redirects pass."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        answer = problem(e.status, e.reason.lower(), e.text or e.reason)
+        if "Allow" in e.headers:
+            answer.headers["Allow"] = e.headers["Allow"]
+        return answer
 
 
 def _answer(result: AckResult, form: bool) -> web.Response:
@@ -522,7 +542,7 @@ def _render_notify(n: dict[str, Any], boxes: list[dict[str, Any]], now: float) -
 
 def make_app(rt: Runtime) -> web.Application:
     """The status application for a running gateway."""
-    app = web.Application(client_max_size=64 * 1024)  # no route takes a large body
+    app = web.Application(client_max_size=64 * 1024, middlewares=[problems])  # no large bodies
     app[RUNTIME] = rt
     app.router.add_get("/", handle_page)
     app.router.add_get("/status.json", handle_json)

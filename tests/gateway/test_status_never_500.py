@@ -88,10 +88,9 @@ TEMPLATES = route_templates()
 
 
 def check(answer: Answer) -> None:
-    """A success (or the form's redirect), or a 4xx: never a 5xx. The ack routes' own
-    refusals are problem+json; the router's 404/405 are aiohttp's plain text."""
+    """A success (or the form's redirect), or a 4xx problem+json: never a 5xx."""
     assert answer.status < 500, answer
-    if answer.status >= 400 and answer.status not in (404, 405, 413):
+    if answer.status >= 400:
         answer.problem()
 
 
@@ -228,3 +227,13 @@ def test_a_lone_surrogate_in_the_token_is_a_wrong_token(page: SiteServed) -> Non
     body = dumps({"by": "#", "token": "\ud800"})
     answer = page.request("POST", f"/alarms/{page.alarm}/ack", body, JSON)
     assert (answer.status, answer.problem()["reason"]) == (403, "bad token")
+
+
+def test_the_routers_refusals_are_problems_too(page: SiteServed) -> None:
+    assert page.request("GET", "/nowhere").problem()["reason"] == "not found"
+    assert page.request("GET", "/alarms/ack-signed").problem()["reason"] == "method not allowed"
+    big = page.request("POST", "/alarms/ack-signed", b"x" * 70_000, JSON)  # Content-Length
+    assert (big.status, big.problem()["reason"]) == (400, "malformed")
+    chunks = (b"x" * 1000 for _ in range(70))  # chunked: read until the app's 64 KiB limit
+    big = page.request("POST", "/alarms/ack-signed", chunks, JSON)  # type: ignore[arg-type]
+    assert (big.status, big.problem()["reason"]) == (413, "request entity too large")
