@@ -332,7 +332,9 @@ def test_broker_stop_fails_pending_publishes_promptly_and_reconnect_works(mosqui
     assert len(out["failures"]) == 20
     for name, message, started, failed in out["failures"]:
         assert name == "OSError" and message
-        assert started <= 0
+        # A worker whose last publish was acked just before the loss may start one more
+        # after it; that one must fail at once, the in-flight ones within 500 ms of the loss.
+        assert started <= 0 or failed - started < 100
         assert abs(failed) < 500  # ms from wait_closed() returning, not the 10 s timeout
     mosquitto.start()
     assert box_.line() == "reconnected"
