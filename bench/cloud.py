@@ -39,16 +39,16 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 
-from cloud import registry  # noqa: E402
-from cloud.app import make_app  # noqa: E402
+from cloud.api.app import make_app  # noqa: E402
 from cloud.demo import free_port  # noqa: E402
-from cloud.ingest import Verified  # noqa: E402
-from cloud.ledger import Ledger  # noqa: E402
-from cloud.note import Signer  # noqa: E402
+from cloud.services.ingest import Verified  # noqa: E402
+from cloud.services.ledger import Ledger  # noqa: E402
 from cloud.settings import CloudSettings  # noqa: E402
-from cloud.store_sqlite import SqliteDb, SqliteStore  # noqa: E402
+from cloud.storage.sqlite import SqliteDb, SqliteStore  # noqa: E402
 from device import reading, schnorr  # noqa: E402
 from gateway import batch  # noqa: E402
+from gateway import registry_change as registry  # noqa: E402
+from gateway.note import Signer  # noqa: E402
 
 EXE = Path(sys.executable).parent / "pharmasync"
 BATCH = 1024

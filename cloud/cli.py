@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from cloud import commands as cloud_commands
-from cloud import demo, startup, verify, witness
+from cloud import demo, startup
+from cloud.audit import verify
+from cloud.witness import server as witness
 from device import cli as device_cli
 from device.cli import examples
 from device.datalock import FolderBusy

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import aiohttp
 
-from cloud import jsonbound, registry, settings, startup, witnessing
-from cloud.app import make_app
+from cloud import settings, startup
+from cloud.api.app import make_app
+from cloud.services import witnessing
 from device import config, datalock, schnorr
 from device.cli import examples, hex_bytes, keygen
-from gateway import config_entry
+from gateway import config_entry, jsonbound
+from gateway import registry_change as registry
 from gateway.cli import configure_logging
 
 log = logging.getLogger("pharmasync.cloud")

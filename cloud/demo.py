@@ -32,13 +32,14 @@ import aiohttp
 import aiomqtt
 from aiohttp import web
 
-from cloud import registry, startup
-from cloud.app import make_app
+from cloud import startup
+from cloud.api.app import make_app
 from cloud.settings import DEFAULT_PORT, CloudSettings
 from device import cert, datalock, schnorr, topics
 from device.cli import examples, positive_int
 from device.simulate import SimSettings, make_box, summary
 from gateway import app as gateway_app
+from gateway import registry_change as registry
 from gateway.alarms import AlarmProfile
 from gateway.registry import Box, Registry
 from gateway.settings import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cloud.note import Signer
+from gateway.note import Signer
 
 
 def load_or_create_signer(path: Path, name: str, kind: type[Signer] = Signer) -> Signer:

@@ -31,7 +31,7 @@ from gateway.checkpoint import (
 )
 from gateway.note import NoteError, Verifier, parse_note
 
-ENTRY_BATCH: Final = 0x01  # a batch header's log entry kind, as cloud/tlog.py (a test checks)
+ENTRY_BATCH: Final = 0x01  # a batch header's log entry kind, as cloud/log/tlog.py (a test checks)
 MAX_INT: Final = 2**63 - 1  # sizes and seqs the cloud's databases hold
 MAX_PROOF: Final = 64  # hashes in an inclusion or consistency proof of a uint64-sized log
 STEPS: Final = (

@@ -2,7 +2,7 @@
 clients script against), what exactly (`detail`), and the HTTP status it deserves.
 Domain modules raise their own subclasses; only the cloud's views turn them into
 responses. It lives in gateway/ because formats the gateway reads too (registry and
-configuration entries) raise it; cloud/errors.py re-exports it."""
+configuration entries) raise it; gateway/refusal.py re-exports it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Registry changes: gateways, boxes and their attachments, each a request signed by an
 owner key and kept in the log, so auditors can see who registered what, and when. The
 format lives here, upstream of the cloud, because gateways follow the cloud's registry
-(gateway/registry_follow.py); cloud/registry.py re-exports it.
+(gateway/registry_follow.py); gateway/registry_change.py re-exports it.
 
 A request travels as JSON:
 
@@ -34,7 +34,7 @@ from typing import Any
 from gateway import signed_change
 from gateway.refusal import INT64_MAX, Refused, hex_field, int_field
 
-ENTRY_REGISTRY = 0x02  # the log entry kind (cloud/tlog.py's table)
+ENTRY_REGISTRY = 0x02  # the log entry kind (cloud/log/tlog.py's table)
 TAG = b"PharmaSync/registry/v1"
 MAX_SKEW = signed_change.MAX_SKEW  # seconds between the request's time and the cloud's clock
 OPS = {

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud.note import Signer
 from device import datalock, flashing
+from gateway.note import Signer
 from tests.conftest import REPO, Mosquitto, free_port
 
 EXE = Path(sys.executable).parent / "pharmasync"

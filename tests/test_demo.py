@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from cloud.checkpoint import open_checkpoint
-from cloud.note import Verifier
 from gateway import merkle
+from gateway.checkpoint import open_checkpoint
+from gateway.note import Verifier
 from tests.conftest import free_port
 
 EXE = Path(sys.executable).parent / "pharmasync"

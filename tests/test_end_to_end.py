@@ -22,11 +22,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from cloud.checkpoint import open_checkpoint
-from cloud.note import Verifier
 from device import reading, schnorr, simulate
 from gateway import app as gateway_app
 from gateway import batch, merkle, settings
+from gateway.checkpoint import open_checkpoint
+from gateway.note import Verifier
 from tests.conftest import Mosquitto, free_port
 from tests.gateway.test_gateway_e2e import register, sim_settings
 

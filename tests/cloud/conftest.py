@@ -21,9 +21,9 @@ from urllib.parse import urlencode, urlsplit
 import asyncpg
 import pytest
 
-from cloud.store import Store
-from cloud.store_postgres import PostgresStore
-from cloud.store_sqlite import SqliteStore
+from cloud.storage.postgres import PostgresStore
+from cloud.storage.sqlite import SqliteStore
+from cloud.storage.store import Store
 from tests.conftest import need_or_skip
 
 ENGINES = ["sqlite", "postgres"]

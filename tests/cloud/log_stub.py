@@ -1,8 +1,8 @@
 """A ledger made of the real pieces, and the cloud's public log API served over it.
 
 `Ledger` signs readings (device.reading), seals them into chained batches (gateway.batch),
-appends batch entries to an RFC 6962 log (cloud.tlog, gateway.merkle) and signs C2SP
-checkpoints (cloud.checkpoint): exactly the bytes the cloud produces. `LogApi` serves it
+appends batch entries to an RFC 6962 log (cloud.log.tlog, gateway.merkle) and signs C2SP
+checkpoints (gateway.checkpoint): exactly the bytes the cloud produces. `LogApi` serves it
 with the routes and shapes of the cloud's API, and lets a test make the server lie
 (another size, other entries, another key), which the real cloud app never does: the
 follower's alarms need a dishonest server. The follower against the real app is tested in
@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from cloud import registry, tlog
-from cloud.checkpoint import Checkpoint, sign_checkpoint
-from cloud.note import Signer
+from cloud.log import tlog
 from device import reading, schnorr
 from gateway import batch, config_entry, merkle
+from gateway import registry_change as registry
+from gateway.checkpoint import Checkpoint, sign_checkpoint
+from gateway.note import Signer
 
 ORIGIN = "ledger.test/log"
 T0 = 1_793_620_800  # 2026-11-02 12:00:00 UTC

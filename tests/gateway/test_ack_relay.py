@@ -23,16 +23,16 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from cloud import registry
-from cloud.app import make_app
+from cloud.api.app import make_app
 from device import schnorr
 from gateway import alarm_ack, config_entry
+from gateway import registry_change as registry
 from gateway.ack_relay import STATE_FILE, AckRelay
 from gateway.registry_follow import RegistryFollower
 from gateway.spool import Spool
 from tests.cloud import conftest as cloud_fixtures
-from tests.cloud.test_app import OWNER
-from tests.cloud.test_app import settings as cloud_settings
+from tests.cloud.api.test_app import OWNER
+from tests.cloud.api.test_app import settings as cloud_settings
 from tests.conftest import free_port
 from tests.gateway.notify_servers import wait_for
 from tests.gateway.test_escalation import GATEWAY_SECRET, Site, _events, running_site

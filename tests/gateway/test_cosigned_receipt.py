@@ -2,8 +2,8 @@
 Ed25519 log and witness keys, real RFC 6962 proofs from gateway/merkle.py) checks, and each
 kind of tampering fails at its own named step; so does the golden vector
 (tests/vectors/make_cosigned_receipt.py builds it without gateway/).
-tests/cloud/test_receipts.py checks the ones a real cloud serves;
-tests/cloud/test_verify_receipt.py the command that checks files."""
+tests/cloud/api/test_receipts.py checks the ones a real cloud serves;
+tests/cloud/audit/test_verify_receipt.py the command that checks files."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from gateway.checkpoint import (
 )
 from gateway.cosigned_receipt import ReceiptError, check, parse
 from gateway.note import Signer, Verifier
-from tests.cloud.test_app import chain
+from tests.cloud.api.test_app import chain
 from tests.conftest import GOLDEN
 
 LOG = Signer.generate("example.org/ledger")

@@ -187,12 +187,12 @@ async def test_cloud_outage_drains_in_order_without_loss_or_duplicates(
     batches, then uploads each once, oldest first, keeping every receipt."""
     from aiohttp import web
 
-    from cloud import registry as cloud_registry
-    from cloud.app import make_app
+    from cloud.api.app import make_app
+    from cloud.api.state import LEDGER
     from cloud.settings import CloudSettings
-    from cloud.state import LEDGER
     from device import schnorr
     from gateway import app
+    from gateway import registry_change as cloud_registry
     from tests.conftest import free_port
 
     owner = bytes(31) + b"\x01"

@@ -17,17 +17,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from cloud import registry
-from cloud.app import make_app
+from cloud.api.app import make_app
 from device import schnorr
 from gateway import app, config_entry
+from gateway import registry_change as registry
 from gateway import settings as gw_settings
 from gateway.registry import Box, Registry
 from gateway.registry_follow import STATE_FILE, FollowError, RegistryFollower, load_state
 from tests.cloud import conftest as cloud_fixtures
+from tests.cloud.api.test_app import OWNER
+from tests.cloud.api.test_app import settings as cloud_settings
 from tests.cloud.log_stub import T0, Ledger
-from tests.cloud.test_app import OWNER
-from tests.cloud.test_app import settings as cloud_settings
 from tests.conftest import Mosquitto, free_port
 
 database = cloud_fixtures.database

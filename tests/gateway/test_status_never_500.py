@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from device import schnorr
 from gateway import alarm_ack, status
+from tests.cloud.api.test_never_500 import deep, json_values  # the same hostile JSON
 from tests.cloud.served import Answer, Served, encode
-from tests.cloud.test_never_500 import deep, json_values  # the same hostile JSON
 from tests.gateway.test_escalation import GATEWAY_SECRET, OWNER_SECRET, TOKEN, Site, running_site
 
 SETTINGS = settings(

@@ -16,18 +16,19 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
-from cloud import registry, tlog
-from cloud.app import make_app
+from cloud.api.app import make_app
+from cloud.log import tlog
 from device import reading, schnorr
 from gateway import event
+from gateway import registry_change as registry
 from gateway import settings as gw_settings
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
 from gateway.spool import Spool
 from gateway.uplink import Uplink
 from tests.cloud import conftest as cloud_fixtures
-from tests.cloud.test_app import OWNER
-from tests.cloud.test_app import settings as cloud_settings
+from tests.cloud.api.test_app import OWNER
+from tests.cloud.api.test_app import settings as cloud_settings
 from tests.conftest import free_port
 
 BOX_SECRET = bytes(31) + b"\x41"

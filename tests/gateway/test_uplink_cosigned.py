@@ -16,19 +16,19 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from cloud import registry
-from cloud.checkpoint import CosignatureSigner
 from cloud.keys import load_or_create_signer
 from cloud.settings import DEFAULT_ORIGIN
 from gateway import cosigned_receipt
+from gateway import registry_change as registry
 from gateway import settings as gw_settings
+from gateway.checkpoint import CosignatureSigner
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
 from gateway.spool import Spool
 from gateway.status import Runtime, metrics_text, render, snapshot
 from gateway.uplink import MAX_COSIGNED_BYTES, Uplink, UplinkError
 from tests.cloud import conftest as cloud_fixtures
-from tests.cloud.test_witnessing import witness
+from tests.cloud.services.test_witnessing import witness
 from tests.conftest import free_port
 from tests.gateway.test_uplink import (
     BOX_KEY,

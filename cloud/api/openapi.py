@@ -1,0 +1,732 @@
+"""The cloud API's OpenAPI 3.1 document, served at /v1/openapi.json and checked against the
+running app by tests/cloud/api/test_openapi.py (schemathesis): keep it true when routes change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloud.api.routes.receipts import MAX_COSIGNATURES
+from device import reading
+from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
+from gateway import registry_change as registry
+from gateway.refusal import INT64_MAX
+
+HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": PROBLEM}},
+    }
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _text(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+MAX_INDEX = INT64_MAX - 1  # a log index is below a log size (cloud/api/routes/__init__.py)
+
+
+def _query(
+    name: str, description: str, required: bool = False, maximum: int = INT64_MAX
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 0, "maximum": maximum},
+    }
+
+
+def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema,
+        "description": description,
+    }
+
+
+DEVICE = _path("device", HEX32, "The box's x-only public key, hex")
+PROOF = {"type": "array", "items": HEX32}
+BAD = _problem("Malformed request or failed verification; `reason` names the check")
+NOT_FOUND = _problem("No such thing")
+# An owner-signed change (POST /v1/registry, /v1/config; gateway/signed_change.py).
+SIGNED_CHANGE = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["change", "owner", "signature"],
+                "properties": {"change": {"type": "object"}, "owner": HEX32, "signature": HEX},
+            }
+        }
+    },
+}
+APPLIED = _json(
+    "Applied",
+    {"type": "object", "required": ["log_index"], "properties": {"log_index": {"type": "integer"}}},
+)
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    receipt = {
+        "type": "object",
+        "required": ["gateway", "seq", "header_hash", "log_index", "checkpoint"],
+        "properties": {
+            "gateway": HEX32,
+            "seq": {"type": "integer"},
+            "header_hash": HEX32,
+            "log_index": {"type": "integer"},
+            "checkpoint": {"type": "string"},
+        },
+    }
+    bundle = {
+        "type": "object",
+        "required": ["reading", "batch", "log", "checkpoint", "log_vkey"],
+        "properties": {
+            "reading": HEX,
+            "batch": {
+                "type": "object",
+                "required": ["header", "index", "size", "proof"],
+                "properties": {
+                    "header": HEX,
+                    "index": {"type": "integer"},
+                    "size": {"type": "integer"},
+                    "proof": PROOF,
+                },
+            },
+            "log": {
+                "type": "object",
+                "required": ["entry", "index", "size", "proof"],
+                "properties": {
+                    "entry": HEX,
+                    "index": {"type": "integer"},
+                    "size": {"type": "integer"},
+                    "proof": PROOF,
+                },
+            },
+            "checkpoint": {"type": "string"},
+            "log_vkey": {"type": "string"},
+        },
+    }
+    device = {
+        "type": "object",
+        "required": ["key", "site", "label", "last_seq"],
+        "properties": {
+            "key": HEX32,
+            "site": {"type": "string"},
+            "label": {"type": "string"},
+            "last_seq": {"type": "integer"},
+        },
+    }
+    where = {
+        "type": "object",
+        "required": ["log_index", "leaf"],
+        "properties": {"log_index": {"type": "integer"}, "leaf": {"type": "integer"}},
+    }
+    sighting = {
+        "type": "object",
+        "required": ["seq", "log_index", "leaf", "gateway", "batch", "first"],
+        "properties": {
+            "seq": {"type": "integer"},
+            "log_index": {"type": "integer"},
+            "leaf": {"type": "integer"},
+            "gateway": HEX32,
+            "batch": {"type": "integer"},
+            "first": where,
+            "stored": HEX,
+            "conflicting": HEX,
+        },
+    }
+    limit = {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "PharmaSync cloud ledger",
+            "version": "1",
+            "description": "Zero-trust batch ingest, a verifiable RFC 6962 log with C2SP "
+            "signed checkpoints, proofs and offline-verifiable proof bundles.",
+        },
+        "paths": {
+            "/v1/batches": {
+                "post": {
+                    "summary": "Upload a sealed batch (gateways)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/octet-stream": {
+                                "schema": {
+                                    "type": "string",
+                                    "format": "binary",
+                                    "description": f"{batch.SIZE}-byte signed header, then "
+                                    f"{reading.SIZE}-byte readings",
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json("Stored: the receipt", receipt),
+                        "200": _json("Stored before: the original receipt", receipt),
+                        "400": BAD,
+                        "409": _problem("`chain` or `conflict`: not the gateway's next batch"),
+                        "413": _problem("Body too large"),
+                        "415": _problem("Not application/octet-stream"),
+                    },
+                }
+            },
+            "/v1/checkpoint": {
+                "get": {
+                    "summary": "The latest signed checkpoint (C2SP tlog-checkpoint note)",
+                    "responses": {"200": _text("The signed note")},
+                }
+            },
+            "/v1/log/vkey": {
+                "get": {
+                    "summary": "The log's verifier key (signed-note format)",
+                    "responses": {"200": _text("name+keyid+base64 key")},
+                }
+            },
+            "/v1/log/entries": {
+                "get": {
+                    "summary": "Log entries [start, end), at most 1,000",
+                    "parameters": [
+                        _query("start", "First index", True),
+                        _query("end", "One past the last index"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "Entries, hex",
+                            {
+                                "type": "object",
+                                "required": ["start", "entries"],
+                                "properties": {
+                                    "start": {"type": "integer"},
+                                    "entries": {"type": "array", "items": HEX},
+                                },
+                            },
+                        ),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/log/entries/{index}/readings": {
+                "get": {
+                    "summary": "The readings of a batch entry, in leaf order",
+                    "parameters": [
+                        _path(
+                            "index",
+                            {"type": "integer", "minimum": 0, "maximum": MAX_INDEX},
+                            "Log index",
+                        )
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "110-byte readings",
+                            "content": {
+                                "application/octet-stream": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                }
+                            },
+                        },
+                        "400": BAD,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/v1/log/proof/inclusion": {
+                "get": {
+                    "summary": "Inclusion proof of an entry by index or leaf hash",
+                    "parameters": [
+                        _query("index", "Entry index (or give hash)", maximum=MAX_INDEX),
+                        {
+                            "name": "hash",
+                            "in": "query",
+                            "schema": HEX32,
+                            "description": "RFC 6962 leaf hash of the entry",
+                        },
+                        _query("size", "Tree size (default: latest checkpoint)"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "The proof",
+                            {
+                                "type": "object",
+                                "required": ["index", "size", "leaf_hash", "proof"],
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "size": {"type": "integer"},
+                                    "leaf_hash": HEX32,
+                                    "proof": PROOF,
+                                },
+                            },
+                        ),
+                        "400": BAD,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/v1/log/proof/consistency": {
+                "get": {
+                    "summary": "Consistency proof between two tree sizes",
+                    "parameters": [
+                        _query("old", "Older size", True),
+                        _query("new", "Newer size (default: latest checkpoint)"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "The proof",
+                            {
+                                "type": "object",
+                                "required": ["old", "new", "proof"],
+                                "properties": {
+                                    "old": {"type": "integer"},
+                                    "new": {"type": "integer"},
+                                    "proof": PROOF,
+                                },
+                            },
+                        ),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/readings/{device}/{seq}/proof": {
+                "get": {
+                    "summary": "Proof bundle: verify one reading offline",
+                    "parameters": [
+                        DEVICE,
+                        _path(
+                            "seq",
+                            {"type": "integer", "minimum": 0, "maximum": reading.SEQ_MAX},
+                            "Sequence number",
+                        ),
+                    ],
+                    "responses": {
+                        "200": _json("The bundle", bundle),
+                        "400": BAD,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/v1/devices/{device}/readings": {
+                "get": {
+                    "summary": "A box's readings in a time window",
+                    "parameters": [
+                        DEVICE,
+                        _query("start", "Unix seconds (default: a day ago)"),
+                        _query("end", "Unix seconds, exclusive (default: now)"),
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json("Readings, oldest first", {"type": "array"}),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/devices/{device}/attachments": {
+                "get": {
+                    "summary": "The lots, shipments or zones a box was attached to",
+                    "parameters": [DEVICE],
+                    "responses": {"200": _json("Attachments", {"type": "array"}), "400": BAD},
+                }
+            },
+            "/v1/devices/{device}/equivocations": {
+                "get": {
+                    "summary": "A box's equivocations: two signed readings with one seq",
+                    "description": "Each sighting of other bytes for a stored (box, seq), in "
+                    "log order: where it was carried, the stored bytes (served as the reading) "
+                    "and the conflicting ones (kept as evidence, never served).",
+                    "parameters": [DEVICE, limit],
+                    "responses": {
+                        "200": _json("Equivocations", {"type": "array", "items": sighting}),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/devices/{device}/sightings": {
+                "get": {
+                    "summary": "A box's duplicate sightings: stored readings carried again",
+                    "parameters": [DEVICE, limit],
+                    "responses": {
+                        "200": _json("Duplicate sightings", {"type": "array", "items": sighting}),
+                        "400": BAD,
+                    },
+                }
+            },
+            "/v1/devices": {
+                "get": {
+                    "summary": "Registered boxes",
+                    "responses": {"200": _json("Boxes", {"type": "array", "items": device})},
+                }
+            },
+            "/v1/gateways": {
+                "get": {
+                    "summary": "Registered gateways",
+                    "responses": {"200": _json("Gateways", {"type": "array"})},
+                }
+            },
+            "/v1/registry": {
+                "post": {
+                    "summary": "Apply an owner-signed registry change",
+                    "description": f"The body is at most {registry.MAX_REQUEST_BYTES} bytes of "
+                    f"UTF-8 JSON nested at most {jsonbound.MAX_DEPTH} deep, without duplicate "
+                    "names, NaN or lone surrogates; time, start and end are integers 0 to "
+                    f"{INT64_MAX}. Each refusal names its limit (`reason` json, or the field).",
+                    "requestBody": SIGNED_CHANGE,
+                    "responses": {
+                        "201": APPLIED,
+                        "400": BAD,
+                        "403": _problem("Unknown owner or bad signature"),
+                        "404": NOT_FOUND,
+                        "409": _problem("Replayed request"),
+                        "413": _problem(f"Body over {registry.MAX_REQUEST_BYTES} bytes"),
+                    },
+                }
+            },
+            **_event_paths(),
+            **_receipt_paths(receipt),
+            **_config_paths(),
+            **_alarm_ack_paths(),
+            "/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": _json("OpenAPI 3.1", {"type": "object"})},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": _text("Text exposition format")},
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Health check",
+                    "responses": {"200": _json("Healthy", {"type": "object"})},
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail", "reason"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "reason": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+
+
+def _config_paths() -> dict[str, Any]:
+    """POST /v1/config, GET /v1/config/owners and GET /v1/registry/entries (docs/protocol.md,
+    "Configuration entries")."""
+    index = {"type": "integer", "minimum": 0, "maximum": MAX_INDEX}
+    entries = {
+        "type": "object",
+        "required": ["entries"],
+        "properties": {
+            "entries": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "entry"],
+                    "properties": {"index": index, "entry": HEX},
+                },
+            }
+        },
+    }
+    return {
+        "/v1/config": {
+            "post": {
+                "summary": "Add or remove an owner or an ack key (signed by a current owner)",
+                "description": f"The body is at most {config_entry.MAX_REQUEST_BYTES} bytes of "
+                f"bounded JSON (as /v1/registry's). The change's op is one of "
+                f"{list(config_entry.OPS[1:])}; the bootstrap is written by `cloud serve`, "
+                "never posted.",
+                "requestBody": SIGNED_CHANGE,
+                "responses": {
+                    "201": APPLIED,
+                    "400": BAD,
+                    "403": _problem("The signer is not an owner, or a bad signature"),
+                    "409": _problem("Replayed, an owner already, not an owner, the last owner"),
+                    "413": _problem(f"Body over {config_entry.MAX_REQUEST_BYTES} bytes"),
+                },
+            }
+        },
+        "/v1/config/owners": {
+            "get": {
+                "summary": "The owner keys after the log's last configuration entry",
+                "responses": {
+                    "200": _json(
+                        "Owners",
+                        {
+                            "type": "object",
+                            "required": ["owners"],
+                            "properties": {"owners": {"type": "array", "items": HEX32}},
+                        },
+                    )
+                },
+            }
+        },
+        "/v1/registry/entries": {
+            "get": {
+                "summary": "Registry (0x02) and configuration (0x06) entries, oldest first",
+                "description": "A page of at most 500 entries with their log indices, within "
+                "the latest checkpoint; ask again with `after` = the last index seen.",
+                "parameters": [
+                    _query("after", "Only entries with a larger log index", maximum=MAX_INDEX)
+                ],
+                "responses": {"200": _json("Entries", entries), "400": BAD},
+            }
+        },
+    }
+
+
+def _event_paths() -> dict[str, Any]:
+    """POST /v1/events and GET /v1/gateways/{gateway}/events (docs/protocol.md, "Gateway
+    events")."""
+    signed: dict[str, Any] = {
+        "type": "object",
+        "required": ["event", "signature"],
+        "properties": {
+            "event": {
+                "type": "object",
+                "required": list(event.MEMBERS),
+                "properties": {
+                    "body": {"type": "object"},
+                    "gateway": HEX32,
+                    "kind": {"type": "string", "enum": list(event.KINDS)},
+                    "seq": {"type": "integer", "minimum": 0, "maximum": event.MAX_INT},
+                    "time": {"type": "integer", "minimum": 0, "maximum": event.MAX_INT},
+                },
+            },
+            "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+        },
+    }
+    stored: dict[str, Any] = {
+        "type": "object",
+        "required": ["seq", "log_index"],
+        "properties": {"seq": {"type": "integer"}, "log_index": {"type": "integer"}},
+    }
+    answer = {
+        "type": "object",
+        "required": ["gateway", "events"],
+        "properties": {"gateway": HEX32, "events": {"type": "array", "items": stored}},
+    }
+    listed = {
+        "type": "object",
+        "required": ["gateway", "events"],
+        "properties": {
+            "gateway": HEX32,
+            "events": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["seq", "log_index", "event", "signature"],
+                    "properties": stored["properties"] | signed["properties"],
+                },
+            },
+        },
+    }
+    return {
+        "/v1/events": {
+            "post": {
+                "summary": "Upload a page of signed gateway events (gateways)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["events"],
+                                "properties": {
+                                    "events": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": event.MAX_PAGE,
+                                        "items": signed,
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json("Stored (some events new): each event's log index", answer),
+                    "200": _json("All stored before: each event's log index", answer),
+                    "400": BAD,
+                    "403": _problem("Unregistered gateway"),
+                    "409": _problem("Another event at a stored seq, or a gap in the seqs"),
+                    "413": _problem("Body too large"),
+                    "415": _problem("Not application/json"),
+                },
+            }
+        },
+        "/v1/gateways/{gateway}/events": {
+            "get": {
+                "summary": "A gateway's events, oldest first",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    _query("after", "Only events with a larger seq (default: from the first)"),
+                    {
+                        **_query("limit", "At most this many events (default 100)"),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {"200": _json("Events", listed), "400": BAD, "404": NOT_FOUND},
+            }
+        },
+    }
+
+
+def _receipt_paths(receipt: dict[str, Any]) -> dict[str, Any]:
+    """GET /v1/batches/{gateway}/{seq}/receipt (docs/protocol.md, "Cosigned receipt")."""
+    proof = {"type": "array", "maxItems": cosigned_receipt.MAX_PROOF, "items": HEX32}
+    cosigned = {
+        "type": "object",
+        "required": ["receipt", "cosigned"],
+        "properties": {
+            "receipt": receipt,
+            "cosigned": {
+                "type": "object",
+                "required": ["entry", "size", "checkpoint", "inclusion", "consistency"],
+                "properties": {
+                    "entry": {"type": "string", "pattern": f"^01[0-9a-f]{{{2 * batch.SIZE}}}$"},
+                    "size": {"type": "integer", "minimum": 1},
+                    "checkpoint": {"type": "string"},
+                    "inclusion": proof,
+                    "consistency": proof,
+                },
+            },
+        },
+    }
+    return {
+        "/v1/batches/{gateway}/{seq}/receipt": {
+            "get": {
+                "summary": "A batch's receipt with a later witness-cosigned checkpoint",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    _path(
+                        "seq", {"type": "integer", "minimum": 0, "maximum": INT64_MAX}, "Batch seq"
+                    ),
+                    {
+                        **_query("cosignatures", "Witness cosignatures wanted (default 1)"),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_COSIGNATURES},
+                    },
+                ],
+                "responses": {
+                    "200": _json("The cosigned receipt", cosigned),
+                    "400": BAD,
+                    "404": _problem("No such batch"),
+                    "409": _problem("No checkpoint with that many cosignatures includes it yet"),
+                },
+            }
+        },
+    }
+
+
+def _alarm_ack_paths() -> dict[str, Any]:
+    """POST /v1/alarm-acks and GET /v1/gateways/{gateway}/alarm-acks (docs/protocol.md,
+    "Alarm acknowledgements through the cloud")."""
+    signed: dict[str, Any] = {
+        "type": "object",
+        "required": ["ack", "key", "signature"],
+        "properties": {
+            "ack": {
+                "type": "object",
+                "required": ["alarm", "at", "by", "gateway", "v"],
+                "properties": {
+                    "alarm": {"type": "string", "pattern": "^[0-9a-f]{8}$"},
+                    "at": {"type": "integer", "minimum": 0, "maximum": 2**40 - 1},
+                    "by": {"type": "string", "minLength": 1, "maxLength": alarm_ack.MAX_BY},
+                    "gateway": HEX32,
+                    "v": {"type": "integer", "enum": [alarm_ack.VERSION]},
+                },
+            },
+            "key": HEX32,
+            "signature": {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+        },
+    }
+    stored = {
+        "type": "object",
+        "required": ["id", "gateway", "alarm", "log_size"],
+        "properties": {
+            "id": {"type": "integer"},
+            "gateway": HEX32,
+            "alarm": {"type": "string"},
+            "log_size": {"type": "integer", "description": "The log size its key was checked at"},
+        },
+    }
+    item = {
+        "type": "object",
+        "required": ["id", "signed_ack"],
+        "properties": {"id": {"type": "integer"}, "signed_ack": signed},
+    }
+    listed = {
+        "type": "object",
+        "required": ["gateway", "acks"],
+        "properties": {"gateway": HEX32, "acks": {"type": "array", "items": item}},
+    }
+    return {
+        "/v1/alarm-acks": {
+            "post": {
+                "summary": "Relay a signed alarm acknowledgement to its gateway",
+                "description": f"The body is at most {alarm_ack.MAX_BYTES} bytes: a signed ack "
+                "(gateway/alarm_ack.py) whose key an owner authorised for the gateway's site "
+                "(configuration op ack-key-add). Stored once, off the log; the gateway fetches "
+                "it, checks it again and applies it.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": signed}},
+                },
+                "responses": {
+                    "201": _json("Stored", stored),
+                    "200": _json("Stored before: the same answer", stored),
+                    "400": BAD,
+                    "403": _problem("A bad signature, or a key not authorised for the site"),
+                    "404": _problem("The gateway is not registered"),
+                    "413": _problem(f"Body over {alarm_ack.MAX_BYTES} bytes"),
+                },
+            }
+        },
+        "/v1/gateways/{gateway}/alarm-acks": {
+            "get": {
+                "summary": "The signed acks relayed to a gateway, oldest first",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    _query("after", "Only acks with a larger id (default: from the first)"),
+                    {
+                        **_query("limit", "At most this many acks (default 100)"),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+                "responses": {"200": _json("Acks", listed), "400": BAD, "404": NOT_FOUND},
+            }
+        },
+    }

@@ -1,0 +1,66 @@
+"""The cloud's HTTP API, one module per route group; each exposes `routes`.
+
+batches.py   POST /v1/batches                         gateway uploads
+log.py       /v1/checkpoint, /v1/log/...              the verifiable log
+readings.py  /v1/readings/..., /v1/devices/.../readings   proof bundles, history
+registry.py  /v1/registry, /v1/devices, /v1/gateways  who may send what
+events.py    /v1/events, /v1/gateways/{key}/events    signed gateway events
+config.py    /v1/config, /v1/registry/entries        owners on the log; what gateways follow
+meta.py      /v1/openapi.json, /metrics, /healthz     operations
+evidence.py  /v1/devices/.../equivocations, .../sightings   readings carried again
+
+What enters through a route is read here, bounded where it enters: integers in paths and
+queries by `path_int`/`int_query` (in a range the databases hold), JSON bodies by
+`json_body` (size and nesting bounded before parsing, gateway/jsonbound.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from cloud.services.ledger import LedgerError
+from gateway import jsonbound
+from gateway.refusal import INT64_MAX, decimal_field
+
+MAX_INT: Final = INT64_MAX  # what the databases store: sizes, times, sequence numbers
+MAX_INDEX: Final = INT64_MAX - 1  # a log index: below a log size, itself at most MAX_INT
+
+
+def int_query(
+    request: web.Request,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_INT,
+) -> int:
+    """Return query parameter `name` as an int in [minimum, maximum]. Raises LedgerError
+    400 with reason `name` if it is absent (without a default) or not such an int."""
+    raw = request.query.get(name)
+    if raw is None:
+        if default is None:
+            raise LedgerError(name, f"got no query parameter {name!r}, want one")
+        return default
+    return decimal_field(raw, name, minimum, maximum, LedgerError)
+
+
+def path_int(request: web.Request, name: str, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """Return path part `name` as an int in [minimum, maximum]. Raises LedgerError 400
+    with reason `name` otherwise."""
+    return decimal_field(request.match_info[name], name, minimum, maximum, LedgerError)
+
+
+async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
+    """Return the request's JSON body, read only up to `max_bytes` and parsed only within
+    jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
+    size = request.content_length
+    if size is not None and size > max_bytes:
+        raise jsonbound.JsonError(what, f"{size} bytes", f"at most {max_bytes}", 413)
+    data = bytearray()
+    async for chunk in request.content.iter_any():
+        data += chunk
+        if len(data) > max_bytes:
+            raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
+    return jsonbound.loads(data, max_bytes=max_bytes, what=what)

@@ -1,0 +1,38 @@
+"""Evidence an operator acts on: a box's equivocations (two validly signed readings with
+one seq: its key may be cloned) and its duplicate sightings (a reading carried again by
+another batch), both kept by the ledger instead of refusing the batch (docs/protocol.md,
+"Exactly once")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cloud.api.routes import int_query
+from cloud.api.state import LEDGER
+from gateway.refusal import hex_field
+
+routes = web.RouteTableDef()
+
+MAX_LIST = 1000  # sightings per answer
+
+
+@routes.get("/v1/devices/{device}/equivocations")
+async def equivocations(request: web.Request) -> web.Response:
+    """The box's equivocations in log order: where each was carried, and both byte strings
+    (the stored reading, served everywhere, and the conflicting one, never served)."""
+    return await _list(request, equivocations=True)
+
+
+@routes.get("/v1/devices/{device}/sightings")
+async def sightings(request: web.Request) -> web.Response:
+    """The box's duplicate sightings in log order: the batches that carried a stored
+    reading again, and where it is stored."""
+    return await _list(request, equivocations=False)
+
+
+async def _list(request: web.Request, *, equivocations: bool) -> web.Response:
+    device = hex_field(request.match_info["device"], "device", 32)
+    limit = int_query(request, "limit", MAX_LIST, minimum=1, maximum=MAX_LIST)
+    ledger = request.app[LEDGER]
+    await ledger.refresh()
+    return web.json_response(await ledger.sightings(device, equivocations, limit))

@@ -1,0 +1,31 @@
+"""Operations: the OpenAPI document, Prometheus metrics and a health check."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cloud.api.openapi import document
+from cloud.api.state import LEDGER, METRICS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """This API's OpenAPI 3.1 document."""
+    return web.json_response(document())
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics (text exposition format)."""
+    return web.Response(
+        body=request.app[METRICS].render(), headers={"Content-Type": "text/plain; version=0.0.4"}
+    )
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """200 with the log size once the store answers."""
+    cp = await request.app[LEDGER].refresh()
+    return web.json_response({"status": "ok", "log_size": cp.size})

@@ -1,0 +1,1 @@
+"""Storage of the ledger: one interface, SQLite and PostgreSQL engines."""
