@@ -32,6 +32,7 @@ and these are refused with a JcsError naming the value's path ("$.args.lines[2]"
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from gateway.refusal import Refused
@@ -51,6 +52,7 @@ _ESCAPES: Final[dict[int, str]] = {c: f"\\u{c:04x}" for c in range(0x20)} | {
     0x22: '\\"',
     0x5C: "\\\\",
 }
+_NEEDS_ESCAPE: Final = re.compile(r'[\x00-\x1f"\\]')
 
 
 class JcsError(Refused, ValueError):
@@ -147,6 +149,8 @@ def _string(text: str, path: str) -> str:
                 f"a string with a lone surrogate \\u{ord(text[e.start]):04x} at {e.start}",
                 "Unicode text (RFC 8785 section 3.2.2.2)",
             ) from None
+    if _NEEDS_ESCAPE.search(text) is None:
+        return '"' + text + '"'  # the common case; a search is ten times cheaper than translate
     return '"' + text.translate(_ESCAPES) + '"'
 
 

@@ -262,3 +262,16 @@ def test_round_trips_and_agrees_with_rfc8785(
     assert signed.body.args == args
     assert tx.parse_envelope(signed.to_wire()) == signed
     assert tx.from_record(signed.canonical, signed.sig) == signed
+
+
+def test_the_worked_example_in_protocol_md() -> None:
+    """docs/protocol.md, "Contract transaction v1", shows the receive vector: keep it true."""
+    doc = (Path(__file__).parents[3] / "docs" / "protocol.md").read_text()
+    section = doc[doc.index("## Contract transaction v1") :]
+    vector, key = TXS["receive"], KEYS["distributor"]
+    for value in (key["point"], key["did"], vector["canonical"], vector["message"]):
+        assert value in section
+    for value in (vector["sig"], vector["id"], vector["salt"], vector["commitment"]):
+        assert value in section
+    entry = bytes.fromhex(vector["entry"])
+    assert entry[:3].hex() == "030104" and entry[3:7] == b"lots" and len(entry) == 39
