@@ -88,8 +88,8 @@ def to_point(did: str) -> bytes:
     """Return the 33-byte compressed point a secp256k1 did:key names. Raises DidKeyError:
     "prefix" (not did:key:z...), "length" (too long a string, or not 35 bytes), "base58",
     "multicodec" (not 0xe7 0x01: another key type), "point" (not on the curve)."""
-    if not isinstance(did, str) or not did.startswith(PREFIX):
-        shown = repr(did[:20]) if isinstance(did, str) else type(did).__name__
+    if type(did) is not str or not did.startswith(PREFIX):  # exactly str: it keys a cache
+        shown = repr(did[:20]) if type(did) is str else type(did).__name__
         raise DidKeyError("prefix", f"got {shown}, want {PREFIX!r} (base58btc did:key)")
     return _decode(did)
 

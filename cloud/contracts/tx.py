@@ -105,9 +105,9 @@ class TxBody:
             raise TxError("tx.args", f"got {type(self.args).__name__}, want an object")
         try:
             canonical = canonicalize(self.to_json())
-        except JcsError as e:
-            # e.path is "$.args..." (the other members were checked above)
-            raise TxError("tx.args", f"{'tx' + e.path[1:]}: got {e.got}, want {e.want}") from None
+        except JcsError as e:  # e.path is "$.<member>...": "$.args.lines[2]"
+            member = e.path[2:].split(".")[0].split("[")[0]
+            raise TxError(f"tx.{member}", f"tx{e.path[1:]}: got {e.got}, want {e.want}") from None
         object.__setattr__(self, "canonical", canonical)
         object.__setattr__(self, "signer_xonly", xonly)
         object.__setattr__(self, "args", json.loads(canonical)["args"])

@@ -275,3 +275,21 @@ def test_the_worked_example_in_protocol_md() -> None:
         assert value in section
     entry = bytes.fromhex(vector["entry"])
     assert entry[:3].hex() == "030104" and entry[3:7] == b"lots" and len(entry) == 39
+
+
+def test_values_of_subclassed_types_are_refused_naming_the_member() -> None:
+    # Not from JSON (the parser makes exact types), but a caller may pass them: an int
+    # subclass passes the range check and is refused by the canonicalizer, as "tx.time".
+    class Millis(int):
+        pass
+
+    class Did(str):
+        pass
+
+    body = golden().body
+    with pytest.raises(tx.TxError, match=r"tx\.time: got a Millis") as info:
+        tx.TxBody("lots", "ship", body.signer, Millis(5), body.nonce, {})
+    assert info.value.reason == "tx.time"
+    with pytest.raises(tx.TxError, match="got Did, want 'did:key:z'") as info:
+        tx.TxBody("lots", "ship", Did(body.signer), 5, body.nonce, {})
+    assert info.value.reason == "tx.signer"
