@@ -13,11 +13,11 @@ An event is one JSON object with exactly these members:
              allows for the kind, each an integer, a string, or (rejects) an object of
              integers: events name boxes and zones, never a lot
 
-Canonical bytes are RFC 8785 (JCS). Events hold only integers within +-(2**53 - 1), strings
-of valid UTF-8, and keys of printable ASCII, and for those RFC 8785 is exactly
-json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False) (tests check it against
-the independent `rfc8785` package). The gateway signs tagged_hash(TAG, canonical bytes) with
-BIP-340; the record kept in the spool and the log is signature (64 bytes) || canonical bytes.
+Canonical bytes are RFC 8785 (JCS), written by gateway/jcs.py, the one canonicalizer (tested
+against the independent `rfc8785` package). Events hold only integers within +-(2**53 - 1),
+strings of valid UTF-8, and keys of printable ASCII. The gateway signs tagged_hash(TAG,
+canonical bytes) with BIP-340; the record kept in the spool and the log is signature
+(64 bytes) || canonical bytes.
 """
 
 from __future__ import annotations
@@ -30,10 +30,11 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, NamedTuple
 
 from device import schnorr
+from gateway.jcs import MAX_SAFE_INTEGER, canonicalize
 
 TAG: Final = b"PharmaSync/event/v1"
 SIGNATURE_SIZE: Final = 64
-MAX_INT: Final = 2**53 - 1  # exact in IEEE doubles, so RFC 8785 writes it as digits
+MAX_INT: Final = MAX_SAFE_INTEGER  # exact in IEEE doubles: what RFC 8785 (gateway/jcs.py) writes
 MAX_STRING: Final = 200  # UTF-8 bytes of one string
 MAX_COUNTS: Final = 32  # members of a counts object (rejects by reason)
 MAX_BODY: Final = 1024  # canonical bytes of the body
@@ -100,14 +101,6 @@ class Draft(NamedTuple):
     body: dict[str, Any]
 
 
-def canonical(value: object) -> bytes:
-    """Return the RFC 8785 bytes of a JSON value made of integers, strings and objects with
-    printable-ASCII keys (what check_body admits; other values may not be RFC 8785)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
-
-
 def _int(field: str, value: object, lo: int = -MAX_INT, hi: int = MAX_INT) -> int:
     if type(value) is not int or not lo <= value <= hi:
         raise EventError(field, f"got {str(value)[:40]!r}, want an integer {lo} to {hi}")
@@ -160,7 +153,7 @@ def check_body(kind: str, body: object) -> None:
                 if type(reason) is not str or not _PRINTABLE.fullmatch(reason):
                     raise EventError(field, f"got key {str(reason)[:80]!r}, want printable ASCII")
                 _int(field, count, 0)
-    size = len(canonical(body))
+    size = len(canonicalize(body))
     if size > MAX_BODY:
         raise EventError("size", f"got a body of {size} canonical bytes, want at most {MAX_BODY}")
 
@@ -200,7 +193,7 @@ class Event:
 
     def canonical(self) -> bytes:
         """Return the event's RFC 8785 bytes: what is signed."""
-        return canonical(self.to_json())
+        return canonicalize(self.to_json())
 
     def message(self) -> bytes:
         """Return the 32-byte message the gateway signs: tagged_hash(TAG, canonical bytes)."""

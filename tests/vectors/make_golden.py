@@ -1,7 +1,8 @@
-"""Regenerate the golden vectors for the reading, batch-header and gateway-event formats.
+"""Regenerate the golden vectors for the reading, batch-header, gateway-event and contract
+transaction formats.
 
-    python tests/vectors/make_golden.py      # rewrites reading-v1.json, batch-v1.json and
-                                             # event-v1.json
+    python tests/vectors/make_golden.py      # rewrites reading-v1.json, batch-v1.json,
+                                             # event-v1.json and tx-v1.json
 
 The bytes are built straight from docs/protocol.md with struct, hashlib and coincurve
 (libsecp256k1), deliberately NOT through device/reading.py or gateway/batch.py, so the
@@ -207,12 +208,130 @@ def event_vectors() -> dict:
     }
 
 
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def did_key(secret: bytes) -> tuple[bytes, str]:
+    """(compressed point, did:key) per the did:key spec: "did:key:z" + base58btc of the
+    multicodec secp256k1-pub varint 0xe7 0x01 and the 33-byte compressed point."""
+    point = coincurve.PrivateKey(secret).public_key.format(compressed=True)
+    data = b"\xe7\x01" + point
+    n, digits = int.from_bytes(data, "big"), ""
+    while n:
+        n, r = divmod(n, 58)
+        digits = BASE58[r] + digits
+    return point, "did:key:z" + "1" * (len(data) - len(data.lstrip(b"\0"))) + digits
+
+
+def tx_vectors() -> dict:
+    """Contract transactions v1 and their 0x03 log entries (docs/protocol.md, "Contract
+    transaction v1"): canonical bytes by the `rfc8785` package, did:key and base58 written
+    out above, independent of cloud/contracts/."""
+    import rfc8785
+
+    names = ("regulator", "manufacturer", "distributor")  # the distributor's point has odd y
+    keys = {}
+    for name in names:
+        secret = label(f"pharmasync golden participant {name}")
+        point, did = did_key(secret)
+        keys[name] = {
+            "secret": secret.hex(),
+            "point": point.hex(),
+            "xonly": point[1:].hex(),
+            "did": did,
+        }
+    profile = {
+        "low_cc": 200,
+        "high_cc": 800,
+        "delay_s": 1800,
+        "cumulative_s": 7200,
+        "hysteresis_cc": 50,
+    }
+    cases = [
+        (
+            "admit",
+            "regulator",
+            "participants",
+            "admit",
+            {
+                "did": keys["manufacturer"]["did"],
+                "role": "manufacturer",
+                "name": "Nordpharma Kühl GmbH",
+                "licence": {"authority": "BfArM", "number": "DE-MIA-0042"},
+            },
+        ),
+        (
+            "commission",
+            "manufacturer",
+            "lots",
+            "commission",
+            {
+                "gtin": "09506000134352",
+                "lot": "A1B2C3",
+                "expiry": "271200",
+                "quantity": 1200,
+                "unit": "pack",
+                "profile": profile,
+                "note": "2\u20138 °C ❄ 💉",  # EN DASH, a BMP symbol, an astral emoji
+            },
+        ),
+        ("receive", "distributor", "lots", "receive", {"shipment": "SHP-0001", "quantity": 600}),
+    ]
+    transactions = []
+    for i, (case, signer, contract, tx_type, args) in enumerate(cases):
+        secret = bytes.fromhex(keys[signer]["secret"])
+        body = {
+            "v": 1,
+            "contract": contract,
+            "type": tx_type,
+            "signer": keys[signer]["did"],
+            "time": 1793620800000 + 60000 * i,
+            "nonce": label(f"nonce {case}")[:16].hex(),
+            "args": args,
+        }
+        canonical = rfc8785.dumps(body)
+        message = tagged(b"PharmaSync/tx/v1", canonical)
+        aux, salt = label(f"aux tx {case}"), label(f"salt tx {case}")
+        _, sig = schnorr(secret, message, aux)
+        commitment = tagged(b"PharmaSync/tx-commit/v1", salt + canonical + sig)
+        name = contract.encode()
+        entry = bytes([0x03, 0x01, len(name)]) + name + commitment
+        transactions.append(
+            {
+                "case": case,
+                "signer": signer,
+                "body": body,
+                "aux": aux.hex(),
+                "salt": salt.hex(),
+                "canonical": canonical.decode(),
+                "message": message.hex(),
+                "sig": sig.hex(),
+                "wire": rfc8785.dumps({"tx": body, "sig": sig.hex()}).decode(),
+                "id": hashlib.sha256(canonical + sig).hexdigest(),
+                "commitment": commitment.hex(),
+                "entry": entry.hex(),
+            }
+        )
+    return {
+        "description": "Golden vectors for PharmaSync contract transactions v1 and their 0x03 "
+        "log entries (docs/protocol.md). Made by tests/vectors/make_golden.py (rfc8785 + "
+        "hashlib + coincurve, base58 written out), independent of cloud/contracts/; the args "
+        "are examples of the format, each contract defines its own. "
+        "secret = SHA-256('pharmasync golden participant <name>'), nonce = first 16 bytes of "
+        "SHA-256('nonce <case>'), aux = SHA-256('aux tx <case>'), "
+        "salt = SHA-256('salt tx <case>'), time = 1793620800000 + 60000 * position.",
+        "participants": keys,
+        "transactions": transactions,
+    }
+
+
 def main() -> None:
     readings = reading_vectors()
     for name, doc in (
         ("reading-v1.json", readings),
         ("batch-v1.json", batch_vectors(readings)),
         ("event-v1.json", event_vectors()),
+        ("tx-v1.json", tx_vectors()),
     ):
         (HERE / name).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {HERE / name}")
