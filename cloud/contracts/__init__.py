@@ -1,0 +1,1 @@
+"""The contracts' pure layer: rules, formats and the state tree; no storage, no HTTP."""
