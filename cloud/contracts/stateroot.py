@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from cloud.contracts.statetree_hash import EMPTY, HASH_SIZE
+from cloud.contracts.statetree_hash import EMPTY, check_hash
 
 KIND = 0x04
 VERSION = 0x01
@@ -52,8 +52,7 @@ class StateRoot:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_U63:
                 raise StateRootError(f"{name} {value!r}, want an integer 0..{MAX_U63}")
-        if not isinstance(self.root, bytes) or len(self.root) != HASH_SIZE:
-            raise StateRootError(f"root is {len(self.root)} bytes, want {HASH_SIZE}")
+        check_hash("root", self.root, StateRootError)
         if (self.records == 0) != (self.root == EMPTY):
             raise StateRootError(
                 f"{self.records} records with root {self.root.hex()}: want the empty root"

@@ -15,7 +15,7 @@ those in the same transaction as the log entry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cloud.contracts.statetree_hash import (
     EMPTY,
@@ -95,10 +95,12 @@ class StateTree:
                 raise ValueError(f"value of {key.hex()} is {type(value).__name__}, want bytes")
         batch = _Batch(self.store)
         items: _Items = sorted(changes.items(), key=lambda item: item[0])
+        if not items:
+            return NodeChanges({}, frozenset(), 0)
         top = self.store.node(ROOT)
         if top is not None:
             batch.old[ROOT] = top
-        result = batch.subtree(0, top, items, 0, len(items)) if items else _top_hash(top)
+        result = batch.subtree(0, top, items, 0, len(items))
         if isinstance(result, Leaf):
             batch.new[ROOT] = result
             result = result.hash
@@ -137,7 +139,7 @@ class StateTree:
 # A change inside an update: a value to put, None to delete, or (internally) a leaf pushed
 # down from above when a new record lands next to it, so it is not hashed again.
 _Change = bytes | Leaf | None
-_Items = list[tuple[bytes, _Change]]
+_Items = Sequence[tuple[bytes, _Change]]
 
 
 class _Batch:
@@ -190,14 +192,14 @@ class _Batch:
         """Apply changes to a subtree holding the single record `leaf`: every other key is
         absent here, so deleting one is a no-op and putting one makes a new neighbour."""
         current: Leaf | None = leaf
-        merged: _Items = []
+        merged: list[tuple[bytes, _Change]] = []
         for key, value in items[lo:hi]:
             if key != leaf.key:
                 merged.append((key, value))
             elif value is None:
                 current = None
                 self.records -= 1
-            elif value != leaf.value:
+            elif isinstance(value, bytes) and value != leaf.value:  # never a Leaf here
                 current = self._make_leaf(key, value)
         if current is not None:
             merged.append((current.key, current))
@@ -213,7 +215,6 @@ class _Batch:
             key, value = puts[0]
             if isinstance(value, Leaf):
                 return value
-            assert value is not None
             self.records += 1
             return self._make_leaf(key, value)
         mid = _split(puts, 0, len(puts), depth)
@@ -269,11 +270,6 @@ class _Batch:
         digest = value_hash(value)
         self.hashes += 1
         return Leaf(key, value, digest, leaf_hash(key, digest))
-
-
-def _top_hash(node: Node | None) -> bytes:
-    """Return the hash a tree whose root position holds `node` has: EMPTY for None."""
-    return EMPTY if node is None else node.hash
 
 
 def _split(items: _Items, lo: int, hi: int, depth: int) -> int:

@@ -155,6 +155,8 @@ def proof_from_bytes(data: bytes) -> Proof:
         raise ProofFormatError(f"proof end {end}, want {END_EMPTY} (empty) or {END_LEAF} (leaf)")
     (depth,) = struct.unpack_from(">H", data, offset)
     offset += 2
+    if depth > KEY_BITS:
+        raise ProofFormatError(f"proof depth {depth}, want 0..{KEY_BITS}")
     bitmap = data[offset : offset + (depth + 7) // 8]
     siblings_at = offset + len(bitmap)
     present = _present(depth, bitmap)
@@ -248,10 +250,8 @@ def proof_root(key: bytes, proof: Proof) -> bytes:
     current = EMPTY if leaf is None else leaf_hash(leaf.key, leaf.value_digest)
     for depth in range(proof.depth - 1, -1, -1):
         sibling = proof.siblings[depth]
-        if bit(key, depth):
-            current = node_hash(sibling, current)
-        else:
-            current = node_hash(current, sibling)
+        left, right = (sibling, current) if bit(key, depth) else (current, sibling)
+        current = node_hash(left, right)
     return current
 
 
