@@ -10,7 +10,7 @@ store writes just those.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from cloud.contracts.statetree_hash import KEY_BITS
@@ -45,12 +45,12 @@ class Leaf:
     """One record: its 32-byte key, its value bytes, SHA-256 of the value and the leaf hash.
 
     value_digest and hash are kept so a leaf that moves when a neighbour arrives or leaves
-    is not hashed again.
+    is not hashed again. Leaves compare by hash, which commits to the key and the value.
     """
 
-    key: bytes
-    value: bytes
-    value_digest: bytes
+    key: bytes = field(compare=False)
+    value: bytes = field(compare=False)
+    value_digest: bytes = field(compare=False)
     hash: bytes
 
 
@@ -59,11 +59,11 @@ class Internal:
     """An internal node: its children's hashes (EMPTY for an empty side) and node_hash of them.
 
     The tree computes `hash` (and counts it) when it makes the node; a database stores it so
-    a root or a proof never rehashes an unchanged subtree.
+    a root or a proof never rehashes an unchanged subtree. Nodes compare by hash.
     """
 
-    left: bytes
-    right: bytes
+    left: bytes = field(compare=False)
+    right: bytes = field(compare=False)
     hash: bytes
 
 
