@@ -53,10 +53,13 @@ class StateTree:
     """A sparse Merkle tree over 32-byte keys, its nodes in a NodeStore.
 
     Requires `records` to be the number of records already in `store` (0 for a new store):
-    the tree keeps the count that the state-root entry commits to.
+    the tree keeps the count that the state-root entry commits to. Raises ValueError if
+    records < 0.
     """
 
     def __init__(self, store: NodeStore | None = None, records: int = 0) -> None:
+        if records < 0:
+            raise ValueError(f"records {records}, want >= 0")
         self.store: NodeStore = MemoryNodeStore() if store is None else store
         top = self.store.node(ROOT)
         self._root = EMPTY if top is None else top.hash
@@ -86,8 +89,9 @@ class StateTree:
 
         Each node on the union of the changed paths is hashed once, so a batch of k changes
         costs about k·log2(n/k) + k hashes. Deleting an absent key is a no-op. Requires
-        32-byte keys and bytes values; raises ValueError (and changes nothing) otherwise.
-        Returns the nodes written and the positions emptied, already applied to the store.
+        32-byte keys and bytes values; raises ValueError (and changes nothing) otherwise, and
+        LookupError (changing nothing) if the store lacks a node its parent names. Returns
+        the nodes written and the positions emptied, already applied to the store.
         """
         for key, value in changes.items():
             check_hash("key", key)

@@ -38,14 +38,28 @@ from cloud.contracts.statetree_hash import (
     node_hash,
     value_hash,
 )
+from gateway.merkle_verify import ProofError, RootMismatchError
 
 VERSION = 1
 END_EMPTY = 0
 END_LEAF = 1
 
 
-class ProofError(ValueError):
-    """A state-tree proof that does not prove what it is asked to."""
+# The errors are those of every Merkle proof PharmaSync checks (gateway/merkle_verify.py),
+# so an auditor catches one ProofError for log, batch and state proofs alike.
+__all__ = [
+    "Proof",
+    "ProofError",
+    "ProofFormatError",
+    "ProofLeaf",
+    "ProofMismatchError",
+    "RootMismatchError",
+    "common_prefix_bits",
+    "proof_from_bytes",
+    "proof_from_json",
+    "proof_root",
+    "verify_proof",
+]
 
 
 class ProofFormatError(ProofError):
@@ -54,15 +68,6 @@ class ProofFormatError(ProofError):
 
 class ProofMismatchError(ProofError):
     """A well-formed proof about another key or value than the one asked about."""
-
-
-class RootMismatchError(ProofError):
-    """The root the proof computes is not the root expected."""
-
-    def __init__(self, computed: bytes, expected: bytes) -> None:
-        super().__init__(f"state root computed {computed.hex()}, expected {expected.hex()}")
-        self.computed = computed
-        self.expected = expected
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,7 @@ def verify_proof(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> 
             )
     computed = proof_root(key, proof)
     if computed != root:
-        raise RootMismatchError(computed, root)
+        raise RootMismatchError(computed, root, "state root")
 
 
 def proof_root(key: bytes, proof: Proof) -> bytes:
