@@ -188,7 +188,7 @@ def proof_from_json(value: Any) -> Proof:
     want = {"version", "leaf", "depth", "bitmap", "siblings"}
     if set(value) != want:
         raise ProofFormatError(f"proof fields {sorted(value)}, want {sorted(want)}")
-    if value["version"] != VERSION or isinstance(value["version"], bool):
+    if type(value["version"]) is not int or value["version"] != VERSION:
         raise ProofFormatError(f"version {value['version']!r}, want {VERSION}")
     leaf = value["leaf"]
     if leaf is not None:

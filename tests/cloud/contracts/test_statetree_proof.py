@@ -95,6 +95,7 @@ def test_too_deep_is_refused() -> None:
     [
         ({"version": 2}, "version 2, want 1"),
         ({"version": True}, "version True, want 1"),
+        ({"version": 1.0}, "version 1.0, want 1"),
         ({"depth": -1}, "depth -1, want an integer 0..256"),
         ({"depth": "13"}, "depth '13'"),
         ({"bitmap": "80"}, "bitmap is 1 bytes, want 2"),
