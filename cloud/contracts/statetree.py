@@ -1,0 +1,296 @@
+"""The state tree: one sparse Merkle tree over every contract's records (DESIGN.md, "State root").
+
+Keys are 32 bytes (statetree_hash.record_key), values are bytes (a record's canonical bytes
+or a salted hash of a private one). The tree is binary and has 2**256 leaf slots, but only
+non-empty subtrees are materialised: a subtree holding no record hashes to EMPTY, one holding
+a single record hashes to that record's leaf (the leaf sits at its key's shortest unique
+prefix, as in Diem's Jellyfish Merkle tree), and one holding two or more is an internal node
+over its two halves. So the root depends only on the set of (key, value) pairs, never on the
+order they arrived in, and an update hashes one path of about log2(n) nodes, not 256.
+
+Nodes live in a NodeStore (statetree_store); `update` applies a batch of changes, writes
+only the nodes it changed and returns them (NodeChanges), so a database store persists just
+those in the same transaction as the log entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from cloud.contracts.statetree_hash import (
+    EMPTY,
+    bit,
+    check_hash,
+    leaf_hash,
+    node_hash,
+    value_hash,
+)
+from cloud.contracts.statetree_proof import Proof, ProofLeaf
+from cloud.contracts.statetree_store import (
+    ROOT,
+    Internal,
+    Leaf,
+    MemoryNodeStore,
+    Node,
+    NodeChanges,
+    NodeStore,
+    Position,
+    position,
+)
+
+# What a subtree became after an update, as its parent sees it:
+#   None   empty;
+#   Leaf   exactly one record, not yet placed: it floats up to the highest position where it
+#          is alone, and its parent (or the root) places it;
+#   bytes  the hash of a placed subtree of two or more records (an internal node), or of an
+#          untouched subtree whose kind is looked up only if its sibling became empty.
+_Subtree = Leaf | bytes | None
+
+Changes = Mapping[bytes, bytes | None]
+
+
+class StateTree:
+    """A sparse Merkle tree over 32-byte keys, its nodes in a NodeStore.
+
+    Requires `records` to be the number of records already in `store` (0 for a new store):
+    the tree keeps the count that the state-root entry commits to. Raises ValueError if
+    records < 0.
+    """
+
+    def __init__(self, store: NodeStore | None = None, records: int = 0) -> None:
+        if records < 0:
+            raise ValueError(f"records {records}, want >= 0")
+        self.store: NodeStore = MemoryNodeStore() if store is None else store
+        top = self.store.node(ROOT)
+        self._root = EMPTY if top is None else top.hash
+        self.records = records
+
+    @property
+    def root(self) -> bytes:
+        """The 32-byte root hash; EMPTY (32 zero bytes) for an empty tree."""
+        return self._root
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the value stored under `key`, or None. Raises ValueError unless 32 bytes."""
+        check_hash("key", key)
+        node, _ = self._walk(key)
+        return node.value if isinstance(node, Leaf) and node.key == key else None
+
+    def put(self, key: bytes, value: bytes) -> NodeChanges:
+        """Insert or replace one record; see `update`."""
+        return self.update({key: value})
+
+    def delete(self, key: bytes) -> NodeChanges:
+        """Remove one record (nothing changes if it is absent); see `update`."""
+        return self.update({key: None})
+
+    def update(self, changes: Changes) -> NodeChanges:
+        """Apply many changes at once (a value to put, None to delete) and store the result.
+
+        Each node on the union of the changed paths is hashed once, so a batch of k changes
+        costs about k·log2(n/k) + k hashes. Deleting an absent key is a no-op. Requires
+        32-byte keys and bytes values; raises ValueError (and changes nothing) otherwise, and
+        LookupError (changing nothing) if the store lacks a node its parent names. Returns
+        the nodes written and the positions emptied, already applied to the store.
+        """
+        for key, value in changes.items():
+            check_hash("key", key)
+            if value is not None and not isinstance(value, bytes):
+                raise ValueError(f"value of {key.hex()} is {type(value).__name__}, want bytes")
+        batch = _Batch(self.store)
+        items: _Items = sorted(changes.items(), key=lambda item: item[0])
+        if not items:
+            return NodeChanges({}, frozenset(), 0)
+        top = self.store.node(ROOT)
+        if top is not None:
+            batch.old[ROOT] = top
+        result = batch.subtree(0, top, items, 0, len(items))
+        if isinstance(result, Leaf):
+            batch.new[ROOT] = result
+            result = result.hash
+        applied = batch.changes()
+        self.store.apply(applied)
+        self._root = EMPTY if result is None else result
+        self.records += batch.records
+        return applied
+
+    def prove(self, key: bytes) -> Proof:
+        """Return the proof that `key` holds its value, or is absent. Raises ValueError unless
+        the key is 32 bytes."""
+        check_hash("key", key)
+        node, siblings = self._walk(key)
+        leaf = None if node is None else ProofLeaf(node.key, node.value_digest)
+        return Proof(leaf, tuple(siblings))
+
+    def _walk(self, key: bytes) -> tuple[Leaf | None, list[bytes]]:
+        """Follow key's path from the root to a leaf or an empty slot; return it and the
+        siblings passed, root side first."""
+        siblings: list[bytes] = []
+        node: Node | None = self.store.node(ROOT)
+        while isinstance(node, Internal):
+            depth = len(siblings)
+            if bit(key, depth):
+                child, sibling = node.right, node.left
+            else:
+                child, sibling = node.left, node.right
+            siblings.append(sibling)
+            node = None if child == EMPTY else self.store.node(position(key, depth + 1))
+            if node is None and child != EMPTY:
+                raise LookupError(f"store has no node at depth {depth + 1} for {key.hex()}")
+        return node if isinstance(node, Leaf) else None, siblings
+
+
+# A change inside an update: a value to put, None to delete, or (internally) a leaf pushed
+# down from above when a new record lands next to it, so it is not hashed again.
+_Change = bytes | Leaf | None
+_Items = Sequence[tuple[bytes, _Change]]
+
+
+class _Batch:
+    """One update's working state: nodes read (old), nodes placed (new), hashes counted.
+
+    Recursion goes one or two frames per level of the tree, so even two keys that share 255
+    bits stay well inside Python's default recursion limit.
+    """
+
+    def __init__(self, store: NodeStore) -> None:
+        self.store = store
+        self.old: dict[Position, Node] = {}
+        self.new: dict[Position, Node] = {}
+        self.hashes = 0
+        self.records = 0  # records added minus records deleted
+
+    def changes(self) -> NodeChanges:
+        """Return the nodes that differ from the store and the positions it must empty."""
+        written = {at: node for at, node in self.new.items() if self.old.get(at) != node}
+        removed = frozenset(self.old.keys() - self.new.keys())
+        return NodeChanges(written, removed, self.hashes)
+
+    def subtree(
+        self, depth: int, current: Node | None, items: _Items, lo: int, hi: int
+    ) -> _Subtree:
+        """Apply items[lo:hi] (sorted, non-empty, all under one position at `depth`) to the
+        subtree whose top node, read from the store, is `current`; return what it became."""
+        if isinstance(current, Internal):
+            return self._internal(depth, current, items, lo, hi)
+        if isinstance(current, Leaf):
+            return self._leaf(depth, current, items, lo, hi)
+        return self._empty(depth, items[lo:hi])
+
+    def _internal(self, depth: int, node: Internal, items: _Items, lo: int, hi: int) -> _Subtree:
+        """Descend into the sides of an internal node that have changes; an untouched side
+        stays a hash."""
+        mid = _split(items, lo, hi, depth)
+        sides: list[_Subtree] = []
+        for child_hash, start, end in ((node.left, lo, mid), (node.right, mid, hi)):
+            if start == end:
+                sides.append(None if child_hash == EMPTY else child_hash)
+                continue
+            current = None
+            if child_hash != EMPTY:
+                current = self._read(position(items[start][0], depth + 1))
+            sides.append(self.subtree(depth + 1, current, items, start, end))
+        return self._join(position(items[lo][0], depth), sides[0], sides[1])
+
+    def _leaf(self, depth: int, leaf: Leaf, items: _Items, lo: int, hi: int) -> _Subtree:
+        """Apply changes to a subtree holding the single record `leaf`: every other key is
+        absent here, so deleting one is a no-op and putting one makes a new neighbour."""
+        current: Leaf | None = leaf
+        merged: list[tuple[bytes, _Change]] = []
+        for key, value in items[lo:hi]:
+            if key != leaf.key:
+                merged.append((key, value))
+            elif value is None:
+                current = None
+                self.records -= 1
+            elif isinstance(value, bytes) and value != leaf.value:  # never a Leaf here
+                current = self._make_leaf(key, value)
+        if current is not None:
+            merged.append((current.key, current))
+            merged.sort(key=lambda item: item[0])
+        return self._empty(depth, merged)
+
+    def _empty(self, depth: int, items: _Items) -> _Subtree:
+        """Build the subtree of `items` (sorted) at an empty position; deletes are no-ops."""
+        puts = [(key, value) for key, value in items if value is not None]
+        if not puts:
+            return None
+        if len(puts) == 1:
+            key, value = puts[0]
+            if isinstance(value, Leaf):
+                return value
+            self.records += 1
+            return self._make_leaf(key, value)
+        mid = _split(puts, 0, len(puts), depth)
+        left = self._empty(depth + 1, puts[:mid]) if mid else None
+        right = self._empty(depth + 1, puts[mid:]) if mid < len(puts) else None
+        return self._join(position(puts[0][0], depth), left, right)
+
+    def _join(self, here: Position, left: _Subtree, right: _Subtree) -> _Subtree:
+        """Combine two sides at `here`: empty, a lone leaf floating up (the collapse rule), or
+        an internal node placed at `here` with its leaf children placed below it."""
+        if left is None and isinstance(right, bytes):
+            right = self._resolve(_child_position(here, 1), right)
+        elif right is None and isinstance(left, bytes):
+            left = self._resolve(_child_position(here, 0), left)
+        if left is None and not isinstance(right, bytes):
+            return right
+        if right is None and not isinstance(left, bytes):
+            return left
+        hashes = []
+        for side, sub in ((0, left), (1, right)):
+            if isinstance(sub, Leaf):
+                self.new[_child_position(here, side)] = sub
+                hashes.append(sub.hash)
+            else:
+                hashes.append(EMPTY if sub is None else sub)
+        self.hashes += 1
+        node = Internal(hashes[0], hashes[1], node_hash(hashes[0], hashes[1]))
+        self.new[here] = node
+        return node.hash
+
+    def _resolve(self, at: Position, subtree: bytes) -> _Subtree:
+        """A side whose sibling became empty: if it is a lone stored leaf, it floats up (read
+        here, so its old position is emptied); an internal node stays where it is."""
+        if at in self.new:  # an internal node this update placed: two or more records
+            return subtree
+        node = self.store.node(at)
+        if not isinstance(node, Leaf):
+            return subtree  # stays put: not read into `old`, so it is not removed
+        self.old[at] = node
+        return node
+
+    def _read(self, at: Position) -> Node:
+        """Return the stored node at `at` and remember it; raise LookupError if it is missing
+        (a store that lost a node its parent names)."""
+        node = self.store.node(at)
+        if node is None:
+            raise LookupError(f"store has no node at depth {at.depth} ({at.prefix.hex()})")
+        self.old[at] = node
+        return node
+
+    def _make_leaf(self, key: bytes, value: bytes) -> Leaf:
+        """Return the leaf of a new or changed record (one leaf hash)."""
+        digest = value_hash(value)
+        self.hashes += 1
+        return Leaf(key, value, digest, leaf_hash(key, digest))
+
+
+def _split(items: _Items, lo: int, hi: int, depth: int) -> int:
+    """Return the first index in items[lo:hi] (sorted) whose key has bit `depth` set."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if bit(items[mid][0], depth):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _child_position(here: Position, side: int) -> Position:
+    """Return the position of the left (0) or right (1) child of `here`."""
+    size, spare = divmod(here.depth, 8)
+    if spare == 0:
+        return Position(here.depth + 1, here.prefix + bytes((side << 7,)))
+    last = here.prefix[size] | (side << (7 - spare))
+    return Position(here.depth + 1, here.prefix[:size] + bytes((last,)))
