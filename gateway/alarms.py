@@ -249,6 +249,7 @@ class _Zone:
             "since": dict(self.since),
             "active": [a.to_json() for a in self.active.values()],
             "mkt_samples": [list(sample) for sample in self.mkt.samples()],
+            "mkt_sum": list(self.mkt.sum_state()),
         }
 
     def load(self, data: Mapping[str, Any]) -> None:
@@ -268,6 +269,8 @@ class _Zone:
             self.active[alarm["kind"]] = AlarmState(**(alarm | {"zone": self.name}))
         for t, c in data["mkt_samples"]:
             self.mkt.add(t, c)
+        if (mkt_sum := data.get("mkt_sum")) is not None:  # absent in older state files
+            self.mkt.restore_sum(*mkt_sum)
 
 
 class AlarmEngine:

@@ -185,6 +185,25 @@ class RollingMKT:
         """Return the (time_s, celsius) samples in the window, oldest first."""
         return [(x.time_s, x.celsius) for x in self._samples]
 
+    def sum_state(self) -> tuple[float, int]:
+        """Return the running gap sum and the evictions since its last rebuild: with samples(),
+        all a restored window needs to give bit-identical values (the sum's rounding depends on
+        which samples were subtracted, so re-adding the samples alone could differ in the last
+        bit and move an MKT alarm that sits exactly at its limit)."""
+        return self._gap_sum, self._evicted
+
+    def restore_sum(self, gap_sum: float, evicted: int) -> None:
+        """Take sum_state() after re-adding the same samples. Raises ValueError if the values
+        are not a finite float within rounding of this window's own sum, or a count >= 0."""
+        own = math.fsum(_trapezoid(a, b) for a, b in pairwise(self._samples))
+        if not (isinstance(gap_sum, float) and math.isfinite(gap_sum)):
+            raise ValueError(f"gap_sum: got {gap_sum!r}, want a finite float")
+        if abs(gap_sum - own) > 1e-9 * max(abs(own), 1e-300) + 1e-300:
+            raise ValueError(f"gap_sum: got {gap_sum!r}, want about {own!r} (this window's sum)")
+        if not (isinstance(evicted, int) and not isinstance(evicted, bool) and evicted >= 0):
+            raise ValueError(f"evicted: got {evicted!r}, want an int >= 0")
+        self._gap_sum, self._evicted = gap_sum, evicted
+
 
 def _trapezoid(left: _Sample, right: _Sample) -> float:
     return (right.time_s - left.time_s) * (left.term + right.term) / 2
