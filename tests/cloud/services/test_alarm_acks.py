@@ -46,7 +46,7 @@ async def test_acks_by_an_authorised_key_are_relayed_once_and_others_refused(
     try:
         now = int(time.time())
         for key, site in ((GATEWAY, "w1"), (ELSEWHERE, "w2")):
-            status, _ = await cloud.change(registry.Change("gateway", key, now, site=site))
+            status, _ = await cloud.change(registry.GatewayRegistration(key, now, site=site))
             assert status == 201
         first = signed(ACK)
         # Not yet authorised: refused, nothing stored.
