@@ -1,5 +1,5 @@
 """Alarm acknowledgements relayed by the cloud (cloud/api/routes/alarm_acks.py,
-Ledger.relay_alarm_ack): an owner authorises a key for a site on the log (0x06 ack-key-add,
+AlarmAckService.relay): an owner authorises a key for a site on the log (0x06 ack-key-add,
 `pharmasync cloud ack-keys`), a signed ack by that key for a gateway of that site is stored
 exactly once and listed in order; everything else is refused with its reason and counted.
 On SQLite and PostgreSQL."""
