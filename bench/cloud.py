@@ -44,6 +44,8 @@ from cloud.demo import free_port  # noqa: E402
 from cloud.services.ingest import Verified  # noqa: E402
 from cloud.services.log import LogService  # noqa: E402
 from cloud.services.readings import ReadingService  # noqa: E402
+from cloud.services.refusals import Refusals  # noqa: E402
+from cloud.services.shared import Shared  # noqa: E402
 from cloud.settings import CloudSettings  # noqa: E402
 from cloud.storage.sqlite import SqliteDb, SqliteStore  # noqa: E402
 from device import reading, schnorr  # noqa: E402
@@ -250,7 +252,7 @@ def percentile(values: list[float], q: float) -> float:
 async def proof_latency(path: Path, keys: list[bytes], per_box: int, samples: int) -> dict:
     store = SqliteStore(path)
     log = LogService(store, Signer.generate("bench/ledger"))
-    readings = ReadingService(store, log)
+    readings = ReadingService(Shared(store, log, Refusals()))
     await log.refresh()
     rng = random.Random(7)
     picks = [(rng.choice(keys), rng.randrange(per_box)) for _ in range(samples)]

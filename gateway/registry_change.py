@@ -31,9 +31,9 @@ no control characters.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from gateway import signed_change
@@ -73,49 +73,50 @@ def _check(key: bytes, texts: dict[str, str], time: int, *, empty: str = "") -> 
     int_field(time, "time", 0, INT64_MAX, RegistryError)
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayRegistration:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Change:
+    """What every registry change carries: the box's or gateway's key and the request's
+    time. Its canonical form is every field of its type, with its op."""
+
+    OP: ClassVar[str]
+    key: bytes
+    time: int
+
+    def canonical(self) -> bytes:
+        """The bytes the owner signs: the change's JSON, sorted keys, no spaces."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return signed_change.canonical_json(fields | {"op": self.OP, "key": self.key.hex()})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GatewayRegistration(_Change):
     """op "gateway": register gateway `key` at `site`, or move it there."""
 
     OP: ClassVar[str] = "gateway"
-    key: bytes
-    time: int
     site: str
 
     def __post_init__(self) -> None:
         _check(self.key, {"site": self.site}, self.time)
 
-    def canonical(self) -> bytes:
-        """The bytes the owner signs: the change's JSON, sorted keys, no spaces."""
-        return _canonical(self, site=self.site)
 
-
-@dataclass(frozen=True, slots=True)
-class BoxRegistration:
+@dataclasses.dataclass(frozen=True, slots=True)
+class BoxRegistration(_Change):
     """op "box": register sensor box `key` at `site` under `label`, or move or relabel it."""
 
     OP: ClassVar[str] = "box"
-    key: bytes
-    time: int
     site: str
     label: str = ""
 
     def __post_init__(self) -> None:
         _check(self.key, {"site": self.site, "label": self.label}, self.time, empty="label")
 
-    def canonical(self) -> bytes:
-        """The bytes the owner signs: the change's JSON, sorted keys, no spaces."""
-        return _canonical(self, site=self.site, label=self.label)
 
-
-@dataclass(frozen=True, slots=True)
-class Attachment:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Attachment(_Change):
     """op "attach": box `key` watches `subject` (a lot, shipment or zone) for [start, end)
     in Unix seconds; `end` None leaves the window open."""
 
     OP: ClassVar[str] = "attach"
-    key: bytes
-    time: int
     subject: str
     start: int
     end: int | None = None
@@ -126,29 +127,23 @@ class Attachment:
         if self.end is not None:
             int_field(self.end, "end", self.start + 1, INT64_MAX, RegistryError)
 
-    def canonical(self) -> bytes:
-        """The bytes the owner signs: the change's JSON, sorted keys, no spaces."""
-        return _canonical(self, subject=self.subject, start=self.start, end=self.end)
-
 
 Change = GatewayRegistration | BoxRegistration | Attachment
 """One registry change: a type per op (module docstring)."""
 
-OPS: Final[dict[str, tuple[str, ...]]] = {  # the fields of each op, besides op and time
-    "gateway": ("key", "site"),
-    "box": ("key", "site", "label"),
-    "attach": ("key", "subject", "start", "end"),
-}
-OPTIONAL: Final = frozenset({"label", "end"})  # a request may leave out: label "", end null
 TYPES: Final[dict[str, type[Change]]] = {
     kind.OP: kind for kind in (GatewayRegistration, BoxRegistration, Attachment)
 }
-
-
-def _canonical(change: Change, **fields: object) -> bytes:
-    return signed_change.canonical_json(
-        {"op": change.OP, "key": change.key.hex(), "time": change.time, **fields}
-    )
+OPS: Final[dict[str, tuple[str, ...]]] = {  # each op's fields, besides op and time
+    op: tuple(f.name for f in dataclasses.fields(kind) if f.name != "time")
+    for op, kind in TYPES.items()
+}
+OPTIONAL: Final = frozenset(  # fields a request may leave out: label "", end null
+    f.name
+    for kind in TYPES.values()
+    for f in dataclasses.fields(kind)
+    if f.default is not dataclasses.MISSING
+)
 
 
 def parse_change(fields: object) -> Change:

@@ -53,6 +53,7 @@ from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
+from cloud.services.shared import Shared
 from cloud.settings import CloudSettings
 from cloud.storage.sqlite import SqliteStore
 from cloud.storage.store import Store
@@ -99,33 +100,30 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = ThreadPoolExecutor(settings.verify_threads, thread_name_prefix="verify")
     try:
         signer = load_or_create_signer(settings.key_file, settings.origin)
-        refusals = Refusals()
-        log_service = LogService(store, signer)
-        config = ConfigService(store, log_service, refusals)
+        shared = Shared(store, LogService(store, signer), Refusals(), verify_pool=pool)
+        config = ConfigService(shared)
         watched = Watched(
-            log=log_service,
-            batches=BatchService(store, log_service, refusals, verify_pool=pool),
-            registry=RegistryService(store, log_service, refusals),
+            log=shared.log,
+            batches=BatchService(shared),
+            registry=RegistryService(shared),
             config=config,
-            events=EventService(store, log_service, refusals, verify_pool=pool),
-            refusals=refusals,
+            events=EventService(shared),
+            refusals=shared.refusals,
         )
-        app[REFUSALS] = refusals
-        app[LOG] = log_service
-        app[READINGS] = ReadingService(store, log_service)
+        app[REFUSALS] = shared.refusals
+        app[LOG] = shared.log
+        app[READINGS] = ReadingService(shared)
         app[BATCHES] = watched.batches
         app[REGISTRY] = watched.registry
         app[CONFIG] = config
         app[EVENTS] = watched.events
-        app[ALARM_ACKS] = AlarmAckService(store, config, refusals)
+        app[ALARM_ACKS] = AlarmAckService(shared, config)
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
-        cp = await log_service.refresh()
+        cp = await shared.log.refresh()
         app[METRICS].watch(watched)
-        log.info(
-            "ledger %s: %d entries; log key %s", log_service.origin, cp.size, log_service.log_vkey
-        )
+        log.info("ledger %s: %d entries; log key %s", signer.name, cp.size, shared.log.log_vkey)
         yield
-        refusals.flush()  # the last summary lines, before the store closes
+        shared.refusals.flush()  # the last summary lines, before the store closes
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         await store.close()

@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from cloud.services.config import ConfigService
-from cloud.services.refusals import LedgerError, Refusals
-from cloud.storage.store import Store
+from cloud.services.refusals import LedgerError
+from cloud.services.shared import Shared
 from gateway import alarm_ack
 
 log = logging.getLogger("pharmasync.cloud.ledger.alarm_acks")
@@ -24,10 +24,9 @@ log = logging.getLogger("pharmasync.cloud.ledger.alarm_acks")
 class AlarmAckService:
     """Relayed alarm acknowledgements over one Store (module docstring)."""
 
-    def __init__(self, store: Store, config: ConfigService, refusals: Refusals) -> None:
-        self.store = store
+    def __init__(self, shared: Shared, config: ConfigService) -> None:
+        self.shared = shared
         self.config = config
-        self.refusals = refusals
 
     async def relay(self, body: object) -> tuple[dict[str, Any], bool]:
         """Check a signed alarm acknowledgement and store it for its gateway to fetch;
@@ -39,17 +38,19 @@ class AlarmAckService:
             signed = alarm_ack.decode(json.dumps(body, separators=(",", ":")).encode())
         except alarm_ack.AckError as e:
             status = 403 if e.reason == "bad signature" else 400
-            raise self.refusals.refuse(e.reason, e.detail, status) from None
+            raise self.shared.refusals.refuse(e.reason, e.detail, status) from None
         gateway = signed.ack.gateway
-        site = await self.store.gateway_site(gateway)
+        site = await self.shared.store.gateway_site(gateway)
         if site is None:
-            raise self.refusals.refuse("unregistered gateway", f"gateway {gateway.hex()}", 404)
-        size = await self.store.log_size()
+            raise self.shared.refusals.refuse(
+                "unregistered gateway", f"gateway {gateway.hex()}", 404
+            )
+        size = await self.shared.store.log_size()
         authority = await self.config.authority(size)
         if signed.key not in authority.ack_keys_for(site):
             detail = f"key {signed.key.hex()} may not acknowledge alarms of site {site}"
-            raise self.refusals.refuse("unauthorised key", detail, 403)
-        ack_id, checked_at, new = await self.store.store_alarm_ack(
+            raise self.shared.refusals.refuse("unauthorised key", detail, 403)
+        ack_id, checked_at, new = await self.shared.store.store_alarm_ack(
             gateway, signed.digest(), signed.wire(), size
         )
         if new:
@@ -61,10 +62,10 @@ class AlarmAckService:
         """The signed acks relayed to a registered gateway with id > after (up to `limit`,
         oldest first), as GET /v1/gateways/{key}/alarm-acks answers. Raises LedgerError
         404 for an unregistered gateway."""
-        if await self.store.gateway_site(gateway) is None:
+        if await self.shared.store.gateway_site(gateway) is None:
             raise LedgerError("unregistered gateway", f"gateway {gateway.hex()}", 404)
         found = [
             {"id": i, "signed_ack": json.loads(wire)}
-            for i, wire in await self.store.alarm_acks(gateway, after, limit)
+            for i, wire in await self.shared.store.alarm_acks(gateway, after, limit)
         ]
         return {"gateway": gateway.hex(), "acks": found}

@@ -12,17 +12,15 @@ equivocation is logged at ERROR. Raises LedgerError (cloud/services/refusals.py)
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
 from cloud.log import tlog
 from cloud.services.ingest import IngestError, Known, Verified, check_batch, decode_header
-from cloud.services.log import LogService
-from cloud.services.refusals import LedgerError, Refusals
-from cloud.storage.store import BatchStored, Store, StoreConflict
+from cloud.services.refusals import LedgerError
+from cloud.services.shared import Shared
+from cloud.storage.store import BatchStored, StoreConflict
 from device import reading
 from gateway import batch
 from gateway.cosigned_receipt import CosignedReceipt
@@ -66,19 +64,9 @@ class BatchStats:
 class BatchService:
     """Batch ingest and receipts over one Store and its log (module docstring)."""
 
-    def __init__(
-        self,
-        store: Store,
-        log_service: LogService,
-        refusals: Refusals,
-        *,
-        verify_pool: Executor | None = None,
-    ) -> None:
-        self.store = store
-        self.log_service = log_service
-        self.refusals = refusals
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
         self.stats = BatchStats()
-        self._pool = verify_pool  # None: the loop's default executor
 
     async def ingest(self, body: bytes) -> tuple[Receipt, bool]:
         """Verify and store an uploaded batch; return (receipt, True if stored now, False
@@ -91,28 +79,27 @@ class BatchService:
                 reading.key_of(body[i : i + reading.SIZE])
                 for i in range(batch.SIZE, len(body), reading.SIZE)
             }
-            state = await self.store.known(header.gateway_key, header.seq, boxes)
+            state = await self.shared.store.known(header.gateway_key, header.seq, boxes)
             known = Known(
                 lambda _key: state.gateway_registered,
                 state.registered_devices.__contains__,
                 lambda _key, _seq: state.stored_header,
                 lambda _key: state.last_header,
             )
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._pool, check_batch, body, known)
+            result = await self.shared.off_loop(check_batch, body, known)
             if isinstance(result, Verified):
-                stored = await self.store.store_batch(result)
+                stored = await self.shared.store.store_batch(result)
             else:
-                found = await self.store.batch_log_index(header.gateway_key, header.seq)
+                found = await self.shared.store.batch_log_index(header.gateway_key, header.seq)
                 assert found is not None, "a stored header has a log index"
                 stored = BatchStored(found, created=False)
         except IngestError as e:
-            raise self.refusals.of(e) from None
+            raise self.shared.refusals.of(e) from None
         except StoreConflict as e:
-            raise self.refusals.conflict(e) from None
-        await self.log_service.refresh()
+            raise self.shared.refusals.conflict(e) from None
+        await self.shared.appended()
         self._count(header, stored)
-        note = await self.log_service.checkpoint_at(stored.log_index + 1)
+        note = await self.shared.log.checkpoint_at(stored.log_index + 1)
         receipt = Receipt(header.gateway_key, header.seq, header.hash(), stored.log_index, note)
         return receipt, stored.created
 
@@ -160,11 +147,11 @@ class BatchService:
         includes it and carries at least `min_cosignatures` witness cosignatures, and the
         proofs that tie them (gateway/cosigned_receipt.py). Raises LedgerError: 404 "no
         batch" for a batch not stored, 409 "not cosigned" while no such checkpoint exists."""
-        index = await self.store.batch_log_index(gateway, seq)
-        cp = await self.log_service.refresh()
+        index = await self.shared.store.batch_log_index(gateway, seq)
+        cp = await self.shared.log.refresh()
         if index is None or index >= cp.size:
             raise LedgerError("no batch", f"no batch {seq} of gateway {gateway.hex()}", 404)
-        found = await self.store.first_cosigned(index + 1, cp.size, min_cosignatures)
+        found = await self.shared.store.first_cosigned(index + 1, cp.size, min_cosignatures)
         if found is None:
             raise LedgerError(
                 "not cosigned",
@@ -173,9 +160,9 @@ class BatchService:
                 409,
             )
         size, note = found
-        entry = (await self.store.entries(index, index + 1))[0]
+        entry = (await self.shared.store.entries(index, index + 1))[0]
         header = batch.decode(entry[1:])
-        checkpoint = await self.log_service.checkpoint_at(index + 1)
+        checkpoint = await self.shared.log.checkpoint_at(index + 1)
         receipt = Receipt(gateway, seq, header.hash(), index, checkpoint)
         return CosignedReceipt(
             receipt=receipt.to_json(),
@@ -187,6 +174,6 @@ class BatchService:
             entry=entry,
             size=size,
             cosigned_checkpoint=note,
-            inclusion=tuple(await tlog.inclusion_proof(self.store, index, size)),
-            consistency=tuple(await tlog.consistency_proof(self.store, index + 1, size)),
+            inclusion=tuple(await tlog.inclusion_proof(self.shared.store, index, size)),
+            consistency=tuple(await tlog.consistency_proof(self.shared.store, index + 1, size)),
         )

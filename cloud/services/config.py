@@ -15,9 +15,8 @@ import logging
 import time
 from collections.abc import Collection
 
-from cloud.services.log import LogService
-from cloud.services.refusals import Refusals
-from cloud.storage.store import Store, StoreConflict
+from cloud.services.shared import Shared
+from cloud.storage.store import StoreConflict
 from gateway import config_entry
 from gateway.refusal import Refused
 
@@ -29,10 +28,8 @@ MAX_AUTHORITY_PAGE = 500  # entries per GET /v1/registry/entries answer
 class ConfigService:
     """The owners and acknowledgement keys of one Store's log (module docstring)."""
 
-    def __init__(self, store: Store, log_service: LogService, refusals: Refusals) -> None:
-        self.store = store
-        self.log_service = log_service
-        self.refusals = refusals
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
         self.changes = 0  # configuration entries this worker appended, the bootstrap included
 
     async def load_owners(self, pinned: Collection[bytes] = ()) -> frozenset[bytes]:
@@ -40,17 +37,17 @@ class ConfigService:
         `serve --owner` keys) if the log has no configuration entry yet. Keys that differ
         from the log's are reported (the log wins): changes go through signed requests.
         The store's owner set is rebuilt from the log's configuration entries first."""
-        owners = await self.store.rebuild_owners()
+        owners = await self.shared.store.rebuild_owners()
         if not owners and pinned:
             try:
-                await self.store.append_config(
+                await self.shared.store.append_config(
                     config_entry.bootstrap_entry(pinned, int(time.time()))
                 )
                 self.changes += 1
                 log.info("owners: bootstrap names %d owner(s) on the log", len(set(pinned)))
             except (StoreConflict, Refused) as e:  # another worker wrote it first
                 log.info("owners: bootstrap written by another worker (%s)", e)
-            owners = await self.store.owners()
+            owners = await self.shared.store.owners()
         if pinned and owners != frozenset(pinned):
             log.warning(
                 "owners: --owner %s differ from the log's owners %s; the log wins "
@@ -58,12 +55,12 @@ class ConfigService:
                 sorted(k.hex()[:12] for k in set(pinned)),
                 sorted(k.hex()[:12] for k in owners),
             )
-        await self.log_service.refresh()
+        await self.shared.appended()
         return owners
 
     async def owners(self) -> frozenset[bytes]:
         """The owner keys after the log's last configuration entry."""
-        return await self.store.owners()
+        return await self.shared.store.owners()
 
     async def apply(self, request: object, now: float | None = None) -> int:
         """Check a signed owner or ack-key change and append it, updating the owner set;
@@ -72,16 +69,16 @@ class ConfigService:
         try:
             change, entry = config_entry.open_request(request, now)
             signer = entry[1 : 1 + 32]
-            if change.op in config_entry.ACK_OPS and signer in await self.store.owners():
+            if change.op in config_entry.ACK_OPS and signer in await self.shared.store.owners():
                 await self._check_ack_key_change(change)  # tells owners only
-            index = await self.store.append_config(entry)
+            index = await self.shared.store.append_config(entry)
         except StoreConflict as e:
-            raise self.refusals.conflict(e) from None
+            raise self.shared.refusals.conflict(e) from None
         except Refused as e:
-            raise self.refusals.of(e) from None
+            raise self.shared.refusals.of(e) from None
         self.changes += 1
         log.info("owners: %s %s", change.op, (change.key or b"").hex()[:12])
-        await self.log_service.refresh()
+        await self.shared.appended()
         return index
 
     async def _check_ack_key_change(self, change: config_entry.ConfigChange) -> None:
@@ -90,7 +87,7 @@ class ConfigService:
         the log (such an entry would fold as a no-op), so not checked under the lock.
         Requires an ack-key change (open_request checked its site and key)."""
         assert change.site is not None and change.key is not None
-        keys = (await self.authority(await self.store.log_size())).ack_keys
+        keys = (await self.authority(await self.shared.store.log_size())).ack_keys
         there = (change.site, change.key) in keys
         if change.op == config_entry.ACK_KEY_ADD and there:
             detail = f"key {change.key.hex()} may acknowledge alarms of site {change.site} already"
@@ -102,8 +99,8 @@ class ConfigService:
     async def authority_page(self, after: int) -> list[tuple[int, bytes]]:
         """Registry and configuration entries after log index `after` (-1: from the start),
         in log order, up to MAX_AUTHORITY_PAGE, within the latest checkpoint."""
-        end = self.log_service.checkpoint.size
-        return await self.store.authority_entries(after, end, MAX_AUTHORITY_PAGE)
+        end = self.shared.log.checkpoint.size
+        return await self.shared.store.authority_entries(after, end, MAX_AUTHORITY_PAGE)
 
     async def authority(self, end: int) -> config_entry.Authority:
         """The owners and acknowledgement keys after every registry and configuration
@@ -111,7 +108,7 @@ class ConfigService:
         breaks its own rule (the store checked each entry when it appended it)."""
         found: list[bytes] = []
         after = -1
-        while page := await self.store.authority_entries(after, end, MAX_AUTHORITY_PAGE):
+        while page := await self.shared.store.authority_entries(after, end, MAX_AUTHORITY_PAGE):
             found += [entry for _, entry in page]
             after = page[-1][0]
         return config_entry.authority_of(found)

@@ -9,14 +9,12 @@ sent again is answered with its log index, not refused. Raises LedgerError
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from concurrent.futures import Executor
 from typing import Any
 
-from cloud.services.log import LogService
-from cloud.services.refusals import LedgerError, Refusals
-from cloud.storage.store import Store, StoreConflict
+from cloud.services.refusals import LedgerError
+from cloud.services.shared import Shared
+from cloud.storage.store import StoreConflict
 from gateway import event
 
 log = logging.getLogger("pharmasync.cloud.ledger.events")
@@ -25,20 +23,10 @@ log = logging.getLogger("pharmasync.cloud.ledger.events")
 class EventService:
     """Gateway events over one Store and its log (module docstring)."""
 
-    def __init__(
-        self,
-        store: Store,
-        log_service: LogService,
-        refusals: Refusals,
-        *,
-        verify_pool: Executor | None = None,
-    ) -> None:
-        self.store = store
-        self.log_service = log_service
-        self.refusals = refusals
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
         self.stored = 0  # events this worker stored
         self.resends = 0  # stored events sent again, answered with their log index
-        self._pool = verify_pool  # None: the loop's default executor
 
     async def append(self, page: object) -> tuple[dict[str, Any], bool]:
         """Check a page of signed gateway events (POST /v1/events, gateway/event.py) and
@@ -49,24 +37,25 @@ class EventService:
         try:
             events = event.parse_page(page)
         except event.EventError as e:
-            raise self.refusals.refuse(e.reason, e.detail, 400) from None
+            raise self.shared.refusals.refuse(e.reason, e.detail, 400) from None
         gateway = events[0].gateway
-        if not await self.store.gateway_registered(gateway):
-            raise self.refusals.refuse("unregistered gateway", f"gateway {gateway.hex()}", 403)
-        loop = asyncio.get_running_loop()
-        forged = await loop.run_in_executor(self._pool, _first_forged, events)
+        if not await self.shared.store.gateway_registered(gateway):
+            raise self.shared.refusals.refuse(
+                "unregistered gateway", f"gateway {gateway.hex()}", 403
+            )
+        forged = await self.shared.off_loop(_first_forged, events)
         if forged is not None:
             detail = f"event {forged} is not signed by gateway {gateway.hex()}"
-            raise self.refusals.refuse("event signature", detail, 400)
+            raise self.shared.refusals.refuse("event signature", detail, 400)
         try:
-            stored = await self.store.store_events(gateway, events)
+            stored = await self.shared.store.store_events(gateway, events)
         except StoreConflict as e:
-            raise self.refusals.conflict(e) from None
+            raise self.shared.refusals.conflict(e) from None
         created = sum(new for _, new in stored)
         self.stored += created
         self.resends += len(stored) - created
         if created:
-            await self.log_service.refresh()
+            await self.shared.appended()
             log.info("events %s/%d..%d stored", gateway.hex()[:12], events[0].seq, events[-1].seq)
         answer = {
             "gateway": gateway.hex(),
@@ -81,10 +70,10 @@ class EventService:
         """Return a registered gateway's events with seq > after (up to `limit`, oldest
         first) as GET /v1/gateways/{key}/events answers. Raises LedgerError 404 for an
         unregistered gateway."""
-        if not await self.store.gateway_registered(gateway):
+        if not await self.shared.store.gateway_registered(gateway):
             raise LedgerError("unregistered gateway", f"gateway {gateway.hex()}", 404)
         found = []
-        for seq, index, record in await self.store.gateway_events(gateway, after, limit):
+        for seq, index, record in await self.shared.store.gateway_events(gateway, after, limit):
             found.append({"seq": seq, "log_index": index, **event.decode(record).to_wire()})
         return {"gateway": gateway.hex(), "events": found}
 

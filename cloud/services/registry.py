@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 from typing import assert_never
 
-from cloud.services.log import LogService
-from cloud.services.refusals import Refusals
-from cloud.storage.store import Store, StoreConflict
+from cloud.services.shared import Shared
+from cloud.storage.store import StoreConflict
 from gateway import registry_change as registry
 from gateway.refusal import Refused
 
@@ -25,10 +24,8 @@ log = logging.getLogger("pharmasync.cloud.ledger.registry")
 class RegistryService:
     """Registry changes and listings over one Store (module docstring)."""
 
-    def __init__(self, store: Store, log_service: LogService, refusals: Refusals) -> None:
-        self.store = store
-        self.log_service = log_service
-        self.refusals = refusals
+    def __init__(self, shared: Shared) -> None:
+        self.shared = shared
         self.applied = 0  # registry changes this worker appended
 
     async def apply(self, request: object, now: float | None = None) -> int:
@@ -38,32 +35,32 @@ class RegistryService:
         try:
             change, entry = registry.open_request(request, None, now)
         except registry.RegistryError as e:
-            raise self.refusals.of(e) from None
+            raise self.shared.refusals.of(e) from None
         try:
             index = await self._write(change, entry)
         except StoreConflict as e:
-            raise self.refusals.conflict(e) from None
+            raise self.shared.refusals.conflict(e) from None
         except LookupError as e:
-            raise self.refusals.refuse("unregistered box", str(e), 404) from None
+            raise self.shared.refusals.refuse("unregistered box", str(e), 404) from None
         except Refused as e:  # the owner is not one at this point of the log
-            raise self.refusals.of(e) from None
+            raise self.shared.refusals.of(e) from None
         assert index is not None, "a store returns the index of the entry it appended"
         self.applied += 1
         log.info("registry: %s %s", change.OP, change.key.hex()[:12])
-        await self.log_service.refresh()
+        await self.shared.appended()
         return index
 
     async def _write(self, change: registry.Change, entry: bytes) -> int | None:
         """Apply `change` to the store with its log `entry`; return the entry's index."""
         match change:
             case registry.GatewayRegistration():
-                return await self.store.register_gateway(change.key, change.site, entry)
+                return await self.shared.store.register_gateway(change.key, change.site, entry)
             case registry.BoxRegistration():
-                return await self.store.register_device(
+                return await self.shared.store.register_device(
                     change.key, change.site, change.label, entry
                 )
             case registry.Attachment():
-                return await self.store.attach(
+                return await self.shared.store.attach(
                     change.key, change.subject, change.start, change.end, entry
                 )
             case _:
@@ -71,12 +68,12 @@ class RegistryService:
 
     async def gateways(self) -> list[dict[str, object]]:
         """Registered gateways: key, site and their last stored batch."""
-        return await self.store.gateways()
+        return await self.shared.store.gateways()
 
     async def devices(self) -> list[dict[str, object]]:
         """Registered boxes: key, site, label and the highest sequence number stored."""
-        return await self.store.devices()
+        return await self.shared.store.devices()
 
     async def attachments(self, device: bytes) -> list[dict[str, object]]:
         """What a box was attached to (lots, shipments, zones), and when."""
-        return await self.store.attachments(device)
+        return await self.shared.store.attachments(device)
