@@ -12,7 +12,7 @@
    straight into the SQLite store (the readings' signatures are random bytes: proofs do
    not look at them, and signing 10 M readings would take this machine ten minutes); with
    --again-every k a second gateway carries every k-th batch again (duplicate sightings);
-   then p50/p99 of a reading's proof bundle, server-side (Ledger.bundle) and over HTTP.
+   then p50/p99 of a reading's proof bundle, server-side (ReadingService.bundle) and over HTTP.
 3. Storage: bytes of database per stored reading (each (box, seq) once) at that size.
 Targets (issue 5): ingest >= 10,000 readings/s on SQLite and >= 0.5 x raw verification;
 proof bundle p99 < 5 ms server-side; <= 200 bytes per reading. Ends with one line of JSON.
@@ -42,7 +42,10 @@ import aiohttp  # noqa: E402
 from cloud.api.app import make_app  # noqa: E402
 from cloud.demo import free_port  # noqa: E402
 from cloud.services.ingest import Verified  # noqa: E402
-from cloud.services.ledger import Ledger  # noqa: E402
+from cloud.services.log import LogService  # noqa: E402
+from cloud.services.readings import ReadingService  # noqa: E402
+from cloud.services.refusals import Refusals  # noqa: E402
+from cloud.services.shared import Shared  # noqa: E402
 from cloud.settings import CloudSettings  # noqa: E402
 from cloud.storage.sqlite import SqliteDb, SqliteStore  # noqa: E402
 from device import reading, schnorr  # noqa: E402
@@ -115,12 +118,12 @@ async def ingest_rate(plan: dict[str, Any], data: Path, database: str | None) ->
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.05)
             now = int(time.time())
-            changes = [
-                registry.Change("gateway", schnorr.pubkey(g), now, site="b")
+            changes: list[registry.Change] = [
+                registry.GatewayRegistration(schnorr.pubkey(g), now, site="b")
                 for g, _ in plan["gateways"]
             ]
             changes += [
-                registry.Change("box", schnorr.pubkey(b), now, site="b", label="")
+                registry.BoxRegistration(schnorr.pubkey(b), now, site="b", label="")
                 for b in plan["boxes"]
             ]
             for change in changes:
@@ -248,14 +251,15 @@ def percentile(values: list[float], q: float) -> float:
 
 async def proof_latency(path: Path, keys: list[bytes], per_box: int, samples: int) -> dict:
     store = SqliteStore(path)
-    ledger = Ledger(store, Signer.generate("bench/ledger"))
-    await ledger.refresh()
+    log = LogService(store, Signer.generate("bench/ledger"))
+    readings = ReadingService(Shared(store, log, Refusals()))
+    await log.refresh()
     rng = random.Random(7)
     picks = [(rng.choice(keys), rng.randrange(per_box)) for _ in range(samples)]
     server_ms = []
     for key, seq in picks:
         started = time.perf_counter()
-        await ledger.bundle(key, seq)
+        await readings.bundle(key, seq)
         server_ms.append((time.perf_counter() - started) * 1000)
     await store.close()
     # The same through HTTP: the real app on a local port, one client.

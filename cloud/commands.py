@@ -296,15 +296,16 @@ def _register(args: argparse.Namespace) -> int:
     if (secret := _owner_secret(args.owner_key)) is None:
         return 2
     now = int(time.time())
+    change: registry.Change
     try:
         if args.op == "gateway":
-            change = registry.Change("gateway", args.key, now, site=args.site)
+            change = registry.GatewayRegistration(args.key, now, site=args.site)
         elif args.op == "box":
-            change = registry.Change("box", args.key, now, site=args.site, label=args.label)
+            change = registry.BoxRegistration(args.key, now, site=args.site, label=args.label)
         else:
             start = now if args.start is None else args.start
-            change = registry.Change(
-                "attach", args.key, now, subject=args.subject, start=start, end=args.end
+            change = registry.Attachment(
+                args.key, now, subject=args.subject, start=start, end=args.end
             )
     except registry.RegistryError as e:
         print(f"error: {e}", file=sys.stderr)

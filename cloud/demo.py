@@ -277,17 +277,17 @@ class Demo:
             async with http.get("/v1/devices") as r:
                 devices = {d["key"] for d in await r.json()}
             now = int(time.time())
-            changes = []
+            changes: list[registry.Change] = []
             if gw_key.hex() not in gateways:
-                changes.append(registry.Change("gateway", gw_key, now, site=SITE))
+                changes.append(registry.GatewayRegistration(gw_key, now, site=SITE))
             for box in boxes:
                 if box.key.hex() not in devices:
                     changes.append(
-                        registry.Change("box", box.key, now, site=SITE, label=box.cfg["label"])
+                        registry.BoxRegistration(box.key, now, site=SITE, label=box.cfg["label"])
                     )
                     changes.append(
-                        registry.Change(
-                            "attach", box.key, now, subject=self._zone(box), start=now, end=None
+                        registry.Attachment(
+                            box.key, now, subject=self._zone(box), start=now, end=None
                         )
                     )
             for change in changes:
@@ -295,7 +295,7 @@ class Demo:
                     "/v1/registry", json=registry.sign_request(owner, change)
                 ) as r:
                     if r.status != 201:
-                        raise OSError(f"registering {change.op}: HTTP {r.status} {await r.text()}")
+                        raise OSError(f"registering {change.OP}: HTTP {r.status} {await r.text()}")
         reg = Registry(self._gateway_dir() / "registry.json")
         try:
             for box in boxes:

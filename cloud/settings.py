@@ -1,5 +1,6 @@
-"""The cloud service's settings: where it keeps its data, which database, who may change
-the registry, and its limits. Built from `pharmasync cloud serve` options (cloud/serve.py)."""
+"""The cloud service's settings: where it keeps its data, which database, the owners that
+bootstrap its log, the witnesses it asks, and its limits. Built from `pharmasync cloud serve`
+options (cloud/commands.py); `make_app` (cloud/api/app.py) builds the service from them."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class CloudSettings:
     data_dir: Path
     database: str | None = None  # postgresql://... ; None: SQLite in data_dir/ledger.sqlite
     origin: str = DEFAULT_ORIGIN  # the log's name in its checkpoints, for a new log key
-    owners: tuple[bytes, ...] = ()  # x-only keys that may sign registry changes
+    owners: tuple[bytes, ...] = ()  # x-only owner keys: bootstrap only, then the log's (0x06)
     witnesses: tuple[str, ...] = ()  # URL=VKEY of witnesses asked to cosign checkpoints
     max_body: int = MAX_BODY  # bytes
     verify_threads: int = 2  # threads re-verifying batches off the event loop

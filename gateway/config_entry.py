@@ -98,9 +98,8 @@ class ConfigChange:
         if (self.site is not None) != (self.op in ACK_OPS):
             raise ConfigError("site", f"op {self.op} takes a site only if it is an ack-key op")
         if self.site is not None:
-            assert self.key is not None
             try:  # a site as the registry names one: 1 to 200 printable characters
-                registry_change.Change("gateway", self.key, self.time, site=self.site)
+                registry_change.text_field(self.site, "site")
             except registry_change.RegistryError as e:
                 raise ConfigError("site", e.detail) from None
 

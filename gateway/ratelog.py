@@ -11,7 +11,7 @@ With an empty source the line reads `refused: <reason>: <detail>` (the cloud's r
 A sender can invent sources (any MQTT topic under the site's prefix), so distinct sources
 are bounded too: past `max_keys` live keys, a new source is counted under "other sources".
 Reasons are a small fixed set named in code. Used by the gateway (gateway/service.py) and
-the cloud ledger (cloud/services/ledger.py); CPython only.
+the cloud ledger (cloud/services/refusals.py); CPython only.
 """
 
 from __future__ import annotations

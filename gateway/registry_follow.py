@@ -198,11 +198,11 @@ class RegistryFollower:
     def apply(self, change: registry_change.Change) -> bool:
         """Apply a verified registry change to the local registry if it concerns this
         site's boxes; return whether anything changed."""
-        if change.op != "box":
-            return False
+        if not isinstance(change, registry_change.BoxRegistration):
+            return False  # gateways and attachments are not the gateway's business here
         local = self.registry.get(change.key)
         if change.site == self.settings.site:
-            label = change.label or ""
+            label = change.label
             box = Box(change.key, label, change.site) if local is None else local
             box = replace(box, label=label, site=change.site)
             if box == local:

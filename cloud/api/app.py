@@ -1,9 +1,17 @@
 """The cloud ledger's aiohttp application, built only by `make_app` (STYLE.md 5).
 
-Resources live in cleanup contexts: the store and the ledger (opened on startup, closed
-on shutdown) and the verification threads. Views are thin (cloud/api/routes/); domain errors
-(LedgerError) become application/problem+json (RFC 9457) in one middleware, as do
-aiohttp's own HTTP errors (404, 405, 413), so every error a client sees has one shape.
+    /          the landing page (routes/home.py)           root application
+    /metrics   Prometheus metrics (routes/meta.py)         root application
+    /healthz   health check (routes/meta.py)               root application
+    /v1/...    the API (cloud/api/v1.py)                   sub-application, its own errors
+
+Resources live in cleanup contexts: the store, the verification threads and the services
+built over them (opened on startup, closed on shutdown; cloud/services/, one job each), each
+under its own key (cloud/api/state.py), and the witnessing task. Every application declares
+its error middleware: the root's and the /v1 API's answer application/problem+json (RFC 9457,
+cloud/api/problems.py), so a 404 or 405 reads the same inside /v1 and outside it; a FHIR
+sub-application would answer OperationOutcome (cloud/api/v1.py says where it goes). The
+root's outermost middleware counts and times every request, whichever application answers.
 """
 
 from __future__ import annotations
@@ -14,85 +22,64 @@ import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from http import HTTPStatus
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from cloud.api.metrics import Metrics
-from cloud.api.routes import alarm_acks as ack_routes
-from cloud.api.routes import (
-    batches,
-    config,
-    events,
-    evidence,
-    home,
-    meta,
-    readings,
-    receipts,
-    registry,
+from cloud.api.metrics import Metrics, Watched
+from cloud.api.problems import problems
+from cloud.api.routes import home, meta
+from cloud.api.state import (
+    ALARM_ACKS,
+    BATCHES,
+    CONFIG,
+    EVENTS,
+    LOG,
+    METRICS,
+    READINGS,
+    REFUSALS,
+    REGISTRY,
+    SETTINGS,
 )
-from cloud.api.routes import log as log_routes
-from cloud.api.state import LEDGER, METRICS, SETTINGS
+from cloud.api.v1 import PREFIX, make_v1_app
 from cloud.httplog import server_logger
 from cloud.keys import load_or_create_signer
 from cloud.services import witnessing
-from cloud.services.ledger import Ledger
+from cloud.services.alarm_acks import AlarmAckService
+from cloud.services.batches import BatchService
+from cloud.services.config import ConfigService
+from cloud.services.events import EventService
+from cloud.services.log import LogService
+from cloud.services.readings import ReadingService
+from cloud.services.refusals import Refusals
+from cloud.services.registry import RegistryService
+from cloud.services.shared import Shared
 from cloud.settings import CloudSettings
 from cloud.storage.sqlite import SqliteStore
 from cloud.storage.store import Store
-from gateway.refusal import Refused
 
 log = logging.getLogger("pharmasync.cloud")
-PROBLEM = "application/problem+json"
-
-
-def problem(status: int, reason: str, detail: str) -> web.Response:
-    """An RFC 9457 problem response carrying PharmaSync's `reason`."""
-    return web.json_response(
-        {
-            "type": "about:blank",
-            "title": _title(status),
-            "status": status,
-            "detail": detail,
-            "reason": reason,
-        },
-        status=status,
-        content_type=PROBLEM,
-    )
-
-
-def _title(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 @web.middleware
-async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn refusals and aiohttp's HTTP errors into problem+json; count and time it."""
-    metrics = request.app[METRICS]
+async def measured(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by method, route and status (the outermost middleware:
+    the error middlewares inside it have made every failure a response)."""
     route = request.match_info.route.resource
     name = route.canonical if route is not None else "unmatched"
     started = time.perf_counter()
+    status = 500
     try:
         response = await handler(request)
-    except Refused as e:  # LedgerError and the domain modules' own refusals
-        response = problem(e.status, e.reason, e.detail)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        response = problem(e.status, e.reason.lower(), e.text or e.reason)
-        for header in ("Allow",):
-            if header in e.headers:
-                response.headers[header] = e.headers[header]
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        response = problem(500, "internal", "the server failed; the error is in its log")
-    metrics.requests.labels(request.method, name, str(response.status)).inc()
-    metrics.latency.labels(request.method, name).observe(time.perf_counter() - started)
-    return response
+        status = response.status
+        return response
+    except web.HTTPException as e:  # a redirect: the error middlewares pass those on
+        status = e.status
+        raise
+    finally:
+        metrics = request.app[METRICS]
+        metrics.requests.labels(request.method, name, str(status)).inc()
+        metrics.latency.labels(request.method, name).observe(time.perf_counter() - started)
 
 
 async def open_store(settings: CloudSettings) -> Store:
@@ -105,20 +92,38 @@ async def open_store(settings: CloudSettings) -> Store:
     return SqliteStore(settings.sqlite_path)
 
 
-async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the store and the verification threads, build the services over them, and
+    write the `serve --owner` bootstrap to the log if it has none; close all on shutdown."""
     settings = app[SETTINGS]
     store = await open_store(settings)
     pool = ThreadPoolExecutor(settings.verify_threads, thread_name_prefix="verify")
     try:
         signer = load_or_create_signer(settings.key_file, settings.origin)
-        ledger = Ledger(store, signer, settings.owners, verify_pool=pool)
-        await ledger.load_owners(settings.owners)  # the owners are the log's (0x06)
-        cp = await ledger.refresh()
-        app[LEDGER] = ledger
-        app[METRICS].watch(ledger)
-        log.info("ledger %s: %d entries; log key %s", ledger.origin, cp.size, ledger.log_vkey)
+        shared = Shared(store, LogService(store, signer), Refusals(), verify_pool=pool)
+        config = ConfigService(shared)
+        watched = Watched(
+            log=shared.log,
+            batches=BatchService(shared),
+            registry=RegistryService(shared),
+            config=config,
+            events=EventService(shared),
+            refusals=shared.refusals,
+        )
+        app[REFUSALS] = shared.refusals
+        app[LOG] = shared.log
+        app[READINGS] = ReadingService(shared)
+        app[BATCHES] = watched.batches
+        app[REGISTRY] = watched.registry
+        app[CONFIG] = config
+        app[EVENTS] = watched.events
+        app[ALARM_ACKS] = AlarmAckService(shared, config)
+        await config.load_owners(settings.owners)  # the owners are the log's (0x06)
+        cp = await shared.log.refresh()
+        app[METRICS].watch(watched)
+        log.info("ledger %s: %d entries; log key %s", signer.name, cp.size, shared.log.log_vkey)
         yield
-        ledger.refusal_log.flush()  # the last summary lines, before the store closes
+        shared.refusals.flush()  # the last summary lines, before the store closes
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         await store.close()
@@ -126,7 +131,7 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
     peers = [witnessing.parse_peer(spec) for spec in app[SETTINGS].witnesses]
-    task = asyncio.create_task(witnessing.run(app[LEDGER], peers)) if peers else None
+    task = asyncio.create_task(witnessing.run(app[LOG], peers)) if peers else None
     for peer in peers:
         log.info("witness %s (%s) will be asked to cosign", peer.url, peer.verifier.name)
     yield
@@ -137,18 +142,18 @@ async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def make_app(settings: CloudSettings) -> web.Application:
-    """Build the cloud ledger application for `settings`."""
+    """Build the cloud ledger application for `settings`: the root application with the
+    /v1 API mounted as its sub-application."""
     app = web.Application(
         client_max_size=settings.max_body,
-        middlewares=[problems],
+        middlewares=[measured, problems],
         handler_args={"logger": server_logger("pharmasync.cloud.http")},
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_ledger_ctx)
+    app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_witnessing_ctx)
-    for group in (batches, log_routes, readings, registry, config, events, meta, evidence, home):
-        app.add_routes(group.routes)
-    app.add_routes(receipts.routes)
-    app.add_routes(ack_routes.routes)  # relayed alarm acknowledgements
+    app.add_routes(home.routes)
+    app.add_routes(meta.routes)
+    app.add_subapp(PREFIX, make_v1_app())
     return app

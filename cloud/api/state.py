@@ -1,13 +1,32 @@
-"""The typed keys under which the cloud app keeps its shared state (no globals)."""
+"""The typed keys under which the cloud app keeps its shared state (no globals).
+
+They live on the root application; views under a sub-application (the /v1 API) read them
+through `request.config_dict`, which looks in the sub-application first, then the root.
+Each service (cloud/services/) has its own key, so a view names the one it uses.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from cloud.api.metrics import Metrics
-from cloud.services.ledger import Ledger
+from cloud.services.alarm_acks import AlarmAckService
+from cloud.services.batches import BatchService
+from cloud.services.config import ConfigService
+from cloud.services.events import EventService
+from cloud.services.log import LogService
+from cloud.services.readings import ReadingService
+from cloud.services.refusals import Refusals
+from cloud.services.registry import RegistryService
 from cloud.settings import CloudSettings
 
 SETTINGS = web.AppKey("settings", CloudSettings)
-LEDGER = web.AppKey("ledger", Ledger)
 METRICS = web.AppKey("metrics", Metrics)
+REFUSALS = web.AppKey("refusals", Refusals)  # shared by every service that refuses input
+LOG = web.AppKey("log", LogService)  # checkpoints, entries, proofs
+READINGS = web.AppKey("readings", ReadingService)  # proof bundles, history, evidence
+BATCHES = web.AppKey("batches", BatchService)  # ingest, receipts
+REGISTRY = web.AppKey("registry", RegistryService)  # registry changes, who is registered
+CONFIG = web.AppKey("config", ConfigService)  # owners and ack keys, on the log
+EVENTS = web.AppKey("events", EventService)  # gateway events
+ALARM_ACKS = web.AppKey("alarm_acks", AlarmAckService)  # relayed alarm acknowledgements

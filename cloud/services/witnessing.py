@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from cloud.services.ledger import Ledger
+from cloud.services.log import LogService
 from cloud.witness.client import WitnessConflict, WitnessRequestError, request_cosignature
 from gateway.checkpoint import CosignatureVerifier, verify_cosignature
 from gateway.note import NoteError, parse_note
@@ -45,14 +45,16 @@ def parse_peer(spec: str) -> Peer:
     return Peer(url, CosignatureVerifier.parse(vkey.strip()))
 
 
-async def cosign_once(session: aiohttp.ClientSession, ledger: Ledger, peer: Peer) -> bool:
-    """Ask `peer` to cosign the ledger's latest checkpoint; return True once its verified
+async def cosign_once(session: aiohttp.ClientSession, log_service: LogService, peer: Peer) -> bool:
+    """Ask `peer` to cosign the log's latest checkpoint; return True once its verified
     cosignature is attached. Retries once from the size a 409 names."""
-    cp = ledger.checkpoint
+    cp = log_service.checkpoint
     if cp.size == 0 or (cp.size <= peer.last_size and peer.cosigned):
         return False
     for _ in range(2):
-        _, proof = await ledger.consistency(peer.last_size, cp.size) if peer.last_size else (0, [])
+        proof: list[bytes] = []
+        if peer.last_size:
+            _, proof = await log_service.consistency(peer.last_size, cp.size)
         try:
             lines = await request_cosignature(session, peer.url, peer.last_size, proof, cp.note)
         except WitnessConflict as e:
@@ -70,21 +72,21 @@ async def cosign_once(session: aiohttp.ClientSession, ledger: Ledger, peer: Peer
                 continue  # another key's line, or a bad one: never publish it
         if not good:
             raise WitnessRequestError("no cosignature of the witness's key verified")
-        await ledger.keep_cosignatures(cp.size, good)
+        await log_service.keep_cosignatures(cp.size, good)
         peer.last_size, peer.cosigned, peer.last_error = cp.size, peer.cosigned + 1, None
         return True
     return False
 
 
-async def run(ledger: Ledger, peers: list[Peer], interval: float = 1.0) -> None:
+async def run(log_service: LogService, peers: list[Peer], interval: float = 1.0) -> None:
     """Until cancelled: whenever the checkpoint grew, ask every witness to cosign it."""
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while True:
-            await ledger.refresh()
+            await log_service.refresh()
             for peer in peers:
                 try:
-                    await cosign_once(session, ledger, peer)
+                    await cosign_once(session, log_service, peer)
                 except (WitnessRequestError, aiohttp.ClientError, TimeoutError, NoteError) as e:
                     if str(e) != peer.last_error:
                         log.warning("witness %s did not cosign: %s", peer.url, e)

@@ -1,5 +1,5 @@
 """Asking a witness to cosign a checkpoint: the client side of c2sp.org/tlog-witness
-`add-checkpoint` (the request format lives with the witness, in cloud.witness.server).
+`add-checkpoint` (the request format: cloud/witness/protocol.py).
 
 The log sends its signed checkpoint with a consistency proof from the size it believes the
 witness last cosigned. A 409 with Content-Type text/x.tlog.size tells it that size: it
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import aiohttp
 
-from cloud.witness.server import (
+from cloud.witness.protocol import (
     ADD_CHECKPOINT_PATH,
     SIZE_CONTENT_TYPE,
     AddCheckpointRequest,

@@ -61,7 +61,7 @@ class CloudClient:
             return r.status, await r.json(content_type=None)
 
     async def register(self, key: bytes, site: str) -> None:
-        change = registry.Change("gateway", key, int(time.time()), site=site)
+        change = registry.GatewayRegistration(key, int(time.time()), site=site)
         status, _ = await self.post("/v1/registry", registry.sign_request(OWNER, change))
         assert status == 201
 

@@ -49,7 +49,7 @@ def change(op: str, key: bytes, signer: bytes = A, time: int = T0) -> bytes:
 
 
 def registry_entry(signer: bytes, time: int = T0) -> bytes:
-    ch = registry_change.Change("box", bytes(31) + b"\x01", time, site="w1", label="")
+    ch = registry_change.BoxRegistration(bytes(31) + b"\x01", time, site="w1", label="")
     return registry_change.open_request(registry_change.sign_request(signer, ch), None, time)[1]
 
 

@@ -188,7 +188,7 @@ async def test_cloud_outage_drains_in_order_without_loss_or_duplicates(
     from aiohttp import web
 
     from cloud.api.app import make_app
-    from cloud.api.state import LEDGER
+    from cloud.api.state import LOG, REFUSALS, REGISTRY
     from cloud.settings import CloudSettings
     from device import schnorr
     from gateway import app
@@ -210,13 +210,13 @@ async def test_cloud_outage_drains_in_order_without_loss_or_duplicates(
     boxes = [simulate.make_box(sim, i) for i in range(3)]
     register(tmp_path / "gw", boxes)
     gw_key = schnorr.pubkey(app.load_or_create_key(tmp_path / "gw" / "gateway.key"))
-    ledger = cloud.app[LEDGER]
+    registry = cloud.app[REGISTRY]
     now = int(time.time())
     for change in [
-        cloud_registry.Change("gateway", gw_key, now, site="e2e"),
-        *(cloud_registry.Change("box", b.key, now, site="e2e", label="") for b in boxes),
+        cloud_registry.GatewayRegistration(gw_key, now, site="e2e"),
+        *(cloud_registry.BoxRegistration(b.key, now, site="e2e", label="") for b in boxes),
     ]:
-        await ledger.apply_registry(cloud_registry.sign_request(owner, change))
+        await registry.apply(cloud_registry.sign_request(owner, change))
     s = settings.from_dict(
         {
             "gateway": {
@@ -251,9 +251,8 @@ async def test_cloud_outage_drains_in_order_without_loss_or_duplicates(
     finally:
         stop.set()
         await gw
-        ledger = cloud.app[LEDGER]
-        entries = await ledger.store.entries(0, 10_000)
-        refused = dict(ledger.refused)
+        entries = await cloud.app[LOG].store.entries(0, 10_000)
+        refused = dict(cloud.app[REFUSALS].counts)
         await cloud.cleanup()
     seqs = [batch.decode(e[1:]).seq for e in entries if e[0] == 0x01]
     assert seqs == list(range(len(seqs))), "the cloud got every batch once, oldest first"

@@ -61,7 +61,7 @@ async def register(url: str, change: registry.Change, secret: bytes = OWNER) -> 
 
 
 def box(n: int, site: str, label: str = "") -> registry.Change:
-    return registry.Change("box", key(n), int(time.time()), site=site, label=label)
+    return registry.BoxRegistration(key(n), int(time.time()), site=site, label=label)
 
 
 async def test_the_gateway_picks_up_its_boxes_and_keeps_them_with_the_cloud_down(
@@ -80,7 +80,7 @@ async def test_the_gateway_picks_up_its_boxes_and_keeps_them_with_the_cloud_down
         assert await register(url, box(1, SITE, "Cold room A")) == 201
         assert await register(url, box(2, "elsewhere", "not ours")) == 201
         assert await register(url, box(3, SITE, "Cold room C")) == 201
-        gateway = registry.Change("gateway", key(9), int(time.time()), site=SITE)
+        gateway = registry.GatewayRegistration(key(9), int(time.time()), site=SITE)
         assert await register(url, gateway) == 201  # not a box: nothing to apply
         async with aiohttp.ClientSession() as session:
             assert await f.poll(session) == 2  # box 1 relabelled, box 3 added
@@ -145,7 +145,7 @@ async def serve_entries(ledger: Ledger) -> TestServer:
 
 
 def stub_box(n: int, site: str = SITE) -> registry.Change:
-    return registry.Change("box", key(n), T0, site=site, label=f"box {n}")
+    return registry.BoxRegistration(key(n), T0, site=site, label=f"box {n}")
 
 
 async def test_entries_without_authority_are_counted_logged_once_and_never_applied(

@@ -87,7 +87,7 @@ class CloudServer:
             return await r.json() if r.content_type.endswith("json") else await r.text()
 
     async def register_gateway(self) -> None:
-        await self.register(registry.Change("gateway", GW_KEY, int(time.time()), site="t"))
+        await self.register(registry.GatewayRegistration(GW_KEY, int(time.time()), site="t"))
 
     async def register(self, change: registry.Change) -> None:
         """POST a registry change signed by the owner; require 201."""

@@ -94,7 +94,9 @@ async def test_the_gateway_fetches_checks_and_keeps_cosigned_receipts(
         assert await gw.spool_call(gw.spool.cosigned_counts) == (0, 0)  # nothing accepted yet
         await cloud.start()
         await cloud.register_gateway()
-        await cloud.register(registry.Change("box", BOX_KEY, int(time.time()), site="t", label="C"))
+        await cloud.register(
+            registry.BoxRegistration(BOX_KEY, int(time.time()), site="t", label="C")
+        )
         await until(lambda: all_cosigned(2), timeout=30)
         await feed(gw, 6, [5.6, 5.7, 5.8], t0 + 600)  # a third, the cloud up
         assert await gw.seal_due() == 1

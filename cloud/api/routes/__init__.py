@@ -1,13 +1,26 @@
 """The cloud's HTTP API, one module per route group; each exposes `routes`.
 
-batches.py   POST /v1/batches                         gateway uploads
-log.py       /v1/checkpoint, /v1/log/...              the verifiable log
-readings.py  /v1/readings/..., /v1/devices/.../readings   proof bundles, history
-registry.py  /v1/registry, /v1/devices, /v1/gateways  who may send what
-events.py    /v1/events, /v1/gateways/{key}/events    signed gateway events
-config.py    /v1/config, /v1/registry/entries        owners on the log; what gateways follow
-meta.py      /v1/openapi.json, /metrics, /healthz     operations
-evidence.py  /v1/devices/.../equivocations, .../sightings   readings carried again
+Under /v1 (the sub-application of cloud/api/v1.py; paths in the modules are relative to it):
+
+batches.py     POST /v1/batches                          gateway uploads
+receipts.py    /v1/batches/{gateway}/{seq}/receipt       cosigned receipts
+log.py         /v1/checkpoint, /v1/log/...               the verifiable log
+readings.py    /v1/readings/..., /v1/devices/.../readings   proof bundles, history
+evidence.py    /v1/devices/.../equivocations, .../sightings  readings carried again
+registry.py    /v1/registry, /v1/devices, /v1/gateways   who may send what
+config.py      /v1/config, /v1/registry/entries          owners on the log; what gateways follow
+events.py      /v1/events, /v1/gateways/{key}/events     signed gateway events
+alarm_acks.py  /v1/alarm-acks, /v1/gateways/{key}/alarm-acks   relayed alarm acknowledgements
+openapi.py     /v1/openapi.json                          the API's document
+
+On the root application (cloud/api/app.py):
+
+home.py        /                                         the landing page
+meta.py        /metrics, /healthz                        operations
+
+Views are thin: each reads its input here and calls the service it needs (cloud/api/state.py
+names them); the services' refusals become problem+json in the error middleware
+(cloud/api/problems.py).
 
 What enters through a route is read here, bounded where it enters: integers in paths and
 queries by `path_int`/`int_query` (in a range the databases hold), JSON bodies by
@@ -20,7 +33,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from cloud.services.ledger import LedgerError
+from cloud.services.refusals import LedgerError
 from gateway import jsonbound
 from gateway.refusal import INT64_MAX, decimal_field
 

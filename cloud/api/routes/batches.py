@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cloud.api.state import LEDGER
-from cloud.services.ledger import LedgerError
+from cloud.api.state import BATCHES
+from cloud.services.refusals import LedgerError
 
 routes = web.RouteTableDef()
 
 
-@routes.post("/v1/batches")
+@routes.post("/batches")
 async def post_batch(request: web.Request) -> web.Response:
     """Verify and store a batch: 201 with a receipt, 200 with the original one for a resend."""
     if request.content_type != "application/octet-stream":
         raise LedgerError(
             "content type", f"got {request.content_type}, want application/octet-stream", 415
         )
-    receipt, created = await request.app[LEDGER].ingest(await request.read())
+    receipt, created = await request.config_dict[BATCHES].ingest(await request.read())
     return web.json_response(receipt.to_json(), status=201 if created else 200)

@@ -8,7 +8,7 @@ from html import escape
 
 from aiohttp import web
 
-from cloud.api.state import LEDGER
+from cloud.api.state import LOG
 
 routes = web.RouteTableDef()
 
@@ -69,16 +69,16 @@ pharmasync verify bundle.json --log-vkey @ledger.vkey</pre>
 @routes.get("/")
 async def home(request: web.Request) -> web.Response:
     """The landing page: what this ledger is, its latest checkpoint, and the API's links."""
-    ledger = request.app[LEDGER]
-    cp = await ledger.refresh()
+    log = request.app[LOG]
+    cp = await log.refresh()
     links = "\n".join(
         f'<li><a href="{path}">{path}</a>: {escape(what)}</li>' for path, what in LINKS
     )
     page = PAGE.format(
-        origin=escape(ledger.origin),
+        origin=escape(log.origin),
         size=f"{cp.size:,}",
         root=cp.root.hex(),
-        vkey=escape(ledger.log_vkey),
+        vkey=escape(log.log_vkey),
         note=escape(cp.note),
         links=links,
         base=escape(f"{request.scheme}://{request.host}"),

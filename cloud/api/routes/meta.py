@@ -1,19 +1,12 @@
-"""Operations: the OpenAPI document, Prometheus metrics and a health check."""
+"""Operations, on the root application (outside /v1): Prometheus metrics and a health check."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from cloud.api.openapi import document
-from cloud.api.state import LEDGER, METRICS
+from cloud.api.state import LOG, METRICS
 
 routes = web.RouteTableDef()
-
-
-@routes.get("/v1/openapi.json")
-async def openapi(request: web.Request) -> web.Response:
-    """This API's OpenAPI 3.1 document."""
-    return web.json_response(document())
 
 
 @routes.get("/metrics")
@@ -27,5 +20,5 @@ async def metrics(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     """200 with the log size once the store answers."""
-    cp = await request.app[LEDGER].refresh()
+    cp = await request.app[LOG].refresh()
     return web.json_response({"status": "ok", "log_size": cp.size})

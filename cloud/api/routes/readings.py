@@ -7,24 +7,23 @@ import time
 from aiohttp import web
 
 from cloud.api.routes import int_query, path_int
-from cloud.api.state import LEDGER
+from cloud.api.state import LOG, READINGS
 from device import reading
 from gateway.refusal import hex_field
 
 routes = web.RouteTableDef()
 
 
-@routes.get("/v1/readings/{device}/{seq}/proof")
+@routes.get("/readings/{device}/{seq}/proof")
 async def proof_bundle(request: web.Request) -> web.Response:
     """Everything needed to verify one reading offline (docs/protocol.md, "Proof bundle")."""
     device = hex_field(request.match_info["device"], "device", 32)
-    ledger = request.app[LEDGER]
-    await ledger.refresh()
+    await request.config_dict[LOG].refresh()
     seq = path_int(request, "seq", 0, reading.SEQ_MAX)
-    return web.json_response(await ledger.bundle(device, seq))
+    return web.json_response(await request.config_dict[READINGS].bundle(device, seq))
 
 
-@routes.get("/v1/devices/{device}/readings")
+@routes.get("/devices/{device}/readings")
 async def history(request: web.Request) -> web.Response:
     """A box's readings with start <= time < end (Unix seconds; default: the last day)."""
     device = hex_field(request.match_info["device"], "device", 32)
@@ -32,7 +31,7 @@ async def history(request: web.Request) -> web.Response:
     start = int_query(request, "start", now - 86_400)
     end = int_query(request, "end", now + 1)
     limit = int_query(request, "limit", 1000, minimum=1, maximum=10_000)
-    found = await request.app[LEDGER].history(device, start, end, limit)
+    found = await request.config_dict[READINGS].history(device, start, end, limit)
     return web.json_response(
         [
             {

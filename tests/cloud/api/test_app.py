@@ -77,10 +77,10 @@ async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
     server, session = await start(settings(tmp_path / "cloud", database))
     c = Cloud(server, session)
     now = int(time.time())
-    assert (await c.change(registry.Change("gateway", schnorr.pubkey(GW), now, site="w1")))[
+    assert (await c.change(registry.GatewayRegistration(schnorr.pubkey(GW), now, site="w1")))[
         0
     ] == 201
-    box = registry.Change("box", schnorr.pubkey(BOX), now, site="w1", label="fridge")
+    box = registry.BoxRegistration(schnorr.pubkey(BOX), now, site="w1", label="fridge")
     assert (await c.change(box))[0] == 201
     try:
         yield c
@@ -208,7 +208,7 @@ async def test_registry_refuses_strangers_forgeries_replays_and_stale_requests(
     cloud: Cloud,
 ) -> None:
     now = int(time.time())
-    change = registry.Change("box", bytes(31) + b"\x09", now, site="w2", label="new")
+    change = registry.BoxRegistration(bytes(31) + b"\x09", now, site="w2", label="new")
     status, problem = await cloud.change(change, secret=INTRUDER)
     assert (status, problem["reason"]) == (403, "unknown owner")
     forged = registry.sign_request(OWNER, change)
@@ -221,15 +221,15 @@ async def test_registry_refuses_strangers_forgeries_replays_and_stale_requests(
     assert (await cloud.post("/v1/registry", signed, "application/json"))[0] == 201
     status, problem = await cloud.post("/v1/registry", signed, "application/json")  # captured
     assert (status, problem["reason"]) == (409, "replayed")
-    stale = registry.Change("box", bytes(31) + b"\x0a", now - 3600, site="w2", label="")
+    stale = registry.BoxRegistration(bytes(31) + b"\x0a", now - 3600, site="w2", label="")
     assert (await cloud.change(stale))[1]["reason"] == "time"
-    attach = registry.Change(
-        "attach", schnorr.pubkey(BOX), now, subject="LOT-42", start=now - 60, end=None
+    attach = registry.Attachment(
+        schnorr.pubkey(BOX), now, subject="LOT-42", start=now - 60, end=None
     )
     assert (await cloud.change(attach))[0] == 201
     _, attached = await cloud.get(f"/v1/devices/{schnorr.pubkey(BOX).hex()}/attachments")
     assert attached == [{"subject": "LOT-42", "start": now - 60, "end": None}]
-    unknown = registry.Change("attach", bytes(32), now, subject="LOT-1", start=now, end=None)
+    unknown = registry.Attachment(bytes(32), now, subject="LOT-1", start=now, end=None)
     assert (await cloud.change(unknown))[:1] == (404,)
     status, problem = await cloud.post("/v1/registry", b"{not json", "application/json")
     assert (status, problem["reason"]) == (400, "json")
@@ -259,8 +259,8 @@ async def test_a_restart_continues_the_log_consistently(
     server, session = await start(config)
     c = Cloud(server, session)
     now = int(time.time())
-    await c.change(registry.Change("gateway", schnorr.pubkey(GW), now, site="w1"))
-    await c.change(registry.Change("box", schnorr.pubkey(BOX), now, site="w1", label=""))
+    await c.change(registry.GatewayRegistration(schnorr.pubkey(GW), now, site="w1"))
+    await c.change(registry.BoxRegistration(schnorr.pubkey(BOX), now, site="w1", label=""))
     batches = chain(4, 5)
     for header, w in batches[:2]:
         assert (await c.upload(body(header, w)))[0] == 201

@@ -29,7 +29,7 @@ async def test_the_landing_page_shows_the_log_and_links_to_the_api(tmp_path: Pat
     async with TestServer(make_app(settings), host="127.0.0.1") as server:
         base = str(server.make_url("")).rstrip("/")
         async with aiohttp.ClientSession(base) as http:
-            change = registry.Change("box", b"\x11" * 32, int(time.time()), site="w1", label="A")
+            change = registry.BoxRegistration(b"\x11" * 32, int(time.time()), site="w1", label="A")
             async with http.post("/v1/registry", json=registry.sign_request(OWNER, change)) as r:
                 assert r.status == 201  # one entry in the log, after the owners' bootstrap
             async with http.get("/v1/log/vkey") as r:

@@ -179,6 +179,14 @@ def test_text_a_database_cannot_store_is_refused(cloud: Served) -> None:
     assert "lone surrogate" in answer.problem()["detail"]
 
 
+def test_an_op_that_is_no_string_is_refused_naming_the_op(cloud: Served) -> None:
+    # A JSON list as the op was looked up in the table of ops: unhashable, a 500.
+    for op in ([], {}, ["gateway"]):
+        request = {"change": {"op": op}, "owner": BOX_KEY, "signature": "00" * 64}
+        answer = cloud.request("POST", "/v1/registry", json.dumps(request).encode())
+        assert (answer.status, answer.problem()["reason"]) == (400, "op"), answer
+
+
 # -- every route, any input ----------------------------------------------------------------
 
 BOUNDARIES = [0, 1, 2**31, 2**32 - 1, 2**32, INT64_MAX - 1, INT64_MAX, 2**63, 2**64, 10**19]

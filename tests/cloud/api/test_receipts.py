@@ -39,9 +39,9 @@ async def receipt_when_cosigned(c: Cloud, seq: int, timeout: float = 15) -> dict
 async def register(c: Cloud) -> None:
     """Register the test gateway and box (tests/cloud/services/test_ingest.py's keys)."""
     now = int(time.time())
-    gateway = registry.Change("gateway", schnorr.pubkey(GW), now, site="w")
+    gateway = registry.GatewayRegistration(schnorr.pubkey(GW), now, site="w")
     assert (await c.change(gateway))[0] == 201
-    box = registry.Change("box", schnorr.pubkey(BOX), now, site="w", label="")
+    box = registry.BoxRegistration(schnorr.pubkey(BOX), now, site="w", label="")
     assert (await c.change(box))[0] == 201
 
 

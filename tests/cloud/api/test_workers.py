@@ -59,9 +59,9 @@ async def test_two_workers_share_one_log(tmp_path: Path, postgres_dsn: str) -> N
         async with aiohttp.ClientSession() as http:
             now = int(time.time())
             changes = [
-                registry.Change("gateway", schnorr.pubkey(g), now, site="w") for g in GATEWAYS
+                registry.GatewayRegistration(schnorr.pubkey(g), now, site="w") for g in GATEWAYS
             ]
-            changes.append(registry.Change("box", schnorr.pubkey(BOX), now, site="w", label=""))
+            changes.append(registry.BoxRegistration(schnorr.pubkey(BOX), now, site="w", label=""))
             for change in changes:
                 req = registry.sign_request(OWNER, change)
                 async with http.post(f"{urls[0]}/v1/registry", json=req) as r:

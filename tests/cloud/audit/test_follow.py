@@ -333,11 +333,11 @@ def registered() -> Ledger:
     registry changes."""
     ledger = Ledger()
     ledger.bootstrap()
-    for op, key in (("gateway", GATEWAY), ("gateway", OTHER_GATEWAY), ("box", BOX)):
-        label = "fridge" if op == "box" else None
-        ledger.register(registry.Change(op, schnorr.pubkey(key), T0, site="w1", label=label))
+    for key in (GATEWAY, OTHER_GATEWAY):
+        ledger.register(registry.GatewayRegistration(schnorr.pubkey(key), T0, site="w1"))
+    ledger.register(registry.BoxRegistration(schnorr.pubkey(BOX), T0, site="w1", label="fridge"))
     ledger.add_batch(GATEWAY, BOX, 2)
-    attach = registry.Change("attach", schnorr.pubkey(BOX), T0 + 60, subject="lot 7", start=T0)
+    attach = registry.Attachment(schnorr.pubkey(BOX), T0 + 60, subject="lot 7", start=T0)
     ledger.register(attach)
     ledger.add_batch(GATEWAY, BOX, 3)
     return ledger

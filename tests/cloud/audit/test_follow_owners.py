@@ -26,7 +26,7 @@ STRANGER = secret("stranger")
 
 
 def box(n: int, time: int = T0) -> registry.Change:
-    return registry.Change("box", bytes(31) + bytes([n]), time, site="w1", label="")
+    return registry.BoxRegistration(bytes(31) + bytes([n]), time, site="w1", label="")
 
 
 async def poll(

@@ -1,5 +1,5 @@
 """Alarm acknowledgements relayed by the cloud (cloud/api/routes/alarm_acks.py,
-Ledger.relay_alarm_ack): an owner authorises a key for a site on the log (0x06 ack-key-add,
+AlarmAckService.relay): an owner authorises a key for a site on the log (0x06 ack-key-add,
 `pharmasync cloud ack-keys`), a signed ack by that key for a gateway of that site is stored
 exactly once and listed in order; everything else is refused with its reason and counted.
 On SQLite and PostgreSQL."""
@@ -46,7 +46,7 @@ async def test_acks_by_an_authorised_key_are_relayed_once_and_others_refused(
     try:
         now = int(time.time())
         for key, site in ((GATEWAY, "w1"), (ELSEWHERE, "w2")):
-            status, _ = await cloud.change(registry.Change("gateway", key, now, site=site))
+            status, _ = await cloud.change(registry.GatewayRegistration(key, now, site=site))
             assert status == 201
         first = signed(ACK)
         # Not yet authorised: refused, nothing stored.

@@ -30,7 +30,7 @@ COPIES = 16
 
 
 def box(n: int) -> registry.Change:
-    return registry.Change("box", bytes(31) + bytes([n]), int(time.time()), site="w1", label="")
+    return registry.BoxRegistration(bytes(31) + bytes([n]), int(time.time()), site="w1", label="")
 
 
 async def owner_change(cloud: Cloud, op: str, key: bytes, signer: bytes) -> tuple[int, dict]:

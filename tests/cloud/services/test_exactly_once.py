@@ -67,10 +67,10 @@ async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
     server, session = await start(settings(tmp_path / "cloud", database))
     c = Cloud(server, session)
     for change in (
-        registry.Change("gateway", schnorr.pubkey(GW), NOW, site="w1"),
-        registry.Change("gateway", schnorr.pubkey(GW2), NOW, site="w2"),
-        registry.Change("box", schnorr.pubkey(BOX), NOW, site="w1", label="fridge"),
-        registry.Change("box", schnorr.pubkey(BOX2), NOW, site="w1", label="freezer"),
+        registry.GatewayRegistration(schnorr.pubkey(GW), NOW, site="w1"),
+        registry.GatewayRegistration(schnorr.pubkey(GW2), NOW, site="w2"),
+        registry.BoxRegistration(schnorr.pubkey(BOX), NOW, site="w1", label="fridge"),
+        registry.BoxRegistration(schnorr.pubkey(BOX2), NOW, site="w1", label="freezer"),
     ):
         assert (await c.change(change))[0] == 201
     try:
@@ -231,8 +231,8 @@ async def test_twenty_concurrent_uploads_of_one_batch_give_one_201(
     clouds = [Cloud(server, session) for server, session in servers]
     try:
         for change in (
-            registry.Change("gateway", schnorr.pubkey(GW), NOW, site="w1"),
-            registry.Change("box", schnorr.pubkey(BOX), NOW, site="w1", label="fridge"),
+            registry.GatewayRegistration(schnorr.pubkey(GW), NOW, site="w1"),
+            registry.BoxRegistration(schnorr.pubkey(BOX), NOW, site="w1", label="fridge"),
         ):
             assert (await clouds[0].change(change))[0] == 201
         wires = [signed(BOX, s) for s in range(50)]

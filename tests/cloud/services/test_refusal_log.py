@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.api.state import LEDGER
+from cloud.api.state import REFUSALS
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.services.test_ingest import REASONS, refusals
 
@@ -25,8 +25,8 @@ async def test_a_flood_of_bad_batches_logs_a_few_lines_that_add_up(
                 data, want = bad[REASONS[i % 2]]
                 status, _ = await cloud.upload(data)
                 assert status == want
-            server.app[LEDGER].refusal_log.flush()
-        refused = dict(server.app[LEDGER].refused)
+            server.app[REFUSALS].flush()
+        refused = dict(server.app[REFUSALS].counts)
     finally:
         await session.close()
         await server.close()

@@ -49,15 +49,15 @@ def test_each_field_is_checked_with_its_range(fields: dict, reason: str, detail:
     change["time"] = NOW
     change.update(fields)
     with pytest.raises(registry.RegistryError) as e:
-        registry.Change.from_json(change)
+        registry.parse_change(change)
     assert (e.value.reason, e.value.detail, e.value.status) == (reason, detail, 400)
 
 
 def test_the_largest_values_a_database_holds_are_accepted() -> None:
-    change = registry.Change(
-        "attach", KEY, INT64_MAX, subject="LOT-7", start=INT64_MAX - 1, end=INT64_MAX
+    change = registry.Attachment(
+        KEY, INT64_MAX, subject="LOT-7", start=INT64_MAX - 1, end=INT64_MAX
     )
-    assert registry.Change.from_json(json.loads(change.canonical())) == change
+    assert registry.parse_change(json.loads(change.canonical())) == change
 
 
 def test_a_registry_entry_is_read_within_the_json_limits() -> None:
@@ -69,9 +69,9 @@ def test_a_registry_entry_is_read_within_the_json_limits() -> None:
 
 
 CHANGES = {
-    "gateway": registry.Change("gateway", bytes(31) + b"\x51", NOW, site="w2"),
-    "box": registry.Change("box", bytes(31) + b"\x52", NOW, site="w2", label="door"),
-    "attach": registry.Change("attach", KEY, NOW, subject="LOT-9", start=NOW, end=None),
+    "gateway": registry.GatewayRegistration(bytes(31) + b"\x51", NOW, site="w2"),
+    "box": registry.BoxRegistration(bytes(31) + b"\x52", NOW, site="w2", label="door"),
+    "attach": registry.Attachment(KEY, NOW, subject="LOT-9", start=NOW, end=None),
 }
 
 
@@ -92,7 +92,7 @@ async def test_copies_sent_at_once_to_two_workers_are_applied_once(
                 async with http.post(worker.make_url("/v1/registry"), data=data) as r:
                     return r.status, await r.json(content_type=None)
 
-            box = registry.Change("box", KEY, NOW, site="w1", label="")
+            box = registry.BoxRegistration(KEY, NOW, site="w1", label="")
             assert (await post(workers[0], _signed(box)))[0] == 201
             request = _signed(CHANGES[op])
             answers = await asyncio.gather(*(post(workers[i % 2], request) for i in range(COPIES)))

@@ -70,8 +70,10 @@ async def test_checkpoints_get_cosigned_and_a_rewritten_log_does_not(
         try:
             now = int(time.time())
             if register:
-                await c.change(registry.Change("gateway", schnorr.pubkey(GW), now, site="w"))
-                await c.change(registry.Change("box", schnorr.pubkey(BOX), now, site="w", label=""))
+                await c.change(registry.GatewayRegistration(schnorr.pubkey(GW), now, site="w"))
+                await c.change(
+                    registry.BoxRegistration(schnorr.pubkey(BOX), now, site="w", label="")
+                )
             for header, w in batches[first:last]:
                 assert (await c.upload(body(header, w)))[0] == 201
             _, health = await c.get("/healthz")

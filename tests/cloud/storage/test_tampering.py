@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.api.state import LEDGER
+from cloud.api.state import LOG
 from cloud.audit.bundle import BundleError, Step, verify_bundle
 from cloud.audit.follow import Alarm, Follower, Misbehaviour
 from cloud.audit.log_client import LogClient
@@ -43,11 +43,11 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
     server, session = await start(settings(tmp_path / "cloud"))
     cloud = Cloud(server, session)
     now = int(time.time())
-    await cloud.change(registry.Change("gateway", schnorr.pubkey(GW), now, site="w1"))
-    await cloud.change(registry.Change("box", schnorr.pubkey(BOX), now, site="w1", label=""))
+    await cloud.change(registry.GatewayRegistration(schnorr.pubkey(GW), now, site="w1"))
+    await cloud.change(registry.BoxRegistration(schnorr.pubkey(BOX), now, site="w1", label=""))
     for header, w in chain(4, 8):  # readings 0-31 in batches at log indices 3-6 (0: the owners)
         assert (await cloud.upload(body(header, w)))[0] == 201
-    store = server.app[LEDGER].store
+    store = server.app[LOG].store
     assert isinstance(store, SqliteStore)
     _, vkey = await cloud.get("/v1/log/vkey")
     try:
@@ -104,7 +104,7 @@ async def test_an_edited_edge_node_forks_the_next_checkpoint_for_the_auditor(
     # (2, 0) covers entries 0-3: every later root of this log is built on it
     ledger.db.execute("UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 0")
     now = int(time.time())
-    change = registry.Change("box", bytes(31) + b"\x33", now, site="w1", label="new")
+    change = registry.BoxRegistration(bytes(31) + b"\x33", now, site="w1", label="new")
     assert (await ledger.cloud.change(change))[0] == 201  # the log grows: a new checkpoint
     with pytest.raises(Misbehaviour) as alarm:
         await auditor.poll()

@@ -27,22 +27,24 @@ from cloud.witness.client import (
     add_cosignatures,
     request_cosignature,
 )
+from cloud.witness.protocol import (
+    AddCheckpointRequest,
+    MalformedRequest,
+    WitnessError,
+    parse_size_response,
+)
 from cloud.witness.server import (
     KEY_FILE,
     MAX_BODY_BYTES,
     NEVER_COSIGNED,
     STATE_FILE,
     WITNESS,
-    AddCheckpointRequest,
     Cosigned,
     KeyFileError,
-    MalformedRequest,
     Witness,
-    WitnessError,
     WitnessStore,
     load_or_create_key,
     make_witness_app,
-    parse_size_response,
     register,
 )
 from gateway.checkpoint import (
