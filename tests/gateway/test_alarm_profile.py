@@ -3,6 +3,7 @@ it, and the strictest of several profiles the gateway alarms on."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from gateway.alarms import (
     limit_conditions,
     strictest,
 )
+from gateway.jcs import canonicalize
 
 SIGNED = {
     "low_cc": 200,
@@ -194,3 +196,14 @@ def test_the_engine_runs_on_a_profile_from_its_signed_form() -> None:
     engine = AlarmEngine({"z": LotProfile.from_signed(LOT).alarm})
     events = [e for t in range(0, 1000, 60) for e in engine.observe("z", t, 9.0, False)]
     assert [(e.kind, e.state, e.time_s) for e in events] == [("high", "raised", 900)]
+
+
+def test_golden_canonical_bytes_as_docs_protocol_shows_them() -> None:
+    """docs/protocol.md "Storage profile (signed form)": the canonical JSON of the default
+    profile with a 30-minute gap and a licence required, written out by hand there."""
+    golden = (
+        b'{"delay_consecutive_s":900,"delay_cumulative_s":3600,"high_cc":800,'
+        b'"hysteresis_cc":50,"low_cc":200,"max_gap_s":1800,"needs_licence":1}'
+    )
+    assert canonicalize(LotProfile(AlarmProfile(), 1800, True).to_signed()) == golden
+    assert LotProfile.from_signed(json.loads(golden)) == LotProfile(AlarmProfile(), 1800, True)
