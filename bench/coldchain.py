@@ -126,9 +126,7 @@ def main() -> None:
     try:
         key = bip340.pubkey(SECRET)
         sig = bip340.sign(SECRET, MESSAGE)
-        raw = per_second(
-            args.repeat, VERIFIES, lambda: schnorr.coincurve_verify(key, MESSAGE, sig)
-        )
+        raw = per_second(args.repeat, VERIFIES, lambda: schnorr.coincurve_verify(key, MESSAGE, sig))
         rnd = random.Random(11)
         data = readings(args.readings, rnd)
         count = sum(len(s) for s in data.values())
