@@ -25,15 +25,22 @@ at a time, and its events per kind alternate raised, cleared, raised, ...
 
 Sensor-error readings are unknown temperatures: they neither start, extend, end nor clear a
 high/low excursion, are not charged to the cumulative budget and do not enter the MKT.
+
+The high/low/cumulative rules are the functions limit_conditions, advance and charged, so the
+cloud's per-lot cold chain (cloud/contracts/coldchain.py) evaluates a lot's readings by the same
+definition, in integers. A profile has a signed form (to_signed / from_signed: centi-°C and
+seconds, integers only, as everything signed); LotProfile adds what a lot's storage profile
+needs beyond a zone's, and strictest() is the one profile a site alarms on when several apply.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
+from device.reading import TEMP_MAX, TEMP_MIN
 from gateway.mkt import RollingMKT
 
 Kind = Literal["silent", "cumulative", "sensor", "high", "low", "mkt"]
@@ -56,6 +63,98 @@ def _finite(name: str, value: float, *, above: float = -math.inf, least: float =
     if not (number and math.isfinite(value) and value > above and value >= least):
         bound = f" > {above}" if above > -math.inf else f" >= {least}" if least > -math.inf else ""
         raise AlarmError(name, value, "a finite number" + bound)
+
+
+N = TypeVar("N", int, float)
+# Bounds of a signed profile: temperatures within a reading's range (device/reading.py),
+# durations up to a year.
+SIGNED_TEMP_MIN_CC = TEMP_MIN
+SIGNED_TEMP_MAX_CC = TEMP_MAX
+SIGNED_DURATION_MAX_S = 366 * 86400
+CENTI = 100
+ALARM_SIGNED_FIELDS = (
+    "low_cc",
+    "high_cc",
+    "delay_consecutive_s",
+    "delay_cumulative_s",
+    "hysteresis_cc",
+)
+LOT_SIGNED_FIELDS = (*ALARM_SIGNED_FIELDS, "max_gap_s", "needs_licence")
+
+
+def limit_conditions(value: N, low: N, high: N, hysteresis: N) -> tuple[bool, bool, bool, bool]:
+    """Return (high on, high off, low on, low off) for one valid reading of `value`.
+
+    "on": the reading is beyond the limit; "off": it is past the clear threshold (the limit
+    moved inward by the hysteresis). Works in °C floats (the gateway) and in centi-°C integers
+    (the cloud's lot cold chain, exact) alike.
+    """
+    return value > high, value <= high - hysteresis, value < low, value >= low + hysteresis
+
+
+def out_of_range(value: N, low: N, high: N) -> bool:
+    """Return whether a valid reading is charged to the cumulative budget (no hysteresis)."""
+    return not low <= value <= high
+
+
+def charged(gap: N, silence: N) -> N:
+    """Return the time an out-of-range reading is charged: until the next reading of the same
+    zone, at most `silence` (a longer gap is silence: its temperature is unknown)."""
+    return min(gap, silence)
+
+
+Transition = Literal["raised", "cleared"] | None
+
+
+def advance(
+    active: bool, since: N | None, time_s: N, *, on: bool, off: bool, delay: N
+) -> tuple[Transition, N | None]:
+    """Advance one alarm by one input; return (transition, since).
+
+    `active`: the alarm is raised; `since`: when its condition began holding (None: it does
+    not hold). Raised once `on` has held at every input for `delay`; cleared on `off`; an
+    excursion shorter than the delay raises nothing.
+    """
+    if active:
+        return ("cleared", None) if off else (None, since)
+    if not on:
+        return None, None
+    start = time_s if since is None else since
+    return ("raised" if time_s - start >= delay else None), start
+
+
+def _signed_int(data: Mapping[str, object], name: str, least: int, most: int) -> int:
+    """Return data[name], an int (not bool) in least..most; raises AlarmError naming it."""
+    value = data.get(name)
+    if not (type(value) is int and least <= value <= most):
+        raise AlarmError(name, value, f"an integer {least}..{most}")
+    return value
+
+
+def _exact_fields(data: object, names: tuple[str, ...]) -> Mapping[str, object]:
+    """Return `data` if it is a mapping with exactly `names` as keys; raises AlarmError."""
+    if not isinstance(data, Mapping):
+        raise AlarmError("profile", type(data).__name__, "an object")
+    if missing := [n for n in names if n not in data]:
+        raise AlarmError(missing[0], "absent", "present")
+    if extra := sorted(str(k) for k in data if k not in names):
+        raise AlarmError("profile", extra, "only " + ", ".join(names))
+    return data
+
+
+def _centi(name: str, celsius: float) -> int:
+    """Return `celsius` in centi-°C; raises AlarmError unless it is a whole number of them."""
+    cc = round(celsius * CENTI)
+    if cc / CENTI != celsius:
+        raise AlarmError(name, celsius, "a multiple of 0.01 °C (the signed form is centi-°C)")
+    return cc
+
+
+def _seconds(name: str, seconds: float) -> int:
+    """Return `seconds` as an int; raises AlarmError unless it is whole."""
+    if int(seconds) != seconds:
+        raise AlarmError(name, seconds, "a whole number of seconds (the signed form)")
+    return int(seconds)
 
 
 @dataclass(frozen=True)
@@ -94,6 +193,128 @@ class AlarmProfile:
     @property
     def silent_after_s(self) -> float:
         return self.silent_after_intervals * self.interval_s
+
+    def to_signed(self) -> dict[str, int]:
+        """Return the signed form: ALARM_SIGNED_FIELDS, centi-°C and seconds, integers.
+
+        The site fields (silence, interval, MKT) are the gateway's own and not in it. Raises
+        AlarmError for a limit that is not a whole centi-°C, a delay not whole seconds, or a
+        value outside the signed bounds.
+        """
+        signed = {
+            "low_cc": _centi("low_c", self.low_c),
+            "high_cc": _centi("high_c", self.high_c),
+            "delay_consecutive_s": _seconds("delay_consecutive_s", self.delay_consecutive_s),
+            "delay_cumulative_s": _seconds("delay_cumulative_s", self.delay_cumulative_s),
+            "hysteresis_cc": _centi("hysteresis_c", self.hysteresis_c),
+        }
+        AlarmProfile.from_signed(signed)  # the bounds are checked in one place
+        return signed
+
+    @classmethod
+    def from_signed(cls, data: Mapping[str, object]) -> AlarmProfile:
+        """Return the profile of a signed form (exactly ALARM_SIGNED_FIELDS; site fields take
+        their defaults). Raises AlarmError naming the first absent, extra, non-integer or
+        out-of-range field, or the rule it breaks (high > low, hysteresis < half the range).
+        """
+        return cls(**_alarm_fields(_exact_fields(data, ALARM_SIGNED_FIELDS)))
+
+
+def _alarm_fields(data: Mapping[str, object]) -> dict[str, Any]:
+    """Check the signed alarm fields of `data` and return them as AlarmProfile arguments."""
+    low = _signed_int(data, "low_cc", SIGNED_TEMP_MIN_CC, SIGNED_TEMP_MAX_CC)
+    high = _signed_int(data, "high_cc", SIGNED_TEMP_MIN_CC, SIGNED_TEMP_MAX_CC)
+    if high <= low:
+        raise AlarmError("high_cc", high, f"> low_cc {low}")
+    consecutive = _signed_int(data, "delay_consecutive_s", 0, SIGNED_DURATION_MAX_S)
+    cumulative = _signed_int(data, "delay_cumulative_s", 1, SIGNED_DURATION_MAX_S)
+    # Below half the range, so the clear thresholds cannot cross (as AlarmProfile requires).
+    hysteresis = _signed_int(data, "hysteresis_cc", 0, SIGNED_TEMP_MAX_CC - SIGNED_TEMP_MIN_CC)
+    if 2 * hysteresis >= high - low:
+        raise AlarmError("hysteresis_cc", hysteresis, f"< {(high - low) / 2} (half the range)")
+    return {
+        "low_c": low / CENTI,
+        "high_c": high / CENTI,
+        "delay_consecutive_s": consecutive,
+        "delay_cumulative_s": cumulative,
+        "hysteresis_c": hysteresis / CENTI,
+    }
+
+
+@dataclass(frozen=True)
+class LotProfile:
+    """A lot's storage profile (issue 11 §3, printed on the pack): a zone's alarm profile plus
+    what a lot needs beyond it. Its signed form is LOT_SIGNED_FIELDS, integers only.
+
+    max_gap_s: a gap longer than this between consecutive readings of a leg is a data gap
+    (the lot is quarantined once the leg closes); needs_licence: receiving the lot requires a
+    valid cold-storage licence. Construct with from_signed (validates) or directly (validates
+    in __post_init__, raising AlarmError naming the field).
+    """
+
+    alarm: AlarmProfile
+    max_gap_s: int
+    needs_licence: bool
+
+    def __post_init__(self) -> None:
+        """Raises AlarmError naming the first field that is invalid or has no signed form."""
+        if not isinstance(self.alarm, AlarmProfile):
+            raise AlarmError("alarm", type(self.alarm).__name__, "an AlarmProfile")
+        self.alarm.to_signed()
+        _signed_int({"max_gap_s": self.max_gap_s}, "max_gap_s", 1, SIGNED_DURATION_MAX_S)
+        if not isinstance(self.needs_licence, bool):
+            raise AlarmError("needs_licence", self.needs_licence, "a bool")
+
+    def to_signed(self) -> dict[str, int]:
+        """Return the signed form: the alarm's fields, max_gap_s, needs_licence as 0 or 1."""
+        return self.alarm.to_signed() | {
+            "max_gap_s": self.max_gap_s,
+            "needs_licence": int(self.needs_licence),
+        }
+
+    @classmethod
+    def from_signed(cls, data: Mapping[str, object]) -> LotProfile:
+        """Return the lot profile of a signed form (exactly LOT_SIGNED_FIELDS, integers;
+        needs_licence 0 or 1, not a JSON boolean). Raises AlarmError naming the field."""
+        fields = _exact_fields(data, LOT_SIGNED_FIELDS)
+        alarm = AlarmProfile(**_alarm_fields(fields))
+        gap = _signed_int(fields, "max_gap_s", 1, SIGNED_DURATION_MAX_S)
+        licence = _signed_int(fields, "needs_licence", 0, 1)
+        return cls(alarm, gap, licence == 1)
+
+
+def strictest(profiles: Iterable[AlarmProfile]) -> AlarmProfile:
+    """Return the one profile that alarms whenever any of `profiles` would: the highest low,
+    the lowest high, the shortest delays, the shortest silence, the lowest MKT limit.
+
+    The hysteresis is the smallest given, reduced if needed to the largest whole centi-°C
+    below half the combined range (AlarmProfile's constraint). Site fields come from the
+    profile with the shortest silence (its interval), and the MKT window from the one with the
+    lowest MKT limit. Raises AlarmError for no profiles, or ranges with nothing in common.
+    """
+    given = list(profiles)
+    if not given:
+        raise AlarmError("profiles", 0, "at least one")
+    low, high = max(p.low_c for p in given), min(p.high_c for p in given)
+    if not high > low:
+        raise AlarmError("profiles", f"low {low} °C, high {high} °C", "overlapping ranges")
+    hysteresis = min(p.hysteresis_c for p in given)
+    if hysteresis >= (half := (high - low) / 2):
+        hysteresis = max(0, math.ceil(half * CENTI) - 1) / CENTI
+    silent = min(given, key=lambda p: p.silent_after_s)
+    limits = [p for p in given if p.mkt_high_c is not None]
+    mkt = min(limits, key=lambda p: p.mkt_high_c or 0.0) if limits else None
+    return AlarmProfile(
+        low_c=low,
+        high_c=high,
+        delay_consecutive_s=min(p.delay_consecutive_s for p in given),
+        delay_cumulative_s=min(p.delay_cumulative_s for p in given),
+        hysteresis_c=hysteresis,
+        silent_after_intervals=silent.silent_after_intervals,
+        interval_s=silent.interval_s,
+        mkt_window_s=mkt.mkt_window_s if mkt else silent.mkt_window_s,
+        mkt_high_c=mkt.mkt_high_c if mkt else None,
+    )
 
 
 Profiles = Mapping[str, AlarmProfile] | Callable[[str], AlarmProfile]
@@ -170,7 +391,7 @@ class _Zone:
         """Advance every alarm with a reading later than the last; celsius None: sensor error."""
         p, out = self.profile, list[AlarmEvent]()
         if self.last_out and self.last_time is not None:
-            self.cumulative_s += min(time_s - self.last_time, p.silent_after_s)
+            self.cumulative_s += charged(time_s - self.last_time, p.silent_after_s)
         self.last_time, self.last_out = time_s, False
         self.step(out, "silent", time_s, celsius, "reading received", on=False, off=True)
         spent, budget = self.cumulative_s >= p.delay_cumulative_s, p.delay_cumulative_s
@@ -196,11 +417,12 @@ class _Zone:
         p, delay = self.profile, self.profile.delay_consecutive_s
         hi, lo = p.high_c - p.hysteresis_c, p.low_c + p.hysteresis_c
         # Details are lambdas: formatted only for the rare reading that raises or clears.
+        high_on, high_off, low_on, low_off = limit_conditions(c, p.low_c, p.high_c, p.hysteresis_c)
         high = lambda: f"{c:g} °C; high limit {p.high_c:g} °C, clears at {hi:g} °C"  # noqa: E731
-        self.step(out, "high", time_s, c, high, on=c > p.high_c, off=c <= hi, delay=delay)
+        self.step(out, "high", time_s, c, high, on=high_on, off=high_off, delay=delay)
         low = lambda: f"{c:g} °C; low limit {p.low_c:g} °C, clears at {lo:g} °C"  # noqa: E731
-        self.step(out, "low", time_s, c, low, on=c < p.low_c, off=c >= lo, delay=delay)
-        self.last_out = not p.low_c <= c <= p.high_c
+        self.step(out, "low", time_s, c, low, on=low_on, off=low_off, delay=delay)
+        self.last_out = out_of_range(c, p.low_c, p.high_c)
         self.mkt.add(time_s, c)
         if (limit := p.mkt_high_c) is not None and (m := self.mkt.value()) is not None:
             clear, window = limit - p.hysteresis_c, p.mkt_window_s
@@ -225,15 +447,19 @@ class _Zone:
 
         Raises the alarm once `on` has held at every input for `delay`; clears it on `off`.
         """
-        if kind in self.active:
-            if off:
-                del self.active[kind]
-                self.since.pop(kind, None)
-                text = detail() if callable(detail) else detail
-                out.append(AlarmEvent(self.name, kind, "cleared", time_s, value, text))
-        elif not on:
-            self.since.pop(kind, None)  # an excursion shorter than the delay: nothing raised
-        elif time_s - (start := self.since.setdefault(kind, time_s)) >= delay:
+        active = kind in self.active
+        transition, start = advance(
+            active, self.since.get(kind), time_s, on=on, off=off, delay=delay
+        )
+        if start is None:
+            self.since.pop(kind, None)  # cleared, or shorter than the delay: nothing raised
+        else:
+            self.since[kind] = start
+        if transition == "cleared":
+            del self.active[kind]
+            text = detail() if callable(detail) else detail
+            out.append(AlarmEvent(self.name, kind, "cleared", time_s, value, text))
+        elif transition == "raised" and start is not None:
             text = detail() if callable(detail) else detail
             text += f"; held {time_s - start:.0f} s" if delay else ""
             self.active[kind] = AlarmState(self.name, kind, time_s, value, text)

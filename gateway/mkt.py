@@ -31,16 +31,19 @@ KELVIN_OFFSET = 273.15
 EXPONENT_MAX = 700.0
 
 
-def _term(celsius: float, delta_h_over_r_k: float) -> float:
-    """Return exp(-ΔH/(R·T)) for `celsius`; raises ValueError unless it is a normal double."""
+def arrhenius_term(celsius: float, delta_h_over_r_k: float = DELTA_H_OVER_R_K) -> float:
+    """Return exp(-ΔH/(R·T)) for `celsius`; raises ValueError unless it is a normal double.
+
+    Public so that a store of sums (the cloud's per-lot cold chain) keeps the same terms and
+    inverts their mean with mkt_from_mean_term."""
     coldest = delta_h_over_r_k / EXPONENT_MAX - KELVIN_OFFSET
     if not (math.isfinite(celsius) and celsius >= coldest):
         raise ValueError(f"celsius: got {celsius}, want a finite value >= {coldest:.6g}")
     return math.exp(-delta_h_over_r_k / (celsius + KELVIN_OFFSET))
 
 
-def _from_mean_term(mean_term: float, delta_h_over_r_k: float) -> float:
-    """Invert the Arrhenius term: the temperature in °C whose term is `mean_term`."""
+def mkt_from_mean_term(mean_term: float, delta_h_over_r_k: float = DELTA_H_OVER_R_K) -> float:
+    """Invert the Arrhenius term: the temperature in °C whose term is `mean_term` (> 0)."""
     return delta_h_over_r_k / -math.log(mean_term) - KELVIN_OFFSET
 
 
@@ -67,8 +70,8 @@ def weighted_mkt(
     total = math.fsum(w for w, _ in pairs)
     if total <= 0:
         raise ValueError(f"sum of weights: got {total}, want > 0")
-    terms = math.fsum(w * _term(c, delta_h_over_r_k) for w, c in pairs)
-    return _from_mean_term(terms / total, delta_h_over_r_k)
+    terms = math.fsum(w * arrhenius_term(c, delta_h_over_r_k) for w, c in pairs)
+    return mkt_from_mean_term(terms / total, delta_h_over_r_k)
 
 
 def sample_weights(times: Sequence[float]) -> list[float]:
@@ -147,7 +150,7 @@ class RollingMKT:
         if self._samples and time_s <= self._samples[-1].time_s:
             last = self._samples[-1].time_s
             raise ValueError(f"time_s: got {time_s}, want > {last} (the previous sample)")
-        new = _Sample(time_s, celsius, _term(celsius, self.delta_h_over_r_k))
+        new = _Sample(time_s, celsius, arrhenius_term(celsius, self.delta_h_over_r_k))
         if self._samples:
             self._gap_sum += _trapezoid(self._samples[-1], new)
         self._samples.append(new)
@@ -173,13 +176,13 @@ class RollingMKT:
         if not s:
             return None
         if len(s) == 1:
-            return _from_mean_term(s[0].term, self.delta_h_over_r_k)
+            return mkt_from_mean_term(s[0].term, self.delta_h_over_r_k)
         first_gap = s[1].time_s - s[0].time_s
         last_gap = s[-1].time_s - s[-2].time_s
         # End corrections: the first and last samples stand for a whole gap, not half of it.
         terms = self._gap_sum + (first_gap * s[0].term + last_gap * s[-1].term) / 2
         total = s[-1].time_s - s[0].time_s + (first_gap + last_gap) / 2
-        return _from_mean_term(terms / total, self.delta_h_over_r_k)
+        return mkt_from_mean_term(terms / total, self.delta_h_over_r_k)
 
     def samples(self) -> list[tuple[float, float]]:
         """Return the (time_s, celsius) samples in the window, oldest first."""
