@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cloud.log.compact import CompactRange, CompactRangeError
-from gateway import jsonbound
+from gateway import batch, jsonbound
 from gateway.note import NoteError, Verifier
 from gateway.rfc6962 import EMPTY_ROOT
 
@@ -62,12 +62,7 @@ class StateError(ValueError):
     """A state file that cannot be read as a follower state; str() says what is wrong."""
 
 
-@dataclass(frozen=True)
-class GatewayHead:
-    """The last batch of one gateway seen in the log: its seq and header_hash."""
-
-    seq: int
-    hash: bytes
+GatewayHead = batch.ChainHead  # the last batch of one gateway seen in the log
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from cloud.audit.receipt import (
     report_json,
     verify_receipt,
 )
-from device.cli import hex_bytes
+from device.cliutil import hex_bytes
 from device.topics import ID_BYTES
 from gateway import jsonbound
 from gateway.cosigned_receipt import ReceiptError

@@ -62,9 +62,10 @@ from aiohttp import web
 
 from cloud import startup
 from cloud.httplog import server_logger
-from cloud.keys import fsync_dir, write_new_key
+from cloud.keys import write_new_key
 from device import datalock
-from device.cli import examples
+from device.cliutil import examples
+from device.keyfile import fsync_dir
 from gateway.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
