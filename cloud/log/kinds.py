@@ -198,7 +198,7 @@ def _parse_tx(payload: bytes) -> tx_entries.TxEntry:
     try:
         return tx_entries.parse(bytes([ENTRY_TX]) + payload)
     except tx_entries.EntryError as e:
-        raise EntryError(f"contract transaction {e}") from e
+        raise EntryError(f"contract transaction {e.detail}") from e
 
 
 # -- 0x04 state root --------------------------------------------------------------------------
