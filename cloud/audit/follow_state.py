@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from cloud.log.compact import CompactRange, CompactRangeError
+from device.keyfile import fsync_dir
 from gateway import batch, jsonbound
 from gateway.note import NoteError, Verifier
 from gateway.rfc6962 import EMPTY_ROOT
@@ -202,11 +203,7 @@ def save_state(path: Path, state: FollowState) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     # The rename itself must survive a power cut: sync the directory entry too (POSIX).
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True, slots=True)
