@@ -16,7 +16,7 @@ from cloud import demo, startup
 from cloud.audit import verify
 from cloud.witness import server as witness
 from device import cli as device_cli
-from device.cli import examples
+from device.cliutil import examples
 from device.datalock import FolderBusy
 from gateway import cli as gateway_cli
 

@@ -16,7 +16,7 @@ from cloud import settings, startup
 from cloud.api.app import make_app
 from cloud.services import witnessing
 from device import config, datalock, schnorr
-from device.cli import examples, hex_bytes, keygen
+from device.cliutil import examples, hex_bytes, keygen
 from gateway import config_entry, jsonbound
 from gateway import registry_change as registry
 from gateway.cli import configure_logging

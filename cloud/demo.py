@@ -36,7 +36,7 @@ from cloud import startup
 from cloud.api.app import make_app
 from cloud.settings import DEFAULT_PORT, CloudSettings
 from device import cert, datalock, schnorr, topics
-from device.cli import examples, positive_int
+from device.cliutil import examples, positive_int
 from device.simulate import SimSettings, make_box, summary
 from gateway import app as gateway_app
 from gateway import registry_change as registry

@@ -3,9 +3,10 @@ not at all, kept secret (mode 0600), read at every start."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 from pathlib import Path
 
+from device.keyfile import create_secret_text
 from gateway.note import Signer
 
 
@@ -20,28 +21,7 @@ def load_or_create_signer(path: Path, name: str, kind: type[Signer] = Signer) ->
 
 
 def write_new_key(path: Path, signer: Signer) -> None:
-    """Write `signer`'s key to `path` whole or not at all: a 0600 temp file, fsynced, then
-    hard-linked into place (unlike rename, link never replaces a key made meanwhile; if
-    another process made one first, that one stays)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(signer.to_skey() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush directory `path`, making the names just created or renamed in it durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Write `signer`'s key to `path` whole or not at all, mode 0600 (device/keyfile.py);
+    if another process made one first, that one stays. Raises OSError."""
+    with contextlib.suppress(FileExistsError):
+        create_secret_text(path, signer.to_skey())

@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape
 
 import segno
 
-from device import config, schnorr, topics
+from device import config, keyfile, schnorr, topics
 
 QR_PREFIX = "pharmasync:box:v1:"
 
@@ -117,9 +117,7 @@ def provision(
         ) from None
     (folder / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
     if secret is not None:
-        fd = os.open(folder / "secret.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret.hex() + "\n")
+        keyfile.create_secret_text(folder / "secret.key", secret.hex())
     (folder / "label.svg").write_text(label_svg(public_key, site, label))
     label_png(public_key, site, label).save(folder / "label.png")
     return Box(folder, public_key, dev_id, cfg)

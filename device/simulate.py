@@ -15,7 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from device import board_pi, config, firmware, simsensor
+from device import board_pi, config, firmware, keyfile, simsensor
 from device.board_sim import Board
 
 
@@ -52,9 +52,7 @@ def make_box(settings: SimSettings, index: int) -> firmware.Box:
     folder.mkdir(parents=True, exist_ok=True)
     key_file = folder / "secret.key"
     if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(os.urandom(32).hex() + "\n")
+        keyfile.create_secret_text(key_file, os.urandom(32).hex())
     profile = settings.profiles[index % len(settings.profiles)]
     raw = {
         "site": settings.site,

@@ -22,6 +22,7 @@ from pathlib import Path
 from aiohttp import web
 
 from device import datalock, schnorr, topics
+from device.keyfile import create_secret_text
 from gateway import event
 from gateway.ack_relay import AckRelay
 from gateway.ble import BleakTransport, BleIngest
@@ -45,9 +46,7 @@ def load_or_create_key(path: Path) -> bytes:
         return bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
         secret = os.urandom(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secret.hex() + "\n")
+        create_secret_text(path, secret.hex())
         log.info("created key %s in %s", schnorr.pubkey(secret).hex(), path)
         return secret
 

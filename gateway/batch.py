@@ -159,6 +159,51 @@ def decode(data: bytes) -> BatchHeader:
     return BatchHeader(key, seq, prev, count, first, last, root, bytes(data[BODY_SIZE:]))
 
 
+# -- the chain: each gateway's batches in seq order, each naming the one before ----------
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """A gateway's newest batch, as far as its chain is concerned: its seq and header_hash."""
+
+    seq: int
+    hash: bytes
+
+    @classmethod
+    def of(cls, header_bytes: bytes) -> ChainHead:
+        """Return the head a header's wire bytes make. Raises BatchError if malformed."""
+        return cls(decode(header_bytes).seq, header_hash(header_bytes))
+
+
+class ChainError(BatchError):
+    """A batch that does not follow its gateway's newest one: `want_seq` and `want_prev`
+    say what it had to carry; str() is "chain: got batch S after prev P, want batch S'
+    after prev P'", `detail` the same without "chain: "."""
+
+    def __init__(self, header: BatchHeader, want_seq: int, want_prev: bytes) -> None:
+        self.detail = (
+            f"got batch {header.seq} after prev {header.prev_hash.hex()}, "
+            f"want batch {want_seq} after prev {want_prev.hex()}"
+        )
+        super().__init__("chain", self.detail)
+        self.want_seq, self.want_prev = want_seq, want_prev
+
+
+def next_link(last: ChainHead | None) -> tuple[int, bytes]:
+    """Return the (seq, prev hash) the batch after `last` carries: (0, GENESIS_PREV) for a
+    gateway's first batch (`last` None), else (last.seq + 1, last.hash)."""
+    return (0, GENESIS_PREV) if last is None else (last.seq + 1, last.hash)
+
+
+def check_follows(header: BatchHeader, last: ChainHead | None) -> None:
+    """Require `header` to be the batch after `last`, its gateway's newest batch (None: the
+    gateway has none, so `header` must be its first). Raises ChainError otherwise (a gap,
+    a fork, a replay or a new gateway that does not start at 0)."""
+    want_seq, want_prev = next_link(last)
+    if header.seq != want_seq or header.prev_hash != want_prev:
+        raise ChainError(header, want_seq, want_prev)
+
+
 def seal(
     secret: bytes,
     seq: int,

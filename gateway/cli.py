@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from device.cli import BOX, examples, hex_bytes, print_record
+from device.cliutil import BOX, examples, hex_bytes, print_record
 from gateway import alarm_ack, batch
 
 RUN = "pharmasync gateway run --config gateway.toml"

@@ -47,7 +47,7 @@ from typing import Any
 from gateway import registry_change, signed_change
 from gateway.refusal import INT64_MAX, Refused, hex_field, int_field
 
-ENTRY_CONFIG = 0x06  # the log entry kind (cloud/log/tlog.py's table)
+ENTRY_CONFIG = 0x06  # the log entry kind (cloud/log/kinds.py's table)
 TAG = b"PharmaSync/config/v1"
 BOOTSTRAP = "owners"
 ADD = "owner-add"

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Final
 from gateway import signed_change
 from gateway.refusal import INT64_MAX, Refused, hex_field, int_field
 
-ENTRY_REGISTRY = 0x02  # the log entry kind (cloud/log/tlog.py's table)
+ENTRY_REGISTRY = 0x02  # the log entry kind (cloud/log/kinds.py's table)
 TAG = b"PharmaSync/registry/v1"
 MAX_SKEW = signed_change.MAX_SKEW  # seconds between the request's time and the cloud's clock
 MAX_TEXT = 200  # characters in a site, label or subject

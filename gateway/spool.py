@@ -252,11 +252,8 @@ class Spool:
             last = self.db.execute(
                 "SELECT seq, header FROM batches ORDER BY seq DESC LIMIT 1"
             ).fetchone()
-            seq, prev = (
-                (0, batch.GENESIS_PREV)
-                if last is None
-                else (last[0] + 1, batch.header_hash(last[1]))
-            )
+            head = None if last is None else batch.ChainHead(last[0], batch.header_hash(last[1]))
+            seq, prev = batch.next_link(head)
             header = batch.seal(secret, seq, prev, [r[1] for r in rows], times=[r[2] for r in rows])
             self.db.execute(
                 "INSERT INTO batches (seq, header, count, sealed_at) VALUES (?,?,?,?)",

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from device import reading
-from device.cli import describe
+from device.cliutil import describe
 from gateway import alarm_ack
 from gateway.ack_relay import AckRelay
 from gateway.ble import BleIngest

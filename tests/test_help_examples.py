@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from cloud.cli import build_parser
-from device.cli import examples_of
+from device.cliutil import examples_of
 from tests.conftest import GOLDEN, Mosquitto, free_port
 
 EXE = Path(sys.executable).parent / "pharmasync"

@@ -37,9 +37,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from cloud.log import tlog
+from cloud.log import kinds, tlog
 from device import reading, schnorr, topics
-from device.cli import describe
+from device.cliutil import describe
 from gateway import batch, jsonbound
 from gateway.checkpoint import (
     Checkpoint,
@@ -454,13 +454,13 @@ def _verify(
         (Step.BATCH_INCLUSION, f"leaf {bundle.batch_index} of {header.count} under the root")
     )
 
-    want_entry = bytes([tlog.ENTRY_BATCH]) + bundle.header
+    want_entry = bytes([kinds.ENTRY_BATCH]) + bundle.header
     if bundle.entry != want_entry:
         try:
-            kind, payload = tlog.parse_entry(bundle.entry)
-        except tlog.EntryError as e:
+            kind = kinds.kind_of(bundle.entry)
+        except kinds.EntryError as e:
             raise BundleError(Step.LOG_ENTRY, str(e), "a batch entry (0x01)") from e
-        got = f"a {kind} entry of header hash {batch.header_hash(payload).hex()}"
+        got = f"a {kind.name} entry of header hash {batch.header_hash(bundle.entry[1:]).hex()}"
         raise BundleError(Step.LOG_ENTRY, got, f"header hash {header.hash().hex()}")
     passed.append((Step.LOG_ENTRY, "0x01 || exactly that batch header"))
 

@@ -14,7 +14,9 @@ Each poll (`Follower.poll`), in order:
                  follows its gateway's previous batch (seq + 1, prev hash = hash of the
                  previous header); a registry change in canonical form signed by its
                  owner key; a gateway event in canonical form, signed by its gateway,
-                 the next of that gateway's event seqs (from 0); else BAD ENTRY, BROKEN
+                 the next of that gateway's event seqs (from 0); a contract transaction
+                 or state root of the right form (cloud/log/kinds.py, the table of entry
+                 kinds, says what is checked of each); else BAD ENTRY, BROKEN
                  GATEWAY CHAIN or BROKEN GATEWAY EVENT SEQUENCE. With `readings`, each
                  batch's leaves too (count, time span, Merkle root, every box
                  signature), else BAD READINGS; and each reading (box, seq) against those
@@ -55,10 +57,11 @@ from cloud.audit.follow_state import (
     save_state,
 )
 from cloud.audit.log_client import MAX_PAGE, FetchError, LogClient, ProtocolError
-from cloud.log import tlog
+from cloud.log import kinds, tlog
 from cloud.log.compact import CompactRange
+from cloud.log.kinds import Owners
 from device import reading
-from gateway import batch, config_entry, event
+from gateway import batch
 from gateway.checkpoint import Checkpoint, OriginMismatchError, open_checkpoint
 from gateway.merkle_verify import ProofError, verify_consistency
 from gateway.note import InvalidSignatureError, NoteError, UnverifiedNoteError, Verifier
@@ -214,14 +217,12 @@ def batch_leaves(index: int, header: batch.BatchHeader, data: bytes) -> list[byt
     return wires
 
 
-@dataclass
-class Owners:
-    """The owner set as of the entries checked so far (empty: no configuration entry yet),
-    and the first owner keys pinned out of band (`verify --owner`), if any."""
-
-    keys: frozenset[bytes] = frozenset()
-    pinned: frozenset[bytes] | None = None
-    ack_keys: config_entry.AckKeys = frozenset()  # (site, key) that may acknowledge alarms
+_ALARMS: Final = {
+    kinds.Rule.FORM: Alarm.BAD_ENTRY,
+    kinds.Rule.CHAIN: Alarm.CHAIN,
+    kinds.Rule.AUTHORITY: Alarm.AUTHORITY,
+    kinds.Rule.SEQUENCE: Alarm.EVENTS,
+}
 
 
 def check_entry(
@@ -231,100 +232,29 @@ def check_entry(
     events: dict[bytes, int] | None = None,
     owners: Owners | None = None,
 ) -> batch.BatchHeader | None:
-    """Check log entry `index`; for a batch, advance its gateway's chain in `gateways`; for
-    a gateway event, its gateway's last event seq in `events`; for a configuration entry,
-    the owner set in `owners` (None: a fresh Owners, nothing pinned).
+    """Check log entry `index` by its kind's row of the entry table (cloud/log/kinds.py)
+    and fold it in: for a batch, its gateway's chain in `gateways`; for a gateway event,
+    its gateway's last event seq in `events`; for a registry or configuration entry, the
+    owner set in `owners` (None: a fresh Owners, nothing pinned).
 
     Returns the batch header of a batch entry, None for other kinds. Raises Misbehaviour:
-    BAD_ENTRY for an unknown kind, a batch header that does not decode or whose gateway
-    signature fails, a registry or configuration change that is not canonical or whose
-    signature fails, an event that is malformed, not canonical or not signed by its
-    gateway; AUTHORITY for a registry change by a key that is not an owner at that point
-    of the log, an owner change its rules forbid (gateway/config_entry.py), or a bootstrap
-    that does not name the pinned owners; CHAIN if a batch does not follow its gateway's
-    previous batch (the first must be seq 0, as the follower reads from entry 0); EVENTS if
-    an event's seq is not its gateway's next.
+    BAD_ENTRY for an unknown kind or an entry that does not parse or verify (a batch
+    header or event that does not decode or whose gateway signature fails, a registry or
+    configuration change that is not canonical or whose signature fails, a contract
+    transaction or state root of the wrong form); AUTHORITY for a registry change by a key
+    that is not an owner at that point of the log, an owner change its rules forbid
+    (gateway/config_entry.py), or a bootstrap that does not name the pinned owners; CHAIN
+    if a batch does not follow its gateway's previous batch (the first must be seq 0, as
+    the follower reads from entry 0); EVENTS if an event's seq is not its gateway's next.
     """
+    state = kinds.LogState(
+        gateways, {} if events is None else events, Owners() if owners is None else owners
+    )
     try:
-        kind, payload = tlog.parse_entry(entry)
-    except tlog.EntryError as e:
-        raise Misbehaviour(Alarm.BAD_ENTRY, str(e), [("entry", str(index))]) from e
-    if entry[0] in tlog.AUTHORITY_KINDS:
-        _check_authority(index, entry, Owners() if owners is None else owners)
-        return None
-    if kind == tlog.KINDS[tlog.ENTRY_EVENT]:
-        _check_event(index, payload, {} if events is None else events)
-        return None
-    if kind != tlog.KINDS[tlog.ENTRY_BATCH]:
-        raise Misbehaviour(
-            Alarm.BAD_ENTRY,
-            f"entry kind {kind!r} is not one this verifier can check",
-            [("entry", str(index))],
-        )
-    try:
-        header = batch.decode(payload)
-    except batch.BatchError as e:
-        raise Misbehaviour(Alarm.BAD_ENTRY, f"batch header {e}", [("entry", str(index))]) from e
-    facts = [
-        ("entry", str(index)),
-        ("gateway", header.gateway_key.hex()),
-        ("batch", str(header.seq)),
-        ("header hash", header.hash().hex()),
-    ]
-    if not header.verify_signature():
-        raise Misbehaviour(Alarm.BAD_ENTRY, "the gateway signature does not verify", facts)
-    last = gateways.get(header.gateway_key)
-    want_seq, want_prev = (0, batch.GENESIS_PREV) if last is None else (last.seq + 1, last.hash)
-    if header.seq != want_seq or header.prev_hash != want_prev:
-        raise Misbehaviour(
-            Alarm.CHAIN,
-            f"got batch {header.seq} after prev {header.prev_hash.hex()}, "
-            f"want batch {want_seq} after prev {want_prev.hex()}",
-            facts,
-        )
-    gateways[header.gateway_key] = GatewayHead(header.seq, header.hash())
-    return header
-
-
-def _check_authority(index: int, entry: bytes, owners: Owners) -> None:
-    """Require a registry (0x02) or configuration (0x06) entry well formed, signed, and
-    with authority over the owner set `owners` (gateway/config_entry.py); fold it in."""
-    kind = tlog.KINDS[entry[0]]
-    facts = [("entry", str(index)), ("signer", entry[1:33].hex())]
-    facts.append(("owners", ", ".join(sorted(k.hex() for k in owners.keys)) or "none yet"))
-    try:
-        if entry[0] == tlog.ENTRY_CONFIG and not owners.keys and owners.pinned is not None:
-            config_entry.check_pinned(entry, owners.pinned)
-        before = config_entry.Authority(owners.keys, owners.ack_keys)
-        after = config_entry.next_authority(before, entry)
-    except config_entry.ConfigError as e:
-        bad_form = e.reason in ("entry", "signature")
-        alarm = Alarm.BAD_ENTRY if bad_form else Alarm.AUTHORITY
-        raise Misbehaviour(alarm, f"{kind} change: {e}", facts) from e
-    except ValueError as e:  # RegistryError: a registry change that does not parse or verify
-        raise Misbehaviour(Alarm.BAD_ENTRY, f"registry change {e}", facts) from e
-    owners.keys, owners.ack_keys = after.owners, after.ack_keys
-
-
-def _check_event(index: int, payload: bytes, events: dict[bytes, int]) -> None:
-    """Require a canonical gateway event signed by its gateway, whose seq follows that
-    gateway's last one in the log (the first is 0); record it in `events`."""
-    try:
-        ev = event.decode(payload)
-    except event.EventError as e:
-        raise Misbehaviour(Alarm.BAD_ENTRY, f"gateway event {e}", [("entry", str(index))]) from e
-    facts = [
-        ("entry", str(index)),
-        ("gateway", ev.gateway.hex()),
-        ("event", str(ev.seq)),
-        ("kind", ev.kind),
-    ]
-    if not ev.verify_signature():
-        raise Misbehaviour(Alarm.BAD_ENTRY, "the gateway's event signature does not verify", facts)
-    want = events.get(ev.gateway, -1) + 1
-    if ev.seq != want:
-        raise Misbehaviour(Alarm.EVENTS, f"got event {ev.seq}, want event {want}", facts)
-    events[ev.gateway] = ev.seq
+        _, value = kinds.check(state, index, entry)
+    except kinds.EntryError as e:
+        raise Misbehaviour(_ALARMS[e.rule], e.summary, e.facts) from e
+    return value if isinstance(value, batch.BatchHeader) else None
 
 
 class Follower:

@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from cloud.log.compact import CompactRange, CompactRangeError
-from gateway import jsonbound
+from device.keyfile import fsync_dir
+from gateway import batch, jsonbound
 from gateway.note import NoteError, Verifier
 from gateway.rfc6962 import EMPTY_ROOT
 
@@ -62,12 +63,7 @@ class StateError(ValueError):
     """A state file that cannot be read as a follower state; str() says what is wrong."""
 
 
-@dataclass(frozen=True)
-class GatewayHead:
-    """The last batch of one gateway seen in the log: its seq and header_hash."""
-
-    seq: int
-    hash: bytes
+GatewayHead = batch.ChainHead  # the last batch of one gateway seen in the log
 
 
 @dataclass(frozen=True)
@@ -207,11 +203,7 @@ def save_state(path: Path, state: FollowState) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     # The rename itself must survive a power cut: sync the directory entry too (POSIX).
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path.parent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ from cloud.audit.receipt import (
     report_json,
     verify_receipt,
 )
-from device.cli import hex_bytes
+from device.cliutil import hex_bytes
 from device.topics import ID_BYTES
 from gateway import jsonbound
 from gateway.cosigned_receipt import ReceiptError
@@ -83,8 +83,9 @@ used and reported as UNPINNED: the bundle then only proves it is self-consistent
 
 With --cloud URL, follow the ledger's log: verify each new signed checkpoint, its
 consistency with the last one, and every entry since (gateway signatures and chains,
-gateway events in order; with --readings every reading too), recomputing the log's root
-from the entries.
+owners' signed changes, gateway events in order; contract transactions and state roots by
+their form only, since their bodies are private; with --readings every reading too),
+recomputing the log's root from the entries.
 Rollbacks, split views, forks and bad entries raise a loud alarm on stderr.
 
 With --receipt FILE (a cosigned receipt from GET /v1/batches/{gateway}/{seq}/receipt, or

@@ -127,11 +127,10 @@ def check_batch(body: bytes, known: Known) -> Verified | bytes:
 
 def chain_break(header: batch.BatchHeader, last: bytes | None) -> str | None:
     """Return why `header` does not follow `last`, its gateway's newest stored header (None:
-    it has none, so `header` must be the genesis batch), or None if it does."""
-    if last is None:
-        want_seq, want_prev = 0, batch.GENESIS_PREV
-    else:
-        want_seq, want_prev = batch.decode(last).seq + 1, batch.header_hash(last)
-    if header.seq != want_seq or header.prev_hash != want_prev:
-        return f"got batch {header.seq}, want batch {want_seq} chained to the last one"
+    it has none, so `header` must be the genesis batch), or None if it does (the rule is
+    gateway/batch.py's check_follows)."""
+    try:
+        batch.check_follows(header, None if last is None else batch.ChainHead.of(last))
+    except batch.ChainError as e:
+        return f"got batch {header.seq}, want batch {e.want_seq} chained to the last one"
     return None

@@ -60,7 +60,7 @@ from aiohttp import web
 
 from cloud import startup
 from cloud.httplog import server_logger
-from cloud.keys import fsync_dir, write_new_key
+from cloud.keys import write_new_key
 from cloud.witness.protocol import (
     ADD_CHECKPOINT_PATH,
     SIZE_CONTENT_TYPE,
@@ -69,7 +69,8 @@ from cloud.witness.protocol import (
     WitnessError,
 )
 from device import datalock
-from device.cli import examples
+from device.cliutil import examples
+from device.keyfile import fsync_dir
 from gateway.checkpoint import (
     Checkpoint,
     CheckpointFormatError,

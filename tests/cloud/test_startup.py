@@ -69,7 +69,7 @@ def test_a_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_help_keeps_examples_as_written_and_wraps_prose() -> None:
-    from device.cli import examples, examples_of
+    from device.cliutil import examples, examples_of
 
     parser = startup.Parser(
         prog="pharmasync x",

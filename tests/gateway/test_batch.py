@@ -117,3 +117,51 @@ def test_unsigned_header_cannot_be_encoded_or_verified() -> None:
     assert not unsigned.verify_signature()
     with pytest.raises(batch.BatchError, match="signature: got none"):
         unsigned.encode()
+
+
+# -- the chain rule (batch.check_follows): the one copy ingest, the follower and the spool use
+
+
+def _golden(i: int) -> batch.BatchHeader:
+    return batch.decode(bytes.fromhex(HEADERS[i]["wire"]))
+
+
+def test_the_golden_chain_follows_link_by_link() -> None:
+    first, second = _golden(0), _golden(1)
+    assert batch.next_link(None) == (0, batch.GENESIS_PREV)
+    batch.check_follows(first, None)
+    head = batch.ChainHead.of(first.encode())
+    assert head == batch.ChainHead(0, bytes.fromhex(HEADERS[0]["header_hash"]))
+    assert batch.next_link(head) == (1, first.hash())
+    batch.check_follows(second, head)
+
+
+def _resealed(seq: int, prev: bytes) -> batch.BatchHeader:
+    case = HEADERS[1]
+    return batch.seal(SECRET, seq, prev, _readings(case), bytes.fromhex(case["aux"]))
+
+
+@pytest.mark.parametrize(
+    ("last", "header", "want"),
+    [
+        (None, lambda: _golden(1), (0, batch.GENESIS_PREV)),  # a new gateway starts at 0
+        (lambda: _golden(0), lambda: _golden(0), (1, "first")),  # replayed
+        (lambda: _golden(0), lambda: _resealed(2, _golden(0).hash()), (1, "first")),  # a gap
+        (lambda: _golden(0), lambda: _resealed(1, bytes(31) + b"\x01"), (1, "first")),  # fork
+    ],
+    ids=["new-gateway-at-1", "replayed", "skipped-seq", "wrong-prev"],
+)
+def test_a_batch_that_does_not_follow_is_refused_saying_what_it_had_to_carry(
+    last, header, want: tuple[int, object]
+) -> None:
+    head = None if last is None else batch.ChainHead.of(last().encode())
+    got = header()
+    want_prev = batch.GENESIS_PREV if want[1] != "first" else _golden(0).hash()
+    with pytest.raises(batch.ChainError) as err:
+        batch.check_follows(got, head)
+    assert (err.value.want_seq, err.value.want_prev) == (want[0], want_prev)
+    assert err.value.field == "chain"
+    assert str(err.value) == (
+        f"chain: got batch {got.seq} after prev {got.prev_hash.hex()}, "
+        f"want batch {want[0]} after prev {want_prev.hex()}"
+    )

@@ -35,7 +35,8 @@ from cloud.audit.follow_state import (
 )
 from cloud.audit.log_client import LogClient
 from cloud.audit.verify import verify_bundle
-from cloud.log import tlog
+from cloud.contracts import entries as tx_entries
+from cloud.log import kinds, tlog
 from device import reading, schnorr
 from gateway import batch
 from gateway import registry_change as registry
@@ -619,3 +620,29 @@ async def test_cli_follows_a_log_and_raises_the_alarm(api: LogApi, tmp_path: Pat
     code, out, err = await run("--once")
     assert code == 3
     assert err.startswith("!!! SPLIT VIEW")
+
+
+async def test_contract_entries_are_checked_by_their_rows_not_refused(
+    session: aiohttp.ClientSession, state_path: Path
+) -> None:
+    # The first contract transaction (0x03) and state root (0x04) a ledger logs: an auditor
+    # without a replay grant checks their form (cloud/log/kinds.py) and goes on.
+    ledger = registered()
+    tx = tx_entries.TxEntry("lots", bytes(32)).encode()
+    root = bytes([kinds.ENTRY_STATE_ROOT, 1]) + (1).to_bytes(8, "big")
+    for entry in (tx, root + len(ledger.entries).to_bytes(8, "big") + b"\xab" * 32):
+        ledger.entries.append(entry)
+        ledger.readings.append([])
+    ledger.add_batch(GATEWAY, BOX, 2)
+    server = await serve(ledger)
+    try:
+        result = await follower(server.app[API], session, state_path, readings=True).poll()
+        assert (result.entries, result.readings) == (10, 7)
+        server.app[API].entries[7] = tx[:-1]  # a truncated commitment is a bad entry
+        ledger.add_batch(GATEWAY, BOX, 1)
+        state_path.unlink()
+        alarm = await alarm_of(follower(server.app[API], session, state_path))
+    finally:
+        await server.close()
+    assert alarm.alarm is Alarm.BAD_ENTRY and alarm.facts[0] == ("entry", "7")
+    assert alarm.summary.startswith("contract transaction length: got 38 bytes, want 39")
