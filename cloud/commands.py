@@ -15,8 +15,8 @@ import aiohttp
 from cloud import settings, startup
 from cloud.api.app import make_app
 from cloud.services import witnessing
-from device import config, datalock, schnorr
-from device.cliutil import examples, hex_bytes, keygen
+from device import datalock, schnorr
+from device.cliutil import examples, hex_bytes, keygen, read_secret
 from gateway import config_entry, jsonbound
 from gateway import registry_change as registry
 from gateway.cli import configure_logging
@@ -240,17 +240,6 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _owner_secret(path: Path) -> bytes | None:
-    """Read an owner's secret key file; print why it cannot be used and return None."""
-    try:
-        secret = config.load_secret(str(path))
-        schnorr.pubkey(secret)  # a valid secret key, not just 64 hex digits
-    except (OSError, ValueError) as e:  # ConfigError is a ValueError
-        print(f"error: --owner-key: {e}", file=sys.stderr)
-        return None
-    return secret
-
-
 def _send(cloud: str, path: str, request: dict[str, object]) -> int | None:
     """POST a signed request to the cloud's `path`; return its log index, or print why
     not and return None."""
@@ -270,7 +259,7 @@ def _send(cloud: str, path: str, request: dict[str, object]) -> int | None:
 
 def _config_change(args: argparse.Namespace) -> int:
     """`cloud owners` and `cloud ack-keys` (with --site): sign the change, send it."""
-    if (secret := _owner_secret(args.owner_key)) is None:
+    if (secret := read_secret(args.owner_key, "--owner-key")) is None:
         return 2
     add = args.op == "add"
     site = getattr(args, "site", None)
@@ -293,7 +282,7 @@ def _config_change(args: argparse.Namespace) -> int:
 
 
 def _register(args: argparse.Namespace) -> int:
-    if (secret := _owner_secret(args.owner_key)) is None:
+    if (secret := read_secret(args.owner_key, "--owner-key")) is None:
         return 2
     now = int(time.time())
     change: registry.Change

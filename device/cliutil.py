@@ -73,6 +73,20 @@ def key_hex(value: str) -> str:
     return key.hex()
 
 
+def read_secret(path: Path, option: str) -> bytes | None:
+    """Read a secret key file given as `option` (e.g. "--owner-key"); print one line saying
+    why it cannot be used and return None (the command then exits 2)."""
+    from device import config
+
+    try:
+        secret = config.load_secret(str(path))
+        schnorr.pubkey(secret)  # a valid secret key, not just 64 hex digits
+    except (OSError, ValueError) as e:  # ConfigError is a ValueError
+        print(f"error: {option}: {e}", file=sys.stderr)
+        return None
+    return secret
+
+
 def print_record(fields: dict[str, object], as_json: bool) -> None:
     """Print `fields` as indented JSON or as aligned `name: value` lines."""
     if as_json:

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from device.cliutil import BOX, examples, hex_bytes, print_record
+from device.cliutil import BOX, examples, hex_bytes, print_record, read_secret
 from gateway import alarm_ack, batch
 
 RUN = "pharmasync gateway run --config gateway.toml"
@@ -387,26 +387,13 @@ def _boxes_remove(args: argparse.Namespace) -> int:
     return 0 if removed else 1
 
 
-def owner_secret(path: Path) -> bytes:
-    """Return the owner's secret key from the file given as --owner-key, or print why it is
-    unusable and exit with status 2."""
-    from device import config, schnorr
-
-    try:
-        secret = config.load_secret(str(path))
-        schnorr.pubkey(secret)  # a valid secret key, not just 64 hex digits
-    except (OSError, ValueError) as e:  # ConfigError is a ValueError
-        print(f"error: --owner-key: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
-    return secret
-
-
 def _certify(args: argparse.Namespace) -> int:
     import time
 
     from device import cert, topics
 
-    secret = owner_secret(args.owner_key)
+    if (secret := read_secret(args.owner_key, "--owner-key")) is None:
+        return 2
     now = int(time.time())
     try:
         topics.check_site(args.site)

@@ -89,8 +89,7 @@ def test_certify_writes_the_owners_certificate_of_a_gateway_key(
     assert main([*args, "--site", "w1", "--days", "0", "--out", str(out)]) == 2
     assert "days: got 0" in capsys.readouterr().err
     bad = ["gateway", "certify", "--owner-key", str(tmp_path / "none"), "--gateway-key", "ab"]
-    with pytest.raises(SystemExit) as exit_:
-        main([*bad, "--site", "w1"])
-    assert exit_.value.code == 2 and "--owner-key" in capsys.readouterr().err
+    assert main([*bad, "--site", "w1"]) == 2
+    assert "--owner-key" in capsys.readouterr().err
     assert main([*args[:4], "--gateway-key", "abcd", "--site", "w1", "--out", str(out)]) == 2
     assert "gateway key: got 2 bytes, want 32" in capsys.readouterr().err
