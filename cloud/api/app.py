@@ -39,7 +39,6 @@ from cloud.keys import load_or_create_signer
 from cloud.services import witnessing
 from cloud.services.ledger import Ledger
 from cloud.settings import CloudSettings
-from cloud.storage.sqlite import SqliteStore
 from cloud.storage.store import Store
 from gateway.refusal import Refused
 
@@ -97,12 +96,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 async def open_store(settings: CloudSettings) -> Store:
     """Open the configured store: PostgreSQL if a database URL is set, else SQLite."""
-    if settings.database:
-        from cloud.storage.postgres import PostgresStore
-
-        return await PostgresStore.open(settings.database)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(settings.sqlite_path)
+    return await Store.open(settings.database, settings.sqlite_path)
 
 
 async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -24,7 +24,7 @@ chain (docs/protocol.md, "Exactly once"): readings the ledger already holds. A r
 (box, seq) is stored once; a later leaf carrying the same bytes (the box was heard by
 another gateway, or twice in one batch) is recorded as a duplicate sighting, and one
 carrying other validly signed bytes as an equivocation (the box's key may be cloned):
-kept as evidence, alarmed, never served as the reading (cloud/storage/store.py).
+kept as evidence, alarmed, never served as the reading (cloud/storage/batches.py).
 
 Pure and synchronous: the service runs check_batch on a worker thread, off the event loop.
 """
@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cloud.log.verified import Verified
 from device import reading, schnorr
 from gateway import batch
 from gateway.refusal import Refused
@@ -67,16 +68,6 @@ def decode_header(body: bytes) -> batch.BatchHeader:
         if not 0 <= value <= DB_INT_MAX:
             raise IngestError(field, f"{field}: got {value}, want 0..{DB_INT_MAX}")
     return header
-
-
-@dataclass(frozen=True)
-class Verified:
-    """A batch that passed every check: its header and decoded readings, in leaf order."""
-
-    header: batch.BatchHeader
-    header_bytes: bytes
-    readings: list[reading.Reading]
-    wires: list[bytes]
 
 
 @dataclass(frozen=True)
