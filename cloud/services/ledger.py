@@ -471,7 +471,7 @@ class Ledger:
         self, device: bytes, equivocations: bool, limit: int = 1000
     ) -> list[dict[str, object]]:
         """The first `limit` equivocations (or duplicate sightings) of a box's readings, in
-        log order, as cloud/storage/store.py's sighting_json; only those of entries the latest
+        log order, as cloud/storage/batches.py's sighting_json; only those of entries the latest
         checkpoint includes."""
         size = self._checkpoint.size
         found = await self.store.sightings(device, equivocations, limit)
