@@ -24,7 +24,7 @@ from typing import NamedTuple
 from cloud.log import batchtree, tlog
 from cloud.log.verified import Verified
 from cloud.services.ingest import chain_break  # the batch chain rule; moving to gateway/batch.py
-from cloud.storage.engine import Tx, marks, parts, values
+from cloud.storage.engine import Tx, marks, parts
 from cloud.storage.errors import NotFound, StoreConflict
 from cloud.storage.log import Commit
 
@@ -170,9 +170,9 @@ async def _headers(
 
 
 async def device_ids(tx: Tx, keys: Collection[bytes]) -> dict[bytes, int]:
-    """The ids of those of the boxes `keys` that are registered (one query per MAX_PARAMS)."""
+    """The ids of those of the boxes `keys` that are registered."""
     ids: dict[bytes, int] = {}
-    for part in parts(list(keys), 1):
+    for part in parts(tx, list(keys), 1):
         rows = await tx.fetchall(
             f"SELECT key, id FROM devices WHERE key IN ({marks(len(part))})", *part
         )
@@ -216,10 +216,10 @@ async def store_batch(commit: Commit, verified: Verified) -> BatchStored:
         batchtree.tile_of(verified.wires),
         time.time(),
     )
-    ids = await device_ids(tx, {r.key for r in verified.readings})
+    ids, stored_first = await _boxes(tx, verified)
     if unknown := {r.key for r in verified.readings} - ids.keys():
         raise NotFound(f"box {min(unknown).hex()} is not registered")
-    leaves, sightings = classify_leaves(index, verified, await _first_stored(tx, verified, ids))
+    leaves, sightings = classify_leaves(index, verified, stored_first)
     await tx.executemany(
         "INSERT INTO leaves (log_index, leaf, device, seq, time, wire) VALUES (?, ?, ?, ?, ?, ?)",
         [(index, x.leaf, ids[x.key], x.seq, x.time, x.wire) for x in leaves],
@@ -232,21 +232,28 @@ async def store_batch(commit: Commit, verified: Verified) -> BatchStored:
     return BatchStored(index, True, len(leaves) - len(sightings), tuple(sightings))
 
 
-async def _first_stored(tx: Tx, verified: Verified, ids: dict[bytes, int]) -> StoredFirst:
-    """The stored readings among a batch's (box, seq): their bytes and carrier. A join on a
-    VALUES table probes the readings' unique index per pair (a row-value IN would scan)."""
-    keys = {ids[k]: k for k in {r.key for r in verified.readings}}
-    pairs = list({(ids[r.key], r.seq) for r in verified.readings})
+async def _boxes(tx: Tx, verified: Verified) -> tuple[dict[bytes, int], StoredFirst]:
+    """Read, in one query per part, the ids of a batch's boxes (those registered) and the
+    readings among its (box, seq) that are stored: their bytes and carrier. A join on a
+    table of the pairs probes the boxes' key and the readings' unique index per pair (a
+    row-value IN would scan)."""
+    pairs = list({(r.key, r.seq) for r in verified.readings})
+    ids: dict[bytes, int] = {}
     stored: StoredFirst = {}
-    for part in parts(pairs, 2):
+    for part in parts(tx, pairs, 2):
+        pairs_table, bound = tx.table(("BLOB", "BIGINT"), part)
         rows = await tx.fetchall(
-            f"WITH k(a, b) AS ({values(len(part), 'INTEGER', 'BIGINT')}) "
-            "SELECT l.device, l.seq, l.wire, l.log_index, l.leaf FROM k JOIN leaves l "
-            "ON l.device = k.a AND l.seq = k.b AND l.wire IS NOT NULL",
-            *[n for p in part for n in p],
+            f"WITH k(a, b) AS ({pairs_table}) "
+            "SELECT k.a, d.id, k.b, l.wire, l.log_index, l.leaf FROM k "
+            "JOIN devices d ON d.key = k.a "
+            "LEFT JOIN leaves l ON l.device = d.id AND l.seq = k.b AND l.wire IS NOT NULL",
+            *bound,
         )
-        stored.update(((keys[d], q), (bytes(w), (int(i), int(leaf)))) for d, q, w, i, leaf in rows)
-    return stored
+        for key, box, seq, wire, index, leaf in rows:
+            ids[bytes(key)] = int(box)
+            if wire is not None:
+                stored[(bytes(key), int(seq))] = (bytes(wire), (int(index), int(leaf)))
+    return ids, stored
 
 
 async def batch_log_index(tx: Tx, gateway: bytes, seq: int) -> int | None:

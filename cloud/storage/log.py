@@ -4,14 +4,20 @@ the one way anything is appended.
 `Commit` is a write transaction (cloud/storage/engine.py, `write()`: it holds the log's
 sequencer lock) seen by a domain module: `await commit.append(entries)` appends entries
 with the nodes they complete and returns the first one's index, and `commit.tx` runs the
-caller's own SQL in the same transaction. Either all of it is committed or none of it: an
-exception anywhere in the block rolls the entries back with the state change. Every write
-that grows the log (store_batch, the registry, configuration, events, and contracts'
-state changes next) is built on it:
+caller's own SQL in the same transaction. `Store.commit(apply)` runs `apply(commit)` so:
+either all of it is committed or none of it, an exception anywhere in `apply` rolling the
+entries back with the state change. Every write that grows the log (store_batch, the
+registry, configuration, events, and contracts' state changes next) is built on it:
 
-    async with store.commit() as commit:
-        first = await commit.append(entries)
-        await commit.tx.execute("INSERT INTO lots (id, log_index) VALUES (?, ?)", lot, first)
+    async def ship(commit: Commit) -> int:
+        index = await commit.append([entry])
+        await commit.tx.execute("UPDATE lots SET holder = ? WHERE id = ?", receiver, lot)
+        return index
+
+    index = await store.commit(ship)
+
+`apply` awaits nothing but its commit (on SQLite the whole of it runs on the store's
+thread, in one hop off the event loop).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Collection, Sequence
 
 from cloud.log import tlog
 from cloud.log.tlog import NodeKey
-from cloud.storage.engine import Tx, parts, values
+from cloud.storage.engine import Tx, parts
 from cloud.storage.errors import NotFound
 
 
@@ -79,16 +85,16 @@ async def size(tx: Tx) -> int:
 
 
 async def stored_nodes(tx: Tx, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
-    """Return those of the nodes `keys` that are stored (one query per MAX_PARAMS / 2)."""
+    """Return those of the nodes `keys` that are stored (in one query, as a rule)."""
     found: dict[NodeKey, bytes] = {}
-    for part in parts(list(keys), 2):
+    for part in parts(tx, list(keys), 2):
         # A join on a VALUES table probes the primary key per pair; a row-value IN would
         # scan in SQLite.
+        keys_table, bound = tx.table(("SMALLINT", "BIGINT"), part)
         rows = await tx.fetchall(
-            f"WITH k(a, b) AS ({values(len(part), 'SMALLINT', 'BIGINT')}) "
-            "SELECT n.level, n.idx, n.hash FROM k JOIN log_nodes n "
-            "ON n.level = k.a AND n.idx = k.b",
-            *[n for key in part for n in key],
+            f"WITH k(a, b) AS ({keys_table}) SELECT n.level, n.idx, n.hash FROM k "
+            "JOIN log_nodes n ON n.level = k.a AND n.idx = k.b",
+            *bound,
         )
         found.update(((level, idx), bytes(h)) for level, idx, h in rows)
     return found

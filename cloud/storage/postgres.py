@@ -7,8 +7,10 @@ What differs from SQLite:
 - `write()` is one READ COMMITTED transaction that first takes
   pg_advisory_xact_lock(LOG_LOCK): its holder is the log's single sequencer. COMMIT or
   ROLLBACK releases it, never our code, so a crashed worker cannot keep it.
-- `read()` is a pooled connection outside any transaction: each statement sees what was
-  committed before it, as SQLite's reads do.
+- `read()` runs on a pooled connection outside any transaction: each statement sees what
+  was committed before it, as SQLite's reads do.
+- A many-row INSERT goes as one statement over unnest(...) (PostgresTx.executemany), and a
+  table of bound rows as unnest(...) of one array per column (PostgresTx.table).
 - Statements are written with `?` (cloud/storage/engine.py) and numbered `$1, $2, ...` here.
 - Batch seqs are bigint, as SQLite's INTEGER: seqs above 2**63 - 1 cannot be stored.
 - `log_meta` (schema version 2) held the log's size; the size is now max(idx) + 1 of
@@ -19,15 +21,17 @@ What differs from SQLite:
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
-from cloud.storage.engine import Row
+from cloud.storage.engine import Row, Tx
 from cloud.storage.errors import SchemaError
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2  # 2: readings stored once by (box, seq) (leaves, equivocations)
 # The bigint key of the log's advisory lock: every worker must use this one, and nothing
@@ -173,20 +177,64 @@ def numbered(sql: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(count)}", sql)
 
 
+# An INSERT of one row of `?`s, which executemany sends as one INSERT ... SELECT FROM
+# unnest(...) of one array per column, however many rows.
+_INSERT = re.compile(r"INSERT INTO (\w+) \(([^)]*)\) VALUES \((?:\?, )*\?\)")
+
+
+# Tx.table's type names that PostgreSQL spells otherwise.
+_TYPES = {"BLOB": "bytea"}
+
+
 class PostgresTx:
     """An asyncpg connection as a cloud.storage.engine.Tx."""
 
     row_order = "id"
+    max_params = 32767  # the wire protocol's limit (a 16-bit count)
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, types: dict[str, dict[str, str]]) -> None:
         self.conn = conn
+        self._types = types  # the engine's: table -> column -> SQL type, read once
 
     async def execute(self, sql: str, *args: Any) -> None:
         await self.conn.execute(numbered(sql), *args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
+        """An `INSERT INTO t (a, b) VALUES (?, ?) ...` goes as one statement whatever the
+        number of rows, `INSERT INTO t (a, b) SELECT * FROM unnest($1::ta[], $2::tb[])
+        ...` (a round trip, and one execution, for a batch's 1,024 leaves); any other
+        statement as asyncpg's executemany."""
+        if not rows:
+            return
+        found = _INSERT.match(sql)
+        if found is None:
             await self.conn.executemany(numbered(sql), rows)
+            return
+        table, names = found.group(1), [c.strip().strip('"') for c in found.group(2).split(",")]
+        types = await self._column_types(table)
+        arrays = ", ".join(f"${i}::{types[n]}[]" for i, n in enumerate(names, start=1))
+        await self.conn.execute(
+            f"INSERT INTO {table} ({found.group(2)}) SELECT * FROM unnest({arrays})"
+            + sql[found.end() :],
+            *[list(column) for column in zip(*rows, strict=True)],
+        )
+
+    async def _column_types(self, table: str) -> dict[str, str]:
+        if table not in self._types:
+            rows = await self.conn.fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                table,
+            )
+            self._types[table] = {name: kind for name, kind in rows}
+        return self._types[table]
+
+    def table(self, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+        """`SELECT * FROM unnest(?::t1[], ...)`: one array per column (engine.Tx.table)."""
+        # `?::t[]`, not CAST(? AS t[]): asyncpg then sends the array in binary (measured:
+        # CAST made a batch's lookup four times slower).
+        arrays = ", ".join(f"?::{_TYPES.get(t, t.lower())}[]" for t in types)
+        return f"SELECT * FROM unnest({arrays})", [list(c) for c in zip(*rows, strict=True)]
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         return [tuple(r) for r in await self.conn.fetch(numbered(sql), *args)]
@@ -205,6 +253,7 @@ class PostgresEngine:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._types: dict[str, dict[str, str]] = {}
 
     @classmethod
     async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresEngine:
@@ -233,18 +282,16 @@ class PostgresEngine:
             raise
         return cls(pool)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[PostgresTx]:
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         async with self.pool.acquire() as conn:
-            yield PostgresTx(conn)
+            return await fn(PostgresTx(conn, self._types))
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[PostgresTx]:
-        """The write transaction. Every write takes the log lock, as SQLite's BEGIN IMMEDIATE
-        does: only those that grow the log need it, but the others are rare registry
-        changes, and one kind of write transaction is simpler to reason about."""
+    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """fn in one transaction holding the log lock. Every write takes it, as SQLite's
+        BEGIN IMMEDIATE does: only those that grow the log need it, but the others are rare
+        registry changes, and one kind of write transaction is simpler to reason about."""
         async with _locked(self.pool) as conn:
-            yield PostgresTx(conn)
+            return await fn(PostgresTx(conn, self._types))
 
     async def close(self) -> None:
         await self.pool.close()
@@ -258,7 +305,18 @@ async def _locked(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     previous lock holder committed. (Under REPEATABLE READ the snapshot would be taken by
     the lock statement itself, before the lock is granted, and the log size read stale.)
     For the same reason the lock is its own statement, never part of a read.
+
+    No hash or merge joins in it: a write looks rows up by key, a batch's worth at most
+    (its boxes and stored readings, cloud/storage/batches.py), and an index probe per key
+    is right at any size, where the planner, when its statistics of a growing table are
+    stale or the table is still small, would hash the whole table instead. (SQLite only
+    has nested loops.) Sent with the lock, in the same round trip, as statements of
+    their own.
     """
     async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_LOCK)
+        await conn.execute(
+            f"SELECT pg_advisory_xact_lock({LOG_LOCK}); "
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
+            "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan"
+        )
         yield conn

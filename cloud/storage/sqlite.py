@@ -1,24 +1,25 @@
 """The ledger's SQLite engine (WAL, synchronous=FULL): the embedded default.
 
 One connection, used from one worker thread of the store's own, so the event loop never
-waits on the disk; an asyncio lock lets one read or write block at a time use it (a reader
-never sees a write's uncommitted rows). `write()` is BEGIN IMMEDIATE ... COMMIT: SQLite's
-write lock, held for the transaction, makes its holder the log's single sequencer
-(cloud/storage/engine.py). Schema: the tables below, created where missing; a file of the
-older schema (readings stored per batch) is refused.
+waits on the disk. Each read() or write() runs its whole function there, one at a time (a
+reader never sees a write's uncommitted rows), in one hop off the loop: the function's
+statements run at once, without suspending, and the thread drives its coroutine to the
+end. `write()` is BEGIN IMMEDIATE ... COMMIT: SQLite's write lock, held for the
+transaction, makes its holder the log's single sequencer (cloud/storage/engine.py).
+Schema: the tables below, created where missing; a file of the older schema (readings
+stored per batch) is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cloud.storage.engine import Row
+from cloud.storage.engine import Row, Tx
 from cloud.storage.errors import SchemaError
 
 T = TypeVar("T")
@@ -137,28 +138,27 @@ CREATE INDEX IF NOT EXISTS alarm_acks_gateway ON alarm_acks (gateway, id);
 
 
 class SqliteTx:
-    """The engine's connection as a cloud.storage.engine.Tx: each call runs on its thread."""
+    """The engine's connection as a cloud.storage.engine.Tx. Its methods run the statement
+    at once, never suspending: they are called only on the engine's thread, inside the
+    function read() or write() drives there."""
 
     row_order = "rowid"
 
-    def __init__(self, engine: SqliteEngine) -> None:
-        self._run = engine.run
-        self._db = engine.db
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.max_params = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._run(self._db.execute, sql, args)
+        self._db.execute(sql, args)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            await self._run(self._db.executemany, sql, rows)
+            self._db.executemany(sql, rows)
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
-        return await self._run(lambda: self._db.execute(sql, args).fetchall())
+        return self._db.execute(sql, args).fetchall()
 
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
-        return await self._run(self._fetchone, sql, args)
-
-    def _fetchone(self, sql: str, args: Sequence[Any]) -> Row | None:
         cursor = self._db.execute(sql, args)
         row: Row | None = cursor.fetchone()
         cursor.close()  # resets the statement: an INSERT ... RETURNING is done with
@@ -167,6 +167,24 @@ class SqliteTx:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchone(sql, *args)
         return None if row is None else row[0]
+
+    def table(self, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+        """`VALUES (CAST(? AS t1), ...), ...`: the rows bound one value each."""
+        row = "(" + ", ".join(f"CAST(? AS {t})" for t in types) + ")"
+        return "VALUES " + ", ".join([row] * len(rows)), [v for r in rows for v in r]
+
+
+def _drive(call: Awaitable[T]) -> T:
+    """Run a coroutine that awaits only a SqliteTx to its end, here and now. Raises
+    RuntimeError if it waits on anything else (engine.py: fn awaits nothing but tx)."""
+    assert isinstance(call, Coroutine)
+    try:
+        call.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    call.close()
+    raise RuntimeError("a storage function awaited something other than its database")
 
 
 class SqliteEngine:
@@ -186,33 +204,32 @@ class SqliteEngine:
             raise OldSchemaError(path)
         self.db.executescript(SCHEMA)
         self.db.executescript(ALARM_ACKS_SCHEMA)
+        # One thread: calls run one at a time, so a read never sees a write half done.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
-        self._lock = asyncio.Lock()
-        self._tx = SqliteTx(self)
+        self._tx = SqliteTx(self.db)
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run fn(*args) on the engine's thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[SqliteTx]:
-        async with self._lock:
-            yield self._tx
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self._run(lambda: _drive(fn(self._tx)))
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[SqliteTx]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (cancellation included):
-        the write lock is taken at once, so the transaction's reads see the last commit."""
-        async with self._lock:
-            await self.run(self.db.execute, "BEGIN IMMEDIATE")
+    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """fn inside BEGIN IMMEDIATE ... COMMIT, or ROLLBACK if it raises: the write lock is
+        taken at once, so the transaction's reads see the last commit."""
+
+        def transaction() -> T:
+            self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._tx
+                result = _drive(fn(self._tx))
             except BaseException:
-                await asyncio.shield(self.run(self.db.execute, "ROLLBACK"))
+                self.db.execute("ROLLBACK")
                 raise
-            await asyncio.shield(self.run(self.db.execute, "COMMIT"))
+            self.db.execute("COMMIT")
+            return result
+
+        return await self._run(transaction)
 
     async def close(self) -> None:
-        async with self._lock:
-            await self.run(self.db.close)
+        await self._run(self.db.close)
         self._thread.shutdown()

@@ -12,7 +12,7 @@ Three layers, written once each (docs/layout.md):
   (cloud/services/ledger.py) sees nothing else, and tests/cloud/storage/test_store.py runs
   against both engines.
 
-Every write that grows the log is one `commit()` (cloud/storage/log.py): a transaction
+Every write that grows the log is one `commit(apply)` (cloud/storage/log.py): a transaction
 holding the log's lock, whose holder is the log's single sequencer (DESIGN.md, "When one
 machine is not enough"), in which entries are appended and the caller's state change is
 applied, or neither. A write re-checks under that lock what the caller verified without
@@ -23,9 +23,9 @@ or nodes.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from cloud.log.tlog import NodeKey
 from cloud.log.verified import Verified
@@ -36,6 +36,8 @@ from cloud.storage.engine import Engine
 from cloud.storage.errors import NotFound, SchemaError, StoreConflict
 from cloud.storage.log import Commit
 from gateway.event import Event
+
+T = TypeVar("T")
 
 # What callers import from here: the Store and the values and errors of its interface.
 __all__ = [
@@ -87,71 +89,61 @@ class Store:
     async def close(self) -> None:
         await self.engine.close()
 
-    @asynccontextmanager
-    async def commit(self) -> AsyncIterator[Commit]:
-        """A write transaction holding the log's lock: append entries and apply a state
-        change in it, atomically (cloud/storage/log.py). Leaving the block commits; an
-        exception rolls back both, and propagates."""
-        async with self.engine.write() as tx:
-            yield Commit(tx)
+    async def commit(self, apply: Callable[[Commit], Awaitable[T]]) -> T:
+        """Return `await apply(commit)`, run in one transaction holding the log's lock:
+        the entries it appends and the state change it makes are committed together when
+        it returns, or rolled back together if it raises (cloud/storage/log.py). `apply`
+        awaits nothing but its commit (cloud/storage/engine.py)."""
+        return await self.engine.write(lambda tx: apply(Commit(tx)))
 
     # -- the log ------------------------------------------------------------------------
 
     async def log_size(self) -> int:
-        async with self.engine.read() as tx:
-            return await log.size(tx)
+        return await self.engine.read(log.size)
 
     async def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         """Return the stored tree nodes asked for. Raises NotFound if one is missing."""
-        async with self.engine.read() as tx:
-            return await log.nodes(tx, keys)
+        return await self.engine.read(lambda tx: log.nodes(tx, keys))
 
     async def entries(self, start: int, end: int) -> list[bytes]:
         """Return log entries [start, end), fewer if the log is shorter."""
-        async with self.engine.read() as tx:
-            return await log.entries(tx, start, end)
+        return await self.engine.read(lambda tx: log.entries(tx, start, end))
 
     async def find_entry(self, leaf_hash: bytes) -> int | None:
         """Return the index of the first entry with this RFC 6962 leaf hash, if any."""
-        async with self.engine.read() as tx:
-            return await log.find(tx, leaf_hash)
+        return await self.engine.read(lambda tx: log.find(tx, leaf_hash))
 
     async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
         """Append entries with the tree nodes they complete, in one transaction; return
         (index of the first, new log size)."""
-        async with self.commit() as c:
-            first = await c.append(entries)
+        first = await self.commit(lambda c: c.append(entries))
         return first, first + len(entries)
 
     # -- configuration: the owners -------------------------------------------------------
 
     async def owners(self) -> frozenset[bytes]:
         """The owner set after the log's last configuration entry (empty: none yet)."""
-        async with self.engine.read() as tx:
-            return await authority.owners(tx)
+        return await self.engine.read(authority.owners)
 
     async def rebuild_owners(self) -> frozenset[bytes]:
         """Derive the owner set again from the log's configuration entries (under the write
         lock), store it and return it: the owners table is a cache of the log, rebuilt at
         start. Raises ConfigError if the logged entries do not fold (a tampered log)."""
-        async with self.commit() as c:
-            return await authority.rebuild_owners(c)
+        return await self.commit(authority.rebuild_owners)
 
     async def append_config(self, entry: bytes) -> int:
         """Append a configuration entry (gateway/config_entry.py) and update the owner set
         in one transaction; return its log index. Raises StoreConflict("replayed") or
         ConfigError (no authority, a rule broken): checked under the log's write lock, as
         every registry entry's owner is (authority.append_once)."""
-        async with self.commit() as c:
-            index = await authority.append_once(c, entry)
+        index = await self.commit(lambda c: authority.append_once(c, entry))
         assert index is not None
         return index
 
     async def authority_entries(self, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` (log index, entry) of registry and configuration entries with
         after < index < end, in log order."""
-        async with self.engine.read() as tx:
-            return await authority.entries(tx, after, end, limit)
+        return await self.engine.read(lambda tx: authority.entries(tx, after, end, limit))
 
     # -- the registry ---------------------------------------------------------------------
 
@@ -163,15 +155,13 @@ class Store:
         StoreConflict("replayed") if the log holds that entry already, ConfigError if its
         owner is not an owner at that point of the log: the checks and the append are one
         transaction under the log's write lock."""
-        async with self.commit() as c:
-            return await registry.register_gateway(c, key, site, entry)
+        return await self.commit(lambda c: registry.register_gateway(c, key, site, entry))
 
     async def register_device(
         self, key: bytes, site: str, label: str = "", entry: bytes | None = None
     ) -> int | None:
         """Register (or relabel) a box; `entry` as for register_gateway."""
-        async with self.commit() as c:
-            return await registry.register_device(c, key, site, label, entry)
+        return await self.commit(lambda c: registry.register_device(c, key, site, label, entry))
 
     async def attach(
         self,
@@ -184,23 +174,19 @@ class Store:
         """Attach a registered box to a lot, shipment or zone for [start, end) (Unix seconds,
         end None: open); `entry` as for register_gateway. Raises NotFound for an
         unregistered box."""
-        async with self.commit() as c:
-            return await registry.attach(c, device, subject, start, end, entry)
+        return await self.commit(lambda c: registry.attach(c, device, subject, start, end, entry))
 
     async def attachments(self, device: bytes) -> list[dict[str, object]]:
         """The box's attachments, oldest first: {"subject", "start", "end"}."""
-        async with self.engine.read() as tx:
-            return await registry.attachments(tx, device)
+        return await self.engine.read(lambda tx: registry.attachments(tx, device))
 
     async def gateways(self) -> list[dict[str, object]]:
         """Registered gateways: {"key" (hex), "site", "last_seq" (-1: none yet)}."""
-        async with self.engine.read() as tx:
-            return await registry.gateways(tx)
+        return await self.engine.read(registry.gateways)
 
     async def devices(self) -> list[dict[str, object]]:
         """Registered boxes: {"key" (hex), "site", "label", "last_seq" (-1: none yet)}."""
-        async with self.engine.read() as tx:
-            return await registry.devices(tx)
+        return await self.engine.read(registry.devices)
 
     async def gateway_registered(self, key: bytes) -> bool:
         """Return whether `key` is a registered gateway."""
@@ -208,33 +194,28 @@ class Store:
 
     async def gateway_site(self, key: bytes) -> str | None:
         """The site a registered gateway is at (None: not registered)."""
-        async with self.engine.read() as tx:
-            return await registry.gateway_site(tx, key)
+        return await self.engine.read(lambda tx: registry.gateway_site(tx, key))
 
     # -- batches and readings ------------------------------------------------------------
 
     async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
         """Read what check_batch needs for a batch (gateway, seq) naming these boxes."""
-        async with self.engine.read() as tx:
-            return await batches.known(tx, gateway, seq, devices)
+        return await self.engine.read(lambda tx: batches.known(tx, gateway, seq, devices))
 
     async def store_batch(self, verified: Verified) -> BatchStored:
         """Append the batch header to the log and store the batch, its leaves and its new
         readings (classify_leaves) in one transaction. If an identical header is already
         stored for (gateway, seq), store nothing and report created=False. Raises
         StoreConflict if another header is stored there or the chain moved on."""
-        async with self.commit() as c:
-            return await batches.store_batch(c, verified)
+        return await self.commit(lambda c: batches.store_batch(c, verified))
 
     async def batch_log_index(self, gateway: bytes, seq: int) -> int | None:
-        async with self.engine.read() as tx:
-            return await batches.batch_log_index(tx, gateway, seq)
+        return await self.engine.read(lambda tx: batches.batch_log_index(tx, gateway, seq))
 
     async def reading(self, device: bytes, seq: int) -> StoredReading | None:
         """The reading (device, seq) as first stored, if any, with its batch's log entry
         and tile."""
-        async with self.engine.read() as tx:
-            return await batches.reading(tx, device, seq)
+        return await self.engine.read(lambda tx: batches.reading(tx, device, seq))
 
     async def batch_readings(self, log_index: int) -> list[bytes]:
         """Every leaf of the batch whose header is log entry `log_index`, in leaf order,
@@ -243,22 +224,21 @@ class Store:
 
     async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
         """Leaves [start, end) of the batch whose header is log entry `log_index`."""
-        async with self.engine.read() as tx:
-            return await batches.batch_leaves(tx, log_index, start, end)
+        return await self.engine.read(lambda tx: batches.batch_leaves(tx, log_index, start, end))
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         """Up to `limit` readings of a box with start <= time < end, oldest first (each
         (box, seq) once, as first stored)."""
-        async with self.engine.read() as tx:
-            return await batches.history(tx, device, start, end, limit)
+        return await self.engine.read(lambda tx: batches.history(tx, device, start, end, limit))
 
     async def sightings(
         self, device: bytes, equivocations: bool, limit: int
     ) -> list[dict[str, object]]:
         """The first `limit` sightings of a box's readings in log order: its equivocations,
         or (False) its duplicate sightings, each as sighting_json makes it."""
-        async with self.engine.read() as tx:
-            return await batches.sightings(tx, device, equivocations, limit)
+        return await self.engine.read(
+            lambda tx: batches.sightings(tx, device, equivocations, limit)
+        )
 
     # -- gateway events (gateway/event.py) -----------------------------------------------
 
@@ -269,38 +249,37 @@ class Store:
         stored with the same record is answered with its index. Raises StoreConflict
         ("event conflict": another record is stored at that seq; "event gap": a new event's
         seq is not the gateway's next, which the detail names), storing nothing."""
-        async with self.commit() as c:
-            return await event_log.store_events(c, gateway, events)
+        return await self.commit(lambda c: event_log.store_events(c, gateway, events))
 
     async def gateway_events(
         self, gateway: bytes, after: int, limit: int
     ) -> list[tuple[int, int, bytes]]:
         """Return (seq, log index, record) of up to `limit` of `gateway`'s events with
         seq > after, oldest first."""
-        async with self.engine.read() as tx:
-            return await event_log.gateway_events(tx, gateway, after, limit)
+        return await self.engine.read(
+            lambda tx: event_log.gateway_events(tx, gateway, after, limit)
+        )
 
     # -- cosigned checkpoints (cosigned receipts, cloud/api/routes/receipts.py) --------------
 
     async def cosigned_note(self, size: int) -> str | None:
         """Return the kept checkpoint note of `size` with its cosignature lines, if any."""
-        async with self.engine.read() as tx:
-            return await cosigned.note(tx, size)
+        return await self.engine.read(lambda tx: cosigned.note(tx, size))
 
     async def keep_cosigned(self, size: int, note: str, cosignatures: int) -> None:
         """Keep checkpoint note `note` of `size` carrying `cosignatures` verified witness
         cosignatures, unless one with at least as many is kept for that size."""
         # One statement, atomic by itself, off the log: no log lock.
-        async with self.engine.read() as tx:
-            await cosigned.keep(tx, size, note, cosignatures)
+        await self.engine.read(lambda tx: cosigned.keep(tx, size, note, cosignatures))
 
     async def first_cosigned(
         self, min_size: int, max_size: int, min_cosignatures: int
     ) -> tuple[int, str] | None:
         """Return (size, note) of the smallest kept checkpoint with min_size <= size <=
         max_size and at least `min_cosignatures` cosignatures, if any."""
-        async with self.engine.read() as tx:
-            return await cosigned.first(tx, min_size, max_size, min_cosignatures)
+        return await self.engine.read(
+            lambda tx: cosigned.first(tx, min_size, max_size, min_cosignatures)
+        )
 
     # -- relayed alarm acknowledgements (gateway/alarm_ack.py), off the log ---------------
 
@@ -309,11 +288,11 @@ class Store:
     ) -> tuple[int, int, bool]:
         """Store a checked signed ack for `gateway` once (by `digest`); return (its id,
         the log size stored with it, whether it is new). A replay returns the first's."""
-        async with self.engine.write() as tx:
-            return await alarm_acks.store(tx, gateway, digest, wire, log_size)
+        return await self.engine.write(
+            lambda tx: alarm_acks.store(tx, gateway, digest, wire, log_size)
+        )
 
     async def alarm_acks(self, gateway: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` (id, wire) of the acks stored for `gateway` with id > after, in
         id order."""
-        async with self.engine.read() as tx:
-            return await alarm_acks.acks(tx, gateway, after, limit)
+        return await self.engine.read(lambda tx: alarm_acks.acks(tx, gateway, after, limit))

@@ -18,6 +18,7 @@ from cloud.storage.postgres import SCHEMA_VERSION, PostgresEngine, SchemaVersion
 from cloud.storage.sqlite import SqliteEngine
 from cloud.storage.store import (
     BatchStored,
+    Commit,
     KnownState,
     NotFound,
     Store,
@@ -340,12 +341,14 @@ async def test_a_write_that_fails_leaves_nothing_behind(store: Store) -> None:
 async def test_a_commit_appends_and_applies_its_state_change_together(store: Store) -> None:
     # The primitive every log-growing write is built on (cloud/storage/log.py): entries
     # and the caller's own SQL in one transaction under the log's lock.
-    async with store.commit() as c:
-        assert await c.append(entries(3)) == 0
+    async def apply(c: Commit) -> tuple[int, int]:
+        first = await c.append(entries(3))
         await c.tx.execute(
             "INSERT INTO gateways (key, site, registered_at) VALUES (?, ?, ?)", key(GW), "w1", 0.0
         )
-        assert await c.append(entries(2, 3)) == 3
+        return first, await c.append(entries(2, 3))
+
+    assert await store.commit(apply) == (0, 3)
     assert await store.entries(0, 10) == entries(5)
     assert [g["site"] for g in await store.gateways()] == ["w1"]
     assert await tlog.root(store, 5) == merkle.MerkleTree(entries(5)).root()
@@ -354,11 +357,14 @@ async def test_a_commit_appends_and_applies_its_state_change_together(store: Sto
 async def test_a_commit_whose_state_change_fails_rolls_its_entries_back(store: Store) -> None:
     await store.append(entries(4))
     insert = "INSERT INTO gateways (key, site, registered_at) VALUES (?, ?, ?)"
+
+    async def apply(c: Commit) -> None:
+        assert await c.append(entries(3, 4)) == 4
+        await c.tx.execute(insert, key(GW2), "w2", 0.0)
+        await c.tx.execute(insert, key(GW2), "w2", 0.0)  # the primary key again: fails
+
     with pytest.raises(Exception) as failed:
-        async with store.commit() as c:
-            assert await c.append(entries(3, 4)) == 4
-            await c.tx.execute(insert, key(GW2), "w2", 0.0)
-            await c.tx.execute(insert, key(GW2), "w2", 0.0)  # the primary key again: fails
+        await store.commit(apply)
     assert "unique" in str(failed.value).lower()
     assert await store.log_size() == 4
     assert await store.entries(0, 10) == entries(4)
@@ -367,6 +373,25 @@ async def test_a_commit_whose_state_change_fails_rolls_its_entries_back(store: S
         await store.nodes([(0, 4)])
     # The lock was released with the transaction: the next commit goes through.
     assert await store.append(entries(1, 4)) == (4, 5)
+
+
+async def test_a_commit_may_wait_on_nothing_but_its_database(store: Store) -> None:
+    loop = asyncio.get_running_loop()
+    elsewhere = loop.create_future()  # a network call's answer, say
+    loop.call_later(0.01, elsewhere.set_result, None)
+
+    async def apply(c: Commit) -> None:
+        await c.append(entries(1))
+        await elsewhere  # waiting for it would hold the log's lock
+        await c.append(entries(1, 1))
+
+    if isinstance(store.engine, SqliteEngine):
+        with pytest.raises(RuntimeError, match="awaited something other than its database"):
+            await store.commit(apply)
+        assert await store.log_size() == 0
+    else:  # PostgreSQL's transaction is a connection's: the wait only holds the lock longer
+        await store.commit(apply)
+        assert await store.log_size() == 2
 
 
 # -- several PostgreSQL workers on one ledger ---------------------------------------------
