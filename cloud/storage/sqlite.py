@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from cloud.storage.engine import Row, Tx
 from cloud.storage.errors import SchemaError
+from gateway.sqlitetx import Immediate
 
 T = TypeVar("T")
 
@@ -219,14 +220,8 @@ class SqliteEngine:
         taken at once, so the transaction's reads see the last commit."""
 
         def transaction() -> T:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                result = _drive(fn(self._tx))
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
-            return result
+            with Immediate(self.db):
+                return _drive(fn(self._tx))
 
         return await self._run(transaction)
 
