@@ -306,17 +306,18 @@ async def _locked(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     the lock statement itself, before the lock is granted, and the log size read stale.)
     For the same reason the lock is its own statement, never part of a read.
 
-    No hash or merge joins in it: a write looks rows up by key, a batch's worth at most
-    (its boxes and stored readings, cloud/storage/batches.py), and an index probe per key
-    is right at any size, where the planner, when its statistics of a growing table are
-    stale or the table is still small, would hash the whole table instead. (SQLite only
-    has nested loops.) Sent with the lock, in the same round trip, as statements of
-    their own.
+    No hash or merge joins and no sequential scans where an index serves, in it: a write
+    looks rows up by key, a batch's worth at most (its boxes and stored readings,
+    cloud/storage/batches.py), and an index probe per key is right at any size, where the
+    planner, when its statistics of a growing table are stale or the table is still
+    small, would scan or hash the whole table instead (measured: a batch's lookup grew
+    with the ledger). SQLite probes indexes in nested loops anyway. Sent with the lock,
+    in the same round trip, as statements of their own.
     """
     async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):
         await conn.execute(
             f"SELECT pg_advisory_xact_lock({LOG_LOCK}); "
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
-            "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan"
+            "SET LOCAL enable_seqscan = off"
         )
         yield conn
