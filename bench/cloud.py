@@ -41,13 +41,14 @@ import aiohttp  # noqa: E402
 
 from cloud.api.app import make_app  # noqa: E402
 from cloud.demo import free_port  # noqa: E402
-from cloud.services.ingest import Verified  # noqa: E402
+from cloud.log.verified import Verified  # noqa: E402
 from cloud.services.log import LogService  # noqa: E402
 from cloud.services.readings import ReadingService  # noqa: E402
 from cloud.services.refusals import Refusals  # noqa: E402
 from cloud.services.shared import Shared  # noqa: E402
 from cloud.settings import CloudSettings  # noqa: E402
-from cloud.storage.sqlite import SqliteDb, SqliteStore  # noqa: E402
+from cloud.storage.sqlite import SqliteEngine  # noqa: E402
+from cloud.storage.store import Store  # noqa: E402
 from device import reading, schnorr  # noqa: E402
 from gateway import batch  # noqa: E402
 from gateway import registry_change as registry  # noqa: E402
@@ -185,20 +186,20 @@ def pg_database(server: str) -> tuple[str, str] | None:
 # -- 2, 3. proofs and storage at scale ---------------------------------------------------
 
 
-def build_ledger(
+async def build_ledger(
     path: Path, stored: int, boxes: int = 1000, again_every: int = 0
 ) -> tuple[list[bytes], float, int]:
     """Write `stored` readings of `boxes` boxes into a new SQLite ledger, in batches of
     1,024 with real signed, chained headers; with `again_every` k > 0, a second site's
     gateway carries every k-th batch's readings again (a batch of duplicate sightings,
     stored by reference). Return (box keys, seconds, leaves written)."""
-    db = SqliteDb(path)
+    db = Store.sqlite(path)
     gw, gw2 = os.urandom(32), os.urandom(32)
     keys = [os.urandom(32) for _ in range(boxes)]
     for key in keys:
-        db.register_device(key, "b", "")
-    db.register_gateway(schnorr.pubkey(gw), "b")
-    db.register_gateway(schnorr.pubkey(gw2), "c")
+        await db.register_device(key, "b", "")
+    await db.register_gateway(schnorr.pubkey(gw), "b")
+    await db.register_gateway(schnorr.pubkey(gw2), "c")
     now = int(time.time()) - stored // boxes
     started, prev, seq, n, leaves = time.perf_counter(), batch.GENESIS_PREV, 0, 0, 0
     prev2, seq2 = batch.GENESIS_PREV, 0
@@ -214,17 +215,18 @@ def build_ledger(
             readings.append(reading.decode(wire))
         times = [r.time for r in readings]
         header = batch.seal(gw, seq, prev, wires, times=times)
-        db.store_batch(Verified(header, header.encode(), readings, wires))
+        await db.store_batch(Verified(header, header.encode(), readings, wires))
         prev, seq, n, leaves = header.hash(), seq + 1, n + count, leaves + count
         if again_every and seq % again_every == 0:
             again = batch.seal(gw2, seq2, prev2, wires, times=times)
-            db.store_batch(Verified(again, again.encode(), readings, wires))
+            await db.store_batch(Verified(again, again.encode(), readings, wires))
             prev2, seq2, leaves = again.hash(), seq2 + 1, leaves + count
         if seq % 500 == 0:
             rate = n / (time.perf_counter() - started)
             print(f"  stored {n:,} of {stored:,} readings ({rate:,.0f}/s)", flush=True)
-    db.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
+    assert isinstance(db.engine, SqliteEngine)
+    db.engine.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    await db.close()
     return keys, time.perf_counter() - started, leaves
 
 
@@ -250,7 +252,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def proof_latency(path: Path, keys: list[bytes], per_box: int, samples: int) -> dict:
-    store = SqliteStore(path)
+    store = Store.sqlite(path)
     log = LogService(store, Signer.generate("bench/ledger"))
     readings = ReadingService(Shared(store, log, Refusals()))
     await log.refresh()
@@ -324,7 +326,9 @@ def main() -> None:
         print(f"building a ledger of {args.stored:,} readings ...")
         path = work / "big" / "ledger.sqlite"
         path.parent.mkdir()
-        keys, seconds, leaves = build_ledger(path, args.stored, again_every=args.again_every)
+        keys, seconds, leaves = asyncio.run(
+            build_ledger(path, args.stored, again_every=args.again_every)
+        )
         size = path.stat().st_size
         out |= {
             "stored_readings": args.stored,

@@ -204,6 +204,17 @@ def check_follows(header: BatchHeader, last: ChainHead | None) -> None:
         raise ChainError(header, want_seq, want_prev)
 
 
+def chain_break(header: BatchHeader, last: bytes | None) -> str | None:
+    """Return why `header` does not follow `last`, its gateway's newest stored header (None:
+    it has none, so `header` must be the genesis batch), or None if it does (check_follows,
+    worded for a refusal)."""
+    try:
+        check_follows(header, None if last is None else ChainHead.of(last))
+    except ChainError as e:
+        return f"got batch {header.seq}, want batch {e.want_seq} chained to the last one"
+    return None
+
+
 def seal(
     secret: bytes,
     seq: int,

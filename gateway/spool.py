@@ -29,6 +29,7 @@ from typing import NamedTuple
 from device import schnorr
 from gateway import batch, event, seqranges
 from gateway.settings import SpoolSettings
+from gateway.sqlitetx import Immediate
 
 log = logging.getLogger("pharmasync.gateway.spool")
 
@@ -507,17 +508,3 @@ def evidence_size(source: str, reason: str, detail: str, payload: bytes) -> int:
     (measured: 4 KiB payloads fill SQLite's 4 KiB pages to about 95 % of this)."""
     text = len(source.encode()) + len(reason.encode()) + len(detail.encode())
     return text + len(payload) + QUARANTINE_ROW_OVERHEAD
-
-
-class Immediate:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error: a write transaction that takes
-    SQLite's write lock at once (the spool's, and the cloud ledger's SQLite store's)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if kind else "COMMIT")

@@ -55,7 +55,6 @@ from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.shared import Shared
 from cloud.settings import CloudSettings
-from cloud.storage.sqlite import SqliteStore
 from cloud.storage.store import Store
 
 log = logging.getLogger("pharmasync.cloud")
@@ -84,12 +83,7 @@ async def measured(request: web.Request, handler: Handler) -> web.StreamResponse
 
 async def open_store(settings: CloudSettings) -> Store:
     """Open the configured store: PostgreSQL if a database URL is set, else SQLite."""
-    if settings.database:
-        from cloud.storage.postgres import PostgresStore
-
-        return await PostgresStore.open(settings.database)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return SqliteStore(settings.sqlite_path)
+    return await Store.open(settings.database, settings.sqlite_path)
 
 
 async def _services_ctx(app: web.Application) -> AsyncIterator[None]:

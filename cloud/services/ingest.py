@@ -24,7 +24,7 @@ chain (docs/protocol.md, "Exactly once"): readings the ledger already holds. A r
 (box, seq) is stored once; a later leaf carrying the same bytes (the box was heard by
 another gateway, or twice in one batch) is recorded as a duplicate sighting, and one
 carrying other validly signed bytes as an equivocation (the box's key may be cloned):
-kept as evidence, alarmed, never served as the reading (cloud/storage/store.py).
+kept as evidence, alarmed, never served as the reading (cloud/storage/batches.py).
 
 Pure and synchronous: the service runs check_batch on a worker thread, off the event loop.
 """
@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cloud.log.verified import Verified
 from device import reading, schnorr
 from gateway import batch
 from gateway.refusal import Refused
@@ -70,16 +71,6 @@ def decode_header(body: bytes) -> batch.BatchHeader:
 
 
 @dataclass(frozen=True)
-class Verified:
-    """A batch that passed every check: its header and decoded readings, in leaf order."""
-
-    header: batch.BatchHeader
-    header_bytes: bytes
-    readings: list[reading.Reading]
-    wires: list[bytes]
-
-
-@dataclass(frozen=True)
 class Known:
     """What verification needs to know of the ledger's state."""
 
@@ -103,7 +94,7 @@ def check_batch(body: bytes, known: Known) -> Verified | bytes:
         if stored == head:
             return stored
         raise IngestError("conflict", f"another batch {header.seq} is stored for this gateway", 409)
-    broken = chain_break(header, known.last_header(header.gateway_key))
+    broken = batch.chain_break(header, known.last_header(header.gateway_key))
     if broken:
         raise IngestError("chain", broken, 409)
     rest = body[batch.SIZE :]
@@ -123,14 +114,3 @@ def check_batch(body: bytes, known: Known) -> Verified | bytes:
         if not schnorr.verify(r.key, reading.message(w), r.signature):
             raise IngestError("reading signature", f"reading {i} (seq {r.seq}) does not verify")
     return Verified(header, head, decoded, wires)
-
-
-def chain_break(header: batch.BatchHeader, last: bytes | None) -> str | None:
-    """Return why `header` does not follow `last`, its gateway's newest stored header (None:
-    it has none, so `header` must be the genesis batch), or None if it does (the rule is
-    gateway/batch.py's check_follows)."""
-    try:
-        batch.check_follows(header, None if last is None else batch.ChainHead.of(last))
-    except batch.ChainError as e:
-        return f"got batch {header.seq}, want batch {e.want_seq} chained to the last one"
-    return None

@@ -1,1 +1,2 @@
-"""Storage of the ledger: one interface, SQLite and PostgreSQL engines."""
+"""Storage of the ledger: `Store` (store.py) over an engine (SQLite, PostgreSQL), the
+domain written once (docs/layout.md)."""

@@ -1,47 +1,37 @@
-"""The ledger's PostgreSQL storage (asyncpg): several workers on one database.
+"""The ledger's PostgreSQL engine (asyncpg): several workers on one database.
 
-`PostgresStore` is the `cloud.storage.store.Store` for deployments with more than one worker
-process (DESIGN.md, "When one machine is not enough"): each worker opens its own pool on
-the same database. Tables and semantics are those of cloud/storage/sqlite.py, the
-reference; what differs:
+Each worker process opens its own pool on the same database (DESIGN.md, "When one machine
+is not enough"); the tables are those of cloud/storage/sqlite.py, in PostgreSQL's types.
+What differs from SQLite:
 
-- Every write is one READ COMMITTED transaction that first takes
-  pg_advisory_xact_lock(LOG_LOCK): its holder is the log's single sequencer. The log size
-  lives in the one-row `log_meta`, read and written only under that lock; COMMIT or
+- `write()` is one READ COMMITTED transaction that first takes
+  pg_advisory_xact_lock(LOG_LOCK): its holder is the log's single sequencer. COMMIT or
   ROLLBACK releases it, never our code, so a crashed worker cannot keep it.
-- An append reads the stored nodes it hashes with (the log's frontier) in one query.
-- Rows go in with one INSERT ... SELECT FROM unnest(...) per table, whatever their number.
+- `read()` runs on a pooled connection outside any transaction: each statement sees what
+  was committed before it, as SQLite's reads do.
+- A many-row INSERT goes as one statement over unnest(...) (PostgresTx.executemany), and a
+  table of bound rows as unnest(...) of one array per column (PostgresTx.table).
+- Statements are written with `?` (cloud/storage/engine.py) and numbered `$1, $2, ...` here.
 - Batch seqs are bigint, as SQLite's INTEGER: seqs above 2**63 - 1 cannot be stored.
+- `log_meta` (schema version 2) held the log's size; the size is now max(idx) + 1 of
+  `log_entries` under the same lock, in both engines. The table stays, so version-2
+  databases open as they are.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Collection, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import asyncpg
 
-from cloud.log import batchtree, tlog
-from cloud.log.tlog import NodeKey
-from cloud.services.ingest import Verified, chain_break
-from cloud.storage.store import (
-    MAX_LEAF,
-    BatchStored,
-    KnownState,
-    NotFound,
-    SchemaError,
-    Sighting,
-    StoreConflict,
-    StoredFirst,
-    StoredReading,
-    answer_events,
-    classify_leaves,
-    events_to_store,
-    sighting_json,
-)
-from gateway import config_entry
-from gateway.event import Event
+from cloud.storage.engine import Row, Tx
+from cloud.storage.errors import SchemaError
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2  # 2: readings stored once by (box, seq) (leaves, equivocations)
 # The bigint key of the log's advisory lock: every worker must use this one, and nothing
@@ -179,31 +169,94 @@ class SchemaVersionError(SchemaError):
         self.got = got
 
 
-def _node_name(level: int, index: int) -> str:
-    return f"log node (level {level}, index {index})"
+@lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """`sql` with its `?` placeholders numbered for asyncpg: $1, $2, ... (the statements
+    of this package hold no `?` in literals)."""
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
 
 
-def _frontier(size: int) -> list[NodeKey]:
-    """The maximal complete subtrees of a log of `size` entries, one per set bit of size.
-
-    Appending hashes only with nodes the same append creates and with these: a stored left
-    sibling is complete, ends before `size` and has an incomplete parent. Reading these few
-    (at most 63) in one query saves a round trip per node new_nodes asks for.
-    """
-    return [
-        (level, (size >> level) - 1) for level in range(size.bit_length()) if (size >> level) & 1
-    ]
+# An INSERT of one row of `?`s, which executemany sends as one INSERT ... SELECT FROM
+# unnest(...) of one array per column, however many rows.
+_INSERT = re.compile(r"INSERT INTO (\w+) \(([^)]*)\) VALUES \((?:\?, )*\?\)")
 
 
-class PostgresStore:
-    """The async `cloud.storage.store.Store` on a PostgreSQL database shared by any number of
-    workers (module docstring). Build it with open(); `pool` is its asyncpg pool."""
+# Tx.table's type names that PostgreSQL spells otherwise.
+_TYPES = {"BLOB": "bytea"}
+
+
+class PostgresTx:
+    """An asyncpg connection as a cloud.storage.engine.Tx."""
+
+    row_order = "id"
+    max_params = 32767  # the wire protocol's limit (a 16-bit count)
+
+    def __init__(self, conn: asyncpg.Connection, types: dict[str, dict[str, str]]) -> None:
+        self.conn = conn
+        self._types = types  # the engine's: table -> column -> SQL type, read once
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.conn.execute(numbered(sql), *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """An `INSERT INTO t (a, b) VALUES (?, ?) ...` goes as one statement whatever the
+        number of rows, `INSERT INTO t (a, b) SELECT * FROM unnest($1::ta[], $2::tb[])
+        ...` (a round trip, and one execution, for a batch's 1,024 leaves); any other
+        statement as asyncpg's executemany."""
+        if not rows:
+            return
+        found = _INSERT.match(sql)
+        if found is None:
+            await self.conn.executemany(numbered(sql), rows)
+            return
+        table, names = found.group(1), [c.strip().strip('"') for c in found.group(2).split(",")]
+        types = await self._column_types(table)
+        arrays = ", ".join(f"${i}::{types[n]}[]" for i, n in enumerate(names, start=1))
+        await self.conn.execute(
+            f"INSERT INTO {table} ({found.group(2)}) SELECT * FROM unnest({arrays})"
+            + sql[found.end() :],
+            *[list(column) for column in zip(*rows, strict=True)],
+        )
+
+    async def _column_types(self, table: str) -> dict[str, str]:
+        if table not in self._types:
+            rows = await self.conn.fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                table,
+            )
+            self._types[table] = {name: kind for name, kind in rows}
+        return self._types[table]
+
+    def table(self, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+        """`SELECT * FROM unnest(?::t1[], ...)`: one array per column (engine.Tx.table)."""
+        # `?::t[]`, not CAST(? AS t[]): asyncpg then sends the array in binary (measured:
+        # CAST made a batch's lookup four times slower).
+        arrays = ", ".join(f"?::{_TYPES.get(t, t.lower())}[]" for t in types)
+        return f"SELECT * FROM unnest({arrays})", [list(c) for c in zip(*rows, strict=True)]
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        return [tuple(r) for r in await self.conn.fetch(numbered(sql), *args)]
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        row = await self.conn.fetchrow(numbered(sql), *args)
+        return None if row is None else tuple(row)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.conn.fetchval(numbered(sql), *args)
+
+
+class PostgresEngine:
+    """The ledger on a PostgreSQL database shared by any number of workers (module
+    docstring). Build it with open(); `pool` is its asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._types: dict[str, dict[str, str]] = {}
 
     @classmethod
-    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresEngine:
         """Connect a pool to `dsn` and create the schema (in the DSN's search_path) if it is
         absent. Raises SchemaVersionError for another schema version, asyncpg's errors if
         the database cannot be reached."""
@@ -229,393 +282,19 @@ class PostgresStore:
             raise
         return cls(pool)
 
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self.pool.acquire() as conn:
+            return await fn(PostgresTx(conn, self._types))
+
+    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """fn in one transaction holding the log lock. Every write takes it, as SQLite's
+        BEGIN IMMEDIATE does: only those that grow the log need it, but the others are rare
+        registry changes, and one kind of write transaction is simpler to reason about."""
+        async with _locked(self.pool) as conn:
+            return await fn(PostgresTx(conn, self._types))
+
     async def close(self) -> None:
         await self.pool.close()
-
-    def _write(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
-        """The write transaction. Every write takes the log lock, as SQLite's BEGIN IMMEDIATE
-        does: only those that grow the log need it, but the others are rare registry
-        changes, and one kind of write transaction is simpler to reason about."""
-        return _locked(self.pool)
-
-    # -- the log ------------------------------------------------------------------------
-
-    async def log_size(self) -> int:
-        size: int = await self.pool.fetchval("SELECT size FROM log_meta")
-        return size
-
-    async def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
-        keys = list(keys)
-        found = await _fetch_nodes(self.pool, keys)
-        for key in keys:
-            if key not in found:
-                raise NotFound(_node_name(*key))
-        return found
-
-    async def entries(self, start: int, end: int) -> list[bytes]:
-        rows = await self.pool.fetch(
-            "SELECT entry FROM log_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx", start, end
-        )
-        return [r[0] for r in rows]
-
-    async def find_entry(self, leaf_hash: bytes) -> int | None:
-        index: int | None = await self.pool.fetchval(
-            "SELECT min(idx) FROM log_entries WHERE leaf_hash = $1", leaf_hash
-        )
-        return index
-
-    async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
-        async with self._write() as conn:
-            return await _append(conn, entries)
-
-    # -- configuration: the owners -------------------------------------------------------
-
-    async def owners(self) -> frozenset[bytes]:
-        async with self.pool.acquire() as conn:
-            return await _owners(conn)
-
-    async def rebuild_owners(self) -> frozenset[bytes]:
-        async with self._write() as conn:
-            rows = await conn.fetch(
-                "SELECT e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
-                "ORDER BY a.idx"
-            )
-            owners = config_entry.owners_of(bytes(r["entry"]) for r in rows)
-            await _set_owners(conn, owners)
-        return owners
-
-    async def append_config(self, entry: bytes) -> int:
-        async with self._write() as conn:
-            index = await _append_once(conn, entry)
-        assert index is not None
-        return index
-
-    async def authority_entries(self, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT e.idx, e.entry FROM authority_entries a "
-                "JOIN log_entries e ON e.idx = a.idx "
-                "WHERE a.idx > $1 AND a.idx < $2 ORDER BY a.idx LIMIT $3",
-                after,
-                end,
-                limit,
-            )
-        return [(r["idx"], bytes(r["entry"])) for r in rows]
-
-    # -- the registry ---------------------------------------------------------------------
-
-    async def register_gateway(
-        self, key: bytes, site: str, entry: bytes | None = None
-    ) -> int | None:
-        async with self._write() as conn:
-            index = await _append_once(conn, entry)
-            await conn.execute(
-                "INSERT INTO gateways (key, site, registered_at) VALUES ($1, $2, $3) "
-                "ON CONFLICT (key) DO UPDATE SET site = excluded.site",
-                key,
-                site,
-                time.time(),
-            )
-        return index
-
-    async def register_device(
-        self, key: bytes, site: str, label: str = "", entry: bytes | None = None
-    ) -> int | None:
-        async with self._write() as conn:
-            index = await _append_once(conn, entry)
-            await conn.execute(
-                "INSERT INTO devices (key, site, label, registered_at) VALUES ($1, $2, $3, $4) "
-                "ON CONFLICT (key) DO UPDATE SET site = excluded.site, label = excluded.label",
-                key,
-                site,
-                label,
-                time.time(),
-            )
-        return index
-
-    async def attach(
-        self, device: bytes, subject: str, start: int, end: int | None, entry: bytes | None = None
-    ) -> int | None:
-        async with self._write() as conn:
-            box = await conn.fetchval("SELECT id FROM devices WHERE key = $1", device)
-            if box is None:
-                raise NotFound(f"box {device.hex()} is not registered")
-            index = await _append_once(conn, entry)
-            await conn.execute(
-                'INSERT INTO attachments (device, subject, start, "end") VALUES ($1, $2, $3, $4)',
-                box,
-                subject,
-                start,
-                end,
-            )
-        return index
-
-    async def attachments(self, device: bytes) -> list[dict[str, object]]:
-        rows = await self.pool.fetch(
-            'SELECT a.subject, a.start, a."end" FROM attachments a JOIN devices d '
-            "ON d.id = a.device WHERE d.key = $1 ORDER BY a.start, a.id",
-            device,
-        )
-        return [{"subject": s, "start": a, "end": b} for s, a, b in rows]
-
-    async def gateways(self) -> list[dict[str, object]]:
-        rows = await self.pool.fetch(
-            "SELECT g.key, g.site, "
-            "coalesce((SELECT max(b.seq) FROM batches b WHERE b.gateway = g.key), -1) "
-            "FROM gateways g ORDER BY g.registered_at, g.key"
-        )
-        return [{"key": k.hex(), "site": site, "last_seq": last} for k, site, last in rows]
-
-    async def devices(self) -> list[dict[str, object]]:
-        rows = await self.pool.fetch(
-            "SELECT d.key, d.site, d.label, "
-            "coalesce((SELECT max(r.seq) FROM leaves r "
-            "WHERE r.device = d.id AND r.wire IS NOT NULL), -1) FROM devices d ORDER BY d.id"
-        )
-        return [
-            {"key": k.hex(), "site": site, "label": label, "last_seq": last}
-            for k, site, label, last in rows
-        ]
-
-    # -- batches and readings ------------------------------------------------------------
-
-    async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
-        row = await self.pool.fetchrow(
-            "SELECT EXISTS (SELECT 1 FROM gateways WHERE key = $1), "
-            "(SELECT header FROM batches WHERE gateway = $1 AND seq = $2), "
-            "(SELECT header FROM batches WHERE gateway = $1 ORDER BY seq DESC LIMIT 1), "
-            "ARRAY(SELECT key FROM devices WHERE key = ANY($3::bytea[]))",
-            gateway,
-            seq,
-            list(set(devices)),
-        )
-        return KnownState(row[0], row[1], row[2], frozenset(row[3]))
-
-    async def batch_log_index(self, gateway: bytes, seq: int) -> int | None:
-        index: int | None = await self.pool.fetchval(
-            "SELECT log_index FROM batches WHERE gateway = $1 AND seq = $2", gateway, seq
-        )
-        return index
-
-    async def store_batch(self, verified: Verified) -> BatchStored:
-        header = verified.header
-        async with self._write() as conn:
-            # The caller checked all this without the lock; another worker may have stored
-            # since (cloud/storage/store.py).
-            row = await conn.fetchrow(
-                "SELECT (SELECT header FROM batches WHERE gateway = $1 AND seq = $2), "
-                "(SELECT log_index FROM batches WHERE gateway = $1 AND seq = $2), "
-                "(SELECT header FROM batches WHERE gateway = $1 ORDER BY seq DESC LIMIT 1)",
-                header.gateway_key,
-                header.seq,
-            )
-            stored, stored_index, last = row
-            if stored is not None:
-                if stored != verified.header_bytes:
-                    raise StoreConflict("conflict", f"another batch {header.seq} is stored")
-                return BatchStored(int(stored_index), created=False)
-            broken = chain_break(header, last)
-            if broken:
-                raise StoreConflict("chain", broken)
-            index, _ = await _append(conn, [tlog.batch_entry(verified.header_bytes)])
-            await conn.execute(
-                "INSERT INTO batches (gateway, seq, header, log_index, count, tile, received_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                header.gateway_key,
-                header.seq,
-                verified.header_bytes,
-                index,
-                header.count,
-                batchtree.tile_of(verified.wires),
-                time.time(),
-            )
-            new, sightings = await _insert_leaves(conn, index, verified)
-        return BatchStored(index, True, new, tuple(sightings))
-
-    async def reading(self, device: bytes, seq: int) -> StoredReading | None:
-        row = await self.pool.fetchrow(
-            "SELECT r.wire, r.log_index, r.leaf, e.entry, b.count, b.tile FROM leaves r "
-            "JOIN devices d ON d.id = r.device JOIN log_entries e ON e.idx = r.log_index "
-            "JOIN batches b ON b.log_index = r.log_index "
-            "WHERE d.key = $1 AND r.seq = $2 AND r.wire IS NOT NULL",
-            device,
-            seq,
-        )
-        if row is None:
-            return None
-        wire, log_index, leaf, entry, count, tile = row
-        return StoredReading(bytes(wire), log_index, leaf, bytes(entry), count, bytes(tile))
-
-    async def batch_readings(self, log_index: int) -> list[bytes]:
-        return await self.batch_leaves(log_index, 0, MAX_LEAF)
-
-    async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
-        rows = await self.pool.fetch(
-            # As cloud/storage/sqlite.py's LEAF_BYTES: each leaf with the bytes it carried.
-            "SELECT coalesce(l.wire, e.wire, (SELECT f.wire FROM leaves f "
-            "WHERE f.device = l.device AND f.seq = l.seq AND f.wire IS NOT NULL)) "
-            "FROM leaves l LEFT JOIN equivocations e "
-            "ON e.log_index = l.log_index AND e.leaf = l.leaf "
-            "WHERE l.log_index = $1 AND l.leaf >= $2 AND l.leaf < $3 ORDER BY l.leaf",
-            log_index,
-            start,
-            end,
-        )
-        return [r[0] for r in rows]
-
-    async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
-        rows = await self.pool.fetch(
-            "SELECT r.wire FROM leaves r JOIN devices d ON d.id = r.device "
-            "WHERE d.key = $1 AND r.time >= $2 AND r.time < $3 AND r.wire IS NOT NULL "
-            "ORDER BY r.time, r.seq LIMIT $4",
-            device,
-            start,
-            end,
-            limit,
-        )
-        return [r[0] for r in rows]
-
-    async def sightings(
-        self, device: bytes, equivocations: bool, limit: int
-    ) -> list[dict[str, object]]:
-        rows = await self.pool.fetch(
-            "SELECT l.seq, l.log_index, l.leaf, e.wire, f.log_index, f.leaf, f.wire, "
-            "b.gateway, b.seq FROM leaves l JOIN devices d ON d.id = l.device "
-            "JOIN leaves f ON f.device = l.device AND f.seq = l.seq AND f.wire IS NOT NULL "
-            "JOIN batches b ON b.log_index = l.log_index "
-            "LEFT JOIN equivocations e ON e.log_index = l.log_index AND e.leaf = l.leaf "
-            "WHERE d.key = $1 AND l.wire IS NULL AND (e.wire IS NOT NULL) = $2 "
-            "ORDER BY l.log_index, l.leaf LIMIT $3",
-            device,
-            equivocations,
-            limit,
-        )
-        return [
-            sighting_json(
-                Sighting(device, q, i, leaf, (fi, fl), None if other is None else bytes(other)),
-                bytes(gw),
-                bseq,
-                bytes(first),
-            )
-            for q, i, leaf, other, fi, fl, first, gw, bseq in rows
-        ]
-
-    # -- gateway events (gateway/event.py) -----------------------------------------------
-
-    async def gateway_registered(self, key: bytes) -> bool:
-        found: bool = await self.pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM gateways WHERE key = $1)", key
-        )
-        return found
-
-    async def store_events(self, gateway: bytes, events: Sequence[Event]) -> list[tuple[int, bool]]:
-        async with self._write() as conn:
-            last = await conn.fetchval(
-                "SELECT max(seq) FROM gateway_events WHERE gateway = $1", gateway
-            )
-            rows = await conn.fetch(
-                "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
-                "JOIN log_entries e ON e.idx = g.log_index "
-                "WHERE g.gateway = $1 AND g.seq >= $2 AND g.seq <= $3",
-                gateway,
-                events[0].seq,
-                events[-1].seq,
-            )
-            stored = {seq: (index, bytes(entry)) for seq, index, entry in rows}
-            entries, fresh = events_to_store(events, stored, -1 if last is None else last)
-            first = 0
-            if fresh:
-                first, _ = await _append(conn, entries)
-                await conn.execute(
-                    "INSERT INTO gateway_events (gateway, seq, log_index, time, kind, received_at) "
-                    "SELECT $1, e.*, $6::double precision FROM unnest($2::bigint[], $3::bigint[], "
-                    "$4::bigint[], $5::text[]) AS e",
-                    gateway,
-                    [e.seq for e in fresh],
-                    [first + i for i in range(len(fresh))],
-                    [e.time for e in fresh],
-                    [e.kind for e in fresh],
-                    time.time(),
-                )
-            return answer_events(events, stored, first)
-
-    async def gateway_events(
-        self, gateway: bytes, after: int, limit: int
-    ) -> list[tuple[int, int, bytes]]:
-        rows = await self.pool.fetch(
-            "SELECT g.seq, g.log_index, e.entry FROM gateway_events g "
-            "JOIN log_entries e ON e.idx = g.log_index "
-            "WHERE g.gateway = $1 AND g.seq > $2 ORDER BY g.seq LIMIT $3",
-            gateway,
-            after,
-            limit,
-        )
-        return [(seq, index, bytes(entry[1:])) for seq, index, entry in rows]
-
-    # -- cosigned checkpoints -----------------------------------------------------------
-
-    async def cosigned_note(self, size: int) -> str | None:
-        note: str | None = await self.pool.fetchval(
-            "SELECT note FROM cosigned_checkpoints WHERE size = $1", size
-        )
-        return note
-
-    async def keep_cosigned(self, size: int, note: str, cosignatures: int) -> None:
-        # Its own table, no log entry: no log lock; the row with the most cosignatures wins.
-        await self.pool.execute(
-            "INSERT INTO cosigned_checkpoints (size, note, cosignatures) VALUES ($1, $2, $3) "
-            "ON CONFLICT (size) DO UPDATE SET note = excluded.note, "
-            "cosignatures = excluded.cosignatures "
-            "WHERE excluded.cosignatures > cosigned_checkpoints.cosignatures",
-            size,
-            note,
-            cosignatures,
-        )
-
-    async def first_cosigned(
-        self, min_size: int, max_size: int, min_cosignatures: int
-    ) -> tuple[int, str] | None:
-        row = await self.pool.fetchrow(
-            "SELECT size, note FROM cosigned_checkpoints WHERE size >= $1 AND size <= $2 "
-            "AND cosignatures >= $3 ORDER BY size LIMIT 1",
-            min_size,
-            max_size,
-            min_cosignatures,
-        )
-        return None if row is None else (int(row[0]), str(row[1]))
-
-    # -- relayed alarm acknowledgements (gateway/alarm_ack.py) ---------------------------
-
-    async def gateway_site(self, key: bytes) -> str | None:
-        site: str | None = await self.pool.fetchval("SELECT site FROM gateways WHERE key = $1", key)
-        return site
-
-    async def store_alarm_ack(
-        self, gateway: bytes, digest: bytes, wire: bytes, log_size: int
-    ) -> tuple[int, int, bool]:
-        async with self.pool.acquire() as conn, conn.transaction():
-            new = await conn.fetchval(
-                "INSERT INTO alarm_acks (gateway, digest, wire, log_size, received_at) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (digest) DO NOTHING RETURNING id",
-                gateway,
-                digest,
-                wire,
-                log_size,
-                time.time(),
-            )
-            row = await conn.fetchrow(
-                "SELECT id, log_size FROM alarm_acks WHERE digest = $1", digest
-            )
-        return row["id"], row["log_size"], new is not None
-
-    async def alarm_acks(self, gateway: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = await self.pool.fetch(
-            "SELECT id, wire FROM alarm_acks WHERE gateway = $1 AND id > $2 ORDER BY id LIMIT $3",
-            gateway,
-            after,
-            limit,
-        )
-        return [(i, bytes(wire)) for i, wire in rows]
 
 
 @asynccontextmanager
@@ -626,146 +305,21 @@ async def _locked(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     previous lock holder committed. (Under REPEATABLE READ the snapshot would be taken by
     the lock statement itself, before the lock is granted, and the log size read stale.)
     For the same reason the lock is its own statement, never part of a read.
+
+    No hash or merge joins and no sequential scans where an index serves, in it: a write
+    looks rows up by key, a batch's worth at most (its boxes and stored readings,
+    cloud/storage/batches.py), and an index probe per key is right at any size, where the
+    planner, when its statistics of a growing table are stale or the table is still
+    small, would scan or hash the whole table instead. SQLite probes indexes in nested
+    loops anyway. And a plan per execution: the generic plan PostgreSQL caches for a
+    statement run five times misjudges a batch's arrays (measured: a batch's lookup of
+    its boxes and stored readings took 16 ms instead of 4). Sent with the lock, in the
+    same round trip, as statements of their own.
     """
     async with pool.acquire() as conn, conn.transaction(isolation="read_committed"):
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOG_LOCK)
-        yield conn
-
-
-async def _fetch_nodes(
-    db: asyncpg.Pool | asyncpg.Connection, keys: Iterable[NodeKey]
-) -> dict[NodeKey, bytes]:
-    """Return those of the nodes `keys` that are stored, in one query."""
-    keys = list(keys)
-    if not keys:
-        return {}
-    rows = await db.fetch(
-        "SELECT n.level, n.idx, n.hash FROM unnest($1::smallint[], $2::bigint[]) AS k (level, idx) "
-        "JOIN log_nodes n ON n.level = k.level AND n.idx = k.idx",
-        [level for level, _ in keys],
-        [index for _, index in keys],
-    )
-    return {(level, index): h for level, index, h in rows}
-
-
-async def _append(conn: asyncpg.Connection, entries: Sequence[bytes]) -> tuple[int, int]:
-    """Append entries and the nodes they complete; return (index of the first, new size).
-    Requires the log lock (a _locked transaction). Raises NotFound if a node it hashes with
-    is missing: the caller's transaction then rolls back, leaving nothing."""
-    size: int = await conn.fetchval("SELECT size FROM log_meta")
-    leaves = [tlog.entry_leaf(e) for e in entries]
-    frontier = await _fetch_nodes(conn, _frontier(size))
-
-    def stored(level: int, index: int) -> bytes:
-        if (level, index) not in frontier:
-            raise NotFound(_node_name(level, index))
-        return frontier[(level, index)]
-
-    nodes = tlog.new_nodes(size, leaves, stored)
-    # One statement, not three: a round trip less for each of the two tables.
-    await conn.execute(
-        "WITH new_entries AS ("
-        "  INSERT INTO log_entries (idx, leaf_hash, entry)"
-        "  SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bytea[])"
-        "), new_nodes AS ("
-        "  INSERT INTO log_nodes (level, idx, hash)"
-        "  SELECT * FROM unnest($4::smallint[], $5::bigint[], $6::bytea[])"
-        ") "
-        "UPDATE log_meta SET size = $7",
-        list(range(size, size + len(entries))),
-        leaves,
-        list(entries),
-        [level for level, _ in nodes],
-        [index for _, index in nodes],
-        list(nodes.values()),
-        size + len(entries),
-    )
-    return size, size + len(entries)
-
-
-async def _append_once(conn: asyncpg.Connection, entry: bytes | None) -> int | None:
-    """Append a registry entry unless the log holds it already; return its index (None
-    without an entry). Requires the log lock (a _locked transaction, READ COMMITTED: the
-    check sees every entry committed before the lock was granted), so two copies of one
-    signed request cannot both pass it. Raises StoreConflict("replayed")."""
-    if entry is None:
-        return None
-    leaf = tlog.entry_leaf(entry)
-    if await conn.fetchval("SELECT 1 FROM log_entries WHERE leaf_hash = $1", leaf) is not None:
-        raise StoreConflict("replayed", "this signed request was applied before")
-    before = after = await _owners(conn)
-    if entry[0] in tlog.AUTHORITY_KINDS:
-        after = config_entry.next_owners(before, entry)  # raises ConfigError
-    index, _ = await _append(conn, [entry])
-    if entry[0] in tlog.AUTHORITY_KINDS:
-        await conn.execute("INSERT INTO authority_entries (idx) VALUES ($1)", index)
-    if after != before:
-        await _set_owners(conn, after)
-    return index
-
-
-async def _set_owners(conn: asyncpg.Connection, owners: frozenset[bytes]) -> None:
-    await conn.execute("DELETE FROM owners")
-    await conn.executemany("INSERT INTO owners (key) VALUES ($1)", [(k,) for k in owners])
-
-
-async def _owners(conn: asyncpg.Connection) -> frozenset[bytes]:
-    return frozenset(r["key"] for r in await conn.fetch("SELECT key FROM owners"))
-
-
-async def _insert_leaves(
-    conn: asyncpg.Connection, log_index: int, verified: Verified
-) -> tuple[int, list[Sighting]]:
-    """Store a batch's leaves under its log index (cloud/storage/store.py, classify_leaves): one
-    statement reads the boxes' ids and the stored readings the leaves name, one inserts
-    the leaves, one any equivocations. Return (readings stored for the first time,
-    sightings).
-
-    Raises NotFound for an unregistered box (boxes are never removed, and the caller
-    verified them: this is a bug elsewhere, and rolls everything back).
-    """
-    # One round trip for both: each (box, seq)'s box id, and its stored reading if any.
-    # LATERAL ... LIMIT 1 keeps it one index probe per pair: as a plain join, a planner
-    # without fresh statistics on `leaves` hashes the whole table instead.
-    pairs = list({(r.key, r.seq) for r in verified.readings})
-    rows = await conn.fetch(
-        "SELECT k.key, d.id, k.seq, l.wire, l.log_index, l.leaf "
-        "FROM unnest($1::bytea[], $2::bigint[]) AS k (key, seq) "
-        "JOIN devices d ON d.key = k.key "
-        "LEFT JOIN LATERAL (SELECT f.wire, f.log_index, f.leaf FROM leaves f "
-        "WHERE f.device = d.id AND f.seq = k.seq AND f.wire IS NOT NULL LIMIT 1) l ON true",
-        [key for key, _ in pairs],
-        [seq for _, seq in pairs],
-    )
-    ids: dict[bytes, int] = {key: box for key, box, *_ in rows}
-    for key, _ in pairs:
-        if key not in ids:
-            raise NotFound(f"box {key.hex()} is not registered")
-    stored: StoredFirst = {
-        (key, seq): (bytes(wire), (index, leaf))
-        for key, _, seq, wire, index, leaf in rows
-        if wire is not None
-    }
-    leaves, sightings = classify_leaves(log_index, verified, stored)
-    await conn.execute(
-        "INSERT INTO leaves (log_index, leaf, device, seq, time, wire) "
-        "SELECT $1, r.* FROM unnest($2::integer[], $3::integer[], $4::bigint[], $5::bigint[], "
-        "$6::bytea[]) AS r",
-        log_index,
-        [x.leaf for x in leaves],
-        [ids[x.key] for x in leaves],
-        [x.seq for x in leaves],
-        [x.time for x in leaves],
-        [x.wire for x in leaves],
-    )
-    evidence = [x for x in sightings if x.wire is not None]
-    if evidence:
         await conn.execute(
-            "INSERT INTO equivocations (log_index, leaf, wire, received_at) "
-            "SELECT $1, e.*, $4 FROM unnest($2::integer[], $3::bytea[]) AS e",
-            log_index,
-            [x.leaf for x in evidence],
-            [x.wire for x in evidence],
-            time.time(),
+            f"SELECT pg_advisory_xact_lock({LOG_LOCK}); "
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
+            "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_custom_plan"
         )
-    return len(leaves) - len(sightings), sightings
+        yield conn

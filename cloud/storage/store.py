@@ -1,264 +1,149 @@
-"""What the ledger needs from storage: one async interface, two engines.
+"""What the ledger needs from storage: `Store`, one class over either engine.
 
-`cloud/storage/sqlite.py` (SQLite in WAL mode, the embedded default) and
-`cloud/storage/postgres.py` (PostgreSQL through asyncpg, for several workers) both provide
-`Store`; the service layer (`cloud/services/ledger.py`) sees nothing else, and the same test suite
-(`tests/cloud/storage/test_store.py`) runs against both.
+Three layers, written once each (docs/layout.md):
 
-Every write that grows the log is one transaction that holds the log's write lock (SQLite:
-BEGIN IMMEDIATE; PostgreSQL: an advisory transaction lock), which makes its holder the
-log's single sequencer (DESIGN.md, "When one machine is not enough"). A write re-checks,
-under that lock, what the caller verified without it (a batch still chains to its gateway's
-last one), so racing workers cannot fork a gateway's chain: the loser gets StoreConflict.
+- the engine (`engine.py`): a connection in a transaction, with one SQL dialect; SQLite
+  (`sqlite.py`, the embedded default) or PostgreSQL (`postgres.py`, several workers);
+- the domain modules, one per thing stored: the log and `Commit` (`log.py`), batches and
+  readings (`batches.py`), the registry (`registry.py`), authority entries and owners
+  (`authority.py`), gateway events (`events.py`), cosigned checkpoints (`cosigned.py`),
+  relayed alarm acknowledgements (`alarm_acks.py`);
+- `Store` (here): opens the engine, and gives each call its transaction. The service layer
+  (cloud/services/) sees nothing else, and tests/cloud/storage/test_store.py runs
+  against both engines.
 
-Readings are stored exactly once by (box, seq) (issue 10, docs/protocol.md "Exactly once"):
-every leaf of every batch is kept, in leaf order, for auditors who recompute batch roots,
-but only the first carrier of a reading holds its 110 bytes; a later leaf with the same
-bytes is a *duplicate sighting* that refers to them, and a later leaf with other bytes
-under the same (box, seq) is an *equivocation*, kept as evidence beside it and never
-served as the reading. `classify_leaves` is that rule, shared by both engines.
+Every write that grows the log is one `commit(apply)` (cloud/storage/log.py): a transaction
+holding the log's lock, whose holder is the log's single sequencer (DESIGN.md, "When one
+machine is not enough"), in which entries are appended and the caller's state change is
+applied, or neither. A write re-checks under that lock what the caller verified without
+it (a batch still chains to its gateway's last one), so racing workers cannot fork a
+gateway's chain: the loser gets StoreConflict. Methods raise NotFound for absent entries
+or nodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from pathlib import Path
+from typing import TypeVar
 
-from cloud.log.tlog import ENTRY_EVENT, NodeKey
-from cloud.services.ingest import Verified
+from cloud.log.tlog import NodeKey
+from cloud.log.verified import Verified
+from cloud.storage import alarm_acks, authority, batches, cosigned, log, registry
+from cloud.storage import events as event_log
+from cloud.storage.batches import MAX_LEAF, BatchStored, KnownState, Sighting, StoredReading
+from cloud.storage.engine import Engine
+from cloud.storage.errors import NotFound, SchemaError, StoreConflict
+from cloud.storage.log import Commit
 from gateway.event import Event
 
+T = TypeVar("T")
 
-class NotFound(LookupError):
-    """No such entry or node; str() names it."""
-
-
-class SchemaError(RuntimeError):
-    """The database holds a ledger of a schema this code cannot use; str() says what to do.
-    (Raised when a store is opened: `cloud serve` should print it as one line.)"""
-
-
-class StoreConflict(Exception):
-    """A write lost a race: `reason` is "conflict" (another header is stored for this
-    (gateway, seq)), "chain" (the batch no longer follows the gateway's last one) or
-    "replayed" (the log holds this registry entry already)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+# What callers import from here: the Store and the values and errors of its interface.
+__all__ = [
+    "BatchStored",
+    "Commit",
+    "KnownState",
+    "NotFound",
+    "SchemaError",
+    "Sighting",
+    "Store",
+    "StoreConflict",
+    "StoredReading",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class KnownState:
-    """What verifying one batch needs to know of the ledger, read in one go beforehand."""
+class Store:
+    """The ledger's storage on one engine (module docstring). Open it with sqlite(),
+    postgres() or open(); `engine` is the engine it runs on."""
 
-    gateway_registered: bool
-    stored_header: bytes | None  # the header stored for this (gateway, seq), if any
-    last_header: bytes | None  # the gateway's newest stored header, if any
-    registered_devices: frozenset[bytes]  # those of the asked keys that are registered
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
+    @classmethod
+    def sqlite(cls, path: Path) -> Store:
+        """The ledger in the SQLite file `path` (created if absent). Raises SchemaError for
+        a file of an older schema."""
+        from cloud.storage.sqlite import SqliteEngine
 
-class StoredReading(NamedTuple):
-    """A reading as stored, with what proving it needs of its batch (read in one go)."""
+        return cls(SqliteEngine(path))
 
-    wire: bytes  # the 110 signed bytes: the leaf of its batch's tree
-    log_index: int  # the log entry of its batch's header
-    leaf: int  # its position in the batch's tree
-    entry: bytes  # that log entry, exactly as stored
-    batch_size: int  # readings in the batch
-    tile: bytes  # the batch's tile (cloud/log/batchtree.py)
+    @classmethod
+    async def postgres(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Store:
+        """The ledger in the PostgreSQL database (and search_path) of `dsn`, through a pool
+        of min_size..max_size connections. Raises SchemaError for another schema version,
+        asyncpg's errors if the database cannot be reached."""
+        from cloud.storage.postgres import PostgresEngine
 
+        return cls(await PostgresEngine.open(dsn, min_size=min_size, max_size=max_size))
 
-class Leaf(NamedTuple):
-    """One leaf of a batch as stored: its reading's (box, seq) and the bytes it carries
-    when they are stored with it (`wire` None: they are the reading's first-stored bytes,
-    held by another leaf)."""
+    @classmethod
+    async def open(cls, database: str | None, sqlite_path: Path) -> Store:
+        """PostgreSQL if `database` (a postgresql:// URL) is set, else SQLite at
+        `sqlite_path` (its folder created if absent)."""
+        if database:
+            return await cls.postgres(database)
+        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        return cls.sqlite(sqlite_path)
 
-    leaf: int  # position in the batch's tree
-    key: bytes  # the box's key
-    seq: int
-    time: int
-    wire: bytes | None  # set for the reading's first carrier
+    async def close(self) -> None:
+        await self.engine.close()
 
-
-@dataclass(frozen=True, slots=True)
-class Sighting:
-    """A leaf that carried an already stored reading (box, seq) again: a duplicate (the
-    same bytes) or an equivocation (other bytes, validly signed: the box's key may be
-    cloned). `first` is where the reading is stored, as (log index, leaf)."""
-
-    key: bytes
-    seq: int
-    log_index: int
-    leaf: int
-    first: tuple[int, int]
-    wire: bytes | None  # None: a duplicate; else the equivocating bytes (the evidence)
-
-    @property
-    def equivocation(self) -> bool:
-        return self.wire is not None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchStored:
-    """What store_batch did: the header's log index; `created` False if the batch was
-    already stored (an exact resend, maybe racing its original: nothing was written); the
-    number of readings stored for the first time; and the batch's sightings."""
-
-    log_index: int
-    created: bool
-    new_readings: int = 0
-    sightings: tuple[Sighting, ...] = ()
-
-    @property
-    def duplicates(self) -> int:
-        return sum(1 for s in self.sightings if not s.equivocation)
-
-    @property
-    def equivocations(self) -> tuple[Sighting, ...]:
-        return tuple(s for s in self.sightings if s.equivocation)
-
-
-# Past any batch's last leaf: PostgreSQL's leaf column is an integer, and a batch of
-# 2**31 readings (236 GB) is far beyond any upload the cloud accepts.
-MAX_LEAF = 2**31 - 1
-
-# (box key, seq) -> (first-stored bytes, (log index, leaf) of their carrier)
-StoredFirst = dict[tuple[bytes, int], tuple[bytes, tuple[int, int]]]
-
-
-def classify_leaves(
-    log_index: int, verified: Verified, stored: StoredFirst
-) -> tuple[list[Leaf], list[Sighting]]:
-    """Split a batch's leaves into those that store a reading for the first time and
-    sightings of readings stored before (in `stored`, read under the write lock, or
-    earlier in this batch). Return (every leaf in order, the sightings)."""
-    first = dict(stored)
-    leaves: list[Leaf] = []
-    sightings: list[Sighting] = []
-    for position, (r, wire) in enumerate(zip(verified.readings, verified.wires, strict=True)):
-        known = first.get((r.key, r.seq))
-        if known is None:
-            first[(r.key, r.seq)] = (wire, (log_index, position))
-            leaves.append(Leaf(position, r.key, r.seq, r.time, wire))
-            continue
-        leaves.append(Leaf(position, r.key, r.seq, r.time, None))
-        other = None if known[0] == wire else wire
-        sightings.append(Sighting(r.key, r.seq, log_index, position, known[1], other))
-    return leaves, sightings
-
-
-def sighting_json(
-    s: Sighting, gateway: bytes, batch_seq: int, stored_wire: bytes
-) -> dict[str, object]:
-    """The JSON an operator reads for one sighting (GET /v1/devices/{device}/equivocations,
-    /sightings): where it was carried, and for an equivocation both signed byte strings."""
-    doc: dict[str, object] = {
-        "seq": s.seq,
-        "log_index": s.log_index,
-        "leaf": s.leaf,
-        "gateway": gateway.hex(),
-        "batch": batch_seq,
-        "first": {"log_index": s.first[0], "leaf": s.first[1]},
-    }
-    if s.wire is not None:
-        doc["stored"] = stored_wire.hex()  # the bytes served as the reading
-        doc["conflicting"] = s.wire.hex()  # the other bytes, kept as evidence
-    return doc
-
-
-def events_to_store(
-    events: Sequence[Event], stored: Mapping[int, tuple[int, bytes]], last: int
-) -> tuple[list[bytes], list[Event]]:
-    """Decide a page of a gateway's events, both engines alike: `stored` maps the page's
-    seqs already stored to (log index, entry), `last` is the gateway's newest stored seq
-    (-1: none). Return (log entries to append, the events they carry). Raises StoreConflict
-    "event conflict" for another record at a stored seq, "event gap" for a new event whose
-    seq is not the next."""
-    entries, fresh = [], []
-    want = last + 1
-    for ev in events:
-        entry = bytes([ENTRY_EVENT]) + ev.encode()
-        if ev.seq in stored:
-            if stored[ev.seq][1] != entry:
-                raise StoreConflict(
-                    "event conflict", f"another event {ev.seq} is stored for this gateway"
-                )
-        elif ev.seq != want:
-            raise StoreConflict("event gap", f"got event {ev.seq}, want event {want}")
-        else:
-            entries.append(entry)
-            fresh.append(ev)
-            want += 1
-    return entries, fresh
-
-
-def answer_events(
-    events: Sequence[Event], stored: Mapping[int, tuple[int, bytes]], first: int
-) -> list[tuple[int, bool]]:
-    """Return (log index, stored now) per event, the new ones appended from index `first`
-    in page order (events_to_store's decision)."""
-    answer, index = [], first
-    for ev in events:
-        if ev.seq in stored:
-            answer.append((stored[ev.seq][0], False))
-        else:
-            answer.append((index, True))
-            index += 1
-    return answer
-
-
-class Store(Protocol):
-    """The ledger's storage. Methods raise NotFound for absent entries or nodes."""
-
-    async def close(self) -> None: ...
+    async def commit(self, apply: Callable[[Commit], Awaitable[T]]) -> T:
+        """Return `await apply(commit)`, run in one transaction holding the log's lock:
+        the entries it appends and the state change it makes are committed together when
+        it returns, or rolled back together if it raises (cloud/storage/log.py). `apply`
+        awaits nothing but its commit (cloud/storage/engine.py)."""
+        return await self.engine.write(lambda tx: apply(Commit(tx)))
 
     # -- the log ------------------------------------------------------------------------
 
-    async def log_size(self) -> int: ...
+    async def log_size(self) -> int:
+        return await self.engine.read(log.size)
 
     async def nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         """Return the stored tree nodes asked for. Raises NotFound if one is missing."""
-        ...
+        return await self.engine.read(lambda tx: log.nodes(tx, keys))
 
     async def entries(self, start: int, end: int) -> list[bytes]:
         """Return log entries [start, end), fewer if the log is shorter."""
-        ...
+        return await self.engine.read(lambda tx: log.entries(tx, start, end))
 
     async def find_entry(self, leaf_hash: bytes) -> int | None:
         """Return the index of the first entry with this RFC 6962 leaf hash, if any."""
-        ...
+        return await self.engine.read(lambda tx: log.find(tx, leaf_hash))
 
     async def append(self, entries: Sequence[bytes]) -> tuple[int, int]:
         """Append entries with the tree nodes they complete, in one transaction; return
         (index of the first, new log size)."""
-        ...
+        first = await self.commit(lambda c: c.append(entries))
+        return first, first + len(entries)
 
     # -- configuration: the owners -------------------------------------------------------
 
     async def owners(self) -> frozenset[bytes]:
         """The owner set after the log's last configuration entry (empty: none yet)."""
-        ...
+        return await self.engine.read(authority.owners)
 
     async def rebuild_owners(self) -> frozenset[bytes]:
         """Derive the owner set again from the log's configuration entries (under the write
         lock), store it and return it: the owners table is a cache of the log, rebuilt at
         start. Raises ConfigError if the logged entries do not fold (a tampered log)."""
-        ...
+        return await self.commit(authority.rebuild_owners)
 
     async def append_config(self, entry: bytes) -> int:
         """Append a configuration entry (gateway/config_entry.py) and update the owner set
         in one transaction; return its log index. Raises StoreConflict("replayed") or
         ConfigError (no authority, a rule broken): checked under the log's write lock, as
-        every registry entry's owner is (`_append_once` in the stores)."""
-        ...
+        every registry entry's owner is (authority.append_once)."""
+        index = await self.commit(lambda c: authority.append_once(c, entry))
+        assert index is not None
+        return index
 
     async def authority_entries(self, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` (log index, entry) of registry and configuration entries with
         after < index < end, in log order."""
-        ...
+        return await self.engine.read(lambda tx: authority.entries(tx, after, end, limit))
 
     # -- the registry ---------------------------------------------------------------------
 
@@ -270,13 +155,13 @@ class Store(Protocol):
         StoreConflict("replayed") if the log holds that entry already, ConfigError if its
         owner is not an owner at that point of the log: the checks and the append are one
         transaction under the log's write lock."""
-        ...
+        return await self.commit(lambda c: registry.register_gateway(c, key, site, entry))
 
     async def register_device(
         self, key: bytes, site: str, label: str = "", entry: bytes | None = None
     ) -> int | None:
         """Register (or relabel) a box; `entry` as for register_gateway."""
-        ...
+        return await self.commit(lambda c: registry.register_device(c, key, site, label, entry))
 
     async def attach(
         self,
@@ -289,66 +174,73 @@ class Store(Protocol):
         """Attach a registered box to a lot, shipment or zone for [start, end) (Unix seconds,
         end None: open); `entry` as for register_gateway. Raises NotFound for an
         unregistered box."""
-        ...
+        return await self.commit(lambda c: registry.attach(c, device, subject, start, end, entry))
 
     async def attachments(self, device: bytes) -> list[dict[str, object]]:
         """The box's attachments, oldest first: {"subject", "start", "end"}."""
-        ...
+        return await self.engine.read(lambda tx: registry.attachments(tx, device))
 
     async def gateways(self) -> list[dict[str, object]]:
         """Registered gateways: {"key" (hex), "site", "last_seq" (-1: none yet)}."""
-        ...
+        return await self.engine.read(registry.gateways)
 
     async def devices(self) -> list[dict[str, object]]:
         """Registered boxes: {"key" (hex), "site", "label", "last_seq" (-1: none yet)}."""
-        ...
+        return await self.engine.read(registry.devices)
+
+    async def gateway_registered(self, key: bytes) -> bool:
+        """Return whether `key` is a registered gateway."""
+        return await self.gateway_site(key) is not None
+
+    async def gateway_site(self, key: bytes) -> str | None:
+        """The site a registered gateway is at (None: not registered)."""
+        return await self.engine.read(lambda tx: registry.gateway_site(tx, key))
 
     # -- batches and readings ------------------------------------------------------------
 
     async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:
         """Read what check_batch needs for a batch (gateway, seq) naming these boxes."""
-        ...
+        return await self.engine.read(lambda tx: batches.known(tx, gateway, seq, devices))
 
     async def store_batch(self, verified: Verified) -> BatchStored:
         """Append the batch header to the log and store the batch, its leaves and its new
         readings (classify_leaves) in one transaction. If an identical header is already
         stored for (gateway, seq), store nothing and report created=False. Raises
         StoreConflict if another header is stored there or the chain moved on."""
-        ...
+        return await self.commit(lambda c: batches.store_batch(c, verified))
 
-    async def batch_log_index(self, gateway: bytes, seq: int) -> int | None: ...
+    async def batch_log_index(self, gateway: bytes, seq: int) -> int | None:
+        return await self.engine.read(lambda tx: batches.batch_log_index(tx, gateway, seq))
 
     async def reading(self, device: bytes, seq: int) -> StoredReading | None:
         """The reading (device, seq) as first stored, if any, with its batch's log entry
         and tile."""
-        ...
+        return await self.engine.read(lambda tx: batches.reading(tx, device, seq))
 
     async def batch_readings(self, log_index: int) -> list[bytes]:
         """Every leaf of the batch whose header is log entry `log_index`, in leaf order,
         each with the bytes it carried (duplicates and equivocating bytes included)."""
-        ...
+        return await self.batch_leaves(log_index, 0, MAX_LEAF)
 
     async def batch_leaves(self, log_index: int, start: int, end: int) -> list[bytes]:
         """Leaves [start, end) of the batch whose header is log entry `log_index`."""
-        ...
+        return await self.engine.read(lambda tx: batches.batch_leaves(tx, log_index, start, end))
 
     async def history(self, device: bytes, start: int, end: int, limit: int) -> list[bytes]:
         """Up to `limit` readings of a box with start <= time < end, oldest first (each
         (box, seq) once, as first stored)."""
-        ...
+        return await self.engine.read(lambda tx: batches.history(tx, device, start, end, limit))
 
     async def sightings(
         self, device: bytes, equivocations: bool, limit: int
     ) -> list[dict[str, object]]:
         """The first `limit` sightings of a box's readings in log order: its equivocations,
         or (False) its duplicate sightings, each as sighting_json makes it."""
-        ...
+        return await self.engine.read(
+            lambda tx: batches.sightings(tx, device, equivocations, limit)
+        )
 
     # -- gateway events (gateway/event.py) -----------------------------------------------
-
-    async def gateway_registered(self, key: bytes) -> bool:
-        """Return whether `key` is a registered gateway."""
-        ...
 
     async def store_events(self, gateway: bytes, events: Sequence[Event]) -> list[tuple[int, bool]]:
         """Store a page of `gateway`'s signed events, consecutive seqs in ascending order:
@@ -357,47 +249,50 @@ class Store(Protocol):
         stored with the same record is answered with its index. Raises StoreConflict
         ("event conflict": another record is stored at that seq; "event gap": a new event's
         seq is not the gateway's next, which the detail names), storing nothing."""
-        ...
+        return await self.commit(lambda c: event_log.store_events(c, gateway, events))
 
     async def gateway_events(
         self, gateway: bytes, after: int, limit: int
     ) -> list[tuple[int, int, bytes]]:
         """Return (seq, log index, record) of up to `limit` of `gateway`'s events with
         seq > after, oldest first."""
-        ...
+        return await self.engine.read(
+            lambda tx: event_log.gateway_events(tx, gateway, after, limit)
+        )
 
     # -- cosigned checkpoints (cosigned receipts, cloud/api/routes/receipts.py) --------------
 
     async def cosigned_note(self, size: int) -> str | None:
         """Return the kept checkpoint note of `size` with its cosignature lines, if any."""
-        ...
+        return await self.engine.read(lambda tx: cosigned.note(tx, size))
 
     async def keep_cosigned(self, size: int, note: str, cosignatures: int) -> None:
         """Keep checkpoint note `note` of `size` carrying `cosignatures` verified witness
         cosignatures, unless one with at least as many is kept for that size."""
-        ...
+        # One statement, atomic by itself, off the log: no log lock.
+        await self.engine.read(lambda tx: cosigned.keep(tx, size, note, cosignatures))
 
     async def first_cosigned(
         self, min_size: int, max_size: int, min_cosignatures: int
     ) -> tuple[int, str] | None:
         """Return (size, note) of the smallest kept checkpoint with min_size <= size <=
         max_size and at least `min_cosignatures` cosignatures, if any."""
-        ...
+        return await self.engine.read(
+            lambda tx: cosigned.first(tx, min_size, max_size, min_cosignatures)
+        )
 
     # -- relayed alarm acknowledgements (gateway/alarm_ack.py), off the log ---------------
-
-    async def gateway_site(self, key: bytes) -> str | None:
-        """The site a registered gateway is at (None: not registered)."""
-        ...
 
     async def store_alarm_ack(
         self, gateway: bytes, digest: bytes, wire: bytes, log_size: int
     ) -> tuple[int, int, bool]:
         """Store a checked signed ack for `gateway` once (by `digest`); return (its id,
         the log size stored with it, whether it is new). A replay returns the first's."""
-        ...
+        return await self.engine.write(
+            lambda tx: alarm_acks.store(tx, gateway, digest, wire, log_size)
+        )
 
     async def alarm_acks(self, gateway: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` (id, wire) of the acks stored for `gateway` with id > after, in
         id order."""
-        ...
+        return await self.engine.read(lambda tx: alarm_acks.acks(tx, gateway, after, limit))

@@ -21,8 +21,6 @@ from urllib.parse import urlencode, urlsplit
 import asyncpg
 import pytest
 
-from cloud.storage.postgres import PostgresStore
-from cloud.storage.sqlite import SqliteStore
 from cloud.storage.store import Store
 from tests.conftest import need_or_skip
 
@@ -87,7 +85,7 @@ async def fresh_schema(database: str) -> str:
 
 @pytest.fixture
 async def postgres_dsn(postgres_database: str) -> str:
-    """The DSN of an empty schema of its own, for tests that open several PostgresStores
+    """The DSN of an empty schema of its own, for tests that open several PostgreSQL stores
     on one ledger (workers sharing a database)."""
     return await fresh_schema(postgres_database)
 
@@ -99,9 +97,9 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     if request.param == "postgres":
         # Asked for here, not as an argument: sqlite runs must not need a server.
         database: str = request.getfixturevalue("postgres_database")
-        s = await PostgresStore.open(await fresh_schema(database))
+        s = await Store.postgres(await fresh_schema(database))
     else:
-        s = SqliteStore(tmp_path / "ledger.sqlite")
+        s = Store.sqlite(tmp_path / "ledger.sqlite")
     try:
         yield s
     finally:

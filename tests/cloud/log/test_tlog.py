@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.log import tlog
-from cloud.storage.sqlite import SqliteDb, SqliteStore
+from cloud.storage.sqlite import SqliteEngine
 from cloud.storage.store import NotFound, Store
 from gateway import merkle
 from gateway.merkle_verify import RootMismatchError
@@ -76,35 +76,38 @@ async def test_the_stored_log_proves_every_size_like_the_reference(store: Store)
 
 
 async def test_a_restart_continues_the_same_log(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "ledger.sqlite")
+    store = Store.sqlite(tmp_path / "ledger.sqlite")
     await store.append(entries(300))
     await store.close()
-    reopened = SqliteStore(tmp_path / "ledger.sqlite")
+    reopened = Store.sqlite(tmp_path / "ledger.sqlite")
     await reopened.append(entries(5, 300))
     assert await tlog.root(reopened, 305) == merkle.MerkleTree(entries(305)).root()
     await reopened.close()
 
 
-def test_a_failed_append_leaves_nothing_behind(tmp_path: Path) -> None:
-    store = SqliteDb(tmp_path / "ledger.sqlite")
-    store.append(entries(7))
+async def test_a_failed_append_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = Store.sqlite(tmp_path / "ledger.sqlite")
+    assert isinstance(store.engine, SqliteEngine)
+    db = store.engine.db
+    await store.append(entries(7))
     # Appending entry 7 completes subtrees that need the stored node (0, 6): without it the
     # append must fail and roll back, not write a log whose nodes are wrong.
-    store.db.execute("DELETE FROM log_nodes WHERE level = 0 AND idx = 6")
+    db.execute("DELETE FROM log_nodes WHERE level = 0 AND idx = 6")
     with pytest.raises(NotFound, match=r"log node \(level 0, index 6\)"):
-        store.append(entries(3, 7))
-    assert store.log_size() == 7
-    assert store.db.execute("SELECT count(*) FROM log_nodes WHERE idx >= 7").fetchone()[0] == 0
-    store.close()
+        await store.append(entries(3, 7))
+    assert await store.log_size() == 7
+    assert db.execute("SELECT count(*) FROM log_nodes WHERE idx >= 7").fetchone()[0] == 0
+    await store.close()
 
 
 async def test_a_tampered_node_fails_proof_verification(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "ledger.sqlite")
+    store = Store.sqlite(tmp_path / "ledger.sqlite")
     data = entries(64)
     await store.append(data)
     honest_root = await tlog.root(store, 64)
     # (2, 1) covers leaves 4-7: the level-2 sibling on leaf 0's path
-    store.db.db.execute("UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1")
+    assert isinstance(store.engine, SqliteEngine)
+    store.engine.db.execute("UPDATE log_nodes SET hash = zeroblob(32) WHERE level = 2 AND idx = 1")
     proof = await tlog.inclusion_proof(store, 0, 64)
     with pytest.raises(RootMismatchError):
         merkle.verify_inclusion(data[0], 0, 64, proof, honest_root)

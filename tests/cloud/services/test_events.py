@@ -13,6 +13,8 @@ import pytest
 
 from cloud.api.routes.events import MAX_BODY
 from cloud.log import tlog
+from cloud.storage.postgres import PostgresEngine
+from cloud.storage.store import Store
 from device import schnorr
 from gateway import event
 from tests.cloud.api import test_app
@@ -196,12 +198,11 @@ async def test_reading_events_of_an_unknown_gateway_or_with_bad_parameters(
 
 
 async def test_a_postgres_ledger_from_before_events_gains_the_table(postgres_dsn: str) -> None:
-    from cloud.storage.postgres import PostgresStore
-
-    store = await PostgresStore.open(postgres_dsn)
-    await store.pool.execute("DROP TABLE gateway_events")  # as a version-1 database was
+    store = await Store.postgres(postgres_dsn)
+    assert isinstance(store.engine, PostgresEngine)
+    await store.engine.pool.execute("DROP TABLE gateway_events")  # as a version-1 database was
     await store.close()
-    store = await PostgresStore.open(postgres_dsn)
+    store = await Store.postgres(postgres_dsn)
     try:
         await store.register_gateway(GATEWAY, "w1")
         stored = await store.store_events(GATEWAY, events(range(2)))

@@ -24,7 +24,7 @@ from cloud.audit.follow_state import Equivocation
 from cloud.audit.log_client import LogClient
 from cloud.log import tlog
 from cloud.services.ingest import DB_INT_MAX, IngestError, decode_header
-from cloud.storage.sqlite import OldSchemaError, SqliteDb
+from cloud.storage.sqlite import OldSchemaError
 from cloud.storage.store import Store
 from device import reading, schnorr
 from gateway import batch
@@ -344,4 +344,4 @@ def test_a_sqlite_ledger_of_the_old_schema_is_refused_with_a_reason(tmp_path: Pa
     old.execute("CREATE TABLE readings (log_index INTEGER, leaf INTEGER, wire BLOB)")
     old.close()
     with pytest.raises(OldSchemaError, match="start with a new data directory"):
-        SqliteDb(path)
+        Store.sqlite(path)

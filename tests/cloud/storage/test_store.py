@@ -14,10 +14,11 @@ import pytest
 
 from cloud.log import tlog
 from cloud.services.ingest import Known, Verified, check_batch
-from cloud.storage.postgres import SCHEMA_VERSION, PostgresStore, SchemaVersionError
-from cloud.storage.sqlite import SqliteStore
+from cloud.storage.postgres import SCHEMA_VERSION, PostgresEngine, SchemaVersionError
+from cloud.storage.sqlite import SqliteEngine
 from cloud.storage.store import (
     BatchStored,
+    Commit,
     KnownState,
     NotFound,
     Store,
@@ -78,11 +79,11 @@ def unchecked(header: batch.BatchHeader, wires: list[bytes]) -> Verified:
 
 async def execute(store: Store, sql: str) -> None:
     """Run one SQL statement on the store's database behind its back (to break it)."""
-    if isinstance(store, PostgresStore):
-        await store.pool.execute(sql)
+    if isinstance(store.engine, PostgresEngine):
+        await store.engine.pool.execute(sql)
     else:
-        assert isinstance(store, SqliteStore)
-        store.db.db.execute(sql)
+        assert isinstance(store.engine, SqliteEngine)
+        store.engine.db.execute(sql)
 
 
 # -- the registry -------------------------------------------------------------------------
@@ -237,7 +238,7 @@ async def test_a_batch_naming_an_unregistered_box_stores_nothing(store: Store) -
     # check_batch refuses it; a store handed one anyway must fail whole, not half-store it.
     await registered(store)
     wires = readings(BOX, [0]) + readings(STRANGER, [0])
-    with pytest.raises((NotFound, KeyError)):  # SqliteDb: KeyError; PostgresStore: NotFound
+    with pytest.raises((NotFound, KeyError)):  # NotFound, raised by store_batch itself
         await store.store_batch(unchecked(batch.seal(GW, 0, batch.GENESIS_PREV, wires), wires))
     assert await store.log_size() == 0
     assert await store.batch_log_index(key(GW), 0) is None
@@ -337,6 +338,62 @@ async def test_a_write_that_fails_leaves_nothing_behind(store: Store) -> None:
     assert await store.attachments(key(BOX)) == []
 
 
+async def test_a_commit_appends_and_applies_its_state_change_together(store: Store) -> None:
+    # The primitive every log-growing write is built on (cloud/storage/log.py): entries
+    # and the caller's own SQL in one transaction under the log's lock.
+    async def apply(c: Commit) -> tuple[int, int]:
+        first = await c.append(entries(3))
+        await c.tx.execute(
+            "INSERT INTO gateways (key, site, registered_at) VALUES (?, ?, ?)", key(GW), "w1", 0.0
+        )
+        return first, await c.append(entries(2, 3))
+
+    assert await store.commit(apply) == (0, 3)
+    assert await store.entries(0, 10) == entries(5)
+    assert [g["site"] for g in await store.gateways()] == ["w1"]
+    assert await tlog.root(store, 5) == merkle.MerkleTree(entries(5)).root()
+
+
+async def test_a_commit_whose_state_change_fails_rolls_its_entries_back(store: Store) -> None:
+    await store.append(entries(4))
+    insert = "INSERT INTO gateways (key, site, registered_at) VALUES (?, ?, ?)"
+
+    async def apply(c: Commit) -> None:
+        assert await c.append(entries(3, 4)) == 4
+        await c.tx.execute(insert, key(GW2), "w2", 0.0)
+        await c.tx.execute(insert, key(GW2), "w2", 0.0)  # the primary key again: fails
+
+    with pytest.raises(Exception) as failed:
+        await store.commit(apply)
+    assert "unique" in str(failed.value).lower()
+    assert await store.log_size() == 4
+    assert await store.entries(0, 10) == entries(4)
+    assert await store.gateways() == []
+    with pytest.raises(NotFound, match=r"log node \(level 0, index 4\)"):
+        await store.nodes([(0, 4)])
+    # The lock was released with the transaction: the next commit goes through.
+    assert await store.append(entries(1, 4)) == (4, 5)
+
+
+async def test_a_commit_may_wait_on_nothing_but_its_database(store: Store) -> None:
+    loop = asyncio.get_running_loop()
+    elsewhere = loop.create_future()  # a network call's answer, say
+    loop.call_later(0.01, elsewhere.set_result, None)
+
+    async def apply(c: Commit) -> None:
+        await c.append(entries(1))
+        await elsewhere  # waiting for it would hold the log's lock
+        await c.append(entries(1, 1))
+
+    if isinstance(store.engine, SqliteEngine):
+        with pytest.raises(RuntimeError, match="awaited something other than its database"):
+            await store.commit(apply)
+        assert await store.log_size() == 0
+    else:  # PostgreSQL's transaction is a connection's: the wait only holds the lock longer
+        await store.commit(apply)
+        assert await store.log_size() == 2
+
+
 # -- several PostgreSQL workers on one ledger ---------------------------------------------
 
 
@@ -346,7 +403,7 @@ async def test_workers_appending_at_once_build_one_log(postgres_dsn: str) -> Non
     stale_prone = (
         postgres_dsn + "&" + urlencode({"default_transaction_isolation": "repeatable read"})
     )
-    workers = [await PostgresStore.open(dsn, max_size=4) for dsn in (postgres_dsn, stale_prone)]
+    workers = [await Store.postgres(dsn, max_size=4) for dsn in (postgres_dsn, stale_prone)]
     appended: list[tuple[int, int, list[bytes]]] = []
 
     async def writer(store: Store, tag: int) -> None:
@@ -382,7 +439,7 @@ async def test_workers_appending_at_once_build_one_log(postgres_dsn: str) -> Non
 async def test_workers_racing_for_a_gateways_next_batch_cannot_fork_it(
     postgres_dsn: str,
 ) -> None:
-    a, b = [await PostgresStore.open(postgres_dsn, max_size=2) for _ in range(2)]
+    a, b = [await Store.postgres(postgres_dsn, max_size=2) for _ in range(2)]
     try:
         await registered(a)
         prev, winners = batch.GENESIS_PREV, []
@@ -426,17 +483,15 @@ async def test_reopening_continues_the_log_and_checks_the_schema_version(
     postgres_dsn: str,
 ) -> None:
     # Two workers starting at once on an empty database: the schema is created once.
-    first, second = await asyncio.gather(
-        PostgresStore.open(postgres_dsn), PostgresStore.open(postgres_dsn)
-    )
+    first, second = await asyncio.gather(Store.postgres(postgres_dsn), Store.postgres(postgres_dsn))
     await first.append(entries(300))
     await first.close()
     await second.append(entries(5, 300))
     assert await tlog.root(second, 305) == merkle.MerkleTree(entries(305)).root()
     await second.close()
-    again = await PostgresStore.open(postgres_dsn)
+    again = await Store.postgres(postgres_dsn)
     assert await again.log_size() == 305
-    await again.pool.execute("UPDATE pharmasync_schema SET version = 99")
+    await execute(again, "UPDATE pharmasync_schema SET version = 99")
     await again.close()
     with pytest.raises(SchemaVersionError, match=f"schema version: got 99, want {SCHEMA_VERSION}"):
-        await PostgresStore.open(postgres_dsn)
+        await Store.postgres(postgres_dsn)

@@ -15,7 +15,7 @@ from cloud.api.state import LOG
 from cloud.audit.bundle import BundleError, Step, verify_bundle
 from cloud.audit.follow import Alarm, Follower, Misbehaviour
 from cloud.audit.log_client import LogClient
-from cloud.storage.sqlite import SqliteStore
+from cloud.storage.sqlite import SqliteEngine
 from device import schnorr
 from gateway import registry_change as registry
 from tests.cloud.api.test_app import Cloud, chain, settings, start
@@ -48,10 +48,10 @@ async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
     for header, w in chain(4, 8):  # readings 0-31 in batches at log indices 3-6 (0: the owners)
         assert (await cloud.upload(body(header, w)))[0] == 201
     store = server.app[LOG].store
-    assert isinstance(store, SqliteStore)
+    assert isinstance(store.engine, SqliteEngine)
     _, vkey = await cloud.get("/v1/log/vkey")
     try:
-        yield Ledger(cloud, store.db.db, vkey.decode().strip())
+        yield Ledger(cloud, store.engine.db, vkey.decode().strip())
     finally:
         await session.close()
         await server.close()
