@@ -1,0 +1,227 @@
+"""The contract engine (cloud/contracts/engine.py): transactions applied all or nothing
+through an overlay, replay guards, record leaves, the arrival time check, and replay: the
+same transactions from scratch reach the same roots, and a refused one leaves nothing."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from cloud.contracts import catalog, lots
+from cloud.contracts.engine import (
+    MAX_SKEW_MS,
+    ContractError,
+    Invalid,
+    ReplayError,
+    State,
+    check_time,
+    replay,
+)
+from cloud.contracts.statetree_hash import EMPTY
+from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, T0, World, snapshot, supply_chain
+
+
+def test_unknown_contract_and_type_are_400() -> None:
+    world = World()
+    error = world.refused("regulator", "shipping", "admit", {})
+    assert (error.status, error.reason) == (400, "tx.contract")
+    error = world.refused("regulator", "lots", "teleport", {})
+    assert (error.status, error.reason) == (400, "tx.type")
+
+
+def test_a_nonce_is_used_once_per_signer_and_a_refusal_uses_none() -> None:
+    world = supply_chain()
+    args = {"did": world.parties["D"].did, "reason": "audit"}
+    first = world.sign("regulator", "participants", "suspend", args)
+    world.apply(first)
+    error = world.refuse(first)  # the very same bytes again
+    assert (error.status, error.reason) == (409, "replayed")
+    again = world.sign("regulator", "participants", "reinstate", args, nonce=first.body.nonce)
+    assert world.refuse(again).reason == "replayed"
+    # Another signer may use the same nonce.
+    world.commission("M", "N1", 1, nonce=first.body.nonce)
+    # A refused transaction leaves its nonce unused: the same nonce then applies.
+    bad = world.sign(
+        "regulator", "participants", "suspend", {"did": "x", "reason": "y"}, nonce="ab" * 16
+    )
+    assert world.refuse(bad).reason == "args.did"
+    world.apply(world.sign("regulator", "participants", "reinstate", args, nonce="ab" * 16))
+
+
+def test_applied_lists_puts_deletes_and_the_root() -> None:
+    world = supply_chain()
+    world.commission("M", "L1", 10)
+    before = world.state.root
+    applied = world.ship("M", "L1", "S1", "D", 10)
+    m = world.parties["M"].did
+    assert lots.HOLDING.key(GTIN, "L1", m) in applied.deleted
+    assert lots.SHIPMENT.key("S1") in applied.put
+    assert applied.root == world.state.root != before
+    assert applied.records == world.state.tree.records == len(world.state.records)
+    assert applied.tx_id == world.log[-1][0].id
+
+
+def test_salt_must_be_32_bytes() -> None:
+    world = World()
+    signed = world.sign("regulator", "participants", "suspend", {"did": "x", "reason": "y"})
+    with pytest.raises(ValueError, match="32 bytes"):
+        world.engine.apply(world.state, signed, b"short")
+
+
+def test_check_time_on_arrival() -> None:
+    world = World()
+    signed = world.sign("regulator", "participants", "admit", {}, time_ms=T0)
+    check_time(signed, T0 + MAX_SKEW_MS)
+    check_time(signed, T0 - MAX_SKEW_MS)
+    with pytest.raises(Invalid) as info:
+        check_time(signed, T0 + MAX_SKEW_MS + 1)
+    assert (info.value.status, info.value.reason) == (400, "tx.time")
+
+
+def test_replay_names_the_first_transaction_it_refuses() -> None:
+    world = supply_chain()
+    world.commission("M", "L1", 10)
+    world.ship("M", "L1", "S1", "D", 10)
+    # Without the admissions (the first nine), the commission is refused on replay.
+    with pytest.raises(ReplayError) as info:
+        replay(world.engine, world.log[9:], world.state.regulators)
+    assert info.value.index == 0 and info.value.error.reason == "participant"
+    assert replay(world.engine, [], [REGULATOR.xonly]) == []
+    assert State().root == EMPTY
+
+
+def test_a_private_leaf_depends_on_the_salt_a_public_one_does_not() -> None:
+    world = supply_chain()
+    world.commission("M", "L1", 10)
+    other = State(world.state.regulators)
+    engine = catalog.engine()
+    for signed, salt in world.log:
+        engine.apply(other, signed, hashlib.sha256(salt).digest())
+    assert other.root != world.state.root
+    for key, record in world.state.records.items():
+        if record.type.private:
+            assert other.tree.get(key) != world.state.tree.get(key)
+        else:
+            assert other.tree.get(key) == world.state.tree.get(key)
+
+
+# -- random sequences: replay equals live, a refusal changes nothing
+
+OPS = ["ship", "receive", "split", "dispense", "hold", "dispose", "recall", "commission", "status"]
+NEXT = {"M": ["D", "D2"], "M2": ["D", "D2"], "D": ["R", "R2"], "D2": ["R", "R2"]}
+NEXT.update({"R": ["P", "P2"], "R2": ["P", "P2"], "P": [], "P2": []})
+
+
+def holdings(world: World) -> list[tuple[str, str, int]]:
+    """(lot, holder's name, quantity) for every holding, in a stable order."""
+    names = {party.did: name for name, party in world.parties.items()}
+    out = []
+    for record in world.state.records.values():
+        if record.type == lots.HOLDING:
+            _, lot, pid = record.fields
+            out.append((lot, names[pid], record.value["quantity"]))
+    return sorted(out)
+
+
+def in_transit(world: World) -> list[tuple[str, str, int]]:
+    """(shipment, receiver's name, quantity) of every shipment not yet received."""
+    names = {party.did: name for name, party in world.parties.items()}
+    out = []
+    for record in world.state.records.values():
+        if record.type == lots.SHIPMENT and record.value["status"] == "in_transit":
+            out.append(
+                (record.fields[0], names[record.value["receiver"]], record.value["quantity"])
+            )
+    return sorted(out)
+
+
+def draw_tx(
+    world: World, data: st.DataObject, step: int
+) -> tuple[str, str, str, dict[str, object]]:
+    """Draw (signer, contract, type, args): mostly a move the state allows, sometimes one
+    slightly off (a wrong receiver, one unit too many), so both paths are exercised."""
+    off = data.draw(st.integers(0, 5)) == 0  # about one in six is nudged out of bounds
+    op = data.draw(st.sampled_from(OPS))
+    held = holdings(world)
+    if op in ("ship", "split", "dispense", "hold") and held:
+        lot, who, q = data.draw(st.sampled_from(held))
+        ref: dict[str, object] = {"gtin": GTIN, "lot": lot}
+        if op == "ship":
+            to = data.draw(st.sampled_from(NEXT[who] or ["D"]))
+            if off:
+                to = data.draw(st.sampled_from(list(NEXT)))
+            n = data.draw(st.integers(1, q)) + off
+            return (
+                who,
+                "lots",
+                "ship",
+                {**ref, "shipment": f"S{step}", "receiver": world.parties[to].did, "quantity": n},
+            )
+        if op == "split":
+            cuts = sorted(data.draw(st.sets(st.integers(1, q - 1), max_size=3))) if q > 1 else []
+            sizes = [b - a for a, b in zip([0, *cuts], [*cuts, q + off], strict=True)]
+            children = [{"lot": f"{lot}.{i}"[-20:], "quantity": n} for i, n in enumerate(sizes)]
+            return who, "lots", "split", {**ref, "children": children}
+        if op == "dispense":
+            return who, "lots", "dispense", {**ref, "quantity": data.draw(st.integers(1, q)) + off}
+        return who, "lots", "hold", {**ref, "kind": "hold", "reason": "check"}
+    lots_known = sorted({r.fields[1] for r in world.state.records.values() if r.type == lots.LOT})
+    if op == "receive" and (moving := in_transit(world)):
+        shipment, to, n = data.draw(st.sampled_from(moving))
+        count = n if not off else data.draw(st.integers(0, n + 2))
+        return (
+            (to if not off else "R2"),
+            "lots",
+            "receive",
+            {"shipment": shipment, "quantity": count},
+        )
+    if op in ("dispose", "recall") and lots_known:
+        lot = data.draw(st.sampled_from(lots_known))
+        who = data.draw(st.sampled_from(["M", "regulator"] if not off else ["M2", "D"]))
+        ref = {"gtin": GTIN, "lot": lot}
+        if op == "dispose":
+            outcome = data.draw(st.sampled_from(["released", "rejected"]))
+            return who, "lots", "dispose", {**ref, "outcome": outcome, "reason": "checked"}
+        return who, "lots", "recall", {**ref, "class": "II", "reason": "potency"}
+    if op == "status":
+        target = data.draw(st.sampled_from(["D", "D2", "R", "R2", "P", "P2"]))
+        kind = data.draw(st.sampled_from(["suspend", "reinstate"]))
+        args = {"did": world.parties[target].did, "reason": "review"}
+        return "regulator", "participants", kind, args
+    args = {"gtin": GTIN, "lot": f"C{step}", "expiry": "271200", "unit": "pack", "profile": PROFILE}
+    return (
+        ("M" if not off else "D"),
+        "lots",
+        "commission",
+        {**args, "quantity": 1 + data.draw(st.integers(0, 200))},
+    )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.data())
+def test_replaying_a_random_sequence_reaches_the_same_roots(data: st.DataObject) -> None:
+    world = supply_chain()
+    world.commission("M", "A", 100)
+    applied = refused = 0
+    for step in range(data.draw(st.integers(5, 40), label="steps")):
+        who, contract, tx_type, args = draw_tx(world, data, step)
+        signed = world.sign(who, contract, tx_type, args)
+        before = snapshot(world.state)
+        try:
+            world.apply(signed)
+            applied += 1
+        except ContractError:
+            assert snapshot(world.state) == before  # a refusal leaves nothing
+            refused += 1
+    event(f"applied {10 * applied // (applied + refused)}0%")
+    fresh = State(world.state.regulators)
+    assert replay(catalog.engine(), world.log, world.state.regulators, fresh) == world.roots
+    assert fresh.records == world.state.records and fresh.root == world.state.root
+    assert fresh.nonces == world.state.nonces and fresh.tx_ids == world.state.tx_ids
