@@ -257,11 +257,15 @@ class Context:
 @dataclass(frozen=True)
 class Contract:
     """A named contract and its rules by transaction type. `open` types may be signed by
-    anyone with a key (signer None in the Context); all others need a participant."""
+    anyone with a key (signer None in the Context); all others need a participant. With
+    `matrix` a participant's write is checked against the access matrices (access.TX_COLUMNS
+    maps each type to its column); a contract whose access is decided otherwise (a
+    patient's consent) sets it False and decides in its rules."""
 
     name: str
     rules: Mapping[str, Callable[[Context], None]]
     open: frozenset[str] = field(default_factory=frozenset)
+    matrix: bool = True
 
 
 class Engine:
@@ -299,7 +303,7 @@ class Engine:
             if body.type not in contract.open:
                 raise
             signer = None
-        if signer is not None:
+        if signer is not None and contract.matrix:
             access.authorize(signer.role, body.contract, body.type, Forbidden)
         ctx = Context(state, tx, salt, signer)
         rule(ctx)

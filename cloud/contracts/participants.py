@@ -19,6 +19,7 @@ Records (both private: participants' details are not in the tree in the clear):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from cloud.contracts import access, args
@@ -27,6 +28,7 @@ from cloud.contracts.engine import (
     Conflict,
     Context,
     Contract,
+    ContractError,
     Forbidden,
     Invalid,
     Participant,
@@ -54,13 +56,7 @@ def identify(view: View, did: str) -> Participant:
         raise Forbidden("participant", e.detail) from None
     if xonly in view.regulators:
         return Participant(did, did, "regulator")
-    key = view.get(KEY, xonly.hex())
-    if key is None:
-        raise Forbidden("participant", f"{did} is not an admitted participant")
-    if not key["current"]:
-        raise Forbidden("participant", f"{did} was rotated: sign with the participant's new key")
-    record = view.get(PARTICIPANT, key["participant"])
-    assert record is not None, "a key record names an admitted participant"
+    record = _keyed(view, did, xonly, lambda _, detail: Forbidden("participant", detail))
     if record["status"] == SUSPENDED:
         raise Forbidden("participant", f"{did} is suspended: {record['reason']}")
     return Participant(record["id"], record["did"], record["role"])
@@ -89,17 +85,26 @@ def _regulator_only(ctx: Context) -> None:
         raise Forbidden("role", f"{ctx.tx.body.type}: the regulator's, not a {ctx.me.role}'s")
 
 
+def _keyed(
+    view: View, did: str, xonly: bytes, refuse: Callable[[str, str], ContractError]
+) -> dict[str, Any]:
+    """Return the participant whose current key is `xonly` (named `did`). Raises
+    refuse("admitted", ...) for a key no one was admitted with, refuse("rotated", ...) for
+    a key rotated away."""
+    key = view.get(KEY, xonly.hex())
+    if key is None:
+        raise refuse("admitted", f"{did} is not an admitted participant")
+    if not key["current"]:
+        raise refuse("rotated", f"{did} was rotated: the participant signs with its new key")
+    record = view.get(PARTICIPANT, key["participant"])
+    assert record is not None, "a key record names an admitted participant"
+    return record
+
+
 def _target(ctx: Context) -> tuple[str, dict[str, Any]]:
     """Return args.did and its participant record. Raises Conflict "admitted" or "rotated"."""
     did, xonly = args.did(ctx.args, "did")
-    key = ctx.get(KEY, xonly.hex())
-    if key is None:
-        raise Conflict("admitted", f"{did} is not an admitted participant")
-    if not key["current"]:
-        raise Conflict("rotated", f"{did} was rotated to another key")
-    record = ctx.get(PARTICIPANT, key["participant"])
-    assert record is not None
-    return did, record
+    return did, _keyed(ctx, did, xonly, Conflict)
 
 
 def admit(ctx: Context) -> None:

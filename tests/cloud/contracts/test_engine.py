@@ -10,18 +10,33 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cloud.contracts import catalog, lots
+from cloud.contracts import catalog, lots, participants
 from cloud.contracts.engine import (
     MAX_SKEW_MS,
+    Context,
+    Contract,
     ContractError,
+    Engine,
     Invalid,
+    Record,
+    RecordType,
     ReplayError,
     State,
     check_time,
+    record_salt,
     replay,
 )
 from cloud.contracts.statetree_hash import EMPTY
-from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, T0, World, snapshot, supply_chain
+from tests.cloud.contracts.world import (
+    GTIN,
+    PROFILE,
+    REGULATOR,
+    T0,
+    World,
+    party,
+    snapshot,
+    supply_chain,
+)
 
 
 def test_unknown_contract_and_type_are_400() -> None:
@@ -225,3 +240,45 @@ def test_replaying_a_random_sequence_reaches_the_same_roots(data: st.DataObject)
     assert replay(catalog.engine(), world.log, world.state.regulators, fresh) == world.roots
     assert fresh.records == world.state.records and fresh.root == world.state.root
     assert fresh.nonces == world.state.nonces and fresh.tx_ids == world.state.tx_ids
+
+
+def test_private_leaf_known_answer() -> None:
+    # Made with hashlib alone, tagged_hash(tag, m) = SHA-256(SHA-256(tag) * 2 || m):
+    #   key  = record_key("lots", 5, GTIN, "L1", "holder")
+    #   salt = tagged_hash("PharmaSync/state/salt/v1", bytes(range(32)) || key)
+    #   leaf = tagged_hash("PharmaSync/state/private/v1", salt || b'{"quantity":30}')
+    holding = RecordType("lots", 5, "holding", private=True)
+    key = holding.key(GTIN, "L1", "holder")
+    assert key.hex() == "797a673c70f0cba4a41357c3fec5029727d863f822f0e152d0577cd60933cd2a"
+    salt = record_salt(bytes(range(32)), key)
+    assert salt.hex() == "06eb840168657f8fa1b3472cf71da89df7a117c9eb308197b1e412265fea8ef1"
+    record = Record(holding, (GTIN, "L1", "holder"), b'{"quantity":30}', salt)
+    assert record.leaf.hex() == "92e069b6e924d1852ee160bc44ddda16db87957a44989c347fd763e09be3dada"
+    public = Record(lots.LOT, (GTIN, "L1"), b'{"lot":"L1"}', None)
+    assert public.leaf == b'{"lot":"L1"}'
+
+
+NOTES = RecordType("guestbook", 1, "note", private=False)
+
+
+def sign_guestbook(ctx: Context) -> None:
+    """An open rule: anyone with a key may sign; participants get their role noted."""
+    role = ctx.signer.role if ctx.signer else "public"
+    ctx.put(NOTES, [ctx.tx.body.signer], {"role": role, "text": ctx.args.get("text", "")})
+
+
+def test_an_open_type_runs_with_no_participant_and_others_need_one() -> None:
+    rules = {"sign": sign_guestbook, "close": sign_guestbook}
+    book = Contract("guestbook", rules, frozenset({"sign"}), matrix=False)
+    engine = Engine([book, *catalog.CONTRACTS], participants.identify)
+    world = World()
+    world.engine = engine
+    stranger = party("stranger")
+    applied = world.do(stranger, "guestbook", "sign", {"text": "hi"})
+    assert world.state.get(NOTES, stranger.did) == {"role": "public", "text": "hi"}
+    assert world.state.tree.get(NOTES.key(stranger.did)) == b'{"role":"public","text":"hi"}'
+    assert applied.records == 1
+    world.do("regulator", "guestbook", "sign", {})
+    assert world.state.get(NOTES, REGULATOR.did) == {"role": "regulator", "text": ""}
+    error = world.refused(stranger, "guestbook", "close", {})
+    assert (error.status, error.reason) == (403, "participant")

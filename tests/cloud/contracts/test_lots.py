@@ -137,43 +137,27 @@ def test_an_over_count_is_disputed_and_creates_no_units(world: World) -> None:
 
 
 def test_ship_refusals(world: World) -> None:
-    d = world.parties["D"].did
-    assert refused(world, "M", "ship", ref("L9", shipment="S", receiver=d, quantity=1)) == (
-        409,
-        "lot",
-    )
-    assert refused(world, "M", "ship", ref("L1", shipment="S", receiver=d, quantity=101)) == (
-        409,
-        "quantity",
-    )
-    assert refused(world, "M2", "ship", ref("L1", shipment="S", receiver=d, quantity=1)) == (
-        409,
-        "holder",
-    )
-    r = world.parties["R"].did
-    assert refused(world, "M", "ship", ref("L1", shipment="S", receiver=r, quantity=1)) == (
-        409,
-        "leg",
-    )
-    stranger = party("stranger").did
-    assert refused(world, "M", "ship", ref("L1", shipment="S", receiver=stranger, quantity=1)) == (
-        409,
-        "receiver",
-    )
-    assert refused(world, "M", "ship", ref("L1", shipment="S S", receiver=d, quantity=1)) == (
-        400,
-        "args.shipment",
-    )
+    def ship(
+        who: str = "M", lot: str = "L1", shipment: str = "S", to: str = "D", n: int = 1
+    ) -> tuple[int, str]:
+        receiver = world.parties[to].did if to in world.parties else party(to).did
+        return refused(
+            world, who, "ship", ref(lot, shipment=shipment, receiver=receiver, quantity=n)
+        )
+
+    assert ship(lot="L9") == (409, "lot")
+    assert ship(n=101) == (409, "quantity")
+    assert ship(n=0) == (400, "args.quantity")
+    assert ship(who="M2") == (409, "holder")
+    assert ship(to="R") == (409, "leg")
+    assert ship(to="stranger") == (409, "receiver")
+    assert ship(shipment="S S") == (400, "args.shipment")
     world.ship("M", "L1", "S1", "D", 10)
-    assert refused(world, "M", "ship", ref("L1", shipment="S1", receiver=d, quantity=1)) == (
-        409,
-        "shipment exists",
+    assert ship(shipment="S1") == (409, "shipment exists")
+    world.do(
+        "regulator", "participants", "suspend", {"did": world.parties["D"].did, "reason": "audit"}
     )
-    world.do("regulator", "participants", "suspend", {"did": d, "reason": "audit"})
-    assert refused(world, "M", "ship", ref("L1", shipment="S2", receiver=d, quantity=1)) == (
-        409,
-        "receiver",
-    )
+    assert ship(shipment="S2") == (409, "receiver")
 
 
 def test_a_pharmacy_ships_on_no_leg(world: World) -> None:
