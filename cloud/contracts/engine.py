@@ -31,6 +31,7 @@ from cloud.contracts import access
 from cloud.contracts.entries import SALT_SIZE
 from cloud.contracts.statetree import StateTree
 from cloud.contracts.statetree_hash import record_key
+from cloud.contracts.statetree_proof import Proof
 from cloud.contracts.tx import SignedTx
 from device import schnorr
 from gateway.jcs import canonicalize
@@ -158,19 +159,23 @@ Identify = Callable[[View, str], Participant]
 @dataclass(frozen=True)
 class Applied:
     """What one accepted transaction changed: records put (by key) and deleted (keys), the
-    notifications, and the state tree's root and record count after it."""
+    notifications, and the state tree's root and record count after it (None when the
+    root was deferred to the end of a block: Engine.apply's `root`)."""
 
     tx_id: str
     put: Mapping[bytes, Record]
     deleted: frozenset[bytes]
     notifications: tuple[Notification, ...]
-    root: bytes
-    records: int
+    root: bytes | None
+    records: int | None
 
 
 class State:
     """Every contract's records in memory, their state tree, the replay guards and the
-    configured regulator keys (x-only, 32 bytes; the log's 0x06 entries give them)."""
+    configured regulator keys (x-only, 32 bytes; the log's 0x06 entries give them).
+
+    Leaf changes of applied transactions whose root was deferred wait in `pending` and
+    enter the tree in one update when the root is next read (a block's root)."""
 
     def __init__(self, regulators: Iterable[bytes] = ()) -> None:
         keys = frozenset(regulators)
@@ -182,6 +187,7 @@ class State:
         self.tree = StateTree()
         self.nonces: set[tuple[bytes, str]] = set()
         self.tx_ids: set[str] = set()
+        self.pending: dict[bytes, bytes | None] = {}
 
     @property
     def regulators(self) -> frozenset[bytes]:
@@ -190,8 +196,29 @@ class State:
 
     @property
     def root(self) -> bytes:
-        """The state tree's root hash."""
+        """The state tree's root hash, pending leaf changes applied first."""
+        self.flush()
         return self.tree.root
+
+    @property
+    def count(self) -> int:
+        """How many records the tree holds (what the 0x04 entry commits to)."""
+        self.flush()
+        return self.tree.records
+
+    def flush(self) -> None:
+        """Apply pending leaf changes to the tree in one update (one path per key, shared
+        paths hashed once)."""
+        if self.pending:
+            pending, self.pending = self.pending, {}
+            self.tree.update(pending)
+
+    def prove(self, rtype: RecordType, *fields: str) -> tuple[bytes | None, Proof]:
+        """Return the record's tree value (canonical bytes if public, the salted hash if
+        private; None if absent) and the proof of it against `root`."""
+        self.flush()
+        key = rtype.key(*fields)
+        return self.tree.get(key), self.tree.prove(key)
 
     def get(self, rtype: RecordType, *fields: str) -> dict[str, Any] | None:
         """Return a copy of the record's JSON object, or None if there is none."""
@@ -276,10 +303,12 @@ class Engine:
         self.contracts = {c.name: c for c in contracts}
         self.identify = identify
 
-    def apply(self, state: State, tx: SignedTx, salt: bytes) -> Applied:
+    def apply(self, state: State, tx: SignedTx, salt: bytes, *, root: bool = True) -> Applied:
         """Check `tx` (its signature already verified: a SignedTx) against `state` and apply
         it with commitment salt `salt` (32 bytes). Raises ContractError (Invalid, Forbidden,
-        Conflict), leaving `state` unchanged; returns what changed otherwise."""
+        Conflict), leaving `state` unchanged; returns what changed otherwise. With root=False
+        the tree update waits for the next read of state.root (the end of a block: a group
+        commit hashes the block's shared paths once); the records change at once."""
         if type(salt) is not bytes or len(salt) != SALT_SIZE:
             raise ValueError(f"salt {salt!r:.80}, want {SALT_SIZE} bytes")
         body = tx.body
@@ -307,27 +336,23 @@ class Engine:
             access.authorize(signer.role, body.contract, body.type, Forbidden)
         ctx = Context(state, tx, salt, signer)
         rule(ctx)
-        return _commit(state, ctx, guard)
+        return _commit(state, ctx, guard, root)
 
 
-def _commit(state: State, ctx: Context, guard: tuple[bytes, str]) -> Applied:
+def _commit(state: State, ctx: Context, guard: tuple[bytes, str], root: bool) -> Applied:
     """Apply a rule's overlay to the State: records, tree, guards. Only called on success."""
     put = {k: r for k, r in ctx.changes.items() if r is not None}
     deleted = frozenset(k for k, r in ctx.changes.items() if r is None and k in state.records)
-    state.tree.update({k: (None if r is None else r.leaf) for k, r in ctx.changes.items()})
+    state.pending.update({k: (None if r is None else r.leaf) for k, r in ctx.changes.items()})
     for key in deleted:
         del state.records[key]
     state.records.update(put)
     state.nonces.add(guard)
     state.tx_ids.add(ctx.tx_id)
-    return Applied(
-        ctx.tx_id,
-        put,
-        deleted,
-        tuple(ctx.notifications),
-        state.tree.root,
-        state.tree.records,
-    )
+    notes = tuple(ctx.notifications)
+    if not root:
+        return Applied(ctx.tx_id, put, deleted, notes, None, None)
+    return Applied(ctx.tx_id, put, deleted, notes, state.root, state.count)
 
 
 def check_time(tx: SignedTx, now_ms: int, skew_ms: int = MAX_SKEW_MS) -> None:
@@ -349,20 +374,38 @@ class ReplayError(Exception):
         self.index, self.tx_id, self.error = index, tx_id, error
 
 
+Block = Sequence[tuple[SignedTx, bytes]]
+
+
+def replay_blocks(
+    engine: Engine,
+    blocks: Iterable[Block],
+    regulators: Iterable[bytes],
+    state: State | None = None,
+) -> list[bytes]:
+    """Apply blocks of (transaction, commitment salt) pairs in log order to `state` (a
+    fresh State with `regulators` if None), the same `apply` as live; return the root
+    after each block (what its 0x04 entry must hold). Raises ReplayError at the first
+    transaction refused, its index counted over all blocks."""
+    state = State(regulators) if state is None else state
+    roots = []
+    index = 0
+    for block in blocks:
+        for tx, salt in block:
+            try:
+                engine.apply(state, tx, salt, root=False)
+            except ContractError as e:
+                raise ReplayError(index, tx.id, e) from e
+            index += 1
+        roots.append(state.root)
+    return roots
+
+
 def replay(
     engine: Engine,
     transactions: Iterable[tuple[SignedTx, bytes]],
     regulators: Iterable[bytes],
     state: State | None = None,
 ) -> list[bytes]:
-    """Apply (transaction, commitment salt) pairs in log order to `state` (a fresh State
-    with `regulators` if None), the same code path as live; return the root after each.
-    Raises ReplayError at the first one refused."""
-    state = State(regulators) if state is None else state
-    roots = []
-    for index, (tx, salt) in enumerate(transactions):
-        try:
-            roots.append(engine.apply(state, tx, salt).root)
-        except ContractError as e:
-            raise ReplayError(index, tx.id, e) from e
-    return roots
+    """Replay each transaction as a block of its own: the root after each (replay_blocks)."""
+    return replay_blocks(engine, ([item] for item in transactions), regulators, state)

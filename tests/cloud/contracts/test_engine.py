@@ -25,8 +25,10 @@ from cloud.contracts.engine import (
     check_time,
     record_salt,
     replay,
+    replay_blocks,
 )
 from cloud.contracts.statetree_hash import EMPTY
+from cloud.contracts.statetree_proof import verify_proof
 from tests.cloud.contracts.world import (
     GTIN,
     PROFILE,
@@ -240,6 +242,12 @@ def test_replaying_a_random_sequence_reaches_the_same_roots(data: st.DataObject)
     assert replay(catalog.engine(), world.log, world.state.regulators, fresh) == world.roots
     assert fresh.records == world.state.records and fresh.root == world.state.root
     assert fresh.nonces == world.state.nonces and fresh.tx_ids == world.state.tx_ids
+    # The same log cut into blocks: one tree update per block, the same root at each end.
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(world.log) - 1), max_size=5), label="cuts"))
+    ends = [*cuts, len(world.log)]
+    blocks = [world.log[a:b] for a, b in zip([0, *cuts], ends, strict=True)]
+    roots = replay_blocks(catalog.engine(), blocks, world.state.regulators)
+    assert roots == [world.roots[end - 1] for end in ends]
 
 
 def test_private_leaf_known_answer() -> None:
@@ -282,3 +290,31 @@ def test_an_open_type_runs_with_no_participant_and_others_need_one() -> None:
     assert world.state.get(NOTES, REGULATOR.did) == {"role": "regulator", "text": ""}
     error = world.refused(stranger, "guestbook", "close", {})
     assert (error.status, error.reason) == (403, "participant")
+
+
+def test_a_deferred_root_waits_for_the_end_of_the_block() -> None:
+    world = supply_chain()
+    world.commission("M", "L1", 10)
+    before = world.state.root
+    signed = world.sign(
+        "M",
+        "lots",
+        "ship",
+        {
+            "gtin": GTIN,
+            "lot": "L1",
+            "shipment": "S1",
+            "receiver": world.parties["D"].did,
+            "quantity": 4,
+        },
+    )
+    applied = world.engine.apply(world.state, signed, bytes(32), root=False)
+    assert applied.root is None and applied.records is None
+    assert world.state.tree.root == before and world.state.pending  # the tree not yet touched
+    assert world.state.get(lots.SHIPMENT, "S1") is not None  # the records are
+    after = world.state.root  # reading the root applies the block's leaves
+    assert after != before and not world.state.pending
+    value, proof = world.state.prove(lots.SHIPMENT, "S1")
+    assert value is not None and len(value) == 32
+    verify_proof(after, lots.SHIPMENT.key("S1"), value, proof)
+    assert world.state.prove(lots.SHIPMENT, "S2")[0] is None

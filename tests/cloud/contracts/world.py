@@ -59,7 +59,8 @@ def snapshot(state: State) -> tuple[Any, ...]:
     return (
         dict(state.records),
         state.root,
-        state.tree.records,
+        state.count,
+        dict(state.pending),
         set(state.nonces),
         set(state.tx_ids),
     )
