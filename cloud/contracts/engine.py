@@ -177,14 +177,17 @@ class State:
     Leaf changes of applied transactions whose root was deferred wait in `pending` and
     enter the tree in one update when the root is next read (a block's root)."""
 
-    def __init__(self, regulators: Iterable[bytes] = ()) -> None:
+    def __init__(self, regulators: Iterable[bytes] = (), tree: StateTree | None = None) -> None:
+        """Start empty, or over `tree` (a StateTree on a database's NodeStore) whose records
+        the caller then loads into `records`. Raises ValueError for a regulator key that is
+        not 32 bytes."""
         keys = frozenset(regulators)
         for key in keys:
             if type(key) is not bytes or len(key) != 32:
                 raise ValueError(f"regulator key {key!r:.80}, want 32 bytes (x-only)")
         self._regulators = keys
         self.records: dict[bytes, Record] = {}
-        self.tree = StateTree()
+        self.tree = StateTree() if tree is None else tree
         self.nonces: set[tuple[bytes, str]] = set()
         self.tx_ids: set[str] = set()
         self.pending: dict[bytes, bytes | None] = {}
@@ -235,12 +238,14 @@ class Context:
     id, commitment salt and args, reads through an overlay, and the changes it makes.
     Nothing reaches the State unless the rule returns."""
 
-    def __init__(self, state: State, tx: SignedTx, salt: bytes, signer: Participant | None) -> None:
+    def __init__(
+        self, state: State, tx: SignedTx, tx_id: str, salt: bytes, signer: Participant | None
+    ) -> None:
         self._state = state
         self.tx = tx
         self.signer = signer
         self.time = tx.body.time
-        self.tx_id = tx.id
+        self.tx_id = tx_id
         self.salt = salt
         self.args: Mapping[str, Any] = tx.body.args
         self.changes: dict[bytes, Record | None] = {}
@@ -334,7 +339,7 @@ class Engine:
             signer = None
         if signer is not None and contract.matrix:
             access.authorize(signer.role, body.contract, body.type, Forbidden)
-        ctx = Context(state, tx, salt, signer)
+        ctx = Context(state, tx, tx_id, salt, signer)
         rule(ctx)
         return _commit(state, ctx, guard, root)
 

@@ -120,11 +120,9 @@ def _set_quality(ctx: Context, gtin: str, lot: str, status: str, source: str, re
     ctx.put(QUALITY, [gtin, lot], value)
 
 
-def _quantity(ctx: Context, held: int, name: str = "quantity") -> int:
-    quantity = args.integer(ctx.args, name)
+def _at_most(quantity: int, held: int) -> None:
     if quantity > held:
-        raise Conflict("quantity", f"{name} {quantity} exceeds the {held} held")
-    return quantity
+        raise Conflict("quantity", f"quantity {quantity} exceeds the {held} held")
 
 
 def _involve(custody: dict[str, Any], participant_id: str) -> None:
@@ -204,6 +202,7 @@ def ship(ctx: Context) -> None:
     gtin, lot = _lot_args(ctx)
     shipment = args.ident(ctx.args, "shipment")
     receiver_did, receiver_key = args.did(ctx.args, "receiver")
+    quantity = args.integer(ctx.args, "quantity")
     order_ref = None
     if "order_ref" in ctx.args:
         access.check(me.role, access.ORDERS, Forbidden)
@@ -212,7 +211,7 @@ def ship(ctx: Context) -> None:
     if ctx.get(SHIPMENT, shipment) is not None:
         raise Conflict("shipment exists", f"shipment {shipment} already exists")
     held = _holder(ctx, gtin, lot)
-    quantity = _quantity(ctx, held)
+    _at_most(quantity, held)
     _movable(ctx, gtin, lot)
     receiver = participants.current(ctx, receiver_key)
     if receiver is None:
@@ -355,9 +354,10 @@ def dispense(ctx: Context) -> None:
     if ctx.me.role != "pharmacy":
         raise Forbidden("role", f"dispense: a pharmacy's, not a {ctx.me.role}'s")
     gtin, lot = _lot_args(ctx)
+    quantity = args.integer(ctx.args, "quantity")
     record = _lot(ctx, gtin, lot)
     held = _holder(ctx, gtin, lot)
-    quantity = _quantity(ctx, held)
+    _at_most(quantity, held)
     _movable(ctx, gtin, lot)
     if _expired(ctx, record["expiry"]):
         raise Conflict("expired", f"lot {gtin}/{lot} expired on {record['expiry']}")

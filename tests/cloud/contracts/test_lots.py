@@ -149,6 +149,7 @@ def test_ship_refusals(world: World) -> None:
     assert ship(n=101) == (409, "quantity")
     assert ship(n=0) == (400, "args.quantity")
     assert ship(who="M2") == (409, "holder")
+    assert ship(who="M2", n=0) == (400, "args.quantity")  # arguments before state
     assert ship(to="R") == (409, "leg")
     assert ship(to="stranger") == (409, "receiver")
     assert ship(shipment="S S") == (400, "args.shipment")
