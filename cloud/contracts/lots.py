@@ -465,6 +465,30 @@ def _walk(view: View, gtin: str, lot: str) -> Iterator[str]:
         queue.extend(custody["children"])
 
 
+def ancestors(view: View, gtin: str, lot: str) -> list[str]:
+    """Return the lots the lot was split from, nearest first. Requires a commissioned lot."""
+    out = []
+    custody = view.get(CUSTODY, gtin, lot)
+    while custody is not None and custody["parent"] is not None:
+        out.append(custody["parent"])
+        custody = view.get(CUSTODY, gtin, custody["parent"])
+    return out
+
+
+def involved(view: View, gtin: str, lot: str, participant_id: str) -> bool:
+    """Whether the participant is in the lot's custody chain (docs/contracts.md §5, "if
+    involved"): it held, shipped or received the lot, one of its ancestors or one of its
+    descendants. False for a lot never commissioned."""
+    if view.get(LOT, gtin, lot) is None:
+        return False
+    for each in (*ancestors(view, gtin, lot), *descendants(view, gtin, lot)):
+        custody = view.get(CUSTODY, gtin, each)
+        assert custody is not None
+        if participant_id in custody["involved"]:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Holding:
     """Units of a lot that one participant holds (its current DID and role)."""

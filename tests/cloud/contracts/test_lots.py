@@ -424,6 +424,16 @@ def test_the_full_story_m_d_r_p_with_a_split_and_a_recall() -> None:
     with pytest.raises(KeyError):
         lots.trace(world.state, GTIN, "nope")
 
+    # "If involved": in the custody chain of the lot, an ancestor or a descendant.
+    ids = {n: world.parties[n].did for n in ("M", "D", "D2", "R", "R2", "P", "P2", "M2")}
+    assert lots.ancestors(world.state, GTIN, "B7-1a") == ["B7-1", "B7"]
+    chain_of_b7_1a = {n for n, i in ids.items() if lots.involved(world.state, GTIN, "B7-1a", i)}
+    # B7's holders (M, D, D2) count for its descendant; R2, which took the sibling B7-2, not.
+    assert chain_of_b7_1a == {"M", "D", "D2", "R", "P"}
+    chain_of_b7_2 = {n for n, i in ids.items() if lots.involved(world.state, GTIN, "B7-2", i)}
+    assert chain_of_b7_2 == {"M", "D", "D2", "R2"}  # P2's shipment is not received: not yet
+    assert not lots.involved(world.state, GTIN, "nope", ids["M"])
+
     # Live equals replay, root by root.
     assert engine.replay(world.engine, world.log, world.state.regulators) == world.roots
 
