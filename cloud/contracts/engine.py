@@ -211,10 +211,11 @@ class State:
 
     def flush(self) -> None:
         """Apply pending leaf changes to the tree in one update (one path per key, shared
-        paths hashed once)."""
+        paths hashed once). If the tree's store fails (LookupError), the tree is unchanged
+        and the changes stay pending."""
         if self.pending:
-            pending, self.pending = self.pending, {}
-            self.tree.update(pending)
+            self.tree.update(self.pending)
+            self.pending = {}
 
     def prove(self, rtype: RecordType, *fields: str) -> tuple[bytes | None, Proof]:
         """Return the record's tree value (canonical bytes if public, the salted hash if
