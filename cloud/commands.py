@@ -14,6 +14,7 @@ import aiohttp
 
 from cloud import settings, startup
 from cloud.api.app import make_app
+from cloud.contracts import didkey
 from cloud.services import witnessing
 from device import datalock, schnorr
 from device.cliutil import examples, hex_bytes, keygen, read_secret
@@ -89,6 +90,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY|@FILE",
         help="x-only key (hex, or @FILE holding it, as `cloud keygen` writes) allowed to sign "
         "registry changes; repeatable. Also read, one per line, from DATA_DIR/owners",
+    )
+    serve.add_argument(
+        "--regulator",
+        type=regulator_key,
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="the contracts' regulator, who admits participants: its did:key or x-only key "
+        "(hex); repeatable",
     )
     serve.add_argument(
         "--witness",
@@ -198,6 +208,22 @@ def read_owners(data_dir: Path) -> list[bytes]:
     return keys
 
 
+def regulator_key(text: str) -> bytes:
+    """argparse type: the x-only key of a did:key (secp256k1) or of 64 hex characters."""
+    if text.startswith("did:"):
+        try:
+            return didkey.to_xonly(text)
+        except didkey.DidKeyError as e:
+            raise argparse.ArgumentTypeError(f"not a secp256k1 did:key: {e.detail}") from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise argparse.ArgumentTypeError(f"got {text[:80]!r}, want a did:key or 64 hex (x-only)")
+    return key
+
+
 def _serve(args: argparse.Namespace) -> int:
     configure_logging(args.log_json)
     try:
@@ -206,6 +232,7 @@ def _serve(args: argparse.Namespace) -> int:
             database=args.database,
             origin=args.origin,
             owners=tuple(args.owner + read_owners(args.data_dir)),
+            regulators=tuple(args.regulator),
             witnesses=tuple(args.witness),
         )
         for spec in config.witnesses:

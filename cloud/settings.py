@@ -1,6 +1,7 @@
 """The cloud service's settings: where it keeps its data, which database, the owners that
-bootstrap its log, the witnesses it asks, and its limits. Built from `pharmasync cloud serve`
-options (cloud/commands.py); `make_app` (cloud/api/app.py) builds the service from them."""
+bootstrap its log, the contracts' regulators, the witnesses it asks, and its limits. Built
+from `pharmasync cloud serve` options (cloud/commands.py); `make_app` (cloud/api/app.py)
+builds the service from them."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class CloudSettings:
     database: str | None = None  # postgresql://... ; None: SQLite in data_dir/ledger.sqlite
     origin: str = DEFAULT_ORIGIN  # the log's name in its checkpoints, for a new log key
     owners: tuple[bytes, ...] = ()  # x-only owner keys: bootstrap only, then the log's (0x06)
+    # x-only keys of the contracts' regulators (docs/contracts.md §3): today a setting
+    # (`serve --regulator`), next a 0x06 entry on the log
+    regulators: tuple[bytes, ...] = ()
     witnesses: tuple[str, ...] = ()  # URL=VKEY of witnesses asked to cosign checkpoints
     max_body: int = MAX_BODY  # bytes
     verify_threads: int = 2  # threads re-verifying batches off the event loop
@@ -42,6 +46,9 @@ class CloudSettings:
         for key in self.owners:
             if len(key) != 32:
                 raise ValueError(f"owner key: got {len(key)} bytes, want 32 (x-only, hex)")
+        for key in self.regulators:
+            if len(key) != 32:
+                raise ValueError(f"regulator key: got {len(key)} bytes, want 32 (x-only)")
         if self.database is not None and not self.database.startswith(
             ("postgres://", "postgresql://")
         ):

@@ -33,6 +33,7 @@ from cloud.api.state import (
     ALARM_ACKS,
     BATCHES,
     CONFIG,
+    CONTRACTS,
     EVENTS,
     LOG,
     METRICS,
@@ -48,6 +49,7 @@ from cloud.services import witnessing
 from cloud.services.alarm_acks import AlarmAckService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
+from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
@@ -113,6 +115,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EVENTS] = watched.events
         app[ALARM_ACKS] = AlarmAckService(shared, config)
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
+        app[CONTRACTS] = ContractService(shared, settings.regulators)
+        head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
+        log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()
         app[METRICS].watch(watched)
         log.info("ledger %s: %d entries; log key %s", signer.name, cp.size, shared.log.log_vkey)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloud.api.routes.receipts import MAX_COSIGNATURES
+from cloud.contracts import tx
 from device import reading
 from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
 from gateway import registry_change as registry
@@ -406,6 +407,7 @@ def document() -> dict[str, Any]:
             **_receipt_paths(receipt),
             **_config_paths(),
             **_alarm_ack_paths(),
+            **_contract_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -727,6 +729,144 @@ def _alarm_ack_paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": {"200": _json("Acks", listed), "400": BAD, "404": NOT_FOUND},
+            }
+        },
+    }
+
+
+def _contract_paths() -> dict[str, Any]:
+    """POST /v1/tx, GET /v1/state and GET /v1/lots/{gtin}/{lot} (docs/contracts.md;
+    docs/protocol.md, "Contract transaction v1" and "State tree")."""
+    index = {"type": ["integer", "null"], "minimum": 0}
+    head = {
+        "type": "object",
+        "required": ["root", "records", "covers", "index"],
+        "properties": {
+            "root": HEX32,
+            "records": {"type": "integer", "minimum": 0},
+            "covers": index,
+            "index": index,
+        },
+    }
+    proof = {
+        "type": "object",
+        "required": ["version", "leaf", "depth", "bitmap", "siblings"],
+        "properties": {
+            "version": {"type": "integer"},
+            "leaf": {
+                "type": ["object", "null"],
+                "properties": {"key": HEX32, "value_hash": HEX32},
+            },
+            "depth": {"type": "integer"},
+            "bitmap": HEX,
+            "siblings": PROOF,
+        },
+    }
+    record = {
+        "type": "object",
+        "required": ["value", "proof"],
+        "properties": {"value": {"type": ["object", "null"]}, "proof": proof},
+    }
+    envelope = {
+        "type": "object",
+        "required": ["tx", "sig"],
+        "properties": {
+            "tx": {
+                "type": "object",
+                "required": ["v", "contract", "type", "signer", "time", "nonce", "args"],
+                "properties": {
+                    "v": {"type": "integer"},
+                    "contract": {"type": "string"},
+                    "type": {"type": "string"},
+                    "signer": {"type": "string"},
+                    "time": {"type": "integer"},
+                    "nonce": {"type": "string"},
+                    "args": {"type": "object"},
+                },
+            },
+            "sig": HEX,
+        },
+    }
+    applied = {
+        "type": "object",
+        "required": ["index", "id", "root", "records", "root_index"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "id": HEX32,
+            "root": HEX32,
+            "records": {"type": "integer", "minimum": 0},
+            "root_index": {"type": "integer", "minimum": 0},
+        },
+    }
+    return {
+        "/v1/tx": {
+            "post": {
+                "summary": "Apply a signed contract transaction",
+                "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON: "
+                '{"tx": body, "sig": BIP-340 signature as hex} (docs/protocol.md, "Contract '
+                'transaction v1"). Applied: its 0x03 entry and the 0x04 state root after it are '
+                "appended together; refused: nothing is written.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": envelope}},
+                },
+                "responses": {
+                    "201": _json(
+                        "Applied: its 0x03 entry's index, its id, the state after", applied
+                    ),
+                    "400": BAD,
+                    "401": _problem("The signature does not verify under tx.signer"),
+                    "403": _problem("Not an active participant, or the access cell is `no`"),
+                    "409": _problem("A contract rule refuses it, or a replayed nonce"),
+                    "413": _problem(f"Body over {tx.MAX_ENVELOPE} bytes"),
+                },
+            }
+        },
+        "/v1/state": {
+            "get": {
+                "summary": "The latest contract state root",
+                "description": "`covers`: the last 0x03 entry applied; `index`: the 0x04 entry "
+                "holding this root (both null before the first transaction).",
+                "responses": {"200": _json("The state root", head)},
+            }
+        },
+        "/v1/lots/{gtin}/{lot}": {
+            "get": {
+                "summary": "A lot's public facts with state proofs",
+                "description": "In `records`: its identity (`lot`), quality status "
+                "(`quality`) and recall (`recall`), each null if absent, each with its proof "
+                "against `state.root` (a public record's tree value is its canonical JSON). "
+                "Nothing private.",
+                "parameters": [
+                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+                    _path(
+                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        "The lot's public records",
+                        {
+                            "type": "object",
+                            "required": ["gtin", "lot", "state", "records"],
+                            "properties": {
+                                "gtin": {"type": "string"},
+                                "lot": {"type": "string"},
+                                "state": head,
+                                "records": {
+                                    "type": "object",
+                                    "required": ["lot", "quality", "recall"],
+                                    "properties": {
+                                        "lot": record,
+                                        "quality": record,
+                                        "recall": record,
+                                    },
+                                },
+                            },
+                        },
+                    ),
+                    "400": BAD,
+                },
             }
         },
     }

@@ -13,6 +13,7 @@ from cloud.api.metrics import Metrics
 from cloud.services.alarm_acks import AlarmAckService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
+from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
@@ -30,3 +31,4 @@ REGISTRY = web.AppKey("registry", RegistryService)  # registry changes, who is r
 CONFIG = web.AppKey("config", ConfigService)  # owners and ack keys, on the log
 EVENTS = web.AppKey("events", EventService)  # gateway events
 ALARM_ACKS = web.AppKey("alarm_acks", AlarmAckService)  # relayed alarm acknowledgements
+CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions and state

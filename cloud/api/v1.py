@@ -21,6 +21,7 @@ from cloud.api.routes import (
     alarm_acks,
     batches,
     config,
+    contracts,
     events,
     evidence,
     log,
@@ -41,6 +42,7 @@ GROUPS: Final = (
     evidence,
     receipts,
     alarm_acks,
+    contracts,
     openapi,
 )
 

@@ -161,6 +161,26 @@ CREATE INDEX IF NOT EXISTS alarm_acks_gateway ON alarm_acks (gateway, id);
 """
 
 
+# Applied contract transactions (cloud/storage/contracts.py), created where missing like
+# the tables above, so a database of before contracts opens as it is.
+CONTRACTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS contract_txs (
+    log_index   bigint PRIMARY KEY,      -- its 0x03 entry
+    root_index  bigint NOT NULL,         -- the 0x04 state-root entry of its block
+    contract    text NOT NULL,
+    tx_id       bytea NOT NULL UNIQUE,   -- SHA-256(canonical || sig)
+    signer      bytea NOT NULL,          -- x-only key
+    nonce       text NOT NULL,           -- 32 lowercase hex
+    canonical   bytea NOT NULL,          -- the signed body, RFC 8785
+    sig         bytea NOT NULL,          -- BIP-340, 64 bytes
+    salt        bytea NOT NULL,          -- the 0x03 commitment's salt, 32 bytes
+    time        bigint NOT NULL,         -- the transaction's own time, Unix ms
+    received_at double precision NOT NULL,
+    UNIQUE (signer, nonce)               -- a replay guard (docs/contracts.md §1)
+);
+"""
+
+
 class SchemaVersionError(SchemaError):
     """The database holds a ledger schema this code does not know."""
 
@@ -277,6 +297,7 @@ class PostgresEngine:
                 await conn.execute(CONFIG_SCHEMA)
                 await conn.execute(COSIGNED_SCHEMA)
                 await conn.execute(ALARM_ACKS_SCHEMA)
+                await conn.execute(CONTRACTS_SCHEMA)
         except BaseException:
             await pool.close()
             raise

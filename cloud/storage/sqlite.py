@@ -138,6 +138,26 @@ CREATE INDEX IF NOT EXISTS alarm_acks_gateway ON alarm_acks (gateway, id);
 """
 
 
+# Applied contract transactions (cloud/storage/contracts.py), created where missing: a
+# ledger file of before contracts gains the table at its next start.
+CONTRACTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS contract_txs (
+    log_index   INTEGER PRIMARY KEY,     -- its 0x03 entry
+    root_index  INTEGER NOT NULL,        -- the 0x04 state-root entry of its block
+    contract    TEXT NOT NULL,
+    tx_id       BLOB NOT NULL UNIQUE,    -- SHA-256(canonical || sig)
+    signer      BLOB NOT NULL,           -- x-only key
+    nonce       TEXT NOT NULL,           -- 32 lowercase hex
+    canonical   BLOB NOT NULL,           -- the signed body, RFC 8785
+    sig         BLOB NOT NULL,           -- BIP-340, 64 bytes
+    salt        BLOB NOT NULL,           -- the 0x03 commitment's salt, 32 bytes
+    time        INTEGER NOT NULL,        -- the transaction's own time, Unix ms
+    received_at REAL NOT NULL,
+    UNIQUE (signer, nonce)               -- a replay guard (docs/contracts.md §1)
+);
+"""
+
+
 class SqliteTx:
     """The engine's connection as a cloud.storage.engine.Tx. Its methods run the statement
     at once, never suspending: they are called only on the engine's thread, inside the
@@ -205,6 +225,7 @@ class SqliteEngine:
             raise OldSchemaError(path)
         self.db.executescript(SCHEMA)
         self.db.executescript(ALARM_ACKS_SCHEMA)
+        self.db.executescript(CONTRACTS_SCHEMA)
         # One thread: calls run one at a time, so a read never sees a write half done.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-store")
         self._tx = SqliteTx(self.db)

@@ -7,7 +7,8 @@ Three layers, written once each (docs/layout.md):
 - the domain modules, one per thing stored: the log and `Commit` (`log.py`), batches and
   readings (`batches.py`), the registry (`registry.py`), authority entries and owners
   (`authority.py`), gateway events (`events.py`), cosigned checkpoints (`cosigned.py`),
-  relayed alarm acknowledgements (`alarm_acks.py`);
+  relayed alarm acknowledgements (`alarm_acks.py`), applied contract transactions
+  (`contracts.py`);
 - `Store` (here): opens the engine, and gives each call its transaction. The service layer
   (cloud/services/) sees nothing else, and tests/cloud/storage/test_store.py runs
   against both engines.
@@ -30,8 +31,10 @@ from typing import TypeVar
 from cloud.log.tlog import NodeKey
 from cloud.log.verified import Verified
 from cloud.storage import alarm_acks, authority, batches, cosigned, log, registry
+from cloud.storage import contracts as contract_txs
 from cloud.storage import events as event_log
 from cloud.storage.batches import MAX_LEAF, BatchStored, KnownState, Sighting, StoredReading
+from cloud.storage.contracts import StoredTx
 from cloud.storage.engine import Engine
 from cloud.storage.errors import NotFound, SchemaError, StoreConflict
 from cloud.storage.log import Commit
@@ -50,6 +53,7 @@ __all__ = [
     "Store",
     "StoreConflict",
     "StoredReading",
+    "StoredTx",
 ]
 
 
@@ -296,3 +300,10 @@ class Store:
         """Up to `limit` (id, wire) of the acks stored for `gateway` with id > after, in
         id order."""
         return await self.engine.read(lambda tx: alarm_acks.acks(tx, gateway, after, limit))
+
+    # -- contract transactions (cloud/storage/contracts.py) -------------------------------
+
+    async def contract_txs(self, after: int, limit: int) -> list[StoredTx]:
+        """Up to `limit` applied contract transactions whose 0x03 entry follows log index
+        `after` (-1: from the start), in log order."""
+        return await self.engine.read(lambda tx: contract_txs.after(tx, after, limit))

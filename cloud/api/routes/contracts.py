@@ -1,0 +1,53 @@
+"""Contract transactions and state (docs/contracts.md): POST a signed transaction, read the
+latest state root, and a lot's public facts with their state proofs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cloud.api.routes import json_body
+from cloud.api.state import CONTRACTS
+from cloud.contracts import lots_fields, tx
+from cloud.services.refusals import LedgerError
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/tx")
+async def post_tx(request: web.Request) -> web.Response:
+    """Apply a signed transaction envelope {"tx", "sig"}; 201 with its 0x03 entry's index,
+    its id, and the state root and record count after it."""
+    envelope = await json_body(request, tx.MAX_ENVELOPE, "transaction")
+    accepted = await request.config_dict[CONTRACTS].submit(envelope)
+    return web.json_response(accepted.to_json(), status=201)
+
+
+@routes.get("/state")
+async def state(request: web.Request) -> web.Response:
+    """The latest state root: root, record count, the last 0x03 entry it covers and the
+    index of the 0x04 entry holding it (null before the first transaction)."""
+    head = await request.config_dict[CONTRACTS].current()
+    return web.json_response(head.to_json())
+
+
+@routes.get("/lots/{gtin}/{lot}")
+async def lot(request: web.Request) -> web.Response:
+    """A lot's public records (identity, quality status, recall), each null if absent, each
+    with its proof (cloud/contracts/statetree_proof.py) against the latest root. Private
+    records (custody, holdings, shipments) are never shown."""
+    try:
+        gtin = lots_fields.gtin14(request.match_info["gtin"])
+    except ValueError as e:
+        raise LedgerError("gtin", str(e)) from None
+    try:
+        number = lots_fields.lot_number(request.match_info["lot"])
+    except ValueError as e:
+        raise LedgerError("lot", str(e)) from None
+    head, records = await request.config_dict[CONTRACTS].lot(gtin, number)
+    answer = {
+        "gtin": gtin,
+        "lot": number,
+        "state": head.to_json(),
+        "records": {r.name: {"value": r.value, "proof": r.proof.to_json()} for r in records},
+    }
+    return web.json_response(answer)
