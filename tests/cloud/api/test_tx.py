@@ -6,19 +6,27 @@ the state root; a restart replays to the same root."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from cloud.api.state import CONTRACTS
-from cloud.contracts import entries, lots, stateroot, tx
+from cloud.contracts import catalog, entries, lots, stateroot, tx
+from cloud.contracts.engine import replay
 from cloud.contracts.statetree_proof import proof_from_json, verify_proof
+from cloud.storage.store import Store
 from gateway.jcs import canonicalize
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, Party, admission, party
+from tests.conftest import free_port
 
 M, D, R = party("M"), party("D"), party("R")
 ROLES = {"M": (M, "manufacturer"), "D": (D, "distributor"), "R": (R, "retailer")}
@@ -205,3 +213,120 @@ async def test_a_lot_query_checks_its_path_and_proves_absence(cloud: Cloud) -> N
         assert record["value"] is None
         root = bytes.fromhex(facts["state"]["root"])
         verify_proof(root, rtype.key(GTIN, "NONE"), None, proof_from_json(record["proof"]))
+
+
+# -- a killed process, and two workers on one PostgreSQL ------------------------------------
+
+EXE = Path(sys.executable).parent / "pharmasync"
+
+
+async def serve(data: Path, database: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `pharmasync cloud serve --regulator` as a process of its own; return it and
+    its URL once it answers."""
+    if not EXE.exists():
+        pytest.skip(f"console script not installed beside {sys.executable}")
+    port = free_port()
+    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
+    args += ["--regulator", REGULATOR.did]
+    if database is not None:
+        args += ["--database", database]
+    data.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=(data.parent / f"cloud-{port}.log").open("w")
+    )
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(400):
+            try:
+                async with http.get(f"{url}/healthz") as r:
+                    if r.status == 200:
+                        return proc, url
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the cloud did not start")
+
+
+async def send(http: aiohttp.ClientSession, url: str, signed: tx.SignedTx) -> tuple[int, Any]:
+    async with http.post(f"{url}/v1/tx", data=signed.to_wire()) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_a_killed_cloud_replays_to_the_root_of_what_it_stored(tmp_path: Path) -> None:
+    data = tmp_path / "cloud"
+    proc, url = await serve(data)
+    accepted: dict[str, int] = {}  # tx id -> index of every 201
+    try:
+        async with aiohttp.ClientSession() as http:
+            for step in (admit("M"), admit("D")):
+                assert (await send(http, url, step))[0] == 201
+
+            async def client(c: int) -> None:
+                for n in range(1000):
+                    try:
+                        status, answer = await send(http, url, commission(f"K{c}-{n}", 5))
+                    except aiohttp.ClientError:
+                        return  # killed
+                    assert status == 201, answer
+                    accepted[answer["id"]] = answer["index"]
+
+            clients = [asyncio.create_task(client(c)) for c in range(4)]
+            while len(accepted) < 40:
+                await asyncio.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.gather(*clients)
+    finally:
+        proc.kill()
+        proc.wait()
+    store = Store.sqlite(data / "ledger.sqlite")
+    try:
+        rows = await store.contract_txs(-1, 1_000_000)
+    finally:
+        await store.close()
+    stored = {tx.from_record(r.canonical, r.sig).id: r.log_index for r in rows}
+    assert accepted.items() <= stored.items()  # every 201 is there, at its index
+    pairs = [(tx.from_record(r.canonical, r.sig), r.salt) for r in rows]
+    fresh = replay(catalog.engine(), pairs, [REGULATOR.xonly])[-1]
+    proc, url = await serve(data)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/v1/state") as r:
+            head = await r.json()
+        assert head["root"] == fresh.hex() and head["covers"] == rows[-1].log_index
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_two_workers_apply_exactly_one_of_each_conflicting_set(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    data = tmp_path / "cloud"
+    workers = [await serve(data, postgres_dsn) for _ in range(2)]
+    urls = [url for _, url in workers]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for step in (admit("M"), admit("D"), commission("L1", 10)):
+                assert (await send(http, urls[0], step))[0] == 201
+            ships = [ship(M, "L1", f"S{n}", D, 10) for n in range(25)]
+            answers = await asyncio.gather(
+                *(send(http, urls[n % 2], s) for n, s in enumerate(ships))
+            )
+            won = [n for n, (status, _) in enumerate(answers) if status == 201]
+            assert len(won) == 1, answers
+            assert all(status == 409 for status, _ in answers if status != 201)
+            shipment = f"S{won[0]}"
+            receipts = [receive(D, shipment, 10) for _ in range(25)]
+            answers = await asyncio.gather(
+                *(send(http, urls[n % 2], r) for n, r in enumerate(receipts))
+            )
+            assert sum(status == 201 for status, _ in answers) == 1, answers
+            assert all(status == 409 for status, _ in answers if status != 201)
+            heads = []
+            for url in urls:
+                async with http.get(f"{url}/v1/state") as r:
+                    heads.append(await r.json())
+            assert heads[0] == heads[1] and heads[0]["records"] > 0
+    finally:
+        for proc, _ in workers:
+            proc.kill()
+            proc.wait()
