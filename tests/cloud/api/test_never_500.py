@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloud.api.app import make_app
+from cloud.contracts import tx
 from cloud.settings import CloudSettings
 from cloud.witness.server import make_witness_app
 from device import schnorr
@@ -37,7 +38,9 @@ from gateway.checkpoint import Checkpoint, sign_checkpoint
 from gateway.refusal import INT64_MAX
 from gateway.rfc6962 import EMPTY_ROOT
 from tests.cloud.api.test_app import OWNER, chain
+from tests.cloud.api.test_tx import admit, commission
 from tests.cloud.conftest import ENGINES, _run_apart, fresh_schema
+from tests.cloud.contracts.world import GTIN, REGULATOR, party
 from tests.cloud.served import Served, encode
 from tests.cloud.services.test_ingest import BOX, GW, body
 from tests.cloud.witness.test_witness import IMPOSTOR, LOG, OTHER_LOG, TREE
@@ -77,8 +80,12 @@ def cloud(
         data_dir=tmp_path_factory.mktemp("cloud"),
         database=database,
         owners=(schnorr.pubkey(OWNER),),
+        regulators=(REGULATOR.xonly,),
     )
     with Served(make_app(config)) as served:
+        for step in (admit("M"), commission("L1", 10)):  # a participant and a lot
+            answer = served.request("POST", "/v1/tx", step.to_wire())
+            assert answer.status == 201, answer
         now = int(time.time())
         for fields in (
             {"op": "gateway", "key": GW_KEY, "site": "w1", "time": now},
@@ -200,7 +207,14 @@ texts = (
     )
 )
 keys = st.sampled_from([BOX_KEY, GW_KEY, "00" * 32, BOX_KEY.upper()]) | texts
-PARAMS = {"device": keys, "gateway": keys, "seq": texts, "index": texts}
+PARAMS = {
+    "device": keys,
+    "gateway": keys,
+    "seq": texts,
+    "index": texts,
+    "gtin": st.sampled_from([GTIN]) | texts,
+    "lot": st.sampled_from(["L1"]) | texts,
+}
 TEMPLATES = route_templates()  # every route: one added later is covered at once
 QUERY_NAMES = ["start", "end", "index", "size", "hash", "old", "new", "limit", "after"]
 
@@ -305,6 +319,52 @@ registry_bodies = (
 @SETTINGS
 def test_any_registry_request_is_answered_without_a_500(cloud: Served, data: bytes) -> None:
     answer = cloud.request("POST", "/v1/registry", data, {"Content-Type": "application/json"})
+    check(answer)
+
+
+TX_ARGS = ["gtin", "lot", "expiry", "quantity", "unit", "profile", "shipment", "receiver"]
+TX_ARGS += ["children", "did", "role", "name", "region", "licence", "reason", "class"]
+
+
+@st.composite
+def signed_transactions(draw: st.DrawFn) -> bytes:
+    """A transaction of any contract, type and arguments, signed now by the regulator or
+    an admitted manufacturer: it passes the signature check and reaches the rules. Where
+    the body cannot be signed (a float in it) it goes out with a signature of zeros."""
+    contract = draw(st.sampled_from(["participants", "lots"]) | st.text(max_size=8))
+    tx_type = draw(
+        st.sampled_from(["admit", "suspend", "commission", "ship", "receive", "split", "recall"])
+        | st.text(max_size=8)
+    )
+    args = draw(
+        st.dictionaries(
+            st.sampled_from(TX_ARGS), json_values | anything | texts_in_json, max_size=6
+        )
+    )
+    signer = draw(st.sampled_from([REGULATOR, party("M")]))
+    try:
+        return tx.make(contract, tx_type, args, signer.secret).to_wire()
+    except (tx.TxError, ValueError):
+        body = {"v": 1, "contract": contract, "type": tx_type, "signer": signer.did}
+        body |= {"time": int(time.time() * 1000), "nonce": "00" * 16, "args": args}
+        return json.dumps({"tx": body, "sig": "00" * 64}).encode()
+
+
+tx_bodies = (
+    st.binary(max_size=200)
+    | deep
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.fixed_dictionaries({"tx": json_values, "sig": json_values}).map(
+        lambda v: json.dumps(v).encode()
+    )
+    | signed_transactions()
+)
+
+
+@given(tx_bodies)
+@SETTINGS
+def test_any_contract_transaction_is_answered_without_a_500(cloud: Served, data: bytes) -> None:
+    answer = cloud.request("POST", "/v1/tx", data, {"Content-Type": "application/json"})
     check(answer)
 
 
