@@ -1,0 +1,16 @@
+"""The contracts the ledger runs, and the engine over them: what the contract service,
+`pharmasync verify --replay` and a replaying witness all build, so they apply the same rules."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cloud.contracts import lots, participants
+from cloud.contracts.engine import Contract, Engine
+
+CONTRACTS: Final[tuple[Contract, ...]] = (participants.CONTRACT, lots.CONTRACT)
+
+
+def engine() -> Engine:
+    """Return an engine over CONTRACTS that knows signers by participants.identify."""
+    return Engine(CONTRACTS, participants.identify)
