@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cloud.contracts import access, args, lots_fields, participants
+from cloud.contracts import access, args, gs1, lots_fields, participants
 from cloud.contracts.engine import (
     Conflict,
     Context,
@@ -147,7 +147,8 @@ def commission(ctx: Context) -> None:
     Conflict "commissioned" if the GTIN already has that lot."""
     args.exact(ctx.args, ("gtin", "lot", "expiry", "quantity", "unit", "profile"))
     gtin, lot = _lot_args(ctx)
-    expiry = args.checked(ctx.args, "expiry", lots_fields.expiry_date)
+    today = gs1.today_of_ms(ctx.time)
+    expiry = args.checked(ctx.args, "expiry", lambda v: lots_fields.expiry_date(v, today))
     quantity = args.integer(ctx.args, "quantity")
     unit = args.text(ctx.args, "unit", 32)
     profile = args.checked(ctx.args, "profile", lots_fields.storage_profile)

@@ -180,7 +180,7 @@ def test_an_order_reference_needs_the_po_cell(world: World) -> None:
 def test_a_profile_that_needs_a_licence_is_not_shipped_to_an_unlicensed_receiver(
     world: World,
 ) -> None:
-    world.commission("M", "COLD", 10, profile={**PROFILE, "needs_licence": True})
+    world.commission("M", "COLD", 10, profile={**PROFILE, "needs_licence": 1})
     args = ref("COLD", shipment="S", receiver=world.parties["D"].did, quantity=1)
     assert refused(world, "M", "ship", args) == (409, "licence")
 

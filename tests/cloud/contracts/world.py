@@ -27,7 +27,7 @@ PROFILE: dict[str, Any] = {
     "delay_cumulative_s": 3600,
     "hysteresis_cc": 50,
     "max_gap_s": 3600,
-    "needs_licence": False,
+    "needs_licence": 0,
 }
 
 
