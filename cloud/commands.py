@@ -24,7 +24,10 @@ from gateway.cli import configure_logging
 
 log = logging.getLogger("pharmasync.cloud")
 _CLOUD = f"--cloud http://127.0.0.1:{settings.DEFAULT_PORT} --owner-key owner.key"
-SERVE_EXAMPLE = "pharmasync cloud serve --data-dir cloud-data --owner @owner.pub --port 8480"
+SERVE_EXAMPLE = (
+    "pharmasync cloud serve --data-dir cloud-data --owner @owner.pub --regulator @regulator.pub "
+    "--port 8480"
+)
 REGISTER_EXAMPLES = (
     f"pharmasync cloud register {_CLOUD} gateway @gw-data/gateway.pub --site warehouse-1",
     f"pharmasync cloud register {_CLOUD} box @box.pub --site warehouse-1 --label 'Cold room A'",
@@ -96,9 +99,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=regulator_key,
         action="append",
         default=[],
-        metavar="KEY",
-        help="the contracts' regulator, who admits participants: its did:key or x-only key "
-        "(hex); repeatable",
+        metavar="KEY|@FILE",
+        help="the contracts' regulator, who admits participants: its did:key, or its x-only "
+        "key (hex, or @FILE holding it, as `cloud keygen` writes); repeatable",
     )
     serve.add_argument(
         "--witness",
@@ -118,7 +121,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it (OUT with the suffix .pub), and print the public key; give it to `pharmasync cloud "
         "serve --owner @OWNER.pub`.",
         epilog=examples(
-            "pharmasync cloud keygen owner.key", "pharmasync cloud keygen second-owner.key"
+            "pharmasync cloud keygen owner.key",
+            "pharmasync cloud keygen second-owner.key",
+            "pharmasync cloud keygen regulator.key",
+            "pharmasync cloud keygen maker.key",
+            "pharmasync cloud keygen wholesaler.key",
         ),
     )
     keys.add_argument("out", type=Path, help="where to write the secret key (hex)")
@@ -209,7 +216,10 @@ def read_owners(data_dir: Path) -> list[bytes]:
 
 
 def regulator_key(text: str) -> bytes:
-    """argparse type: the x-only key of a did:key (secp256k1) or of 64 hex characters."""
+    """argparse type: the x-only key of a did:key (secp256k1), of 64 hex characters, or of
+    the hex in the file `@PATH` (the OUT.pub that `cloud keygen` writes)."""
+    if text.startswith("@"):
+        return hex_bytes(text)
     if text.startswith("did:"):
         try:
             return didkey.to_xonly(text)
@@ -271,7 +281,7 @@ def _send(cloud: str, path: str, request: dict[str, object]) -> int | None:
     """POST a signed request to the cloud's `path`; return its log index, or print why
     not and return None."""
     try:
-        status, answer = asyncio.run(_post(f"{cloud.rstrip('/')}{path}", request))
+        status, answer = asyncio.run(post_json(f"{cloud.rstrip('/')}{path}", request))
     except (aiohttp.ClientError, ValueError) as e:
         print(f"error: {cloud}: {type(e).__name__}: {e}", file=sys.stderr)
         return None
@@ -336,7 +346,7 @@ def _register(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+async def post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
     """POST `body`; return the status and the JSON object answered. Raises ValueError
     (JsonError) for an answer that is no bounded JSON object, aiohttp.ClientError."""
     async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
