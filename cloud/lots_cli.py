@@ -242,12 +242,15 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     try:
         root = bytes.fromhex(answer["state"]["root"])
-        found: dict[str, object] = {"gtin": args.gtin, "lot": args.lot, "root": root.hex()}
+        gtin = str(answer["gtin"])  # as the ledger keys it: a GTIN-13 is padded to 14 digits
+        if gtin.lstrip("0") != args.gtin.lstrip("0") or answer["lot"] != args.lot:
+            raise ValueError(f"asked for {args.gtin}/{args.lot}, answered {gtin}/{answer['lot']}")
+        found: dict[str, object] = {"gtin": gtin, "lot": args.lot, "root": root.hex()}
         for rtype in (lots.LOT, lots.QUALITY, lots.RECALL):
             record = answer["records"][rtype.name]
             value = None if record["value"] is None else canonicalize(record["value"])
             proof = proof_from_json(record["proof"])
-            verify_proof(root, rtype.key(args.gtin, args.lot), value, proof)
+            verify_proof(root, rtype.key(gtin, args.lot), value, proof)
             found[rtype.name] = "absent" if record["value"] is None else record["value"]
     except (KeyError, TypeError, ValueError, ProofError) as e:
         print(
