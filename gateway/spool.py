@@ -150,6 +150,13 @@ class Spool:
                 "WHERE box NOT IN (SELECT box FROM committed)"
             )
         self._ranges = self._load_ranges()
+        self._unsealed = self._count_unsealed()
+
+    def _count_unsealed(self) -> int:
+        """Count the readings not yet in a batch from the database (at open, and after a
+        failed commit): the only full count; afterwards `unsealed` keeps it by arithmetic."""
+        (count,) = self.db.execute("SELECT count(*) FROM readings WHERE batch IS NULL").fetchone()
+        return int(count)
 
     def _load_ranges(self) -> dict[bytes, list[seqranges.Range]]:
         ranges: dict[bytes, list[seqranges.Range]] = {}
@@ -188,7 +195,9 @@ class Spool:
             self._commit(accepted, rejected)
         except BaseException:
             self._ranges = self._load_ranges()  # the cache may hold what was rolled back
+            self._unsealed = self._count_unsealed()
             raise
+        self._unsealed += len(accepted)  # the transaction committed: they are in the table
         return {box: tuple(self._ranges[box]) for box in {a.box for a in accepted}}
 
     def _commit(self, accepted: Sequence[Accepted], rejected: Sequence[Rejected]) -> None:
@@ -228,11 +237,22 @@ class Spool:
                 )
 
     def unsealed(self) -> tuple[int, float | None]:
-        """Return (count, gateway time of the oldest) of readings not yet in a batch."""
-        count, oldest = self.db.execute(
-            "SELECT count(*), min(gateway_time) FROM readings WHERE batch IS NULL"
+        """Return (count, gateway time of the oldest) of readings not yet in a batch.
+
+        The sealer asks at every tick, so this costs the same with 4 million readings
+        waiting (a site draining its boxes' backlogs) as with none: the count is kept in
+        memory, counted once at open and then moved by every commit and seal after its
+        transaction committed (a crash loses nothing: the next open counts again), and the
+        oldest is the first unsealed row in arrival order, one probe of the partial index
+        readings_unsealed (arrival order is gateway-time order: rows are inserted as they
+        arrive). Counting the rows here cost a scan of that index per tick, ~0.1 s per
+        million readings waiting (bench/RESULTS.md, issue 13 part 3)."""
+        if not self._unsealed:
+            return 0, None
+        row = self.db.execute(
+            "SELECT gateway_time FROM readings WHERE batch IS NULL ORDER BY id LIMIT 1"
         ).fetchone()
-        return count, oldest
+        return self._unsealed, None if row is None else row[0]
 
     # -- batches ---------------------------------------------------------------------
 
@@ -265,6 +285,7 @@ class Spool:
             self.db.execute(
                 "UPDATE readings SET batch = ? WHERE batch IS NULL AND id <= ?", (seq, rows[-1][0])
             )
+        self._unsealed -= len(rows)  # committed: exactly those rows left the unsealed set
         return header
 
     def batch(self, seq: int) -> SealedBatch | None:
