@@ -49,7 +49,11 @@ AckListener = Callable[[bytes, int | None], None]
 Done = asyncio.Future[bytes | None]  # a reading's ack payload once committed; None: rejected
 COMMITTED = b""  # what submit(..., payload=False) resolves to once committed
 AlarmListener = Callable[[list[AlarmEvent]], None]
-ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
+ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop), but...
+# ...spend at most 1/ALARM_SAVE_SHARE of the time saving it: the state holds every zone's
+# MKT window (a day of readings per box), so a site of 1,000 boxes writes ~1.4 M samples
+# per save, seconds of the event loop (bench/RESULTS.md, issue 13 part 3).
+ALARM_SAVE_SHARE = 20
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
 
 
@@ -123,6 +127,7 @@ class Gateway:
         self._alarm_file = settings.data_dir / "alarms.json"
         self.alarms = self._load_alarms()
         self._alarms_saved = time.monotonic()
+        self._alarm_save_s = 0.0  # what the last save took
         self.status_reporter = BoxStatusReporter(self, settings.events.status_interval_s)
 
     def _profile(self, device_id: str) -> AlarmProfile:
@@ -142,8 +147,10 @@ class Gateway:
 
     def save_alarms(self) -> None:
         """Persist the alarm engine's state (atomically)."""
+        started = time.monotonic()
         write_atomic(str(self._alarm_file), json.dumps(self.alarms.snapshot()))
         self._alarms_saved = time.monotonic()
+        self._alarm_save_s = self._alarms_saved - started
 
     async def _alarm_events(self, events: list[AlarmEvent]) -> None:
         """Log, queue for the cloud and announce alarm events."""
@@ -387,7 +394,8 @@ class Gateway:
             await self.check_spool_size()
             await self._alarm_events(self.alarms.tick(time.time()))
             await self.status_reporter.tick(time.time())
-            if time.monotonic() - self._alarms_saved > ALARM_SAVE_S:
+            every = max(ALARM_SAVE_S, ALARM_SAVE_SHARE * self._alarm_save_s)
+            if time.monotonic() - self._alarms_saved > every:
                 self.save_alarms()
 
     async def check_spool_size(self) -> None:
