@@ -54,7 +54,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,9 @@ _SEQ_CHECK = 0x5EC5EC5E  # device/seqstore.py _CHECK
 
 def _bench_gateway() -> Any:
     """bench/gateway.py as a module (its name would shadow the gateway package)."""
-    spec = importlib.util.spec_from_file_location("bench_gateway", Path(__file__).parent / "gateway.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_gateway", Path(__file__).parent / "gateway.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -98,7 +99,9 @@ def _sign_box(job: tuple[int, int, int, str]) -> None:
     i, backlog, newest, folder = job
     secret = box_secret(i)
     wires = [
-        reading.sign(secret, k, newest - 60 * (backlog - 1 - k), 450 + k % 200, 5000, reading.FLAG_BACKLOG)
+        reading.sign(
+            secret, k, newest - 60 * (backlog - 1 - k), 450 + k % 200, 5000, reading.FLAG_BACKLOG
+        )
         for k in range(backlog)
     ]
     tmp = Path(folder) / f"{i}.bin.tmp"
@@ -116,9 +119,17 @@ def signed_backlogs(boxes: int, backlog: int) -> Path:
         folder.mkdir(parents=True)
         stamp.write_text(str(int(time.time())))
     newest = int(stamp.read_text())
-    todo = [(i, backlog, newest, str(folder)) for i in range(boxes) if not (folder / f"{i}.bin").exists()]
+    todo = [
+        (i, backlog, newest, str(folder))
+        for i in range(boxes)
+        if not (folder / f"{i}.bin").exists()
+    ]
     if todo:
-        print(f"signing {len(todo) * backlog:,} readings for {len(todo)} boxes (cached in {folder}) ...", flush=True)
+        print(
+            f"signing {len(todo) * backlog:,} readings for {len(todo)} boxes "
+            f"(cached in {folder}) ...",
+            flush=True,
+        )
         t0 = time.time()
         with multiprocessing.Pool(os.cpu_count()) as pool:
             for n, _ in enumerate(pool.imap_unordered(_sign_box, todo, chunksize=4), 1):
@@ -134,9 +145,9 @@ def install_box(cache: Path, i: int, backlog: int, folder: Path) -> None:
     shutil.copyfile(cache / f"{i}.bin", folder / "backlog.bin")
     head, tail, dropped = 0, backlog, 0
     (folder / "backlog.meta").write_text(
-        "%d %d %d %d\n" % (head, tail, dropped, head ^ tail ^ dropped ^ _BACKLOG_CHECK)
+        f"{head} {tail} {dropped} {head ^ tail ^ dropped ^ _BACKLOG_CHECK}\n"
     )
-    (folder / "seq").write_text("%d %d\n" % (backlog, backlog ^ _SEQ_CHECK))  # next seq
+    (folder / "seq").write_text(f"{backlog} {backlog ^ _SEQ_CHECK}\n")  # next seq
 
 
 # -- the boxes (worker processes) ------------------------------------------------------
@@ -344,7 +355,10 @@ async def register_in_cloud(port: int, owner: bytes, gateway: bytes, keys: list[
         sem = asyncio.Semaphore(8)
 
         async def post(change: Any) -> None:
-            async with sem, http.post("/v1/registry", json=registry.sign_request(owner, change)) as r:
+            async with (
+                sem,
+                http.post("/v1/registry", json=registry.sign_request(owner, change)) as r,
+            ):
                 assert r.status == 201, await r.text()
 
         await post(changes[0])
@@ -410,7 +424,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sample = []
     for i in range(min(args.boxes, 20)):
         data = (cache / f"{i}.bin").read_bytes()
-        sample += [data[k : k + reading.SIZE] for k in range(0, min(len(data), 1000 * reading.SIZE), reading.SIZE)]
+        sample += [
+            data[k : k + reading.SIZE]
+            for k in range(0, min(len(data), 1000 * reading.SIZE), reading.SIZE)
+        ]
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(before)})
     raw = bench_gw.raw_verify_rate(sample)
@@ -459,8 +476,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         excursion_at = t0 + LIVE_EXCURSION_AFTER_S
         worker = [sys.executable, str(Path(__file__).resolve()), "--worker"]
         live = subprocess.Popen(
-            [*worker, json.dumps({"kind": "live", "dir": str(flash), "port": port,
-                                  "excursion_at": excursion_at, "until": t0 + 3 * 3600})],
+            [
+                *worker,
+                json.dumps(
+                    {
+                        "kind": "live",
+                        "dir": str(flash),
+                        "port": port,
+                        "excursion_at": excursion_at,
+                        "until": t0 + 3 * 3600,
+                    }
+                ),
+            ],
             stdout=subprocess.PIPE,
         )
         procs.append(live)
@@ -470,22 +497,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             first, last = w * per, min(args.boxes, (w + 1) * per)
             if first >= last:
                 break
-            spec = {"kind": "boxes", "dir": str(flash), "port": port, "first": first,
-                    "last": last, "t0": t0, "spread": args.spread_s, "nice": 10}
+            spec = {
+                "kind": "boxes",
+                "dir": str(flash),
+                "port": port,
+                "first": first,
+                "last": last,
+                "t0": t0,
+                "spread": args.spread_s,
+                "nice": 10,
+            }
             workers.append(subprocess.Popen([*worker, json.dumps(spec)], stdout=subprocess.PIPE))
         procs += workers
         spy = None
         if args.py_spy:
             spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(gateway.pid),
-                 "-o", args.py_spy, "-f", "raw", "--rate", "50", "--nonblocking", "--threads"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(gateway.pid),
+                    "-o",
+                    args.py_spy,
+                    "-f",
+                    "raw",
+                    "--rate",
+                    "50",
+                    "--nonblocking",
+                    "--threads",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         gw_cpu0, broker_cpu0 = bench_gw.cpu_seconds(gateway.pid), bench_gw.cpu_seconds(broker.pid)
         broker_rss = 0
         load = os.getloadavg()
-        print(f"storm: {args.boxes} boxes x {args.backlog} readings = {total:,}, connecting over "
-              f"{args.spread_s:.0f} s; cloud back after {args.cloud_back_s:.0f} s; load {load[0]:.1f}", flush=True)
+        print(
+            f"storm: {args.boxes} boxes x {args.backlog} readings = {total:,}, connecting over "
+            f"{args.spread_s:.0f} s; cloud back after {args.cloud_back_s:.0f} s; "
+            f"load {load[0]:.1f}",
+            flush=True,
+        )
 
         peak_rss = 0
         queued_peak = 0
@@ -552,7 +604,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         db = sqlite3.connect(gw_data / "spool.sqlite")
         stored = db.execute("SELECT count(*) FROM readings").fetchone()[0]
         in_batches, sent = db.execute(
-            "SELECT coalesce(sum(count), 0), coalesce(sum(count * (sent_at IS NOT NULL)), 0) FROM batches"
+            "SELECT coalesce(sum(count), 0), coalesce(sum(count * (sent_at IS NOT NULL)), 0) "
+            "FROM batches"
         ).fetchone()
         db.close()
     finally:
@@ -632,14 +685,29 @@ def main() -> None:
         return
     out = run(args)
     print(f"broker dropped            : {out['broker_dropped']} messages (must be 0)")
-    print(f"readings resent           : {out['readings_resent']:,} "
-          f"({out['whole_backlog_resends']} whole-backlog resends, {out['missing_resent']} missing)")
-    print(f"spooled and acknowledged  : {out['spooled_and_acked_s']} s = {out['spool_rate_per_s']:,} /s "
-          f"= {out['spool_ratio_to_raw_verify']} x raw (target < {SPOOL_TARGET_S:.0f} s at full scale)")
-    print(f"in the cloud with receipts: {out['in_cloud_with_receipts_s']} s (cloud back at {out['cloud_back_at_s']} s)")
-    print(f"gateway peak memory       : {out['gateway_peak_rss_mb']} MB (target < {RSS_TARGET_MB:.0f})")
-    print(f"live alarm                : due at {out['live_alarm_due_s']} s, late by {out['live_alarm_late_s']} s "
-          f"(within a reading interval of {LIVE_INTERVAL_S} s + commit is on time)")
+    print(
+        f"readings resent           : {out['readings_resent']:,} "
+        f"({out['whole_backlog_resends']} whole-backlog resends, {out['missing_resent']} missing)"
+    )
+    print(
+        f"spooled and acknowledged  : {out['spooled_and_acked_s']} s "
+        f"= {out['spool_rate_per_s']:,} /s "
+        f"= {out['spool_ratio_to_raw_verify']} x raw "
+        f"(target < {SPOOL_TARGET_S:.0f} s at full scale)"
+    )
+    print(
+        f"in the cloud with receipts: {out['in_cloud_with_receipts_s']} s "
+        f"(cloud back at {out['cloud_back_at_s']} s)"
+    )
+    print(
+        f"gateway peak memory       : {out['gateway_peak_rss_mb']} MB "
+        f"(target < {RSS_TARGET_MB:.0f})"
+    )
+    print(
+        f"live alarm                : due at {out['live_alarm_due_s']} s, "
+        f"late by {out['live_alarm_late_s']} s "
+        f"(within a reading interval of {LIVE_INTERVAL_S} s + commit is on time)"
+    )
     print(json.dumps(out))
 
 

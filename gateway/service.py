@@ -54,6 +54,7 @@ ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
 # MKT window (a day of readings per box), so a site of 1,000 boxes writes ~1.4 M samples
 # per save, seconds of the event loop (bench/RESULTS.md, issue 13 part 3).
 ALARM_SAVE_SHARE = 20
+LIVE_SOURCE = "live:"  # the source of readings the live lane takes (gateway/live_lane.py)
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
 
 
@@ -279,6 +280,11 @@ class Gateway:
         """Act on a verdict: count and quarantine a reject, acknowledge a duplicate again,
         queue an accepted reading for the commit. On the event loop, in arrival order."""
         source, done, payload = context
+        if outcome.verdict is not Verdict.ACCEPT and source.startswith(LIVE_SOURCE):
+            # The live lane's early copy (gateway/live_lane.py) of a message the persistent
+            # session delivers again: that copy is the one judged, counted and kept.
+            done.set_result(None)
+            return
         if outcome.verdict is Verdict.REJECT:
             self.counts[outcome.reason] += 1
             if outcome.reading is not None or outcome.reason == "bad signature":

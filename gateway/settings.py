@@ -31,6 +31,9 @@ class MqttSettings:
     password: str | None = None
     client_id: str = ""  # default: pharmasync-gateway-<site>
     keepalive: int = 30
+    # A second session takes readings boxes took online ahead of any backlog being drained,
+    # so alarms see the present at once (gateway/live_lane.py).
+    live_lane: bool = True
 
 
 @dataclass(frozen=True)
