@@ -598,7 +598,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         hwm = vm_kb(gateway.pid, "VmHWM")
         alarm_seen = watcher.alarm_seen
         gateway.send_signal(signal.SIGTERM)
-        gateway.wait(120)
+        try:
+            gateway.wait(60)
+            stopped_cleanly = True
+        except subprocess.TimeoutExpired:  # say where it hangs, then stop it
+            stopped_cleanly = False
+            dump = subprocess.run(
+                [str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(gateway.pid)],
+                capture_output=True,
+                text=True,
+            )
+            (work / "gateway-hang.txt").write_text(dump.stdout + dump.stderr)
+            print(f"gateway did not stop within 60 s of SIGTERM: {work}/gateway-hang.txt")
+            gateway.kill()
+            gateway.wait(30)
         gw_log.close()
         gw_text = (work / "gateway.log").read_text(errors="replace")
         db = sqlite3.connect(gw_data / "spool.sqlite")
@@ -659,6 +672,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "live_alarm_due_s": round(excursion_due - t0, 1),
         "live_alarm_late_s": None if late is None else round(late, 1),
         "gateway_log_warnings": gw_text.count("WARNING"),
+        "gateway_silent_alarms": gw_text.count("alarm silent raised"),
+        "gateway_stopped_cleanly": stopped_cleanly,
     }
     return out
 

@@ -55,6 +55,7 @@ ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
 # per save, seconds of the event loop (bench/RESULTS.md, issue 13 part 3).
 ALARM_SAVE_SHARE = 20
 LIVE_SOURCE = "live:"  # the source of readings the live lane takes (gateway/live_lane.py)
+LANE_TAKEN_MAX = 100_000  # (box, seq) the lane took whose persistent copy is still to come
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
 
 
@@ -118,6 +119,7 @@ class Gateway:
         self._queue: list[tuple[Accepted, reading.Reading, Done, bool]] = []
         self._rejects: list[Rejected] = []
         self._dup_waiters: list[tuple[bytes, Done, bool]] = []
+        self._lane_taken: dict[tuple[bytes, int], None] = {}  # in the order taken
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # box -> (what it was made from: ranges and window, or v1 seq; ack payload)
@@ -298,7 +300,12 @@ class Gateway:
         r = outcome.reading
         assert r is not None
         if outcome.verdict is Verdict.DUPLICATE:
-            self.counts["duplicate"] += 1
+            # The persistent session's copy of what the live lane took is no resend by the
+            # box: acknowledged as a duplicate, counted as nothing.
+            if (r.key, r.seq) in self._lane_taken:
+                del self._lane_taken[(r.key, r.seq)]
+            else:
+                self.counts["duplicate"] += 1
             if self._is_committed(r.key, r.seq):
                 done.set_result(self.ack_payload(r.key, r.seq) if payload else COMMITTED)
                 self._announce(r.key, r.seq)
@@ -306,6 +313,10 @@ class Gateway:
                 self._dup_waiters.append((r.key, done, payload))
             return
         self.counts["accepted"] += 1
+        if source.startswith(LIVE_SOURCE):
+            self._lane_taken[(r.key, r.seq)] = None
+            if len(self._lane_taken) > LANE_TAKEN_MAX:  # its copy never came: forget it
+                del self._lane_taken[next(iter(self._lane_taken))]
         self.last_reading[r.key] = (now, r)
         self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done, payload))
         self._wake.set()
