@@ -279,11 +279,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def broker_config(port: int, work: Path) -> str:
+def broker_config(port: int, work: Path, inflight: int | None = None) -> str:
     """hardware/mosquitto-site.conf, listening on `port` here, persisting into `work`,
-    publishing $SYS every second."""
+    publishing $SYS every second (and with `inflight`, that max_inflight_messages)."""
     site = (REPO / "hardware" / "mosquitto-site.conf").read_text()
-    lines = [line for line in site.splitlines() if not line.startswith("listener ")]
+    drop = ("listener ", "max_inflight_messages ") if inflight else ("listener ",)
+    lines = [line for line in site.splitlines() if not line.startswith(drop)]
+    if inflight:
+        lines.append(f"max_inflight_messages {inflight}")
     lines += [
         f"listener {port} 127.0.0.1",
         f"persistence_location {work}/",
@@ -446,7 +449,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{args.boxes} boxes' flash ready in {time.time() - t:.1f} s ({flash})", flush=True)
 
         port, cloud_port = free_port(), free_port()
-        (work / "mosquitto.conf").write_text(broker_config(port, work))
+        (work / "mosquitto.conf").write_text(broker_config(port, work, args.inflight))
         broker = subprocess.Popen(
             [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "mosquitto.conf")]
         )
@@ -645,6 +648,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "backlog": args.backlog,
         "readings": total,
         "spread_s": args.spread_s,
+        "max_inflight_override": args.inflight,
         "cloud_back_s": args.cloud_back_s,
         "load_average_1min_at_start": round(load[0], 2),
         "pinned": "raw verification pinned to one core; the storm free on both cores",
@@ -690,6 +694,7 @@ def main() -> None:
     p.add_argument("--cloud-back-s", type=float, default=60.0, help="the cloud's outage")
     p.add_argument("--timeout-s", type=float, default=3600.0)
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, spool)")
+    p.add_argument("--inflight", type=int, help="override the site's max_inflight_messages")
     p.add_argument("--py-spy", metavar="FILE", help="profile the gateway (raw stacks) into FILE")
     p.add_argument("--sign-only", action="store_true", help="fill the backlog cache and stop")
     args = p.parse_args()

@@ -32,6 +32,7 @@ from device import ack, cert, reading, schnorr, topics
 from device.flash import write_atomic
 from gateway import event, seqranges
 from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
+from gateway.batch import BatchHeader
 from gateway.box_status import BoxStatusReporter
 from gateway.ratelog import RateLimitedLog
 from gateway.registry import Registry
@@ -54,6 +55,7 @@ ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
 # MKT window (a day of readings per box), so a site of 1,000 boxes writes ~1.4 M samples
 # per save, seconds of the event loop (bench/RESULTS.md, issue 13 part 3).
 ALARM_SAVE_SHARE = 20
+SEAL_AT_ONCE = 8  # batches sealed per trip to the spool thread (seal_due)
 LIVE_SOURCE = "live:"  # the source of readings the live lane takes (gateway/live_lane.py)
 LANE_TAKEN_MAX = 100_000  # (box, seq) the lane took whose persistent copy is still to come
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
@@ -385,23 +387,40 @@ class Gateway:
 
     async def seal_due(self, now: float | None = None) -> int:
         """Seal batches while enough readings wait (count) or the oldest is old enough (age).
-        Return how many batches were sealed."""
+        Return how many batches were sealed.
+
+        Up to SEAL_AT_ONCE batches per trip to the spool thread: during a drain every await
+        costs an event-loop iteration that is busy with thousands of messages, and two per
+        batch let unsealed readings pile up by the hundred thousand (bench/RESULTS.md,
+        issue 13 part 3); a bound, so commits (acks) wait for at most that many seals."""
         sealed = 0
-        limits = self.settings.batch
         while True:
-            count, oldest = await self.spool_call(self.spool.unsealed)
-            age = (now or time.time()) - oldest if oldest is not None else 0.0
-            if count == 0 or (count < limits.max_readings and age < limits.max_age_s):
-                return sealed
-            header = await self.spool_call(self.spool.seal, self.secret, limits.max_readings)
-            if header is not None:
-                sealed += 1
+            headers = await self.spool_call(self._seal_some, now, SEAL_AT_ONCE)
+            for header in headers:
                 log.info(
                     "sealed batch %d: %d readings, root %s",
                     header.seq,
                     header.count,
                     header.merkle_root.hex()[:16],
                 )
+            sealed += len(headers)
+            if len(headers) < SEAL_AT_ONCE:
+                return sealed
+
+    def _seal_some(self, now: float | None, at_most: int) -> list[BatchHeader]:
+        """Seal up to `at_most` due batches (see seal_due), on the spool thread."""
+        limits = self.settings.batch
+        headers: list[BatchHeader] = []
+        while len(headers) < at_most:
+            count, oldest = self.spool.unsealed()
+            age = (now or time.time()) - oldest if oldest is not None else 0.0
+            if count == 0 or (count < limits.max_readings and age < limits.max_age_s):
+                break
+            header = self.spool.seal(self.secret, limits.max_readings)
+            if header is None:
+                break
+            headers.append(header)
+        return headers
 
     async def _seal_forever(self) -> None:
         tick = min(1.0, self.settings.batch.max_age_s / 4)
