@@ -37,7 +37,7 @@ from gateway.box_status import BoxStatusReporter
 from gateway.ratelog import RateLimitedLog
 from gateway.registry import Registry
 from gateway.settings import Settings
-from gateway.spool import Accepted, Rejected, Spool
+from gateway.spool import Accepted, Rejected, Spool, SpoolReader
 from gateway.verify import Outcome, Verdict, Verifier
 from gateway.verify_pool import VerifyPool
 
@@ -100,6 +100,7 @@ class Gateway:
         self.secret = secret
         self.key = schnorr.pubkey(secret)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="spool")
+        self._reader = SpoolReader(spool.path)
         # Every seq committed per box, as ranges; and the highest, for status and BLE replay.
         self.ranges: dict[bytes, tuple[seqranges.Range, ...]] = spool.committed_ranges()
         self.committed: dict[bytes, int] = {b: r[-1][1] for b, r in self.ranges.items() if r}
@@ -178,7 +179,9 @@ class Gateway:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def _stored(self, box: bytes, seq: int) -> bytes | None:
-        return await self.spool_call(self.spool.stored, box, seq)
+        # On this thread, without a trip to the spool's (SpoolReader says why): returns
+        # without yielding to the event loop.
+        return self._reader.stored(box, seq)
 
     def _device_id(self, box: bytes) -> str:
         """topics.device_id, remembered per box key (it names the box's alarm zone)."""
@@ -490,3 +493,4 @@ class Gateway:
         self.reject_log.flush()
         self.save_alarms()
         self._thread.shutdown(wait=True)
+        self._reader.close()

@@ -181,10 +181,7 @@ class Spool:
 
     def stored(self, box: bytes, seq: int) -> bytes | None:
         """Return the stored bytes of a box's reading, if still kept."""
-        row = self.db.execute(
-            "SELECT wire FROM readings WHERE box = ? AND seq = ?", (box, seq)
-        ).fetchone()
-        return row[0] if row else None
+        return stored(self.db, box, seq)
 
     def commit(
         self, accepted: Sequence[Accepted], rejected: Sequence[Rejected] = ()
@@ -524,6 +521,34 @@ class Spool:
 
     def _transaction(self) -> Immediate:
         return Immediate(self.db)
+
+
+def stored(db: sqlite3.Connection, box: bytes, seq: int) -> bytes | None:
+    """The stored bytes of a box's reading in the spool `db`, if still kept."""
+    row = db.execute("SELECT wire FROM readings WHERE box = ? AND seq = ?", (box, seq)).fetchone()
+    return row[0] if row else None
+
+
+class SpoolReader:
+    """A read-only connection to a spool for the event loop's own thread: a lookup by the
+    (box, seq) index costs microseconds, where a trip to the spool thread costs an event-
+    loop iteration, and the verifier looks up every duplicate in arrival order, one at a
+    time (gateway/verify.py). After an outage boxes resend whole backlogs (device/
+    firmware.py, ack_timeout_s): hundreds of thousands of duplicates, which at one trip
+    each stalled everything behind them, live readings included (bench/RESULTS.md, issue
+    13 part 3). WAL: it sees every committed transaction, and never blocks the writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+
+    def stored(self, box: bytes, seq: int) -> bytes | None:
+        """Return the stored bytes of a box's reading, if still kept."""
+        return stored(self.db, box, seq)
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def evidence_size(source: str, reason: str, detail: str, payload: bytes) -> int:
