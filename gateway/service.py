@@ -35,7 +35,7 @@ from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
 from gateway.batch import BatchHeader
 from gateway.box_status import BoxStatusReporter
 from gateway.ratelog import RateLimitedLog
-from gateway.registry import Registry
+from gateway.registry import Box, Registry
 from gateway.settings import Settings
 from gateway.spool import Accepted, Rejected, Spool, SpoolReader
 from gateway.verify import Outcome, Verdict, Verifier
@@ -268,9 +268,27 @@ class Gateway:
         passed = self.verifier.precheck(wire, topic_id)
         if isinstance(passed, Outcome):
             self._settle(passed, wire, now, (source, done, payload))
+        elif (copy := self._known_copy(wire, *passed)) is not None:
+            self._settle(copy, wire, now, (source, done, payload))
         else:
             self.verify_pool.submit((wire, passed[0], passed[1], now, (source, done, payload)))
         return done
+
+    def _known_copy(self, wire: bytes, r: reading.Reading, box: Box) -> Outcome | None:
+        """The duplicate verdict for a byte-identical copy of a reading already accepted
+        (committed, or waiting for its commit), without a second signature check: those
+        bytes were verified when first accepted, and `Verifier.judge` would find the same
+        (a copy of a committed reading is a duplicate before any time check). After an
+        outage boxes resend whole backlogs while the gateway works through them
+        (device/firmware.py, ack_timeout_s): millions of copies, each of which cost a
+        verification (bench/RESULTS.md, issue 13 part 3). None: judge it as usual (new,
+        different bytes, or pruned)."""
+        earlier = self.verifier.pending.get((r.key, r.seq))
+        if earlier is None and self._is_committed(r.key, r.seq):
+            earlier = self._reader.stored(r.key, r.seq)
+        if earlier is None or earlier != wire:
+            return None
+        return Outcome(Verdict.DUPLICATE, "duplicate", "", r, box)
 
     async def receive(
         self, wire: bytes, source: str, topic_id: str | None = None
