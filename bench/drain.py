@@ -368,7 +368,9 @@ async def register_in_cloud(port: int, owner: bytes, gateway: bytes, keys: list[
         await asyncio.gather(*(post(c) for c in changes[1:]))
 
 
-def gateway_folder(work: Path, keys: list[bytes], live: bytes, cloud_port: int, port: int) -> Path:
+def gateway_folder(
+    work: Path, keys: list[bytes], live: bytes, cloud_port: int, port: int, live_lane: bool
+) -> Path:
     from gateway.registry import Box, Registry
 
     data = work / "gw"
@@ -383,6 +385,7 @@ def gateway_folder(work: Path, keys: list[bytes], live: bytes, cloud_port: int, 
     toml = work / "gateway.toml"
     toml.write_text(
         f'[gateway]\nsite = "{SITE}"\ndata_dir = "{data}"\n[mqtt]\nport = {port}\n'
+        f"live_lane = {'true' if live_lane else 'false'}\n"
         f'[uplink]\nurl = "http://127.0.0.1:{cloud_port}"\nmax_backoff_s = 5\n[status]\nport = 0\n'
         f"[alarms.live]\ninterval_s = {LIVE_INTERVAL_S}\ndelay_consecutive_s = {LIVE_DELAY_S}\n"
     )
@@ -456,7 +459,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs.append(broker)
 
         owner = os.urandom(32)
-        gw_data = gateway_folder(work, keys, live_key, cloud_port, port)
+        gw_data = gateway_folder(work, keys, live_key, cloud_port, port, args.live_lane)
         gw_key = schnorr.pubkey(bytes.fromhex((gw_data / "gateway.key").read_text().strip()))
         cloud_log = work / "cloud.log"
         cloud = start_cloud(work / "cloud", cloud_port, owner, cloud_log)
@@ -649,6 +652,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "readings": total,
         "spread_s": args.spread_s,
         "max_inflight_override": args.inflight,
+        "live_lane": args.live_lane,
         "cloud_back_s": args.cloud_back_s,
         "load_average_1min_at_start": round(load[0], 2),
         "pinned": "raw verification pinned to one core; the storm free on both cores",
@@ -694,6 +698,7 @@ def main() -> None:
     p.add_argument("--cloud-back-s", type=float, default=60.0, help="the cloud's outage")
     p.add_argument("--timeout-s", type=float, default=3600.0)
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, spool)")
+    p.add_argument("--live-lane", action="store_true", help="[mqtt] live_lane = true")
     p.add_argument("--inflight", type=int, help="override the site's max_inflight_messages")
     p.add_argument("--py-spy", metavar="FILE", help="profile the gateway (raw stacks) into FILE")
     p.add_argument("--sign-only", action="store_true", help="fill the backlog cache and stop")

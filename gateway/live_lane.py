@@ -20,8 +20,13 @@ reject found on the lane's copy is not counted or quarantined: the persistent se
 copy is (gateway/service.py, LIVE_SOURCE).
 
 Cost: every reading crosses the broker twice and is parsed once more by paho, ~10-15 us
-of the gateway's CPU each (bench/RESULTS.md, issue 13 part 3). [mqtt] live_lane = false
-turns it off.
+of the gateway's CPU each. That is its limit: it helps while the gateway parses faster than
+the boxes publish (a drain of 1,000 boxes x 256 readings: the live alarm 0.7-2 s late, not
+24-39 s), but in a full site-wide drain (1,000 x 4,096 readings offered within a minute)
+it fell behind the storm, its own queue grew in the broker, and parsing its copies took
+half the event loop (bench/RESULTS.md, issue 13 part 3). So it is off unless [mqtt]
+live_lane = true. The real fix is upstream: boxes publishing backlog readings on a topic
+of their own, which the lane would not subscribe to.
 """
 
 from __future__ import annotations
