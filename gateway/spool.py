@@ -242,7 +242,7 @@ class Spool:
         transaction committed (a crash loses nothing: the next open counts again), and the
         oldest is the first unsealed row in arrival order, one probe of the partial index
         readings_unsealed (arrival order is gateway-time order: rows are inserted as they
-        arrive). Counting the rows here cost a scan of that index per tick, ~0.1 s per
+        arrive). Counting the rows here cost a scan of that index per tick, ~0.25 s per
         million readings waiting (bench/RESULTS.md, issue 13 part 3)."""
         if not self._unsealed:
             return 0, None
