@@ -38,6 +38,7 @@ BODY_SIZE = const(46)  # struct.calcsize(BODY_FORMAT)
 SIG_SIZE = const(64)
 SIZE = const(110)  # BODY_SIZE + SIG_SIZE
 _SEQ_OFFSET = const(33)
+_FLAGS_OFFSET = const(45)  # BODY_SIZE - 1
 
 # Status flags. A box sets them when it signs; signed bytes never change afterwards.
 FLAG_SENSOR_ERROR = const(0x01)  # no valid measurement: temperature and humidity are 0
@@ -137,6 +138,11 @@ def seq_of(data):
 def key_of(data):
     """Return the box key field of reading bytes without validating anything else."""
     return bytes(data[1:_SEQ_OFFSET])
+
+
+def flags_of(data):
+    """Return the flags byte of reading bytes without validating anything else."""
+    return data[_FLAGS_OFFSET]
 
 
 def message(body):

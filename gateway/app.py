@@ -28,6 +28,7 @@ from gateway.ack_relay import AckRelay
 from gateway.ble import BleakTransport, BleIngest
 from gateway.escalation import AlarmStore, Escalation
 from gateway.ingest_mqtt import MqttIngest
+from gateway.live_lane import LiveLane
 from gateway.registry import Registry
 from gateway.registry_follow import RegistryFollower
 from gateway.service import Gateway
@@ -154,6 +155,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             settings.data_dir,
         )
         tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
+        if settings.mqtt.live_lane:
+            tasks.append(asyncio.create_task(LiveLane(gateway).run(), name="live lane"))
         tasks.append(asyncio.create_task(escalation.run(), name="escalation"))
         if settings.registry.follow:  # and with it, alarm acks relayed by the cloud
             rt.registry_follow = RegistryFollower(settings, registry)

@@ -8,7 +8,7 @@ arrival order as MQTT 3.1.1 §4.6 requires: a gateway killed mid-stream leaves w
 not committed with the broker, which redelivers it to the resumed session. (paho
 acknowledges on receipt by default; aiomqtt has no manual-ack API, so paho's is used.)
 The broker must allow many unacknowledged messages in flight to the gateway
-(Mosquitto: max_inflight_messages 20000, hardware/mosquitto-site.conf) or commits
+(Mosquitto: max_inflight_messages 5000, hardware/mosquitto-site.conf) or commits
 pace the stream. Messages are handled in paho's read callback, PUBACKs go out a block at a
 time, and reads are buffered (gateway/mqtt_io.py): per message, no task and no syscall.
 

@@ -20,10 +20,9 @@ repeated subtraction; RollingMKT bounds that by rebuilding its sum.
 from __future__ import annotations
 
 import math
-from collections import deque
+from array import array
 from collections.abc import Sequence
 from itertools import pairwise
-from typing import NamedTuple
 
 DELTA_H_OVER_R_K = 10_000.0  # 83_144 J/mol / 8.3144 J/(mol·K)
 KELVIN_OFFSET = 273.15
@@ -111,12 +110,6 @@ def mkt(
     )
 
 
-class _Sample(NamedTuple):
-    time_s: float
-    celsius: float
-    term: float  # exp(-ΔH/(R·T)), kept so that evicting the sample costs no exp()
-
-
 class RollingMKT:
     """The time-weighted MKT of the samples in the last `window_s` seconds before the newest.
 
@@ -132,12 +125,25 @@ class RollingMKT:
         _check_activation(delta_h_over_r_k)
         self.window_s = window_s
         self.delta_h_over_r_k = delta_h_over_r_k
-        self._samples: deque[_Sample] = deque()
+        # The window's samples, oldest first, from index _head on: times, °C and each one's
+        # exp(-ΔH/(R·T)) (kept so that evicting it costs no exp()), as C doubles, 24 bytes a
+        # sample: a gateway draining 1,000 boxes' backlogs holds a day of minute readings
+        # per box, 1.44 M samples (as tuples of floats they cost ~200 MB, issue 13 part 3).
+        # Evicted samples are cut off the front in bulk, once they are half of the arrays.
+        self._t = array("d")
+        self._c = array("d")
+        self._k = array("d")
+        self._head = 0
         self._gap_sum = 0.0
         self._evicted = 0  # evictions since the sum was last rebuilt
 
     def __len__(self) -> int:
-        return len(self._samples)
+        return len(self._t) - self._head
+
+    def _trapezoid(self, i: int, j: int) -> float:
+        """The gap between samples i and j (array indexes) times their mean term."""
+        t, k = self._t, self._k
+        return (t[j] - t[i]) * (k[i] + k[j]) / 2
 
     def add(self, time_s: float, celsius: float) -> None:
         """Add a sample and drop those older than time_s - window_s.
@@ -147,46 +153,56 @@ class RollingMKT:
         """
         if not math.isfinite(time_s):
             raise ValueError(f"time_s: got {time_s}, want a finite value")
-        if self._samples and time_s <= self._samples[-1].time_s:
-            last = self._samples[-1].time_s
-            raise ValueError(f"time_s: got {time_s}, want > {last} (the previous sample)")
-        new = _Sample(time_s, celsius, arrhenius_term(celsius, self.delta_h_over_r_k))
-        if self._samples:
-            self._gap_sum += _trapezoid(self._samples[-1], new)
-        self._samples.append(new)
-        # The newest sample is never older than the window, so the deque never empties here.
-        while self._samples[0].time_s < time_s - self.window_s:
-            old = self._samples.popleft()
-            self._gap_sum -= _trapezoid(old, self._samples[0])
+        t = self._t
+        if len(self) and time_s <= t[-1]:
+            raise ValueError(f"time_s: got {time_s}, want > {t[-1]} (the previous sample)")
+        term = arrhenius_term(celsius, self.delta_h_over_r_k)
+        t.append(time_s)
+        self._c.append(celsius)
+        self._k.append(term)
+        if len(self) > 1:
+            self._gap_sum += self._trapezoid(len(t) - 2, len(t) - 1)
+        # The newest sample is never older than the window, so the window never empties here.
+        while t[self._head] < time_s - self.window_s:
+            self._gap_sum -= self._trapezoid(self._head, self._head + 1)
+            self._head += 1
             self._evicted += 1
-        if self._evicted > len(self._samples):
+        if self._head > 64 and 2 * self._head > len(t):
+            for a in (t, self._c, self._k):
+                del a[: self._head]
+            self._head = 0
+        if self._evicted > len(self):
             self._rebuild()
 
     def _rebuild(self) -> None:
         """Recompute the gap sum afresh with fsum, dropping the rounding that each subtraction
         leaves behind. Done after as many evictions as there are samples, so it costs O(1)
         amortized per add and the drift stays bounded however long the gateway runs."""
-        s = self._samples
-        self._gap_sum = math.fsum(_trapezoid(s[i], s[i + 1]) for i in range(len(s) - 1))
+        self._gap_sum = self._own_sum()
         self._evicted = 0
+
+    def _own_sum(self) -> float:
+        """The gap sum of the window's samples, computed afresh with fsum."""
+        return math.fsum(self._trapezoid(i, i + 1) for i in range(self._head, len(self._t) - 1))
 
     def value(self) -> float | None:
         """Return the MKT in °C of the samples in the window, or None before the first add()."""
-        s = self._samples
-        if not s:
+        n, h, t, k = len(self), self._head, self._t, self._k
+        if not n:
             return None
-        if len(s) == 1:
-            return mkt_from_mean_term(s[0].term, self.delta_h_over_r_k)
-        first_gap = s[1].time_s - s[0].time_s
-        last_gap = s[-1].time_s - s[-2].time_s
+        if n == 1:
+            return mkt_from_mean_term(k[h], self.delta_h_over_r_k)
+        first_gap = t[h + 1] - t[h]
+        last_gap = t[-1] - t[-2]
         # End corrections: the first and last samples stand for a whole gap, not half of it.
-        terms = self._gap_sum + (first_gap * s[0].term + last_gap * s[-1].term) / 2
-        total = s[-1].time_s - s[0].time_s + (first_gap + last_gap) / 2
+        terms = self._gap_sum + (first_gap * k[h] + last_gap * k[-1]) / 2
+        total = t[-1] - t[h] + (first_gap + last_gap) / 2
         return mkt_from_mean_term(terms / total, self.delta_h_over_r_k)
 
     def samples(self) -> list[tuple[float, float]]:
         """Return the (time_s, celsius) samples in the window, oldest first."""
-        return [(x.time_s, x.celsius) for x in self._samples]
+        h = self._head
+        return list(zip(self._t[h:], self._c[h:], strict=True))
 
     def sum_state(self) -> tuple[float, int]:
         """Return the running gap sum and the evictions since its last rebuild: with samples(),
@@ -198,7 +214,7 @@ class RollingMKT:
     def restore_sum(self, gap_sum: float, evicted: int) -> None:
         """Take sum_state() after re-adding the same samples. Raises ValueError if the values
         are not a finite float within rounding of this window's own sum, or a count >= 0."""
-        own = math.fsum(_trapezoid(a, b) for a, b in pairwise(self._samples))
+        own = self._own_sum()
         if not (isinstance(gap_sum, float) and math.isfinite(gap_sum)):
             raise ValueError(f"gap_sum: got {gap_sum!r}, want a finite float")
         if abs(gap_sum - own) > 1e-9 * max(abs(own), 1e-300) + 1e-300:
@@ -206,7 +222,3 @@ class RollingMKT:
         if not (isinstance(evicted, int) and not isinstance(evicted, bool) and evicted >= 0):
             raise ValueError(f"evicted: got {evicted!r}, want an int >= 0")
         self._gap_sum, self._evicted = gap_sum, evicted
-
-
-def _trapezoid(left: _Sample, right: _Sample) -> float:
-    return (right.time_s - left.time_s) * (left.term + right.term) / 2

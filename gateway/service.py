@@ -32,11 +32,12 @@ from device import ack, cert, reading, schnorr, topics
 from device.flash import write_atomic
 from gateway import event, seqranges
 from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
+from gateway.batch import BatchHeader
 from gateway.box_status import BoxStatusReporter
 from gateway.ratelog import RateLimitedLog
-from gateway.registry import Registry
+from gateway.registry import Box, Registry
 from gateway.settings import Settings
-from gateway.spool import Accepted, Rejected, Spool
+from gateway.spool import Accepted, Rejected, Spool, SpoolReader
 from gateway.verify import Outcome, Verdict, Verifier
 from gateway.verify_pool import VerifyPool
 
@@ -49,7 +50,14 @@ AckListener = Callable[[bytes, int | None], None]
 Done = asyncio.Future[bytes | None]  # a reading's ack payload once committed; None: rejected
 COMMITTED = b""  # what submit(..., payload=False) resolves to once committed
 AlarmListener = Callable[[list[AlarmEvent]], None]
-ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop)
+ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop), but...
+# ...spend at most 1/ALARM_SAVE_SHARE of the time saving it: the state holds every zone's
+# MKT window (a day of readings per box), so a site of 1,000 boxes writes ~1.4 M samples
+# per save, seconds of the event loop (bench/RESULTS.md, issue 13 part 3).
+ALARM_SAVE_SHARE = 20
+SEAL_AT_ONCE = 8  # batches sealed per trip to the spool thread (seal_due)
+LIVE_SOURCE = "live:"  # the source of readings the live lane takes (gateway/live_lane.py)
+LANE_TAKEN_MAX = 100_000  # (box, seq) the lane took whose persistent copy is still to come
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
 
 
@@ -92,6 +100,7 @@ class Gateway:
         self.secret = secret
         self.key = schnorr.pubkey(secret)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="spool")
+        self._reader = SpoolReader(spool.path)
         # Every seq committed per box, as ranges; and the highest, for status and BLE replay.
         self.ranges: dict[bytes, tuple[seqranges.Range, ...]] = spool.committed_ranges()
         self.committed: dict[bytes, int] = {b: r[-1][1] for b, r in self.ranges.items() if r}
@@ -113,6 +122,7 @@ class Gateway:
         self._queue: list[tuple[Accepted, reading.Reading, Done, bool]] = []
         self._rejects: list[Rejected] = []
         self._dup_waiters: list[tuple[bytes, Done, bool]] = []
+        self._lane_taken: dict[tuple[bytes, int], None] = {}  # in the order taken
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         # box -> (what it was made from: ranges and window, or v1 seq; ack payload)
@@ -123,6 +133,7 @@ class Gateway:
         self._alarm_file = settings.data_dir / "alarms.json"
         self.alarms = self._load_alarms()
         self._alarms_saved = time.monotonic()
+        self._alarm_save_s = 0.0  # what the last save took
         self.status_reporter = BoxStatusReporter(self, settings.events.status_interval_s)
 
     def _profile(self, device_id: str) -> AlarmProfile:
@@ -142,8 +153,10 @@ class Gateway:
 
     def save_alarms(self) -> None:
         """Persist the alarm engine's state (atomically)."""
+        started = time.monotonic()
         write_atomic(str(self._alarm_file), json.dumps(self.alarms.snapshot()))
         self._alarms_saved = time.monotonic()
+        self._alarm_save_s = self._alarms_saved - started
 
     async def _alarm_events(self, events: list[AlarmEvent]) -> None:
         """Log, queue for the cloud and announce alarm events."""
@@ -166,7 +179,9 @@ class Gateway:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def _stored(self, box: bytes, seq: int) -> bytes | None:
-        return await self.spool_call(self.spool.stored, box, seq)
+        # On this thread, without a trip to the spool's (SpoolReader says why): returns
+        # without yielding to the event loop.
+        return self._reader.stored(box, seq)
 
     def _device_id(self, box: bytes) -> str:
         """topics.device_id, remembered per box key (it names the box's alarm zone)."""
@@ -253,9 +268,27 @@ class Gateway:
         passed = self.verifier.precheck(wire, topic_id)
         if isinstance(passed, Outcome):
             self._settle(passed, wire, now, (source, done, payload))
+        elif (copy := self._known_copy(wire, *passed)) is not None:
+            self._settle(copy, wire, now, (source, done, payload))
         else:
             self.verify_pool.submit((wire, passed[0], passed[1], now, (source, done, payload)))
         return done
+
+    def _known_copy(self, wire: bytes, r: reading.Reading, box: Box) -> Outcome | None:
+        """The duplicate verdict for a byte-identical copy of a reading already accepted
+        (committed, or waiting for its commit), without a second signature check: those
+        bytes were verified when first accepted, and `Verifier.judge` would find the same
+        (a copy of a committed reading is a duplicate before any time check). After an
+        outage boxes resend whole backlogs while the gateway works through them
+        (device/firmware.py, ack_timeout_s): millions of copies, each of which cost a
+        verification (bench/RESULTS.md, issue 13 part 3). None: judge it as usual (new,
+        different bytes, or pruned)."""
+        earlier = self.verifier.pending.get((r.key, r.seq))
+        if earlier is None and self._is_committed(r.key, r.seq):
+            earlier = self._reader.stored(r.key, r.seq)
+        if earlier is None or earlier != wire:
+            return None
+        return Outcome(Verdict.DUPLICATE, "duplicate", "", r, box)
 
     async def receive(
         self, wire: bytes, source: str, topic_id: str | None = None
@@ -272,6 +305,11 @@ class Gateway:
         """Act on a verdict: count and quarantine a reject, acknowledge a duplicate again,
         queue an accepted reading for the commit. On the event loop, in arrival order."""
         source, done, payload = context
+        if outcome.verdict is not Verdict.ACCEPT and source.startswith(LIVE_SOURCE):
+            # The live lane's early copy (gateway/live_lane.py) of a message the persistent
+            # session delivers again: that copy is the one judged, counted and kept.
+            done.set_result(None)
+            return
         if outcome.verdict is Verdict.REJECT:
             self.counts[outcome.reason] += 1
             if outcome.reading is not None or outcome.reason == "bad signature":
@@ -285,7 +323,12 @@ class Gateway:
         r = outcome.reading
         assert r is not None
         if outcome.verdict is Verdict.DUPLICATE:
-            self.counts["duplicate"] += 1
+            # The persistent session's copy of what the live lane took is no resend by the
+            # box: acknowledged as a duplicate, counted as nothing.
+            if (r.key, r.seq) in self._lane_taken:
+                del self._lane_taken[(r.key, r.seq)]
+            else:
+                self.counts["duplicate"] += 1
             if self._is_committed(r.key, r.seq):
                 done.set_result(self.ack_payload(r.key, r.seq) if payload else COMMITTED)
                 self._announce(r.key, r.seq)
@@ -293,6 +336,10 @@ class Gateway:
                 self._dup_waiters.append((r.key, done, payload))
             return
         self.counts["accepted"] += 1
+        if source.startswith(LIVE_SOURCE):
+            self._lane_taken[(r.key, r.seq)] = None
+            if len(self._lane_taken) > LANE_TAKEN_MAX:  # its copy never came: forget it
+                del self._lane_taken[next(iter(self._lane_taken))]
         self.last_reading[r.key] = (now, r)
         self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done, payload))
         self._wake.set()
@@ -361,23 +408,40 @@ class Gateway:
 
     async def seal_due(self, now: float | None = None) -> int:
         """Seal batches while enough readings wait (count) or the oldest is old enough (age).
-        Return how many batches were sealed."""
+        Return how many batches were sealed.
+
+        Up to SEAL_AT_ONCE batches per trip to the spool thread: during a drain every await
+        costs an event-loop iteration that is busy with thousands of messages, and two per
+        batch let unsealed readings pile up by the hundred thousand (bench/RESULTS.md,
+        issue 13 part 3); a bound, so commits (acks) wait for at most that many seals."""
         sealed = 0
-        limits = self.settings.batch
         while True:
-            count, oldest = await self.spool_call(self.spool.unsealed)
-            age = (now or time.time()) - oldest if oldest is not None else 0.0
-            if count == 0 or (count < limits.max_readings and age < limits.max_age_s):
-                return sealed
-            header = await self.spool_call(self.spool.seal, self.secret, limits.max_readings)
-            if header is not None:
-                sealed += 1
+            headers = await self.spool_call(self._seal_some, now, SEAL_AT_ONCE)
+            for header in headers:
                 log.info(
                     "sealed batch %d: %d readings, root %s",
                     header.seq,
                     header.count,
                     header.merkle_root.hex()[:16],
                 )
+            sealed += len(headers)
+            if len(headers) < SEAL_AT_ONCE:
+                return sealed
+
+    def _seal_some(self, now: float | None, at_most: int) -> list[BatchHeader]:
+        """Seal up to `at_most` due batches (see seal_due), on the spool thread."""
+        limits = self.settings.batch
+        headers: list[BatchHeader] = []
+        while len(headers) < at_most:
+            count, oldest = self.spool.unsealed()
+            age = (now or time.time()) - oldest if oldest is not None else 0.0
+            if count == 0 or (count < limits.max_readings and age < limits.max_age_s):
+                break
+            header = self.spool.seal(self.secret, limits.max_readings)
+            if header is None:
+                break
+            headers.append(header)
+        return headers
 
     async def _seal_forever(self) -> None:
         tick = min(1.0, self.settings.batch.max_age_s / 4)
@@ -387,7 +451,8 @@ class Gateway:
             await self.check_spool_size()
             await self._alarm_events(self.alarms.tick(time.time()))
             await self.status_reporter.tick(time.time())
-            if time.monotonic() - self._alarms_saved > ALARM_SAVE_S:
+            every = max(ALARM_SAVE_S, ALARM_SAVE_SHARE * self._alarm_save_s)
+            if time.monotonic() - self._alarms_saved > every:
                 self.save_alarms()
 
     async def check_spool_size(self) -> None:
@@ -446,3 +511,4 @@ class Gateway:
         self.reject_log.flush()
         self.save_alarms()
         self._thread.shutdown(wait=True)
+        self._reader.close()

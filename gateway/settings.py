@@ -31,6 +31,11 @@ class MqttSettings:
     password: str | None = None
     client_id: str = ""  # default: pharmasync-gateway-<site>
     keepalive: int = 30
+    # A second session takes readings boxes took online ahead of any backlog being drained,
+    # so alarms see the present at once (gateway/live_lane.py). Off: it must parse a copy
+    # of every reading, and in a full site-wide drain it fell behind the storm and took
+    # half the event loop (bench/RESULTS.md, issue 13 part 3).
+    live_lane: bool = False
 
 
 @dataclass(frozen=True)

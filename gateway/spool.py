@@ -151,6 +151,13 @@ class Spool:
                 "WHERE box NOT IN (SELECT box FROM committed)"
             )
         self._ranges = self._load_ranges()
+        self._unsealed = self._count_unsealed()
+
+    def _count_unsealed(self) -> int:
+        """Count the readings not yet in a batch from the database (at open, and after a
+        failed commit): the only full count; afterwards `unsealed` keeps it by arithmetic."""
+        (count,) = self.db.execute("SELECT count(*) FROM readings WHERE batch IS NULL").fetchone()
+        return int(count)
 
     def _load_ranges(self) -> dict[bytes, list[seqranges.Range]]:
         ranges: dict[bytes, list[seqranges.Range]] = {}
@@ -175,10 +182,7 @@ class Spool:
 
     def stored(self, box: bytes, seq: int) -> bytes | None:
         """Return the stored bytes of a box's reading, if still kept."""
-        row = self.db.execute(
-            "SELECT wire FROM readings WHERE box = ? AND seq = ?", (box, seq)
-        ).fetchone()
-        return row[0] if row else None
+        return stored(self.db, box, seq)
 
     def commit(
         self, accepted: Sequence[Accepted], rejected: Sequence[Rejected] = ()
@@ -189,7 +193,9 @@ class Spool:
             self._commit(accepted, rejected)
         except BaseException:
             self._ranges = self._load_ranges()  # the cache may hold what was rolled back
+            self._unsealed = self._count_unsealed()
             raise
+        self._unsealed += len(accepted)  # the transaction committed: they are in the table
         return {box: tuple(self._ranges[box]) for box in {a.box for a in accepted}}
 
     def _commit(self, accepted: Sequence[Accepted], rejected: Sequence[Rejected]) -> None:
@@ -229,11 +235,22 @@ class Spool:
                 )
 
     def unsealed(self) -> tuple[int, float | None]:
-        """Return (count, gateway time of the oldest) of readings not yet in a batch."""
-        count, oldest = self.db.execute(
-            "SELECT count(*), min(gateway_time) FROM readings WHERE batch IS NULL"
+        """Return (count, gateway time of the oldest) of readings not yet in a batch.
+
+        The sealer asks at every tick, so this costs the same with 4 million readings
+        waiting (a site draining its boxes' backlogs) as with none: the count is kept in
+        memory, counted once at open and then moved by every commit and seal after its
+        transaction committed (a crash loses nothing: the next open counts again), and the
+        oldest is the first unsealed row in arrival order, one probe of the partial index
+        readings_unsealed (arrival order is gateway-time order: rows are inserted as they
+        arrive). Counting the rows here cost a scan of that index per tick, ~0.25 s per
+        million readings waiting (bench/RESULTS.md, issue 13 part 3)."""
+        if not self._unsealed:
+            return 0, None
+        row = self.db.execute(
+            "SELECT gateway_time FROM readings WHERE batch IS NULL ORDER BY id LIMIT 1"
         ).fetchone()
-        return count, oldest
+        return self._unsealed, None if row is None else row[0]
 
     # -- batches ---------------------------------------------------------------------
 
@@ -263,6 +280,7 @@ class Spool:
             self.db.execute(
                 "UPDATE readings SET batch = ? WHERE batch IS NULL AND id <= ?", (seq, rows[-1][0])
             )
+        self._unsealed -= len(rows)  # committed: exactly those rows left the unsealed set
         return header
 
     def batch(self, seq: int) -> SealedBatch | None:
@@ -501,6 +519,34 @@ class Spool:
 
     def _transaction(self) -> Immediate:
         return Immediate(self.db)
+
+
+def stored(db: sqlite3.Connection, box: bytes, seq: int) -> bytes | None:
+    """The stored bytes of a box's reading in the spool `db`, if still kept."""
+    row = db.execute("SELECT wire FROM readings WHERE box = ? AND seq = ?", (box, seq)).fetchone()
+    return row[0] if row else None
+
+
+class SpoolReader:
+    """A read-only connection to a spool for the event loop's own thread: a lookup by the
+    (box, seq) index costs microseconds, where a trip to the spool thread costs an event-
+    loop iteration, and the verifier looks up every duplicate in arrival order, one at a
+    time (gateway/verify.py). After an outage boxes resend whole backlogs (device/
+    firmware.py, ack_timeout_s): hundreds of thousands of duplicates, which at one trip
+    each stalled everything behind them, live readings included (bench/RESULTS.md, issue
+    13 part 3). WAL: it sees every committed transaction, and never blocks the writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+
+    def stored(self, box: bytes, seq: int) -> bytes | None:
+        """Return the stored bytes of a box's reading, if still kept."""
+        return stored(self.db, box, seq)
+
+    def close(self) -> None:
+        self.db.close()
 
 
 def evidence_size(source: str, reason: str, detail: str, payload: bytes) -> int:

@@ -15,7 +15,9 @@ loop in arrival order:
 
 A reading whose seq is already committed (or accepted and waiting for its commit) is a
 *duplicate* if its bytes are those stored: counted, not stored again, and acknowledged
-again (the box resends what it has not seen acknowledged). Once the spool has pruned an
+again (the box resends what it has not seen acknowledged); a byte-identical copy of an
+accepted reading is found so before the signature check, which its bytes already passed
+(Gateway._known_copy). Once the spool has pruned an
 uploaded reading its bytes cannot be compared, and a copy counts as a duplicate. A seq
 older than the newest committed one but never committed is accepted: it is a reading the
 broker or the link lost on the way and the box resent (the version-2 ack asked for it).

@@ -263,3 +263,15 @@ def test_restore_sum_refuses_a_sum_that_is_not_this_windows() -> None:
         window.restore_sum(good * 2, evicted)
     with pytest.raises(ValueError, match="evicted"):
         window.restore_sum(good, -1)
+
+
+def test_a_long_stream_keeps_only_its_window_and_its_value() -> None:
+    """Samples leave the window's arrays in bulk (gateway/mkt.py): after days of minute
+    readings the window holds an hour, its storage stays bounded, and its value is still
+    the MKT of what it holds."""
+    r = RollingMKT(3600)
+    for k in range(5 * 1440):
+        r.add(60.0 * k, 4.0 + (k % 97) / 20)
+        assert len(r._t) <= 2 * len(r) + 65
+    assert len(r) == 61 and r.samples()[0][0] == 60.0 * (5 * 1440 - 61)
+    assert math.isclose(r.value(), mkt(r.samples()), rel_tol=1e-12)

@@ -168,3 +168,26 @@ def test_an_old_spool_keeps_what_its_version_1_acks_promised(tmp_path: Path) -> 
     spool = Spool(tmp_path / "spool.sqlite")
     assert spool.committed_ranges() == {BOX: ((0, 7),)}
     spool.close()
+
+
+async def test_a_byte_identical_copy_is_a_duplicate_at_once_and_other_bytes_are_judged(
+    tmp_path: Path,
+) -> None:
+    """A resent copy of an accepted reading needs no second signature check (Gateway.
+    _known_copy): acknowledged at once, without a trip to the verification pool; the same
+    seq with other bytes still goes through every check."""
+    gw = make_gateway(tmp_path)
+    await deliver_all(gw, [0, 1])
+    copy = gw.submit(signed(1), "test", DEV)
+    assert copy.done() and copy.result() == gw.ack_payload(BOX, 1)
+    waiting = gw.submit(signed(2), "test", DEV)  # new: to the pool, then pending
+    await gw.verify_pool.judged()
+    pending_copy = gw.submit(signed(2), "test", DEV)  # a copy of a reading not yet committed
+    assert not pending_copy.done()  # acknowledged with its first copy, after the commit
+    other = gw.submit(reading.sign(BOX_SECRET, 1, NOW, 999, 5000, aux=bytes(32)), "test", DEV)
+    assert not other.done()  # different bytes: judged after the signature check
+    await gw.verify_pool.judged()
+    await gw.flush()
+    assert await waiting is not None and await pending_copy is not None
+    assert other.result() is None
+    assert gw.counts == {"accepted": 3, "duplicate": 2, "seq reused": 1}

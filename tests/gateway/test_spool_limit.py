@@ -53,9 +53,13 @@ async def test_nearly_full_alarms_then_full_refuses_then_drained_accepts(tmp_pat
     db = sqlite3.connect(tmp_path / "spool.sqlite")
     events = [event.decode(r) for (r,) in db.execute("SELECT record FROM gateway_events")]
     assert events and events[0].kind == event.SITE_ALARM and events[0].body["state"] == "raised"
+
     # The cloud takes everything; pruning brings the spool back under: accepting again.
-    checkpoint = "PRAGMA wal_checkpoint(TRUNCATE)"  # so the file holds every page
-    await gw.spool_call(gw.spool.db.execute, checkpoint)
+    def checkpoint() -> None:  # so the file holds every page; the cursor read to its end,
+        # or its statement stays in progress and the next commit on the connection fails
+        gw.spool.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    await gw.spool_call(checkpoint)
     size_before = (tmp_path / "spool.sqlite").stat().st_size
     await gw.seal_due(now=time.time() + 3600)
     for seq_ in gw.spool.batch_seqs():
@@ -66,7 +70,7 @@ async def test_nearly_full_alarms_then_full_refuses_then_drained_accepts(tmp_pat
     assert gw.accepting and not gw.spool_nearly_full
     assert await send(1) != [None]
     await send(200)  # new readings reuse the freed pages: the file does not grow
-    await gw.spool_call(gw.spool.db.execute, checkpoint)
+    await gw.spool_call(checkpoint)
     # 200 readings are ~40 KB of rows; at most a few metadata pages may be added.
     assert (tmp_path / "spool.sqlite").stat().st_size <= size_before + 4 * 4096
     await gw.stop()
