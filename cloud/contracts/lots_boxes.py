@@ -23,21 +23,19 @@ A shipment's leg is named "shipment:<id>"; a holder's storage "storage:<holder i
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from cloud.contracts import access, args, lots, lots_fields, participants
 from cloud.contracts.engine import Conflict, Context, Forbidden, Invalid, View
 
 MAX_OFFSET_CC: Final = 1000  # ±10 °C: a larger correction is a broken sensor, not a calibration
-_HEX32: Final = re.compile("[0-9a-f]{64}")
 
 
 def _box(ctx: Context) -> bytes:
     """Return args.box (an x-only key, 64 lower-case hex digits) if the signer controls its
     owner key. Invalid "args.box"; Conflict "box" (not registered); Forbidden "owner"."""
     value = ctx.args["box"]
-    if type(value) is not str or not _HEX32.fullmatch(value):
+    if type(value) is not str or not participants.HEX32.fullmatch(value):
         raise Invalid("args.box", f"got {str(value)[:70]!r}, want 64 lower-case hex digits")
     box = bytes.fromhex(value)
     owner = ctx.box_owner(box)
@@ -145,7 +143,13 @@ def calibration_due_s(view: View, box: str) -> int | None:
     if it has none: coldchain.LotColdChain.summary flags readings at or after it. A box never
     calibrated is not flagged (docs/contracts.md §4)."""
     record = view.get(lots.CALIBRATION, box)
-    return None if record is None else -(-int(record["due"]) // 1000)
+    return None if record is None else ceil_s(int(record["due"]))
+
+
+def ceil_s(ms: int) -> int:
+    """Return the first whole second (Unix) at or after `ms`: readings are timed in seconds,
+    windows and due dates in ms like a transaction's time."""
+    return -(-ms // 1000)
 
 
 def windows(view: View, box: bytes) -> list[dict[str, Any]]:

@@ -56,10 +56,6 @@ BoxReading = tuple[bytes, int, int | None]
 LotId = tuple[str, str]
 
 
-def _ceil_s(ms: int) -> int:
-    return -(-ms // 1000)
-
-
 class ColdChains:
     """The LotColdChain of each lot that has a leg, by (gtin, lot): beside the State, never
     in the tree, rebuilt by replaying the log (transactions and reading batches in order)."""
@@ -83,7 +79,7 @@ class ColdChains:
         if leg not in chain.legs:
             record = view.get(lots.LEG, gtin, lot, leg)
             assert record is not None, "a window names a leg with a LEG record"
-            chain.open_leg(leg, _ceil_s(record["start"]))
+            chain.open_leg(leg, lots_boxes.ceil_s(record["start"]))
         return chain
 
     def _close_received(self, view: View, gtin: str, lot: str, leg: str) -> bool:

@@ -49,7 +49,8 @@ SUSPENDED: Final = "suspended"
 # ISO 3166-1 alpha-2: two capital letters (the list of assigned codes changes; the shape
 # does not).
 _REGION: Final = re.compile("[A-Z]{2}")
-_HEX32: Final = re.compile("[0-9a-f]{64}")
+# An x-only key written in lower-case hex (owner keys here, box keys in lots_boxes.py).
+HEX32: Final = re.compile("[0-9a-f]{64}")
 
 
 def identify(view: View, did: str) -> Participant:
@@ -102,7 +103,7 @@ def _owner_keys(value: object) -> list[str]:
     if type(value) is not list or not 1 <= len(value) <= MAX_OWNER_KEYS:
         raise Invalid("args.owner_keys", f"want a list of 1 to {MAX_OWNER_KEYS} x-only keys")
     for i, key in enumerate(value):
-        if type(key) is not str or not _HEX32.fullmatch(key):
+        if type(key) is not str or not HEX32.fullmatch(key):
             raise Invalid(f"args.owner_keys[{i}]", f"got {str(key)[:70]!r}, want 64 hex digits")
     if len(set(value)) != len(value):
         raise Invalid("args.owner_keys", "keys repeat")
