@@ -91,7 +91,10 @@ class ColdChains:
         chain = self._open(view, gtin, lot, leg)
         opened = chain.legs[leg]
         if not opened.closed:
-            chain.close_leg(leg, max(opened.start_s, end // 1000))
+            # Readings timed after the receive may already be in (its time is the signer's,
+            # within minutes of the server's): the leg then ends at the latest of them.
+            latest = max((b.times[-1] for b in opened.boxes.values() if b.times), default=0)
+            chain.close_leg(leg, max(opened.start_s, end // 1000, latest))
         return True
 
     def after_transactions(

@@ -212,3 +212,13 @@ def test_what_a_reading_batch_writes_is_public() -> None:
     assert applied.put and all(r.salt is None for r in applied.put.values())
     assert applied.tx_id == ""
     assert applied.root == live.state.root  # the root after the batch, for its 0x04 entry
+
+
+def test_readings_timed_after_a_receive_already_in_do_not_stop_it() -> None:
+    live = shipped()
+    live.readings(series(0, [CALM] * 10))  # to 540 s
+    live.tx("D", "receive", {"shipment": "S1", "quantity": 100}, NOW + 300_000)  # at 300 s
+    leg = live.chains.lots[(GTIN, "L1")].legs["shipment:S1"]
+    assert leg.end_s == NOW_S + 540
+    _, _, roots = replay(live.events)
+    assert roots == live.roots
