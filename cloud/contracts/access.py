@@ -138,6 +138,9 @@ TX_COLUMNS: Final[Mapping[tuple[str, str], _PerRole]] = {
     ("lots", "hold"): {"*": QUALITY},
     ("lots", "dispose"): {"regulator": COMPLIANCE, "*": QUALITY},
     ("lots", "recall"): {"regulator": COMPLIANCE, "*": QUALITY},
+    # a shipment's boxes are its leg's (the sender's outbound leg); storage is quality status,
+    # which every role with an outbound leg may write too (lots_boxes.attach checks it)
+    ("lots", "attach"): {**OUTBOUND, "*": QUALITY},
     ("lots", "certify"): {"*": COMPLIANCE},
     ("lots", "revoke"): {"*": COMPLIANCE},
     ("lots", "calibrate"): {"*": QUALITY},

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from cloud.contracts import lots, participants
+from cloud.contracts import certificates, lots, lots_boxes, participants
 from cloud.contracts.engine import Contract, Engine
 
-CONTRACTS: Final[tuple[Contract, ...]] = (participants.CONTRACT, lots.CONTRACT)
+LOTS: Final = Contract(lots.NAME, {**lots.RULES, **lots_boxes.RULES, **certificates.RULES})
+CONTRACTS: Final[tuple[Contract, ...]] = (participants.CONTRACT, LOTS)
 
 
 def engine() -> Engine:

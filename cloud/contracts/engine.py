@@ -191,6 +191,10 @@ class State:
         self.nonces: set[tuple[bytes, str]] = set()
         self.tx_ids: set[str] = set()
         self.pending: dict[bytes, bytes | None] = {}
+        # The registry's boxes (0x02 entries, op "box"): box x-only key -> its owner's x-only
+        # key, fed by whoever applies the log (the service, a replay) in log order, before
+        # the transactions after that entry. Not in the tree: the registry is its own log.
+        self.boxes: dict[bytes, bytes] = {}
 
     @property
     def regulators(self) -> frozenset[bytes]:
@@ -256,6 +260,11 @@ class Context:
     def regulators(self) -> frozenset[bytes]:
         """The regulators' x-only keys."""
         return self._state.regulators
+
+    def box_owner(self, box: bytes) -> bytes | None:
+        """Return the owner key the registry names for box key `box`, or None if it is not
+        a registered box (State.boxes)."""
+        return self._state.boxes.get(box)
 
     @property
     def me(self) -> Participant:
@@ -347,18 +356,32 @@ class Engine:
 
 def _commit(state: State, ctx: Context, guard: tuple[bytes, str], root: bool) -> Applied:
     """Apply a rule's overlay to the State: records, tree, guards. Only called on success."""
-    put = {k: r for k, r in ctx.changes.items() if r is not None}
-    deleted = frozenset(k for k, r in ctx.changes.items() if r is None and k in state.records)
-    state.pending.update({k: (None if r is None else r.leaf) for k, r in ctx.changes.items()})
+    state.nonces.add(guard)
+    state.tx_ids.add(ctx.tx_id)
+    return commit_changes(state, ctx.tx_id, ctx.changes, ctx.notifications, root=root)
+
+
+def commit_changes(
+    state: State,
+    tx_id: str,
+    changes: Mapping[bytes, Record | None],
+    notifications: Iterable[Notification],
+    *,
+    root: bool = True,
+) -> Applied:
+    """Apply record changes (a record, or None to delete) to the State and its tree, and say
+    what changed: an accepted transaction's overlay, or what a reading batch derived
+    (cloud/contracts/lots_coldchain.py, whose `tx_id` is empty). root as in Engine.apply."""
+    put = {k: r for k, r in changes.items() if r is not None}
+    deleted = frozenset(k for k, r in changes.items() if r is None and k in state.records)
+    state.pending.update({k: (None if r is None else r.leaf) for k, r in changes.items()})
     for key in deleted:
         del state.records[key]
     state.records.update(put)
-    state.nonces.add(guard)
-    state.tx_ids.add(ctx.tx_id)
-    notes = tuple(ctx.notifications)
+    notes = tuple(notifications)
     if not root:
-        return Applied(ctx.tx_id, put, deleted, notes, None, None)
-    return Applied(ctx.tx_id, put, deleted, notes, state.root, state.count)
+        return Applied(tx_id, put, deleted, notes, None, None)
+    return Applied(tx_id, put, deleted, notes, state.root, state.count)
 
 
 def check_time(tx: SignedTx, now_ms: int, skew_ms: int = MAX_SKEW_MS) -> None:

@@ -1,7 +1,7 @@
 """The lots contract (docs/contracts.md §4): commission, ship, receive, split, dispense, hold,
-dispose and recall, with custody and quantities per participant per lot. Attach, certify,
-revoke, calibrate and the cold-chain quarantine come later: the quality record already
-carries the `source` and `reason` they will write.
+dispose and recall, with custody and quantities per participant per lot. Attach and
+calibrate are in lots_boxes.py, certify and revoke in certificates.py, the cold-chain
+quarantine in lots_coldchain.py; every record type of the contract is declared here.
 
 A lot is named by (GTIN, lot number) in every argument ("gtin", "lot") and record key.
 Participants are named by their id (participants.py), so a key rotation moves nothing.
@@ -12,7 +12,7 @@ Records of contract "lots" (docs/contracts.md §2):
                                           "profile", "manufacturer" (id), "since" (ms)}
     QUALITY   public  (gtin, lot)        {"status": released | quarantined | rejected,
                                           "source": commission | split | hold | damage |
-                                          dispose, "reason", "since"}
+                                          dispose | cold-chain, "reason", "since"}
     RECALL    public  (gtin, lot)        {"class": I | II | III, "reason", "by" (role),
                                           "since"}
     CUSTODY   private (gtin, lot)        {"parent": lot | null, "children": [lot, ...],
@@ -43,7 +43,6 @@ from cloud.contracts import access, args, gs1, lots_fields, participants
 from cloud.contracts.engine import (
     Conflict,
     Context,
-    Contract,
     Forbidden,
     Invalid,
     RecordType,
@@ -57,9 +56,19 @@ RECALL: Final = RecordType(NAME, 3, "recall", private=False)
 CUSTODY: Final = RecordType(NAME, 4, "custody", private=True)
 HOLDING: Final = RecordType(NAME, 5, "holding", private=True)
 SHIPMENT: Final = RecordType(NAME, 6, "shipment", private=True)
-# Reserved for `certify` (a participant's cold-storage licence, by participant id); read by
-# `ship` for a profile that needs a licence, written later.
+# A participant's cold-storage licences (by participant id), written by `certify` and
+# `revoke` (cloud/contracts/certificates.py); read by `ship` for a profile that needs one.
 LICENCE: Final = RecordType(NAME, 7, "licence", private=False)
+# Boxes on lots (cloud/contracts/lots_boxes.py): a box's attachment windows (by box key)
+# and a lot's legs (by gtin, lot, leg name).
+ATTACHMENT: Final = RecordType(NAME, 8, "attachment", private=True)
+LEG: Final = RecordType(NAME, 9, "leg", private=True)
+# Certificates (cloud/contracts/certificates.py): validity facts, the document by CID.
+CERTIFICATE: Final = RecordType(NAME, 10, "certificate", private=False)
+# A box's calibration (cloud/contracts/lots_boxes.py), by box key.
+CALIBRATION: Final = RecordType(NAME, 11, "calibration", private=True)
+# The cold-chain verdict last acted on (cloud/contracts/lots_coldchain.py), by gtin, lot.
+COLDCHAIN: Final = RecordType(NAME, 12, "coldchain", private=False)
 
 RELEASED: Final = "released"
 QUARANTINED: Final = "quarantined"
@@ -222,7 +231,7 @@ def ship(ctx: Context) -> None:
     want = access.NEXT_ROLE.get(me.role)
     if receiver["role"] != want:
         raise Conflict("leg", f"a {me.role} ships to a {want}, not to a {receiver['role']}")
-    if record["profile"]["needs_licence"] and not _licensed(ctx, receiver["id"]):
+    if record["profile"]["needs_licence"] and not licensed(ctx, receiver["id"], ctx.time):
         raise Conflict("licence", f"{receiver_did} has no valid cold-storage licence")
     _set_held(ctx, gtin, lot, me.id, held - quantity)
     ctx.put(
@@ -251,10 +260,14 @@ def ship(ctx: Context) -> None:
     )
 
 
-def _licensed(view: View, participant_id: str) -> bool:
-    """Whether the participant holds a cold-storage licence record (written by `certify`,
-    which comes later: until then no profile that needs one can be shipped)."""
-    return view.get(LICENCE, participant_id) is not None
+def licensed(view: View, participant_id: str, time_ms: int) -> bool:
+    """Whether the participant holds a cold-storage licence valid at `time_ms` (a
+    transaction's own time): issued, valid_from <= time < valid_until, not revoked (a
+    revoked certificate leaves the LICENCE record)."""
+    record = view.get(LICENCE, participant_id)
+    if record is None:
+        return False
+    return any(start <= time_ms < until for start, until in record["certificates"].values())
 
 
 def receive(ctx: Context) -> None:
@@ -401,7 +414,7 @@ def dispose(ctx: Context) -> None:
         raise Conflict("not quarantined", f"lot {gtin}/{lot} is {quality['status']}")
     _set_quality(ctx, gtin, lot, outcome, "dispose", reason)
     event = {"type": "disposed", "gtin": gtin, "lot": lot, "outcome": outcome, "reason": reason}
-    for did in _holders_to_tell(ctx, [(gtin, lot)]):
+    for did in holders_to_tell(ctx, [(gtin, lot)]):
         ctx.notify(did, event)
 
 
@@ -431,11 +444,11 @@ def recall(ctx: Context) -> None:
         "reason": reason,
         "lots": [each for _, each in lots],
     }
-    for did in _holders_to_tell(ctx, lots):
+    for did in holders_to_tell(ctx, lots):
         ctx.notify(did, event)
 
 
-def _holders_to_tell(view: View, lots: list[tuple[str, str]]) -> list[str]:
+def holders_to_tell(view: View, lots: list[tuple[str, str]]) -> list[str]:
     """Return the current DIDs of everyone holding units of `lots` or about to receive some,
     sorted, each once."""
     ids: set[str] = set()
@@ -562,16 +575,15 @@ def trace(view: View, gtin: str, lot: str) -> tuple[TracedLot, ...]:
     return tuple(out)
 
 
-CONTRACT: Final = Contract(
-    NAME,
-    {
-        "commission": commission,
-        "ship": ship,
-        "receive": receive,
-        "split": split,
-        "dispense": dispense,
-        "hold": hold,
-        "dispose": dispose,
-        "recall": recall,
-    },
-)
+# The rules of this module; cloud/contracts/catalog.py joins them with lots_boxes' and
+# certificates' into the one "lots" contract.
+RULES: Final = {
+    "commission": commission,
+    "ship": ship,
+    "receive": receive,
+    "split": split,
+    "dispense": dispense,
+    "hold": hold,
+    "dispose": dispose,
+    "recall": recall,
+}

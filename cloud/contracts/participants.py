@@ -14,6 +14,8 @@ Records (both private: participants' details are not in the tree in the clear):
                              "licence": {"number", "issuer"}, "status": "active" |
                              "suspended", "since" (ms), "reason"}
     KEY (x-only key, hex)   {"participant": id, "did", "current": true | false}
+    OWNER (owner key, hex)  {"participant": id}  a registry owner key the admission names
+                            (optional `owner_keys`), so the participant controls its boxes
 """
 
 from __future__ import annotations
@@ -39,12 +41,16 @@ from cloud.contracts.engine import (
 NAME: Final = "participants"
 PARTICIPANT: Final = RecordType(NAME, 1, "participant", private=True)
 KEY: Final = RecordType(NAME, 2, "key", private=True)
+OWNER: Final = RecordType(NAME, 3, "owner", private=True)
+MAX_OWNER_KEYS: Final = 16
 ADMITTED_ROLES: Final = frozenset(access.ROLES) - {"regulator"}  # regulators are configured
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
 # ISO 3166-1 alpha-2: two capital letters (the list of assigned codes changes; the shape
 # does not).
 _REGION: Final = re.compile("[A-Z]{2}")
+# An x-only key written in lower-case hex (owner keys here, box keys in lots_boxes.py).
+HEX32: Final = re.compile("[0-9a-f]{64}")
 
 
 def identify(view: View, did: str) -> Participant:
@@ -80,6 +86,30 @@ def by_id(view: View, participant_id: str) -> dict[str, Any]:
     return record
 
 
+def controller(view: View, owner: bytes) -> str | None:
+    """Return the id of the participant that controls registry owner key `owner` (x-only,
+    docs/contracts.md §4): the one whose admission named it (`owner_keys`), else the one
+    whose current key it is; None if no one does."""
+    named = view.get(OWNER, owner.hex())
+    if named is not None:
+        return str(named["participant"])
+    record = current(view, owner)
+    return None if record is None else str(record["id"])
+
+
+def _owner_keys(value: object) -> list[str]:
+    """Return admit's owner_keys: 1 to MAX_OWNER_KEYS distinct x-only keys, lower-case hex.
+    Raises Invalid "args.owner_keys"."""
+    if type(value) is not list or not 1 <= len(value) <= MAX_OWNER_KEYS:
+        raise Invalid("args.owner_keys", f"want a list of 1 to {MAX_OWNER_KEYS} x-only keys")
+    for i, key in enumerate(value):
+        if type(key) is not str or not HEX32.fullmatch(key):
+            raise Invalid(f"args.owner_keys[{i}]", f"got {str(key)[:70]!r}, want 64 hex digits")
+    if len(set(value)) != len(value):
+        raise Invalid("args.owner_keys", "keys repeat")
+    return list(value)
+
+
 def _regulator_only(ctx: Context) -> None:
     if ctx.me.role != "regulator":
         raise Forbidden("role", f"{ctx.tx.body.type}: the regulator's, not a {ctx.me.role}'s")
@@ -108,10 +138,13 @@ def _target(ctx: Context) -> tuple[str, dict[str, Any]]:
 
 
 def admit(ctx: Context) -> None:
-    """Admit a participant: args did, role, name, region, licence {number, issuer}.
-    Regulator only. Conflict "admitted" if its x-only key is already known."""
+    """Admit a participant: args did, role, name, region, licence {number, issuer}, and
+    optionally owner_keys (registry owner keys whose boxes it controls). Regulator only.
+    Conflict "admitted" if its x-only key is already known, "owner key" if another
+    participant's admission named one of the owner keys."""
     _regulator_only(ctx)
-    args.exact(ctx.args, ("did", "role", "name", "region", "licence"))
+    args.exact(ctx.args, ("did", "role", "name", "region", "licence"), ("owner_keys",))
+    owners = _owner_keys(ctx.args["owner_keys"]) if "owner_keys" in ctx.args else []
     did, xonly = args.did(ctx.args, "did")
     role = args.choice(ctx.args, "role", ADMITTED_ROLES)
     name = args.text(ctx.args, "name")
@@ -129,6 +162,10 @@ def admit(ctx: Context) -> None:
         raise Conflict("admitted", f"{did} is a regulator's key")
     if ctx.get(KEY, xonly.hex()) is not None:
         raise Conflict("admitted", f"{did}'s key is already a participant's (or was)")
+    for owner in owners:
+        if ctx.get(OWNER, owner) is not None:
+            raise Conflict("owner key", f"owner key {owner} is another participant's")
+        ctx.put(OWNER, [owner], {"participant": did})
     ctx.put(
         PARTICIPANT,
         [did],
