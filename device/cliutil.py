@@ -88,12 +88,23 @@ def read_secret(path: Path, option: str) -> bytes | None:
 
 
 def print_record(fields: dict[str, object], as_json: bool) -> None:
-    """Print `fields` as indented JSON or as aligned `name: value` lines."""
+    """Print `fields` as indented JSON or as aligned `name: value` lines; a nested object's
+    members get lines of their own, named `name.member`."""
     if as_json:
         print(json.dumps(fields, indent=2))
         return
-    for name, value in fields.items():
+    for name, value in _flat(fields):
         print(f"{name:>16}: {value}")
+
+
+def _flat(fields: dict[str, object], prefix: str = "") -> list[tuple[str, object]]:
+    lines: list[tuple[str, object]] = []
+    for name, value in fields.items():
+        if isinstance(value, dict) and value:
+            lines += _flat(value, f"{prefix}{name}.")
+        else:
+            lines.append((f"{prefix}{name}", value))
+    return lines
 
 
 def keygen(args: argparse.Namespace) -> int:

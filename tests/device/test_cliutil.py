@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import stat
 from pathlib import Path
 
@@ -72,3 +73,13 @@ def test_keygen_writes_a_secret_key_and_never_overwrites_one(
     assert "exists; refusing to overwrite a key" in capsys.readouterr().err
     assert bytes.fromhex(out.read_text()) == secret
     assert cliutil.keygen(argparse.Namespace(out=tmp_path / "x.pub")) == 2
+
+
+def test_print_record_gives_a_nested_object_one_line_per_member(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cliutil.print_record({"lot": "L1", "quality": {"status": "released", "since": 5}}, False)
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert lines == ["lot: L1", "quality.status: released", "quality.since: 5"]
+    cliutil.print_record({"quality": {"status": "released"}}, True)
+    assert json.loads(capsys.readouterr().out) == {"quality": {"status": "released"}}
