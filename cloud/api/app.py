@@ -115,7 +115,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EVENTS] = watched.events
         app[ALARM_ACKS] = AlarmAckService(shared, config)
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
-        app[CONTRACTS] = ContractService(shared, settings.regulators)
+        regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
+        app[CONTRACTS] = ContractService(shared, regulators)
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

@@ -12,8 +12,11 @@ written together. The rules run on a copy-on-write Fork (contract_fork.py) merge
 State only after the commit returns, so neither a refusal nor a failed commit moves what
 this worker answers.
 
-The regulator is a setting today (`pharmasync cloud serve --regulator`); on the log as a 0x06
-entry next. Raises LedgerError (cloud/services/refusals.py).
+The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py): the app
+hands over those ConfigService.load_regulators found at start, `serve --regulator` only
+bootstrapping them. A regulator change appended later takes effect here at the next start
+(the engine's State fixes its regulators when built). Raises LedgerError
+(cloud/services/refusals.py).
 """
 
 from __future__ import annotations
