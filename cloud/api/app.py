@@ -31,6 +31,7 @@ from cloud.api.problems import problems
 from cloud.api.routes import home, meta
 from cloud.api.state import (
     ALARM_ACKS,
+    AUTH,
     BATCHES,
     CONFIG,
     CONTRACTS,
@@ -47,6 +48,7 @@ from cloud.httplog import server_logger
 from cloud.keys import load_or_create_signer
 from cloud.services import witnessing
 from cloud.services.alarm_acks import AlarmAckService
+from cloud.services.auth import AuthService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
@@ -117,6 +119,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
         regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
         app[CONTRACTS] = ContractService(shared, regulators)
+        app[AUTH] = AuthService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

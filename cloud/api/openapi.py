@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloud.api.routes.receipts import MAX_COSIGNATURES
-from cloud.contracts import tx
+from cloud.contracts import auth, tx
 from device import reading
 from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
 from gateway import registry_change as registry
@@ -408,6 +408,7 @@ def document() -> dict[str, Any]:
             **_config_paths(),
             **_alarm_ack_paths(),
             **_contract_paths(),
+            **_auth_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -729,6 +730,70 @@ def _alarm_ack_paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": {"200": _json("Acks", listed), "400": BAD, "404": NOT_FOUND},
+            }
+        },
+    }
+
+
+def _auth_paths() -> dict[str, Any]:
+    """POST /v1/auth/challenge and /v1/auth/token (docs/contracts.md §3, sign-in for reads;
+    cloud/contracts/auth.py)."""
+    issued = {
+        "type": "object",
+        "required": ["token", "did", "role", "expires", "type", "ttl"],
+        "properties": {
+            "token": {"type": "string"},
+            "did": {"type": "string"},
+            "role": {"type": "string"},
+            "expires": {"type": "integer"},
+            "type": {"const": "Bearer"},
+            "ttl": {"type": "integer"},
+        },
+    }
+    request = {
+        "type": "object",
+        "required": ["did", "challenge", "sig"],
+        "properties": {"did": {"type": "string"}, "challenge": HEX32, "sig": HEX},
+    }
+    return {
+        "/v1/auth/challenge": {
+            "post": {
+                "summary": "A challenge to sign in with",
+                "description": f"{auth.CHALLENGE_BYTES} random bytes, hex, valid "
+                f"{auth.CHALLENGE_TTL_S} s and usable once.",
+                "responses": {
+                    "201": _json(
+                        "The challenge and when it expires (Unix s)",
+                        {
+                            "type": "object",
+                            "required": ["challenge", "expires"],
+                            "properties": {"challenge": HEX32, "expires": {"type": "integer"}},
+                        },
+                    )
+                },
+            }
+        },
+        "/v1/auth/token": {
+            "post": {
+                "summary": "Sign in: a bearer token for a signed challenge",
+                "description": "`sig`: BIP-340 under the did:key's x-only key over "
+                'tagged_hash("PharmaSync/auth/v1", challenge ‖ did). The token is valid '
+                f"{auth.TOKEN_TTL_S} s and names the did and its role; send it as "
+                "`Authorization: Bearer <token>`. Without one, a reader is the public.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": request}},
+                },
+                "responses": {
+                    "201": _json("The token", issued),
+                    "400": BAD,
+                    "401": _problem(
+                        "The signature does not verify, or the challenge is "
+                        "unknown, expired or used"
+                    ),
+                    "403": _problem("The did is no regulator and no active participant"),
+                    "413": _problem("Body over 1024 bytes"),
+                },
             }
         },
     }
