@@ -41,6 +41,7 @@ from cloud.api.state import (
     READINGS,
     REFUSALS,
     REGISTRY,
+    REPLAY,
     SETTINGS,
 )
 from cloud.api.v1 import PREFIX, make_v1_app
@@ -57,6 +58,7 @@ from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
+from cloud.services.replay import ReplayService
 from cloud.services.shared import Shared
 from cloud.settings import CloudSettings
 from cloud.storage.store import Store
@@ -120,6 +122,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
         app[CONTRACTS] = ContractService(shared, regulators)
         app[AUTH] = AuthService(shared, app[CONTRACTS])
+        app[REPLAY] = ReplayService(shared, config)
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

@@ -7,6 +7,7 @@ from typing import Any
 
 from cloud.api.routes.receipts import MAX_COSIGNATURES
 from cloud.contracts import auth, tx
+from cloud.services import replay
 from device import reading
 from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
 from gateway import registry_change as registry
@@ -735,6 +736,49 @@ def _alarm_ack_paths() -> dict[str, Any]:
     }
 
 
+def _replay_get() -> dict[str, Any]:
+    """GET /v1/tx: stored transaction bodies for a replay grant (cloud/services/replay.py)."""
+    stored = {
+        "type": "object",
+        "required": ["index", "root_index", "canonical", "sig", "salt"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "root_index": {"type": "integer", "minimum": 0},
+            "canonical": {"type": "string"},
+            "sig": HEX,
+            "salt": HEX32,
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["transactions", "next"],
+        "properties": {
+            "transactions": {"type": "array", "items": stored},
+            "next": {"type": ["integer", "null"]},
+        },
+    }
+    return {
+        "summary": "Stored transaction bodies, for a replay grant",
+        "description": "Bearer token required (POST /v1/auth/token); its did must hold a "
+        "replay grant (0x06 grant-add) for each contract in the page. `canonical`: the "
+        "signed body (RFC 8785) as text; `salt`: its 0x03 commitment's salt; `next`: the "
+        "`after` of the next page.",
+        "parameters": [
+            {
+                **_query("after", "Log index to start after (-1, the default: the start)"),
+                "schema": {"type": "integer", "minimum": -1, "maximum": INT64_MAX},
+            },
+            _query("limit", f"At most this many (1 to {replay.MAX_PAGE})", maximum=replay.MAX_PAGE),
+        ],
+        "responses": {
+            "200": _json("A page of stored transactions", page),
+            "400": BAD,
+            "401": _problem("No token, or a bad, forged or expired one"),
+            "403": _problem("The reader holds no replay grant for a contract in the page"),
+        },
+    }
+
+
 def _auth_paths() -> dict[str, Any]:
     """POST /v1/auth/challenge and /v1/auth/token (docs/contracts.md §3, sign-in for reads;
     cloud/contracts/auth.py)."""
@@ -865,6 +909,7 @@ def _contract_paths() -> dict[str, Any]:
     }
     return {
         "/v1/tx": {
+            "get": _replay_get(),
             "post": {
                 "summary": "Apply a signed contract transaction",
                 "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON: "
@@ -885,7 +930,7 @@ def _contract_paths() -> dict[str, Any]:
                     "409": _problem("A contract rule refuses it, or a replayed nonce"),
                     "413": _problem(f"Body over {tx.MAX_ENVELOPE} bytes"),
                 },
-            }
+            },
         },
         "/v1/state": {
             "get": {

@@ -20,6 +20,7 @@ from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
+from cloud.services.replay import ReplayService
 from cloud.settings import CloudSettings
 
 SETTINGS = web.AppKey("settings", CloudSettings)
@@ -34,3 +35,4 @@ EVENTS = web.AppKey("events", EventService)  # gateway events
 ALARM_ACKS = web.AppKey("alarm_acks", AlarmAckService)  # relayed alarm acknowledgements
 CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions and state
 AUTH = web.AppKey("auth", AuthService)  # sign-in for reads: challenges, bearer tokens
+REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay grants

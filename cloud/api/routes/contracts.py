@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cloud.api.routes import json_body
-from cloud.api.state import CONTRACTS
+from cloud.api.routes import MAX_INDEX, int_query, json_body
+from cloud.api.state import AUTH, CONTRACTS, REPLAY
 from cloud.contracts import lots_fields, tx
 from cloud.services.refusals import LedgerError
+from cloud.services.replay import MAX_PAGE
 
 routes = web.RouteTableDef()
 
@@ -20,6 +21,19 @@ async def post_tx(request: web.Request) -> web.Response:
     envelope = await json_body(request, tx.MAX_ENVELOPE, "transaction")
     accepted = await request.config_dict[CONTRACTS].submit(envelope)
     return web.json_response(accepted.to_json(), status=201)
+
+
+@routes.get("/tx")
+async def replay_page(request: web.Request) -> web.Response:
+    """Stored transaction bodies after log index `after` (default -1: from the start), at
+    most `limit` (default and maximum 1000), for a signed-in reader holding a replay grant
+    for each contract in the page (cloud/services/replay.py): 401 without a token, 403
+    without a grant."""
+    after = int_query(request, "after", -1, minimum=-1, maximum=MAX_INDEX)
+    limit = int_query(request, "limit", MAX_PAGE, minimum=1, maximum=MAX_PAGE)
+    reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
+    page = await request.config_dict[REPLAY].page(reader, after, limit)
+    return web.json_response(page.to_json())
 
 
 @routes.get("/state")

@@ -6,6 +6,7 @@ expired token are refused with their reason. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,12 @@ from typing import Any
 import pytest
 
 from cloud.api.state import AUTH
-from cloud.contracts import auth
+from cloud.contracts import auth, tx
 from cloud.services.refusals import LedgerError
 from device import schnorr
+from gateway import config_entry
 from tests.cloud.api.test_app import Cloud, settings, start
-from tests.cloud.api.test_tx import M, admit, applied
+from tests.cloud.api.test_tx import M, admit, applied, commission
 from tests.cloud.contracts.world import REGULATOR, Party, party
 
 
@@ -105,3 +107,43 @@ async def test_tokens_expire_and_cannot_be_forged(cloud: Cloud) -> None:
         with pytest.raises(LedgerError) as err:
             await service.bearer(header, now)
         assert (err.value.status, err.value.reason) == (401, "token"), header
+
+
+async def grant_change(cloud: Cloud, op: str, who: Party, contracts: tuple[str, ...]) -> None:
+    change = config_entry.ConfigChange(op, int(time.time()), key=who.xonly, contracts=contracts)
+    request = config_entry.sign_request(REGULATOR.secret, change)
+    status, answer = await cloud.post(
+        "/v1/config", json.dumps(request).encode(), "application/json"
+    )
+    assert status == 201, answer
+
+
+async def test_bodies_go_only_to_a_replay_grant(cloud: Cloud) -> None:
+    admitted = await applied(cloud, admit("M"))
+    await applied(cloud, commission("L1", 10))
+    async with cloud.session.get(cloud.url("/v1/tx")) as r:  # no token
+        assert r.status == 401 and (await r.json(content_type=None))["reason"] == "token"
+    headers = {"Authorization": f"Bearer {(await sign_in(cloud, REGULATOR))['token']}"}
+    async with cloud.session.get(cloud.url("/v1/tx"), headers=headers) as r:  # no grant
+        assert r.status == 403 and (await r.json(content_type=None))["reason"] == "grant"
+
+    await grant_change(cloud, config_entry.GRANT_ADD, REGULATOR, ("participants",))
+    async with cloud.session.get(cloud.url("/v1/tx"), headers=headers) as r:  # lots: no
+        problem = await r.json(content_type=None)
+        assert (r.status, problem["reason"]) == (403, "grant") and "'lots'" in problem["detail"]
+    async with cloud.session.get(cloud.url("/v1/tx"), params={"limit": "1"}, headers=headers) as r:
+        page = await r.json(content_type=None)
+        assert r.status == 200, page
+    (first,) = page["transactions"]
+    assert first["index"] == admitted["index"] == page["next"]
+    signed = tx.from_record(first["canonical"].encode(), bytes.fromhex(first["sig"]))
+    assert signed.id == admitted["id"]
+
+    await grant_change(cloud, config_entry.GRANT_ADD, REGULATOR, ("lots",))
+    params = {"after": str(page["next"])}
+    async with cloud.session.get(cloud.url("/v1/tx"), params=params, headers=headers) as r:
+        page = await r.json(content_type=None)
+        assert r.status == 200 and len(page["transactions"]) == 1, page
+    for params in ({"after": "-2"}, {"limit": "0"}, {"limit": "1001"}, {"after": "x"}):
+        async with cloud.session.get(cloud.url("/v1/tx"), params=params, headers=headers) as r:
+            assert r.status == 400, params
