@@ -121,7 +121,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
         regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
         app[CONTRACTS] = ContractService(shared, regulators)
-        app[AUTH] = AuthService(shared, app[CONTRACTS])
+        app[AUTH] = AuthService(shared, app[CONTRACTS], config)
         app[REPLAY] = ReplayService(shared, config)
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])

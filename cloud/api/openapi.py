@@ -764,10 +764,7 @@ def _replay_get() -> dict[str, Any]:
         "signed body (RFC 8785) as text; `salt`: its 0x03 commitment's salt; `next`: the "
         "`after` of the next page.",
         "parameters": [
-            {
-                **_query("after", "Log index to start after (-1, the default: the start)"),
-                "schema": {"type": "integer", "minimum": -1, "maximum": INT64_MAX},
-            },
+            _query("after", "Log index to start after (absent: from the start)"),
             _query("limit", f"At most this many (1 to {replay.MAX_PAGE})", maximum=replay.MAX_PAGE),
         ],
         "responses": {

@@ -25,11 +25,11 @@ async def post_tx(request: web.Request) -> web.Response:
 
 @routes.get("/tx")
 async def replay_page(request: web.Request) -> web.Response:
-    """Stored transaction bodies after log index `after` (default -1: from the start), at
+    """Stored transaction bodies after log index `after` (absent: from the start), at
     most `limit` (default and maximum 1000), for a signed-in reader holding a replay grant
     for each contract in the page (cloud/services/replay.py): 401 without a token, 403
     without a grant."""
-    after = int_query(request, "after", -1, minimum=-1, maximum=MAX_INDEX)
+    after = int_query(request, "after", -1, minimum=0, maximum=MAX_INDEX)  # absent: the start
     limit = int_query(request, "limit", MAX_PAGE, minimum=1, maximum=MAX_PAGE)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
     page = await request.config_dict[REPLAY].page(reader, after, limit)
