@@ -27,9 +27,9 @@ from device import schnorr
 from gateway import config_entry
 from gateway.refusal import Refused
 
-EXIT_OK = 0
-EXIT_PARTED = 1
-EXIT_FETCH = 3
+EXIT_OK = 0  # as `pharmasync verify`: 0 verified, 1 unreadable, 3 a check failed
+EXIT_FETCH = 1
+EXIT_PARTED = 3
 PAGE = 1000
 
 

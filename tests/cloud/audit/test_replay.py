@@ -5,6 +5,7 @@ at its 0x03 entry. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import pytest
 
 from cloud.api.state import CONTRACTS
 from cloud.audit.replay import replay
+from cloud.cli import main
 from gateway import config_entry
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_tx import D, admit, applied, commission, ship
@@ -86,3 +88,22 @@ async def test_a_granted_replay_matches_every_root_and_finds_an_edited_body(
         assert tampered.parted_at == indices[2], tampered
         assert "commitment" in tampered.reason.lower() or "salt" in tampered.reason, tampered
         assert f"PARTED at entry {indices[2]}" in tampered.render()
+
+
+async def test_the_command_replays_and_exits_by_the_outcome(
+    cloud: Cloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    indices = await history(cloud)
+    url = cloud.url("").rstrip("/")
+    key = tmp_path / "auditor.key"
+    key.write_text(AUDITOR.secret.hex() + "\n")
+    argv = ["verify", "--replay", "--cloud", url, "--key", str(key)]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+    assert await asyncio.to_thread(main, argv[:4]) == 0  # no key: the public entries
+    assert "public entries only (no --key given)" in capsys.readouterr().out
+    store = cloud.server.app[CONTRACTS].shared.store
+    await execute(store, f"DELETE FROM contract_txs WHERE log_index = {indices[1]}")
+    assert await asyncio.to_thread(main, argv) == 3
+    assert f"PARTED at entry {indices[1]}" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*argv, "--once"]) == 2  # not for --replay
