@@ -960,6 +960,11 @@ def _contract_paths() -> dict[str, Any]:
                                 "gtin": {"type": "string"},
                                 "lot": {"type": "string"},
                                 "state": head,
+                                "custody": {
+                                    "type": "object",
+                                    "description": "Only for a bearer the read policy "
+                                    "allows (cloud/contracts/policy.py); private, no proof",
+                                },
                                 "records": {
                                     "type": "object",
                                     "required": ["lot", "quality", "recall"],
@@ -973,6 +978,8 @@ def _contract_paths() -> dict[str, Any]:
                         },
                     ),
                     "400": BAD,
+                    "401": _problem("A bad, forged or expired bearer token"),
+                    "403": _problem("The bearer's did is no longer a participant"),
                 },
             }
         },

@@ -48,7 +48,8 @@ async def state(request: web.Request) -> web.Response:
 async def lot(request: web.Request) -> web.Response:
     """A lot's public records (identity, quality status, recall), each null if absent, each
     with its proof (cloud/contracts/statetree_proof.py) against the latest root. Private
-    records (custody, holdings, shipments) are never shown."""
+    records are shown only as the read policy allows a signed-in reader (cloud/contracts/
+    policy.py): the custody record, without a proof."""
     try:
         gtin = lots_fields.gtin14(request.match_info["gtin"])
     except ValueError as e:
@@ -57,11 +58,14 @@ async def lot(request: web.Request) -> web.Response:
         number = lots_fields.lot_number(request.match_info["lot"])
     except ValueError as e:
         raise LedgerError("lot", str(e)) from None
-    head, records = await request.config_dict[CONTRACTS].lot(gtin, number)
+    reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
+    head, records, custody = await request.config_dict[CONTRACTS].lot(gtin, number, reader)
     answer = {
         "gtin": gtin,
         "lot": number,
         "state": head.to_json(),
         "records": {r.name: {"value": r.value, "proof": r.proof.to_json()} for r in records},
     }
+    if custody is not None:  # private: its leaf commits with a salt, so no proof is given
+        answer["custody"] = custody
     return web.json_response(answer)
