@@ -26,8 +26,8 @@ class CloudSettings:
     database: str | None = None  # postgresql://... ; None: SQLite in data_dir/ledger.sqlite
     origin: str = DEFAULT_ORIGIN  # the log's name in its checkpoints, for a new log key
     owners: tuple[bytes, ...] = ()  # x-only owner keys: bootstrap only, then the log's (0x06)
-    # x-only keys of the contracts' regulators (docs/contracts.md §3): today a setting
-    # (`serve --regulator`), next a 0x06 entry on the log
+    # x-only keys of the contracts' regulators (docs/contracts.md §3): the bootstrap of the
+    # log's 0x06 "regulator" entry, written when the log names none; then the log wins
     regulators: tuple[bytes, ...] = ()
     witnesses: tuple[str, ...] = ()  # URL=VKEY of witnesses asked to cosign checkpoints
     max_body: int = MAX_BODY  # bytes

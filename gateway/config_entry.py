@@ -12,6 +12,11 @@ A configuration change travels as JSON, signed by a current owner:
     op "ack-key-add"   key, site                 `key` may sign alarm acknowledgements
                                                  (gateway/alarm_ack.py) for site `site`
     op "ack-key-remove" key, site                it may no longer
+    op "regulator"     regulators (sorted hex)   the contracts' regulators from now on
+                                                 (docs/contracts.md §3)
+    op "grant-add"     key, contracts (sorted)   `key` may replay those contracts'
+                                                 transaction bodies (GET /v1/tx)
+    op "grant-remove"  key, contracts (sorted)   it may no longer
 
 The signer signs BIP-340 over tagged_hash("PharmaSync/config/v1", canonical change), the
 canonical change being its JSON with sorted keys and no spaces (as registry changes,
@@ -36,14 +41,24 @@ are global, so the site's owner is any owner) and leaves the owner set as it is.
 form a set of (site, key) pairs: adding a pair already there or removing one that is not
 changes nothing, so the rule never depends on more than the owner set, which every store
 checks under its write lock.
+
+The contracts' regulators and replay grants (`next_contract_authority`) are the regulator's,
+not the owners': the first "regulator" entry (no regulator on the log yet) is the bootstrap
+that `cloud serve --regulator` writes, unsigned like the owners' (zero signer and signature,
+checked by pinning if the checker pins a regulator); every later "regulator" entry, and every
+grant-add or grant-remove, must be signed by a regulator current at that point. A
+"regulator" entry replaces the set; grants form a set of (key, contract) pairs, adding or
+removing as the ack keys do. These ops leave the owner set as it is (`next_owners`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from device import schnorr
 from gateway import registry_change, signed_change
 from gateway.refusal import INT64_MAX, Refused, hex_field, int_field
 
@@ -55,8 +70,16 @@ REMOVE = "owner-remove"
 ACK_KEY_ADD = "ack-key-add"
 ACK_KEY_REMOVE = "ack-key-remove"
 ACK_OPS = (ACK_KEY_ADD, ACK_KEY_REMOVE)
-OPS = (BOOTSTRAP, ADD, REMOVE, *ACK_OPS)
+REGULATOR = "regulator"
+GRANT_ADD = "grant-add"
+GRANT_REMOVE = "grant-remove"
+GRANT_OPS = (GRANT_ADD, GRANT_REMOVE)
+CONTRACT_OPS = (REGULATOR, *GRANT_OPS)  # the regulator's ops, not the owners'
+OPS = (BOOTSTRAP, ADD, REMOVE, *ACK_OPS, *CONTRACT_OPS)
 MAX_OWNERS = 64  # owners one bootstrap may name
+MAX_REGULATORS = 16  # regulators one "regulator" entry may name
+MAX_CONTRACTS = 16  # contracts one grant may name
+CONTRACT_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # as cloud/contracts/tx.py names them
 MAX_REQUEST_BYTES = signed_change.MAX_REQUEST_BYTES  # a bootstrap of 64 owners: under 5 KiB
 UNSIGNED_SIGNER = bytes(32)  # the bootstrap's signer field
 UNSIGNED_SIGNATURE = bytes(64)  # and its signature field
@@ -72,27 +95,42 @@ class ConfigError(Refused, ValueError):
 @dataclass(frozen=True, slots=True)
 class ConfigChange:
     """One configuration change (module docstring): `owners` for the bootstrap, `key` for
-    owner-add and owner-remove, `key` and `site` for ack-key-add and ack-key-remove."""
+    owner-add and owner-remove, `key` and `site` for ack-key-add and ack-key-remove,
+    `owners` (the regulators' keys) for regulator, `key` and `contracts` for the grants."""
 
     op: str
     time: int
     key: bytes | None = None
     owners: tuple[bytes, ...] = ()
     site: str | None = None
+    contracts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
             raise ConfigError("op", f"got {self.op!r}, want one of {list(OPS)}")
         int_field(self.time, "time", 0, INT64_MAX, ConfigError)
-        if self.op == BOOTSTRAP:
-            if self.key is not None or not 1 <= len(self.owners) <= MAX_OWNERS:
+        if (self.op in GRANT_OPS) != bool(self.contracts):
+            raise ConfigError("contracts", f"op {self.op} takes contracts only if a grant op")
+        if self.op in GRANT_OPS:
+            if len(self.contracts) > MAX_CONTRACTS or list(self.contracts) != sorted(
+                set(self.contracts)
+            ):
                 raise ConfigError(
-                    "owners", f"got {len(self.owners)} owners, want 1 to {MAX_OWNERS}, no key"
+                    "contracts", f"want 1 to {MAX_CONTRACTS} distinct names, ascending"
                 )
+            for name in self.contracts:
+                if not isinstance(name, str) or not CONTRACT_NAME.fullmatch(name):
+                    raise ConfigError("contracts", f"got {name!r:.40}, want a contract's name")
+        if self.op in (BOOTSTRAP, REGULATOR):
+            field, most = (
+                ("owners", MAX_OWNERS) if self.op == BOOTSTRAP else ("regulators", MAX_REGULATORS)
+            )
+            if self.key is not None or not 1 <= len(self.owners) <= most:
+                raise ConfigError(field, f"got {len(self.owners)} keys, want 1 to {most}, no key")
             if list(self.owners) != sorted(set(self.owners)):
-                raise ConfigError("owners", "want distinct keys in ascending order")
+                raise ConfigError(field, "want distinct keys in ascending order")
             if any(len(k) != 32 for k in self.owners):
-                raise ConfigError("owners", "want 32-byte x-only keys")
+                raise ConfigError(field, "want 32-byte x-only keys")
         elif self.owners or self.key is None or len(self.key) != 32:
             raise ConfigError("key", f"op {self.op} needs one 32-byte key and no owners")
         if (self.site is not None) != (self.op in ACK_OPS):
@@ -106,13 +144,17 @@ class ConfigChange:
     def canonical(self) -> bytes:
         """The bytes the signer signs: the change's JSON, sorted keys, no spaces."""
         fields: dict[str, Any] = {"op": self.op, "time": self.time}
-        if self.op == BOOTSTRAP:
-            fields["owners"] = [k.hex() for k in self.owners]
+        if self.op in (BOOTSTRAP, REGULATOR):
+            fields["owners" if self.op == BOOTSTRAP else "regulators"] = [
+                k.hex() for k in self.owners
+            ]
         else:
             assert self.key is not None
             fields["key"] = self.key.hex()
         if self.site is not None:
             fields["site"] = self.site
+        if self.contracts:
+            fields["contracts"] = list(self.contracts)
         return signed_change.canonical_json(fields)
 
     @classmethod
@@ -123,26 +165,32 @@ class ConfigChange:
         op = fields.get("op")
         if op not in OPS:
             raise ConfigError("op", f"got {op!r}, want one of {list(OPS)}")
-        want = {"op", "time", "owners" if op == BOOTSTRAP else "key"}
+        listing = {BOOTSTRAP: "owners", REGULATOR: "regulators"}.get(op)
+        want = {"op", "time", listing or "key"}
         want |= {"site"} if op in ACK_OPS else set()
+        want |= {"contracts"} if op in GRANT_OPS else set()
         if set(fields) != want:
             raise ConfigError("change", f"got fields {sorted(fields)}, want {sorted(want)}")
-        if op == BOOTSTRAP:
-            listed = fields["owners"]
+        if listing is not None:
+            listed = fields[listing]
             if not isinstance(listed, list) or len(listed) > MAX_OWNERS:
-                raise ConfigError("owners", f"want a list of at most {MAX_OWNERS} hex keys")
-            owners = tuple(hex_field(k, "owners", 32, ConfigError) for k in listed)
+                raise ConfigError(listing, f"want a list of at most {MAX_OWNERS} hex keys")
+            owners = tuple(hex_field(k, listing, 32, ConfigError) for k in listed)
             return cls(op, fields["time"], owners=owners)
         key = hex_field(fields["key"], "key", 32, ConfigError)
         site = fields["site"] if op in ACK_OPS else None
         if site is not None and not isinstance(site, str):
             raise ConfigError("site", f"got {type(site).__name__}, want a string")
-        return cls(op, fields["time"], key=key, site=site)
+        contracts = fields["contracts"] if op in GRANT_OPS else []
+        if not isinstance(contracts, list) or len(contracts) > MAX_CONTRACTS:
+            raise ConfigError("contracts", f"want a list of at most {MAX_CONTRACTS} names")
+        return cls(op, fields["time"], key=key, site=site, contracts=tuple(contracts))
 
 
-def bootstrap_entry(owners: Iterable[bytes], now: int) -> bytes:
-    """Return the unsigned bootstrap entry naming `owners` (the pinned first keys)."""
-    change = ConfigChange(BOOTSTRAP, now, owners=tuple(sorted(set(owners))))
+def bootstrap_entry(owners: Iterable[bytes], now: int, op: str = BOOTSTRAP) -> bytes:
+    """Return the unsigned bootstrap entry naming `owners` (the pinned first keys); with
+    op REGULATOR, the regulators' bootstrap (`serve --regulator`)."""
+    change = ConfigChange(op, now, owners=tuple(sorted(set(owners))))
     return bytes([ENTRY_CONFIG]) + UNSIGNED_SIGNER + UNSIGNED_SIGNATURE + change.canonical()
 
 
@@ -168,12 +216,19 @@ def parse_entry(payload: bytes) -> tuple[bytes, ConfigChange]:
     """Return (signer, change) of a configuration entry's payload (kind byte removed),
     checking its form and, unless it is the bootstrap, its signature. Raises ConfigError."""
     signer, signature, change = signed_change.read_entry(
-        payload, TAG, ConfigChange.from_json, ConfigError, lambda c: c.op != BOOTSTRAP
+        payload, TAG, ConfigChange.from_json, ConfigError, lambda c: c.op not in _MAYBE_UNSIGNED
     )
     unsigned = signer == UNSIGNED_SIGNER and signature == UNSIGNED_SIGNATURE
     if change.op == BOOTSTRAP and not unsigned:
         raise ConfigError("entry", "a bootstrap has zero signer and signature fields")
+    if change.op == REGULATOR and not unsigned:  # a change by a regulator, not the bootstrap
+        digest = schnorr.tagged_hash(TAG, change.canonical())
+        if not schnorr.verify(signer, digest, signature):
+            raise ConfigError("signature", "the regulator's signature does not verify", 403)
     return signer, change
+
+
+_MAYBE_UNSIGNED = (BOOTSTRAP, REGULATOR)  # ops whose entry may be a bootstrap
 
 
 def next_owners(owners: frozenset[bytes], entry: bytes) -> frozenset[bytes]:
@@ -188,6 +243,8 @@ def next_owners(owners: frozenset[bytes], entry: bytes) -> frozenset[bytes]:
     if entry[:1] != bytes([ENTRY_CONFIG]):
         return owners
     signer, change = parse_entry(entry[1:])
+    if change.op in CONTRACT_OPS:  # the regulator's authority: next_contract_authority
+        return owners
     if change.op == BOOTSTRAP:
         if owners:
             raise ConfigError("bootstrap", "the log names its owners already", 409)
@@ -209,14 +266,22 @@ def next_owners(owners: frozenset[bytes], entry: bytes) -> frozenset[bytes]:
 
 
 AckKeys = frozenset[tuple[str, bytes]]  # (site, x-only key) pairs
+Grants = frozenset[tuple[bytes, str]]  # (x-only key, contract) pairs
 
 
 @dataclass(frozen=True, slots=True)
 class Authority:
-    """Who may do what at one point of the log: the owners and the acknowledgement keys."""
+    """Who may do what at one point of the log: the owners, the acknowledgement keys, the
+    contracts' regulators and the replay grants."""
 
     owners: frozenset[bytes] = frozenset()
     ack_keys: AckKeys = frozenset()
+    regulators: frozenset[bytes] = frozenset()
+    grants: Grants = frozenset()
+
+    def may_replay(self, key: bytes, contract: str) -> bool:
+        """Whether `key` holds a replay grant for `contract`."""
+        return (key, contract) in self.grants
 
     def ack_keys_for(self, site: str) -> frozenset[bytes]:
         """The keys that may acknowledge alarms of gateways at `site`."""
@@ -237,16 +302,51 @@ def next_ack_keys(ack_keys: AckKeys, entry: bytes) -> AckKeys:
     return ack_keys | {pair} if change.op == ACK_KEY_ADD else ack_keys - {pair}
 
 
+def next_contract_authority(
+    regulators: frozenset[bytes], grants: Grants, entry: bytes
+) -> tuple[frozenset[bytes], Grants]:
+    """Return the regulators and replay grants after log entry `entry`, given those before
+    it, checking a regulator or grant entry's authority (module docstring): 403 "unknown
+    regulator" for a signer that is not a regulator, 409 "regulator bootstrap" for an
+    unsigned entry once the log names regulators. Raises ConfigError."""
+    if entry[:1] != bytes([ENTRY_CONFIG]):
+        return regulators, grants
+    signer, change = parse_entry(entry[1:])
+    if change.op not in CONTRACT_OPS:
+        return regulators, grants
+    if change.op == REGULATOR and signer == UNSIGNED_SIGNER:
+        if regulators:
+            detail = "the log names its regulators already: a change is signed by one"
+            raise ConfigError("regulator bootstrap", detail, 409)
+        return frozenset(change.owners), grants
+    if signer not in regulators:
+        raise ConfigError("unknown regulator", f"key {signer.hex()} is not a regulator", 403)
+    if change.op == REGULATOR:
+        return frozenset(change.owners), grants
+    assert change.key is not None
+    pairs = {(change.key, c) for c in change.contracts}
+    return regulators, grants | pairs if change.op == GRANT_ADD else grants - pairs
+
+
+def is_contract_op(entry: bytes) -> bool:
+    """Whether `entry` is a configuration entry of the regulator's (regulator, grants)."""
+    if entry[:1] != bytes([ENTRY_CONFIG]):
+        return False
+    return parse_entry(entry[1:])[1].op in CONTRACT_OPS
+
+
 def next_authority(before: Authority, entry: bytes) -> Authority:
-    """Return the owners and acknowledgement keys after log entry `entry`, checking its
-    authority (module docstring). Raises ConfigError (RegistryError, as `next_owners`)."""
+    """Return the authority after log entry `entry`, checking its authority (module
+    docstring). Raises ConfigError (RegistryError, as `next_owners`)."""
     owners = next_owners(before.owners, entry)
-    return Authority(owners, next_ack_keys(before.ack_keys, entry))
+    regulators, grants = next_contract_authority(before.regulators, before.grants, entry)
+    return Authority(owners, next_ack_keys(before.ack_keys, entry), regulators, grants)
 
 
 def authority_of(entries: Iterable[bytes]) -> Authority:
-    """Return the owners and acknowledgement keys after the configuration entries among
-    `entries` (log order; other kinds are skipped), checking each. Raises ConfigError."""
+    """Return the authority (owners, acknowledgement keys, regulators, grants) after the
+    configuration entries among `entries` (log order; other kinds are skipped), checking
+    each. Raises ConfigError."""
     authority = Authority()
     for entry in entries:
         if entry[:1] == bytes([ENTRY_CONFIG]):

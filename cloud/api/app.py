@@ -31,6 +31,7 @@ from cloud.api.problems import problems
 from cloud.api.routes import home, meta
 from cloud.api.state import (
     ALARM_ACKS,
+    AUTH,
     BATCHES,
     CONFIG,
     CONTRACTS,
@@ -40,6 +41,7 @@ from cloud.api.state import (
     READINGS,
     REFUSALS,
     REGISTRY,
+    REPLAY,
     SETTINGS,
 )
 from cloud.api.v1 import PREFIX, make_v1_app
@@ -47,6 +49,7 @@ from cloud.httplog import server_logger
 from cloud.keys import load_or_create_signer
 from cloud.services import witnessing
 from cloud.services.alarm_acks import AlarmAckService
+from cloud.services.auth import AuthService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
@@ -55,6 +58,7 @@ from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
+from cloud.services.replay import ReplayService
 from cloud.services.shared import Shared
 from cloud.settings import CloudSettings
 from cloud.storage.store import Store
@@ -115,7 +119,10 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EVENTS] = watched.events
         app[ALARM_ACKS] = AlarmAckService(shared, config)
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
-        app[CONTRACTS] = ContractService(shared, settings.regulators)
+        regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
+        app[CONTRACTS] = ContractService(shared, regulators)
+        app[AUTH] = AuthService(shared, app[CONTRACTS], config)
+        app[REPLAY] = ReplayService(shared, config)
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from cloud.api.routes.receipts import MAX_COSIGNATURES
-from cloud.contracts import tx
+from cloud.contracts import auth, tx
+from cloud.services import replay
 from device import reading
 from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
 from gateway import registry_change as registry
@@ -408,6 +409,7 @@ def document() -> dict[str, Any]:
             **_config_paths(),
             **_alarm_ack_paths(),
             **_contract_paths(),
+            **_auth_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -734,6 +736,110 @@ def _alarm_ack_paths() -> dict[str, Any]:
     }
 
 
+def _replay_get() -> dict[str, Any]:
+    """GET /v1/tx: stored transaction bodies for a replay grant (cloud/services/replay.py)."""
+    stored = {
+        "type": "object",
+        "required": ["index", "root_index", "canonical", "sig", "salt"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "root_index": {"type": "integer", "minimum": 0},
+            "canonical": {"type": "string"},
+            "sig": HEX,
+            "salt": HEX32,
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["transactions", "next"],
+        "properties": {
+            "transactions": {"type": "array", "items": stored},
+            "next": {"type": ["integer", "null"]},
+        },
+    }
+    return {
+        "summary": "Stored transaction bodies, for a replay grant",
+        "description": "Bearer token required (POST /v1/auth/token); its did must hold a "
+        "replay grant (0x06 grant-add) for each contract in the page. `canonical`: the "
+        "signed body (RFC 8785) as text; `salt`: its 0x03 commitment's salt; `next`: the "
+        "`after` of the next page.",
+        "parameters": [
+            _query("after", "Log index to start after (absent: from the start)"),
+            _query("limit", f"At most this many (1 to {replay.MAX_PAGE})", maximum=replay.MAX_PAGE),
+        ],
+        "responses": {
+            "200": _json("A page of stored transactions", page),
+            "400": BAD,
+            "401": _problem("No token, or a bad, forged or expired one"),
+            "403": _problem("The reader holds no replay grant for a contract in the page"),
+        },
+    }
+
+
+def _auth_paths() -> dict[str, Any]:
+    """POST /v1/auth/challenge and /v1/auth/token (docs/contracts.md §3, sign-in for reads;
+    cloud/contracts/auth.py)."""
+    issued = {
+        "type": "object",
+        "required": ["token", "did", "role", "expires", "type", "ttl"],
+        "properties": {
+            "token": {"type": "string"},
+            "did": {"type": "string"},
+            "role": {"type": "string"},
+            "expires": {"type": "integer"},
+            "type": {"const": "Bearer"},
+            "ttl": {"type": "integer"},
+        },
+    }
+    request = {
+        "type": "object",
+        "required": ["did", "challenge", "sig"],
+        "properties": {"did": {"type": "string"}, "challenge": HEX32, "sig": HEX},
+    }
+    return {
+        "/v1/auth/challenge": {
+            "post": {
+                "summary": "A challenge to sign in with",
+                "description": f"{auth.CHALLENGE_BYTES} random bytes, hex, valid "
+                f"{auth.CHALLENGE_TTL_S} s and usable once.",
+                "responses": {
+                    "201": _json(
+                        "The challenge and when it expires (Unix s)",
+                        {
+                            "type": "object",
+                            "required": ["challenge", "expires"],
+                            "properties": {"challenge": HEX32, "expires": {"type": "integer"}},
+                        },
+                    )
+                },
+            }
+        },
+        "/v1/auth/token": {
+            "post": {
+                "summary": "Sign in: a bearer token for a signed challenge",
+                "description": "`sig`: BIP-340 under the did:key's x-only key over "
+                'tagged_hash("PharmaSync/auth/v1", challenge ‖ did). The token is valid '
+                f"{auth.TOKEN_TTL_S} s and names the did and its role; send it as "
+                "`Authorization: Bearer <token>`. Without one, a reader is the public.",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": request}},
+                },
+                "responses": {
+                    "201": _json("The token", issued),
+                    "400": BAD,
+                    "401": _problem(
+                        "The signature does not verify, or the challenge is "
+                        "unknown, expired or used"
+                    ),
+                    "403": _problem("The did is no regulator and no active participant"),
+                    "413": _problem("Body over 1024 bytes"),
+                },
+            }
+        },
+    }
+
+
 def _contract_paths() -> dict[str, Any]:
     """POST /v1/tx, GET /v1/state and GET /v1/lots/{gtin}/{lot} (docs/contracts.md;
     docs/protocol.md, "Contract transaction v1" and "State tree")."""
@@ -800,6 +906,7 @@ def _contract_paths() -> dict[str, Any]:
     }
     return {
         "/v1/tx": {
+            "get": _replay_get(),
             "post": {
                 "summary": "Apply a signed contract transaction",
                 "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON: "
@@ -820,7 +927,7 @@ def _contract_paths() -> dict[str, Any]:
                     "409": _problem("A contract rule refuses it, or a replayed nonce"),
                     "413": _problem(f"Body over {tx.MAX_ENVELOPE} bytes"),
                 },
-            }
+            },
         },
         "/v1/state": {
             "get": {
@@ -853,6 +960,11 @@ def _contract_paths() -> dict[str, Any]:
                                 "gtin": {"type": "string"},
                                 "lot": {"type": "string"},
                                 "state": head,
+                                "custody": {
+                                    "type": "object",
+                                    "description": "Only for a bearer the read policy "
+                                    "allows (cloud/contracts/policy.py); private, no proof",
+                                },
                                 "records": {
                                     "type": "object",
                                     "required": ["lot", "quality", "recall"],
@@ -866,6 +978,8 @@ def _contract_paths() -> dict[str, Any]:
                         },
                     ),
                     "400": BAD,
+                    "401": _problem("A bad, forged or expired bearer token"),
+                    "403": _problem("The bearer's did is no longer a participant"),
                 },
             }
         },

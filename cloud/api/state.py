@@ -11,6 +11,7 @@ from aiohttp import web
 
 from cloud.api.metrics import Metrics
 from cloud.services.alarm_acks import AlarmAckService
+from cloud.services.auth import AuthService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
@@ -19,6 +20,7 @@ from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
+from cloud.services.replay import ReplayService
 from cloud.settings import CloudSettings
 
 SETTINGS = web.AppKey("settings", CloudSettings)
@@ -32,3 +34,5 @@ CONFIG = web.AppKey("config", ConfigService)  # owners and ack keys, on the log
 EVENTS = web.AppKey("events", EventService)  # gateway events
 ALARM_ACKS = web.AppKey("alarm_acks", AlarmAckService)  # relayed alarm acknowledgements
 CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions and state
+AUTH = web.AppKey("auth", AuthService)  # sign-in for reads: challenges, bearer tokens
+REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay grants

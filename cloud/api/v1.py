@@ -19,6 +19,7 @@ from aiohttp import web
 from cloud.api.problems import problems
 from cloud.api.routes import (
     alarm_acks,
+    auth,
     batches,
     config,
     contracts,
@@ -43,6 +44,7 @@ GROUPS: Final = (
     receipts,
     alarm_acks,
     contracts,
+    auth,
     openapi,
 )
 

@@ -405,7 +405,9 @@ class Follower:
         frontier = state.frontier()
         gateways = dict(state.gateways)
         events = dict(state.events)
-        owners = Owners(state.owners, self.pinned_owners, state.ack_keys)
+        owners = Owners(
+            state.owners, self.pinned_owners, state.ack_keys, state.regulators, state.grants
+        )
         progress = Progress(checkpoint.size - state.size, self.progress)
         sightings = Sightings()
         index = state.size
@@ -468,6 +470,8 @@ class Follower:
                     events=events,
                     owners=owners.keys,
                     ack_keys=owners.ack_keys,
+                    regulators=owners.regulators,
+                    grants=owners.grants,
                 )
             if seen is not None:
                 seen.commit()  # before the state: a crash between leaves it ahead, not behind

@@ -21,6 +21,9 @@ old state or the new one, never half of either:
                                                   entry (0x06; absent or empty: none yet)
       "ack_keys": [["<site>", "<key hex>"], ...]  keys authorised to acknowledge alarms of
                                                   a site (0x06 ack-key ops; absent: none)
+      "regulators": ["<key hex>", ...]            the contracts' regulators (0x06 regulator
+                                                  op; absent: none yet)
+      "grants": [["<key hex>", "<contract>"], ...] replay grants (0x06 grant ops; absent: none)
     }
 
 Loading re-checks that the compact range folds to the stored root, so a damaged or
@@ -83,6 +86,8 @@ class FollowState:
     events: Mapping[bytes, int] = field(default_factory=dict)  # gateway -> last event seq
     owners: frozenset[bytes] = frozenset()  # after the last configuration entry (0x06)
     ack_keys: frozenset[tuple[str, bytes]] = frozenset()  # (site, key), config_entry.AckKeys
+    regulators: frozenset[bytes] = frozenset()  # the contracts' regulators (0x06)
+    grants: frozenset[tuple[bytes, str]] = frozenset()  # (key, contract), config_entry.Grants
 
     def __post_init__(self) -> None:
         try:
@@ -121,6 +126,8 @@ class FollowState:
             "events": {key.hex(): seq for key, seq in sorted(self.events.items())},
             "owners": sorted(key.hex() for key in self.owners),
             "ack_keys": sorted([site, key.hex()] for site, key in self.ack_keys),
+            "regulators": sorted(key.hex() for key in self.regulators),
+            "grants": sorted([key.hex(), contract] for key, contract in self.grants),
         }
 
     @classmethod
@@ -146,6 +153,10 @@ class FollowState:
                 owners=frozenset(bytes.fromhex(key) for key in doc.get("owners", [])),
                 ack_keys=frozenset(
                     (str(site), bytes.fromhex(key)) for site, key in doc.get("ack_keys", [])
+                ),
+                regulators=frozenset(bytes.fromhex(key) for key in doc.get("regulators", [])),
+                grants=frozenset(
+                    (bytes.fromhex(key), str(contract)) for key, contract in doc.get("grants", [])
                 ),
             )
         except StateError:

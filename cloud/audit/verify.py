@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from cloud.audit import replay
 from cloud.audit.bundle import (
     BOX_KEY_SIZE,
     MAX_BUNDLE_BYTES,
@@ -53,7 +54,7 @@ from cloud.audit.receipt import (
     report_json,
     verify_receipt,
 )
-from device.cliutil import hex_bytes
+from device.cliutil import hex_bytes, read_secret
 from device.topics import ID_BYTES
 from gateway import jsonbound
 from gateway.cosigned_receipt import ReceiptError
@@ -88,6 +89,12 @@ their form only, since their bodies are private; with --readings every reading t
 recomputing the log's root from the entries.
 Rollbacks, split views, forks and bad entries raise a loud alarm on stderr.
 
+With --replay --cloud URL, replay the contracts: with --key FILE (a key holding a replay
+grant, a 0x06 grant-add the regulator signed) sign in, fetch the transaction bodies, check
+each 0x03 commitment and signature, rebuild the state with the ledger's engine and check
+every committed 0x04 root, reporting the first entry where they part; without --key (or
+without a grant) check the public entries only, and say so.
+
 With --receipt FILE (a cosigned receipt from GET /v1/batches/{gateway}/{seq}/receipt, or
 one a gateway kept), check offline that the batch is in the log under a checkpoint the
 given witnesses cosigned, and that the original receipt's checkpoint is a prefix of it.
@@ -103,6 +110,7 @@ examples:
   pharmasync verify --cloud http://127.0.0.1:8480 --log-vkey @ledger.vkey --once
   pharmasync verify --cloud https://ledger.example --log-vkey @ledger.vkey --readings --interval 60
   pharmasync verify --receipt receipt.json --log-vkey @ledger.vkey --witness @witness.vkey
+  pharmasync verify --replay --cloud http://127.0.0.1:8480
 
   (save the log's key once: curl -s http://127.0.0.1:8480/v1/log/vkey -o ledger.vkey;
    a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json)"""
@@ -205,6 +213,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a first owner key, pinned: the log's owner bootstrap must name exactly these; "
         "repeatable (default: the bootstrap is not checked against pinned keys)",
     )
+    replaying = parser.add_argument_group("--replay options")
+    replaying.add_argument(
+        "--replay",
+        action="store_true",
+        help="with --cloud: replay the contracts and check every state root",
+    )
+    replaying.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="secret key file of a replay grant holder (`cloud keygen`); without: public only",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -237,6 +257,11 @@ def _misused(args: argparse.Namespace) -> str | None:
         if not args.log_vkey or not args.witness:
             return "--receipt needs the pinned --log-vkey and at least one --witness"
         return None
+    if args.replay or args.key:
+        if args.cloud is None or not args.replay:
+            return "--replay and --key go with --cloud URL (and --key with --replay)"
+        used = _given(args, *follow_options, "--log-vkey")
+        return f"{', '.join(used)}: not for --replay" if used else None
     if args.cloud is not None:
         used = _given(args, "--device", "--witness", "--min-cosignatures", "--json")
         return f"{', '.join(used)}: only for a bundle" if used else None
@@ -250,6 +275,11 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem} (see --help)", file=sys.stderr)
         return EXIT_USAGE
+    if args.replay:
+        secret = None if args.key is None else read_secret(args.key, "--key")
+        if args.key is not None and secret is None:
+            return EXIT_USAGE
+        return asyncio.run(replay.run(args.cloud, secret))
     if args.cloud is not None:
         return asyncio.run(
             follow(

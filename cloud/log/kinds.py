@@ -72,12 +72,15 @@ class EntryError(ValueError):
 @dataclass
 class Owners:
     """The authority as of the entries checked so far (empty: no configuration entry yet):
-    the owner keys, the keys that may acknowledge alarms of a site, and the first owner
-    keys pinned out of band (`verify --owner`), if any."""
+    the owner keys, the keys that may acknowledge alarms of a site, the first owner
+    keys pinned out of band (`verify --owner`), if any, the contracts' regulators and the
+    replay grants."""
 
     keys: frozenset[bytes] = frozenset()
     pinned: frozenset[bytes] | None = None
     ack_keys: config_entry.AckKeys = frozenset()  # (site, key) that may acknowledge alarms
+    regulators: frozenset[bytes] = frozenset()  # the contracts' regulators (x-only keys)
+    grants: config_entry.Grants = frozenset()  # (key, contract) that may replay bodies
 
 
 @dataclass
@@ -179,9 +182,17 @@ def _fold_authority(state: LogState, index: int, signed: Signed) -> None:
     owners = state.owners
     name = KINDS[signed.entry[0]].name
     try:
-        if signed.entry[0] == ENTRY_CONFIG and not owners.keys and owners.pinned is not None:
+        first_owners = signed.entry[0] == ENTRY_CONFIG and not owners.keys
+        # the first owners' entry is pinned; the regulator's entries are not the owners'
+        if (
+            first_owners
+            and owners.pinned is not None
+            and not config_entry.is_contract_op(signed.entry)
+        ):
             config_entry.check_pinned(signed.entry, owners.pinned)
-        before = config_entry.Authority(owners.keys, owners.ack_keys)
+        before = config_entry.Authority(
+            owners.keys, owners.ack_keys, owners.regulators, owners.grants
+        )
         after = config_entry.next_authority(before, signed.entry)
     except config_entry.ConfigError as e:
         bad_form = e.reason in ("entry", "signature")
@@ -189,6 +200,7 @@ def _fold_authority(state: LogState, index: int, signed: Signed) -> None:
     except registry_change.RegistryError as e:
         raise EntryError(f"registry change {e}") from e
     owners.keys, owners.ack_keys = after.owners, after.ack_keys
+    owners.regulators, owners.grants = after.regulators, after.grants
 
 
 # -- 0x03 contract transaction ----------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The configuration service: who holds authority, as the log says (entries of kind 0x06,
-gateway/config_entry.py) — the owners, who sign registry and owner changes, and the keys
-they authorise to acknowledge a site's alarms.
+gateway/config_entry.py) — the owners, who sign registry and owner changes, the keys
+they authorise to acknowledge a site's alarms, the contracts' regulators and the replay
+grants they give.
 
-`serve --owner` keys are bootstrap only: the first start writes them to the log, and from
-then on the log wins; changes are owner-signed requests. Gateways and auditors follow the
+`serve --owner` and `serve --regulator` keys are bootstrap only: the first start writes them
+to the log, and from then on the log wins; changes are signed requests (by an owner; by a
+regulator for the regulators and grants). Gateways and auditors follow the
 same entries (GET /v1/registry/entries) and fold them with the same rule
 (gateway/config_entry.py), trusting the cloud for nothing. Raises LedgerError
 (cloud/services/refusals.py).
@@ -57,6 +59,31 @@ class ConfigService:
             )
         await self.shared.appended()
         return owners
+
+    async def load_regulators(self, pinned: Collection[bytes] = ()) -> frozenset[bytes]:
+        """Return the contracts' regulators as the log names them, writing the regulators'
+        bootstrap naming `pinned` (the `serve --regulator` keys) if the log names none.
+        Keys that differ from the log's are reported (the log wins): later changes are
+        0x06 "regulator" entries signed by a current regulator."""
+        regulators = (await self.authority(await self.shared.store.log_size())).regulators
+        if not regulators and pinned:
+            entry = config_entry.bootstrap_entry(pinned, int(time.time()), config_entry.REGULATOR)
+            try:
+                await self.shared.store.append_config(entry)
+                self.changes += 1
+                log.info("regulators: bootstrap names %d on the log", len(set(pinned)))
+            except (StoreConflict, Refused) as e:  # another worker wrote it first
+                log.info("regulators: bootstrap written by another worker (%s)", e)
+            await self.shared.appended()
+            regulators = (await self.authority(await self.shared.store.log_size())).regulators
+        if pinned and regulators != frozenset(pinned):
+            log.warning(
+                "regulators: --regulator %s differ from the log's regulators %s; the log wins "
+                "(a change is a 0x06 regulator entry signed by a current regulator)",
+                sorted(k.hex()[:12] for k in set(pinned)),
+                sorted(k.hex()[:12] for k in regulators),
+            )
+        return regulators
 
     async def owners(self) -> frozenset[bytes]:
         """The owner keys after the log's last configuration entry."""

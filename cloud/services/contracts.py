@@ -12,8 +12,11 @@ written together. The rules run on a copy-on-write Fork (contract_fork.py) merge
 State only after the commit returns, so neither a refusal nor a failed commit moves what
 this worker answers.
 
-The regulator is a setting today (`pharmasync cloud serve --regulator`); on the log as a 0x06
-entry next. Raises LedgerError (cloud/services/refusals.py).
+The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py): the app
+hands over those ConfigService.load_regulators found at start, `serve --regulator` only
+bootstrapping them. A regulator change appended later takes effect here at the next start
+(the engine's State fixes its regulators when built). Raises LedgerError
+(cloud/services/refusals.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.contracts import catalog, entries, lots, tx
+from cloud.contracts import access, auth, catalog, entries, lots, participants, policy, tx
 from cloud.contracts.engine import State, check_time
 from cloud.contracts.stateroot import StateRoot
 from cloud.contracts.statetree_proof import Proof
@@ -188,13 +191,27 @@ class ContractService:
         head."""
         return await self.load()
 
-    async def lot(self, gtin: str, lot: str) -> tuple[Head, list[PublicRecord]]:
+    async def lot(
+        self, gtin: str, lot: str, reader: auth.Token | None = None
+    ) -> tuple[Head, list[PublicRecord], dict[str, Any] | None]:
         """The public records of a lot (identity, quality status, recall; each possibly
-        absent) with their proofs against the latest root. Caller checks gtin and lot."""
+        absent) with their proofs against the latest root, and its custody record if the
+        read policy (cloud/contracts/policy.py) shows it to `reader` (None: the public, or
+        withheld). Caller checks gtin and lot. Raises LedgerError 403 "participant" for a
+        reader whose did is no longer a regulator or an active participant."""
         await self.load()
         async with self._lock:
             found = []
             for rtype in PUBLIC_LOT_RECORDS:
                 _, proof = self.state.prove(rtype, gtin, lot)
                 found.append(PublicRecord(rtype.name, self.state.get(rtype, gtin, lot), proof))
-            return self.head, found
+            custody = None
+            if reader is not None and reader.role in access.READ:
+                try:
+                    who = participants.identify(self.state, reader.did)
+                except Refused as e:
+                    raise self.shared.refusals.of(e) from None
+                mine = lots.involved(self.state, gtin, lot, who.id)
+                if policy.sees_custody(who.role, mine):
+                    custody = self.state.get(lots.CUSTODY, gtin, lot)
+            return self.head, found, custody

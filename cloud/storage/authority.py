@@ -4,7 +4,8 @@ index of them, and the owner set they fold to (gateway/config_entry.py).
 The owners table is a cache of the log, rebuilt at start (rebuild_owners). A signed entry
 is appended once (append_once): under the log's lock, so two copies of one signed request
 cannot both pass the replay check, and its owner is checked against the owner set at that
-point of the log.
+point of the log; a regulator or grant entry (0x06) against the regulators at that point,
+folded from the log's configuration entries under the same lock.
 """
 
 from __future__ import annotations
@@ -49,12 +50,24 @@ async def append_once(commit: Commit, entry: bytes | None) -> int | None:
     before = after = await owners(commit.tx)
     if entry[0] in tlog.AUTHORITY_KINDS:
         after = config_entry.next_owners(before, entry)  # raises ConfigError
+    if config_entry.is_contract_op(entry):  # the regulator's: the log folded under the lock
+        now = await _authority(commit.tx)
+        config_entry.next_contract_authority(now.regulators, now.grants, entry)
     index = await commit.append([entry])
     if entry[0] in tlog.AUTHORITY_KINDS:
         await commit.tx.execute("INSERT INTO authority_entries (idx) VALUES (?)", index)
     if after != before:
         await _set_owners(commit.tx, after)
     return index
+
+
+async def _authority(tx: Tx) -> config_entry.Authority:
+    """The authority after every registry and configuration entry on the log (few: they
+    are configuration), folded in log order. Raises ConfigError for a tampered log."""
+    rows = await tx.fetchall(
+        "SELECT e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx ORDER BY a.idx"
+    )
+    return config_entry.authority_of(bytes(e) for (e,) in rows)
 
 
 async def entries(tx: Tx, after: int, end: int, limit: int) -> list[tuple[int, bytes]]:

@@ -178,6 +178,15 @@ CREATE TABLE IF NOT EXISTS contract_txs (
     received_at double precision NOT NULL,
     UNIQUE (signer, nonce)               -- a replay guard (docs/contracts.md §1)
 );
+-- sign-in for reads (cloud/storage/auth.py): the workers' token secret, the open challenges
+CREATE TABLE IF NOT EXISTS auth_secret (
+    id          bigint PRIMARY KEY CHECK (id = 1),
+    secret      bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth_challenges (
+    challenge   bytea PRIMARY KEY,
+    expires     bigint NOT NULL           -- Unix s
+);
 """
 
 

@@ -155,6 +155,15 @@ CREATE TABLE IF NOT EXISTS contract_txs (
     received_at REAL NOT NULL,
     UNIQUE (signer, nonce)               -- a replay guard (docs/contracts.md §1)
 );
+-- sign-in for reads (cloud/storage/auth.py): the workers' token secret, the open challenges
+CREATE TABLE IF NOT EXISTS auth_secret (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    secret      BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS auth_challenges (
+    challenge   BLOB PRIMARY KEY,
+    expires     INTEGER NOT NULL           -- Unix s
+);
 """
 
 

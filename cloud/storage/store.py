@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from cloud.log.tlog import NodeKey
 from cloud.log.verified import Verified
-from cloud.storage import alarm_acks, authority, batches, cosigned, log, registry
+from cloud.storage import alarm_acks, auth, authority, batches, cosigned, log, registry
 from cloud.storage import contracts as contract_txs
 from cloud.storage import events as event_log
 from cloud.storage.batches import MAX_LEAF, BatchStored, KnownState, Sighting, StoredReading
@@ -300,6 +300,20 @@ class Store:
         """Up to `limit` (id, wire) of the acks stored for `gateway` with id > after, in
         id order."""
         return await self.engine.read(lambda tx: alarm_acks.acks(tx, gateway, after, limit))
+
+    # -- sign-in for reads (cloud/storage/auth.py) ----------------------------------------
+
+    async def auth_secret(self) -> bytes:
+        """The token secret the workers share (created at first use)."""
+        return await self.engine.write(auth.secret)
+
+    async def add_challenge(self, challenge: bytes, expires: int, now: int) -> None:
+        """Store a sign-in challenge valid until `expires` (Unix s)."""
+        await self.engine.write(lambda tx: auth.add_challenge(tx, challenge, expires, now))
+
+    async def use_challenge(self, challenge: bytes, now: int) -> bool:
+        """Consume a sign-in challenge: whether it was outstanding and unexpired."""
+        return await self.engine.write(lambda tx: auth.use_challenge(tx, challenge, now))
 
     # -- contract transactions (cloud/storage/contracts.py) -------------------------------
 

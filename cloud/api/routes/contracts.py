@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cloud.api.routes import json_body
-from cloud.api.state import CONTRACTS
+from cloud.api.routes import MAX_INDEX, int_query, json_body
+from cloud.api.state import AUTH, CONTRACTS, REPLAY
 from cloud.contracts import lots_fields, tx
 from cloud.services.refusals import LedgerError
+from cloud.services.replay import MAX_PAGE
 
 routes = web.RouteTableDef()
 
@@ -20,6 +21,19 @@ async def post_tx(request: web.Request) -> web.Response:
     envelope = await json_body(request, tx.MAX_ENVELOPE, "transaction")
     accepted = await request.config_dict[CONTRACTS].submit(envelope)
     return web.json_response(accepted.to_json(), status=201)
+
+
+@routes.get("/tx")
+async def replay_page(request: web.Request) -> web.Response:
+    """Stored transaction bodies after log index `after` (absent: from the start), at
+    most `limit` (default and maximum 1000), for a signed-in reader holding a replay grant
+    for each contract in the page (cloud/services/replay.py): 401 without a token, 403
+    without a grant."""
+    after = int_query(request, "after", -1, minimum=0, maximum=MAX_INDEX)  # absent: the start
+    limit = int_query(request, "limit", MAX_PAGE, minimum=1, maximum=MAX_PAGE)
+    reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
+    page = await request.config_dict[REPLAY].page(reader, after, limit)
+    return web.json_response(page.to_json())
 
 
 @routes.get("/state")
@@ -34,7 +48,8 @@ async def state(request: web.Request) -> web.Response:
 async def lot(request: web.Request) -> web.Response:
     """A lot's public records (identity, quality status, recall), each null if absent, each
     with its proof (cloud/contracts/statetree_proof.py) against the latest root. Private
-    records (custody, holdings, shipments) are never shown."""
+    records are shown only as the read policy allows a signed-in reader (cloud/contracts/
+    policy.py): the custody record, without a proof."""
     try:
         gtin = lots_fields.gtin14(request.match_info["gtin"])
     except ValueError as e:
@@ -43,11 +58,14 @@ async def lot(request: web.Request) -> web.Response:
         number = lots_fields.lot_number(request.match_info["lot"])
     except ValueError as e:
         raise LedgerError("lot", str(e)) from None
-    head, records = await request.config_dict[CONTRACTS].lot(gtin, number)
+    reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
+    head, records, custody = await request.config_dict[CONTRACTS].lot(gtin, number, reader)
     answer = {
         "gtin": gtin,
         "lot": number,
         "state": head.to_json(),
         "records": {r.name: {"value": r.value, "proof": r.proof.to_json()} for r in records},
     }
+    if custody is not None:  # private: its leaf commits with a salt, so no proof is given
+        answer["custody"] = custody
     return web.json_response(answer)

@@ -1,0 +1,61 @@
+"""Read policy through HTTP (cloud/contracts/policy.py on GET /v1/lots/{gtin}/{lot}): a
+lot's custody record goes to a signed-in reader whose role reads every leg (manufacturer,
+distributor) or who is in the lot's chain, never to the public, a
+retailer outside the chain or the regulator (its leg cells are `no`). A few cells of
+docs/contracts.md §5's read matrix; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cloud.contracts import policy
+from tests.cloud.api.test_app import Cloud
+from tests.cloud.api.test_auth import cloud, sign_in  # noqa: F401  (the fixture)
+from tests.cloud.api.test_tx import GTIN, D, M, R, admit, applied, commission, receive, ship
+from tests.cloud.contracts.world import REGULATOR, Party
+
+
+async def read(cloud: Cloud, who: Party | None) -> dict[str, Any]:  # noqa: F811
+    headers = {}
+    if who is not None:
+        headers["Authorization"] = f"Bearer {(await sign_in(cloud, who))['token']}"
+    async with cloud.session.get(cloud.url(f"/v1/lots/{GTIN}/L1"), headers=headers) as r:
+        assert r.status == 200
+        return dict(await r.json())
+
+
+async def test_custody_follows_the_read_matrix(cloud: Cloud) -> None:  # noqa: F811
+    for name in ("M", "D", "R"):
+        await applied(cloud, admit(name))
+    await applied(cloud, commission("L1", 10))
+    await applied(cloud, ship(M, "L1", "S1", D, 4))
+    await applied(cloud, receive(D, "S1", 4))
+    assert "custody" not in await read(cloud, None)  # the public
+    seen = await read(cloud, M)  # manufacturer: yes on every leg
+    assert seen["custody"]["quantity"] == 10, seen
+    assert "custody" in await read(cloud, D)  # distributor: yes on every leg
+    assert "custody" not in await read(cloud, R)  # retailer: not in the chain
+    assert "custody" not in await read(cloud, REGULATOR)  # regulator: legs are `no`
+    async with cloud.session.get(
+        cloud.url(f"/v1/lots/{GTIN}/L1"), headers={"Authorization": "Bearer v1.x.y"}
+    ) as r:
+        assert r.status == 401 and (await r.json())["reason"] == "token"
+
+
+@pytest.mark.parametrize(
+    ("role", "involved", "sees"),
+    [
+        ("manufacturer", False, True),
+        ("operator_team", False, True),
+        ("distributor", False, True),  # yes on every leg
+        ("retailer", True, True),
+        ("retailer", False, False),
+        ("pharmacy", True, True),
+        ("regulator", True, False),
+        ("public", True, False),
+    ],
+)
+def test_custody_cells(role: str, involved: bool, sees: bool) -> None:
+    assert policy.sees_custody(role, involved) is sees

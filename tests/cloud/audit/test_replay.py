@@ -1,0 +1,109 @@
+"""`verify --replay` (cloud/audit/replay.py) against a real cloud: with a replay grant it
+replays every transaction and matches every logged state root; without a key (or a grant)
+it checks the public entries only and says so; a body edited in the database is reported
+at its 0x03 entry. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from cloud.api.state import CONTRACTS
+from cloud.audit.replay import replay
+from cloud.cli import main
+from gateway import config_entry
+from tests.cloud.api.test_app import Cloud, settings, start
+from tests.cloud.api.test_tx import D, admit, applied, commission, ship
+from tests.cloud.contracts.world import REGULATOR, party
+from tests.cloud.storage.test_store import execute
+
+AUDITOR = party("auditor")
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
+    server, session = await start(
+        settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
+    )
+    try:
+        yield Cloud(server, session)
+    finally:
+        await session.close()
+        await server.close()
+
+
+async def history(cloud: Cloud) -> list[int]:
+    """Admit M and D, commission a lot, ship part of it, grant AUDITOR the replay; return
+    the 0x03 indices."""
+    done = [await applied(cloud, admit(name)) for name in ("M", "D")]
+    done.append(await applied(cloud, commission("L1", 10)))
+    done.append(await applied(cloud, ship(party("M"), "L1", "S1", D, 4)))
+    change = config_entry.ConfigChange(
+        config_entry.GRANT_ADD,
+        int(time.time()),
+        key=AUDITOR.xonly,
+        contracts=("lots", "participants"),
+    )
+    request = config_entry.sign_request(REGULATOR.secret, change)
+    status, answer = await cloud.post(
+        "/v1/config", json.dumps(request).encode(), "application/json"
+    )
+    assert status == 201, answer
+    return [a["index"] for a in done]
+
+
+async def test_a_granted_replay_matches_every_root_and_finds_an_edited_body(
+    cloud: Cloud,
+) -> None:
+    indices = await history(cloud)
+    url = cloud.url("").rstrip("/")
+    async with aiohttp.ClientSession() as session:
+        report = await replay(url, AUDITOR.secret, session)
+        assert (report.parted_at, report.replayed, report.roots) == (None, 4, 4), report
+        public = await replay(url, None, session)
+        assert public.replayed is None and public.roots == 4 and public.parted_at is None
+        assert "public entries only" in public.render()
+        stranger = await replay(url, party("stranger").secret, session)  # cannot sign in
+        assert stranger.replayed is None and "not an admitted" in stranger.render()
+        regulator = await replay(url, REGULATOR.secret, session)  # signs in, holds no grant
+        assert regulator.replayed is None and "no replay grant" in regulator.render()
+
+        store = cloud.server.app[CONTRACTS].shared.store
+        salt_hex = "ab" * 32
+        literal = (
+            f"X'{salt_hex}'"
+            if store.engine.__class__.__name__ == "SqliteEngine"
+            else (f"'\\x{salt_hex}'::bytea")
+        )
+        await execute(
+            store, f"UPDATE contract_txs SET salt = {literal} WHERE log_index = {indices[2]}"
+        )
+        tampered = await replay(url, AUDITOR.secret, session)
+        assert tampered.parted_at == indices[2], tampered
+        assert "commitment" in tampered.reason.lower() or "salt" in tampered.reason, tampered
+        assert f"PARTED at entry {indices[2]}" in tampered.render()
+
+
+async def test_the_command_replays_and_exits_by_the_outcome(
+    cloud: Cloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    indices = await history(cloud)
+    url = cloud.url("").rstrip("/")
+    key = tmp_path / "auditor.key"
+    key.write_text(AUDITOR.secret.hex() + "\n")
+    argv = ["verify", "--replay", "--cloud", url, "--key", str(key)]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+    assert await asyncio.to_thread(main, argv[:4]) == 0  # no key: the public entries
+    assert "public entries only (no --key given)" in capsys.readouterr().out
+    store = cloud.server.app[CONTRACTS].shared.store
+    await execute(store, f"DELETE FROM contract_txs WHERE log_index = {indices[1]}")
+    assert await asyncio.to_thread(main, argv) == 3
+    assert f"PARTED at entry {indices[1]}" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*argv, "--once"]) == 2  # not for --replay
