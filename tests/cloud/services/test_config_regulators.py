@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cloud.api.state import CONFIG, CONTRACTS
+from cloud.contracts import didkey, tx
 from device import schnorr
 from gateway import config_entry
 from tests.cloud.api.test_app import OWNER, Cloud, settings, start
@@ -85,6 +86,49 @@ async def test_regulators_are_bootstrapped_then_the_log_wins(
         assert server.app[CONTRACTS].state.regulators == {schnorr.pubkey(NEXT)}
         assert await server.app[CONTRACTS].shared.store.log_size() == end
         assert any("the log wins" in r.getMessage() for r in caplog.records)
+    finally:
+        await session.close()
+        await server.close()
+
+
+async def test_no_regulator_handover_once_transactions_exist(
+    tmp_path: Path, database: str | None
+) -> None:
+    # The engine replays every stored transaction under the log's current regulators, so a
+    # handover after a regulator-signed transaction would break the next start: refused, 409,
+    # under the store's lock, and nothing is logged. Grants stay possible.
+    config = settings(tmp_path / "cloud", database, regulators=(schnorr.pubkey(REGULATOR),))
+    server, session = await start(config)
+    cloud = Cloud(server, session)
+    try:
+        admit = tx.make(
+            "participants",
+            "admit",
+            {
+                "did": didkey.from_secret(NEXT),
+                "role": "manufacturer",
+                "name": "Acme Pharma",
+                "region": "DE",
+                "licence": {"number": "MIA-1", "issuer": "BfArM"},
+            },
+            REGULATOR,
+        )
+        status, applied = await cloud.post("/v1/tx", admit.to_wire(), "application/json")
+        assert status == 201, applied
+        size = await server.app[CONTRACTS].shared.store.log_size()
+        handover = config_entry.ConfigChange(
+            config_entry.REGULATOR, int(time.time()), owners=(READER,)
+        )
+        status, problem = await change(cloud, REGULATOR, handover)
+        assert (status, problem["reason"]) == (409, "regulator handover"), problem
+        assert await server.app[CONTRACTS].shared.store.log_size() == size
+        assert (await change(cloud, REGULATOR, grant(config_entry.GRANT_ADD)))[0] == 201
+    finally:
+        await session.close()
+        await server.close()
+    server, session = await start(config)  # and the ledger still starts, same regulator
+    try:
+        assert server.app[CONTRACTS].state.regulators == {schnorr.pubkey(REGULATOR)}
     finally:
         await session.close()
         await server.close()
