@@ -25,8 +25,8 @@ from cloud.contracts.statetree_proof import proof_from_json, verify_proof
 from cloud.storage.store import Store
 from gateway.jcs import canonicalize
 from tests.cloud.api.test_app import Cloud, settings, start
+from tests.cloud.api.test_workers import start_cloud
 from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, Party, admission, party
-from tests.conftest import free_port
 
 M, D, R = party("M"), party("D"), party("R")
 ROLES = {"M": (M, "manufacturer"), "D": (D, "distributor"), "R": (R, "retailer")}
@@ -225,26 +225,10 @@ async def serve(data: Path, database: str | None = None) -> tuple[subprocess.Pop
     its URL once it answers."""
     if not EXE.exists():
         pytest.skip(f"console script not installed beside {sys.executable}")
-    port = free_port()
-    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
-    args += ["--regulator", REGULATOR.did]
+    options = ["--regulator", REGULATOR.did]
     if database is not None:
-        args += ["--database", database]
-    data.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=(data.parent / f"cloud-{port}.log").open("w")
-    )
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(400):
-            try:
-                async with http.get(f"{url}/healthz") as r:
-                    if r.status == 200:
-                        return proc, url
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-    proc.kill()
-    raise AssertionError("the cloud did not start")
+        options += ["--database", database]
+    return await start_cloud(data, *options, log="cloud")
 
 
 async def send(http: aiohttp.ClientSession, url: str, signed: tx.SignedTx) -> tuple[int, Any]:

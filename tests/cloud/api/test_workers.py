@@ -27,18 +27,20 @@ EXE = Path(sys.executable).parent / "pharmasync"
 GATEWAYS = [bytes(31) + bytes([0x41 + i]) for i in range(2)]
 
 
-async def start_worker(data: Path, dsn: str) -> tuple[subprocess.Popen[bytes], str]:
+async def start_cloud(
+    data: Path, *options: str, log: str = "worker"
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `pharmasync cloud serve` with `options` as a process of its own (its stderr in
+    `<log>-<port>.log` beside `data`); return it and its URL once /healthz answers."""
     port = free_port()
-    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
-    args += ["--database", dsn, "--owner", schnorr.pubkey(OWNER).hex()]
+    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port), *options]
+    data.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        args,
-        stdout=subprocess.DEVNULL,
-        stderr=(data.parent / f"worker-{port}.log").open("w"),
+        args, stdout=subprocess.DEVNULL, stderr=(data.parent / f"{log}-{port}.log").open("w")
     )
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
-        for _ in range(200):
+        for _ in range(400):
             try:
                 async with http.get(f"{url}/healthz") as r:
                     if r.status == 200:
@@ -46,7 +48,11 @@ async def start_worker(data: Path, dsn: str) -> tuple[subprocess.Popen[bytes], s
             except aiohttp.ClientError:
                 await asyncio.sleep(0.05)
     proc.kill()
-    raise AssertionError("a worker did not start")
+    raise AssertionError(f"the cloud on port {port} did not start (see its {log} log)")
+
+
+async def start_worker(data: Path, dsn: str) -> tuple[subprocess.Popen[bytes], str]:
+    return await start_cloud(data, "--database", dsn, "--owner", schnorr.pubkey(OWNER).hex())
 
 
 async def test_two_workers_share_one_log(tmp_path: Path, postgres_dsn: str) -> None:
