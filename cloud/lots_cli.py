@@ -19,6 +19,8 @@ from typing import Any
 import aiohttp
 
 from cloud import settings
+from cloud.audit.log_client import FetchError
+from cloud.audit.replay import sign_in
 from cloud.commands import post_json
 from cloud.contracts import didkey, lots, tx
 from cloud.contracts.statetree_proof import ProofError, proof_from_json, verify_proof
@@ -138,6 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _lot(status)
     _common(status, None)
     status.set_defaults(handler=_status)
+    _register_history(commands)
 
 
 _ADMIT_MAKER = (
@@ -260,3 +263,101 @@ def _status(args: argparse.Namespace) -> int:
     found["proofs"] = "verified against the root"
     print_record(found, args.json)
     return 0
+
+
+# -- lots history: a lot's legs and cold chain (GET /v1/lots/{gtin}/{lot}/history) ---------
+
+_HISTORY = f"pharmasync lots history --gtin {GTIN} --lot L1 --key wholesaler.key --cloud {_CLOUD}"
+
+
+def _register_history(commands: argparse._SubParsersAction) -> None:
+    history = commands.add_parser(
+        "history",
+        help="a lot's quality status, legs and cold chain (min/max/mean, MKT, excursions, gaps)",
+        description="Read a lot's history from the ledger's aggregates. With --key, sign in "
+        "as that participant: the read matrix's quality-status cell decides what you see "
+        "(docs/contracts.md §5); without it, the public sees the quality status alone.",
+        epilog=examples(_HISTORY),
+    )
+    _lot(history)
+    history.add_argument("--key", type=Path, help="your secret key file, to sign in")
+    history.add_argument("--cloud", default=_CLOUD, help="the ledger's URL (default: %(default)s)")
+    history.add_argument("--json", action="store_true", help="print the answer as JSON")
+    history.set_defaults(handler=_history)
+
+
+def _history(args: argparse.Namespace) -> int:
+    """Print a lot's history (exit 1 if the ledger refuses or cannot be reached; 2 for an
+    unusable key file)."""
+    secret = None
+    if args.key is not None and (secret := read_secret(args.key, "--key")) is None:
+        return 2
+    url = args.cloud.rstrip("/")
+    try:
+        answer = asyncio.run(_read_history(url, args.gtin, args.lot, secret))
+    except (aiohttp.ClientError, FetchError, ValueError) as e:
+        print(f"error: {args.cloud}: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_record(answer, True)
+        return 0
+    print_record(_history_lines(answer), False)
+    return 0
+
+
+async def _read_history(url: str, gtin: str, lot: str, secret: bytes | None) -> dict[str, Any]:
+    """GET the history, signed in with `secret` if given. Raises ValueError saying why the
+    ledger refused (its HTTP status, reason and detail), FetchError, aiohttp's errors."""
+    async with aiohttp.ClientSession() as session:
+        headers = {}
+        if secret is not None:
+            token, why = await sign_in(session, url, secret)
+            if not token:
+                raise ValueError(f"cannot sign in: {why}")
+            headers["Authorization"] = f"Bearer {token}"
+        async with session.get(f"{url}/v1/lots/{gtin}/{lot}/history", headers=headers) as resp:
+            answer = jsonbound.loads(await resp.read(), max_bytes=1 << 24, what="answer")
+    if not isinstance(answer, dict):
+        raise jsonbound.JsonError("answer", type(answer).__name__, "a JSON object")
+    if resp.status != 200:
+        raise ValueError(f"HTTP {resp.status}: {answer.get('reason')}: {answer.get('detail')}")
+    return answer
+
+
+def _figures(stats: dict[str, Any]) -> str:
+    """One line of a leg's or the lot's figures."""
+
+    def c(name: str) -> str:
+        value = stats.get(name)
+        return "-" if value is None else f"{value:.2f}"
+
+    return (
+        f"{stats['count']} readings, min {c('min_c')} max {c('max_c')} mean {c('mean_c')} "
+        f"MKT {c('mkt_c')} °C, {stats['time_out_of_range_s']} s out of range, "
+        f"{stats['calibration_flagged']} past calibration"
+    )
+
+
+def _history_lines(answer: dict[str, Any]) -> dict[str, object]:
+    """The history as `name: value` lines: status, then the cold chain overall and per leg."""
+    quality = answer["quality"]
+    lines: dict[str, object] = {"gtin": answer["gtin"], "lot": answer["lot"]}
+    lines["status"] = f"{quality['status']} ({quality.get('source')}: {quality.get('reason')})"
+    chain = answer.get("coldchain")
+    if "coldchain" not in answer:
+        lines["cold chain"] = "not shown (sign in with --key as a participant who may read it)"
+        return lines
+    if chain is None:
+        lines["cold chain"] = "no box was ever attached to this lot"
+        return lines
+    lines["overall"] = _figures(chain["overall"])
+    lines["excursions"] = len(chain["excursions"])
+    lines["gaps"] = len(chain["gaps"])
+    for leg in chain["legs"]:
+        end = "open" if leg["end_s"] is None else leg["end_s"]
+        lines[leg["leg"]] = f"{leg['start_s']}..{end}: {_figures(leg)}"
+        for e in leg["excursions"]:
+            lines[f"{leg['leg']} {e['kind']}"] = (
+                f"from {e['start_s']}, raised {e['raised_s']}, worst {e['worst_cc']} centi-°C"
+            )
+    return lines

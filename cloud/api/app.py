@@ -102,9 +102,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         signer = load_or_create_signer(settings.key_file, settings.origin)
         shared = Shared(store, LogService(store, signer), Refusals(), verify_pool=pool)
         config = ConfigService(shared)
+        await config.load_owners(settings.owners)  # the owners are the log's (0x06)
+        regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
+        # The contracts follow the readings of boxes on lots: batches are stored through them.
+        contracts = ContractService(shared, regulators)
         watched = Watched(
             log=shared.log,
-            batches=BatchService(shared),
+            batches=BatchService(shared, contracts),
             registry=RegistryService(shared),
             config=config,
             events=EventService(shared),
@@ -118,9 +122,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CONFIG] = config
         app[EVENTS] = watched.events
         app[ALARM_ACKS] = AlarmAckService(shared, config)
-        await config.load_owners(settings.owners)  # the owners are the log's (0x06)
-        regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
-        app[CONTRACTS] = ContractService(shared, regulators)
+        app[CONTRACTS] = contracts
         app[AUTH] = AuthService(shared, app[CONTRACTS], config)
         app[REPLAY] = ReplayService(shared, config)
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay

@@ -409,6 +409,7 @@ def document() -> dict[str, Any]:
             **_config_paths(),
             **_alarm_ack_paths(),
             **_contract_paths(),
+            **_lot_history_paths(),
             **_auth_paths(),
             "/v1/openapi.json": {
                 "get": {
@@ -932,8 +933,9 @@ def _contract_paths() -> dict[str, Any]:
         "/v1/state": {
             "get": {
                 "summary": "The latest contract state root",
-                "description": "`covers`: the last 0x03 entry applied; `index`: the 0x04 entry "
-                "holding this root (both null before the first transaction).",
+                "description": "`covers`: the last entry the root covers (a 0x03, or a batch's "
+                "0x01 whose readings changed the state); `index`: the 0x04 entry holding this "
+                "root (both null before the first state root).",
                 "responses": {"200": _json("The state root", head)},
             }
         },
@@ -944,12 +946,7 @@ def _contract_paths() -> dict[str, Any]:
                 "(`quality`) and recall (`recall`), each null if absent, each with its proof "
                 "against `state.root` (a public record's tree value is its canonical JSON). "
                 "Nothing private.",
-                "parameters": [
-                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
-                    _path(
-                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
-                    ),
-                ],
+                "parameters": _lot_parameters(),
                 "responses": {
                     "200": _json(
                         "The lot's public records",
@@ -984,3 +981,125 @@ def _contract_paths() -> dict[str, Any]:
             }
         },
     }
+
+
+def _lot_history_paths() -> dict[str, Any]:
+    """GET /v1/lots/{gtin}/{lot}/history (cloud/services/lot_history.py)."""
+    figures = {
+        "type": "object",
+        "description": "°C figures are null without valid readings; MKT time-weighted",
+        "properties": {
+            "count": {"type": "integer"},
+            "sensor_errors": {"type": "integer"},
+            "min_c": {"type": ["number", "null"]},
+            "max_c": {"type": ["number", "null"]},
+            "mean_c": {"type": ["number", "null"]},
+            "mkt_c": {"type": ["number", "null"]},
+            "time_out_of_range_s": {"type": "integer"},
+            "calibration_flagged": {
+                "type": "integer",
+                "description": "Readings at or after their box's calibration due date",
+            },
+        },
+    }
+    excursion = {
+        "type": "object",
+        "description": "high/low on one leg (box only in the full view), or the lot's "
+        "cumulative one; times in Unix seconds, end_s null while on",
+        "properties": {
+            "leg": {"type": "string"},
+            "box": HEX32,
+            "kind": {"enum": ["high", "low", "cumulative"]},
+            "start_s": {"type": "integer"},
+            "raised_s": {"type": "integer"},
+            "end_s": {"type": ["integer", "null"]},
+            "worst_cc": {"type": "integer"},
+        },
+    }
+    gap = {
+        "type": "object",
+        "properties": {
+            "leg": {"type": "string"},
+            "start_s": {"type": "integer"},
+            "end_s": {"type": "integer"},
+            "final": {"type": "boolean", "description": "The leg is closed"},
+        },
+    }
+    leg = {
+        "type": "object",
+        "description": "In the full view also shipment, sender, receiver (DIDs) and boxes; "
+        "otherwise legs are named `leg 1`, `leg 2`, ... in start order",
+        "properties": {
+            "leg": {"type": "string"},
+            "kind": {"enum": ["shipment", "storage"]},
+            "start": {"type": "integer", "description": "ms"},
+            "end": {"type": ["integer", "null"], "description": "ms; null while open"},
+        },
+    }
+    leg_figures = {
+        "allOf": [figures],
+        "properties": {
+            "leg": {"type": "string"},
+            "start_s": {"type": "integer"},
+            "end_s": {"type": ["integer", "null"]},
+            "excursions": {"type": "array", "items": excursion},
+            "gaps": {"type": "array", "items": gap},
+        },
+    }
+    history = {
+        "type": "object",
+        "required": ["gtin", "lot", "quality", "state"],
+        "properties": {
+            "gtin": {"type": "string"},
+            "lot": {"type": "string"},
+            "quality": {"type": "object", "description": "The lot's quality record"},
+            "state": {"type": "object", "description": "The state head it was read at"},
+            "legs": {"type": "array", "items": leg},
+            "coldchain": {
+                "type": ["object", "null"],
+                "description": "null for a lot no box was ever attached to",
+                "properties": {
+                    "overall": figures,
+                    "legs": {"type": "array", "items": leg_figures},
+                    "excursions": {"type": "array", "items": excursion},
+                    "gaps": {"type": "array", "items": gap},
+                    "verdict": {
+                        "type": ["string", "null"],
+                        "description": "Full view only: why the cold chain quarantines it",
+                    },
+                },
+            },
+        },
+    }
+    return {
+        "/v1/lots/{gtin}/{lot}/history": {
+            "get": {
+                "summary": "A lot's legs and cold chain, from the aggregates",
+                "description": "Per leg and overall min/max/mean, MKT, time out of range, "
+                "excursions under the lot's profile, gaps and calibration flags, as the "
+                "quality-status cell of the read matrix shows them to the bearer "
+                "(docs/contracts.md §5): `yes`, or `if involved` in the lot's chain, see the "
+                "cold chain, with who held each leg only for a reader who sees custody; the "
+                "public (`global only`) gets the quality status alone.",
+                "parameters": _lot_parameters(),
+                "responses": {
+                    "200": _json("The lot's history", history),
+                    "400": BAD,
+                    "401": _problem("A bad, forged or expired bearer token"),
+                    "403": _problem(
+                        "The quality-status cell refuses the bearer (`no`, or `if involved` "
+                        "outside the lot's chain), or its did is no longer a participant"
+                    ),
+                    "404": _problem("The lot was never commissioned"),
+                },
+            }
+        }
+    }
+
+
+def _lot_parameters() -> list[dict[str, Any]]:
+    """The {gtin} and {lot} of a lot's paths."""
+    return [
+        _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+        _path("lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"),
+    ]

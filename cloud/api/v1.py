@@ -26,6 +26,7 @@ from cloud.api.routes import (
     events,
     evidence,
     log,
+    lot_history,
     openapi,
     readings,
     receipts,
@@ -44,6 +45,7 @@ GROUPS: Final = (
     receipts,
     alarm_acks,
     contracts,
+    lot_history,
     auth,
     openapi,
 )

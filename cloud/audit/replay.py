@@ -3,13 +3,28 @@
 
 With a key holding a replay grant: sign in (POST /v1/auth/challenge, /v1/auth/token), fetch
 the log's entries up to the latest 0x04 state root and the stored bodies (GET /v1/tx), then
-in log order: fold the 0x06 configuration entries (the regulators come from the log,
-gateway/config_entry.py), check each 0x03 commitment against its body and salt, verify the
-body's signature again, apply it with the ledger's own engine (cloud/contracts/catalog.py),
-and check each 0x04 entry's root, record count and covered index against the state rebuilt.
+in log order, as the ledger follows its log (cloud/services/contract_follow.py):
+
+    0x06  fold the configuration entries (the regulators come from the log,
+          gateway/config_entry.py)
+    0x02  a box registration names the box's owner key (State.boxes); its signature checked
+    0x03  check the commitment against its body and salt, verify the body's signature again,
+          apply it with the ledger's own engine (cloud/contracts/catalog.py)
+    0x01  fetch the batch's readings (GET /v1/log/entries/{i}/readings), check them against
+          the header the log holds (count, times, Merkle root), keep those that store a
+          (box, seq) for the first time, verify the signatures of those of boxes on lots and
+          apply them to the lots' cold chains (lots_coldchain.ColdChains); a batch that
+          changed the state must be followed by its 0x04, one that did not must not be
+    0x04  end the block of transactions before it (ColdChains.after_transactions), check
+          that it covers the last entry that changed the state and that its root and record
+          count equal the state rebuilt
+
 The first entry where log and replay part is reported. Without a key (or a grant) only the
-public entries are checked (each 0x03 and 0x04 parses, each root covers the 0x03 before
-it), and the report says so. The log's own consistency and signatures are `verify --cloud`'s.
+public entries are checked (each 0x03 and 0x04 parses, each root covers the 0x03 or batch
+before it) and no readings are fetched, and the report says so. The log's own consistency
+and signatures are `verify --cloud`'s. A full replay fetches every batch's readings, one
+request per batch, and keeps each (box, seq) it has seen: the first carrier of a reading is
+the one the ledger stores.
 """
 
 from __future__ import annotations
@@ -21,10 +36,12 @@ from typing import Any
 import aiohttp
 
 from cloud.audit.log_client import FetchError, LogClient
-from cloud.contracts import auth, catalog, didkey, entries, stateroot, tx
-from cloud.contracts.engine import ContractError, State
-from device import schnorr
-from gateway import config_entry
+from cloud.contracts import auth, catalog, didkey, entries, lots_coldchain, stateroot, tx
+from cloud.contracts.engine import Applied, ContractError, State
+from cloud.contracts.lots_coldchain import ColdChains
+from cloud.log import tlog
+from device import reading, schnorr
+from gateway import batch, config_entry, registry_change
 from gateway.refusal import Refused
 
 EXIT_OK = 0  # as `pharmasync verify`: 0 verified, 1 unreadable, 3 a check failed
@@ -132,59 +149,151 @@ async def replay(url: str, secret: bytes | None, session: aiohttp.ClientSession)
         token, why = await sign_in(session, url, secret)
         if token:
             bodies, why = await _bodies(session, url, token)
+    replayed = _Replay(bodies, client)
     try:
-        return _check(log, bodies, why)
+        for index, entry in enumerate(log):
+            await replayed.entry(index, entry)
+        return replayed.report(len(log), why)
     except _Parted as e:
-        return Report(end, None if bodies is None else 0, 0, e.index, e.reason)
+        return Report(end, None if bodies is None else replayed.replayed, 0, e.index, e.reason)
 
 
-def _check(log: list[bytes], bodies: dict[int, dict[str, Any]] | None, why: str) -> Report:
-    engine = catalog.engine()
-    authority = config_entry.Authority()
-    state: State | None = None
-    last_tx: int | None = None
-    replayed = roots = 0
-    for index, entry in enumerate(log):
+class _Replay:
+    """The state rebuilt from the log, entry by entry (module docstring); `_Parted` at the
+    first entry where log and replay part."""
+
+    def __init__(self, bodies: dict[int, dict[str, Any]] | None, client: LogClient) -> None:
+        self.bodies, self.client = bodies, client
+        self.engine = catalog.engine()
+        self.authority = config_entry.Authority()
+        self.state: State | None = None  # from the first transaction: the log's regulators
+        self.boxes: dict[bytes, bytes] = {}  # box registrations before it
+        self.chains = ColdChains()
+        self.block: list[Applied] = []  # transactions since the last 0x04
+        self.last_tx: int | None = None  # the last 0x03
+        self.last_batch: int | None = None  # the last batch (0x01)
+        self.covers: int | None = None  # the last entry that changed the state
+        self.unrooted: int | None = None  # a batch that changed it, its 0x04 still due
+        self.seen: dict[bytes, set[int]] = {}  # (box, seq) of the readings stored so far
+        self.replayed = self.roots = 0
+
+    async def entry(self, index: int, entry: bytes) -> None:
         kind = entry[0]
+        if self.unrooted is not None and kind in (entries.KIND, tlog.ENTRY_BATCH):
+            raise _Parted(self.unrooted, "the batch changed the state but no 0x04 follows it")
         if kind == config_entry.ENTRY_CONFIG:
             try:
-                authority = config_entry.next_authority(authority, entry)
+                self.authority = config_entry.next_authority(self.authority, entry)
             except Refused as e:
                 raise _Parted(index, f"configuration entry: {e}") from None
+        elif kind == registry_change.ENTRY_REGISTRY and self.bodies is not None:
+            self._box(index, entry)
         elif kind == entries.KIND:
-            try:
-                committed = entries.parse(entry)
-            except Refused as e:
-                raise _Parted(index, f"0x03 entry: {e}") from None
-            last_tx = index
-            if bodies is None:
-                continue
-            row = bodies.get(index)
-            if row is None:
-                raise _Parted(index, "the ledger served no body for this 0x03 entry")
-            try:
-                signed = tx.from_record(row["canonical"].encode(), bytes.fromhex(row["sig"]))
-                entries.verify(committed, bytes.fromhex(row["salt"]), signed)
-                state = State(authority.regulators) if state is None else state
-                engine.apply(state, signed, bytes.fromhex(row["salt"]), root=False)
-            except (Refused, ValueError, ContractError) as e:
-                raise _Parted(index, f"transaction body: {e}") from None
-            replayed += 1
+            self._transaction(index, entry)
+        elif kind == tlog.ENTRY_BATCH:
+            self.last_batch = index
+            if self.bodies is not None:
+                await self._batch(index, entry)
         elif kind == stateroot.KIND:
-            try:
-                root = stateroot.parse(entry)
-            except stateroot.StateRootError as e:
-                raise _Parted(index, f"0x04 entry: {e}") from None
-            if root.covers != last_tx:
-                raise _Parted(index, f"root covers {root.covers}, want the 0x03 at {last_tx}")
-            roots += 1
-            if state is not None and (root.root, root.records) != (state.root, state.count):
-                raise _Parted(
-                    index,
-                    f"logged root {root.root.hex()} ({root.records} records), replay "
-                    f"gives {state.root.hex()} ({state.count} records)",
-                )
-    return Report(len(log), None if bodies is None else replayed, roots, None, why)
+            self._root(index, entry)
+
+    def _state(self) -> State:
+        if self.state is None:
+            self.state = State(self.authority.regulators)
+            self.state.boxes.update(self.boxes)
+        return self.state
+
+    def _box(self, index: int, entry: bytes) -> None:
+        try:
+            owner, _, change = registry_change.parse_entry(entry[1:])
+        except Refused as e:
+            raise _Parted(index, f"registry entry: {e}") from None
+        if isinstance(change, registry_change.BoxRegistration):
+            (self.boxes if self.state is None else self.state.boxes)[change.key] = owner
+
+    def _transaction(self, index: int, entry: bytes) -> None:
+        try:
+            committed = entries.parse(entry)
+        except Refused as e:
+            raise _Parted(index, f"0x03 entry: {e}") from None
+        self.last_tx = self.covers = index
+        if self.bodies is None:
+            return
+        row = self.bodies.get(index)
+        if row is None:
+            raise _Parted(index, "the ledger served no body for this 0x03 entry")
+        try:
+            signed = tx.from_record(row["canonical"].encode(), bytes.fromhex(row["sig"]))
+            entries.verify(committed, bytes.fromhex(row["salt"]), signed)
+            state = self._state()
+            self.block.append(
+                self.engine.apply(state, signed, bytes.fromhex(row["salt"]), root=False)
+            )
+        except (Refused, ValueError, ContractError) as e:
+            raise _Parted(index, f"transaction body: {e}") from None
+        self.replayed += 1
+
+    async def _batch(self, index: int, entry: bytes) -> None:
+        if self.block:
+            raise _Parted(index, "transactions before it have no 0x04 yet")
+        try:
+            header = batch.decode(entry[1:])
+            raw = await self.client.batch_readings(index)
+            wires = [raw[i : i + reading.SIZE] for i in range(0, len(raw), reading.SIZE)]
+            batch.check_contents(header, wires)
+        except (batch.BatchError, reading.ReadingError) as e:
+            raise _Parted(index, f"batch readings: {e}") from None
+        fed = []
+        for position, wire in enumerate(wires):
+            r = reading.decode(wire)
+            seqs = self.seen.setdefault(bytes(r.key), set())
+            if r.seq in seqs:
+                continue  # a duplicate sighting or an equivocation: not the stored reading
+            seqs.add(r.seq)
+            if r.key in self.chains.attached:
+                if not schnorr.verify(r.key, reading.message(wire), r.signature):
+                    raise _Parted(index, f"reading {position} (seq {r.seq}) does not verify")
+                fed.append(lots_coldchain.box_reading(r))
+        if fed and self.state is not None:
+            applied = self.chains.apply_readings(self.state, fed, root=False)
+            if applied.put or applied.deleted:
+                self.covers = self.unrooted = index
+
+    def _root(self, index: int, entry: bytes) -> None:
+        try:
+            root = stateroot.parse(entry)
+        except stateroot.StateRootError as e:
+            raise _Parted(index, f"0x04 entry: {e}") from None
+        if self.bodies is None:  # public entries only: what the root may cover
+            if root.covers not in (self.last_tx, self.last_batch):
+                want = f"the 0x03 at {self.last_tx} or the batch at {self.last_batch}"
+                raise _Parted(index, f"root covers {root.covers}, want {want}")
+            self.roots += 1
+            return
+        if self.block:
+            assert self.state is not None
+            self.chains.after_transactions(self.state, self.block, root=False)
+            self.block = []
+        if root.covers != self.covers:
+            raise _Parted(
+                index,
+                f"root covers {root.covers}, want {self.covers}, the last entry that "
+                "changed the state",
+            )
+        self.unrooted = None
+        self.roots += 1
+        state = self.state
+        if state is not None and (root.root, root.records) != (state.root, state.count):
+            raise _Parted(
+                index,
+                f"logged root {root.root.hex()} ({root.records} records), replay "
+                f"gives {state.root.hex()} ({state.count} records)",
+            )
+
+    def report(self, size: int, why: str) -> Report:
+        if self.unrooted is not None:
+            raise _Parted(self.unrooted, "the batch changed the state but no 0x04 follows it")
+        return Report(size, None if self.bodies is None else self.replayed, self.roots, None, why)
 
 
 async def run(url: str, secret: bytes | None) -> int:

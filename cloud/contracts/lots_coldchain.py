@@ -46,6 +46,7 @@ from typing import Any, Final
 from cloud.contracts import lots, lots_boxes, participants
 from cloud.contracts.coldchain import ColdChainError, LotColdChain, Quarantine, Summary
 from cloud.contracts.engine import Applied, Notification, Record, State, View, commit_changes
+from device import reading
 from gateway.alarms import LotProfile
 from gateway.jcs import canonicalize
 
@@ -62,6 +63,10 @@ class ColdChains:
 
     def __init__(self) -> None:
         self.lots: dict[LotId, LotColdChain] = {}
+        # Every box that has an attachment window (an ATTACHMENT record), as after_transactions
+        # saw them written: whoever applies a reading batch may pass over the readings of other
+        # boxes unread (they change nothing), and a store may fetch only these boxes' readings.
+        self.attached: set[bytes] = set()
 
     def _chain(self, view: View, gtin: str, lot: str) -> LotColdChain:
         chain = self.lots.get((gtin, lot))
@@ -105,7 +110,9 @@ class ColdChains:
         touched: set[LotId] = set()
         for each in applied:
             for record in each.put.values():
-                if record.type == lots.LEG:
+                if record.type == lots.ATTACHMENT:
+                    self.attached.add(bytes.fromhex(record.fields[0]))
+                elif record.type == lots.LEG:
                     gtin, lot, leg = record.fields
                     self._open(state, gtin, lot, leg)
                     touched.add((gtin, lot))
@@ -173,6 +180,13 @@ class ColdChains:
                 if (when := lots_boxes.calibration_due_s(view, box)) is not None:
                     due[box] = when
         return chain.summary(due)
+
+
+def box_reading(r: reading.Reading) -> BoxReading:
+    """Return a verified reading as apply_readings takes it: its box, its own time and its
+    centi-°C value (None for a sensor error, device/reading.py FLAG_SENSOR_ERROR)."""
+    error = r.flags & reading.FLAG_SENSOR_ERROR
+    return bytes(r.key), int(r.time), None if error else int(r.temperature)
 
 
 def _received_ms(view: View, leg: str) -> int | None:

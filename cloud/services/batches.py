@@ -2,7 +2,9 @@
 cloud", "Cosigned receipt").
 
 A batch is re-verified off the event loop (cloud/services/ingest.py's zero-trust checks, on
-the verification threads) and stored with its log entry (cloud/storage/store.py); the
+the verification threads) and stored with its log entry (cloud/storage/store.py) — through
+the contract service when there is one, which applies the readings of boxes on lots to the
+lots' cold chains in the same commit (cloud/services/contracts.py store_batch); the
 gateway gets a receipt naming the entry's log index and the signed checkpoint of the first
 size that includes it, the same bytes for every resend. Later, once witnesses cosigned a
 checkpoint that includes it, a cosigned receipt ties the two (gateway/cosigned_receipt.py).
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud.log import tlog
+from cloud.services.contracts import ContractService
 from cloud.services.ingest import IngestError, Known, Verified, check_batch, decode_header
 from cloud.services.refusals import LedgerError
 from cloud.services.shared import Shared
@@ -64,8 +67,11 @@ class BatchStats:
 class BatchService:
     """Batch ingest and receipts over one Store and its log (module docstring)."""
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, contracts: ContractService | None = None) -> None:
+        """`contracts`: the contract service whose cold chains follow the readings (None:
+        batches are only stored, as for a ledger without contracts in tests)."""
         self.shared = shared
+        self.contracts = contracts
         self.stats = BatchStats()
 
     async def ingest(self, body: bytes) -> tuple[Receipt, bool]:
@@ -87,7 +93,9 @@ class BatchService:
                 lambda _key: state.last_header,
             )
             result = await self.shared.off_loop(check_batch, body, known)
-            if isinstance(result, Verified):
+            if isinstance(result, Verified) and self.contracts is not None:
+                stored = await self.contracts.store_batch(result)
+            elif isinstance(result, Verified):
                 stored = await self.shared.store.store_batch(result)
             else:
                 found = await self.shared.store.batch_log_index(header.gateway_key, header.seq)

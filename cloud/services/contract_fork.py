@@ -5,10 +5,15 @@ transaction leaves nothing"; and a commit that fails leaves nothing either).
 
 The engine (cloud/contracts/engine.py) changes a State through four things only: its
 records (get, `in`, `del`, update), its replay guards (`in`, add), its pending leaf changes
-and its tree's NodeStore. A Fork gives a fresh State overlays of the base's records, guards
-and tree nodes: reads fall through to the base, writes stay in the overlay, and `merge()`
+and its tree's NodeStore; following the log adds a fifth, the registry's boxes
+(State.boxes). A Fork gives a fresh State overlays of the base's records, guards, boxes and
+tree nodes: reads fall through to the base, writes stay in the overlay, and `merge()`
 writes them into the base at once. The base must not change while a fork of it is open
 (the service holds its lock).
+
+The cold chains (lots_coldchain.ColdChains) are not forked: they change in place, and the
+contract service rebuilds them with the State by replay when a commit fails after they
+changed (cloud/services/contracts.py).
 """
 
 from __future__ import annotations
@@ -115,14 +120,16 @@ class Fork:
         self._records: _Overlay[bytes, Record] = _Overlay(base.records)
         self._nonces: _Added[tuple[bytes, str]] = _Added(base.nonces)
         self._tx_ids: _Added[str] = _Added(base.tx_ids)
+        self._boxes: _Overlay[bytes, bytes] = _Overlay(base.boxes)
         # The engine uses only the mapping and set operations the overlays have.
         self.state.records = cast(dict[bytes, Record], self._records)
         self.state.nonces = cast(set[tuple[bytes, str]], self._nonces)
         self.state.tx_ids = cast(set[str], self._tx_ids)
+        self.state.boxes = cast(dict[bytes, bytes], self._boxes)
 
     def merge(self) -> None:
-        """Write the fork's changes into the base: records, guards and tree, its root and
-        count then the fork's. Call once, after the database transaction committed."""
+        """Write the fork's changes into the base: records, guards, boxes and tree, its root
+        and count then the fork's. Call once, after the database transaction committed."""
         self.state.flush()
         base = self.base
         for key, value in self._records.changes.items():
@@ -132,5 +139,6 @@ class Fork:
                 base.records[key] = cast(Record, value)
         base.nonces |= self._nonces.added
         base.tx_ids |= self._tx_ids.added
+        base.boxes.update(cast(dict[bytes, bytes], self._boxes.changes))  # boxes are never removed
         base.tree.store.apply(self._nodes.net())
         base.tree = StateTree(base.tree.store, self.state.tree.records)

@@ -6,14 +6,23 @@ The log holds only a salted commitment to each transaction (cloud/contracts/entr
 these rows are what a worker replays at start, what another worker catches up on under the
 log's lock before it applies its own, and what a replayer fetches. The replay guards are
 enforced here too: a transaction id, and a (signer, nonce) pair, are stored once.
+
+Besides its transactions the contracts follow two more things of the log, read here in a
+range of log indices (cloud/services/contract_follow.py merges them in log order): the
+registry's signed entries (0x02, whose `box` registrations name a box's owner key) and the
+readings first stored by each batch (the leaves holding a reading's bytes: not a duplicate
+sighting, not an equivocation) of the boxes asked for.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
-from cloud.storage.engine import Tx
+from cloud.storage.batches import device_ids
+from cloud.storage.engine import Tx, marks, parts
+from gateway.registry_change import ENTRY_REGISTRY
 
 # The columns a row is read with, in StoredTx's order.
 _COLUMNS = "log_index, root_index, canonical, sig, salt"
@@ -74,3 +83,52 @@ async def after(tx: Tx, log_index: int, limit: int) -> list[StoredTx]:
         limit,
     )
     return [StoredTx(int(i), int(r), bytes(c), bytes(s), bytes(t)) for i, r, c, s, t in rows]
+
+
+async def between(tx: Tx, after: int, end: int, limit: int) -> list[StoredTx]:
+    """Up to `limit` stored transactions with after < log index < end, in log order."""
+    rows = await tx.fetchall(
+        f"SELECT {_COLUMNS} FROM contract_txs WHERE log_index > ? AND log_index < ? "
+        "ORDER BY log_index LIMIT ?",
+        after,
+        end,
+        limit,
+    )
+    return [StoredTx(int(i), int(r), bytes(c), bytes(s), bytes(t)) for i, r, c, s, t in rows]
+
+
+async def registry_entries(tx: Tx, after: int, end: int) -> list[tuple[int, bytes]]:
+    """Every (log index, entry) of the registry (0x02) with after < index < end, in log
+    order. Unbounded: registry entries are configuration, a few per box or gateway."""
+    rows = await tx.fetchall(
+        "SELECT e.idx, e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
+        "WHERE a.idx > ? AND a.idx < ? ORDER BY a.idx",
+        after,
+        end,
+    )
+    return [(int(i), bytes(e)) for i, e in rows if bytes(e)[0] == ENTRY_REGISTRY]
+
+
+async def first_readings(
+    tx: Tx, boxes: Collection[bytes], after: tuple[int, int], end: int, limit: int
+) -> list[tuple[int, int, bytes]]:
+    """Up to `limit` (log index, leaf, 110 bytes) of the readings of `boxes` first stored by
+    a batch whose entry is before log index `end`, after position `after` ((log index,
+    leaf); (-1, -1): from the start), in log order then leaf order."""
+    ids = sorted((await device_ids(tx, boxes)).values())
+    found: list[tuple[int, int, bytes]] = []
+    index, leaf = after
+    for part in parts(tx, ids, 1):  # one part unless tens of thousands of boxes are attached
+        rows = await tx.fetchall(
+            "SELECT log_index, leaf, wire FROM leaves WHERE wire IS NOT NULL "
+            "AND (log_index > ? OR (log_index = ? AND leaf > ?)) AND log_index < ? "
+            f"AND device IN ({marks(len(part))}) ORDER BY log_index, leaf LIMIT ?",
+            index,
+            index,
+            leaf,
+            end,
+            *part,
+            limit,
+        )
+        found += [(int(i), int(n), bytes(w)) for i, n, w in rows]
+    return sorted(found)[:limit]

@@ -35,7 +35,7 @@ from cloud.storage import contracts as contract_txs
 from cloud.storage import events as event_log
 from cloud.storage.batches import MAX_LEAF, BatchStored, KnownState, Sighting, StoredReading
 from cloud.storage.contracts import StoredTx
-from cloud.storage.engine import Engine
+from cloud.storage.engine import Engine, Tx
 from cloud.storage.errors import NotFound, SchemaError, StoreConflict
 from cloud.storage.log import Commit
 from gateway.event import Event
@@ -92,6 +92,13 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.close()
+
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Return `await fn(tx)` over a read connection (each statement sees what was
+        committed before it): for a service that composes a domain module's reads, as the
+        contract service follows the log (cloud/services/contract_follow.py). `fn` awaits
+        nothing but `tx`, as in commit()."""
+        return await self.engine.read(fn)
 
     async def commit(self, apply: Callable[[Commit], Awaitable[T]]) -> T:
         """Return `await apply(commit)`, run in one transaction holding the log's lock:

@@ -12,6 +12,7 @@ config.py      /v1/config, /v1/registry/entries          owners on the log; what
 events.py      /v1/events, /v1/gateways/{key}/events     signed gateway events
 alarm_acks.py  /v1/alarm-acks, /v1/gateways/{key}/alarm-acks   relayed alarm acknowledgements
 contracts.py   /v1/tx, /v1/state, /v1/lots/{gtin}/{lot}   contract transactions, state proofs
+lot_history.py /v1/lots/{gtin}/{lot}/history             a lot's legs and cold chain
 openapi.py     /v1/openapi.json                          the API's document
 
 On the root application (cloud/api/app.py):
@@ -34,6 +35,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from cloud.contracts import lots_fields
 from cloud.services.refusals import LedgerError
 from gateway import jsonbound
 from gateway.refusal import INT64_MAX, decimal_field
@@ -78,3 +80,17 @@ async def json_body(request: web.Request, max_bytes: int, what: str = "body") ->
         if len(data) > max_bytes:
             raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
     return jsonbound.loads(data, max_bytes=max_bytes, what=what)
+
+
+def lot_path(request: web.Request) -> tuple[str, str]:
+    """Return the {gtin} and {lot} of a lot's path, as the ledger keys them (a GTIN-13 padded
+    to 14 digits). Raises LedgerError 400 "gtin" or "lot"."""
+    try:
+        gtin = lots_fields.gtin14(request.match_info["gtin"])
+    except ValueError as e:
+        raise LedgerError("gtin", str(e)) from None
+    try:
+        lot = lots_fields.lot_number(request.match_info["lot"])
+    except ValueError as e:
+        raise LedgerError("lot", str(e)) from None
+    return gtin, lot
