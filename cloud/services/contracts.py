@@ -135,7 +135,7 @@ class ContractService:
         self.chains = ColdChains()
         self._at = Position(0)  # how far self.state follows the log
         # The cold chains changed inside a commit that has not returned yet: if it fails,
-        # they are ahead of the State and both are rebuilt (_ready).
+        # they are ahead of the State and both are rebuilt (_follow_to_end).
         self._ahead = False
 
     @property
@@ -148,10 +148,10 @@ class ContractService:
         """Follow every log entry not yet followed, in log order (at start: all of them, the
         State and cold chains rebuilt by replay); return the head."""
         async with self._lock:
-            await self._ready()
+            await self._follow_to_end()
             return self.head
 
-    async def _ready(self) -> None:
+    async def _follow_to_end(self) -> None:
         """Follow the log up to its current size, a page per read (the lock held); first
         start over if a failed commit left the cold chains ahead of the State."""
         if self._ahead:
@@ -192,7 +192,8 @@ class ContractService:
             raise refusals.of(e) from None
         salt = entries.new_salt()
         async with self._lock:
-            await self._ready()
+            if self._ahead:  # what it follows of the log next is then the whole log
+                await self._follow_to_end()
             fork = Fork(self.state)
 
             async def apply(commit: Commit) -> tuple[Position, StoredTx | Refused]:
@@ -241,7 +242,8 @@ class ContractService:
         0x04 state root after its 0x01 entry if they changed the state. Raises what
         store_batch raises (StoreConflict), storing nothing."""
         async with self._lock:
-            await self._ready()
+            if self._ahead:  # what it follows of the log next is then the whole log
+                await self._follow_to_end()
             fork = Fork(self.state)
 
             async def apply(commit: Commit) -> tuple[BatchStored, Position | None]:
