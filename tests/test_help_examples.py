@@ -82,6 +82,7 @@ ORDER = [
     ("lots", "ship"),
     ("lots", "receive"),
     ("lots", "status"),
+    ("lots", "history"),
     ("device", "provision"),
     ("gateway", "boxes", "add"),
     ("gateway", "boxes", "list"),

@@ -8,6 +8,7 @@ restart and `verify --replay` reach the same roots."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from cloud.api.state import CONTRACTS
 from cloud.audit.replay import replay
+from cloud.cli import main
 from cloud.contracts import stateroot, tx
 from device import reading, schnorr
 from gateway import batch, config_entry
@@ -234,8 +236,16 @@ async def test_history_from_the_aggregates_as_the_read_policy_shows_it(
     assert "retailer × quality status = if_involved" in problem["detail"]
     status, problem = await history(cloud, None, "NEVER")
     assert (status, problem["reason"]) == (404, "lot"), problem
-    status, problem = await cloud.get(f"/v1/lots/{GTIN[:-1]}0/L1/history")  # bad check digit
-    assert (status, problem["reason"]) == (400, "gtin"), problem
+    for path, reason in (
+        (f"/v1/lots/{GTIN[:-1]}0/L1/history", "gtin"),  # a wrong check digit
+        (f"/v1/lots/{GTIN}/{'L' * 21}/history", "lot"),  # over 20 characters
+        (f"/v1/lots/{GTIN}/L%201/history", "lot"),  # a space: not in character set 82
+    ):
+        status, problem = await cloud.get(path)
+        assert (status, problem["reason"]) == (400, reason), (path, problem)
+    forged = {"Authorization": "Bearer v1.x.y"}
+    async with cloud.session.get(cloud.url(f"/v1/lots/{GTIN}/L1/history"), headers=forged) as r:
+        assert (r.status, (await r.json())["reason"]) == (401, "token")
 
 
 async def test_a_restart_and_a_replay_reach_the_same_roots(
@@ -281,3 +291,28 @@ async def test_a_restart_and_a_replay_reach_the_same_roots(
     finally:
         await session.close()
         await server.close()
+
+
+async def test_the_history_command_signs_in_and_prints_what_the_cell_shows(
+    cloud: Cloud,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    site, t0 = await shipped(cloud)
+    await site.send(BOX, t0, [HIGH] * 20)
+    url = cloud.url("").rstrip("/")
+    keys = {}
+    for name, who in (("maker", M), ("retailer", R)):
+        keys[name] = tmp_path / f"{name}.key"
+        keys[name].write_text(who.secret.hex() + "\n")
+    argv = ["lots", "history", "--gtin", GTIN, "--lot", "L1", "--cloud", url]
+    assert await asyncio.to_thread(main, [*argv, "--key", str(keys["maker"])]) == 0
+    out = capsys.readouterr().out
+    assert "quarantined (cold-chain: cold chain: high excursion" in out
+    assert "shipment:S1" in out and "20 readings, min 10.00 max 10.00" in out
+    assert await asyncio.to_thread(main, argv) == 0  # the public: the status alone
+    assert "not shown (sign in" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, [*argv, "--key", str(keys["retailer"])]) == 1
+    assert "HTTP 403: access: read: retailer × quality status" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, [*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["quality"]["status"] == "quarantined"
