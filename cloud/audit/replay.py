@@ -36,7 +36,16 @@ from typing import Any
 import aiohttp
 
 from cloud.audit.log_client import FetchError, LogClient
-from cloud.contracts import auth, catalog, didkey, entries, lots_coldchain, stateroot, tx
+from cloud.contracts import (
+    auth,
+    catalog,
+    didkey,
+    entries,
+    lots_boxes,
+    lots_coldchain,
+    stateroot,
+    tx,
+)
 from cloud.contracts.engine import Applied, ContractError, State
 from cloud.contracts.lots_coldchain import ColdChains
 from cloud.log import tlog
@@ -205,11 +214,11 @@ class _Replay:
 
     def _box(self, index: int, entry: bytes) -> None:
         try:
-            owner, _, change = registry_change.parse_entry(entry[1:])
+            box = lots_boxes.registered_box(entry)
         except Refused as e:
             raise _Parted(index, f"registry entry: {e}") from None
-        if isinstance(change, registry_change.BoxRegistration):
-            (self.boxes if self.state is None else self.state.boxes)[change.key] = owner
+        if box is not None:
+            (self.boxes if self.state is None else self.state.boxes)[box[0]] = box[1]
 
     def _transaction(self, index: int, entry: bytes) -> None:
         try:

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from cloud.contracts import access, args, lots, lots_fields, participants
 from cloud.contracts.engine import Conflict, Context, Forbidden, Invalid, View
+from gateway import registry_change
 
 MAX_OFFSET_CC: Final = 1000  # ±10 °C: a larger correction is a broken sensor, not a calibration
 
@@ -150,6 +151,16 @@ def ceil_s(ms: int) -> int:
     """Return the first whole second (Unix) at or after `ms`: readings are timed in seconds,
     windows and due dates in ms like a transaction's time."""
     return -(-ms // 1000)
+
+
+def registered_box(entry: bytes) -> tuple[bytes, bytes] | None:
+    """Return (box key, owner key) if a registry log entry (0x02, kind byte included)
+    registers a box: what whoever applies the log sets in State.boxes; None for a gateway or
+    an attachment. Raises RegistryError for an entry that does not parse or verify."""
+    owner, _, change = registry_change.parse_entry(entry[1:])
+    if isinstance(change, registry_change.BoxRegistration):
+        return change.key, owner
+    return None
 
 
 def windows(view: View, box: bytes) -> list[dict[str, Any]]:

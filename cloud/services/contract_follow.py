@@ -26,14 +26,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-from cloud.contracts import lots_coldchain, tx
+from cloud.contracts import lots_boxes, lots_coldchain, tx
 from cloud.contracts.engine import Applied, Engine, State
 from cloud.contracts.lots_coldchain import BoxReading, ColdChains
 from cloud.storage import contracts as stored
 from cloud.storage.engine import Tx
 from cloud.storage.store import StoredTx
 from device import reading
-from gateway import registry_change
 from gateway.refusal import Refused
 
 PAGE = 1000  # stored transactions, and stored readings, read per query
@@ -68,9 +67,8 @@ def apply_block(
 def register_box(state: State, entry: bytes) -> None:
     """Follow one registry entry (0x02): a box registration names the box's owner key.
     Raises RegistryError for an entry that does not parse or verify."""
-    owner, _, change = registry_change.parse_entry(entry[1:])
-    if isinstance(change, registry_change.BoxRegistration):
-        state.boxes[change.key] = owner
+    if (box := lots_boxes.registered_box(entry)) is not None:
+        state.boxes[box[0]] = box[1]
 
 
 async def follow(
