@@ -14,6 +14,7 @@ import pytest
 
 from cloud.contracts import lots, tx
 from cloud.keys import load_or_create_signer
+from cloud.services import contract_follow
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
@@ -138,3 +139,26 @@ async def test_a_failed_commit_after_the_cold_chain_changed_is_rebuilt(
     await w.batches.ingest(hot_batch(-(-start // 1000)))
     assert quality(w) == "quarantined"
     assert (await worker(store, tmp_path)).contracts.head == w.contracts.head
+
+
+async def test_following_a_page_at_a_time_reaches_the_same_state(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = await worker(store, tmp_path)
+    await register(w)
+    for step in (
+        admit(M, "manufacturer", schnorr.pubkey(OWNER)),
+        admit(D, "distributor"),
+        commission("L1", 10).to_envelope(),
+        ship(M, "L1", "S1", D, 10).to_envelope(),
+    ):
+        await w.contracts.submit(step)
+    start = int(time.time() * 1000) + 1000
+    await w.contracts.submit(attach(start))
+    await w.batches.ingest(hot_batch(-(-start // 1000)))  # 20 readings in one batch
+    assert quality(w) == "quarantined"
+    monkeypatch.setattr(contract_follow, "PAGE", 2)  # blocks and readings two at a time
+    paged = await worker(store, tmp_path)
+    assert paged.contracts.head == w.contracts.head
+    summary = w.contracts.chains.summary(w.contracts.state, GTIN, "L1")
+    assert paged.contracts.chains.summary(paged.contracts.state, GTIN, "L1") == summary
