@@ -81,6 +81,21 @@ async def register(w: Worker) -> None:
         await w.registry.apply(registry.sign_request(OWNER, change))
 
 
+async def shipped(store: Store, tmp_path: Path) -> Worker:
+    """A worker on `store` after the registrations, M (controlling the box's owner key) and
+    D admitted, L1 commissioned and shipped to D as S1."""
+    w = await worker(store, tmp_path)
+    await register(w)
+    for step in (
+        admit(M, "manufacturer", schnorr.pubkey(OWNER)),
+        admit(D, "distributor"),
+        commission("L1", 10).to_envelope(),
+        ship(M, "L1", "S1", D, 10).to_envelope(),
+    ):
+        await w.contracts.submit(step)
+    return w
+
+
 def quality(w: Worker) -> str:
     record = w.contracts.state.get(lots.QUALITY, GTIN, "L1")
     assert record is not None
@@ -116,15 +131,7 @@ async def test_two_workers_follow_boxes_transactions_and_batches_in_log_order(
 async def test_a_failed_commit_after_the_cold_chain_changed_is_rebuilt(
     store: Store, tmp_path: Path
 ) -> None:
-    w = await worker(store, tmp_path)
-    await register(w)
-    for step in (
-        admit(M, "manufacturer", schnorr.pubkey(OWNER)),
-        admit(D, "distributor"),
-        commission("L1", 10).to_envelope(),
-        ship(M, "L1", "S1", D, 10).to_envelope(),
-    ):
-        await w.contracts.submit(step)
+    w = await shipped(store, tmp_path)
     before = w.contracts.head
     fail, undo = failing_insert(store)
     await execute(store, fail)
@@ -144,15 +151,7 @@ async def test_a_failed_commit_after_the_cold_chain_changed_is_rebuilt(
 async def test_following_a_page_at_a_time_reaches_the_same_state(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    w = await worker(store, tmp_path)
-    await register(w)
-    for step in (
-        admit(M, "manufacturer", schnorr.pubkey(OWNER)),
-        admit(D, "distributor"),
-        commission("L1", 10).to_envelope(),
-        ship(M, "L1", "S1", D, 10).to_envelope(),
-    ):
-        await w.contracts.submit(step)
+    w = await shipped(store, tmp_path)
     start = int(time.time() * 1000) + 1000
     await w.contracts.submit(attach(start))
     await w.batches.ingest(hot_batch(-(-start // 1000)))  # 20 readings in one batch
