@@ -91,9 +91,10 @@ Rollbacks, split views, forks and bad entries raise a loud alarm on stderr.
 
 With --replay --cloud URL, replay the contracts: with --key FILE (a key holding a replay
 grant, a 0x06 grant-add the regulator signed) sign in, fetch the transaction bodies, check
-each 0x03 commitment and signature, rebuild the state with the ledger's engine and check
-every committed 0x04 root, reporting the first entry where they part; without --key (or
-without a grant) check the public entries only, and say so.
+each 0x03 commitment and signature, rebuild the state with the ledger's engine, follow
+every batch's readings of boxes on lots into the lots' cold chains (one request per batch)
+and check every committed 0x04 root, reporting the first entry where they part; without
+--key (or without a grant) check the public entries only, and say so.
 
 With --receipt FILE (a cosigned receipt from GET /v1/batches/{gateway}/{seq}/receipt, or
 one a gateway kept), check offline that the batch is in the log under a checkpoint the
