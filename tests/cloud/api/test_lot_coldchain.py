@@ -111,6 +111,19 @@ async def entries(ledger: Cloud, start: int) -> list[bytes]:
     return await store.entries(start, await store.log_size())
 
 
+async def granted(ledger: Cloud) -> None:
+    """The regulator grants AUDITOR the replay of both contracts (a 0x06 grant-add)."""
+    change = config_entry.ConfigChange(
+        config_entry.GRANT_ADD, int(time.time()), key=AUDITOR.xonly,
+        contracts=("lots", "participants"),
+    )  # fmt: skip
+    request = config_entry.sign_request(REGULATOR.secret, change)
+    status, answer = await ledger.post(
+        "/v1/config", json.dumps(request).encode(), "application/json"
+    )
+    assert status == 201, answer
+
+
 async def shipped(ledger: Cloud) -> tuple[Site, int]:
     """Register the gateway and boxes; admit M (controlling the registry owner's key), D and
     R; M commissions L1 and ships it to D as S1 with BOX attached. Return the site and the
@@ -261,15 +274,7 @@ async def test_a_restart_and_a_replay_reach_the_same_roots(
         await site.send(IDLE, t0, [HIGH] * 5)
         await applied(cloud, receive(D, "S1", 100))
         await site.send(BOX, t0 + 100_000, [HIGH] * 20)  # after the receive: outside the leg
-        change = config_entry.ConfigChange(
-            config_entry.GRANT_ADD, int(time.time()), key=AUDITOR.xonly,
-            contracts=("lots", "participants"),
-        )  # fmt: skip
-        request = config_entry.sign_request(REGULATOR.secret, change)
-        status, answer = await cloud.post(
-            "/v1/config", json.dumps(request).encode(), "application/json"
-        )
-        assert status == 201, answer
+        await granted(cloud)
         _, before = await cloud.get("/v1/state")
         _, told = await history(cloud, M)
     finally:
@@ -316,3 +321,22 @@ async def test_the_history_command_signs_in_and_prints_what_the_cell_shows(
     assert "HTTP 403: access: read: retailer × quality status" in capsys.readouterr().err
     assert await asyncio.to_thread(main, [*argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["quality"]["status"] == "quarantined"
+
+
+async def test_equivocating_readings_never_reach_the_cold_chain_live_or_on_replay(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    site, t0 = await shipped(cloud)
+    await site.send(BOX, t0, [CALM] * 20)  # seqs 0..19
+    site.box_seq[BOX] = 0  # the same seqs signed again, other bytes: 30 s later, too warm
+    again = await site.send(BOX, t0 + 30, [HIGH] * 20)
+    assert await log_size(cloud) == again + 1  # the ledger's readings are the first ones
+    assert (await quality(cloud))["status"] == "released"
+    _, seen = await history(cloud, M)
+    assert (seen["coldchain"]["overall"]["count"], seen["coldchain"]["overall"]["max_c"]) == (
+        20, 5.0,
+    )  # fmt: skip
+    await granted(cloud)
+    async with aiohttp.ClientSession() as client:
+        report = await replay(cloud.url("").rstrip("/"), AUDITOR.secret, client)
+    assert report.parted_at is None and report.roots == 6, report.render()

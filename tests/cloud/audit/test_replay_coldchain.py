@@ -5,23 +5,16 @@ reported at its entry. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import time
-
 import aiohttp
 
 from cloud.api.state import CONTRACTS
 from cloud.audit.replay import replay
 from cloud.contracts import stateroot
 from cloud.storage.store import Store
-from gateway import config_entry
 from tests.cloud.api.test_app import Cloud
-from tests.cloud.api.test_lot_coldchain import BOX, CALM, HIGH, shipped
+from tests.cloud.api.test_lot_coldchain import AUDITOR, BOX, CALM, HIGH, granted, shipped
 from tests.cloud.api.test_tx import cloud  # noqa: F401  (the fixture)
-from tests.cloud.contracts.world import REGULATOR, party
 from tests.cloud.storage.test_store import execute
-
-AUDITOR = party("auditor")
 
 
 def blob(store: Store, data: bytes) -> str:
@@ -29,18 +22,6 @@ def blob(store: Store, data: bytes) -> str:
     if store.engine.__class__.__name__ == "SqliteEngine":
         return f"X'{data.hex()}'"
     return f"'\\x{data.hex()}'::bytea"
-
-
-async def granted(ledger: Cloud) -> None:
-    change = config_entry.ConfigChange(
-        config_entry.GRANT_ADD, int(time.time()), key=AUDITOR.xonly,
-        contracts=("lots", "participants"),
-    )  # fmt: skip
-    request = config_entry.sign_request(REGULATOR.secret, change)
-    status, answer = await ledger.post(
-        "/v1/config", json.dumps(request).encode(), "application/json"
-    )
-    assert status == 201, answer
 
 
 async def test_a_replay_follows_the_batches_and_finds_an_edited_root_or_reading(
