@@ -3,13 +3,15 @@ contract_follow.py), through HTTP on SQLite and PostgreSQL: a box registered on 
 registry is attached to a shipment by the participant controlling its owner key; a signed
 batch with an excursion beyond the lot's profile quarantines the lot by itself, with a 0x04
 right after the batch; a calm batch never lifts it, a signed dispose does; batches of boxes
-on no lot add no 0x04; the history reads the aggregates as the read policy allows; a
-restart and `verify --replay` reach the same roots."""
+on no lot add no 0x04; equivocating readings never count; the history reads the aggregates
+as the read policy allows; a restart and `verify --replay` reach the same roots; two `cloud
+serve` processes on one PostgreSQL, one taking the attach and the other the batch, agree."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from tests.cloud.api.test_tx import (  # noqa: F401
     receive,
     ship,
 )
+from tests.cloud.api.test_workers import EXE, start_cloud
 from tests.cloud.contracts.world import REGULATOR, Party, admission, party
 
 GW = party("gateway").secret
@@ -340,3 +343,47 @@ async def test_equivocating_readings_never_reach_the_cold_chain_live_or_on_repla
     async with aiohttp.ClientSession() as client:
         report = await replay(cloud.url("").rstrip("/"), AUDITOR.secret, client)
     assert report.parted_at is None and report.roots == 6, report.render()
+
+
+async def test_two_worker_processes_on_one_postgresql_quarantine_by_readings(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """The attach reaches one `cloud serve` process, the batch another: the batch's worker
+    follows the attach first, and both answer the quarantine and one root."""
+    if not EXE.exists():
+        pytest.skip(f"console script not installed beside {sys.executable}")
+    data = tmp_path / "cloud"
+    options = ("--database", postgres_dsn, "--owner", schnorr.pubkey(OWNER).hex())
+    workers = [await start_cloud(data, *options, "--regulator", REGULATOR.did) for _ in range(2)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            one, two = (Remote(url, http) for _, url in workers)
+            site = Site(one)
+            await site.register()
+            owner = schnorr.pubkey(OWNER).hex()
+            await applied(two, admit(M, "manufacturer", "M", [owner]))
+            await applied(one, admit(D, "distributor", "D"))
+            await applied(two, commission("L1", 100))
+            await applied(one, ship(M, "L1", "S1", D, 100))
+            start_ms = int(time.time() * 1000) + 1000
+            attach = {"box": schnorr.pubkey(BOX).hex(), "shipment": "S1", "start": start_ms}
+            await applied(two, signed(M, "attach", {**attach, "end": None}))
+            hot = await site.send(BOX, -(-start_ms // 1000), [HIGH] * 20)  # to worker one
+            states = [(await c.get("/v1/state"))[1] for c in (one, two)]
+            assert states[0] == states[1] and states[0]["covers"] == hot, states
+            for c in (one, two):
+                assert (await quality(c))["status"] == "quarantined"
+    finally:
+        for proc, _ in workers:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+class Remote(Cloud):
+    """A `cloud serve` process at `base`, spoken to as tests speak to a Cloud."""
+
+    def __init__(self, base: str, session: aiohttp.ClientSession) -> None:
+        self.base, self.session = base, session
+
+    def url(self, path: str) -> str:
+        return self.base + path
