@@ -30,6 +30,7 @@ from cloud.contracts import lots_boxes, lots_coldchain, tx
 from cloud.contracts.engine import Applied, Engine, State
 from cloud.contracts.lots_coldchain import BoxReading, ColdChains
 from cloud.storage import contracts as stored
+from cloud.storage.batches import MAX_LEAF
 from cloud.storage.engine import Tx
 from cloud.storage.store import StoredTx
 from device import reading
@@ -178,7 +179,7 @@ class _Batches:
     def __init__(self, db: Tx, boxes: set[bytes], after: int, stop: int) -> None:
         self.db, self.boxes, self.stop = db, boxes, stop
         self.rows: list[tuple[int, int, bytes]] = []
-        self.last = (after, -1)  # the last (log index, leaf) read
+        self.last = (after, MAX_LEAF)  # the last (log index, leaf) read: none of `after`
         self.done = not boxes
 
     async def _fill(self) -> None:

@@ -114,7 +114,8 @@ async def first_readings(
 ) -> list[tuple[int, int, bytes]]:
     """Up to `limit` (log index, leaf, 110 bytes) of the readings of `boxes` first stored by
     a batch whose entry is before log index `end`, after position `after` ((log index,
-    leaf); (-1, -1): from the start), in log order then leaf order.
+    leaf); (-1, -1): from the start; (i, MAX_LEAF): after entry i), in log order then leaf
+    order.
 
     Read along the leaves' primary key (log index, leaf) from `after`, the boxes filtered as
     it goes (`+device` keeps SQLite off the boxes' own index): a catch-up over a few
