@@ -12,9 +12,10 @@ regulator, whose leg cells are `no`, a retailer or pharmacy outside the chain).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from cloud.contracts import access
+from cloud.contracts.facts import LotFacts
 
 LEGS: Final = (access.M_TO_D, access.D_TO_R, access.R_TO_P)
 
@@ -27,3 +28,200 @@ def sees_custody(role: str, involved: bool) -> bool:
     if all(c == access.YES for c in cells):
         return True
     return involved and any(c != access.NO for c in cells)
+
+
+# The read side for every column (docs/contracts.md §5, "Reads"): each function takes the
+# reader's role (a row of access.READ, "public" without a token), who it is (its participant
+# id, None for the public or the regulator) and the unfiltered facts (cloud/contracts/
+# facts.py), and returns what it may see. A column not shown is named in `withheld` by its
+# cell ("read: retailer × M→D = no"), so a reader learns why, never what.
+
+
+def reads(role: str, column: str, involved: bool = False) -> bool:
+    """Whether a reader of `role` sees `column`'s records in full: its cell is yes, or if
+    involved and `involved` (it is in the lot's custody chain, lots.involved)."""
+    value = access.READ[role][column]
+    return value == access.YES or (value == access.IF_INVOLVED and involved)
+
+
+def _withheld(role: str, column: str) -> dict[str, str]:
+    return {column: access.cell(role, column, "read")}
+
+
+def identity(record: dict[str, Any]) -> dict[str, Any]:
+    """A participant's identity columns: its current DID, role, name, region and licence."""
+    keys = ("did", "role", "name", "region", "licence")
+    return {k: record[k] for k in keys}
+
+
+def validity(certificate: dict[str, Any]) -> dict[str, Any]:
+    """A certificate's validity facts, what "restricted" shows of others' certificates: no
+    issuer, no document, not why it was revoked."""
+    keys = ("id", "kind", "subject", "valid_from", "valid_until")
+    return {**{k: certificate[k] for k in keys}, "revoked": certificate["revoked"] is not None}
+
+
+def certificate_view(
+    role: str, reader: str | None, certificate: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A certificate as the compliance cell shows it: yes, or restricted and the reader is
+    its subject: in full; restricted: its validity facts; None when withheld."""
+    value = access.READ[role][access.COMPLIANCE]
+    if value == access.YES or (value == access.RESTRICTED and certificate["subject"] == reader):
+        return certificate
+    return validity(certificate) if value == access.RESTRICTED else None
+
+
+def _box(window: dict[str, Any]) -> dict[str, Any]:
+    """A box on a lot as quality status shows it: when, and its calibration; not which
+    shipment or holder it rode with (those are the flows' and the entities')."""
+    calibration = window["calibration"]
+    if calibration is not None:
+        calibration = {k: calibration[k] for k in ("offset_cc", "date", "due")}
+    keys = ("box", "start", "end")
+    return {**{k: window[k] for k in keys}, "calibration": calibration}
+
+
+def lot_view(
+    role: str, involved: bool, facts: LotFacts
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any] | None]:
+    """Return (columns, withheld, custody) of a lot for a reader of `role`: each lot column
+    it may read, by column name; the cells of those it may not; the custody record if
+    sees_custody allows, its shipments in transit only on legs the reader reads.
+
+    product: yes: identity, parent and children, lots of the GTIN; global only: identity
+    and lots of the GTIN. quality status: yes or if involved: status, recall, cold-chain
+    verdict and the boxes on the lot; global only: status and whether recalled. Each leg:
+    the lot's shipments on it (and, R→P, the units dispensed). PO/invoices: the order
+    references of the shipments on the legs the reader reads. compliance: yes: the recall
+    and the lot's certificates in full; restricted: the recall in full if involved, else its
+    class and date, and the certificates' validity facts. manufacturer identity: the lot's
+    manufacturer."""
+    columns: dict[str, Any] = {}
+    withheld: dict[str, str] = {}
+    value = access.READ[role]
+    lineage = {"parent": facts.custody["parent"], "children": facts.custody["children"]}
+    if value[access.PRODUCT] == access.YES:
+        columns[access.PRODUCT] = {"lot": facts.lot, **lineage, "lots_of_gtin": facts.lots_of_gtin}
+    elif value[access.PRODUCT] == access.GLOBAL_ONLY:
+        columns[access.PRODUCT] = {"lot": facts.lot, "lots_of_gtin": facts.lots_of_gtin}
+    else:
+        withheld |= _withheld(role, access.PRODUCT)
+    if reads(role, access.QUALITY, involved):
+        columns[access.QUALITY] = {
+            "status": facts.quality,
+            "recall": facts.recall,
+            "coldchain": facts.coldchain,
+            "boxes": [_box(b) for b in facts.boxes],
+        }
+    elif value[access.QUALITY] == access.GLOBAL_ONLY:
+        status = facts.quality["status"]
+        columns[access.QUALITY] = {"status": status, "recalled": facts.recall is not None}
+    else:
+        withheld |= _withheld(role, access.QUALITY)
+    shown = [leg for leg in LEGS if reads(role, leg)]
+    for leg in LEGS:
+        if leg not in shown:
+            withheld |= _withheld(role, leg)
+            continue
+        moves = [s for s in facts.shipments if s["leg"] == leg]
+        keys = ("shipment", "sender", "receiver", "quantity", "shipped", "status", "counted")
+        flow: dict[str, Any] = {
+            "shipments": [{k: s.get(k) for k in (*keys, "received")} for s in moves]
+        }
+        if leg == access.R_TO_P:
+            flow["dispensed"] = facts.custody["dispensed"]
+        columns[leg] = flow
+    if reads(role, access.ORDERS, involved):
+        columns[access.ORDERS] = [
+            {"shipment": s["shipment"], "order_ref": s["order_ref"]}
+            for s in facts.shipments
+            if s["leg"] in shown and s["order_ref"] is not None
+        ]
+    else:
+        withheld |= _withheld(role, access.ORDERS)
+    compliance = _lot_compliance(role, involved, facts)
+    if compliance is None:
+        withheld |= _withheld(role, access.COMPLIANCE)
+    else:
+        columns[access.COMPLIANCE] = compliance
+    if reads(role, access.MANUFACTURER_IDENTITY):
+        columns[access.MANUFACTURER_IDENTITY] = identity(facts.manufacturer)
+    else:
+        withheld |= _withheld(role, access.MANUFACTURER_IDENTITY)
+    custody = None
+    if sees_custody(role, involved):
+        legs = {s["shipment"]: s["leg"] for s in facts.shipments}
+        moving = [s for s in facts.custody["in_transit"] if legs[s] in shown]
+        custody = {**facts.custody, "in_transit": moving}
+    return columns, withheld, custody
+
+
+def _lot_compliance(role: str, involved: bool, facts: LotFacts) -> dict[str, Any] | None:
+    value = access.READ[role][access.COMPLIANCE]
+    if value == access.YES:
+        return {"recall": facts.recall, "certificates": list(facts.certificates)}
+    if value != access.RESTRICTED:
+        return None
+    recall = facts.recall
+    if recall is not None and not involved:
+        recall = {"class": recall["class"], "since": recall["since"]}
+    return {"recall": recall, "certificates": [validity(c) for c in facts.certificates]}
+
+
+def identity_column(record: dict[str, Any]) -> str:
+    """The column a participant record's identity belongs to: manufacturer identity for a
+    manufacturer, entities' identity for every other role."""
+    if record["role"] == "manufacturer":
+        return access.MANUFACTURER_IDENTITY
+    return access.ENTITIES_IDENTITY
+
+
+def participant_view(
+    role: str, reader: str | None, record: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Return (columns, withheld) of one participant record for a reader of `role` whose
+    participant id is `reader`. Identity (its column by the record's role): yes, or own
+    only and it is the reader's own. Compliance (admission and suspension): yes, or the
+    reader's own: status, since and reason; restricted: whether it is active or suspended."""
+    columns: dict[str, Any] = {}
+    withheld: dict[str, str] = {}
+    own = reader is not None and reader == record["id"]
+    column = identity_column(record)
+    value = access.READ[role][column]
+    if value == access.YES or (value == access.OWN_ONLY and own):
+        columns[column] = identity(record)
+    else:
+        withheld |= _withheld(role, column)
+    value = access.READ[role][access.COMPLIANCE]
+    if value == access.YES or (value == access.RESTRICTED and own):
+        columns[access.COMPLIANCE] = {k: record[k] for k in ("status", "since", "reason")}
+    elif value == access.RESTRICTED:
+        columns[access.COMPLIANCE] = {"status": record["status"]}
+    else:
+        withheld |= _withheld(role, access.COMPLIANCE)
+    return columns, withheld
+
+
+def directory(role: str, reader: str | None, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The participants a reader of `role` may list (GET /v1/participants): each record whose
+    identity it reads (participant_view), and, where its entities' identity cell is global
+    only, the counts of the other roles' participants per role and region; `withheld`
+    names the identity cells that kept records out."""
+    listed = []
+    withheld: dict[str, str] = {}
+    for record in records:
+        columns, hidden = participant_view(role, reader, record)
+        if identity_column(record) in columns:
+            listed.append({"did": record["did"], "columns": columns})
+        else:
+            withheld |= {k: v for k, v in hidden.items() if k == identity_column(record)}
+    answer: dict[str, Any] = {"participants": listed, "withheld": withheld}
+    if access.READ[role][access.ENTITIES_IDENTITY] == access.GLOBAL_ONLY:
+        counts: dict[str, dict[str, int]] = {}
+        for record in records:
+            if identity_column(record) == access.ENTITIES_IDENTITY:
+                per_region = counts.setdefault(record["role"], {})
+                per_region[record["region"]] = per_region.get(record["region"], 0) + 1
+        answer["counts"] = counts
+    return answer
