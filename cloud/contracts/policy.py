@@ -93,10 +93,9 @@ def lot_view(
     and lots of the GTIN. quality status: yes or if involved: status, recall, cold-chain
     verdict and the boxes on the lot; global only: status and whether recalled. Each leg:
     the lot's shipments on it (and, R→P, the units dispensed). PO/invoices: the order
-    references of the shipments on the legs the reader reads. compliance: yes: the recall
-    and the lot's certificates in full; restricted: the recall in full if involved, else its
-    class and date, and the certificates' validity facts. manufacturer identity: the lot's
-    manufacturer."""
+    references of the shipments on the legs the reader reads. compliance: the recall (a
+    public record) and the lot's certificates, in full for yes, their validity facts for
+    restricted. manufacturer identity: the lot's manufacturer."""
     columns: dict[str, Any] = {}
     withheld: dict[str, str] = {}
     value = access.READ[role]
@@ -140,7 +139,7 @@ def lot_view(
         ]
     else:
         withheld |= _withheld(role, access.ORDERS)
-    compliance = _lot_compliance(role, involved, facts)
+    compliance = _lot_compliance(role, facts)
     if compliance is None:
         withheld |= _withheld(role, access.COMPLIANCE)
     else:
@@ -157,16 +156,14 @@ def lot_view(
     return columns, withheld, custody
 
 
-def _lot_compliance(role: str, involved: bool, facts: LotFacts) -> dict[str, Any] | None:
+def _lot_compliance(role: str, facts: LotFacts) -> dict[str, Any] | None:
+    """The lot's compliance facts: its recall (a public record, on the pack: in full for
+    every reader of the column) and its certificates as certificate_view shows them."""
     value = access.READ[role][access.COMPLIANCE]
-    if value == access.YES:
-        return {"recall": facts.recall, "certificates": list(facts.certificates)}
-    if value != access.RESTRICTED:
+    if value not in (access.YES, access.RESTRICTED):
         return None
-    recall = facts.recall
-    if recall is not None and not involved:
-        recall = {"class": recall["class"], "since": recall["since"]}
-    return {"recall": recall, "certificates": [validity(c) for c in facts.certificates]}
+    shown = [certificate_view(role, None, c) for c in facts.certificates]
+    return {"recall": facts.recall, "certificates": shown}
 
 
 def identity_column(record: dict[str, Any]) -> str:
