@@ -411,8 +411,9 @@ async def read_entities_identity(w: Reads, role: str, value: str) -> None:
     withheld(one, role, column)
     assert listed["withheld"] == {column: named(role, column, "read")}
     if value == "own_only":
-        assert dids == MAKERS | {P_[who].did}  # type: ignore[index]
-        mine = await w.ok(who, f"/v1/participants/{P_[who].did}")  # type: ignore[index]
+        assert who is not None
+        assert dids == MAKERS | {P_[who].did}
+        mine = await w.ok(who, f"/v1/participants/{P_[who].did}")
         assert mine["columns"][column]["name"] == who
     elif value == "global_only":  # counts per role and region, no record
         assert dids == MAKERS
