@@ -159,7 +159,8 @@ SHIPPED = {
     access.R_TO_P: ("SHIP-RP-7003", "R", "P", 1009, "PO-RP-7003"),
 }
 MADE, DISPENSED = 7919, 13
-LOTS_OF_GTIN = ("L1", "L2", "L2-A", "L2-B", "L9")  # every lot of GTIN the scenario makes
+# every lot of GTIN the scenario makes
+LOTS_OF_GTIN = ("L1", "L2", "L2-A", "L2-B", "L9", "L3", "L3-A", "L3-B")
 RECALL_REASON = "sterility-failure-batch-4471"
 
 
@@ -188,7 +189,9 @@ class Reads:
 async def scenario(cloud: Cloud) -> None:
     """Admit everyone; L1 goes M → D → R → P (order references on each leg) and P dispenses;
     M splits L2 into L2-A and L2-B; L9 goes M → D and the regulator recalls it; the
-    regulator certifies D (cold storage) and D2 (GMP), M releases L1."""
+    regulator certifies D (cold storage) and D2 (GMP), M releases L1. L3 involves only the
+    outsiders: M → D2, who splits it into L3-A and L3-B and ships L3-A to R2; M's other
+    units of L3 are on their way to D."""
     for name, role, region in PEOPLE:
         args = admission(P_[name], role, name, region)
         await applied(cloud, signed(REGULATOR, "participants", "admit", args))
@@ -211,6 +214,14 @@ async def scenario(cloud: Cloud) -> None:
     await applied(cloud, certify(REGULATOR, "CERT-D-COLD", "cold-storage", subject=P_["D"].did))
     await applied(cloud, certify(REGULATOR, "CERT-D2-GMP", "gmp", subject=P_["D2"].did))
     await applied(cloud, certify(m, "CERT-L1-REL", "release", gtin=GTIN, lot="L1"))
+    await applied(cloud, commission(m, "L3", 30))
+    await applied(cloud, ship(m, "L3", "SHIP-MD-7020", P_["D2"], 20))
+    await applied(cloud, lots(P_["D2"], "receive", shipment="SHIP-MD-7020", quantity=20))
+    kids = [{"lot": "L3-A", "quantity": 10}, {"lot": "L3-B", "quantity": 10}]
+    await applied(cloud, lots(P_["D2"], "split", gtin=GTIN, lot="L3", children=kids))
+    await applied(cloud, ship(P_["D2"], "L3-A", "SHIP-DR-7022", P_["R2"], 10))
+    await applied(cloud, lots(P_["R2"], "receive", shipment="SHIP-DR-7022", quantity=10))
+    await applied(cloud, ship(m, "L3", "SHIP-MD-7021", P_["D"], 10))  # in transit
 
 
 @contextlib.asynccontextmanager
@@ -469,6 +480,28 @@ async def test_reads_refuse_bad_input(reads: Reads) -> None:
 
 
 @ON_MODULE_LOOP
+async def test_involved_reaches_ancestors_and_descendants_not_siblings(reads: Reads) -> None:
+    """R2 received L3-A, split from L3: it is in L3's chain, not in its sibling L3-B's; R,
+    of the same role, is in neither. The custody R2 sees of L3 keeps out the M→D shipment
+    in transit (its M→D cell is no); the manufacturer's shows it."""
+    assert access.READ["retailer"][access.QUALITY] == "if_involved"
+    parent = await reads.lot("R2", "L3")
+    assert parent["columns"][access.QUALITY]["status"]["status"] == "released"
+    assert parent["custody"]["children"] == ["L3-A", "L3-B"]
+    assert "SHIP-MD-7021" not in json.dumps(parent) and parent["custody"]["in_transit"] == []
+    withheld(await reads.lot("R2", "L3-B"), "retailer", access.QUALITY)
+    stranger = await reads.lot("R", "L3")
+    withheld(stranger, "retailer", access.QUALITY)
+    assert "custody" not in stranger
+    maker = await reads.lot("M", "L3")
+    assert maker["custody"]["in_transit"] == ["SHIP-MD-7021"]
+    (moving,) = [
+        s for s in maker["columns"][access.M_TO_D]["shipments"] if s["status"] != "received"
+    ]
+    assert (moving["shipment"], moving["receiver"]) == ("SHIP-MD-7021", P_["D"].did)
+
+
+@ON_MODULE_LOOP
 async def test_the_public_log_reveals_no_holder_quantity_or_counterparty(reads: Reads) -> None:
     """After the whole scenario, every entry of the public log: transactions (0x03) are a
     contract name and a commitment, state roots (0x04) a count, an index and a root, and
@@ -488,7 +521,8 @@ async def test_the_public_log_reveals_no_holder_quantity_or_counterparty(reads: 
     secrets += [P_[n].xonly.hex().encode() for n, _, _ in PEOPLE]
     secrets += [shipment.encode() for shipment, *_ in SHIPPED.values()]
     secrets += [ref.encode() for *_, ref in SHIPPED.values()]
-    secrets += [b"SHIP-MD-7009", RECALL_REASON.encode(), b"quantity", b"BfArM", b"CERT-D-COLD"]
+    secrets += [b"SHIP-MD-7009", b"SHIP-MD-7020", b"SHIP-MD-7021", b"SHIP-DR-7022"]
+    secrets += [RECALL_REASON.encode(), b"quantity", b"BfArM", b"CERT-D-COLD"]
     secrets += [b"receiver", b"holder", b"sender", b"order_ref"]
     # quantities as decimal text: a configuration entry's hex keys may hold any four digits,
     # so they are looked for in the transaction entries' bytes only
@@ -773,3 +807,25 @@ def test_every_stakeholder_and_column_has_a_check() -> None:
     for matrix in ("read", "write"):
         for row in MATRIX[matrix].values():
             assert set(row) == set(READ_CHECKS) == set(PUBLIC_TRY)
+
+
+@ON_MODULE_LOOP
+async def test_a_suspended_reader_is_refused(writes: Writes) -> None:
+    """A token outlives its holder's suspension by up to 15 minutes: every read checks the
+    holder is still active (403 participant), and reads again once reinstated."""
+    late = party("writes/late")
+    args = admission(late, "distributor", "late")
+    await applied(writes.cloud, signed(REGULATOR, "participants", "admit", args))
+    header = {"Authorization": f"Bearer {(await sign_in(writes.cloud, late))['token']}"}
+    for tx_type in ("suspend", "reinstate"):
+        change = {"did": late.did, "reason": "inspection"}
+        await applied(writes.cloud, signed(REGULATOR, "participants", tx_type, change))
+        for path in ("/v1/participants", f"/v1/lots/{GTIN}/W1", "/v1/certificates"):
+            query = {"subject": late.did} if path == "/v1/certificates" else {}
+            url = writes.cloud.url(path)
+            async with writes.cloud.session.get(url, headers=header, params=query) as r:
+                answer = await r.json(content_type=None)
+                if tx_type == "suspend":
+                    assert (r.status, answer["reason"]) == (403, "participant"), answer
+                else:
+                    assert r.status == 200, answer
