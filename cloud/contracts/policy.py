@@ -31,10 +31,10 @@ def sees_custody(role: str, involved: bool) -> bool:
 
 
 # The read side for every column (docs/contracts.md §5, "Reads"): each function takes the
-# reader's role (a row of access.READ, "public" without a token), who it is (its participant
-# id, None for the public or the regulator) and the unfiltered facts (cloud/contracts/
-# facts.py), and returns what it may see. A column not shown is named in `withheld` by its
-# cell ("read: retailer × M→D = no"), so a reader learns why, never what.
+# reader's role (a row of access.READ, "public" without a token), who it is where that
+# matters (its participant id; None for the public) and the unfiltered facts
+# (cloud/contracts/facts.py), and returns what it may see. A column not shown is named in
+# `withheld` by its cell ("read: retailer × M→D = no"), so a reader learns why, never what.
 
 
 def reads(role: str, column: str, involved: bool = False) -> bool:
@@ -85,75 +85,81 @@ def _box(window: dict[str, Any]) -> dict[str, Any]:
 def lot_view(
     role: str, involved: bool, facts: LotFacts
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, Any] | None]:
-    """Return (columns, withheld, custody) of a lot for a reader of `role`: each lot column
-    it may read, by column name; the cells of those it may not; the custody record if
-    sees_custody allows, its shipments in transit only on legs the reader reads.
-
-    product: yes: identity, parent and children, lots of the GTIN; global only: identity
-    and lots of the GTIN. quality status: yes or if involved: status, recall, cold-chain
-    verdict and the boxes on the lot; global only: status and whether recalled. Each leg:
-    the lot's shipments on it (and, R→P, the units dispensed). PO/invoices: the order
-    references of the shipments on the legs the reader reads. compliance: the recall (a
-    public record) and the lot's certificates, in full for yes, their validity facts for
-    restricted. manufacturer identity: the lot's manufacturer."""
+    """Return (columns, withheld, custody) of a lot for a reader of `role` (`involved`: in
+    the lot's custody chain): each lot column it may read, by column name; the cells of
+    those it may not; the custody record if sees_custody allows (else None)."""
+    shown = [leg for leg in LEGS if reads(role, leg)]
+    maker = reads(role, access.MANUFACTURER_IDENTITY)
+    views = {
+        access.PRODUCT: _product(role, facts),
+        access.QUALITY: _quality(role, involved, facts),
+        **{leg: _flow(leg, facts) if leg in shown else None for leg in LEGS},
+        access.ORDERS: _orders(shown, facts) if reads(role, access.ORDERS, involved) else None,
+        access.COMPLIANCE: _lot_compliance(role, facts),
+        access.MANUFACTURER_IDENTITY: identity(facts.manufacturer) if maker else None,
+    }
     columns: dict[str, Any] = {}
     withheld: dict[str, str] = {}
-    value = access.READ[role]
-    lineage = {"parent": facts.custody["parent"], "children": facts.custody["children"]}
-    if value[access.PRODUCT] == access.YES:
-        columns[access.PRODUCT] = {"lot": facts.lot, **lineage, "lots_of_gtin": facts.lots_of_gtin}
-    elif value[access.PRODUCT] == access.GLOBAL_ONLY:
-        columns[access.PRODUCT] = {"lot": facts.lot, "lots_of_gtin": facts.lots_of_gtin}
-    else:
-        withheld |= _withheld(role, access.PRODUCT)
+    for column, view in views.items():
+        if view is None:
+            withheld |= _withheld(role, column)
+        else:
+            columns[column] = view
+    custody = None
+    if sees_custody(role, involved):  # its shipments in transit: only on legs it reads
+        legs = {s["shipment"]: s["leg"] for s in facts.shipments}
+        moving = [s for s in facts.custody["in_transit"] if legs[s] in shown]
+        custody = {**facts.custody, "in_transit": moving}
+    return columns, withheld, custody
+
+
+def _product(role: str, facts: LotFacts) -> dict[str, Any] | None:
+    """yes: the lot record, its parent and children, how many lots of its GTIN exist;
+    global only: the same without the lineage."""
+    value = access.READ[role][access.PRODUCT]
+    figures = {"lot": facts.lot, "lots_of_gtin": facts.lots_of_gtin}
+    if value == access.YES:
+        custody = facts.custody
+        return {**figures, "parent": custody["parent"], "children": custody["children"]}
+    return figures if value == access.GLOBAL_ONLY else None
+
+
+def _quality(role: str, involved: bool, facts: LotFacts) -> dict[str, Any] | None:
+    """yes, or if involved and involved: the quality record, the recall, the cold-chain
+    verdict and the boxes on the lot; global only: the status and whether recalled."""
     if reads(role, access.QUALITY, involved):
-        columns[access.QUALITY] = {
+        return {
             "status": facts.quality,
             "recall": facts.recall,
             "coldchain": facts.coldchain,
             "boxes": [_box(b) for b in facts.boxes],
         }
-    elif value[access.QUALITY] == access.GLOBAL_ONLY:
-        status = facts.quality["status"]
-        columns[access.QUALITY] = {"status": status, "recalled": facts.recall is not None}
-    else:
-        withheld |= _withheld(role, access.QUALITY)
-    shown = [leg for leg in LEGS if reads(role, leg)]
-    for leg in LEGS:
-        if leg not in shown:
-            withheld |= _withheld(role, leg)
-            continue
-        moves = [s for s in facts.shipments if s["leg"] == leg]
-        keys = ("shipment", "sender", "receiver", "quantity", "shipped", "status", "counted")
-        flow: dict[str, Any] = {
-            "shipments": [{k: s.get(k) for k in (*keys, "received")} for s in moves]
-        }
-        if leg == access.R_TO_P:
-            flow["dispensed"] = facts.custody["dispensed"]
-        columns[leg] = flow
-    if reads(role, access.ORDERS, involved):
-        columns[access.ORDERS] = [
-            {"shipment": s["shipment"], "order_ref": s["order_ref"]}
-            for s in facts.shipments
-            if s["leg"] in shown and s["order_ref"] is not None
-        ]
-    else:
-        withheld |= _withheld(role, access.ORDERS)
-    compliance = _lot_compliance(role, facts)
-    if compliance is None:
-        withheld |= _withheld(role, access.COMPLIANCE)
-    else:
-        columns[access.COMPLIANCE] = compliance
-    if reads(role, access.MANUFACTURER_IDENTITY):
-        columns[access.MANUFACTURER_IDENTITY] = identity(facts.manufacturer)
-    else:
-        withheld |= _withheld(role, access.MANUFACTURER_IDENTITY)
-    custody = None
-    if sees_custody(role, involved):
-        legs = {s["shipment"]: s["leg"] for s in facts.shipments}
-        moving = [s for s in facts.custody["in_transit"] if legs[s] in shown]
-        custody = {**facts.custody, "in_transit": moving}
-    return columns, withheld, custody
+    if access.READ[role][access.QUALITY] == access.GLOBAL_ONLY:
+        return {"status": facts.quality["status"], "recalled": facts.recall is not None}
+    return None
+
+
+def _flow(leg: str, facts: LotFacts) -> dict[str, Any]:
+    """A leg's shipments of the lot (and, on R→P, the units dispensed), without order
+    references (PO/invoices is its own column)."""
+    keys = ("shipment", "sender", "receiver", "quantity", "shipped", "status", "counted")
+    moves = [s for s in facts.shipments if s["leg"] == leg]
+    flow: dict[str, Any] = {
+        "shipments": [{k: s.get(k) for k in (*keys, "received")} for s in moves]
+    }
+    if leg == access.R_TO_P:
+        flow["dispensed"] = facts.custody["dispensed"]
+    return flow
+
+
+def _orders(shown: list[str], facts: LotFacts) -> list[dict[str, Any]]:
+    """The order references of the lot's shipments on the legs `shown` to the reader: a
+    reference names its shipment, which the leg's cell guards."""
+    return [
+        {"shipment": s["shipment"], "order_ref": s["order_ref"]}
+        for s in facts.shipments
+        if s["leg"] in shown and s["order_ref"] is not None
+    ]
 
 
 def _lot_compliance(role: str, facts: LotFacts) -> dict[str, Any] | None:
