@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloud.api.routes.receipts import MAX_COSIGNATURES
-from cloud.contracts import auth, tx
+from cloud.contracts import access, auth, tx
 from cloud.services import replay
 from device import reading
 from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
@@ -853,7 +853,8 @@ BEARER_403 = _problem("The bearer's did is no longer a participant")
 
 
 def _read_paths() -> dict[str, Any]:
-    """GET /v1/participants[/{did}] and /v1/certificates (docs/contracts.md §5, reads;
+    """GET /v1/lots/{gtin}/{lot}/columns/{column}, /v1/participants[/{did}] and
+    /v1/certificates (docs/contracts.md §5, reads;
     cloud/contracts/policy.py). A bearer token (POST /v1/auth/token) picks the reader's row
     of the read matrix; without one, the public's."""
     columns = {
@@ -908,6 +909,47 @@ def _read_paths() -> dict[str, Any]:
         "schema": {"type": "string", "maxLength": 100},
     }
     return {
+        "/v1/lots/{gtin}/{lot}/columns/{column}": {
+            "get": {
+                "summary": "One column of a lot, as the read matrix shows it",
+                "description": "The column's value as GET /v1/lots/{gtin}/{lot} gives it in "
+                "`columns`; where the reader's cell withholds it, 403 `access` naming the cell "
+                "(the public's too).",
+                "parameters": [
+                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+                    _path(
+                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
+                    ),
+                    _path(
+                        "column",
+                        {"enum": [c for c in access.COLUMNS if c != access.ENTITIES_IDENTITY]},
+                        "An access-matrix column of a lot",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        "The column",
+                        {
+                            "type": "object",
+                            "required": ["gtin", "lot", "column", "value"],
+                            "properties": {
+                                "gtin": {"type": "string"},
+                                "lot": {"type": "string"},
+                                "column": {"type": "string"},
+                                "value": {},
+                            },
+                        },
+                    ),
+                    "400": BAD,
+                    "401": BEARER_401,
+                    "403": _problem(
+                        "The reader's cell withholds the column (named), or the "
+                        "bearer is no longer a participant"
+                    ),
+                    "404": _problem("The lot was never commissioned"),
+                },
+            }
+        },
         "/v1/participants": {
             "get": {
                 "summary": "Participants, as the read matrix shows them",

@@ -21,6 +21,8 @@ from gateway.refusal import Refused
 
 PUBLIC: Final = "public"
 MAX_SUBJECT: Final = 100  # a did:key is 57 characters, "<gtin>/<lot>" at most 35
+# The columns a lot's view has (policy.lot_view): every one but entities' identity.
+LOT_COLUMNS: Final = tuple(c for c in access.COLUMNS if c != access.ENTITIES_IDENTITY)
 
 
 class ReadService:
@@ -57,6 +59,33 @@ class ReadService:
         if custody is not None:
             answer["custody"] = custody
         return answer
+
+    async def lot_column(
+        self, gtin: str, lot: str, column: str, token: auth.Token | None
+    ) -> dict[str, Any]:
+        """One column of a lot (policy.lot_view), asked for by name: {"gtin", "lot",
+        "column", "value"}. Raises LedgerError 400 "gtin"/"lot"/"column" (malformed, or no
+        column of a lot), 404 "lot" (never commissioned), 403 "access" naming the cell that
+        withholds it, for the public as for a signed-in reader."""
+        refusals = self.contracts.shared.refusals
+        try:
+            gtin = lots_fields.gtin14(gtin)
+        except ValueError as e:
+            raise refusals.refuse("gtin", str(e), 400) from None
+        try:
+            lot = lots_fields.lot_number(lot)
+        except ValueError as e:
+            raise refusals.refuse("lot", str(e), 400) from None
+        if column not in LOT_COLUMNS:
+            want = ", ".join(LOT_COLUMNS)
+            raise refusals.refuse("column", f"got {column[:40]!r}, want one of {want}", 400)
+        answer = await self.lot(gtin, lot, token)
+        if not answer:
+            raise refusals.refuse("lot", f"lot {gtin}/{lot} was never commissioned", 404)
+        if column in answer["withheld"]:
+            raise refusals.refuse("access", answer["withheld"][column], 403)
+        value = answer["columns"][column]
+        return {"gtin": gtin, "lot": lot, "column": column, "value": value}
 
     async def participants(self, token: auth.Token | None) -> dict[str, Any]:
         """The participants the reader may list, with counts where its cell is global only

@@ -47,6 +47,7 @@ from tests.conftest import SHARED_VECTORS
 ON_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")  # the clouds are module fixtures
 
 VECTOR = SHARED_VECTORS / "access-matrix.json"
+LOT_COLUMNS = [c for c in access.COLUMNS if c != access.ENTITIES_IDENTITY]  # a lot's view
 MATRIX: dict[str, Any] | None = json.loads(VECTOR.read_text()) if VECTOR.exists() else None
 ABSENT = f"{VECTOR} is absent (the shared vectors live beside the worktree)"
 
@@ -183,7 +184,17 @@ class Reads:
         return dict(answer)
 
     async def lot(self, who: str | None, lot: str) -> dict[str, Any]:
-        return await self.ok(who, f"/v1/lots/{GTIN}/{lot}")
+        """The lot's view for `who`; each column asked for by name agrees with it: the same
+        value, or 403 naming the same cell."""
+        view = await self.ok(who, f"/v1/lots/{GTIN}/{lot}")
+        for column in LOT_COLUMNS:
+            status, one = await self.get(who, f"/v1/lots/{GTIN}/{lot}/columns/{column}")
+            if column in view.get("columns", {}):
+                assert (status, one["value"]) == (200, view["columns"][column]), one
+            else:
+                assert (status, one["reason"]) == (403, "access"), one
+                assert one["detail"] == view["withheld"][column]
+        return view
 
 
 async def scenario(cloud: Cloud) -> None:
@@ -475,8 +486,17 @@ async def test_reads_refuse_bad_input(reads: Reads) -> None:
     for path in ("/v1/participants", f"/v1/participants/{P_['M'].did}", f"/v1/lots/{GTIN}/L1"):
         status, problem = await reads.get("forged", path)
         assert (status, problem["reason"]) == (401, "token"), path
-    view = await reads.lot(None, "NEVER")  # a lot never commissioned: public records only
-    assert "columns" not in view and view["records"]["lot"]["value"] is None
+    status, view = await reads.get(None, f"/v1/lots/{GTIN}/NEVER")  # public records only
+    assert status == 200 and "columns" not in view and view["records"]["lot"]["value"] is None
+    for path, want in (
+        (f"/v1/lots/{GTIN}/NEVER/columns/product", (404, "lot")),
+        (f"/v1/lots/{GTIN}/L1/columns/entities_identity", (400, "column")),
+        (f"/v1/lots/{GTIN}/L1/columns/x", (400, "column")),
+        ("/v1/lots/09506000134353/L1/columns/product", (400, "gtin")),
+        (f"/v1/lots/{GTIN}/%20/columns/product", (400, "lot")),
+    ):
+        status, problem = await reads.get("M", path)
+        assert (status, problem["reason"]) == want, path
 
 
 @ON_MODULE_LOOP

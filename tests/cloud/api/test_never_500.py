@@ -216,6 +216,7 @@ PARAMS = {
     "gtin": st.sampled_from([GTIN]) | texts,
     "lot": st.sampled_from(["L1"]) | texts,
     "did": st.sampled_from([M.did, REGULATOR.did, M.did[:-1]]) | texts,  # admitted, not, broken
+    "column": st.sampled_from(["product", "flow_m_to_d", "entities_identity"]) | texts,
 }
 TEMPLATES = route_templates()  # every route: one added later is covered at once
 QUERY_NAMES = ["start", "end", "index", "size", "hash", "old", "new", "limit", "after", "subject"]
