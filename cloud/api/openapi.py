@@ -59,6 +59,10 @@ def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
 
 
 DEVICE = _path("device", HEX32, "The box's x-only public key, hex")
+LOT_PATH = [  # a lot in a path: /lots/{gtin}/{lot}
+    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+    _path("lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"),
+]
 PROOF = {"type": "array", "items": HEX32}
 BAD = _problem("Malformed request or failed verification; `reason` names the check")
 NOT_FOUND = _problem("No such thing")
@@ -916,10 +920,7 @@ def _read_paths() -> dict[str, Any]:
                 "`columns`; where the reader's cell withholds it, 403 `access` naming the cell "
                 "(the public's too).",
                 "parameters": [
-                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
-                    _path(
-                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
-                    ),
+                    *LOT_PATH,
                     _path(
                         "column",
                         {"enum": [c for c in access.COLUMNS if c != access.ENTITIES_IDENTITY]},
@@ -1105,12 +1106,7 @@ def _contract_paths() -> dict[str, Any]:
                 "In `columns`: the lot's facts per access-matrix column as the reader's row "
                 "allows (no token: the public's), `withheld` naming the cell of each column "
                 "left out; private facts come without proofs.",
-                "parameters": [
-                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
-                    _path(
-                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
-                    ),
-                ],
+                "parameters": LOT_PATH,
                 "responses": {
                     "200": _json(
                         "The lot's public records",
