@@ -20,8 +20,7 @@ the test asserts that no transaction type of the catalog maps the role to the co
 attempt, which is refused and leaves nothing. The public has no key the ledger knows: every
 transaction it signs stops at the "who" step (403 participant) before any cell.
 
-Both clouds run on SQLite: the policy is one pure layer over either engine
-(test_lot_reads.py checks reads on both).
+Both worlds run on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ from cloud.api.state import CONTRACTS
 from cloud.contracts import access, catalog, cid, entries, stateroot, tx
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
+from tests.cloud.conftest import ENGINES, fresh_schema
 from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, Party, admission, party
 from tests.conftest import SHARED_VECTORS
 
@@ -235,14 +235,24 @@ async def scenario(cloud: Cloud) -> None:
     await applied(cloud, ship(m, "L3", "SHIP-MD-7021", P_["D"], 10))  # in transit
 
 
-@contextlib.asynccontextmanager
-async def served(tmp_path_factory: pytest.TempPathFactory, name: str) -> AsyncIterator[Cloud]:
-    """A cloud on SQLite with the regulator configured, for one module's tests; skips
-    without the vector file."""
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=ENGINES)
+async def engine(request: pytest.FixtureRequest) -> str | None:
+    """CloudSettings.database for each engine, for a module's clouds: None (SQLite) or the
+    DSN of an empty PostgreSQL schema."""
     if MATRIX is None:
         pytest.skip(ABSENT)
+    if request.param == "postgres":
+        return await fresh_schema(request.getfixturevalue("postgres_database"))
+    return None
+
+
+@contextlib.asynccontextmanager
+async def served(
+    tmp_path_factory: pytest.TempPathFactory, name: str, database: str | None
+) -> AsyncIterator[Cloud]:
+    """A cloud with the regulator configured, for one module's tests."""
     data = tmp_path_factory.mktemp(name)
-    server, session = await start(settings(data, None, regulators=(REGULATOR.xonly,)))
+    server, session = await start(settings(data, database, regulators=(REGULATOR.xonly,)))
     try:
         yield Cloud(server, session)
     finally:
@@ -251,8 +261,10 @@ async def served(tmp_path_factory: pytest.TempPathFactory, name: str) -> AsyncIt
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def reads(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Reads]:
-    async with served(tmp_path_factory, "reads") as cloud:
+async def reads(
+    tmp_path_factory: pytest.TempPathFactory, engine: str | None
+) -> AsyncIterator[Reads]:
+    async with served(tmp_path_factory, "reads", engine) as cloud:
         world = Reads(cloud)
         await scenario(cloud)
         world.headers[None] = {}
@@ -750,8 +762,10 @@ def writes_column(role: str, column: str) -> list[tuple[str, str]]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def writes(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Writes]:
-    async with served(tmp_path_factory, "writes") as cloud:
+async def writes(
+    tmp_path_factory: pytest.TempPathFactory, engine: str | None
+) -> AsyncIterator[Writes]:
+    async with served(tmp_path_factory, "writes", engine) as cloud:
         world = Writes(cloud)
         await world.admit_all()
         yield world
