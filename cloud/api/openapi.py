@@ -986,8 +986,8 @@ def _read_paths() -> dict[str, Any]:
             "get": {
                 "summary": "A subject's certificates, as the read matrix shows them",
                 "description": "In full where the reader's compliance cell is yes or it is "
-                "the subject; else (restricted) validity facts: id, kind, subject, "
-                "valid_from, valid_until, revoked.",
+                "the subject; else (restricted) validity facts: id, kind, valid_from, "
+                "valid_until, revoked.",
                 "parameters": [subject],
                 "responses": {
                     "200": _json("The certificates", certificates),

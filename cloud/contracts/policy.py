@@ -56,8 +56,10 @@ def identity(record: dict[str, Any]) -> dict[str, Any]:
 
 def validity(certificate: dict[str, Any]) -> dict[str, Any]:
     """A certificate's validity facts, what "restricted" shows of others' certificates: no
-    issuer, no document, not why it was revoked."""
-    keys = ("id", "kind", "subject", "valid_from", "valid_until")
+    issuer, no document, not why it was revoked, and not its subject's id (the DID it was
+    admitted with, which would tie a rotated key to its successor): the reader named the
+    subject to find it."""
+    keys = ("id", "kind", "valid_from", "valid_until")
     return {**{k: certificate[k] for k in keys}, "revoked": certificate["revoked"] is not None}
 
 

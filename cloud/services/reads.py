@@ -96,8 +96,9 @@ class ReadService:
         return policy.directory(role, me, records)
 
     async def participant(self, did: str, token: auth.Token | None) -> dict[str, Any]:
-        """One participant (named by any DID it had) as the reader may see it: {"did" (its
-        current one), "columns", "withheld"}. Raises LedgerError 400 "did" (not a did:key),
+        """One participant (named by any DID it had) as the reader may see it: {"did" (as
+        asked: its current one is in its identity column, for a reader of that column),
+        "columns", "withheld"}. Raises LedgerError 400 "did" (not a did:key),
         404 "participant" (no one's), 403 "access" naming the cells when every column is
         withheld."""
         refusals = self.contracts.shared.refusals
@@ -113,7 +114,7 @@ class ReadService:
         columns, withheld = policy.participant_view(role, me, record)
         if not columns:
             raise refusals.refuse("access", "; ".join(withheld.values()), 403)
-        return {"did": record["did"], "columns": columns, "withheld": withheld}
+        return {"did": did, "columns": columns, "withheld": withheld}
 
     async def certificates(self, subject: str, token: auth.Token | None) -> dict[str, Any]:
         """The certificates of `subject` (a participant's did:key, any it had, or

@@ -372,7 +372,7 @@ async def read_orders(w: Reads, role: str, value: str) -> None:
         pytest.fail(f"no check for PO/invoices = {value}")
 
 
-VALIDITY = {"id", "kind", "subject", "valid_from", "valid_until", "revoked"}
+VALIDITY = {"id", "kind", "valid_from", "valid_until", "revoked"}
 
 
 async def read_compliance(w: Reads, role: str, value: str) -> None:
@@ -863,3 +863,29 @@ async def test_a_suspended_reader_is_refused(writes: Writes) -> None:
                     assert (r.status, answer["reason"]) == (403, "participant"), answer
                 else:
                     assert r.status == 200, answer
+
+
+@ON_MODULE_LOOP
+async def test_a_rotated_key_is_not_tied_to_its_successor_for_the_public(writes: Writes) -> None:
+    """The public reads a participant's status and certificates by either DID, but neither
+    answer names the other DID (entities' identity: no); the manufacturer's identity column
+    (yes) gives the current one."""
+    old, new = party("writes/rot-old"), party("writes/rot-new")
+    args = admission(old, "pharmacy", "rot")
+    await applied(writes.cloud, signed(REGULATOR, "participants", "admit", args))
+    rotation = {"did": old.did, "new_did": new.did}
+    await applied(writes.cloud, signed(old, "participants", "rotate", rotation))
+    await applied(writes.cloud, certify(REGULATOR, "C-ROT", "cold-storage", subject=new.did))
+    for asked, other in ((old, new), (new, old)):
+        _, one = await writes.cloud.get(f"/v1/participants/{asked.did}")
+        assert one["did"] == asked.did and one["columns"] == {
+            access.COMPLIANCE: {"status": "active"}
+        }
+        _, certificates = await writes.cloud.get("/v1/certificates", subject=asked.did)
+        assert [c["id"] for c in certificates["certificates"]] == ["C-ROT"]
+        assert other.did not in json.dumps(one) + json.dumps(certificates)
+    token = (await sign_in(writes.cloud, writes.keys["M"]))["token"]
+    url = writes.cloud.url(f"/v1/participants/{old.did}")
+    async with writes.cloud.session.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+        seen = await r.json()
+    assert seen["columns"][access.ENTITIES_IDENTITY]["did"] == new.did
