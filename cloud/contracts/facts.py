@@ -31,9 +31,10 @@ def did_of(view: View, participant_id: str) -> str:
 class LotFacts:
     """Everything about one commissioned lot a read may show, unfiltered.
 
-    shipments: the lot's shipments in shipping order, sender and receiver as current DIDs,
-    each with its `leg` (access column); boxes: each attachment window on the lot with the
-    box's calibration (None if none); certificates: the lot's own (release) certificates;
+    shipments: the lot's shipments in shipping order, sender and receiver as current DIDs
+    (their ids in sender_id, receiver_id), each with its `leg` (access column); boxes: each
+    attachment window on the lot with the box's calibration (None if none); certificates:
+    the lot's own (release) certificates;
     lots_of_gtin: how many lots of the lot's GTIN exist (the product's global figure)."""
 
     lot: dict[str, Any]
@@ -65,6 +66,7 @@ def lot_facts(view: View, records: Iterable[Record], gtin: str, lot: str) -> Lot
             s = record.value
             if (s["gtin"], s["lot"]) == (gtin, lot):
                 s["shipment"] = record.fields[0]
+                s["sender_id"], s["receiver_id"] = s["sender"], s["receiver"]
                 s["sender"], s["receiver"] = did_of(view, s["sender"]), did_of(view, s["receiver"])
                 shipments.append(s)
         elif record.type == lots.ATTACHMENT:

@@ -85,11 +85,12 @@ def _box(window: dict[str, Any]) -> dict[str, Any]:
 
 
 def lot_view(
-    role: str, involved: bool, facts: LotFacts
+    role: str, involved: bool, facts: LotFacts, reader: str | None = None
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, Any] | None]:
     """Return (columns, withheld, custody) of a lot for a reader of `role` (`involved`: in
-    the lot's custody chain): each lot column it may read, by column name; the cells of
-    those it may not; the custody record if sees_custody allows (else None)."""
+    the lot's custody chain; `reader`: its participant id): each lot column it may read, by
+    column name; the cells of those it may not; the custody record if sees_custody allows
+    (else None), cut to the legs it reads (_custody)."""
     shown = [leg for leg in LEGS if reads(role, leg)]
     maker = reads(role, access.MANUFACTURER_IDENTITY)
     views = {
@@ -107,12 +108,25 @@ def lot_view(
             withheld |= _withheld(role, column)
         else:
             columns[column] = view
-    custody = None
-    if sees_custody(role, involved):  # its shipments in transit: only on legs it reads
-        legs = {s["shipment"]: s["leg"] for s in facts.shipments}
-        moving = [s for s in facts.custody["in_transit"] if legs[s] in shown]
-        custody = {**facts.custody, "in_transit": moving}
+    custody = _custody(shown, reader, facts) if sees_custody(role, involved) else None
     return columns, withheld, custody
+
+
+def _custody(shown: list[str], reader: str | None, facts: LotFacts) -> dict[str, Any]:
+    """The custody record as a reader who reads the legs `shown` sees it: its shipments in
+    transit only on those legs, and of the ids in its chain only those a shipment on those
+    legs names, the manufacturer and the reader itself (a retailer does not learn, from a
+    parent lot, which distributor the manufacturer shipped to)."""
+    visible = [s for s in facts.shipments if s["leg"] in shown]
+    ids = {facts.lot["manufacturer"], reader}
+    ids |= {s[k] for s in visible for k in ("sender_id", "receiver_id")}
+    moving = {s["shipment"] for s in visible}
+    custody = facts.custody
+    return {
+        **custody,
+        "in_transit": [s for s in custody["in_transit"] if s in moving],
+        "involved": [i for i in custody["involved"] if len(shown) == len(LEGS) or i in ids],
+    }
 
 
 def _product(role: str, facts: LotFacts) -> dict[str, Any] | None:

@@ -52,9 +52,9 @@ class ReadService:
         found = facts.lot_facts(state, state.records.values(), gtin, lot)
         if found is None:
             return {}
-        role = PUBLIC if who is None else who.role
-        involved = who is not None and lots.involved(state, gtin, lot, who.id)
-        columns, withheld, custody = policy.lot_view(role, involved, found)
+        role, me = (PUBLIC, None) if who is None else (who.role, who.id)
+        involved = me is not None and lots.involved(state, gtin, lot, me)
+        columns, withheld, custody = policy.lot_view(role, involved, found, me)
         answer: dict[str, Any] = {"columns": columns, "withheld": withheld}
         if custody is not None:
             answer["custody"] = custody

@@ -202,7 +202,7 @@ async def scenario(cloud: Cloud) -> None:
     M splits L2 into L2-A and L2-B; L9 goes M → D and the regulator recalls it; the
     regulator certifies D (cold storage) and D2 (GMP), M releases L1. L3 involves only the
     outsiders: M → D2, who splits it into L3-A and L3-B and ships L3-A to R2; M's other
-    units of L3 are on their way to D."""
+    units of L3 went to D: 5 received, 10 on their way."""
     for name, role, region in PEOPLE:
         args = admission(P_[name], role, name, region)
         await applied(cloud, signed(REGULATOR, "participants", "admit", args))
@@ -225,7 +225,7 @@ async def scenario(cloud: Cloud) -> None:
     await applied(cloud, certify(REGULATOR, "CERT-D-COLD", "cold-storage", subject=P_["D"].did))
     await applied(cloud, certify(REGULATOR, "CERT-D2-GMP", "gmp", subject=P_["D2"].did))
     await applied(cloud, certify(m, "CERT-L1-REL", "release", gtin=GTIN, lot="L1"))
-    await applied(cloud, commission(m, "L3", 30))
+    await applied(cloud, commission(m, "L3", 35))
     await applied(cloud, ship(m, "L3", "SHIP-MD-7020", P_["D2"], 20))
     await applied(cloud, lots(P_["D2"], "receive", shipment="SHIP-MD-7020", quantity=20))
     kids = [{"lot": "L3-A", "quantity": 10}, {"lot": "L3-B", "quantity": 10}]
@@ -233,6 +233,8 @@ async def scenario(cloud: Cloud) -> None:
     await applied(cloud, ship(P_["D2"], "L3-A", "SHIP-DR-7022", P_["R2"], 10))
     await applied(cloud, lots(P_["R2"], "receive", shipment="SHIP-DR-7022", quantity=10))
     await applied(cloud, ship(m, "L3", "SHIP-MD-7021", P_["D"], 10))  # in transit
+    await applied(cloud, ship(m, "L3", "SHIP-MD-7023", P_["D"], 5))
+    await applied(cloud, lots(P_["D"], "receive", shipment="SHIP-MD-7023", quantity=5))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=ENGINES)
@@ -515,18 +517,21 @@ async def test_reads_refuse_bad_input(reads: Reads) -> None:
 async def test_involved_reaches_ancestors_and_descendants_not_siblings(reads: Reads) -> None:
     """R2 received L3-A, split from L3: it is in L3's chain, not in its sibling L3-B's; R,
     of the same role, is in neither. The custody R2 sees of L3 keeps out the M→D shipment
-    in transit (its M→D cell is no); the manufacturer's shows it."""
+    in transit and the M→D receivers (its M→D cell is no); the manufacturer's shows them."""
     assert access.READ["retailer"][access.QUALITY] == "if_involved"
     parent = await reads.lot("R2", "L3")
     assert parent["columns"][access.QUALITY]["status"]["status"] == "released"
     assert parent["custody"]["children"] == ["L3-A", "L3-B"]
     assert "SHIP-MD-7021" not in json.dumps(parent) and parent["custody"]["in_transit"] == []
+    # nor whom the manufacturer shipped L3 to (D2 and D, on M→D): only the manufacturer
+    assert parent["custody"]["involved"] == [P_["M"].did]
     withheld(await reads.lot("R2", "L3-B"), "retailer", access.QUALITY)
     stranger = await reads.lot("R", "L3")
     withheld(stranger, "retailer", access.QUALITY)
     assert "custody" not in stranger
     maker = await reads.lot("M", "L3")
     assert maker["custody"]["in_transit"] == ["SHIP-MD-7021"]
+    assert sorted(maker["custody"]["involved"]) == sorted(P_[n].did for n in ("M", "D", "D2"))
     (moving,) = [
         s for s in maker["columns"][access.M_TO_D]["shipments"] if s["status"] != "received"
     ]
@@ -554,6 +559,7 @@ async def test_the_public_log_reveals_no_holder_quantity_or_counterparty(reads: 
     secrets += [shipment.encode() for shipment, *_ in SHIPPED.values()]
     secrets += [ref.encode() for *_, ref in SHIPPED.values()]
     secrets += [b"SHIP-MD-7009", b"SHIP-MD-7020", b"SHIP-MD-7021", b"SHIP-DR-7022"]
+    secrets += [b"SHIP-MD-7023"]
     secrets += [RECALL_REASON.encode(), b"quantity", b"BfArM", b"CERT-D-COLD"]
     secrets += [b"receiver", b"holder", b"sender", b"order_ref"]
     # quantities as decimal text: a configuration entry's hex keys may hold any four digits,
