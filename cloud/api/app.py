@@ -39,6 +39,7 @@ from cloud.api.state import (
     LOG,
     METRICS,
     READINGS,
+    READS,
     REFUSALS,
     REGISTRY,
     REPLAY,
@@ -56,6 +57,7 @@ from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
+from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
@@ -123,6 +125,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CONTRACTS] = ContractService(shared, regulators)
         app[AUTH] = AuthService(shared, app[CONTRACTS], config)
         app[REPLAY] = ReplayService(shared, config)
+        app[READS] = ReadService(app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloud.api.routes.receipts import MAX_COSIGNATURES
-from cloud.contracts import auth, tx
+from cloud.contracts import access, auth, tx
 from cloud.services import replay
 from device import reading
 from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
@@ -59,6 +59,10 @@ def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
 
 
 DEVICE = _path("device", HEX32, "The box's x-only public key, hex")
+LOT_PATH = [  # a lot in a path: /lots/{gtin}/{lot}
+    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+    _path("lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"),
+]
 PROOF = {"type": "array", "items": HEX32}
 BAD = _problem("Malformed request or failed verification; `reason` names the check")
 NOT_FOUND = _problem("No such thing")
@@ -410,6 +414,7 @@ def document() -> dict[str, Any]:
             **_alarm_ack_paths(),
             **_contract_paths(),
             **_auth_paths(),
+            **_read_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -840,6 +845,161 @@ def _auth_paths() -> dict[str, Any]:
     }
 
 
+# The cells of the access-matrix columns a read left out (docs/contracts.md §5): column ->
+# "read: <stakeholder> × <column> = <value>".
+WITHHELD = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "Column -> the read-matrix cell that kept it out, or reduced it",
+}
+BEARER_401 = _problem("A bad, forged or expired bearer token")
+BEARER_403 = _problem("The bearer's did is no longer a participant")
+
+
+def _read_paths() -> dict[str, Any]:
+    """GET /v1/lots/{gtin}/{lot}/columns/{column}, /v1/participants[/{did}] and
+    /v1/certificates (docs/contracts.md §5, reads;
+    cloud/contracts/policy.py). A bearer token (POST /v1/auth/token) picks the reader's row
+    of the read matrix; without one, the public's."""
+    columns = {
+        "type": "object",
+        "description": "manufacturer_identity or entities_identity (did, role, name, "
+        "region, licence), compliance_regulatory (status; since and reason in full)",
+    }
+    one = {
+        "type": "object",
+        "required": ["did", "columns", "withheld"],
+        "properties": {"did": {"type": "string"}, "columns": columns, "withheld": WITHHELD},
+    }
+    directory = {
+        "type": "object",
+        "required": ["participants", "withheld"],
+        "properties": {
+            "participants": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["did", "columns"],
+                    "properties": {"did": {"type": "string"}, "columns": columns},
+                },
+            },
+            "withheld": WITHHELD,
+            "counts": {
+                "type": "object",
+                "description": "Where the entities' identity cell is global only: role -> "
+                "region -> participants",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    }
+    certificates = {
+        "type": "object",
+        "required": ["subject", "certificates", "withheld"],
+        "properties": {
+            "subject": {"type": "string"},
+            "certificates": {"type": "array", "items": {"type": "object"}},
+            "withheld": WITHHELD,
+        },
+    }
+    did = _path("did", {"type": "string", "maxLength": 200}, "Any did:key the participant had")
+    subject = {
+        "name": "subject",
+        "in": "query",
+        "required": True,
+        "description": 'A participant\'s did:key, or "<GTIN-14>/<lot>"',
+        "schema": {"type": "string", "maxLength": 100},
+    }
+    return {
+        "/v1/lots/{gtin}/{lot}/columns/{column}": {
+            "get": {
+                "summary": "One column of a lot, as the read matrix shows it",
+                "description": "The column's value as GET /v1/lots/{gtin}/{lot} gives it in "
+                "`columns`; where the reader's cell withholds it, 403 `access` naming the cell "
+                "(the public's too).",
+                "parameters": [
+                    *LOT_PATH,
+                    _path(
+                        "column",
+                        {"enum": [c for c in access.COLUMNS if c != access.ENTITIES_IDENTITY]},
+                        "An access-matrix column of a lot",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        "The column",
+                        {
+                            "type": "object",
+                            "required": ["gtin", "lot", "column", "value"],
+                            "properties": {
+                                "gtin": {"type": "string"},
+                                "lot": {"type": "string"},
+                                "column": {"type": "string"},
+                                "value": {},
+                            },
+                        },
+                    ),
+                    "400": BAD,
+                    "401": BEARER_401,
+                    "403": _problem(
+                        "The reader's cell withholds the column (named), or the "
+                        "bearer is no longer a participant"
+                    ),
+                    "404": _problem("The lot was never commissioned"),
+                },
+            }
+        },
+        "/v1/participants": {
+            "get": {
+                "summary": "Participants, as the read matrix shows them",
+                "description": "Each participant whose identity column the reader reads "
+                "(manufacturers: everyone; others: yes, or own only), and counts per role and "
+                "region where the entities' identity cell is global only.",
+                "responses": {
+                    "200": _json("The directory", directory),
+                    "401": BEARER_401,
+                    "403": BEARER_403,
+                },
+            }
+        },
+        "/v1/participants/{did}": {
+            "get": {
+                "summary": "One participant, as the read matrix shows it",
+                "description": "Its identity and compliance columns as the reader's cells "
+                "allow; `withheld` names the others' cells.",
+                "parameters": [did],
+                "responses": {
+                    "200": _json("The participant", one),
+                    "400": BAD,
+                    "401": BEARER_401,
+                    "403": _problem(
+                        "Every column withheld (the cells named), or the bearer "
+                        "is no longer a participant"
+                    ),
+                    "404": _problem("No participant ever had this key"),
+                },
+            }
+        },
+        "/v1/certificates": {
+            "get": {
+                "summary": "A subject's certificates, as the read matrix shows them",
+                "description": "In full where the reader's compliance cell is yes or it is "
+                "the subject; else (restricted) validity facts: id, kind, valid_from, "
+                "valid_until, revoked.",
+                "parameters": [subject],
+                "responses": {
+                    "200": _json("The certificates", certificates),
+                    "400": BAD,
+                    "401": BEARER_401,
+                    "403": BEARER_403,
+                },
+            }
+        },
+    }
+
+
 def _contract_paths() -> dict[str, Any]:
     """POST /v1/tx, GET /v1/state and GET /v1/lots/{gtin}/{lot} (docs/contracts.md;
     docs/protocol.md, "Contract transaction v1" and "State tree")."""
@@ -943,13 +1103,10 @@ def _contract_paths() -> dict[str, Any]:
                 "description": "In `records`: its identity (`lot`), quality status "
                 "(`quality`) and recall (`recall`), each null if absent, each with its proof "
                 "against `state.root` (a public record's tree value is its canonical JSON). "
-                "Nothing private.",
-                "parameters": [
-                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
-                    _path(
-                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
-                    ),
-                ],
+                "In `columns`: the lot's facts per access-matrix column as the reader's row "
+                "allows (no token: the public's), `withheld` naming the cell of each column "
+                "left out; private facts come without proofs.",
+                "parameters": LOT_PATH,
                 "responses": {
                     "200": _json(
                         "The lot's public records",
@@ -965,6 +1122,13 @@ def _contract_paths() -> dict[str, Any]:
                                     "description": "Only for a bearer the read policy "
                                     "allows (cloud/contracts/policy.py); private, no proof",
                                 },
+                                "columns": {
+                                    "type": "object",
+                                    "description": "The lot's facts by access-matrix column, "
+                                    "each as the reader's cell allows (docs/contracts.md §5); "
+                                    "absent for a lot never commissioned",
+                                },
+                                "withheld": WITHHELD,
                                 "records": {
                                     "type": "object",
                                     "required": ["lot", "quality", "recall"],
@@ -978,8 +1142,8 @@ def _contract_paths() -> dict[str, Any]:
                         },
                     ),
                     "400": BAD,
-                    "401": _problem("A bad, forged or expired bearer token"),
-                    "403": _problem("The bearer's did is no longer a participant"),
+                    "401": BEARER_401,
+                    "403": BEARER_403,
                 },
             }
         },

@@ -18,6 +18,7 @@ from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
+from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
@@ -36,3 +37,4 @@ ALARM_ACKS = web.AppKey("alarm_acks", AlarmAckService)  # relayed alarm acknowle
 CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions and state
 AUTH = web.AppKey("auth", AuthService)  # sign-in for reads: challenges, bearer tokens
 REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay grants
+READS = web.AppKey("reads", ReadService)  # private records as the read matrix allows

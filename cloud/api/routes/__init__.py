@@ -12,6 +12,9 @@ config.py      /v1/config, /v1/registry/entries          owners on the log; what
 events.py      /v1/events, /v1/gateways/{key}/events     signed gateway events
 alarm_acks.py  /v1/alarm-acks, /v1/gateways/{key}/alarm-acks   relayed alarm acknowledgements
 contracts.py   /v1/tx, /v1/state, /v1/lots/{gtin}/{lot}   contract transactions, state proofs
+lot_columns.py /v1/lots/{gtin}/{lot}/columns/{column}   one column of a lot, or 403 naming its cell
+participants.py /v1/participants[/{did}]                 participants, as the read matrix allows
+certificates.py /v1/certificates?subject=                 certificates, as the read matrix allows
 openapi.py     /v1/openapi.json                          the API's document
 
 On the root application (cloud/api/app.py):
