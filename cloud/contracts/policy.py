@@ -170,12 +170,17 @@ def _flow(leg: str, facts: LotFacts) -> dict[str, Any]:
 
 def _orders(shown: list[str], facts: LotFacts) -> list[dict[str, Any]]:
     """The order references of the lot's shipments on the legs `shown` to the reader: a
-    reference names its shipment, which the leg's cell guards."""
-    return [
-        {"shipment": s["shipment"], "order_ref": s["order_ref"]}
-        for s in facts.shipments
-        if s["leg"] in shown and s["order_ref"] is not None
-    ]
+    reference names its shipment, which the leg's cell guards. The sender's is `order_ref`,
+    the receiver's own purchase order (given when it received) `receiver_order_ref`."""
+    refs: list[dict[str, Any]] = []
+    for s in facts.shipments:
+        if s["leg"] not in shown:
+            continue
+        if s["order_ref"] is not None:
+            refs.append({"shipment": s["shipment"], "order_ref": s["order_ref"]})
+        if s.get("receiver_order_ref") is not None:
+            refs.append({"shipment": s["shipment"], "receiver_order_ref": s["receiver_order_ref"]})
+    return refs
 
 
 def _lot_compliance(role: str, facts: LotFacts) -> dict[str, Any] | None:

@@ -660,10 +660,10 @@ def w_ship(sender: str, receiver: str, **ref: str) -> Build:
     return build
 
 
-def w_receive(receiver: str) -> Build:
+def w_receive(receiver: str, **extra: str) -> Build:
     async def build(w: Writes, who: Party) -> tx.SignedTx:
         shipment = await w.in_transit_to(receiver)
-        return lots(who, "receive", shipment=shipment, quantity=10)
+        return lots(who, "receive", shipment=shipment, quantity=10, **extra)
 
     return build
 
@@ -708,6 +708,8 @@ def built(role: str, column: str) -> tuple[str, Build]:
     if kind == "ship":
         ref = {"order_ref": "PO-9"} if column == access.ORDERS else {}
         return name, w_ship(holder, NEXT[holder], **ref)
+    if kind == "receive" and column == access.ORDERS:  # its own purchase order
+        return name, w_receive(name, order_ref="PO-9")
     builds: dict[str, Build] = {
         "commission": w_commission,
         "hold": w_hold(holder),
@@ -742,9 +744,6 @@ NEAREST: dict[tuple[str, str], tuple[Build, int, str] | None] = {
     ("retailer", access.MANUFACTURER_IDENTITY): (w_rotate("M2"), 403, "access"),
     ("pharmacy", access.M_TO_D): (w_receive("D"), 409, "receiver"),
     ("pharmacy", access.D_TO_R): (w_receive("R"), 409, "receiver"),
-    # yes in the paper, but a pharmacy ships nothing, so no order reference of its own
-    # travels: the attempt is refused for want of a column (docs/contracts.md §5)
-    ("pharmacy", access.ORDERS): (w_ship("P", "D", order_ref="PO-P"), 403, "access"),
     ("pharmacy", access.MANUFACTURER_IDENTITY): (w_rotate("M2"), 403, "access"),
     ("operator_team", access.M_TO_D): (w_ship("M", "D"), 403, "access"),
     ("operator_team", access.D_TO_R): (w_receive("R"), 403, "access"),
@@ -760,10 +759,13 @@ NEAREST: dict[tuple[str, str], tuple[Build, int, str] | None] = {
 
 def writes_column(role: str, column: str) -> list[tuple[str, str]]:
     """The catalog's transaction types by which `role` writes `column` (an order reference
-    is written by `ship`, which checks PO/invoices for a role with an outbound leg)."""
+    is written by `ship` for a role with an outbound leg and by `receive` for one with an
+    inbound leg, each checking the signer's PO/invoices cell)."""
     found = [k for k in access.TX_COLUMNS if access.column_of(role, *k) == column]
     if column == access.ORDERS and role in access.OUTBOUND:
         found.append(("lots", "ship"))
+    if column == access.ORDERS and role in access.INBOUND:
+        found.append(("lots", "receive"))
     return found
 
 

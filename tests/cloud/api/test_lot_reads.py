@@ -13,7 +13,18 @@ import pytest
 from cloud.contracts import policy
 from tests.cloud.api.test_app import Cloud
 from tests.cloud.api.test_auth import cloud, sign_in  # noqa: F401  (the fixture)
-from tests.cloud.api.test_tx import GTIN, D, M, R, admit, applied, commission, receive, ship
+from tests.cloud.api.test_tx import (
+    GTIN,
+    D,
+    M,
+    R,
+    admit,
+    applied,
+    commission,
+    receive,
+    ship,
+    signed,
+)
 from tests.cloud.contracts.world import REGULATOR, Party
 
 
@@ -59,3 +70,24 @@ async def test_custody_follows_the_read_matrix(cloud: Cloud) -> None:  # noqa: F
 )
 def test_custody_cells(role: str, involved: bool, sees: bool) -> None:
     assert policy.sees_custody(role, involved) is sees
+
+
+async def test_a_receivers_own_order_reference_is_kept_and_read_as_po(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    """The receiver writes PO/invoices too: its purchase order, given when it receives (how
+    a pharmacy, which ships nothing, writes the column). Readers of the leg's orders see
+    it; the public does not, and the log never carries it."""
+    for name in ("M", "D", "R"):
+        await applied(cloud, admit(name))
+    await applied(cloud, commission("L1", 10))
+    await applied(cloud, ship(M, "L1", "S1", D, 4))
+    args = {"shipment": "S1", "quantity": 4, "order_ref": "PO-D-77"}
+    await applied(cloud, signed(D, "lots", "receive", args))
+    refs = (await read(cloud, M))["columns"]["purchase_orders_invoices"]
+    assert {"shipment": "S1", "receiver_order_ref": "PO-D-77"} in refs, refs
+    public = await read(cloud, None)
+    assert "PO-D-77" not in str(public)
+    async with cloud.session.get(cloud.url("/v1/log/entries"), params={"start": 0}) as r:
+        entries = [bytes.fromhex(e) for e in (await r.json())["entries"]]
+    assert len(entries) >= 12 and not any(b"PO-D-77" in e for e in entries)
