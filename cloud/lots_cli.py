@@ -127,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     receive.add_argument("--shipment", required=True)
     receive.add_argument("--quantity", type=int, required=True, help="the units counted")
+    receive.add_argument("--order-ref", help="your own purchase order for it")
     _common(receive, "the receiver's secret key file")
     receive.set_defaults(handler=_receive)
 
@@ -157,7 +158,8 @@ _SHIP = (
     f"--quantity 60 --key maker.key --cloud {_CLOUD}"
 )
 _RECEIVE = (
-    f"pharmasync lots receive --shipment S1 --quantity 60 --key wholesaler.key --cloud {_CLOUD}"
+    "pharmasync lots receive --shipment S1 --quantity 60 --order-ref PO-2027-118 "
+    f"--key wholesaler.key --cloud {_CLOUD}"
 )
 _STATUS = f"pharmasync lots status --gtin {GTIN} --lot L1 --cloud {_CLOUD}"
 
@@ -215,7 +217,10 @@ def _ship(args: argparse.Namespace) -> int:
 
 
 def _receive(args: argparse.Namespace) -> int:
-    return _send(args, "lots", "receive", {"shipment": args.shipment, "quantity": args.quantity})
+    fields: dict[str, Any] = {"shipment": args.shipment, "quantity": args.quantity}
+    if args.order_ref is not None:
+        fields["order_ref"] = args.order_ref
+    return _send(args, "lots", "receive", fields)
 
 
 async def _get(url: str) -> tuple[int, dict[str, Any]]:
