@@ -16,11 +16,13 @@ from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
+from cloud.services.feeds import FeedService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
+from cloud.services.traces import TraceService
 from cloud.settings import CloudSettings
 
 SETTINGS = web.AppKey("settings", CloudSettings)
@@ -36,3 +38,5 @@ ALARM_ACKS = web.AppKey("alarm_acks", AlarmAckService)  # relayed alarm acknowle
 CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions and state
 AUTH = web.AppKey("auth", AuthService)  # sign-in for reads: challenges, bearer tokens
 REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay grants
+TRACES = web.AppKey("traces", TraceService)  # recall traces, as the read policy allows
+FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds

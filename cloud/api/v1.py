@@ -25,11 +25,13 @@ from cloud.api.routes import (
     contracts,
     events,
     evidence,
+    feeds,
     log,
     openapi,
     readings,
     receipts,
     registry,
+    traces,
 )
 
 PREFIX: Final = "/v1"
@@ -45,6 +47,8 @@ GROUPS: Final = (
     alarm_acks,
     contracts,
     auth,
+    traces,
+    feeds,
     openapi,
 )
 

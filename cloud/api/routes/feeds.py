@@ -1,0 +1,74 @@
+"""Notification feeds (docs/contracts.md §5, "Feeds"): the signed-in reader's own feed, a
+page at a time (GET /v1/feed?after=N&limit=M) or followed as Server-Sent Events (GET
+/v1/feed/stream; cloud/api/sse.py), resumed after the event a client names in Last-Event-ID.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import suppress
+
+from aiohttp import web
+
+from cloud.api import sse
+from cloud.api.routes import MAX_INT, int_query
+from cloud.api.state import AUTH, FEEDS
+from cloud.contracts.feeds import MAX_PAGE
+from cloud.services.refusals import LedgerError
+from gateway.refusal import decimal_field
+
+routes = web.RouteTableDef()
+
+DEFAULT_PAGE = 100
+RETRY_MS = 3000  # how long a client waits before it reconnects
+
+
+@routes.get("/feed")
+async def feed(request: web.Request) -> web.Response:
+    """The reader's events after the `after`-th (default 0: from the start), at most
+    `limit` (1 to 1000, default 100); `next` is the `after` of the next page."""
+    after = int_query(request, "after", 0, maximum=MAX_INT)
+    limit = int_query(request, "limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
+    service = request.config_dict[FEEDS]
+    events, last = await service.page(await service.owner(reader), after, limit)
+    answer = {
+        "events": [e.to_json() for e in events],
+        "next": events[-1].id if events else after,
+        "last": last,
+    }
+    return web.json_response(answer)
+
+
+@routes.get("/feed/stream")
+async def stream(request: web.Request) -> web.StreamResponse:
+    """The reader's events as Server-Sent Events (`id`: the event's id, `data`: its JSON as
+    GET /v1/feed gives it), after the one Last-Event-ID names (else `after`, else from the
+    start), then each as it is applied; a heartbeat comment when nothing happens. Ends when
+    the token expires or the server shuts down: reconnect with Last-Event-ID."""
+    header = request.headers.get(sse.LAST_EVENT_ID)
+    if header is not None:
+        after = decimal_field(header.strip(), sse.LAST_EVENT_ID, 0, MAX_INT, LedgerError)
+    else:
+        after = int_query(request, "after", 0, maximum=MAX_INT)
+    reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
+    service = request.config_dict[FEEDS]
+    owner = await service.owner(reader)
+    assert reader is not None  # owner() refuses the public
+    response = web.StreamResponse(
+        headers={"Content-Type": sse.CONTENT_TYPE, "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    with suppress(ConnectionError):  # the client went away: nothing to finish
+        await response.write(sse.retry(RETRY_MS))
+        while not service.closing and time.time() < reader.expires:
+            wait = min(service.heartbeat_s, max(0.0, reader.expires - time.time()))
+            events = await service.follow(owner, after, wait)
+            if not events:
+                await response.write(sse.comment("heartbeat"))
+            for e in events:
+                await response.write(sse.event(e.id, json.dumps(e.to_json())))
+                after = e.id
+        await response.write_eof()
+    return response
