@@ -21,7 +21,7 @@ from cloud.api import sse
 from cloud.api.state import FEEDS
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
-from tests.cloud.api.test_traces import D, M, P, R, R2, lots_tx, recalled_chain
+from tests.cloud.api.test_traces import R2, D, M, P, R, lots_tx, recalled_chain
 from tests.cloud.api.test_tx import applied, ship
 from tests.cloud.contracts.world import PROFILE, REGULATOR, Party
 

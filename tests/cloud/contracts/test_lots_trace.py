@@ -73,7 +73,8 @@ def test_the_index_fed_change_by_change_equals_the_index_of_the_records() -> Non
         assert world.index.figures(GTIN, lot) == rebuilt.figures(GTIN, lot)
         for name in world.parties:
             pid = world.parties[name].did
-            assert world.index.involved(GTIN, lot, pid) == lots.involved(world.state, GTIN, lot, pid)
+            want = lots.involved(world.state, GTIN, lot, pid)
+            assert world.index.involved(GTIN, lot, pid) == want
 
 
 def test_the_trace_agrees_with_the_walk_over_the_state() -> None:
@@ -88,9 +89,9 @@ def test_the_trace_agrees_with_the_walk_over_the_state() -> None:
         assert sorted((h["did"], h["role"], h["quantity"]) for h in f["holders"]) == sorted(
             (h.did, h.role, h.quantity) for h in s.holders
         )
-        assert [(m["shipment"], m["sender"], m["receiver"], m["quantity"]) for m in f[
-            "in_transit"
-        ]] == [(m.shipment, m.sender, m.receiver, m.quantity) for m in s.in_transit]
+        assert [
+            (m["shipment"], m["sender"], m["receiver"], m["quantity"]) for m in f["in_transit"]
+        ] == [(m.shipment, m.sender, m.receiver, m.quantity) for m in s.in_transit]
     names = {world.parties[n].did: n for n in world.parties}
     by_lot = {t["lot"]: t for t in fast}
     # D rotated its key: its holding shows under its new DID.
