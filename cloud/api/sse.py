@@ -10,6 +10,7 @@ in ms. Lines end in LF (CR LF and CR are accepted when reading).
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from typing import Final
 
@@ -47,15 +48,18 @@ class Decoder:
     not dispatched (the standard's rule)."""
 
     def __init__(self) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")()  # a chunk may cut a character
         self._buffer = ""
         self._id: str | None = None
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[Message]:
-        self._buffer += chunk.decode()
-        self._buffer = self._buffer.replace("\r\n", "\n").replace("\r", "\n")
+        text = self._buffer + self._text.decode(chunk)
+        held = "\r" if text.endswith("\r") else ""  # maybe the first half of a CR LF
+        text = text.removesuffix("\r").replace("\r\n", "\n").replace("\r", "\n")
+        *lines, rest = text.split("\n")
+        self._buffer = rest + held
         out = []
-        *lines, self._buffer = self._buffer.split("\n")
         for line in lines:
             if line == "":
                 if self._data:

@@ -170,3 +170,23 @@ async def test_a_restart_replays_the_same_feeds(tmp_path: Path, database: str | 
     finally:
         await session.close()
         await server.close()
+
+
+async def test_a_stream_on_one_worker_delivers_what_another_applied(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    config = settings(tmp_path / "cloud", postgres_dsn, regulators=(REGULATOR.xonly,))
+    started = [await start(config) for _ in range(2)]
+    a, b = (Cloud(server, session) for server, session in started)
+    try:
+        await recalled_chain(b)
+        headers = await bearer(a, D) | {sse.LAST_EVENT_ID: "3"}
+        async with a.session.get(a.url("/v1/feed/stream"), headers=headers) as live:
+            await another_shipment_to_d(b)  # applied by the other worker
+            (message,) = await messages(live, 1)
+            assert json.loads(message.data)["event"]["shipment"] == "L2-S"
+        assert await events(a, D) == await events(b, D)
+    finally:
+        for server, session in started:
+            await session.close()
+            await server.close()
