@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from cloud.api import sse
 from cloud.api.state import FEEDS
@@ -24,18 +22,6 @@ from tests.cloud.api.test_auth import sign_in
 from tests.cloud.api.test_traces import R2, D, M, P, R, lots_tx, recalled_chain
 from tests.cloud.api.test_tx import applied, ship
 from tests.cloud.contracts.world import PROFILE, REGULATOR, Party
-
-
-@pytest.fixture
-async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
-    server, session = await start(
-        settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
-    )
-    try:
-        yield Cloud(server, session)
-    finally:
-        await session.close()
-        await server.close()
 
 
 async def bearer(cloud: Cloud, who: Party) -> dict[str, str]:
@@ -73,26 +59,26 @@ async def another_shipment_to_d(cloud: Cloud, lot: str = "L2") -> None:
     await applied(cloud, ship(M, lot, f"{lot}-S", D, 10))
 
 
-async def test_a_recall_reaches_each_holders_feed_and_no_one_elses(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
+async def test_a_recall_reaches_each_holders_feed_and_no_one_elses(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
     for who in (M, D, R, P):
-        recalls = [e for e in await events(cloud, who) if e["event"]["type"] == "recall"]
+        recalls = [e for e in await events(regulated, who) if e["event"]["type"] == "recall"]
         assert len(recalls) == 1, who
         assert recalls[0]["event"]["lots"] == ["L1", "L1-A", "L1-B", "L1-A1", "L1-A2"]
         assert recalls[0]["event"]["class"] == "I"
-    assert [e["event"]["type"] for e in await events(cloud, R2)] == ["admitted"]
-    assert await events(cloud, REGULATOR) == []
-    kinds = [(e["event"]["type"], e["event"].get("shipment")) for e in await events(cloud, P)]
+    assert [e["event"]["type"] for e in await events(regulated, R2)] == ["admitted"]
+    assert await events(regulated, REGULATOR) == []
+    kinds = [(e["event"]["type"], e["event"].get("shipment")) for e in await events(regulated, P)]
     assert kinds == [("admitted", None), ("shipment", "S3"), ("shipment", "S4"), ("recall", None)]
 
 
-async def test_the_cursor_pages_and_bad_cursors_are_refused(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
-    everything = await events(cloud, P)
-    status, page = await feed(cloud, P, after="1", limit="1")
+async def test_the_cursor_pages_and_bad_cursors_are_refused(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    everything = await events(regulated, P)
+    status, page = await feed(regulated, P, after="1", limit="1")
     assert status == 200 and page["events"] == everything[1:2], page
     assert (page["next"], page["last"]) == (2, 4)
-    status, page = await feed(cloud, P, after="4")
+    status, page = await feed(regulated, P, after="4")
     assert (status, page["events"], page["next"]) == (200, [], 4)
     for params, field in [
         ({"after": "-1"}, "after"),
@@ -102,34 +88,34 @@ async def test_the_cursor_pages_and_bad_cursors_are_refused(cloud: Cloud) -> Non
         ({"limit": "1001"}, "limit"),
         ({"limit": ""}, "limit"),
     ]:
-        status, problem = await feed(cloud, P, **params)
+        status, problem = await feed(regulated, P, **params)
         assert (status, problem["reason"]) == (400, field), (params, problem)
     for path in ("/v1/feed", "/v1/feed/stream"):
-        async with cloud.session.get(cloud.url(path)) as r:
+        async with regulated.session.get(regulated.url(path)) as r:
             assert (r.status, (await r.json())["reason"]) == (401, "token"), path
-    headers = await bearer(cloud, P) | {sse.LAST_EVENT_ID: "-3"}
-    async with cloud.session.get(cloud.url("/v1/feed/stream"), headers=headers) as r:
+    headers = await bearer(regulated, P) | {sse.LAST_EVENT_ID: "-3"}
+    async with regulated.session.get(regulated.url("/v1/feed/stream"), headers=headers) as r:
         assert (r.status, (await r.json())["reason"]) == (400, "Last-Event-ID")
 
 
-async def test_the_stream_delivers_live_and_resumes_after_last_event_id(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
-    known = await events(cloud, D)  # admitted, S1 to D, the recall
+async def test_the_stream_delivers_live_and_resumes_after_last_event_id(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    known = await events(regulated, D)  # admitted, S1 to D, the recall
     assert len(known) == 3
-    headers = await bearer(cloud, D) | {sse.LAST_EVENT_ID: "3"}
-    async with cloud.session.get(cloud.url("/v1/feed/stream"), headers=headers) as live:
+    headers = await bearer(regulated, D) | {sse.LAST_EVENT_ID: "3"}
+    async with regulated.session.get(regulated.url("/v1/feed/stream"), headers=headers) as live:
         assert live.status == 200 and live.content_type == sse.CONTENT_TYPE
         await asyncio.sleep(0.1)  # the stream is waiting
-        await another_shipment_to_d(cloud)
+        await another_shipment_to_d(regulated)
         (message,) = await messages(live, 1)
         assert message.id == "4"
         event = json.loads(message.data)
         assert event["id"] == 4 and event["event"]["shipment"] == "L2-S"
-    headers = await bearer(cloud, D) | {sse.LAST_EVENT_ID: "2"}
-    async with cloud.session.get(cloud.url("/v1/feed/stream"), headers=headers) as resumed:
+    headers = await bearer(regulated, D) | {sse.LAST_EVENT_ID: "2"}
+    async with regulated.session.get(regulated.url("/v1/feed/stream"), headers=headers) as resumed:
         found = await messages(resumed, 2)
         assert [m.id for m in found] == ["3", "4"]
-        assert [json.loads(m.data) for m in found] == (await events(cloud, D))[2:]
+        assert [json.loads(m.data) for m in found] == (await events(regulated, D))[2:]
 
 
 async def test_heartbeats_and_a_clean_end_on_shutdown(tmp_path: Path, database: str | None) -> None:

@@ -8,11 +8,8 @@ uninvolved retailer and for the public; a restart rebuilds the same trace by rep
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
@@ -27,18 +24,6 @@ PARTIES = {
     "R2": (R2, "retailer"),
     "P": (P, "pharmacy"),
 }
-
-
-@pytest.fixture
-async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
-    server, session = await start(
-        settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
-    )
-    try:
-        yield Cloud(server, session)
-    finally:
-        await session.close()
-        await server.close()
 
 
 def lots_tx(who: Party, tx_type: str, args: dict[str, Any]) -> Any:
@@ -78,10 +63,10 @@ async def trace(cloud: Cloud, who: Party | None, lot: str = "L1") -> tuple[int, 
         return r.status, await r.json(content_type=None)
 
 
-async def test_a_recall_reaches_every_descendant_and_they_cannot_move(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
+async def test_a_recall_reaches_every_descendant_and_they_cannot_move(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
     for lot in ("L1", "L1-A", "L1-B", "L1-A1", "L1-A2"):
-        status, facts = await cloud.get(f"/v1/lots/{GTIN}/{lot}")
+        status, facts = await regulated.get(f"/v1/lots/{GTIN}/{lot}")
         assert status == 200 and facts["records"]["recall"]["value"]["class"] == "I", lot
     refusals = [
         ship(D, "L1-B", "X1", R, 1),  # a child
@@ -90,13 +75,13 @@ async def test_a_recall_reaches_every_descendant_and_they_cannot_move(cloud: Clo
         lots_tx(P, "dispense", {"lot": "L1-A2", "quantity": 1}),
     ]
     for refused in refusals:
-        status, problem = await post(cloud, refused)
+        status, problem = await post(regulated, refused)
         assert (status, problem["reason"]) == (409, "recalled"), problem
 
 
-async def test_the_manufacturer_traces_every_holder_and_quantity(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
-    status, found = await trace(cloud, M)
+async def test_the_manufacturer_traces_every_holder_and_quantity(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    status, found = await trace(regulated, M)
     assert status == 200, found
     assert found["view"] == "flows" and len(found["legs"]) == 3
     by_lot = {t["lot"]: t for t in found["lots"]}
@@ -115,13 +100,13 @@ async def test_the_manufacturer_traces_every_holder_and_quantity(cloud: Cloud) -
     assert (moving["shipment"], moving["receiver"], moving["quantity"]) == ("S4", P.did, 5)
     assert by_lot["L1-A2"]["parent"] == "L1-A" and by_lot["L1-A"]["parent"] == "L1"
     assert all(t["recall"]["class"] == "I" for t in found["lots"])
-    _, head = await cloud.get("/v1/state")
+    _, head = await regulated.get("/v1/state")
     assert found["state"] == head
 
 
-async def test_an_involved_retailer_sees_its_legs_only(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
-    status, found = await trace(cloud, R)
+async def test_an_involved_retailer_sees_its_legs_only(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    status, found = await trace(regulated, R)
     assert status == 200, found
     by_lot = {t["lot"]: t for t in found["lots"]}
     assert by_lot["L1"]["holders"] == [] and by_lot["L1-B"]["holders"] == []  # M→D: no
@@ -129,9 +114,9 @@ async def test_an_involved_retailer_sees_its_legs_only(cloud: Cloud) -> None:
     assert [h["did"] for h in by_lot["L1-A1"]["holders"]] == [R.did]  # D→R: yes
 
 
-async def test_the_regulator_gets_global_figures_only(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
-    status, found = await trace(cloud, REGULATOR)
+async def test_the_regulator_gets_global_figures_only(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    status, found = await trace(regulated, REGULATOR)
     assert status == 200, found
     assert found["view"] == "global" and "lots" not in found
     assert found["totals"] == {
@@ -153,20 +138,20 @@ async def test_the_regulator_gets_global_figures_only(cloud: Cloud) -> None:
     assert "did:key" not in text and "L1-A" not in text and "S4" not in text
 
 
-async def test_an_uninvolved_retailer_and_the_public_are_refused(cloud: Cloud) -> None:
-    await recalled_chain(cloud)
-    status, problem = await trace(cloud, R2)
+async def test_an_uninvolved_retailer_and_the_public_are_refused(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    status, problem = await trace(regulated, R2)
     assert (status, problem["reason"]) == (403, "access"), problem
     assert problem["detail"].startswith("read: retailer × compliance = restricted")
-    status, problem = await trace(cloud, None)
+    status, problem = await trace(regulated, None)
     assert (status, problem["reason"]) == (403, "access"), problem
     assert problem["detail"].startswith("read: public × compliance = restricted")
-    status, problem = await trace(cloud, M, "NOPE")
+    status, problem = await trace(regulated, M, "NOPE")
     assert (status, problem["reason"]) == (404, "lot"), problem
-    async with cloud.session.get(cloud.url("/v1/lots/123/L1/trace")) as r:
+    async with regulated.session.get(regulated.url("/v1/lots/123/L1/trace")) as r:
         assert (r.status, (await r.json())["reason"]) == (400, "gtin")
-    async with cloud.session.get(
-        cloud.url(f"/v1/lots/{GTIN}/L1/trace"), headers={"Authorization": "Bearer v1.x.y"}
+    async with regulated.session.get(
+        regulated.url(f"/v1/lots/{GTIN}/L1/trace"), headers={"Authorization": "Bearer v1.x.y"}
     ) as r:
         assert (r.status, (await r.json())["reason"]) == (401, "token")
 
