@@ -66,6 +66,14 @@ class FeedService:
         except Refused as e:
             raise refusals.of(e) from None
 
+    def still_reads(self, reader: auth.Token, owner: str) -> bool:
+        """Whether `reader` may still read `owner`'s feed at the state this worker has
+        applied: a participant suspended or rotated away since it signed in may not."""
+        try:
+            return participants.identify(self.contracts.state, reader.did).id == owner
+        except Refused:
+            return False
+
     async def page(self, owner: str, after: int, limit: int) -> tuple[list[FeedEvent], int]:
         """Return at most `limit` (1 to MAX_PAGE) events of `owner`'s feed after the
         `after`-th, at the log's latest state, and the id of its last event."""

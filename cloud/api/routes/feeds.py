@@ -46,7 +46,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     """The reader's events as Server-Sent Events (`id`: the event's id, `data`: its JSON as
     GET /v1/feed gives it), after the one Last-Event-ID names (else `after`, else from the
     start), then each as it is applied; a heartbeat comment when nothing happens. Ends when
-    the token expires or the server shuts down: reconnect with Last-Event-ID."""
+    the token expires, the reader is suspended or rotated away, or the server shuts down:
+    reconnect with Last-Event-ID."""
     header = request.headers.get(sse.LAST_EVENT_ID)
     if header is not None:
         after = decimal_field(header.strip(), sse.LAST_EVENT_ID, 0, MAX_INT, LedgerError)
@@ -62,9 +63,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     with suppress(ConnectionError):  # the client went away: nothing to finish
         await response.write(sse.retry(RETRY_MS))
-        while not service.closing and time.time() < reader.expires:
+        while service.still_reads(reader, owner) and time.time() < reader.expires:
             wait = min(service.heartbeat_s, max(0.0, reader.expires - time.time()))
             events = await service.follow(owner, after, wait)
+            if service.closing:
+                break
             if not events:
                 await response.write(sse.comment("heartbeat"))
             for e in events:

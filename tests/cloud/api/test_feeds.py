@@ -20,7 +20,7 @@ from cloud.api.state import FEEDS
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
 from tests.cloud.api.test_traces import R2, D, M, P, R, lots_tx, recalled_chain
-from tests.cloud.api.test_tx import applied, ship
+from tests.cloud.api.test_tx import applied, ship, signed
 from tests.cloud.contracts.world import PROFILE, REGULATOR, Party
 
 
@@ -176,3 +176,17 @@ async def test_a_stream_on_one_worker_delivers_what_another_applied(
         for server, session in started:
             await session.close()
             await server.close()
+
+
+async def test_a_suspension_ends_the_suspended_participants_stream(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    headers = await bearer(regulated, R2) | {sse.LAST_EVENT_ID: "1"}  # after "admitted"
+    async with regulated.session.get(regulated.url("/v1/feed/stream"), headers=headers) as live:
+        await asyncio.sleep(0.1)
+        args = {"did": R2.did, "reason": "licence lapsed"}
+        await applied(regulated, signed(REGULATOR, "participants", "suspend", args))
+        rest = await asyncio.wait_for(live.content.read(), 10)  # the stream ends
+    (message,) = sse.Decoder().feed(rest)
+    assert json.loads(message.data)["event"]["type"] == "suspended"
+    async with regulated.session.get(regulated.url("/v1/feed"), headers=headers) as r:  # same token
+        assert (r.status, (await r.json())["reason"]) == (403, "participant")
