@@ -21,7 +21,6 @@ dataclass per lot and holder doubled the time of a 10,000-lot trace).
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -58,12 +57,7 @@ class _Party:
     did: str
     role: str
     region: str
-
-    @property
-    def leg(self) -> str | None:
-        """The leg units this participant holds came on (HOLDING_LEG; None: it holds none
-        by its role)."""
-        return HOLDING_LEG.get(self.role)
+    leg: str | None  # the leg units it holds came on (HOLDING_LEG; None: it holds none)
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,8 @@ class LotIndex:
         rtype = record.type
         if rtype == participants.PARTICIPANT:
             v = record.value
-            self._parties[v["id"]] = _Party(v["did"], v["role"], v["region"])
+            role = v["role"]
+            self._parties[v["id"]] = _Party(v["did"], role, v["region"], HOLDING_LEG.get(role))
             return
         if rtype.contract != lots.NAME:
             return
@@ -138,12 +133,10 @@ class LotIndex:
     def descendants(self, gtin: str, lot: str) -> list[str]:
         """Return the lot and every lot split from it, parents first (lots.descendants, from
         the index). Requires a lot the index knows."""
-        out = []
-        queue = deque([lot])
-        while queue:
-            here = queue.popleft()
-            out.append(here)
-            queue.extend(self._lots[(gtin, here)].children)
+        out = [lot]
+        lots = self._lots
+        for here in out:  # grows as it goes: breadth first
+            out.extend(lots[(gtin, here)].children)
         return out
 
     def involved(self, gtin: str, lot: str, participant_id: str) -> bool:
@@ -166,16 +159,17 @@ class LotIndex:
         Builds the answer's objects directly: no intermediate value per lot."""
         if (gtin, lot) not in self._lots:
             raise KeyError(f"{gtin}/{lot}")
-        parties, shipments = self._parties, self._shipments
+        lots, parties, shipments = self._lots, self._parties, self._shipments
         dispensed = DISPENSE_LEG in legs
         out = []
         for each in self.descendants(gtin, lot):
-            node = self._lots[(gtin, each)]
+            node = lots[(gtin, each)]
+            held = node.holders
             holders = []
-            for pid in sorted(node.holders):
+            for pid in sorted(held) if len(held) > 1 else held:
                 p = parties[pid]
                 if p.leg in legs:
-                    holders.append({"did": p.did, "role": p.role, "quantity": node.holders[pid]})
+                    holders.append({"did": p.did, "role": p.role, "quantity": held[pid]})
             moving = []
             for sid in node.in_transit:
                 s = shipments[sid]
