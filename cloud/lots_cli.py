@@ -35,6 +35,7 @@ from gateway.jcs import canonicalize
 
 _CLOUD = f"http://127.0.0.1:{settings.DEFAULT_PORT}"
 MAX_ANSWER = 64 << 20  # a trace of 10,000 lots is a few MB
+RECONNECT_S = 3.0  # `feed --follow`: the wait before resuming a stream the ledger ended
 GTIN = "09506000134352"  # GS1's example GTIN-14
 # Storage profiles by name (cloud/contracts/lots_fields.py: centi-°C, seconds).
 PROFILES: dict[str, dict[str, Any]] = {
@@ -420,8 +421,8 @@ def _register_recall(
         "feed",
         help="your notifications: shipments to you, recalls and quarantines of lots you hold",
         description="Sign in with the key and print your feed's events after --after; with "
-        "--follow, keep printing them as they happen until Ctrl-C or the ledger ends the "
-        "stream (it does when the sign-in expires).",
+        "--follow, keep printing them as they happen until Ctrl-C (signing in again and "
+        "resuming where it was when the ledger ends the stream: the sign-in expired).",
         epilog=examples(_FEED, _FEED_FOLLOW),
     )
     feed.add_argument("--after", type=int, default=0, help="the last event id seen (default 0)")
@@ -553,22 +554,27 @@ def _feed(args: argparse.Namespace) -> int:
 
 
 async def _follow(args: argparse.Namespace, after: int) -> int:
-    """Print the events the stream brings after `after` until it ends."""
+    """Print the events the stream brings after `after`. When the ledger ends the stream
+    (the sign-in expired, the server restarts), sign in again and resume after the last
+    event printed; stop when sign-in or the stream is refused (exit 1)."""
     secret = read_secret(args.key, "--key")
     assert secret is not None  # read once already
     url = args.cloud.rstrip("/")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-        token, why = await sign_in(session, url, secret)
-        if not token:
-            print(f"error: sign-in refused: {why}", file=sys.stderr)
-            return 1
-        headers = {"Authorization": f"Bearer {token}", sse.LAST_EVENT_ID: str(after)}
-        async with session.get(f"{url}/v1/feed/stream", headers=headers) as resp:
-            if resp.status != 200:
-                answer = jsonbound.loads(await resp.read(), max_bytes=MAX_ANSWER, what="answer")
-                return _refused(resp.status, answer if isinstance(answer, dict) else {})
-            decoder = sse.Decoder()
-            async for chunk in resp.content.iter_any():
-                for message in decoder.feed(chunk):
-                    _print_event(json.loads(message.data), args.json)
-    return 0
+        while True:
+            token, why = await sign_in(session, url, secret)
+            if not token:
+                print(f"error: sign-in refused: {why}", file=sys.stderr)
+                return 1
+            headers = {"Authorization": f"Bearer {token}", sse.LAST_EVENT_ID: str(after)}
+            async with session.get(f"{url}/v1/feed/stream", headers=headers) as resp:
+                if resp.status != 200:
+                    answer = jsonbound.loads(await resp.read(), max_bytes=MAX_ANSWER, what="answer")
+                    return _refused(resp.status, answer if isinstance(answer, dict) else {})
+                decoder = sse.Decoder()
+                async for chunk in resp.content.iter_any():
+                    for message in decoder.feed(chunk):
+                        entry = json.loads(message.data)
+                        _print_event(entry, args.json)
+                        after = int(entry["id"])
+            await asyncio.sleep(RECONNECT_S)

@@ -30,7 +30,8 @@ MAX_PAGE: Final = 1000  # events per page of GET /v1/feed
 @dataclass(frozen=True)
 class FeedEvent:
     """One event of a feed: its position (`id`, from 1), the log index of the entry that
-    raised it (a transaction's 0x03), that transaction's id, and the event itself."""
+    raised it (a transaction's 0x03, or a reading batch's), that transaction's id (empty
+    for a reading batch: engine.commit_changes), and the event itself."""
 
     id: int
     index: int
