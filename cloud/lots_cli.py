@@ -27,7 +27,7 @@ from cloud.api import sse
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
 from cloud.commands import post_json
-from cloud.contracts import didkey, lots, tx
+from cloud.contracts import access, didkey, lots, tx
 from cloud.contracts.statetree_proof import ProofError, proof_from_json, verify_proof
 from device.cliutil import examples, positive_int, print_record, read_secret
 from gateway import jsonbound
@@ -511,6 +511,8 @@ def _trace(args: argparse.Namespace) -> int:
                 f"{row['units']} units held, {row['in_transit']} in transit to them"
             )
     else:
+        legs = ", ".join(access.TITLES[leg] for leg in answer["legs"])
+        print(f"{answer['gtin']}/{answer['lot']}: holders and shipments of the legs {legs}")
         for t in answer["lots"]:
             recall = f"recalled (class {t['recall']['class']})" if t["recall"] else "not recalled"
             print(f"{t['lot']}  parent {t['parent'] or '-'}  {t['status']}, {recall}")

@@ -55,8 +55,9 @@ class FeedService:
         self._wake()
 
     async def owner(self, reader: auth.Token | None) -> str:
-        """Return whose feed `reader` reads: its own. Raises LedgerError 401 "token" without
-        a reader, 403 "participant" for a did no longer a regulator or active participant."""
+        """Return whose feed `reader` reads: its own, after catching up with the log.
+        Raises LedgerError 401 "token" without a reader, 403 "participant" for a did no
+        longer a regulator or active participant."""
         refusals = self.shared.refusals
         if reader is None:
             raise refusals.refuse("token", "sign in (POST /v1/auth/token) to read your feed", 401)
@@ -74,10 +75,10 @@ class FeedService:
         except Refused:
             return False
 
-    async def page(self, owner: str, after: int, limit: int) -> tuple[list[FeedEvent], int]:
+    def page(self, owner: str, after: int, limit: int) -> tuple[list[FeedEvent], int]:
         """Return at most `limit` (1 to MAX_PAGE) events of `owner`'s feed after the
-        `after`-th, at the log's latest state, and the id of its last event."""
-        await self.contracts.load()
+        `after`-th, and the id of its last event, as this worker has applied the log (owner()
+        caught up with it)."""
         return self.feeds.page(owner, after, limit), self.feeds.last(owner)
 
     async def follow(self, owner: str, after: int, wait_s: float) -> list[FeedEvent]:

@@ -35,7 +35,8 @@ class Trace:
         answer: dict[str, Any] = {"gtin": self.gtin, "lot": self.lot, "state": self.head.to_json()}
         if self.figures is not None:
             return answer | {"view": "global", **self.figures}
-        return answer | {"view": "flows", "legs": sorted(self.legs), "lots": self.lots}
+        legs = [leg for leg in policy.LEGS if leg in self.legs]  # the matrix's order
+        return answer | {"view": "flows", "legs": legs, "lots": self.lots}
 
 
 class TraceService:

@@ -32,7 +32,7 @@ async def feed(request: web.Request) -> web.Response:
     limit = int_query(request, "limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
     service = request.config_dict[FEEDS]
-    events, last = await service.page(await service.owner(reader), after, limit)
+    events, last = service.page(await service.owner(reader), after, limit)
     answer = {
         "events": [e.to_json() for e in events],
         "next": events[-1].id if events else after,

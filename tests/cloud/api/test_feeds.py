@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 
 from cloud.api import sse
-from cloud.api.state import FEEDS
+from cloud.api.state import CONTRACTS, FEEDS
+from cloud.contracts import auth
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
 from tests.cloud.api.test_traces import R2, D, M, P, R, lots_tx, recalled_chain
@@ -190,3 +191,15 @@ async def test_a_suspension_ends_the_suspended_participants_stream(regulated: Cl
     assert json.loads(message.data)["event"]["type"] == "suspended"
     async with regulated.session.get(regulated.url("/v1/feed"), headers=headers) as r:  # same token
         assert (r.status, (await r.json())["reason"]) == (403, "participant")
+
+
+async def test_a_stream_ends_when_its_token_expires(regulated: Cloud) -> None:
+    await recalled_chain(regulated)
+    secret = await regulated.server.app[CONTRACTS].shared.store.auth_secret()
+    soon = auth.issue(secret, auth.Token(D.did, "distributor", int(time.time()) + 2))
+    headers = {"Authorization": f"Bearer {soon}", sse.LAST_EVENT_ID: "3"}
+    started = time.monotonic()
+    async with regulated.session.get(regulated.url("/v1/feed/stream"), headers=headers) as live:
+        assert live.status == 200
+        rest = await asyncio.wait_for(live.content.read(), 10)
+    assert time.monotonic() - started < 5 and b"data:" not in rest
