@@ -134,9 +134,9 @@ class LotIndex:
         """Return the lot and every lot split from it, parents first (lots.descendants, from
         the index). Requires a lot the index knows."""
         out = [lot]
-        lots = self._lots
+        nodes = self._lots
         for here in out:  # grows as it goes: breadth first
-            out.extend(lots[(gtin, here)].children)
+            out.extend(nodes[(gtin, here)].children)
         return out
 
     def involved(self, gtin: str, lot: str, participant_id: str) -> bool:
@@ -159,11 +159,11 @@ class LotIndex:
         Builds the answer's objects directly: no intermediate value per lot."""
         if (gtin, lot) not in self._lots:
             raise KeyError(f"{gtin}/{lot}")
-        lots, parties, shipments = self._lots, self._parties, self._shipments
+        nodes, parties, shipments = self._lots, self._parties, self._shipments
         dispensed = DISPENSE_LEG in legs
         out = []
         for each in self.descendants(gtin, lot):
-            node = lots[(gtin, each)]
+            node = nodes[(gtin, each)]
             held = node.holders
             holders = []
             for pid in sorted(held) if len(held) > 1 else held:

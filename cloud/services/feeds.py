@@ -12,6 +12,7 @@ follower's wait, so open streams finish before the server stops. Raises LedgerEr
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
 
 from cloud.contracts import auth, participants
@@ -23,6 +24,16 @@ from gateway.refusal import Refused
 
 HEARTBEAT_S = 15.0  # a stream's comment line when nothing happened: proxies keep it open
 POLL_S = 1.0  # how often a waiting follower catches up on other workers' transactions
+
+
+class Ended(enum.Enum):
+    """Why a feed stream ended. Each is a normal end: the client may reconnect with
+    Last-Event-ID (after signing in again, for the first two)."""
+
+    EXPIRED = "the token expired"
+    REVOKED = "the reader was suspended or rotated away"  # after the event saying so
+    SHUTDOWN = "the server is shutting down"
+    GONE = "the client went away"  # seen when a write fails
 
 
 class FeedService:
@@ -67,13 +78,18 @@ class FeedService:
         except Refused as e:
             raise refusals.of(e) from None
 
-    def still_reads(self, reader: auth.Token, owner: str) -> bool:
-        """Whether `reader` may still read `owner`'s feed at the state this worker has
-        applied: a participant suspended or rotated away since it signed in may not."""
+    def ended(self, reader: auth.Token, owner: str, now: float | None = None) -> Ended | None:
+        """Return why a stream of `owner`'s feed to `reader` must end now (Unix time `now`),
+        or None while it may go on."""
+        if self.closing:
+            return Ended.SHUTDOWN
+        if (time.time() if now is None else now) >= reader.expires:
+            return Ended.EXPIRED
         try:
-            return participants.identify(self.contracts.state, reader.did).id == owner
+            who = participants.identify(self.contracts.state, reader.did)
         except Refused:
-            return False
+            return Ended.REVOKED
+        return None if who.id == owner else Ended.REVOKED
 
     def page(self, owner: str, after: int, limit: int) -> tuple[list[FeedEvent], int]:
         """Return at most `limit` (1 to MAX_PAGE) events of `owner`'s feed after the

@@ -6,19 +6,22 @@ page at a time (GET /v1/feed?after=N&limit=M) or followed as Server-Sent Events 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from contextlib import suppress
 
 from aiohttp import web
 
 from cloud.api import sse
 from cloud.api.routes import MAX_INT, int_query
 from cloud.api.state import AUTH, FEEDS
+from cloud.contracts import auth
 from cloud.contracts.feeds import MAX_PAGE
+from cloud.services.feeds import Ended, FeedService
 from cloud.services.refusals import LedgerError
 from gateway.refusal import decimal_field
 
 routes = web.RouteTableDef()
+log = logging.getLogger("pharmasync.cloud.feeds")
 
 DEFAULT_PAGE = 100
 RETRY_MS = 3000  # how long a client waits before it reconnects
@@ -61,17 +64,32 @@ async def stream(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": sse.CONTENT_TYPE, "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
-    with suppress(ConnectionError):  # the client went away: nothing to finish
+    why = await _events_until_ended(response, service, reader, owner, after)
+    log.info("feed stream of %s ended: %s", reader.did[:24], why.value)
+    return response
+
+
+async def _events_until_ended(
+    response: web.StreamResponse,
+    service: FeedService,
+    reader: auth.Token,
+    owner: str,
+    after: int,
+) -> Ended:
+    """Write the events after the `after`-th as they come, a heartbeat comment after each
+    quiet heartbeat_s; return why the stream ended (its end written, unless the client went
+    away)."""
+    try:
         await response.write(sse.retry(RETRY_MS))
-        while service.still_reads(reader, owner) and time.time() < reader.expires:
+        while (why := service.ended(reader, owner)) is None:
             wait = min(service.heartbeat_s, max(0.0, reader.expires - time.time()))
             events = await service.follow(owner, after, wait)
-            if service.closing:
-                break
-            if not events:
+            if not events and not service.closing:
                 await response.write(sse.comment("heartbeat"))
             for e in events:
                 await response.write(sse.event(e.id, json.dumps(e.to_json())))
                 after = e.id
         await response.write_eof()
-    return response
+        return why
+    except ConnectionError:
+        return Ended.GONE
