@@ -78,6 +78,16 @@ class FeedService:
         except Refused as e:
             raise refusals.of(e) from None
 
+    def check_cursor(self, owner: str, after: int, field: str) -> None:
+        """Require `after` (named `field` in a refusal) to be at most the id of the last
+        event of `owner`'s feed, as this worker has applied the log (owner() caught up):
+        a cursor from the future would wait past events that will never come again.
+        Raises LedgerError 400 `field`."""
+        last = self.feeds.last(owner)
+        if after > last:
+            detail = f"got {after}, want at most {last}, the feed's last event"
+            raise self.shared.refusals.refuse(field, detail, 400)
+
     def ended(self, reader: auth.Token, owner: str, now: float | None = None) -> Ended | None:
         """Return why a stream of `owner`'s feed to `reader` must end now (Unix time `now`),
         or None while it may go on."""

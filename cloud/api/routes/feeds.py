@@ -35,7 +35,9 @@ async def feed(request: web.Request) -> web.Response:
     limit = int_query(request, "limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
     service = request.config_dict[FEEDS]
-    events, last = service.page(await service.owner(reader), after, limit)
+    owner = await service.owner(reader)
+    service.check_cursor(owner, after, "after")
+    events, last = service.page(owner, after, limit)
     answer = {
         "events": [e.to_json() for e in events],
         "next": events[-1].id if events else after,
@@ -52,13 +54,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     the token expires, the reader is suspended or rotated away, or the server shuts down:
     reconnect with Last-Event-ID."""
     header = request.headers.get(sse.LAST_EVENT_ID)
+    field = "after" if header is None else sse.LAST_EVENT_ID
     if header is not None:
-        after = decimal_field(header.strip(), sse.LAST_EVENT_ID, 0, MAX_INT, LedgerError)
+        after = decimal_field(header.strip(), field, 0, MAX_INT, LedgerError)
     else:
-        after = int_query(request, "after", 0, maximum=MAX_INT)
+        after = int_query(request, field, 0, maximum=MAX_INT)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
     service = request.config_dict[FEEDS]
     owner = await service.owner(reader)
+    service.check_cursor(owner, after, field)
     assert reader is not None  # owner() refuses the public
     response = web.StreamResponse(
         headers={"Content-Type": sse.CONTENT_TYPE, "Cache-Control": "no-cache"}

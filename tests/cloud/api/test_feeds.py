@@ -81,6 +81,9 @@ async def test_the_cursor_pages_and_bad_cursors_are_refused(regulated: Cloud) ->
     assert (page["next"], page["last"]) == (2, 4)
     status, page = await feed(regulated, P, after="4")
     assert (status, page["events"], page["next"]) == (200, [], 4)
+    status, problem = await feed(regulated, P, after="5")  # a cursor from the future
+    assert (status, problem["reason"]) == (400, "after"), problem
+    assert "want at most 4" in problem["detail"]
     for params, field in [
         ({"after": "-1"}, "after"),
         ({"after": "x"}, "after"),
@@ -94,9 +97,10 @@ async def test_the_cursor_pages_and_bad_cursors_are_refused(regulated: Cloud) ->
     for path in ("/v1/feed", "/v1/feed/stream"):
         async with regulated.session.get(regulated.url(path)) as r:
             assert (r.status, (await r.json())["reason"]) == (401, "token"), path
-    headers = await bearer(regulated, P) | {sse.LAST_EVENT_ID: "-3"}
-    async with regulated.session.get(regulated.url("/v1/feed/stream"), headers=headers) as r:
-        assert (r.status, (await r.json())["reason"]) == (400, "Last-Event-ID")
+    for wrong in ("-3", "5"):
+        headers = await bearer(regulated, P) | {sse.LAST_EVENT_ID: wrong}
+        async with regulated.session.get(regulated.url("/v1/feed/stream"), headers=headers) as r:
+            assert (r.status, (await r.json())["reason"]) == (400, "Last-Event-ID"), wrong
 
 
 async def test_the_stream_delivers_live_and_resumes_after_last_event_id(regulated: Cloud) -> None:
