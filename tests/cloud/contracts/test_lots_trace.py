@@ -183,3 +183,32 @@ def test_trace_access_refusals(role: str, involved: bool, cell: str) -> None:
         policy.trace_access(role, involved, Forbidden)
     assert (info.value.status, info.value.reason) == (403, "access")
     assert info.value.detail.startswith(cell), info.value.detail
+
+
+class _Counting(dict[Any, Any]):
+    """A dict that counts the lookups made through it and refuses to be scanned."""
+
+    lookups = 0
+
+    def __getitem__(self, key: Any) -> Any:
+        self.lookups += 1
+        return super().__getitem__(key)
+
+    def _scan(self, *_: Any) -> Any:
+        raise AssertionError("a trace scanned every lot")
+
+    __iter__ = keys = values = items = _scan
+
+
+def test_a_trace_looks_at_the_descendants_only() -> None:
+    world = Indexed(supply_chain())
+    world.commission("M", "A", 300)
+    kids = [{"lot": f"A-{n}", "quantity": 1} for n in range(300)]
+    world.lots("M", "split", ref("A", children=kids))  # 300 lots beside the traced ones
+    world.commission("M", "B", 4)
+    world.lots("M", "split", ref("B", children=[{"lot": "B-1", "quantity": 4}]))
+    counting = _Counting(world.index._lots)
+    world.index._lots = counting
+    assert [t["lot"] for t in world.index.visible(GTIN, "B", ALL_LEGS)] == ["B", "B-1"]
+    assert world.index.figures(GTIN, "B")["totals"]["lots"] == 2
+    assert counting.lookups <= 8  # a few per traced lot, none for the 301 others
