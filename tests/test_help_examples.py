@@ -56,6 +56,11 @@ PARSE_ONLY = {
     "fresh ledger",
     "ack-signed ack.json": "needs an acknowledgement signed by an authorised key for a raised "
     "alarm: tests/gateway/test_escalation.py applies real ones",
+    "lots attach": "needs the registry's boxes in the lots contract's state, which the cold "
+    "chain's wiring into the ledger service brings; tests/cloud/test_lots_cli.py runs it to "
+    "the ledger's answer",
+    "--follow": "follows the feed until Ctrl-C: tests/cloud/test_lots_cli.py follows a real "
+    "one and sees a recall arrive",
 }
 # Commands whose examples name a thing only a running site has; their own tests run the
 # same commands on real ones.
@@ -66,6 +71,8 @@ RUN_ELSEWHERE = {
     "gateway raised with `gateway alarms ... ack ID --by NAME`",
     ("gateway", "alarms", "ack-signed"): "tests/gateway/test_escalation.py applies a signed "
     "acknowledgement of a raised alarm with `gateway alarms ... ack-signed FILE`",
+    ("lots", "attach"): "tests/cloud/test_lots_cli.py signs and sends an attach with the "
+    "real command (see PARSE_ONLY)",
 }
 # Hardware: `device run` without --simulate reads a DHT22 on a Raspberry Pi's GPIO, and
 # `device flash` without --dry-run writes to an ESP32.
@@ -89,6 +96,12 @@ ORDER = [
     ("lots", "status"),
     ("cloud", "grants"),
     ("cloud", "regulators"),
+    ("lots", "split"),
+    ("lots", "hold"),
+    ("lots", "dispose"),
+    ("lots", "recall"),
+    ("lots", "trace"),
+    ("feed",),
     ("device", "provision"),
     ("gateway", "boxes", "add"),
     ("gateway", "boxes", "list"),

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloud.api.routes.feeds import DEFAULT_PAGE
 from cloud.api.routes.receipts import MAX_COSIGNATURES
-from cloud.contracts import access, auth, tx
+from cloud.contracts import access, auth, feeds, tx
 from cloud.services import replay
 from device import reading
 from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
@@ -413,6 +414,7 @@ def document() -> dict[str, Any]:
             **_config_paths(),
             **_alarm_ack_paths(),
             **_contract_paths(),
+            **_trace_and_feed_paths(),
             **_auth_paths(),
             **_read_paths(),
             "/v1/openapi.json": {
@@ -1144,6 +1146,180 @@ def _contract_paths() -> dict[str, Any]:
                     "400": BAD,
                     "401": BEARER_401,
                     "403": BEARER_403,
+                },
+            }
+        },
+    }
+
+
+def _trace_and_feed_paths() -> dict[str, Any]:
+    """GET /v1/lots/{gtin}/{lot}/trace (cloud/services/traces.py), GET /v1/feed and
+    /v1/feed/stream (cloud/services/feeds.py); docs/contracts.md §5."""
+    did = {"type": "string"}
+    recall = {
+        "type": ["object", "null"],
+        "required": ["class", "since"],
+        "properties": {"class": {"enum": ["I", "II", "III"]}, "since": {"type": "integer"}},
+    }
+    traced = {
+        "type": "object",
+        "required": ["lot", "parent", "status", "recall", "holders", "in_transit", "dispensed"],
+        "properties": {
+            "lot": {"type": "string"},
+            "parent": {"type": ["string", "null"]},
+            "status": {"enum": ["released", "quarantined", "rejected"]},
+            "recall": recall,
+            "holders": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["did", "role", "quantity"],
+                    "properties": {"did": did, "role": did, "quantity": {"type": "integer"}},
+                },
+            },
+            "in_transit": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["shipment", "sender", "receiver", "quantity", "leg"],
+                    "properties": {
+                        "shipment": {"type": "string"},
+                        "sender": did,
+                        "receiver": did,
+                        "quantity": {"type": "integer"},
+                        "leg": {"enum": [access.M_TO_D, access.D_TO_R, access.R_TO_P]},
+                    },
+                },
+            },
+            "dispensed": {"type": ["integer", "null"]},
+        },
+    }
+    count = {"type": "integer", "minimum": 0}
+    trace = {
+        "type": "object",
+        "required": ["gtin", "lot", "state", "view"],
+        "properties": {
+            "gtin": {"type": "string"},
+            "lot": {"type": "string"},
+            "state": {"type": "object"},
+            "view": {"enum": ["flows", "global"]},
+            "legs": {"type": "array", "items": {"type": "string"}},
+            "lots": {"type": "array", "items": traced},
+            "totals": {
+                "type": "object",
+                "properties": {
+                    k: count for k in ("lots", "recalled", "held", "in_transit", "dispensed")
+                },
+            },
+            "by_role_region": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["role", "region", "holders", "units", "in_transit", "holdings"],
+                    "properties": {
+                        "role": {"type": "string"},
+                        "region": {"type": "string"},
+                        **{k: count for k in ("holders", "units", "in_transit", "holdings")},
+                    },
+                },
+            },
+        },
+    }
+    event = {
+        "type": "object",
+        "required": ["id", "index", "tx", "event"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "index": {"type": "integer", "minimum": 0},
+            "tx": {"type": "string"},
+            "event": {"type": "object", "required": ["type"]},
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["events", "next", "last"],
+        "properties": {
+            "events": {"type": "array", "items": event},
+            "next": count,
+            "last": count,
+        },
+    }
+    no_token = _problem("No bearer token, or a bad, forged or expired one")
+    not_participant = _problem("The bearer's did is no longer a regulator or participant")
+    return {
+        "/v1/lots/{gtin}/{lot}/trace": {
+            "get": {
+                "summary": "A lot's recall trace: every lot split from it, holders, quantities",
+                "description": "View `flows` (a reader whose compliance cell is `yes`, or "
+                "`restricted` and in the lot's custody chain): the lot and its descendants, "
+                "parents first, with the holders, shipments in transit and dispenses of the "
+                "legs in `legs` (the reader's flow cells that are `yes`). View `global` (the "
+                "regulator): `totals` and `by_role_region`, no DID or lot number. Everyone "
+                "else, the public included: 403 naming the read cell.",
+                "parameters": [
+                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+                    _path(
+                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
+                    ),
+                ],
+                "responses": {
+                    "200": _json("The trace as the reader may see it", trace),
+                    "400": BAD,
+                    "401": no_token,
+                    "403": _problem("`access`: the read cell that denies it; or `participant`"),
+                    "404": _problem("`lot`: never commissioned"),
+                },
+            }
+        },
+        "/v1/feed": {
+            "get": {
+                "summary": "Your notification feed, a page at a time",
+                "description": "Bearer token required: the reader's own feed (events the "
+                "contracts raised for it, in log order). `id` is an event's position in the "
+                "feed, from 1; `next` is the `after` of the next page, `last` the id of the "
+                "feed's last event.",
+                "parameters": [
+                    _query("after", "Return the events after this id (default 0)"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": f"At most this many (default {DEFAULT_PAGE})",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": feeds.MAX_PAGE},
+                    },
+                ],
+                "responses": {
+                    "200": _json("A page of the feed", page),
+                    "400": BAD,
+                    "401": no_token,
+                    "403": not_participant,
+                },
+            }
+        },
+        "/v1/feed/stream": {
+            "get": {
+                "summary": "Your notification feed as Server-Sent Events",
+                "description": "Bearer token required. Each event is an SSE message with "
+                "`id` (the event's id) and `data` (its JSON, as GET /v1/feed gives it), from "
+                "after the id in the `Last-Event-ID` header (else the `after` parameter, else "
+                "the start), then live; a `: heartbeat` comment when nothing happens. The "
+                "stream ends when the token expires or the server shuts down.",
+                "parameters": [
+                    _query("after", "Without Last-Event-ID: start after this id (default 0)"),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "description": "The id of the last event the client saw",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": BAD,
+                    "401": no_token,
+                    "403": not_participant,
                 },
             }
         },

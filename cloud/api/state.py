@@ -16,12 +16,14 @@ from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
+from cloud.services.feeds import FeedService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
+from cloud.services.traces import TraceService
 from cloud.settings import CloudSettings
 
 SETTINGS = web.AppKey("settings", CloudSettings)
@@ -38,3 +40,5 @@ CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions an
 AUTH = web.AppKey("auth", AuthService)  # sign-in for reads: challenges, bearer tokens
 REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay grants
 READS = web.AppKey("reads", ReadService)  # private records as the read matrix allows
+TRACES = web.AppKey("traces", TraceService)  # recall traces, as the read policy allows
+FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds

@@ -26,6 +26,7 @@ from cloud.api.routes import (
     contracts,
     events,
     evidence,
+    feeds,
     log,
     lot_columns,
     openapi,
@@ -33,6 +34,7 @@ from cloud.api.routes import (
     readings,
     receipts,
     registry,
+    traces,
 )
 
 PREFIX: Final = "/v1"
@@ -51,6 +53,8 @@ GROUPS: Final = (
     participants,
     certificates,
     auth,
+    traces,
+    feeds,
     openapi,
 )
 

@@ -12,6 +12,7 @@ regulator, whose leg cells are `no`, a retailer or pharmacy outside the chain).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from cloud.contracts import access
@@ -249,3 +250,44 @@ def directory(role: str, reader: str | None, records: list[dict[str, Any]]) -> d
                 per_region[record["region"]] = per_region.get(record["region"], 0) + 1
         answer["counts"] = counts
     return answer
+
+
+# The recall trace (GET /v1/lots/{gtin}/{lot}/trace; cloud/contracts/lots_trace.py).
+
+
+@dataclass(frozen=True)
+class TraceAccess:
+    """What a reader sees of a recall trace: the holders, shipments and dispenses of `legs`
+    (lots_trace.visible), or, with `global_only`, the figures counted per role and region
+    (lots_trace.figures)."""
+
+    legs: frozenset[str]
+    global_only: bool
+
+
+def trace_access(role: str, involved: bool, error: access.Refusal) -> TraceAccess:
+    """Decide what a reader of `role` ("public" without a token) sees of a lot's trace;
+    `involved`: whether it is in the lot's custody chain (lots.involved).
+
+    A trace is compliance data ("recalls and their traces", docs/contracts.md §5) made of
+    flows: `yes` on compliance reads it, `restricted` only for a lot the reader is involved
+    in (its "recalls of lots it is involved in"). Then it sees the holders and shipments of
+    each leg whose cell is `yes` (or `if involved`, being involved); a reader with no such
+    leg but `global only` on entities' identity (the regulator) gets the figures. Raises
+    error("access", the denying cell) otherwise: the public, an uninvolved distributor,
+    retailer or pharmacy, the operator team (never in a chain)."""
+    cells = access.READ[role]
+    compliance = cells[access.COMPLIANCE]
+    if compliance == access.NO or (compliance == access.RESTRICTED and not involved):
+        because = "" if compliance == access.NO else ": not in this lot's custody chain"
+        raise error("access", access.cell(role, access.COMPLIANCE, "read") + because)
+    legs = frozenset(
+        leg
+        for leg in LEGS
+        if cells[leg] == access.YES or (cells[leg] == access.IF_INVOLVED and involved)
+    )
+    if legs:
+        return TraceAccess(legs, global_only=False)
+    if cells[access.ENTITIES_IDENTITY] == access.GLOBAL_ONLY:
+        return TraceAccess(frozenset(), global_only=True)
+    raise error("access", access.cell(role, access.M_TO_D, "read"))

@@ -24,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 from cloud.contracts import access, auth, catalog, entries, lots, participants, policy, tx
-from cloud.contracts.engine import State, check_time
+from cloud.contracts.engine import Applied, State, check_time
 from cloud.contracts.stateroot import StateRoot
 from cloud.contracts.statetree_proof import Proof
 from cloud.services.contract_fork import Fork
@@ -104,6 +104,10 @@ class ContractService:
         self._root_index: int | None = None
         self._lock = asyncio.Lock()  # one fork of self.state at a time
         self.accepted = 0  # transactions this worker appended
+        # Told each applied transaction, in log order, once the State holds it: f(the log
+        # index of its 0x03 entry, what it changed). What is derived from the log beside the
+        # State (feeds, the trace index: cloud/services/feeds.py, traces.py) follows it here.
+        self.listeners: list[Callable[[int, Applied], None]] = []
 
     @property
     def head(self) -> Head:
@@ -117,20 +121,30 @@ class ContractService:
         async with self._lock:
             while page := await self.shared.store.contract_txs(self._applied, PAGE):
                 fork = Fork(self.state)
-                self._catch_up(fork.state, page)
+                told = self._catch_up(fork.state, page)
                 fork.merge()
+                self._tell(told)
                 self._applied, self._root_index = page[-1].log_index, page[-1].root_index
             return self.head
 
-    def _catch_up(self, state: State, rows: list[StoredTx]) -> None:
-        """Apply stored transactions to `state` in order. A refusal means the stored
-        transactions and the rules have parted: a RuntimeError (500), never a client's."""
+    def _catch_up(self, state: State, rows: list[StoredTx]) -> list[tuple[int, Applied]]:
+        """Apply stored transactions to `state` in order; return what each changed, by log
+        index (for the listeners, once merged). A refusal means the stored transactions and
+        the rules have parted: a RuntimeError (500), never a client's."""
+        told = []
         for row in rows:
             try:
                 signed = tx.from_record(row.canonical, row.sig)
-                self.engine.apply(state, signed, row.salt, root=False)
+                told.append((row.log_index, self.engine.apply(state, signed, row.salt, root=False)))
             except Refused as e:
                 raise RuntimeError(f"stored transaction at {row.log_index} refused: {e}") from e
+        return told
+
+    def _tell(self, told: list[tuple[int, Applied]]) -> None:
+        """Hand merged changes to the listeners, in log order."""
+        for index, applied in told:
+            for listener in self.listeners:
+                listener(index, applied)
 
     async def submit(self, envelope: object, now_ms: int | None = None) -> Accepted:
         """Apply a parsed transaction envelope (cloud/contracts/tx.py) and append it; return
@@ -147,15 +161,17 @@ class ContractService:
         salt = entries.new_salt()
         async with self._lock:
             fork = Fork(self.state)
+            told: list[tuple[int, Applied]] = []
 
             async def apply(commit: Commit) -> StoredTx:
                 last = self._applied  # other workers' transactions since, first
                 while page := await stored.after(commit.tx, last, PAGE):
-                    self._catch_up(fork.state, page)
+                    told.extend(self._catch_up(fork.state, page))
                     last = page[-1].log_index
                 applied = self.engine.apply(fork.state, signed, salt)  # refusal: rollback
                 assert applied.root is not None and applied.records is not None
                 index = await commit.append([entries.entry_for(signed, salt).encode()])
+                told.append((index, applied))
                 root = StateRoot(applied.records, index, applied.root)
                 root_index = await commit.append([root.encode()])
                 row = StoredTx(index, root_index, signed.canonical, signed.sig, salt)
@@ -178,6 +194,7 @@ class ContractService:
             except Refused as e:  # the engine's refusal, or the store's
                 raise refusals.of(e) from None
             fork.merge()
+            self._tell(told)
             self._applied, self._root_index = row.log_index, row.root_index
             self.accepted += 1
             head = self.head

@@ -15,6 +15,8 @@ contracts.py   /v1/tx, /v1/state, /v1/lots/{gtin}/{lot}   contract transactions,
 lot_columns.py /v1/lots/{gtin}/{lot}/columns/{column}   one column of a lot, or 403 naming its cell
 participants.py /v1/participants[/{did}]                 participants, as the read matrix allows
 certificates.py /v1/certificates?subject=                 certificates, as the read matrix allows
+traces.py      /v1/lots/{gtin}/{lot}/trace               recall traces
+feeds.py       /v1/feed, /v1/feed/stream                 participants' notification feeds
 openapi.py     /v1/openapi.json                          the API's document
 
 On the root application (cloud/api/app.py):
@@ -37,6 +39,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from cloud.contracts import lots_fields
 from cloud.services.refusals import LedgerError
 from gateway import jsonbound
 from gateway.refusal import INT64_MAX, decimal_field
@@ -67,6 +70,19 @@ def path_int(request: web.Request, name: str, minimum: int = 0, maximum: int = M
     """Return path part `name` as an int in [minimum, maximum]. Raises LedgerError 400
     with reason `name` otherwise."""
     return decimal_field(request.match_info[name], name, minimum, maximum, LedgerError)
+
+
+def lot_path(request: web.Request) -> tuple[str, str]:
+    """Return the path's {gtin} (as a GTIN-14) and {lot} (GS1 AI 10). Raises LedgerError
+    400 with reason "gtin" or "lot"."""
+    try:
+        gtin = lots_fields.gtin14(request.match_info["gtin"])
+    except ValueError as e:
+        raise LedgerError("gtin", str(e)) from None
+    try:
+        return gtin, lots_fields.lot_number(request.match_info["lot"])
+    except ValueError as e:
+        raise LedgerError("lot", str(e)) from None
 
 
 async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
