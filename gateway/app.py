@@ -5,6 +5,8 @@ The data folder holds everything the gateway owns:
     registry.json    the box registry (TinyDB): followed from the cloud with [registry]
                      follow = true; `pharmasync gateway boxes ...` edits it for bootstrap
     registry_follow.json  what the registry follower verified (gateway/registry_follow.py)
+    lots_follow.json  the cloud's last answer: which lots the boxes are on, with their
+                     storage profiles (gateway/lots_follow.py)
     spool.sqlite     readings and batches (WAL)
     quarantine.sqlite  rejected messages kept as evidence, in a budget of their own
     notify.sqlite    alarms, who was told when, acknowledgements (gateway/escalation.py)
@@ -29,6 +31,7 @@ from gateway.ble import BleakTransport, BleIngest
 from gateway.escalation import AlarmStore, Escalation
 from gateway.ingest_mqtt import MqttIngest
 from gateway.live_lane import LiveLane
+from gateway.lots_follow import LotsFollower
 from gateway.registry import Registry
 from gateway.registry_follow import RegistryFollower
 from gateway.service import Gateway
@@ -164,6 +167,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             tasks.append(asyncio.create_task(rt.ack_relay.run(), name="registry"))
         if rt.uplink is not None:
             tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
+        if settings.uplink.url and settings.lots.follow:  # the lots the boxes are on
+            rt.lots_follow = LotsFollower(gateway)
+            tasks.append(asyncio.create_task(rt.lots_follow.run(), name="lots"))
         else:
             log.info("no [uplink] url set: batches stay in the spool until one is")
         ble = rt.ble = start_ble(gateway)

@@ -36,6 +36,7 @@ from cloud.api.state import (
     CONFIG,
     CONTRACTS,
     EVENTS,
+    GATEWAY_LOTS,
     LOG,
     METRICS,
     READINGS,
@@ -55,6 +56,7 @@ from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
+from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
@@ -126,6 +128,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[AUTH] = AuthService(shared, app[CONTRACTS], config)
         app[REPLAY] = ReplayService(shared, config)
         app[READS] = ReadService(app[CONTRACTS])
+        app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

@@ -16,6 +16,7 @@ from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
+from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
@@ -38,3 +39,4 @@ CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions an
 AUTH = web.AppKey("auth", AuthService)  # sign-in for reads: challenges, bearer tokens
 REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay grants
 READS = web.AppKey("reads", ReadService)  # private records as the read matrix allows
+GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes
