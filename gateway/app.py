@@ -70,6 +70,7 @@ def start_escalation(gateway: Gateway) -> Escalation:
     store = AlarmStore(gateway.settings.data_dir / "notify.sqlite")
     escalation = Escalation(gateway.settings, gateway.key, gateway.registry, store, queue_event)
     escalation.adopt(gateway.alarms.active())
+    escalation.profile_of = gateway.alarms.profile  # the limits a lot's profile set, too
     gateway.alarm_listeners.append(escalation.on_events)
     return escalation
 

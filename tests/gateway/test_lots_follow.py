@@ -18,16 +18,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from cloud.api.app import make_app
 from cloud.api.state import CONTRACTS
 from cloud.contracts import tx
 from device import reading, schnorr, topics
+from gateway import gateway_auth, status
 from gateway import registry_change as registry
 from gateway import settings as gw_settings
-from gateway import status
-from gateway.alarms import AlarmEvent
+from gateway.alarms import AlarmEvent, LotProfile
+from gateway.lot_profiles import LotOn, to_answer
 from gateway.lots_follow import STATE_FILE, LotsError, LotsFollower, LotsState
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
@@ -184,3 +186,44 @@ def test_the_wait_doubles_from_the_interval_up_to_the_longest(tmp_path: Path) ->
         assert [f.wait_s(n) for n in (0, 1, 2, 3, 50)] == [0.05, 0.1, 0.1, 0.1, 0.1]
     finally:
         asyncio.run(stop(gw))
+
+
+async def test_an_answer_that_does_not_check_is_refused_and_the_last_one_kept(
+    tmp_path: Path,
+) -> None:
+    gw = make_gateway(tmp_path / "gw", "")
+    good = to_answer(
+        gw.key, SITE, 1, {BOX: [LotOn(GTIN, "L1", 0, None, LotProfile.from_signed(STRICT))]}
+    )
+    answers: list[Any] = [good, good | {"gateway": "00" * 32}, {"boxes": "no"}]
+    signed_by: list[bool] = []
+
+    async def challenge(request: web.Request) -> web.Response:
+        return web.json_response({"challenge": "11" * 32, "expires": 0}, status=201)
+
+    async def lots(request: web.Request) -> web.Response:
+        sig = bytes.fromhex(request.headers["PharmaSync-Signature"])
+        digest = gateway_auth.digest(bytes([0x11] * 32), gw.key, "GET", request.path)
+        signed_by.append(schnorr.verify(gw.key, digest, sig))
+        return web.json_response(answers.pop(0))
+
+    lying = web.Application()
+    lying.router.add_post("/v1/auth/challenge", challenge)
+    lying.router.add_get("/v1/gateways/{key}/lots", lots)
+    server = TestServer(lying, host="127.0.0.1")
+    await server.start_server()
+    try:
+        follower = LotsFollower(gw)
+        follower.base = str(server.make_url("")).rstrip("/")
+        async with aiohttp.ClientSession() as session:
+            await follower.poll(session)
+            kept = (data := (tmp_path / "gw" / STATE_FILE)).read_bytes()
+            for error in (r"refused the answer: gateway: got '0000", r"refused the answer: want"):
+                with pytest.raises(LotsError, match=error):
+                    await follower.poll(session)
+                assert list(gw.lots_applied[DEV].lots) == [LOT]
+                assert data.read_bytes() == kept
+        assert signed_by == [True, True, True]
+    finally:
+        await server.close()
+        await stop(gw)
