@@ -158,6 +158,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             len(registry.all()),
             settings.data_dir,
         )
+        if settings.uplink.url and settings.lots.follow:  # the lots the boxes are on:
+            rt.lots_follow = LotsFollower(gateway)  # the last answer applies before any reading
         tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
         if settings.mqtt.live_lane:
             tasks.append(asyncio.create_task(LiveLane(gateway).run(), name="live lane"))
@@ -168,8 +170,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             tasks.append(asyncio.create_task(rt.ack_relay.run(), name="registry"))
         if rt.uplink is not None:
             tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
-        if settings.uplink.url and settings.lots.follow:  # the lots the boxes are on
-            rt.lots_follow = LotsFollower(gateway)
+        if rt.lots_follow is not None:
             tasks.append(asyncio.create_task(rt.lots_follow.run(), name="lots"))
         else:
             log.info("no [uplink] url set: batches stay in the spool until one is")

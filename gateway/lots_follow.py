@@ -58,7 +58,8 @@ def path_of(gateway: bytes) -> str:
 
 
 class LotsFollower:
-    """Asks, keeps and applies the lots of one gateway's boxes (module docstring)."""
+    """Asks, keeps and applies the lots of one gateway's boxes (module docstring). Built,
+    it has applied the answer on disk, if any, to the gateway's alarms."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -71,6 +72,7 @@ class LotsFollower:
         self.last_error = ""
         self.lots: dict[bytes, tuple[LotOn, ...]] = {}
         self._load()
+        self.apply()  # the answer on disk, if any, from the start
 
     def _load(self) -> None:
         """Start from the answer on disk, if any (a damaged file is logged and ignored)."""
@@ -179,7 +181,6 @@ class LotsFollower:
     async def run(self) -> None:
         """Ask every interval_s until cancelled; on failure keep the last answer, log once
         per outage and back off (doubling up to max_backoff_s)."""
-        self.apply()  # the answer on disk, if any, from the start
         timeout = aiohttp.ClientTimeout(total=self.gateway.settings.uplink.timeout_s)
         failures = 0
         async with aiohttp.ClientSession(timeout=timeout) as session:

@@ -142,23 +142,24 @@ class Gateway:
         self._alarm_save_s = 0.0  # what the last save took
         self.status_reporter = BoxStatusReporter(self, settings.events.status_interval_s)
 
-    def _zone_profile(self, device_id: str) -> AlarmProfile:
+    def _box(self, device_id: str) -> Box | None:
+        return next((b for b in self.registry.all() if b.device_id == device_id), None)
+
+    def _own_profile(self, box: Box | None) -> AlarmProfile:
         """The box's own alarm profile ([alarms.<name>], named in the registry)."""
-        box = next((b for b in self.registry.all() if b.device_id == device_id), None)
         name = box.profile if box is not None else "default"
         return self.settings.alarms.get(name, self.settings.alarms["default"])
 
-    def _applied(self, device_id: str, now: float) -> Applied:
+    def _applied(self, box: Box | None, device_id: str, now: float) -> Applied:
         """What the box's zone alarms on at `now`: its own profile and its lots'."""
-        key = next((b.key for b in self.registry.all() if b.device_id == device_id), None)
-        lots = self.box_lots.get(key, ()) if key is not None else ()
-        applied = combine(self._zone_profile(device_id), lots, int(now * 1000))
+        lots = self.box_lots.get(box.key, ()) if box is not None else ()
+        applied = combine(self._own_profile(box), lots, int(now * 1000))
         self.lots_applied[device_id] = applied
         return applied
 
     def _profile(self, device_id: str) -> AlarmProfile:
         """The profile a zone seen for the first time (or restored) alarms on."""
-        return self._applied(device_id, time.time()).profile
+        return self._applied(self._box(device_id), device_id, time.time()).profile
 
     def set_lots(self, lots: BoxLots, now: float) -> dict[str, Applied]:
         """Take the lots the cloud says each box is on and alarm on them from now: each
@@ -169,7 +170,7 @@ class Gateway:
         changed = {}
         for box in self.registry.all():
             before = self.lots_applied.get(box.device_id)
-            applied = self._applied(box.device_id, now)
+            applied = self._applied(box, box.device_id, now)
             self.alarms.set_profile(box.device_id, applied.profile)
             was = ({}, ()) if before is None else (dict(before.lots), before.conflicts)
             if was != (dict(applied.lots), applied.conflicts):
@@ -181,7 +182,8 @@ class Gateway:
         applied = self.lots_applied.get(ev.zone)
         if applied is None or not applied.lots:
             return ev
-        lot = set_by(ev.kind, self._zone_profile(ev.zone), applied.profile, applied.lots)
+        own = self._own_profile(self._box(ev.zone))
+        lot = set_by(ev.kind, own, applied.profile, applied.lots)
         return ev if lot is None else replace(ev, detail=f"{ev.detail}; lot profile {lot}")
 
     def _load_alarms(self) -> AlarmEngine:

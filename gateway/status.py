@@ -271,6 +271,18 @@ class _SnapshotCollector:
             for reason, count in s["registry_follow"]["refused"].items():
                 refused.add_metric([reason], count)
             yield refused
+        if s["lots_follow"] is not None:
+            lots = GaugeMetricFamily(
+                p + "box_lots", "Lots each box is on whose profile its alarms apply", labels=["box"]
+            )
+            for b in s["boxes"]:
+                lots.add_metric([b["device_id"]], len(b["lots"]))
+            yield lots
+            yield GaugeMetricFamily(
+                p + "lots_current",
+                "1 if the cloud answered the last ask for the boxes' lots, 0 if it did not",
+                value=int(s["lots_follow"]["state"] == "current"),
+            )
         if s["ack_relay"] is not None:
             relayed = CounterMetricFamily(
                 p + "relayed_acks", "Alarm acks relayed by the cloud, by result", labels=["result"]

@@ -25,7 +25,7 @@ from cloud.api.app import make_app
 from cloud.api.state import CONTRACTS
 from cloud.contracts import tx
 from device import reading, schnorr, topics
-from gateway import gateway_auth, status
+from gateway import app, gateway_auth, status
 from gateway import registry_change as registry
 from gateway import settings as gw_settings
 from gateway.alarms import AlarmEvent, LotProfile
@@ -39,7 +39,7 @@ from tests.cloud.api.test_app import OWNER
 from tests.cloud.api.test_app import settings as cloud_settings
 from tests.cloud.api.test_tx import M, admit, signed
 from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR
-from tests.conftest import free_port
+from tests.conftest import Mosquitto, free_port
 
 database = cloud_fixtures.database
 postgres_database = cloud_fixtures.postgres_database
@@ -154,6 +154,9 @@ async def test_a_box_on_a_stricter_lot_alarms_where_its_zone_would_not(
         assert shown["lots_follow"]["state"] == "current"
         assert shown["lots_follow"]["boxes"] == {BOX.hex(): [LOT]}
         assert LOT in status.render(shown)
+        metrics = status.metrics_text(shown).decode()
+        assert f'pharmasync_gateway_box_lots{{box="{DEV}"}} 1.0' in metrics
+        assert "pharmasync_gateway_lots_current 1.0" in metrics
     finally:
         await cloud.close()
         await stop(gw)
@@ -227,3 +230,60 @@ async def test_an_answer_that_does_not_check_is_refused_and_the_last_one_kept(
     finally:
         await server.close()
         await stop(gw)
+
+
+async def test_gateway_run_follows_the_lots_and_shows_them(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """`gateway run` (gateway/app.py) starts the follower with an [uplink] url: the box's
+    lot appears in status.json within a few intervals."""
+    port, status_port = free_port(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    config = cloud_settings(tmp_path / "cloud", None, regulators=(REGULATOR.xonly,))
+    cloud = TestServer(make_app(config), host="127.0.0.1", port=port)
+    await cloud.start_server()
+    data = tmp_path / "gw"
+    data.mkdir()
+    gw_key = schnorr.pubkey(app.load_or_create_key(data / "gateway.key"))
+    Registry(data / "registry.json").put(Box(BOX, "fridge", SITE))
+    settings = gw_settings.from_dict(
+        {
+            "gateway": {"site": SITE, "data_dir": str(data)},
+            "mqtt": {"port": mosquitto.port},
+            "uplink": {"url": url, "timeout_s": 2},
+            "status": {"port": status_port},
+            "lots": {"interval_s": 0.1},
+        }
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(app.serve(settings, stop))
+    try:
+        now = int(time.time())
+        for change in (
+            registry.GatewayRegistration(gw_key, now, site=SITE),
+            registry.BoxRegistration(BOX, now, site=SITE, label="fridge"),
+        ):
+            assert await post(url, "/v1/registry", registry.sign_request(OWNER, change)) == 201
+        await post_tx(url, admit("M"))
+        args = {"gtin": GTIN, "lot": "L1", "expiry": "271200", "quantity": 5, "unit": "pk"}
+        await post_tx(url, signed(M, "lots", "commission", {**args, "profile": STRICT}))
+        service = cloud.app[CONTRACTS]
+        service.state.boxes[BOX] = M.xonly
+        ms = int(time.time() * 1000)
+        attach = {"box": BOX.hex(), "gtin": GTIN, "lot": "L1", "start": ms, "end": None}
+        signed_attach = tx.make("lots", "attach", attach, M.secret, time_ms=ms)
+        service.engine.apply(service.state, signed_attach, bytes(32))
+        shown: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                async with session.get(f"http://127.0.0.1:{status_port}/status.json") as r:
+                    shown = await r.json()
+                if shown["boxes"][0]["lots"]:
+                    break
+                await asyncio.sleep(0.1)
+        assert shown["boxes"][0]["lots"] == [LOT]
+        assert shown["lots_follow"]["state"] == "current"
+    finally:
+        stop.set()
+        await running
+        await cloud.close()
