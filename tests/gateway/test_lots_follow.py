@@ -287,3 +287,34 @@ async def test_gateway_run_follows_the_lots_and_shows_them(
         stop.set()
         await running
         await cloud.close()
+
+
+async def test_a_box_off_its_lot_alarms_on_its_own_profile_again(tmp_path: Path) -> None:
+    gw = make_gateway(tmp_path / "gw", "")
+    try:
+        await feed(gw, range(0, 1), int(time.time()) - 60, 4.0)  # the zone exists
+        now = time.time()
+        ends = int(now * 1000) + 1000
+        on_lot = LotOn(GTIN, "L1", 0, ends, LotProfile.from_signed(STRICT))
+        assert list(gw.set_lots({BOX: (on_lot,)}, now)) == [DEV]  # changed: logged
+        assert gw.set_lots({BOX: (on_lot,)}, now) == {}  # unchanged: nothing to log
+        assert gw.alarms.profile(DEV) == gw.lots_applied[DEV].profile
+        assert gw.lots_applied[DEV].profile.high_c == 5.0
+        assert list(gw.set_lots({BOX: (on_lot,)}, now + 2)) == [DEV]  # its window ended
+        assert gw.alarms.profile(DEV) == gw.settings.alarms["default"]
+    finally:
+        await stop(gw)
+
+
+def test_a_damaged_answer_on_disk_is_logged_and_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = make_gateway(tmp_path / "gw", "")
+    try:
+        (tmp_path / "gw" / STATE_FILE).write_text('{"fetched": 1, "answer": {"boxes": 7}}')
+        with caplog.at_level(logging.ERROR, "pharmasync.gateway.lots_follow"):
+            follower = LotsFollower(gw)
+        assert follower.state is LotsState.NEVER and follower.lots == {}
+        assert "unreadable" in caplog.text and "no lots until the cloud answers" in caplog.text
+    finally:
+        asyncio.run(stop(gw))
