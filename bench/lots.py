@@ -186,11 +186,12 @@ async def apply_and_replay(
                         await post(http, url, signed)
 
             print(f"  posting with {clients} clients ...", flush=True)
-            cpu = _cpu_seconds(server.pid)
+            cpu, own = _cpu_seconds(server.pid), time.process_time()
             started = time.perf_counter()
             await asyncio.gather(*(client(share) for share in shares))
             seconds = time.perf_counter() - started
             server_cpu = _cpu_seconds(server.pid) - cpu
+            client_cpu = time.process_time() - own
             grant = config_entry.ConfigChange(
                 config_entry.GRANT_ADD,
                 int(time.time()),
@@ -216,6 +217,7 @@ async def apply_and_replay(
         "seconds": seconds,
         "per_s": count / seconds,
         "server_cpu_us_per_tx": server_cpu * 1e6 / count,
+        "client_cpu_us_per_tx": client_cpu * 1e6 / count,
         "replayed": report.replayed,
         "replay_seconds": replay_seconds,
         "replay_per_s": report.replayed / replay_seconds,
@@ -331,7 +333,8 @@ def main() -> None:
                     print(
                         f"{engine:>8}: applied {res['per_s']:,.0f} tx/s "
                         f"({res['txs']:,} in {res['seconds']:.2f} s, server CPU "
-                        f"{res['server_cpu_us_per_tx']:.0f} µs/tx) = "
+                        f"{res['server_cpu_us_per_tx']:.0f} µs/tx, clients' "
+                        f"{res['client_cpu_us_per_tx']:.0f} µs/tx) = "
                         f"{res['per_s'] / raw:.3f} x raw verify; target {APPLY_TARGET:,.0f}/s:"
                         f" {verdict(res['per_s'] >= APPLY_TARGET)}"
                     )
@@ -346,6 +349,7 @@ def main() -> None:
                         f"apply_{engine}_per_s": round(res["per_s"]),
                         f"apply_{engine}_ratio_to_raw_verify": round(res["per_s"] / raw, 3),
                         f"apply_{engine}_server_cpu_us_per_tx": round(res["server_cpu_us_per_tx"]),
+                        f"apply_{engine}_client_cpu_us_per_tx": round(res["client_cpu_us_per_tx"]),
                         f"replay_{engine}_per_s": round(res["replay_per_s"]),
                         f"replay_{engine}_ratio_to_raw_verify": round(res["replay_per_s"] / raw, 3),
                     }
