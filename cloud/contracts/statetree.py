@@ -157,6 +157,7 @@ class _Batch:
 
     def __init__(self, store: NodeStore) -> None:
         self.store = store
+        self._node = store.node
         self.old: dict[Position, Node] = {}
         self.new: dict[Position, Node] = {}
         self.hashes = 0
@@ -232,17 +233,19 @@ class _Batch:
         """Build the subtree of `items` (sorted) at an empty position (`here`, computed if
         None); deletes are no-ops."""
         puts = [(key, value) for key, value in items if value is not None]
-        if not puts:
-            return None
+        return self._build(depth, puts, here) if puts else None
+
+    def _build(self, depth: int, puts: _Items, here: Position | None) -> _Subtree:
+        """_empty of a non-empty list of puts (values or leaves, no deletes)."""
         if len(puts) == 1:
             key, value = puts[0]
-            if isinstance(value, Leaf):
-                return value
+            if value.__class__ is Leaf:
+                return value  # type: ignore[return-value]
             self.records += 1
-            return self._make_leaf(key, value)
+            return self._make_leaf(key, value)  # type: ignore[arg-type]
         mid = _split(puts, 0, len(puts), depth)
-        left = self._empty(depth + 1, puts[:mid]) if mid else None
-        right = self._empty(depth + 1, puts[mid:]) if mid < len(puts) else None
+        left = self._build(depth + 1, puts[:mid], None) if mid else None
+        right = self._build(depth + 1, puts[mid:], None) if mid < len(puts) else None
         return self._join(_at(puts[0][0], depth) if here is None else here, left, right)
 
     def _join(self, here: Position, left: _Subtree, right: _Subtree) -> _Subtree:
@@ -293,7 +296,7 @@ class _Batch:
     def _read(self, at: Position) -> Node:
         """Return the stored node at `at` and remember it; raise LookupError if it is missing
         (a store that lost a node its parent names)."""
-        node = self.store.node(at)
+        node = self._node(at)
         if node is None:
             raise LookupError(f"store has no node at depth {at.depth} ({at.prefix.hex()})")
         self.old[at] = node
