@@ -173,6 +173,8 @@ class ContractService:
                 outcomes = await self._commit_block(block) if block else []
             except BaseException as e:  # the block failed (or this request was cancelled)
                 for waiting in block:
+                    if waiting is queued:
+                        continue  # raised here, below
                     if isinstance(e, asyncio.CancelledError):
                         waiting.outcome.cancel()
                     else:
