@@ -285,7 +285,7 @@ def verdict(ok: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--lots", type=int, default=2000, help="lots moved (3 transactions each)")
     parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP clients")
@@ -296,7 +296,11 @@ def main() -> None:
         "--root-lots", type=int, default=1000, help="lots moved per size in the state-root part"
     )
     parser.add_argument("--repeat", type=int, default=3, help="raw verification runs (best)")
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server: a throwaway database is created there and dropped after",
+    )
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
     parser.add_argument(
         "--parts", default="http,root", help="which parts: http (1 and 2), root (3)"
