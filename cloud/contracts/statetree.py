@@ -151,8 +151,9 @@ class _Batch:
 
     Recursion goes one or two frames per level of the tree, so even two keys that share 255
     bits stay well inside Python's default recursion limit. The code on the path of every
-    change (_internal, _join, _at, _split) is written for speed: an update costs a few µs
-    per level, and it runs once per block of transactions (bench/statetree.py, bench/lots.py).
+    change (_internal, _join, _split, statetree_store.position) is written for speed: an
+    update costs a few µs per level, and it runs once per block of transactions
+    (bench/statetree.py, bench/lots.py).
     """
 
     def __init__(self, store: NodeStore) -> None:
@@ -198,13 +199,13 @@ class _Batch:
         if lo == mid:
             left = None if node.left == EMPTY else node.left
         else:
-            at = _at(items[lo][0], down)
+            at = position(items[lo][0], down)
             current = None if node.left == EMPTY else self._read(at)
             left = self.subtree(down, at, current, items, lo, mid)
         if mid == hi:
             right = None if node.right == EMPTY else node.right
         else:
-            at = _at(items[mid][0], down)
+            at = position(items[mid][0], down)
             current = None if node.right == EMPTY else self._read(at)
             right = self.subtree(down, at, current, items, mid, hi)
         return self._join(here, left, right)
@@ -246,7 +247,7 @@ class _Batch:
         mid = _split(puts, 0, len(puts), depth)
         left = self._build(depth + 1, puts[:mid], None) if mid else None
         right = self._build(depth + 1, puts[mid:], None) if mid < len(puts) else None
-        return self._join(_at(puts[0][0], depth) if here is None else here, left, right)
+        return self._join(position(puts[0][0], depth) if here is None else here, left, right)
 
     def _join(self, here: Position, left: _Subtree, right: _Subtree) -> _Subtree:
         """Combine two sides at `here`: empty, a lone leaf floating up (the collapse rule), or
@@ -307,20 +308,6 @@ class _Batch:
         digest = value_hash(value)
         self.hashes += 1
         return Leaf(key, value, digest, leaf_hash(key, digest))
-
-
-_new_tuple = tuple.__new__
-_BYTES = tuple(bytes((i,)) for i in range(256))  # each byte value as a 1-byte bytes
-_KEEP = tuple((0xFF << (8 - spare)) & 0xFF for spare in range(8))  # a byte's first bits
-
-
-def _at(key: bytes, depth: int) -> Position:
-    """statetree_store.position without its range check: the position at `depth` (0..256)
-    on the path of `key`, built as fast as CPython allows (it is made at every level)."""
-    size, spare = depth >> 3, depth & 7
-    if spare:
-        return _new_tuple(Position, (depth, key[:size] + _BYTES[key[size] & _KEEP[spare]]))
-    return _new_tuple(Position, (depth, key[:size]))
 
 
 def _split(items: _Items, lo: int, hi: int, depth: int) -> int:
