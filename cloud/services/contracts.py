@@ -10,10 +10,9 @@ MAX_BLOCK, in arrival order). In one store.commit under the log's lock: the tran
 other workers appended since this worker's last are applied first, in log order, then the
 block's, each all or nothing (403/409 as the engine refuses one: it is left out, the others
 stay); their 0x03 entries (fresh salts), one 0x04 state root after them and their rows are
-written together, one fsync and one signed checkpoint per block.
-The rules run on a copy-on-write Fork (contract_fork.py) merged into the
-State only after the commit returns, so neither a refusal nor a failed commit moves what
-this worker answers.
+written together, one fsync and one signed checkpoint per block. The rules run on a
+copy-on-write Fork (contract_fork.py) merged into the State only after the commit returns,
+so neither a refusal nor a failed commit moves what this worker answers.
 
 The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py): the app
 hands over those ConfigService.load_regulators found at start, `serve --regulator` only
@@ -167,29 +166,41 @@ class ContractService:
             raise refusals.of(e) from None
         queued = _Queued(signed, entries.new_salt())
         self._queue.append(queued)
+        try:
+            await self._lead(queued)
+        except asyncio.CancelledError:
+            if not queued.taken:  # cancelled while it waited: it is never committed
+                self._queue.remove(queued)
+            raise
+        outcome = await queued.outcome
+        if isinstance(outcome, Refused):
+            raise refusals.of(outcome) from None
+        return outcome
+
+    async def _lead(self, queued: _Queued) -> None:
+        """Wait for the lock; unless an earlier block took `queued`, commit the next block
+        (this request leads it), sign its checkpoint and answer each of its transactions.
+        Raises what the block's commit raises (every follower gets it too)."""
         async with self._lock:
             block = self._take(queued)
+            if not block:
+                return
             try:
-                outcomes = await self._commit_block(block) if block else []
-            except BaseException as e:  # the block failed (or this request was cancelled)
+                outcomes = await self._commit_block(block)
+            except BaseException as e:  # the block failed, or this request was cancelled
                 for waiting in block:
                     if waiting is queued:
-                        continue  # raised here, below
+                        continue  # raised to this request
                     if isinstance(e, asyncio.CancelledError):
                         waiting.outcome.cancel()
                     else:
                         waiting.outcome.set_exception(e)
                 raise
-        if block:  # this request led the block: sign its checkpoint, then answer everyone
-            try:
-                await self.shared.appended()
-            finally:
-                for waiting, outcome in zip(block, outcomes, strict=True):
-                    waiting.outcome.set_result(outcome)
-        outcome = await queued.outcome
-        if isinstance(outcome, Refused):
-            raise refusals.of(outcome) from None
-        return outcome
+        try:
+            await self.shared.appended()
+        finally:
+            for waiting, outcome in zip(block, outcomes, strict=True):
+                waiting.outcome.set_result(outcome)
 
     def _take(self, queued: _Queued) -> list[_Queued]:
         """Under the lock: the next block (up to MAX_BLOCK queued transactions, in arrival

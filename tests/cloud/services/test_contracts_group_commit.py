@@ -2,7 +2,8 @@
 while a block commits go together into the next block (their 0x03 entries in arrival order,
 then one 0x04 root after them), each still all or nothing — one refused in the middle of a
 block leaves the others applied and nothing of itself — and the root committed is the one
-a fresh replay of the stored transactions reaches, and a restart."""
+a fresh replay of the stored transactions reaches, and a restart. A request cancelled while
+it waits for its block leaves the queue: it is never committed."""
 
 from __future__ import annotations
 
@@ -86,3 +87,23 @@ async def test_a_refusal_inside_a_block_leaves_the_others_applied(
     with pytest.raises(LedgerError) as again:  # its nonce was not burnt; the rule still holds
         await worker.submit(envelope(block[2]))
     assert again.value.reason == "quantity"
+
+
+async def test_a_request_cancelled_while_it_waits_is_never_committed(
+    store: Store, tmp_path: Path
+) -> None:
+    worker = await service(store, tmp_path)
+    await worker.submit(envelope(admit("M")))
+    size, head = await store.log_size(), worker.head
+    async with worker._lock:  # a block in progress
+        task = asyncio.create_task(worker.submit(envelope(commission("L1", 10))))
+        while not worker._queue:
+            await asyncio.sleep(0.001)
+        task.cancel()  # the client went away before its block
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert not worker._queue
+    later = await worker.submit(envelope(commission("L2", 10)))
+    assert later.index == size  # the next block holds L2 alone
+    assert await store.log_size() == size + 2 and worker.head != head
+    assert later.head.root == await replayed_root(store)
