@@ -121,7 +121,8 @@ def admissions() -> list[tx.SignedTx]:
 
 def lot_moves(lot: int, time_ms: int | None = None) -> list[tx.SignedTx]:
     """Lot `lot`'s three transactions, in the order they must apply: commission 100 packs,
-    ship 60 to the distributor, the distributor receives 60."""
+    ship 60 to the distributor, the distributor receives 60; signed at `time_ms` (now if
+    None: the server refuses a time more than 5 minutes off its clock)."""
     name, shipment = f"B{lot}", f"S{lot}"
     commission = {"gtin": GTIN, "lot": name, "expiry": "271200", "quantity": 100}
     commission |= {"unit": "pack", "profile": PROFILE}
@@ -130,7 +131,9 @@ def lot_moves(lot: int, time_ms: int | None = None) -> list[tx.SignedTx]:
     return [
         tx.make("lots", "commission", commission, MAKER, time_ms=time_ms),
         tx.make("lots", "ship", ship, MAKER, time_ms=time_ms),
-        tx.make("lots", "receive", {"shipment": shipment, "quantity": 60}, DISTRIBUTOR),
+        tx.make(
+            "lots", "receive", {"shipment": shipment, "quantity": 60}, DISTRIBUTOR, time_ms=time_ms
+        ),
     ]
 
 
