@@ -37,6 +37,7 @@ from cloud.api.state import (
     CONTRACTS,
     EVENTS,
     FEEDS,
+    GATEWAY_LOTS,
     LOG,
     METRICS,
     READINGS,
@@ -58,6 +59,7 @@ from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
+from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
@@ -132,6 +134,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[READS] = ReadService(app[CONTRACTS])
         app[TRACES] = TraceService(shared, app[CONTRACTS])  # both follow what load() replays
         app[FEEDS] = FeedService(shared, app[CONTRACTS])
+        app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

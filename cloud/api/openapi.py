@@ -10,8 +10,17 @@ from cloud.api.routes.receipts import MAX_COSIGNATURES
 from cloud.contracts import access, auth, feeds, tx
 from cloud.services import replay
 from device import reading
-from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
+from gateway import (
+    alarm_ack,
+    batch,
+    config_entry,
+    cosigned_receipt,
+    event,
+    gateway_auth,
+    jsonbound,
+)
 from gateway import registry_change as registry
+from gateway.alarms import LOT_SIGNED_FIELDS
 from gateway.refusal import INT64_MAX
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -413,6 +422,7 @@ def document() -> dict[str, Any]:
             **_receipt_paths(receipt),
             **_config_paths(),
             **_alarm_ack_paths(),
+            **_gateway_lot_paths(),
             **_contract_paths(),
             **_trace_and_feed_paths(),
             **_auth_paths(),
@@ -738,6 +748,87 @@ def _alarm_ack_paths() -> dict[str, Any]:
                     },
                 ],
                 "responses": {"200": _json("Acks", listed), "400": BAD, "404": NOT_FOUND},
+            }
+        },
+    }
+
+
+def _gateway_lot_paths() -> dict[str, Any]:
+    """GET /v1/gateways/{gateway}/lots (docs/protocol.md, "Lots of a gateway's boxes";
+    cloud/services/gateway_lots.py), a read signed by the gateway (gateway/gateway_auth.py)."""
+    profile = {
+        "type": "object",
+        "required": list(LOT_SIGNED_FIELDS),
+        "properties": {name: {"type": "integer"} for name in LOT_SIGNED_FIELDS},
+        "additionalProperties": False,
+    }
+    lot = {
+        "type": "object",
+        "required": ["gtin", "lot", "start", "end", "profile"],
+        "properties": {
+            "gtin": {"type": "string"},
+            "lot": {"type": "string"},
+            "start": {"type": "integer", "description": "ms (Unix)"},
+            "end": {"type": ["integer", "null"], "description": "ms (Unix); null: open"},
+            "profile": profile,
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["gateway", "site", "time", "boxes"],
+        "properties": {
+            "gateway": HEX32,
+            "site": {"type": "string"},
+            "time": {"type": "integer", "description": "the cloud's time of the answer, ms"},
+            "boxes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["box", "lots"],
+                    "properties": {"box": HEX32, "lots": {"type": "array", "items": lot}},
+                },
+            },
+        },
+    }
+
+    def header(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "header",
+            "required": True,
+            "schema": schema,
+            "description": description,
+        }
+
+    return {
+        "/v1/gateways/{gateway}/lots": {
+            "get": {
+                "summary": "The lots a gateway's boxes are on, with their storage profiles",
+                "description": "For the boxes registered at the gateway's site that are on a "
+                "lot now or from a later start: each lot, its window and its storage profile "
+                "(public, printed on the pack); nothing of holders, quantities or shipments. "
+                "Only for the gateway itself: BIP-340 under its key over "
+                f'tagged_hash("{gateway_auth.TAG.decode()}", challenge ‖ gateway key ‖ '
+                '"GET " ‖ path), the challenge from POST /v1/auth/challenge (single use, '
+                f"{auth.CHALLENGE_TTL_S} s).",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    header(gateway_auth.CHALLENGE_HEADER, HEX32, "The challenge, hex"),
+                    header(
+                        gateway_auth.SIGNATURE_HEADER,
+                        {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+                        "The gateway's BIP-340 signature, hex",
+                    ),
+                ],
+                "responses": {
+                    "200": _json("The boxes on lots", answer),
+                    "400": BAD,
+                    "401": _problem(
+                        "Unsigned, a signature that does not verify, or a challenge unknown, "
+                        "expired or used"
+                    ),
+                    "403": _problem("The key is not a registered gateway"),
+                },
             }
         },
     }

@@ -17,6 +17,7 @@ from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
+from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
@@ -42,3 +43,4 @@ REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay gr
 READS = web.AppKey("reads", ReadService)  # private records as the read matrix allows
 TRACES = web.AppKey("traces", TraceService)  # recall traces, as the read policy allows
 FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds
+GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from cloud.contracts import access, auth, catalog, entries, lots, participants, policy, tx
 from cloud.contracts.engine import Applied, State, check_time
@@ -40,6 +40,7 @@ from cloud.storage.store import StoredTx
 from gateway.refusal import Refused
 
 log = logging.getLogger("pharmasync.cloud.ledger.contracts")
+T = TypeVar("T")
 
 PAGE = 1000  # stored transactions read per query, at start and when catching up
 PUBLIC_LOT_RECORDS = (lots.LOT, lots.QUALITY, lots.RECALL)  # what GET /v1/lots shows
@@ -232,3 +233,11 @@ class ContractService:
                 if policy.sees_custody(who.role, mine):
                     custody = self.state.get(lots.CUSTODY, gtin, lot)
             return self.head, found, custody
+
+    async def read(self, query: Callable[[State], T]) -> T:
+        """Catch up on the log, then run `query` on the State under the service's lock (no
+        fork or merge moves it meanwhile) and return its answer. `query` must not keep or
+        change what it reads."""
+        await self.load()
+        async with self._lock:
+            return query(self.state)

@@ -11,6 +11,7 @@ registry.py    /v1/registry, /v1/devices, /v1/gateways   who may send what
 config.py      /v1/config, /v1/registry/entries          owners on the log; what gateways follow
 events.py      /v1/events, /v1/gateways/{key}/events     signed gateway events
 alarm_acks.py  /v1/alarm-acks, /v1/gateways/{key}/alarm-acks   relayed alarm acknowledgements
+gateway_lots.py /v1/gateways/{key}/lots                  lots of a gateway's boxes (signed read)
 contracts.py   /v1/tx, /v1/state, /v1/lots/{gtin}/{lot}   contract transactions, state proofs
 lot_columns.py /v1/lots/{gtin}/{lot}/columns/{column}   one column of a lot, or 403 naming its cell
 participants.py /v1/participants[/{did}]                 participants, as the read matrix allows
