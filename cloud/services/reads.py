@@ -8,7 +8,9 @@ It reads the contract service's State after catching up on the log (ContractServ
 synchronously, so no transaction is merged half-way through a read. What no key reaches (a
 lot's shipments and boxes, a subject's certificates, the participants) it finds in a
 FactIndex (cloud/contracts/facts_index.py) that follows the service's applied transactions,
-so a read looks up its own records, never all of them. Raises LedgerError
+and whether a reader is in a lot's custody chain in the recall trace's index
+(cloud/contracts/lots_trace.py, the TraceService's), so a read looks up its own records,
+never all of them, nor each lot of a large family. Raises LedgerError
 (cloud/services/refusals.py).
 """
 
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from cloud.contracts import access, auth, facts, lots, lots_fields, participants, policy
+from cloud.contracts import access, auth, facts, lots_fields, participants, policy
 from cloud.contracts.didkey import DidKeyError, to_xonly
 from cloud.contracts.engine import Participant
 from cloud.contracts.facts_index import FactIndex
+from cloud.contracts.lots_trace import LotIndex
 from cloud.services.contracts import ContractService
 from gateway.refusal import Refused
 
@@ -32,10 +35,11 @@ LOT_COLUMNS: Final = tuple(c for c in access.COLUMNS if c != access.ENTITIES_IDE
 class ReadService:
     """Filtered reads over the contract service's State (module docstring)."""
 
-    def __init__(self, contracts: ContractService) -> None:
+    def __init__(self, contracts: ContractService, lineage: LotIndex) -> None:
         """Build the index empty: register before contracts.load(), which feeds it every
-        transaction replayed."""
+        transaction replayed. `lineage`: the trace index following the same service."""
         self.contracts = contracts
+        self.lineage = lineage
         self.index = FactIndex()
         contracts.listeners.append(lambda _, applied: self.index.apply(applied))
 
@@ -61,7 +65,7 @@ class ReadService:
         if found is None:
             return {}
         role, me = (PUBLIC, None) if who is None else (who.role, who.id)
-        involved = me is not None and lots.involved(state, gtin, lot, me)
+        involved = me is not None and self.lineage.involved(gtin, lot, me)
         columns, withheld, custody = policy.lot_view(role, involved, found, me)
         answer: dict[str, Any] = {"columns": columns, "withheld": withheld}
         if custody is not None:
