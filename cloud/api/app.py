@@ -131,8 +131,8 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CONTRACTS] = ContractService(shared, regulators)
         app[AUTH] = AuthService(shared, app[CONTRACTS], config)
         app[REPLAY] = ReplayService(shared, config)
-        app[READS] = ReadService(app[CONTRACTS])
-        app[TRACES] = TraceService(shared, app[CONTRACTS])  # both follow what load() replays
+        app[TRACES] = TraceService(shared, app[CONTRACTS])
+        app[READS] = ReadService(app[CONTRACTS], app[TRACES].index)  # both follow load()'s replay
         app[FEEDS] = FeedService(shared, app[CONTRACTS])
         app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay

@@ -2,24 +2,21 @@
 shipments, boxes, certificates and lineage; the participants. The read policy
 (cloud/contracts/policy.py) decides what of it a reader sees; the service only gathers.
 
-Pure: a View for keyed reads, and the State's records (an iterable of engine.Record) for the
-few facts no key reaches (a lot's shipments are keyed by shipment id, a certificate by its
-id, a box's windows by box). Those scans walk every record: fine at today's sizes, an index
-kept beside the State is the way once lots number in the millions.
+Pure: a View for keyed reads, and a FactIndex (cloud/contracts/facts_index.py) for the facts
+no key reaches from what is asked (a lot's shipments are keyed by shipment id, a certificate
+by its id, a box's windows by box): the index names the candidates, the View reads them, and
+each is kept only if it is there and belongs (the index may name more, never fewer). So a
+read looks up its own records only, never all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from cloud.contracts import lots, participants
-from cloud.contracts.engine import Record, RecordType, View
-
-
-def _of(records: Iterable[Record], rtype: RecordType) -> Iterable[Record]:
-    return (r for r in records if r.type == rtype)
+from cloud.contracts.engine import View
+from cloud.contracts.facts_index import FactIndex
 
 
 def did_of(view: View, participant_id: str) -> str:
@@ -49,39 +46,34 @@ class LotFacts:
     lots_of_gtin: int
 
 
-def lot_facts(view: View, records: Iterable[Record], gtin: str, lot: str) -> LotFacts | None:
-    """Gather a lot's facts; None if it was never commissioned. `records`: every record of
-    the State (walked once)."""
+def lot_facts(view: View, index: FactIndex, gtin: str, lot: str) -> LotFacts | None:
+    """Gather a lot's facts; None if it was never commissioned. `index`: the FactIndex of
+    the records `view` reads."""
     identity = view.get(lots.LOT, gtin, lot)
     if identity is None:
         return None
     quality, custody = view.get(lots.QUALITY, gtin, lot), view.get(lots.CUSTODY, gtin, lot)
     assert quality is not None and custody is not None, "a commissioned lot has both"
-    shipments, boxes, certificates, count = [], [], [], 0
-    subject = f"{gtin}/{lot}"
-    for record in records:
-        if record.type == lots.LOT and record.fields[0] == gtin:
-            count += 1
-        elif record.type == lots.SHIPMENT:
-            s = record.value
-            if (s["gtin"], s["lot"]) == (gtin, lot):
-                s["shipment"] = record.fields[0]
-                s["sender_id"], s["receiver_id"] = s["sender"], s["receiver"]
-                s["sender"], s["receiver"] = did_of(view, s["sender"]), did_of(view, s["receiver"])
-                shipments.append(s)
-        elif record.type == lots.ATTACHMENT:
-            for window in record.value["windows"]:
-                if (window["gtin"], window["lot"]) == (gtin, lot):
-                    box = record.fields[0]
-                    calibration = view.get(lots.CALIBRATION, box)
-                    boxes.append({"box": box, **window, "calibration": calibration})
-        elif record.type == lots.CERTIFICATE:
-            c = record.value
-            if c["subject"] == subject:
-                certificates.append(c)
+    shipments = []
+    for shipment in index.shipments(gtin, lot):
+        s = view.get(lots.SHIPMENT, shipment)
+        if s is None or (s["gtin"], s["lot"]) != (gtin, lot):
+            continue
+        s["shipment"] = shipment
+        s["sender_id"], s["receiver_id"] = s["sender"], s["receiver"]
+        s["sender"], s["receiver"] = did_of(view, s["sender"]), did_of(view, s["receiver"])
+        shipments.append(s)
+    boxes: list[dict[str, Any]] = []
+    for box in index.boxes(gtin, lot):
+        attachment = view.get(lots.ATTACHMENT, box)
+        on = [] if attachment is None else attachment["windows"]
+        windows = [w for w in on if (w["gtin"], w["lot"]) == (gtin, lot)]
+        if windows:
+            calibration = view.get(lots.CALIBRATION, box)
+            boxes.extend({"box": box, **w, "calibration": calibration} for w in windows)
+    certificates = certificates_of(view, index, f"{gtin}/{lot}")
     shipments.sort(key=lambda s: (s["shipped"], s["shipment"]))
     boxes.sort(key=lambda b: (b["start"], b["box"]))
-    certificates.sort(key=lambda c: (c["since"], c["id"]))
     return LotFacts(
         identity,
         quality,
@@ -92,7 +84,7 @@ def lot_facts(view: View, records: Iterable[Record], gtin: str, lot: str) -> Lot
         tuple(shipments),
         tuple(boxes),
         tuple(certificates),
-        count,
+        index.lots_of(gtin),
     )
 
 
@@ -102,16 +94,15 @@ def participant_of(view: View, xonly: bytes) -> dict[str, Any] | None:
     return None if key is None else view.get(participants.PARTICIPANT, key["participant"])
 
 
-def all_participants(records: Iterable[Record]) -> list[dict[str, Any]]:
+def all_participants(view: View, index: FactIndex) -> list[dict[str, Any]]:
     """Every participant record, in id order."""
-    found = [r.value for r in _of(records, participants.PARTICIPANT)]
-    return sorted(found, key=lambda p: str(p["id"]))
+    found = (view.get(participants.PARTICIPANT, p) for p in index.participants())
+    return [p for p in found if p is not None]
 
 
-def certificates_of(records: Iterable[Record], subject: str) -> list[dict[str, Any]]:
+def certificates_of(view: View, index: FactIndex, subject: str) -> list[dict[str, Any]]:
     """Every certificate whose subject is `subject` (a participant id, or "<gtin>/<lot>"),
     in issuing order."""
-    found = [
-        c for c in (r.value for r in _of(records, lots.CERTIFICATE)) if c["subject"] == subject
-    ]
-    return sorted(found, key=lambda c: (c["since"], c["id"]))
+    found = (view.get(lots.CERTIFICATE, c) for c in index.certificates(subject))
+    mine = [c for c in found if c is not None and c["subject"] == subject]
+    return sorted(mine, key=lambda c: (c["since"], c["id"]))

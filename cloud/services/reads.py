@@ -5,7 +5,12 @@ what the reader sees is the read policy's (cloud/contracts/policy.py), never dec
 in the routes.
 
 It reads the contract service's State after catching up on the log (ContractService.load),
-synchronously, so no transaction is merged half-way through a read. Raises LedgerError
+synchronously, so no transaction is merged half-way through a read. What no key reaches (a
+lot's shipments and boxes, a subject's certificates, the participants) it finds in a
+FactIndex (cloud/contracts/facts_index.py) that follows the service's applied transactions,
+and whether a reader is in a lot's custody chain in the recall trace's index
+(cloud/contracts/lots_trace.py, the TraceService's), so a read looks up its own records,
+never all of them, nor each lot of a large family. Raises LedgerError
 (cloud/services/refusals.py).
 """
 
@@ -13,9 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from cloud.contracts import access, auth, facts, lots, lots_fields, participants, policy
+from cloud.contracts import access, auth, facts, lots_fields, participants, policy
 from cloud.contracts.didkey import DidKeyError, to_xonly
 from cloud.contracts.engine import Participant
+from cloud.contracts.facts_index import FactIndex
+from cloud.contracts.lots_trace import LotIndex
 from cloud.services.contracts import ContractService
 from gateway.refusal import Refused
 
@@ -28,8 +35,13 @@ LOT_COLUMNS: Final = tuple(c for c in access.COLUMNS if c != access.ENTITIES_IDE
 class ReadService:
     """Filtered reads over the contract service's State (module docstring)."""
 
-    def __init__(self, contracts: ContractService) -> None:
+    def __init__(self, contracts: ContractService, lineage: LotIndex) -> None:
+        """Build the index empty: register before contracts.load(), which feeds it every
+        transaction replayed. `lineage`: the trace index following the same service."""
         self.contracts = contracts
+        self.lineage = lineage
+        self.index = FactIndex()
+        contracts.listeners.append(lambda _, applied: self.index.apply(applied))
 
     async def _reader(self, token: auth.Token | None) -> Participant | None:
         """Catch up on the log, then say who reads: None for the public (no token, or a
@@ -49,11 +61,11 @@ class ReadService:
         Caller checks gtin and lot."""
         who = await self._reader(token)
         state = self.contracts.state
-        found = facts.lot_facts(state, state.records.values(), gtin, lot)
+        found = facts.lot_facts(state, self.index, gtin, lot)
         if found is None:
             return {}
         role, me = (PUBLIC, None) if who is None else (who.role, who.id)
-        involved = me is not None and lots.involved(state, gtin, lot, me)
+        involved = me is not None and self.lineage.involved(gtin, lot, me)
         columns, withheld, custody = policy.lot_view(role, involved, found, me)
         answer: dict[str, Any] = {"columns": columns, "withheld": withheld}
         if custody is not None:
@@ -91,7 +103,7 @@ class ReadService:
         """The participants the reader may list, with counts where its cell is global only
         (policy.directory)."""
         who = await self._reader(token)
-        records = facts.all_participants(self.contracts.state.records.values())
+        records = facts.all_participants(self.contracts.state, self.index)
         role, me = (PUBLIC, None) if who is None else (who.role, who.id)
         return policy.directory(role, me, records)
 
@@ -129,7 +141,7 @@ class ReadService:
             named = None if record is None else str(record["id"])
         else:
             named = key
-        found = [] if named is None else facts.certificates_of(state.records.values(), named)
+        found = [] if named is None else facts.certificates_of(state, self.index, named)
         role, me = (PUBLIC, None) if who is None else (who.role, who.id)
         shown = [policy.certificate_view(role, me, c) for c in found]
         withheld = {}

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cloud.api.routes import MAX_INDEX, int_query, json_body
+from cloud.api.routes import MAX_INDEX, int_query, json_body, lot_path
 from cloud.api.state import AUTH, CONTRACTS, READS, REPLAY
-from cloud.contracts import lots_fields, tx
-from cloud.services.refusals import LedgerError
+from cloud.contracts import tx
 from cloud.services.replay import MAX_PAGE
 
 routes = web.RouteTableDef()
@@ -51,14 +50,7 @@ async def lot(request: web.Request) -> web.Response:
     records are shown only as the read policy allows the reader (cloud/contracts/policy.py
     lot_view): "columns" by access-matrix column, "withheld" naming the cells of the others,
     and the custody record, all without proofs."""
-    try:
-        gtin = lots_fields.gtin14(request.match_info["gtin"])
-    except ValueError as e:
-        raise LedgerError("gtin", str(e)) from None
-    try:
-        number = lots_fields.lot_number(request.match_info["lot"])
-    except ValueError as e:
-        raise LedgerError("lot", str(e)) from None
+    gtin, number = lot_path(request)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
     head, records, _ = await request.config_dict[CONTRACTS].lot(gtin, number, reader)
     answer = {

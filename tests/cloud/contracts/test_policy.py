@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from cloud.contracts import access, facts, policy
+from cloud.contracts.facts_index import FactIndex
 from tests.cloud.contracts.world import GTIN, World, party, supply_chain
 
 BOX = party("policy/box")
@@ -31,7 +32,7 @@ def boxed() -> World:
 
 def test_quality_shows_boxes_without_their_shipment_or_holder() -> None:
     world = boxed()
-    found = facts.lot_facts(world.state, world.state.records.values(), GTIN, "L1")
+    found = facts.lot_facts(world.state, FactIndex.of(world.state.records), GTIN, "L1")
     assert found is not None
     assert access.READ["regulator"][access.QUALITY] == "yes"
     assert access.READ["regulator"][access.M_TO_D] == "no"
@@ -55,4 +56,4 @@ def test_quality_shows_boxes_without_their_shipment_or_holder() -> None:
 
 def test_a_lot_never_commissioned_has_no_facts() -> None:
     world = supply_chain()
-    assert facts.lot_facts(world.state, world.state.records.values(), GTIN, "NONE") is None
+    assert facts.lot_facts(world.state, FactIndex.of(world.state.records), GTIN, "NONE") is None
