@@ -352,8 +352,8 @@ async def register_in_cloud(port: int, owner: bytes, gateway: bytes, keys: list[
     from gateway import registry_change as registry
 
     now = int(time.time())
-    changes = [registry.Change("gateway", gateway, now, site=SITE)]
-    changes += [registry.Change("box", k, now, site=SITE, label="") for k in keys]
+    changes: list[registry.Change] = [registry.GatewayRegistration(gateway, now, site=SITE)]
+    changes += [registry.BoxRegistration(k, now, site=SITE, label="") for k in keys]
     async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}") as http:
         sem = asyncio.Semaphore(8)
 

@@ -14,7 +14,7 @@ import aiohttp
 
 from cloud import settings, startup
 from cloud.api.app import make_app
-from cloud.contracts import didkey
+from cloud.contracts import catalog, didkey
 from cloud.services import witnessing
 from device import datalock, schnorr
 from device.cliutil import examples, hex_bytes, keygen, read_secret
@@ -41,6 +41,12 @@ ACK_KEYS_EXAMPLES = (
     f"pharmasync cloud ack-keys {_CLOUD} add @second-owner.pub --site warehouse-1",
     f"pharmasync cloud ack-keys {_CLOUD} remove @second-owner.pub --site warehouse-1",
 )
+_REGULATOR = f"--cloud http://127.0.0.1:{settings.DEFAULT_PORT} --regulator-key regulator.key"
+GRANTS_EXAMPLES = (
+    f"pharmasync cloud grants {_REGULATOR} add @auditor.pub --contracts lots,participants",
+    f"pharmasync cloud grants {_REGULATOR} remove @auditor.pub --contracts lots",
+)
+REGULATORS_EXAMPLE = f"pharmasync cloud regulators {_REGULATOR} @new-regulator.pub"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -126,6 +132,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "pharmasync cloud keygen regulator.key",
             "pharmasync cloud keygen maker.key",
             "pharmasync cloud keygen wholesaler.key",
+            "pharmasync cloud keygen auditor.key",
+            "pharmasync cloud keygen new-regulator.key",
         ),
     )
     keys.add_argument("out", type=Path, help="where to write the secret key (hex)")
@@ -186,6 +194,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _config_arguments(ack, "authorise or withdraw KEY", "the signer's x-only key")
     ack.add_argument("--site", required=True, help="the site whose alarms KEY may acknowledge")
+
+    grants = commands.add_parser(
+        "grants",
+        help="give or withdraw a replay grant (signed by a regulator)",
+        description="Sign a replay-grant change with a current regulator's key and send it to "
+        "the cloud: KEY may then fetch the transaction bodies of those contracts (GET /v1/tx) "
+        "and replay them (`pharmasync verify --replay --key`). Grants are on the log "
+        "(configuration entries, docs/protocol.md), so an auditor knows them from the log.",
+        epilog=examples(*GRANTS_EXAMPLES),
+    )
+    _regulator_arguments(grants)
+    grants.add_argument("op", choices=("add", "remove"), help="give or withdraw the grant")
+    grants.add_argument(
+        "key", type=regulator_key, metavar="KEY", help="did:key, x-only hex or @FILE"
+    )
+    grants.add_argument(
+        "--contracts",
+        type=_contract_names,
+        required=True,
+        help=f"comma-separated, of: {', '.join(c.name for c in catalog.CONTRACTS)}",
+    )
+    grants.set_defaults(handler=_contract_authority)
+
+    regs = commands.add_parser(
+        "regulators",
+        help="hand the contracts over to other regulators (signed by a current one)",
+        description="Sign a regulator change with a current regulator's key and send it: the "
+        "KEYs replace the regulators from that log entry on. The cloud refuses it (409 "
+        "'regulator handover') once contract transactions exist, since replay checks every "
+        "transaction under today's regulators (docs/contracts.md).",
+        epilog=examples(REGULATORS_EXAMPLE),
+    )
+    _regulator_arguments(regs)
+    regs.add_argument(
+        "keys", type=regulator_key, nargs="+", metavar="KEY", help="did:key, x-only hex or @FILE"
+    )
+    regs.set_defaults(handler=_contract_authority, op="regulators")
 
 
 def _config_arguments(parser: argparse.ArgumentParser, op_help: str, key_help: str) -> None:
@@ -274,6 +319,48 @@ def _serve(args: argparse.Namespace) -> int:
                 make_app(config), args.host, args.port, opening=opening, on_ready=ready
             )
         )
+    return 0
+
+
+def _regulator_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a regulator-signed configuration change."""
+    parser.add_argument("--cloud", default=f"http://127.0.0.1:{settings.DEFAULT_PORT}")
+    parser.add_argument(
+        "--regulator-key", type=Path, required=True, help="a current regulator's secret key"
+    )
+
+
+def _contract_names(text: str) -> tuple[str, ...]:
+    """argparse type: contract names, comma-separated, each one the ledger runs."""
+    known = {c.name for c in catalog.CONTRACTS}
+    names = tuple(sorted({n.strip() for n in text.split(",") if n.strip()}))
+    if not names or not set(names) <= known:
+        raise argparse.ArgumentTypeError(f"got {text[:80]!r}, want some of {sorted(known)}")
+    return names
+
+
+def _contract_authority(args: argparse.Namespace) -> int:
+    """`cloud grants` and `cloud regulators`: sign the change with a regulator's key, send it."""
+    if (secret := read_secret(args.regulator_key, "--regulator-key")) is None:
+        return 2
+    now = int(time.time())
+    try:
+        if args.op == "regulators":
+            keys = tuple(sorted(set(args.keys)))
+            change = config_entry.ConfigChange(config_entry.REGULATOR, now, owners=keys)
+            done = f"regulators now {', '.join(k.hex()[:16] + '…' for k in keys)}"
+        else:
+            op = config_entry.GRANT_ADD if args.op == "add" else config_entry.GRANT_REMOVE
+            change = config_entry.ConfigChange(op, now, key=args.key, contracts=args.contracts)
+            verb = "given to" if args.op == "add" else "withdrawn from"
+            done = f"replay grant for {', '.join(args.contracts)} {verb} {args.key.hex()}"
+    except config_entry.ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    request = config_entry.sign_request(secret, change)
+    if (index := _send(args.cloud, "/v1/config", request)) is None:
+        return 1
+    print(f"{done} by regulator {schnorr.pubkey(secret).hex()[:16]}… (log index {index})")
     return 0
 
 

@@ -1,6 +1,8 @@
-"""`pharmasync participants` and `pharmasync lots`: sign contract transactions with a key file
-and send them to the ledger (POST /v1/tx), and read a lot's public facts, checking their
-proofs against the state root the ledger answers (GET /v1/lots/{gtin}/{lot}).
+"""`pharmasync participants`, `pharmasync lots` and `pharmasync feed`: sign contract
+transactions with a key file and send them to the ledger (POST /v1/tx); read a lot's public
+facts, checking their proofs against the state root the ledger answers (GET /v1/lots/{gtin}/
+{lot}); sign in with the key file (POST /v1/auth/*) to read a recall trace (GET /v1/lots/
+{gtin}/{lot}/trace) or one's notification feed (GET /v1/feed, /v1/feed/stream).
 
 Keys are the files `pharmasync cloud keygen` writes (device/cliutil.read_secret reads them);
 a participant is named by its did:key or by the public key file beside its secret
@@ -12,23 +14,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from cloud import settings
+from cloud.api import sse
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
 from cloud.commands import post_json
-from cloud.contracts import didkey, lots, tx
+from cloud.contracts import access, didkey, lots, tx
 from cloud.contracts.statetree_proof import ProofError, proof_from_json, verify_proof
-from device.cliutil import examples, print_record, read_secret
+from device.cliutil import examples, positive_int, print_record, read_secret
 from gateway import jsonbound
 from gateway.jcs import canonicalize
 
 _CLOUD = f"http://127.0.0.1:{settings.DEFAULT_PORT}"
+MAX_ANSWER = 64 << 20  # a trace of 10,000 lots is a few MB
+RECONNECT_S = 3.0  # `feed --follow`: the wait before resuming a stream the ledger ended
 GTIN = "09506000134352"  # GS1's example GTIN-14
 # Storage profiles by name (cloud/contracts/lots_fields.py: centi-°C, seconds).
 PROFILES: dict[str, dict[str, Any]] = {
@@ -91,6 +98,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     admit.add_argument("--region", required=True, help="ISO 3166-1 alpha-2, e.g. DE")
     admit.add_argument("--licence", required=True, help="licence number")
     admit.add_argument("--issuer", required=True, help="the licence's issuer")
+    admit.add_argument(
+        "--owner-key",
+        type=participant,
+        action="append",
+        default=[],
+        metavar="DID|@FILE.pub",
+        help="a registry owner key whose boxes the participant controls (repeatable)",
+    )
     _common(admit, "the regulator's secret key file")
     admit.set_defaults(handler=_admit)
 
@@ -129,6 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     receive.add_argument("--shipment", required=True)
     receive.add_argument("--quantity", type=int, required=True, help="the units counted")
+    receive.add_argument("--order-ref", help="your own purchase order for it")
     _common(receive, "the receiver's secret key file")
     receive.set_defaults(handler=_receive)
 
@@ -140,6 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _lot(status)
     _common(status, None)
     status.set_defaults(handler=_status)
+    _register_recall(subparsers, commands)
     _register_history(commands)
 
 
@@ -160,7 +177,8 @@ _SHIP = (
     f"--quantity 60 --key maker.key --cloud {_CLOUD}"
 )
 _RECEIVE = (
-    f"pharmasync lots receive --shipment S1 --quantity 60 --key wholesaler.key --cloud {_CLOUD}"
+    "pharmasync lots receive --shipment S1 --quantity 60 --order-ref PO-2027-118 "
+    f"--key wholesaler.key --cloud {_CLOUD}"
 )
 _STATUS = f"pharmasync lots status --gtin {GTIN} --lot L1 --cloud {_CLOUD}"
 
@@ -170,13 +188,19 @@ def _lot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lot", required=True, help="lot number (GS1 AI 10)")
 
 
-def _send(args: argparse.Namespace, contract: str, tx_type: str, fields: dict[str, Any]) -> int:
-    """Sign and send one transaction; print where it was applied (exit 0), or why not (1;
-    2 for an unusable key file)."""
+def _send(
+    args: argparse.Namespace,
+    contract: str,
+    tx_type: str,
+    fields: dict[str, Any],
+    time_ms: int | None = None,
+) -> int:
+    """Sign and send one transaction (its own time `time_ms`, default now); print where it
+    was applied (exit 0), or why not (1; 2 for an unusable key file)."""
     if (secret := read_secret(args.key, "--key")) is None:
         return 2
     try:
-        signed = tx.make(contract, tx_type, fields, secret)
+        signed = tx.make(contract, tx_type, fields, secret, time_ms=time_ms)
     except tx.TxError as e:
         print(f"error: {e.reason}: {e.detail}", file=sys.stderr)
         return 2
@@ -199,6 +223,8 @@ def _send(args: argparse.Namespace, contract: str, tx_type: str, fields: dict[st
 def _admit(args: argparse.Namespace) -> int:
     licence = {"number": args.licence, "issuer": args.issuer}
     fields = {"did": args.did, "role": args.role, "name": args.name, "region": args.region}
+    if args.owner_key:
+        fields["owner_keys"] = [didkey.to_xonly(key).hex() for key in args.owner_key]
     return _send(args, "participants", "admit", {**fields, "licence": licence})
 
 
@@ -218,12 +244,22 @@ def _ship(args: argparse.Namespace) -> int:
 
 
 def _receive(args: argparse.Namespace) -> int:
-    return _send(args, "lots", "receive", {"shipment": args.shipment, "quantity": args.quantity})
+    fields: dict[str, Any] = {"shipment": args.shipment, "quantity": args.quantity}
+    if args.order_ref is not None:
+        fields["order_ref"] = args.order_ref
+    return _send(args, "lots", "receive", fields)
 
 
-async def _get(url: str) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as session, session.get(url) as resp:
-        answer = jsonbound.loads(await resp.read(), max_bytes=1 << 20, what="answer")
+async def _get(
+    url: str, session: aiohttp.ClientSession | None = None, token: str = ""
+) -> tuple[int, dict[str, Any]]:
+    """GET a JSON object (with a bearer token if one is given), in `session` or a new one."""
+    if session is None:
+        async with aiohttp.ClientSession() as own:
+            return await _get(url, own, token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.get(url, headers=headers) as resp:
+        answer = jsonbound.loads(await resp.read(), max_bytes=MAX_ANSWER, what="answer")
     if not isinstance(answer, dict):
         raise jsonbound.JsonError("answer", type(answer).__name__, "a JSON object")
     return resp.status, answer
@@ -265,6 +301,293 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- split, attach, hold, dispose, recall, trace; the feed ---------------------------------
+
+_SPLIT = (
+    f"pharmasync lots split --gtin {GTIN} --lot L1 --child L1-A:30 --child L1-B:30 "
+    f"--key wholesaler.key --cloud {_CLOUD}"
+)
+_ATTACH = (
+    f"pharmasync lots attach --box @box.pub --gtin {GTIN} --lot L1 --hours 48 "
+    f"--key maker.key --cloud {_CLOUD}"
+)
+_ATTACH_SHIPMENT = (
+    f"pharmasync lots attach --box @box.pub --shipment S2 --key maker.key --cloud {_CLOUD}"
+)
+_HOLD = (
+    f"pharmasync lots hold --gtin {GTIN} --lot L1-B --kind damage --reason 'cartons crushed' "
+    f"--key wholesaler.key --cloud {_CLOUD}"
+)
+_DISPOSE = (
+    f"pharmasync lots dispose --gtin {GTIN} --lot L1-B --outcome released "
+    f"--reason 'inspected: packs intact' --key maker.key --cloud {_CLOUD}"
+)
+_RECALL = (
+    f"pharmasync lots recall --gtin {GTIN} --lot L1 --class II --reason 'out of specification' "
+    f"--key maker.key --cloud {_CLOUD}"
+)
+_TRACE = f"pharmasync lots trace --gtin {GTIN} --lot L1 --key maker.key --cloud {_CLOUD}"
+_TRACE_REGULATOR = (
+    f"pharmasync lots trace --gtin {GTIN} --lot L1 --key regulator.key --json --cloud {_CLOUD}"
+)
+_FEED = f"pharmasync feed --key wholesaler.key --cloud {_CLOUD}"
+_FEED_FOLLOW = f"pharmasync feed --key wholesaler.key --after 2 --follow --cloud {_CLOUD}"
+
+
+def _child(text: str) -> dict[str, Any]:
+    """argparse type: LOT:QUANTITY, a child lot of a split."""
+    lot, sep, quantity = text.rpartition(":")
+    if not sep or not lot or not quantity.isdigit():
+        raise argparse.ArgumentTypeError(f"got {text!r}, want LOT:QUANTITY (L1-A:30)")
+    return {"lot": lot, "quantity": int(quantity)}
+
+
+def _register_recall(
+    subparsers: argparse._SubParsersAction, commands: argparse._SubParsersAction
+) -> None:
+    """Add `lots split|attach|hold|dispose|recall|trace` and the `feed` command."""
+    split = commands.add_parser(
+        "split",
+        help="split your whole holding of a lot into child lots",
+        description="Sign a lots/split: the child lots' quantities must sum to what you hold.",
+        epilog=examples(_SPLIT),
+    )
+    _lot(split)
+    split.add_argument(
+        "--child", type=_child, action="append", required=True, metavar="LOT:QUANTITY"
+    )
+    _common(split, "the holder's secret key file")
+    split.set_defaults(handler=_split)
+
+    attach = commands.add_parser(
+        "attach",
+        help="attach a box (its QR label: the box's key) to a lot you store or a shipment",
+        description="Sign a lots/attach: the box's readings from now on count for the lot "
+        "(its storage with you) or for your shipment in transit. The window starts at the "
+        "transaction's time and can later only be extended.",
+        epilog=examples(_ATTACH, _ATTACH_SHIPMENT),
+    )
+    attach.add_argument("--box", type=participant, required=True, metavar="DID|@BOX.pub")
+    attach.add_argument("--shipment", help="a shipment you sent (else --gtin and --lot)")
+    attach.add_argument("--gtin", help="GTIN-14 of a lot you hold")
+    attach.add_argument("--lot", help="lot number (GS1 AI 10)")
+    attach.add_argument("--hours", type=positive_int, help="the window's length (default: open)")
+    _common(attach, "the secret key file of the participant controlling the box's owner key")
+    attach.set_defaults(handler=_attach)
+
+    hold = commands.add_parser(
+        "hold",
+        help="quarantine a lot you hold (a hold or damage report)",
+        epilog=examples(_HOLD),
+    )
+    _lot(hold)
+    hold.add_argument("--kind", choices=lots.HOLD_KINDS, default="hold")
+    hold.add_argument("--reason", required=True)
+    _common(hold, "the holder's secret key file")
+    hold.set_defaults(handler=_hold)
+
+    dispose = commands.add_parser(
+        "dispose",
+        help="release or reject a quarantined lot (its manufacturer's QA, or the regulator)",
+        epilog=examples(_DISPOSE),
+    )
+    _lot(dispose)
+    dispose.add_argument("--outcome", choices=(lots.RELEASED, lots.REJECTED), required=True)
+    dispose.add_argument("--reason", required=True)
+    _common(dispose, "the manufacturer's or the regulator's secret key file")
+    dispose.set_defaults(handler=_dispose)
+
+    recall = commands.add_parser(
+        "recall",
+        help="recall a lot and every lot split from it (its manufacturer, or the regulator)",
+        description="Sign a lots/recall: the lot and its descendants can no longer be "
+        "shipped, received, split or dispensed, and every holder is told in its feed.",
+        epilog=examples(_RECALL),
+    )
+    _lot(recall)
+    recall.add_argument("--class", dest="recall_class", choices=lots.RECALL_CLASSES, required=True)
+    recall.add_argument("--reason", required=True)
+    _common(recall, "the manufacturer's or the regulator's secret key file")
+    recall.set_defaults(handler=_recall)
+
+    trace = commands.add_parser(
+        "trace",
+        help="every lot split from a lot, who holds how many, what is in transit",
+        description="Sign in with the key and read the lot's recall trace as the access "
+        "matrix lets you: the holders and shipments of the legs you read (a manufacturer: "
+        "all; a retailer or pharmacy: its legs, for a lot it is involved in), or the "
+        "regulator's figures per role and region.",
+        epilog=examples(_TRACE, _TRACE_REGULATOR),
+    )
+    _lot(trace)
+    _common(trace, "your secret key file (to sign in)")
+    trace.set_defaults(handler=_trace)
+
+    feed = subparsers.add_parser(
+        "feed",
+        help="your notifications: shipments to you, recalls and quarantines of lots you hold",
+        description="Sign in with the key and print your feed's events after --after; with "
+        "--follow, keep printing them as they happen until Ctrl-C (signing in again and "
+        "resuming where it was when the ledger ends the stream: the sign-in expired).",
+        epilog=examples(_FEED, _FEED_FOLLOW),
+    )
+    feed.add_argument("--after", type=int, default=0, help="the last event id seen (default 0)")
+    feed.add_argument("--follow", action="store_true", help="keep printing new events")
+    _common(feed, "your secret key file (to sign in)")
+    feed.set_defaults(handler=_feed)
+
+
+def _split(args: argparse.Namespace) -> int:
+    fields = {"gtin": args.gtin, "lot": args.lot, "children": args.child}
+    return _send(args, "lots", "split", fields)
+
+
+def _attach(args: argparse.Namespace) -> int:
+    now = int(time.time() * 1000)  # the transaction's own time: the window starts there
+    end = None if args.hours is None else now + args.hours * 3_600_000
+    fields: dict[str, Any] = {"box": didkey.to_xonly(args.box).hex(), "start": now, "end": end}
+    if args.shipment is not None:
+        fields["shipment"] = args.shipment
+    elif args.gtin is not None and args.lot is not None:
+        fields |= {"gtin": args.gtin, "lot": args.lot}
+    else:
+        print("error: give --shipment, or --gtin and --lot", file=sys.stderr)
+        return 2
+    return _send(args, "lots", "attach", fields, time_ms=now)
+
+
+def _hold(args: argparse.Namespace) -> int:
+    fields = {"gtin": args.gtin, "lot": args.lot, "kind": args.kind, "reason": args.reason}
+    return _send(args, "lots", "hold", fields)
+
+
+def _dispose(args: argparse.Namespace) -> int:
+    fields = {"gtin": args.gtin, "lot": args.lot, "outcome": args.outcome, "reason": args.reason}
+    return _send(args, "lots", "dispose", fields)
+
+
+def _recall(args: argparse.Namespace) -> int:
+    fields = {"gtin": args.gtin, "lot": args.lot, "class": args.recall_class}
+    return _send(args, "lots", "recall", {**fields, "reason": args.reason})
+
+
+def _signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
+    """Sign in with --key and GET `path`; return (status, answer), or the exit code after
+    printing why not (2: an unusable key file; 1: the ledger refused or is unreachable)."""
+    if (secret := read_secret(args.key, "--key")) is None:
+        return 2
+    url = args.cloud.rstrip("/")
+
+    async def get() -> tuple[int, dict[str, Any]] | int:
+        async with aiohttp.ClientSession() as session:
+            token, why = await sign_in(session, url, secret)
+            if not token:
+                print(f"error: sign-in refused: {why}", file=sys.stderr)
+                return 1
+            return await _get(f"{url}{path}", session, token)
+
+    try:
+        return asyncio.run(get())
+    except (aiohttp.ClientError, ValueError, FetchError) as e:
+        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+def _refused(status: int, answer: dict[str, Any]) -> int:
+    print(f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr)
+    return 1
+
+
+def _trace(args: argparse.Namespace) -> int:
+    """Print a lot's trace: one line per lot (its status, recall, holders, shipments in
+    transit, units dispensed), or the global figures per role and region."""
+    got = _signed_in_get(args, f"/v1/lots/{args.gtin}/{args.lot}/trace")
+    if isinstance(got, int):
+        return got
+    status, answer = got
+    if status != 200:
+        return _refused(status, answer)
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif answer["view"] == "global":
+        print_record({"lot": f"{answer['gtin']}/{answer['lot']}", **answer["totals"]}, False)
+        for row in answer["by_role_region"]:
+            print(
+                f"  {row['role']:<13} {row['region']}  {row['holders']} holders, "
+                f"{row['units']} units held, {row['in_transit']} in transit to them"
+            )
+    else:
+        legs = ", ".join(access.TITLES[leg] for leg in answer["legs"])
+        print(f"{answer['gtin']}/{answer['lot']}: holders and shipments of the legs {legs}")
+        for t in answer["lots"]:
+            recall = f"recalled (class {t['recall']['class']})" if t["recall"] else "not recalled"
+            print(f"{t['lot']}  parent {t['parent'] or '-'}  {t['status']}, {recall}")
+            for h in t["holders"]:
+                print(f"    held by {h['did']} ({h['role']}): {h['quantity']}")
+            for m in t["in_transit"]:
+                print(f"    in transit {m['shipment']} to {m['receiver']}: {m['quantity']}")
+            if t["dispensed"]:
+                print(f"    dispensed: {t['dispensed']}")
+    return 0
+
+
+def _print_event(entry: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(entry), flush=True)
+        return
+    event = dict(entry["event"])
+    kind = event.pop("type", "?")
+    print(f"#{entry['id']} (log {entry['index']}) {kind}: {json.dumps(event)}", flush=True)
+
+
+def _feed(args: argparse.Namespace) -> int:
+    """Print the feed's events after --after; with --follow, then the stream."""
+    got = _signed_in_get(args, f"/v1/feed?after={args.after}&limit=1000")
+    if isinstance(got, int):
+        return got
+    status, answer = got
+    if status != 200:
+        return _refused(status, answer)
+    for entry in answer["events"]:
+        _print_event(entry, args.json)
+    if not args.follow:
+        return 0
+    try:
+        return asyncio.run(_follow(args, int(answer["next"])))
+    except KeyboardInterrupt:
+        return 0
+    except (aiohttp.ClientError, ValueError, FetchError) as e:
+        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+
+
+async def _follow(args: argparse.Namespace, after: int) -> int:
+    """Print the events the stream brings after `after`. When the ledger ends the stream
+    (the sign-in expired, the server restarts), sign in again and resume after the last
+    event printed; stop when sign-in or the stream is refused (exit 1)."""
+    secret = read_secret(args.key, "--key")
+    assert secret is not None  # read once already
+    url = args.cloud.rstrip("/")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+        while True:
+            token, why = await sign_in(session, url, secret)
+            if not token:
+                print(f"error: sign-in refused: {why}", file=sys.stderr)
+                return 1
+            headers = {"Authorization": f"Bearer {token}", sse.LAST_EVENT_ID: str(after)}
+            async with session.get(f"{url}/v1/feed/stream", headers=headers) as resp:
+                if resp.status != 200:
+                    answer = jsonbound.loads(await resp.read(), max_bytes=MAX_ANSWER, what="answer")
+                    return _refused(resp.status, answer if isinstance(answer, dict) else {})
+                decoder = sse.Decoder()
+                async for chunk in resp.content.iter_any():
+                    for message in decoder.feed(chunk):
+                        entry = json.loads(message.data)
+                        _print_event(entry, args.json)
+                        after = int(entry["id"])
+            await asyncio.sleep(RECONNECT_S)
+
+
 # -- lots history: a lot's legs and cold chain (GET /v1/lots/{gtin}/{lot}/history) ---------
 
 _HISTORY = f"pharmasync lots history --gtin {GTIN} --lot L1 --key wholesaler.key --cloud {_CLOUD}"
@@ -287,41 +610,27 @@ def _register_history(commands: argparse._SubParsersAction) -> None:
 
 
 def _history(args: argparse.Namespace) -> int:
-    """Print a lot's history (exit 1 if the ledger refuses or cannot be reached; 2 for an
-    unusable key file)."""
-    secret = None
-    if args.key is not None and (secret := read_secret(args.key, "--key")) is None:
-        return 2
-    url = args.cloud.rstrip("/")
-    try:
-        answer = asyncio.run(_read_history(url, args.gtin, args.lot, secret))
-    except (aiohttp.ClientError, FetchError, ValueError) as e:
-        print(f"error: {args.cloud}: {e}", file=sys.stderr)
-        return 1
+    """Print a lot's history, signed in with --key if given (exit 1 if the ledger refuses
+    or cannot be reached; 2 for an unusable key file)."""
+    path = f"/v1/lots/{args.gtin}/{args.lot}/history"
+    if args.key is not None:
+        got = _signed_in_get(args, path)
+    else:
+        try:
+            got = asyncio.run(_get(args.cloud.rstrip("/") + path))
+        except (aiohttp.ClientError, ValueError) as e:
+            print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+    if isinstance(got, int):
+        return got
+    status, answer = got
+    if status != 200:
+        return _refused(status, answer)
     if args.json:
-        print_record(answer, True)
+        print(json.dumps(answer, indent=2))
         return 0
     print_record(_history_lines(answer), False)
     return 0
-
-
-async def _read_history(url: str, gtin: str, lot: str, secret: bytes | None) -> dict[str, Any]:
-    """GET the history, signed in with `secret` if given. Raises ValueError saying why the
-    ledger refused (its HTTP status, reason and detail), FetchError, aiohttp's errors."""
-    async with aiohttp.ClientSession() as session:
-        headers = {}
-        if secret is not None:
-            token, why = await sign_in(session, url, secret)
-            if not token:
-                raise ValueError(f"cannot sign in: {why}")
-            headers["Authorization"] = f"Bearer {token}"
-        async with session.get(f"{url}/v1/lots/{gtin}/{lot}/history", headers=headers) as resp:
-            answer = jsonbound.loads(await resp.read(), max_bytes=1 << 24, what="answer")
-    if not isinstance(answer, dict):
-        raise jsonbound.JsonError("answer", type(answer).__name__, "a JSON object")
-    if resp.status != 200:
-        raise ValueError(f"HTTP {resp.status}: {answer.get('reason')}: {answer.get('detail')}")
-    return answer
 
 
 def _figures(stats: dict[str, Any]) -> str:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar, get_args
 
 from device.reading import TEMP_MAX, TEMP_MIN
@@ -317,6 +317,66 @@ def strictest(profiles: Iterable[AlarmProfile]) -> AlarmProfile:
     )
 
 
+def with_lots(zone: AlarmProfile, lots: Iterable[LotProfile]) -> AlarmProfile:
+    """Return the profile a box's zone alarms on while the box is on `lots`: the strictest
+    of its own profile and the lots' storage profiles (issue 11 §4), field by field:
+
+        low_c, high_c          the highest low, the lowest high
+        delay_consecutive_s    the shortest (high, low and sensor alarms)
+        delay_cumulative_s     the shortest
+        hysteresis_c           the smallest, narrowed to fit the common range (strictest)
+        max_gap_s              the zone is "silent" after at most the shortest max_gap_s:
+                               silent_after_s = min(the zone's, every lot's max_gap_s), by
+                               shortening interval_s (silent_after_intervals is the zone's)
+        needs_licence          no alarm: it concerns receiving the lot, not keeping it
+        silent_after_intervals, mkt_window_s, mkt_high_c   the zone's (a lot has none)
+
+    With no lots it is `zone` itself. Raises AlarmError "profiles" if the ranges have nothing
+    in common (a box cannot keep two lots whose ranges are disjoint)."""
+    given = list(lots)
+    if not given:
+        return zone
+    intervals = zone.silent_after_intervals
+    as_zones = [
+        replace(
+            lot.alarm,
+            silent_after_intervals=intervals,
+            interval_s=min(zone.interval_s, lot.max_gap_s / intervals),
+            mkt_window_s=zone.mkt_window_s,
+            mkt_high_c=None,
+        )
+        for lot in given
+    ]
+    return strictest([zone, *as_zones])
+
+
+# What sets each alarm kind's limit or delay: the AlarmProfile field a lot can tighten.
+GOVERNED_BY: dict[Kind, str] = {
+    "high": "high_c",
+    "low": "low_c",
+    "cumulative": "delay_cumulative_s",
+    "sensor": "delay_consecutive_s",
+    "silent": "silent_after_s",
+}
+
+
+def set_by(
+    kind: Kind, zone: AlarmProfile, applied: AlarmProfile, lots: Mapping[str, LotProfile]
+) -> str | None:
+    """Return the name (a key of `lots`) of the lot whose profile set the limit or delay
+    that `kind` alarms on in `applied` (with_lots(zone, lots.values())), or None when the
+    zone's own profile sets it (a lot no stricter than the zone sets nothing; the first
+    name in sorted order wins a tie between lots). Only for naming it in an alarm event."""
+    name = GOVERNED_BY.get(kind)
+    if name is None or getattr(applied, name) == getattr(zone, name):
+        return None
+    for lot_name in sorted(lots):
+        one = with_lots(zone, [lots[lot_name]])
+        if getattr(one, name) == getattr(applied, name):
+            return lot_name
+    return None
+
+
 Profiles = Mapping[str, AlarmProfile] | Callable[[str], AlarmProfile]
 
 
@@ -572,6 +632,26 @@ class AlarmEngine:
             z.cumulative_s = 0.0
             z.step(out, "cumulative", time_s, None, "reset", on=False, off=True)
         return out
+
+    def set_profile(self, zone: str, profile: AlarmProfile) -> None:
+        """Alarm on `profile` from the zone's next reading or tick on (a box put on a lot,
+        or taken off one: gateway/lots_follow.py), keeping its state: an excursion under
+        way keeps its start, a raised alarm clears at the new profile's threshold, the
+        cumulative time stays charged. A zone not seen yet takes `profiles` when it is."""
+        z = self._zones.get(zone)
+        if z is None or z.profile == profile:
+            return
+        if profile.mkt_window_s != z.profile.mkt_window_s:
+            mkt = RollingMKT(profile.mkt_window_s)
+            for t, c in z.mkt.samples():
+                mkt.add(t, c)
+            z.mkt = mkt
+        z.profile = profile
+
+    def profile(self, zone: str) -> AlarmProfile | None:
+        """Return the profile the zone alarms on now, or None before it is first seen."""
+        z = self._zones.get(zone)
+        return None if z is None else z.profile
 
     def active(self) -> list[AlarmState]:
         """Return the alarms raised now, by zone and then in KINDS order."""

@@ -5,6 +5,8 @@ The data folder holds everything the gateway owns:
     registry.json    the box registry (TinyDB): followed from the cloud with [registry]
                      follow = true; `pharmasync gateway boxes ...` edits it for bootstrap
     registry_follow.json  what the registry follower verified (gateway/registry_follow.py)
+    lots_follow.json  the cloud's last answer: which lots the boxes are on, with their
+                     storage profiles (gateway/lots_follow.py)
     spool.sqlite     readings and batches (WAL)
     quarantine.sqlite  rejected messages kept as evidence, in a budget of their own
     notify.sqlite    alarms, who was told when, acknowledgements (gateway/escalation.py)
@@ -29,6 +31,7 @@ from gateway.ble import BleakTransport, BleIngest
 from gateway.escalation import AlarmStore, Escalation
 from gateway.ingest_mqtt import MqttIngest
 from gateway.live_lane import LiveLane
+from gateway.lots_follow import LotsFollower
 from gateway.registry import Registry
 from gateway.registry_follow import RegistryFollower
 from gateway.service import Gateway
@@ -67,6 +70,7 @@ def start_escalation(gateway: Gateway) -> Escalation:
     store = AlarmStore(gateway.settings.data_dir / "notify.sqlite")
     escalation = Escalation(gateway.settings, gateway.key, gateway.registry, store, queue_event)
     escalation.adopt(gateway.alarms.active())
+    escalation.profile_of = gateway.alarms.profile  # the limits a lot's profile set, too
     gateway.alarm_listeners.append(escalation.on_events)
     return escalation
 
@@ -154,6 +158,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             len(registry.all()),
             settings.data_dir,
         )
+        if settings.uplink.url and settings.lots.follow:  # the lots the boxes are on:
+            rt.lots_follow = LotsFollower(gateway)  # the last answer applies before any reading
         tasks.append(asyncio.create_task(rt.mqtt.run(), name="mqtt"))
         if settings.mqtt.live_lane:
             tasks.append(asyncio.create_task(LiveLane(gateway).run(), name="live lane"))
@@ -164,6 +170,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
             tasks.append(asyncio.create_task(rt.ack_relay.run(), name="registry"))
         if rt.uplink is not None:
             tasks.append(asyncio.create_task(rt.uplink.run(), name="uplink"))
+        if rt.lots_follow is not None:
+            tasks.append(asyncio.create_task(rt.lots_follow.run(), name="lots"))
         else:
             log.info("no [uplink] url set: batches stay in the spool until one is")
         ble = rt.ble = start_ble(gateway)

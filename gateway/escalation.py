@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 from gateway import alarm_ack, event, notify
-from gateway.alarms import AlarmEvent, AlarmState
+from gateway.alarms import AlarmEvent, AlarmProfile, AlarmState
 from gateway.registry import Registry
 from gateway.settings import Settings
 
@@ -207,6 +207,9 @@ class Escalation:
         self._inflight: dict[tuple[str, str, str], asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._outbox: list[event.Draft] = []  # gateway events for `events`
+        # The profile a zone alarms on now (the gateway's AlarmEngine.profile: its own and
+        # its lots', gateway/lots_follow.py); None, or a zone it has not seen: the box's own.
+        self.profile_of: Callable[[str], AlarmProfile | None] | None = None
 
     # -- what comes in ---------------------------------------------------------------
 
@@ -454,7 +457,8 @@ class Escalation:
         """The message about alarm row `a`: box label, zone and limits from the registry."""
         box = next((b for b in self.registry.all() if b.device_id == a["zone"]), None)
         profiles = self.settings.alarms
-        profile = profiles.get(box.profile if box else "default", profiles["default"])
+        applied = self.profile_of(a["zone"]) if self.profile_of is not None else None
+        profile = applied or profiles.get(box.profile if box else "default", profiles["default"])
         status = self.settings.status
         url = self.config.status_url or (
             f"http://{status.host}:{status.port}/" if status.port and self.config.ack_token else ""

@@ -7,8 +7,13 @@ of readings a second that is most of the gateway's time. `buffer_reads` wraps pa
 socket so that recv() is served from one large read; the wrapper reports what it holds
 through pending() (as an SSL socket does), which aiomqtt's reader already honours by
 reading on until nothing is pending, so every buffered message is handled in the same
-event-loop iteration. `queue_pubacks` hands paho many PUBACKs as one write, where paho's
-ack() costs a write registration and a send per message.
+event-loop iteration. That loop ends only when the socket runs dry, which in a storm it
+never does (issue 13: the drain held the loop 10-40 s in one callback, while nothing was
+committed, acknowledged or sealed), so each turn of the event loop may read the socket at
+most READS_PER_TURN times: then recv() answers as an empty non-blocking socket would, paho
+keeps its partial packet, and the loop serves everything else before the socket's next
+readiness event. `queue_pubacks` hands paho many PUBACKs as one write, where paho's ack()
+costs a write registration and a send per message.
 
 Both use paho internals (Client._create_socket, Client._packet_queue) of paho-mqtt 2.x;
 tests/gateway/test_mqtt_io.py fails if those change.
@@ -16,12 +21,15 @@ tests/gateway/test_mqtt_io.py fails if those change.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from typing import Any
 
 import paho.mqtt.client as paho
 
 READ_SIZE = 1 << 16
+# Socket reads per event-loop turn: ~2 x 64 KiB, a few hundred readings, milliseconds of work.
+READS_PER_TURN = 2
 PUBACK = 0x40
 
 
@@ -29,20 +37,44 @@ class BufferedSocket:
     """A socket whose recv() is served from one large read (see the module docstring);
     everything else goes to the socket itself."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, reads_per_turn: int = READS_PER_TURN) -> None:
         self._sock = sock
         self._buffer = b""
         self._at = 0
+        # A TLS socket holds decrypted bytes the selector cannot see: never leave them waiting.
+        if hasattr(sock, "pending"):
+            reads_per_turn = -1
+        self._reads_per_turn = reads_per_turn
+        self._reads_left = reads_per_turn
 
     def recv(self, size: int) -> bytes:
         if self._at >= len(self._buffer):
+            if self._reads_left == 0:
+                raise BlockingIOError("this event-loop turn's socket reads are spent")
             data = self._sock.recv(max(size, READ_SIZE))  # BlockingIOError passes through
+            self._spend_read()
             if len(data) <= size:
                 return bytes(data)
             self._buffer, self._at = data, 0
         chunk = self._buffer[self._at : self._at + size]
         self._at += len(chunk)
         return chunk
+
+    def _spend_read(self) -> None:
+        """Count a socket read against this turn; the first of a turn schedules the next
+        turn's budget (call_soon runs after the current callback returns). Off an event loop
+        (paho's own network loop) reads are not limited, nor are a TLS socket's (-1)."""
+        if self._reads_per_turn < 0:
+            return
+        if self._reads_left == self._reads_per_turn:
+            try:
+                asyncio.get_running_loop().call_soon(self._new_turn)
+            except RuntimeError:
+                return
+        self._reads_left -= 1
+
+    def _new_turn(self) -> None:
+        self._reads_left = self._reads_per_turn
 
     def pending(self) -> int:
         """Bytes read from the socket and not yet handed to paho."""

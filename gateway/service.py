@@ -23,17 +23,19 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from device import ack, cert, reading, schnorr, topics
 from device.flash import write_atomic
 from gateway import event, seqranges
-from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile
+from gateway.alarms import AlarmEngine, AlarmEvent, AlarmProfile, set_by
 from gateway.batch import BatchHeader
 from gateway.box_status import BoxStatusReporter
+from gateway.lot_profiles import Applied, BoxLots, LotOn, combine
 from gateway.ratelog import RateLimitedLog
 from gateway.registry import Box, Registry
 from gateway.settings import Settings
@@ -130,16 +132,59 @@ class Gateway:
         # Alarms are kept per box (a zone's boxes need not arrive in time order); the
         # events name the box's zone and label. State survives restarts in alarms.json.
         self.alarm_listeners: list[AlarmListener] = []
+        # The lots the cloud says each box is on (gateway/lots_follow.py sets them): a
+        # box's zone alarms on the strictest of its own profile and theirs (by device id).
+        self.box_lots: dict[bytes, Sequence[LotOn]] = {}
+        self.lots_applied: dict[str, Applied] = {}
         self._alarm_file = settings.data_dir / "alarms.json"
         self.alarms = self._load_alarms()
         self._alarms_saved = time.monotonic()
         self._alarm_save_s = 0.0  # what the last save took
         self.status_reporter = BoxStatusReporter(self, settings.events.status_interval_s)
 
-    def _profile(self, device_id: str) -> AlarmProfile:
-        box = next((b for b in self.registry.all() if b.device_id == device_id), None)
+    def _box(self, device_id: str) -> Box | None:
+        return next((b for b in self.registry.all() if b.device_id == device_id), None)
+
+    def _own_profile(self, box: Box | None) -> AlarmProfile:
+        """The box's own alarm profile ([alarms.<name>], named in the registry)."""
         name = box.profile if box is not None else "default"
         return self.settings.alarms.get(name, self.settings.alarms["default"])
+
+    def _applied(self, box: Box | None, device_id: str, now: float) -> Applied:
+        """What the box's zone alarms on at `now`: its own profile and its lots'."""
+        lots = self.box_lots.get(box.key, ()) if box is not None else ()
+        applied = combine(self._own_profile(box), lots, int(now * 1000))
+        self.lots_applied[device_id] = applied
+        return applied
+
+    def _profile(self, device_id: str) -> AlarmProfile:
+        """The profile a zone seen for the first time (or restored) alarms on."""
+        return self._applied(self._box(device_id), device_id, time.time()).profile
+
+    def set_lots(self, lots: BoxLots, now: float) -> dict[str, Applied]:
+        """Take the lots the cloud says each box is on and alarm on them from now: each
+        registered box's zone on the strictest of its own profile and its lots' that apply
+        at `now` (gateway/lot_profiles.py combine). Return the boxes (by device id) whose
+        applied lots or conflicts changed, for the caller to log."""
+        self.box_lots = dict(lots)
+        changed = {}
+        for box in self.registry.all():
+            before = self.lots_applied.get(box.device_id)
+            applied = self._applied(box, box.device_id, now)
+            self.alarms.set_profile(box.device_id, applied.profile)
+            was = ({}, ()) if before is None else (dict(before.lots), before.conflicts)
+            if was != (dict(applied.lots), applied.conflicts):
+                changed[box.device_id] = applied
+        return changed
+
+    def _name_lot(self, ev: AlarmEvent) -> AlarmEvent:
+        """The event with the lot profile that set its limit named in its detail."""
+        applied = self.lots_applied.get(ev.zone)
+        if applied is None or not applied.lots:
+            return ev
+        own = self._own_profile(self._box(ev.zone))
+        lot = set_by(ev.kind, own, applied.profile, applied.lots)
+        return ev if lot is None else replace(ev, detail=f"{ev.detail}; lot profile {lot}")
 
     def _load_alarms(self) -> AlarmEngine:
         try:
@@ -162,6 +207,7 @@ class Gateway:
         """Log, queue for the cloud and announce alarm events."""
         if not events:
             return
+        events = [self._name_lot(ev) for ev in events]
         for ev in events:
             level = logging.WARNING if ev.state == "raised" else logging.INFO
             log.log(level, "alarm %s %s for box %s: %s", ev.kind, ev.state, ev.zone, ev.detail)

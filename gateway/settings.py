@@ -89,6 +89,17 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class LotsSettings:
+    """[lots]: alarm on the storage profiles of the lots the boxes are on, as the cloud
+    tells this gateway (gateway/lots_follow.py); needs [uplink] url and this gateway
+    registered in the cloud."""
+
+    follow: bool = True  # ask the cloud ([uplink] url; without one, nothing is asked)
+    interval_s: float = 60.0  # between asks
+    max_backoff_s: float = 600.0  # the longest wait between asks while the cloud fails
+
+
+@dataclass(frozen=True)
 class StatusSettings:
     host: str = "127.0.0.1"
     port: int = 8470  # 0 disables the status page and /metrics
@@ -149,6 +160,7 @@ class Settings:
     status: StatusSettings = field(default_factory=StatusSettings)
     events: EventSettings = field(default_factory=EventSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    lots: LotsSettings = field(default_factory=LotsSettings)
     # alarm profiles by name; boxes name theirs in the registry ("default" unless set)
     alarms: dict[str, AlarmProfile] = field(default_factory=lambda: {"default": AlarmProfile()})
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())
@@ -166,6 +178,7 @@ _SECTIONS = {
     "uplink": UplinkSettings,
     "status": StatusSettings,
     "events": EventSettings,
+    "lots": LotsSettings,
 }
 # (section, option) -> (lowest, highest) for numbers that must be in a range
 _RANGES: dict[tuple[str, str], tuple[float, float]] = {
@@ -190,6 +203,8 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("events", "status_interval_s"): (0, 86400),
     ("events", "page_size"): (1, event.MAX_PAGE),
     ("registry", "interval_s"): (0.05, 86400),
+    ("lots", "interval_s"): (0.05, 86400),
+    ("lots", "max_backoff_s"): (0.05, 86400),
 }
 
 

@@ -34,6 +34,7 @@ from gateway.ack_relay import AckRelay
 from gateway.ble import BleIngest
 from gateway.escalation import AckResult, Escalation
 from gateway.ingest_mqtt import MqttIngest
+from gateway.lots_follow import LotsFollower
 from gateway.registry_follow import RegistryFollower
 from gateway.service import Gateway
 from gateway.uplink import Uplink
@@ -50,6 +51,7 @@ class Runtime:
     escalation: Escalation | None = None
     registry_follow: RegistryFollower | None = None  # [registry] follow = true
     ack_relay: AckRelay | None = None  # alarm acks relayed by the cloud (with follow)
+    lots_follow: LotsFollower | None = None  # [lots] follow = true with an [uplink] url
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -85,6 +87,11 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
             "rejects": dict(gw.rejects_by_box.get(box.key, {})),
             "last_seen": None,
         }
+        applied = gw.lots_applied.get(box.device_id)
+        # The lots the cloud says it is on now, whose profiles its alarms apply; those left
+        # out because their range has nothing in common with the others'.
+        entry["lots"] = [] if applied is None else list(applied.lots)
+        entry["lot_conflicts"] = [] if applied is None else list(applied.conflicts)
         if seen is not None:
             when, r = seen
             shown = describe(r)
@@ -151,6 +158,7 @@ async def snapshot(rt: Runtime) -> dict[str, Any]:
         "notify": None if rt.escalation is None else rt.escalation.snapshot(),
         "registry_follow": None if rt.registry_follow is None else rt.registry_follow.snapshot(),
         "ack_relay": None if rt.ack_relay is None else rt.ack_relay.snapshot(),
+        "lots_follow": None if rt.lots_follow is None else rt.lots_follow.snapshot(),
     }
 
 
@@ -263,6 +271,18 @@ class _SnapshotCollector:
             for reason, count in s["registry_follow"]["refused"].items():
                 refused.add_metric([reason], count)
             yield refused
+        if s["lots_follow"] is not None:
+            lots = GaugeMetricFamily(
+                p + "box_lots", "Lots each box is on whose profile its alarms apply", labels=["box"]
+            )
+            for b in s["boxes"]:
+                lots.add_metric([b["device_id"]], len(b["lots"]))
+            yield lots
+            yield GaugeMetricFamily(
+                p + "lots_current",
+                "1 if the cloud answered the last ask for the boxes' lots, 0 if it did not",
+                value=int(s["lots_follow"]["state"] == "current"),
+            )
         if s["ack_relay"] is not None:
             relayed = CounterMetricFamily(
                 p + "relayed_acks", "Alarm acks relayed by the cloud, by result", labels=["result"]
@@ -429,9 +449,13 @@ def render(s: dict[str, Any]) -> str:
         temp = "—" if t is None else f"{t:.2f} °C"
         hum = "—" if t is None else f"{b['humidity_pct']:.1f} %"
         acked = "—" if b["acked_seq"] is None else str(b["acked_seq"])
+        on = [b["lot"]] if b["lot"] else []
+        on += b.get("lots", []) + [
+            f"{name} (conflicts: not applied)" for name in b.get("lot_conflicts", [])
+        ]
         rows.append(
             f"<tr{warn}><td><b>{e(b['label'] or b['device_id'])}</b><br><small>{b['device_id']}"
-            f"</small></td><td>{e(b['zone'] or '—')}</td><td>{e(b['lot'] or '—')}</td>"
+            f"</small></td><td>{e(b['zone'] or '—')}</td><td>{e(', '.join(on) or '—')}</td>"
             f"<td class=num>{temp}</td><td class=num>{hum}</td>"
             f"<td>{_ago(now, b['last_seen'])}</td><td class=num>{acked}</td>"
             f"<td>{e(flags)}</td><td>{e(rejects)}</td></tr>"

@@ -51,16 +51,28 @@ PARSE_ONLY = {
     "runs against the test's cloud)",
     "ack 3f2a9c1e": "acknowledges an alarm the gateway raised: tests/gateway/"
     "test_escalation.py acknowledges real ones with this command",
+    "@new-regulator.pub": "a handover is refused once contract transactions exist, as the "
+    "examples before it made some: tests/cloud/test_contract_authority_cli.py runs it on a "
+    "fresh ledger",
     "ack-signed ack.json": "needs an acknowledgement signed by an authorised key for a raised "
     "alarm: tests/gateway/test_escalation.py applies real ones",
+    "lots attach": "needs the registry's boxes in the lots contract's state, which the cold "
+    "chain's wiring into the ledger service brings; tests/cloud/test_lots_cli.py runs it to "
+    "the ledger's answer",
+    "--follow": "follows the feed until Ctrl-C: tests/cloud/test_lots_cli.py follows a real "
+    "one and sees a recall arrive",
 }
 # Commands whose examples name a thing only a running site has; their own tests run the
 # same commands on real ones.
 RUN_ELSEWHERE = {
+    ("cloud", "regulators"): "tests/cloud/test_contract_authority_cli.py hands a fresh "
+    "ledger over with `cloud regulators`, and sees it refused once transactions exist",
     ("gateway", "alarms", "ack"): "tests/gateway/test_escalation.py acknowledges an alarm a "
     "gateway raised with `gateway alarms ... ack ID --by NAME`",
     ("gateway", "alarms", "ack-signed"): "tests/gateway/test_escalation.py applies a signed "
     "acknowledgement of a raised alarm with `gateway alarms ... ack-signed FILE`",
+    ("lots", "attach"): "tests/cloud/test_lots_cli.py signs and sends an attach with the "
+    "real command (see PARSE_ONLY)",
 }
 # Hardware: `device run` without --simulate reads a DHT22 on a Raspberry Pi's GPIO, and
 # `device flash` without --dry-run writes to an ESP32.
@@ -82,6 +94,14 @@ ORDER = [
     ("lots", "ship"),
     ("lots", "receive"),
     ("lots", "status"),
+    ("cloud", "grants"),
+    ("cloud", "regulators"),
+    ("lots", "split"),
+    ("lots", "hold"),
+    ("lots", "dispose"),
+    ("lots", "recall"),
+    ("lots", "trace"),
+    ("feed",),
     ("lots", "history"),
     ("device", "provision"),
     ("gateway", "boxes", "add"),

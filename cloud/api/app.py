@@ -36,13 +36,17 @@ from cloud.api.state import (
     CONFIG,
     CONTRACTS,
     EVENTS,
+    FEEDS,
+    GATEWAY_LOTS,
     LOG,
     METRICS,
     READINGS,
+    READS,
     REFUSALS,
     REGISTRY,
     REPLAY,
     SETTINGS,
+    TRACES,
 )
 from cloud.api.v1 import PREFIX, make_v1_app
 from cloud.httplog import server_logger
@@ -54,12 +58,16 @@ from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
+from cloud.services.feeds import FeedService
+from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
+from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
 from cloud.services.shared import Shared
+from cloud.services.traces import TraceService
 from cloud.settings import CloudSettings
 from cloud.storage.store import Store
 
@@ -125,6 +133,10 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CONTRACTS] = contracts
         app[AUTH] = AuthService(shared, app[CONTRACTS], config)
         app[REPLAY] = ReplayService(shared, config)
+        app[TRACES] = TraceService(shared, app[CONTRACTS])
+        app[READS] = ReadService(app[CONTRACTS], app[TRACES].index)  # both follow load()'s replay
+        app[FEEDS] = FeedService(shared, app[CONTRACTS])
+        app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()
@@ -135,6 +147,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         await store.close()
+
+
+async def _close_feeds(app: web.Application) -> None:
+    """On shutdown, before the server waits for open requests: end the feed streams
+    (aiohttp's on_shutdown is where long-lived responses are closed)."""
+    if FEEDS in app:
+        app[FEEDS].close()
 
 
 async def _witnessing_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -161,6 +180,7 @@ def make_app(settings: CloudSettings) -> web.Application:
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_services_ctx)
     app.cleanup_ctx.append(_witnessing_ctx)
+    app.on_shutdown.append(_close_feeds)
     app.add_routes(home.routes)
     app.add_routes(meta.routes)
     app.add_subapp(PREFIX, make_v1_app())

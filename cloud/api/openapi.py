@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloud.api.routes.feeds import DEFAULT_PAGE
 from cloud.api.routes.receipts import MAX_COSIGNATURES
-from cloud.contracts import auth, tx
+from cloud.contracts import access, auth, feeds, tx
 from cloud.services import replay
 from device import reading
-from gateway import alarm_ack, batch, config_entry, cosigned_receipt, event, jsonbound
+from gateway import (
+    alarm_ack,
+    batch,
+    config_entry,
+    cosigned_receipt,
+    event,
+    gateway_auth,
+    jsonbound,
+)
 from gateway import registry_change as registry
+from gateway.alarms import LOT_SIGNED_FIELDS
 from gateway.refusal import INT64_MAX
 
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -59,6 +69,10 @@ def _path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
 
 
 DEVICE = _path("device", HEX32, "The box's x-only public key, hex")
+LOT_PATH = [  # a lot in a path: /lots/{gtin}/{lot}
+    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+    _path("lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"),
+]
 PROOF = {"type": "array", "items": HEX32}
 BAD = _problem("Malformed request or failed verification; `reason` names the check")
 NOT_FOUND = _problem("No such thing")
@@ -408,9 +422,12 @@ def document() -> dict[str, Any]:
             **_receipt_paths(receipt),
             **_config_paths(),
             **_alarm_ack_paths(),
+            **_gateway_lot_paths(),
             **_contract_paths(),
+            **_trace_and_feed_paths(),
             **_lot_history_paths(),
             **_auth_paths(),
+            **_read_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -737,6 +754,87 @@ def _alarm_ack_paths() -> dict[str, Any]:
     }
 
 
+def _gateway_lot_paths() -> dict[str, Any]:
+    """GET /v1/gateways/{gateway}/lots (docs/protocol.md, "Lots of a gateway's boxes";
+    cloud/services/gateway_lots.py), a read signed by the gateway (gateway/gateway_auth.py)."""
+    profile = {
+        "type": "object",
+        "required": list(LOT_SIGNED_FIELDS),
+        "properties": {name: {"type": "integer"} for name in LOT_SIGNED_FIELDS},
+        "additionalProperties": False,
+    }
+    lot = {
+        "type": "object",
+        "required": ["gtin", "lot", "start", "end", "profile"],
+        "properties": {
+            "gtin": {"type": "string"},
+            "lot": {"type": "string"},
+            "start": {"type": "integer", "description": "ms (Unix)"},
+            "end": {"type": ["integer", "null"], "description": "ms (Unix); null: open"},
+            "profile": profile,
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["gateway", "site", "time", "boxes"],
+        "properties": {
+            "gateway": HEX32,
+            "site": {"type": "string"},
+            "time": {"type": "integer", "description": "the cloud's time of the answer, ms"},
+            "boxes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["box", "lots"],
+                    "properties": {"box": HEX32, "lots": {"type": "array", "items": lot}},
+                },
+            },
+        },
+    }
+
+    def header(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "header",
+            "required": True,
+            "schema": schema,
+            "description": description,
+        }
+
+    return {
+        "/v1/gateways/{gateway}/lots": {
+            "get": {
+                "summary": "The lots a gateway's boxes are on, with their storage profiles",
+                "description": "For the boxes registered at the gateway's site that are on a "
+                "lot now or from a later start: each lot, its window and its storage profile "
+                "(public, printed on the pack); nothing of holders, quantities or shipments. "
+                "Only for the gateway itself: BIP-340 under its key over "
+                f'tagged_hash("{gateway_auth.TAG.decode()}", challenge ‖ gateway key ‖ '
+                '"GET " ‖ path), the challenge from POST /v1/auth/challenge (single use, '
+                f"{auth.CHALLENGE_TTL_S} s).",
+                "parameters": [
+                    _path("gateway", HEX32, "The gateway's x-only public key, hex"),
+                    header(gateway_auth.CHALLENGE_HEADER, HEX32, "The challenge, hex"),
+                    header(
+                        gateway_auth.SIGNATURE_HEADER,
+                        {"type": "string", "pattern": "^[0-9a-f]{128}$"},
+                        "The gateway's BIP-340 signature, hex",
+                    ),
+                ],
+                "responses": {
+                    "200": _json("The boxes on lots", answer),
+                    "400": BAD,
+                    "401": _problem(
+                        "Unsigned, a signature that does not verify, or a challenge unknown, "
+                        "expired or used"
+                    ),
+                    "403": _problem("The key is not a registered gateway"),
+                },
+            }
+        },
+    }
+
+
 def _replay_get() -> dict[str, Any]:
     """GET /v1/tx: stored transaction bodies for a replay grant (cloud/services/replay.py)."""
     stored = {
@@ -835,6 +933,161 @@ def _auth_paths() -> dict[str, Any]:
                     ),
                     "403": _problem("The did is no regulator and no active participant"),
                     "413": _problem("Body over 1024 bytes"),
+                },
+            }
+        },
+    }
+
+
+# The cells of the access-matrix columns a read left out (docs/contracts.md §5): column ->
+# "read: <stakeholder> × <column> = <value>".
+WITHHELD = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "Column -> the read-matrix cell that kept it out, or reduced it",
+}
+BEARER_401 = _problem("A bad, forged or expired bearer token")
+BEARER_403 = _problem("The bearer's did is no longer a participant")
+
+
+def _read_paths() -> dict[str, Any]:
+    """GET /v1/lots/{gtin}/{lot}/columns/{column}, /v1/participants[/{did}] and
+    /v1/certificates (docs/contracts.md §5, reads;
+    cloud/contracts/policy.py). A bearer token (POST /v1/auth/token) picks the reader's row
+    of the read matrix; without one, the public's."""
+    columns = {
+        "type": "object",
+        "description": "manufacturer_identity or entities_identity (did, role, name, "
+        "region, licence), compliance_regulatory (status; since and reason in full)",
+    }
+    one = {
+        "type": "object",
+        "required": ["did", "columns", "withheld"],
+        "properties": {"did": {"type": "string"}, "columns": columns, "withheld": WITHHELD},
+    }
+    directory = {
+        "type": "object",
+        "required": ["participants", "withheld"],
+        "properties": {
+            "participants": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["did", "columns"],
+                    "properties": {"did": {"type": "string"}, "columns": columns},
+                },
+            },
+            "withheld": WITHHELD,
+            "counts": {
+                "type": "object",
+                "description": "Where the entities' identity cell is global only: role -> "
+                "region -> participants",
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    }
+    certificates = {
+        "type": "object",
+        "required": ["subject", "certificates", "withheld"],
+        "properties": {
+            "subject": {"type": "string"},
+            "certificates": {"type": "array", "items": {"type": "object"}},
+            "withheld": WITHHELD,
+        },
+    }
+    did = _path("did", {"type": "string", "maxLength": 200}, "Any did:key the participant had")
+    subject = {
+        "name": "subject",
+        "in": "query",
+        "required": True,
+        "description": 'A participant\'s did:key, or "<GTIN-14>/<lot>"',
+        "schema": {"type": "string", "maxLength": 100},
+    }
+    return {
+        "/v1/lots/{gtin}/{lot}/columns/{column}": {
+            "get": {
+                "summary": "One column of a lot, as the read matrix shows it",
+                "description": "The column's value as GET /v1/lots/{gtin}/{lot} gives it in "
+                "`columns`; where the reader's cell withholds it, 403 `access` naming the cell "
+                "(the public's too).",
+                "parameters": [
+                    *LOT_PATH,
+                    _path(
+                        "column",
+                        {"enum": [c for c in access.COLUMNS if c != access.ENTITIES_IDENTITY]},
+                        "An access-matrix column of a lot",
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        "The column",
+                        {
+                            "type": "object",
+                            "required": ["gtin", "lot", "column", "value"],
+                            "properties": {
+                                "gtin": {"type": "string"},
+                                "lot": {"type": "string"},
+                                "column": {"type": "string"},
+                                "value": {},
+                            },
+                        },
+                    ),
+                    "400": BAD,
+                    "401": BEARER_401,
+                    "403": _problem(
+                        "The reader's cell withholds the column (named), or the "
+                        "bearer is no longer a participant"
+                    ),
+                    "404": _problem("The lot was never commissioned"),
+                },
+            }
+        },
+        "/v1/participants": {
+            "get": {
+                "summary": "Participants, as the read matrix shows them",
+                "description": "Each participant whose identity column the reader reads "
+                "(manufacturers: everyone; others: yes, or own only), and counts per role and "
+                "region where the entities' identity cell is global only.",
+                "responses": {
+                    "200": _json("The directory", directory),
+                    "401": BEARER_401,
+                    "403": BEARER_403,
+                },
+            }
+        },
+        "/v1/participants/{did}": {
+            "get": {
+                "summary": "One participant, as the read matrix shows it",
+                "description": "Its identity and compliance columns as the reader's cells "
+                "allow; `withheld` names the others' cells.",
+                "parameters": [did],
+                "responses": {
+                    "200": _json("The participant", one),
+                    "400": BAD,
+                    "401": BEARER_401,
+                    "403": _problem(
+                        "Every column withheld (the cells named), or the bearer "
+                        "is no longer a participant"
+                    ),
+                    "404": _problem("No participant ever had this key"),
+                },
+            }
+        },
+        "/v1/certificates": {
+            "get": {
+                "summary": "A subject's certificates, as the read matrix shows them",
+                "description": "In full where the reader's compliance cell is yes or it is "
+                "the subject; else (restricted) validity facts: id, kind, valid_from, "
+                "valid_until, revoked.",
+                "parameters": [subject],
+                "responses": {
+                    "200": _json("The certificates", certificates),
+                    "400": BAD,
+                    "401": BEARER_401,
+                    "403": BEARER_403,
                 },
             }
         },
@@ -945,8 +1198,10 @@ def _contract_paths() -> dict[str, Any]:
                 "description": "In `records`: its identity (`lot`), quality status "
                 "(`quality`) and recall (`recall`), each null if absent, each with its proof "
                 "against `state.root` (a public record's tree value is its canonical JSON). "
-                "Nothing private.",
-                "parameters": _lot_parameters(),
+                "In `columns`: the lot's facts per access-matrix column as the reader's row "
+                "allows (no token: the public's), `withheld` naming the cell of each column "
+                "left out; private facts come without proofs.",
+                "parameters": LOT_PATH,
                 "responses": {
                     "200": _json(
                         "The lot's public records",
@@ -962,6 +1217,13 @@ def _contract_paths() -> dict[str, Any]:
                                     "description": "Only for a bearer the read policy "
                                     "allows (cloud/contracts/policy.py); private, no proof",
                                 },
+                                "columns": {
+                                    "type": "object",
+                                    "description": "The lot's facts by access-matrix column, "
+                                    "each as the reader's cell allows (docs/contracts.md §5); "
+                                    "absent for a lot never commissioned",
+                                },
+                                "withheld": WITHHELD,
                                 "records": {
                                     "type": "object",
                                     "required": ["lot", "quality", "recall"],
@@ -975,8 +1237,182 @@ def _contract_paths() -> dict[str, Any]:
                         },
                     ),
                     "400": BAD,
-                    "401": _problem("A bad, forged or expired bearer token"),
-                    "403": _problem("The bearer's did is no longer a participant"),
+                    "401": BEARER_401,
+                    "403": BEARER_403,
+                },
+            }
+        },
+    }
+
+
+def _trace_and_feed_paths() -> dict[str, Any]:
+    """GET /v1/lots/{gtin}/{lot}/trace (cloud/services/traces.py), GET /v1/feed and
+    /v1/feed/stream (cloud/services/feeds.py); docs/contracts.md §5."""
+    did = {"type": "string"}
+    recall = {
+        "type": ["object", "null"],
+        "required": ["class", "since"],
+        "properties": {"class": {"enum": ["I", "II", "III"]}, "since": {"type": "integer"}},
+    }
+    traced = {
+        "type": "object",
+        "required": ["lot", "parent", "status", "recall", "holders", "in_transit", "dispensed"],
+        "properties": {
+            "lot": {"type": "string"},
+            "parent": {"type": ["string", "null"]},
+            "status": {"enum": ["released", "quarantined", "rejected"]},
+            "recall": recall,
+            "holders": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["did", "role", "quantity"],
+                    "properties": {"did": did, "role": did, "quantity": {"type": "integer"}},
+                },
+            },
+            "in_transit": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["shipment", "sender", "receiver", "quantity", "leg"],
+                    "properties": {
+                        "shipment": {"type": "string"},
+                        "sender": did,
+                        "receiver": did,
+                        "quantity": {"type": "integer"},
+                        "leg": {"enum": [access.M_TO_D, access.D_TO_R, access.R_TO_P]},
+                    },
+                },
+            },
+            "dispensed": {"type": ["integer", "null"]},
+        },
+    }
+    count = {"type": "integer", "minimum": 0}
+    trace = {
+        "type": "object",
+        "required": ["gtin", "lot", "state", "view"],
+        "properties": {
+            "gtin": {"type": "string"},
+            "lot": {"type": "string"},
+            "state": {"type": "object"},
+            "view": {"enum": ["flows", "global"]},
+            "legs": {"type": "array", "items": {"type": "string"}},
+            "lots": {"type": "array", "items": traced},
+            "totals": {
+                "type": "object",
+                "properties": {
+                    k: count for k in ("lots", "recalled", "held", "in_transit", "dispensed")
+                },
+            },
+            "by_role_region": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["role", "region", "holders", "units", "in_transit", "holdings"],
+                    "properties": {
+                        "role": {"type": "string"},
+                        "region": {"type": "string"},
+                        **{k: count for k in ("holders", "units", "in_transit", "holdings")},
+                    },
+                },
+            },
+        },
+    }
+    event = {
+        "type": "object",
+        "required": ["id", "index", "tx", "event"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1},
+            "index": {"type": "integer", "minimum": 0},
+            "tx": {"type": "string"},
+            "event": {"type": "object", "required": ["type"]},
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["events", "next", "last"],
+        "properties": {
+            "events": {"type": "array", "items": event},
+            "next": count,
+            "last": count,
+        },
+    }
+    no_token = _problem("No bearer token, or a bad, forged or expired one")
+    not_participant = _problem("The bearer's did is no longer a regulator or participant")
+    return {
+        "/v1/lots/{gtin}/{lot}/trace": {
+            "get": {
+                "summary": "A lot's recall trace: every lot split from it, holders, quantities",
+                "description": "View `flows` (a reader whose compliance cell is `yes`, or "
+                "`restricted` and in the lot's custody chain): the lot and its descendants, "
+                "parents first, with the holders, shipments in transit and dispenses of the "
+                "legs in `legs` (the reader's flow cells that are `yes`). View `global` (the "
+                "regulator): `totals` and `by_role_region`, no DID or lot number. Everyone "
+                "else, the public included: 403 naming the read cell.",
+                "parameters": [
+                    _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
+                    _path(
+                        "lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"
+                    ),
+                ],
+                "responses": {
+                    "200": _json("The trace as the reader may see it", trace),
+                    "400": BAD,
+                    "401": no_token,
+                    "403": _problem("`access`: the read cell that denies it; or `participant`"),
+                    "404": _problem("`lot`: never commissioned"),
+                },
+            }
+        },
+        "/v1/feed": {
+            "get": {
+                "summary": "Your notification feed, a page at a time",
+                "description": "Bearer token required: the reader's own feed (events the "
+                "contracts raised for it, in log order). `id` is an event's position in the "
+                "feed, from 1; `next` is the `after` of the next page, `last` the id of the "
+                "feed's last event.",
+                "parameters": [
+                    _query("after", "Return the events after this id (default 0)"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": f"At most this many (default {DEFAULT_PAGE})",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": feeds.MAX_PAGE},
+                    },
+                ],
+                "responses": {
+                    "200": _json("A page of the feed", page),
+                    "400": BAD,
+                    "401": no_token,
+                    "403": not_participant,
+                },
+            }
+        },
+        "/v1/feed/stream": {
+            "get": {
+                "summary": "Your notification feed as Server-Sent Events",
+                "description": "Bearer token required. Each event is an SSE message with "
+                "`id` (the event's id) and `data` (its JSON, as GET /v1/feed gives it), from "
+                "after the id in the `Last-Event-ID` header (else the `after` parameter, else "
+                "the start), then live; a `: heartbeat` comment when nothing happens. The "
+                "stream ends when the token expires or the server shuts down.",
+                "parameters": [
+                    _query("after", "Without Last-Event-ID: start after this id (default 0)"),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "description": "The id of the last event the client saw",
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": BAD,
+                    "401": no_token,
+                    "403": not_participant,
                 },
             }
         },
@@ -1081,7 +1517,7 @@ def _lot_history_paths() -> dict[str, Any]:
                 "(docs/contracts.md §5): `yes`, or `if involved` in the lot's chain, see the "
                 "cold chain, with who held each leg only for a reader who sees custody; the "
                 "public (`global only`) gets the quality status alone.",
-                "parameters": _lot_parameters(),
+                "parameters": LOT_PATH,
                 "responses": {
                     "200": _json("The lot's history", history),
                     "400": BAD,
@@ -1095,11 +1531,3 @@ def _lot_history_paths() -> dict[str, Any]:
             }
         }
     }
-
-
-def _lot_parameters() -> list[dict[str, Any]]:
-    """The {gtin} and {lot} of a lot's paths."""
-    return [
-        _path("gtin", {"type": "string", "pattern": "^[0-9]{14}$"}, "GTIN-14"),
-        _path("lot", {"type": "string", "minLength": 1, "maxLength": 20}, "Lot (AI 10)"),
-    ]

@@ -16,11 +16,15 @@ from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
 from cloud.services.events import EventService
+from cloud.services.feeds import FeedService
+from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.readings import ReadingService
+from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
+from cloud.services.traces import TraceService
 from cloud.settings import CloudSettings
 
 SETTINGS = web.AppKey("settings", CloudSettings)
@@ -36,3 +40,7 @@ ALARM_ACKS = web.AppKey("alarm_acks", AlarmAckService)  # relayed alarm acknowle
 CONTRACTS = web.AppKey("contracts", ContractService)  # contract transactions and state
 AUTH = web.AppKey("auth", AuthService)  # sign-in for reads: challenges, bearer tokens
 REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay grants
+READS = web.AppKey("reads", ReadService)  # private records as the read matrix allows
+TRACES = web.AppKey("traces", TraceService)  # recall traces, as the read policy allows
+FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds
+GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes

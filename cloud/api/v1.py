@@ -21,16 +21,22 @@ from cloud.api.routes import (
     alarm_acks,
     auth,
     batches,
+    certificates,
     config,
     contracts,
     events,
     evidence,
+    feeds,
+    gateway_lots,
     log,
+    lot_columns,
     lot_history,
     openapi,
+    participants,
     readings,
     receipts,
     registry,
+    traces,
 )
 
 PREFIX: Final = "/v1"
@@ -44,9 +50,15 @@ GROUPS: Final = (
     evidence,
     receipts,
     alarm_acks,
+    gateway_lots,
     contracts,
+    lot_columns,
+    participants,
+    certificates,
     lot_history,
     auth,
+    traces,
+    feeds,
     openapi,
 )
 

@@ -3,8 +3,8 @@ as data, and the write side of the policy: which column each transaction type wr
 docs/contracts.md §5, and the refusal naming the cell that denies it.
 
 The tables equal ../shared/vectors/access-matrix.json cell by cell (a test checks it). The
-read side (the policy that filters each query's fields) will use READ and COLUMNS; what each
-column covers is in COVERS.
+read side (cloud/contracts/policy.py, the policy that filters each query's fields) uses READ
+and COLUMNS; what each column covers is in COVERS.
 """
 
 from __future__ import annotations

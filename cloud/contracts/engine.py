@@ -84,8 +84,21 @@ class RecordType:
     private: bool
 
     def key(self, *fields: str) -> bytes:
-        """Return the 32-byte tree key of the record of this type with these key fields."""
-        return record_key(self.contract, self.code, *fields)
+        """Return the 32-byte tree key of the record of this type with these key fields.
+
+        Remembered (a transaction reads and writes the same few keys, and every one names
+        its signer's participant record), at most _KEYS_KEPT of them."""
+        name = (self.contract, self.code, fields)
+        found = _KEYS.get(name)
+        if found is None:
+            if len(_KEYS) >= _KEYS_KEPT:
+                _KEYS.clear()
+            found = _KEYS[name] = record_key(self.contract, self.code, *fields)
+        return found
+
+
+_KEYS: dict[tuple[str, int, tuple[str, ...]], bytes] = {}
+_KEYS_KEPT: Final = 1 << 16
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ Records of contract "lots" (docs/contracts.md §2):
     SHIPMENT  private (shipment id)      {"gtin", "lot", "sender", "receiver", "leg",
                                           "quantity", "order_ref" | null, "shipped",
                                           "status": in_transit | received | disputed,
-                                          "counted", "received"}
+                                          "counted", "received", "receiver_order_ref"
+                                          (only if the receiver gave one)}
 
 Shipped units leave the sender's holding at once; the receiver is credited with what it
 counted, at most what was shipped (a count that differs marks the shipment disputed, and
@@ -271,13 +272,18 @@ def licensed(view: View, participant_id: str, time_ms: int) -> bool:
 
 
 def receive(ctx: Context) -> None:
-    """Receive a shipment: args shipment, quantity (what was counted, 0 or more). Conflict
+    """Receive a shipment: args shipment, quantity (what was counted, 0 or more), optional
+    order_ref (the receiver's own purchase order; needs its PO/invoices cell). Conflict
     "shipment" (unknown), "receiver" (meant for someone else), "received" (twice),
     "recalled". A count that differs from the shipped quantity marks it disputed."""
-    args.exact(ctx.args, ("shipment", "quantity"))
+    args.exact(ctx.args, ("shipment", "quantity"), ("order_ref",))
     me = ctx.me
     shipment_id = args.ident(ctx.args, "shipment")
     counted = args.integer(ctx.args, "quantity", minimum=0)
+    receiver_ref = None
+    if "order_ref" in ctx.args:
+        access.check(me.role, access.ORDERS, Forbidden)
+        receiver_ref = args.ident(ctx.args, "order_ref")
     shipment = ctx.get(SHIPMENT, shipment_id)
     if shipment is None:
         raise Conflict("shipment", f"no shipment {shipment_id}")
@@ -291,6 +297,8 @@ def receive(ctx: Context) -> None:
     credited = min(counted, shipment["quantity"])
     status = RECEIVED if counted == shipment["quantity"] else DISPUTED
     shipment.update(status=status, counted=counted, received=ctx.time)
+    if receiver_ref is not None:
+        shipment["receiver_order_ref"] = receiver_ref
     ctx.put(SHIPMENT, [shipment_id], shipment)
     _set_held(ctx, gtin, lot, me.id, _held(ctx, gtin, lot, me.id) + credited)
     custody = _custody(ctx, gtin, lot)

@@ -73,12 +73,19 @@ def register_box(state: State, entry: bytes) -> None:
 
 
 async def follow(
-    db: Tx, engine: Engine, state: State, chains: ColdChains, at: Position, end: int
+    db: Tx,
+    engine: Engine,
+    state: State,
+    chains: ColdChains,
+    at: Position,
+    end: int,
+    told: list[tuple[int, Applied]],
 ) -> Position:
     """Apply to `state` and `chains` what log entries at.synced .. end-1 hold, in log order,
     up to a page of transactions (whole blocks); return the position reached (synced is
-    `end` once everything was applied). A stored transaction the engine refuses means the
-    store and the rules have parted: RuntimeError."""
+    `end` once everything was applied). Append to `told` what each change was, by the log
+    index of the entry that caused it (ContractService's listeners). A stored transaction
+    the engine refuses means the store and the rules have parted: RuntimeError."""
     if at.synced >= end:
         return at
     rows, whole = await _blocks(db, at.synced - 1, end)
@@ -93,14 +100,14 @@ async def follow(
         key=lambda event: event[0],
     )
     for index, kind, item in events:
-        position = await _batches_before(batches, index, state, chains, position)
+        position = await _batches_before(batches, index, state, chains, position, told)
         if kind == "box":
             assert isinstance(item, bytes)
             register_box(state, item)
         else:
             assert isinstance(item, list)
-            position = _block(engine, state, chains, item, position)
-    return await _batches_before(batches, stop, state, chains, position)
+            position = _block(engine, state, chains, item, position, told)
+    return await _batches_before(batches, stop, state, chains, position, told)
 
 
 async def _blocks(db: Tx, after: int, end: int) -> tuple[list[list[StoredTx]], bool]:
@@ -151,23 +158,32 @@ def _block(
     chains: ColdChains,
     block: list[tuple[tx.SignedTx, StoredTx]],
     at: Position,
+    told: list[tuple[int, Applied]],
 ) -> Position:
     try:
-        apply_block(engine, state, chains, [(signed, row.salt) for signed, row in block])
+        applied = apply_block(engine, state, chains, [(signed, row.salt) for signed, row in block])
     except Refused as e:
         first = block[0][1].log_index
         raise RuntimeError(f"stored transactions from {first} refused: {e}") from e
     last = block[-1][1]
+    told.extend(zip([row.log_index for _, row in block] + [last.log_index], applied, strict=True))
     return Position(at.synced, last.log_index, last.root_index)
 
 
 async def _batches_before(
-    batches: _Batches, index: int, state: State, chains: ColdChains, at: Position
+    batches: _Batches,
+    index: int,
+    state: State,
+    chains: ColdChains,
+    at: Position,
+    told: list[tuple[int, Applied]],
 ) -> Position:
     """Apply every batch before log index `index`."""
     while (batch := await batches.next_before(index)) is not None:
         where, readings = batch
-        if changed(chains.apply_readings(state, readings, root=False)):
+        applied = chains.apply_readings(state, readings, root=False)
+        if changed(applied):
+            told.append((where, applied))
             at = Position(at.synced, where, where + 1)  # its 0x04 follows it
     return at
 

@@ -28,6 +28,7 @@ from cloud.contracts.statetree_store import Node, NodeChanges, NodeStore, Positi
 K = TypeVar("K")
 V = TypeVar("V")
 _GONE = object()  # a key the overlay deleted
+_UNCHANGED = object()  # a position the fork has not written
 
 
 class _Overlay(MutableMapping[K, V], Generic[K, V]):
@@ -91,9 +92,11 @@ class _Nodes:
     def __init__(self, base: NodeStore) -> None:
         self.base = base
         self.changes: dict[Position, Node | None] = {}
+        self._base_node = base.node  # bound once: read at every level of every update
 
     def node(self, at: Position) -> Node | None:
-        return self.changes[at] if at in self.changes else self.base.node(at)
+        found = self.changes.get(at, _UNCHANGED)
+        return self._base_node(at) if found is _UNCHANGED else found  # type: ignore[return-value]
 
     def apply(self, changes: NodeChanges) -> None:
         self.changes.update(dict.fromkeys(changes.removed))

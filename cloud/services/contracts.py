@@ -5,19 +5,23 @@ State in memory, log as truth: at start the State and the lots' cold chains
 (lots_coldchain.ColdChains) are rebuilt by following the log in order (contract_follow.py:
 box registrations, stored transactions, the readings of boxes on lots). A submitted
 envelope (parsed within tx.MAX_ENVELOPE by the route: 400/413) is checked and its signature
-verified (400/401), its time checked against the server's clock (400 "tx.time"), then, in
-one store.commit under the log's lock: what was appended since this worker last followed
-the log (other workers' transactions and batches, box registrations) is applied first, in
-log order, then the new one with what it does to the cold chains (403/409 as the engine
-refuses it: nothing is written); its 0x03 entry (fresh salt), the 0x04 state root of the
-block and its row are written together. A stored batch goes the same way (store_batch): in
-its own commit, after its 0x01 entry, its first-stored readings of boxes on lots are applied
-and, if they changed the state (an automatic quarantine), its 0x04 follows; a batch of boxes
-on no lot costs a set lookup per reading. The rules run on a copy-on-write Fork
+verified (400/401), its time checked against the server's clock (400 "tx.time"), then it
+waits for its block (group commit: the transactions that arrived while the previous block
+was committing, at most MAX_BLOCK, in arrival order). In one store.commit under the log's
+lock: what was appended since this worker last followed the log (other workers'
+transactions and batches, box registrations) is applied first, in log order, then the
+block's transactions, each all or nothing (403/409 as the engine refuses one: it is left
+out, the others stay), then what the block does to the cold chains; their 0x03 entries
+(fresh salts), one 0x04 state root after them and their rows are written together, one
+fsync and one signed checkpoint per block. A stored batch goes the same way (store_batch):
+in its own commit, after its 0x01 entry, its first-stored readings of boxes on lots are
+applied and, if they changed the state (an automatic quarantine), its 0x04 follows; a batch
+of boxes on no lot costs a set lookup per reading. The rules run on a copy-on-write Fork
 (contract_fork.py) merged into the State only after the commit returns, so neither a
 refusal nor a failed commit moves what this worker answers; the cold chains change in
 place, so a commit that fails after they changed makes the worker rebuild both by replay
-before its next step.
+before its next step. Listeners (feeds, the trace index) are told every change, the cold
+chains' included, in log order once merged.
 
 The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py): the app
 hands over those ConfigService.load_regulators found at start, `serve --regulator` only
@@ -31,10 +35,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Collection
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from cloud.contracts import (
     access,
@@ -47,13 +51,13 @@ from cloud.contracts import (
     policy,
     tx,
 )
-from cloud.contracts.engine import State, check_time
+from cloud.contracts.engine import Applied, State, check_time
 from cloud.contracts.lots_coldchain import ColdChains
 from cloud.contracts.stateroot import StateRoot
 from cloud.contracts.statetree_proof import Proof
 from cloud.log.verified import Verified
 from cloud.services import lot_history
-from cloud.services.contract_follow import Position, apply_block, changed, first_stored, follow
+from cloud.services.contract_follow import Position, changed, first_stored, follow
 from cloud.services.contract_fork import Fork
 from cloud.services.shared import Shared
 from cloud.storage import batches
@@ -65,8 +69,14 @@ from cloud.storage.store import BatchStored, StoredTx
 from gateway.refusal import Refused
 
 log = logging.getLogger("pharmasync.cloud.ledger.contracts")
+T = TypeVar("T")
+Told = list[tuple[int, Applied]]  # (log index, what changed) for the listeners
 
 PUBLIC_LOT_RECORDS = (lots.LOT, lots.QUALITY, lots.RECALL)  # what GET /v1/lots shows
+# Group commit: transactions that arrive while a block is being committed wait and go in
+# the next block together (one database transaction, one fsync, one 0x04 root, one
+# checkpoint), at most this many.
+MAX_BLOCK = 256
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,19 @@ class PublicRecord:
     proof: Proof
 
 
+@dataclass(eq=False)
+class _Queued:
+    """A verified transaction waiting for its block: its commitment salt, whether a block
+    took it, and what became of it (Accepted, or the refusal)."""
+
+    signed: tx.SignedTx
+    salt: bytes
+    taken: bool = False
+    outcome: asyncio.Future[Accepted | Refused] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
 class ContractService:
     """The contracts' State, cold chains and engine over one Store (module docstring)."""
 
@@ -126,7 +149,15 @@ class ContractService:
         self.engine = catalog.engine()
         self.regulators = frozenset(regulators)
         self._lock = asyncio.Lock()  # one fork of self.state at a time
+        self._queue: list[_Queued] = []  # verified, waiting for a block (submit)
         self.accepted = 0  # transactions this worker appended
+        # Told each change, in log order, once the State holds it: f(the log index of the
+        # entry that caused it, what it changed): each transaction's (its 0x03), the cold
+        # chains' after a block (its last 0x03) or a batch (its 0x01). What is derived from
+        # the log beside the State (feeds, the trace index: cloud/services/feeds.py,
+        # traces.py) follows it here.
+        self.listeners: list[Callable[[int, Applied], None]] = []
+        self._told = -1  # the log index of the last change told: a rebuild tells none twice
         self._start_over()
 
     def _start_over(self) -> None:
@@ -153,30 +184,43 @@ class ContractService:
 
     async def _follow_to_end(self) -> None:
         """Follow the log up to its current size, a page per read (the lock held); first
-        start over if a failed commit left the cold chains ahead of the State."""
+        start over if a failed commit left the cold chains ahead of the State (the
+        listeners are not told again what they were told before)."""
         if self._ahead:
             log.warning("contracts: a commit failed after the cold chains changed; replaying")
             self._start_over()
         end = await self.shared.store.log_size()
         while self._at.synced < end:
             fork = Fork(self.state)
+            told: Told = []
             self._ahead = True
-            self._at = await self.shared.store.read(partial(self._page, fork.state, end))
+            self._at = await self.shared.store.read(partial(self._page, fork.state, end, told))
             fork.merge()
             self._ahead = False
+            self._tell(told)
 
-    def _page(self, state: State, end: int, db: Tx) -> Awaitable[Position]:
+    def _page(self, state: State, end: int, told: Told, db: Tx) -> Awaitable[Position]:
         """Follow the log from self._at towards `end` on `state`, a page at a time."""
-        return follow(db, self.engine, state, self.chains, self._at, end)
+        return follow(db, self.engine, state, self.chains, self._at, end, told)
 
-    async def _catch_up(self, commit: Commit, state: State, end: int) -> Position:
+    async def _catch_up(self, commit: Commit, state: State, end: int, told: Told) -> Position:
         """Inside a commit: follow the log up to entry `end` on `state` (a fork's); return
         the position reached."""
         at = self._at
         while at.synced < end:
             self._ahead = True
-            at = await follow(commit.tx, self.engine, state, self.chains, at, end)
+            at = await follow(commit.tx, self.engine, state, self.chains, at, end, told)
         return at
+
+    def _tell(self, told: Told) -> None:
+        """Hand merged changes to the listeners, in log order, but those told before a
+        rebuild (by the log index of their entry)."""
+        before = self._told
+        for index, applied in told:
+            if index > before:
+                for listener in self.listeners:
+                    listener(index, applied)
+                self._told = index
 
     async def submit(self, envelope: object, now_ms: int | None = None) -> Accepted:
         """Apply a parsed transaction envelope (cloud/contracts/tx.py) and append it; return
@@ -190,51 +234,129 @@ class ContractService:
             check_time(signed, now_ms)
         except Refused as e:
             raise refusals.of(e) from None
-        salt = entries.new_salt()
+        queued = _Queued(signed, entries.new_salt())
+        self._queue.append(queued)
+        try:
+            await self._lead(queued)
+        except asyncio.CancelledError:
+            if not queued.taken:  # cancelled while it waited: it is never committed
+                self._queue.remove(queued)
+            raise
+        outcome = await queued.outcome
+        if isinstance(outcome, Refused):
+            raise refusals.of(outcome) from None
+        return outcome
+
+    async def _lead(self, queued: _Queued) -> None:
+        """Wait for the lock; unless an earlier block took `queued`, commit the next block
+        (this request leads it), sign its checkpoint and answer each of its transactions.
+        Raises what the block's commit raises (every follower gets it too)."""
         async with self._lock:
-            if self._ahead:  # what it follows of the log next is then the whole log
-                await self._follow_to_end()
-            fork = Fork(self.state)
-
-            async def apply(commit: Commit) -> tuple[Position, StoredTx | Refused]:
-                at = await self._catch_up(commit, fork.state, await stored_log.size(commit.tx))
-                try:
-                    apply_block(self.engine, fork.state, self.chains, [(signed, salt)])
-                except Refused as e:  # before it changed anything: what was caught up stays
-                    return at, e
-                index = await commit.append([entries.entry_for(signed, salt).encode()])
-                root = StateRoot(fork.state.count, index, fork.state.root)
-                root_index = await commit.append([root.encode()])
-                row = StoredTx(index, root_index, signed.canonical, signed.sig, salt)
-                body = signed.body
-                await stored.insert(
-                    commit.tx,
-                    stored.TxRow(
-                        row,
-                        body.contract,
-                        bytes.fromhex(signed.id),
-                        body.signer_xonly,
-                        body.nonce,
-                        body.time,
-                    ),
-                )
-                return Position(root_index + 1, index, root_index), row
-
-            self._ahead = True  # apply_block's cold-chain step, if the commit then fails
+            block = self._take(queued)
+            if not block:
+                return
             try:
-                at, row = await self.shared.store.commit(apply)
-            except Refused as e:  # the store's
-                raise refusals.of(e) from None
-            fork.merge()
-            self._at, self._ahead = at, False
-            if isinstance(row, Refused):
-                raise refusals.of(row)
-            self.accepted += 1
-            head = self.head
-        body = signed.body
-        log.info("tx %s %s/%s at %d", signed.id[:12], body.contract, body.type, row.log_index)
-        await self.shared.appended()
-        return Accepted(row.log_index, signed.id, head)
+                outcomes = await self._commit_block(block)
+            except BaseException as e:  # the block failed, or this request was cancelled
+                for waiting in block:
+                    if waiting is queued:
+                        continue  # raised to this request
+                    if isinstance(e, asyncio.CancelledError):
+                        waiting.outcome.cancel()
+                    else:
+                        waiting.outcome.set_exception(e)
+                raise
+        try:
+            await self.shared.appended()
+        finally:
+            for waiting, outcome in zip(block, outcomes, strict=True):
+                waiting.outcome.set_result(outcome)
+
+    def _take(self, queued: _Queued) -> list[_Queued]:
+        """Under the lock: the next block (up to MAX_BLOCK queued transactions, in arrival
+        order) if `queued` is still waiting, else [] (an earlier block took it)."""
+        if queued.taken:
+            return []
+        block = self._queue[:MAX_BLOCK]
+        del self._queue[:MAX_BLOCK]
+        for waiting in block:
+            waiting.taken = True
+        return block
+
+    async def _commit_block(self, block: list[_Queued]) -> list[Accepted | Refused]:
+        """Under the lock: apply `block` in order in one store.commit, each transaction all
+        or nothing (a refused one is left out, the others stay), then what they do to the
+        cold chains, then one 0x04 root; return each one's Accepted or refusal. If the store
+        refuses the block, each transaction is committed again as a block of its own, so
+        only the one at fault is refused."""
+        if self._ahead:  # a failed commit: what it follows of the log next is all of it
+            await self._follow_to_end()
+        fork = Fork(self.state)
+        outcomes: list[Accepted | Refused | tx.SignedTx] = []  # SignedTx: not yet answered
+        told: Told = []  # for the listeners, once committed
+
+        async def apply(commit: Commit) -> tuple[Position, list[StoredTx]]:
+            outcomes.clear()
+            told.clear()
+            end = await stored_log.size(commit.tx)
+            at = await self._catch_up(commit, fork.state, end, told)  # the log's, first
+            accepted = []
+            applied = []
+            for waiting in block:
+                try:  # a refusal leaves the fork as it was
+                    done = self.engine.apply(fork.state, waiting.signed, waiting.salt, root=False)
+                except Refused as e:
+                    outcomes.append(e)
+                    continue
+                outcomes.append(waiting.signed)  # replaced by its Accepted below
+                accepted.append(waiting)
+                applied.append(done)
+            if not accepted:
+                return at, []  # nothing written; what was caught up is the log's: it stays
+            self._ahead = True  # the cold chains change in place from here
+            chained = self.chains.after_transactions(fork.state, applied, root=False)
+            first = await commit.append(
+                [entries.entry_for(w.signed, w.salt).encode() for w in accepted]
+            )
+            last_tx = first + len(accepted) - 1
+            told.extend((first + n, done) for n, done in enumerate(applied))
+            told.append((last_tx, chained))
+            root = StateRoot(fork.state.count, last_tx, fork.state.root)
+            root_index = await commit.append([root.encode()])
+            rows = []
+            for n, waiting in enumerate(accepted):
+                signed, body = waiting.signed, waiting.signed.body
+                row = StoredTx(first + n, root_index, signed.canonical, signed.sig, waiting.salt)
+                tx_id = bytes.fromhex(signed.id)
+                rows.append(
+                    stored.TxRow(
+                        row, body.contract, tx_id, body.signer_xonly, body.nonce, body.time
+                    )
+                )
+            await stored.insert_many(commit.tx, rows)
+            return Position(root_index + 1, last_tx, root_index), [r.stored for r in rows]
+
+        try:
+            at, rows = await self.shared.store.commit(apply)
+        except Refused as e:  # the store's: which transaction is at fault is not known
+            if len(block) == 1:
+                return [e]
+            return [o for waiting in block for o in await self._commit_block([waiting])]
+        fork.merge()
+        self._at, self._ahead = at, False
+        self._tell(told)
+        self.accepted += len(rows)
+        head = self.head
+        answers = iter(rows)
+        for n, outcome in enumerate(outcomes):
+            if isinstance(outcome, tx.SignedTx):
+                row = next(answers)
+                body = outcome.body
+                log.info(
+                    "tx %s %s/%s at %d", outcome.id[:12], body.contract, body.type, row.log_index
+                )
+                outcomes[n] = Accepted(row.log_index, outcome.id, head)
+        return [o for o in outcomes if not isinstance(o, tx.SignedTx)]
 
     async def store_batch(self, verified: Verified) -> BatchStored:
         """Store a verified batch (cloud/storage/batches.py store_batch) and, in the same
@@ -245,19 +367,23 @@ class ContractService:
             if self._ahead:  # what it follows of the log next is then the whole log
                 await self._follow_to_end()
             fork = Fork(self.state)
+            told: Told = []
 
             async def apply(commit: Commit) -> tuple[BatchStored, Position | None]:
+                told.clear()
                 done = await batches.store_batch(commit, verified)
                 if not done.created:
                     return done, None
                 index = done.log_index
-                at = await self._catch_up(commit, fork.state, index)
+                at = await self._catch_up(commit, fork.state, index, told)
                 at = Position(index + 1, at.covers, at.root_index)
                 sighted = (s.leaf for s in done.sightings)
                 readings = first_stored(verified.readings, sighted, self.chains.attached)
                 if readings:
                     self._ahead = True
-                    if changed(self.chains.apply_readings(fork.state, readings, root=False)):
+                    chained = self.chains.apply_readings(fork.state, readings, root=False)
+                    if changed(chained):
+                        told.append((index, chained))
                         root = StateRoot(fork.state.count, index, fork.state.root)
                         root_index = await commit.append([root.encode()])
                         at = Position(root_index + 1, index, root_index)
@@ -268,6 +394,7 @@ class ContractService:
             if at is not None:
                 self._at = at
             self._ahead = False
+            self._tell(told)
             return done
 
     async def current(self) -> Head:
@@ -332,3 +459,11 @@ class ContractService:
             if view is None:
                 raise self.shared.refusals.refuse("access", policy.read_denied(role), 403)
             return self.head, lot_history.render(found, view)
+
+    async def read(self, query: Callable[[State], T]) -> T:
+        """Catch up on the log, then run `query` on the State under the service's lock (no
+        fork or merge moves it meanwhile) and return its answer. `query` must not keep or
+        change what it reads."""
+        await self.load()
+        async with self._lock:
+            return query(self.state)

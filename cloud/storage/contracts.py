@@ -17,7 +17,7 @@ sighting, not an equivocation) of the boxes asked for.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from cloud.storage.batches import device_ids
@@ -53,24 +53,29 @@ class TxRow:
     time_ms: int
 
 
-async def insert(tx: Tx, row: TxRow) -> None:
-    """Store an applied transaction, in the write transaction that appended its entries.
+async def insert_many(tx: Tx, rows: Sequence[TxRow]) -> None:
+    """Store applied transactions, in the write transaction that appended their entries.
     The database refuses a second row of the same id or (signer, nonce)."""
-    s = row.stored
-    await tx.execute(
+    now = time.time()
+    await tx.executemany(
         "INSERT INTO contract_txs (log_index, root_index, contract, tx_id, signer, nonce, "
         "canonical, sig, salt, time, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        s.log_index,
-        s.root_index,
-        row.contract,
-        row.tx_id,
-        row.signer,
-        row.nonce,
-        s.canonical,
-        s.sig,
-        s.salt,
-        row.time_ms,
-        time.time(),
+        [
+            (
+                r.stored.log_index,
+                r.stored.root_index,
+                r.contract,
+                r.tx_id,
+                r.signer,
+                r.nonce,
+                r.stored.canonical,
+                r.stored.sig,
+                r.stored.salt,
+                r.time_ms,
+                now,
+            )
+            for r in rows
+        ],
     )
 
 

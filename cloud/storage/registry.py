@@ -95,6 +95,12 @@ async def devices(tx: Tx) -> list[dict[str, object]]:
     ]
 
 
+async def site_boxes(tx: Tx, site: str) -> list[bytes]:
+    """The keys of the boxes registered at `site`, in key order."""
+    rows = await tx.fetchall("SELECT key FROM devices WHERE site = ? ORDER BY key", site)
+    return [bytes(k) for (k,) in rows]
+
+
 async def gateway_site(tx: Tx, key: bytes) -> str | None:
     """The site a registered gateway is at (None: not registered)."""
     site = await tx.fetchval("SELECT site FROM gateways WHERE key = ?", key)

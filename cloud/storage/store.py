@@ -207,6 +207,10 @@ class Store:
         """The site a registered gateway is at (None: not registered)."""
         return await self.engine.read(lambda tx: registry.gateway_site(tx, key))
 
+    async def site_boxes(self, site: str) -> list[bytes]:
+        """The keys of the boxes registered at `site`, in key order."""
+        return await self.engine.read(lambda tx: registry.site_boxes(tx, site))
+
     # -- batches and readings ------------------------------------------------------------
 
     async def known(self, gateway: bytes, seq: int, devices: Collection[bytes]) -> KnownState:

@@ -17,7 +17,9 @@ from gateway.alarms import (
     AlarmProfile,
     LotProfile,
     limit_conditions,
+    set_by,
     strictest,
+    with_lots,
 )
 from gateway.jcs import canonicalize
 
@@ -207,3 +209,74 @@ def test_golden_canonical_bytes_as_docs_protocol_shows_them() -> None:
     )
     assert canonicalize(LotProfile(AlarmProfile(), 1800, True).to_signed()) == golden
     assert LotProfile.from_signed(json.loads(golden)) == LotProfile(AlarmProfile(), 1800, True)
+
+
+# -- a box's zone on lots (with_lots, set_by, AlarmEngine.set_profile)
+
+ZONE = AlarmProfile(
+    low_c=2.0,
+    high_c=8.0,
+    delay_consecutive_s=600,
+    delay_cumulative_s=3600,
+    hysteresis_c=0.5,
+    silent_after_intervals=4,
+    interval_s=300,  # silent after 20 minutes
+    mkt_window_s=7200,
+    mkt_high_c=7.5,
+)
+
+
+def lot(**over: int) -> LotProfile:
+    return LotProfile.from_signed(LOT | over)
+
+
+def test_with_lots_takes_the_strictest_of_each_field_and_the_zones_site_fields() -> None:
+    a = lot(high_cc=500, delay_cumulative_s=7200, max_gap_s=600, hysteresis_cc=20)
+    b = lot(low_cc=300, delay_consecutive_s=300, delay_cumulative_s=1800, max_gap_s=3600)
+    got = with_lots(ZONE, [a, b])
+    assert (got.low_c, got.high_c) == (3.0, 5.0)  # the highest low, the lowest high
+    assert (got.delay_consecutive_s, got.delay_cumulative_s) == (300, 1800)  # the shortest
+    assert got.hysteresis_c == 0.2  # the smallest
+    # Silent after the shortest max_gap_s (a's 600 s < the zone's 1,200 s), in the zone's
+    # count of intervals.
+    assert (got.silent_after_s, got.silent_after_intervals) == (600, 4)
+    assert (got.mkt_window_s, got.mkt_high_c) == (7200, 7.5)  # the zone's: lots have none
+    assert with_lots(ZONE, []) == ZONE
+    # needs_licence has no alarm meaning; a lot no stricter than the zone changes nothing.
+    assert with_lots(ZONE, [lot(needs_licence=0, max_gap_s=86400)]) == ZONE
+    assert with_lots(ZONE, [lot(needs_licence=1, max_gap_s=86400)]) == ZONE
+
+
+def test_with_lots_refuses_ranges_with_nothing_in_common() -> None:
+    with pytest.raises(AlarmError, match=r"^profiles: got 'low 15.0 °C, high 8.0 °C'"):
+        with_lots(ZONE, [lot(low_cc=1500, high_cc=2500)])
+
+
+def test_set_by_names_the_lot_that_set_the_limit_an_alarm_kind_uses() -> None:
+    lots = {"G/A": lot(high_cc=500, max_gap_s=86400), "G/B": lot(delay_cumulative_s=60)}
+    applied = with_lots(ZONE, lots.values())
+    assert set_by("high", ZONE, applied, lots) == "G/A"
+    assert set_by("cumulative", ZONE, applied, lots) == "G/B"
+    assert set_by("low", ZONE, applied, lots) is None  # 2 °C: the zone's own
+    assert set_by("silent", ZONE, applied, lots) is None  # B's 1,800 s gap > the zone's
+    assert set_by("mkt", ZONE, applied, lots) is None  # lots have no MKT limit
+    tie = {"G/C": lot(high_cc=500), "G/A": lot(high_cc=500)}
+    assert set_by("high", ZONE, with_lots(ZONE, tie.values()), tie) == "G/A"
+
+
+def test_a_zone_put_on_a_stricter_profile_alarms_at_once_keeping_its_state() -> None:
+    engine = AlarmEngine({"z": ZONE})
+    events = [e for t in range(0, 600, 60) for e in engine.observe("z", t, 6.0, False)]
+    assert events == [] and engine.profile("z") == ZONE
+    strict = with_lots(ZONE, [lot(high_cc=500, delay_consecutive_s=300)])
+    engine.set_profile("z", strict)
+    assert engine.profile("z") == strict
+    # 6 °C was within the zone's 8 °C; under the lot's 5 °C the excursion starts at the
+    # first reading judged by it (t=600) and is raised once it has lasted 300 s.
+    events = [e for t in range(600, 1200, 60) for e in engine.observe("z", t, 6.0, False)]
+    assert [(e.kind, e.state, e.time_s) for e in events] == [("high", "raised", 900)]
+    engine.set_profile("z", ZONE)  # off the lot: clears at the zone's threshold
+    (cleared,) = engine.observe("z", 1200, 6.0, False)
+    assert (cleared.kind, cleared.state) == ("high", "cleared")
+    engine.set_profile("unseen", strict)  # a zone not seen yet takes its profile when seen
+    assert engine.profile("unseen") is None

@@ -21,7 +21,8 @@ from aiohttp import web
 from device import reading, schnorr, topics
 from gateway import alarm_ack, app, event, status
 from gateway import settings as gw_settings
-from gateway.escalation import Escalation
+from gateway.alarms import AlarmEvent, AlarmProfile, LotProfile, with_lots
+from gateway.escalation import AlarmStore, Escalation
 from gateway.registry import Box, Registry
 from gateway.service import Gateway
 from gateway.spool import Spool
@@ -585,3 +586,22 @@ async def test_sigkill_mid_escalation_resumes_without_duplicates_with_the_cloud_
     events = [(kind, state) for kind, state, _ in _events(spool)]
     spool.close()
     assert events == [("high", "raised"), ("high", "acknowledged")], "queued for the cloud"
+
+
+def test_a_message_states_the_limits_the_zone_alarms_on_its_lots_too(tmp_path: Path) -> None:
+    settings = gw_settings.from_dict({"gateway": {"site": "w1", "data_dir": str(tmp_path)}})
+    tmp_path.mkdir(exist_ok=True)
+    registry = Registry(tmp_path / "registry.json")
+    registry.put(Box(BOX, "fridge", "w1"))
+    store = AlarmStore(tmp_path / "notify.sqlite")
+    try:
+        escalation = Escalation(settings, schnorr.pubkey(GATEWAY_SECRET), registry, store)
+        escalation.on_events([AlarmEvent(BOX_ID, "high", "raised", 1000.0, 6.0, "6 °C")])
+        (row,) = store.alarms()
+        assert (escalation.notice(row, "raised", 0).high_c) == 8.0  # the box's own profile
+        on_lot = with_lots(AlarmProfile(), [LotProfile(AlarmProfile(high_c=5.0), 900, False)])
+        escalation.profile_of = {BOX_ID: on_lot}.get  # the gateway's AlarmEngine.profile
+        assert (escalation.notice(row, "raised", 0).high_c) == 5.0
+    finally:
+        store.close()
+        registry.close()

@@ -69,3 +69,74 @@ async def test_buffered_reads_and_batched_pubacks_with_mosquitto(
         assert [m.payload[:4] for m in again] == [b"m%03d" % i for i in range(150, 200)]
         mqtt_io.queue_pubacks(client._client, [m.mid for m in again])
         await asyncio.sleep(0.3)
+
+
+def test_a_turns_reads_are_bounded_and_the_next_turn_reads_on() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        b.setblocking(False)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)  # all of it, unblocked
+        a.sendall(bytes(mqtt_io.READ_SIZE * 4))
+
+        async def turns() -> list[int]:
+            sock = mqtt_io.BufferedSocket(b, reads_per_turn=2)
+            got = [0]
+            while True:  # what one read callback would take: everything it is given
+                try:
+                    got[-1] += len(sock.recv(mqtt_io.READ_SIZE))
+                except BlockingIOError:
+                    if sock.pending() or not got[-1]:
+                        return got
+                    got.append(0)
+                    await asyncio.sleep(0)  # the next turn of the loop
+
+        sizes = asyncio.run(turns())
+        assert sum(sizes) == mqtt_io.READ_SIZE * 4
+        assert max(sizes) <= 2 * mqtt_io.READ_SIZE and len(sizes) >= 2
+
+
+async def test_a_flood_is_read_a_bounded_slice_per_event_loop_turn(
+    mosquitto: Mosquitto,
+) -> None:
+    """The drain's stall (issue 13): with a socket the broker keeps full, one read callback
+    must not handle the whole flood while the rest of the gateway waits."""
+    total, size = 6000, 200
+    per_turn: list[int] = [0]
+    loop = asyncio.get_running_loop()
+    ticking = True
+
+    def tick() -> None:  # one entry per event-loop turn that handled messages
+        if per_turn[-1]:
+            per_turn.append(0)
+        if ticking:
+            loop.call_soon(tick)
+
+    client = aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="flood-test")
+    mqtt_io.buffer_reads(client._client)
+
+    def count(_c: object, _u: object, _m: paho.MQTTMessage) -> None:
+        per_turn[-1] += 1
+
+    client._client.on_message = count
+    async with client:
+        await client.subscribe("flood/#", 0)
+        await client.publish("flood/pause", b"", 0)  # subscription in place
+        # Fill the socket while the subscriber's loop is blocked, as a storm does.
+        pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="flood-pub")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        infos = [pub.publish("flood/x", bytes(size), 0) for _ in range(total)]
+        for info in infos:
+            info.wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        loop.call_soon(tick)
+        for _ in range(200):
+            if sum(per_turn) >= total:
+                break
+            await asyncio.sleep(0.05)
+        ticking = False
+    assert sum(per_turn) >= total  # nothing lost by stopping early
+    packet = size + len("flood/x") + 4
+    bound = mqtt_io.READS_PER_TURN * mqtt_io.READ_SIZE // packet + 2
+    assert max(per_turn) <= bound, per_turn

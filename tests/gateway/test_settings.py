@@ -16,6 +16,7 @@ def test_the_sample_gateway_toml_loads_with_its_documented_values() -> None:
     assert s.batch.max_readings == 1024 and s.batch.max_age_s == 10.0
     assert s.client_id == "pharmasync-gateway-warehouse-1"
     assert s.uplink.url == "" and s.status.port == 8470
+    assert (s.lots.follow, s.lots.interval_s, s.lots.max_backoff_s) == (True, 60.0, 600.0)
     # the sample shows every default: a file with just the site gives the same settings
     minimal = settings.from_dict(
         {"gateway": {"site": "warehouse-1", "data_dir": "/var/lib/pharmasync"}}, Path("/")
@@ -42,6 +43,9 @@ def test_the_sample_gateway_toml_loads_with_its_documented_values() -> None:
         ({"gateway": {"site": "s", "sign_acks": "yes"}}, "[gateway] sign_acks: got 'yes'"),
         ({"gateway": {"site": "s", "certificate": 1}}, "[gateway] certificate: got 1"),
         ({"gateway": {"site": "s", "certificate": ""}}, "[gateway] certificate: got ''"),
+        ({"gateway": {"site": "s"}, "lots": {"interval_s": 0}}, "[lots] interval_s: got 0.0"),
+        ({"gateway": {"site": "s"}, "lots": {"follow": 1}}, "[lots] follow: got 1, want bool"),
+        ({"gateway": {"site": "s"}, "lots": {"every": 1}}, "[lots] every: unknown option"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_option(raw: dict, message: str) -> None:

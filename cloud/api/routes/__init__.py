@@ -11,7 +11,13 @@ registry.py    /v1/registry, /v1/devices, /v1/gateways   who may send what
 config.py      /v1/config, /v1/registry/entries          owners on the log; what gateways follow
 events.py      /v1/events, /v1/gateways/{key}/events     signed gateway events
 alarm_acks.py  /v1/alarm-acks, /v1/gateways/{key}/alarm-acks   relayed alarm acknowledgements
+gateway_lots.py /v1/gateways/{key}/lots                  lots of a gateway's boxes (signed read)
 contracts.py   /v1/tx, /v1/state, /v1/lots/{gtin}/{lot}   contract transactions, state proofs
+lot_columns.py /v1/lots/{gtin}/{lot}/columns/{column}   one column of a lot, or 403 naming its cell
+participants.py /v1/participants[/{did}]                 participants, as the read matrix allows
+certificates.py /v1/certificates?subject=                 certificates, as the read matrix allows
+traces.py      /v1/lots/{gtin}/{lot}/trace               recall traces
+feeds.py       /v1/feed, /v1/feed/stream                 participants' notification feeds
 lot_history.py /v1/lots/{gtin}/{lot}/history             a lot's legs and cold chain
 openapi.py     /v1/openapi.json                          the API's document
 
@@ -68,6 +74,19 @@ def path_int(request: web.Request, name: str, minimum: int = 0, maximum: int = M
     return decimal_field(request.match_info[name], name, minimum, maximum, LedgerError)
 
 
+def lot_path(request: web.Request) -> tuple[str, str]:
+    """Return the path's {gtin} (as a GTIN-14) and {lot} (GS1 AI 10). Raises LedgerError
+    400 with reason "gtin" or "lot"."""
+    try:
+        gtin = lots_fields.gtin14(request.match_info["gtin"])
+    except ValueError as e:
+        raise LedgerError("gtin", str(e)) from None
+    try:
+        return gtin, lots_fields.lot_number(request.match_info["lot"])
+    except ValueError as e:
+        raise LedgerError("lot", str(e)) from None
+
+
 async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
     """Return the request's JSON body, read only up to `max_bytes` and parsed only within
     jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
@@ -80,17 +99,3 @@ async def json_body(request: web.Request, max_bytes: int, what: str = "body") ->
         if len(data) > max_bytes:
             raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
     return jsonbound.loads(data, max_bytes=max_bytes, what=what)
-
-
-def lot_path(request: web.Request) -> tuple[str, str]:
-    """Return the {gtin} and {lot} of a lot's path, as the ledger keys them (a GTIN-13 padded
-    to 14 digits). Raises LedgerError 400 "gtin" or "lot"."""
-    try:
-        gtin = lots_fields.gtin14(request.match_info["gtin"])
-    except ValueError as e:
-        raise LedgerError("gtin", str(e)) from None
-    try:
-        lot = lots_fields.lot_number(request.match_info["lot"])
-    except ValueError as e:
-        raise LedgerError("lot", str(e)) from None
-    return gtin, lot

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cloud.api.routes import MAX_INDEX, int_query, json_body, lot_path
-from cloud.api.state import AUTH, CONTRACTS, REPLAY
+from cloud.api.state import AUTH, CONTRACTS, READS, REPLAY
 from cloud.contracts import tx
 from cloud.services.replay import MAX_PAGE
 
@@ -47,17 +47,19 @@ async def state(request: web.Request) -> web.Response:
 async def lot(request: web.Request) -> web.Response:
     """A lot's public records (identity, quality status, recall), each null if absent, each
     with its proof (cloud/contracts/statetree_proof.py) against the latest root. Private
-    records are shown only as the read policy allows a signed-in reader (cloud/contracts/
-    policy.py): the custody record, without a proof."""
+    records are shown only as the read policy allows the reader (cloud/contracts/policy.py
+    lot_view): "columns" by access-matrix column, "withheld" naming the cells of the others,
+    and the custody record, all without proofs."""
     gtin, number = lot_path(request)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
-    head, records, custody = await request.config_dict[CONTRACTS].lot(gtin, number, reader)
+    head, records, _ = await request.config_dict[CONTRACTS].lot(gtin, number, reader)
     answer = {
         "gtin": gtin,
         "lot": number,
         "state": head.to_json(),
         "records": {r.name: {"value": r.value, "proof": r.proof.to_json()} for r in records},
     }
-    if custody is not None:  # private: its leaf commits with a salt, so no proof is given
-        answer["custody"] = custody
+    # the private columns (and custody) as the read policy allows: no proofs, their leaves
+    # commit with a salt
+    answer.update(await request.config_dict[READS].lot(gtin, number, reader))
     return web.json_response(answer)

@@ -249,7 +249,7 @@ async def test_history_from_the_aggregates_as_the_read_policy_shows_it(
 
     status, problem = await history(cloud, R)  # if involved, and it is not
     assert (status, problem["reason"]) == (403, "access"), problem
-    assert "retailer × quality status = if_involved" in problem["detail"]
+    assert "read: retailer × quality status = if involved" in problem["detail"]
     status, problem = await history(cloud, None, "NEVER")
     assert (status, problem["reason"]) == (404, "lot"), problem
     for path, reason in (

@@ -38,7 +38,7 @@ from gateway.checkpoint import Checkpoint, sign_checkpoint
 from gateway.refusal import INT64_MAX
 from gateway.rfc6962 import EMPTY_ROOT
 from tests.cloud.api.test_app import OWNER, chain
-from tests.cloud.api.test_tx import admit, commission
+from tests.cloud.api.test_tx import M, admit, commission
 from tests.cloud.conftest import ENGINES, _run_apart, fresh_schema
 from tests.cloud.contracts.world import GTIN, REGULATOR, party
 from tests.cloud.served import Served, encode
@@ -207,6 +207,7 @@ texts = (
     )
 )
 keys = st.sampled_from([BOX_KEY, GW_KEY, "00" * 32, BOX_KEY.upper()]) | texts
+keys |= st.sampled_from([f"{GTIN}/L1", M.did])  # subjects of certificates
 PARAMS = {
     "device": keys,
     "gateway": keys,
@@ -214,9 +215,11 @@ PARAMS = {
     "index": texts,
     "gtin": st.sampled_from([GTIN]) | texts,
     "lot": st.sampled_from(["L1"]) | texts,
+    "did": st.sampled_from([M.did, REGULATOR.did, M.did[:-1]]) | texts,  # admitted, not, broken
+    "column": st.sampled_from(["product", "flow_m_to_d", "entities_identity"]) | texts,
 }
 TEMPLATES = route_templates()  # every route: one added later is covered at once
-QUERY_NAMES = ["start", "end", "index", "size", "hash", "old", "new", "limit", "after"]
+QUERY_NAMES = ["start", "end", "index", "size", "hash", "old", "new", "limit", "after", "subject"]
 
 
 @st.composite

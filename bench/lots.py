@@ -1,0 +1,408 @@
+"""Benchmark the lot-tracking contract (issue 11): transactions over HTTP, replay, state root.
+
+Run: .venv/bin/python bench/lots.py [--lots 2000] [--clients 64] [--sizes 10000,1000000]
+                                    [--pg postgresql://postgres@127.0.0.1:5432/postgres]
+
+1. Transactions applied per second over HTTP with full verification: `pharmasync cloud
+   serve` runs as its own process (SQLite, then PostgreSQL in a throwaway database); the
+   regulator admits a manufacturer and a distributor, then C concurrent clients each move
+   their share of --lots lots through commission (manufacturer), ship (to the distributor)
+   and receive (distributor), each transaction awaiting its 201 before the lot's next one.
+   Every transaction is parsed, its signature verified and applied by the contract engine,
+   its 0x03 entry, 0x04 state root and body committed (issue 11 target: >= 2,000/s).
+2. Replay of that log, as `pharmasync verify --replay --cloud URL --key FILE` does it
+   (cloud/audit/replay.py): an auditor granted the replay (a 0x06 grant-add signed by the
+   regulator) signs in, fetches the log and the bodies, checks every commitment and
+   signature, re-applies every transaction and checks every state root (target: >= 3,000
+   transactions/s, fetching included).
+3. State-root cost per transaction at each of --sizes records in the tree: a contract State
+   whose tree already holds that many records (random filler records), then the same
+   commission / ship / receive transactions applied by the engine, timing only the root
+   after each (State.root: the transaction's changed leaves entered into the tree and the
+   root recomputed). Target: the per-transaction cost grows at most logarithmically,
+   <= 1.5 x from 10k to 1M records.
+
+Ratios are to one core's raw BIP-340 verification (coincurve, as bench/crypto.py measures
+it) in the same run, this process pinned to one core while it is measured; part 3 runs
+pinned too (bench/statetree.py's way), parts 1 and 2 run free on every core (the server
+verifies on threads). The lot history and recall trace targets (100,000 readings, 10,000
+descendants) are measured by their routes' own benchmarks, not here. Prints progress and
+human-readable lines, then ends with exactly one line of JSON holding every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Run as a script, bench/ comes first on sys.path and bench/device.py would shadow the package.
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+from crypto import MESSAGE, SECRET, per_second  # noqa: E402  (bench/crypto.py)
+
+from cloud.audit.replay import replay  # noqa: E402
+from cloud.contracts import catalog, didkey, tx  # noqa: E402
+from cloud.contracts.engine import State  # noqa: E402
+from cloud.demo import free_port  # noqa: E402
+from device import bip340, schnorr  # noqa: E402
+from gateway import config_entry  # noqa: E402
+
+
+def _bench_cloud() -> Any:
+    """bench/cloud.py as a module (its name would shadow the `cloud` package): its
+    throwaway-PostgreSQL helpers pg_database and pg_execute."""
+    spec = importlib.util.spec_from_file_location("bench_cloud", REPO / "bench" / "cloud.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXE = Path(sys.executable).parent / "pharmasync"
+APPLY_TARGET = 2_000.0  # transactions/s over HTTP, both databases
+REPLAY_TARGET = 3_000.0  # transactions/s
+GROWTH_TARGET = 1.5  # state-root cost per transaction, 1M / 10k records
+VERIFIES = 10_000
+GTIN = "09506000134352"  # GS1's example GTIN-14 (tests/cloud/contracts/world.py)
+PROFILE: dict[str, Any] = {
+    "low_cc": 200,
+    "high_cc": 800,
+    "delay_consecutive_s": 900,
+    "delay_cumulative_s": 3600,
+    "hysteresis_cc": 50,
+    "max_gap_s": 3600,
+    "needs_licence": 0,
+}
+
+
+def key(name: str) -> bytes:
+    """A fixed secret named `name` (SHA-256 of it: always a valid BIP-340 secret)."""
+    return hashlib.sha256(b"bench/lots/" + name.encode()).digest()
+
+
+REGULATOR, MAKER, DISTRIBUTOR, AUDITOR = (key(n) for n in ("regulator", "M", "D", "auditor"))
+
+
+def admissions() -> list[tx.SignedTx]:
+    """The regulator admits the manufacturer and the distributor."""
+    return [
+        tx.make(
+            "participants",
+            "admit",
+            {
+                "did": didkey.from_secret(secret),
+                "role": role,
+                "name": name,
+                "region": "DE",
+                "licence": {"number": f"L-{name}", "issuer": "BfArM"},
+            },
+            REGULATOR,
+        )
+        for secret, role, name in ((MAKER, "manufacturer", "M"), (DISTRIBUTOR, "distributor", "D"))
+    ]
+
+
+def lot_moves(lot: int, time_ms: int | None = None) -> list[tx.SignedTx]:
+    """Lot `lot`'s three transactions, in the order they must apply: commission 100 packs,
+    ship 60 to the distributor, the distributor receives 60; signed at `time_ms` (now if
+    None: the server refuses a time more than 5 minutes off its clock)."""
+    name, shipment = f"B{lot}", f"S{lot}"
+    commission = {"gtin": GTIN, "lot": name, "expiry": "271200", "quantity": 100}
+    commission |= {"unit": "pack", "profile": PROFILE}
+    ship = {"gtin": GTIN, "lot": name, "shipment": shipment, "quantity": 60}
+    ship["receiver"] = didkey.from_secret(DISTRIBUTOR)
+    return [
+        tx.make("lots", "commission", commission, MAKER, time_ms=time_ms),
+        tx.make("lots", "ship", ship, MAKER, time_ms=time_ms),
+        tx.make(
+            "lots", "receive", {"shipment": shipment, "quantity": 60}, DISTRIBUTOR, time_ms=time_ms
+        ),
+    ]
+
+
+# -- 1. transactions over HTTP, 2. replay ----------------------------------------------
+
+
+async def start_server(data: Path, database: str | None) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `pharmasync cloud serve` with the bench's regulator; return it and its URL."""
+    port = free_port()
+    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
+    args += ["--regulator", schnorr.pubkey(REGULATOR).hex()]
+    if database:
+        args += ["--database", database]
+    data.mkdir(parents=True)
+    log = (data.parent / f"cloud-{port}.log").open("w")
+    server = subprocess.Popen(args, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(400):
+            try:
+                async with http.get(f"{url}/healthz") as r:
+                    if r.status == 200:
+                        return server, url
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    server.kill()
+    raise SystemExit(f"error: the cloud on port {port} did not start (see {log.name})")
+
+
+async def post(http: aiohttp.ClientSession, url: str, signed: tx.SignedTx) -> None:
+    async with http.post(
+        f"{url}/v1/tx", data=signed.to_wire(), headers={"Content-Type": "application/json"}
+    ) as r:
+        if r.status != 201:
+            raise SystemExit(f"error: {signed.body.type} refused: {r.status} {await r.text()}")
+
+
+async def apply_and_replay(
+    work: Path, database: str | None, lots: int, clients: int
+) -> dict[str, float]:
+    """Part 1 and 2 against one database; return their figures."""
+    print(f"  signing {lots * 3:,} transactions ...", flush=True)
+    moves = [lot_moves(n) for n in range(lots)]
+    server, url = await start_server(work, database)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for signed in admissions():
+                await post(http, url, signed)
+            shares = [moves[c::clients] for c in range(clients)]
+
+            async def client(share: list[list[tx.SignedTx]]) -> None:
+                for lot in share:
+                    for signed in lot:
+                        await post(http, url, signed)
+
+            print(f"  posting with {clients} clients ...", flush=True)
+            cpu, own = _cpu_seconds(server.pid), time.process_time()
+            started = time.perf_counter()
+            await asyncio.gather(*(client(share) for share in shares))
+            seconds = time.perf_counter() - started
+            server_cpu = _cpu_seconds(server.pid) - cpu
+            client_cpu = time.process_time() - own
+            grant = config_entry.ConfigChange(
+                config_entry.GRANT_ADD,
+                int(time.time()),
+                key=schnorr.pubkey(AUDITOR),
+                contracts=("lots", "participants"),
+            )
+            request = config_entry.sign_request(REGULATOR, grant)
+            async with http.post(f"{url}/v1/config", json=request) as r:
+                assert r.status == 201, await r.text()
+            print("  replaying ...", flush=True)
+            started = time.perf_counter()
+            report = await replay(url, AUDITOR, http)
+            replay_seconds = time.perf_counter() - started
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    if report.parted_at is not None or report.replayed != lots * 3 + 2:
+        raise SystemExit(f"error: replay: {report.render()}")
+    print(f"  replay: {report.render()}")
+    count = lots * 3
+    return {
+        "txs": count,
+        "seconds": seconds,
+        "per_s": count / seconds,
+        "server_cpu_us_per_tx": server_cpu * 1e6 / count,
+        "client_cpu_us_per_tx": client_cpu * 1e6 / count,
+        "replayed": report.replayed,
+        "replay_seconds": replay_seconds,
+        "replay_per_s": report.replayed / replay_seconds,
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (every thread), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- 3. state-root cost per transaction -------------------------------------------------
+
+
+def root_cost(size: int, lots: int) -> dict[str, float]:
+    """Per transaction: µs and hashes of the root after it, with `size` filler records in
+    the tree; the transactions are part 1's (commission, ship, receive of `lots` lots), each
+    its own block as State.root computes it. The figure compared is the mean over the three
+    types of each type's median (a commission inserts four records, a receive updates two:
+    their costs differ): on a shared machine a few transactions are preempted, and their
+    time is the scheduler's, which the plain mean (also shown) includes."""
+    engine = catalog.engine()
+    state = State([schnorr.pubkey(REGULATOR)])
+    rnd = random.Random(size)
+    state.tree.update({rnd.randbytes(32): rnd.randbytes(32) for _ in range(size)})
+    t0 = int(time.time() * 1000)
+    for signed in admissions():  # not part of the figure
+        engine.apply(state, signed, bytes(32))
+    txs = [signed for n in range(lots) for signed in lot_moves(n, t0)]
+    spent: dict[str, list[float]] = {}
+    hashes = leaves = 0
+    for signed in txs:
+        engine.apply(state, signed, bytes(32), root=False)
+        pending = state.pending
+        start = time.perf_counter()
+        changes = state.tree.update(pending)
+        spent.setdefault(signed.body.type, []).append(time.perf_counter() - start)
+        state.pending = {}
+        hashes += changes.hashes
+        leaves += len(pending)
+    return {
+        "records": size,
+        "root_us_per_tx": statistics.fmean(map(statistics.median, spent.values())) * 1e6,
+        "root_mean_us_per_tx": statistics.fmean(t for ts in spent.values() for t in ts) * 1e6,
+        "hashes_per_tx": hashes / len(txs),
+        "leaves_per_tx": leaves / len(txs),
+    }
+
+
+# -- report -----------------------------------------------------------------------------
+
+
+def raw_verify_rate(repeat: int) -> float:
+    """One core's raw BIP-340 verifications per second (bench/crypto.py's measure)."""
+    public = bip340.pubkey(SECRET)
+    sig = bip340.sign(SECRET, MESSAGE)
+    return per_second(repeat, VERIFIES, lambda: schnorr.coincurve_verify(public, MESSAGE, sig))
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--lots", type=int, default=2000, help="lots moved (3 transactions each)")
+    parser.add_argument("--clients", type=int, default=64, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--sizes", default="10000,1000000", help="records in the tree for the state-root cost"
+    )
+    parser.add_argument(
+        "--root-lots", type=int, default=1000, help="lots moved per size in the state-root part"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="raw verification runs (best)")
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server: a throwaway database is created there and dropped after",
+    )
+    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--parts", default="http,root", help="which parts: http (1 and 2), root (3)"
+    )
+    parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if "http" in parts and not EXE.exists():
+        sys.exit(f"error: {EXE} missing: run scripts/setup first")
+    load = os.getloadavg()
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})  # one core, as bench/statetree.py
+    raw = raw_verify_rate(args.repeat)
+    os.sched_setaffinity(0, before)
+    print(f"CPython {platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f}")
+    print(f"raw BIP-340 verification (coincurve), one core: {raw:,.0f}/s", flush=True)
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "load_average_1_5min": [round(load[0], 2), round(load[1], 2)],
+        "raw_verify_per_s": round(raw),
+    }
+    if "http" in parts:
+        engines: list[tuple[str, str | None]] = [("sqlite", None)]
+        helpers = _bench_cloud()
+        pg = None if args.no_pg else helpers.pg_database(args.pg)
+        if pg is not None:
+            engines.append(("postgres", pg[0]))
+        try:
+            with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+                for engine, dsn in engines:
+                    print(f"{engine}: {args.lots:,} lots over HTTP ...", flush=True)
+                    res = asyncio.run(
+                        apply_and_replay(Path(tmp) / engine, dsn, args.lots, args.clients)
+                    )
+                    print(
+                        f"{engine:>8}: applied {res['per_s']:,.0f} tx/s "
+                        f"({res['txs']:,} in {res['seconds']:.2f} s, server CPU "
+                        f"{res['server_cpu_us_per_tx']:.0f} µs/tx, clients' "
+                        f"{res['client_cpu_us_per_tx']:.0f} µs/tx) = "
+                        f"{res['per_s'] / raw:.3f} x raw verify; target {APPLY_TARGET:,.0f}/s:"
+                        f" {verdict(res['per_s'] >= APPLY_TARGET)}"
+                    )
+                    print(
+                        f"{engine:>8}: replayed {res['replay_per_s']:,.0f} tx/s "
+                        f"({res['replayed']:,} in {res['replay_seconds']:.2f} s) = "
+                        f"{res['replay_per_s'] / raw:.3f} x raw verify; target "
+                        f"{REPLAY_TARGET:,.0f}/s: {verdict(res['replay_per_s'] >= REPLAY_TARGET)}",
+                        flush=True,
+                    )
+                    out |= {
+                        f"apply_{engine}_per_s": round(res["per_s"]),
+                        f"apply_{engine}_ratio_to_raw_verify": round(res["per_s"] / raw, 3),
+                        f"apply_{engine}_server_cpu_us_per_tx": round(res["server_cpu_us_per_tx"]),
+                        f"apply_{engine}_client_cpu_us_per_tx": round(res["client_cpu_us_per_tx"]),
+                        f"replay_{engine}_per_s": round(res["replay_per_s"]),
+                        f"replay_{engine}_ratio_to_raw_verify": round(res["replay_per_s"] / raw, 3),
+                    }
+        finally:
+            if pg is not None:
+                drop = f'DROP DATABASE IF EXISTS "{pg[1]}" WITH (FORCE)'
+                helpers.pg_execute(args.pg, drop)
+    if "root" in parts:
+        runs = []
+        os.sched_setaffinity(0, {min(before)})
+        gc.disable()  # as bench/statetree.py: no full collection inside one timed update
+        try:
+            for size in (int(s) for s in args.sizes.split(",")):
+                print(f"state root: {size:,} records ...", flush=True)
+                runs.append(root_cost(size, args.root_lots))
+                gc.collect()
+        finally:
+            gc.enable()
+            os.sched_setaffinity(0, before)
+        for r in runs:
+            n = int(r["records"])
+            print(
+                f"state root at {n:>9,} records: {r['root_us_per_tx']:.1f} µs per transaction "
+                f"(medians by type; mean {r['root_mean_us_per_tx']:.1f}; "
+                f"{r['leaves_per_tx']:.2f} leaves, {r['hashes_per_tx']:.1f} hashes) = "
+                f"{r['root_us_per_tx'] * raw / 1e6:.2f} raw verifications"
+            )
+            out[f"root_us_per_tx_{n}"] = round(r["root_us_per_tx"], 2)
+            out[f"root_mean_us_per_tx_{n}"] = round(r["root_mean_us_per_tx"], 2)
+            out[f"root_hashes_per_tx_{n}"] = round(r["hashes_per_tx"], 2)
+        if len(runs) >= 2:
+            ratio = runs[-1]["root_us_per_tx"] / runs[0]["root_us_per_tx"]
+            hashes = runs[-1]["hashes_per_tx"] / runs[0]["hashes_per_tx"]
+            mean = runs[-1]["root_mean_us_per_tx"] / runs[0]["root_mean_us_per_tx"]
+            out["ratio_root_us_per_tx"] = round(ratio, 3)
+            out["ratio_root_mean_us_per_tx"] = round(mean, 3)
+            out["ratio_root_hashes_per_tx"] = round(hashes, 3)
+            print(
+                f"state root per transaction, {int(runs[-1]['records']):,} / "
+                f"{int(runs[0]['records']):,} records: {ratio:.2f} x time (medians by type; mean "
+                f"{mean:.2f} x), {hashes:.2f} x "
+                f"hashes (target <= {GROWTH_TARGET}: {verdict(ratio <= GROWTH_TARGET)})"
+            )
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
