@@ -28,6 +28,7 @@ from gateway import batch, config_entry
 from gateway import registry_change as registry
 from tests.cloud.api.test_app import OWNER, Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
+from tests.cloud.api.test_feeds import feed
 from tests.cloud.api.test_tx import (  # noqa: F401
     GTIN,
     D,
@@ -387,3 +388,15 @@ class Remote(Cloud):
 
     def url(self, path: str) -> str:
         return self.base + path
+
+
+async def test_the_holders_feed_tells_the_quarantine_the_readings_decided(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    site, t0 = await shipped(cloud)
+    hot = await site.send(BOX, t0, [HIGH] * 20)
+    status, answer = await feed(cloud, D)  # D receives the lot in transit: a holder to tell
+    assert status == 200, answer
+    told = [e for e in answer["events"] if e["event"]["type"] == "quarantined"]
+    assert len(told) == 1 and told[0]["index"] == hot and told[0]["tx"] == "", answer
+    assert told[0]["event"]["reason"] == (await quality(cloud))["reason"]
