@@ -1440,8 +1440,8 @@ def _lot_history_paths() -> dict[str, Any]:
     }
     excursion = {
         "type": "object",
-        "description": "high/low on one leg (box only in the full view), or the lot's "
-        "cumulative one; times in Unix seconds, end_s null while on",
+        "description": "high/low on one leg (its box where the leg's custody shows), or the "
+        "lot's cumulative one; times in Unix seconds, end_s null while on",
         "properties": {
             "leg": {"type": "string"},
             "box": HEX32,
@@ -1463,8 +1463,9 @@ def _lot_history_paths() -> dict[str, Any]:
     }
     leg = {
         "type": "object",
-        "description": "In the full view also shipment, sender, receiver (DIDs) and boxes; "
-        "otherwise legs are named `leg 1`, `leg 2`, ... in start order",
+        "description": "Where the reader reads the leg's flow (docs/contracts.md §4) also "
+        "shipment, sender, receiver (DIDs) and boxes; otherwise named `leg 1`, `leg 2`, ... "
+        "in start order",
         "properties": {
             "leg": {"type": "string"},
             "kind": {"enum": ["shipment", "storage"]},
@@ -1501,7 +1502,8 @@ def _lot_history_paths() -> dict[str, Any]:
                     "gaps": {"type": "array", "items": gap},
                     "verdict": {
                         "type": ["string", "null"],
-                        "description": "Full view only: why the cold chain quarantines it",
+                        "description": "Only when every leg's custody shows: why the cold "
+                        "chain quarantines it",
                     },
                 },
             },
@@ -1515,8 +1517,8 @@ def _lot_history_paths() -> dict[str, Any]:
                 "excursions under the lot's profile, gaps and calibration flags, as the "
                 "quality-status cell of the read matrix shows them to the bearer "
                 "(docs/contracts.md §5): `yes`, or `if involved` in the lot's chain, see the "
-                "cold chain, with who held each leg only for a reader who sees custody; the "
-                "public (`global only`) gets the quality status alone.",
+                "cold chain, with who held each leg where the reader reads that leg's flow; "
+                "the public (`global only`) gets the quality status alone.",
                 "parameters": LOT_PATH,
                 "responses": {
                     "200": _json("The lot's history", history),

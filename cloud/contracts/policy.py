@@ -295,25 +295,33 @@ def trace_access(role: str, involved: bool, error: access.Refusal) -> TraceAcces
 
 # -- a lot's history (GET /v1/lots/{gtin}/{lot}/history) ------------------------------------
 
-FULL: Final = "full"  # the cold chain with its legs' custody: shipments, parties, boxes
-FIGURES: Final = "figures"  # the cold chain, legs named by their order only
+COLDCHAIN: Final = "coldchain"  # the cold chain, each leg's custody as sees_leg allows
 STATUS: Final = "status"  # the lot's quality status alone
 
 
 def history_view(role: str, involved: bool) -> str | None:
     """What of a lot's history a reader of `role` sees (a row of access.READ, "public" for
     no token); `involved`: whether it is in the lot's custody chain. The quality-status
-    cell decides the cold chain (figures per leg and overall, excursions, gaps,
-    calibration flags): `yes`, or `if involved` for a reader in the chain. Who held it on
-    each leg (shipment ids, senders, receivers, boxes) follows sees_custody. Return FULL,
-    FIGURES (the cold chain without custody: the regulator), STATUS (`global only`: the
-    public sees the status its record already shows) or None (refused: `no`, or `if
-    involved` outside the chain). Raises KeyError for a role the matrix has no row for."""
+    cell decides: `yes`, or `if involved` for a reader in the chain, sees the cold chain
+    (COLDCHAIN: figures per leg and overall, excursions, gaps, calibration flags; who held
+    each leg as sees_leg says); `global only` (the public) the status its record already
+    shows (STATUS); anyone else nothing (None: refused, read_denied names the cell).
+    Raises KeyError for a role the matrix has no row for."""
     if reads(role, access.QUALITY, involved):
-        return FULL if sees_custody(role, involved) else FIGURES
+        return COLDCHAIN
     if access.READ[role][access.QUALITY] == access.GLOBAL_ONLY:
         return STATUS
     return None
+
+
+def sees_leg(role: str, involved: bool, column: str | None, holder: bool) -> bool:
+    """Whether a reader who sees a lot's cold chain also sees who held one of its legs (the
+    shipment, sender, receiver and boxes): a shipment on flow `column` as that column's
+    cell allows (`yes`, or `if involved` in the chain); a holder's storage (column None) if
+    the reader is that holder (`holder`) or its role reads every leg's shipments."""
+    if column is None:
+        return holder or all(access.READ[role][leg] == access.YES for leg in LEGS)
+    return reads(role, column, involved)
 
 
 def read_denied(role: str) -> str:

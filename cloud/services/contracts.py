@@ -441,10 +441,10 @@ class ContractService:
     ) -> tuple[Head, dict[str, Any]]:
         """A lot's history from its records and the cold chains' aggregates (no reading is
         read again), as the read policy shows it to `reader` (policy.history_view: the
-        quality-status cell, and the custody cells for who held it; lot_history renders
-        it). Caller checks gtin and lot. Raises LedgerError 404 "lot" (never commissioned),
-        403 "access" naming the cell for a signed-in reader the cell refuses, 403
-        "participant" as lot() does."""
+        quality-status cell; policy.sees_leg: who held each leg; lot_history renders it).
+        Caller checks gtin and lot. Raises LedgerError 404 "lot" (never commissioned), 403
+        "access" naming the cell for a signed-in reader the cell refuses, 403 "participant"
+        as lot() does."""
         await self.load()
         async with self._lock:
             role, who = self._reader(reader)
@@ -458,7 +458,20 @@ class ContractService:
             view = policy.history_view(role, mine)
             if view is None:
                 raise self.shared.refusals.refuse("access", policy.read_denied(role), 403)
-            return self.head, lot_history.render(found, view)
+            seen = [leg.leg for leg in found.legs if self._sees_leg(role, mine, who, leg)]
+            return self.head, lot_history.render(found, view, seen)
+
+    def _sees_leg(
+        self, role: str, involved: bool, who: str | None, leg: lots_coldchain.LegHistory
+    ) -> bool:
+        """Whether the reader sees who held `leg` (policy.sees_leg): a shipment by its leg's
+        flow column, a storage by whose it is."""
+        if leg.shipment is None:
+            holder = who is not None and leg.leg == f"storage:{who}"
+            return policy.sees_leg(role, involved, None, holder)
+        shipment = self.state.get(lots.SHIPMENT, leg.shipment)
+        assert shipment is not None, "a shipment's leg names a shipment"
+        return policy.sees_leg(role, involved, shipment["leg"], False)
 
     async def read(self, query: Callable[[State], T]) -> T:
         """Catch up on the log, then run `query` on the State under the service's lock (no

@@ -22,7 +22,7 @@ import pytest
 from cloud.api.state import CONTRACTS
 from cloud.audit.replay import replay
 from cloud.cli import main
-from cloud.contracts import stateroot, tx
+from cloud.contracts import policy, stateroot, tx
 from device import reading, schnorr
 from gateway import batch, config_entry
 from gateway import registry_change as registry
@@ -400,3 +400,23 @@ async def test_the_holders_feed_tells_the_quarantine_the_readings_decided(
     told = [e for e in answer["events"] if e["event"]["type"] == "quarantined"]
     assert len(told) == 1 and told[0]["index"] == hot and told[0]["tx"] == "", answer
     assert told[0]["event"]["reason"] == (await quality(cloud))["reason"]
+
+
+@pytest.mark.parametrize(
+    ("role", "involved", "column", "holder", "sees"),
+    [
+        ("manufacturer", False, "flow_m_to_d", False, True),  # yes on every leg
+        ("regulator", False, "flow_m_to_d", False, False),  # its leg cells are no
+        ("retailer", True, "flow_m_to_d", False, False),  # M→D is no for a retailer
+        ("retailer", True, "flow_d_to_r", False, True),  # D→R yes
+        ("pharmacy", True, "flow_d_to_r", False, False),
+        ("retailer", True, None, True, True),  # its own storage
+        ("retailer", True, None, False, False),  # another holder's storage
+        ("distributor", False, None, False, True),  # yes on every leg
+    ],
+)
+def test_who_held_a_leg_follows_its_flow_cell(
+    role: str, involved: bool, column: str | None, holder: bool, sees: bool
+) -> None:
+    assert policy.sees_leg(role, involved, column, holder) is sees
+    assert policy.history_view(role, involved) in (policy.COLDCHAIN, None)
