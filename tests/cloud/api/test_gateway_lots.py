@@ -4,10 +4,9 @@ learns which lots its site's boxes are on with their storage profiles; a forged,
 replayed or unsigned read, an unregistered gateway and a signature for another gateway's
 path are refused with their reason and counted; another site's boxes are never shown.
 
-The contract State's `boxes` (box key -> owner key) is not fed from the registry on main
-yet (nor carried into the service's copy-on-write fork), so the tests set it on the running
-service's State and apply the attach transactions with the service's engine to that State
-directly; the participants and lots are made through POST /v1/tx."""
+The participants, lots and attachments are made through POST /v1/tx: the registry's boxes
+reach the contract State (box key -> the owner key that registered it), and M controls that
+owner key (its admission's owner_keys)."""
 
 from __future__ import annotations
 
@@ -23,10 +22,10 @@ from cloud.contracts import tx
 from device import schnorr
 from gateway import gateway_auth
 from gateway import registry_change as registry
-from tests.cloud.api.test_app import Cloud, settings, start
+from tests.cloud.api.test_app import OWNER, Cloud, settings, start
 from tests.cloud.api.test_auth import challenge
-from tests.cloud.api.test_tx import M, admit, applied, commission, signed
-from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR
+from tests.cloud.api.test_tx import M, applied, commission, signed
+from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, admission
 
 GW_A = bytes(31) + b"\xa1"  # site w1
 GW_B = bytes(31) + b"\xa2"  # site w2
@@ -42,14 +41,10 @@ def key(secret: bytes) -> bytes:
 
 
 async def attach(cloud: Cloud, box: bytes, lot: str) -> int:
-    """Attach `box` to lot `lot`'s storage at M, from the transaction's own time; return it.
-    Applied by the running service's engine to its State directly (module docstring)."""
+    """Attach `box` to lot `lot`'s storage at M, from the transaction's own time; return it."""
     now = int(time.time() * 1000)
     args = {"box": key(box).hex(), "gtin": GTIN, "lot": lot, "start": now, "end": None}
-    service = cloud.server.app[CONTRACTS]
-    service.engine.apply(
-        service.state, tx.make("lots", "attach", args, M.secret, time_ms=now), bytes(32)
-    )
+    await applied(cloud, tx.make("lots", "attach", args, M.secret, time_ms=now))
     return now
 
 
@@ -67,11 +62,9 @@ async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
         for box, site in ((BOX1, "w1"), (BOX2, "w1"), (BOX3, "w2")):
             change = registry.BoxRegistration(key(box), now, site=site, label=box.hex()[-2:])
             assert (await c.change(change))[0] == 201
-        # Not fed from the registry on main yet (module docstring): M owns the boxes.
-        state = server.app[CONTRACTS].state
-        for box in (BOX1, BOX2, BOX3):
-            state.boxes[key(box)] = M.xonly
-        await applied(c, admit("M"))
+        # The registry's owner key registered the boxes: M controls it.
+        owns = {**admission(M, "manufacturer", "M"), "owner_keys": [key(OWNER).hex()]}
+        await applied(c, tx.make("participants", "admit", owns, REGULATOR.secret))
         await applied(c, commission("L1", 100))
         args = {"gtin": GTIN, "lot": "L2", "expiry": "271200", "quantity": 5, "unit": "pack"}
         await applied(c, signed(M, "lots", "commission", {**args, "profile": STRICT}))
