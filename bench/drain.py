@@ -463,6 +463,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gw_key = schnorr.pubkey(bytes.fromhex((gw_data / "gateway.key").read_text().strip()))
         cloud_log = work / "cloud.log"
         cloud = start_cloud(work / "cloud", cloud_port, owner, cloud_log)
+        procs.append(cloud)  # stopped by the finally below if registering fails
         asyncio.run(register_in_cloud(cloud_port, owner, gw_key, [*keys, live_key]))
         cloud.send_signal(signal.SIGTERM)  # the outage: the cloud is away
         cloud.wait(30)
