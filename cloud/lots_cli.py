@@ -527,13 +527,23 @@ def _attach(args: argparse.Namespace) -> int:
     return _send(args, "lots", "attach", attach_fields(args.box, now, end, target), time_ms=now)
 
 
+def hold_fields(gtin: str, lot: str, kind: str, reason: str) -> dict[str, Any]:
+    """lots/hold of a lot the signer holds: `kind` one of lots.HOLD_KINDS."""
+    return {"gtin": gtin, "lot": lot, "kind": kind, "reason": reason}
+
+
+def dispose_fields(gtin: str, lot: str, outcome: str, reason: str) -> dict[str, Any]:
+    """lots/dispose of a quarantined lot: `outcome` released or rejected."""
+    return {"gtin": gtin, "lot": lot, "outcome": outcome, "reason": reason}
+
+
 def _hold(args: argparse.Namespace) -> int:
-    fields = {"gtin": args.gtin, "lot": args.lot, "kind": args.kind, "reason": args.reason}
+    fields = hold_fields(args.gtin, args.lot, args.kind, args.reason)
     return _send(args, "lots", "hold", fields)
 
 
 def _dispose(args: argparse.Namespace) -> int:
-    fields = {"gtin": args.gtin, "lot": args.lot, "outcome": args.outcome, "reason": args.reason}
+    fields = dispose_fields(args.gtin, args.lot, args.outcome, args.reason)
     return _send(args, "lots", "dispose", fields)
 
 
