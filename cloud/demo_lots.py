@@ -11,10 +11,10 @@ Every step is a transaction signed by its participant's key (DATA_DIR/keys, made
 use) and sent to POST /v1/tx with cloud/lots_cli.py's helpers, as `pharmasync lots` sends
 them. The regulator admits the participants (the manufacturer with the demo's owner key, so
 it controls the boxes and may attach them: docs/contracts.md §4) and gives the auditor a
-replay grant. Each run takes new lot numbers (DEMO1-…, DEMO2-…); admissions a previous run
-made are kept (DATA_DIR/keys/admitted lists them). Status
-changes are printed as the public lot records (GET /v1/lots/{gtin}/{lot}) show them, each
-once.
+replay grant. Each run takes new lot numbers (DEMO1-…, DEMO2-…; DATA_DIR/lots-run counts
+the runs); participants a previous run admitted are not admitted again (DATA_DIR/keys/
+admitted lists them). Status changes are printed as the public lot records (GET /v1/lots/
+{gtin}/{lot}) show them, each once.
 """
 
 from __future__ import annotations
