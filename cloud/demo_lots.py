@@ -77,13 +77,11 @@ class Lot:
 
     lot: str
     box_key: bytes
-    box_label: str
     story: str
 
-    @property
-    def shipment(self) -> str:
-        """The id of its manufacturer → distributor shipment (the box rides on it)."""
-        return f"{self.lot}-MD"
+    def shipment(self, leg: str) -> str:
+        """The id of its shipment on `leg` (MD, DR, RP): the box rides on the MD one."""
+        return f"{self.lot}-{leg}"
 
 
 Step = tuple[Lot, str, Callable[[], Awaitable[None]]]  # a lot, what the step does, the step
@@ -127,7 +125,7 @@ class DemoLots:
             "dropout": "M→D, held for damage, released by QA",
         }
         self.lots = {
-            profile: Lot(f"DEMO{run}-{profile.upper()}", box.key, box.cfg["label"], story)
+            profile: Lot(f"DEMO{run}-{profile.upper()}", box.key, story)
             for profile, story in stories.items()
             if (box := by_profile.get(profile)) is not None
         }
@@ -181,7 +179,7 @@ class DemoLots:
             await self._ship(lot, "manufacturer", "distributor", QUANTITY, "MD")
             now = int(time.time() * 1000)
             box = didkey.from_point(b"\x02" + lot.box_key)
-            attach = lots_cli.attach_fields(box, now, None, {"shipment": lot.shipment})
+            attach = lots_cli.attach_fields(box, now, None, {"shipment": lot.shipment("MD")})
             await self._send("manufacturer", "attach", attach, time_ms=now)  # starts then
 
     async def _grant_replay(self) -> None:
@@ -199,14 +197,14 @@ class DemoLots:
             raise StepRefused(f"replay grant: HTTP {status}: {answer.get('reason')}")
 
     async def _ship(self, lot: Lot, sender: str, receiver: str, quantity: int, leg: str) -> None:
-        shipment = f"{lot.lot}-{leg}"
+        receiver_did = self.keys.did(receiver)
         fields = lots_cli.ship_fields(
-            GTIN, lot.lot, shipment, self.keys.did(receiver), quantity, None
+            GTIN, lot.lot, lot.shipment(leg), receiver_did, quantity, None
         )
         await self._send(sender, "ship", fields)
 
     async def _receive(self, lot: Lot, receiver: str, quantity: int, leg: str) -> None:
-        fields = lots_cli.receive_fields(f"{lot.lot}-{leg}", quantity, None)
+        fields = lots_cli.receive_fields(lot.shipment(leg), quantity, None)
         await self._send(receiver, "receive", fields)
 
     # -- the story -------------------------------------------------------------------------
