@@ -316,7 +316,8 @@ class DemoLots:
 
     def try_commands(self, exe: str) -> list[str]:
         """Commands to follow the lots, with absolute paths (they write nothing): the
-        failing box's lot's history, the recalled lot's trace, the auditor's replay."""
+        failing box's lot's history, the recalled lot's trace, the retailer's feed (its
+        shipments, the recall), the auditor's replay."""
         q = shlex.quote
         url, maker = self.cloud, q(str(self.keys.path("manufacturer")))
         commands = []
@@ -328,7 +329,8 @@ class DemoLots:
             commands.append(
                 f"{exe} lots trace --gtin {GTIN} --lot {door.lot} --key {maker} --cloud {url}"
             )
-        auditor = q(str(self.keys.path("auditor")))
+        retailer, auditor = q(str(self.keys.path("retailer"))), q(str(self.keys.path("auditor")))
+        commands.append(f"{exe} feed --key {retailer} --cloud {url}")
         commands.append(f"{exe} verify --replay --cloud {url} --key {auditor}")
         return commands
 

@@ -173,16 +173,19 @@ def lot_commands(banner: str) -> list[str]:
 def run_the_lot_commands(commands: list[str], elsewhere: Path) -> None:
     """Run the lots' commands as printed, from a folder of no importance: the failing box's
     lot's history shows the cold chain's quarantine, the recalled lot's trace the recall,
-    the auditor's replay matches every state root; none writes where it was run."""
+    the retailer's feed the shipments to it and the recall, the auditor's replay matches
+    every state root; none writes where it was run."""
     assert [c.split()[:3] for c in commands] == [
         [str(EXE), "lots", "history"],
         [str(EXE), "lots", "trace"],
+        [str(EXE), "feed", "--key"],
         [str(EXE), "verify", "--replay"],
     ], commands
     elsewhere.mkdir()
     expected = [
         ["status: quarantined (cold-chain: cold chain: high excursion", " high: from "],
         ["recalled (class II)", "held by did:key:"],
+        [" shipment: ", " recall: "],
         ["ok: ", "transactions replayed", "state roots match"],
     ]
     for command, words in zip(commands, expected, strict=True):
