@@ -221,9 +221,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "regulators",
         help="hand the contracts over to other regulators (signed by a current one)",
         description="Sign a regulator change with a current regulator's key and send it: the "
-        "KEYs replace the regulators from that log entry on. The cloud refuses it (409 "
-        "'regulator handover') once contract transactions exist, since replay checks every "
-        "transaction under today's regulators (docs/contracts.md).",
+        "KEYs replace the regulators from that log entry on. Each transaction is judged under "
+        "the regulators of its own log position, so what the old regulators signed stands "
+        "(docs/contracts.md).",
         epilog=examples(REGULATORS_EXAMPLE),
     )
     _regulator_arguments(regs)

@@ -328,6 +328,16 @@ def next_contract_authority(
     return regulators, grants | pairs if change.op == GRANT_ADD else grants - pairs
 
 
+def regulators_named(entry: bytes) -> frozenset[bytes] | None:
+    """The regulators a "regulator" configuration entry names from its log position on, or
+    None for any other entry. Its authority is the log's to check (next_contract_authority,
+    when it was appended). Raises ConfigError for an entry that does not parse."""
+    if entry[:1] != bytes([ENTRY_CONFIG]):
+        return None
+    change = parse_entry(entry[1:])[1]
+    return frozenset(change.owners) if change.op == REGULATOR else None
+
+
 def is_contract_op(entry: bytes) -> bool:
     """Whether `entry` is a configuration entry of the regulator's (regulator, grants)."""
     if entry[:1] != bytes([ENTRY_CONFIG]):

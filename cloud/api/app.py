@@ -111,9 +111,9 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         shared = Shared(store, LogService(store, signer), Refusals(), verify_pool=pool)
         config = ConfigService(shared)
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
-        regulators = await config.load_regulators(settings.regulators)  # the log's (0x06)
+        await config.load_regulators(settings.regulators)  # the log's (0x06), followed by:
         # The contracts follow the readings of boxes on lots: batches are stored through them.
-        contracts = ContractService(shared, regulators)
+        contracts = ContractService(shared)
         watched = Watched(
             log=shared.log,
             batches=BatchService(shared, contracts),

@@ -195,6 +195,8 @@ class _Replay:
                 self.authority = config_entry.next_authority(self.authority, entry)
             except Refused as e:
                 raise _Parted(index, f"configuration entry: {e}") from None
+            if self.state is not None:  # a handover: the regulators from here on
+                self.state.set_regulators(self.authority.regulators)
         elif kind == registry_change.ENTRY_REGISTRY and self.bodies is not None:
             self._box(index, entry)
         elif kind == entries.KIND:

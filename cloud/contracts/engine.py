@@ -183,6 +183,14 @@ class Applied:
     records: int | None
 
 
+def _regulator_keys(regulators: Iterable[bytes]) -> frozenset[bytes]:
+    keys = frozenset(regulators)
+    for key in keys:
+        if type(key) is not bytes or len(key) != 32:
+            raise ValueError(f"regulator key {key!r:.80}, want 32 bytes (x-only)")
+    return keys
+
+
 class State:
     """Every contract's records in memory, their state tree, the replay guards and the
     configured regulator keys (x-only, 32 bytes; the log's 0x06 entries give them).
@@ -194,11 +202,7 @@ class State:
         """Start empty, or over `tree` (a StateTree on a database's NodeStore) whose records
         the caller then loads into `records`. Raises ValueError for a regulator key that is
         not 32 bytes."""
-        keys = frozenset(regulators)
-        for key in keys:
-            if type(key) is not bytes or len(key) != 32:
-                raise ValueError(f"regulator key {key!r:.80}, want 32 bytes (x-only)")
-        self._regulators = keys
+        self._regulators = _regulator_keys(regulators)
         self.records: dict[bytes, Record] = {}
         self.tree = StateTree() if tree is None else tree
         self.nonces: set[tuple[bytes, str]] = set()
@@ -213,6 +217,14 @@ class State:
     def regulators(self) -> frozenset[bytes]:
         """The x-only keys of the regulators."""
         return self._regulators
+
+    def set_regulators(self, regulators: Iterable[bytes]) -> None:
+        """The regulators from here on: whoever applies the log calls it at each 0x06
+        "regulator" entry, in log order, so each transaction is checked under the regulators
+        of its own log position (a handover never re-judges earlier transactions). Not in
+        the tree: the configuration is its own part of the log. Raises ValueError as
+        __init__."""
+        self._regulators = _regulator_keys(regulators)
 
     @property
     def root(self) -> bytes:

@@ -1,9 +1,11 @@
 """What the contracts follow of the log, applied in log order (docs/contracts.md §1 and §4):
-the registry's box registrations, the stored transactions block by block, and the readings
-each batch first stored of the boxes on lots.
+the registry's box registrations, the regulators, the stored transactions block by block,
+and the readings each batch first stored of the boxes on lots.
 
     0x02 box        State.boxes[box] = the owner key that signed it (lots_boxes' `attach`
                     and `calibrate` ask it who controls a box)
+    0x06 regulator  State.set_regulators: each transaction is checked under the regulators
+                    of its own log position (the bootstrap first, then each handover)
     0x03 block      the stored transactions sharing one 0x04, applied with the engine, then
                     ColdChains.after_transactions (legs opened and closed)
     0x01 batch      ColdChains.apply_readings with the readings the batch stored first (not
@@ -34,6 +36,7 @@ from cloud.storage.batches import MAX_LEAF
 from cloud.storage.engine import Tx
 from cloud.storage.store import StoredTx
 from device import reading
+from gateway import config_entry
 from gateway.refusal import Refused
 
 PAGE = 1000  # stored transactions, and stored readings, read per query
@@ -65,10 +68,14 @@ def apply_block(
     return [*applied, chains.after_transactions(state, applied, root=False)]
 
 
-def register_box(state: State, entry: bytes) -> None:
-    """Follow one registry entry (0x02): a box registration names the box's owner key.
-    Raises RegistryError for an entry that does not parse or verify."""
-    if (box := lots_boxes.registered_box(entry)) is not None:
+def follow_authority(state: State, entry: bytes) -> None:
+    """Follow one registry (0x02) or configuration (0x06) entry: a box registration names
+    the box's owner key; a "regulator" entry names the regulators from here on. Raises
+    RegistryError or ConfigError for an entry that does not parse or verify."""
+    if entry[0] == config_entry.ENTRY_CONFIG:
+        if (regulators := config_entry.regulators_named(entry)) is not None:
+            state.set_regulators(regulators)
+    elif (box := lots_boxes.registered_box(entry)) is not None:
         state.boxes[box[0]] = box[1]
 
 
@@ -91,19 +98,20 @@ async def follow(
     rows, whole = await _blocks(db, at.synced - 1, end)
     stop = end if whole else rows[-1][-1].root_index + 1
     blocks = [[(_parsed(r), r) for r in block] for block in rows]
-    boxes = await stored.registry_entries(db, at.synced - 1, stop)
+    authority = await stored.authority_entries(db, at.synced - 1, stop)
     wanted = chains.attached | _attached_by(s for block in blocks for s, _ in block)
     batches = _Batches(db, wanted, at.synced - 1, stop)
     position = Position(stop, at.covers, at.root_index)
     events = sorted(
-        [(i, "box", e) for i, e in boxes] + [(b[0][1].log_index, "block", b) for b in blocks],
+        [(i, "authority", e) for i, e in authority]
+        + [(b[0][1].log_index, "block", b) for b in blocks],
         key=lambda event: event[0],
     )
     for index, kind, item in events:
         position = await _batches_before(batches, index, state, chains, position, told)
-        if kind == "box":
+        if kind == "authority":
             assert isinstance(item, bytes)
-            register_box(state, item)
+            follow_authority(state, item)
         else:
             assert isinstance(item, list)
             position = _block(engine, state, chains, item, position, told)

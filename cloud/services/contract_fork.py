@@ -131,8 +131,9 @@ class Fork:
         self.state.boxes = cast(dict[bytes, bytes], self._boxes)
 
     def merge(self) -> None:
-        """Write the fork's changes into the base: records, guards, boxes and tree, its root
-        and count then the fork's. Call once, after the database transaction committed."""
+        """Write the fork's changes into the base: records, guards, boxes, regulators and
+        tree, its root and count then the fork's. Call once, after the database transaction
+        committed."""
         self.state.flush()
         base = self.base
         for key, value in self._records.changes.items():
@@ -143,5 +144,6 @@ class Fork:
         base.nonces |= self._nonces.added
         base.tx_ids |= self._tx_ids.added
         base.boxes.update(cast(dict[bytes, bytes], self._boxes.changes))  # boxes are never removed
+        base.set_regulators(self.state.regulators)  # a 0x06 "regulator" entry followed
         base.tree.store.apply(self._nodes.net())
         base.tree = StateTree(base.tree.store, self.state.tree.records)

@@ -23,11 +23,12 @@ place, so a commit that fails after they changed makes the worker rebuild both b
 before its next step. Listeners (feeds, the trace index) are told every change, the cold
 chains' included, in log order once merged.
 
-The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py): the app
-hands over those ConfigService.load_regulators found at start, `serve --regulator` only
-bootstrapping them. A regulator change appended later takes effect here at the next start
-(the engine's State fixes its regulators when built). Raises LedgerError
-(cloud/services/refusals.py).
+The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py), followed
+in log order like the box registrations (contract_follow.py): each transaction is checked
+under the regulators of its own log position, so a handover takes effect at its entry, in
+every worker and in every replay, and never re-judges the transactions before it.
+`serve --regulator` only writes the bootstrap (ConfigService.load_regulators). Raises
+LedgerError (cloud/services/refusals.py).
 """
 
 from __future__ import annotations
@@ -143,8 +144,9 @@ class _Queued:
 class ContractService:
     """The contracts' State, cold chains and engine over one Store (module docstring)."""
 
-    def __init__(self, shared: Shared, regulators: Collection[bytes]) -> None:
-        """Raises ValueError for a regulator key that is not 32 bytes (x-only)."""
+    def __init__(self, shared: Shared, regulators: Collection[bytes] = ()) -> None:
+        """`regulators`: those before the log names any (its 0x06 entries then decide).
+        Raises ValueError for a regulator key that is not 32 bytes (x-only)."""
         self.shared = shared
         self.engine = catalog.engine()
         self.regulators = frozenset(regulators)

@@ -53,32 +53,12 @@ async def append_once(commit: Commit, entry: bytes | None) -> int | None:
     if config_entry.is_contract_op(entry):  # the regulator's: the log folded under the lock
         now = await _authority(commit.tx)
         config_entry.next_contract_authority(now.regulators, now.grants, entry)
-        await _no_handover_after_transactions(commit.tx, entry, now.regulators)
     index = await commit.append([entry])
     if entry[0] in tlog.AUTHORITY_KINDS:
         await commit.tx.execute("INSERT INTO authority_entries (idx) VALUES (?)", index)
     if after != before:
         await _set_owners(commit.tx, after)
     return index
-
-
-async def _no_handover_after_transactions(
-    tx: Tx, entry: bytes, regulators: frozenset[bytes]
-) -> None:
-    """Refuse a change of the regulators once contract transactions exist (StoreConflict
-    "regulator handover"). The contract engine replays every transaction under the log's
-    current regulators, so a handover would make earlier regulator-signed transactions fail
-    their replay at the next start; until regulators are tracked by log position it is
-    refused, under the log's lock, rather than accepted and left to break a restart."""
-    _, change = config_entry.parse_entry(entry[1:])
-    if change.op != config_entry.REGULATOR or not regulators:
-        return  # grants, or the bootstrap
-    if await tx.fetchval("SELECT count(*) FROM contract_txs") > 0:
-        raise StoreConflict(
-            "regulator handover",
-            "the log holds contract transactions; changing the regulators after them is not "
-            "supported yet (their replay reads the regulators of today)",
-        )
 
 
 async def _authority(tx: Tx) -> config_entry.Authority:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from cloud.storage.batches import device_ids
 from cloud.storage.engine import Tx, marks
-from gateway.registry_change import ENTRY_REGISTRY
 
 # The columns a row is read with, in StoredTx's order.
 _COLUMNS = "log_index, root_index, canonical, sig, salt"
@@ -102,16 +101,18 @@ async def between(tx: Tx, after: int, end: int, limit: int) -> list[StoredTx]:
     return [StoredTx(int(i), int(r), bytes(c), bytes(s), bytes(t)) for i, r, c, s, t in rows]
 
 
-async def registry_entries(tx: Tx, after: int, end: int) -> list[tuple[int, bytes]]:
-    """Every (log index, entry) of the registry (0x02) with after < index < end, in log
-    order. Unbounded: registry entries are configuration, a few per box or gateway."""
+async def authority_entries(tx: Tx, after: int, end: int) -> list[tuple[int, bytes]]:
+    """Every (log index, entry) of the registry (0x02) and configuration (0x06) with
+    after < index < end, in log order: what the contracts follow of them are the box
+    registrations and the regulators. Unbounded: they are configuration, a few per box or
+    gateway."""
     rows = await tx.fetchall(
         "SELECT e.idx, e.entry FROM authority_entries a JOIN log_entries e ON e.idx = a.idx "
         "WHERE a.idx > ? AND a.idx < ? ORDER BY a.idx",
         after,
         end,
     )
-    return [(int(i), bytes(e)) for i, e in rows if bytes(e)[0] == ENTRY_REGISTRY]
+    return [(int(i), bytes(e)) for i, e in rows]
 
 
 async def first_readings(

@@ -92,7 +92,7 @@ async def test_only_a_regulator_signs_and_bad_arguments_are_named(
     )
 
 
-async def test_a_handover_before_any_transaction_and_its_refusal_after(
+async def test_a_handover_before_any_transaction(
     cloud: Cloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = cloud.url("").rstrip("/")
@@ -110,12 +110,18 @@ async def test_a_handover_before_any_transaction_and_its_refusal_after(
     capsys.readouterr()
 
 
-async def test_no_handover_once_contract_transactions_exist(
+async def test_a_handover_after_transactions_moves_the_regulators_role(
     cloud: Cloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await applied(cloud, admit("M"))
     url = cloud.url("").rstrip("/")
+    successor = party("successor")
     old = key_file(tmp_path, "regulator", REGULATOR.secret)
-    argv = ["cloud", "regulators", "--cloud", url, "--regulator-key", old, party("x").did]
-    assert await run(*argv) == 1
-    assert "HTTP 409: regulator handover" in capsys.readouterr().err
+    new = key_file(tmp_path, "successor", successor.secret)
+    assert (
+        await run("cloud", "regulators", "--cloud", url, "--regulator-key", old, successor.did) == 0
+    )
+    grant = ["cloud", "grants", "--cloud", url, "add", AUDITOR.did, "--contracts", "lots"]
+    assert await run(*grant[:4], "--regulator-key", old, *grant[4:]) == 1
+    assert "HTTP 403" in capsys.readouterr().err
+    assert await run(*grant[:4], "--regulator-key", new, *grant[4:]) == 0

@@ -11,9 +11,11 @@ import logging
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from cloud.api.state import CONFIG, CONTRACTS
+from cloud.audit.replay import replay
 from cloud.contracts import didkey, tx
 from device import schnorr
 from gateway import config_entry
@@ -91,44 +93,59 @@ async def test_regulators_are_bootstrapped_then_the_log_wins(
         await server.close()
 
 
-async def test_no_regulator_handover_once_transactions_exist(
+async def test_a_handover_takes_effect_at_its_log_position(
     tmp_path: Path, database: str | None
 ) -> None:
-    # The engine replays every stored transaction under the log's current regulators, so a
-    # handover after a regulator-signed transaction would break the next start: refused, 409,
-    # under the store's lock, and nothing is logged. Grants stay possible.
+    # Each transaction is judged under the regulators of its own log position: after a
+    # handover the old regulator is refused and the new one admits, live, after a restart
+    # (the same root) and in an auditor's replay (every root matches).
     config = settings(tmp_path / "cloud", database, regulators=(schnorr.pubkey(REGULATOR),))
+    successor = bytes(31) + b"\x84"
+
+    def admit(signer: bytes, who: bytes, name: str) -> bytes:
+        args = {
+            "did": didkey.from_secret(who),
+            "role": "manufacturer",
+            "name": name,
+            "region": "DE",
+            "licence": {"number": "MIA-1", "issuer": "BfArM"},
+        }
+        return tx.make("participants", "admit", args, signer).to_wire()
+
     server, session = await start(config)
     cloud = Cloud(server, session)
     try:
-        admit = tx.make(
-            "participants",
-            "admit",
-            {
-                "did": didkey.from_secret(NEXT),
-                "role": "manufacturer",
-                "name": "Acme Pharma",
-                "region": "DE",
-                "licence": {"number": "MIA-1", "issuer": "BfArM"},
-            },
-            REGULATOR,
-        )
-        status, applied = await cloud.post("/v1/tx", admit.to_wire(), "application/json")
-        assert status == 201, applied
-        size = await server.app[CONTRACTS].shared.store.log_size()
+        status, _ = await cloud.post("/v1/tx", admit(REGULATOR, NEXT, "A"), "application/json")
+        assert status == 201
         handover = config_entry.ConfigChange(
-            config_entry.REGULATOR, int(time.time()), owners=(READER,)
+            config_entry.REGULATOR, int(time.time()), owners=(schnorr.pubkey(successor),)
         )
-        status, problem = await change(cloud, REGULATOR, handover)
-        assert (status, problem["reason"]) == (409, "regulator handover"), problem
-        assert await server.app[CONTRACTS].shared.store.log_size() == size
-        assert (await change(cloud, REGULATOR, grant(config_entry.GRANT_ADD)))[0] == 201
+        assert (await change(cloud, REGULATOR, handover))[0] == 201
+        status, problem = await cloud.post(
+            "/v1/tx", admit(REGULATOR, bytes(31) + b"\x85", "B"), "application/json"
+        )
+        assert (status, problem["reason"]) == (403, "participant"), problem
+        status, _ = await cloud.post(
+            "/v1/tx", admit(successor, bytes(31) + b"\x86", "C"), "application/json"
+        )
+        assert status == 201
+        assert server.app[CONTRACTS].state.regulators == {schnorr.pubkey(successor)}
+        both = config_entry.ConfigChange(
+            config_entry.GRANT_ADD, int(time.time()), key=READER, contracts=("lots", "participants")
+        )
+        assert (await change(cloud, successor, both))[0] == 201
+        root = (await cloud.get("/v1/state"))[1]["root"]
+        url = cloud.url("").rstrip("/")
+        async with aiohttp.ClientSession() as http:
+            report = await replay(url, bytes(31) + b"\x83", http)  # READER holds the grant
+        assert (report.parted_at, report.replayed) == (None, 2), report.render()
     finally:
         await session.close()
         await server.close()
-    server, session = await start(config)  # and the ledger still starts, same regulator
+    server, session = await start(config)  # a restart replays both sides of the handover
     try:
-        assert server.app[CONTRACTS].state.regulators == {schnorr.pubkey(REGULATOR)}
+        assert server.app[CONTRACTS].state.regulators == {schnorr.pubkey(successor)}
+        assert (await Cloud(server, session).get("/v1/state"))[1]["root"] == root
     finally:
         await session.close()
         await server.close()
