@@ -6,10 +6,14 @@ It starts, in one asyncio loop:
     a gateway          DATA_DIR/gateway: verifies, alarms, spools, seals, uploads
     sensor boxes       simulated, DATA_DIR/boxes: a healthy room, door openings, a failing
                        compressor, a flaky sensor; a minute of cold room per reading
+    lots               four lots moving manufacturer → distributor → retailer → pharmacy,
+                       a box on each one's first shipment (cloud/demo_lots.py): one is
+                       quarantined by its box's readings, one recalled; keys in DATA_DIR/keys
 
 and keeps going until Ctrl-C. Everything it creates stays in DATA_DIR (keys, spool,
-ledger), so a second run continues the same log with the same boxes. Registration goes
-through the real path: an owner key signs registry changes sent to the cloud's API.
+ledger), so a second run continues the same log with the same boxes (and new lots).
+Registration goes through the real path: an owner key signs registry changes sent to the
+cloud's API.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import aiohttp
 import aiomqtt
 from aiohttp import web
 
-from cloud import startup
+from cloud import lots_cli, startup
 from cloud.api.app import make_app
+from cloud.demo_lots import DemoLots, Keys
 from cloud.settings import DEFAULT_PORT, CloudSettings
 from device import cert, datalock, schnorr, topics
 from device.cliutil import examples, positive_int
@@ -164,8 +169,9 @@ class Demo:
             with suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop.set)
         owner = gateway_app.load_or_create_key(self.dir / "owner.key")
+        keys = Keys(self.dir / "keys")
         async with AsyncExitStack() as stack:
-            await self._start_cloud(stack, owner)
+            await self._start_cloud(stack, owner, keys.xonly("regulator"))
             mqtt_port = await self._start_broker(stack)
             gw_secret = gateway_app.load_or_create_key(self._gateway_dir() / "gateway.key")
             gw_key = schnorr.pubkey(gw_secret)
@@ -183,28 +189,33 @@ class Demo:
                 profiles=PROFILES,
                 data_dir=self.dir / "boxes",
                 owner_key=schnorr.pubkey(owner).hex(),
-                failure_after_min=5,
+                failure_after_min=0,  # the compressor has just failed as the demo starts
                 sensor_step_s=60,
             )
             boxes = [make_box(sim, i) for i in range(sim.boxes)]
             await self._register(owner, gw_key, boxes)
+            lots = DemoLots(self.cloud_url, self.dir, keys, boxes)
+            await lots.setup(owner)  # before the boxes start: their first readings count
             status_port = free_port()
             gw_task = asyncio.create_task(
                 gateway_app.serve(self._gateway_settings(mqtt_port, status_port), self.stop),
                 name="gateway",
             )
             await asyncio.sleep(0.5)  # the gateway's session first: the broker queues for it
-            self._banner(mqtt_port, status_port, boxes)
+            self._banner(mqtt_port, status_port, boxes, lots)
             box_tasks = [asyncio.create_task(b.run(None), name=f"box {b.id}") for b in boxes]
             watch = asyncio.create_task(self._watch_alarms(mqtt_port), name="alarms")
             report = asyncio.create_task(self._report(boxes), name="report")
+            story = asyncio.create_task(lots.story(), name="lots")
+            statuses = asyncio.create_task(lots.watch(), name="lot statuses")
             if self.args.duration:
                 loop.call_later(self.args.duration, self.stop.set)
             await self.stop.wait()
             print("\nstopping: boxes keep unacknowledged readings, the gateway its spool ...")
-            for task in [*box_tasks, watch, report]:
+            others = [watch, report, story, statuses]
+            for task in [*box_tasks, *others]:
                 task.cancel()
-            for task in [*box_tasks, watch, report]:
+            for task in [*box_tasks, *others]:
                 with suppress(asyncio.CancelledError):
                     await task
             await gw_task
@@ -222,8 +233,10 @@ class Demo:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    async def _start_cloud(self, stack: AsyncExitStack, owner: bytes) -> None:
-        config = CloudSettings(data_dir=self.dir / "cloud", owners=(schnorr.pubkey(owner),))
+    async def _start_cloud(self, stack: AsyncExitStack, owner: bytes, regulator: bytes) -> None:
+        config = CloudSettings(
+            data_dir=self.dir / "cloud", owners=(schnorr.pubkey(owner),), regulators=(regulator,)
+        )
         runner = web.AppRunner(make_app(config), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -312,7 +325,7 @@ class Demo:
 
     # -- what the user sees --------------------------------------------------------------
 
-    def _banner(self, mqtt_port: int, status_port: int, boxes: list[Any]) -> None:
+    def _banner(self, mqtt_port: int, status_port: int, boxes: list[Any], lots: DemoLots) -> None:
         print(
             f"""PharmaSync demo — everything in one process, data in {self.dir}
 
@@ -326,6 +339,16 @@ class Demo:
         )
         for box in boxes:
             print(f"                   {box.id}  {box.cfg['label']:<22} in {self._zone(box)}")
+        print(
+            f"  lots             {len(lots.lots)} of GTIN {lots_cli.GTIN}, signed by the "
+            f"participants' keys in {lots.keys.folder}:"
+        )
+        for line in lots.lines():
+            print(f"                   {line}")
+        print("  (status changes print as ** lines; the story's steps as indented lines)")
+        print("\nFollow the lots, from any folder (once they have moved, in ~20 s):")
+        for command in lots.try_commands(shlex.quote(pharmasync_command())):
+            print(f"  {command}")
         print("\nTry, in another terminal (after a few seconds), from any folder:")
         for command in self.try_commands(boxes[0]):
             print(f"  {command}")

@@ -188,6 +188,23 @@ def _lot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lot", required=True, help="lot number (GS1 AI 10)")
 
 
+async def send_tx(
+    cloud: str,
+    secret: bytes,
+    contract: str,
+    tx_type: str,
+    fields: dict[str, Any],
+    time_ms: int | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Sign one transaction with `secret` (its own time `time_ms`, default now) and POST it
+    to the ledger at `cloud`; return the HTTP status and the JSON object answered (201: where
+    it was applied; else a problem+json with `reason` and `detail`). Raises tx.TxError for
+    fields no transaction can carry, aiohttp.ClientError, ValueError (an answer that is no
+    bounded JSON object)."""
+    signed = tx.make(contract, tx_type, fields, secret, time_ms=time_ms)
+    return await post_json(f"{cloud.rstrip('/')}/v1/tx", signed.to_envelope())
+
+
 def _send(
     args: argparse.Namespace,
     contract: str,
@@ -200,14 +217,12 @@ def _send(
     if (secret := read_secret(args.key, "--key")) is None:
         return 2
     try:
-        signed = tx.make(contract, tx_type, fields, secret, time_ms=time_ms)
+        status, answer = asyncio.run(
+            send_tx(args.cloud, secret, contract, tx_type, fields, time_ms)
+        )
     except tx.TxError as e:
         print(f"error: {e.reason}: {e.detail}", file=sys.stderr)
         return 2
-    try:
-        status, answer = asyncio.run(
-            post_json(f"{args.cloud.rstrip('/')}/v1/tx", signed.to_envelope())
-        )
     except (aiohttp.ClientError, ValueError) as e:
         print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
@@ -220,34 +235,91 @@ def _send(
     return 0
 
 
+# -- the transactions' fields, built the one way the commands and the demo send them ------
+
+
+def admit_fields(
+    did: str,
+    role: str,
+    name: str,
+    region: str,
+    licence: tuple[str, str],
+    owner_keys: list[str] | tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """participants/admit: `licence` is (number, issuer), `owner_keys` did:keys of the
+    registry owner keys whose boxes the participant controls."""
+    fields: dict[str, Any] = {"did": did, "role": role, "name": name, "region": region}
+    if owner_keys:
+        fields["owner_keys"] = [didkey.to_xonly(key).hex() for key in owner_keys]
+    return {**fields, "licence": {"number": licence[0], "issuer": licence[1]}}
+
+
+def commission_fields(
+    gtin: str, lot: str, expiry: str, quantity: int, unit: str, profile: dict[str, Any]
+) -> dict[str, Any]:
+    """lots/commission: `profile` the storage profile's signed form (PROFILES + rest)."""
+    fields = {"gtin": gtin, "lot": lot, "expiry": expiry}
+    return fields | {"quantity": quantity, "unit": unit, "profile": profile}
+
+
+def storage_profile(name: str) -> dict[str, Any]:
+    """The signed storage profile `name` (a key of PROFILES), with the default delays."""
+    return {**PROFILES[name], **_PROFILE_REST}
+
+
+def ship_fields(
+    gtin: str, lot: str, shipment: str, receiver: str, quantity: int, order_ref: str | None
+) -> dict[str, Any]:
+    """lots/ship of `quantity` units to `receiver` (a did:key)."""
+    fields: dict[str, Any] = {"gtin": gtin, "lot": lot, "shipment": shipment}
+    fields |= {"receiver": receiver, "quantity": quantity}
+    if order_ref is not None:
+        fields["order_ref"] = order_ref
+    return fields
+
+
+def receive_fields(shipment: str, quantity: int, order_ref: str | None) -> dict[str, Any]:
+    """lots/receive of a shipment, `quantity` the units counted."""
+    fields: dict[str, Any] = {"shipment": shipment, "quantity": quantity}
+    if order_ref is not None:
+        fields["order_ref"] = order_ref
+    return fields
+
+
+def attach_fields(
+    box: str, start_ms: int, end_ms: int | None, target: dict[str, str]
+) -> dict[str, Any]:
+    """lots/attach of `box` (a did:key) from `start_ms` (the transaction's own time) to
+    `end_ms` (None: open) on `target`: {"shipment": id} or {"gtin": …, "lot": …}."""
+    return {"box": didkey.to_xonly(box).hex(), "start": start_ms, "end": end_ms, **target}
+
+
+def recall_fields(gtin: str, lot: str, recall_class: str, reason: str) -> dict[str, Any]:
+    """lots/recall of a lot and its descendants."""
+    return {"gtin": gtin, "lot": lot, "class": recall_class, "reason": reason}
+
+
 def _admit(args: argparse.Namespace) -> int:
-    licence = {"number": args.licence, "issuer": args.issuer}
-    fields = {"did": args.did, "role": args.role, "name": args.name, "region": args.region}
-    if args.owner_key:
-        fields["owner_keys"] = [didkey.to_xonly(key).hex() for key in args.owner_key]
-    return _send(args, "participants", "admit", {**fields, "licence": licence})
+    licence = (args.licence, args.issuer)
+    fields = admit_fields(args.did, args.role, args.name, args.region, licence, args.owner_key)
+    return _send(args, "participants", "admit", fields)
 
 
 def _commission(args: argparse.Namespace) -> int:
-    profile = {**PROFILES[args.profile], **_PROFILE_REST}
-    fields = {"gtin": args.gtin, "lot": args.lot, "expiry": args.expiry}
-    fields |= {"quantity": args.quantity, "unit": args.unit, "profile": profile}
+    profile = storage_profile(args.profile)
+    fields = commission_fields(args.gtin, args.lot, args.expiry, args.quantity, args.unit, profile)
     return _send(args, "lots", "commission", fields)
 
 
 def _ship(args: argparse.Namespace) -> int:
-    fields = {"gtin": args.gtin, "lot": args.lot, "shipment": args.shipment}
-    fields |= {"receiver": args.to, "quantity": args.quantity}
-    if args.order_ref is not None:
-        fields["order_ref"] = args.order_ref
+    fields = ship_fields(args.gtin, args.lot, args.shipment, args.to, args.quantity, args.order_ref)
     return _send(args, "lots", "ship", fields)
 
 
 def _receive(args: argparse.Namespace) -> int:
-    fields: dict[str, Any] = {"shipment": args.shipment, "quantity": args.quantity}
-    if args.order_ref is not None:
-        fields["order_ref"] = args.order_ref
-    return _send(args, "lots", "receive", fields)
+    return _send(
+        args, "lots", "receive", receive_fields(args.shipment, args.quantity, args.order_ref)
+    )
 
 
 async def _get(
@@ -445,30 +517,39 @@ def _split(args: argparse.Namespace) -> int:
 def _attach(args: argparse.Namespace) -> int:
     now = int(time.time() * 1000)  # the transaction's own time: the window starts there
     end = None if args.hours is None else now + args.hours * 3_600_000
-    fields: dict[str, Any] = {"box": didkey.to_xonly(args.box).hex(), "start": now, "end": end}
     if args.shipment is not None:
-        fields["shipment"] = args.shipment
+        target = {"shipment": args.shipment}
     elif args.gtin is not None and args.lot is not None:
-        fields |= {"gtin": args.gtin, "lot": args.lot}
+        target = {"gtin": args.gtin, "lot": args.lot}
     else:
         print("error: give --shipment, or --gtin and --lot", file=sys.stderr)
         return 2
-    return _send(args, "lots", "attach", fields, time_ms=now)
+    return _send(args, "lots", "attach", attach_fields(args.box, now, end, target), time_ms=now)
+
+
+def hold_fields(gtin: str, lot: str, kind: str, reason: str) -> dict[str, Any]:
+    """lots/hold of a lot the signer holds: `kind` one of lots.HOLD_KINDS."""
+    return {"gtin": gtin, "lot": lot, "kind": kind, "reason": reason}
+
+
+def dispose_fields(gtin: str, lot: str, outcome: str, reason: str) -> dict[str, Any]:
+    """lots/dispose of a quarantined lot: `outcome` released or rejected."""
+    return {"gtin": gtin, "lot": lot, "outcome": outcome, "reason": reason}
 
 
 def _hold(args: argparse.Namespace) -> int:
-    fields = {"gtin": args.gtin, "lot": args.lot, "kind": args.kind, "reason": args.reason}
+    fields = hold_fields(args.gtin, args.lot, args.kind, args.reason)
     return _send(args, "lots", "hold", fields)
 
 
 def _dispose(args: argparse.Namespace) -> int:
-    fields = {"gtin": args.gtin, "lot": args.lot, "outcome": args.outcome, "reason": args.reason}
+    fields = dispose_fields(args.gtin, args.lot, args.outcome, args.reason)
     return _send(args, "lots", "dispose", fields)
 
 
 def _recall(args: argparse.Namespace) -> int:
-    fields = {"gtin": args.gtin, "lot": args.lot, "class": args.recall_class}
-    return _send(args, "lots", "recall", {**fields, "reason": args.reason})
+    fields = recall_fields(args.gtin, args.lot, args.recall_class, args.reason)
+    return _send(args, "lots", "recall", fields)
 
 
 def _signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:

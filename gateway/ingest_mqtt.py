@@ -26,8 +26,10 @@ import json
 import logging
 import random
 from collections import deque
+from collections.abc import Awaitable
 from contextlib import suppress
 from functools import partial
+from typing import TypeVar
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -37,7 +39,22 @@ from gateway import mqtt_io
 from gateway.service import Gateway
 
 log = logging.getLogger("pharmasync.gateway.mqtt")
+T = TypeVar("T")
 ACK_INTERVAL_S = 0.05  # coalesce a box's acknowledgements: one publish per box per interval
+
+
+async def cancellable(call: Awaitable[T]) -> T:
+    """Await `call` (an aiomqtt call that waits for the broker's answer) and re-raise a
+    cancellation it swallowed: under Python 3.11 aiomqtt's asyncio.wait_for returns the
+    answer that arrives as the task is being cancelled and drops the cancellation (CPython
+    gh-86296, fixed in 3.12), so a gateway stopped at that moment would wait forever for
+    its acknowledgement loop. A cancellation requested and not yet delivered shows in
+    Task.cancelling()."""
+    result = await call
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return result
 
 
 class LinkState(enum.Enum):
@@ -125,15 +142,18 @@ class MqttIngest:
                 client._client.on_message = partial(self._message, pubacks)
                 async with client:
                     if self.gateway.certificate is not None:
-                        await client.publish(
-                            topics.cert(self.settings.site),
-                            self.gateway.certificate,
-                            1,
-                            retain=True,
+                        await cancellable(
+                            client.publish(
+                                topics.cert(self.settings.site),
+                                self.gateway.certificate,
+                                1,
+                                retain=True,
+                            )
                         )
                     # Status first: the retained statuses say which ack each box speaks.
-                    await client.subscribe(f"{topics.PREFIX}/{self.settings.site}/+/status", 1)
-                    await client.subscribe(f"{topics.PREFIX}/{self.settings.site}/+/reading", 1)
+                    prefix = f"{topics.PREFIX}/{self.settings.site}"
+                    await cancellable(client.subscribe(f"{prefix}/+/status", 1))
+                    await cancellable(client.subscribe(f"{prefix}/+/reading", 1))
                     self.state = LinkState.CONNECTED
                     self.connects += 1
                     backoff = 1.0
@@ -211,14 +231,17 @@ class MqttIngest:
             self._acks_wake.clear()
             if self._alarm_state_due:
                 self._alarm_state_due = False
-                await client.publish(
-                    topics.alarms(self.settings.site), self.alarm_state(), 1, retain=True
+                await cancellable(
+                    client.publish(
+                        topics.alarms(self.settings.site), self.alarm_state(), 1, retain=True
+                    )
                 )
             due, self._acks_due = self._acks_due, {}
             for box, near in due.items():
                 topic = topics.ack(self.settings.site, topics.device_id(box))
                 try:  # signed now, once per box per interval: not at every commit
-                    await client.publish(topic, self.gateway.ack_payload(box, near), 1, retain=True)
+                    payload = self.gateway.ack_payload(box, near)
+                    await cancellable(client.publish(topic, payload, 1, retain=True))
                 except aiomqtt.MqttError:
                     self._acks_due.setdefault(box, near)  # resend after reconnecting
                     raise

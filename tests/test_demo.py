@@ -5,6 +5,7 @@ readings, stop cleanly on Ctrl-C, and continue the same log when run again."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -97,8 +98,17 @@ def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> 
     merkle.verify_inclusion(entry, bundle["log"]["index"], cp.size, proof, cp.root_hash)
     first = get(f"{url}/v1/checkpoint").decode()
     seen = read_until(proc, "!! ALARM raised: high in", 60)  # the failing compressor's room
+    # The lots: the failing box's lot is quarantined by its readings, the door's recalled,
+    # each change printed once, and the commands to follow them run as printed.
+    failing, door = lot_named(banner, "FAILING"), lot_named(banner, "DOOR")
+    quarantined = f"** lot {failing} QUARANTINED: cold chain: high excursion"
+    recalled = f"** lot {door} RECALLED: class II"
+    seen += read_until_all(proc, [quarantined, recalled], 90, seen)
+    run_the_lot_commands(lot_commands(banner), tmp_path / "elsewhere-lots")
     out, err = stop(proc)
     out = banner + seen + out
+    assert out.count(quarantined) == 1 and out.count(recalled) == 1, out
+    assert f"** lot {lot_named(banner, 'DROPOUT')} RELEASED: inspected" in out
     assert f"cloud ledger     {url}" in out and "stopped:" in out
     assert "MQTT broker      127.0.0.1:" in out
     # Each alarm is shown once: the demo's own "!! ALARM" line, not the gateway's log line too.
@@ -116,7 +126,10 @@ def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> 
         old.size, new.size, old.root_hash, new.root_hash, [bytes.fromhex(h) for h in cons["proof"]]
     )
     assert len(get(f"{url}/v1/devices")) == 4  # the same boxes, not new ones
-    stop(proc)
+    out, err = stop(proc)
+    # New lots, by the participants admitted the first time (not admitted again).
+    assert lot_named(out, "FAILING").endswith("/DEMO2-FAILING"), out
+    assert "refused: admitted" not in err, err
 
 
 def read_until(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
@@ -129,6 +142,60 @@ def read_until(proc: subprocess.Popen[str], text: str, timeout: float) -> str:
         assert line, f"the demo ended: {''.join(lines)}{proc.communicate()}"
         lines.append(line)
     return "".join(lines)
+
+
+def read_until_all(proc: subprocess.Popen[str], texts: list[str], timeout: float, seen: str) -> str:
+    """Read the demo's output until it (with `seen`, read before) holds each of `texts`."""
+    assert proc.stdout is not None
+    deadline, lines = time.monotonic() + timeout, [seen]
+    while not all(text in "".join(lines) for text in texts):
+        assert time.monotonic() < deadline, f"not all of {texts} within {timeout} s: {lines}"
+        line = proc.stdout.readline()
+        assert line, f"the demo ended: {''.join(lines)}{proc.communicate()}"
+        lines.append(line)
+    return "".join(lines[1:])
+
+
+def lot_named(text: str, suffix: str) -> str:
+    """The GTIN/lot the demo printed for its lot ending in `suffix` (the box's profile)."""
+    found = re.search(rf"\b(\d{{14}}/DEMO\d+-{suffix})\b", text)
+    assert found, f"no lot …-{suffix} in {text}"
+    return found.group(1)
+
+
+def lot_commands(banner: str) -> list[str]:
+    """The commands the banner suggests to follow the lots (its indented lines after
+    "Follow the lots", up to "Try, in another terminal")."""
+    part = banner.split("Follow the lots", 1)[1].split("Try, in another terminal", 1)[0]
+    return [line.strip() for line in part.splitlines()[1:] if line.startswith("  ")]
+
+
+def run_the_lot_commands(commands: list[str], elsewhere: Path) -> None:
+    """Run the lots' commands as printed, from a folder of no importance: the failing box's
+    lot's history shows the cold chain's quarantine, the recalled lot's trace the recall,
+    the retailer's feed the shipments to it and the recall, the auditor's replay matches
+    every state root; none writes where it was run."""
+    assert [c.split()[:3] for c in commands] == [
+        [str(EXE), "lots", "history"],
+        [str(EXE), "lots", "trace"],
+        [str(EXE), "feed", "--key"],
+        [str(EXE), "verify", "--replay"],
+    ], commands
+    elsewhere.mkdir()
+    expected = [
+        ["status: quarantined (cold-chain: cold chain: high excursion", " high: from "],
+        ["recalled (class II)", "held by did:key:"],
+        [" shipment: ", " recall: "],
+        ["ok: ", "transactions replayed", "state roots match"],
+    ]
+    for command, words in zip(commands, expected, strict=True):
+        done = subprocess.run(
+            command, shell=True, cwd=elsewhere, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+        for word in words:
+            assert word in done.stdout, f"{command}: no {word!r} in\n{done.stdout}"
+    assert list(elsewhere.iterdir()) == []
 
 
 def run_the_printed_commands(commands: list[str], data: Path, elsewhere: Path) -> None:
