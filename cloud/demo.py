@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.verbose:  # the broker's own chatter (e.g. undelivered messages at shutdown)
         logging.getLogger("amqtt").setLevel(logging.ERROR)
+        # The demo prints each alarm itself; it escalates to no one, so "escalating" is noise.
+        logging.getLogger("pharmasync.gateway.escalation").setLevel(logging.ERROR)
         logging.getLogger("pharmasync.gateway").addFilter(_alarm_lines_shown_by_the_demo)
     if args.interval <= 0:
         print("error: --interval: want seconds > 0", file=sys.stderr)
