@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,12 @@ import aiohttp  # noqa: E402
 from crypto import MESSAGE, SECRET, per_second  # noqa: E402  (bench/crypto.py)
 
 from cloud.audit.replay import replay  # noqa: E402
-from cloud.contracts import catalog, didkey, tx  # noqa: E402
+from cloud.contracts import auth, catalog, didkey, tx  # noqa: E402
 from cloud.contracts.engine import State  # noqa: E402
 from cloud.demo import free_port  # noqa: E402
-from device import bip340, schnorr  # noqa: E402
-from gateway import config_entry  # noqa: E402
+from device import bip340, reading, schnorr  # noqa: E402
+from gateway import batch, config_entry  # noqa: E402
+from gateway import registry_change as registry  # noqa: E402
 
 
 def _bench_cloud() -> Any:
@@ -100,23 +102,22 @@ def key(name: str) -> bytes:
 REGULATOR, MAKER, DISTRIBUTOR, AUDITOR = (key(n) for n in ("regulator", "M", "D", "auditor"))
 
 
-def admissions() -> list[tx.SignedTx]:
-    """The regulator admits the manufacturer and the distributor."""
-    return [
-        tx.make(
-            "participants",
-            "admit",
-            {
-                "did": didkey.from_secret(secret),
-                "role": role,
-                "name": name,
-                "region": "DE",
-                "licence": {"number": f"L-{name}", "issuer": "BfArM"},
-            },
-            REGULATOR,
-        )
-        for secret, role, name in ((MAKER, "manufacturer", "M"), (DISTRIBUTOR, "distributor", "D"))
-    ]
+def admissions(owner: bytes | None = None) -> list[tx.SignedTx]:
+    """The regulator admits the manufacturer (controlling the registry owner key `owner`, if
+    given: then it may attach that owner's boxes) and the distributor."""
+    signed = []
+    for secret, role, name in ((MAKER, "manufacturer", "M"), (DISTRIBUTOR, "distributor", "D")):
+        args: dict[str, Any] = {
+            "did": didkey.from_secret(secret),
+            "role": role,
+            "name": name,
+            "region": "DE",
+            "licence": {"number": f"L-{name}", "issuer": "BfArM"},
+        }
+        if owner is not None and secret == MAKER:
+            args["owner_keys"] = [schnorr.pubkey(owner).hex()]
+        signed.append(tx.make("participants", "admit", args, REGULATOR))
+    return signed
 
 
 def lot_moves(lot: int, time_ms: int | None = None) -> list[tx.SignedTx]:
@@ -140,11 +141,16 @@ def lot_moves(lot: int, time_ms: int | None = None) -> list[tx.SignedTx]:
 # -- 1. transactions over HTTP, 2. replay ----------------------------------------------
 
 
-async def start_server(data: Path, database: str | None) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `pharmasync cloud serve` with the bench's regulator; return it and its URL."""
+async def start_server(
+    data: Path, database: str | None, owner: bytes | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `pharmasync cloud serve` with the bench's regulator (and registry owner `owner`,
+    if given); return it and its URL."""
     port = free_port()
     args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
     args += ["--regulator", schnorr.pubkey(REGULATOR).hex()]
+    if owner is not None:
+        args += ["--owner", schnorr.pubkey(owner).hex()]
     if database:
         args += ["--database", database]
     data.mkdir(parents=True)
@@ -272,6 +278,165 @@ def root_cost(size: int, lots: int) -> dict[str, float]:
     }
 
 
+# -- 4. a lot's history, 5. a recall trace ---------------------------------------------
+
+OWNER, BOX, GATEWAY = (key(n) for n in ("owner", "box", "gateway"))
+READINGS_PER_BATCH = 1024
+HISTORY_TARGET_MS = 100.0  # p99, 100,000 readings on the lot
+TRACE_TARGET_MS = 50.0  # p99, 10,000 descendant lots
+
+
+def _sign_readings(first: int, count: int, t0: int) -> list[bytes]:
+    """BOX's readings `first`..first+count-1, a minute apart from t0, calm (3.0..7.9 °C)."""
+    return [
+        reading.sign(BOX, seq, t0 + 60 * seq, 300 + (seq * 37) % 490, 5000)
+        for seq in range(first, first + count)
+    ]
+
+
+def signed_batches(readings: int, t0: int) -> list[bytes]:
+    """GATEWAY's chain of batches carrying BOX's `readings` readings from t0, signed on every
+    core (a process each) before any clock starts."""
+    step = READINGS_PER_BATCH * 8
+    starts = range(0, readings, step)
+    with ProcessPoolExecutor() as pool:
+        parts = pool.map(_sign_readings, starts, [min(step, readings - s) for s in starts],
+                         [t0] * len(starts))  # fmt: skip
+        wires = [w for part in parts for w in part]
+    bodies, prev = [], batch.GENESIS_PREV
+    for i in range(0, len(wires), READINGS_PER_BATCH):
+        chunk = wires[i : i + READINGS_PER_BATCH]
+        header = batch.seal(GATEWAY, len(bodies), prev, chunk)
+        bodies.append(header.encode() + b"".join(chunk))
+        prev = header.hash()
+    return bodies
+
+
+async def sign_in(http: aiohttp.ClientSession, url: str, secret: bytes) -> dict[str, str]:
+    """Sign `secret`'s did:key in (POST /v1/auth/challenge, /v1/auth/token); return the
+    Authorization header its token buys."""
+    async with http.post(f"{url}/v1/auth/challenge") as r:
+        assert r.status == 201, await r.text()
+        challenge = bytes.fromhex((await r.json())["challenge"])
+    did = didkey.from_secret(secret)
+    sig = schnorr.sign(secret, auth.digest(challenge, did))
+    body = {"did": did, "challenge": challenge.hex(), "sig": sig.hex()}
+    async with http.post(f"{url}/v1/auth/token", json=body) as r:
+        assert r.status == 201, await r.text()
+        return {"Authorization": f"Bearer {(await r.json())['token']}"}
+
+
+async def latencies(
+    http: aiohttp.ClientSession, url: str, headers: dict[str, str], samples: int
+) -> tuple[list[float], int]:
+    """GET `url` `samples` times in a row (after 10 unmeasured); return each one's seconds
+    (request sent to answer read) and the answer's size in bytes."""
+    spent, size = [], 0
+    for n in range(samples + 10):
+        started = time.perf_counter()
+        async with http.get(url, headers=headers) as r:
+            body = await r.read()
+            if r.status != 200:
+                raise SystemExit(f"error: GET {url}: {r.status} {body[:300]!r}")
+        if n >= 10:
+            spent.append(time.perf_counter() - started)
+        size = len(body)
+    return spent, size
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile (nearest rank) of `values`, in ms."""
+    ranked = sorted(values)
+    return ranked[max(0, -(-len(ranked) * 99 // 100) - 1)] * 1000
+
+
+async def history_and_trace(
+    work: Path, database: str | None, readings: int, children: int, samples: int
+) -> dict[str, Any]:
+    """Part 4 and 5 against one database: the history of a lot carrying `readings` signed
+    readings (one box attached to its shipment, batches through POST /v1/batches), read by
+    its manufacturer; the trace of a recalled lot split into `children` lots, each split in
+    turn into `children - 1` (100 gives 100 + 9,900 = 10,000 descendants), read by its
+    manufacturer (every lot, holder and quantity) and by the regulator (global figures)."""
+    result: dict[str, Any] = {}
+    grandchildren = children - 1  # 100 x 99 + 100 = 10,000 descendants
+    t0_ms = int(time.time() * 1000) + 2000
+    t0 = -(-t0_ms // 1000)
+    print(f"  signing {readings:,} readings on every core ...", flush=True)
+    bodies = signed_batches(readings, t0)
+    server, url = await start_server(work, database, owner=OWNER)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for signed in admissions(OWNER):
+                await post(http, url, signed)
+            for change in (
+                registry.GatewayRegistration(schnorr.pubkey(GATEWAY), t0 - 10, site="b"),
+                registry.BoxRegistration(schnorr.pubkey(BOX), t0 - 10, site="b", label="b"),
+            ):
+                async with http.post(
+                    f"{url}/v1/registry", json=registry.sign_request(OWNER, change)
+                ) as r:
+                    assert r.status == 201, await r.text()
+            moves = lot_moves(0)[:2]  # commission B0, ship it to the distributor as S0
+            attach = {"box": schnorr.pubkey(BOX).hex(), "shipment": "S0", "start": t0_ms}
+            moves.append(tx.make("lots", "attach", {**attach, "end": None}, MAKER))
+            for signed in moves:
+                await post(http, url, signed)
+            print(f"  uploading {len(bodies)} batches ...", flush=True)
+            started = time.perf_counter()
+            for body in bodies:
+                async with http.post(
+                    f"{url}/v1/batches",
+                    data=body,
+                    headers={"Content-Type": "application/octet-stream"},
+                ) as r:
+                    assert r.status == 201, await r.text()
+            result["ingest_readings_per_s"] = readings / (time.perf_counter() - started)
+            maker = await sign_in(http, url, MAKER)
+            spent, size = await latencies(http, f"{url}/v1/lots/{GTIN}/B0/history", maker, samples)
+            async with http.get(f"{url}/v1/lots/{GTIN}/B0/history", headers=maker) as r:
+                told = await r.json()
+            count = told["coldchain"]["overall"]["count"]
+            if count != readings:
+                raise SystemExit(f"error: the history counts {count} readings, want {readings}")
+            result |= {"history_p50_ms": statistics.median(spent) * 1000,
+                       "history_p99_ms": p99(spent), "history_bytes": size}  # fmt: skip
+
+            print(f"  splitting a lot into {children * grandchildren + children:,} ...", flush=True)
+            name = "T"
+            commission = {"gtin": GTIN, "lot": name, "expiry": "271200", "unit": "pack",
+                          "quantity": children * grandchildren, "profile": PROFILE}  # fmt: skip
+            txs = [tx.make("lots", "commission", commission, MAKER)]
+            kids = [{"lot": f"T-{i}", "quantity": grandchildren} for i in range(children)]
+            txs.append(tx.make("lots", "split", {"gtin": GTIN, "lot": name, "children": kids},
+                               MAKER))  # fmt: skip
+            for i in range(children):
+                grand = [{"lot": f"T-{i}-{j}", "quantity": 1} for j in range(grandchildren)]
+                args = {"gtin": GTIN, "lot": f"T-{i}", "children": grand}
+                txs.append(tx.make("lots", "split", args, MAKER))
+            recall = {"gtin": GTIN, "lot": name, "class": "I", "reason": "bench"}
+            txs.append(tx.make("lots", "recall", recall, MAKER))
+            for signed in txs:
+                await post(http, url, signed)
+            descendants = children + children * grandchildren
+            trace_url = f"{url}/v1/lots/{GTIN}/{name}/trace"
+            spent, size = await latencies(http, trace_url, maker, samples)
+            async with http.get(trace_url, headers=maker) as r:
+                told = await r.json()
+            if len(told["lots"]) != descendants + 1:
+                raise SystemExit(f"error: the trace lists {len(told['lots'])} lots")
+            result |= {"descendants": descendants, "trace_p50_ms": statistics.median(spent) * 1000,
+                       "trace_p99_ms": p99(spent), "trace_bytes": size}  # fmt: skip
+            regulator = await sign_in(http, url, REGULATOR)
+            spent, size = await latencies(http, trace_url, regulator, samples)
+            result |= {"trace_global_p50_ms": statistics.median(spent) * 1000,
+                       "trace_global_p99_ms": p99(spent), "trace_global_bytes": size}  # fmt: skip
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    return result
+
+
 # -- report -----------------------------------------------------------------------------
 
 
@@ -284,6 +449,35 @@ def raw_verify_rate(repeat: int) -> float:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+def report_reads(
+    engine: str, dsn: str | None, work: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Run part 4 and 5 on one database, print their figures, return them for the JSON."""
+    print(f"{engine}: history of {args.readings:,} readings, trace ...", flush=True)
+    res = asyncio.run(history_and_trace(work, dsn, args.readings, args.children, args.samples))
+    print(
+        f"{engine:>8}: ingested {res['ingest_readings_per_s']:,.0f} readings/s (cold chain "
+        f"aggregates kept); history of {args.readings:,} readings: p50 "
+        f"{res['history_p50_ms']:.1f} ms, p99 {res['history_p99_ms']:.1f} ms "
+        f"({res['history_bytes']:,} bytes); target p99 < {HISTORY_TARGET_MS:.0f} ms: "
+        f"{verdict(res['history_p99_ms'] < HISTORY_TARGET_MS)}"
+    )
+    print(
+        f"{engine:>8}: trace of {res['descendants']:,} descendant lots, manufacturer (every "
+        f"holder): p50 {res['trace_p50_ms']:.1f} ms, p99 {res['trace_p99_ms']:.1f} ms "
+        f"({res['trace_bytes']:,} bytes); regulator (global figures): p50 "
+        f"{res['trace_global_p50_ms']:.1f} ms, p99 {res['trace_global_p99_ms']:.1f} ms; "
+        f"target p99 < {TRACE_TARGET_MS:.0f} ms: "
+        f"{verdict(max(res['trace_p99_ms'], res['trace_global_p99_ms']) < TRACE_TARGET_MS)}",
+        flush=True,
+    )
+    figures = ("history_p50_ms", "history_p99_ms", "trace_p50_ms", "trace_p99_ms",
+               "trace_global_p50_ms", "trace_global_p99_ms")  # fmt: skip
+    out = {f"{engine}_{name}": round(res[name], 2) for name in figures}
+    out[f"{engine}_ingest_readings_per_s"] = round(res["ingest_readings_per_s"])
+    return out
 
 
 def main() -> None:
@@ -306,8 +500,18 @@ def main() -> None:
     )
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
     parser.add_argument(
-        "--parts", default="http,root", help="which parts: http (1 and 2), root (3)"
+        "--parts",
+        default="http,root,reads",
+        help="which parts: http (1 and 2), root (3), reads (4 and 5)",
     )
+    parser.add_argument(
+        "--readings", type=int, default=100_000, help="readings on the lot whose history is read"
+    )
+    parser.add_argument(
+        "--children", type=int, default=100, help="a trace's lot splits into this many, each "
+        "into one fewer (100: 10,000 descendants)",
+    )  # fmt: skip
+    parser.add_argument("--samples", type=int, default=300, help="GETs timed per read")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -325,7 +529,7 @@ def main() -> None:
         "load_average_1_5min": [round(load[0], 2), round(load[1], 2)],
         "raw_verify_per_s": round(raw),
     }
-    if "http" in parts:
+    if parts & {"http", "reads"}:
         engines: list[tuple[str, str | None]] = [("sqlite", None)]
         helpers = _bench_cloud()
         pg = None if args.no_pg else helpers.pg_database(args.pg)
@@ -334,6 +538,13 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
                 for engine, dsn in engines:
+                    if "reads" in parts:  # on a database of its own (part 1's lots differ)
+                        reads = None if dsn is None else f"{dsn}_reads"
+                        if pg is not None and reads is not None:
+                            helpers.pg_execute(args.pg, f'CREATE DATABASE "{pg[1]}_reads"')
+                        out |= report_reads(engine, reads, Path(tmp) / f"{engine}-reads", args)
+                    if "http" not in parts:
+                        continue
                     print(f"{engine}: {args.lots:,} lots over HTTP ...", flush=True)
                     res = asyncio.run(
                         apply_and_replay(Path(tmp) / engine, dsn, args.lots, args.clients)
@@ -363,8 +574,9 @@ def main() -> None:
                     }
         finally:
             if pg is not None:
-                drop = f'DROP DATABASE IF EXISTS "{pg[1]}" WITH (FORCE)'
-                helpers.pg_execute(args.pg, drop)
+                for name in (pg[1], f"{pg[1]}_reads"):
+                    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+                    helpers.pg_execute(args.pg, drop)
     if "root" in parts:
         runs = []
         os.sched_setaffinity(0, {min(before)})
