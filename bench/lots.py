@@ -360,7 +360,7 @@ async def history_and_trace(
     manufacturer (every lot, holder and quantity) and by the regulator (global figures)."""
     result: dict[str, Any] = {}
     grandchildren = children - 1  # 100 x 99 + 100 = 10,000 descendants
-    t0_ms = int(time.time() * 1000) + 2000
+    t0_ms = int(time.time() * 1000) + 600_000  # the attach (its start) is signed later
     t0 = -(-t0_ms // 1000)
     print(f"  signing {readings:,} readings on every core ...", flush=True)
     bodies = signed_batches(readings, t0)
@@ -369,9 +369,10 @@ async def history_and_trace(
         async with aiohttp.ClientSession() as http:
             for signed in admissions(OWNER):
                 await post(http, url, signed)
+            now = int(time.time())
             for change in (
-                registry.GatewayRegistration(schnorr.pubkey(GATEWAY), t0 - 10, site="b"),
-                registry.BoxRegistration(schnorr.pubkey(BOX), t0 - 10, site="b", label="b"),
+                registry.GatewayRegistration(schnorr.pubkey(GATEWAY), now, site="b"),
+                registry.BoxRegistration(schnorr.pubkey(BOX), now, site="b", label="b"),
             ):
                 async with http.post(
                     f"{url}/v1/registry", json=registry.sign_request(OWNER, change)

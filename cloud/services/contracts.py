@@ -5,23 +5,24 @@ State in memory, log as truth: at start the State and the lots' cold chains
 (lots_coldchain.ColdChains) are rebuilt by following the log in order (contract_follow.py:
 box registrations, stored transactions, the readings of boxes on lots). A submitted
 envelope (parsed within tx.MAX_ENVELOPE by the route: 400/413) is checked and its signature
-verified (400/401), its time checked against the server's clock (400 "tx.time"), then it
-waits for its block (group commit: the transactions that arrived while the previous block
-was committing, at most MAX_BLOCK, in arrival order). In one store.commit under the log's
-lock: what was appended since this worker last followed the log (other workers'
-transactions and batches, box registrations) is applied first, in log order, then the
-block's transactions, each all or nothing (403/409 as the engine refuses one: it is left
-out, the others stay), then what the block does to the cold chains; their 0x03 entries
-(fresh salts), one 0x04 state root after them and their rows are written together, one
-fsync and one signed checkpoint per block. A stored batch goes the same way (store_batch):
-in its own commit, after its 0x01 entry, its first-stored readings of boxes on lots are
-applied and, if they changed the state (an automatic quarantine), its 0x04 follows; a batch
-of boxes on no lot costs a set lookup per reading. The rules run on a copy-on-write Fork
-(contract_fork.py) merged into the State only after the commit returns, so neither a
-refusal nor a failed commit moves what this worker answers; the cold chains change in
-place, so a commit that fails after they changed makes the worker rebuild both by replay
-before its next step. Listeners (feeds, the trace index) are told every change, the cold
-chains' included, in log order once merged.
+verified (400/401) on the verification threads, the envelopes that arrive in one turn of
+the event loop handed over together (handoff.py), its time checked against the server's
+clock (400 "tx.time"), then it waits for its block (group commit: the transactions that
+arrived while the previous block was committing, at most MAX_BLOCK, in arrival order). In
+one store.commit under the log's lock: what was appended since this worker last followed
+the log (other workers' transactions and batches, box registrations) is applied first, in
+log order, then the block's transactions, each all or nothing (403/409 as the engine
+refuses one: it is left out, the others stay), then what the block does to the cold chains;
+their 0x03 entries (fresh salts), one 0x04 state root after them and their rows are written
+together, one fsync and one signed checkpoint per block. A stored batch goes the same way
+(store_batch): in its own commit, after its 0x01 entry, its first-stored readings of boxes
+on lots are applied and, if they changed the state (an automatic quarantine), its 0x04
+follows; a batch of boxes on no lot costs a set lookup per reading. The rules run on a
+copy-on-write Fork (contract_fork.py) merged into the State only after the commit returns,
+so neither a refusal nor a failed commit moves what this worker answers; the cold chains
+change in place, so a commit that fails after they changed makes the worker rebuild both by
+replay before its next step. Listeners (feeds, the trace index) are told every change, the
+cold chains' included, in log order once merged.
 
 The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py), followed
 in log order like the box registrations (contract_follow.py): each transaction is checked
@@ -60,6 +61,7 @@ from cloud.log.verified import Verified
 from cloud.services import lot_history
 from cloud.services.contract_follow import Position, changed, first_stored, follow
 from cloud.services.contract_fork import Fork
+from cloud.services.handoff import Handoff
 from cloud.services.shared import Shared
 from cloud.storage import batches
 from cloud.storage import contracts as stored
@@ -152,6 +154,8 @@ class ContractService:
         self.regulators = frozenset(regulators)
         self._lock = asyncio.Lock()  # one fork of self.state at a time
         self._queue: list[_Queued] = []  # verified, waiting for a block (submit)
+        # parse and verify envelopes on the verification threads, a turn's arrivals together
+        self._parse = Handoff(tx.from_envelope, shared.verify_pool, shared.verify_threads)
         self.accepted = 0  # transactions this worker appended
         # Told each change, in log order, once the State holds it: f(the log index of the
         # entry that caused it, what it changed): each transaction's (its 0x03), the cold
@@ -232,7 +236,7 @@ class ContractService:
         refusals = self.shared.refusals
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         try:
-            signed = await self.shared.off_loop(tx.from_envelope, envelope)
+            signed = await self._parse(envelope)
             check_time(signed, now_ms)
         except Refused as e:
             raise refusals.of(e) from None
