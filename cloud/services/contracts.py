@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -62,6 +62,7 @@ from cloud.services import lot_history
 from cloud.services.contract_follow import Position, changed, first_stored, follow
 from cloud.services.contract_fork import Fork
 from cloud.services.handoff import Handoff
+from cloud.services.refusals import LedgerError
 from cloud.services.shared import Shared
 from cloud.storage import batches
 from cloud.storage import contracts as stored
@@ -233,25 +234,55 @@ class ContractService:
         where.
         Raises LedgerError: 400 a malformed field ("envelope", "tx.<member>", "sig"), 401
         "signature", 403 "participant"/"access"/"role", 409 the rule."""
-        refusals = self.shared.refusals
+        (outcome,) = await self.submit_many([envelope], now_ms)
+        if isinstance(outcome, LedgerError):
+            raise outcome
+        return outcome
+
+    async def submit_many(
+        self, envelopes: Sequence[object], now_ms: int | None = None
+    ) -> list[Accepted | LedgerError]:
+        """Apply parsed envelopes as submit() does each, in their order (they join the
+        blocks together: one that depends on an earlier one sees it applied); return each
+        one's Accepted or refusal (the LedgerError submit would raise: each transaction is
+        all or nothing on its own, a refusal leaves the others). Raises what a block's
+        commit raises (the store failing)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        checked = await asyncio.gather(*(self._check(e, now_ms) for e in envelopes))
+        queued = [q for q in checked if isinstance(q, _Queued)]
+        self._queue.extend(queued)  # in their order, after whatever is waiting
+        try:
+            for waiting in queued:
+                await self._lead(waiting)  # at once if an earlier block took it
+        except BaseException:
+            for waiting in queued:
+                if not waiting.taken:  # never committed
+                    self._queue.remove(waiting)
+            raise
+        refusals = self.shared.refusals
+        answers: list[Accepted | LedgerError] = []
+        for one in checked:
+            if isinstance(one, _Queued):
+                outcome = await one.outcome
+                answers.append(refusals.of(outcome) if isinstance(outcome, Refused) else outcome)
+            else:
+                answers.append(one)
+        return answers
+
+    async def _check(self, envelope: object, now_ms: int) -> _Queued | LedgerError:
+        """Parse and verify an envelope on the verification threads and check its time and
+        wire size (an entry of a batch is bounded as a body of its own); return it ready
+        to queue, or its refusal."""
         try:
             signed = await self._parse(envelope)
             check_time(signed, now_ms)
         except Refused as e:
-            raise refusals.of(e) from None
-        queued = _Queued(signed, entries.new_salt())
-        self._queue.append(queued)
-        try:
-            await self._lead(queued)
-        except asyncio.CancelledError:
-            if not queued.taken:  # cancelled while it waited: it is never committed
-                self._queue.remove(queued)
-            raise
-        outcome = await queued.outcome
-        if isinstance(outcome, Refused):
-            raise refusals.of(outcome) from None
-        return outcome
+            return self.shared.refusals.of(e)
+        size = tx.wire_size(signed)
+        if size > tx.MAX_ENVELOPE:
+            detail = f"transaction: got {size} bytes, want at most {tx.MAX_ENVELOPE}"
+            return self.shared.refusals.refuse("transaction", detail, 413)
+        return _Queued(signed, entries.new_salt())
 
     async def _lead(self, queued: _Queued) -> None:
         """Wait for the lock; unless an earlier block took `queued`, commit the next block
