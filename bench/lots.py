@@ -177,10 +177,23 @@ async def post(http: aiohttp.ClientSession, url: str, signed: tx.SignedTx) -> No
             raise SystemExit(f"error: {signed.body.type} refused: {r.status} {await r.text()}")
 
 
+async def post_batch(http: aiohttp.ClientSession, url: str, signed: list[tx.SignedTx]) -> None:
+    """POST /v1/tx/batch: every entry must be applied (201)."""
+    body = json.dumps([s.to_envelope() for s in signed]).encode()
+    async with http.post(
+        f"{url}/v1/tx/batch", data=body, headers={"Content-Type": "application/json"}
+    ) as r:
+        answer = await r.json()
+        if r.status != 200 or any(a["status"] != 201 for a in answer["results"]):
+            raise SystemExit(f"error: batch refused: {r.status} {str(answer)[:500]}")
+
+
 async def apply_and_replay(
-    work: Path, database: str | None, lots: int, clients: int
+    work: Path, database: str | None, lots: int, clients: int, batch_lots: int = 0
 ) -> dict[str, float]:
-    """Part 1 and 2 against one database; return their figures."""
+    """Part 1 and 2 against one database; return their figures. `batch_lots`: 0, each
+    transaction its own POST /v1/tx; else each client posts the moves of that many of its
+    lots as one POST /v1/tx/batch (commission, ship, receive of each, in order)."""
     print(f"  signing {lots * 3:,} transactions ...", flush=True)
     moves = [lot_moves(n) for n in range(lots)]
     server, url = await start_server(work, database)
@@ -191,6 +204,11 @@ async def apply_and_replay(
             shares = [moves[c::clients] for c in range(clients)]
 
             async def client(share: list[list[tx.SignedTx]]) -> None:
+                if batch_lots:
+                    for n in range(0, len(share), batch_lots):
+                        await post_batch(http, url, [s for lot in share[n : n + batch_lots]
+                                                     for s in lot])  # fmt: skip
+                    return
                 for lot in share:
                     for signed in lot:
                         await post(http, url, signed)
@@ -513,6 +531,10 @@ def main() -> None:
         "into one fewer (100: 10,000 descendants)",
     )  # fmt: skip
     parser.add_argument("--samples", type=int, default=300, help="GETs timed per read")
+    parser.add_argument(
+        "--batch", type=int, default=0, help="part 1: each client posts the moves of this many "
+        "lots per POST /v1/tx/batch (0: one POST /v1/tx per transaction)",
+    )  # fmt: skip
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -546,13 +568,16 @@ def main() -> None:
                         out |= report_reads(engine, reads, Path(tmp) / f"{engine}-reads", args)
                     if "http" not in parts:
                         continue
-                    print(f"{engine}: {args.lots:,} lots over HTTP ...", flush=True)
+                    how = f"batches of {args.batch * 3}" if args.batch else "POST /v1/tx each"
+                    print(f"{engine}: {args.lots:,} lots over HTTP ({how}) ...", flush=True)
                     res = asyncio.run(
-                        apply_and_replay(Path(tmp) / engine, dsn, args.lots, args.clients)
+                        apply_and_replay(
+                            Path(tmp) / engine, dsn, args.lots, args.clients, args.batch
+                        )
                     )
                     print(
-                        f"{engine:>8}: applied {res['per_s']:,.0f} tx/s "
-                        f"({res['txs']:,} in {res['seconds']:.2f} s, server CPU "
+                        f"{engine:>8}: applied {res['per_s']:,.0f} tx/s ({how}; "
+                        f"{res['txs']:,} in {res['seconds']:.2f} s, server CPU "
                         f"{res['server_cpu_us_per_tx']:.0f} µs/tx, clients' "
                         f"{res['client_cpu_us_per_tx']:.0f} µs/tx) = "
                         f"{res['per_s'] / raw:.3f} x raw verify; target {APPLY_TARGET:,.0f}/s:"
@@ -565,6 +590,8 @@ def main() -> None:
                         f"{REPLAY_TARGET:,.0f}/s: {verdict(res['replay_per_s'] >= REPLAY_TARGET)}",
                         flush=True,
                     )
+                    if args.batch:
+                        out["apply_batch_txs"] = args.batch * 3
                     out |= {
                         f"apply_{engine}_per_s": round(res["per_s"]),
                         f"apply_{engine}_ratio_to_raw_verify": round(res["per_s"] / raw, 3),
