@@ -37,6 +37,7 @@ HOLDING_LEG: Final = {
     "pharmacy": access.R_TO_P,
 }
 DISPENSE_LEG: Final = access.R_TO_P
+MAX_KEPT_FIGURES: Final = 1024  # lots whose figures() answer is kept (LotIndex.figures)
 
 
 @dataclass
@@ -79,6 +80,10 @@ class LotIndex:
         self._shipments: dict[str, _Shipment] = {}
         self._parties: dict[str, _Party] = {}
         self._holdings: dict[bytes, tuple[str, str, str]] = {}  # tree key -> gtin, lot, id
+        # figures() answered, by lot, with the count of changes taken in when it did: any
+        # change may touch a descendant or a participant, so any change retires them all
+        self._changes = 0
+        self._figures: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
 
     @classmethod
     def of(cls, state: State) -> LotIndex:
@@ -90,6 +95,7 @@ class LotIndex:
 
     def apply(self, applied: Applied) -> None:
         """Take in what one transaction (or one reading batch) changed, in log order."""
+        self._changes += 1
         for key in applied.deleted:
             where = self._holdings.pop(key, None)
             if where is not None:
@@ -217,9 +223,22 @@ class LotIndex:
         recalled lots counted; units held, in transit and dispensed; and per (role, region)
         the holders, the units they hold and are about to receive, and their holdings (a
         lot one of them holds). No DID, name or lot number. Raises KeyError for a lot never
-        commissioned."""
+        commissioned. The answer is kept until the index next changes (a regulator asking
+        again during a recall: ~40 ms for 10,000 lots the first time) and shared with later
+        answers: the caller must not change it."""
         if (gtin, lot) not in self._lots:
             raise KeyError(f"{gtin}/{lot}")
+        kept = self._figures.get((gtin, lot))
+        if kept is not None and kept[0] == self._changes:
+            return kept[1]
+        found = self._count(gtin, lot)
+        if len(self._figures) >= MAX_KEPT_FIGURES:
+            self._figures.clear()
+        self._figures[(gtin, lot)] = (self._changes, found)
+        return found
+
+    def _count(self, gtin: str, lot: str) -> dict[str, Any]:
+        """figures(), counted."""
         totals = dict.fromkeys(("lots", "recalled", "held", "in_transit", "dispensed"), 0)
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         holders: dict[tuple[str, str], set[str]] = {}

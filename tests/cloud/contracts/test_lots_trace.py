@@ -158,6 +158,17 @@ def test_the_global_figures_count_per_role_and_region_and_name_no_one() -> None:
     assert sum(figures["totals"][k] for k in ("held", "in_transit", "dispensed")) == 1000
 
 
+def test_the_global_figures_are_kept_until_the_index_changes() -> None:
+    world = story()
+    first = world.index.figures(GTIN, "B7")
+    assert world.index.figures(GTIN, "B7") is first  # asked again: the kept answer
+    before = first["totals"]["in_transit"]
+    world.ship("R3", "B7-2", "RX-1", "P", 20)  # R3 holds 50 of B7-2
+    again = world.index.figures(GTIN, "B7")
+    assert again is not first and again["totals"]["in_transit"] == before + 20
+    assert again == LotIndex.of(world.state).figures(GTIN, "B7")
+
+
 def test_an_unknown_lot_raises() -> None:
     with pytest.raises(KeyError):
         LotIndex().visible(GTIN, "nope", ALL_LEGS)
