@@ -22,6 +22,7 @@ kept until that lot (or any participant) changes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -52,8 +53,9 @@ class _Lot:
     status: str = lots.RELEASED
     recall: dict[str, Any] | None = None
     holders: dict[str, int] = field(default_factory=dict)
-    # What visible() answered for this lot, per set of legs shown; emptied when it changes.
-    shown: dict[frozenset[str], dict[str, Any]] = field(default_factory=dict)
+    # What visible() answered for this lot and its JSON (encoded()), per set of legs shown;
+    # emptied when it changes.
+    shown: dict[frozenset[str], tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,16 +175,28 @@ class LotIndex:
         reader's flow cells: policy.trace_access); lot, parent, quality status and recall
         are public records and always shown. Raises KeyError for a lot never commissioned.
         The objects are shared with later answers (_shown): the caller must not change them."""
+        return [answer for answer, _ in self._kept(gtin, lot, legs)]
+
+    def encoded(self, gtin: str, lot: str, legs: frozenset[str]) -> list[bytes]:
+        """visible(), each lot's object as its JSON (json.dumps, UTF-8), kept with it: a
+        10,000-lot trace asked again is joined from these instead of encoded again (the
+        encoding was ~30 ms of its ~55). Raises KeyError for a lot never commissioned."""
+        return [text for _, text in self._kept(gtin, lot, legs)]
+
+    def _kept(
+        self, gtin: str, lot: str, legs: frozenset[str]
+    ) -> list[tuple[dict[str, Any], bytes]]:
         if (gtin, lot) not in self._lots:
             raise KeyError(f"{gtin}/{lot}")
         nodes = self._lots
         out = []
         for each in self.descendants(gtin, lot):
             node = nodes[(gtin, each)]
-            shown = node.shown.get(legs)
-            if shown is None:
-                shown = node.shown[legs] = self._shown(each, node, legs)
-            out.append(shown)
+            kept = node.shown.get(legs)
+            if kept is None:
+                answer = self._shown(each, node, legs)
+                kept = node.shown[legs] = (answer, json.dumps(answer).encode())
+            out.append(kept)
         return out
 
     def _shown(self, lot: str, node: _Lot, legs: frozenset[str]) -> dict[str, Any]:

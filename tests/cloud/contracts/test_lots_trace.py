@@ -6,6 +6,7 @@ decides each stakeholder's view from its matrix row."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -78,6 +79,8 @@ def same_as_rebuilt(world: Indexed) -> None:
     for lot in lots.descendants(world.state, GTIN, "B7"):
         for legs in (ALL_LEGS, RETAILER_LEGS):
             assert world.index.visible(GTIN, lot, legs) == rebuilt.visible(GTIN, lot, legs)
+            kept = [json.loads(text) for text in world.index.encoded(GTIN, lot, legs)]
+            assert kept == rebuilt.visible(GTIN, lot, legs)  # the kept JSON is not stale
         assert world.index.figures(GTIN, lot) == rebuilt.figures(GTIN, lot)
         for name in world.parties:
             pid = world.parties[name].did
