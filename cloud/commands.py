@@ -15,6 +15,7 @@ import aiohttp
 from cloud import settings, startup
 from cloud.api.app import make_app
 from cloud.contracts import catalog, didkey
+from cloud.httplog import AccessLog
 from cloud.services import witnessing
 from device import datalock, schnorr
 from device.cliutil import examples, hex_bytes, keygen, read_secret
@@ -316,7 +317,12 @@ def _serve(args: argparse.Namespace) -> int:
     with datalock.acquire(config.data_dir, shared=config.database is not None):
         asyncio.run(
             startup.serve_app(
-                make_app(config), args.host, args.port, opening=opening, on_ready=ready
+                make_app(config),
+                args.host,
+                args.port,
+                opening=opening,
+                on_ready=ready,
+                access_log_class=AccessLog,
             )
         )
     return 0

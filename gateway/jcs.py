@@ -69,9 +69,23 @@ def canonicalize(value: object) -> bytes:
     dicts with str keys, lists, str, int within +-(2**53 - 1), bool and None, nested at most
     MAX_DEPTH deep. Raises JcsError naming the path of the first value that is not."""
     parts: list[str] = []
-    _write(value, parts, "$", 0)
+    try:
+        _write(value, parts, 0)
+    except _Unfit as e:
+        raise JcsError("$" + "".join(reversed(e.steps)), e.got, e.want) from None
     # Every string was checked to encode as UTF-8 (_string), so this cannot raise.
     return "".join(parts).encode("utf-8")
+
+
+class _Unfit(Exception):
+    """A value with no canonical form, on its way up to canonicalize(): each array or object
+    it passes adds its step to the path ("[2]", ".lines"), innermost first. The path is
+    built only for a refusal: canonicalizing what fits pays nothing for it."""
+
+    def __init__(self, got: str, want: str) -> None:
+        super().__init__(got)
+        self.got, self.want = got, want
+        self.steps: list[str] = []
 
 
 def utf16_key(name: str) -> bytes:
@@ -81,71 +95,77 @@ def utf16_key(name: str) -> bytes:
     return name.encode("utf-16-be")
 
 
-def _write(value: object, parts: list[str], path: str, depth: int) -> None:
+def _write(value: object, parts: list[str], depth: int) -> None:
     # Exact type checks: bool is an int subclass, and an int or str subclass (an IntEnum,
     # a StrEnum) may print differently from its value.
     if type(value) is str:
-        parts.append(_string(value, path))
+        parts.append(_string(value))
     elif type(value) is bool:
         parts.append("true" if value else "false")
     elif type(value) is int:
-        parts.append(_integer(value, path))
+        parts.append(_integer(value))
     elif value is None:
         parts.append("null")
     elif type(value) is dict:
-        _object(value, parts, path, depth + 1)
+        _object(value, parts, depth + 1)
     elif type(value) is list:
-        _check_depth(path, depth + 1)
+        _check_depth(depth + 1)
         parts.append("[")
         for i, item in enumerate(value):
             if i:
                 parts.append(",")
-            _write(item, parts, f"{path}[{i}]", depth + 1)
+            try:
+                _write(item, parts, depth + 1)
+            except _Unfit as e:
+                e.steps.append(f"[{i}]")
+                raise
         parts.append("]")
     elif type(value) is float:
-        raise JcsError(path, f"the float {value!r}", "an integer (signed bodies carry no floats)")
+        raise _Unfit(f"the float {value!r}", "an integer (signed bodies carry no floats)")
     else:
-        raise JcsError(path, f"a {type(value).__name__}", "dict, list, str, int, bool or None")
+        raise _Unfit(f"a {type(value).__name__}", "dict, list, str, int, bool or None")
 
 
-def _object(obj: dict[object, object], parts: list[str], path: str, depth: int) -> None:
-    _check_depth(path, depth)
+def _object(obj: dict[object, object], parts: list[str], depth: int) -> None:
+    _check_depth(depth)
     for name in obj:
         if type(name) is not str:
-            raise JcsError(path, f"a member name of type {type(name).__name__}", "a str")
+            raise _Unfit(f"a member name of type {type(name).__name__}", "a str")
     names = [name for name in obj if isinstance(name, str)]  # all of them, checked above
     if all(name.isascii() for name in names):
         names.sort()  # fast path: an ASCII character is one UTF-16 unit of the same value
     else:
-        names.sort(key=lambda name: _sort_key(name, path))
+        names.sort(key=_sort_key)
     parts.append("{")
     for i, name in enumerate(names):
         if i:
             parts.append(",")
-        parts.append(_string(name, path))
+        parts.append(_string(name))
         parts.append(":")
-        _write(obj[name], parts, _member_path(path, name), depth)
+        try:
+            _write(obj[name], parts, depth)
+        except _Unfit as e:
+            e.steps.append(_member_step(name))
+            raise
     parts.append("}")
 
 
-def _sort_key(name: str, path: str) -> bytes:
+def _sort_key(name: str) -> bytes:
     try:
         return utf16_key(name)
     except UnicodeEncodeError as e:
-        raise JcsError(
-            path,
+        raise _Unfit(
             f"a member name with a lone surrogate \\u{ord(name[e.start]):04x}",
             "Unicode text (RFC 8785 section 3.2.2.2)",
         ) from None
 
 
-def _string(text: str, path: str) -> str:
+def _string(text: str) -> str:
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise JcsError(
-                path,
+            raise _Unfit(
                 f"a string with a lone surrogate \\u{ord(text[e.start]):04x} at {e.start}",
                 "Unicode text (RFC 8785 section 3.2.2.2)",
             ) from None
@@ -154,25 +174,24 @@ def _string(text: str, path: str) -> str:
     return '"' + text.translate(_ESCAPES) + '"'
 
 
-def _integer(number: int, path: str) -> str:
+def _integer(number: int) -> str:
     if not -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
         # (str() of an integer of over 4,300 digits raises ValueError: show its size)
         shown = str(number) if number.bit_length() <= 256 else f"a {number.bit_length()}-bit one"
-        raise JcsError(
-            path,
+        raise _Unfit(
             f"the integer {shown}",
             f"one within +-{MAX_SAFE_INTEGER} (2**53 - 1; send larger amounts as strings)",
         )
     return str(number)
 
 
-def _check_depth(path: str, depth: int) -> None:
+def _check_depth(depth: int) -> None:
     if depth > MAX_DEPTH:
-        raise JcsError(path, f"nesting deeper than {MAX_DEPTH}", f"at most {MAX_DEPTH} levels")
+        raise _Unfit(f"nesting deeper than {MAX_DEPTH}", f"at most {MAX_DEPTH} levels")
 
 
-def _member_path(path: str, name: str) -> str:
+def _member_step(name: str) -> str:
     # Plain names as ".name"; anything else quoted, cut to keep a refusal's detail short.
     if name.isidentifier() and name.isascii():
-        return f"{path}.{name}"
-    return f"{path}[{name[:40]!r}]"
+        return f".{name}"
+    return f"[{name[:40]!r}]"

@@ -108,7 +108,13 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = ThreadPoolExecutor(settings.verify_threads, thread_name_prefix="verify")
     try:
         signer = load_or_create_signer(settings.key_file, settings.origin)
-        shared = Shared(store, LogService(store, signer), Refusals(), verify_pool=pool)
+        shared = Shared(
+            store,
+            LogService(store, signer),
+            Refusals(),
+            verify_pool=pool,
+            verify_threads=settings.verify_threads,
+        )
         config = ConfigService(shared)
         await config.load_owners(settings.owners)  # the owners are the log's (0x06)
         await config.load_regulators(settings.regulators)  # the log's (0x06), followed by:

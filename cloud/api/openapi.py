@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloud.api.routes.contracts import MAX_BATCH, MAX_BATCH_BYTES
 from cloud.api.routes.feeds import DEFAULT_PAGE
 from cloud.api.routes.receipts import MAX_COSIGNATURES
 from cloud.contracts import access, auth, feeds, tx
@@ -26,6 +27,7 @@ from gateway.refusal import INT64_MAX
 HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
+APPLIED_FIELDS = ("index", "id", "root", "records", "root_index")  # a 201 to POST /v1/tx
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -1147,9 +1149,9 @@ def _contract_paths() -> dict[str, Any]:
             "sig": HEX,
         },
     }
-    applied = {
+    applied: dict[str, Any] = {
         "type": "object",
-        "required": ["index", "id", "root", "records", "root_index"],
+        "required": list(APPLIED_FIELDS),
         "properties": {
             "index": {"type": "integer", "minimum": 0},
             "id": HEX32,
@@ -1180,6 +1182,62 @@ def _contract_paths() -> dict[str, Any]:
                     "403": _problem("Not an active participant, or the access cell is `no`"),
                     "409": _problem("A contract rule refuses it, or a replayed nonce"),
                     "413": _problem(f"Body over {tx.MAX_ENVELOPE} bytes"),
+                },
+            },
+        },
+        "/v1/tx/batch": {
+            "post": {
+                "summary": "Apply a batch of signed contract transactions, each on its own",
+                "description": f"The body is a JSON array of 1 to {MAX_BATCH} envelopes as "
+                "POST /v1/tx takes them (an entry that is not one is refused on its own), at "
+                f"most {MAX_BATCH_BYTES} bytes, each envelope at most {tx.MAX_ENVELOPE} as "
+                "canonical JSON. They are applied in their order, each all or nothing as POST "
+                "/v1/tx applies it: a refused one leaves nothing and the others stay. "
+                "`results` answers each in the same order: its 201 answer or its problem "
+                "document (400, 401, 403, 409, 413 as POST /v1/tx would), each with its "
+                "`status`.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": MAX_BATCH,
+                                # any value: each entry is judged, and answered, on its own
+                                "items": {},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        "Each envelope's answer, in order",
+                        {
+                            "type": "object",
+                            "required": ["results"],
+                            "properties": {
+                                "results": {
+                                    "type": "array",
+                                    "items": {
+                                        "oneOf": [
+                                            {
+                                                "type": "object",
+                                                "required": ["status", *APPLIED_FIELDS],
+                                                "properties": {
+                                                    "status": {"const": 201},
+                                                    **applied["properties"],
+                                                },
+                                            },
+                                            PROBLEM,
+                                        ]
+                                    },
+                                }
+                            },
+                        },
+                    ),
+                    "400": BAD,
+                    "413": _problem(f"Body over {MAX_BATCH_BYTES} bytes"),
                 },
             },
         },

@@ -28,16 +28,20 @@ KEPT_HEADERS: Final = ("Allow",)  # of aiohttp's HTTP errors: a 405 names the me
 def problem(status: int, reason: str, detail: str) -> web.Response:
     """An RFC 9457 problem response carrying PharmaSync's `reason`."""
     return web.json_response(
-        {
-            "type": "about:blank",
-            "title": _title(status),
-            "status": status,
-            "detail": detail,
-            "reason": reason,
-        },
-        status=status,
-        content_type=PROBLEM,
+        problem_json(status, reason, detail), status=status, content_type=PROBLEM
     )
+
+
+def problem_json(status: int, reason: str, detail: str) -> dict[str, object]:
+    """The RFC 9457 problem document of a refusal: also each refused entry's answer in a
+    batch (POST /v1/tx/batch)."""
+    return {
+        "type": "about:blank",
+        "title": _title(status),
+        "status": status,
+        "detail": detail,
+        "reason": reason,
+    }
 
 
 def _title(status: int) -> str:

@@ -22,6 +22,7 @@ kept until that lot (or any participant) changes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ HOLDING_LEG: Final = {
     "pharmacy": access.R_TO_P,
 }
 DISPENSE_LEG: Final = access.R_TO_P
+MAX_KEPT_FIGURES: Final = 1024  # lots whose figures() answer is kept (LotIndex.figures)
 
 
 @dataclass
@@ -51,8 +53,9 @@ class _Lot:
     status: str = lots.RELEASED
     recall: dict[str, Any] | None = None
     holders: dict[str, int] = field(default_factory=dict)
-    # What visible() answered for this lot, per set of legs shown; emptied when it changes.
-    shown: dict[frozenset[str], dict[str, Any]] = field(default_factory=dict)
+    # What visible() answered for this lot and its JSON (encoded()), per set of legs shown;
+    # emptied when it changes.
+    shown: dict[frozenset[str], tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,10 @@ class LotIndex:
         self._shipments: dict[str, _Shipment] = {}
         self._parties: dict[str, _Party] = {}
         self._holdings: dict[bytes, tuple[str, str, str]] = {}  # tree key -> gtin, lot, id
+        # figures() answered, by lot, with the count of changes taken in when it did: any
+        # change may touch a descendant or a participant, so any change retires them all
+        self._changes = 0
+        self._figures: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
 
     @classmethod
     def of(cls, state: State) -> LotIndex:
@@ -90,6 +97,7 @@ class LotIndex:
 
     def apply(self, applied: Applied) -> None:
         """Take in what one transaction (or one reading batch) changed, in log order."""
+        self._changes += 1
         for key in applied.deleted:
             where = self._holdings.pop(key, None)
             if where is not None:
@@ -167,16 +175,28 @@ class LotIndex:
         reader's flow cells: policy.trace_access); lot, parent, quality status and recall
         are public records and always shown. Raises KeyError for a lot never commissioned.
         The objects are shared with later answers (_shown): the caller must not change them."""
+        return [answer for answer, _ in self._kept(gtin, lot, legs)]
+
+    def encoded(self, gtin: str, lot: str, legs: frozenset[str]) -> list[bytes]:
+        """visible(), each lot's object as its JSON (json.dumps, UTF-8), kept with it: a
+        10,000-lot trace asked again is joined from these instead of encoded again (the
+        encoding was ~30 ms of its ~55). Raises KeyError for a lot never commissioned."""
+        return [text for _, text in self._kept(gtin, lot, legs)]
+
+    def _kept(
+        self, gtin: str, lot: str, legs: frozenset[str]
+    ) -> list[tuple[dict[str, Any], bytes]]:
         if (gtin, lot) not in self._lots:
             raise KeyError(f"{gtin}/{lot}")
         nodes = self._lots
         out = []
         for each in self.descendants(gtin, lot):
             node = nodes[(gtin, each)]
-            shown = node.shown.get(legs)
-            if shown is None:
-                shown = node.shown[legs] = self._shown(each, node, legs)
-            out.append(shown)
+            kept = node.shown.get(legs)
+            if kept is None:
+                answer = self._shown(each, node, legs)
+                kept = node.shown[legs] = (answer, json.dumps(answer).encode())
+            out.append(kept)
         return out
 
     def _shown(self, lot: str, node: _Lot, legs: frozenset[str]) -> dict[str, Any]:
@@ -217,9 +237,22 @@ class LotIndex:
         recalled lots counted; units held, in transit and dispensed; and per (role, region)
         the holders, the units they hold and are about to receive, and their holdings (a
         lot one of them holds). No DID, name or lot number. Raises KeyError for a lot never
-        commissioned."""
+        commissioned. The answer is kept until the index next changes (a regulator asking
+        again during a recall: ~40 ms for 10,000 lots the first time) and shared with later
+        answers: the caller must not change it."""
         if (gtin, lot) not in self._lots:
             raise KeyError(f"{gtin}/{lot}")
+        kept = self._figures.get((gtin, lot))
+        if kept is not None and kept[0] == self._changes:
+            return kept[1]
+        found = self._count(gtin, lot)
+        if len(self._figures) >= MAX_KEPT_FIGURES:
+            self._figures.clear()
+        self._figures[(gtin, lot)] = (self._changes, found)
+        return found
+
+    def _count(self, gtin: str, lot: str) -> dict[str, Any]:
+        """figures(), counted."""
         totals = dict.fromkeys(("lots", "recalled", "held", "in_transit", "dispensed"), 0)
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         holders: dict[tuple[str, str], set[str]] = {}

@@ -169,6 +169,14 @@ class SignedTx:
         return canonicalize(self.to_envelope())
 
 
+def wire_size(signed: SignedTx) -> int:
+    """The bytes of signed.to_wire() without building it: {"sig":"<128 hex>","tx":<body>}."""
+    return len(signed.canonical) + _WIRE_FRAME
+
+
+_WIRE_FRAME: Final = len('{"sig":"","tx":}') + 2 * SIGNATURE_SIZE
+
+
 def new_nonce() -> str:
     """Return a fresh nonce: 16 random bytes (os.urandom) as 32 lowercase hex."""
     return os.urandom(NONCE_SIZE).hex()

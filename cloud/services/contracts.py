@@ -5,23 +5,24 @@ State in memory, log as truth: at start the State and the lots' cold chains
 (lots_coldchain.ColdChains) are rebuilt by following the log in order (contract_follow.py:
 box registrations, stored transactions, the readings of boxes on lots). A submitted
 envelope (parsed within tx.MAX_ENVELOPE by the route: 400/413) is checked and its signature
-verified (400/401), its time checked against the server's clock (400 "tx.time"), then it
-waits for its block (group commit: the transactions that arrived while the previous block
-was committing, at most MAX_BLOCK, in arrival order). In one store.commit under the log's
-lock: what was appended since this worker last followed the log (other workers'
-transactions and batches, box registrations) is applied first, in log order, then the
-block's transactions, each all or nothing (403/409 as the engine refuses one: it is left
-out, the others stay), then what the block does to the cold chains; their 0x03 entries
-(fresh salts), one 0x04 state root after them and their rows are written together, one
-fsync and one signed checkpoint per block. A stored batch goes the same way (store_batch):
-in its own commit, after its 0x01 entry, its first-stored readings of boxes on lots are
-applied and, if they changed the state (an automatic quarantine), its 0x04 follows; a batch
-of boxes on no lot costs a set lookup per reading. The rules run on a copy-on-write Fork
-(contract_fork.py) merged into the State only after the commit returns, so neither a
-refusal nor a failed commit moves what this worker answers; the cold chains change in
-place, so a commit that fails after they changed makes the worker rebuild both by replay
-before its next step. Listeners (feeds, the trace index) are told every change, the cold
-chains' included, in log order once merged.
+verified (400/401) on the verification threads, the envelopes that arrive in one turn of
+the event loop handed over together (handoff.py), its time checked against the server's
+clock (400 "tx.time"), then it waits for its block (group commit: the transactions that
+arrived while the previous block was committing, at most MAX_BLOCK, in arrival order). In
+one store.commit under the log's lock: what was appended since this worker last followed
+the log (other workers' transactions and batches, box registrations) is applied first, in
+log order, then the block's transactions, each all or nothing (403/409 as the engine
+refuses one: it is left out, the others stay), then what the block does to the cold chains;
+their 0x03 entries (fresh salts), one 0x04 state root after them and their rows are written
+together, one fsync and one signed checkpoint per block. A stored batch goes the same way
+(store_batch): in its own commit, after its 0x01 entry, its first-stored readings of boxes
+on lots are applied and, if they changed the state (an automatic quarantine), its 0x04
+follows; a batch of boxes on no lot costs a set lookup per reading. The rules run on a
+copy-on-write Fork (contract_fork.py) merged into the State only after the commit returns,
+so neither a refusal nor a failed commit moves what this worker answers; the cold chains
+change in place, so a commit that fails after they changed makes the worker rebuild both by
+replay before its next step. Listeners (feeds, the trace index) are told every change, the
+cold chains' included, in log order once merged.
 
 The regulators are the log's (0x06 "regulator" entries, gateway/config_entry.py), followed
 in log order like the box registrations (contract_follow.py): each transaction is checked
@@ -36,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -60,6 +61,8 @@ from cloud.log.verified import Verified
 from cloud.services import lot_history
 from cloud.services.contract_follow import Position, changed, first_stored, follow
 from cloud.services.contract_fork import Fork
+from cloud.services.handoff import Handoff
+from cloud.services.refusals import LedgerError
 from cloud.services.shared import Shared
 from cloud.storage import batches
 from cloud.storage import contracts as stored
@@ -152,6 +155,8 @@ class ContractService:
         self.regulators = frozenset(regulators)
         self._lock = asyncio.Lock()  # one fork of self.state at a time
         self._queue: list[_Queued] = []  # verified, waiting for a block (submit)
+        # parse and verify envelopes on the verification threads, a turn's arrivals together
+        self._parse = Handoff(tx.from_envelope, shared.verify_pool, shared.verify_threads)
         self.accepted = 0  # transactions this worker appended
         # Told each change, in log order, once the State holds it: f(the log index of the
         # entry that caused it, what it changed): each transaction's (its 0x03), the cold
@@ -229,25 +234,55 @@ class ContractService:
         where.
         Raises LedgerError: 400 a malformed field ("envelope", "tx.<member>", "sig"), 401
         "signature", 403 "participant"/"access"/"role", 409 the rule."""
-        refusals = self.shared.refusals
+        (outcome,) = await self.submit_many([envelope], now_ms)
+        if isinstance(outcome, LedgerError):
+            raise outcome
+        return outcome
+
+    async def submit_many(
+        self, envelopes: Sequence[object], now_ms: int | None = None
+    ) -> list[Accepted | LedgerError]:
+        """Apply parsed envelopes as submit() does each, in their order (they join the
+        blocks together: one that depends on an earlier one sees it applied); return each
+        one's Accepted or refusal (the LedgerError submit would raise: each transaction is
+        all or nothing on its own, a refusal leaves the others). Raises what a block's
+        commit raises (the store failing)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        checked = await asyncio.gather(*(self._check(e, now_ms) for e in envelopes))
+        queued = [q for q in checked if isinstance(q, _Queued)]
+        self._queue.extend(queued)  # in their order, after whatever is waiting
         try:
-            signed = await self.shared.off_loop(tx.from_envelope, envelope)
+            for waiting in queued:
+                await self._lead(waiting)  # at once if an earlier block took it
+        except BaseException:
+            for waiting in queued:
+                if not waiting.taken:  # never committed
+                    self._queue.remove(waiting)
+            raise
+        refusals = self.shared.refusals
+        answers: list[Accepted | LedgerError] = []
+        for one in checked:
+            if isinstance(one, _Queued):
+                outcome = await one.outcome
+                answers.append(refusals.of(outcome) if isinstance(outcome, Refused) else outcome)
+            else:
+                answers.append(one)
+        return answers
+
+    async def _check(self, envelope: object, now_ms: int) -> _Queued | LedgerError:
+        """Parse and verify an envelope on the verification threads and check its time and
+        wire size (an entry of a batch is bounded as a body of its own); return it ready
+        to queue, or its refusal."""
+        try:
+            signed = await self._parse(envelope)
             check_time(signed, now_ms)
         except Refused as e:
-            raise refusals.of(e) from None
-        queued = _Queued(signed, entries.new_salt())
-        self._queue.append(queued)
-        try:
-            await self._lead(queued)
-        except asyncio.CancelledError:
-            if not queued.taken:  # cancelled while it waited: it is never committed
-                self._queue.remove(queued)
-            raise
-        outcome = await queued.outcome
-        if isinstance(outcome, Refused):
-            raise refusals.of(outcome) from None
-        return outcome
+            return self.shared.refusals.of(e)
+        size = tx.wire_size(signed)
+        if size > tx.MAX_ENVELOPE:
+            detail = f"transaction: got {size} bytes, want at most {tx.MAX_ENVELOPE}"
+            return self.shared.refusals.refuse("transaction", detail, 413)
+        return _Queued(signed, entries.new_salt())
 
     async def _lead(self, queued: _Queued) -> None:
         """Wait for the lock; unless an earlier block took `queued`, commit the next block

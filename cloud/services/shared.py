@@ -32,6 +32,7 @@ class Shared:
     log: LogService
     refusals: Refusals
     verify_pool: Executor | None = None  # None: the loop's default executor
+    verify_threads: int = 1  # the pool's threads (cloud/services/handoff.py splits by it)
 
     async def appended(self) -> SignedCheckpoint:
         """Sign the checkpoint that includes what was just appended (and whatever other

@@ -6,6 +6,7 @@ Raises LedgerError (cloud/services/refusals.py): 403 "participant" or "access", 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,21 +23,26 @@ PUBLIC = "public"  # the read matrix's row for a reader without a token
 @dataclass(frozen=True)
 class Trace:
     """A lot's trace as one reader may see it: the state it was read at, and either the
-    lots with the holders and shipments of `legs`, or the global `figures`."""
+    lots with the holders and shipments of `legs` (each lot's JSON, as the index keeps it:
+    LotIndex.encoded), or the global `figures`."""
 
     gtin: str
     lot: str
     head: Head
     legs: frozenset[str]
-    lots: list[dict[str, Any]] | None
+    lots: list[bytes] | None
     figures: dict[str, Any] | None
 
-    def to_json(self) -> dict[str, Any]:
+    def encode(self) -> bytes:
+        """The answer's JSON (UTF-8): {"gtin", "lot", "state", "view", and "legs" and
+        "lots" or the figures}; the lots joined from their kept JSON, not encoded again."""
         answer: dict[str, Any] = {"gtin": self.gtin, "lot": self.lot, "state": self.head.to_json()}
         if self.figures is not None:
-            return answer | {"view": "global", **self.figures}
+            return json.dumps(answer | {"view": "global", **self.figures}).encode()
+        assert self.lots is not None
         legs = [leg for leg in policy.LEGS if leg in self.legs]  # the matrix's order
-        return answer | {"view": "flows", "legs": legs, "lots": self.lots}
+        opening = json.dumps(answer | {"view": "flows", "legs": legs})[:-1]  # without its "}"
+        return opening.encode() + b', "lots": [' + b", ".join(self.lots) + b"]}"
 
 
 class TraceService:
@@ -70,4 +76,4 @@ class TraceService:
             raise refusals.of(e) from None
         if seen.global_only:
             return Trace(gtin, lot, head, seen.legs, None, self.index.figures(gtin, lot))
-        return Trace(gtin, lot, head, seen.legs, self.index.visible(gtin, lot, seen.legs), None)
+        return Trace(gtin, lot, head, seen.legs, self.index.encoded(gtin, lot, seen.legs), None)

@@ -1,16 +1,21 @@
-"""Contract transactions and state (docs/contracts.md): POST a signed transaction, read the
-latest state root, and a lot's public facts with their state proofs."""
+"""Contract transactions and state (docs/contracts.md): POST a signed transaction (or a batch
+of them), read the latest state root, and a lot's public facts with their state proofs."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from cloud.api.problems import problem_json
 from cloud.api.routes import MAX_INDEX, int_query, json_body, lot_path
-from cloud.api.state import AUTH, CONTRACTS, READS, REPLAY
+from cloud.api.state import AUTH, CONTRACTS, READS, REFUSALS, REPLAY
 from cloud.contracts import tx
+from cloud.services.refusals import LedgerError
 from cloud.services.replay import MAX_PAGE
 
 routes = web.RouteTableDef()
+
+MAX_BATCH = 256  # envelopes in one POST /v1/tx/batch: a group-commit block's worth
+MAX_BATCH_BYTES = 16 * tx.MAX_ENVELOPE  # each entry is bounded by tx.MAX_ENVELOPE too
 
 
 @routes.post("/tx")
@@ -20,6 +25,28 @@ async def post_tx(request: web.Request) -> web.Response:
     envelope = await json_body(request, tx.MAX_ENVELOPE, "transaction")
     accepted = await request.config_dict[CONTRACTS].submit(envelope)
     return web.json_response(accepted.to_json(), status=201)
+
+
+@routes.post("/tx/batch")
+async def post_tx_batch(request: web.Request) -> web.Response:
+    """Apply a JSON array of 1 to MAX_BATCH signed transaction envelopes (at most
+    MAX_BATCH_BYTES), in their order, each on its own (all or nothing, as POST /v1/tx);
+    200 with "results": per envelope, in the same order, its 201 answer or its problem
+    document, each with its "status". The whole request is refused (400 "batch", 413) only
+    when it is not such an array."""
+    envelopes = await json_body(request, MAX_BATCH_BYTES, "batch")
+    if type(envelopes) is not list or not 1 <= len(envelopes) <= MAX_BATCH:
+        got = f"{len(envelopes)} entries" if type(envelopes) is list else "not an array"
+        want = f"an array of 1 to {MAX_BATCH} transaction envelopes"
+        raise request.config_dict[REFUSALS].refuse("batch", f"batch: got {got}, want {want}", 400)
+    outcomes = await request.config_dict[CONTRACTS].submit_many(envelopes)
+    results = [
+        problem_json(o.status, o.reason, o.detail)
+        if isinstance(o, LedgerError)
+        else {"status": 201, **o.to_json()}
+        for o in outcomes
+    ]
+    return web.json_response({"results": results})
 
 
 @routes.get("/tx")

@@ -19,4 +19,4 @@ async def trace(request: web.Request) -> web.Response:
     gtin, number = lot_path(request)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
     found = await request.config_dict[TRACES].trace(gtin, number, reader)
-    return web.json_response(found.to_json())
+    return web.Response(body=found.encode(), content_type="application/json")

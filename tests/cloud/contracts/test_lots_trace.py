@@ -6,6 +6,7 @@ decides each stakeholder's view from its matrix row."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -78,6 +79,8 @@ def same_as_rebuilt(world: Indexed) -> None:
     for lot in lots.descendants(world.state, GTIN, "B7"):
         for legs in (ALL_LEGS, RETAILER_LEGS):
             assert world.index.visible(GTIN, lot, legs) == rebuilt.visible(GTIN, lot, legs)
+            kept = [json.loads(text) for text in world.index.encoded(GTIN, lot, legs)]
+            assert kept == rebuilt.visible(GTIN, lot, legs)  # the kept JSON is not stale
         assert world.index.figures(GTIN, lot) == rebuilt.figures(GTIN, lot)
         for name in world.parties:
             pid = world.parties[name].did
@@ -156,6 +159,17 @@ def test_the_global_figures_count_per_role_and_region_and_name_no_one() -> None:
     assert "did:" not in text and "B7" not in text and "MD-1" not in text
     # Units are conserved: made = held + in transit + dispensed.
     assert sum(figures["totals"][k] for k in ("held", "in_transit", "dispensed")) == 1000
+
+
+def test_the_global_figures_are_kept_until_the_index_changes() -> None:
+    world = story()
+    first = world.index.figures(GTIN, "B7")
+    assert world.index.figures(GTIN, "B7") is first  # asked again: the kept answer
+    before = first["totals"]["in_transit"]
+    world.ship("R3", "B7-2", "RX-1", "P", 20)  # R3 holds 50 of B7-2
+    again = world.index.figures(GTIN, "B7")
+    assert again is not first and again["totals"]["in_transit"] == before + 20
+    assert again == LotIndex.of(world.state).figures(GTIN, "B7")
 
 
 def test_an_unknown_lot_raises() -> None:
