@@ -38,6 +38,7 @@ the LotColdChain objects, which replay rebuilds.
 
 from __future__ import annotations
 
+import datetime
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -205,12 +206,29 @@ def public_verdict(verdict: Quarantine) -> tuple[str, int]:
     its time in ms (the excursion's raised time, the gap's end)."""
     e, gap = verdict.excursion, verdict.gap
     if e is not None:
+        start = utc(e.start_s)
         if e.kind == "cumulative":
-            return f"cold chain: {e.worst_cc} s out of range from {e.start_s}", e.raised_s * 1000
-        worst = f"worst {e.worst_cc} centi-°C"
-        return f"cold chain: {e.kind} excursion from {e.start_s}, {worst}", e.raised_s * 1000
+            return f"cold chain: {e.worst_cc} s out of range from {start}", e.raised_s * 1000
+        worst = f"worst {celsius(e.worst_cc)}"
+        return f"cold chain: {e.kind} excursion from {start}, {worst}", e.raised_s * 1000
     assert gap is not None
-    return f"cold chain: no reading from {gap.start_s} to {gap.end_s}", gap.end_s * 1000
+    return (
+        f"cold chain: no reading from {utc(gap.start_s)} to {utc(gap.end_s)}",
+        gap.end_s * 1000,
+    )
+
+
+def utc(seconds: int) -> str:
+    """A reading's time as people read it on the public record: ISO 8601, UTC, to the
+    second (deterministic: no local zone, no float)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def celsius(centi: int) -> str:
+    """Centi-°C as °C with two decimals, by integer arithmetic (no float in a record)."""
+    sign = "-" if centi < 0 else ""
+    whole, part = divmod(abs(centi), 100)
+    return f"{sign}{whole}.{part:02d} °C"
 
 
 def _public(rtype: Any, fields: list[str], value: dict[str, Any]) -> Record:

@@ -110,7 +110,8 @@ def test_an_excursion_quarantines_the_lot_by_readings_alone_until_dispose() -> N
     quality = live.quality()
     assert (quality["status"], quality["source"]) == ("quarantined", "cold-chain")
     assert (
-        quality["reason"] == f"cold chain: high excursion from {NOW_S + 600}, worst 1000 centi-°C"
+        quality["reason"]
+        == f"cold chain: high excursion from {lots_coldchain.utc(NOW_S + 600)}, worst 10.00 °C"
     )
     assert quality["since"] == (NOW_S + 600 + 900) * 1000  # raised at the delay, not evaluated
     record = live.state.record(lots.QUALITY, GTIN, "L1")
@@ -222,3 +223,15 @@ def test_readings_timed_after_a_receive_already_in_do_not_stop_it() -> None:
     assert leg.end_s == NOW_S + 540
     _, _, roots = replay(live.events)
     assert roots == live.roots
+
+
+def test_the_public_reason_reads_as_people_read_times_and_temperatures() -> None:
+    assert lots_coldchain.utc(0) == "1970-01-01T00:00:00Z"
+    assert lots_coldchain.utc(1796546501) == "2026-12-06T08:41:41Z"
+    assert [lots_coldchain.celsius(c) for c in (650, 5, -5, -250, 0)] == [
+        "6.50 °C",
+        "0.05 °C",
+        "-0.05 °C",
+        "-2.50 °C",
+        "0.00 °C",
+    ]
