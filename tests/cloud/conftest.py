@@ -22,6 +22,8 @@ import asyncpg
 import pytest
 
 from cloud.storage.store import Store
+from tests.cloud.api.test_app import Cloud, settings, start
+from tests.cloud.contracts.world import REGULATOR
 from tests.conftest import need_or_skip
 
 ENGINES = ["sqlite", "postgres"]
@@ -113,3 +115,17 @@ async def database(request: pytest.FixtureRequest) -> str | None:
     if request.param == "postgres":
         return await fresh_schema(request.getfixturevalue("postgres_database"))
     return None
+
+
+@pytest.fixture
+async def regulated(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
+    """A cloud app served on a local port whose regulator is the contract tests' REGULATOR
+    (tests/cloud/contracts/world.py), on each engine."""
+    server, session = await start(
+        settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
+    )
+    try:
+        yield Cloud(server, session)
+    finally:
+        await session.close()
+        await server.close()

@@ -6,7 +6,6 @@ SQLite and PostgreSQL; the command runs on a thread of its own (it runs its own 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -14,7 +13,7 @@ import pytest
 
 from cloud.audit.replay import replay
 from cloud.cli import main
-from tests.cloud.api.test_app import Cloud, settings, start
+from tests.cloud.api.test_app import Cloud
 from tests.cloud.api.test_tx import admit, applied
 from tests.cloud.contracts.world import REGULATOR, party
 
@@ -22,15 +21,9 @@ AUDITOR = party("auditor")
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
-    server, session = await start(
-        settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
-    )
-    try:
-        yield Cloud(server, session)
-    finally:
-        await session.close()
-        await server.close()
+def cloud(regulated: Cloud) -> Cloud:
+    """The regulated cloud (tests/cloud/conftest.py), by the name these tests use."""
+    return regulated
 
 
 def key_file(folder: Path, name: str, secret: bytes) -> str:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,21 +16,15 @@ from cloud.contracts import auth, tx
 from cloud.services.refusals import LedgerError
 from device import schnorr
 from gateway import config_entry
-from tests.cloud.api.test_app import Cloud, settings, start
+from tests.cloud.api.test_app import Cloud
 from tests.cloud.api.test_tx import M, admit, applied, commission
 from tests.cloud.contracts.world import REGULATOR, Party, party
 
 
 @pytest.fixture
-async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
-    server, session = await start(
-        settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
-    )
-    try:
-        yield Cloud(server, session)
-    finally:
-        await session.close()
-        await server.close()
+def cloud(regulated: Cloud) -> Cloud:
+    """The regulated cloud (tests/cloud/conftest.py), by the name these tests use."""
+    return regulated
 
 
 async def challenge(cloud: Cloud) -> bytes:
