@@ -27,7 +27,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
 
+from cloud import serve_child  # noqa: E402
 from cloud.api.app import make_app  # noqa: E402
 from cloud.demo import free_port  # noqa: E402
 from cloud.log.verified import Verified  # noqa: E402
@@ -54,7 +54,7 @@ from gateway import batch  # noqa: E402
 from gateway import registry_change as registry  # noqa: E402
 from gateway.note import Signer  # noqa: E402
 
-EXE = Path(sys.executable).parent / "pharmasync"
+EXE = serve_child.EXE
 BATCH = 1024
 INGEST_TARGET = 10_000.0
 RATIO_TARGET = 0.5
@@ -102,22 +102,13 @@ def raw_verify_rate(wires: list[bytes]) -> float:
 async def ingest_rate(plan: dict[str, Any], data: Path, database: str | None) -> dict[str, Any]:
     owner = os.urandom(32)
     port = free_port()
-    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
-    args += ["--owner", schnorr.pubkey(owner).hex()]
+    options = ["--owner", schnorr.pubkey(owner).hex()]
     if database:
-        args += ["--database", database]
-    log = (data.parent / f"cloud-{port}.log").open("w")
-    server = subprocess.Popen(args, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+        options += ["--database", database]
+    log = (data.parent / f"cloud-{port}.log").open("wb")
+    server, url = await asyncio.to_thread(serve_child.start, data, port, *options, log=log)
     try:
         async with aiohttp.ClientSession(base_url=url) as http:
-            for _ in range(200):
-                try:
-                    async with http.get("/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
             now = int(time.time())
             changes: list[registry.Change] = [
                 registry.GatewayRegistration(schnorr.pubkey(g), now, site="b")

@@ -61,9 +61,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cloud import serve_child  # noqa: E402
 from device import reading, schnorr, topics  # noqa: E402
 
-EXE = Path(sys.executable).parent / "pharmasync"
+EXE = serve_child.EXE
 SITE = "drain"
 SLOTS = 4096  # device/backlog.py SLOTS: the firmware's maximum backlog
 CACHE_MAX_AGE_S = 3 * 86400  # backlog cache reused while its newest reading is this young
@@ -331,19 +332,10 @@ class Watcher:
 
 
 def start_cloud(data: Path, port: int, owner: bytes, log: Path) -> subprocess.Popen[bytes]:
-    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
-    args += ["--owner", schnorr.pubkey(owner).hex()]
-    proc = subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    import urllib.request
-
-    for _ in range(400):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"cloud did not start: see {log}")
+    proc, _ = serve_child.start(
+        data, port, "--owner", schnorr.pubkey(owner).hex(), log=log.open("ab")
+    )
+    return proc
 
 
 async def register_in_cloud(port: int, owner: bytes, gateway: bytes, keys: list[bytes]) -> None:

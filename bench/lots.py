@@ -73,6 +73,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from crypto import MESSAGE, SECRET, per_second  # noqa: E402  (bench/crypto.py)
 
+from cloud import serve_child  # noqa: E402
 from cloud.audit.replay import replay  # noqa: E402
 from cloud.contracts import auth, catalog, didkey, tx  # noqa: E402
 from cloud.contracts.engine import State  # noqa: E402
@@ -92,7 +93,7 @@ def _bench_cloud() -> Any:
     return module
 
 
-EXE = Path(sys.executable).parent / "pharmasync"
+EXE = serve_child.EXE
 APPLY_TARGET = 2_000.0  # transactions/s over HTTP, both databases
 REPLAY_TARGET = 3_000.0  # transactions/s
 GROWTH_TARGET = 1.5  # state-root cost per transaction, 1M / 10k records
@@ -161,27 +162,14 @@ async def start_server(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `pharmasync cloud serve` with the bench's regulator (and registry owner `owner`,
     if given); return it and its URL."""
-    port = free_port()
-    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
-    args += ["--regulator", schnorr.pubkey(REGULATOR).hex()]
+    options = ["--regulator", schnorr.pubkey(REGULATOR).hex()]
     if owner is not None:
-        args += ["--owner", schnorr.pubkey(owner).hex()]
+        options += ["--owner", schnorr.pubkey(owner).hex()]
     if database:
-        args += ["--database", database]
-    data.mkdir(parents=True)
-    log = (data.parent / f"cloud-{port}.log").open("w")
-    server = subprocess.Popen(args, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(400):
-            try:
-                async with http.get(f"{url}/healthz") as r:
-                    if r.status == 200:
-                        return server, url
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-    server.kill()
-    raise SystemExit(f"error: the cloud on port {port} did not start (see {log.name})")
+        options += ["--database", database]
+    port = free_port()
+    log = (data.parent / f"cloud-{port}.log").open("wb")
+    return await asyncio.to_thread(serve_child.start, data, port, *options, log=log)
 
 
 async def post(http: aiohttp.ClientSession, url: str, signed: tx.SignedTx) -> None:

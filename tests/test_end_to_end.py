@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cloud import serve_child
 from device import reading, schnorr, simulate
 from gateway import app as gateway_app
 from gateway import batch, merkle, settings
@@ -30,7 +31,7 @@ from gateway.note import Verifier
 from tests.conftest import Mosquitto, free_port
 from tests.gateway.test_gateway_e2e import register, sim_settings
 
-EXE = Path(sys.executable).parent / "pharmasync"
+EXE = serve_child.EXE
 SITE = "e2e"
 
 
@@ -42,29 +43,19 @@ class CloudProcess:
     """`pharmasync cloud serve` in a subprocess, killed and restarted at will."""
 
     def __init__(self, data: Path, port: int, owner: str) -> None:
-        self.args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port)]
-        self.args += ["--owner", owner]
+        self.data, self.port, self.owner = data, port, owner
         self.url = f"http://127.0.0.1:{port}"
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    async def start(self) -> None:
+        self.proc, _ = await asyncio.to_thread(
+            serve_child.start, self.data, self.port, "--owner", self.owner
         )
-        for _ in range(200):
-            try:
-                async with http.get(f"{self.url}/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-        raise AssertionError("the cloud did not start")
 
     async def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
+        await asyncio.to_thread(self.proc.wait)
 
 
 async def watch_checkpoints(url: str, seen: list[str], http: aiohttp.ClientSession) -> None:
@@ -115,7 +106,7 @@ async def test_boxes_to_ledger_with_cloud_kills_loses_nothing_and_forks_nothing(
     )
     served: list[str] = []
     async with aiohttp.ClientSession() as http:
-        await cloud.start(http)
+        await cloud.start()
         base = ["cloud", "register", "--cloud", cloud.url, "--owner-key", str(owner_key)]
         for what in (["gateway", gw_key.hex()], *(["box", b.key.hex()] for b in boxes)):
             out = pharmasync(*base, *what, "--site", SITE)
@@ -130,7 +121,7 @@ async def test_boxes_to_ledger_with_cloud_kills_loses_nothing_and_forks_nothing(
                 await asyncio.sleep(1.5)
                 await cloud.kill()  # mid-stream, mid-upload
                 await asyncio.sleep(0.5)
-                await cloud.start(http)
+                await cloud.start()
             await asyncio.sleep(1.0)
         finally:
             for b in boxes:

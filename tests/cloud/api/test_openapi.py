@@ -12,12 +12,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from cloud import serve_child
 from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -27,28 +26,9 @@ def test_the_running_app_conforms_to_its_openapi_document(tmp_path: Path) -> Non
     if not (BIN / "st").exists() or not (BIN / "pharmasync").exists():
         pytest.skip("schemathesis or the pharmasync command is not installed in this venv")
     port = free_port()
-    log = (tmp_path / "cloud.log").open("w")  # a file: a pipe nobody reads would fill and block
-    cloud = subprocess.Popen(
-        [
-            str(BIN / "pharmasync"),
-            "cloud",
-            "serve",
-            "--data-dir",
-            str(tmp_path),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "cloud.log").open("wb")  # a file: a pipe nobody reads would fill and block
+    cloud, url = serve_child.start(tmp_path, port, log=log)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         run = subprocess.run(
             [
                 str(BIN / "st"),

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cloud import serve_child
 from device import schnorr
 from gateway import batch, merkle
 from gateway import registry_change as registry
@@ -23,32 +24,18 @@ from tests.cloud.api.test_app import OWNER
 from tests.cloud.services.test_ingest import BOX, readings
 from tests.conftest import free_port
 
-EXE = Path(sys.executable).parent / "pharmasync"
+EXE = serve_child.EXE
 GATEWAYS = [bytes(31) + bytes([0x41 + i]) for i in range(2)]
 
 
 async def start_cloud(
     data: Path, *options: str, log: str = "worker"
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `pharmasync cloud serve` with `options` as a process of its own (its stderr in
+    """Start `pharmasync cloud serve` with `options` as a process of its own (its output in
     `<log>-<port>.log` beside `data`); return it and its URL once /healthz answers."""
     port = free_port()
-    args = [str(EXE), "cloud", "serve", "--data-dir", str(data), "--port", str(port), *options]
-    data.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        args, stdout=subprocess.DEVNULL, stderr=(data.parent / f"{log}-{port}.log").open("w")
-    )
-    url = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(400):
-            try:
-                async with http.get(f"{url}/healthz") as r:
-                    if r.status == 200:
-                        return proc, url
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"the cloud on port {port} did not start (see its {log} log)")
+    out = (data.parent / f"{log}-{port}.log").open("wb")
+    return await asyncio.to_thread(serve_child.start, data, port, *options, log=out)
 
 
 async def start_worker(data: Path, dsn: str) -> tuple[subprocess.Popen[bytes], str]:
