@@ -57,7 +57,7 @@ DATE: Final = "YYMMDD"
 CSET82: Final = "X"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AiSpec:
     """One Application Identifier: its title, value format and length (GS1 General
     Specifications §3.2); `fixed` is True for a predefined-length element (no FNC1 after)."""
@@ -118,9 +118,6 @@ AI_TABLE: Final[dict[str, AiSpec]] = {
 # GS1 AIs are prefix-free: no AI is the start of another, so the 2-, 3- then 4-digit
 # candidate that is in the table is the AI (§3.1: an AI is 2 to 4 digits).
 _ACCEPTED = ", ".join(AI_TABLE)
-_AI2 = {ai: spec for ai, spec in AI_TABLE.items() if len(ai) == 2}
-_AI3 = {ai: spec for ai, spec in AI_TABLE.items() if len(ai) == 3}
-assert len(_AI2) + len(_AI3) == len(AI_TABLE)  # no 4-digit AI accepted yet
 _CHECKED_AI = {"00": "SSCC", "01": "GTIN", "02": "GTIN"}  # the rest of CHECKED are GLNs
 
 
@@ -169,6 +166,12 @@ def _length_text(spec: AiSpec) -> str:
 
 
 _CHECKS: Final = {ai: _checker(spec) for ai, spec in AI_TABLE.items()}
+# The parser's view of the table, by AI length: (ai, fixed, length or maximum, check, spec).
+_Entry = tuple[str, bool, int, Callable[[str, datetime.date], str], AiSpec]
+_AI2: Final[dict[str, _Entry]] = {}
+_AI3: Final[dict[str, _Entry]] = {}
+for _ai, _s in AI_TABLE.items():
+    {2: _AI2, 3: _AI3}[len(_ai)][_ai] = (_ai, _s.fixed, _s.max_len, _CHECKS[_ai], _s)
 
 
 class Scan(NamedTuple):
@@ -214,9 +217,9 @@ class Scan(NamedTuple):
 def _ai_at(text: str, pos: int) -> AiSpec:
     """The AI that starts at `pos`: the 2- or 3-digit prefix that is in the table. Raises
     Gs1Error naming the first two digits (an AI's shortest form) when none is."""
-    spec = _AI2.get(text[pos : pos + 2]) or _AI3.get(text[pos : pos + 3])
-    if spec is not None:
-        return spec
+    entry = _AI2.get(text[pos : pos + 2]) or _AI3.get(text[pos : pos + 3])
+    if entry is not None:
+        return entry[4]
     head = text[pos : pos + 2]
     if not (len(head) == 2 and head.isascii() and head.isdigit()):
         raise Gs1Error(head or "?", text[pos : pos + 24], "an AI (2 to 4 digits) here")
@@ -248,34 +251,32 @@ def parse_raw(text: str, today: datetime.date) -> list[tuple[str, str]]:
         raise Gs1Error("01", text, "an element string, not an empty one")
     out: list[tuple[str, str]] = []
     pos, end = 0, len(text)
-    ai2, ai3, checks, find = (
-        _AI2,
-        _AI3,
-        _CHECKS,
-        text.find,
-    )  # locals: this loop is the counter's hot path
+    ai2, ai3, find = _AI2, _AI3, text.find  # locals: this loop is the counter's hot path
     while pos < end:
-        spec = ai2.get(text[pos : pos + 2]) or ai3.get(text[pos : pos + 3]) or _ai_at(text, pos)
-        ai = spec.ai
+        entry = ai2.get(text[pos : pos + 2]) or ai3.get(text[pos : pos + 3])
+        if entry is None:
+            _ai_at(text, pos)  # raises, naming what stands where an AI should
+            raise AssertionError("unreachable")
+        ai, fixed, most, check, spec = entry
         pos += len(ai)
-        if spec.fixed:
-            stop = pos + spec.max_len
+        if fixed:
+            stop = pos + most
             value = text[pos:stop]
             if stop > end or GS in value:
-                raise Gs1Error(ai, value, f"{spec.max_len} characters (a fixed length)")
+                raise Gs1Error(ai, value, f"{most} characters (a fixed length)")
             if stop < end and text[stop] == GS:  # tolerated: an FNC1 no rule asks for
                 stop += 1
-            out.append((ai, checks[ai](value, today)))
+            out.append((ai, check(value, today)))
             pos = stop
             continue
         stop = find(GS, pos)
         if stop < 0:
             stop = end
         value = text[pos:stop]
-        if len(value) > spec.max_len or not value:
+        if len(value) > most or not value:
             _refuse_variable(spec, value)
         try:
-            out.append((ai, checks[ai](value, today)))
+            out.append((ai, check(value, today)))
         except Gs1Error as e:
             _refuse_variable(spec, value, e)
         pos = stop + 1
@@ -338,15 +339,13 @@ def elements_to_scan(elements: list[tuple[str, str]], today: datetime.date) -> S
     """Return the Scan of checked elements (AI 17 read on `today`): refuses (Gs1Error) a scan
     without AI 01, an AI repeated with a different value (one value per AI in a scan) and
     AI 02 beside AI 01 (an invalid pair in the General Specifications' §4.14)."""
-    seen: dict[str, str] = {}
-    other: list[tuple[str, str]] = []
-    for ai, value in elements:
-        before = seen.setdefault(ai, value)
-        if before is value:
-            if ai not in _SCAN_FIELDS:
-                other.append((ai, value))
-        elif before != value:
-            raise Gs1Error(ai, value, f"one value per scan; it already read {before!r}")
+    seen = dict(elements)  # a repeated AI keeps its first place (and its last value)
+    if len(seen) != len(elements):
+        first: dict[str, str] = {}
+        for ai, value in elements:
+            before = first.setdefault(ai, value)
+            if before != value:
+                raise Gs1Error(ai, value, f"one value per scan; it already read {before!r}")
     gtin = seen.get(gs1.AI_GTIN)
     if gtin is None:
         raise Gs1Error(gs1.AI_GTIN, "no AI 01", "a GTIN (AI 01) in a pack's scan")
@@ -358,7 +357,7 @@ def elements_to_scan(elements: list[tuple[str, str]], today: datetime.date) -> S
         seen.get(gs1.AI_BATCH_LOT),
         None if expiry is None else _date(gs1.AI_EXPIRY, expiry, today),
         seen.get(gs1.AI_SERIAL),
-        tuple(other),
+        tuple(item for item in seen.items() if item[0] not in _SCAN_FIELDS),
     )
 
 
@@ -371,8 +370,31 @@ def parse_element_string(text: str, today: datetime.date) -> Scan:
     (or "symbology") with got/want; never anything else, whatever `text` holds."""
     if not isinstance(text, str):
         raise Gs1Error("01", type(text).__name__, "an element string (str)")
-    elements = parse_hri(text, today) if text.startswith("(") else parse_raw(text, today)
-    return elements_to_scan(elements, today)
+    if text.startswith("("):
+        return elements_to_scan(parse_hri(text, today), today)
+    pack = _PACK.match(text)
+    if pack is not None:  # the usual pack: one regular expression instead of the loop
+        gtin, expiry, lot, serial = pack.groups()
+        try:
+            return Scan(
+                gs1.gtin14(gtin),
+                gs1.lot(lot),
+                _date(gs1.AI_EXPIRY, expiry, today),
+                gs1.serial(serial),
+            )
+        except Gs1Error:
+            pass  # the loop below refuses it, with its own words for a missing separator
+    return elements_to_scan(parse_raw(text, today), today)
+
+
+# What nearly every pack's DataMatrix sends: 01 17 10 GS 21 (PACK_ORDER), with or without a
+# symbology identifier or leading FNC1. A match is checked with the same rules as the loop
+# (tests/cloud/contracts/test_gs1_element.py checks that both read every input alike).
+_PACK = re.compile(
+    "(?:" + "|".join(re.escape(s) for s in GS1_SYMBOLOGIES) + ")?" + GS + "?"
+    r"01(\d{14})17(\d{6})10([^\x1d]{1,20})\x1d21([^\x1d]{1,20})\Z",
+    re.ASCII,
+)
 
 
 # -- building ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cloud.contracts import gs1
@@ -19,7 +19,10 @@ from cloud.contracts.gs1_element import (
     PREDEFINED_LENGTH,
     Scan,
     build_element_string,
+    elements_to_scan,
     parse_element_string,
+    parse_hri,
+    parse_raw,
 )
 from tests.cloud.contracts.gs1_strategies import gtins, set82
 
@@ -276,3 +279,41 @@ def test_arbitrary_input_raises_nothing_but_gs1_error(text: str) -> None:
 def test_a_non_string_is_refused() -> None:
     with pytest.raises(Gs1Error):
         parse_element_string(b"0109506000134352", TODAY)  # type: ignore[arg-type]
+
+
+def _generic(text: str) -> Scan | str:
+    """The general loop's reading of a raw element string (no fast path), or its refusal."""
+    parse = parse_hri if text.startswith("(") else parse_raw
+    try:
+        return elements_to_scan(parse(text, TODAY), TODAY)
+    except Gs1Error as e:
+        return str(e)
+
+
+def _parsed(text: str) -> Scan | str:
+    try:
+        return parse_element_string(text, TODAY)
+    except Gs1Error as e:
+        return str(e)
+
+
+pack_like = st.builds(
+    lambda prefix, gtin, date, lot, sep, serial, tail: (
+        prefix + "01" + gtin + "17" + date + "10" + lot + sep + "21" + serial + tail
+    ),
+    st.sampled_from(["", "]d2", "]C1", "]Q3", "]e0", GS, "]d2" + GS, "]d1"]),
+    gtins() | st.text(alphabet="0123456789", min_size=14, max_size=14),
+    yymmdds() | st.text(alphabet="0123456789", min_size=6, max_size=6),
+    set82 | st.text(min_size=0, max_size=22),
+    st.sampled_from([GS, "", GS + GS]),
+    set82 | st.text(min_size=0, max_size=22),
+    st.sampled_from(["", GS, GS + "3712", "17270300"]),
+)
+
+
+@settings(max_examples=500)
+@given(pack_like | set82)
+def test_the_usual_pack_fast_path_reads_as_the_general_loop(text: str) -> None:
+    """parse_element_string matches the usual 01 17 10 GS 21 with one regular expression;
+    it must answer exactly as the general loop does, refusals included."""
+    assert _parsed(text) == _generic(text)
