@@ -154,11 +154,15 @@ def part_scans(args: argparse.Namespace) -> dict[str, Any]:
             f"{name:>22}: {f['per_s_wall']:>10,.0f} scans/s wall, {f['per_s_cpu']:>10,.0f} "
             f"by CPU time, {f['us_per_scan_wall']:.2f} µs/scan, {f['refused']} refused"
         )
-    met = figures["element_string"]["per_s_wall"] >= 100_000
+    # On a shared machine the wall clock counts the time other processes hold the core; the
+    # process's CPU time is what the parser itself costs. Both are judged, and printed.
+    met_wall = figures["element_string"]["per_s_wall"] >= 100_000
+    met_cpu = figures["element_string"]["per_s_cpu"] >= 100_000
     print(
-        f"{'target':>22}: element strings >= 100,000 scans/s (wall): {'met' if met else 'NOT met'}"
+        f"{'target':>22}: element strings >= 100,000 scans/s: by CPU time "
+        f"{'met' if met_cpu else 'NOT met'}, by wall time {'met' if met_wall else 'NOT met'}"
     )
-    return {"scans": args.scans, **figures, "target_met": met}
+    return {"scans": args.scans, **figures, "target_met_cpu": met_cpu, "target_met_wall": met_wall}
 
 
 PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"scans": part_scans}
@@ -179,6 +183,8 @@ def main() -> None:
     for name in args.parts.split(","):
         print(f"-- {name}")
         out[name] = PARTS[name](args)
+    out["load_average_end"] = os.getloadavg()[0]
+    print(f"load average {out['load_average_end']:.2f} at the end")
     print(json.dumps(out))
 
 

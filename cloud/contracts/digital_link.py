@@ -174,9 +174,9 @@ def _parse_path(path: str, today: datetime.date) -> tuple[str, dict[str, str], s
         found.append((ai, value))
     found.reverse()
     order = [ai for ai, _ in found]
-    for ai in order:
-        if order.count(ai) > 1:
-            raise DigitalLinkError("path", "/".join(segments[i:]), f"AI {ai} once, not repeated")
+    if len(set(order)) != len(order):
+        twice = next(ai for ai in order if order.count(ai) > 1)
+        raise DigitalLinkError("path", "/".join(segments[i:]), f"AI {twice} once, not repeated")
     if order != [ai for ai in QUALIFIERS if ai in order]:
         raise DigitalLinkError(
             "path", "/".join(segments[i:]), "key qualifiers in the order 22, 10, 21"
@@ -239,7 +239,7 @@ def parse_digital_link(uri: str, today: datetime.date) -> DigitalLink:
         lot=qualifiers.get(gs1.AI_BATCH_LOT),
         serial=qualifiers.get(gs1.AI_SERIAL),
         attributes=tuple(attributes),
-        expiry=None if expiry is None else gs1.expiry(expiry, today),
+        expiry=None if expiry is None else gs1_element.read_date(gs1.AI_EXPIRY, expiry, today),
         link_type=link_type,
         extra=tuple(extra),
         base=base + prefix,

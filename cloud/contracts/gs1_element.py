@@ -29,7 +29,7 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, NoReturn
 
 from cloud.contracts import gs1
 from cloud.contracts.gs1 import Gs1Date, Gs1Error
@@ -115,18 +115,19 @@ AI_TABLE: Final[dict[str, AiSpec]] = {
         _spec("715", "NHRN NDC", CSET82, 20, variable=True),
     )
 }
-# GS1 AIs are prefix-free: no AI is the start of another, so the 2-, 3- then 4-digit
-# candidate that is in the table is the AI (§3.1: an AI is 2 to 4 digits).
+# GS1 AIs are prefix-free: no AI is the start of another, so the 2- then 3-digit candidate
+# that is in the table is the AI (an AI has 2 to 4 digits; none of 4 is accepted here).
 _ACCEPTED = ", ".join(AI_TABLE)
 _CHECKED_AI = {"00": "SSCC", "01": "GTIN", "02": "GTIN"}  # the rest of CHECKED are GLNs
 
 
 # gs1.yymmdd is pure: a counter sees few distinct dates, so their reading is kept.
-_date = functools.lru_cache(maxsize=4096)(gs1.yymmdd)
+read_date: Final = functools.lru_cache(maxsize=4096)(gs1.yymmdd)
+"""gs1.yymmdd(ai, value, today), its answers kept: the date a six-digit value means."""
 
 
 def check_value(ai: str, value: str, today: datetime.date) -> str:
-    """Return `value` checked as AI `ai`'s (a GTIN-14 padded for 01/02); raises Gs1Error for
+    """Return `value` checked as AI `ai`'s (a GTIN-8/12/13 padded to 14 for 01); raises Gs1Error for
     an AI not in AI_TABLE or a value not of its format, naming the AI with got/want."""
     check = _CHECKS.get(ai)
     if check is None:
@@ -140,7 +141,7 @@ def _checker(spec: AiSpec) -> Callable[[str, datetime.date], str]:
     if spec.kind == CSET82:
         return lambda value, _today: gs1.cset82(ai, value, most)
     if spec.kind == DATE:
-        return lambda value, today: _date(ai, value, today).yymmdd
+        return lambda value, today: read_date(ai, value, today).yymmdd
     if ai == gs1.AI_GTIN:
         return lambda value, _today: gs1.gtin14(value)
 
@@ -170,6 +171,7 @@ _CHECKS: Final = {ai: _checker(spec) for ai, spec in AI_TABLE.items()}
 _Entry = tuple[str, bool, int, Callable[[str, datetime.date], str], AiSpec]
 _AI2: Final[dict[str, _Entry]] = {}
 _AI3: Final[dict[str, _Entry]] = {}
+assert all(len(ai) in (2, 3) for ai in AI_TABLE)
 for _ai, _s in AI_TABLE.items():
     {2: _AI2, 3: _AI3}[len(_ai)][_ai] = (_ai, _s.fixed, _s.max_len, _CHECKS[_ai], _s)
 
@@ -214,12 +216,10 @@ class Scan(NamedTuple):
         return [(ai, v) for ai, v in known if v is not None] + list(self.other)
 
 
-def _ai_at(text: str, pos: int) -> AiSpec:
-    """The AI that starts at `pos`: the 2- or 3-digit prefix that is in the table. Raises
-    Gs1Error naming the first two digits (an AI's shortest form) when none is."""
-    entry = _AI2.get(text[pos : pos + 2]) or _AI3.get(text[pos : pos + 3])
-    if entry is not None:
-        return entry[4]
+def _unknown_ai(text: str, pos: int) -> NoReturn:
+    """Raise the Gs1Error for what stands at `pos` where an AI should, no 2- or 3-digit
+    prefix there being in the table: it names the first two digits (an AI's shortest form),
+    or the two characters that are no digits."""
     head = text[pos : pos + 2]
     if not (len(head) == 2 and head.isascii() and head.isdigit()):
         raise Gs1Error(head or "?", text[pos : pos + 24], "an AI (2 to 4 digits) here")
@@ -255,8 +255,7 @@ def parse_raw(text: str, today: datetime.date) -> list[tuple[str, str]]:
     while pos < end:
         entry = ai2.get(text[pos : pos + 2]) or ai3.get(text[pos : pos + 3])
         if entry is None:
-            _ai_at(text, pos)  # raises, naming what stands where an AI should
-            raise AssertionError("unreachable")
+            _unknown_ai(text, pos)
         ai, fixed, most, check, spec = entry
         pos += len(ai)
         if fixed:
@@ -355,7 +354,7 @@ def elements_to_scan(elements: list[tuple[str, str]], today: datetime.date) -> S
     return Scan(
         gtin,
         seen.get(gs1.AI_BATCH_LOT),
-        None if expiry is None else _date(gs1.AI_EXPIRY, expiry, today),
+        None if expiry is None else read_date(gs1.AI_EXPIRY, expiry, today),
         seen.get(gs1.AI_SERIAL),
         tuple(item for item in seen.items() if item[0] not in _SCAN_FIELDS),
     )
@@ -379,7 +378,7 @@ def parse_element_string(text: str, today: datetime.date) -> Scan:
             return Scan(
                 gs1.gtin14(gtin),
                 gs1.lot(lot),
-                _date(gs1.AI_EXPIRY, expiry, today),
+                read_date(gs1.AI_EXPIRY, expiry, today),
                 gs1.serial(serial),
             )
         except Gs1Error:
