@@ -370,8 +370,11 @@ def parse_element_string(text: str, today: datetime.date) -> Scan:
     if not isinstance(text, str):
         raise Gs1Error("01", type(text).__name__, "an element string (str)")
     if text.startswith("("):
-        return elements_to_scan(parse_hri(text, today), today)
-    pack = _PACK.match(text)
+        pack = _PACK_HRI.match(text)
+        if pack is None:
+            return elements_to_scan(parse_hri(text, today), today)
+    else:
+        pack = _PACK.match(text)
     if pack is not None:  # the usual pack: one regular expression instead of the loop
         gtin, expiry, lot, serial = pack.groups()
         try:
@@ -382,17 +385,22 @@ def parse_element_string(text: str, today: datetime.date) -> Scan:
                 gs1.serial(serial),
             )
         except Gs1Error:
-            pass  # the loop below refuses it, with its own words for a missing separator
-    return elements_to_scan(parse_raw(text, today), today)
+            pass  # the general parser below refuses it, in its own words
+    parse = parse_hri if text.startswith("(") else parse_raw
+    return elements_to_scan(parse(text, today), today)
 
 
 # What nearly every pack's DataMatrix sends: 01 17 10 GS 21 (PACK_ORDER), with or without a
-# symbology identifier or leading FNC1. A match is checked with the same rules as the loop
-# (tests/cloud/contracts/test_gs1_element.py checks that both read every input alike).
+# symbology identifier or leading FNC1. A match is checked with the same rules as the general
+# parsers (tests/cloud/contracts/test_gs1_element.py checks that both read any input alike).
 _PACK = re.compile(
     "(?:" + "|".join(re.escape(s) for s in GS1_SYMBOLOGIES) + ")?" + GS + "?"
     r"01(\d{14})17(\d{6})10([^\x1d]{1,20})\x1d21([^\x1d]{1,20})\Z",
     re.ASCII,
+)
+# The same pack in the human-readable form, its lot and serial holding no "(" at all.
+_PACK_HRI = re.compile(
+    r"\(01\)(\d{14})\(17\)(\d{6})\(10\)([^(]{1,20})\(21\)([^(]{1,20})\Z", re.ASCII
 )
 
 

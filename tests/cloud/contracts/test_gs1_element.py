@@ -311,8 +311,20 @@ pack_like = st.builds(
 )
 
 
+hri_like = st.builds(
+    lambda gtin, date, lot, serial, tail: (
+        "(01)" + gtin + "(17)" + date + "(10)" + lot + "(21)" + serial + tail
+    ),
+    gtins() | st.text(alphabet="0123456789", min_size=14, max_size=14),
+    yymmdds() | st.text(alphabet="0123456789", min_size=6, max_size=6),
+    set82 | st.text(min_size=0, max_size=22),
+    set82 | st.text(min_size=0, max_size=22),
+    st.sampled_from(["", "(37)12", "(21)X", "(17)270300"]),
+)
+
+
 @settings(max_examples=500)
-@given(pack_like | set82)
+@given(pack_like | hri_like | set82)
 def test_the_usual_pack_fast_path_reads_as_the_general_loop(text: str) -> None:
     """parse_element_string matches the usual 01 17 10 GS 21 with one regular expression;
     it must answer exactly as the general loop does, refusals included."""
