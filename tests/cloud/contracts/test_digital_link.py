@@ -29,9 +29,9 @@ TODAY = datetime.date(2026, 12, 6)
 GTIN = "09506000134352"
 
 
-# The GS1 Digital Link URI Syntax standard's own kind of examples (release 1.2, §4: GTIN with
-# batch and serial on id.gs1.org, an expiry as a data attribute, a brand's own domain with a
-# path prefix, a CPV with a percent-encoded character).
+# The examples the GS1 Digital Link URI Syntax standard gives (as BWIPP's notes on GS1 Digital
+# Link reproduce them): GTIN with batch and serial on id.gs1.org, an expiry as a data
+# attribute, a brand's own domain with a path prefix, a CPV with percent-encoded characters.
 @pytest.mark.parametrize(
     ("uri", "want"),
     [

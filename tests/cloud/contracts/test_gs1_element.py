@@ -27,7 +27,7 @@ from cloud.contracts.gs1_element import (
 from tests.cloud.contracts.gs1_strategies import gtins, set82
 
 TODAY = datetime.date(2026, 12, 6)
-GTIN = "09506000134352"  # GS1's example GTIN (GS1 Digital Link URI Syntax 1.2 examples)
+GTIN = "09506000134352"  # GS1's example GTIN-14 (prefix 950: GS1 Global Office)
 PACK = Scan(GTIN, "ABC123", Gs1Date("270300", datetime.date(2027, 3, 31)), "XYZ")
 # The same pack as a GS1 DataMatrix transmits it (General Specifications §7.8: FNC1 in first
 # position is the ]d2 identifier; 01 and 17 are predefined-length, so the one GS falls
@@ -64,7 +64,8 @@ def test_gtin_13_and_other_ais_are_read() -> None:
     assert scan.gtin == "04150123456782" and scan.lot == "L-7/2" and scan.serial == "S1"
     assert scan.expiry is None and scan.other == (("710", "1234567"), ("37", "12"))
     assert scan.value("710") == "1234567" and scan.value("17") is None
-    # The logistic unit's SSCC (GS1 General Specifications' example SSCC, §2.2.1) and a GLN.
+    # A logistic unit's SSCC (the one GS1's Digital Link examples use) and a GLN of company
+    # prefix 0614141 (GS1 US's example prefix, as in the EPC Tag Data Standard's examples).
     sscc = parse_element_string("0010614141123456789701095060001343524140614141000005", TODAY)
     assert sscc.other == (("00", "106141411234567897"), ("414", "0614141000005"))
 
