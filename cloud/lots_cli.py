@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from cloud import settings
+from cloud import lots_qr_cli, settings
 from cloud.api import sse
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
@@ -158,6 +158,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=_status)
     _register_recall(subparsers, commands)
     _register_history(commands)
+    lots_qr_cli.register(commands)
 
 
 _ADMIT_MAKER = (

@@ -63,7 +63,11 @@ def check_digit(digits: str) -> int:
     """
     if not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"digits: got {digits!r}, want ASCII digits")
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    # The rightmost digit and every second one leftwards weigh 3, the others 1. Summed as
+    # ASCII codes less 48 ("0") each: the counter parses scans by the hundred thousand.
+    codes = digits.encode("ascii")
+    thrice, once = codes[-1::-2], codes[-2::-2]
+    total = 3 * (sum(thrice) - 48 * len(thrice)) + sum(once) - 48 * len(once)
     return -total % 10
 
 
@@ -75,9 +79,9 @@ def gtin14(value: str) -> str:
     """
     if not (isinstance(value, str) and value.isascii() and value.isdigit()):
         raise Gs1Error(AI_GTIN, value, "8, 12, 13 or 14 digits")
-    if len(value) not in (*GTIN_SHORT_LENGTHS, GTIN_LENGTH):
+    if len(value) != GTIN_LENGTH and len(value) not in GTIN_SHORT_LENGTHS:
         raise Gs1Error(AI_GTIN, value, f"8, 12, 13 or 14 digits, not {len(value)}")
-    padded = value.rjust(GTIN_LENGTH, "0")
+    padded = value if len(value) == GTIN_LENGTH else value.rjust(GTIN_LENGTH, "0")
     want = check_digit(padded[:-1])
     if int(padded[-1]) != want:
         raise Gs1Error(AI_GTIN, value, f"check digit {want}, not {padded[-1]}")
@@ -91,6 +95,8 @@ def cset82(ai: str, value: str, most: int) -> str:
         raise Gs1Error(ai, value, f"a string of 1..{most} characters of set 82")
     if not 1 <= len(value) <= most:
         raise Gs1Error(ai, value, f"1..{most} characters, not {len(value)}")
+    if CSET82.issuperset(value):
+        return value
     for i, char in enumerate(value):
         if char not in CSET82:
             raise Gs1Error(ai, value, f"characters of set 82; {char!r} at {i} is not one")
@@ -151,6 +157,19 @@ def yymmdd(ai: str, value: str, today: datetime.date) -> Gs1Date:
 def expiry(value: str, today: datetime.date) -> Gs1Date:
     """Return an expiration date (AI 17, YYMMDD, day 00 = month's last); raises Gs1Error."""
     return yymmdd(AI_EXPIRY, value, today)
+
+
+def expiry_agrees(pack: str, registered: str | datetime.date, today: datetime.date) -> bool:
+    """True if a pack's AI 17 value (YYMMDD, read on `today`: day 00 is the month's last day)
+    names the same day as the expiry the manufacturer registered (an ISO date YYYY-MM-DD or
+    a date), so "270300" and "2027-03-31" agree and "270300" and "2027-03-30" do not.
+    Raises Gs1Error for a malformed pack value, ValueError for a malformed registered date."""
+    if isinstance(registered, str):
+        text = registered
+        if not (len(text) == 10 and text.isascii() and text[4] == text[7] == "-"):
+            raise ValueError(f"registered: got {text!r}, want an ISO date YYYY-MM-DD")
+        registered = datetime.date.fromisoformat(text)
+    return expiry(pack, today).date == registered
 
 
 def today_of_ms(time_ms: int) -> datetime.date:
