@@ -5,15 +5,30 @@ minimum (docs/contracts.md §5, "Stock and shortage (as built)")."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
-from cloud.contracts import catalog, lots, policy
-from cloud.contracts.engine import Applied, Forbidden, Notification, Record, State
-from cloud.contracts.stock import StockIndex, days_of_cover, regulator_dids
+from cloud.contracts import catalog, lots, lots_stock, participants, policy
+from cloud.contracts.engine import (
+    Applied,
+    ContractError,
+    Forbidden,
+    Notification,
+    Record,
+    State,
+)
+from cloud.contracts.stock import (
+    CLASSES,
+    HOLDER_ROLES,
+    StockIndex,
+    days_of_cover,
+    regulator_dids,
+)
 from gateway.jcs import canonicalize
-from tests.cloud.contracts.world import GTIN, REGULATOR, T0, supply_chain
+from tests.cloud.contracts.test_facts_index import GTIN2, Indexed, apply_drawn, boxed_chain
+from tests.cloud.contracts.world import GTIN, REGULATOR, T0, World, supply_chain
 
 DAY_MS = 86_400_000
 
@@ -194,3 +209,151 @@ def test_the_public_sees_no_stock() -> None:
     with pytest.raises(Forbidden) as info:
         policy.stock_access("public", Forbidden)
     assert info.value.detail == "read: public × M→D = no"
+
+
+# -- random steps: the index against a walk of the records ---------------------------------
+
+
+class Stocked(Indexed):
+    """The random-steps world of test_facts_index.py, also feeding a StockIndex."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        self.stock = StockIndex.of(world.state)
+        self.alerts: list[Notification] = []
+
+    def apply(self, signed: Any) -> Applied:
+        applied = super().apply(signed)
+        self.alerts += self.stock.apply(applied, self.state.regulators)
+        return applied
+
+
+def walked(state: State, gtin: str) -> dict[str, Any]:
+    """The GTIN's figures (no dispense window) by a walk over every record: the reference."""
+
+    def kind(lot: str) -> str:
+        if state.get(lots.RECALL, gtin, lot) is not None:
+            return "recalled"
+        quality = state.get(lots.QUALITY, gtin, lot)
+        assert quality is not None
+        return str(quality["status"])
+
+    on_hand = {r: dict.fromkeys(CLASSES, 0) for r in HOLDER_ROLES}
+    moving = dict.fromkeys(CLASSES, 0)
+    dispensed = 0
+    for record in state.records.values():
+        v = record.value
+        if record.type == lots.HOLDING and record.fields[0] == gtin:
+            role = participants.by_id(state, record.fields[2])["role"]
+            on_hand[role][kind(record.fields[1])] += v["quantity"]
+        elif record.type == lots.SHIPMENT and v["gtin"] == gtin and v["status"] == "in_transit":
+            moving[kind(v["lot"])] += v["quantity"]
+        elif record.type == lots.CUSTODY and record.fields[0] == gtin:
+            dispensed += v["dispensed"]
+    stock = sum(c["released"] for c in on_hand.values()) + moving["released"]
+    return {"on_hand": on_hand, "in_transit": moving, "stock": stock, "dispensed": dispensed}
+
+
+def extra_step(world: Stocked, rnd: random.Random, step: int) -> None:
+    """A minimum, a hold, a disposition or a pharmacy's dispense (what the facts index's
+    steps seldom or never draw); a refusal is fine."""
+    records = list(world.state.records.values())
+    held = [r.fields for r in records if r.type == lots.HOLDING]
+    held_by = {p.did: name for name, p in world.parties.items()}  # (rotated ones: refused)
+    quarantined = [
+        r.fields for r in records if r.type == lots.QUALITY and r.value["status"] == "quarantined"
+    ]
+    dispensable = [
+        (g, lot, pid)
+        for g, lot, pid in held
+        if participants.by_id(world.state, pid)["role"] == "pharmacy"
+    ]
+    op = rnd.choice(["minimum", "minimum", "hold", "dispose", "dispense", "dispense"])
+    try:
+        if op == "minimum":
+            args = {"gtin": rnd.choice([GTIN, GTIN2]), "minimum": rnd.choice([0, 10, 50, 150])}
+            world.do("regulator", "lots", "stock-minimum", args)
+        elif op == "hold" and held:
+            g, lot, pid = rnd.choice(held)
+            args = {"gtin": g, "lot": lot, "kind": "hold", "reason": f"check {step}"}
+            world.do(held_by.get(pid, "regulator"), "lots", "hold", args)
+        elif op == "dispose" and quarantined:
+            g, lot = rnd.choice(quarantined)
+            args = {"gtin": g, "lot": lot, "outcome": rnd.choice(["released", "rejected"])}
+            world.do("regulator", "lots", "dispose", {**args, "reason": "reviewed"})
+        elif op == "dispense" and dispensable:
+            g, lot, pid = rnd.choice(dispensable)
+            args = {"gtin": g, "lot": lot, "quantity": 1}
+            world.do(held_by.get(pid, "regulator"), "lots", "dispense", args)
+    except ContractError:
+        pass
+
+
+def same_stock(world: Stocked) -> None:
+    rebuilt = StockIndex.of(world.state)
+    assert world.stock.snapshot() == rebuilt.snapshot()
+    now = T0 + (world.n + 1) * 1000  # every dispense is within 30 days of it
+    for gtin in world.stock.gtins():
+        found = world.stock.figures(gtin, now)
+        reference = walked(world.state, gtin)
+        assert {k: found[k] for k in reference} == reference
+        assert found["dispensed_30d"] == reference["dispensed"]
+        shortage = world.stock.shortage(gtin)
+        record = world.state.get(lots_stock.MINIMUM, gtin)
+        want = None if record is None else record["minimum"]
+        assert shortage == {"minimum": want, "below": want is not None and found["stock"] < want}
+
+
+def started() -> Stocked:
+    """The random steps' world with lot A of 100 moved down to the pharmacies (20 at P, 10
+    at P2), so that dispenses are drawn."""
+    world = Stocked(boxed_chain())
+    world.commission("M", "A", 100)
+    for sender, receiver, quantity in (("M", "D", 60), ("D", "R", 40), ("R", "P", 20)):
+        world.ship(sender, "A", f"{sender}{receiver}", receiver, quantity)
+        world.receive(receiver, f"{sender}{receiver}", quantity)
+    world.ship("R", "A", "RP2", "P2", 10)
+    world.receive("P2", "RP2", 10)
+    return world
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_index_equals_a_walk_of_the_records_after_every_step(seed: int) -> None:
+    rnd = random.Random(seed)
+    world = started()
+    same_stock(world)
+    for step in range(80):
+        if rnd.random() < 0.25:
+            extra_step(world, rnd, step)
+        else:
+            apply_drawn(world, rnd, step)
+        same_stock(world)
+    # a replay of the same log derives the same alerts
+    engine, state, index = catalog.engine(), State([REGULATOR.xonly]), StockIndex()
+    state.boxes.update(world.state.boxes)
+    again: list[Notification] = []
+    for signed, salt in world.log:
+        again += index.apply(engine.apply(state, signed, salt), state.regulators)
+    assert again == world.alerts
+    assert index.snapshot() == world.stock.snapshot()
+
+
+def test_the_random_steps_reach_alerts_and_every_class() -> None:
+    """Across the seeds above, the steps raised alerts and put units in every class (a
+    generator of refusals only would pass vacuously)."""
+    seen: set[str] = set()
+    for seed in range(6):
+        rnd = random.Random(seed)
+        world = started()
+        for step in range(80):
+            if rnd.random() < 0.25:
+                extra_step(world, rnd, step)
+            else:
+                apply_drawn(world, rnd, step)
+        seen |= {"alert"} if world.alerts else set()
+        for gtin in world.stock.gtins():
+            f = walked(world.state, gtin)
+            for counts in (*f["on_hand"].values(), f["in_transit"]):
+                seen |= {k for k, n in counts.items() if n}
+            seen |= {"dispensed"} if f["dispensed"] else set()
+    assert seen == {"alert", "dispensed", *CLASSES}
