@@ -45,6 +45,20 @@ RECALLED: Final = "recalled"
 CLASSES: Final = (lots.RELEASED, lots.QUARANTINED, lots.REJECTED, RECALLED)
 WINDOW_MS: Final = 30 * 86_400_000  # the dispense rate's window: the last 30 days
 SHORTAGE: Final = "shortage"  # the alert's event type
+# The record types the index follows, by (contract, type byte): a tuple's hash, where
+# comparing frozen dataclasses field by field was a fifth of the time of apply().
+_FOLLOWED: Final = {
+    (t.contract, t.code): t
+    for t in (
+        participants.PARTICIPANT,
+        lots_stock.MINIMUM,
+        lots.SHIPMENT,
+        lots.CUSTODY,
+        lots.HOLDING,
+        lots.QUALITY,
+        lots.RECALL,
+    )
+}
 
 
 @dataclass
@@ -151,7 +165,7 @@ class StockIndex:
         pharmacy a dispense's units left."""
         out: dict[tuple[str, str], list[str]] = {}
         for record in applied.put.values():
-            if record.type == lots.HOLDING:
+            if record.type.code == lots.HOLDING.code and record.type.contract == lots.NAME:
                 gtin, lot, pid = record.fields
                 node = self._lots.get((gtin, lot))
                 if node is not None and record.value["quantity"] < node.holders.get(pid, 0):
@@ -196,18 +210,20 @@ class StockIndex:
         time: int | None,
         touched: set[str],
     ) -> None:
-        rtype = record.type
-        if rtype == participants.PARTICIPANT:
+        rtype = _FOLLOWED.get((record.type.contract, record.type.code))
+        if rtype is None:
+            return
+        if rtype is participants.PARTICIPANT:
             v = record.value
             self._roles[v["id"]] = v["role"]
             return
-        if rtype == lots_stock.MINIMUM:
+        if rtype is lots_stock.MINIMUM:
             gtin = record.fields[0]
             self._gtin(gtin).minimum = record.value["minimum"]
             self._minimums[key] = gtin
             touched.add(gtin)
             return
-        if rtype == lots.SHIPMENT:
+        if rtype is lots.SHIPMENT:
             v = record.value
             sid = record.fields[0]
             node = self._lot(v["gtin"], v["lot"])
@@ -218,13 +234,11 @@ class StockIndex:
                 node.moving.pop(sid, None)
             g.stock += node.stock()
             return
-        if rtype not in (lots.CUSTODY, lots.HOLDING, lots.QUALITY, lots.RECALL):
-            return
         gtin, lot = record.fields[:2]
         node = self._lot(gtin, lot)
         g = self._change(node, touched)
         v = record.value
-        if rtype == lots.CUSTODY:
+        if rtype is lots.CUSTODY:
             for pid in v["involved"]:
                 self._involved.setdefault(pid, set()).add(gtin)
             units = v["dispensed"] - node.dispensed
@@ -232,10 +246,10 @@ class StockIndex:
             if units and time is not None:
                 pharmacy = (drops.get((gtin, lot)) or [""])[0]
                 bisect.insort(g.dispenses, (time, units, pharmacy))
-        elif rtype == lots.HOLDING:
+        elif rtype is lots.HOLDING:
             node.holders[record.fields[2]] = v["quantity"]
             self._holdings[key] = (gtin, lot, record.fields[2])
-        elif rtype == lots.QUALITY:
+        elif rtype is lots.QUALITY:
             node.status = v["status"]
         else:
             node.recalled = True

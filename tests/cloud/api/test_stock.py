@@ -213,3 +213,24 @@ async def test_a_restart_replays_the_same_alerts(tmp_path: Path, database: str |
     finally:
         await session.close()
         await server.close()
+
+
+async def test_alerts_applied_by_one_worker_reach_the_feed_on_another(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    config = settings(tmp_path / "cloud", postgres_dsn, regulators=(REGULATOR.xonly,))
+    started = [await start(config) for _ in range(2)]
+    a, b = (Cloud(server, session) for server, session in started)
+    try:
+        await chain(b)
+        await crossings(b)  # applied by worker b only
+        found = shortages(await events(a, REGULATOR))  # worker a catches up on the log
+        assert len(found) == 2 and found == shortages(await events(b, REGULATOR))
+        _, on_a = await get(a, f"/v1/stock/{GTIN}", REGULATOR)
+        _, on_b = await get(b, f"/v1/stock/{GTIN}", REGULATOR)
+        assert {**on_a, "as_of": 0} == {**on_b, "as_of": 0}
+        assert on_a["shortage"] == {"minimum": 50, "below": True}
+    finally:
+        for server, session in started:
+            await session.close()
+            await server.close()
