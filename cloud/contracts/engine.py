@@ -185,6 +185,10 @@ class Applied:
     # chains derived. What is derived beside the State from the changes alone (the stock
     # index's dispense rate: cloud/contracts/stock.py) dates them by it.
     time: int | None = None
+    # The regulators (x-only keys) at the change's own log position: whoever derives
+    # notifications beside the State (the stock index's shortage alerts) addresses them
+    # by these, not by the regulators of a later entry it has applied since.
+    regulators: frozenset[bytes] = frozenset()
 
 
 def _regulator_keys(regulators: Iterable[bytes]) -> frozenset[bytes]:
@@ -412,9 +416,10 @@ def commit_changes(
         del state.records[key]
     state.records.update(put)
     notes = tuple(notifications)
+    regulators = state.regulators
     if not root:
-        return Applied(tx_id, put, deleted, notes, None, None, time)
-    return Applied(tx_id, put, deleted, notes, state.root, state.count, time)
+        return Applied(tx_id, put, deleted, notes, None, None, time, regulators)
+    return Applied(tx_id, put, deleted, notes, state.root, state.count, time, regulators)
 
 
 def check_time(tx: SignedTx, now_ms: int, skew_ms: int = MAX_SKEW_MS) -> None:

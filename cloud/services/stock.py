@@ -39,9 +39,10 @@ class StockService:
 
     def _applied(self, index: int, applied: Applied) -> None:
         """Take in one change; deliver its shortage alerts as the change's own (same log
-        index, same transaction id) to the regulators' feeds. The regulators are those of
-        the state this worker has applied when it is told (see docs/contracts.md)."""
-        alerts = self.index.apply(applied, self.contracts.state.regulators)
+        index, same transaction id) to the feeds of the regulators of its own log position
+        (Applied.regulators: a handover later in the same page of the log, followed before
+        the listeners are told, does not redirect them)."""
+        alerts = self.index.apply(applied, applied.regulators)
         if alerts:
             raised = Applied(applied.tx_id, {}, frozenset(), tuple(alerts), None, None)
             self.feeds.deliver(index, raised)

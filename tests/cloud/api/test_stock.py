@@ -8,14 +8,18 @@ crossing, the same after a restart (replay)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+from cloud.api.state import FEEDS
+from gateway import config_entry
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
 from tests.cloud.api.test_feeds import events
 from tests.cloud.api.test_tx import applied, post, receive, ship, signed
 from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, Party, admission, party
+from tests.cloud.services.test_config_regulators import change
 
 ROLES = (
     ("M", "manufacturer"),
@@ -234,3 +238,35 @@ async def test_alerts_applied_by_one_worker_reach_the_feed_on_another(
         for server, session in started:
             await session.close()
             await server.close()
+
+
+async def test_a_handover_leaves_earlier_alerts_with_the_old_regulator(
+    tmp_path: Path, database: str | None
+) -> None:
+    """An alert goes to the regulators of its change's own log position, live and when a
+    restart replays the whole log (one page: the handover is followed before the listeners
+    are told)."""
+    config = settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
+    successor = party("regulator-2")
+    server, session = await start(config)
+    try:
+        cloud = Cloud(server, session)
+        await chain(cloud)
+        await crossings(cloud)
+        handover = config_entry.ConfigChange(
+            config_entry.REGULATOR, int(time.time()), owners=(successor.xonly,)
+        )
+        assert (await change(cloud, REGULATOR.secret, handover))[0] == 201
+        assert shortages(await events(cloud, successor)) == []
+    finally:
+        await session.close()
+        await server.close()
+    server, session = await start(config)
+    try:
+        cloud = Cloud(server, session)
+        assert shortages(await events(cloud, successor)) == []
+        kept = server.app[FEEDS].feeds.page(REGULATOR.did, 0, 100)
+        assert [e.event["type"] for e in kept] == ["shortage", "shortage"]
+    finally:
+        await session.close()
+        await server.close()
