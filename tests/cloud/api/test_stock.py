@@ -7,12 +7,15 @@ crossing, the same after a restart (replay)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from cloud.api.state import FEEDS
+from cloud.settings import CloudSettings
 from gateway import config_entry
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
@@ -57,6 +60,17 @@ async def chain(cloud: Cloud) -> None:
     await applied(cloud, ship(R, "L1", "S3", P, 30))
     await applied(cloud, receive(P, "S3", 30))
     await applied(cloud, lots_tx(P, "dispense", {"lot": "L1", "quantity": 10}))
+
+
+@contextlib.asynccontextmanager
+async def running(config: CloudSettings) -> AsyncIterator[Cloud]:
+    """A cloud served with `config` until the block ends (a restart: two in a row)."""
+    server, session = await start(config)
+    try:
+        yield Cloud(server, session)
+    finally:
+        await session.close()
+        await server.close()
 
 
 async def get(cloud: Cloud, path: str, who: Party | None, **params: str) -> tuple[int, Any]:
@@ -198,25 +212,15 @@ async def test_the_shortage_alert_reaches_the_regulators_feed(regulated: Cloud) 
 
 async def test_a_restart_replays_the_same_alerts(tmp_path: Path, database: str | None) -> None:
     config = settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
-    server, session = await start(config)
-    try:
-        cloud = Cloud(server, session)
+    async with running(config) as cloud:
         await chain(cloud)
         await crossings(cloud)
         before = await events(cloud, REGULATOR)
         _, stock_before = await get(cloud, f"/v1/stock/{GTIN}", REGULATOR)
-    finally:
-        await session.close()
-        await server.close()
-    server, session = await start(config)
-    try:
-        cloud = Cloud(server, session)
+    async with running(config) as cloud:
         assert await events(cloud, REGULATOR) == before and len(shortages(before)) == 2
         _, stock_after = await get(cloud, f"/v1/stock/{GTIN}", REGULATOR)
         assert {**stock_after, "as_of": 0} == {**stock_before, "as_of": 0}
-    finally:
-        await session.close()
-        await server.close()
 
 
 async def test_alerts_applied_by_one_worker_reach_the_feed_on_another(
@@ -248,9 +252,7 @@ async def test_a_handover_leaves_earlier_alerts_with_the_old_regulator(
     are told)."""
     config = settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
     successor = party("regulator-2")
-    server, session = await start(config)
-    try:
-        cloud = Cloud(server, session)
+    async with running(config) as cloud:
         await chain(cloud)
         await crossings(cloud)
         handover = config_entry.ConfigChange(
@@ -258,15 +260,7 @@ async def test_a_handover_leaves_earlier_alerts_with_the_old_regulator(
         )
         assert (await change(cloud, REGULATOR.secret, handover))[0] == 201
         assert shortages(await events(cloud, successor)) == []
-    finally:
-        await session.close()
-        await server.close()
-    server, session = await start(config)
-    try:
-        cloud = Cloud(server, session)
+    async with running(config) as cloud:
         assert shortages(await events(cloud, successor)) == []
-        kept = server.app[FEEDS].feeds.page(REGULATOR.did, 0, 100)
+        kept = cloud.server.app[FEEDS].feeds.page(REGULATOR.did, 0, 100)
         assert [e.event["type"] for e in kept] == ["shortage", "shortage"]
-    finally:
-        await session.close()
-        await server.close()
