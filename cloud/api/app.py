@@ -46,6 +46,7 @@ from cloud.api.state import (
     REGISTRY,
     REPLAY,
     SETTINGS,
+    STOCK,
     TRACES,
 )
 from cloud.api.v1 import PREFIX, make_v1_app
@@ -67,6 +68,7 @@ from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
 from cloud.services.shared import Shared
+from cloud.services.stock import StockService
 from cloud.services.traces import TraceService
 from cloud.settings import CloudSettings
 from cloud.storage.store import Store
@@ -142,6 +144,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[TRACES] = TraceService(shared, app[CONTRACTS])
         app[READS] = ReadService(app[CONTRACTS], app[TRACES].index)  # both follow load()'s replay
         app[FEEDS] = FeedService(shared, app[CONTRACTS])
+        app[STOCK] = StockService(shared, app[CONTRACTS], app[FEEDS])  # after the feeds
         app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])

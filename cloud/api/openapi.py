@@ -430,6 +430,7 @@ def document() -> dict[str, Any]:
             **_lot_history_paths(),
             **_auth_paths(),
             **_read_paths(),
+            **_stock_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -1590,4 +1591,150 @@ def _lot_history_paths() -> dict[str, Any]:
                 },
             }
         }
+    }
+
+
+def _stock_paths() -> dict[str, Any]:
+    """GET /v1/stock and /v1/stock/{gtin} (cloud/services/stock.py); docs/contracts.md §5,
+    "Stock and shortage (as built)"."""
+    count = {"type": "integer", "minimum": 0}
+    classes = {
+        "type": "object",
+        "required": ["released", "quarantined", "rejected", "recalled"],
+        "properties": {k: count for k in ("released", "quarantined", "rejected", "recalled")},
+    }
+    cover = {"type": ["number", "null"], "minimum": 0}
+    figures = {
+        "type": "object",
+        "required": [
+            "on_hand",
+            "in_transit",
+            "stock",
+            "dispensed",
+            "dispensed_30d",
+            "days_of_cover",
+        ],
+        "properties": {
+            "on_hand": {
+                "type": "object",
+                "required": ["manufacturer", "distributor", "retailer", "pharmacy"],
+                "properties": {
+                    r: classes for r in ("manufacturer", "distributor", "retailer", "pharmacy")
+                },
+            },
+            "in_transit": classes,
+            "stock": count,
+            "dispensed": count,
+            "dispensed_30d": {"type": "integer"},
+            "days_of_cover": cover,
+        },
+    }
+    own = {
+        "type": "object",
+        "required": [
+            "on_hand",
+            "in_transit_to_you",
+            "in_transit_from_you",
+            "stock",
+            "dispensed_30d",
+            "days_of_cover",
+        ],
+        "properties": {
+            "on_hand": classes,
+            "in_transit_to_you": classes,
+            "in_transit_from_you": classes,
+            "stock": count,
+            "dispensed_30d": {"type": "integer"},
+            "days_of_cover": cover,
+        },
+    }
+    one_properties: dict[str, Any] = {
+        "gtin": {"type": "string", "pattern": "^[0-9]{14}$"},
+        "figures": figures,
+        "own": own,
+        "shortage": {
+            "type": "object",
+            "required": ["minimum", "below"],
+            "properties": {
+                "minimum": {"type": ["integer", "null"], "minimum": 1},
+                "below": {"type": "boolean"},
+            },
+        },
+        "withheld": {"type": "object", "additionalProperties": {"type": "string"}},
+    }
+    one = {"type": "object", "required": ["gtin", "withheld"], "properties": one_properties}
+    read = {"state": {"type": "object"}, "as_of": {"type": "integer"}}
+    gtin = {"type": "string", "pattern": "^[0-9]{8,14}$"}
+    no_token = _problem("A bad, forged or expired bearer token")
+    denied = _problem("`access`: the read cell that denies it (the public); or `participant`")
+    views = (
+        "Figures per holder role (`figures`, no participant named) for a reader whose three "
+        "leg cells are `yes` (manufacturer, distributor, operator team) or the regulator "
+        "(global only); its own holdings and shipments (`own`) for a trading role; the "
+        "regulator's minimum and whether stock is below it (`shortage`) for a compliance "
+        "cell `yes`. `withheld` names the cells of what is left out; the public: 403. Stock "
+        "counts units on hand or in transit of lots released and not recalled; days of "
+        "cover = stock / (units dispensed in the 30 days up to `as_of` / 30), null when "
+        "none were."
+    )
+    return {
+        "/v1/stock": {
+            "get": {
+                "summary": "Stock of every GTIN you may see, a page at a time",
+                "description": views + " Every GTIN for a reader of the figures, else the "
+                "GTINs of the lots in whose custody the reader has been.",
+                "parameters": [
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "description": "Start after this GTIN (the `next` of a page)",
+                        "schema": gtin,
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "At most this many GTINs (default 100)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        "A page of GTINs",
+                        {
+                            "type": "object",
+                            "required": ["state", "as_of", "gtins", "next"],
+                            "properties": {
+                                **read,
+                                "gtins": {"type": "array", "items": one},
+                                "next": {"type": ["string", "null"]},
+                            },
+                        },
+                    ),
+                    "400": BAD,
+                    "401": no_token,
+                    "403": denied,
+                },
+            }
+        },
+        "/v1/stock/{gtin}": {
+            "get": {
+                "summary": "A GTIN's stock: on hand per role, in transit, days of cover",
+                "description": views,
+                "parameters": [_path("gtin", gtin, "GTIN-8, -12, -13 or -14")],
+                "responses": {
+                    "200": _json(
+                        "The GTIN's stock as the reader may see it",
+                        {
+                            "type": "object",
+                            "required": ["state", "as_of", "gtin", "withheld"],
+                            "properties": {**read, **one_properties},
+                        },
+                    ),
+                    "400": BAD,
+                    "401": no_token,
+                    "403": denied,
+                    "404": _problem("`gtin`: no lot of it and no minimum"),
+                },
+            }
+        },
     }

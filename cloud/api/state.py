@@ -24,6 +24,7 @@ from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
 from cloud.services.registry import RegistryService
 from cloud.services.replay import ReplayService
+from cloud.services.stock import StockService
 from cloud.services.traces import TraceService
 from cloud.settings import CloudSettings
 
@@ -43,4 +44,5 @@ REPLAY = web.AppKey("replay", ReplayService)  # transaction bodies for replay gr
 READS = web.AppKey("reads", ReadService)  # private records as the read matrix allows
 TRACES = web.AppKey("traces", TraceService)  # recall traces, as the read policy allows
 FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds
+STOCK = web.AppKey("stock", StockService)  # stock per GTIN, shortage alerts
 GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes

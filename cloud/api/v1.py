@@ -36,6 +36,7 @@ from cloud.api.routes import (
     readings,
     receipts,
     registry,
+    stock,
     traces,
 )
 
@@ -59,6 +60,7 @@ GROUPS: Final = (
     auth,
     traces,
     feeds,
+    stock,
     openapi,
 )
 

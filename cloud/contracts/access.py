@@ -144,6 +144,9 @@ TX_COLUMNS: Final[Mapping[tuple[str, str], _PerRole]] = {
     ("lots", "certify"): {"*": COMPLIANCE},
     ("lots", "revoke"): {"*": COMPLIANCE},
     ("lots", "calibrate"): {"*": QUALITY},
+    # the regulator's minimum stock of a GTIN (cloud/contracts/lots_stock.py; the rule
+    # narrows the compliance cell to the regulator)
+    ("lots", "stock-minimum"): {"*": COMPLIANCE},
 }
 
 Refusal = Callable[[str, str], Exception]

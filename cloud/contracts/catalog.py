@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from typing import Final
 
-from cloud.contracts import certificates, lots, lots_boxes, participants
+from cloud.contracts import certificates, lots, lots_boxes, lots_stock, participants
 from cloud.contracts.engine import Contract, Engine
 
-LOTS: Final = Contract(lots.NAME, {**lots.RULES, **lots_boxes.RULES, **certificates.RULES})
+LOTS: Final = Contract(
+    lots.NAME,
+    {
+        **lots.RULES,
+        **lots_boxes.RULES,
+        **certificates.RULES,
+        **lots_stock.RULES,  # the regulator's stock minimum
+    },
+)
 CONTRACTS: Final[tuple[Contract, ...]] = (participants.CONTRACT, LOTS)
 
 

@@ -181,6 +181,14 @@ class Applied:
     notifications: tuple[Notification, ...]
     root: bytes | None
     records: int | None
+    # The transaction's own time (ms); None for what a reading batch or a block's cold
+    # chains derived. What is derived beside the State from the changes alone (the stock
+    # index's dispense rate: cloud/contracts/stock.py) dates them by it.
+    time: int | None = None
+    # The regulators (x-only keys) at the change's own log position: whoever derives
+    # notifications beside the State (the stock index's shortage alerts) addresses them
+    # by these, not by the regulators of a later entry it has applied since.
+    regulators: frozenset[bytes] = frozenset()
 
 
 def _regulator_keys(regulators: Iterable[bytes]) -> frozenset[bytes]:
@@ -383,7 +391,9 @@ def _commit(state: State, ctx: Context, guard: tuple[bytes, str], root: bool) ->
     """Apply a rule's overlay to the State: records, tree, guards. Only called on success."""
     state.nonces.add(guard)
     state.tx_ids.add(ctx.tx_id)
-    return commit_changes(state, ctx.tx_id, ctx.changes, ctx.notifications, root=root)
+    return commit_changes(
+        state, ctx.tx_id, ctx.changes, ctx.notifications, root=root, time=ctx.time
+    )
 
 
 def commit_changes(
@@ -393,10 +403,12 @@ def commit_changes(
     notifications: Iterable[Notification],
     *,
     root: bool = True,
+    time: int | None = None,
 ) -> Applied:
     """Apply record changes (a record, or None to delete) to the State and its tree, and say
-    what changed: an accepted transaction's overlay, or what a reading batch derived
-    (cloud/contracts/lots_coldchain.py, whose `tx_id` is empty). root as in Engine.apply."""
+    what changed: an accepted transaction's overlay (`time` its own time), or what a reading
+    batch derived (cloud/contracts/lots_coldchain.py, whose `tx_id` is empty). root as in
+    Engine.apply."""
     put = {k: r for k, r in changes.items() if r is not None}
     deleted = frozenset(k for k, r in changes.items() if r is None and k in state.records)
     state.pending.update({k: (None if r is None else r.leaf) for k, r in changes.items()})
@@ -404,9 +416,10 @@ def commit_changes(
         del state.records[key]
     state.records.update(put)
     notes = tuple(notifications)
+    regulators = state.regulators
     if not root:
-        return Applied(tx_id, put, deleted, notes, None, None)
-    return Applied(tx_id, put, deleted, notes, state.root, state.count)
+        return Applied(tx_id, put, deleted, notes, None, None, time, regulators)
+    return Applied(tx_id, put, deleted, notes, state.root, state.count, time, regulators)
 
 
 def check_time(tx: SignedTx, now_ms: int, skew_ms: int = MAX_SKEW_MS) -> None:

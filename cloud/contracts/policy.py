@@ -330,3 +330,47 @@ def read_denied(role: str) -> str:
     why = " (not in the lot's custody chain)"
     involved_only = access.READ[role][access.QUALITY] == access.IF_INVOLVED
     return access.cell(role, access.QUALITY, "read") + (why if involved_only else "")
+
+
+# -- stock and shortage (GET /v1/stock; cloud/contracts/stock.py) ---------------------------
+
+
+@dataclass(frozen=True)
+class StockAccess:
+    """What a reader sees of a GTIN's stock: `figures`, the units of every holder role (no
+    participant named); `own`, its own holdings and shipments; `minimum`, the regulator's
+    minimum and whether stock is below it. `withheld` names the cells that keep the rest
+    out ({"figures": "read: retailer × M→D = no"})."""
+
+    figures: bool
+    own: bool
+    minimum: bool
+    withheld: dict[str, str]
+
+
+def stock_access(role: str, error: access.Refusal) -> StockAccess:
+    """Decide what a reader of `role` ("public" without a token) sees of stock.
+
+    Units held count as data of the leg they came on, units in transit of theirs, dispenses
+    of R→P (docs/contracts.md §5, recall trace). The figures of every holder role are the
+    legs' data counted: shown to a reader whose three leg cells are `yes` (manufacturer,
+    distributor, operator team), or who reads no leg but global figures (`global only` on
+    entities' identity: the regulator). A trading role (one with a leg out or in) reads its
+    own holdings and shipments: its own, on legs it reads `yes`. The minimum is compliance
+    data (cell `yes`: the regulator, a manufacturer). Raises error("access", the cell)
+    for a reader who would see nothing: the public."""
+    cells = access.READ[role]
+    every_leg = all(cells[leg] == access.YES for leg in LEGS)
+    no_leg = all(cells[leg] == access.NO for leg in LEGS)
+    figures = every_leg or (no_leg and cells[access.ENTITIES_IDENTITY] == access.GLOBAL_ONLY)
+    own = role in access.OUTBOUND or role in access.INBOUND
+    if not (figures or own):
+        raise error("access", access.cell(role, access.M_TO_D, "read"))
+    withheld: dict[str, str] = {}
+    if not figures:
+        leg = next(leg for leg in LEGS if cells[leg] != access.YES)
+        withheld["figures"] = access.cell(role, leg, "read")
+    minimum = cells[access.COMPLIANCE] == access.YES
+    if not minimum:
+        withheld["minimum"] = access.cell(role, access.COMPLIANCE, "read")
+    return StockAccess(figures, own, minimum, withheld)

@@ -56,6 +56,13 @@ class FeedService:
         if self.feeds.add(self.contracts.state, index, applied):
             self._wake()
 
+    def deliver(self, index: int, derived: Applied) -> None:
+        """Add notifications derived beside the contracts from the change at log index
+        `index` (the stock index's shortage alerts: cloud/services/stock.py), as that
+        change's own are: call it from a listener registered after this service's, so
+        they follow them in log order."""
+        self._applied(index, derived)
+
     def _wake(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
