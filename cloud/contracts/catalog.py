@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import Final
 
-from cloud.contracts import certificates, lots, lots_boxes, participants
+from cloud.contracts import certificates, lots, lots_boxes, packs, participants
 from cloud.contracts.engine import Contract, Engine
 
-LOTS: Final = Contract(lots.NAME, {**lots.RULES, **lots_boxes.RULES, **certificates.RULES})
+# packs.RULES last: its `split` replaces lots.split (it calls it, then moves the packs)
+LOTS: Final = Contract(
+    lots.NAME, {**lots.RULES, **lots_boxes.RULES, **certificates.RULES, **packs.RULES}
+)
 CONTRACTS: Final[tuple[Contract, ...]] = (participants.CONTRACT, LOTS)
 
 
