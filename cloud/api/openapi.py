@@ -1165,7 +1165,8 @@ def _contract_paths() -> dict[str, Any]:
             "get": _replay_get(),
             "post": {
                 "summary": "Apply a signed contract transaction",
-                "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON: "
+                "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON "
+                f"({tx.MAX_BULK_ENVELOPE} for a lots serialize or split: a lot's pack serials): "
                 '{"tx": body, "sig": BIP-340 signature as hex} (docs/protocol.md, "Contract '
                 'transaction v1"). Applied: its 0x03 entry and the 0x04 state root after it are '
                 "appended together; refused: nothing is written.",
@@ -1181,7 +1182,9 @@ def _contract_paths() -> dict[str, Any]:
                     "401": _problem("The signature does not verify under tx.signer"),
                     "403": _problem("Not an active participant, or the access cell is `no`"),
                     "409": _problem("A contract rule refuses it, or a replayed nonce"),
-                    "413": _problem(f"Body over {tx.MAX_ENVELOPE} bytes"),
+                    "413": _problem(
+                        f"Body over {tx.MAX_ENVELOPE} bytes ({tx.MAX_BULK_ENVELOPE}: bulk types)"
+                    ),
                 },
             },
         },

@@ -100,6 +100,8 @@ class Reader(Protocol):
 
     def find(self, gtin: str, serial: str) -> Found | None: ...
 
+    def first_known(self, gtin: str, serials: Sequence[str]) -> tuple[int, Found] | None: ...
+
     def maker(self, gtin: str) -> str | None: ...
 
 
@@ -128,6 +130,21 @@ class SerialIndex:
                 if registration.gtin == gtin and registration.serial(position) == serial:
                     return Found(registration, position)
             at = fps.find(fp, at + 1)
+        return None
+
+    def first_known(self, gtin: str, serials: Sequence[str]) -> tuple[int, Found] | None:
+        """Return the first of `serials` (its index there, where it is) registered already
+        for this GTIN, or None: the uniqueness rule's one pass, a fingerprint test each."""
+        buckets = self._buckets
+        blake = hashlib.blake2b
+        prefix = f"{gtin}\x1d".encode()
+        for i, serial in enumerate(serials):
+            fp = blake(prefix + serial.encode(), digest_size=_FP).digest()
+            bucket = buckets.get(fp[0] << 8 | fp[1])
+            if bucket is not None and fp in bucket[0]:  # a candidate: confirm it
+                found = self.find(gtin, serial)
+                if found is not None:
+                    return i, found
         return None
 
     def maker(self, gtin: str) -> str | None:
@@ -165,13 +182,34 @@ class Overlay:
     def __init__(self, base: SerialIndex | Overlay) -> None:
         self.base = base
         self.added: list[tuple[Registration, str]] = []
-        self._found: dict[tuple[str, str], Found] = {}
+        # each staged registration with its serials' positions
+        self._positions: list[tuple[Registration, dict[str, int]]] = []
         self._makers: dict[str, str] = {}
+
+    def _own(self, gtin: str, serial: str) -> Found | None:
+        for registration, positions in self._positions:
+            if registration.gtin == gtin and serial in positions:
+                return Found(registration, positions[serial])
+        return None
 
     def find(self, gtin: str, serial: str) -> Found | None:
         """Return where the serial is registered, here or in the base, or None."""
-        found = self._found.get((gtin, serial))
+        found = self._own(gtin, serial)
         return found if found is not None else self.base.find(gtin, serial)
+
+    def first_known(self, gtin: str, serials: Sequence[str]) -> tuple[int, Found] | None:
+        """As SerialIndex.first_known, the staged registrations included."""
+        first = self.base.first_known(gtin, serials)
+        end = len(serials) if first is None else first[0]
+        for registration, positions in self._positions:
+            if registration.gtin != gtin or end == 0:
+                continue
+            for i in range(end):
+                if serials[i] in positions:
+                    end = i
+                    first = i, Found(registration, positions[serials[i]])
+                    break
+        return first
 
     def maker(self, gtin: str) -> str | None:
         """As SerialIndex.maker, additions included."""
@@ -182,16 +220,15 @@ class Overlay:
         """Stage a registration (as SerialIndex.add)."""
         self.added.append((registration, maker))
         self._makers.setdefault(registration.gtin, maker)
-        gtin = registration.gtin
-        self._found.update(
-            ((gtin, s), Found(registration, i)) for i, s in enumerate(registration.serials())
-        )
+        serials = registration.serials()
+        positions = dict(zip(serials, range(len(serials)), strict=True))
+        self._positions.append((registration, positions))
 
     def commit(self) -> None:
         """Write the staged registrations into the base, in order; the overlay empties."""
         for registration, maker in self.added:
             self.base.add(registration, maker)
-        self.added, self._found, self._makers = [], {}, {}
+        self.added, self._positions, self._makers = [], [], {}
 
     def overlay(self) -> Overlay:
         """Return an overlay over this one."""

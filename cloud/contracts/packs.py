@@ -109,12 +109,11 @@ def serialize(ctx: Context) -> None:
     total = counts["registered"] + counts["moved_in"] + len(serials)
     if total > custody["quantity"]:
         raise Conflict("quantity", f"{total} serials would exceed the lot's {custody['quantity']}")
-    find = ctx.packs.find
-    for serial in serials:
-        found = find(gtin, serial)
-        if found is not None:
-            where = found.registration.lot
-            raise Conflict("serial", f"serial {serial!r} of {gtin} is registered in lot {where}")
+    known = ctx.packs.first_known(gtin, serials)
+    if known is not None:
+        i, found = known
+        where = found.registration.lot
+        raise Conflict("serial", f"serial {serials[i]!r} of {gtin} is registered in lot {where}")
     ordered = sorted(serials, key=str.encode)
     root = merkle.root(s.encode() for s in ordered)
     number = counts["registrations"] + 1
