@@ -40,6 +40,7 @@ from cloud.api.state import (
     GATEWAY_LOTS,
     LOG,
     METRICS,
+    PACKS,
     READINGS,
     READS,
     REFUSALS,
@@ -61,6 +62,7 @@ from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
+from cloud.services.packs import PackService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
@@ -143,6 +145,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[READS] = ReadService(app[CONTRACTS], app[TRACES].index)  # both follow load()'s replay
         app[FEEDS] = FeedService(shared, app[CONTRACTS])
         app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
+        app[PACKS] = PackService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

@@ -32,6 +32,7 @@ from cloud.api.routes import (
     lot_columns,
     lot_history,
     openapi,
+    packs,
     participants,
     readings,
     receipts,
@@ -59,6 +60,7 @@ GROUPS: Final = (
     auth,
     traces,
     feeds,
+    packs,
     openapi,
 )
 

@@ -41,6 +41,16 @@ RECALLED: Final = "recalled"
 REJECTED: Final = "rejected"
 QUARANTINED: Final = "quarantined"
 EXPIRED: Final = "expired"
+VERDICTS: Final = (
+    AUTHENTIC,
+    UNKNOWN,
+    MISMATCH,
+    DECOMMISSIONED,
+    RECALLED,
+    REJECTED,
+    QUARANTINED,
+    EXPIRED,
+)
 SUSPECT_CODES: Final = (UNKNOWN, MISMATCH, DECOMMISSIONED, "other")
 SUSPECT_VERDICTS: Final = frozenset({UNKNOWN, MISMATCH})
 

@@ -19,6 +19,7 @@ certificates.py /v1/certificates?subject=                 certificates, as the r
 traces.py      /v1/lots/{gtin}/{lot}/trace               recall traces
 feeds.py       /v1/feed, /v1/feed/stream                 participants' notification feeds
 lot_history.py /v1/lots/{gtin}/{lot}/history             a lot's legs and cold chain
+packs.py       /v1/packs/verify                          the pharmacy counter's check of a pack
 openapi.py     /v1/openapi.json                          the API's document
 
 On the root application (cloud/api/app.py):
