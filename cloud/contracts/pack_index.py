@@ -48,26 +48,36 @@ def fingerprint(gtin: str, serial: str) -> bytes:
     return hashlib.blake2b(f"{gtin}\x1d{serial}".encode(), digest_size=_FP).digest()
 
 
-@dataclass(frozen=True)
+def fingerprints(gtin: str, serials: Sequence[bytes]) -> bytes:
+    """Return the fingerprints of (gtin, each serial's UTF-8), 8 bytes each, concatenated."""
+    blake = hashlib.blake2b
+    prefix = f"{gtin}\x1d".encode()
+    return b"".join([blake(prefix + s, digest_size=_FP).digest() for s in serials])
+
+
+@dataclass
 class Registration:
     """One `serialize` transaction's serials: its GTIN, lot, number within the lot (from 1),
-    and the serials sorted by their bytes (what the registration's Merkle root is over)."""
+    and the serials sorted by their bytes (what the registration's Merkle root is over);
+    `fps` their fingerprints until the index has taken them (then None)."""
 
     gtin: str
     lot: str
     number: int
     blob: bytes  # the sorted serials joined by "\n"
     offsets: array  # start of each serial in blob, and len(blob) + 1 after the last
+    fps: bytes | None = None
 
     @classmethod
     def of(cls, gtin: str, lot: str, number: int, sorted_serials: Sequence[str]) -> Registration:
         """Return the registration of `sorted_serials` (sorted, distinct: the caller's)."""
+        encoded = [s.encode() for s in sorted_serials]
         offsets = array("I", [0])
         at = 0
-        for serial in sorted_serials:
+        for serial in encoded:
             at += len(serial) + 1
             offsets.append(at)
-        return cls(gtin, lot, number, _SEP.join(s.encode() for s in sorted_serials), offsets)
+        return cls(gtin, lot, number, _SEP.join(encoded), offsets, fingerprints(gtin, encoded))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -100,7 +110,9 @@ class Reader(Protocol):
 
     def find(self, gtin: str, serial: str) -> Found | None: ...
 
-    def first_known(self, gtin: str, serials: Sequence[str]) -> tuple[int, Found] | None: ...
+    def first_known(
+        self, gtin: str, serials: Sequence[str], fps: bytes | None = None
+    ) -> tuple[int, Found] | None: ...
 
     def maker(self, gtin: str) -> str | None: ...
 
@@ -117,7 +129,7 @@ class SerialIndex:
     def find(self, gtin: str, serial: str) -> Found | None:
         """Return where the serial of this GTIN is registered, or None."""
         fp = fingerprint(gtin, serial)
-        bucket = self._buckets.get(int.from_bytes(fp[:2]))
+        bucket = self._buckets.get(fp[0] << 8 | fp[1])
         if bucket is None:
             return None
         fps, refs = bucket
@@ -132,14 +144,17 @@ class SerialIndex:
             at = fps.find(fp, at + 1)
         return None
 
-    def first_known(self, gtin: str, serials: Sequence[str]) -> tuple[int, Found] | None:
+    def first_known(
+        self, gtin: str, serials: Sequence[str], fps: bytes | None = None
+    ) -> tuple[int, Found] | None:
         """Return the first of `serials` (its index there, where it is) registered already
-        for this GTIN, or None: the uniqueness rule's one pass, a fingerprint test each."""
+        for this GTIN, or None: the uniqueness rule's one pass, a fingerprint test each
+        (`fps`: their fingerprints, if the caller has them)."""
         buckets = self._buckets
-        blake = hashlib.blake2b
-        prefix = f"{gtin}\x1d".encode()
+        if fps is None:
+            fps = fingerprints(gtin, [s.encode() for s in serials])
         for i, serial in enumerate(serials):
-            fp = blake(prefix + serial.encode(), digest_size=_FP).digest()
+            fp = fps[i * _FP : i * _FP + _FP]
             bucket = buckets.get(fp[0] << 8 | fp[1])
             if bucket is not None and fp in bucket[0]:  # a candidate: confirm it
                 found = self.find(gtin, serial)
@@ -157,12 +172,14 @@ class SerialIndex:
         self.registrations.append(registration)
         self._makers.setdefault(registration.gtin, maker)
         buckets = self._buckets
-        blake = hashlib.blake2b
-        prefix = f"{registration.gtin}\x1d".encode()
+        fps = registration.fps
+        if fps is None:
+            fps = fingerprints(registration.gtin, registration.blob.split(_SEP))
+        registration.fps = None  # the buckets hold them now
         base = number << POSITION_BITS
-        for position, serial in enumerate(registration.blob.split(_SEP)):
-            fp = blake(prefix + serial, digest_size=_FP).digest()
-            key = int.from_bytes(fp[:2])
+        for position in range(len(registration)):
+            fp = fps[position * _FP : position * _FP + _FP]
+            key = fp[0] << 8 | fp[1]
             bucket = buckets.get(key)
             if bucket is None:
                 bucket = buckets[key] = (bytearray(), array("Q"))
@@ -197,9 +214,11 @@ class Overlay:
         found = self._own(gtin, serial)
         return found if found is not None else self.base.find(gtin, serial)
 
-    def first_known(self, gtin: str, serials: Sequence[str]) -> tuple[int, Found] | None:
+    def first_known(
+        self, gtin: str, serials: Sequence[str], fps: bytes | None = None
+    ) -> tuple[int, Found] | None:
         """As SerialIndex.first_known, the staged registrations included."""
-        first = self.base.first_known(gtin, serials)
+        first = self.base.first_known(gtin, serials, fps)
         end = len(serials) if first is None else first[0]
         for registration, positions in self._positions:
             if registration.gtin != gtin or end == 0:

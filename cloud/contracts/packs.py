@@ -109,19 +109,21 @@ def serialize(ctx: Context) -> None:
     total = counts["registered"] + counts["moved_in"] + len(serials)
     if total > custody["quantity"]:
         raise Conflict("quantity", f"{total} serials would exceed the lot's {custody['quantity']}")
-    known = ctx.packs.first_known(gtin, serials)
-    if known is not None:
+    ordered = sorted(serials)  # set 82 is ASCII: the order of their UTF-8 bytes
+    number = counts["registrations"] + 1
+    registration = Registration.of(gtin, lot, number, ordered)
+    if ctx.packs.first_known(gtin, ordered, registration.fps) is not None:
+        known = ctx.packs.first_known(gtin, serials)  # the first in the order given
+        assert known is not None
         i, found = known
         where = found.registration.lot
         raise Conflict("serial", f"serial {serials[i]!r} of {gtin} is registered in lot {where}")
-    ordered = sorted(serials, key=str.encode)
-    root = merkle.root(s.encode() for s in ordered)
-    number = counts["registrations"] + 1
+    root = merkle.root(registration.blob.split(b"\n"))
     counts.update(registrations=number, registered=counts["registered"] + len(serials))
     ctx.put(SERIALS, [gtin, lot], counts)
     value = {"count": len(ordered), "root": root.hex(), "since": ctx.time}
     ctx.put(REGISTRATION, [gtin, lot, str(number)], value)
-    ctx.packs.add(Registration.of(gtin, lot, number, ordered), ctx.me.id)
+    ctx.packs.add(registration, ctx.me.id)
 
 
 def split(ctx: Context) -> None:
