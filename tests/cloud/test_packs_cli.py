@@ -78,6 +78,21 @@ async def test_serialize_verify_dispense_twice_and_undo(user: User) -> None:
     code, out, err = await user.run("packs", "decommission", "--gtin", GTIN, "--serial", "FAKE",
                                     *place, "--key", "pharmacy.key")  # fmt: skip
     assert code == 1 and "serial" in err and "lots/suspect" in out
+    # a split of a serialized lot names each child's packs (lots split --serials)
+    await user.ok("lots", "ship", "--gtin", GTIN, "--lot", "L1", "--shipment", "S9", "--to",
+                  "@wholesaler.pub", "--quantity", "4", "--key", "maker.key")  # fmt: skip
+    await user.ok("lots", "receive", "--shipment", "S9", "--quantity", "4",
+                  "--key", "wholesaler.key")  # fmt: skip
+    (user.folder / "c1.txt").write_text("PK0000050\nPK0000051\n")
+    (user.folder / "c2.txt").write_text("PK0000052\nPK0000053\n")
+    split = ("lots", "split", "--gtin", GTIN, "--lot", "L1", "--child", "C1:2", "--child", "C2:2")
+    code, _, err = await user.run(*split, "--key", "wholesaler.key")
+    assert code == 1 and "args.serials" in err
+    await user.ok(*split, "--serials", "C1=c1.txt", "--serials", "C2=c2.txt",
+                  "--key", "wholesaler.key")  # fmt: skip
+    out = await user.ok("packs", "verify", "--gtin", GTIN, "--serial", "PK0000052",
+                        "--lot", "L1", "--key", "pharmacy.key", "--json")  # fmt: skip
+    assert json.loads(out)["pack"]["lot"] == "C2"
 
 
 async def test_bad_serials_exit_2_and_refusals_exit_1(user: User) -> None:
