@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from cloud import commands as cloud_commands
-from cloud import demo, lots_cli, startup, stock_cli
+from cloud import demo, lots_cli, packs_cli, startup, stock_cli
 from cloud.audit import verify
 from cloud.witness import server as witness
 from device import cli as device_cli
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(commands)
     cloud_commands.register(commands)
     lots_cli.register(commands)
+    packs_cli.register(commands)
     stock_cli.register(commands)
     verify.register(commands)
     witness.register(commands)

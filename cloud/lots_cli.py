@@ -429,6 +429,15 @@ def _register_recall(
     split.add_argument(
         "--child", type=_child, action="append", required=True, metavar="LOT:QUANTITY"
     )
+    split.add_argument(
+        "--serials",
+        type=_child_serials,
+        action="append",
+        default=[],
+        metavar="LOT=FILE",
+        help="a lot with serialized packs: the serials (FILE: one a line) child LOT gets, as "
+        "many as its quantity; once per child (docs/contracts.md §6)",
+    )
     _common(split, "the holder's secret key file")
     split.set_defaults(handler=_split)
 
@@ -510,8 +519,22 @@ def _register_recall(
     feed.set_defaults(handler=_feed)
 
 
+def _child_serials(text: str) -> tuple[str, list[str]]:
+    """argparse type: LOT=FILE, the serials (one a line) a child lot of a split gets."""
+    lot, sep, name = text.partition("=")
+    if not sep or not lot or not name:
+        raise argparse.ArgumentTypeError(f"got {text!r}, want LOT=FILE (L1-A=a.txt)")
+    try:
+        lines = Path(name).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise argparse.ArgumentTypeError(f"cannot read serials from {name}: {e}") from None
+    return lot, [line.strip() for line in lines if line.strip()]
+
+
 def _split(args: argparse.Namespace) -> int:
-    fields = {"gtin": args.gtin, "lot": args.lot, "children": args.child}
+    fields: dict[str, Any] = {"gtin": args.gtin, "lot": args.lot, "children": args.child}
+    if args.serials:
+        fields["serials"] = dict(args.serials)
     return _send(args, "lots", "split", fields)
 
 

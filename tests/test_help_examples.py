@@ -56,6 +56,9 @@ PARSE_ONLY = {
     "lots attach": "needs the registry's boxes in the lots contract's state, which the cold "
     "chain's wiring into the ledger service brings; tests/cloud/test_lots_cli.py runs it to "
     "the ledger's answer",
+    "pharmacy.key": "needs a pharmacy holding a serialized lot: tests/cloud/test_packs_cli.py "
+    "decommissions, reports and undoes with these commands",
+    "serials.txt": "reads a file of serials; tests/cloud/test_packs_cli.py registers one",
     "--follow": "follows the feed until Ctrl-C: tests/cloud/test_lots_cli.py follows a real "
     "one and sees a recall arrive",
 }
@@ -94,6 +97,8 @@ ORDER = [
     ("lots", "hold"),
     ("lots", "dispose"),
     ("lots", "recall"),
+    ("packs", "serialize"),
+    ("packs", "verify"),
     ("lots", "trace"),
     ("feed",),
     ("lots", "history"),

@@ -40,6 +40,7 @@ from cloud.api.state import (
     GATEWAY_LOTS,
     LOG,
     METRICS,
+    PACKS,
     READINGS,
     READS,
     REFUSALS,
@@ -62,6 +63,7 @@ from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
+from cloud.services.packs import PackService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
@@ -146,6 +148,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FEEDS] = FeedService(shared, app[CONTRACTS])
         app[STOCK] = StockService(shared, app[CONTRACTS], app[FEEDS])  # after the feeds
         app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
+        app[PACKS] = PackService(shared, app[CONTRACTS])
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()

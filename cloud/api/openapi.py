@@ -7,8 +7,9 @@ from typing import Any
 
 from cloud.api.routes.contracts import MAX_BATCH, MAX_BATCH_BYTES
 from cloud.api.routes.feeds import DEFAULT_PAGE
+from cloud.api.routes.packs import MAX_VERIFY_BYTES
 from cloud.api.routes.receipts import MAX_COSIGNATURES
-from cloud.contracts import access, auth, feeds, tx
+from cloud.contracts import access, auth, feeds, pack_facts, packs, tx
 from cloud.services import replay
 from device import reading
 from gateway import (
@@ -431,6 +432,7 @@ def document() -> dict[str, Any]:
             **_auth_paths(),
             **_read_paths(),
             **_stock_paths(),
+            **_pack_paths(),
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -1166,7 +1168,8 @@ def _contract_paths() -> dict[str, Any]:
             "get": _replay_get(),
             "post": {
                 "summary": "Apply a signed contract transaction",
-                "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON: "
+                "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON "
+                f"({tx.MAX_BULK_ENVELOPE} for a lots serialize or split: a lot's pack serials): "
                 '{"tx": body, "sig": BIP-340 signature as hex} (docs/protocol.md, "Contract '
                 'transaction v1"). Applied: its 0x03 entry and the 0x04 state root after it are '
                 "appended together; refused: nothing is written.",
@@ -1182,7 +1185,9 @@ def _contract_paths() -> dict[str, Any]:
                     "401": _problem("The signature does not verify under tx.signer"),
                     "403": _problem("Not an active participant, or the access cell is `no`"),
                     "409": _problem("A contract rule refuses it, or a replayed nonce"),
-                    "413": _problem(f"Body over {tx.MAX_ENVELOPE} bytes"),
+                    "413": _problem(
+                        f"Body over {tx.MAX_ENVELOPE} bytes ({tx.MAX_BULK_ENVELOPE}: bulk types)"
+                    ),
                 },
             },
         },
@@ -1734,6 +1739,82 @@ def _stock_paths() -> dict[str, Any]:
                     "401": no_token,
                     "403": denied,
                     "404": _problem("`gtin`: no lot of it and no minimum"),
+                },
+            }
+        },
+    }
+
+
+def _pack_paths() -> dict[str, Any]:
+    """POST /v1/packs/verify (cloud/services/packs.py): the pharmacy counter's check."""
+    text = {"type": "string"}
+    nullable = {"type": ["string", "null"]}
+    scan = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "gtin": {"type": "string", "pattern": "^[0-9]{8}$|^[0-9]{12,14}$"},
+            "serial": {"type": "string", "minLength": 1, "maxLength": 20},
+            "lot": {"type": "string", "minLength": 1, "maxLength": 20},
+            "expiry": {"type": "string", "pattern": "^[0-9]{6}$"},
+            "scan": {"type": "string", "minLength": 1, "maxLength": 512},
+        },
+    }
+    pack = {
+        "type": ["object", "null"],
+        "properties": {
+            "registered_lot": text,
+            "lot": text,
+            "expiry": {"type": "string", "format": "date"},
+            "status": {"type": "string", "enum": ["active", *packs.DECOMMISSIONED]},
+            "quality": text,
+            "recall": nullable,
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["gtin", "serial", "verdict", "dispensable", "suspect", "reasons", "pack"],
+        "properties": {
+            "gtin": text,
+            "serial": text,
+            "scanned": {"type": "object"},
+            "verdict": {"type": "string", "enum": list(pack_facts.VERDICTS)},
+            "dispensable": {"type": "boolean"},
+            "suspect": {"type": "boolean"},
+            "reasons": {"type": "array", "items": text},
+            "pack": pack,
+            "decommission": {
+                "type": ["object", "null"],
+                "properties": {"status": text, "since": {"type": "integer"}, "by": text},
+            },
+            "withheld": {"type": "object", "additionalProperties": text},
+            "state": {"type": "object"},
+        },
+    }
+    return {
+        "/v1/packs/verify": {
+            "post": {
+                "summary": "The pharmacy counter's check of a scanned pack",
+                "description": "Bearer token required. The body is the scan split into its "
+                "fields (gtin, serial; lot and expiry YYMMDD as the label carries them) or the "
+                "raw `scan` text once the server parses scans. The verdict, checked in this "
+                "order: `unknown` (suspect: no such serial of this GTIN), `mismatch` (suspect: "
+                "lot or expiry differ from the registration; AI 17 day 00 is the month's last "
+                "day), `decommissioned`, `recalled`, `rejected`, `quarantined`, `expired`, "
+                "else `authentic` (dispensable). Status is the lot the pack is in now (a split "
+                "moves it). `decommission` (when and by whom) only where the reader's R→P "
+                "read cell is yes, else `withheld` names the cell. Decommission, undo and "
+                "suspect reports are transactions (POST /v1/tx, docs/contracts.md §6).",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": scan}},
+                },
+                "responses": {
+                    "200": _json("The verdict with its reasons and the pack's facts", answer),
+                    "400": BAD,
+                    "401": _problem("No bearer token, or a bad, forged or expired one"),
+                    "403": _problem("The bearer's did is no longer a regulator or participant"),
+                    "413": _problem(f"Body over {MAX_VERIFY_BYTES} bytes"),
                 },
             }
         },

@@ -32,6 +32,7 @@ from cloud.api.routes import (
     lot_columns,
     lot_history,
     openapi,
+    packs,
     participants,
     readings,
     receipts,
@@ -61,6 +62,7 @@ GROUPS: Final = (
     traces,
     feeds,
     stock,
+    packs,
     openapi,
 )
 

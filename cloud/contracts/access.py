@@ -147,6 +147,13 @@ TX_COLUMNS: Final[Mapping[tuple[str, str], _PerRole]] = {
     # the regulator's minimum stock of a GTIN (cloud/contracts/lots_stock.py; the rule
     # narrows the compliance cell to the regulator)
     ("lots", "stock-minimum"): {"*": COMPLIANCE},
+    # serialized packs (cloud/contracts/packs.py): registering is the product's; the counter's
+    # decommission, its undo and a suspect scan report are dispenses (R→P; the rules narrow
+    # them to pharmacies)
+    ("lots", "serialize"): {"*": PRODUCT},
+    ("lots", "decommission"): {"*": R_TO_P},
+    ("lots", "undo"): {"*": R_TO_P},
+    ("lots", "suspect"): {"*": R_TO_P},
 }
 
 Refusal = Callable[[str, str], Exception]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from cloud.contracts import certificates, lots, lots_boxes, lots_stock, participants
+from cloud.contracts import certificates, lots, lots_boxes, lots_stock, packs, participants
 from cloud.contracts.engine import Contract, Engine
 
+# packs.RULES last: its `split` replaces lots.split (it calls it, then moves the packs)
 LOTS: Final = Contract(
     lots.NAME,
     {
@@ -15,6 +16,7 @@ LOTS: Final = Contract(
         **lots_boxes.RULES,
         **certificates.RULES,
         **lots_stock.RULES,  # the regulator's stock minimum
+        **packs.RULES,
     },
 )
 CONTRACTS: Final[tuple[Contract, ...]] = (participants.CONTRACT, LOTS)

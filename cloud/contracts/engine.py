@@ -29,6 +29,7 @@ from typing import Any, Final, Protocol
 
 from cloud.contracts import access
 from cloud.contracts.entries import SALT_SIZE
+from cloud.contracts.pack_index import Overlay, SerialIndex
 from cloud.contracts.statetree import StateTree
 from cloud.contracts.statetree_hash import record_key
 from cloud.contracts.statetree_proof import Proof
@@ -220,6 +221,9 @@ class State:
         # key, fed by whoever applies the log (the service, a replay) in log order, before
         # the transactions after that entry. Not in the tree: the registry is its own log.
         self.boxes: dict[bytes, bytes] = {}
+        # Which registration holds each serial of each GTIN (cloud/contracts/pack_index.py):
+        # written by the packs rules through their Context's overlay, so rebuilt by replay.
+        self.packs: SerialIndex | Overlay = SerialIndex()
 
     @property
     def regulators(self) -> frozenset[bytes]:
@@ -288,6 +292,9 @@ class Context:
         self.args: Mapping[str, Any] = tx.body.args
         self.changes: dict[bytes, Record | None] = {}
         self.notifications: list[Notification] = []
+        # The serial index as this transaction sees it; its additions reach the State's
+        # only if the rule returns (packs.py).
+        self.packs = state.packs.overlay()
 
     @property
     def regulators(self) -> frozenset[bytes]:
@@ -391,6 +398,7 @@ def _commit(state: State, ctx: Context, guard: tuple[bytes, str], root: bool) ->
     """Apply a rule's overlay to the State: records, tree, guards. Only called on success."""
     state.nonces.add(guard)
     state.tx_ids.add(ctx.tx_id)
+    ctx.packs.commit()
     return commit_changes(
         state, ctx.tx_id, ctx.changes, ctx.notifications, root=root, time=ctx.time
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cloud.contracts import participants
-from cloud.contracts.didkey import to_xonly
+from cloud.contracts.didkey import from_point, to_xonly
 from cloud.contracts.engine import Applied, View
 
 MAX_PAGE: Final = 1000  # events per page of GET /v1/feed
@@ -44,10 +44,13 @@ class FeedEvent:
 
 def owner_of(view: View, did: str) -> str:
     """Return the owner of `did`'s feed: the id of the participant whose key it is (current
-    or rotated away), else the DID itself (a regulator). Requires a valid did:key (the
-    engine's notifications and signed-in readers' tokens name only those)."""
-    key = view.get(participants.KEY, to_xonly(did).hex())
-    return did if key is None else str(key["participant"])
+    or rotated away), else the DID of its x-only key with an even Y (a regulator: the State
+    knows regulators by x-only key, so a rule alerting one names that DID,
+    packs.suspect). Requires a valid did:key (the engine's notifications and signed-in
+    readers' tokens name only those)."""
+    xonly = to_xonly(did)
+    key = view.get(participants.KEY, xonly.hex())
+    return from_point(b"\x02" + xonly) if key is None else str(key["participant"])
 
 
 class Feeds:

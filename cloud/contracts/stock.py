@@ -105,13 +105,11 @@ def _classes() -> dict[str, int]:
 
 
 def regulator_dids(regulators: Iterable[bytes]) -> list[str]:
-    """Return the did:keys a shortage alert goes to: for each regulator's x-only key, the
-    did:key of both its points (02 ‖ x and 03 ‖ x), sorted. The ledger knows a regulator by
-    its x-only key only (docs/contracts.md §3) and a regulator's feed is the DID it signs in
-    with, which may be either: each alert reaches the one it uses."""
-    return sorted(
-        didkey.from_point(prefix + key) for key in regulators for prefix in (b"\x02", b"\x03")
-    )
+    """Return the did:keys a shortage alert goes to, one per regulator's x-only key, sorted:
+    the even-Y point's (02 ‖ x). The ledger knows a regulator by its x-only key only
+    (docs/contracts.md §3), and feeds.owner_of files either DID of that key under this one,
+    so the alert reaches the regulator whichever it signs in with."""
+    return sorted(didkey.from_point(b"\x02" + key) for key in regulators)
 
 
 class StockIndex:

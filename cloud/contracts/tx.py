@@ -53,6 +53,12 @@ NONCE_SIZE: Final = 16
 # storage profile is under 1 KiB); 64 KiB leaves room for a split into many child lots while
 # keeping every body one small, bounded parse.
 MAX_ENVELOPE: Final = 64 * 1024
+# The bulk types carry a lot's pack serials (cloud/contracts/packs.py: up to 100,000 AI 21
+# values of up to 20 characters, ~2.3 MB as canonical JSON): their envelope may be up to
+# MAX_BULK_ENVELOPE. A body over MAX_ENVELOPE is parsed (bounded by this size) only to find
+# its type, and refused 413 unless it is one of these.
+MAX_BULK_ENVELOPE: Final = 4 * 1024 * 1024
+BULK_TYPES: Final = frozenset({("lots", "serialize"), ("lots", "split")})
 MEMBERS: Final = frozenset({"v", "contract", "type", "signer", "time", "nonce", "args"})
 NAME: Final = re.compile("[a-z][a-z0-9-]{0,31}")  # contract names and transaction types
 MAX_NAME: Final = 32
@@ -239,17 +245,46 @@ def from_envelope(obj: object) -> SignedTx:
     return SignedTx(read_body(obj["tx"]), bytes.fromhex(sig))
 
 
+def max_envelope(contract: object, tx_type: object) -> int:
+    """Return the most bytes an envelope of this contract and type may have on the wire:
+    MAX_BULK_ENVELOPE for BULK_TYPES, MAX_ENVELOPE for every other."""
+    return MAX_BULK_ENVELOPE if (contract, tx_type) in BULK_TYPES else MAX_ENVELOPE
+
+
+def load_envelope(data: bytes | bytearray) -> object:
+    """Return the parsed JSON of an HTTP body that may be a transaction envelope: at most
+    MAX_ENVELOPE bytes, or at most MAX_BULK_ENVELOPE for an envelope of a bulk type (found
+    by a bounded parse). Raises JsonError (413 over the limit that applies; 400 not bounded
+    JSON)."""
+    if len(data) <= MAX_ENVELOPE:
+        return jsonbound.loads(data, max_bytes=MAX_ENVELOPE, what="transaction")
+    bulk = ", or " + f"{MAX_BULK_ENVELOPE} for {sorted(' '.join(t) for t in BULK_TYPES)}"
+    too_big = jsonbound.JsonError(
+        "transaction", f"{len(data)} bytes", f"at most {MAX_ENVELOPE}{bulk}", 413
+    )
+    if len(data) > MAX_BULK_ENVELOPE:
+        raise too_big
+    try:
+        obj = jsonbound.loads(data, max_bytes=MAX_BULK_ENVELOPE, what="transaction")
+    except jsonbound.JsonError:
+        raise too_big from None
+    body = obj.get("tx") if type(obj) is dict else None
+    if type(body) is not dict or max_envelope(body.get("contract"), body.get("type")) < len(data):
+        raise too_big
+    return obj
+
+
 def parse_envelope(data: bytes) -> SignedTx:
     """Return the SignedTx of an HTTP body (module docstring), its signature verified.
-    Raises JsonError (413 over MAX_ENVELOPE bytes; 400 not bounded JSON) or TxError."""
-    return from_envelope(jsonbound.loads(data, max_bytes=MAX_ENVELOPE, what="transaction"))
+    Raises JsonError (413 over its limit: load_envelope; 400 not bounded JSON) or TxError."""
+    return from_envelope(load_envelope(data))
 
 
 def from_record(canonical: bytes, sig: bytes) -> SignedTx:
     """Return the SignedTx the contract store kept (canonical bytes and signature), after
     checking both again: what a replay does with bodies fetched from someone else. Raises
     JsonError, TxError ("tx" if the bytes are not canonical) or "signature" (401)."""
-    body = read_body(jsonbound.loads(canonical, max_bytes=MAX_ENVELOPE, what="transaction"))
+    body = read_body(jsonbound.loads(canonical, max_bytes=MAX_BULK_ENVELOPE, what="transaction"))
     if body.canonical != canonical:
         raise TxError("tx", "the bytes are not in canonical form (RFC 8785)")
     return SignedTx(body, sig)

@@ -3,13 +3,13 @@ transactions to inside a database transaction, so that the State it answers read
 moves only once that transaction has committed (docs/contracts.md §1, "a refused
 transaction leaves nothing"; and a commit that fails leaves nothing either).
 
-The engine (cloud/contracts/engine.py) changes a State through four things only: its
-records (get, `in`, `del`, update), its replay guards (`in`, add), its pending leaf changes
-and its tree's NodeStore; following the log adds a fifth, the registry's boxes
-(State.boxes). A Fork gives a fresh State overlays of the base's records, guards, boxes and
-tree nodes: reads fall through to the base, writes stay in the overlay, and `merge()`
-writes them into the base at once. The base must not change while a fork of it is open
-(the service holds its lock).
+The engine (cloud/contracts/engine.py) changes a State through five things only: its
+records (get, `in`, `del`, update), its replay guards (`in`, add), its pending leaf changes,
+its tree's NodeStore and the serial index (State.packs, which only grows); following the log
+adds a sixth, the registry's boxes (State.boxes). A Fork gives a fresh State overlays of the
+base's records, guards, boxes, serial index and tree nodes: reads fall through to the base,
+writes stay in the overlay, and `merge()` writes them into the base at once. The base must
+not change while a fork of it is open (the service holds its lock).
 
 The cold chains (lots_coldchain.ColdChains) are not forked: they change in place, and the
 contract service rebuilds them with the State by replay when a commit fails after they
@@ -129,6 +129,8 @@ class Fork:
         self.state.nonces = cast(set[tuple[bytes, str]], self._nonces)
         self.state.tx_ids = cast(set[str], self._tx_ids)
         self.state.boxes = cast(dict[bytes, bytes], self._boxes)
+        self._packs = base.packs.overlay()  # the serial index: only ever added to
+        self.state.packs = self._packs
 
     def merge(self) -> None:
         """Write the fork's changes into the base: records, guards, boxes, regulators and
@@ -144,6 +146,7 @@ class Fork:
         base.nonces |= self._nonces.added
         base.tx_ids |= self._tx_ids.added
         base.boxes.update(cast(dict[bytes, bytes], self._boxes.changes))  # boxes are never removed
+        self._packs.commit()
         base.set_regulators(self.state.regulators)  # a 0x06 "regulator" entry followed
         base.tree.store.apply(self._nodes.net())
         base.tree = StateTree(base.tree.store, self.state.tree.records)

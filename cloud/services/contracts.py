@@ -279,8 +279,9 @@ class ContractService:
         except Refused as e:
             return self.shared.refusals.of(e)
         size = tx.wire_size(signed)
-        if size > tx.MAX_ENVELOPE:
-            detail = f"transaction: got {size} bytes, want at most {tx.MAX_ENVELOPE}"
+        most = tx.max_envelope(signed.body.contract, signed.body.type)
+        if size > most:
+            detail = f"transaction: got {size} bytes, want at most {most}"
             return self.shared.refusals.refuse("transaction", detail, 413)
         return _Queued(signed, entries.new_salt())
 

@@ -17,7 +17,7 @@ import time
 
 from cloud.contracts import auth, participants
 from cloud.contracts.engine import Applied
-from cloud.contracts.feeds import MAX_PAGE, FeedEvent, Feeds
+from cloud.contracts.feeds import MAX_PAGE, FeedEvent, Feeds, owner_of
 from cloud.services.contracts import ContractService
 from cloud.services.shared import Shared
 from gateway.refusal import Refused
@@ -80,10 +80,12 @@ class FeedService:
         if reader is None:
             raise refusals.refuse("token", "sign in (POST /v1/auth/token) to read your feed", 401)
         await self.contracts.load()
+        state = self.contracts.state
         try:
-            return participants.identify(self.contracts.state, reader.did).id
+            participants.identify(state, reader.did)
         except Refused as e:
             raise refusals.of(e) from None
+        return owner_of(state, reader.did)  # a regulator's either point: one feed
 
     def check_cursor(self, owner: str, after: int, field: str) -> None:
         """Require `after` (named `field` in a refusal) to be at most the id of the last

@@ -20,6 +20,7 @@ traces.py      /v1/lots/{gtin}/{lot}/trace               recall traces
 feeds.py       /v1/feed, /v1/feed/stream                 participants' notification feeds
 lot_history.py /v1/lots/{gtin}/{lot}/history             a lot's legs and cold chain
 stock.py       /v1/stock, /v1/stock/{gtin}               stock per GTIN, as the read policy allows
+packs.py       /v1/packs/verify                          the pharmacy counter's check of a pack
 openapi.py     /v1/openapi.json                          the API's document
 
 On the root application (cloud/api/app.py):
@@ -88,9 +89,9 @@ def lot_path(request: web.Request) -> tuple[str, str]:
         raise LedgerError("lot", str(e)) from None
 
 
-async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
-    """Return the request's JSON body, read only up to `max_bytes` and parsed only within
-    jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
+async def read_body(request: web.Request, max_bytes: int, what: str = "body") -> bytearray:
+    """Return the request's body, read only up to `max_bytes`. Raises JsonError 413 for a
+    larger body."""
     size = request.content_length
     if size is not None and size > max_bytes:
         raise jsonbound.JsonError(what, f"{size} bytes", f"at most {max_bytes}", 413)
@@ -99,4 +100,11 @@ async def json_body(request: web.Request, max_bytes: int, what: str = "body") ->
         data += chunk
         if len(data) > max_bytes:
             raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
+    return data
+
+
+async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
+    """Return the request's JSON body, read only up to `max_bytes` and parsed only within
+    jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
+    data = await read_body(request, max_bytes, what)
     return jsonbound.loads(data, max_bytes=max_bytes, what=what)

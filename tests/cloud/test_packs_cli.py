@@ -1,0 +1,108 @@
+"""`pharmasync packs serialize|verify|decommission|undo`, run as a user runs them against a
+real `pharmasync cloud serve` with keys from `pharmasync cloud keygen`: the maker registers
+serials from a file and generated ones, the pharmacy verifies a pack, dispenses it, is
+refused a second time (the command files the suspect report, the maker's feed shows it),
+and undoes its dispense; malformed serials exit 2 before anything is sent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.cloud.api.test_workers import EXE, start_cloud
+from tests.cloud.test_lots_cli import GTIN, User
+
+NAMES = ("regulator", "maker", "wholesaler", "retailer", "pharmacy")
+
+
+@pytest.fixture
+async def user(tmp_path: Path) -> AsyncIterator[User]:
+    if not EXE.exists():
+        pytest.skip(f"console script not installed beside {sys.executable}")
+    for name in NAMES:
+        subprocess.run([str(EXE), "cloud", "keygen", str(tmp_path / f"{name}.key")], check=True,
+                       capture_output=True)  # fmt: skip
+    regulator = "@" + str(tmp_path / "regulator.pub")
+    proc, url = await start_cloud(tmp_path / "cloud", "--regulator", regulator)
+    try:
+        u = User(tmp_path, url)
+        for name, role in (("maker", "manufacturer"), ("wholesaler", "distributor"),
+                           ("retailer", "retailer"), ("pharmacy", "pharmacy")):  # fmt: skip
+            await u.ok("participants", "admit", f"@{name}.pub", "--role", role, "--name", name,
+                       "--region", "DE", "--licence", f"L-{name}", "--issuer", "BfArM",
+                       "--key", "regulator.key")  # fmt: skip
+        lot = ("--gtin", GTIN, "--lot", "L1")
+        await u.ok("lots", "commission", *lot, "--expiry", "271231", "--quantity", "200",
+                   "--key", "maker.key")  # fmt: skip
+        for sender, receiver, shipment in (("maker", "wholesaler", "S1"),
+                                           ("wholesaler", "retailer", "S2"),
+                                           ("retailer", "pharmacy", "S3")):  # fmt: skip
+            await u.ok("lots", "ship", *lot, "--shipment", shipment, "--to", f"@{receiver}.pub",
+                       "--quantity", "10", "--key", f"{sender}.key")  # fmt: skip
+            await u.ok("lots", "receive", "--shipment", shipment, "--quantity", "10",
+                       "--key", f"{receiver}.key")  # fmt: skip
+        yield u
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+async def test_serialize_verify_dispense_twice_and_undo(user: User) -> None:
+    (user.folder / "serials.txt").write_text("FILE-1\n\nFILE-2\n")
+    await user.ok("packs", "serialize", "--gtin", GTIN, "--lot", "L1", "--serials", "serials.txt",
+                  "--key", "maker.key")  # fmt: skip
+    await user.ok("packs", "serialize", "--gtin", GTIN, "--lot", "L1", "--count", "100",
+                  "--prefix", "PK", "--key", "maker.key")  # fmt: skip
+    pack = ("--gtin", GTIN, "--serial", "PK0000007")
+    out = await user.ok("packs", "verify", *pack, "--lot", "L1", "--expiry", "271231",
+                        "--key", "pharmacy.key", "--json")  # fmt: skip
+    assert json.loads(out)["verdict"] == "authentic"
+    place = ("--place", "Apotheke am Markt, Berlin")
+    await user.ok("packs", "decommission", *pack, *place, "--key", "pharmacy.key")
+    code, out, err = await user.run("packs", "decommission", *pack, *place, "--lot", "L1",
+                                    "--key", "pharmacy.key")  # fmt: skip
+    assert code == 1 and "decommissioned" in err and "suspect report" in err
+    assert "lots/suspect" in out  # the report was applied
+    feed = await user.ok("feed", "--key", "maker.key", "--json")
+    assert "Apotheke am Markt, Berlin" in feed and '"suspect"' in feed
+    out = await user.ok("packs", "verify", *pack, "--key", "pharmacy.key")
+    assert "decommissioned" in out and "dispensable: no" in out
+    await user.ok("packs", "undo", *pack, "--key", "pharmacy.key")
+    out = await user.ok("packs", "verify", *pack, "--key", "pharmacy.key")
+    assert "authentic" in out
+    code, out, err = await user.run("packs", "decommission", "--gtin", GTIN, "--serial", "FAKE",
+                                    *place, "--key", "pharmacy.key")  # fmt: skip
+    assert code == 1 and "serial" in err and "lots/suspect" in out
+    # a split of a serialized lot names each child's packs (lots split --serials)
+    await user.ok("lots", "ship", "--gtin", GTIN, "--lot", "L1", "--shipment", "S9", "--to",
+                  "@wholesaler.pub", "--quantity", "4", "--key", "maker.key")  # fmt: skip
+    await user.ok("lots", "receive", "--shipment", "S9", "--quantity", "4",
+                  "--key", "wholesaler.key")  # fmt: skip
+    (user.folder / "c1.txt").write_text("PK0000050\nPK0000051\n")
+    (user.folder / "c2.txt").write_text("PK0000052\nPK0000053\n")
+    split = ("lots", "split", "--gtin", GTIN, "--lot", "L1", "--child", "C1:2", "--child", "C2:2")
+    code, _, err = await user.run(*split, "--key", "wholesaler.key")
+    assert code == 1 and "args.serials" in err
+    await user.ok(*split, "--serials", "C1=c1.txt", "--serials", "C2=c2.txt",
+                  "--key", "wholesaler.key")  # fmt: skip
+    out = await user.ok("packs", "verify", "--gtin", GTIN, "--serial", "PK0000052",
+                        "--lot", "L1", "--key", "pharmacy.key", "--json")  # fmt: skip
+    assert json.loads(out)["pack"]["lot"] == "C2"
+
+
+async def test_bad_serials_exit_2_and_refusals_exit_1(user: User) -> None:
+    (user.folder / "bad.txt").write_text("GOOD\nnot ok\n")
+    code, _, err = await user.run("packs", "serialize", "--gtin", GTIN, "--lot", "L1",
+                                  "--serials", "bad.txt", "--key", "maker.key")  # fmt: skip
+    assert code == 2 and "AI 21" in err
+    code, _, err = await user.run("packs", "serialize", "--gtin", GTIN, "--lot", "L1",
+                                  "--count", "5", "--key", "wholesaler.key")  # fmt: skip
+    assert code == 1 and "access" in err
+    code, _, err = await user.run("packs", "undo", "--gtin", GTIN, "--serial", "PK0000001",
+                                  "--key", "pharmacy.key")  # fmt: skip
+    assert code == 1 and "serial" in err
