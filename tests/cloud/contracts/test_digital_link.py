@@ -131,6 +131,9 @@ def test_query_holds_attributes_link_type_and_other_parameters() -> None:
         ("01/09506000134352", "uri", "an http(s) URI or a path"),
         ("https://us er@e.com/01/09506000134352", "host", "a host name"),
         ("https:///01/09506000134352", "host", "a host name"),
+        ("//evil.example/01/09506000134352", "uri", "a single /"),
+        ("https://e.com/a b/01/09506000134352", "path", "a path prefix of URI characters"),
+        ("https://e.com/a%zz/01/09506000134352", "path", "a path prefix of URI characters"),
         ("/01/09506000134352/10/" + "A" * 3000, "uri", "at most 2048"),
     ],
 )
@@ -169,6 +172,8 @@ def test_builders_write_canonical_links() -> None:
         ({"cpv": ""}, "22"),
         ({"base": "ftp://x"}, "uri"),
         ({"base": "https://x/?q"}, "uri"),
+        ({"base": "https://x/a b"}, "uri"),
+        ({"base": "//evil.example"}, "uri"),
         ({"link_type": ""}, "linkType"),
     ],
 )
