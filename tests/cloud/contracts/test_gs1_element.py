@@ -118,6 +118,8 @@ def test_expiry_keeps_what_the_pack_carries_and_resolves_day_00() -> None:
         ("01095060001343520209506000134352371", "02", "invalid pair"),
         ("", "01", "an element string"),
         ("]d1" + RAW, "symbology", "a GS1 symbology identifier"),
+        (RAW + GS + "21" + "S" * 5000, "scan", "at most 4096"),
+        ("010950600013435221" + "S" * 3000, "21", "SSSSSSSS... (3000 characters)"),
         ("(01", "01", "'(' AI ')' value"),
         ("x(01)09506000134352", "x(", "an AI (2 to 4 digits) here"),
     ],
