@@ -15,10 +15,11 @@ GTIN-8/12/13 becomes 14 digits, a wrong check digit is refused, lot and serial a
 characters of set 82.
 
 Short names: Digital Link 1.1 defined "convenience alphas" (`gtin`, `cpv`, `lot`, `ser` for
-the path keys); release 1.2 deprecated them ("Deprecating alpha alternatives", its log of
-changes) and GS1's 1.2 grammar still names them as alternatives of the numeric codes. They
-are accepted here in the path and never written. No alpha for a data attribute (such as
-`exp`) is in that grammar, so `?exp=` is an ordinary, uninterpreted parameter.
+the path keys); release 1.2 deprecated them ("Deprecating alpha alternatives" in its log of
+changes), while the 1.2 ABNF grammar shipped with digital-link.js (the library behind GS1's
+Digital Link tools) still lists them beside the numeric codes. They are accepted here in the
+path and never written. That grammar has no alpha for a data attribute (such as `exp`), so
+`?exp=` is an ordinary, uninterpreted parameter.
 
 Pure: no clock, no I/O. Refusals are gs1.Gs1Error (an AI's value) or DigitalLinkError (its
 subclass, naming the part of the URI: "uri", "host", "path", "query", "linkType").
@@ -58,6 +59,7 @@ MAX_URI: Final = 2048  # characters: a QR code of the largest practical size hol
 MAX_LINK_TYPE: Final = 256
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PREFIX = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})*")  # RFC 3986 pchar
 
 
 class DigitalLinkError(Gs1Error):
@@ -144,6 +146,8 @@ def _split_base(uri: str) -> tuple[str, str, str]:
         if slash < 0:
             raise DigitalLinkError("path", "", "/01/{gtin} after the host")
         return path[:slash].lower(), path[slash:], query  # scheme and host: any case
+    if path.startswith("//"):  # a network-path reference: another host, unnamed
+        raise DigitalLinkError("uri", uri[:80], "a path starting with a single /")
     if path.startswith("/"):
         return "", path, query
     raise DigitalLinkError("uri", uri[:80], "an http(s) URI or a path starting with /")
@@ -182,6 +186,8 @@ def _parse_path(path: str, today: datetime.date) -> tuple[str, dict[str, str], s
             "path", "/".join(segments[i:]), "key qualifiers in the order 22, 10, 21"
         )
     prefix = "/".join(segments[:i])
+    if not _PREFIX.fullmatch(prefix):
+        raise DigitalLinkError("path", prefix[:80], "a path prefix of URI characters (RFC 3986)")
     return value, dict(found), ("/" + prefix if prefix else "")
 
 
@@ -257,8 +263,9 @@ def _check_base(base: str) -> str:
         return base
     if "?" in base or "#" in base:
         raise DigitalLinkError("uri", base, "a base URI without query or fragment")
-    if not (base.startswith("/") and not base.startswith("//")):
-        _split_base(base + "/")  # raises for what is neither an http(s) URI nor a path
+    _, path, _ = _split_base(base + "/")  # raises for what is neither an http(s) URI nor a path
+    if not _PREFIX.fullmatch(path):
+        raise DigitalLinkError("uri", base, "a path prefix of URI characters (RFC 3986)")
     return base
 
 

@@ -35,6 +35,8 @@ from cloud.contracts import gs1
 from cloud.contracts.gs1 import Gs1Date, Gs1Error
 
 GS: Final = "\x1d"  # ASCII group separator: FNC1 as a scanner transmits it
+# Characters in one scan: a GS1 DataMatrix holds at most 3,116 digits (144x144 modules).
+MAX_SCAN: Final = 4096
 # Symbology identifiers (ISO/IEC 15424) that announce GS1 AI data (§7.8.1, figure 7.8.1-2).
 GS1_SYMBOLOGIES: Final = {
     "]d2": "GS1 DataMatrix",
@@ -282,7 +284,7 @@ def parse_raw(text: str, today: datetime.date) -> list[tuple[str, str]]:
     return out
 
 
-def _refuse_variable(spec: AiSpec, value: str, cause: Gs1Error | None = None) -> None:
+def _refuse_variable(spec: AiSpec, value: str, cause: Gs1Error | None = None) -> NoReturn:
     """Raise the Gs1Error for a bad variable-length value (`cause`: its check's refusal);
     where a GS separator may be missing (too long, or a tail that reads as another AI) the
     message says so."""
@@ -291,7 +293,8 @@ def _refuse_variable(spec: AiSpec, value: str, cause: Gs1Error | None = None) ->
     joined = len(value) > spec.max_len or _looks_joined(value)
     hint = "; a GS/FNC1 separator missing after it?" if joined else ""
     if cause is None:
-        raise Gs1Error(spec.ai, value, f"at most {spec.max_len} characters{hint}")
+        got = value if len(value) <= 48 else f"{value[:40]}... ({len(value)} characters)"
+        raise Gs1Error(spec.ai, got, f"at most {spec.max_len} characters{hint}")
     if not joined:
         raise cause
     raise Gs1Error(spec.ai, value, f"a valid value ({cause}){hint}") from cause
@@ -366,9 +369,12 @@ _SCAN_FIELDS: Final = frozenset((gs1.AI_GTIN, gs1.AI_BATCH_LOT, gs1.AI_EXPIRY, g
 def parse_element_string(text: str, today: datetime.date) -> Scan:
     """Parse what a scanner read from a pack (raw with GS separators, or human-readable in
     parentheses) into a Scan, six-digit dates read on `today`. Raises Gs1Error naming the AI
-    (or "symbology") with got/want; never anything else, whatever `text` holds."""
+    (or "symbology", or "scan" for one longer than MAX_SCAN) with got/want; never anything
+    else, whatever `text` holds."""
     if not isinstance(text, str):
         raise Gs1Error("01", type(text).__name__, "an element string (str)")
+    if len(text) > MAX_SCAN:
+        raise Gs1Error("scan", f"{len(text)} characters", f"at most {MAX_SCAN}")
     if text.startswith("("):
         pack = _PACK_HRI.match(text)
         if pack is None:

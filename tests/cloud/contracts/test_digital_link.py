@@ -22,7 +22,7 @@ from cloud.contracts.digital_link import (
     scan_from_any,
 )
 from cloud.contracts.gs1 import Gs1Date, Gs1Error
-from cloud.contracts.gs1_element import GS, Scan
+from cloud.contracts.gs1_element import GS, Scan, build_element_string
 from tests.cloud.contracts.gs1_strategies import gtins, set82
 
 TODAY = datetime.date(2026, 12, 6)
@@ -131,6 +131,9 @@ def test_query_holds_attributes_link_type_and_other_parameters() -> None:
         ("01/09506000134352", "uri", "an http(s) URI or a path"),
         ("https://us er@e.com/01/09506000134352", "host", "a host name"),
         ("https:///01/09506000134352", "host", "a host name"),
+        ("//evil.example/01/09506000134352", "uri", "a single /"),
+        ("https://e.com/a b/01/09506000134352", "path", "a path prefix of URI characters"),
+        ("https://e.com/a%zz/01/09506000134352", "path", "a path prefix of URI characters"),
         ("/01/09506000134352/10/" + "A" * 3000, "uri", "at most 2048"),
     ],
 )
@@ -169,6 +172,8 @@ def test_builders_write_canonical_links() -> None:
         ({"cpv": ""}, "22"),
         ({"base": "ftp://x"}, "uri"),
         ({"base": "https://x/?q"}, "uri"),
+        ({"base": "https://x/a b"}, "uri"),
+        ({"base": "//evil.example"}, "uri"),
         ({"link_type": ""}, "linkType"),
     ],
 )
@@ -268,3 +273,23 @@ def test_arbitrary_input_raises_nothing_but_gs1_error(text: str) -> None:
 def test_percent_encoding_matches_the_standard_library(value: str) -> None:
     uri = build_digital_link(GTIN, TODAY, lot=value, base="")
     assert uri == "/01/09506000134352/10/" + quote(value, safe="")
+
+
+@given(
+    gtin=gtins(),
+    lot=set82,
+    serial=set82,
+    expiry=st.dates(datetime.date(1977, 1, 1), datetime.date(2076, 12, 31)),
+)
+def test_a_pack_reads_the_same_from_its_link_and_from_its_datamatrix(
+    gtin: str, lot: str, serial: str, expiry: datetime.date
+) -> None:
+    yymmdd = expiry.strftime("%y%m%d")
+    link = pack_uri(gtin, lot, serial, TODAY, yymmdd)
+    try:
+        element = build_element_string(gtin, TODAY, yymmdd, lot, serial)
+    except Gs1Error:  # a value holding "(" digits ")": no human-readable form
+        return
+    from_link = scan_from_any(link, TODAY)
+    assert from_link == scan_from_any("]d2" + element.raw, TODAY)
+    assert from_link == scan_from_any(element.hri, TODAY)

@@ -118,6 +118,8 @@ def test_expiry_keeps_what_the_pack_carries_and_resolves_day_00() -> None:
         ("01095060001343520209506000134352371", "02", "invalid pair"),
         ("", "01", "an element string"),
         ("]d1" + RAW, "symbology", "a GS1 symbology identifier"),
+        (RAW + GS + "21" + "S" * 5000, "scan", "at most 4096"),
+        ("010950600013435221" + "S" * 3000, "21", "SSSSSSSS... (3000 characters)"),
         ("(01", "01", "'(' AI ')' value"),
         ("x(01)09506000134352", "x(", "an AI (2 to 4 digits) here"),
     ],
@@ -330,3 +332,24 @@ def test_the_usual_pack_fast_path_reads_as_the_general_loop(text: str) -> None:
     """parse_element_string matches the usual 01 17 10 GS 21 with one regular expression;
     it must answer exactly as the general loop does, refusals included."""
     assert _parsed(text) == _generic(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        RAW,
+        "(21)XYZ(10)ABC123(17)270300(01)09506000134352",
+        "]d2" + "0104150123456782" + "10L-7/2" + GS + "7101234567" + GS + "21S1" + GS + "3712",
+        "0010614141123456789701095060001343524140614141000005",
+    ],
+)
+def test_parse_then_build_then_parse_is_the_identity(text: str) -> None:
+    """The other way round: what a scanner read, written again in the pack order, reads the
+    same (the raw form written needs only the separators the pack order needs)."""
+    scan = parse_element_string(text, TODAY)
+    built = build_element_string(
+        scan.gtin, TODAY, scan.expiry_yymmdd, scan.lot, scan.serial, scan.other
+    )
+    assert parse_element_string(built.raw, TODAY) == scan
+    assert parse_element_string(built.hri, TODAY) == scan
+    assert list(built.elements) == scan.elements()
