@@ -3,7 +3,8 @@ on SQLite and PostgreSQL: what each reader sees (the regulator's figures per rol
 participant named, a holder's own, the public refused naming the cell), bad GTINs and
 parameters refused naming the field, the regulator's minimum set by a transaction (the
 manufacturer refused), and the shortage alert reaching the regulator's feed once per
-crossing, the same after a restart (replay)."""
+crossing — from a transaction or a reading batch's cold-chain quarantine, through another
+worker, the same after a restart (replay), and still the old regulator's after a handover."""
 
 from __future__ import annotations
 
