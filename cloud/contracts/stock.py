@@ -139,8 +139,9 @@ class StockIndex:
 
     def apply(self, applied: Applied, regulators: Iterable[bytes]) -> list[Notification]:
         """Take in what one transaction (or one reading batch's cold chains) changed, in log
-        order; return the shortage alerts it raises, addressed to `regulators` (x-only keys:
-        regulator_dids), GTINs in order."""
+        order; return the shortage alerts it raises, GTINs in order, addressed to
+        `regulators` (x-only keys, each as both its did:keys: regulator_dids): those of the
+        change's own log position, `applied.regulators` on the ledger."""
         touched: set[str] = set()
         drops = self._dropped(applied)  # units each holder lost, to attribute a dispense
         for key in applied.deleted:

@@ -3,7 +3,8 @@ on SQLite and PostgreSQL: what each reader sees (the regulator's figures per rol
 participant named, a holder's own, the public refused naming the cell), bad GTINs and
 parameters refused naming the field, the regulator's minimum set by a transaction (the
 manufacturer refused), and the shortage alert reaching the regulator's feed once per
-crossing, the same after a restart (replay)."""
+crossing — from a transaction or a reading batch's cold-chain quarantine, through another
+worker, the same after a restart (replay), and still the old regulator's after a handover."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gateway import config_entry
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
 from tests.cloud.api.test_feeds import events
+from tests.cloud.api.test_lot_coldchain import BOX, HIGH, shipped
 from tests.cloud.api.test_tx import applied, post, receive, ship, signed
 from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, Party, admission, party
 from tests.cloud.services.test_config_regulators import change
@@ -264,3 +266,16 @@ async def test_a_handover_leaves_earlier_alerts_with_the_old_regulator(
         assert shortages(await events(cloud, successor)) == []
         kept = cloud.server.app[FEEDS].feeds.page(REGULATOR.did, 0, 100)
         assert [e.event["type"] for e in kept] == ["shortage", "shortage"]
+
+
+async def test_a_cold_chain_quarantine_raises_the_alert_too(regulated: Cloud) -> None:
+    """A quarantine no transaction made (a batch's readings: lots_coldchain.py) takes the
+    stock below the minimum: the alert names the batch's 0x01 entry and no transaction."""
+    site, t0 = await shipped(regulated)  # L1 of 100 in transit to D, a box on it
+    await applied(regulated, minimum(50))
+    hot = await site.send(BOX, t0, [HIGH] * 20)  # 19 min above 8 °C: quarantined
+    (alert,) = shortages(await events(regulated, REGULATOR))
+    assert (alert["index"], alert["tx"]) == (hot, "")
+    assert alert["event"] == {"type": "shortage", "gtin": GTIN, "stock": 0, "minimum": 50}
+    status, stock = await get(regulated, f"/v1/stock/{GTIN}", REGULATOR)
+    assert status == 200 and stock["figures"]["in_transit"]["quarantined"] == 100, stock
