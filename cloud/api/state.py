@@ -19,6 +19,7 @@ from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
+from cloud.services.public_check import PublicCheckService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
@@ -44,3 +45,4 @@ READS = web.AppKey("reads", ReadService)  # private records as the read matrix a
 TRACES = web.AppKey("traces", TraceService)  # recall traces, as the read policy allows
 FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds
 GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes
+PUBLIC_CHECK = web.AppKey("public_check", PublicCheckService)  # the Digital Link resolver's
