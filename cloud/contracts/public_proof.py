@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from cloud.contracts import gs1, lots, stateroot
 from cloud.contracts.engine import RecordType
-from cloud.contracts.statetree_hash import record_key
+from cloud.contracts.statetree_hash import record_key, value_hash
 from cloud.contracts.statetree_proof import Proof, proof_from_bytes, proof_from_json
 from gateway.merkle_verify import ProofError
 
@@ -132,7 +132,7 @@ class PublicProof:
             out += _short(r.contract.encode()) + bytes((r.code,))
             value = r.value or b""
             out += struct.pack(">H", len(value)) + value
-            proof = r.proof.to_bytes()
+            proof = _compact(r, r.key(self.gtin, self.lot, self.serial))
             out += struct.pack(">H", len(proof)) + proof
         return bytes(out)
 
@@ -159,8 +159,10 @@ class PublicProof:
             contract = r.text(r.take(1)[0], "contract")
             code = r.take(1)[0]
             value = r.take(struct.unpack(">H", r.take(2))[0]) or None
-            proof = proof_from_bytes(r.take(struct.unpack(">H", r.take(2))[0]))
-            records.append(ProvenRecord(contract, code, value, proof))
+            raw = r.take(struct.unpack(">H", r.take(2))[0])
+            placeholder = ProvenRecord(contract, code, value, _NO_PROOF)
+            key = placeholder.key(gtin, lot, serial)
+            records.append(ProvenRecord(contract, code, value, _expand(raw, key, value)))
         if r.offset != len(data):
             raise PublicProofFormatError(f"{len(data) - r.offset} bytes after the last record")
         return cls(gtin, lot, serial, index, entry, inclusion, note, tuple(records))
@@ -225,6 +227,32 @@ def proven(rtype: RecordType, value: bytes | None, proof: Proof) -> ProvenRecord
     if rtype.private:
         raise ValueError(f"record {rtype.name} is private, want a public record")
     return ProvenRecord(rtype.contract, rtype.code, value, proof)
+
+
+_NO_PROOF: Final = Proof(None, ())
+OWN_LEAF: Final = 2  # a compact proof's end byte: the record's own leaf, left out (below)
+
+
+def _compact(record: ProvenRecord, key: bytes) -> bytes:
+    """The record's state proof bytes, without the 64 bytes of its own leaf when it ends
+    there (the verifier has both halves: the key it recomputes, the value's hash): end byte
+    OWN_LEAF instead of 1 (statetree_proof's leaf), then depth, bitmap and siblings as is."""
+    data = record.proof.to_bytes()
+    leaf = record.proof.leaf
+    if record.value is None or leaf is None:
+        return data
+    if (leaf.key, leaf.value_digest) != (key, value_hash(record.value)):
+        return data  # another leaf: kept whole, and the check will say so
+    return bytes((data[0], OWN_LEAF)) + data[2 + 64 :]
+
+
+def _expand(data: bytes, key: bytes, value: bytes | None) -> Proof:
+    """Parse compact proof bytes (_compact) for the record of `key` holding `value`."""
+    if len(data) >= 2 and data[1] == OWN_LEAF:
+        if value is None:
+            raise PublicProofFormatError("a proof of its own leaf for an absent record")
+        data = bytes((data[0], 1)) + key + value_hash(value) + data[2:]
+    return proof_from_bytes(data)
 
 
 def _short(data: bytes) -> bytes:
