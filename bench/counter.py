@@ -95,7 +95,8 @@ def bundle_for(state: State, log_size: int, rnd: random.Random) -> tuple[PublicP
     log_root = root_from_inclusion_proof(rfc6962.leaf_hash(entry), index, log_size, inclusion)
     log = Signer.generate("ledger.example/pharmasync")
     note = sign_checkpoint(Checkpoint(log.name, log_size, log_root), log)
-    stamp = CosignatureSigner(log.name, log.seed).cosign(note.split("\n\n")[0] + "\n", int(time.time()))
+    text = note.split("\n\n")[0] + "\n"
+    stamp = CosignatureSigner(log.name, log.seed).cosign(text, int(time.time()))
     bundle = PublicProof(
         GTIN,
         "B0001",
