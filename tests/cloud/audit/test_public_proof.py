@@ -4,11 +4,13 @@ from the log's key and what was scanned, and every tampering is refused naming i
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from cloud.audit import verify
@@ -20,7 +22,7 @@ from gateway.note import Signer
 from tests.cloud.api.test_app import Cloud
 from tests.cloud.api.test_auth import cloud  # noqa: F401  (the fixture)
 from tests.cloud.api.test_traces import lots_tx
-from tests.cloud.api.test_tx import GTIN, M, admit, applied, commission
+from tests.cloud.api.test_tx import GTIN, M, admit, applied, commission, send, serve
 
 PROOF = "application/vnd.pharmasync.public-proof"
 L1 = Scanned(GTIN, "L1")
@@ -166,3 +168,36 @@ async def test_pharmasync_verify_public(
     assert verify.main([*args[:6], "--lot", "L1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["verified"] is True and report["checkpoint_size"] == bundle.index + 1
+
+
+async def test_two_workers_asked_at_once_serve_one_stamped_checkpoint(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Workers on one PostgreSQL database stamp a size's checkpoint at most once: asked
+    together for a root none has stamped, both answer the first writer's note, so a bundle
+    is the same bytes whichever worker served it (and after a restart)."""
+    data = tmp_path / "cloud"  # both workers read the one log key from here
+    workers = [await serve(data, postgres_dsn) for _ in range(2)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            for signed in (admit("M"), commission("L1", 10)):
+                status, answer = await send(http, workers[0][1], signed)
+                assert status == 201, answer
+
+            async def get(url: str) -> bytes:
+                link = f"{url}/01/{GTIN}/10/L1"
+                async with http.get(link, headers={"Accept": PROOF}) as r:
+                    assert r.status == 200
+                    return await r.read()
+
+            for n in range(3):  # a fresh root each round, asked of both workers at once
+                first, second = await asyncio.gather(*(get(url) for _, url in workers))
+                assert first == second
+                await send(http, workers[0][1], commission(f"X{n}", 1))
+            async with http.get(f"{workers[1][1]}/v1/log/vkey") as r:
+                key = (await r.text()).strip()
+        assert verify_public(first, log_vkey=key, scanned=L1).facts["authentic"]
+    finally:
+        for proc, _ in workers:
+            proc.terminate()
+            proc.wait(timeout=30)
