@@ -36,6 +36,8 @@ from cloud.witness.client import add_cosignatures
 from gateway.checkpoint import CosignatureSigner, cosignature_timestamp
 from gateway.note import parse_note
 
+KEPT_ANCHORS = 16  # state roots whose entry, inclusion proof and stamped checkpoint are kept
+
 
 @dataclass(frozen=True)
 class PublicCheck:
@@ -55,6 +57,7 @@ class PublicCheckService:
         self.contracts = contracts
         log = shared.log
         self._stamper = CosignatureSigner(log.signer.name, log.signer.seed)
+        self._anchors: dict[int, tuple[bytes, tuple[bytes, ...], str, int]] = {}
 
     async def lot(self, scanned: DigitalLinkPath) -> PublicCheck:
         """Check the lot `scanned` names (its lot must be given). The facts are read on
@@ -74,21 +77,34 @@ class PublicCheckService:
         if head.index is None:  # nothing committed yet: no root to prove against
             return PublicCheck(facts, None, None)
         index = head.index
-        await self.shared.log.refresh()
-        _, inclusion = await self.shared.log.inclusion(index, index + 1)
-        (entry,) = await self.shared.log.entries(index, index + 1)
-        note, as_of = await self._stamped(index + 1, now)
+        entry, inclusion, note, as_of = await self._anchor(index, now)
         bundle = PublicProof(
             gtin=gtin,
             lot=lot,
             serial=scanned.serial,
             index=index,
             entry=entry,
-            inclusion=tuple(inclusion),
+            inclusion=inclusion,
             checkpoint=note,
             records=tuple(proven(rtype, value, proof) for rtype, value, proof in proofs),
         )
         return PublicCheck(facts, bundle, as_of)
+
+    async def _anchor(self, index: int, now: int) -> tuple[bytes, tuple[bytes, ...], str, int]:
+        """The 0x04 entry at `index`, its inclusion proof in the log of index + 1 entries and
+        that size's stamped checkpoint with its time: none of them ever changes, so the last
+        few are kept (every check of any lot between two blocks asks for the same one)."""
+        found = self._anchors.get(index)
+        if found is None:
+            await self.shared.log.refresh()  # the log's checkpoint reaches the entry
+            _, inclusion = await self.shared.log.inclusion(index, index + 1)
+            (entry,) = await self.shared.log.entries(index, index + 1)
+            note, as_of = await self._stamped(index + 1, now)
+            found = (entry, tuple(inclusion), note, as_of)
+            if len(self._anchors) >= KEPT_ANCHORS:
+                self._anchors.pop(next(iter(self._anchors)))  # the oldest
+            self._anchors[index] = found
+        return found
 
     async def _stamped(self, size: int, now: int) -> tuple[str, int]:
         """The kept stamped checkpoint of `size` and its time, made now if none is kept."""
