@@ -124,9 +124,37 @@ def _operation(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]
     }
 
 
+DESCRIPTION = {
+    "get": {
+        "summary": "The GS1 resolver description file",
+        "responses": {
+            "200": {
+                "description": "Root, primary keys (AI 01) and link-type vocabulary",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["resolverRoot", "supportedPrimaryKeys"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "resolverRoot": {"type": "string"},
+                                "supportedPrimaryKeys": {"type": "array"},
+                                "supportedLinkType": {"type": "array"},
+                                "linkTypeDefaultCanBeLinkset": {"type": "boolean"},
+                            },
+                        }
+                    }
+                },
+            }
+        },
+    }
+}
+
+
 def resolver_paths() -> dict[str, Any]:
     """The resolver's paths for the OpenAPI document."""
     return {
+        "/.well-known/gs1resolver": DESCRIPTION,
         "/01/{gtin}": _operation("A GTIN (its lots are checked one by one)", [GTIN]),
         "/01/{gtin}/10/{lot}": _operation("A lot's public check", [GTIN, LOT]),
         "/01/{gtin}/10/{lot}/21/{serial}": _operation(

@@ -11,7 +11,9 @@ What is answered, by `linkType` first, then by content negotiation (Accept, RFC 
     Accept: application/linkset+json   the linkset
     Accept: application/vnd.pharmasync.public-proof   the proof bundle's bytes
 
-Every answer carries `Link: <…?linkType=all>; rel="linkset"`. Refusals (problem+json): 400
+Every answer carries `Link: <…?linkType=all>; rel="linkset"`. `/.well-known/gs1resolver`
+is the resolver's description file (GS1-Conformant Resolver standard: its root, the primary
+key it reads, AI 01, and the GS1 link-type vocabulary). Refusals (problem+json): 400
 naming the AI (`AI 01` for a wrong GTIN check digit, `AI 10`, `AI 21`, `AI 22`, `AI 17`) or
 `path`; 406 `accept` for an Accept header none of these types meets. A serial is read but
 not yet checked (the packs contract is not on this ledger): the lot's facts are answered,
@@ -131,6 +133,21 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         scanned, check.facts, as_of, base, str(request.url), links.PROOF_TYPE
     )
     return web.Response(text=page, content_type=HTML, headers=headers)
+
+
+@routes.get("/.well-known/gs1resolver")
+async def description(request: web.Request) -> web.Response:
+    """The resolver description file (GS1-Conformant Resolver standard, its JSON schema's
+    fields): where the resolver is, which primary keys and link types it reads."""
+    return web.json_response(
+        {
+            "name": "PharmaSync ledger: public check of medicines",
+            "resolverRoot": f"{request.scheme}://{request.host}",
+            "supportedPrimaryKeys": [gs1.AI_GTIN],
+            "supportedLinkType": [{"namespace": links.VOCABULARY, "prefix": "gs1:"}],
+            "linkTypeDefaultCanBeLinkset": False,
+        }
+    )
 
 
 def _lotless(

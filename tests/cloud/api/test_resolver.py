@@ -239,3 +239,11 @@ async def test_the_page_reads_on_a_phone(cloud: Cloud, tmp_path: Path) -> None: 
     assert png.stat().st_size > 10_000 and phone.stat().st_size > 10_000
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     assert today in good  # the "as of" time
+
+
+async def test_the_resolver_describes_itself(cloud: Cloud) -> None:  # noqa: F811
+    status, _, body = await fetch(cloud, "/.well-known/gs1resolver")
+    found = json.loads(body)
+    assert status == 200 and found["supportedPrimaryKeys"] == ["01"]
+    assert found["resolverRoot"] == cloud.url("").rstrip("/")
+    assert found["supportedLinkType"][0]["namespace"] == "https://gs1.org/voc/"
