@@ -4,7 +4,7 @@ path; cloud/services/public_check.py answers; docs/protocol.md, "Public check pr
 
 What is answered, by `linkType` first, then by content negotiation (Accept, RFC 9110 §12.5.1):
 
-    ?linkType=all                      the linkset, application/linkset+json (RFC 9264)
+    ?linkType=all (or =linkset)        the linkset, application/linkset+json (RFC 9264)
     ?linkType=gs1:pip (any we have)    307 to that link; one we do not have: 307 to the default
     Accept: text/html (and */*)        the page a phone shows (resolver_page.py)
     Accept: application/json           the public facts and the proof bundle as JSON
@@ -96,7 +96,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     scanned = scanned_path(request)
     base = f"{request.scheme}://{request.host}"
     headers = {"Link": links.link_header(base, scanned), "Vary": "Accept"}
-    if scanned.link_type == links.ALL:
+    if scanned.link_type in links.LINKSET_TYPES:
         return web.json_response(
             links.linkset(base, scanned), content_type=links.LINKSET, headers=headers
         )

@@ -9,7 +9,8 @@ standard; RFC 9264 linksets): each link type (a GS1 Web Vocabulary term) to our 
 
 (gs1:epcis joins them when the EPCIS query route is on the ledger.) A lot-less path (a GTIN
 alone) lists the first two only. `linkset` is the application/linkset+json document of
-`?linkType=all`; `find` the link a `?linkType=` names, for the resolver's redirect.
+`?linkType=all` (GS1 Digital Link 1.1) or `?linkType=linkset` (GS1-Conformant Resolver);
+`find` the link a `?linkType=` names, for the resolver's redirect.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from cloud.contracts.gs1_path import DigitalLinkPath
 VOCABULARY: Final = "https://gs1.org/voc/"
 LINKSET: Final = "application/linkset+json"
 PROOF_TYPE: Final = "application/vnd.pharmasync.public-proof"  # the bundle's bytes
-ALL: Final = "all"
+ALL: Final = "all"  # GS1 Digital Link 1.1's value for the linkset
+LINKSET_TYPES: Final = (ALL, "linkset")  # and the GS1-Conformant Resolver standard's
+REF_VOCABULARY: Final = "https://ref.gs1.org/voc/"  # the vocabulary's other published root
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def linkset(base: str, scanned: DigitalLinkPath) -> dict[str, Any]:
 
 def find(base: str, scanned: DigitalLinkPath, link_type: str) -> Link | None:
     """The first link of type `link_type` (`gs1:pip` or its full URI), None if none."""
-    rel = link_type.removeprefix("gs1:").removeprefix(VOCABULARY)
+    rel = link_type.removeprefix("gs1:").removeprefix(VOCABULARY).removeprefix(REF_VOCABULARY)
     return next((link for link in links(base, scanned) if link.rel == rel), None)
 
 

@@ -148,6 +148,9 @@ async def test_linktype_all_answers_the_linkset(cloud: Cloud) -> None:  # noqa: 
             s, _, _ = await fetch(cloud, target["href"].removeprefix(cloud.url("").rstrip("/")),
                                   target["type"])  # fmt: skip
             assert s == 200, target
+    # The resolver standard's `linkType=linkset` is the same document.
+    s, _, again = await fetch(cloud, LOT + "?linkType=linkset")
+    assert s == 200 and json.loads(again)["linkset"] == linkset
     # Accept: application/linkset+json answers it too; every answer links to it.
     s, h, _ = await fetch(cloud, LOT, "application/linkset+json")
     assert s == 200 and h["Content-Type"].startswith("application/linkset+json")
@@ -158,6 +161,9 @@ async def test_a_link_type_redirects_to_its_link_or_the_default(cloud: Cloud) ->
     await made(cloud)
     s, h, _ = await fetch(cloud, LOT + "?linkType=gs1:recallStatus", allow_redirects=False)
     assert s == 307 and h["Location"].endswith(f"/v1/lots/{GTIN}/L1")
+    full = "https://ref.gs1.org/voc/certificationInfo"
+    s, h, _ = await fetch(cloud, LOT + "?linkType=" + full, allow_redirects=False)
+    assert s == 307 and "/v1/certificates?subject=" in h["Location"]
     s, h, _ = await fetch(cloud, LOT + "?linkType=gs1:epil", allow_redirects=False)
     assert s == 307 and h["Location"].endswith(LOT)  # none of that type: the default link
 
