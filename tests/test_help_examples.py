@@ -45,6 +45,8 @@ PARSE_ONLY = {
     "serve` on the PostgreSQL server; tests/cloud run the ledger on both engines)",
     "proof.json": "needs the proof bundle of a stored reading: tests/test_demo.py runs the "
     "demo's printed `verify` commands on a real one",
+    "--public check": "needs a lot's public check saved from the resolver (/01/...): "
+    "tests/cloud/audit/test_public_proof.py runs `verify --public` on real ones",
     "receipt.json": "needs a cosigned receipt of a stored batch: tests/cloud/"
     "test_verify_receipt.py runs this command on one a real cloud and witness made",
     "--interval 60": "follows a deployed ledger's log until stopped (the --once example "

@@ -3,6 +3,7 @@
     /          the landing page (routes/home.py)           root application
     /metrics   Prometheus metrics (routes/meta.py)         root application
     /healthz   health check (routes/meta.py)               root application
+    /01/...    GS1 Digital Link resolver (routes/resolver.py)   root application
     /v1/...    the API (cloud/api/v1.py)                   sub-application, its own errors
 
 Resources live in cleanup contexts: the store, the verification threads and the services
@@ -28,7 +29,7 @@ from aiohttp.typedefs import Handler
 
 from cloud.api.metrics import Metrics, Watched
 from cloud.api.problems import problems
-from cloud.api.routes import home, meta
+from cloud.api.routes import home, meta, resolver
 from cloud.api.state import (
     ALARM_ACKS,
     AUTH,
@@ -41,6 +42,7 @@ from cloud.api.state import (
     LOG,
     METRICS,
     PACKS,
+    PUBLIC_CHECK,
     READINGS,
     READS,
     REFUSALS,
@@ -64,6 +66,7 @@ from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.packs import PackService
+from cloud.services.public_check import PublicCheckService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
@@ -149,6 +152,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STOCK] = StockService(shared, app[CONTRACTS], app[FEEDS])  # after the feeds
         app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
         app[PACKS] = PackService(shared, app[CONTRACTS])
+        app[PUBLIC_CHECK] = PublicCheckService(shared, app[CONTRACTS])  # /01/... resolver
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()
@@ -195,5 +199,6 @@ def make_app(settings: CloudSettings) -> web.Application:
     app.on_shutdown.append(_close_feeds)
     app.add_routes(home.routes)
     app.add_routes(meta.routes)
+    app.add_routes(resolver.routes)  # GS1 Digital Link paths live at the host's root
     app.add_subapp(PREFIX, make_v1_app())
     return app

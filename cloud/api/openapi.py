@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cloud.api.openapi_resolver import resolver_paths
 from cloud.api.routes.contracts import MAX_BATCH, MAX_BATCH_BYTES
 from cloud.api.routes.feeds import DEFAULT_PAGE
 from cloud.api.routes.packs import MAX_VERIFY_BYTES
@@ -433,6 +434,7 @@ def document() -> dict[str, Any]:
             **_read_paths(),
             **_stock_paths(),
             **_pack_paths(),
+            **resolver_paths(),  # GS1 Digital Link, at the host's root
             "/v1/openapi.json": {
                 "get": {
                     "summary": "This document",

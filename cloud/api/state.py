@@ -20,6 +20,7 @@ from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
 from cloud.services.log import LogService
 from cloud.services.packs import PackService
+from cloud.services.public_check import PublicCheckService
 from cloud.services.readings import ReadingService
 from cloud.services.reads import ReadService
 from cloud.services.refusals import Refusals
@@ -48,3 +49,4 @@ FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds
 STOCK = web.AppKey("stock", StockService)  # stock per GTIN, shortage alerts
 GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes
 PACKS = web.AppKey("packs", PackService)  # the pharmacy counter's check of a pack
+PUBLIC_CHECK = web.AppKey("public_check", PublicCheckService)  # the Digital Link resolver's

@@ -6,11 +6,14 @@
                       [--interval S] [--readings]
     pharmasync verify --receipt FILE --log-vkey VKEY|@FILE --witness VKEY [...]
                       [--min-cosignatures N] [--json]
+    pharmasync verify --public FILE --log-vkey VKEY|@FILE (--link URI | --gtin G --lot L
+                      [--serial S] [--expiry YYMMDD]) [--json]
 
 The checks live in `cloud.audit.bundle` (one bundle, offline), `cloud.audit.receipt` (a
-cosigned receipt, offline) and `cloud.audit.follow` (the log follower); this module reads
-arguments, prints, and maps outcomes to exit statuses: 0 verified, 1 the log could not be
-read, 2 usage, 3 a check failed or the log misbehaved.
+cosigned receipt, offline), `cloud.audit.public_check` (a public check's bundle, offline;
+its options and output in `cloud.audit.public_verify`) and `cloud.audit.follow` (the log
+follower); this module reads arguments, prints, and maps outcomes to exit statuses: 0
+verified, 1 the log could not be read, 2 usage, 3 a check failed or the log misbehaved.
 `register` adds the command to the `pharmasync` parser; `main` runs it on its own
 (`python -m cloud.audit.verify ...`).
 """
@@ -26,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from cloud.audit import replay
+from cloud.audit import public_verify, replay
 from cloud.audit.bundle import (
     BOX_KEY_SIZE,
     MAX_BUNDLE_BYTES,
@@ -100,6 +103,14 @@ With --receipt FILE (a cosigned receipt from GET /v1/batches/{gateway}/{seq}/rec
 one a gateway kept), check offline that the batch is in the log under a checkpoint the
 given witnesses cosigned, and that the original receipt's checkpoint is a prefix of it.
 
+With --public FILE (a pack's or lot's public check from its GS1 Digital Link,
+/01/{gtin}/10/{lot}, saved as JSON or as its binary proof bundle), check offline that each
+public record (lot, quality, recall, cold chain) is in the state root of a 0x04 log entry,
+that entry in the log, under the log-signed checkpoint of the size that first includes it;
+the record keys are recomputed from what you scanned (--link, or --gtin/--lot), never
+taken from the bundle. Prints the facts as of that checkpoint's time, as committed by the
+ledger.
+
 exit status: 0 verified, 1 the log could not be read (after retries), 2 usage error,
 3 a check failed or the log misbehaved."""
 
@@ -112,9 +123,13 @@ examples:
   pharmasync verify --cloud https://ledger.example --log-vkey @ledger.vkey --readings --interval 60
   pharmasync verify --receipt receipt.json --log-vkey @ledger.vkey --witness @witness.vkey
   pharmasync verify --replay --cloud http://127.0.0.1:8480
+  pharmasync verify --public check.bin --log-vkey @ledger.vkey --link 'https://ledger.example/01/09506000134352/10/L1?17=271200'
+  pharmasync verify --public check.json --log-vkey @ledger.vkey --gtin 9506000134352 --lot L1
 
   (save the log's key once: curl -s http://127.0.0.1:8480/v1/log/vkey -o ledger.vkey;
-   a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json)"""
+   a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json;
+   a public check: curl -s -H 'Accept: application/vnd.pharmasync.public-proof'
+      http://127.0.0.1:8480/01/09506000134352/10/L1 -o check.bin)"""
 
 
 def key_string(value: str) -> str:
@@ -226,6 +241,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="secret key file of a replay grant holder (`cloud keygen`); without: public only",
     )
+    public_verify.add_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -233,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `verify` command to the top-level `pharmasync` parser."""
     parser = subparsers.add_parser(
         "verify",
-        help="check a reading's proof bundle, or follow the ledger's log",
+        help="check a reading's proof bundle or a pack's public check, or follow the log",
         description=DESCRIPTION,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -248,6 +264,13 @@ def _given(args: argparse.Namespace, *options: str) -> list[str]:
 
 def _misused(args: argparse.Namespace) -> str | None:
     """Return why the argument combination is wrong, or None."""
+    public = public_verify.misused(args)
+    if public is not None or args.public is not None:
+        if public is None and (args.bundle, args.cloud, args.receipt) != (None, None, None):
+            return "--public goes alone: not with BUNDLE.json, --cloud or --receipt"
+        used = _given(args, "--device", "--witness", "--min-cosignatures", "--replay", "--key")
+        used += _given(args, "--state", "--once", "--interval", "--readings", "--owner")
+        return public or (f"{', '.join(used)}: not for --public" if used else None)
     if [args.bundle, args.cloud, args.receipt].count(None) != 2:
         return "give one of BUNDLE.json, --cloud URL or --receipt FILE"
     follow_options = ("--state", "--once", "--interval", "--readings", "--owner")
@@ -276,6 +299,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem} (see --help)", file=sys.stderr)
         return EXIT_USAGE
+    if args.public is not None:
+        return public_verify.run(args, _read_bundle)
     if args.replay:
         secret = None if args.key is None else read_secret(args.key, "--key")
         if args.key is not None and secret is None:

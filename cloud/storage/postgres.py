@@ -145,6 +145,13 @@ CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
     cosignatures integer NOT NULL     -- verified witness cosignatures it carries
 );
 """
+# Stamped checkpoints (the public check, cloud/storage/stamped.py): created where missing.
+STAMPED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stamped_checkpoints (
+    size bigint PRIMARY KEY,  -- a 0x04 entry's index + 1: the size first including it
+    note text NOT NULL        -- log-signed, with the log's timestamped cosignature line
+);
+"""
 
 
 # Signed alarm acknowledgements relayed to gateways (gateway/alarm_ack.py), off the log.
@@ -305,6 +312,7 @@ class PostgresEngine:
                 await conn.execute(EVENTS_SCHEMA)
                 await conn.execute(CONFIG_SCHEMA)
                 await conn.execute(COSIGNED_SCHEMA)
+                await conn.execute(STAMPED_SCHEMA)
                 await conn.execute(ALARM_ACKS_SCHEMA)
                 await conn.execute(CONTRACTS_SCHEMA)
         except BaseException:

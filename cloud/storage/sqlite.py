@@ -122,6 +122,10 @@ CREATE TABLE IF NOT EXISTS cosigned_checkpoints (
     note         TEXT NOT NULL,        -- the log-signed note with its cosignature lines
     cosignatures INTEGER NOT NULL      -- verified witness cosignatures it carries
 );
+CREATE TABLE IF NOT EXISTS stamped_checkpoints (
+    size INTEGER PRIMARY KEY,  -- a 0x04 entry's index + 1: the size first including it
+    note TEXT NOT NULL         -- log-signed, with the log's timestamped cosignature line
+);
 """
 
 # Signed alarm acknowledgements relayed to gateways (gateway/alarm_ack.py), off the log.

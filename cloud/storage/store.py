@@ -30,7 +30,7 @@ from typing import TypeVar
 
 from cloud.log.tlog import NodeKey
 from cloud.log.verified import Verified
-from cloud.storage import alarm_acks, auth, authority, batches, cosigned, log, registry
+from cloud.storage import alarm_acks, auth, authority, batches, cosigned, log, registry, stamped
 from cloud.storage import contracts as contract_txs
 from cloud.storage import events as event_log
 from cloud.storage.batches import MAX_LEAF, BatchStored, KnownState, Sighting, StoredReading
@@ -295,6 +295,17 @@ class Store:
         return await self.engine.read(
             lambda tx: cosigned.first(tx, min_size, max_size, min_cosignatures)
         )
+
+    # -- stamped checkpoints (the public check, cloud/services/public_check.py) -------------
+
+    async def keep_stamped(self, size: int, note: str) -> str:
+        """Keep stamped checkpoint `note` of `size` unless one is kept; return the kept one."""
+        # Off the log, atomic by itself: no log lock.
+        return await self.engine.read(lambda tx: stamped.keep_first(tx, size, note))
+
+    async def stamped_note(self, size: int) -> str | None:
+        """Return the kept stamped checkpoint note of `size`, if any."""
+        return await self.engine.read(lambda tx: stamped.note(tx, size))
 
     # -- relayed alarm acknowledgements (gateway/alarm_ack.py), off the log ---------------
 

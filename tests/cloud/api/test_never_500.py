@@ -217,9 +217,13 @@ PARAMS = {
     "lot": st.sampled_from(["L1"]) | texts,
     "did": st.sampled_from([M.did, REGULATOR.did, M.did[:-1]]) | texts,  # admitted, not, broken
     "column": st.sampled_from(["product", "flow_m_to_d", "entities_identity"]) | texts,
+    # the Digital Link resolver's path after /01/ (cloud/api/routes/resolver.py)
+    "tail": st.sampled_from([GTIN, f"{GTIN}/10/L1", f"{GTIN}/10/L1/21/S1", f"{GTIN}/22/V/10/L"])
+    | texts,
 }
 TEMPLATES = route_templates()  # every route: one added later is covered at once
 QUERY_NAMES = ["start", "end", "index", "size", "hash", "old", "new", "limit", "after", "subject"]
+QUERY_NAMES += ["17", "linkType"]  # the Digital Link resolver's
 
 
 @st.composite

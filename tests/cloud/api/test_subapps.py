@@ -28,7 +28,8 @@ def test_the_api_is_a_sub_application_with_its_own_error_middleware() -> None:
     api = v1.get_info()["app"]
     assert isinstance(api, web.Application) and api.middlewares, "its own errors"
     root = {r.canonical for r in app.router.resources() if "prefix" not in r.get_info()}
-    assert root == {"/", "/metrics", "/healthz"}
+    resolver = {"/01/{tail}", "/.well-known/gs1resolver"}  # GS1 Digital Link: the host's root
+    assert root == {"/", "/metrics", "/healthz"} | resolver
     assert all(r.canonical.startswith(PREFIX + "/") for r in api.router.resources())
 
 

@@ -1,0 +1,253 @@
+"""Benchmark the pharmacy counter (issue 12): the public check's proof bundle and resolver.
+
+Run: .venv/bin/python bench/counter.py [--parts proof,resolver] [--records 10000,1000000]
+                                       [--log-size 10000000] [--samples 300] [--no-pg]
+
+Part "proof" (pure, no server): a contract State whose tree holds --records records (random
+filler records beside one real lot's public records: lot, quality, recall absent, cold chain
+absent), its root in a 0x04 entry that is the last of a log of --log-size entries (the
+inclusion proof's hashes drawn at random and the log's root computed from them, so the
+proof is real for that root), a checkpoint of exactly that size signed by a fresh log key
+and stamped with its own cosignature: the bundle the resolver serves
+(cloud/contracts/public_proof.py). Prints its size in bytes (target <= 4 KB for a pack's
+bundle: these four records plus, once packs exist, two serial proofs, projected here as two
+more state proofs of the same depth) and the offline check's time (cloud/audit/
+public_check.verify_public: every signature, proof and key recomputed; target <= 20 ms),
+best and median of --repeat runs.
+
+Part "resolver": `pharmasync cloud serve` (SQLite, then PostgreSQL in a throwaway
+database) with the regulator admitting a manufacturer who commissions --lots lots; then GET
+/01/{gtin}/10/{lot} as JSON (facts and proof) --samples times, p50 and p99 over HTTP and the
+server's CPU time per GET.
+
+The machine is shared: figures are measured under whatever load the line "load average"
+shows. Prints human-readable lines, then ends with exactly one line of JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Run as a script, bench/ comes first on sys.path and bench/device.py would shadow the package.
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+
+from cloud.audit.public_check import Scanned, verify_public  # noqa: E402
+from cloud.contracts import lots, stateroot  # noqa: E402
+from cloud.contracts.engine import Record, State  # noqa: E402
+from cloud.contracts.public_proof import LOT_RECORDS, PublicProof, proven  # noqa: E402
+from cloud.witness.client import add_cosignatures  # noqa: E402
+from gateway import rfc6962  # noqa: E402
+from gateway.checkpoint import Checkpoint, CosignatureSigner, sign_checkpoint  # noqa: E402
+from gateway.jcs import canonicalize  # noqa: E402
+from gateway.merkle_verify import inclusion_proof_size, root_from_inclusion_proof  # noqa: E402
+from gateway.note import Signer  # noqa: E402
+
+GTIN = "09506000134352"
+SIZE_TARGET = 4096  # bytes, a pack's bundle
+CHECK_TARGET_MS = 20.0
+
+
+def lot_records() -> dict[str, dict[str, Any]]:
+    """One lot's public records as a commission writes them (recall and cold chain absent)."""
+    profile = {"low_cc": 200, "high_cc": 800, "delay_consecutive_s": 900}
+    profile |= {"delay_cumulative_s": 3600, "hysteresis_cc": 50, "max_gap_s": 3600}
+    profile |= {"needs_licence": 0}
+    maker = "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme"
+    lot = {"gtin": GTIN, "lot": "B0001", "expiry": "2027-12-31", "unit": "pack"}
+    lot |= {"profile": profile, "manufacturer": maker, "since": 1_764_979_200_000}
+    quality = {"status": "released", "source": "commission", "reason": "commission"}
+    return {"lot": lot, "quality": quality | {"since": 1_764_979_200_000}}
+
+
+def build_state(records: int, rnd: random.Random) -> State:
+    """A State holding `records` records: the lot's public records and random fillers."""
+    state = State()
+    for name, value in lot_records().items():
+        rtype = lots.LOT if name == "lot" else lots.QUALITY
+        record = Record(rtype, (GTIN, "B0001"), canonicalize(value), None)
+        state.records[record.key] = record
+    fillers = {rnd.randbytes(32): rnd.randbytes(32) for _ in range(records - 2)}
+    state.tree.update({**fillers, **{k: r.leaf for k, r in state.records.items()}})
+    return state
+
+
+def bundle_for(state: State, log_size: int, rnd: random.Random) -> tuple[PublicProof, str]:
+    """The lot's bundle against `state`'s root in the last entry of a log of `log_size`."""
+    proofs = [(rtype, *state.prove(rtype, GTIN, "B0001")) for rtype in LOT_RECORDS]
+    root = state.root
+    entry = stateroot.StateRoot(state.count, log_size - 2, root).encode()
+    index = log_size - 1
+    inclusion = [rnd.randbytes(32) for _ in range(inclusion_proof_size(index, log_size))]
+    log_root = root_from_inclusion_proof(rfc6962.leaf_hash(entry), index, log_size, inclusion)
+    log = Signer.generate("ledger.example/pharmasync")
+    note = sign_checkpoint(Checkpoint(log.name, log_size, log_root), log)
+    text = note.split("\n\n")[0] + "\n"
+    stamp = CosignatureSigner(log.name, log.seed).cosign(text, int(time.time()))
+    bundle = PublicProof(
+        GTIN,
+        "B0001",
+        None,
+        index,
+        entry,
+        tuple(inclusion),
+        add_cosignatures(note, [stamp]),
+        tuple(proven(rtype, value, proof) for rtype, value, proof in proofs),
+    )
+    return bundle, log.verifier().to_vkey()
+
+
+def part_proof(sizes: list[int], log_size: int, repeat: int) -> dict[str, Any]:
+    """Bundle size and offline check time at each of `sizes` records (module docstring)."""
+    rnd = random.Random(12)
+    out: dict[str, Any] = {}
+    for size in sizes:
+        started = time.perf_counter()
+        state = build_state(size, rnd)
+        built = time.perf_counter() - started
+        bundle, vkey = bundle_for(state, log_size, rnd)
+        data = bundle.to_bytes()
+        scanned = Scanned(GTIN, "B0001")
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            report = verify_public(data, log_vkey=vkey, scanned=scanned)
+            times.append((time.perf_counter() - started) * 1000)
+        assert report.facts["authentic"] and report.facts["verdict"] == "dispensable"
+        state_proofs = [len(r.proof.to_bytes()) for r in bundle.records]
+        # Two serial proofs later, each about as deep as the deepest here (same tree), of a
+        # present record (its own leaf left out: -64 B), framed (contract "packs", type,
+        # lengths: 11 B) with a value of about 60 B of canonical JSON (a serial's status).
+        projected = len(data) + 2 * (max(state_proofs) - 64 + 11 + 60)
+        figures = {
+            "bundle_bytes": len(data),
+            "bundle_json_bytes": len(json.dumps(bundle.to_json())),
+            "state_proof_bytes": state_proofs,
+            "inclusion_hashes": len(bundle.inclusion),
+            "checkpoint_bytes": len(bundle.checkpoint.encode()),
+            "pack_bundle_bytes_projected": projected,
+            "check_ms_best": round(min(times), 3),
+            "check_ms_median": round(statistics.median(times), 3),
+            "tree_build_s": round(built, 1),
+        }
+        ok = projected <= SIZE_TARGET and min(times) <= CHECK_TARGET_MS
+        print(
+            f"proof, {size:,} records, log of {log_size:,}: bundle {len(data):,} B "
+            f"(JSON {figures['bundle_json_bytes']:,} B; state proofs {state_proofs} B, "
+            f"{len(bundle.inclusion)} log hashes, checkpoint {figures['checkpoint_bytes']} B); "
+            f"a pack's with 2 serial proofs ~{projected:,} B (target <= {SIZE_TARGET}); "
+            f"offline check best {min(times):.2f} ms, median {statistics.median(times):.2f} ms "
+            f"(target <= {CHECK_TARGET_MS:g}) {'ok' if ok else 'MISSED'}",
+            flush=True,
+        )
+        out[str(size)] = figures
+    return out
+
+
+async def resolver_p99(url: str, pid: int, lots_made: int, samples: int) -> dict[str, Any]:
+    """Commission `lots_made` lots, then time the resolver's JSON answer for one of them."""
+    from lots import admissions, latencies, lot_moves, p99, post  # bench/lots.py
+
+    async with aiohttp.ClientSession() as http:
+        for signed in admissions():
+            await post(http, url, signed)
+        for n in range(lots_made):
+            await post(http, url, lot_moves(n)[0])
+        target = f"{url}/01/{GTIN}/10/B{lots_made // 2}?17=271200"
+        figures: dict[str, Any] = {}
+        for name, accept in (
+            ("json", "application/json"),
+            ("html", "text/html"),
+            ("proof", "application/vnd.pharmasync.public-proof"),
+        ):
+            spent, size, cpu = await latencies(http, target, {"Accept": accept}, samples, pid)
+            figures[name] = {
+                "p50_ms": round(statistics.median(spent) * 1000, 2),
+                "p99_ms": round(p99(spent), 2),
+                "server_cpu_ms": round(cpu * 1000, 2),
+                "bytes": size,
+            }
+    return figures
+
+
+def part_resolver(work: Path, pg: str | None, lots_made: int, samples: int) -> dict[str, Any]:
+    """Resolver latency on SQLite and, with `pg`, PostgreSQL (module docstring)."""
+    from lots import _bench_cloud, start_server  # bench/lots.py
+
+    out: dict[str, Any] = {}
+    helpers = _bench_cloud()
+    engines: list[tuple[str, str | None]] = [("sqlite", None)]
+    made = None if pg is None else helpers.pg_database(pg)
+    if made is not None:
+        engines.append(("postgres", made[0]))
+    try:
+        for engine, dsn in engines:
+            server, url = asyncio.run(start_server(work / engine, dsn))
+            try:
+                figures = asyncio.run(resolver_p99(url, server.pid, lots_made, samples))
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+            for name, f in figures.items():
+                print(
+                    f"resolver ({engine}), {name}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
+                    f"server CPU {f['server_cpu_ms']} ms/GET, {f['bytes']:,} B",
+                    flush=True,
+                )
+            out[engine] = figures
+    finally:
+        if made is not None and pg is not None:
+            helpers.pg_execute(pg, f'DROP DATABASE IF EXISTS "{made[1]}"')
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--parts", default="proof,resolver", help="proof, resolver")
+    parser.add_argument("--records", default="10000,1000000", help="records in the state tree")
+    parser.add_argument("--log-size", type=int, default=10_000_000, help="entries in the log")
+    parser.add_argument("--repeat", type=int, default=200, help="offline checks timed")
+    parser.add_argument("--lots", type=int, default=200, help="lots on the resolver's ledger")
+    parser.add_argument("--samples", type=int, default=300, help="GETs timed per answer type")
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server: a throwaway database is created there and dropped after",
+    )
+    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    load = os.getloadavg()
+    print(f"CPython {platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f}")
+    out: dict[str, Any] = {
+        "python": platform.python_version(),
+        "load_average_1_5min": [round(load[0], 2), round(load[1], 2)],
+    }
+    if "proof" in parts:
+        sizes = [int(s) for s in args.records.split(",")]
+        out["public_proof"] = part_proof(sizes, args.log_size, args.repeat)
+    if "resolver" in parts:
+        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+            pg = None if args.no_pg else args.pg
+            out["resolver"] = part_resolver(Path(tmp), pg, args.lots, args.samples)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Offline check of a public check's proof bundle (cloud/contracts/public_proof.py): a pack's
+or lot's public facts -> state root -> 0x04 log entry -> checkpoint -> the log's key.
+
+Trusting nothing but the log's key and what the user scanned, each check fails with a
+`PublicCheckError` naming its `Step` and saying got/want:
+
+    bundle shape          bytes (version 1) or JSON, every field in range; a resolver's JSON
+                          answer is read for its "proof"
+    scanned identifiers   the bundle is about the GTIN, lot (and serial) scanned
+    checkpoint signature  the checkpoint note is signed by the log's key
+    checkpoint time       it carries the log's own timestamp (cosignature/v1 line) and it verifies
+    checkpoint size       its size is the 0x04 entry's index + 1: the first that includes it
+    state-root entry      the entry is a 0x04 state root
+    log inclusion         the entry is at its index in the log of that checkpoint
+    records               the bundle proves exactly the records a lot's check needs
+    record proof          each record's key, recomputed from the scanned identifiers, holds
+                          the bundle's value (or is absent) under the entry's state root
+    record value          each value is canonical JSON (what is shown is what was hashed)
+
+The facts are then read from the verified records on the checkpoint's UTC date: "as of" that
+time, "as committed by the ledger" (no replaying witness has re-derived the root yet).
+Imports formats and the pure layer only (tests/test_layout.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.contracts import gs1, public_facts, stateroot
+from cloud.contracts.public_proof import (
+    KEY_LOT,
+    LOT_RECORDS,
+    MAX_BUNDLE,
+    RECORD_KEYS,
+    PublicProof,
+    PublicProofFormatError,
+)
+from cloud.contracts.statetree_proof import verify_proof
+from gateway import jsonbound
+from gateway.checkpoint import (
+    CosignatureVerifier,
+    cosignature_timestamp,
+    open_checkpoint,
+    verify_cosignature,
+)
+from gateway.jcs import canonicalize
+from gateway.merkle_verify import ProofError, verify_inclusion
+from gateway.note import NoteError, Verifier, parse_note
+
+
+class Step(enum.Enum):
+    """The checks of a public bundle, in the order they run; the value is what users see."""
+
+    SHAPE = "bundle shape"
+    SCAN = "scanned identifiers"
+    CHECKPOINT_SIGNATURE = "checkpoint signature"
+    CHECKPOINT_TIME = "checkpoint time"
+    CHECKPOINT_SIZE = "checkpoint size"
+    ENTRY = "state-root entry"
+    LOG_INCLUSION = "log inclusion"
+    RECORDS = "records"
+    RECORD_PROOF = "record proof"
+    RECORD_VALUE = "record value"
+
+
+class PublicCheckError(Exception):
+    """A failed check: its step and what went wrong (got/want)."""
+
+    def __init__(self, step: Step, detail: str) -> None:
+        super().__init__(f"{step.value}: {detail}")
+        self.step = step
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """What the user scanned: the identifiers the record keys are recomputed from, and the
+    pack's expiry (AI 17) if given."""
+
+    gtin: str
+    lot: str
+    serial: str | None = None
+    expiry: gs1.Gs1Date | None = None
+
+
+@dataclass(frozen=True)
+class PublicReport:
+    """A verified bundle: the log, checkpoint size and time, the 0x04 entry and the facts."""
+
+    origin: str
+    size: int
+    as_of: int  # the checkpoint's time, POSIX seconds (the log's own timestamp)
+    index: int
+    state_root: bytes
+    facts: dict[str, Any]
+    scanned: Scanned
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verified": True,
+            "gtin": self.scanned.gtin,
+            "lot": self.scanned.lot,
+            "serial": self.scanned.serial,
+            "log": self.origin,
+            "checkpoint_size": self.size,
+            "as_of": self.as_of,
+            "as_of_utc": public_facts.utc(self.as_of),
+            "committed_by": "the ledger (no replaying witness yet)",
+            "state_root_index": self.index,
+            "state_root": self.state_root.hex(),
+            "facts": self.facts,
+        }
+
+
+def read_bundle(data: bytes) -> PublicProof:
+    """Parse bundle bytes, bundle JSON, or a resolver's JSON answer (its "proof"). Raises
+    PublicCheckError (SHAPE)."""
+    try:
+        if data[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
+            value = jsonbound.loads(data, max_bytes=4 * MAX_BUNDLE, what="bundle")
+            if isinstance(value, dict) and "proof" in value and "facts" in value:
+                value = value["proof"]  # a resolver's answer, saved whole
+            if value is None:
+                raise PublicProofFormatError("no proof: the ledger had no state root yet")
+            return PublicProof.from_json(value)
+        return PublicProof.from_bytes(data)
+    except (PublicProofFormatError, ProofError, jsonbound.JsonError) as e:
+        raise PublicCheckError(Step.SHAPE, str(e)) from None
+
+
+def verify_public(data: bytes, *, log_vkey: str, scanned: Scanned) -> PublicReport:
+    """Check a public bundle offline against the log's key `log_vkey` (a note verifier key
+    string) and what was `scanned`. Raises PublicCheckError naming the failed step, and
+    KeyFormatError (a ValueError) for a malformed `log_vkey`."""
+    verifier = Verifier.parse(log_vkey)
+    bundle = read_bundle(data)
+    _check_scan(bundle, scanned)
+    try:
+        checkpoint = open_checkpoint(bundle.checkpoint, verifier)
+    except NoteError as e:
+        raise PublicCheckError(Step.CHECKPOINT_SIGNATURE, str(e)) from None
+    as_of = _stamp(bundle.checkpoint, verifier)
+    if checkpoint.size != bundle.index + 1:
+        raise PublicCheckError(
+            Step.CHECKPOINT_SIZE,
+            f"checkpoint of size {checkpoint.size}, want {bundle.index + 1}: the size that"
+            f" first includes the state root at index {bundle.index}",
+        )
+    try:
+        root = stateroot.parse(bundle.entry)
+    except stateroot.StateRootError as e:
+        raise PublicCheckError(Step.ENTRY, str(e)) from None
+    try:
+        verify_inclusion(
+            bundle.entry, bundle.index, checkpoint.size, bundle.inclusion, checkpoint.root_hash
+        )
+    except ProofError as e:
+        raise PublicCheckError(Step.LOG_INCLUSION, str(e)) from None
+    values = _check_records(bundle, scanned, root.root)
+    on = datetime.datetime.fromtimestamp(as_of, datetime.UTC).date()
+    records = public_facts.PublicRecords.from_values(values)
+    facts = public_facts.facts(records, on, scanned.expiry, scanned.serial)
+    return PublicReport(
+        checkpoint.origin, checkpoint.size, as_of, bundle.index, root.root, facts, scanned
+    )
+
+
+def _check_scan(bundle: PublicProof, scanned: Scanned) -> None:
+    got = (bundle.gtin, bundle.lot, bundle.serial)
+    want = (scanned.gtin, scanned.lot, scanned.serial)
+    if got != want:
+        raise PublicCheckError(Step.SCAN, f"bundle is about {_name(*got)}, scanned {_name(*want)}")
+
+
+def _name(gtin: str, lot: str, serial: str | None) -> str:
+    return f"GTIN {gtin} lot {lot!r}" + ("" if serial is None else f" serial {serial!r}")
+
+
+def _stamp(note: str, verifier: Verifier) -> int:
+    """The time of the log's own cosignature line, once it verifies."""
+    stamper = CosignatureVerifier(verifier.name, verifier.public_key)
+    text, signatures = parse_note(note)
+    for signature in signatures:
+        if (signature.name, signature.key_id) == (stamper.name, stamper.key_id):
+            try:
+                verify_cosignature(text, signature.line, stamper)
+            except NoteError as e:
+                raise PublicCheckError(Step.CHECKPOINT_TIME, str(e)) from None
+            return cosignature_timestamp(signature)
+    raise PublicCheckError(
+        Step.CHECKPOINT_TIME,
+        f"no timestamp line of the log's key ({stamper.name}+{stamper.key_id:08x}), want one",
+    )
+
+
+def _check_records(bundle: PublicProof, scanned: Scanned, root: bytes) -> dict[str, bytes | None]:
+    """Verify each record against `root` under keys from `scanned`; return the values by
+    record name."""
+    lot_part = [
+        (r.contract, r.code) for r in bundle.records if RECORD_KEYS[(r.contract, r.code)] == KEY_LOT
+    ]
+    want = [(t.contract, t.code) for t in LOT_RECORDS]
+    if lot_part != want:
+        raise PublicCheckError(
+            Step.RECORDS, f"lot records {lot_part}, want {want} (lot, quality, recall, coldchain)"
+        )
+    names = {(t.contract, t.code): t.name for t in LOT_RECORDS}
+    values: dict[str, bytes | None] = {}
+    for r in bundle.records:
+        name = names.get((r.contract, r.code), f"{r.contract}/{r.code}")
+        key = r.key(scanned.gtin, scanned.lot, scanned.serial)
+        try:
+            verify_proof(root, key, r.value, r.proof)
+        except ProofError as e:
+            raise PublicCheckError(Step.RECORD_PROOF, f"{name}: {e}") from None
+        if r.value is not None:
+            try:
+                decoded = json.loads(r.value)
+                canonical = canonicalize(decoded) == r.value and isinstance(decoded, dict)
+            except ValueError:
+                canonical = False
+            if not canonical:
+                raise PublicCheckError(Step.RECORD_VALUE, f"{name}: want a canonical JSON object")
+        values[name] = r.value
+    return values

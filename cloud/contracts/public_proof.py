@@ -1,0 +1,337 @@
+"""The public check's proof bundle: a pack's or lot's public facts with their proofs, bytes
+and JSON (docs/protocol.md, "Public check proof").
+
+    record --(state tree proof)--> state root --(in the 0x04 entry)--> log entry
+           --(RFC 6962 inclusion)--> checkpoint of size index + 1 --(log's signature)--> key
+
+The bundle names what it is about (GTIN, lot, serial), the 0x04 entry and its log index,
+the inclusion proof of that entry as the last leaf of the log of index + 1 entries, the
+checkpoint note of exactly that size (signed by the log, with the log's own timestamped
+cosignature: the "as of" time), and the proven records: each a (contract, record type)
+whose key the verifier recomputes from the scanned identifiers (RECORD_KEYS, the one table
+to extend: packs add their serial records there), its canonical value (absent: None) and
+its state tree proof (cloud/contracts/statetree_proof.py). Pure: no clock, no storage.
+
+Errors: PublicProofFormatError (a ProofError, as every proof PharmaSync reads), saying got/want.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cloud.contracts import gs1, lots, stateroot
+from cloud.contracts.engine import RecordType
+from cloud.contracts.statetree_hash import record_key, value_hash
+from cloud.contracts.statetree_proof import Proof, proof_from_bytes, proof_from_json
+from gateway.merkle_verify import ProofError
+
+VERSION: Final = 1
+FLAG_SERIAL: Final = 0x01
+MAX_BUNDLE: Final = 64 * 1024  # a bundle is a few KB; anything larger is refused unread
+MAX_NOTE: Final = 8 * 1024  # checkpoint note: four lines and a few signature lines
+MAX_INCLUSION: Final = 64  # hashes in an RFC 6962 inclusion proof of a log of < 2**64 entries
+MAX_RECORDS: Final = 16
+MAX_VALUE: Final = 4096  # one public record's canonical JSON
+KEY_LOT: Final = "lot"  # records keyed by (gtin, lot)
+KEY_SERIAL: Final = "serial"  # records keyed by (gtin, serial): the packs contract's
+
+# Which proven records a bundle may carry and by which identifiers each is keyed: the
+# extension point for serials (the packs contract adds its (name, type) -> KEY_SERIAL rows).
+RECORD_KEYS: Final[dict[tuple[str, int], str]] = {
+    (t.contract, t.code): KEY_LOT for t in (lots.LOT, lots.QUALITY, lots.RECALL, lots.COLDCHAIN)
+}
+# What every lot's bundle proves, present or absent, in this order.
+LOT_RECORDS: Final[tuple[RecordType, ...]] = (lots.LOT, lots.QUALITY, lots.RECALL, lots.COLDCHAIN)
+
+
+class PublicProofFormatError(ProofError):
+    """Bundle bytes or JSON that are malformed; the message says got/want."""
+
+
+@dataclass(frozen=True)
+class ProvenRecord:
+    """One record the bundle proves: its contract and type byte, its canonical JSON value
+    (None: proven absent) and its state tree proof."""
+
+    contract: str
+    code: int
+    value: bytes | None
+    proof: Proof
+
+    def __post_init__(self) -> None:
+        if (self.contract, self.code) not in RECORD_KEYS:
+            known = ", ".join(f"{c}/{t}" for c, t in RECORD_KEYS)
+            raise PublicProofFormatError(f"record {self.contract}/{self.code}, want one of {known}")
+        if self.value is not None and not 1 <= len(self.value) <= MAX_VALUE:
+            raise PublicProofFormatError(f"value of {len(self.value)} bytes, want 1..{MAX_VALUE}")
+
+    def key(self, gtin: str, lot: str, serial: str | None) -> bytes:
+        """The record's tree key, from the identifiers the caller scanned (never the
+        bundle's). Raises PublicProofFormatError for a serial record without a serial."""
+        if RECORD_KEYS[(self.contract, self.code)] == KEY_LOT:
+            return record_key(self.contract, self.code, gtin, lot)
+        if serial is None:
+            raise PublicProofFormatError(f"record {self.contract}/{self.code} needs a serial")
+        return record_key(self.contract, self.code, gtin, serial)
+
+
+@dataclass(frozen=True)
+class PublicProof:
+    """A public check's bundle (module docstring). Raises PublicProofFormatError for fields
+    out of their ranges."""
+
+    gtin: str
+    lot: str
+    serial: str | None
+    index: int  # the 0x04 entry's log index; the checkpoint is of size index + 1
+    entry: bytes  # the 0x04 entry, 50 bytes
+    inclusion: tuple[bytes, ...]
+    checkpoint: str  # the signed note of size index + 1, with the log's timestamp line
+    records: tuple[ProvenRecord, ...]
+
+    def __post_init__(self) -> None:
+        try:
+            gtin = gs1.gtin14(self.gtin)
+            gs1.lot(self.lot)
+            if self.serial is not None:
+                gs1.serial(self.serial)
+        except gs1.Gs1Error as e:
+            raise PublicProofFormatError(str(e)) from None
+        if gtin != self.gtin:
+            raise PublicProofFormatError(f"gtin {self.gtin!r}, want its 14 digits {gtin}")
+        if not 0 <= self.index <= stateroot.MAX_U63 - 1:
+            raise PublicProofFormatError(f"index {self.index}, want 0..{stateroot.MAX_U63 - 1}")
+        if len(self.entry) != stateroot.SIZE:
+            raise PublicProofFormatError(f"entry of {len(self.entry)} bytes, want {stateroot.SIZE}")
+        if len(self.inclusion) > MAX_INCLUSION or any(len(h) != 32 for h in self.inclusion):
+            raise PublicProofFormatError(f"inclusion: want at most {MAX_INCLUSION} 32-byte hashes")
+        if not 0 < len(self.checkpoint.encode()) <= MAX_NOTE:
+            raise PublicProofFormatError(f"checkpoint note: want 1..{MAX_NOTE} bytes")
+        if not 1 <= len(self.records) <= MAX_RECORDS:
+            raise PublicProofFormatError(f"{len(self.records)} records, want 1..{MAX_RECORDS}")
+
+    # -- bytes ---------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Return the bundle's compact bytes (docs/protocol.md, "Public check proof")."""
+        flags = FLAG_SERIAL if self.serial is not None else 0
+        out = bytearray((VERSION, flags))
+        out += self.gtin.encode()
+        out += _short(self.lot.encode())
+        if self.serial is not None:
+            out += _short(self.serial.encode())
+        out += struct.pack(">Q", self.index) + self.entry
+        out += bytes((len(self.inclusion),)) + b"".join(self.inclusion)
+        note = self.checkpoint.encode()
+        out += struct.pack(">H", len(note)) + note
+        out += bytes((len(self.records),))
+        for r in self.records:
+            out += _short(r.contract.encode()) + bytes((r.code,))
+            value = r.value or b""
+            out += struct.pack(">H", len(value)) + value
+            proof = _compact(r, r.key(self.gtin, self.lot, self.serial))
+            out += struct.pack(">H", len(proof)) + proof
+        return bytes(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PublicProof:
+        """Parse a bundle's bytes. Raises PublicProofFormatError saying what is wrong."""
+        if len(data) > MAX_BUNDLE:
+            raise PublicProofFormatError(f"bundle of {len(data)} bytes, want at most {MAX_BUNDLE}")
+        r = _Reader(data)
+        version, flags = r.take(1)[0], r.take(1)[0]
+        if version != VERSION:
+            raise PublicProofFormatError(f"bundle version {version}, want {VERSION}")
+        if flags & ~FLAG_SERIAL:
+            raise PublicProofFormatError(f"flags 0x{flags:02x}, want 0x00 or 0x01")
+        gtin = r.text(14, "gtin")
+        lot = r.text(r.take(1)[0], "lot")
+        serial = r.text(r.take(1)[0], "serial") if flags & FLAG_SERIAL else None
+        (index,) = struct.unpack(">Q", r.take(8))
+        entry = r.take(stateroot.SIZE)
+        inclusion = tuple(r.take(32) for _ in range(r.take(1)[0]))
+        note = r.text(struct.unpack(">H", r.take(2))[0], "checkpoint")
+        records = []
+        for _ in range(r.take(1)[0]):
+            contract = r.text(r.take(1)[0], "contract")
+            code = r.take(1)[0]
+            value = r.take(struct.unpack(">H", r.take(2))[0]) or None
+            raw = r.take(struct.unpack(">H", r.take(2))[0])
+            placeholder = ProvenRecord(contract, code, value, _NO_PROOF)
+            key = placeholder.key(gtin, lot, serial)
+            records.append(ProvenRecord(contract, code, value, _expand(raw, key, value)))
+        if r.offset != len(data):
+            raise PublicProofFormatError(f"{len(data) - r.offset} bytes after the last record")
+        return cls(gtin, lot, serial, index, entry, inclusion, note, tuple(records))
+
+    # -- JSON ----------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the bundle as JSON: the same fields, bytes in lowercase hex, each record's
+        value as its canonical JSON text (the exact bytes the tree hashes)."""
+        return {
+            "version": VERSION,
+            "gtin": self.gtin,
+            "lot": self.lot,
+            "serial": self.serial,
+            "index": self.index,
+            "entry": self.entry.hex(),
+            "inclusion": [h.hex() for h in self.inclusion],
+            "checkpoint": self.checkpoint,
+            "records": [
+                {
+                    "contract": r.contract,
+                    "type": r.code,
+                    "value": None if r.value is None else r.value.decode(),
+                    "proof": r.proof.to_json(),
+                }
+                for r in self.records
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, value: Any) -> PublicProof:
+        """Parse a bundle from decoded JSON (read it with gateway.jsonbound.loads first).
+        Raises PublicProofFormatError naming the field."""
+        fields = {"version", "gtin", "lot", "serial", "index", "entry", "inclusion"}
+        fields |= {"checkpoint", "records"}
+        if not isinstance(value, dict) or set(value) != fields:
+            got = sorted(value) if isinstance(value, dict) else type(value).__name__
+            raise PublicProofFormatError(f"bundle fields {got}, want {sorted(fields)}")
+        if value["version"] != VERSION or type(value["version"]) is not int:
+            raise PublicProofFormatError(f"version {value['version']!r}, want {VERSION}")
+        records = value["records"]
+        if not isinstance(records, list) or len(records) > MAX_RECORDS:
+            raise PublicProofFormatError(f"records: want a list of at most {MAX_RECORDS}")
+        inclusion = value["inclusion"]
+        if not isinstance(inclusion, list) or len(inclusion) > MAX_INCLUSION:
+            raise PublicProofFormatError(f"inclusion: want a list of at most {MAX_INCLUSION}")
+        return cls(
+            gtin=_str(value, "gtin"),
+            lot=_str(value, "lot"),
+            serial=None if value["serial"] is None else _str(value, "serial"),
+            index=_int(value, "index"),
+            entry=_hex("entry", value["entry"]),
+            inclusion=tuple(_hex(f"inclusion[{i}]", h) for i, h in enumerate(inclusion)),
+            checkpoint=_str(value, "checkpoint"),
+            records=tuple(_record(i, r) for i, r in enumerate(records)),
+        )
+
+
+def proven(rtype: RecordType, value: bytes | None, proof: Proof) -> ProvenRecord:
+    """A ProvenRecord of record type `rtype`. Requires a public record type (a private
+    leaf is a salted hash: its value would prove nothing readable)."""
+    if rtype.private:
+        raise ValueError(f"record {rtype.name} is private, want a public record")
+    return ProvenRecord(rtype.contract, rtype.code, value, proof)
+
+
+_NO_PROOF: Final = Proof(None, ())
+OWN_LEAF: Final = 2  # a compact proof's end byte: the record's own leaf, left out (below)
+
+
+def _compact(record: ProvenRecord, key: bytes) -> bytes:
+    """The record's state proof bytes, without the 64 bytes of its own leaf when it ends
+    there (the verifier has both halves: the key it recomputes, the value's hash): end byte
+    OWN_LEAF instead of 1 (statetree_proof's leaf), then depth, bitmap and siblings as is."""
+    data = record.proof.to_bytes()
+    leaf = record.proof.leaf
+    if record.value is None or leaf is None:
+        return data
+    if (leaf.key, leaf.value_digest) != (key, value_hash(record.value)):
+        return data  # another leaf: kept whole, and the check will say so
+    return bytes((data[0], OWN_LEAF)) + data[2 + 64 :]
+
+
+def _expand(data: bytes, key: bytes, value: bytes | None) -> Proof:
+    """Parse compact proof bytes (_compact) for the record of `key` holding `value`."""
+    if len(data) >= 2 and data[1] == OWN_LEAF:
+        if value is None:
+            raise PublicProofFormatError("a proof of its own leaf for an absent record")
+        data = bytes((data[0], 1)) + key + value_hash(value) + data[2:]
+    return proof_from_bytes(data)
+
+
+def _short(data: bytes) -> bytes:
+    if not 1 <= len(data) <= 255:
+        raise PublicProofFormatError(f"field of {len(data)} bytes, want 1..255")
+    return bytes((len(data),)) + data
+
+
+class _Reader:
+    """Bytes read front to back; a short read is a PublicProofFormatError."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.offset = data, 0
+
+    def take(self, n: int) -> bytes:
+        end = self.offset + n
+        if end > len(self.data):
+            raise PublicProofFormatError(
+                f"bundle ends at byte {len(self.data)}, want {n} more bytes at {self.offset}"
+            )
+        chunk, self.offset = self.data[self.offset : end], end
+        return chunk
+
+    def text(self, n: int, what: str) -> str:
+        raw = self.take(n)
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise PublicProofFormatError(f"{what} is not UTF-8") from None
+
+
+def _str(value: dict[str, Any], name: str) -> str:
+    text = value[name]
+    if not isinstance(text, str):
+        raise PublicProofFormatError(f"{name} is {type(text).__name__}, want a string")
+    return text
+
+
+def _int(value: dict[str, Any], name: str) -> int:
+    number = value[name]
+    if type(number) is not int:
+        raise PublicProofFormatError(f"{name} is {type(number).__name__}, want an integer")
+    return number
+
+
+def _hex(name: str, text: Any) -> bytes:
+    if not isinstance(text, str) or len(text) > 2 * MAX_BUNDLE:
+        raise PublicProofFormatError(f"{name}: want a hex string")
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise PublicProofFormatError(f"{name} is not hex") from None
+    if data.hex() != text:
+        raise PublicProofFormatError(f"{name} is not lowercase hex without spaces")
+    return data
+
+
+def _record(i: int, value: Any) -> ProvenRecord:
+    want = {"contract", "type", "value", "proof"}
+    if not isinstance(value, dict) or set(value) != want:
+        raise PublicProofFormatError(f"records[{i}]: want an object with {sorted(want)}")
+    text = value["value"]
+    if text is not None and not isinstance(text, str):
+        raise PublicProofFormatError(f"records[{i}].value: want null or canonical JSON text")
+    if type(value["type"]) is not int or not 0 <= value["type"] <= 255:
+        raise PublicProofFormatError(f"records[{i}].type: want an integer 0..255")
+    return ProvenRecord(
+        _str(value, "contract"),
+        value["type"],
+        None if text is None else text.encode(),
+        proof_from_json(value["proof"]),
+    )
+
+
+__all__: Sequence[str] = (
+    "LOT_RECORDS",
+    "RECORD_KEYS",
+    "ProvenRecord",
+    "PublicProof",
+    "PublicProofFormatError",
+    "proven",
+)

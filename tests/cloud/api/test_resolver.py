@@ -1,0 +1,255 @@
+"""The GS1 Digital Link resolver at /01/... (cloud/api/routes/resolver.py): the page a phone
+shows (headless Chromium, phone-sized), the JSON facts and their proof, linkType and the
+linkset, and every refusal; on SQLite and PostgreSQL (the route reads the contracts' state,
+the log and the stamped checkpoints)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloud.api.routes.resolver import negotiate
+from cloud.audit.public_check import Scanned, verify_public
+from cloud.contracts import public_facts
+from cloud.contracts.public_proof import PublicProof
+from cloud.services.refusals import LedgerError
+from tests.cloud.api.test_app import Cloud
+from tests.cloud.api.test_auth import cloud  # noqa: F401  (the fixture)
+from tests.cloud.api.test_home import render_phone
+from tests.cloud.api.test_traces import lots_tx
+from tests.cloud.api.test_tx import GTIN, M, admit, applied, commission
+from tests.gateway.test_status import render_in_chromium
+
+LOT = f"/01/{GTIN}/10/L1"
+GTIN13 = GTIN[1:]  # the same GTIN-13 (9506000134352): normalised to 14 digits
+
+
+async def fetch(
+    app: Cloud, path: str, accept: str | None = None, **kw: Any
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {} if accept is None else {"Accept": accept}
+    async with app.session.get(app.url(path), headers=headers, **kw) as r:
+        return r.status, dict(r.headers), await r.read()
+
+
+async def json_of(app: Cloud, path: str) -> dict[str, Any]:
+    status, headers, body = await fetch(app, path, "application/json")
+    assert status == 200, body
+    assert headers["Content-Type"].startswith("application/json")
+
+    return dict(json.loads(body))
+
+
+async def vkey(app: Cloud) -> str:
+    status, text = await app.get("/v1/log/vkey")
+    assert status == 200
+    return bytes(text).decode().strip()
+
+
+async def made(cloud: Cloud) -> None:  # noqa: F811
+    await applied(cloud, admit("M"))
+    await applied(cloud, commission("L1", 10))
+
+
+async def test_a_registered_lot_is_authentic_and_its_proof_verifies(cloud: Cloud) -> None:  # noqa: F811
+    await made(cloud)
+    answer = await json_of(cloud, LOT + "?17=271200")
+    facts = answer["facts"]
+    assert facts["authentic"] is True and facts["verdict"] == public_facts.DISPENSABLE
+    assert facts["expiry"] == "2027-12-31" and facts["expired"] is False
+    assert facts["scanned_expiry"] == {"yymmdd": "271200", "date": "2027-12-31", "agrees": True}
+    assert facts["quality"]["status"] == "released" and facts["recall"] is None
+    assert facts["coldchain"]["within_profile"] is True
+    assert answer["serial"] is None and facts["serial"] is None
+    # Only public records: no holder, quantity, shipment or leg anywhere in the answer.
+    text = str(answer)
+    for private in ("quantity", "holder", "shipment", "custody", "in_transit"):
+        assert private not in text, private
+    # The proof: the checkpoint is of the size that first includes the state root.
+    bundle = PublicProof.from_json(answer["proof"])
+    scanned = Scanned(GTIN, "L1")
+    report = verify_public(
+        PublicProof.to_bytes(bundle), log_vkey=await vkey(cloud), scanned=scanned
+    )
+    assert report.size == bundle.index + 1 and report.facts["authentic"] is True
+    assert answer["as_of"] == report.as_of
+    # The binary form is the same bundle, and its bytes are stable (kept stamp).
+    status, _, body = await fetch(cloud, LOT, "application/vnd.pharmasync.public-proof")
+    assert status == 200 and PublicProof.from_bytes(body) == bundle
+    assert len(body) <= 4096
+
+
+async def test_a_pack_expiry_that_differs_and_a_recall_are_reported(cloud: Cloud) -> None:  # noqa: F811
+    await made(cloud)
+    facts = (await json_of(cloud, LOT + "?17=271100"))["facts"]
+    assert facts["scanned_expiry"]["agrees"] is False
+    assert facts["verdict"] == public_facts.DO_NOT_DISPENSE
+    assert "is not the registered 2027-12-31" in facts["reasons"][0]
+    before = await json_of(cloud, LOT)
+    recall = {"lot": "L1", "class": "I", "reason": "contamination"}
+    await applied(cloud, lots_tx(M, "recall", recall))
+    after = await json_of(cloud, LOT)
+    assert after["facts"]["recalled"] is True and after["facts"]["recall"]["class"] == "I"
+    assert after["facts"]["verdict"] == public_facts.DO_NOT_DISPENSE
+    assert after["proof"]["index"] > before["proof"]["index"]
+    # The earlier bundle still verifies against its own checkpoint, saying what it said then.
+    key = await vkey(cloud)
+
+    old = verify_public(json.dumps(before).encode(), log_vkey=key, scanned=Scanned(GTIN, "L1"))
+    assert old.facts["recalled"] is False and old.size == before["proof"]["index"] + 1
+
+
+async def test_an_unknown_lot_is_proven_absent(cloud: Cloud) -> None:  # noqa: F811
+    await made(cloud)
+    answer = await json_of(cloud, f"/01/{GTIN13}/10/FAKE")  # GTIN-13: padded to 14
+    assert answer["gtin"] == GTIN
+    assert answer["facts"]["authentic"] is False
+    assert answer["facts"]["verdict"] == public_facts.UNKNOWN
+
+    report = verify_public(
+        json.dumps(answer["proof"]).encode(),
+        log_vkey=await vkey(cloud),
+        scanned=Scanned(GTIN, "FAKE"),
+    )
+    assert report.facts["authentic"] is False
+
+
+async def test_a_serial_is_read_and_marked_unchecked(cloud: Cloud) -> None:  # noqa: F811
+    await made(cloud)
+    answer = await json_of(cloud, f"/01/{GTIN}/22/V1/10/L1/21/SN%2F01?17=271200")
+    assert answer["serial"] == "SN/01" and answer["cpv"] == "V1"
+    serial = answer["facts"]["serial"]
+    assert serial == {
+        "value": "SN/01",
+        "checked": False,
+        "reason": "pack registry not yet on this ledger",
+    }
+    assert answer["proof"]["serial"] == "SN/01"
+
+
+async def test_linktype_all_answers_the_linkset(cloud: Cloud) -> None:  # noqa: F811
+    await made(cloud)
+    status, headers, body = await fetch(cloud, LOT + "?linkType=all")
+    assert status == 200 and headers["Content-Type"].startswith("application/linkset+json")
+
+    linkset = json.loads(body)["linkset"]
+    assert len(linkset) == 1 and linkset[0]["anchor"].endswith(LOT)
+    rels = set(linkset[0]) - {"anchor"}
+    for rel in ("defaultLink", "pip", "verificationService", "recallStatus", "certificationInfo"):
+        assert f"https://gs1.org/voc/{rel}" in rels, rel
+    for targets in (linkset[0][r] for r in rels):
+        for target in targets:
+            assert {"href", "type", "title"} <= set(target)
+            # every link leads somewhere
+            s, _, _ = await fetch(cloud, target["href"].removeprefix(cloud.url("").rstrip("/")),
+                                  target["type"])  # fmt: skip
+            assert s == 200, target
+    # The resolver standard's `linkType=linkset` is the same document.
+    s, _, again = await fetch(cloud, LOT + "?linkType=linkset")
+    assert s == 200 and json.loads(again)["linkset"] == linkset
+    # Accept: application/linkset+json answers it too; every answer links to it.
+    s, h, _ = await fetch(cloud, LOT, "application/linkset+json")
+    assert s == 200 and h["Content-Type"].startswith("application/linkset+json")
+    assert 'rel="linkset"' in h["Link"] and "linkType=all" in h["Link"]
+
+
+async def test_a_link_type_redirects_to_its_link_or_the_default(cloud: Cloud) -> None:  # noqa: F811
+    await made(cloud)
+    s, h, _ = await fetch(cloud, LOT + "?linkType=gs1:recallStatus", allow_redirects=False)
+    assert s == 307 and h["Location"].endswith(f"/v1/lots/{GTIN}/L1")
+    full = "https://ref.gs1.org/voc/certificationInfo"
+    s, h, _ = await fetch(cloud, LOT + "?linkType=" + full, allow_redirects=False)
+    assert s == 307 and "/v1/certificates?subject=" in h["Location"]
+    s, h, _ = await fetch(cloud, LOT + "?linkType=gs1:epil", allow_redirects=False)
+    assert s == 307 and h["Location"].endswith(LOT)  # none of that type: the default link
+
+
+@pytest.mark.parametrize(
+    ("path", "reason", "says"),
+    [
+        (f"/01/{GTIN[:-1]}3/10/L1", "AI 01", "check digit 2, not 3"),
+        ("/01/123/10/L1", "AI 01", "8, 12, 13 or 14 digits"),
+        ("/01/0950600013435X/10/L1", "AI 01", "digits"),
+        (f"/01/{GTIN}/10/" + "L" * 21, "AI 10", "1..20 characters"),
+        (f"/01/{GTIN}/10/L%201", "AI 10", "' ' at 1"),
+        (f"/01/{GTIN}/10/L1/21/" + "S" * 21, "AI 21", "1..20 characters"),
+        (f"/01/{GTIN}/22/" + "V" * 21, "AI 22", "1..20 characters"),
+        (f"/01/{GTIN}/21/S/10/L1", "path", "in that order"),
+        (f"/01/{GTIN}/10/L1/10/L2", "path", "in that order"),
+        (f"/01/{GTIN}/99/x", "path", "22, 10, 21"),
+        (f"/01/{GTIN}/10", "path", "/AI/value pairs"),
+        (f"/01/{GTIN}/10/%FF", "path", "UTF-8"),
+        (LOT + "?17=270231", "AI 17", "day 00..28"),
+        (LOT + "?17=2712", "AI 17", "YYMMDD"),
+    ],
+)
+async def test_each_malformed_link_is_a_400_naming_it(
+    cloud: Cloud,  # noqa: F811
+    path: str,
+    reason: str,
+    says: str,
+) -> None:
+    status, headers, body = await fetch(cloud, path, "application/json")
+
+    problem = json.loads(body)
+    assert status == 400 and headers["Content-Type"].startswith("application/problem+json"), body
+    assert problem["reason"] == reason and says in problem["detail"], problem
+
+
+async def test_an_unmet_accept_is_406(cloud: Cloud) -> None:  # noqa: F811
+    await made(cloud)
+    status, _, body = await fetch(cloud, LOT, "image/png")
+    assert status == 406 and b'"accept"' in body
+
+
+def test_negotiation_prefers_quality_then_order() -> None:
+    assert negotiate(None) == "text/html"
+    assert negotiate("*/*") == "text/html"
+    assert negotiate("application/json") == "application/json"
+    assert negotiate("text/html;q=0.5, application/json") == "application/json"
+    assert negotiate("application/*") == "application/json"
+    assert negotiate("application/linkset+json, application/json") == "application/linkset+json"
+    with pytest.raises(LedgerError):
+        negotiate("text/plain")
+    with pytest.raises(LedgerError):
+        negotiate("application/json;q=0")
+
+
+async def test_a_gtin_alone_says_a_lot_is_needed(cloud: Cloud) -> None:  # noqa: F811
+    answer = await json_of(cloud, f"/01/{GTIN}")
+    assert answer == {
+        "gtin": GTIN,
+        "cpv": None,
+        "checked": False,
+        "reason": "no lot (AI 10) in the link: a pack's check needs its lot",
+    }
+
+
+async def test_the_page_reads_on_a_phone(cloud: Cloud, tmp_path: Path) -> None:  # noqa: F811
+    await made(cloud)
+    await applied(cloud, commission("L2", 10))
+    await applied(cloud, lots_tx(M, "recall", {"lot": "L2", "class": "II", "reason": "label"}))
+    good, png = await render_in_chromium(cloud.url(LOT + "?17=271200"), tmp_path)
+    assert 'data-verdict="dispensable"' in good and "OK to dispense" in good
+    assert "2027-12-31" in good and "within its profile" in good
+    assert 'name="viewport"' in good and "As of " in good
+    bad, _ = await render_in_chromium(cloud.url(f"/01/{GTIN}/10/L2"), tmp_path / "bad")
+    assert 'data-verdict="do not dispense"' in bad and "class II: label" in bad
+    unknown, _ = await render_in_chromium(cloud.url(f"/01/{GTIN}/10/NOPE"), tmp_path / "u")
+    assert 'data-verdict="unknown"' in unknown and "suspect" in unknown
+    phone = await render_phone(cloud.url(LOT), tmp_path)
+    assert png.stat().st_size > 10_000 and phone.stat().st_size > 10_000
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    assert today in good  # the "as of" time
+
+
+async def test_the_resolver_describes_itself(cloud: Cloud) -> None:  # noqa: F811
+    status, _, body = await fetch(cloud, "/.well-known/gs1resolver")
+    found = json.loads(body)
+    assert status == 200 and found["supportedPrimaryKeys"] == ["01"]
+    assert found["resolverRoot"] == cloud.url("").rstrip("/")
+    assert found["supportedLinkType"][0]["namespace"] == "https://gs1.org/voc/"

@@ -1,0 +1,142 @@
+"""The public check's pure parts: the Digital Link path (cloud/contracts/gs1_path.py), the
+bundle's bytes and JSON (cloud/contracts/public_proof.py) and the facts read from a lot's
+public records (cloud/contracts/public_facts.py). No ledger: a State built here."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cloud.contracts import gs1, gs1_path, lots, public_facts
+from cloud.contracts.engine import Record, State
+from cloud.contracts.public_proof import (
+    LOT_RECORDS,
+    OWN_LEAF,
+    PublicProof,
+    PublicProofFormatError,
+    proven,
+)
+from cloud.contracts.stateroot import StateRoot
+from gateway.jcs import canonicalize
+from gateway.merkle_verify import ProofError
+
+GTIN = "09506000134352"
+TODAY = datetime.date(2026, 12, 6)
+LOT = {"gtin": GTIN, "lot": "L1", "expiry": "2027-03-31", "unit": "pack", "profile": {}}
+LOT |= {"manufacturer": "did:key:zQ3sh", "since": 1}
+QUALITY = {"status": "released", "source": "commission", "reason": "commission", "since": 1}
+
+
+def bundle(serial: str | None = None) -> PublicProof:
+    """A bundle of L1 (lot and quality present, recall and cold chain absent) in a State of
+    200 records; its log entry, inclusion and note are placeholders (format only)."""
+    state = State()
+    for rtype, value in ((lots.LOT, LOT), (lots.QUALITY, QUALITY)):
+        record = Record(rtype, (GTIN, "L1"), canonicalize(value), None)
+        state.records[record.key] = record
+    rnd = random.Random(3)
+    fillers = {rnd.randbytes(32): rnd.randbytes(8) for _ in range(198)}
+    state.tree.update({**fillers, **{k: r.leaf for k, r in state.records.items()}})
+    proofs = [(t, *state.prove(t, GTIN, "L1")) for t in LOT_RECORDS]
+    entry = StateRoot(state.count, 5, state.root).encode()
+    return PublicProof(
+        GTIN,
+        "L1",
+        serial,
+        6,
+        entry,
+        (bytes(32),) * 3,
+        "log\n7\nroot\n\n— log AAAA\n",
+        tuple(proven(t, v, p) for t, v, p in proofs),
+    )
+
+
+def test_bytes_and_json_round_trip_and_leave_out_own_leaves() -> None:
+    for serial in (None, "SN/01"):
+        b = bundle(serial)
+        data = b.to_bytes()
+        assert data[0] == 1 and data[1] == (0 if serial is None else 1)
+        assert PublicProof.from_bytes(data) == b
+        assert PublicProof.from_json(json.loads(json.dumps(b.to_json()))) == b
+    whole = sum(len(r.proof.to_bytes()) for r in b.records)
+    compact = len(b.to_bytes()) - len(bundle().to_bytes())  # only the serial differs
+    assert compact == 1 + len("SN/01")
+    # two present records (lot, quality): 64 bytes each left out of the proofs' bytes
+    data = bundle().to_bytes()
+    assert data.count(bytes((1, OWN_LEAF))) >= 2 and whole > 128
+
+
+def test_every_cut_or_extended_bundle_is_a_format_error() -> None:
+    data = bundle("S1").to_bytes()
+    for end in range(len(data)):
+        with pytest.raises((PublicProofFormatError, ProofError)):
+            PublicProof.from_bytes(data[:end])
+    with pytest.raises(PublicProofFormatError, match="after the last record"):
+        PublicProof.from_bytes(data + b"\x00")
+
+
+REAL = bundle("S1").to_bytes()
+
+
+@given(st.integers(0, len(REAL) - 1), st.integers(0, 255), st.binary(max_size=8))
+def test_any_altered_bundle_parses_or_is_refused_as_a_proof_error(
+    at: int, byte: int, tail: bytes
+) -> None:
+    """One byte changed and bytes added anywhere: a bundle, or a ProofError, nothing else."""
+    with contextlib.suppress(ProofError):
+        PublicProof.from_bytes(REAL[:at] + bytes((byte,)) + tail + REAL[at + 1 :])
+
+
+def test_an_own_leaf_proof_of_an_absent_record_is_refused() -> None:
+    b = bundle()
+    # The lot record alone, then its value cut out: its compact proof claims a leaf whose
+    # value is gone.
+    lot = dataclasses.replace(b, records=(b.records[0],)).to_bytes()
+    value_at = lot.index(b'{"expiry"')
+    length = int.from_bytes(lot[value_at - 2 : value_at], "big")
+    broken = lot[: value_at - 2] + b"\x00\x00" + lot[value_at + length :]
+    with pytest.raises(PublicProofFormatError, match="own leaf for an absent record"):
+        PublicProof.from_bytes(broken)
+
+
+def test_the_path_grammar() -> None:
+    got = gs1_path.parse(f"/01/{GTIN}/22/V/10/A%2FB/21/S?", {"17": "270300"}, TODAY)
+    assert (got.gtin, got.cpv, got.lot, got.serial) == (GTIN, "V", "A/B", "S?")
+    assert got.expiry == gs1.Gs1Date("270300", datetime.date(2027, 3, 31))
+    assert got.path() == f"/01/{GTIN}/22/V/10/A%2FB/21/S%3F"
+    assert gs1_path.parse("/01/96385074", {}, TODAY).gtin == "00000096385074"  # GTIN-8
+    assert gs1_path.parse("/01/036000291452", {}, TODAY).gtin == "00036000291452"  # GTIN-12
+    uri = gs1_path.parse_uri(f"https://id.example/r/01/{GTIN}/10/L1?17=271200&x=1", TODAY)
+    assert (uri.lot, uri.expiry and uri.expiry.yymmdd) == ("L1", "271200")
+    with pytest.raises(gs1.Gs1Error) as e:
+        gs1_path.parse_uri("https://id.example/02/1", TODAY)
+    assert e.value.ai == gs1_path.PATH
+
+
+def test_facts_of_a_lot() -> None:
+    records = public_facts.PublicRecords(LOT, QUALITY, None, None)
+    ok = public_facts.facts(records, TODAY, gs1.expiry("270300", TODAY))
+    assert ok["verdict"] == public_facts.DISPENSABLE and ok["scanned_expiry"]["agrees"]
+    late = public_facts.facts(records, datetime.date(2027, 4, 1))
+    assert late["expired"] and late["verdict"] == public_facts.DO_NOT_DISPENSE
+    quarantine = {**QUALITY, "status": "quarantined", "source": "cold-chain", "reason": "x"}
+    cold = {"verdict": "cold chain: high excursion", "since": 5}
+    held = public_facts.facts(public_facts.PublicRecords(LOT, quarantine, None, cold), TODAY)
+    assert held["coldchain"] == {
+        "within_profile": False,
+        "verdict": "cold chain: high excursion",
+        "since": 5,
+        "standing": True,
+    }
+    assert held["reasons"] == ["quality status quarantined"]
+    unknown = public_facts.facts(
+        public_facts.PublicRecords(None, None, None, None), TODAY, None, "S"
+    )
+    assert unknown["verdict"] == public_facts.UNKNOWN and unknown["serial"]["checked"] is False
