@@ -4,6 +4,7 @@
     /metrics   Prometheus metrics (routes/meta.py)         root application
     /healthz   health check (routes/meta.py)               root application
     /v1/...    the API (cloud/api/v1.py)                   sub-application, its own errors
+    /epcis/... EPCIS 2.0 REST bindings (cloud/api/epcis.py) sub-application, EPCIS problems
 
 Resources live in cleanup contexts: the store, the verification threads and the services
 built over them (opened on startup, closed on shutdown; cloud/services/, one job each), each
@@ -26,6 +27,8 @@ from contextlib import suppress
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from cloud.api.epcis import PREFIX as EPCIS_PREFIX
+from cloud.api.epcis import make_epcis_app
 from cloud.api.metrics import Metrics, Watched
 from cloud.api.problems import problems
 from cloud.api.routes import home, meta
@@ -35,6 +38,7 @@ from cloud.api.state import (
     BATCHES,
     CONFIG,
     CONTRACTS,
+    EPCIS,
     EVENTS,
     FEEDS,
     GATEWAY_LOTS,
@@ -57,6 +61,7 @@ from cloud.services.auth import AuthService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
+from cloud.services.epcis import EpcisService
 from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
@@ -143,6 +148,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[READS] = ReadService(app[CONTRACTS], app[TRACES].index)  # both follow load()'s replay
         app[FEEDS] = FeedService(shared, app[CONTRACTS])
         app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
+        app[EPCIS] = EpcisService(shared, app[CONTRACTS], app[TRACES].index)
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()
@@ -190,4 +196,5 @@ def make_app(settings: CloudSettings) -> web.Application:
     app.add_routes(home.routes)
     app.add_routes(meta.routes)
     app.add_subapp(PREFIX, make_v1_app())
+    app.add_subapp(EPCIS_PREFIX, make_epcis_app())  # EPCIS 2.0 REST bindings
     return app

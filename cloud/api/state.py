@@ -15,6 +15,7 @@ from cloud.services.auth import AuthService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
+from cloud.services.epcis import EpcisService
 from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
@@ -44,3 +45,4 @@ READS = web.AppKey("reads", ReadService)  # private records as the read matrix a
 TRACES = web.AppKey("traces", TraceService)  # recall traces, as the read policy allows
 FEEDS = web.AppKey("feeds", FeedService)  # participants' notification feeds
 GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes
+EPCIS = web.AppKey("epcis", EpcisService)  # EPCIS 2.0 export, query and capture

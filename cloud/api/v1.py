@@ -24,6 +24,7 @@ from cloud.api.routes import (
     certificates,
     config,
     contracts,
+    epcis,
     events,
     evidence,
     feeds,
@@ -59,6 +60,7 @@ GROUPS: Final = (
     auth,
     traces,
     feeds,
+    epcis,
     openapi,
 )
 

@@ -144,6 +144,9 @@ TX_COLUMNS: Final[Mapping[tuple[str, str], _PerRole]] = {
     ("lots", "certify"): {"*": COMPLIANCE},
     ("lots", "revoke"): {"*": COMPLIANCE},
     ("lots", "calibrate"): {"*": QUALITY},
+    # a partner's signed EPCIS statement of its shipments (cloud/contracts/epcis_statement.py):
+    # the signer's outbound leg, a pharmacy's inbound one
+    ("lots", "statement"): {**OUTBOUND, "pharmacy": R_TO_P},
 }
 
 Refusal = Callable[[str, str], Exception]

@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from typing import Final
 
-from cloud.contracts import certificates, lots, lots_boxes, participants
+from cloud.contracts import certificates, epcis_statement, lots, lots_boxes, participants
 from cloud.contracts.engine import Contract, Engine
 
-LOTS: Final = Contract(lots.NAME, {**lots.RULES, **lots_boxes.RULES, **certificates.RULES})
+LOTS: Final = Contract(
+    lots.NAME,
+    {
+        **lots.RULES,
+        **lots_boxes.RULES,
+        **certificates.RULES,
+        **epcis_statement.RULES,  # a partner's signed EPCIS statement
+    },
+)
 CONTRACTS: Final[tuple[Contract, ...]] = (participants.CONTRACT, LOTS)
 
 

@@ -90,6 +90,13 @@ def lot_path(request: web.Request) -> tuple[str, str]:
 async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
     """Return the request's JSON body, read only up to `max_bytes` and parsed only within
     jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
+    data = await body_bytes(request, max_bytes, what)
+    return jsonbound.loads(data, max_bytes=max_bytes, what=what)
+
+
+async def body_bytes(request: web.Request, max_bytes: int, what: str = "body") -> bytes:
+    """Return the request's body, read only up to `max_bytes` (for a caller that needs
+    the bytes themselves, e.g. to hash them). Raises JsonError 413 for a larger body."""
     size = request.content_length
     if size is not None and size > max_bytes:
         raise jsonbound.JsonError(what, f"{size} bytes", f"at most {max_bytes}", 413)
@@ -98,4 +105,4 @@ async def json_body(request: web.Request, max_bytes: int, what: str = "body") ->
         data += chunk
         if len(data) > max_bytes:
             raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
-    return jsonbound.loads(data, max_bytes=max_bytes, what=what)
+    return bytes(data)
