@@ -67,7 +67,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from cloud.contracts import access, lots, lots_fields, participants, policy
 from cloud.contracts.coldchain import Excursion, LegSummary
-from cloud.contracts.engine import View
+from cloud.contracts.engine import Applied, View
 from cloud.contracts.lots_coldchain import History
 
 CONTEXT: Final = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -531,6 +531,51 @@ def _sensor_event(ctx: _Lot, leg: LegSummary, excursions: Sequence[Excursion]) -
         sensorElementList=[element],
     )
     return Event(time_ms, body["eventID"], frozenset({(ctx.gtin, ctx.lot)}), body)
+
+
+# The records whose writing makes a transaction part of a lot's history.
+TOUCHING: Final = frozenset({lots.LOT, lots.QUALITY, lots.RECALL, lots.CUSTODY})
+
+
+class EventIndex:
+    """For each lot, the log indices of the applied transactions that wrote one of its
+    records (identity, quality, recall, custody: TOUCHING) and its cold-chain quarantines,
+    fed every applied change in log order (so rebuilt by replay): what names a lot's
+    transactions, which are read back by index."""
+
+    def __init__(self) -> None:
+        self.touches: dict[tuple[str, str], list[int]] = {}
+        self.quarantines: dict[tuple[str, str], list[Quarantine]] = {}
+
+    def apply(self, index: int, applied: Applied) -> None:
+        """Take in one applied change: a transaction's (`index` its 0x03 entry's), or the
+        cold chains' (tx_id empty: a quarantine the readings decided, `index` the entry it
+        followed)."""
+        for record in applied.put.values():
+            if record.type not in TOUCHING:
+                continue
+            lot = (record.fields[0], record.fields[1])
+            seen = self.touches.setdefault(lot, [])
+            if applied.tx_id:
+                if not seen or seen[-1] != index:
+                    seen.append(index)
+            elif record.type == lots.QUALITY:
+                self.quarantines.setdefault(lot, []).append(Quarantine(index, record.value))
+
+    def indices(self, wanted: Iterable[tuple[str, str]]) -> list[int]:
+        """The log indices of the transactions of the lots `wanted`."""
+        return [i for lot in wanted for i in self.touches.get(lot, ())]
+
+    def ledger(
+        self,
+        gtin: str,
+        lot: str,
+        txs: Mapping[int, LedgerTx],
+        history: Callable[[], History | None],
+    ) -> LotLedger:
+        """The lot's LotLedger from its transactions among `txs` (by log index)."""
+        found = tuple(txs[i] for i in self.touches.get((gtin, lot), ()) if i in txs)
+        return LotLedger(gtin, lot, found, tuple(self.quarantines.get((gtin, lot), ())), history)
 
 
 def events_of(view: View, ledger: LotLedger, reader: Reader, now_ms: int) -> list[Event]:

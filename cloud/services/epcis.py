@@ -2,8 +2,8 @@
 EPCISDocument, the SimpleEventQuery of GET /epcis/events, as the read policy lets the
 reader see them (cloud/contracts/epcis.py builds the events, epcis_query.py matches them).
 
-What it keeps: for each lot, the log indices of the applied transactions that wrote one of
-its records (identity, quality, recall, custody) and its cold-chain quarantines, fed by the
+What it keeps: an epcis.EventIndex (for each lot, the log indices of the applied
+transactions that wrote one of its records, and its cold-chain quarantines), fed by the
 contract service's listeners (so rebuilt by replay at start). An export or a query reads
 those transactions' stored bodies by log index (cloud/storage/contracts.py bodies_at),
 then builds the events on the contract service's State under its lock, with each lot's
@@ -34,7 +34,7 @@ from cloud.contracts import (
     participants,
     tx,
 )
-from cloud.contracts.engine import Applied, State
+from cloud.contracts.engine import State
 from cloud.contracts.lots_trace import LotIndex
 from cloud.services.contracts import Accepted, ContractService
 from cloud.services.shared import Shared
@@ -43,8 +43,6 @@ from gateway import jsonbound
 from gateway.refusal import Refused
 
 LotId = tuple[str, str]
-# The records whose writing makes a transaction part of a lot's history.
-TOUCHING: Final = frozenset({lots.LOT, lots.QUALITY, lots.RECALL, lots.CUSTODY})
 PUBLIC: Final = "public"
 
 
@@ -65,24 +63,8 @@ class EpcisService:
         self.shared = shared
         self.contracts = contracts
         self.lineage = lineage
-        self.touches: dict[LotId, list[int]] = {}
-        self.quarantines: dict[LotId, list[epcis.Quarantine]] = {}
-        contracts.listeners.append(self._apply)
-
-    def _apply(self, index: int, applied: Applied) -> None:
-        """Take in one applied change, in log order: a transaction's (its 0x03 index), or
-        the cold chains' (tx_id empty: a quarantine the readings decided)."""
-        for record in applied.put.values():
-            if record.type not in TOUCHING:
-                continue
-            lot = (record.fields[0], record.fields[1])
-            seen = self.touches.setdefault(lot, [])
-            if applied.tx_id:
-                if not seen or seen[-1] != index:
-                    seen.append(index)
-            elif record.type == lots.QUALITY:
-                quarantine = epcis.Quarantine(index, record.value)
-                self.quarantines.setdefault(lot, []).append(quarantine)
+        self.index = epcis.EventIndex()
+        contracts.listeners.append(self.index.apply)
 
     async def _reader(self, token: auth.Token | None) -> epcis.Reader:
         """Catch up on the log, then say who reads (the public without a token, or with a
@@ -129,7 +111,8 @@ class EpcisService:
             raise self.shared.refusals.of(e) from None
         reader = await self._reader(token)
         named = query.lots()
-        wanted = list(self.touches) if named is None else sorted(named & self.touches.keys())
+        known = self.index.touches.keys()
+        wanted = list(known) if named is None else sorted(named & known)
         events = await self._events(wanted, reader, now_ms)
         shown, cursor = epcis_query.page(events, query)
         return epcis.query_document(shown, now_ms), cursor
@@ -140,7 +123,7 @@ class EpcisService:
         """The events of the lots `wanted` the reader may see, merged in (time, eventID)
         order: their transactions' bodies read by log index, the events built under the
         contract service's lock (one State throughout)."""
-        indices = [i for lot in wanted for i in self.touches.get(lot, ())]
+        indices = self.index.indices(wanted)
         rows = await self.shared.store.read(lambda db: stored.bodies_at(db, indices))
         txs = {i: ledger_tx(i, tx_id, canonical) for i, tx_id, canonical in rows}
 
@@ -148,13 +131,8 @@ class EpcisService:
             chains = self.contracts.chains
             out: list[epcis.Event] = []
             for gtin, lot in wanted:
-                ledger = epcis.LotLedger(
-                    gtin,
-                    lot,
-                    tuple(txs[i] for i in self.touches.get((gtin, lot), ()) if i in txs),
-                    tuple(self.quarantines.get((gtin, lot), ())),
-                    partial(lots_coldchain.history, state, chains, gtin, lot),
-                )
+                history = partial(lots_coldchain.history, state, chains, gtin, lot)
+                ledger = self.index.ledger(gtin, lot, txs, history)
                 out.extend(epcis.events_of(state, ledger, reader, now_ms))
             return epcis.merge(out)
 
@@ -195,7 +173,7 @@ class EpcisService:
             raise refusals.refuse("events", detail, 422)
         await self.contracts.load()
         rows = await self.shared.store.read(
-            lambda db: stored.bodies_at(db, self.touches.get((gtin, lot), []))
+            lambda db: stored.bodies_at(db, self.index.indices([(gtin, lot)]))
         )
         times = {}
         for i, tx_id, canonical in rows:
