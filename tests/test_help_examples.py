@@ -97,6 +97,7 @@ ORDER = [
     ("lots", "trace"),
     ("feed",),
     ("lots", "history"),
+    ("lots", "epcis"),  # the lot's history as EPCIS, after it was made
     ("cloud", "regulators"),  # last of the regulator's: the examples after it sign as others
     ("device", "provision"),
     ("gateway", "boxes", "add"),

@@ -7,6 +7,7 @@ parameters answered 400 with an EPCIS exception, never 500."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cloud.cli import main
 from cloud.contracts import epcis, tx
 from device import schnorr
 from tests.cloud.api.test_app import OWNER, Cloud
@@ -349,3 +351,30 @@ async def test_a_partners_capture_is_checked_against_the_ledger(
     status, problem = await capture(cloud, huge, statement(D, b"", 1))
     assert status == 413, problem
     assert await cloud.get("/v1/state") == before  # no refused capture applied anything
+
+
+async def test_the_epcis_command_writes_what_the_reader_may_see(
+    cloud: Cloud,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await supply_chain(cloud)
+    url = cloud.url("").rstrip("/")
+    key = tmp_path / "retailer.key"
+    key.write_text(R.secret.hex() + "\n")
+    out = tmp_path / "L1.epcis.jsonld"
+    argv = ["lots", "epcis", GTIN, "L1", "--cloud", url]
+    assert await asyncio.to_thread(main, [*argv, "--key", str(key), "--out", str(out)]) == 0
+    assert f"to {out}" in capsys.readouterr().out
+    written = json.loads(out.read_text())
+    valid(written)
+    assert "urn:pharmasync:shipment:S2" in out.read_text()
+    assert "urn:pharmasync:shipment:S1" not in out.read_text()  # M→D: not a retailer's
+    assert await asyncio.to_thread(main, argv) == 0  # the public, to stdout
+    public = json.loads(capsys.readouterr().out)
+    assert len(events(public)) < len(events(written)) and "shipping" not in steps(public)
+    assert await asyncio.to_thread(main, [*argv[:3], "NEVER", *argv[4:]]) == 1
+    assert "HTTP 404: lot" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a wrong check digit, refused before any request
+        main(["lots", "epcis", GTIN[:-1] + "0", "L1"])
+    assert "GTIN" in capsys.readouterr().err
