@@ -128,12 +128,15 @@ def _check(
     if shipment_id is None:
         return "bizTransactionList", f"want one {SHIPMENT_URN}<id> naming the shipment"
     shipment = view.get(lots.SHIPMENT, shipment_id)
-    if shipment is None:
-        return "shipment", f"no shipment {shipment_id[:64]!r} on the ledger"
-    if (shipment["gtin"], shipment["lot"]) != (gtin, lot):
-        return "shipment", f"shipment {shipment_id} is not of lot {gtin}/{lot}"
-    if signer not in (shipment["sender"], shipment["receiver"]):
-        return "shipment", f"shipment {shipment_id}: the signer neither sent nor received it"
+    # One answer whether the shipment is unknown, of another lot or another's: a partner
+    # learns nothing of shipments it is no party to.
+    if (
+        shipment is None
+        or (shipment["gtin"], shipment["lot"]) != (gtin, lot)
+        or signer not in (shipment["sender"], shipment["receiver"])
+    ):
+        detail = f"{shipment_id[:64]!r} is no shipment of lot {gtin}/{lot} the signer sent or"
+        return "shipment", f"{detail} received"
     named = _lots(event)
     if named != [(gtin, lot)]:
         return "quantityList", f"want exactly one element, of lot {gtin}/{lot}"

@@ -181,15 +181,19 @@ class EpcisService:
             if t.type in ("ship", "receive"):
                 times[f"{t.type}:{t.args['shipment']}"] = t.time
 
-        def check(state: State) -> epcis_statement.Contradiction | str | None:
-            partner = participants.current(state, stated.signer_xonly)
-            if partner is None:
-                return f"{stated.signer} is not a current participant's key"
-            return epcis_statement.check_events(state, gtin, lot, partner["id"], events, times)
+        def check(state: State) -> epcis_statement.Contradiction | None:
+            """Who states must be an active participant in the lot's chain (else nothing
+            of the ledger is compared for it); then the events, in order."""
+            partner = participants.identify(state, stated.signer)
+            if not lots.involved(state, gtin, lot, partner.id):
+                detail = f"{stated.signer} is not in lot {gtin}/{lot}'s custody chain"
+                raise refusals.refuse("involved", detail, 409)
+            return epcis_statement.check_events(state, gtin, lot, partner.id, events, times)
 
-        found = await self.contracts.read(check)
-        if isinstance(found, str):
-            raise refusals.refuse("participant", found, 403)
+        try:
+            found = await self.contracts.read(check)
+        except Refused as e:
+            raise refusals.of(e) from None
         if found is not None:
             raise refusals.refuse("contradiction", str(found), 409)
         accepted = await self.contracts.submit(envelope)

@@ -328,7 +328,14 @@ async def test_a_partners_capture_is_checked_against_the_ledger(
 
     status, problem = await capture(cloud, body, statement(P, body, 4))  # not P's shipments
     assert (status, problem["reason"]) == (409, "contradiction"), problem
-    assert "neither sent nor received" in problem["detail"]
+    assert "no shipment of lot" in problem["detail"] and "S1" in problem["detail"]
+    stranger = party("not in the chain")
+    await applied(cloud, admit(stranger, "distributor", "stranger"))
+    before = await cloud.get("/v1/state")
+    status, problem = await capture(cloud, body, statement(stranger, body, 4))
+    assert (status, problem["reason"]) == (409, "involved"), problem  # nothing compared
+    status, problem = await capture(cloud, body, statement(party("no one"), body, 4))
+    assert (status, problem["reason"]) == (403, "participant"), problem
 
     forged = json.dumps({**document, "creationDate": "2026-01-01T00:00:00Z"}).encode()
     status, problem = await capture(cloud, forged, statement(D, body, 4))  # another body

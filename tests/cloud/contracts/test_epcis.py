@@ -297,3 +297,6 @@ def test_a_statement_is_checked_event_by_event_against_the_ledger() -> None:
     r_id = participants.current(state, ledger.world.parties["R"].xonly)["id"]
     found = epcis_statement.check_events(state, GTIN, "L1", r_id, [s1], times)
     assert found is not None and found.field == "shipment"  # R is no party to S1
+    unknown = {**s1, "bizTransactionList": [{"bizTransaction": "urn:pharmasync:shipment:S9"}]}
+    other = epcis_statement.check_events(state, GTIN, "L1", d_id, [unknown], times)
+    assert other is not None and other.detail.endswith(found.detail.split("'", 2)[2])
