@@ -181,7 +181,7 @@ def export(ledger: _Ledger, reader: epcis.Reader, now_ms: int) -> bytes:
 
         found = ledger.index.ledger(GTIN, number, ledger.txs, history)
         events += epcis.events_of(state, found, reader, now_ms)
-    document = epcis.document(epcis.merge(events), now_ms, epcis.lot_uri(GTIN, "L1"))
+    document = epcis.document(epcis.merge(events), now_ms)
     return json.dumps(document).encode()
 
 

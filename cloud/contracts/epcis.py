@@ -239,7 +239,6 @@ class Event:
     lots: frozenset[tuple[str, str]]
     body: dict[str, Any]
     serials: frozenset[tuple[str, str]] = frozenset()
-    inputs: frozenset[tuple[str, str]] = frozenset()  # a TransformationEvent's input lots
 
 
 @dataclass(frozen=True)
@@ -266,9 +265,7 @@ class _Lot:
         return element
 
 
-def _event(
-    ctx: _Lot, key: str, time_ms: int, kind: str = "ObjectEvent", **fields: Any
-) -> dict[str, Any]:
+def _event(key: str, time_ms: int, kind: str = "ObjectEvent", **fields: Any) -> dict[str, Any]:
     """The common part of an event (type, eventTime, offset, eventID) and its fields."""
     return {
         "type": kind,
@@ -282,7 +279,7 @@ def _event(
 def _object(ctx: _Lot, t: LedgerTx, what: str, quantity: int | None, **fields: Any) -> Event:
     """An ObjectEvent of this lot (its quantity list) for transaction `t`."""
     key = f"{t.tx_id}/{what}/{ctx.gtin}/{ctx.lot}"
-    body = _event(ctx, key, t.time, quantityList=[ctx.quantity(ctx.gtin, ctx.lot, quantity)])
+    body = _event(key, t.time, quantityList=[ctx.quantity(ctx.gtin, ctx.lot, quantity)])
     body.update(fields)
     return Event(t.time, body["eventID"], frozenset({(ctx.gtin, ctx.lot)}), body)
 
@@ -365,7 +362,6 @@ def _split(ctx: _Lot, t: LedgerTx) -> list[Event]:
     gtin, parent = ctx.gtin, t.args["lot"]
     children = [(c["lot"], c["quantity"]) for c in t.args["children"]]
     body = _event(
-        ctx,
         f"{t.tx_id}/split/{gtin}/{parent}",
         t.time,
         "TransformationEvent",
@@ -375,7 +371,7 @@ def _split(ctx: _Lot, t: LedgerTx) -> list[Event]:
         disposition=ACTIVE,
     )
     named = frozenset({(gtin, parent), *((gtin, c) for c, _ in children)})
-    return [Event(t.time, body["eventID"], named, body, inputs=frozenset({(gtin, parent)}))]
+    return [Event(t.time, body["eventID"], named, body)]
 
 
 def _dispense(ctx: _Lot, t: LedgerTx) -> list[Event]:
@@ -436,7 +432,6 @@ def _quarantine(ctx: _Lot, q: Quarantine) -> Event:
     time_ms = int(q.quality["since"])
     key = f"coldchain/{q.index}/{ctx.gtin}/{ctx.lot}"
     body = _event(
-        ctx,
         key,
         time_ms,
         action="OBSERVE",
@@ -456,7 +451,6 @@ def _expiry(ctx: _Lot, now_ms: int) -> list[Event]:
     if time_ms > now_ms:
         return []
     body = _event(
-        ctx,
         f"expiry/{ctx.gtin}/{ctx.lot}",
         time_ms,
         action="OBSERVE",
@@ -522,7 +516,6 @@ def _sensor_event(ctx: _Lot, leg: LegSummary, excursions: Sequence[Excursion]) -
     time_ms = end_s * 1000
     key = f"sensor/{ctx.gtin}/{ctx.lot}/{leg.leg}/{leg.end_s}/{stats.count}"
     body = _event(
-        ctx,
         key,
         time_ms,
         action="OBSERVE",

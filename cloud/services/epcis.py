@@ -92,7 +92,7 @@ class EpcisService:
             raise self.shared.refusals.refuse("lot", detail, 404)
         family = [(gtin, each) for each in self.lineage.descendants(gtin, lot)]
         events = await self._events(family, reader, now_ms)
-        return epcis.document(events, now_ms, epcis.lot_uri(gtin, lot))
+        return epcis.document(events, now_ms)
 
     async def query(
         self,
