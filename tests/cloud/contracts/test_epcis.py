@@ -11,6 +11,8 @@ from functools import partial
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud.contracts import (
     epcis,
@@ -300,3 +302,47 @@ def test_a_statement_is_checked_event_by_event_against_the_ledger() -> None:
     unknown = {**s1, "bizTransactionList": [{"bizTransaction": "urn:pharmasync:shipment:S9"}]}
     other = epcis_statement.check_events(state, GTIN, "L1", d_id, [unknown], times)
     assert other is not None and other.detail.endswith(found.detail.split("'", 2)[2])
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from((*epcis_query.PARAMETERS, "EQ_action", "x")),
+        st.lists(st.text(max_size=60), min_size=1, max_size=2),
+        max_size=4,
+    )
+)
+def test_any_query_string_is_parsed_or_refused_naming_its_parameter(
+    params: dict[str, list[str]],
+) -> None:
+    try:
+        query = epcis_query.parse(params)
+    except epcis_query.QueryError as e:
+        assert e.reason in params and e.status == 400
+        return
+    assert 1 <= query.per_page <= epcis_query.MAX_PER_PAGE
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(JSON_VALUES | st.dictionaries(st.sampled_from(
+    ("type", "bizStep", "bizTransactionList", "quantityList", "sourceList", "destinationList",
+     "eventTime", "eventID")), JSON_VALUES, max_size=8), min_size=1, max_size=3))  # fmt: skip
+def test_any_partner_event_is_checked_without_failing(events: list[Any]) -> None:
+    ledger = CHAIN
+    state = ledger.world.state
+    d_id = participants.identify(state, ledger.did("D")).id
+    found = epcis_statement.check_events(state, GTIN, "L1", d_id, events, {})
+    assert found is not None and 0 <= found.position < len(events)  # none agrees by chance
+    str(found)
+
+
+CHAIN = chain()  # one supply chain for the property tests (they only read it)
