@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
-from cloud.contracts import access, lots, lots_fields, participants, policy
+from cloud.contracts import access, didkey, lots, lots_fields, participants, policy
 from cloud.contracts.coldchain import Excursion, LegSummary
 from cloud.contracts.engine import Applied, View
 from cloud.contracts.lots_coldchain import History
@@ -258,6 +258,11 @@ class _Lot:
     def did(self, participant_id: str) -> str:
         return str(participants.by_id(self.view, participant_id)["did"])
 
+    def signer(self, t: LedgerTx) -> str:
+        """The current DID of the participant who signed `t` (its key may have rotated)."""
+        key = self.view.get(participants.KEY, didkey.to_xonly(t.signer).hex())
+        return t.signer if key is None else self.did(key["participant"])
+
     def quantity(self, gtin: str, lot: str, quantity: int | None) -> dict[str, Any]:
         element: dict[str, Any] = {"epcClass": lot_uri(gtin, lot)}
         if quantity is not None and self.custody:
@@ -378,7 +383,7 @@ def _dispense(ctx: _Lot, t: LedgerTx) -> list[Event]:
     if not ctx.reads(access.R_TO_P):
         return []
     fields: dict[str, Any] = {"action": "OBSERVE", "bizStep": DISPENSING}
-    fields |= {"disposition": DISPENSED, "readPoint": {"id": t.signer}}  # the pharmacy's DID
+    fields |= {"disposition": DISPENSED, "readPoint": {"id": ctx.signer(t)}}
     return [_object(ctx, t, "dispense", t.args["quantity"], **fields)]
 
 

@@ -159,6 +159,7 @@ async def test_the_export_is_valid_epcis_and_shows_each_reader_its_cells(
     assert split["outputQuantityList"][0] == {"epcClass": CHILD, "quantity": 40}
     (dispensed,) = by_step["ObjectEvent", "dispensing", "dispensed"]
     assert dispensed["quantityList"] == [{"epcClass": CHILD, "quantity": 5}]
+    assert dispensed["readPoint"] == {"id": P.did}
     quarantined, released = (
         by_step["ObjectEvent", "inspecting", "non_sellable_other"],
         (by_step["ObjectEvent", "inspecting", "sellable_accessible"]),
