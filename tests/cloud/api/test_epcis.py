@@ -21,7 +21,7 @@ import pytest
 from cloud.cli import main
 from cloud.contracts import epcis, tx
 from device import schnorr
-from tests.cloud.api.test_app import OWNER, Cloud
+from tests.cloud.api.test_app import OWNER, Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
 from tests.cloud.api.test_lot_coldchain import BOX, CALM, HIGH, Site, admit, signed
 from tests.cloud.api.test_tx import (  # noqa: F401
@@ -386,3 +386,24 @@ async def test_the_epcis_command_writes_what_the_reader_may_see(
     with pytest.raises(SystemExit):  # a wrong check digit, refused before any request
         main(["lots", "epcis", GTIN[:-1] + "0", "L1"])
     assert "GTIN" in capsys.readouterr().err
+
+
+async def test_a_restart_rebuilds_the_same_events_by_replay(
+    tmp_path: Path, database: str | None
+) -> None:
+    config = settings(tmp_path / "cloud", database, regulators=(REGULATOR.xonly,))
+    server, session = await start(config)
+    try:
+        ledger = Cloud(server, session)
+        await supply_chain(ledger)
+        _, before = await export(ledger, M)
+    finally:
+        await session.close()
+        await server.close()
+    server, session = await start(config)
+    try:
+        _, after = await export(Cloud(server, session), M)
+        assert events(after) == events(before)  # the index and the quarantines came back
+    finally:
+        await session.close()
+        await server.close()
