@@ -12,10 +12,12 @@ import base64
 import copy
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from cloud.cli import main
@@ -23,7 +25,7 @@ from cloud.contracts import epcis, tx
 from device import schnorr
 from tests.cloud.api.test_app import OWNER, Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
-from tests.cloud.api.test_lot_coldchain import BOX, CALM, HIGH, Site, admit, signed
+from tests.cloud.api.test_lot_coldchain import BOX, CALM, HIGH, Remote, Site, admit, signed
 from tests.cloud.api.test_tx import (  # noqa: F401
     GTIN,
     D,
@@ -35,6 +37,7 @@ from tests.cloud.api.test_tx import (  # noqa: F401
     receive,
     ship,
 )
+from tests.cloud.api.test_workers import start_cloud
 from tests.cloud.contracts.world import REGULATOR, party
 
 P = party("P")
@@ -407,3 +410,27 @@ async def test_a_restart_rebuilds_the_same_events_by_replay(
     finally:
         await session.close()
         await server.close()
+
+
+async def test_two_worker_processes_on_one_postgresql_export_the_same_events(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    """Every transaction reaches one `cloud serve` process, the export is asked of another:
+    it follows the log first (its EPCIS index too), so both answer the same events."""
+    if not (Path(sys.executable).parent / "pharmasync").exists():
+        pytest.skip(f"console script not installed beside {sys.executable}")
+    options = ("--database", postgres_dsn, "--owner", schnorr.pubkey(OWNER).hex())
+    data = tmp_path / "cloud"
+    workers = [await start_cloud(data, *options, "--regulator", REGULATOR.did) for _ in range(2)]
+    try:
+        async with aiohttp.ClientSession() as http:
+            one, two = (Remote(url, http) for _, url in workers)
+            await supply_chain(one)
+            found = [events((await export(c, M))[1]) for c in (one, two)]
+            assert found[0] == found[1] and len(found[0]) > 10
+            status, page, _ = await query(two, R, {"EQ_bizStep": "receiving"})
+            assert (status, len(events(page))) == (200, 2)  # D→R and R→P: the retailer's
+    finally:
+        for proc, _ in workers:
+            proc.terminate()
+            proc.wait(timeout=30)
