@@ -140,7 +140,10 @@ def match_uri(uri: str) -> Epc:
             "manufacturer has registered here; want a GS1 Digital Link URI "
             f"({DIGITAL_LINK}/01/{{gtin}}/10/{{lot}})"
         )
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as e:  # an unclosed IPv6 bracket, a bad port, ...
+        raise EpcError(f"got {uri[:60]!r}: {e}") from None
     segments = parts.path.strip("/").split("/")
     if parts.scheme not in ("http", "https") or len(segments) % 2 or len(segments) < 4:
         raise EpcError(f"got {uri[:60]!r}, want {DIGITAL_LINK}/01/{{gtin}}/10/{{lot}}")

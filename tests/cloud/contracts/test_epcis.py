@@ -233,6 +233,7 @@ def test_digital_link_uris_and_what_a_query_may_name() -> None:
         "https://id.gs1.org/01/09506000134353/10/L1",  # a wrong check digit
         f"https://id.gs1.org/01/{GTIN}/99/L1",  # not a key qualifier
         f"ftp://id.gs1.org/01/{GTIN}/10/L1",
+        f"http://[::1/01/{GTIN}/10/L1",  # urlsplit's own ValueError
     ):
         with pytest.raises(epcis.EpcError):
             epcis.match_uri(bad)
@@ -317,7 +318,32 @@ JSON_VALUES = st.recursive(
 @given(
     st.dictionaries(
         st.sampled_from((*epcis_query.PARAMETERS, "EQ_action", "x")),
-        st.lists(st.text(max_size=60), min_size=1, max_size=2),
+        st.lists(
+            st.text(max_size=60)
+            | st.sampled_from(("http://[", "https://id.gs1.org/01/", "/10/", "|", "urn:epc:"))
+            | st.builds(
+                "".join,
+                st.lists(
+                    st.sampled_from(
+                        (
+                            "https://",
+                            "[",
+                            "id.gs1.org",
+                            "/01/",
+                            GTIN,
+                            "/10/",
+                            "/21/",
+                            "L1",
+                            "%",
+                            "|",
+                        )
+                    ),
+                    max_size=8,
+                ),
+            ),
+            min_size=1,
+            max_size=2,
+        ),
         max_size=4,
     )
 )
