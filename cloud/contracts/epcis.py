@@ -8,13 +8,17 @@ name participants and shipments. One function per event kind:
 
     commission        ObjectEvent ADD, bizStep commissioning, disposition active, ilmd
                       (lot number, expiry), bizLocation the manufacturer's DID
-    ship              ObjectEvent OBSERVE shipping / in_transit, sourceList and destinationList
-                      (owning_party and possessing_party: sender and receiver DIDs), the
-                      sender's order reference (bizTransactionList, PO/invoices cell)
+    ship              ObjectEvent OBSERVE shipping / in_transit, readPoint the sender's DID,
+                      sourceList and destinationList (owning_party and possessing_party:
+                      sender and receiver DIDs), bizTransactionList: the shipment (desadv,
+                      urn:pharmasync:shipment:<id>) and the sender's order reference (po,
+                      where the reader reads PO/invoices)
     receive           ObjectEvent OBSERVE receiving / in_progress, the quantity counted,
-                      bizLocation the receiver's DID
+                      readPoint and bizLocation the receiver's DID, the receiver's order
     split             TransformationEvent repackaging: the parent lot in, the child lots out
-    dispense          ObjectEvent OBSERVE dispensing / dispensed (units of a lot)
+                      (one event of the parent and of each child: merge keeps it once)
+    dispense          ObjectEvent OBSERVE dispensing / dispensed (units of a lot), readPoint
+                      the pharmacy's DID
     hold (damage)     ObjectEvent OBSERVE holding / non_sellable_other (inspecting / damaged)
     cold-chain        ObjectEvent OBSERVE inspecting / non_sellable_other (no transaction:
       quarantine      the readings decided it; its eventID names its log index)
@@ -37,8 +41,10 @@ hold for any manufacturer yet: they are neither produced nor accepted (match_uri
 Participants (sources, destinations, locations) are named by their current DID; the ledger
 holds no GLN. Serialized packs will add `epcList` entries of SGTINs,
 https://id.gs1.org/01/{gtin}/21/{serial} (serial_uri), commissioning ObjectEvents per
-serial and AggregationEvents: SERIAL_EVENTS is where their builders go, and the matching
-below already compares serial-level identifiers.
+serial and AggregationEvents: SERIAL_EVENTS is where their builders go (their
+transactions reach a lot's LotLedger through EventIndex once TOUCHING names the records
+they write), Event.serials what they name, and the matching (epcis_query.py) already
+compares serial-level identifiers.
 
 eventID: `urn:uuid:` of a UUID (version 8, RFC 9562) made from SHA-256("PharmaSync/epcis/
 event/v1" ‖ key), the key naming the transaction (its id) and what of it the event shows
