@@ -372,3 +372,20 @@ def test_any_partner_event_is_checked_without_failing(events: list[Any]) -> None
 
 
 CHAIN = chain()  # one supply chain for the property tests (they only read it)
+
+
+def test_the_schema_check_is_not_vacuous() -> None:
+    """GS1's own examples beside the schema pass it; our document with a field broken does
+    not (so `valid` can fail)."""
+    from tests.cloud.api.test_epcis import SCHEMA_FILE, validator
+
+    check = validator()
+    for example in sorted(SCHEMA_FILE.parent.glob("*.jsonld")):
+        assert not list(check.iter_errors(json.loads(example.read_text()))), example.name
+    document = epcis.document(CHAIN.events("M"), LATER)
+    assert not list(check.iter_errors(document))
+    broken = json.loads(json.dumps(document))
+    broken["epcisBody"]["eventList"][0]["action"] = "CREATE"  # not ADD, OBSERVE or DELETE
+    assert list(check.iter_errors(broken))
+    del broken["schemaVersion"]
+    assert len(list(check.iter_errors(broken))) >= 2
