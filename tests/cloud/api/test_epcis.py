@@ -20,12 +20,23 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cloud.audit.replay import replay
 from cloud.cli import main
 from cloud.contracts import epcis, tx
 from device import schnorr
 from tests.cloud.api.test_app import OWNER, Cloud, settings, start
 from tests.cloud.api.test_auth import sign_in
-from tests.cloud.api.test_lot_coldchain import BOX, CALM, HIGH, Remote, Site, admit, signed
+from tests.cloud.api.test_lot_coldchain import (
+    AUDITOR,
+    BOX,
+    CALM,
+    HIGH,
+    Remote,
+    Site,
+    admit,
+    granted,
+    signed,
+)
 from tests.cloud.api.test_tx import (  # noqa: F401
     GTIN,
     D,
@@ -399,14 +410,26 @@ async def test_a_restart_rebuilds_the_same_events_by_replay(
     try:
         ledger = Cloud(server, session)
         await supply_chain(ledger)
+        _, mine = await export(ledger, D)
+        shipped = [e for e in events(mine) if "shipment:S1" in json.dumps(e)]
+        body = json.dumps({**epcis.document([], 0), "epcisBody": {"eventList": shipped}})
+        status, answer = await capture(ledger, body.encode(), statement(D, body.encode(), 2))
+        assert status == 201, answer
+        await granted(ledger)
         _, before = await export(ledger, M)
+        _, head = await ledger.get("/v1/state")
     finally:
         await session.close()
         await server.close()
     server, session = await start(config)
     try:
-        _, after = await export(Cloud(server, session), M)
+        ledger = Cloud(server, session)
+        _, after = await export(ledger, M)
         assert events(after) == events(before)  # the index and the quarantines came back
+        assert (await ledger.get("/v1/state"))[1] == head
+        async with aiohttp.ClientSession() as client:  # the statement replays like any tx
+            report = await replay(ledger.url("").rstrip("/"), AUDITOR.secret, client)
+        assert report.parted_at is None, report.render()
     finally:
         await session.close()
         await server.close()
