@@ -19,6 +19,7 @@ certificates.py /v1/certificates?subject=                 certificates, as the r
 traces.py      /v1/lots/{gtin}/{lot}/trace               recall traces
 feeds.py       /v1/feed, /v1/feed/stream                 participants' notification feeds
 lot_history.py /v1/lots/{gtin}/{lot}/history             a lot's legs and cold chain
+epcis.py       /v1/lots/{gtin}/{lot}/epcis; /epcis/events, /epcis/capture (cloud/api/epcis.py)
 openapi.py     /v1/openapi.json                          the API's document
 
 On the root application (cloud/api/app.py):
