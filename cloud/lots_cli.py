@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from cloud import lots_qr_cli, settings
+from cloud import lots_epcis_cli, lots_qr_cli, settings
 from cloud.api import sse
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
@@ -159,6 +159,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_recall(subparsers, commands)
     _register_history(commands)
     lots_qr_cli.register(commands)
+    lots_epcis_cli.register(commands)  # pharmasync lots epcis
 
 
 _ADMIT_MAKER = (
@@ -717,15 +718,7 @@ def _register_history(commands: argparse._SubParsersAction) -> None:
 def _history(args: argparse.Namespace) -> int:
     """Print a lot's history, signed in with --key if given (exit 1 if the ledger refuses
     or cannot be reached; 2 for an unusable key file)."""
-    path = f"/v1/lots/{args.gtin}/{args.lot}/history"
-    if args.key is not None:
-        got = _signed_in_get(args, path)
-    else:
-        try:
-            got = asyncio.run(_get(args.cloud.rstrip("/") + path))
-        except (aiohttp.ClientError, ValueError) as e:
-            print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-            return 1
+    got = read_as(args, f"/v1/lots/{args.gtin}/{args.lot}/history")
     if isinstance(got, int):
         return got
     status, answer = got
@@ -736,6 +729,19 @@ def _history(args: argparse.Namespace) -> int:
         return 0
     print_record(_history_lines(answer), False)
     return 0
+
+
+def read_as(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
+    """GET `path` signed in with --key if given (else as the public); return (status,
+    answer), or the exit code after printing why not (1: unreachable or refused sign-in;
+    2: an unusable key file)."""
+    if args.key is not None:
+        return _signed_in_get(args, path)
+    try:
+        return asyncio.run(_get(args.cloud.rstrip("/") + path))
+    except (aiohttp.ClientError, ValueError) as e:
+        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
 
 def _figures(stats: dict[str, Any]) -> str:

@@ -105,6 +105,7 @@ ORDER = [
     ("feed",),
     ("lots", "history"),
     ("stock",),  # its minimum is the regulator's: before the handover
+    ("lots", "epcis"),  # the lot's history as EPCIS, after it was made
     ("cloud", "regulators"),  # last of the regulator's: the examples after it sign as others
     ("device", "provision"),
     ("gateway", "boxes", "add"),

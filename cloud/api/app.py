@@ -5,6 +5,7 @@
     /healthz   health check (routes/meta.py)               root application
     /01/...    GS1 Digital Link resolver (routes/resolver.py)   root application
     /v1/...    the API (cloud/api/v1.py)                   sub-application, its own errors
+    /epcis/... EPCIS 2.0 REST bindings (cloud/api/epcis.py) sub-application, EPCIS problems
 
 Resources live in cleanup contexts: the store, the verification threads and the services
 built over them (opened on startup, closed on shutdown; cloud/services/, one job each), each
@@ -27,6 +28,8 @@ from contextlib import suppress
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from cloud.api.epcis import PREFIX as EPCIS_PREFIX
+from cloud.api.epcis import make_epcis_app
 from cloud.api.metrics import Metrics, Watched
 from cloud.api.problems import problems
 from cloud.api.routes import home, meta, resolver
@@ -36,6 +39,7 @@ from cloud.api.state import (
     BATCHES,
     CONFIG,
     CONTRACTS,
+    EPCIS,
     EVENTS,
     FEEDS,
     GATEWAY_LOTS,
@@ -61,6 +65,7 @@ from cloud.services.auth import AuthService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
+from cloud.services.epcis import EpcisService
 from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
@@ -153,6 +158,7 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
         app[GATEWAY_LOTS] = GatewayLotService(shared, app[CONTRACTS])
         app[PACKS] = PackService(shared, app[CONTRACTS])
         app[PUBLIC_CHECK] = PublicCheckService(shared, app[CONTRACTS])  # /01/... resolver
+        app[EPCIS] = EpcisService(shared, app[CONTRACTS], app[TRACES].index)
         head = await app[CONTRACTS].load()  # the contracts' state, rebuilt by replay
         log.info("contracts: %d records, root %s", head.records, head.root.hex()[:16])
         cp = await shared.log.refresh()
@@ -201,4 +207,5 @@ def make_app(settings: CloudSettings) -> web.Application:
     app.add_routes(meta.routes)
     app.add_routes(resolver.routes)  # GS1 Digital Link paths live at the host's root
     app.add_subapp(PREFIX, make_v1_app())
+    app.add_subapp(EPCIS_PREFIX, make_epcis_app())  # EPCIS 2.0 REST bindings
     return app

@@ -430,6 +430,7 @@ def document() -> dict[str, Any]:
             **_contract_paths(),
             **_trace_and_feed_paths(),
             **_lot_history_paths(),
+            **_epcis_paths(),
             **_auth_paths(),
             **_read_paths(),
             **_stock_paths(),
@@ -1483,6 +1484,13 @@ def _trace_and_feed_paths() -> dict[str, Any]:
             }
         },
     }
+
+
+def _epcis_paths() -> dict[str, Any]:
+    """EPCIS 2.0 (cloud/api/openapi_epcis.py; imported here, as it imports this module)."""
+    from cloud.api.openapi_epcis import paths
+
+    return paths()
 
 
 def _lot_history_paths() -> dict[str, Any]:

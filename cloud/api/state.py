@@ -15,6 +15,7 @@ from cloud.services.auth import AuthService
 from cloud.services.batches import BatchService
 from cloud.services.config import ConfigService
 from cloud.services.contracts import ContractService
+from cloud.services.epcis import EpcisService
 from cloud.services.events import EventService
 from cloud.services.feeds import FeedService
 from cloud.services.gateway_lots import GatewayLotService
@@ -50,3 +51,4 @@ STOCK = web.AppKey("stock", StockService)  # stock per GTIN, shortage alerts
 GATEWAY_LOTS = web.AppKey("gateway_lots", GatewayLotService)  # lots of a gateway's boxes
 PACKS = web.AppKey("packs", PackService)  # the pharmacy counter's check of a pack
 PUBLIC_CHECK = web.AppKey("public_check", PublicCheckService)  # the Digital Link resolver's
+EPCIS = web.AppKey("epcis", EpcisService)  # EPCIS 2.0 export, query and capture

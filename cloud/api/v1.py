@@ -24,6 +24,7 @@ from cloud.api.routes import (
     certificates,
     config,
     contracts,
+    epcis,
     events,
     evidence,
     feeds,
@@ -63,6 +64,7 @@ GROUPS: Final = (
     feeds,
     stock,
     packs,
+    epcis,
     openapi,
 )
 

@@ -154,6 +154,9 @@ TX_COLUMNS: Final[Mapping[tuple[str, str], _PerRole]] = {
     ("lots", "decommission"): {"*": R_TO_P},
     ("lots", "undo"): {"*": R_TO_P},
     ("lots", "suspect"): {"*": R_TO_P},
+    # a partner's signed EPCIS statement of its shipments (cloud/contracts/epcis_statement.py):
+    # the signer's outbound leg, a pharmacy's inbound one
+    ("lots", "statement"): {**OUTBOUND, "pharmacy": R_TO_P},
 }
 
 Refusal = Callable[[str, str], Exception]

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from cloud.contracts import certificates, lots, lots_boxes, lots_stock, packs, participants
+from cloud.contracts import (
+    certificates,
+    epcis_statement,
+    lots,
+    lots_boxes,
+    lots_stock,
+    packs,
+    participants,
+)
 from cloud.contracts.engine import Contract, Engine
 
 # packs.RULES last: its `split` replaces lots.split (it calls it, then moves the packs)
@@ -16,6 +24,7 @@ LOTS: Final = Contract(
         **lots_boxes.RULES,
         **certificates.RULES,
         **lots_stock.RULES,  # the regulator's stock minimum
+        **epcis_statement.RULES,  # a partner's signed EPCIS statement
         **packs.RULES,
     },
 )

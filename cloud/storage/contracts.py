@@ -21,7 +21,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from cloud.storage.batches import device_ids
-from cloud.storage.engine import Tx, marks
+from cloud.storage.engine import Tx, marks, parts
 
 # The columns a row is read with, in StoredTx's order.
 _COLUMNS = "log_index, root_index, canonical, sig, salt"
@@ -145,3 +145,18 @@ async def first_readings(
         )
         found += [(int(i), int(n), bytes(w)) for i, n, w in rows]
     return sorted(found)[:limit]
+
+
+async def bodies_at(tx: Tx, indices: Sequence[int]) -> list[tuple[int, str, bytes]]:
+    """(log index, transaction id in hex, canonical body) of the stored transactions whose
+    0x03 entries are at `indices` (those that are), in log order: what an EPCIS export
+    reads of a lot's transactions (cloud/services/epcis.py), by primary key."""
+    found: list[tuple[int, str, bytes]] = []
+    for part in parts(tx, sorted(set(indices)), 1):
+        rows = await tx.fetchall(
+            "SELECT log_index, tx_id, canonical FROM contract_txs "
+            f"WHERE log_index IN ({marks(len(part))})",
+            *part,
+        )
+        found += [(int(i), bytes(t).hex(), bytes(c)) for i, t, c in rows]
+    return sorted(found)

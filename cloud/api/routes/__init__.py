@@ -19,8 +19,7 @@ certificates.py /v1/certificates?subject=                 certificates, as the r
 traces.py      /v1/lots/{gtin}/{lot}/trace               recall traces
 feeds.py       /v1/feed, /v1/feed/stream                 participants' notification feeds
 lot_history.py /v1/lots/{gtin}/{lot}/history             a lot's legs and cold chain
-stock.py       /v1/stock, /v1/stock/{gtin}               stock per GTIN, as the read policy allows
-packs.py       /v1/packs/verify                          the pharmacy counter's check of a pack
+epcis.py       /v1/lots/{gtin}/{lot}/epcis; /epcis/events, /epcis/capture (cloud/api/epcis.py)
 openapi.py     /v1/openapi.json                          the API's document
 
 On the root application (cloud/api/app.py):
@@ -89,9 +88,16 @@ def lot_path(request: web.Request) -> tuple[str, str]:
         raise LedgerError("lot", str(e)) from None
 
 
-async def read_body(request: web.Request, max_bytes: int, what: str = "body") -> bytearray:
-    """Return the request's body, read only up to `max_bytes`. Raises JsonError 413 for a
-    larger body."""
+async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
+    """Return the request's JSON body, read only up to `max_bytes` and parsed only within
+    jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
+    data = await body_bytes(request, max_bytes, what)
+    return jsonbound.loads(data, max_bytes=max_bytes, what=what)
+
+
+async def body_bytes(request: web.Request, max_bytes: int, what: str = "body") -> bytes:
+    """Return the request's body, read only up to `max_bytes` (for a caller that needs
+    the bytes themselves, e.g. to hash them). Raises JsonError 413 for a larger body."""
     size = request.content_length
     if size is not None and size > max_bytes:
         raise jsonbound.JsonError(what, f"{size} bytes", f"at most {max_bytes}", 413)
@@ -100,11 +106,4 @@ async def read_body(request: web.Request, max_bytes: int, what: str = "body") ->
         data += chunk
         if len(data) > max_bytes:
             raise jsonbound.JsonError(what, f"over {max_bytes} bytes", f"at most {max_bytes}", 413)
-    return data
-
-
-async def json_body(request: web.Request, max_bytes: int, what: str = "body") -> Any:
-    """Return the request's JSON body, read only up to `max_bytes` and parsed only within
-    jsonbound's limits. Raises JsonError: 413 for a larger body, 400 for a malformed one."""
-    data = await read_body(request, max_bytes, what)
-    return jsonbound.loads(data, max_bytes=max_bytes, what=what)
+    return bytes(data)

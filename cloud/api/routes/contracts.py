@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cloud.api.problems import problem_json
-from cloud.api.routes import MAX_INDEX, int_query, json_body, lot_path, read_body
+from cloud.api.routes import MAX_INDEX, body_bytes, int_query, json_body, lot_path
 from cloud.api.state import AUTH, CONTRACTS, READS, REFUSALS, REPLAY
 from cloud.contracts import tx
 from cloud.services.refusals import LedgerError
@@ -23,7 +23,7 @@ async def post_tx(request: web.Request) -> web.Response:
     """Apply a signed transaction envelope {"tx", "sig"}; 201 with its 0x03 entry's index,
     its id, and the state root and record count after it. A body over tx.MAX_ENVELOPE is
     taken only for a bulk type (tx.load_envelope: a lot's pack serials)."""
-    envelope = tx.load_envelope(await read_body(request, tx.MAX_BULK_ENVELOPE, "transaction"))
+    envelope = tx.load_envelope(await body_bytes(request, tx.MAX_BULK_ENVELOPE, "transaction"))
     accepted = await request.config_dict[CONTRACTS].submit(envelope)
     return web.json_response(accepted.to_json(), status=201)
 

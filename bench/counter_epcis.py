@@ -1,0 +1,275 @@
+"""Benchmarks of issue 12 (the pack at the counter, the lot for partners). This file holds
+the EPCIS part; the other parts (pack verification, serial registration, the public proof
+bundle, the element-string parser) are other engineers' and join it as functions of their
+own beside `epcis_export`.
+
+Run: .venv/bin/python bench/counter.py [--readings 100000] [--repeat 20]
+
+EPCIS export of a lot with 100,000 readings on it (target <= 1 s): a lot commissioned,
+shipped M→D, D→R and R→P (a box on each shipment, its readings a minute apart, with one
+excursion), received, split, dispensed and recalled, applied with the ledger's own engine
+and cold chains (cloud/contracts/catalog.py, lots_coldchain.py) and indexed as the ledger's
+EPCIS service indexes it (cloud/contracts/epcis.py EventIndex); then timed, `--repeat`
+times: the manufacturer's EPCISDocument of the lot and its descendants (the events built
+from its transactions and the history's aggregates, policy applied) encoded as JSON, the
+work GET /v1/lots/{gtin}/{lot}/epcis does after reading the lot's dozen stored transaction
+bodies by primary key (not timed here: a few rows). Readings are fed to the cold chains as
+the ledger feeds verified ones (their signatures are the ingest's cost, bench/cloud.py).
+
+Also: a query without MATCH_ parameters over --lots commissioned lots (every lot's events
+are built: the cost a partner avoids by naming its lots).
+
+Prints human-readable lines, then ends with exactly one line of JSON holding every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+# Run as a script, bench/ comes first on sys.path and bench/device.py would shadow the package.
+sys.path.insert(0, str(REPO))
+
+from cloud.contracts import (  # noqa: E402
+    catalog,
+    didkey,
+    epcis,
+    lots,
+    lots_coldchain,
+    participants,
+    tx,
+)
+from cloud.contracts.engine import State  # noqa: E402
+from cloud.contracts.lots_coldchain import ColdChains  # noqa: E402
+from device import schnorr  # noqa: E402
+
+TARGET_EXPORT_S = 1.0
+GTIN = "09506000134352"
+PROFILE = {
+    "low_cc": 200,
+    "high_cc": 800,
+    "delay_consecutive_s": 900,
+    "delay_cumulative_s": 3600,
+    "hysteresis_cc": 50,
+    "max_gap_s": 3600,
+    "needs_licence": 0,
+}
+T0 = int(datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC).timestamp() * 1000)
+BATCH = 100  # readings per batch, as a gateway uploads one box's
+STEP_S = 60
+
+
+def _secret(name: str) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(b"bench/counter/" + name.encode()).digest()
+
+
+class _Ledger:
+    """The pure ledger: engine, State, cold chains and the EPCIS index, fed in log order."""
+
+    def __init__(self) -> None:
+        self.regulator = _secret("regulator")
+        self.engine = catalog.engine()
+        self.state = State([schnorr.pubkey(self.regulator)])
+        self.chains = ColdChains()
+        self.index = epcis.EventIndex()
+        self.txs: dict[int, epcis.LedgerTx] = {}
+        self.at = 0
+        self.keys: dict[str, bytes] = {}
+
+    def tx(self, secret: bytes, contract: str, tx_type: str, args: dict[str, Any], ms: int) -> None:
+        signed = tx.make(contract, tx_type, args, secret, time_ms=ms, aux=bytes(32))
+        applied = self.engine.apply(self.state, signed, bytes(32))
+        self.at += 1
+        body = signed.body
+        self.txs[self.at] = epcis.LedgerTx(
+            self.at, signed.id, body.type, body.time, body.signer, body.args
+        )
+        self.index.apply(self.at, applied)
+        self.index.apply(self.at, self.chains.after_transactions(self.state, [applied]))
+
+    def admit(self, name: str, role: str, ms: int, owner: bytes | None = None) -> None:
+        secret = self.keys.setdefault(name, _secret(name))
+        args: dict[str, Any] = {
+            "did": didkey.from_secret(secret),
+            "role": role,
+            "name": name,
+            "region": "DE",
+            "licence": {"number": f"L-{name}", "issuer": "BfArM"},
+        }
+        if owner is not None:
+            args["owner_keys"] = [owner.hex()]
+        self.tx(self.regulator, "participants", "admit", args, ms)
+
+    def lots(self, name: str, tx_type: str, args: dict[str, Any], ms: int) -> None:
+        self.tx(self.keys[name], "lots", tx_type, args, ms)
+
+    def did(self, name: str) -> str:
+        return didkey.from_secret(self.keys[name])
+
+
+def build(total: int) -> tuple[_Ledger, int]:
+    """The supply chain of the module docstring with `total` readings; return the ledger
+    and the number of readings the cold chains hold."""
+    ledger = _Ledger()
+    ms = T0
+    for name, role in (("M", "manufacturer"), ("D", "distributor"), ("R", "retailer")):
+        ledger.admit(name, role, ms, schnorr.pubkey(_secret(f"owner-{name}")))
+    ledger.admit("P", "pharmacy", ms)
+    for n, name in enumerate(("M", "D", "R")):  # each sender's box, on its owner key
+        box = schnorr.pubkey(_secret(f"box-{n}"))
+        ledger.state.boxes[box] = schnorr.pubkey(_secret(f"owner-{name}"))
+    lot = {"gtin": GTIN, "lot": "L1"}
+    ledger.lots("M", "commission", {**lot, "expiry": "281200", "quantity": 1000, "unit": "pack",
+                                    "profile": PROFILE}, ms)  # fmt: skip
+    legs = (
+        ("M", "D", "S1", "L1", 1000),
+        ("D", "R", "S2", "L1", 600),
+        ("R", "P", "S3", "L1-A", 400),
+    )
+    held = 0
+    for n, (sender, receiver, shipment, number, quantity) in enumerate(legs):
+        if n == 2:  # R splits what it received before shipping a part on
+            children = [{"lot": "L1-A", "quantity": 400}, {"lot": "L1-B", "quantity": 200}]
+            ledger.lots("R", "split", {**lot, "children": children}, ms + 1000)
+            ms += 2000
+        args = {"gtin": GTIN, "lot": number, "shipment": shipment, "quantity": quantity}
+        ledger.lots(sender, "ship", {**args, "receiver": ledger.did(receiver)}, ms)
+        per_leg = total // 3 + (n < total % 3)  # every reading on some leg
+        box = _secret(f"box-{n}")
+        start_ms = ms + 1000
+        attach = {"box": schnorr.pubkey(box).hex(), "shipment": shipment, "start": start_ms,
+                  "end": None}  # fmt: skip
+        ledger.lots(sender, "attach", attach, start_ms)
+        first_s = -(-start_ms // 1000)
+        key = schnorr.pubkey(box)
+        for b in range(0, per_leg, BATCH):
+            batch = []
+            for i in range(b, min(b + BATCH, per_leg)):
+                hot = n == 0 and 0 <= i - per_leg // 2 < 30  # 30 minutes too warm on the first leg
+                batch.append((key, first_s + i * STEP_S, 1000 if hot else 500))
+            ledger.at += 1
+            ledger.index.apply(ledger.at, ledger.chains.apply_readings(ledger.state, batch))
+            held += len(batch)
+        ms = (first_s + per_leg * STEP_S) * 1000 + 1000
+        ledger.lots(receiver, "receive", {"shipment": shipment, "quantity": quantity}, ms)
+        if n == 0:  # the excursion quarantined it: M releases it after review
+            ledger.lots("M", "dispose", {**lot, "outcome": "released", "reason": "review"},
+                        ms + 1000)  # fmt: skip
+        ms += 2000
+    ledger.lots("P", "dispense", {"gtin": GTIN, "lot": "L1-A", "quantity": 5}, ms)
+    ledger.lots("M", "recall", {**lot, "class": "II", "reason": "label"}, ms + 1000)
+    return ledger, held
+
+
+def export(ledger: _Ledger, reader: epcis.Reader, now_ms: int) -> bytes:
+    """The lot's and its descendants' EPCISDocument for `reader`, as JSON bytes."""
+    state, chains = ledger.state, ledger.chains
+    events = []
+    for number in lots.descendants(state, GTIN, "L1"):
+
+        def history(number: str = number) -> lots_coldchain.History:
+            return lots_coldchain.history(state, chains, GTIN, number)
+
+        found = ledger.index.ledger(GTIN, number, ledger.txs, history)
+        events += epcis.events_of(state, found, reader, now_ms)
+    document = epcis.document(epcis.merge(events), now_ms)
+    return json.dumps(document).encode()
+
+
+def epcis_export(readings: int, repeat: int) -> dict[str, Any]:
+    """Time the EPCIS export of a lot with `readings` readings (module docstring); return
+    the figures."""
+    t0 = time.perf_counter()
+    ledger, held = build(readings)
+    built_s = time.perf_counter() - t0
+    maker = participants.identify(ledger.state, ledger.did("M"))
+    reader = epcis.Reader(maker.role, maker.id, lambda g, lot, who: True)
+    now_ms = T0 + 400 * 86_400_000
+    gc.collect()
+    times, size, count = [], 0, 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        body = export(ledger, reader, now_ms)
+        times.append(time.perf_counter() - start)
+        size = len(body)
+    count = len(json.loads(body)["epcisBody"]["eventList"])
+    worst = max(times)
+    return {
+        "epcis_readings": held,
+        "epcis_events": count,
+        "epcis_document_bytes": size,
+        "epcis_build_s": round(built_s, 2),
+        "epcis_export_median_s": round(statistics.median(times), 4),
+        "epcis_export_max_s": round(worst, 4),
+        "epcis_export_target_s": TARGET_EXPORT_S,
+        "epcis_export_met": worst <= TARGET_EXPORT_S,
+    }
+
+
+def epcis_query_every_lot(lots_n: int, repeat: int) -> dict[str, Any]:
+    """Time a query without MATCH_ parameters (GET /epcis/events?EQ_bizStep=commissioning)
+    over `lots_n` commissioned lots: every lot's events are built (cloud/services/epcis.py
+    says so), the cost a partner avoids by naming its lots."""
+    from cloud.contracts import epcis_query
+
+    ledger = _Ledger()
+    ledger.admit("M", "manufacturer", T0)
+    for n in range(lots_n):
+        args = {"gtin": GTIN, "lot": f"Q{n}", "expiry": "281200", "quantity": 10}
+        ledger.lots("M", "commission", {**args, "unit": "pack", "profile": PROFILE}, T0 + n)
+    maker = participants.identify(ledger.state, ledger.did("M"))
+    reader = epcis.Reader(maker.role, maker.id, lambda g, lot, who: True)
+    query = epcis_query.parse({"EQ_bizStep": ["commissioning"]})
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        events = []
+        for gtin, number in ledger.index.touches:
+            found = ledger.index.ledger(gtin, number, ledger.txs, lambda: None)
+            events += epcis.events_of(ledger.state, found, reader, T0)
+        shown, _ = epcis_query.page(epcis.merge(events), query)
+        json.dumps(epcis.query_document(shown, T0))
+        times.append(time.perf_counter() - start)
+    return {"epcis_query_lots": lots_n, "epcis_query_every_lot_median_s": round(
+        statistics.median(times), 4)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--lots", type=int, default=1000, help="lots of the unfiltered query")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    figures: dict[str, Any] = {"python": platform.python_version(), "load_average_1min": load}
+    figures |= epcis_export(args.readings, args.repeat)
+    figures |= epcis_query_every_lot(args.lots, min(args.repeat, 5))
+    print(f"CPython {platform.python_version()}, load average {load:.2f} (a shared machine)")
+    print(
+        f"EPCIS export of a lot with {figures['epcis_readings']:,} readings: "
+        f"{figures['epcis_events']} events, {figures['epcis_document_bytes']:,} bytes; "
+        f"median {figures['epcis_export_median_s'] * 1e3:.1f} ms, "
+        f"max {figures['epcis_export_max_s'] * 1e3:.1f} ms of {args.repeat} "
+        f"(target <= {TARGET_EXPORT_S:g} s: {'met' if figures['epcis_export_met'] else 'NOT met'})"
+    )
+    print(
+        f"EPCIS query without MATCH_ over {figures['epcis_query_lots']:,} lots (every lot's "
+        f"events built): median {figures['epcis_query_every_lot_median_s'] * 1e3:.1f} ms"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
