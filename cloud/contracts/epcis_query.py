@@ -171,7 +171,7 @@ def parse(params: Mapping[str, Sequence[str]]) -> Query:
     naming the first unknown, repeated or malformed parameter."""
     for name, values in params.items():
         if name not in PARAMETERS:
-            shown = name[:40]
+            shown = name[:40] or "query"  # `?=x` names no parameter: the query string then
             raise QueryError(shown, f"not a query parameter this server answers ({_known()})")
         if len(values) != 1:
             raise QueryError(name, "given more than once; lists are pipe-delimited (a|b)")
