@@ -47,7 +47,15 @@ def to_pharmacy(world: World, lot: str, quantity: int, pharmacy: str = "P") -> N
     n = len(world.log)
     world.ship("M", lot, f"m{n}", "D", quantity)
     world.receive("D", f"m{n}", quantity)
-    world.ship("D", lot, f"d{n}", "R", quantity)
+    to_pharmacy_from(world, "D", lot, quantity, pharmacy)
+
+
+def to_pharmacy_from(
+    world: World, holder: str, lot: str, quantity: int, pharmacy: str = "P"
+) -> None:
+    """Move `quantity` units of `lot` from distributor `holder` → R → pharmacy."""
+    n = len(world.log)
+    world.ship(holder, lot, f"d{n}", "R", quantity)
     world.receive("R", f"d{n}", quantity)
     world.ship("R", lot, f"r{n}", pharmacy, quantity)
     world.receive(pharmacy, f"r{n}", quantity)
@@ -304,6 +312,16 @@ def test_split_of_a_serialized_lot_names_each_childs_packs(world: World) -> None
     )
     keys = pack_facts.pack_proof_keys(world.state, GTIN, "S0025")
     assert (lots.RECALL, (GTIN, "C1")) in keys
+    # a pack of the other child reaches a pharmacy: decommissioned and undone in its lot
+    to_pharmacy_from(world, "D", "C2", 5)
+    args = {"gtin": GTIN, "serial": "S0037", "status": "dispensed"}
+    assert refused(world, "P", "decommission", {**args, "serial": "S0025"}) == (409, "holder")
+    world.lots("P", "decommission", args)
+    assert world.state.get(packs.PACK, GTIN, "S0037") == {"lot": "C2", "status": "dispensed"}
+    assert held(world, "C2", "P") == 4
+    world.lots("P", "undo", {"gtin": GTIN, "serial": "S0037"})
+    assert world.state.get(packs.PACK, GTIN, "S0037") == {"lot": "C2", "status": "active"}
+    assert held(world, "C2", "P") == 5
 
 
 def test_split_of_an_unserialized_lot_is_unchanged_and_refuses_serials() -> None:
