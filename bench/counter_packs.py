@@ -1,6 +1,6 @@
 """Benchmark the pharmacy counter (issue 12): serialized packs registered and verified.
 
-Run: .venv/bin/python bench/counter.py [--serials 10000000] [--samples 1000] [--no-pg]
+Run: .venv/bin/python bench/counter.py [--serials 10000000] [--samples 1000] [--no-pg | --no-sqlite]
                                        [--pg postgresql://postgres@127.0.0.1:5432/postgres]
 
 Packs part (`packs_part`), on SQLite then PostgreSQL (a throwaway database), each against
@@ -173,9 +173,12 @@ async def packs_run(data: Path, dsn: str | None, total: int, samples: int) -> di
     return out
 
 
-def packs_part(total: int, samples: int, pg_server: str | None) -> dict[str, Any]:
-    """The packs part on SQLite and (unless pg_server is None or unusable) PostgreSQL."""
-    engines: list[tuple[str, str | None]] = [("sqlite", None)]
+def packs_part(
+    total: int, samples: int, pg_server: str | None, sqlite: bool = True
+) -> dict[str, Any]:
+    """The packs part on SQLite (unless not `sqlite`) and (unless pg_server is None or
+    unusable) PostgreSQL."""
+    engines: list[tuple[str, str | None]] = [("sqlite", None)] if sqlite else []
     helpers = _bench_module("cloud")
     pg = None if pg_server is None else helpers.pg_database(pg_server)
     if pg is not None:
@@ -219,13 +222,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000, help="verifications timed")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     args = parser.parse_args()
     load = os.getloadavg()
     print(f"CPython {platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f}")
     out: dict[str, Any] = {
         "python": platform.python_version(),
         "load_average_1_5min": [round(load[0], 2), round(load[1], 2)],
-        "packs": packs_part(args.serials, args.samples, None if args.no_pg else args.pg),
+        "packs": packs_part(
+            args.serials, args.samples, None if args.no_pg else args.pg, not args.no_sqlite
+        ),
     }
     print(json.dumps(out))
 

@@ -176,6 +176,8 @@ class DemoLots:
             signed = TIGHT if profile == "failing" else lots_cli.storage_profile("2-8C")
             fields = lots_cli.commission_fields(GTIN, lot.lot, expiry, QUANTITY, "pack", signed)
             await self._send("manufacturer", "commission", fields)
+            serials = {"gtin": GTIN, "lot": lot.lot, "serials": pack_serials(lot)}
+            await self._send("manufacturer", "serialize", serials)  # every pack's serial
             await self._ship(lot, "manufacturer", "distributor", QUANTITY, "MD")
             now = int(time.time() * 1000)
             box = didkey.from_point(b"\x02" + lot.box_key)
@@ -257,12 +259,44 @@ class DemoLots:
             moments[3].append(
                 (flaky, "disposed by QA", partial(self._send, "manufacturer", "dispose", dispose))
             )
+        if cold:  # at the pharmacy: two packs dispensed, the first scanned again
+            first, second = pack_serials(cold)[:2]
+            moments.append(
+                [
+                    (cold, f"pack {first} dispensed", partial(self._dispense, first)),
+                    (cold, f"pack {second} dispensed", partial(self._dispense, second)),
+                    (
+                        cold,
+                        f"pack {first} scanned again: refused, suspect report filed (the "
+                        "manufacturer and the regulator are alerted in their feeds)",
+                        partial(self._dispense_again, cold, first),
+                    ),
+                ]
+            )
         if door:
             recall = lots_cli.recall_fields(GTIN, door.lot, "II", "door seal defect at packing")
             moments[4].append(
                 (door, "recall signed", partial(self._send, "manufacturer", "recall", recall))
             )
         return moments
+
+    async def _dispense(self, serial: str) -> None:
+        fields = {"gtin": GTIN, "serial": serial, "status": "dispensed"}
+        await self._send("pharmacy", "decommission", fields)
+
+    async def _dispense_again(self, lot: Lot, serial: str) -> None:
+        """A second dispense of `serial`: the ledger refuses it, so the pharmacy files the
+        suspect report (what `pharmasync packs decommission` does). Raises StepRefused if
+        the second dispense is not refused as decommissioned or the report is refused."""
+        try:
+            await self._dispense(serial)
+        except StepRefused as e:
+            if "HTTP 409: decommissioned:" not in str(e):
+                raise
+        else:
+            raise StepRefused(f"a second dispense of {serial} was applied")
+        report = {"gtin": GTIN, "serial": serial, "reason": "decommissioned", "lot": lot.lot}
+        await self._send("pharmacy", "suspect", {**report, "place": "Demo Pharmacy, Berlin"})
 
     def _move(self, lot: Lot, sender: str, receiver: str, quantity: int) -> tuple[Step, Step]:
         """The two steps of moving `quantity` units: `sender` ships, `receiver` receives."""
@@ -329,10 +363,23 @@ class DemoLots:
             commands.append(
                 f"{exe} lots trace --gtin {GTIN} --lot {door.lot} --key {maker} --cloud {url}"
             )
+        if cold := self.lots.get("coldroom"):
+            pharmacy, good = q(str(self.keys.path("pharmacy"))), pack_serials(cold)[7]
+            commands.append(
+                f"{exe} packs verify --gtin {GTIN} --serial {good} --lot {cold.lot} "
+                f"--key {pharmacy} --cloud {url}"
+            )
         retailer, auditor = q(str(self.keys.path("retailer"))), q(str(self.keys.path("auditor")))
         commands.append(f"{exe} feed --key {retailer} --cloud {url}")
         commands.append(f"{exe} verify --replay --cloud {url} --key {auditor}")
         return commands
+
+
+def pack_serials(lot: Lot) -> list[str]:
+    """The serials of a demo lot's QUANTITY packs (GS1 AI 21, unique per GTIN: the lot's
+    run and name in them): DEMO12-COLDROOM's are D12COLDROOM0000 to D12COLDROOM0099."""
+    prefix = lot.lot.replace("DEMO", "D").replace("-", "")[:14]
+    return [f"{prefix}{n:04d}" for n in range(QUANTITY)]
 
 
 def _next_run(path: Path) -> int:

@@ -173,11 +173,13 @@ def lot_commands(banner: str) -> list[str]:
 def run_the_lot_commands(commands: list[str], elsewhere: Path) -> None:
     """Run the lots' commands as printed, from a folder of no importance: the failing box's
     lot's history shows the cold chain's quarantine, the recalled lot's trace the recall,
-    the retailer's feed the shipments to it and the recall, the auditor's replay matches
-    every state root; none writes where it was run."""
+    the pharmacy's check of a good pack says it is authentic, the retailer's feed the
+    shipments to it and the recall, the auditor's replay matches every state root; none
+    writes where it was run."""
     assert [c.split()[:3] for c in commands] == [
         [str(EXE), "lots", "history"],
         [str(EXE), "lots", "trace"],
+        [str(EXE), "packs", "verify"],
         [str(EXE), "feed", "--key"],
         [str(EXE), "verify", "--replay"],
     ], commands
@@ -185,6 +187,7 @@ def run_the_lot_commands(commands: list[str], elsewhere: Path) -> None:
     expected = [
         ["status: quarantined (cold-chain: cold chain: high excursion", " high: from "],
         ["recalled (class II)", "held by did:key:"],
+        ["verdict: authentic", "dispensable: yes"],
         [" shipment: ", " recall: "],
         ["ok: ", "transactions replayed", "state roots match"],
     ]

@@ -73,6 +73,10 @@ RUN_ELSEWHERE = {
     "acknowledgement of a raised alarm with `gateway alarms ... ack-signed FILE`",
     ("lots", "attach"): "tests/cloud/test_lots_cli.py signs and sends an attach with the "
     "real command (see PARSE_ONLY)",
+    ("packs", "decommission"): "tests/cloud/test_packs_cli.py decommissions packs a pharmacy "
+    "holds, twice (the suspect report), with the real command",
+    ("packs", "undo"): "tests/cloud/test_packs_cli.py undoes a pharmacy's decommission with "
+    "the real command",
 }
 # Hardware: `device run` without --simulate reads a DHT22 on a Raspberry Pi's GPIO, and
 # `device flash` without --dry-run writes to an ESP32.

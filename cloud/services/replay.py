@@ -16,6 +16,11 @@ from cloud.services.shared import Shared
 from cloud.storage.store import StoredTx
 
 MAX_PAGE = 1000  # transactions per GET /v1/tx answer
+# A page also stops before its bodies pass this many bytes (always one at least): a bulk
+# transaction (a lot's pack serials) is up to 4 MiB (tx.MAX_BULK_ENVELOPE), so 1,000 of them
+# would be gigabytes. Read from the store a few at a time so a page never holds more.
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,28 @@ class ReplayService:
         authority = await self.config.authority(await self.shared.store.log_size())
         if not any(k == key for k, _ in authority.grants):
             raise refusals.refuse("grant", f"{reader.did} holds no replay grant", 403)
-        rows = await self.shared.store.contract_txs(after, limit)
+        rows = await self._rows(after, limit)
         for row in rows:
             contract = json.loads(row.canonical)["contract"]  # stored: checked when applied
             if not authority.may_replay(key, contract):
                 detail = f"{reader.did} holds no replay grant for contract {contract!r}"
                 raise refusals.refuse("grant", detail, 403)
         return Page(rows)
+
+    async def _rows(self, after: int, limit: int) -> list[StoredTx]:
+        """Up to `limit` stored transactions after log index `after` whose bodies stay within
+        MAX_PAGE_BYTES (the first one whatever its size), read _CHUNK at a time."""
+        rows: list[StoredTx] = []
+        size = 0
+        while len(rows) < limit:
+            want = min(_CHUNK, limit - len(rows))
+            chunk = await self.shared.store.contract_txs(after, want)
+            for row in chunk:
+                size += len(row.canonical)
+                if rows and size > MAX_PAGE_BYTES:
+                    return rows
+                rows.append(row)
+            if len(chunk) < want:
+                return rows  # the end of the log
+            after = chunk[-1].log_index
+        return rows

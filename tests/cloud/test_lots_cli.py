@@ -7,6 +7,7 @@ matrix allows; refusals exit 1 with the ledger's reason."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from tests.cloud.api.test_workers import EXE, start_cloud
 
 GTIN = "09506000134352"
-NAMES = ("regulator", "maker", "wholesaler", "retailer")
+TRADERS = (("maker", "manufacturer"), ("wholesaler", "distributor"), ("retailer", "retailer"))
 
 
 class User:
@@ -51,22 +52,32 @@ class User:
         return didkey.from_point(b"\x02" + xonly)
 
 
-@pytest.fixture
-async def user(tmp_path: Path) -> AsyncIterator[User]:
+@contextlib.asynccontextmanager
+async def ledger(folder: Path, parties: tuple[tuple[str, str], ...]) -> AsyncIterator[User]:
+    """Keys for the regulator and each (name, role) in `folder`, a `cloud serve` with that
+    regulator, and each party admitted with its role by `participants admit`."""
     if not EXE.exists():
         pytest.skip(f"console script not installed beside {sys.executable}")
-    for name in NAMES:
-        subprocess.run([str(EXE), "cloud", "keygen", str(tmp_path / f"{name}.key")], check=True,
+    for name in ("regulator", *(name for name, _ in parties)):
+        subprocess.run([str(EXE), "cloud", "keygen", str(folder / f"{name}.key")], check=True,
                        capture_output=True)  # fmt: skip
-    regulator = "@" + str(tmp_path / "regulator.pub")
-    proc, url = await start_cloud(tmp_path / "cloud", "--regulator", regulator)
+    regulator = "@" + str(folder / "regulator.pub")
+    proc, url = await start_cloud(folder / "cloud", "--regulator", regulator)
     try:
-        u = User(tmp_path, url)
-        for name, role in (("maker", "manufacturer"), ("wholesaler", "distributor"),
-                           ("retailer", "retailer")):  # fmt: skip
+        u = User(folder, url)
+        for name, role in parties:
             await u.ok("participants", "admit", f"@{name}.pub", "--role", role, "--name", name,
                        "--region", "DE", "--licence", f"L-{name}", "--issuer", "BfArM",
                        "--key", "regulator.key")  # fmt: skip
+        yield u
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+async def user(tmp_path: Path) -> AsyncIterator[User]:
+    async with ledger(tmp_path, TRADERS) as u:
         lot = ("--gtin", GTIN, "--lot", "L1")
         await u.ok("lots", "commission", *lot, "--expiry", "271231", "--quantity", "100",
                    "--key", "maker.key")  # fmt: skip
@@ -75,9 +86,6 @@ async def user(tmp_path: Path) -> AsyncIterator[User]:
         await u.ok("lots", "receive", "--shipment", "S1", "--quantity", "60",
                    "--key", "wholesaler.key")  # fmt: skip
         yield u
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 async def test_split_hold_dispose_recall_and_a_followed_feed(user: User) -> None:

@@ -7,35 +7,19 @@ and undoes its dispense; malformed serials exit 2 before anything is sent."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.cloud.api.test_workers import EXE, start_cloud
-from tests.cloud.test_lots_cli import GTIN, User
+from tests.cloud.test_lots_cli import GTIN, TRADERS, User, ledger
 
-NAMES = ("regulator", "maker", "wholesaler", "retailer", "pharmacy")
+PARTIES = (*TRADERS, ("pharmacy", "pharmacy"))
 
 
 @pytest.fixture
 async def user(tmp_path: Path) -> AsyncIterator[User]:
-    if not EXE.exists():
-        pytest.skip(f"console script not installed beside {sys.executable}")
-    for name in NAMES:
-        subprocess.run([str(EXE), "cloud", "keygen", str(tmp_path / f"{name}.key")], check=True,
-                       capture_output=True)  # fmt: skip
-    regulator = "@" + str(tmp_path / "regulator.pub")
-    proc, url = await start_cloud(tmp_path / "cloud", "--regulator", regulator)
-    try:
-        u = User(tmp_path, url)
-        for name, role in (("maker", "manufacturer"), ("wholesaler", "distributor"),
-                           ("retailer", "retailer"), ("pharmacy", "pharmacy")):  # fmt: skip
-            await u.ok("participants", "admit", f"@{name}.pub", "--role", role, "--name", name,
-                       "--region", "DE", "--licence", f"L-{name}", "--issuer", "BfArM",
-                       "--key", "regulator.key")  # fmt: skip
+    async with ledger(tmp_path, PARTIES) as u:
         lot = ("--gtin", GTIN, "--lot", "L1")
         await u.ok("lots", "commission", *lot, "--expiry", "271231", "--quantity", "200",
                    "--key", "maker.key")  # fmt: skip
@@ -47,9 +31,6 @@ async def user(tmp_path: Path) -> AsyncIterator[User]:
             await u.ok("lots", "receive", "--shipment", shipment, "--quantity", "10",
                        "--key", f"{receiver}.key")  # fmt: skip
         yield u
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 async def test_serialize_verify_dispense_twice_and_undo(user: User) -> None:

@@ -14,11 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from cloud.api.state import REPLAY
 from cloud.contracts import tx
+from cloud.services import replay
 from tests.cloud.api.test_app import Cloud, settings, start
 from tests.cloud.api.test_feeds import bearer, events
-from tests.cloud.api.test_tx import applied, log_size, post, receive, send, serve, ship, signed
+from tests.cloud.api.test_tx import (
+    applied,
+    heads_agree,
+    log_size,
+    post,
+    receive,
+    send,
+    ship,
+    signed,
+    two_workers,
+)
 from tests.cloud.contracts.world import GTIN, PROFILE, REGULATOR, Party, admission, party
 
 M, D, R, P, P2 = party("M"), party("D"), party("R"), party("P"), party("P2")
@@ -158,6 +171,23 @@ async def test_serialize_bulk_envelopes_and_their_limits(regulated: Cloud) -> No
     assert (status, problem["reason"]) == (409, "serial") and "BULK00000049" in problem["detail"]
 
 
+async def test_a_replay_page_stops_before_its_bodies_pass_its_byte_budget(
+    regulated: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = chain_steps()
+    for step in steps:
+        await applied(regulated, step)
+    service = regulated.server.app[REPLAY]
+    every = await service._rows(-1, 1000)
+    assert [tx.from_record(r.canonical, r.sig).id for r in every] == [s.id for s in steps]
+    sizes = [len(r.canonical) for r in every]
+    monkeypatch.setattr(replay, "MAX_PAGE_BYTES", sum(sizes[:6]))
+    assert len(await service._rows(-1, 1000)) == 6
+    monkeypatch.setattr(replay, "MAX_PAGE_BYTES", 1)
+    assert len(await service._rows(-1, 1000)) == 1  # always one, whatever its size
+    assert len(await service._rows(every[2].log_index, 3)) == 1
+
+
 async def test_a_restart_replays_to_the_same_root_and_verdicts(
     tmp_path: Path, database: str | None
 ) -> None:
@@ -191,26 +221,15 @@ async def test_a_restart_replays_to_the_same_root_and_verdicts(
 async def test_two_pharmacies_two_workers_one_serial_exactly_one_wins(
     tmp_path: Path, postgres_dsn: str
 ) -> None:
-    data = tmp_path / "cloud"
-    workers = [await serve(data, postgres_dsn) for _ in range(2)]
-    urls = [url for _, url in workers]
-    try:
-        async with aiohttp.ClientSession() as http:
-            for step in chain_steps():
-                assert (await send(http, urls[0], step))[0] == 201
-            for serial in SERIALS[:5]:
-                both = [decommission(P, serial), decommission(P2, serial)]
-                answers = await asyncio.gather(
-                    *(send(http, urls[n], s) for n, s in enumerate(both))
-                )
-                assert sorted(status for status, _ in answers) == [201, 409], answers
-                assert [a["reason"] for s, a in answers if s == 409] == ["decommissioned"]
-            heads = []
-            for url in urls:
-                async with http.get(f"{url}/v1/state") as r:
-                    heads.append(await r.json())
-            assert heads[0] == heads[1]
-    finally:
-        for proc, _ in workers:
-            proc.kill()
-            proc.wait()
+    async with (
+        two_workers(tmp_path / "cloud", postgres_dsn) as urls,
+        aiohttp.ClientSession() as http,
+    ):
+        for step in chain_steps():
+            assert (await send(http, urls[0], step))[0] == 201
+        for serial in SERIALS[:5]:
+            both = [decommission(P, serial), decommission(P2, serial)]
+            answers = await asyncio.gather(*(send(http, urls[n], s) for n, s in enumerate(both)))
+            assert sorted(status for status, _ in answers) == [201, 409], answers
+            assert [a["reason"] for s, a in answers if s == 409] == ["decommissioned"]
+        await heads_agree(http, urls)

@@ -7,10 +7,12 @@ the state root; a restart replays to the same root."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -274,36 +276,47 @@ async def test_a_killed_cloud_replays_to_the_root_of_what_it_stored(tmp_path: Pa
         proc.wait()
 
 
-async def test_two_workers_apply_exactly_one_of_each_conflicting_set(
-    tmp_path: Path, postgres_dsn: str
-) -> None:
-    data = tmp_path / "cloud"
-    workers = [await serve(data, postgres_dsn) for _ in range(2)]
-    urls = [url for _, url in workers]
+@contextlib.asynccontextmanager
+async def two_workers(data: Path, dsn: str) -> AsyncIterator[list[str]]:
+    """Two `cloud serve` processes on one PostgreSQL database and data folder: their URLs."""
+    workers = [await serve(data, dsn) for _ in range(2)]
     try:
-        async with aiohttp.ClientSession() as http:
-            for step in (admit("M"), admit("D"), commission("L1", 10)):
-                assert (await send(http, urls[0], step))[0] == 201
-            ships = [ship(M, "L1", f"S{n}", D, 10) for n in range(25)]
-            answers = await asyncio.gather(
-                *(send(http, urls[n % 2], s) for n, s in enumerate(ships))
-            )
-            won = [n for n, (status, _) in enumerate(answers) if status == 201]
-            assert len(won) == 1, answers
-            assert all(status == 409 for status, _ in answers if status != 201)
-            shipment = f"S{won[0]}"
-            receipts = [receive(D, shipment, 10) for _ in range(25)]
-            answers = await asyncio.gather(
-                *(send(http, urls[n % 2], r) for n, r in enumerate(receipts))
-            )
-            assert sum(status == 201 for status, _ in answers) == 1, answers
-            assert all(status == 409 for status, _ in answers if status != 201)
-            heads = []
-            for url in urls:
-                async with http.get(f"{url}/v1/state") as r:
-                    heads.append(await r.json())
-            assert heads[0] == heads[1] and heads[0]["records"] > 0
+        yield [url for _, url in workers]
     finally:
         for proc, _ in workers:
             proc.kill()
             proc.wait()
+
+
+async def heads_agree(http: aiohttp.ClientSession, urls: list[str]) -> dict[str, Any]:
+    """Require every worker to answer the same GET /v1/state; return it."""
+    heads = []
+    for url in urls:
+        async with http.get(f"{url}/v1/state") as r:
+            heads.append(await r.json())
+    assert all(head == heads[0] for head in heads), heads
+    return dict(heads[0])
+
+
+async def test_two_workers_apply_exactly_one_of_each_conflicting_set(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    async with (
+        two_workers(tmp_path / "cloud", postgres_dsn) as urls,
+        aiohttp.ClientSession() as http,
+    ):
+        for step in (admit("M"), admit("D"), commission("L1", 10)):
+            assert (await send(http, urls[0], step))[0] == 201
+        ships = [ship(M, "L1", f"S{n}", D, 10) for n in range(25)]
+        answers = await asyncio.gather(*(send(http, urls[n % 2], s) for n, s in enumerate(ships)))
+        won = [n for n, (status, _) in enumerate(answers) if status == 201]
+        assert len(won) == 1, answers
+        assert all(status == 409 for status, _ in answers if status != 201)
+        shipment = f"S{won[0]}"
+        receipts = [receive(D, shipment, 10) for _ in range(25)]
+        answers = await asyncio.gather(
+            *(send(http, urls[n % 2], r) for n, r in enumerate(receipts))
+        )
+        assert sum(status == 201 for status, _ in answers) == 1, answers
+        assert all(status == 409 for status, _ in answers if status != 201)
+        assert (await heads_agree(http, urls))["records"] > 0

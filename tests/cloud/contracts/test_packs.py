@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud.contracts import engine, lots, pack_facts, packs, participants
 from cloud.contracts.didkey import from_point
@@ -47,7 +49,15 @@ def to_pharmacy(world: World, lot: str, quantity: int, pharmacy: str = "P") -> N
     n = len(world.log)
     world.ship("M", lot, f"m{n}", "D", quantity)
     world.receive("D", f"m{n}", quantity)
-    world.ship("D", lot, f"d{n}", "R", quantity)
+    to_pharmacy_from(world, "D", lot, quantity, pharmacy)
+
+
+def to_pharmacy_from(
+    world: World, holder: str, lot: str, quantity: int, pharmacy: str = "P"
+) -> None:
+    """Move `quantity` units of `lot` from distributor `holder` → R → pharmacy."""
+    n = len(world.log)
+    world.ship(holder, lot, f"d{n}", "R", quantity)
     world.receive("R", f"d{n}", quantity)
     world.ship("R", lot, f"r{n}", pharmacy, quantity)
     world.receive(pharmacy, f"r{n}", quantity)
@@ -304,6 +314,16 @@ def test_split_of_a_serialized_lot_names_each_childs_packs(world: World) -> None
     )
     keys = pack_facts.pack_proof_keys(world.state, GTIN, "S0025")
     assert (lots.RECALL, (GTIN, "C1")) in keys
+    # a pack of the other child reaches a pharmacy: decommissioned and undone in its lot
+    to_pharmacy_from(world, "D", "C2", 5)
+    args = {"gtin": GTIN, "serial": "S0037", "status": "dispensed"}
+    assert refused(world, "P", "decommission", {**args, "serial": "S0025"}) == (409, "holder")
+    world.lots("P", "decommission", args)
+    assert world.state.get(packs.PACK, GTIN, "S0037") == {"lot": "C2", "status": "dispensed"}
+    assert held(world, "C2", "P") == 4
+    world.lots("P", "undo", {"gtin": GTIN, "serial": "S0037"})
+    assert world.state.get(packs.PACK, GTIN, "S0037") == {"lot": "C2", "status": "active"}
+    assert held(world, "C2", "P") == 5
 
 
 def test_split_of_an_unserialized_lot_is_unchanged_and_refuses_serials() -> None:
@@ -418,3 +438,45 @@ def test_index_finds_every_serial_and_survives_fingerprint_neighbours() -> None:
     overlay.commit()
     found = index.find(GTIN, "Z")
     assert found is not None and found.registration.lot == "L2"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.text(alphabet="AB!%09z_", min_size=1, max_size=4), max_size=30),
+        min_size=1,
+        max_size=6,
+    ),
+    st.lists(st.text(alphabet="AB!%09z_", min_size=1, max_size=4), max_size=20),
+)
+def test_index_and_overlays_agree_with_a_dict(batches: list[list[str]], probes: list[str]) -> None:
+    """Registrations (each batch's new serials, alternately of two GTINs) through nested
+    overlays, some committed and one dropped: every lookup and first_known answers as a
+    plain dict of what was committed would."""
+    index = SerialIndex()
+    fork = index.overlay()
+    model: dict[tuple[str, str], tuple[str, int]] = {}
+    gtins = (GTIN, "09506000134369")
+    for n, batch in enumerate(batches):
+        gtin = gtins[n % 2]
+        fresh = sorted({s for s in batch if (gtin, s) not in model})
+        if not fresh:
+            continue
+        ctx = fork.overlay()
+        ctx.add(Registration.of(gtin, f"L{n}", 1, fresh), "m")
+        if n % 3 == 2:
+            continue  # a refused transaction: its overlay is dropped
+        ctx.commit()
+        model.update(((gtin, s), (f"L{n}", i)) for i, s in enumerate(fresh))
+        if n % 2:
+            fork.commit()  # a block merged
+    fork.commit()
+    for gtin in gtins:
+        for probe in [*probes, *(s for g, s in model if g == gtin)]:
+            found = index.find(gtin, probe)
+            want = model.get((gtin, probe))
+            got = None if found is None else (found.registration.lot, found.position)
+            assert got == want
+        known = index.first_known(gtin, probes)
+        first = next((i for i, p in enumerate(probes) if (gtin, p) in model), None)
+        assert (None if known is None else known[0]) == first
