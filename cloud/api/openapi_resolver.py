@@ -9,7 +9,7 @@ from typing import Any
 
 from cloud.api.routes.resolver_links import LINKSET, PROOF_TYPE
 from cloud.contracts.gs1 import LOT_MAX, SERIAL_MAX
-from cloud.contracts.gs1_path import CPV_MAX
+from cloud.contracts.gs1 import SERIAL_MAX as CPV_MAX  # AI 22: X..20, as AI 21
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 

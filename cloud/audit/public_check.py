@@ -12,10 +12,13 @@ Trusting nothing but the log's key and what the user scanned, each check fails w
     checkpoint size       its size is the 0x04 entry's index + 1: the first that includes it
     state-root entry      the entry is a 0x04 state root
     log inclusion         the entry is at its index in the log of that checkpoint
-    records               the bundle proves exactly the records a lot's check needs
+    records               the bundle proves exactly the records a lot's check needs (a
+                          registered pack's: and its registration and pack record)
     record proof          each record's key, recomputed from the scanned identifiers, holds
                           the bundle's value (or is absent) under the entry's state root
     record value          each value is canonical JSON (what is shown is what was hashed)
+    serial inclusion      a pack's serial is in its registration's RFC 6962 root, at the
+                          stated index of the registration's count
 
 The facts are then read from the verified records on the checkpoint's UTC date: "as of" that
 time, "as committed by the ledger" (no replaying witness has re-derived the root yet).
@@ -30,14 +33,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.contracts import gs1, public_facts, stateroot
+from cloud.contracts import gs1, public_facts, public_pack, stateroot
 from cloud.contracts.public_proof import (
-    KEY_LOT,
     LOT_RECORDS,
     MAX_BUNDLE,
-    RECORD_KEYS,
+    PACK_RECORDS,
+    Keys,
     PublicProof,
     PublicProofFormatError,
+    current_lot,
 )
 from cloud.contracts.statetree_proof import verify_proof
 from gateway import jsonbound
@@ -65,6 +69,7 @@ class Step(enum.Enum):
     RECORDS = "records"
     RECORD_PROOF = "record proof"
     RECORD_VALUE = "record value"
+    SERIAL_INCLUSION = "serial inclusion"
 
 
 class PublicCheckError(Exception):
@@ -79,10 +84,11 @@ class PublicCheckError(Exception):
 @dataclass(frozen=True)
 class Scanned:
     """What the user scanned: the identifiers the record keys are recomputed from, and the
-    pack's expiry (AI 17) if given."""
+    pack's expiry (AI 17) if given. The lot may be None for a pack's link without one
+    (/01/{gtin}/21/{serial})."""
 
     gtin: str
-    lot: str
+    lot: str | None
     serial: str | None = None
     expiry: gs1.Gs1Date | None = None
 
@@ -163,7 +169,24 @@ def verify_public(data: bytes, *, log_vkey: str, scanned: Scanned) -> PublicRepo
     values = _check_records(bundle, scanned, root.root)
     on = datetime.datetime.fromtimestamp(as_of, datetime.UTC).date()
     records = public_facts.PublicRecords.from_values(values)
-    facts = public_facts.facts(records, on, scanned.expiry, scanned.serial)
+    if scanned.serial is None:
+        facts = public_facts.facts(records, on, scanned.expiry)
+    else:
+        registration = None
+        if bundle.pack is not None:
+            _check_serial(bundle, scanned.serial, values["registration"])
+            stated = bundle.pack.registered_lot, bundle.pack.registration
+            registration = (*stated, values["registration"])
+        facts = public_pack.facts(
+            scanned.gtin,
+            scanned.lot,
+            scanned.serial,
+            on,
+            scanned.expiry,
+            registration,
+            values.get("pack"),
+            records,
+        )
     return PublicReport(
         checkpoint.origin, checkpoint.size, as_of, bundle.index, root.root, facts, scanned
     )
@@ -171,13 +194,39 @@ def verify_public(data: bytes, *, log_vkey: str, scanned: Scanned) -> PublicRepo
 
 def _check_scan(bundle: PublicProof, scanned: Scanned) -> None:
     got = (bundle.gtin, bundle.lot, bundle.serial)
-    want = (scanned.gtin, scanned.lot, scanned.serial)
+    lot = scanned.lot
+    if lot is None:  # a pack scanned without its lot: the bundle names its registered lot
+        if scanned.serial is None or bundle.pack is None:
+            raise PublicCheckError(Step.SCAN, "no lot scanned: want a lot, or a registered serial")
+        lot = bundle.pack.registered_lot
+    want = (scanned.gtin, lot, scanned.serial)
     if got != want:
         raise PublicCheckError(Step.SCAN, f"bundle is about {_name(*got)}, scanned {_name(*want)}")
+    if bundle.pack is not None and scanned.serial is None:
+        raise PublicCheckError(Step.SCAN, "bundle proves a pack, scanned a lot")
 
 
 def _name(gtin: str, lot: str, serial: str | None) -> str:
     return f"GTIN {gtin} lot {lot!r}" + ("" if serial is None else f" serial {serial!r}")
+
+
+def _check_serial(bundle: PublicProof, serial: str, registration: bytes | None) -> None:
+    """The scanned serial is in the registration's root, at the stated index of its count."""
+    pack = bundle.pack
+    assert pack is not None
+    if registration is None:
+        raise PublicCheckError(Step.RECORDS, "registration proven absent, want present")
+    record = json.loads(registration)
+    if record.get("count") != pack.size:
+        raise PublicCheckError(
+            Step.SERIAL_INCLUSION,
+            f"serial proof of {pack.size} serials, want {record.get('count')}",
+        )
+    try:
+        root = bytes.fromhex(record["root"])
+        verify_inclusion(serial.encode(), pack.index, pack.size, pack.path, root)
+    except (ProofError, ValueError, KeyError, TypeError) as e:
+        raise PublicCheckError(Step.SERIAL_INCLUSION, f"serial {serial!r}: {e}") from None
 
 
 def _stamp(note: str, verifier: Verifier) -> int:
@@ -200,19 +249,31 @@ def _stamp(note: str, verifier: Verifier) -> int:
 def _check_records(bundle: PublicProof, scanned: Scanned, root: bytes) -> dict[str, bytes | None]:
     """Verify each record against `root` under keys from `scanned`; return the values by
     record name."""
-    lot_part = [
-        (r.contract, r.code) for r in bundle.records if RECORD_KEYS[(r.contract, r.code)] == KEY_LOT
-    ]
-    want = [(t.contract, t.code) for t in LOT_RECORDS]
-    if lot_part != want:
-        raise PublicCheckError(
-            Step.RECORDS, f"lot records {lot_part}, want {want} (lot, quality, recall, coldchain)"
-        )
-    names = {(t.contract, t.code): t.name for t in LOT_RECORDS}
+    got = [(r.contract, r.code) for r in bundle.records]
+    kinds = LOT_RECORDS + (PACK_RECORDS if bundle.pack is not None else ())
+    want = [(t.contract, t.code) for t in kinds]
+    if got != want:
+        listed = ", ".join(t.name for t in kinds)
+        raise PublicCheckError(Step.RECORDS, f"records {got}, want {want} ({listed})")
+    names = {(t.contract, t.code): t.name for t in kinds}
     values: dict[str, bytes | None] = {}
+    # Every key from what was scanned; a pack's registration (lot, n) is stated by the
+    # bundle (the serial's inclusion in its root proves it), the lot it is in now is its
+    # pack record's (proven under the scanned serial's key), else its registered lot.
+    registration = None
+    lot = scanned.lot
+    if bundle.pack is not None:
+        registration = (bundle.pack.registered_lot, bundle.pack.registration)
+        try:
+            raw = [(r.contract, r.code, r.value) for r in bundle.records]
+            lot = current_lot(bundle.pack.registered_lot, bundle.pack, raw)
+        except PublicProofFormatError as e:
+            raise PublicCheckError(Step.RECORD_VALUE, str(e)) from None
+    assert lot is not None, "_check_scan: a lot, or a pack part naming it"
+    keys = Keys(scanned.gtin, lot, scanned.serial, registration)
     for r in bundle.records:
-        name = names.get((r.contract, r.code), f"{r.contract}/{r.code}")
-        key = r.key(scanned.gtin, scanned.lot, scanned.serial)
+        name = names[(r.contract, r.code)]
+        key = r.key(keys)
         try:
             verify_proof(root, key, r.value, r.proof)
         except ProofError as e:

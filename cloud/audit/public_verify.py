@@ -18,7 +18,7 @@ from typing import Any
 
 from cloud.audit.follow import EXIT_MISBEHAVIOUR, EXIT_OK, EXIT_USAGE
 from cloud.audit.public_check import PublicCheckError, PublicReport, Scanned, verify_public
-from cloud.contracts import gs1, gs1_path
+from cloud.contracts import digital_link, gs1
 from cloud.contracts.public_facts import utc
 from cloud.contracts.public_proof import MAX_BUNDLE
 
@@ -50,21 +50,21 @@ def misused(args: argparse.Namespace) -> str | None:
     if args.link is not None:
         others = [o for o in given if o != "--link"]
         return f"{', '.join(others)}: not with --link" if others else None
-    if args.gtin is None or args.lot is None:
-        return "--public needs --link URI, or --gtin and --lot"
+    if args.gtin is None or (args.lot is None and args.serial is None):
+        return "--public needs --link URI, or --gtin and --lot and/or --serial"
     return None
 
 
 def scanned_of(args: argparse.Namespace, today: datetime.date) -> Scanned:
     """What the user scanned, checked as GS1 defines it. Raises gs1.Gs1Error."""
     if args.link is not None:
-        path = gs1_path.parse_uri(args.link, today)
-        if path.lot is None:
-            raise gs1.Gs1Error(gs1.AI_BATCH_LOT, args.link, "a link with its lot (/10/...)")
+        path = digital_link.parse_digital_link(args.link, today)
+        if path.lot is None and path.serial is None:
+            raise gs1.Gs1Error(gs1.AI_BATCH_LOT, args.link, "a link with its lot or serial")
         return Scanned(path.gtin, path.lot, path.serial, path.expiry)
     return Scanned(
         gs1.gtin14(args.gtin),
-        gs1.lot(args.lot),
+        None if args.lot is None else gs1.lot(args.lot),
         None if args.serial is None else gs1.serial(args.serial),
         None if args.expiry is None else gs1.expiry(args.expiry, today),
     )
@@ -103,7 +103,8 @@ def describe(report: PublicReport) -> list[str]:
     """The report as people read it: the verdict, the facts, and as of when."""
     facts = report.facts
     s = report.scanned
-    what = f"GTIN {s.gtin} lot {s.lot}" + ("" if s.serial is None else f" serial {s.serial}")
+    what = f"GTIN {s.gtin}" + ("" if s.lot is None else f" lot {s.lot}")
+    what += "" if s.serial is None else f" serial {s.serial}"
     lines = [
         f"✓ verified: {what}, every record proven to the log's key",
         f"  as of {utc(report.as_of)} (checkpoint of {report.size} entries of {report.origin},"
@@ -138,7 +139,26 @@ def describe(report: PublicReport) -> list[str]:
             if cold["within_profile"]
             else f"cold chain: {cold['verdict']}"
         )
-    serial = facts.get("serial")
-    if serial is not None:
-        lines.append(f"serial {serial['value']}: not checked ({serial['reason']})")
+    lines += _pack_lines(facts.get("serial"))
+    return lines
+
+
+def _pack_lines(serial: dict[str, Any] | None) -> list[str]:
+    """A pack's lines (public_pack.facts' "serial"): registered, status, the lot it is in."""
+    if serial is None:
+        return []
+    if not serial["registered"]:
+        return [
+            f"pack {serial['value']}: NOT registered by the manufacturer — suspect"
+            " (the bundle proves no registration of it)"
+        ]
+    status = "in the supply chain (active)"
+    if not serial["in_supply_chain"]:
+        status = f"decommissioned ({serial['status']})"
+    lines = [
+        f"pack {serial['value']}: registered in lot {serial['registered_lot']}"
+        f" (registration {serial['registration']}, serial proven in its root); {status}"
+    ]
+    if serial["moved"]:
+        lines.append(f"  now in lot {serial['lot']} (a split moved it): the facts above are its")
     return lines

@@ -48,18 +48,16 @@ def facts(
     records: PublicRecords,
     on: datetime.date,
     scanned_expiry: gs1.Gs1Date | None = None,
-    serial: str | None = None,
 ) -> dict[str, Any]:
     """Return the public facts of a lot read on day `on` (UTC): authentic, expiry (and
     whether the scanned AI 17 agrees), quality status, recall, cold chain, the verdict and
-    its reasons. `serial`: the pack's serial if scanned (not checked yet: no pack registry
-    on this ledger; the packs contract adds its facts here)."""
+    its reasons. `serial` is None: a pack's facts are public_pack.facts, over these."""
     lot = records.lot
     reasons: list[str] = []
     answer: dict[str, Any] = {"authentic": lot is not None}
     if lot is None:
         answer |= {"verdict": UNKNOWN, "reasons": ["no such lot of this GTIN is registered"]}
-        answer["serial"] = _serial(serial)
+        answer["serial"] = None
         return answer
     expiry = datetime.date.fromisoformat(lot["expiry"])
     expired = on > expiry
@@ -96,7 +94,7 @@ def facts(
     answer["coldchain"] = _coldchain(records.coldchain, quality)
     answer["verdict"] = DO_NOT_DISPENSE if reasons else DISPENSABLE
     answer["reasons"] = reasons
-    answer["serial"] = _serial(serial)
+    answer["serial"] = None
     return answer
 
 
@@ -114,12 +112,6 @@ def _coldchain(record: dict[str, Any] | None, quality: dict[str, Any] | None) ->
         "since": record["since"],
         "standing": standing,
     }
-
-
-def _serial(serial: str | None) -> dict[str, Any] | None:
-    if serial is None:
-        return None
-    return {"value": serial, "checked": False, "reason": "pack registry not yet on this ledger"}
 
 
 def utc(seconds: int) -> str:

@@ -17,12 +17,13 @@ Errors: PublicProofFormatError (a ProofError, as every proof PharmaSync reads), 
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from cloud.contracts import gs1, lots, stateroot
+from cloud.contracts import gs1, lots, pack_facts, stateroot
 from cloud.contracts.engine import RecordType
 from cloud.contracts.statetree_hash import record_key, value_hash
 from cloud.contracts.statetree_proof import Proof, proof_from_bytes, proof_from_json
@@ -30,6 +31,7 @@ from gateway.merkle_verify import ProofError
 
 VERSION: Final = 1
 FLAG_SERIAL: Final = 0x01
+FLAG_PACK: Final = 0x02  # a pack part follows the serial: the serial is registered
 MAX_BUNDLE: Final = 64 * 1024  # a bundle is a few KB; anything larger is refused unread
 MAX_NOTE: Final = 8 * 1024  # checkpoint note: four lines and a few signature lines
 MAX_INCLUSION: Final = 64  # hashes in an RFC 6962 inclusion proof of a log of < 2**64 entries
@@ -37,14 +39,88 @@ MAX_RECORDS: Final = 16
 MAX_VALUE: Final = 4096  # one public record's canonical JSON
 KEY_LOT: Final = "lot"  # records keyed by (gtin, lot)
 KEY_SERIAL: Final = "serial"  # records keyed by (gtin, serial): the packs contract's
+KEY_REGISTRATION: Final = "registration"  # keyed by (gtin, registered lot, str(n))
+MAX_SERIAL_PATH: Final = 17  # hashes: a registration holds at most 100,000 < 2**17 serials
 
 # Which proven records a bundle may carry and by which identifiers each is keyed: the
 # extension point for serials (the packs contract adds its (name, type) -> KEY_SERIAL rows).
 RECORD_KEYS: Final[dict[tuple[str, int], str]] = {
     (t.contract, t.code): KEY_LOT for t in (lots.LOT, lots.QUALITY, lots.RECALL, lots.COLDCHAIN)
+} | {
+    (pack_facts.REGISTRATION.contract, pack_facts.REGISTRATION.code): KEY_REGISTRATION,
+    (pack_facts.PACK.contract, pack_facts.PACK.code): KEY_SERIAL,
 }
 # What every lot's bundle proves, present or absent, in this order.
 LOT_RECORDS: Final[tuple[RecordType, ...]] = (lots.LOT, lots.QUALITY, lots.RECALL, lots.COLDCHAIN)
+# What a registered pack's bundle proves after them: its registration (present) and its pack
+# record (present: moved or decommissioned; absent: active in its registered lot).
+PACK_RECORDS: Final[tuple[RecordType, ...]] = (pack_facts.REGISTRATION, pack_facts.PACK)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The identifiers every record key is computed from: the GTIN, the lot the lot
+    records are about (a pack's: the lot it is in now), the serial, and a registered pack's
+    registration (its lot and number n)."""
+
+    gtin: str
+    lot: str
+    serial: str | None = None
+    registration: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class PackPart:
+    """What a registered pack's bundle adds: its registration (the lot that registered the
+    serial and the number n of that registration) and the serial's RFC 6962 inclusion proof
+    (leaf: its UTF-8) at `index` of the `size` serials whose root the registration holds."""
+
+    registered_lot: str
+    registration: int
+    index: int
+    size: int
+    path: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        try:
+            gs1.lot(self.registered_lot)
+        except gs1.Gs1Error as e:
+            raise PublicProofFormatError(str(e)) from None
+        if not 1 <= self.registration <= 0xFFFFFFFF:
+            raise PublicProofFormatError(f"registration {self.registration}, want 1..2**32-1")
+        if not 0 <= self.index < self.size <= 0xFFFFFFFF:
+            raise PublicProofFormatError(f"serial {self.index} of {self.size}: want index < size")
+        if len(self.path) > MAX_SERIAL_PATH or any(len(h) != 32 for h in self.path):
+            raise PublicProofFormatError(f"serial path: want at most {MAX_SERIAL_PATH} hashes")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "registered_lot": self.registered_lot,
+            "registration": self.registration,
+            "index": self.index,
+            "size": self.size,
+            "path": [h.hex() for h in self.path],
+        }
+
+
+def current_lot(
+    lot: str, pack: PackPart | None, records: Sequence[tuple[str, int, bytes | None]]
+) -> str:
+    """The lot a bundle's lot records are about: for a registered pack, the lot its pack
+    record names (a split moved it), else its registered lot; for anything else `lot`."""
+    if pack is None:
+        return lot
+    code = (pack_facts.PACK.contract, pack_facts.PACK.code)
+    for contract, rtype, value in records:
+        if (contract, rtype) == code and value is not None:
+            try:
+                moved = json.loads(value)["lot"]
+            except (ValueError, KeyError, TypeError):
+                raise PublicProofFormatError("pack record without its lot") from None
+            if not isinstance(moved, str):
+                raise PublicProofFormatError("pack record's lot is not a string")
+            return moved
+    return pack.registered_lot
 
 
 class PublicProofFormatError(ProofError):
@@ -68,14 +144,21 @@ class ProvenRecord:
         if self.value is not None and not 1 <= len(self.value) <= MAX_VALUE:
             raise PublicProofFormatError(f"value of {len(self.value)} bytes, want 1..{MAX_VALUE}")
 
-    def key(self, gtin: str, lot: str, serial: str | None) -> bytes:
-        """The record's tree key, from the identifiers the caller scanned (never the
-        bundle's). Raises PublicProofFormatError for a serial record without a serial."""
-        if RECORD_KEYS[(self.contract, self.code)] == KEY_LOT:
-            return record_key(self.contract, self.code, gtin, lot)
-        if serial is None:
+    def key(self, keys: Keys) -> bytes:
+        """The record's tree key, from identifiers the caller computed from what was scanned
+        (never the bundle's own). Raises PublicProofFormatError for a serial record without
+        a serial, a registration without its number."""
+        kind = RECORD_KEYS[(self.contract, self.code)]
+        if kind == KEY_LOT:
+            return record_key(self.contract, self.code, keys.gtin, keys.lot)
+        if kind == KEY_REGISTRATION:
+            if keys.registration is None:
+                raise PublicProofFormatError(f"record {self.contract}/{self.code}: no pack part")
+            lot, n = keys.registration
+            return record_key(self.contract, self.code, keys.gtin, lot, str(n))
+        if keys.serial is None:
             raise PublicProofFormatError(f"record {self.contract}/{self.code} needs a serial")
-        return record_key(self.contract, self.code, gtin, serial)
+        return record_key(self.contract, self.code, keys.gtin, keys.serial)
 
 
 @dataclass(frozen=True)
@@ -91,6 +174,7 @@ class PublicProof:
     inclusion: tuple[bytes, ...]
     checkpoint: str  # the signed note of size index + 1, with the log's timestamp line
     records: tuple[ProvenRecord, ...]
+    pack: PackPart | None = None  # a registered pack's registration and serial proof
 
     def __post_init__(self) -> None:
         try:
@@ -112,17 +196,34 @@ class PublicProof:
             raise PublicProofFormatError(f"checkpoint note: want 1..{MAX_NOTE} bytes")
         if not 1 <= len(self.records) <= MAX_RECORDS:
             raise PublicProofFormatError(f"{len(self.records)} records, want 1..{MAX_RECORDS}")
+        if self.pack is not None and self.serial is None:
+            raise PublicProofFormatError("a pack part without a serial")
+
+    def keys(self) -> Keys:
+        """The record keys' identifiers as this bundle states them (for its own encoding;
+        a verifier computes its own from what was scanned)."""
+        raw = [(r.contract, r.code, r.value) for r in self.records]
+        lot = current_lot(self.lot, self.pack, raw)
+        registration = None
+        if self.pack is not None:
+            registration = (self.pack.registered_lot, self.pack.registration)
+        return Keys(self.gtin, lot, self.serial, registration)
 
     # -- bytes ---------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
         """Return the bundle's compact bytes (docs/protocol.md, "Public check proof")."""
-        flags = FLAG_SERIAL if self.serial is not None else 0
+        flags = (FLAG_SERIAL if self.serial is not None else 0) | (FLAG_PACK if self.pack else 0)
         out = bytearray((VERSION, flags))
         out += self.gtin.encode()
         out += _short(self.lot.encode())
         if self.serial is not None:
             out += _short(self.serial.encode())
+        if self.pack is not None:
+            out += _short(self.pack.registered_lot.encode())
+            out += struct.pack(">III", self.pack.registration, self.pack.index, self.pack.size)
+            out += bytes((len(self.pack.path),)) + b"".join(self.pack.path)
+        keys = self.keys()
         out += struct.pack(">Q", self.index) + self.entry
         out += bytes((len(self.inclusion),)) + b"".join(self.inclusion)
         note = self.checkpoint.encode()
@@ -132,7 +233,7 @@ class PublicProof:
             out += _short(r.contract.encode()) + bytes((r.code,))
             value = r.value or b""
             out += struct.pack(">H", len(value)) + value
-            proof = _compact(r, r.key(self.gtin, self.lot, self.serial))
+            proof = _compact(r, r.key(keys))
             out += struct.pack(">H", len(proof)) + proof
         return bytes(out)
 
@@ -145,27 +246,38 @@ class PublicProof:
         version, flags = r.take(1)[0], r.take(1)[0]
         if version != VERSION:
             raise PublicProofFormatError(f"bundle version {version}, want {VERSION}")
-        if flags & ~FLAG_SERIAL:
-            raise PublicProofFormatError(f"flags 0x{flags:02x}, want 0x00 or 0x01")
+        if flags not in (0, FLAG_SERIAL, FLAG_SERIAL | FLAG_PACK):
+            raise PublicProofFormatError(f"flags 0x{flags:02x}, want 0x00, 0x01 or 0x03")
         gtin = r.text(14, "gtin")
         lot = r.text(r.take(1)[0], "lot")
         serial = r.text(r.take(1)[0], "serial") if flags & FLAG_SERIAL else None
+        pack = None
+        if flags & FLAG_PACK:
+            registered = r.text(r.take(1)[0], "registered lot")
+            n, at, size = struct.unpack(">III", r.take(12))
+            path = tuple(r.take(32) for _ in range(r.take(1)[0]))
+            pack = PackPart(registered, n, at, size, path)
         (index,) = struct.unpack(">Q", r.take(8))
         entry = r.take(stateroot.SIZE)
         inclusion = tuple(r.take(32) for _ in range(r.take(1)[0]))
         note = r.text(struct.unpack(">H", r.take(2))[0], "checkpoint")
-        records = []
+        parsed = []
         for _ in range(r.take(1)[0]):
             contract = r.text(r.take(1)[0], "contract")
             code = r.take(1)[0]
             value = r.take(struct.unpack(">H", r.take(2))[0]) or None
             raw = r.take(struct.unpack(">H", r.take(2))[0])
-            placeholder = ProvenRecord(contract, code, value, _NO_PROOF)
-            key = placeholder.key(gtin, lot, serial)
-            records.append(ProvenRecord(contract, code, value, _expand(raw, key, value)))
+            parsed.append((ProvenRecord(contract, code, value, _NO_PROOF), raw))
         if r.offset != len(data):
             raise PublicProofFormatError(f"{len(data) - r.offset} bytes after the last record")
-        return cls(gtin, lot, serial, index, entry, inclusion, note, tuple(records))
+        current = current_lot(lot, pack, [(p.contract, p.code, p.value) for p, _ in parsed])
+        registration = None if pack is None else (pack.registered_lot, pack.registration)
+        keys = Keys(gtin, current, serial, registration)
+        records = tuple(
+            ProvenRecord(p.contract, p.code, p.value, _expand(raw, p.key(keys), p.value))
+            for p, raw in parsed
+        )
+        return cls(gtin, lot, serial, index, entry, inclusion, note, records, pack)
 
     # -- JSON ----------------------------------------------------------------------------
 
@@ -190,6 +302,7 @@ class PublicProof:
                 }
                 for r in self.records
             ],
+            "pack": None if self.pack is None else self.pack.to_json(),
         }
 
     @classmethod
@@ -197,7 +310,9 @@ class PublicProof:
         """Parse a bundle from decoded JSON (read it with gateway.jsonbound.loads first).
         Raises PublicProofFormatError naming the field."""
         fields = {"version", "gtin", "lot", "serial", "index", "entry", "inclusion"}
-        fields |= {"checkpoint", "records"}
+        fields |= {"checkpoint", "records", "pack"}
+        if isinstance(value, dict) and "pack" not in value:
+            value = {**value, "pack": None}  # a lot's bundle written before packs
         if not isinstance(value, dict) or set(value) != fields:
             got = sorted(value) if isinstance(value, dict) else type(value).__name__
             raise PublicProofFormatError(f"bundle fields {got}, want {sorted(fields)}")
@@ -218,6 +333,7 @@ class PublicProof:
             inclusion=tuple(_hex(f"inclusion[{i}]", h) for i, h in enumerate(inclusion)),
             checkpoint=_str(value, "checkpoint"),
             records=tuple(_record(i, r) for i, r in enumerate(records)),
+            pack=None if value["pack"] is None else _pack(value["pack"]),
         )
 
 
@@ -310,6 +426,22 @@ def _hex(name: str, text: Any) -> bytes:
     return data
 
 
+def _pack(value: Any) -> PackPart:
+    want = {"registered_lot", "registration", "index", "size", "path"}
+    if not isinstance(value, dict) or set(value) != want:
+        raise PublicProofFormatError(f"pack: want null or an object with {sorted(want)}")
+    path = value["path"]
+    if not isinstance(path, list) or len(path) > MAX_SERIAL_PATH:
+        raise PublicProofFormatError(f"pack.path: want a list of at most {MAX_SERIAL_PATH}")
+    return PackPart(
+        _str(value, "registered_lot"),
+        _int(value, "registration"),
+        _int(value, "index"),
+        _int(value, "size"),
+        tuple(_hex(f"pack.path[{i}]", h) for i, h in enumerate(path)),
+    )
+
+
 def _record(i: int, value: Any) -> ProvenRecord:
     want = {"contract", "type", "value", "proof"}
     if not isinstance(value, dict) or set(value) != want:
@@ -329,7 +461,10 @@ def _record(i: int, value: Any) -> ProvenRecord:
 
 __all__: Sequence[str] = (
     "LOT_RECORDS",
+    "PACK_RECORDS",
     "RECORD_KEYS",
+    "Keys",
+    "PackPart",
     "ProvenRecord",
     "PublicProof",
     "PublicProofFormatError",

@@ -26,10 +26,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.contracts import public_facts
+from cloud.contracts import lots, pack_facts, public_facts, public_pack
+from cloud.contracts.digital_link import DigitalLink
 from cloud.contracts.engine import State
-from cloud.contracts.gs1_path import DigitalLinkPath
-from cloud.contracts.public_proof import LOT_RECORDS, PublicProof, proven
+from cloud.contracts.public_proof import LOT_RECORDS, PACK_RECORDS, PackPart, PublicProof, proven
 from cloud.services.contracts import ContractService, Head
 from cloud.services.shared import Shared
 from cloud.witness.client import add_cosignatures
@@ -59,7 +59,7 @@ class PublicCheckService:
         self._stamper = CosignatureSigner(log.signer.name, log.signer.seed)
         self._anchors: dict[int, tuple[bytes, tuple[bytes, ...], str, int]] = {}
 
-    async def lot(self, scanned: DigitalLinkPath) -> PublicCheck:
+    async def lot(self, scanned: DigitalLink) -> PublicCheck:
         """Check the lot `scanned` names (its lot must be given). The facts are read on
         today's UTC date; the bundle proves the records they come from."""
         assert scanned.lot is not None, "the route checks a lot was given"
@@ -73,7 +73,7 @@ class PublicCheckService:
         values = {rtype.name: value for rtype, value, _ in proofs}
         today = datetime.datetime.fromtimestamp(now, datetime.UTC).date()
         records = public_facts.PublicRecords.from_values(values)
-        facts = public_facts.facts(records, today, scanned.expiry, scanned.serial)
+        facts = public_facts.facts(records, today, scanned.expiry)
         if head.index is None:  # nothing committed yet: no root to prove against
             return PublicCheck(facts, None, None)
         index = head.index
@@ -87,6 +87,71 @@ class PublicCheckService:
             inclusion=inclusion,
             checkpoint=note,
             records=tuple(proven(rtype, value, proof) for rtype, value, proof in proofs),
+        )
+        return PublicCheck(facts, bundle, as_of)
+
+    async def pack(self, scanned: DigitalLink) -> PublicCheck:
+        """Check the pack `scanned` names (its serial must be given; its lot may not be):
+        the registration that holds its serial, its pack record and the public records of
+        the lot it is in now, with the serial's inclusion in the registration's root
+        (pack_facts.pack_proof_keys, serial_proof). An unregistered serial is answered with
+        the scanned lot's records (its registration cannot be proven absent: suspect)."""
+        assert scanned.serial is not None, "the route checks a serial was given"
+        gtin, serial = scanned.gtin, scanned.serial
+
+        def prove(state: State) -> tuple[Head, int, Any]:
+            found = pack_facts.pack(state, gtin, serial)
+            part = None
+            keys: dict[str, tuple[str, ...]] = {}
+            if found is not None:  # the contract's keys, and the lot's cold chain beside
+                keys = {
+                    rtype.name: fields
+                    for rtype, fields in pack_facts.pack_proof_keys(state, gtin, serial)
+                }
+                keys[lots.COLDCHAIN.name] = (gtin, found.lot)
+                path = pack_facts.serial_proof(state, gtin, serial)
+                assert path is not None
+                n = found.registration
+                part = PackPart(found.registered_lot, n, path.index, path.size, path.path)
+            elif scanned.lot is not None:  # unregistered: the scanned lot's facts only
+                keys = {rtype.name: (gtin, scanned.lot) for rtype in LOT_RECORDS}
+            rtypes = LOT_RECORDS + (PACK_RECORDS if found is not None else ())
+            proofs = [
+                (rtype, *state.prove(rtype, *keys[rtype.name]))
+                for rtype in rtypes
+                if rtype.name in keys
+            ]
+            return self.contracts.head, int(time.time()), (part, proofs)
+
+        head, now, (part, proofs) = await self.contracts.read(prove)
+        values = {rtype.name: value for rtype, value, _ in proofs}
+        today = datetime.datetime.fromtimestamp(now, datetime.UTC).date()
+        registration = None
+        if part is not None:
+            registration = (part.registered_lot, part.registration, values["registration"])
+        facts = public_pack.facts(
+            gtin,
+            scanned.lot,
+            serial,
+            today,
+            scanned.expiry,
+            registration,
+            values.get("pack"),
+            public_facts.PublicRecords.from_values(values),
+        )
+        if head.index is None or not proofs:  # no root yet, or nothing to prove
+            return PublicCheck(facts, None, None)
+        entry, inclusion, note, as_of = await self._anchor(head.index, now)
+        bundle = PublicProof(
+            gtin=gtin,
+            lot=scanned.lot if scanned.lot is not None else part.registered_lot,  # type: ignore[union-attr]
+            serial=serial,
+            index=head.index,
+            entry=entry,
+            inclusion=inclusion,
+            checkpoint=note,
+            records=tuple(proven(rtype, value, proof) for rtype, value, proof in proofs),
+            pack=part,
         )
         return PublicCheck(facts, bundle, as_of)
 

@@ -1,6 +1,7 @@
 """The GS1 Digital Link resolver at the host's root: `/01/{gtin}[/22/{cpv}][/10/{lot}]
-[/21/{serial}]`, with `?17=YYMMDD` and `?linkType=` (cloud/contracts/gs1_path.py reads the
-path; cloud/services/public_check.py answers; docs/protocol.md, "Public check proof").
+[/21/{serial}]`, with `?17=YYMMDD` and `?linkType=` (cloud/contracts/digital_link.py, the
+one Digital Link parser, reads the path; cloud/services/public_check.py answers;
+docs/protocol.md, "Public check proof").
 
 What is answered, by `linkType` first, then by content negotiation (Accept, RFC 9110 §12.5.1):
 
@@ -15,9 +16,12 @@ Every answer carries `Link: <…?linkType=all>; rel="linkset"`. `/.well-known/gs
 is the resolver's description file (GS1-Conformant Resolver standard: its root, the primary
 key it reads, AI 01, and the GS1 link-type vocabulary). Refusals (problem+json): 400
 naming the AI (`AI 01` for a wrong GTIN check digit, `AI 10`, `AI 21`, `AI 22`, `AI 17`) or
-`path`; 406 `accept` for an Accept header none of these types meets. A serial is read but
-not yet checked (the packs contract is not on this ledger): the lot's facts are answered,
-with the serial marked unchecked.
+`path`; 406 `accept` for an Accept header none of these types meets. A pack's link
+(`/21/{serial}`, with or without its lot) is answered with the pack's public facts
+(cloud/contracts/public_pack.py): registered or not (suspect), in the supply chain or
+decommissioned, the lot it is really in and that lot's facts, a label lot or expiry that
+disagrees (suspect); its bundle proves the registration, the pack record and the serial's
+inclusion in the registration's root.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from aiohttp import web
 from cloud.api.routes import resolver_links as links
 from cloud.api.routes import resolver_page
 from cloud.api.state import PUBLIC_CHECK
-from cloud.contracts import gs1, gs1_path
+from cloud.contracts import digital_link, gs1
+from cloud.contracts.digital_link import DigitalLink
 from cloud.contracts.public_facts import utc
 from cloud.services.refusals import LedgerError
 
@@ -75,16 +80,25 @@ def negotiate(accept: str | None) -> str:
     return chosen
 
 
-def scanned_path(request: web.Request) -> gs1_path.DigitalLinkPath:
-    """The request's Digital Link path and query. Raises LedgerError 400 naming the AI."""
+def scanned_path(request: web.Request) -> DigitalLink:
+    """The request's Digital Link path and query, read by the one Digital Link parser
+    (cloud/contracts/digital_link.py). Raises LedgerError 400 naming the AI, or the part of
+    the link ("path", "query", "linkType")."""
     today = datetime.datetime.now(datetime.UTC).date()
-    raw = request.raw_path.split("?", 1)[0]
-    query = {k: request.query.getone(k) for k in request.query}
+    path = request.raw_path.split("?", 1)[0]
+    if len(path.rstrip("/").split("/")) % 2 == 0:  # "", "01", gtin, then AI/value pairs
+        raise LedgerError(
+            "path", f"path: got {path[:80]!r}, want /01/{{gtin}} then /AI/value pairs"
+        )
     try:
-        scanned = gs1_path.parse(raw, query, today)
+        scanned = digital_link.parse_digital_link(request.raw_path, today)
     except gs1.Gs1Error as e:
-        reason = "path" if e.ai == gs1_path.PATH else f"AI {e.ai}"
-        raise LedgerError(reason, str(e)) from None
+        part = e.ai if isinstance(e, digital_link.DigitalLinkError) else f"AI {e.ai}"
+        raise LedgerError("path" if part in ("uri", "host") else part, str(e)) from None
+    if scanned.base:  # the route is at the host's root: nothing may come before /01/
+        raise LedgerError(
+            "path", f"path: got {scanned.base!r} before /01/, want nothing before /01/"
+        )
     if scanned.link_type is not None and not 1 <= len(scanned.link_type) <= MAX_LINK_TYPE:
         raise LedgerError("linkType", f"linkType: want 1..{MAX_LINK_TYPE} characters")
     return scanned
@@ -108,13 +122,17 @@ async def resolve(request: web.Request) -> web.StreamResponse:
         return web.json_response(
             links.linkset(base, scanned), content_type=links.LINKSET, headers=headers
         )
-    if scanned.lot is None:
+    if scanned.lot is None and scanned.serial is None:
         return _lotless(scanned, chosen, base, str(request.url), headers)
-    check = await request.app[PUBLIC_CHECK].lot(scanned)
+    service = request.app[PUBLIC_CHECK]
+    check = await (service.lot(scanned) if scanned.serial is None else service.pack(scanned))
     as_of = None if check.as_of is None else utc(check.as_of)
     if chosen == links.PROOF_TYPE:
         if check.bundle is None:
-            raise LedgerError("proof", "the ledger has committed no state root yet", 404)
+            why = "the ledger has committed no state root yet"
+            if check.as_of is None and (check.facts.get("serial") or {}).get("registered") is False:
+                why = "the serial is not registered and no lot was scanned: nothing to prove"
+            raise LedgerError("proof", why, 404)
         return web.Response(body=check.bundle.to_bytes(), content_type=chosen, headers=headers)
     if chosen == JSON:
         answer = {
@@ -151,7 +169,7 @@ async def description(request: web.Request) -> web.Response:
 
 
 def _lotless(
-    scanned: gs1_path.DigitalLinkPath, chosen: str, base: str, url: str, headers: dict[str, str]
+    scanned: DigitalLink, chosen: str, base: str, url: str, headers: dict[str, str]
 ) -> web.Response:
     """A GTIN without a lot: nothing to check (a lot's facts are per lot); say so."""
     reason = "no lot (AI 10) in the link: a pack's check needs its lot"

@@ -15,11 +15,11 @@ alone) lists the first two only. `linkset` is the application/linkset+json docum
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import quote
 
-from cloud.contracts.gs1_path import DigitalLinkPath
+from cloud.contracts.digital_link import DigitalLink
 
 VOCABULARY: Final = "https://gs1.org/voc/"
 LINKSET: Final = "application/linkset+json"
@@ -42,9 +42,15 @@ class Link:
         return {"href": self.href, "title": self.title, "type": self.type, "hreflang": ["en"]}
 
 
-def links(base: str, scanned: DigitalLinkPath) -> list[Link]:
+def path_of(scanned: DigitalLink) -> str:
+    """The canonical path of `scanned` (GTIN-14, its qualifiers in order, percent-encoded),
+    without query: what its links are anchored at."""
+    return replace(scanned, attributes=(), link_type=None).uri("")
+
+
+def links(base: str, scanned: DigitalLink) -> list[Link]:
     """The links of `scanned` on the resolver at `base` (scheme and host), default first."""
-    here = base + scanned.path()
+    here = base + path_of(scanned)
     found = [
         Link("defaultLink", here, "text/html", "Public check of this product (PharmaSync)"),
         Link("pip", here, "text/html", "Product information: the public check"),
@@ -67,21 +73,21 @@ def links(base: str, scanned: DigitalLinkPath) -> list[Link]:
     ]
 
 
-def linkset(base: str, scanned: DigitalLinkPath) -> dict[str, Any]:
+def linkset(base: str, scanned: DigitalLink) -> dict[str, Any]:
     """The RFC 9264 JSON linkset of `scanned`: one context object anchored at its URI,
     each link type a full vocabulary URI."""
-    context: dict[str, Any] = {"anchor": base + scanned.path()}
+    context: dict[str, Any] = {"anchor": base + path_of(scanned)}
     for link in links(base, scanned):
         context.setdefault(VOCABULARY + link.rel, []).append(link.to_json())
     return {"linkset": [context]}
 
 
-def find(base: str, scanned: DigitalLinkPath, link_type: str) -> Link | None:
+def find(base: str, scanned: DigitalLink, link_type: str) -> Link | None:
     """The first link of type `link_type` (`gs1:pip` or its full URI), None if none."""
     rel = link_type.removeprefix("gs1:").removeprefix(VOCABULARY).removeprefix(REF_VOCABULARY)
     return next((link for link in links(base, scanned) if link.rel == rel), None)
 
 
-def link_header(base: str, scanned: DigitalLinkPath) -> str:
+def link_header(base: str, scanned: DigitalLink) -> str:
     """The Link header every answer carries: where its linkset is (RFC 9264 §6)."""
-    return f'<{base}{scanned.path()}?linkType={ALL}>; rel="linkset"; type="{LINKSET}"'
+    return f'<{base}{path_of(scanned)}?linkType={ALL}>; rel="linkset"; type="{LINKSET}"'

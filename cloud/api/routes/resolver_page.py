@@ -7,19 +7,21 @@ from __future__ import annotations
 from html import escape
 from typing import Any, Final
 
-from cloud.contracts import public_facts
-from cloud.contracts.gs1_path import DigitalLinkPath
+from cloud.contracts import public_facts, public_pack
+from cloud.contracts.digital_link import DigitalLink
 
 COLOURS: Final = {  # background of the verdict: WCAG AA contrast with white text
     public_facts.DISPENSABLE: "#0a6b2d",
     public_facts.DO_NOT_DISPENSE: "#b00020",
     public_facts.UNKNOWN: "#5c0011",
+    public_pack.SUSPECT: "#5c0011",
     None: "#3d4451",  # no lot scanned
 }
 HEADLINES: Final = {
     public_facts.DISPENSABLE: "Authentic — OK to dispense",
     public_facts.DO_NOT_DISPENSE: "Do not dispense",
     public_facts.UNKNOWN: "Unknown lot — suspect pack",
+    public_pack.SUSPECT: "Suspect pack — do not dispense, report it",
     None: "Scan the pack's full code",
 }
 
@@ -65,24 +67,23 @@ pharmasync verify --public check.bin --link '{url}' --log-vkey @ledger.vkey</pre
 
 
 def render(
-    scanned: DigitalLinkPath,
+    scanned: DigitalLink,
     facts: dict[str, Any] | None,
     as_of: str | None,
     base: str,
     url: str,
     proof_type: str,
 ) -> str:
-    """The page of a public check: `facts` (public_facts.facts; None without a lot),
+    """The page of a public check: `facts` (public_facts.facts of a lot, public_pack.facts
+    of a pack; None without a lot or serial),
     `as_of` the checkpoint's time as text (None: no proof yet), the resolver's `base` and the
     scanned `url`."""
     verdict = None if facts is None else facts["verdict"]
     notes = [] if facts is None else list(facts["reasons"])
-    serial = None if facts is None else facts.get("serial")
-    if serial is not None and not serial["checked"]:
-        notes.append(f"serial {serial['value']} not checked: {serial['reason']}")
     reasons = "".join(f"<li>{escape(r)}</li>" for r in notes)
     rows = [("GTIN", scanned.gtin)]
     rows += [("Lot", scanned.lot)] if scanned.lot is not None else []
+    rows += [("Serial", scanned.serial)] if scanned.serial is not None else []
     rows += _fact_rows(facts)
     return PAGE.format(
         headline=escape(HEADLINES[verdict]),
@@ -123,6 +124,21 @@ def _fact_rows(facts: dict[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _serial_row(serial: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The pack's rows (public_pack.facts): registered, in the supply chain, which lot."""
     if serial is None:
         return []
-    return [("Serial", f"{serial['value']}: not checked ({serial['reason']})")]
+    if not serial["registered"]:
+        return [("Pack", "NOT registered by the manufacturer — suspect")]
+    rows = [
+        ("Pack", "registered by the manufacturer"),
+        (
+            "Status",
+            "in the supply chain (active)"
+            if serial["in_supply_chain"]
+            else f"decommissioned ({serial['status']})",
+        ),
+        ("Registered lot", serial["registered_lot"]),
+    ]
+    if serial["moved"]:
+        rows.append(("Now in lot", f"{serial['lot']} (moved by a split; its facts above)"))
+    return rows

@@ -12,16 +12,18 @@ from typing import Any
 
 import pytest
 
+from cloud.api.routes import resolver_links as links
 from cloud.api.routes.resolver import negotiate
 from cloud.audit.public_check import Scanned, verify_public
-from cloud.contracts import public_facts
+from cloud.contracts import gs1, public_facts, public_pack
 from cloud.contracts.public_proof import PublicProof
 from cloud.services.refusals import LedgerError
+from tests.cloud.api import test_packs as packs
 from tests.cloud.api.test_app import Cloud
 from tests.cloud.api.test_auth import cloud  # noqa: F401  (the fixture)
 from tests.cloud.api.test_home import render_phone
 from tests.cloud.api.test_traces import lots_tx
-from tests.cloud.api.test_tx import GTIN, M, admit, applied, commission
+from tests.cloud.api.test_tx import GTIN, M, admit, applied, commission, receive, ship
 from tests.gateway.test_status import render_in_chromium
 
 LOT = f"/01/{GTIN}/10/L1"
@@ -118,17 +120,125 @@ async def test_an_unknown_lot_is_proven_absent(cloud: Cloud) -> None:  # noqa: F
     assert report.facts["authentic"] is False
 
 
-async def test_a_serial_is_read_and_marked_unchecked(cloud: Cloud) -> None:  # noqa: F811
-    await made(cloud)
-    answer = await json_of(cloud, f"/01/{GTIN}/22/V1/10/L1/21/SN%2F01?17=271200")
-    assert answer["serial"] == "SN/01" and answer["cpv"] == "V1"
-    serial = answer["facts"]["serial"]
-    assert serial == {
-        "value": "SN/01",
-        "checked": False,
-        "reason": "pack registry not yet on this ledger",
+async def packs_moved_and_dispensed(app: Cloud) -> None:
+    """test_packs' chain (L1 of 200 packs serialized; P holds 10), then D splits 4 of L1
+    into C1 (PK00050, PK00051) and C2 (PK00052, PK00053), M recalls C2."""
+    for step in packs.chain_steps():
+        await applied(app, step)
+    await applied(app, ship(packs.M, "L1", "S9", packs.D, 4))
+    await applied(app, receive(packs.D, "S9", 4))
+    kids = [{"lot": "C1", "quantity": 2}, {"lot": "C2", "quantity": 2}]
+    moved = {"C1": ["PK00050", "PK00051"], "C2": ["PK00052", "PK00053"]}
+    await applied(
+        app, packs.lots_tx(packs.D, "split", {"lot": "L1", "children": kids, "serials": moved})
+    )
+    recall = {"lot": "C2", "class": "II", "reason": "label"}
+    await applied(app, packs.lots_tx(packs.M, "recall", recall))
+
+
+def pack_link(serial: str, lot: str | None = "L1", expiry: str | None = "271200") -> str:
+    path = f"/01/{GTIN}" + ("" if lot is None else f"/10/{lot}") + f"/21/{serial}"
+    return path + ("" if expiry is None else f"?17={expiry}")
+
+
+async def pack_report(app: Cloud, answer: dict[str, Any], scanned: Scanned) -> Any:
+    return verify_public(json.dumps(answer).encode(), log_vkey=await vkey(app), scanned=scanned)
+
+
+async def test_a_pack_is_answered_with_its_public_facts_and_proof(regulated: Cloud) -> None:
+    await packs_moved_and_dispensed(regulated)
+    answer = await json_of(regulated, pack_link("PK00007"))
+    facts = answer["facts"]
+    assert facts["verdict"] == public_facts.DISPENSABLE and facts["reasons"] == []
+    assert facts["serial"] == {
+        "value": "PK00007",
+        "checked": True,
+        "registered": True,
+        "registered_lot": "L1",
+        "registration": 1,
+        "registered_since": facts["serial"]["registered_since"],
+        "status": "active",
+        "in_supply_chain": True,
+        "lot": "L1",
+        "moved": False,
     }
-    assert answer["proof"]["serial"] == "SN/01"
+    # the public's view: no holder, quantity, leg, nor who dispensed
+    text = json.dumps(answer)
+    for private in ("quantity", "holder", "shipment", "custody", "in_transit", packs.P.did):
+        assert private not in text, private
+    expiry = gs1.expiry("271200", datetime.date(2026, 1, 1))
+    report = await pack_report(regulated, answer, Scanned(GTIN, "L1", "PK00007", expiry))
+    assert report.facts == facts | {"serial": facts["serial"]} and report.size == report.index + 1
+    status, _, body = await fetch(regulated, pack_link("PK00007"), links.PROOF_TYPE)
+    assert status == 200 and PublicProof.from_bytes(body) == PublicProof.from_json(answer["proof"])
+    print(f"pack bundle: {len(body)} bytes")
+    # dispensed: decommissioned, status only; the bundle saved before still verifies
+    await applied(regulated, packs.decommission(packs.P, "PK00007"))
+    after = await json_of(regulated, pack_link("PK00007"))
+    serial = after["facts"]["serial"]
+    assert (serial["status"], serial["in_supply_chain"]) == ("dispensed", False)
+    assert after["facts"]["verdict"] == public_facts.DO_NOT_DISPENSE
+    assert packs.P.did not in json.dumps(after)
+    old = await pack_report(regulated, answer, Scanned(GTIN, "L1", "PK00007"))
+    assert old.facts["serial"]["in_supply_chain"] is True and old.index < after["proof"]["index"]
+    new = await pack_report(regulated, after, Scanned(GTIN, "L1", "PK00007"))
+    assert new.facts["serial"]["status"] == "dispensed"
+    # the grammar's /01/{gtin}/21/{serial}: the same pack, its lot read from the ledger
+    lotless = await json_of(regulated, pack_link("PK00001", lot=None, expiry=None))
+    assert lotless["facts"]["serial"]["registered_lot"] == "L1"
+    report = await pack_report(regulated, lotless, Scanned(GTIN, None, "PK00001"))
+    assert report.facts["verdict"] == public_facts.DISPENSABLE
+
+
+async def test_a_moved_pack_answers_for_the_lot_it_is_really_in(regulated: Cloud) -> None:
+    await packs_moved_and_dispensed(regulated)
+    answer = await json_of(regulated, pack_link("PK00052"))  # label: the parent L1
+    facts = answer["facts"]
+    assert facts["serial"]["lot"] == "C2" and facts["serial"]["moved"] is True
+    assert facts["recalled"] is True and facts["recall"]["class"] == "II"
+    assert facts["verdict"] == public_facts.DO_NOT_DISPENSE
+    report = await pack_report(regulated, answer, Scanned(GTIN, "L1", "PK00052"))
+    assert report.facts["recalled"] is True and report.facts["serial"]["lot"] == "C2"
+    sibling = await json_of(regulated, pack_link("PK00050"))  # C1: not recalled
+    assert sibling["facts"]["verdict"] == public_facts.DISPENSABLE
+
+
+async def test_a_label_that_differs_or_an_unknown_serial_is_suspect(regulated: Cloud) -> None:
+    await packs_moved_and_dispensed(regulated)
+    other_lot = (await json_of(regulated, pack_link("PK00008", lot="L2")))["facts"]
+    assert other_lot["verdict"] == public_pack.SUSPECT
+    assert other_lot["reasons"][0] == "label lot L2 is not the registered lot L1"
+    other_expiry = await json_of(regulated, pack_link("PK00008", expiry="271100"))
+    assert other_expiry["facts"]["verdict"] == public_pack.SUSPECT
+    assert "label expiry 271100" in other_expiry["facts"]["reasons"][0]
+    # AI 17 day 00 is the month's last day: 271231 and 271200 both say 2027-12-31
+    same = await json_of(regulated, pack_link("PK00008", expiry="271231"))
+    assert same["facts"]["verdict"] == public_facts.DISPENSABLE
+    unknown = await json_of(regulated, pack_link("FAKE"))
+    assert unknown["facts"]["verdict"] == public_pack.SUSPECT
+    assert unknown["facts"]["reasons"][0] == public_pack.NOT_REGISTERED
+    assert unknown["facts"]["serial"]["registered"] is False
+    report = await pack_report(regulated, unknown, Scanned(GTIN, "L1", "FAKE"))
+    assert report.facts["verdict"] == public_pack.SUSPECT
+    # no lot and an unknown serial: nothing to prove, said so
+    status, _, body = await fetch(regulated, pack_link("FAKE", lot=None), links.PROOF_TYPE)
+    assert status == 404 and b"not registered" in body
+
+
+async def test_a_pack_page_reads_on_a_phone(regulated: Cloud, tmp_path: Path) -> None:
+    await packs_moved_and_dispensed(regulated)
+    await applied(regulated, packs.decommission(packs.P, "PK00007"))
+    good, png = await render_in_chromium(regulated.url(pack_link("PK00001")), tmp_path)
+    assert 'data-verdict="dispensable"' in good and "in the supply chain (active)" in good
+    dispensed, _ = await render_in_chromium(regulated.url(pack_link("PK00007")), tmp_path / "d")
+    assert "decommissioned (dispensed)" in dispensed and packs.P.did not in dispensed
+    moved, _ = await render_in_chromium(regulated.url(pack_link("PK00052")), tmp_path / "m")
+    assert "C2 (moved by a split" in moved and "class II" in moved
+    fake, _ = await render_in_chromium(regulated.url(pack_link("FAKE")), tmp_path / "f")
+    assert 'data-verdict="suspect"' in fake and "NOT registered" in fake
+    assert "Suspect pack" in fake
+    phone = await render_phone(regulated.url(pack_link("FAKE")), tmp_path)
+    assert png.stat().st_size > 10_000 and phone.stat().st_size > 10_000
 
 
 async def test_linktype_all_answers_the_linkset(cloud: Cloud) -> None:  # noqa: F811
@@ -178,11 +288,15 @@ async def test_a_link_type_redirects_to_its_link_or_the_default(cloud: Cloud) ->
         (f"/01/{GTIN}/10/L%201", "AI 10", "' ' at 1"),
         (f"/01/{GTIN}/10/L1/21/" + "S" * 21, "AI 21", "1..20 characters"),
         (f"/01/{GTIN}/22/" + "V" * 21, "AI 22", "1..20 characters"),
-        (f"/01/{GTIN}/21/S/10/L1", "path", "in that order"),
-        (f"/01/{GTIN}/10/L1/10/L2", "path", "in that order"),
-        (f"/01/{GTIN}/99/x", "path", "22, 10, 21"),
+        (f"/01/{GTIN}/21/S/10/L1", "path", "in the order 22, 10, 21"),
+        (f"/01/{GTIN}/10/L1/10/L2", "path", "AI 10 once, not repeated"),
+        (f"/01/{GTIN}/99/x", "path", "(22, 10 or 21)"),
         (f"/01/{GTIN}/10", "path", "/AI/value pairs"),
-        (f"/01/{GTIN}/10/%FF", "path", "UTF-8"),
+        (f"/01/{GTIN}/10/%FF", "path", "escapes of ASCII characters only"),
+        (f"/01/x/01/{GTIN}/10/L1", "path", "nothing before /01/"),
+        (LOT + "?17=270300&17=270300", "query", "17 once"),
+        (LOT + "?00=123", "AI 00", "a data attribute of a GTIN"),
+        (LOT + "?17", "query", "key=value"),
         (LOT + "?17=270231", "AI 17", "day 00..28"),
         (LOT + "?17=2712", "AI 17", "YYMMDD"),
     ],

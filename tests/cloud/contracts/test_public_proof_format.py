@@ -1,4 +1,4 @@
-"""The public check's pure parts: the Digital Link path (cloud/contracts/gs1_path.py), the
+"""The public check's pure parts: the Digital Link path (cloud/contracts/digital_link.py), the
 bundle's bytes and JSON (cloud/contracts/public_proof.py) and the facts read from a lot's
 public records (cloud/contracts/public_facts.py). No ledger: a State built here."""
 
@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.contracts import gs1, gs1_path, lots, public_facts
+from cloud.api.routes.resolver_links import path_of
+from cloud.contracts import gs1, lots, public_facts
+from cloud.contracts.digital_link import parse_digital_link
 from cloud.contracts.engine import Record, State
 from cloud.contracts.public_proof import (
     LOT_RECORDS,
@@ -106,18 +108,18 @@ def test_an_own_leaf_proof_of_an_absent_record_is_refused() -> None:
         PublicProof.from_bytes(broken)
 
 
-def test_the_path_grammar() -> None:
-    got = gs1_path.parse(f"/01/{GTIN}/22/V/10/A%2FB/21/S?", {"17": "270300"}, TODAY)
+def test_the_resolver_path_is_the_digital_link_grammar() -> None:
+    got = parse_digital_link(f"/01/{GTIN}/22/V/10/A%2FB/21/S%3F?17=270300", TODAY)
     assert (got.gtin, got.cpv, got.lot, got.serial) == (GTIN, "V", "A/B", "S?")
     assert got.expiry == gs1.Gs1Date("270300", datetime.date(2027, 3, 31))
-    assert got.path() == f"/01/{GTIN}/22/V/10/A%2FB/21/S%3F"
-    assert gs1_path.parse("/01/96385074", {}, TODAY).gtin == "00000096385074"  # GTIN-8
-    assert gs1_path.parse("/01/036000291452", {}, TODAY).gtin == "00036000291452"  # GTIN-12
-    uri = gs1_path.parse_uri(f"https://id.example/r/01/{GTIN}/10/L1?17=271200&x=1", TODAY)
+    assert path_of(got) == f"/01/{GTIN}/22/V/10/A%2FB/21/S%3F"
+    assert parse_digital_link("/01/96385074", TODAY).gtin == "00000096385074"  # GTIN-8
+    assert parse_digital_link("/01/036000291452", TODAY).gtin == "00036000291452"  # GTIN-12
+    uri = parse_digital_link(f"https://id.example/r/01/{GTIN}/10/L1?17=271200&x=1", TODAY)
     assert (uri.lot, uri.expiry and uri.expiry.yymmdd) == ("L1", "271200")
     with pytest.raises(gs1.Gs1Error) as e:
-        gs1_path.parse_uri("https://id.example/02/1", TODAY)
-    assert e.value.ai == gs1_path.PATH
+        parse_digital_link("https://id.example/02/1", TODAY)
+    assert e.value.ai == "path"
 
 
 def test_facts_of_a_lot() -> None:
@@ -136,7 +138,5 @@ def test_facts_of_a_lot() -> None:
         "standing": True,
     }
     assert held["reasons"] == ["quality status quarantined"]
-    unknown = public_facts.facts(
-        public_facts.PublicRecords(None, None, None, None), TODAY, None, "S"
-    )
-    assert unknown["verdict"] == public_facts.UNKNOWN and unknown["serial"]["checked"] is False
+    unknown = public_facts.facts(public_facts.PublicRecords(None, None, None, None), TODAY)
+    assert unknown["verdict"] == public_facts.UNKNOWN and unknown["serial"] is None
