@@ -21,6 +21,8 @@ from gateway.checkpoint import Checkpoint, sign_checkpoint
 from gateway.note import Signer
 from tests.cloud.api.test_app import Cloud
 from tests.cloud.api.test_auth import cloud  # noqa: F401  (the fixture)
+from tests.cloud.api.test_packs import P, decommission
+from tests.cloud.api.test_resolver import packs_moved_and_dispensed
 from tests.cloud.api.test_traces import lots_tx
 from tests.cloud.api.test_tx import GTIN, M, admit, applied, commission, send, serve
 
@@ -201,3 +203,105 @@ async def test_two_workers_asked_at_once_serve_one_stamped_checkpoint(
         for proc, _ in workers:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+# -- packs ---------------------------------------------------------------------------------
+
+
+async def pack_bundle(app: Cloud, serial: str, lot: str = "L1") -> PublicProof:
+    url = app.url(f"/01/{GTIN}/10/{lot}/21/{serial}")
+    async with app.session.get(url, headers={"Accept": PROOF}) as r:
+        assert r.status == 200, await r.text()
+        return PublicProof.from_bytes(await r.read())
+
+
+def pack_of(serial: str, lot: str | None = "L1") -> Scanned:
+    return Scanned(GTIN, lot, serial)
+
+
+def swap(bundle: PublicProof, code: int, other: PublicProof) -> PublicProof:
+    """`bundle` with its record of type `code` taken from `other`."""
+    taken = next(r for r in other.records if r.code == code)
+    return dataclasses.replace(
+        bundle, records=tuple(taken if r.code == code else r for r in bundle.records)
+    )
+
+
+async def test_a_pack_bundle_verifies_and_each_tampering_is_refused(regulated: Cloud) -> None:
+    await packs_moved_and_dispensed(regulated)
+    key = await log_vkey(regulated)
+    active = await pack_bundle(regulated, "PK00007")
+    report = verify_public(active.to_bytes(), log_vkey=key, scanned=pack_of("PK00007"))
+    assert report.facts["serial"]["in_supply_chain"] is True
+    assert [r.code for r in active.records] == [1, 2, 3, 12, 14, 15]
+    assert active.pack is not None and active.pack.registration == 1
+    assert PublicProof.from_json(json.loads(json.dumps(active.to_json()))) == active
+    # Another serial's proof: refused as scanned, and with its serial rewritten.
+    other = await pack_bundle(regulated, "PK00008")
+    assert refused(other, key, pack_of("PK00007")).step is Step.SCAN
+    renamed = dataclasses.replace(other, serial="PK00007")
+    assert refused(renamed, key, pack_of("PK00007")).step in (
+        Step.RECORD_PROOF,
+        Step.SERIAL_INCLUSION,
+    )
+    # The serial's inclusion: another index, another size, another path.
+    assert active.pack is not None
+    for bent in (
+        dataclasses.replace(active.pack, index=(active.pack.index + 1) % active.pack.size),
+        dataclasses.replace(active.pack, size=active.pack.size - 1),
+        dataclasses.replace(active.pack, path=(bytes(32), *active.pack.path[1:])),
+    ):
+        error = refused(dataclasses.replace(active, pack=bent), key, pack_of("PK00007"))
+        assert error.step is Step.SERIAL_INCLUSION, error
+    # A wrong registration: the serial's in registration 1, not 2 (its key is another).
+    wrong = dataclasses.replace(active.pack, registration=2)
+    error = refused(dataclasses.replace(active, pack=wrong), key, pack_of("PK00007"))
+    assert error.step is Step.RECORD_PROOF and error.detail.startswith("registration")
+    # The registration or the pack record left out: the records a pack needs.
+    fewer = dataclasses.replace(active, records=active.records[:-1])
+    assert refused(fewer, key, pack_of("PK00007")).step is Step.RECORDS
+    # Dispensed: the pack record hidden (claimed absent, as the earlier bundle said).
+    await applied(regulated, decommission(P, "PK00007"))
+    dispensed = await pack_bundle(regulated, "PK00007")
+    hidden = swap(dispensed, 15, active)
+    error = refused(hidden, key, pack_of("PK00007"))
+    assert error.step is Step.RECORD_PROOF and error.detail.startswith("pack")
+    hidden = with_record(dispensed, 15, value=None)
+    assert refused(hidden, key, pack_of("PK00007")).step in (Step.SHAPE, Step.RECORD_PROOF)
+    # ... while the earlier bundle still verifies, saying what was true then.
+    again = verify_public(active.to_bytes(), log_vkey=key, scanned=pack_of("PK00007"))
+    assert again == report
+    # A moved pack answered with its parent lot's records (L1 released, C2 recalled).
+    moved = await pack_bundle(regulated, "PK00052")
+    fine = verify_public(moved.to_bytes(), log_vkey=key, scanned=pack_of("PK00052"))
+    assert fine.facts["recalled"] is True and fine.facts["serial"]["lot"] == "C2"
+    parent = await pack_bundle(regulated, "PK00009")
+    for code in (1, 2, 3, 12):
+        moved = swap(moved, code, parent)
+    error = refused(moved, key, pack_of("PK00052"))
+    assert error.step is Step.RECORD_PROOF and error.detail.startswith("lot")
+    # ... or with its pack record claimed absent too (another serial's absence proof).
+    error = refused(swap(moved, 15, parent), key, pack_of("PK00052"))
+    assert error.step is Step.RECORD_PROOF
+
+
+async def test_pharmasync_verify_public_of_a_pack(
+    regulated: Cloud, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await packs_moved_and_dispensed(regulated)
+    saved = tmp_path / "pack.bin"
+    saved.write_bytes((await pack_bundle(regulated, "PK00052")).to_bytes())
+    (tmp_path / "ledger.vkey").write_text(await log_vkey(regulated) + "\n")
+    vkey = f"@{tmp_path / 'ledger.vkey'}"
+    link = regulated.url(f"/01/{GTIN}/10/L1/21/PK00052?17=271200")
+    assert verify.main(["--public", str(saved), "--log-vkey", vkey, "--link", link]) == 0
+    out = capsys.readouterr().out
+    assert "✓ verified" in out and "serial PK00052" in out and "as of 20" in out
+    assert "registered in lot L1" in out and "in the supply chain (active)" in out
+    assert "now in lot C2" in out and "recall: class II" in out
+    args = ["--public", str(saved), "--log-vkey", vkey, "--gtin", GTIN, "--serial", "PK00053"]
+    assert verify.main(args) == 3  # another serial's bundle
+    assert "✗ scanned identifiers" in capsys.readouterr().out
+    assert verify.main([*args[:6], "--serial", "PK00052", "--json"]) == 0  # no lot: its own
+    report = json.loads(capsys.readouterr().out)
+    assert report["facts"]["serial"]["lot"] == "C2"
