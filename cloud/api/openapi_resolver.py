@@ -59,12 +59,31 @@ QUERY = [
         "`gs1:recallStatus`, ...): a 307 to that link, or to the default link if none",
     },
 ]
+PACK = {
+    "type": "object",
+    "description": "A pack's public facts (cloud/contracts/public_pack.py): registered by the"
+    " manufacturer or not (suspect), its status (active: in the supply chain; else"
+    " decommissioned: dispensed, destroyed, ...), its registered lot and the lot it is in now",
+    "required": ["value", "checked", "registered"],
+    "properties": {
+        "value": {"type": "string"},
+        "checked": {"type": "boolean"},
+        "registered": {"type": "boolean"},
+        "registered_lot": {"type": "string"},
+        "registration": {"type": "integer", "minimum": 1},
+        "registered_since": {"type": "integer"},
+        "status": {"type": "string"},
+        "in_supply_chain": {"type": "boolean"},
+        "lot": {"type": "string"},
+        "moved": {"type": "boolean"},
+    },
+}
 FACTS = {
     "type": "object",
     "required": ["authentic", "verdict", "reasons", "serial"],
     "properties": {
         "authentic": {"type": "boolean"},
-        "verdict": {"enum": ["dispensable", "do not dispense", "unknown"]},
+        "verdict": {"enum": ["dispensable", "do not dispense", "unknown", "suspect"]},
         "reasons": {"type": "array", "items": {"type": "string"}},
         "expiry": {"type": "string"},
         "expired": {"type": "boolean"},
@@ -72,7 +91,7 @@ FACTS = {
         "quality": {"type": ["object", "null"]},
         "recall": {"type": ["object", "null"]},
         "coldchain": {"type": "object"},
-        "serial": {"type": ["object", "null"]},
+        "serial": {"oneOf": [{"type": "null"}, PACK]},
     },
 }
 CHECK = {
@@ -81,7 +100,7 @@ CHECK = {
     "'Public check proof'); for a GTIN alone, `checked: false` and why",
     "properties": {
         "gtin": {"type": "string", "pattern": "^[0-9]{14}$"},
-        "lot": {"type": "string"},
+        "lot": {"type": ["string", "null"]},
         "serial": {"type": ["string", "null"]},
         "facts": FACTS,
         "as_of": {"type": ["integer", "null"]},
@@ -117,7 +136,10 @@ def _operation(summary: str, parameters: list[dict[str, Any]]) -> dict[str, Any]
                 },
                 "307": {"description": "To the link of the `linkType` asked for"},
                 "400": _problem("A malformed link; `reason` names the AI (`AI 01`, ...) or `path`"),
-                "404": _problem("No proof to give: no lot in the link, or no state root yet"),
+                "404": _problem(
+                    "No proof to give: no lot in the link, an unregistered serial without its"
+                    " lot, or no state root yet"
+                ),
                 "406": _problem("No offered media type meets Accept"),
             },
         }
@@ -158,8 +180,12 @@ def resolver_paths() -> dict[str, Any]:
         "/01/{gtin}": _operation("A GTIN (its lots are checked one by one)", [GTIN]),
         "/01/{gtin}/10/{lot}": _operation("A lot's public check", [GTIN, LOT]),
         "/01/{gtin}/10/{lot}/21/{serial}": _operation(
-            "A pack's public check (its lot's facts; the serial is not checked yet)",
+            "A pack's public check: its registration, status and the lot it is in now",
             [GTIN, LOT, SERIAL],
+        ),
+        "/01/{gtin}/21/{serial}": _operation(
+            "A pack's public check without its lot (read from its registration)",
+            [GTIN, SERIAL],
         ),
         "/01/{gtin}/22/{cpv}/10/{lot}": _operation("A lot of a product variant", [GTIN, CPV, LOT]),
         "/01/{gtin}/22/{cpv}/10/{lot}/21/{serial}": _operation(

@@ -6,9 +6,11 @@ standard; RFC 9264 linksets): each link type (a GS1 Web Vocabulary term) to our 
     gs1:recallStatus            GET /v1/lots/{gtin}/{lot}: the recall record, proven
     gs1:certificationInfo       GET /v1/certificates?subject={gtin}/{lot}: the lot's certificates
     gs1:traceability            GET /v1/lots/{gtin}/{lot}/history: what the public sees of it
+    gs1:epcis                   GET /v1/lots/{gtin}/{lot}/epcis: its EPCIS 2.0 document
+                                (JSON-LD), as the read policy shows it to the bearer
 
-(gs1:epcis joins them when the EPCIS query route is on the ledger.) A lot-less path (a GTIN
-alone) lists the first two only. `linkset` is the application/linkset+json document of
+A pack's path lists the same for the lot on its label. A lot-less path (a GTIN alone) lists
+the first two only. `linkset` is the application/linkset+json document of
 `?linkType=all` (GS1 Digital Link 1.1) or `?linkType=linkset` (GS1-Conformant Resolver);
 `find` the link a `?linkType=` names, for the resolver's redirect.
 """
@@ -24,6 +26,7 @@ from cloud.contracts.digital_link import DigitalLink
 VOCABULARY: Final = "https://gs1.org/voc/"
 LINKSET: Final = "application/linkset+json"
 PROOF_TYPE: Final = "application/vnd.pharmasync.public-proof"  # the bundle's bytes
+EPCIS_TYPE: Final = "application/ld+json"  # an EPCISDocument (EPCIS 2.0 JSON-LD binding)
 ALL: Final = "all"  # GS1 Digital Link 1.1's value for the linkset
 LINKSET_TYPES: Final = (ALL, "linkset")  # and the GS1-Conformant Resolver standard's
 REF_VOCABULARY: Final = "https://ref.gs1.org/voc/"  # the vocabulary's other published root
@@ -70,6 +73,7 @@ def links(base: str, scanned: DigitalLink) -> list[Link]:
             "Certificates of this lot",
         ),
         Link("traceability", f"{base}/v1/lots/{lot}/history", "application/json", "History"),
+        Link("epcis", f"{base}/v1/lots/{lot}/epcis", EPCIS_TYPE, "EPCIS 2.0 events of this lot"),
     ]
 
 

@@ -251,6 +251,9 @@ async def test_linktype_all_answers_the_linkset(cloud: Cloud) -> None:  # noqa: 
     rels = set(linkset[0]) - {"anchor"}
     for rel in ("defaultLink", "pip", "verificationService", "recallStatus", "certificationInfo"):
         assert f"https://gs1.org/voc/{rel}" in rels, rel
+    (epcis,) = linkset[0]["https://gs1.org/voc/epcis"]
+    assert epcis["href"].endswith(f"/v1/lots/{GTIN}/L1/epcis")
+    assert epcis["type"] == "application/ld+json"
     for targets in (linkset[0][r] for r in rels):
         for target in targets:
             assert {"href", "type", "title"} <= set(target)
@@ -274,6 +277,12 @@ async def test_a_link_type_redirects_to_its_link_or_the_default(cloud: Cloud) ->
     full = "https://ref.gs1.org/voc/certificationInfo"
     s, h, _ = await fetch(cloud, LOT + "?linkType=" + full, allow_redirects=False)
     assert s == 307 and "/v1/certificates?subject=" in h["Location"]
+    s, h, body = await fetch(cloud, LOT + "?linkType=gs1:epcis")  # followed: the document
+    assert s == 200 and h["Content-Type"].startswith("application/ld+json")
+    assert json.loads(body)["type"] == "EPCISDocument"
+    pack = f"/01/{GTIN}/10/L1/21/PK1?linkType=gs1:epcis"
+    s, h, _ = await fetch(cloud, pack, allow_redirects=False)  # a pack's: its label lot's
+    assert s == 307 and h["Location"].endswith(f"/v1/lots/{GTIN}/L1/epcis")
     s, h, _ = await fetch(cloud, LOT + "?linkType=gs1:epil", allow_redirects=False)
     assert s == 307 and h["Location"].endswith(LOT)  # none of that type: the default link
 
