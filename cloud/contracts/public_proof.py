@@ -21,15 +21,19 @@ import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from cloud.contracts import gs1, lots, pack_facts, stateroot
+from cloud.contracts import public_multiproof as multiproof
 from cloud.contracts.engine import RecordType
 from cloud.contracts.statetree_hash import record_key, value_hash
 from cloud.contracts.statetree_proof import Proof, proof_from_bytes, proof_from_json
 from gateway.merkle_verify import ProofError
 
-VERSION: Final = 1
+VERSION: Final = 2  # of the bytes written (1 is still read: bundles saved before)
+VERSIONS: Final = (1, 2)
+JSON_VERSION: Final = 1
+CONTRACT: Final = "lots"  # every record a bundle carries is the lots contract's (version 2)
 FLAG_SERIAL: Final = 0x01
 FLAG_PACK: Final = 0x02  # a pack part follows the serial: the serial is registered
 MAX_BUNDLE: Final = 64 * 1024  # a bundle is a few KB; anything larger is refused unread
@@ -211,16 +215,21 @@ class PublicProof:
 
     # -- bytes ---------------------------------------------------------------------------
 
-    def to_bytes(self) -> bytes:
-        """Return the bundle's compact bytes (docs/protocol.md, "Public check proof")."""
+    def to_bytes(self, version: int = VERSION) -> bytes:
+        """Return the bundle's compact bytes (docs/protocol.md, "Public check proof"):
+        version 2 (the proofs share their top siblings, public_multiproof.py) unless 1 is
+        asked for (a lot's bundle as the first resolver wrote it)."""
+        if version not in VERSIONS or (version == 1 and self.pack is not None):
+            raise PublicProofFormatError(f"version {version}, want 2 (or 1 without a pack)")
         flags = (FLAG_SERIAL if self.serial is not None else 0) | (FLAG_PACK if self.pack else 0)
-        out = bytearray((VERSION, flags))
+        out = bytearray((version, flags))
         out += self.gtin.encode()
         out += _short(self.lot.encode())
         if self.serial is not None:
             out += _short(self.serial.encode())
-        if self.pack is not None:
-            out += _short(self.pack.registered_lot.encode())
+        if self.pack is not None:  # registered lot: length 0 when it is the bundle's lot
+            registered = self.pack.registered_lot
+            out += b"\x00" if registered == self.lot else _short(registered.encode())
             out += struct.pack(">III", self.pack.registration, self.pack.index, self.pack.size)
             out += bytes((len(self.pack.path),)) + b"".join(self.pack.path)
         keys = self.keys()
@@ -229,12 +238,20 @@ class PublicProof:
         note = self.checkpoint.encode()
         out += struct.pack(">H", len(note)) + note
         out += bytes((len(self.records),))
-        for r in self.records:
-            out += _short(r.contract.encode()) + bytes((r.code,))
+        if version == 1:
+            for r in self.records:
+                out += _short(r.contract.encode()) + bytes((r.code,))
+                value = r.value or b""
+                out += struct.pack(">H", len(value)) + value
+                proof = _compact(r, r.key(keys))
+                out += struct.pack(">H", len(proof)) + proof
+            return bytes(out)
+        key_list = [r.key(keys) for r in self.records]
+        values = [r.value for r in self.records]
+        proofs = multiproof.write(key_list, values, [r.proof for r in self.records])
+        for r, proof in zip(self.records, proofs, strict=True):
             value = r.value or b""
-            out += struct.pack(">H", len(value)) + value
-            proof = _compact(r, r.key(keys))
-            out += struct.pack(">H", len(proof)) + proof
+            out += bytes((r.code,)) + struct.pack(">H", len(value)) + value + proof
         return bytes(out)
 
     @classmethod
@@ -244,16 +261,16 @@ class PublicProof:
             raise PublicProofFormatError(f"bundle of {len(data)} bytes, want at most {MAX_BUNDLE}")
         r = _Reader(data)
         version, flags = r.take(1)[0], r.take(1)[0]
-        if version != VERSION:
-            raise PublicProofFormatError(f"bundle version {version}, want {VERSION}")
-        if flags not in (0, FLAG_SERIAL, FLAG_SERIAL | FLAG_PACK):
+        if version not in VERSIONS:
+            raise PublicProofFormatError(f"bundle version {version}, want 1 or 2")
+        if flags not in ((0, FLAG_SERIAL) if version == 1 else (0, FLAG_SERIAL, 3)):
             raise PublicProofFormatError(f"flags 0x{flags:02x}, want 0x00, 0x01 or 0x03")
         gtin = r.text(14, "gtin")
         lot = r.text(r.take(1)[0], "lot")
         serial = r.text(r.take(1)[0], "serial") if flags & FLAG_SERIAL else None
         pack = None
         if flags & FLAG_PACK:
-            registered = r.text(r.take(1)[0], "registered lot")
+            registered = r.text(r.take(1)[0], "registered lot") or lot
             n, at, size = struct.unpack(">III", r.take(12))
             path = tuple(r.take(32) for _ in range(r.take(1)[0]))
             pack = PackPart(registered, n, at, size, path)
@@ -261,21 +278,32 @@ class PublicProof:
         entry = r.take(stateroot.SIZE)
         inclusion = tuple(r.take(32) for _ in range(r.take(1)[0]))
         note = r.text(struct.unpack(">H", r.take(2))[0], "checkpoint")
-        parsed = []
+        parsed: list[tuple[ProvenRecord, Any]] = []
         for _ in range(r.take(1)[0]):
-            contract = r.text(r.take(1)[0], "contract")
+            contract = CONTRACT if version == 2 else r.text(r.take(1)[0], "contract")
             code = r.take(1)[0]
             value = r.take(struct.unpack(">H", r.take(2))[0]) or None
-            raw = r.take(struct.unpack(">H", r.take(2))[0])
+            if version == 1:
+                raw: Any = r.take(struct.unpack(">H", r.take(2))[0])
+            else:
+                raw = multiproof.read(r.take, _fail)
             parsed.append((ProvenRecord(contract, code, value, _NO_PROOF), raw))
         if r.offset != len(data):
             raise PublicProofFormatError(f"{len(data) - r.offset} bytes after the last record")
         current = current_lot(lot, pack, [(p.contract, p.code, p.value) for p, _ in parsed])
         registration = None if pack is None else (pack.registered_lot, pack.registration)
         keys = Keys(gtin, current, serial, registration)
+        key_list = [p.key(keys) for p, _ in parsed]
+        if version == 1:
+            proofs = [
+                _expand(raw, k, p.value) for (p, raw), k in zip(parsed, key_list, strict=True)
+            ]
+        else:
+            values = [p.value for p, _ in parsed]
+            proofs = multiproof.expand([raw for _, raw in parsed], key_list, values, _fail)
         records = tuple(
-            ProvenRecord(p.contract, p.code, p.value, _expand(raw, p.key(keys), p.value))
-            for p, raw in parsed
+            ProvenRecord(p.contract, p.code, p.value, proof)
+            for (p, _), proof in zip(parsed, proofs, strict=True)
         )
         return cls(gtin, lot, serial, index, entry, inclusion, note, records, pack)
 
@@ -285,7 +313,7 @@ class PublicProof:
         """Return the bundle as JSON: the same fields, bytes in lowercase hex, each record's
         value as its canonical JSON text (the exact bytes the tree hashes)."""
         return {
-            "version": VERSION,
+            "version": JSON_VERSION,
             "gtin": self.gtin,
             "lot": self.lot,
             "serial": self.serial,
@@ -316,8 +344,8 @@ class PublicProof:
         if not isinstance(value, dict) or set(value) != fields:
             got = sorted(value) if isinstance(value, dict) else type(value).__name__
             raise PublicProofFormatError(f"bundle fields {got}, want {sorted(fields)}")
-        if value["version"] != VERSION or type(value["version"]) is not int:
-            raise PublicProofFormatError(f"version {value['version']!r}, want {VERSION}")
+        if value["version"] != JSON_VERSION or type(value["version"]) is not int:
+            raise PublicProofFormatError(f"version {value['version']!r}, want {JSON_VERSION}")
         records = value["records"]
         if not isinstance(records, list) or len(records) > MAX_RECORDS:
             raise PublicProofFormatError(f"records: want a list of at most {MAX_RECORDS}")
@@ -369,6 +397,10 @@ def _expand(data: bytes, key: bytes, value: bytes | None) -> Proof:
             raise PublicProofFormatError("a proof of its own leaf for an absent record")
         data = bytes((data[0], 1)) + key + value_hash(value) + data[2:]
     return proof_from_bytes(data)
+
+
+def _fail(message: str) -> NoReturn:
+    raise PublicProofFormatError(message)
 
 
 def _short(data: bytes) -> bytes:

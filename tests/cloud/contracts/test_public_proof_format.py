@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from cloud.api.routes.resolver_links import path_of
 from cloud.contracts import gs1, lots, public_facts
+from cloud.contracts import public_multiproof as multiproof
 from cloud.contracts.digital_link import parse_digital_link
 from cloud.contracts.engine import Record, State
 from cloud.contracts.public_proof import (
@@ -64,15 +65,36 @@ def test_bytes_and_json_round_trip_and_leave_out_own_leaves() -> None:
     for serial in (None, "SN/01"):
         b = bundle(serial)
         data = b.to_bytes()
-        assert data[0] == 1 and data[1] == (0 if serial is None else 1)
+        assert data[0] == 2 and data[1] == (0 if serial is None else 1)
         assert PublicProof.from_bytes(data) == b
         assert PublicProof.from_json(json.loads(json.dumps(b.to_json()))) == b
+        # version 1, as the first resolver wrote it, is still read (bundles saved then)
+        old = b.to_bytes(version=1)
+        assert old[0] == 1 and PublicProof.from_bytes(old) == b
     whole = sum(len(r.proof.to_bytes()) for r in b.records)
     compact = len(b.to_bytes()) - len(bundle().to_bytes())  # only the serial differs
     assert compact == 1 + len("SN/01")
     # two present records (lot, quality): 64 bytes each left out of the proofs' bytes
-    data = bundle().to_bytes()
+    data = bundle().to_bytes(version=1)
     assert data.count(bytes((1, OWN_LEAF))) >= 2 and whole > 128
+    # version 2 also leaves out the top siblings the records' paths share
+    assert len(bundle().to_bytes()) < len(data) - 4 * 4  # and 5 bytes of framing each
+
+
+def test_version_2_shares_exactly_the_siblings_the_keys_derive() -> None:
+    b = bundle()
+    keys = [r.key(b.keys()) for r in b.records]
+    depths = [r.proof.depth for r in b.records]
+    shared = [multiproof.shared_with(keys, depths, j)[1] for j in range(len(keys))]
+    assert shared[0] == 0 and sum(shared) > 0
+    data = bytearray(b.to_bytes())
+    # the written s of the last record: one more than derived is refused, not trusted
+    tail = multiproof.write(keys, [r.value for r in b.records], [r.proof for r in b.records])
+    at = len(data) - len(tail[-1]) + (65 if tail[-1][0] == 1 else 1) + 2
+    assert data[at] == shared[-1]
+    data[at] += 1
+    with pytest.raises((PublicProofFormatError, ProofError)):
+        PublicProof.from_bytes(bytes(data))
 
 
 def test_every_cut_or_extended_bundle_is_a_format_error() -> None:
@@ -100,12 +122,13 @@ def test_an_own_leaf_proof_of_an_absent_record_is_refused() -> None:
     b = bundle()
     # The lot record alone, then its value cut out: its compact proof claims a leaf whose
     # value is gone.
-    lot = dataclasses.replace(b, records=(b.records[0],)).to_bytes()
-    value_at = lot.index(b'{"expiry"')
-    length = int.from_bytes(lot[value_at - 2 : value_at], "big")
-    broken = lot[: value_at - 2] + b"\x00\x00" + lot[value_at + length :]
-    with pytest.raises(PublicProofFormatError, match="own leaf for an absent record"):
-        PublicProof.from_bytes(broken)
+    for version in (1, 2):
+        lot = dataclasses.replace(b, records=(b.records[0],)).to_bytes(version)
+        value_at = lot.index(b'{"expiry"')
+        length = int.from_bytes(lot[value_at - 2 : value_at], "big")
+        broken = lot[: value_at - 2] + b"\x00\x00" + lot[value_at + length :]
+        with pytest.raises(PublicProofFormatError, match="own leaf for an absent record"):
+            PublicProof.from_bytes(broken)
 
 
 def test_the_resolver_path_is_the_digital_link_grammar() -> None:
