@@ -9,11 +9,13 @@ absent), its root in a 0x04 entry that is the last of a log of --log-size entrie
 inclusion proof's hashes drawn at random and the log's root computed from them, so the
 proof is real for that root), a checkpoint of exactly that size signed by a fresh log key
 and stamped with its own cosignature: the bundle the resolver serves
-(cloud/contracts/public_proof.py). Prints its size in bytes (target <= 4 KB for a pack's
-bundle: these four records plus, once packs exist, two serial proofs, projected here as two
-more state proofs of the same depth) and the offline check's time (cloud/audit/
-public_check.verify_public: every signature, proof and key recomputed; target <= 20 ms),
-best and median of --repeat runs.
+(cloud/contracts/public_proof.py, bytes version 2: the proofs share their top siblings).
+Then the same for a pack of that lot: its registration (one of 100,000 serials: the
+serial's RFC 6962 path in the registration's root) and its pack record, absent (active in
+its lot) and present (dispensed). Prints each bundle's size in bytes (target <= 4 KB for a
+pack's) and the offline check's time (cloud/audit/public_check.verify_public: every
+signature, proof and key recomputed, the serial's inclusion too; target <= 20 ms), best and
+median of --repeat runs.
 
 Part "resolver": `pharmasync cloud serve` (SQLite, then PostgreSQL in a throwaway
 database) with the regulator admitting a manufacturer who commissions --lots lots; then GET
@@ -46,17 +48,26 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 
 from cloud.audit.public_check import Scanned, verify_public  # noqa: E402
-from cloud.contracts import lots, stateroot  # noqa: E402
+from cloud.contracts import lots, pack_facts, public_multiproof, stateroot  # noqa: E402
 from cloud.contracts.engine import Record, State  # noqa: E402
-from cloud.contracts.public_proof import LOT_RECORDS, PublicProof, proven  # noqa: E402
+from cloud.contracts.public_proof import (  # noqa: E402
+    LOT_RECORDS,
+    PACK_RECORDS,
+    PackPart,
+    PublicProof,
+    proven,
+)
+from cloud.contracts.statetree_hash import EMPTY  # noqa: E402
 from cloud.witness.client import add_cosignatures  # noqa: E402
-from gateway import rfc6962  # noqa: E402
+from gateway import merkle, rfc6962  # noqa: E402
 from gateway.checkpoint import Checkpoint, CosignatureSigner, sign_checkpoint  # noqa: E402
 from gateway.jcs import canonicalize  # noqa: E402
 from gateway.merkle_verify import inclusion_proof_size, root_from_inclusion_proof  # noqa: E402
 from gateway.note import Signer  # noqa: E402
 
 GTIN = "09506000134352"
+SERIALS = 100_000  # in the pack's registration (the contract's most per transaction)
+SERIAL = "PK0042424"
 SIZE_TARGET = 4096  # bytes, a pack's bundle
 CHECK_TARGET_MS = 20.0
 
@@ -73,21 +84,42 @@ def lot_records() -> dict[str, dict[str, Any]]:
     return {"lot": lot, "quality": quality | {"since": 1_764_979_200_000}}
 
 
-def build_state(records: int, rnd: random.Random) -> State:
-    """A State holding `records` records: the lot's public records and random fillers."""
+def registration() -> tuple[dict[str, Any], PackPart]:
+    """The registration record of SERIALS serials of B0001 and SERIAL's part of a bundle."""
+    serials = sorted(f"PK{i:07d}" for i in range(SERIALS))
+    leaves = [s.encode() for s in serials]
+    at = serials.index(SERIAL)
+    root = merkle.root(leaves)
+    record = {"count": SERIALS, "root": root.hex(), "since": 1_764_979_200_000}
+    return record, PackPart("B0001", 1, at, SERIALS, tuple(merkle.inclusion_proof(leaves, at)))
+
+
+def build_state(records: int, rnd: random.Random, dispensed: bool = False) -> State:
+    """A State holding `records` records: the lot's public records, its registration (and
+    SERIAL's pack record if `dispensed`) and random fillers."""
     state = State()
-    for name, value in lot_records().items():
-        rtype = lots.LOT if name == "lot" else lots.QUALITY
-        record = Record(rtype, (GTIN, "B0001"), canonicalize(value), None)
+    values = [(lots.LOT, (GTIN, "B0001"), lot_records()["lot"])]
+    values.append((lots.QUALITY, (GTIN, "B0001"), lot_records()["quality"]))
+    values.append((pack_facts.REGISTRATION, (GTIN, "B0001", "1"), registration()[0]))
+    if dispensed:
+        values.append((pack_facts.PACK, (GTIN, SERIAL), {"lot": "B0001", "status": "dispensed"}))
+    for rtype, fields, value in values:
+        record = Record(rtype, fields, canonicalize(value), None)
         state.records[record.key] = record
-    fillers = {rnd.randbytes(32): rnd.randbytes(32) for _ in range(records - 2)}
+    fillers = {rnd.randbytes(32): rnd.randbytes(32) for _ in range(records - len(values))}
     state.tree.update({**fillers, **{k: r.leaf for k, r in state.records.items()}})
     return state
 
 
-def bundle_for(state: State, log_size: int, rnd: random.Random) -> tuple[PublicProof, str]:
-    """The lot's bundle against `state`'s root in the last entry of a log of `log_size`."""
+def bundle_for(
+    state: State, log_size: int, rnd: random.Random, pack: PackPart | None = None
+) -> tuple[PublicProof, str]:
+    """The lot's bundle (a pack's, with `pack`: SERIAL's) against `state`'s root in the last
+    entry of a log of `log_size`."""
     proofs = [(rtype, *state.prove(rtype, GTIN, "B0001")) for rtype in LOT_RECORDS]
+    if pack is not None:
+        proofs.append((PACK_RECORDS[0], *state.prove(PACK_RECORDS[0], GTIN, "B0001", "1")))
+        proofs.append((PACK_RECORDS[1], *state.prove(PACK_RECORDS[1], GTIN, SERIAL)))
     root = state.root
     entry = stateroot.StateRoot(state.count, log_size - 2, root).encode()
     index = log_size - 1
@@ -100,12 +132,13 @@ def bundle_for(state: State, log_size: int, rnd: random.Random) -> tuple[PublicP
     bundle = PublicProof(
         GTIN,
         "B0001",
-        None,
+        None if pack is None else SERIAL,
         index,
         entry,
         tuple(inclusion),
         add_cosignatures(note, [stamp]),
         tuple(proven(rtype, value, proof) for rtype, value, proof in proofs),
+        pack,
     )
     return bundle, log.verifier().to_vkey()
 
@@ -128,33 +161,75 @@ def part_proof(sizes: list[int], log_size: int, repeat: int) -> dict[str, Any]:
             times.append((time.perf_counter() - started) * 1000)
         assert report.facts["authentic"] and report.facts["verdict"] == "dispensable"
         state_proofs = [len(r.proof.to_bytes()) for r in bundle.records]
-        # Two serial proofs later, each about as deep as the deepest here (same tree), of a
-        # present record (its own leaf left out: -64 B), framed (contract "packs", type,
-        # lengths: 11 B) with a value of about 60 B of canonical JSON (a serial's status).
-        projected = len(data) + 2 * (max(state_proofs) - 64 + 11 + 60)
         figures = {
             "bundle_bytes": len(data),
+            "bundle_v1_bytes": len(bundle.to_bytes(version=1)),
             "bundle_json_bytes": len(json.dumps(bundle.to_json())),
-            "state_proof_bytes": state_proofs,
+            "state_proof_bytes_whole": state_proofs,
             "inclusion_hashes": len(bundle.inclusion),
             "checkpoint_bytes": len(bundle.checkpoint.encode()),
-            "pack_bundle_bytes_projected": projected,
             "check_ms_best": round(min(times), 3),
             "check_ms_median": round(statistics.median(times), 3),
             "tree_build_s": round(built, 1),
         }
-        ok = projected <= SIZE_TARGET and min(times) <= CHECK_TARGET_MS
         print(
-            f"proof, {size:,} records, log of {log_size:,}: bundle {len(data):,} B "
-            f"(JSON {figures['bundle_json_bytes']:,} B; state proofs {state_proofs} B, "
-            f"{len(bundle.inclusion)} log hashes, checkpoint {figures['checkpoint_bytes']} B); "
-            f"a pack's with 2 serial proofs ~{projected:,} B (target <= {SIZE_TARGET}); "
+            f"proof, {size:,} records, log of {log_size:,}: lot bundle {len(data):,} B "
+            f"(version 1: {figures['bundle_v1_bytes']:,} B; JSON {figures['bundle_json_bytes']:,}"
+            f" B; whole state proofs {state_proofs} B, {len(bundle.inclusion)} log hashes, "
+            f"checkpoint {figures['checkpoint_bytes']} B); offline check best "
+            f"{min(times):.2f} ms, median {statistics.median(times):.2f} ms",
+            flush=True,
+        )
+        figures["pack"] = pack_figures(size, log_size, repeat, rnd)
+        out[str(size)] = figures
+    return out
+
+
+def pack_figures(size: int, log_size: int, repeat: int, rnd: random.Random) -> dict[str, Any]:
+    """A pack's bundle (SERIAL of SERIALS registered) at `size` records, its pack record
+    absent (active) and present (dispensed): bytes and offline check time."""
+    _, part = registration()
+    out: dict[str, Any] = {}
+    for dispensed in (False, True):
+        bundle, vkey = bundle_for(build_state(size, rnd, dispensed), log_size, rnd, part)
+        data = bundle.to_bytes()
+        scanned = Scanned(GTIN, "B0001", SERIAL)
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            report = verify_public(data, log_vkey=vkey, scanned=scanned)
+            times.append((time.perf_counter() - started) * 1000)
+        assert report.facts["serial"]["in_supply_chain"] is not dispensed
+        name = "dispensed" if dispensed else "active"
+        ok = len(data) <= SIZE_TARGET and min(times) <= CHECK_TARGET_MS
+        out[name] = {
+            "bundle_bytes": len(data),
+            "shared_hashes": shared_hashes(bundle),
+            "serial_path_hashes": len(part.path),
+            "check_ms_best": round(min(times), 3),
+            "check_ms_median": round(statistics.median(times), 3),
+        }
+        print(
+            f"  pack ({name}), {size:,} records: bundle {len(data):,} B (target <= "
+            f"{SIZE_TARGET}; {out[name]['shared_hashes']} sibling hashes shared, "
+            f"{32 * out[name]['shared_hashes']:,} B saved; serial path {len(part.path)} hashes); "
             f"offline check best {min(times):.2f} ms, median {statistics.median(times):.2f} ms "
             f"(target <= {CHECK_TARGET_MS:g}) {'ok' if ok else 'MISSED'}",
             flush=True,
         )
-        out[str(size)] = figures
     return out
+
+
+def shared_hashes(bundle: PublicProof) -> int:
+    """How many non-empty sibling hashes version 2 left out of `bundle` because an earlier
+    record's proof holds them (public_multiproof.shared_with)."""
+    keys = [r.key(bundle.keys()) for r in bundle.records]
+    depths = [r.proof.depth for r in bundle.records]
+    total = 0
+    for j, r in enumerate(bundle.records):
+        _, s, parts = public_multiproof.shared_with(keys, depths, j)
+        total += sum(1 for h in r.proof.siblings[: s + parts] if h != EMPTY)
+    return total
 
 
 async def resolver_p99(url: str, pid: int, lots_made: int, samples: int) -> dict[str, Any]:

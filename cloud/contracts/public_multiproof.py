@@ -9,17 +9,21 @@ already holds.
   depths 0 .. p - 1 are the same hashes. Record j takes its first `s` siblings from the
   earlier record i with the largest s = min(common prefix bits of the two keys, depth of
   i's proof, depth of j's proof) (the first such i on a tie; s ≤ 255), and writes only the
-  rest. The verifier derives s itself from the keys and depths, and refuses a written s that
-  differs (one encoding per bundle), then checks every rebuilt proof against the state root
-  as if it had come whole: a wrong shared sibling only leads to another root.
+  rest. When both paths go on below the depth s where they part (s is their common prefix
+  and both proofs are deeper), j's sibling at depth s is the node at depth s + 1 on i's
+  path, which the verifier hashes up from i's proof: it is left out too. The verifier
+  derives what was left out itself from the keys and depths, and refuses a written count
+  that differs (one encoding per bundle), then checks every rebuilt proof against the state
+  root as if it had come whole: a wrong shared sibling only leads to another root.
 
 Per record (after its value):
 
     u8  end: 0 = an empty slot, 1 = another key's leaf, 2 = its own leaf (left out)
     [32 leaf key ‖ 32 leaf value hash]      only when end = 1
-    u16 depth (0..256)        u8 s: leading siblings taken from an earlier record
-    ceil((depth - s) / 8) bytes bitmap: bit k (most significant first) set iff the sibling
-        at depth s + k is not EMPTY; spare low bits zero
+    u16 depth (0..256)        u8 m: leading siblings left out (s, or s + 1 with the node
+                              where the paths part)
+    ceil((depth - m) / 8) bytes bitmap: bit k (most significant first) set iff the sibling
+        at depth m + k is not EMPTY; spare low bits zero
     32 bytes per set bit
 
 Pure; errors are PublicProofFormatError (the caller's), raised through `fail`.
@@ -32,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, NoReturn
 
-from cloud.contracts.statetree_hash import EMPTY, value_hash
+from cloud.contracts.statetree_hash import EMPTY, bit, leaf_hash, node_hash, value_hash
 from cloud.contracts.statetree_proof import Proof, ProofLeaf, common_prefix_bits
 
 END_EMPTY: Final = 0
@@ -54,15 +58,28 @@ class RawProof:
     rest: tuple[bytes, ...]
 
 
-def shared_with(keys: Sequence[bytes], depths: Sequence[int], j: int) -> tuple[int, int]:
-    """(i, s): the earlier record whose top siblings record j takes, and how many; (-1, 0)
-    for the first record or when none is shared."""
-    best, source = 0, -1
+def shared_with(keys: Sequence[bytes], depths: Sequence[int], j: int) -> tuple[int, int, bool]:
+    """(i, s, parts): the earlier record whose top siblings record j takes, how many, and
+    whether j's sibling at depth s is the node where their paths part (hashed from i's
+    proof); (-1, 0, False) for the first record."""
+    best, source, parts = 0, -1, False
     for i in range(j):
-        s = min(common_prefix_bits(keys[i], keys[j]), depths[i], depths[j], MAX_SHARED)
-        if s > best:
-            best, source = s, i
-    return source, best
+        common = common_prefix_bits(keys[i], keys[j])
+        s = min(common, depths[i], depths[j], MAX_SHARED)
+        split = s == common and s < min(depths[i], depths[j], MAX_SHARED)
+        if (s, split) > (best, parts):
+            best, source, parts = s, i, split
+    return source, best, parts
+
+
+def node_at(key: bytes, proof: Proof, depth: int) -> bytes:
+    """The node at `depth` on `key`'s path, hashed up from the end of `proof`."""
+    leaf = proof.leaf
+    current = EMPTY if leaf is None else leaf_hash(leaf.key, leaf.value_digest)
+    for d in range(proof.depth - 1, depth - 1, -1):
+        sibling = proof.siblings[d]
+        current = node_hash(sibling, current) if bit(key, d) else node_hash(current, sibling)
+    return current
 
 
 def write(
@@ -79,14 +96,15 @@ def write(
             head = bytes((END_OWN_LEAF,))
         else:
             head = bytes((END_OTHER_LEAF,)) + leaf.key + leaf.value_digest
-        _, s = shared_with(keys, depths, j)
-        rest = proof.siblings[s:]
+        _, s, parts = shared_with(keys, depths, j)
+        left_out = s + parts
+        rest = proof.siblings[left_out:]
         bitmap = bytearray((len(rest) + 7) // 8)
         for k, sibling in enumerate(rest):
             if sibling != EMPTY:
                 bitmap[k >> 3] |= 0x80 >> (k & 7)
         body = b"".join(h for h in rest if h != EMPTY)
-        out.append(head + struct.pack(">HB", proof.depth, s) + bytes(bitmap) + body)
+        out.append(head + struct.pack(">HB", proof.depth, left_out) + bytes(bitmap) + body)
     return out
 
 
@@ -119,10 +137,13 @@ def expand(
     depths = [r.depth for r in raws]
     proofs: list[Proof] = []
     for j, raw in enumerate(raws):
-        source, s = shared_with(keys, depths, j)
-        if raw.shared != s:
-            fail(f"record {j} shares {raw.shared} siblings, want {s} (derived from the keys)")
+        source, s, parts = shared_with(keys, depths, j)
+        if raw.shared != s + parts:
+            want = s + parts
+            fail(f"record {j} leaves out {raw.shared} siblings, want {want} (from the keys)")
         top = proofs[source].siblings[:s] if s else ()
+        if parts:
+            top = (*top, node_at(keys[source], proofs[source], s + 1))
         leaf = None
         if raw.end == END_OTHER_LEAF:
             leaf = ProofLeaf(raw.leaf[:32], raw.leaf[32:])
@@ -135,4 +156,4 @@ def expand(
     return proofs
 
 
-__all__ = ["RawProof", "expand", "read", "shared_with", "write"]
+__all__ = ["RawProof", "expand", "node_at", "read", "shared_with", "write"]

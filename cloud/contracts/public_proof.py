@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
-from cloud.contracts import gs1, lots, pack_facts, stateroot
+from cloud.contracts import gs1, lots, pack_facts, public_note, stateroot
 from cloud.contracts import public_multiproof as multiproof
 from cloud.contracts.engine import RecordType
 from cloud.contracts.statetree_hash import record_key, value_hash
@@ -236,7 +236,17 @@ class PublicProof:
         out += struct.pack(">Q", self.index) + self.entry
         out += bytes((len(self.inclusion),)) + b"".join(self.inclusion)
         note = self.checkpoint.encode()
-        out += struct.pack(">H", len(note)) + note
+        small = (
+            None
+            if version == 1
+            else public_note.compact(self.checkpoint, self.entry, self.index, self.inclusion)
+        )
+        if small is None:
+            out += struct.pack(">H", len(note)) + note
+        else:
+            origin, lines = small
+            out += b"\x00\x00" + _short(origin.encode()) + bytes((len(lines),))
+            out += b"".join(bytes((len(raw),)) + raw for raw in lines)
         out += bytes((len(self.records),))
         if version == 1:
             for r in self.records:
@@ -278,6 +288,10 @@ class PublicProof:
         entry = r.take(stateroot.SIZE)
         inclusion = tuple(r.take(32) for _ in range(r.take(1)[0]))
         note = r.text(struct.unpack(">H", r.take(2))[0], "checkpoint")
+        if not note and version == 2:  # the compact note (public_note.py)
+            origin = r.text(r.take(1)[0], "origin")
+            lines = [r.take(r.take(1)[0]) for _ in range(r.take(1)[0])]
+            note = public_note.rebuild(origin, lines, entry, index, inclusion)
         parsed: list[tuple[ProvenRecord, Any]] = []
         for _ in range(r.take(1)[0]):
             contract = CONTRACT if version == 2 else r.text(r.take(1)[0], "contract")

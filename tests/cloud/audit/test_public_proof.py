@@ -236,6 +236,16 @@ async def test_a_pack_bundle_verifies_and_each_tampering_is_refused(regulated: C
     assert [r.code for r in active.records] == [1, 2, 3, 12, 14, 15]
     assert active.pack is not None and active.pack.registration == 1
     assert PublicProof.from_json(json.loads(json.dumps(active.to_json()))) == active
+    # Version 2 writes the checkpoint compactly (origin and signatures: size and root are
+    # rebuilt from the entry's inclusion), and a bent inclusion rebuilds a note the log
+    # never signed.
+    data = active.to_bytes()
+    origin = active.checkpoint.split("\n", 1)[0].encode()
+    assert data.count(origin) == 1 and "\u2014".encode() not in data  # no signature line
+    at = data.index(active.entry) + len(active.entry) + 1  # the first inclusion hash
+    bent_bytes = data[:at] + bytes(32) + data[at + 32 :]
+    error = refused(bent_bytes, key, pack_of("PK00007"))
+    assert error.step is Step.CHECKPOINT_SIGNATURE, error
     # Another serial's proof: refused as scanned, and with its serial rewritten.
     other = await pack_bundle(regulated, "PK00008")
     assert refused(other, key, pack_of("PK00007")).step is Step.SCAN
