@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--public",
         metavar="FILE",
-        help="check a public check's proof bundle (from /01/{gtin}/10/{lot}; '-' for stdin)",
+        help="a public check's proof bundle (from /01/{gtin}/10/{lot}[/21/{serial}]; '-': stdin)",
     )
     group.add_argument("--link", metavar="URI", help="the GS1 Digital Link scanned from the pack")
     group.add_argument("--gtin", metavar="GTIN", help="the GTIN scanned (instead of --link)")

@@ -107,7 +107,7 @@ With --public FILE (a pack's or lot's public check from its GS1 Digital Link,
 /01/{gtin}/10/{lot}, saved as JSON or as its binary proof bundle), check offline that each
 public record (lot, quality, recall, cold chain) is in the state root of a 0x04 log entry,
 that entry in the log, under the log-signed checkpoint of the size that first includes it;
-the record keys are recomputed from what you scanned (--link, or --gtin/--lot), never
+the record keys are recomputed from what you scanned (--link, or --gtin/--lot/--serial), never
 taken from the bundle. Prints the facts as of that checkpoint's time, as committed by the
 ledger.
 
@@ -125,6 +125,8 @@ examples:
   pharmasync verify --replay --cloud http://127.0.0.1:8480
   pharmasync verify --public check.bin --log-vkey @ledger.vkey --link 'https://ledger.example/01/09506000134352/10/L1?17=271200'
   pharmasync verify --public check.json --log-vkey @ledger.vkey --gtin 9506000134352 --lot L1
+  pharmasync verify --public check-pack.bin --log-vkey @ledger.vkey --link 'https://ledger.example/01/09506000134352/10/L1/21/PK0000007?17=271200'
+  pharmasync verify --public check-pack.bin --log-vkey @ledger.vkey --gtin 9506000134352 --serial S7
 
   (save the log's key once: curl -s http://127.0.0.1:8480/v1/log/vkey -o ledger.vkey;
    a proof: curl -s http://127.0.0.1:8480/v1/readings/BOX_KEY/SEQ/proof -o proof.json;
