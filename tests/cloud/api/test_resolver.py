@@ -205,9 +205,14 @@ async def test_a_moved_pack_answers_for_the_lot_it_is_really_in(regulated: Cloud
 
 async def test_a_label_that_differs_or_an_unknown_serial_is_suspect(regulated: Cloud) -> None:
     await packs_moved_and_dispensed(regulated)
-    other_lot = (await json_of(regulated, pack_link("PK00008", lot="L2")))["facts"]
+    answer = await json_of(regulated, pack_link("PK00008", lot="L2"))
+    other_lot = answer["facts"]
     assert other_lot["verdict"] == public_pack.SUSPECT
     assert other_lot["reasons"][0] == "label lot L2 is not the registered lot L1"
+    # offline too: the registration is proven under the registered lot the bundle states
+    expiry = gs1.expiry("271200", datetime.date(2026, 1, 1))
+    report = await pack_report(regulated, answer, Scanned(GTIN, "L2", "PK00008", expiry))
+    assert report.facts == other_lot
     other_expiry = await json_of(regulated, pack_link("PK00008", expiry="271100"))
     assert other_expiry["facts"]["verdict"] == public_pack.SUSPECT
     assert "label expiry 271100" in other_expiry["facts"]["reasons"][0]
