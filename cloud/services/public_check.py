@@ -142,9 +142,14 @@ class PublicCheckService:
         if head.index is None or not proofs:  # no root yet, or nothing to prove
             return PublicCheck(facts, None, None)
         entry, inclusion, note, as_of = await self._anchor(head.index, now)
+        # about the lot scanned, or a lot-less link's registered lot (proofs: registered)
+        named = scanned.lot
+        if named is None and part is not None:
+            named = part.registered_lot
+        assert named is not None, "proofs exist: a lot was scanned or the serial is registered"
         bundle = PublicProof(
             gtin=gtin,
-            lot=scanned.lot if scanned.lot is not None else part.registered_lot,  # type: ignore[union-attr]
+            lot=named,
             serial=serial,
             index=head.index,
             entry=entry,
