@@ -24,12 +24,9 @@ Prints human-readable lines, then ends with exactly one line of JSON holding eve
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -244,32 +241,3 @@ def epcis_query_every_lot(lots_n: int, repeat: int) -> dict[str, Any]:
         times.append(time.perf_counter() - start)
     return {"epcis_query_lots": lots_n, "epcis_query_every_lot_median_s": round(
         statistics.median(times), 4)}  # fmt: skip
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readings", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--lots", type=int, default=1000, help="lots of the unfiltered query")
-    args = parser.parse_args()
-    load = os.getloadavg()[0]
-    figures: dict[str, Any] = {"python": platform.python_version(), "load_average_1min": load}
-    figures |= epcis_export(args.readings, args.repeat)
-    figures |= epcis_query_every_lot(args.lots, min(args.repeat, 5))
-    print(f"CPython {platform.python_version()}, load average {load:.2f} (a shared machine)")
-    print(
-        f"EPCIS export of a lot with {figures['epcis_readings']:,} readings: "
-        f"{figures['epcis_events']} events, {figures['epcis_document_bytes']:,} bytes; "
-        f"median {figures['epcis_export_median_s'] * 1e3:.1f} ms, "
-        f"max {figures['epcis_export_max_s'] * 1e3:.1f} ms of {args.repeat} "
-        f"(target <= {TARGET_EXPORT_S:g} s: {'met' if figures['epcis_export_met'] else 'NOT met'})"
-    )
-    print(
-        f"EPCIS query without MATCH_ over {figures['epcis_query_lots']:,} lots (every lot's "
-        f"events built): median {figures['epcis_query_every_lot_median_s'] * 1e3:.1f} ms"
-    )
-    print(json.dumps(figures))
-
-
-if __name__ == "__main__":
-    main()
