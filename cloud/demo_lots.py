@@ -32,8 +32,9 @@ from typing import Any
 import aiohttp
 
 from cloud import lots_cli, startup
+from cloud.api.routes.resolver_links import PROOF_TYPE
 from cloud.commands import post_json
-from cloud.contracts import didkey
+from cloud.contracts import didkey, digital_link
 from device import schnorr
 from gateway import app as gateway_app
 from gateway import config_entry
@@ -117,6 +118,8 @@ class DemoLots:
     def __init__(self, cloud: str, data_dir: Path, keys: Keys, boxes: list[Any]) -> None:
         self.cloud, self.keys = cloud, keys
         run = _next_run(data_dir / "lots-run")
+        # The lots' expiry (GS1 AI 17, YYMMDD): a year from the day the run starts.
+        self.expiry = (datetime.date.today() + datetime.timedelta(days=365)).strftime("%y%m%d")
         by_profile = {box.board.driver.profile: box for box in boxes}
         stories = {
             "coldroom": "M→D→R→P",
@@ -171,7 +174,7 @@ class DemoLots:
             with admitted.open("a") as f:
                 f.write(f"{role}\n")
         await self._grant_replay()
-        expiry = (datetime.date.today() + datetime.timedelta(days=365)).strftime("%y%m%d")
+        expiry = self.expiry
         for profile, lot in self.lots.items():
             signed = TIGHT if profile == "failing" else lots_cli.storage_profile("2-8C")
             fields = lots_cli.commission_fields(GTIN, lot.lot, expiry, QUANTITY, "pack", signed)
@@ -373,6 +376,26 @@ class DemoLots:
         commands.append(f"{exe} feed --key {retailer} --cloud {url}")
         commands.append(f"{exe} verify --replay --cloud {url} --key {auditor}")
         return commands
+
+    def counter_lines(self, exe: str, folder: Path) -> list[str]:
+        """At the pharmacy counter: the GS1 Digital Links a phone opens (a pack of the
+        coldroom lot still on the shelf, the recalled lot), then the commands that fetch the
+        log's key and the pack's public proof into `folder` and check it offline."""
+        cold, door = self.lots.get("coldroom"), self.lots.get("door")
+        if cold is None or door is None:
+            return []
+        q, today = shlex.quote, datetime.date.today()
+        pack = digital_link.pack_uri(
+            GTIN, cold.lot, pack_serials(cold)[7], today, self.expiry, base=self.cloud
+        )
+        vkey, proof = q(str(folder / "ledger.vkey")), q(str(folder / "pack-proof.bin"))
+        return [
+            f"a pack on the shelf:   {pack}",
+            f"the recalled lot:      {digital_link.lot_uri(GTIN, door.lot, today, self.cloud)}",
+            f"curl -s {self.cloud}/v1/log/vkey -o {vkey}",
+            f"curl -s -H 'Accept: {PROOF_TYPE}' {q(pack)} -o {proof}",
+            f"{exe} verify --public {proof} --log-vkey @{vkey} --link {q(pack)}",
+        ]
 
 
 def pack_serials(lot: Lot) -> list[str]:
