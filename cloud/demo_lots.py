@@ -20,6 +20,7 @@ admitted lists them). Status changes are printed as the public lot records (GET 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import shlex
 import time
@@ -33,6 +34,7 @@ import aiohttp
 
 from cloud import lots_cli, startup
 from cloud.api.routes.resolver_links import PROOF_TYPE
+from cloud.audit.replay import sign_in
 from cloud.commands import post_json
 from cloud.contracts import didkey, digital_link
 from device import schnorr
@@ -319,10 +321,22 @@ class DemoLots:
 
     async def watch(self) -> None:
         """Print each lot's quality status and recall as they change on the ledger's public
-        records (each change once; a lot starts released)."""
+        records (each change once; a lot starts released), and each suspect-pack alert as
+        it reaches the manufacturer's feed."""
         seen = {lot.lot: ("released", False) for lot in self.lots.values()}
+        feed = _Feed(self.cloud, self.keys.secrets["manufacturer"])
         async with aiohttp.ClientSession(base_url=self.cloud) as http:
             while True:
+                with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
+                    for event in await feed.new_events(http):
+                        if event.get("type") == "suspect":
+                            print(
+                                f"!! SUSPECT PACK {event['gtin']}/{event['serial']} (lot "
+                                f"{event['lot']}): {event['verdict']}, scanned at "
+                                f"{event['place']} — in the manufacturer's and the "
+                                "regulator's feeds",
+                                flush=True,
+                            )
                 for lot in self.lots.values():
                     try:
                         async with http.get(f"/v1/lots/{GTIN}/{lot.lot}") as r:
@@ -396,6 +410,28 @@ class DemoLots:
             f"curl -s -H 'Accept: {PROOF_TYPE}' {q(pack)} -o {proof}",
             f"{exe} verify --public {proof} --log-vkey @{vkey} --link {q(pack)}",
         ]
+
+
+class _Feed:
+    """A participant's notification feed, read a page at a time (GET /v1/feed), signing
+    in again when its token expires."""
+
+    def __init__(self, cloud: str, secret: bytes) -> None:
+        self.cloud, self.secret = cloud, secret
+        self.token, self.after = "", 0
+
+    async def new_events(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        """The events after the last one returned. Raises aiohttp.ClientError."""
+        if not self.token:
+            self.token, _ = await sign_in(http, self.cloud, self.secret)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with http.get(f"/v1/feed?after={self.after}", headers=headers) as r:
+            if r.status != 200:
+                self.token = ""  # expired (401), or not yet admitted: sign in next time
+                return []
+            page = await r.json()
+        self.after = int(page["next"])
+        return [entry["event"] for entry in page["events"]]
 
 
 def pack_serials(lot: Lot) -> list[str]:

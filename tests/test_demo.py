@@ -104,12 +104,14 @@ def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> 
     failing, door = lot_named(banner, "FAILING"), lot_named(banner, "DOOR")
     quarantined = f"** lot {failing} QUARANTINED: cold chain: high excursion"
     recalled = f"** lot {door} RECALLED: class II"
-    seen += read_until_all(proc, [quarantined, recalled], 90, seen)
+    suspect = "!! SUSPECT PACK "  # the pack dispensed twice, in the manufacturer's feed
+    seen += read_until_all(proc, [quarantined, recalled, suspect], 120, seen)
     run_the_lot_commands(lot_commands(banner), tmp_path / "elsewhere-lots")
     check_the_counter(counter_lines(banner), data, tmp_path / "elsewhere-counter")
     out, err = stop(proc)
     out = banner + seen + out
     assert out.count(quarantined) == 1 and out.count(recalled) == 1, out
+    assert out.count(suspect) == 1 and ": decommissioned, scanned at Demo Pharmacy" in out, out
     assert f"** lot {lot_named(banner, 'DROPOUT')} RELEASED: inspected" in out
     assert f"cloud ledger     {url}" in out and "stopped:" in out
     assert "MQTT broker      127.0.0.1:" in out
