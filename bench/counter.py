@@ -1,187 +1,134 @@
-"""Benchmark the pharmacy counter (issue 12): what a pack costs when it is scanned.
+"""Benchmark the pharmacy counter and the lot for partners (issue 12): every figure of its
+benchmark line, one part each, run in turn.
 
-Run: .venv/bin/python bench/counter.py [--parts scans] [--scans 20000] [--repeat 5]
+Run: .venv/bin/python bench/counter.py [--parts scans,packs,proof,resolver,epcis] [options]
 
-Each part is one function of PARTS (name -> function(args) -> figures); main() runs those
-named by --parts, prints their figures and ends with one line of JSON holding them all.
+Parts (each in its own module beside this one, which says exactly what it measures):
 
-Parts:
-- scans: the GS1 scan parsers (cloud/contracts/gs1_element.py, digital_link.py) over a
-  mixed corpus of realistic scans of --scans packs: 500 GTINs (GTIN-13 and -14), lots of 4 to
-  10 characters, serials of 12 to 20 (EU FMD packs carry up to 20, usually 12 or more
-  random characters), expiries up to three years ahead, half with day 00. Element strings
-  as scanners send them: ]d2 + 01 17 10 GS 21 (60%), a leading GS instead of the identifier
-  (15%), the human-readable form (10%), with a German PZN (AI 710) after the serial (10%),
-  and malformed ones (5%: a wrong check digit, a missing separator, an unknown AI) that the
-  parser refuses. Digital Link URIs of the same packs: https host with ?17= (70%), a bare
-  path (20%), with a linkType (10%). Reports scans per second by wall time and by the
-  process's CPU time (best of --repeat; the machine is shared, so the load average at the
-  start is printed too). Target: element strings >= 100,000 scans/s.
+  scans     bench/counter_scans.py   the GS1 element-string and Digital Link parsers over
+                                     realistic scans (target: element strings >= 100,000/s)
+  packs     bench/counter_packs.py   registering 100,000 serials over HTTP (target <= 5 s) and
+                                     a pack's verification at the counter with --serials
+                                     registered (target p99 <= 10 ms), SQLite and PostgreSQL
+  proof     bench/counter_proof.py   the public proof bundle's size (target <= 4 KB) and its
+                                     offline check (target <= 20 ms)
+  resolver  bench/counter_proof.py   GET /01/{gtin}/10/{lot} over HTTP: p50, p99, server CPU
+  epcis     bench/counter_epcis.py   the EPCIS export of a lot with --readings readings and
+                                     --epcis-serials packs (target <= 1 s), and a query
+                                     naming no lot
+
+The default runs every part; `packs` registers 10,000,000 serials (about two minutes per
+engine on an idle machine). The load average is printed at the start and the end: figures
+taken while the machine is busy say so. Prints each part's lines, then exactly one line of
+JSON holding every figure.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import gc
 import json
 import os
 import platform
-import random
-import string
 import sys
-import time
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Run as a script, bench/ comes first on sys.path and bench/device.py would shadow the package.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the parts' modules
 
-from cloud.contracts import digital_link, gs1, gs1_element
-from cloud.contracts.gs1 import Gs1Error
+import counter_epcis
+import counter_packs
+import counter_proof
+import counter_scans
 
-TODAY = datetime.date(2026, 12, 6)
-ALNUM = string.ascii_uppercase + string.digits
-
-
-def _gtin(rng: random.Random) -> str:
-    body = "".join(rng.choice(string.digits) for _ in range(12 if rng.random() < 0.5 else 13))
-    return body + str(gs1.check_digit(body))
+PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-def _pack(rng: random.Random, gtins: list[str]) -> tuple[str, str, str, str]:
-    gtin = rng.choice(gtins)
-    lot = "".join(rng.choice(ALNUM) for _ in range(rng.randint(4, 10)))
-    serial = "".join(rng.choice(ALNUM) for _ in range(rng.randint(12, 20)))
-    day = TODAY + datetime.timedelta(days=rng.randint(30, 3 * 365))
-    expiry = day.strftime("%y%m") + ("00" if rng.random() < 0.5 else day.strftime("%d"))
-    return gtin, lot, serial, expiry
+def _pg(args: argparse.Namespace) -> str | None:
+    return None if args.no_pg else args.pg
 
 
-def element_corpus(n: int, seed: int = 12) -> list[str]:
-    """`n` element strings as a counter's scanners send them (see the module docstring)."""
-    rng = random.Random(seed)
-    gtins = [_gtin(rng) for _ in range(500)]
-    out = []
-    for _ in range(n):
-        gtin, lot, serial, expiry = _pack(rng, gtins)
-        built = gs1_element.build_element_string(gtin, TODAY, expiry, lot, serial)
-        kind = rng.random()
-        if kind < 0.60:
-            out.append("]d2" + built.raw)
-        elif kind < 0.75:
-            out.append(gs1_element.GS + built.raw)
-        elif kind < 0.85:
-            out.append(built.hri)
-        elif kind < 0.95:
-            out.append("]d2" + built.raw + gs1_element.GS + "710" + str(rng.randint(10**7, 10**8)))
-        else:
-            bad = rng.choice(
-                [
-                    built.raw.replace("01" + built.elements[0][1], "01" + _wrong(gtin), 1),
-                    built.raw.replace(gs1_element.GS, ""),  # a missing separator
-                    built.raw + gs1_element.GS + "99X",  # an unknown AI
-                ]
-            )
-            out.append("]d2" + bad)
-    return out
-
-
-def _wrong(gtin: str) -> str:
-    """The GTIN-14 of `gtin` with its check digit off by one."""
-    padded = gtin.rjust(14, "0")
-    return padded[:-1] + str((int(padded[-1]) + 1) % 10)
-
-
-def link_corpus(n: int, seed: int = 21) -> list[str]:
-    """`n` Digital Link URIs of packs (see the module docstring)."""
-    rng = random.Random(seed)
-    gtins = [_gtin(rng) for _ in range(500)]
-    out = []
-    for _ in range(n):
-        gtin, lot, serial, expiry = _pack(rng, gtins)
-        kind = rng.random()
-        base = "" if 0.7 <= kind < 0.9 else "https://ledger.example"
-        uri = digital_link.pack_uri(gtin, lot, serial, TODAY, expiry, base=base)
-        out.append(uri + ("&linkType=gs1:pip" if kind >= 0.9 else ""))
-    return out
-
-
-def rate(parse: Callable[[str], Any], corpus: list[str], repeat: int) -> dict[str, float]:
-    """Scans per second over `corpus` by wall time and by CPU time (best of `repeat`), and
-    how many were refused."""
-    best_wall = best_cpu = float("inf")
-    refused = 0
-    for _ in range(repeat):
-        gc.collect()
-        refused = 0
-        wall, cpu = time.perf_counter(), time.process_time()
-        for text in corpus:
-            try:
-                parse(text)
-            except Gs1Error:
-                refused += 1
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-    return {
-        "per_s_wall": len(corpus) / best_wall,
-        "per_s_cpu": len(corpus) / best_cpu,
-        "us_per_scan_wall": best_wall / len(corpus) * 1e6,
-        "refused": refused,
-    }
-
-
-def part_scans(args: argparse.Namespace) -> dict[str, Any]:
-    """The scan parsers' throughput (module docstring, part "scans")."""
-    elements = element_corpus(args.scans)
-    links = link_corpus(args.scans)
-    figures = {
-        "element_string": rate(
-            lambda t: gs1_element.parse_element_string(t, TODAY), elements, args.repeat
-        ),
-        "digital_link": rate(
-            lambda t: digital_link.parse_digital_link(t, TODAY), links, args.repeat
-        ),
-        "scan_from_any_mixed": rate(
-            lambda t: digital_link.scan_from_any(t, TODAY),
-            [x for pair in zip(elements, links, strict=True) for x in pair],
-            args.repeat,
-        ),
-    }
-    for name, f in figures.items():
-        print(
-            f"{name:>22}: {f['per_s_wall']:>10,.0f} scans/s wall, {f['per_s_cpu']:>10,.0f} "
-            f"by CPU time, {f['us_per_scan_wall']:.2f} µs/scan, {f['refused']} refused"
-        )
-    # On a shared machine the wall clock counts the time other processes hold the core; the
-    # process's CPU time is what the parser itself costs. Both are judged, and printed.
-    met_wall = figures["element_string"]["per_s_wall"] >= 100_000
-    met_cpu = figures["element_string"]["per_s_cpu"] >= 100_000
-    print(
-        f"{'target':>22}: element strings >= 100,000 scans/s: by CPU time "
-        f"{'met' if met_cpu else 'NOT met'}, by wall time {'met' if met_wall else 'NOT met'}"
+def part_packs(args: argparse.Namespace) -> dict[str, Any]:
+    return counter_packs.packs_part(
+        args.serials, args.verify_samples, _pg(args), not args.no_sqlite
     )
-    return {"scans": args.scans, **figures, "target_met_cpu": met_cpu, "target_met_wall": met_wall}
 
 
-PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {"scans": part_scans}
+def part_proof(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = [int(s) for s in args.records.split(",")]
+    return counter_proof.part_proof(sizes, args.log_size, args.check_repeat)
+
+
+def part_resolver(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        return counter_proof.part_resolver(Path(tmp), _pg(args), args.lots, args.resolver_samples)
+
+
+def part_epcis(args: argparse.Namespace) -> dict[str, Any]:
+    figures = counter_epcis.epcis_export(args.readings, args.export_repeat, args.epcis_serials)
+    figures |= counter_epcis.epcis_query_every_lot(args.query_lots, min(args.export_repeat, 5))
+    met = "met" if figures["epcis_export_met"] else "NOT met"
+    print(
+        f"EPCIS export of a lot with {figures['epcis_readings']:,} readings and "
+        f"{figures['epcis_serials']:,} serialized packs: "
+        f"{figures['epcis_events']} events, {figures['epcis_document_bytes']:,} bytes; "
+        f"median {figures['epcis_export_median_s'] * 1e3:.1f} ms, "
+        f"max {figures['epcis_export_max_s'] * 1e3:.1f} ms of {args.export_repeat} "
+        f"(target <= {counter_epcis.TARGET_EXPORT_S:g} s: {met})"
+    )
+    print(
+        f"EPCIS query without MATCH_ over {figures['epcis_query_lots']:,} lots (every lot's "
+        f"events built): median {figures['epcis_query_every_lot_median_s'] * 1e3:.1f} ms"
+    )
+    return figures
+
+
+PARTS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "scans": counter_scans.part_scans,
+    "packs": part_packs,
+    "proof": part_proof,
+    "resolver": part_resolver,
+    "epcis": part_epcis,
+}
+
+
+def arguments() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--parts", default=",".join(PARTS), help="some of: " + ", ".join(PARTS))
+    p.add_argument("--pg", default=PG, help="PostgreSQL server (a throwaway database is used)")
+    p.add_argument("--no-pg", action="store_true", help="SQLite only")
+    p.add_argument("--no-sqlite", action="store_true", help="packs: PostgreSQL only")
+    p.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
+    p.add_argument("--scans", type=int, default=20_000, help="scans: scans in each corpus")
+    p.add_argument("--scan-repeat", type=int, default=5, help="scans: runs per figure (best)")
+    p.add_argument("--serials", type=int, default=10_000_000, help="packs: serials registered")
+    p.add_argument("--verify-samples", type=int, default=1000, help="packs: verifications timed")
+    p.add_argument("--records", default="10000,1000000", help="proof: records in the state tree")
+    p.add_argument("--log-size", type=int, default=10_000_000, help="proof: entries in the log")
+    p.add_argument("--check-repeat", type=int, default=200, help="proof: offline checks timed")
+    p.add_argument("--lots", type=int, default=200, help="resolver: lots on its ledger")
+    p.add_argument("--resolver-samples", type=int, default=300, help="resolver: GETs timed each")
+    p.add_argument("--readings", type=int, default=100_000, help="epcis: readings on the lot")
+    p.add_argument("--epcis-serials", type=int, default=100_000, help="epcis: packs on the lot")
+    p.add_argument("--export-repeat", type=int, default=20, help="epcis: exports timed")
+    p.add_argument("--query-lots", type=int, default=1000, help="epcis: lots of the open query")
+    return p
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default=",".join(PARTS), help="which parts: " + ", ".join(PARTS))
-    parser.add_argument("--scans", type=int, default=20_000, help="scans in each corpus")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (best)")
-    args = parser.parse_args()
-    unknown = set(args.parts.split(",")) - set(PARTS)
+    args = arguments().parse_args()
+    parts = args.parts.split(",")
+    unknown = set(parts) - set(PARTS)
     if unknown:
         sys.exit(f"error: unknown parts {sorted(unknown)}; want some of {', '.join(PARTS)}")
     load = os.getloadavg()[0]
     print(f"CPython {platform.python_version()}, load average {load:.2f} at the start")
     out: dict[str, Any] = {"python": platform.python_version(), "load_average_start": load}
-    for name in args.parts.split(","):
-        print(f"-- {name}")
+    for name in parts:
+        print(f"-- {name}", flush=True)
         out[name] = PARTS[name](args)
     out["load_average_end"] = os.getloadavg()[0]
     print(f"load average {out['load_average_end']:.2f} at the end")

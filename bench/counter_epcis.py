@@ -16,6 +16,16 @@ work GET /v1/lots/{gtin}/{lot}/epcis does after reading the lot's dozen stored t
 bodies by primary key (not timed here: a few rows). Readings are fed to the cold chains as
 the ledger feeds verified ones (their signatures are the ingest's cost, bench/cloud.py).
 
+With `serials` (100,000 by default) the lot is serialized as a manufacturer does it: L1 is
+commissioned with that many units and registered in lots/serialize transactions of up to
+100,000 serials, R's split names each child's packs, and P decommissions five packs
+(dispensed, destroyed, stolen, ...) and undoes one: the export then holds the
+commissioning ObjectEvent with every pack's Digital Link URI in its epcList
+(cloud/contracts/epcis_serials.py). Timed with it: decoding the lot's stored transaction
+bodies (json.loads of their canonical bytes, as cloud/services/epcis.py ledger_tx does: a
+100,000-serial registration is a body of ~1.9 MB), so the figure covers what a serialized
+lot adds to the export; the database read of those rows is not timed.
+
 Also: a query without MATCH_ parameters over --lots commissioned lots (every lot's events
 are built: the cost a partner avoids by naming its lots).
 
@@ -24,12 +34,9 @@ Prints human-readable lines, then ends with exactly one line of JSON holding eve
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -51,6 +58,8 @@ from cloud.contracts import (  # noqa: E402
 )
 from cloud.contracts.engine import State  # noqa: E402
 from cloud.contracts.lots_coldchain import ColdChains  # noqa: E402
+from cloud.contracts.pack_index import MAX_PER_REGISTRATION  # noqa: E402
+from cloud.services.epcis import ledger_tx  # noqa: E402
 from device import schnorr  # noqa: E402
 
 TARGET_EXPORT_S = 1.0
@@ -85,6 +94,7 @@ class _Ledger:
         self.chains = ColdChains()
         self.index = epcis.EventIndex()
         self.txs: dict[int, epcis.LedgerTx] = {}
+        self.bodies: dict[int, tuple[str, bytes]] = {}  # as stored: tx id, canonical body
         self.at = 0
         self.keys: dict[str, bytes] = {}
 
@@ -96,6 +106,7 @@ class _Ledger:
         self.txs[self.at] = epcis.LedgerTx(
             self.at, signed.id, body.type, body.time, body.signer, body.args
         )
+        self.bodies[self.at] = (signed.id, body.canonical)
         self.index.apply(self.at, applied)
         self.index.apply(self.at, self.chains.after_transactions(self.state, [applied]))
 
@@ -119,9 +130,15 @@ class _Ledger:
         return didkey.from_secret(self.keys[name])
 
 
-def build(total: int) -> tuple[_Ledger, int]:
-    """The supply chain of the module docstring with `total` readings; return the ledger
-    and the number of readings the cold chains hold."""
+def serial_numbers(count: int) -> list[str]:
+    """`count` pack serials as a manufacturer's line prints them: PK and 8 digits."""
+    return [f"PK{n:08d}" for n in range(count)]
+
+
+def build(total: int, serials: int = 0) -> tuple[_Ledger, int]:
+    """The supply chain of the module docstring with `total` readings and `serials`
+    registered packs (0: not serialized); return the ledger and the number of readings the
+    cold chains hold."""
     ledger = _Ledger()
     ms = T0
     for name, role in (("M", "manufacturer"), ("D", "distributor"), ("R", "retailer")):
@@ -131,8 +148,12 @@ def build(total: int) -> tuple[_Ledger, int]:
         box = schnorr.pubkey(_secret(f"box-{n}"))
         ledger.state.boxes[box] = schnorr.pubkey(_secret(f"owner-{name}"))
     lot = {"gtin": GTIN, "lot": "L1"}
-    ledger.lots("M", "commission", {**lot, "expiry": "281200", "quantity": 1000, "unit": "pack",
-                                    "profile": PROFILE}, ms)  # fmt: skip
+    quantity = max(1000, serials)
+    ledger.lots("M", "commission", {**lot, "expiry": "281200", "quantity": quantity,
+                                    "unit": "pack", "profile": PROFILE}, ms)  # fmt: skip
+    packs = serial_numbers(serials)
+    for at in range(0, serials, MAX_PER_REGISTRATION):
+        ledger.lots("M", "serialize", {**lot, "serials": packs[at : at + MAX_PER_REGISTRATION]}, ms)
     legs = (
         ("M", "D", "S1", "L1", 1000),
         ("D", "R", "S2", "L1", 600),
@@ -142,7 +163,10 @@ def build(total: int) -> tuple[_Ledger, int]:
     for n, (sender, receiver, shipment, number, quantity) in enumerate(legs):
         if n == 2:  # R splits what it received before shipping a part on
             children = [{"lot": "L1-A", "quantity": 400}, {"lot": "L1-B", "quantity": 200}]
-            ledger.lots("R", "split", {**lot, "children": children}, ms + 1000)
+            split: dict[str, Any] = {**lot, "children": children}
+            if serials:
+                split["serials"] = {"L1-A": packs[:400], "L1-B": packs[400:600]}
+            ledger.lots("R", "split", split, ms + 1000)
             ms += 2000
         args = {"gtin": GTIN, "lot": number, "shipment": shipment, "quantity": quantity}
         ledger.lots(sender, "ship", {**args, "receiver": ledger.did(receiver)}, ms)
@@ -169,30 +193,43 @@ def build(total: int) -> tuple[_Ledger, int]:
                         ms + 1000)  # fmt: skip
         ms += 2000
     ledger.lots("P", "dispense", {"gtin": GTIN, "lot": "L1-A", "quantity": 5}, ms)
+    if serials:
+        for n, status in enumerate(("dispensed", "dispensed", "destroyed", "stolen", "sample")):
+            args = {"gtin": GTIN, "serial": packs[n], "status": status}
+            ledger.lots("P", "decommission", args, ms + 100 + n)
+        ledger.lots("P", "undo", {"gtin": GTIN, "serial": packs[0]}, ms + 200)
     ledger.lots("M", "recall", {**lot, "class": "II", "reason": "label"}, ms + 1000)
     return ledger, held
 
 
 def export(ledger: _Ledger, reader: epcis.Reader, now_ms: int) -> bytes:
-    """The lot's and its descendants' EPCISDocument for `reader`, as JSON bytes."""
+    """The lot's and its descendants' EPCISDocument for `reader`, as JSON bytes: their
+    transactions decoded from their stored bodies (cloud/services/epcis.py ledger_tx), the
+    events built, the document encoded."""
     state, chains = ledger.state, ledger.chains
+    family = lots.descendants(state, GTIN, "L1")
+    wanted = ledger.index.indices([(GTIN, number) for number in family])
+    txs = {}
+    for i in wanted:
+        tx_id, canonical = ledger.bodies[i]
+        txs[i] = ledger_tx(i, tx_id, canonical)
     events = []
-    for number in lots.descendants(state, GTIN, "L1"):
+    for number in family:
 
         def history(number: str = number) -> lots_coldchain.History:
             return lots_coldchain.history(state, chains, GTIN, number)
 
-        found = ledger.index.ledger(GTIN, number, ledger.txs, history)
+        found = ledger.index.ledger(GTIN, number, txs, history)
         events += epcis.events_of(state, found, reader, now_ms)
     document = epcis.document(epcis.merge(events), now_ms)
     return json.dumps(document).encode()
 
 
-def epcis_export(readings: int, repeat: int) -> dict[str, Any]:
-    """Time the EPCIS export of a lot with `readings` readings (module docstring); return
-    the figures."""
+def epcis_export(readings: int, repeat: int, serials: int = 100_000) -> dict[str, Any]:
+    """Time the EPCIS export of a lot with `readings` readings and `serials` registered
+    packs (module docstring); return the figures."""
     t0 = time.perf_counter()
-    ledger, held = build(readings)
+    ledger, held = build(readings, serials)
     built_s = time.perf_counter() - t0
     maker = participants.identify(ledger.state, ledger.did("M"))
     reader = epcis.Reader(maker.role, maker.id, lambda g, lot, who: True)
@@ -206,8 +243,11 @@ def epcis_export(readings: int, repeat: int) -> dict[str, Any]:
         size = len(body)
     count = len(json.loads(body)["epcisBody"]["eventList"])
     worst = max(times)
+    epcs = sum(len(e.get("epcList", ())) for e in json.loads(body)["epcisBody"]["eventList"])
     return {
         "epcis_readings": held,
+        "epcis_serials": serials,
+        "epcis_epcs_in_epc_lists": epcs,
         "epcis_events": count,
         "epcis_document_bytes": size,
         "epcis_build_s": round(built_s, 2),
@@ -244,32 +284,3 @@ def epcis_query_every_lot(lots_n: int, repeat: int) -> dict[str, Any]:
         times.append(time.perf_counter() - start)
     return {"epcis_query_lots": lots_n, "epcis_query_every_lot_median_s": round(
         statistics.median(times), 4)}  # fmt: skip
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readings", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--lots", type=int, default=1000, help="lots of the unfiltered query")
-    args = parser.parse_args()
-    load = os.getloadavg()[0]
-    figures: dict[str, Any] = {"python": platform.python_version(), "load_average_1min": load}
-    figures |= epcis_export(args.readings, args.repeat)
-    figures |= epcis_query_every_lot(args.lots, min(args.repeat, 5))
-    print(f"CPython {platform.python_version()}, load average {load:.2f} (a shared machine)")
-    print(
-        f"EPCIS export of a lot with {figures['epcis_readings']:,} readings: "
-        f"{figures['epcis_events']} events, {figures['epcis_document_bytes']:,} bytes; "
-        f"median {figures['epcis_export_median_s'] * 1e3:.1f} ms, "
-        f"max {figures['epcis_export_max_s'] * 1e3:.1f} ms of {args.repeat} "
-        f"(target <= {TARGET_EXPORT_S:g} s: {'met' if figures['epcis_export_met'] else 'NOT met'})"
-    )
-    print(
-        f"EPCIS query without MATCH_ over {figures['epcis_query_lots']:,} lots (every lot's "
-        f"events built): median {figures['epcis_query_every_lot_median_s'] * 1e3:.1f} ms"
-    )
-    print(json.dumps(figures))
-
-
-if __name__ == "__main__":
-    main()

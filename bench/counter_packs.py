@@ -25,12 +25,9 @@ shared while this runs: say so beside the figures.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.util
 import json
-import os
-import platform
 import random
 import statistics
 import subprocess
@@ -212,29 +209,3 @@ def packs_part(
         if pg is not None and pg_server is not None:
             helpers.pg_execute(pg_server, f'DROP DATABASE IF EXISTS "{pg[1]}"')
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--serials", type=int, default=10_000_000, help="serials registered")
-    parser.add_argument("--samples", type=int, default=1000, help="verifications timed")
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
-    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
-    args = parser.parse_args()
-    load = os.getloadavg()
-    print(f"CPython {platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f}")
-    out: dict[str, Any] = {
-        "python": platform.python_version(),
-        "load_average_1_5min": [round(load[0], 2), round(load[1], 2)],
-        "packs": packs_part(
-            args.serials, args.samples, None if args.no_pg else args.pg, not args.no_sqlite
-        ),
-    }
-    print(json.dumps(out))
-
-
-if __name__ == "__main__":
-    main()

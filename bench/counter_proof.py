@@ -28,15 +28,11 @@ shows. Prints human-readable lines, then ends with exactly one line of JSON.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -287,42 +283,3 @@ def part_resolver(work: Path, pg: str | None, lots_made: int, samples: int) -> d
         if made is not None and pg is not None:
             helpers.pg_execute(pg, f'DROP DATABASE IF EXISTS "{made[1]}"')
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--parts", default="proof,resolver", help="proof, resolver")
-    parser.add_argument("--records", default="10000,1000000", help="records in the state tree")
-    parser.add_argument("--log-size", type=int, default=10_000_000, help="entries in the log")
-    parser.add_argument("--repeat", type=int, default=200, help="offline checks timed")
-    parser.add_argument("--lots", type=int, default=200, help="lots on the resolver's ledger")
-    parser.add_argument("--samples", type=int, default=300, help="GETs timed per answer type")
-    parser.add_argument(
-        "--pg",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="PostgreSQL server: a throwaway database is created there and dropped after",
-    )
-    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
-    parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one)")
-    args = parser.parse_args()
-    parts = set(args.parts.split(","))
-    load = os.getloadavg()
-    print(f"CPython {platform.python_version()}, load average {load[0]:.2f} {load[1]:.2f}")
-    out: dict[str, Any] = {
-        "python": platform.python_version(),
-        "load_average_1_5min": [round(load[0], 2), round(load[1], 2)],
-    }
-    if "proof" in parts:
-        sizes = [int(s) for s in args.records.split(",")]
-        out["public_proof"] = part_proof(sizes, args.log_size, args.repeat)
-    if "resolver" in parts:
-        with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-            pg = None if args.no_pg else args.pg
-            out["resolver"] = part_resolver(Path(tmp), pg, args.lots, args.samples)
-    print(json.dumps(out))
-
-
-if __name__ == "__main__":
-    main()

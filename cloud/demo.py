@@ -351,6 +351,12 @@ class Demo:
         print("\nFollow the lots, from any folder (once they have moved, in ~20 s):")
         for command in lots.try_commands(shlex.quote(pharmasync_command())):
             print(f"  {command}")
+        counter = lots.counter_lines(shlex.quote(pharmasync_command()), self.dir)
+        if counter:
+            print("\nAt the pharmacy counter: open a Digital Link on a phone, or check a pack's")
+            print("proof offline from the log's key alone:")
+            for line in counter:
+                print(f"  {line}")
         print("\nTry, in another terminal (after a few seconds), from any folder:")
         for command in self.try_commands(boxes[0]):
             print(f"  {command}")

@@ -20,6 +20,7 @@ admitted lists them). Status changes are printed as the public lot records (GET 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import shlex
 import time
@@ -32,8 +33,10 @@ from typing import Any
 import aiohttp
 
 from cloud import lots_cli, startup
+from cloud.api.routes.resolver_links import PROOF_TYPE
+from cloud.audit.replay import sign_in
 from cloud.commands import post_json
-from cloud.contracts import didkey
+from cloud.contracts import didkey, digital_link
 from device import schnorr
 from gateway import app as gateway_app
 from gateway import config_entry
@@ -117,6 +120,8 @@ class DemoLots:
     def __init__(self, cloud: str, data_dir: Path, keys: Keys, boxes: list[Any]) -> None:
         self.cloud, self.keys = cloud, keys
         run = _next_run(data_dir / "lots-run")
+        # The lots' expiry (GS1 AI 17, YYMMDD): a year from the day the run starts.
+        self.expiry = (datetime.date.today() + datetime.timedelta(days=365)).strftime("%y%m%d")
         by_profile = {box.board.driver.profile: box for box in boxes}
         stories = {
             "coldroom": "M→D→R→P",
@@ -171,7 +176,7 @@ class DemoLots:
             with admitted.open("a") as f:
                 f.write(f"{role}\n")
         await self._grant_replay()
-        expiry = (datetime.date.today() + datetime.timedelta(days=365)).strftime("%y%m%d")
+        expiry = self.expiry
         for profile, lot in self.lots.items():
             signed = TIGHT if profile == "failing" else lots_cli.storage_profile("2-8C")
             fields = lots_cli.commission_fields(GTIN, lot.lot, expiry, QUANTITY, "pack", signed)
@@ -316,10 +321,22 @@ class DemoLots:
 
     async def watch(self) -> None:
         """Print each lot's quality status and recall as they change on the ledger's public
-        records (each change once; a lot starts released)."""
+        records (each change once; a lot starts released), and each suspect-pack alert as
+        it reaches the manufacturer's feed."""
         seen = {lot.lot: ("released", False) for lot in self.lots.values()}
+        feed = _Feed(self.cloud, self.keys.secrets["manufacturer"])
         async with aiohttp.ClientSession(base_url=self.cloud) as http:
             while True:
+                with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
+                    for event in await feed.new_events(http):
+                        if event.get("type") == "suspect":
+                            print(
+                                f"!! SUSPECT PACK {event['gtin']}/{event['serial']} (lot "
+                                f"{event['lot']}): {event['verdict']}, scanned at "
+                                f"{event['place']} — in the manufacturer's and the "
+                                "regulator's feeds",
+                                flush=True,
+                            )
                 for lot in self.lots.values():
                     try:
                         async with http.get(f"/v1/lots/{GTIN}/{lot.lot}") as r:
@@ -373,6 +390,48 @@ class DemoLots:
         commands.append(f"{exe} feed --key {retailer} --cloud {url}")
         commands.append(f"{exe} verify --replay --cloud {url} --key {auditor}")
         return commands
+
+    def counter_lines(self, exe: str, folder: Path) -> list[str]:
+        """At the pharmacy counter: the GS1 Digital Links a phone opens (a pack of the
+        coldroom lot still on the shelf, the recalled lot), then the commands that fetch the
+        log's key and the pack's public proof into `folder` and check it offline."""
+        cold, door = self.lots.get("coldroom"), self.lots.get("door")
+        if cold is None or door is None:
+            return []
+        q, today = shlex.quote, datetime.date.today()
+        pack = digital_link.pack_uri(
+            GTIN, cold.lot, pack_serials(cold)[7], today, self.expiry, base=self.cloud
+        )
+        vkey, proof = q(str(folder / "ledger.vkey")), q(str(folder / "pack-proof.bin"))
+        return [
+            f"a pack on the shelf:   {pack}",
+            f"the recalled lot:      {digital_link.lot_uri(GTIN, door.lot, today, self.cloud)}",
+            f"curl -s {self.cloud}/v1/log/vkey -o {vkey}",
+            f"curl -s -H 'Accept: {PROOF_TYPE}' {q(pack)} -o {proof}",
+            f"{exe} verify --public {proof} --log-vkey @{vkey} --link {q(pack)}",
+        ]
+
+
+class _Feed:
+    """A participant's notification feed, read a page at a time (GET /v1/feed), signing
+    in again when its token expires."""
+
+    def __init__(self, cloud: str, secret: bytes) -> None:
+        self.cloud, self.secret = cloud, secret
+        self.token, self.after = "", 0
+
+    async def new_events(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        """The events after the last one returned. Raises aiohttp.ClientError."""
+        if not self.token:
+            self.token, _ = await sign_in(http, self.cloud, self.secret)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with http.get(f"/v1/feed?after={self.after}", headers=headers) as r:
+            if r.status != 200:
+                self.token = ""  # expired (401), or not yet admitted: sign in next time
+                return []
+            page = await r.json()
+        self.after = int(page["next"])
+        return [entry["event"] for entry in page["events"]]
 
 
 def pack_serials(lot: Lot) -> list[str]:

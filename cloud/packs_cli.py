@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import aiohttp
 
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
-from cloud.contracts import gs1, pack_facts, packs, tx
+from cloud.contracts import digital_link, gs1, pack_facts, packs, tx
 from cloud.contracts.pack_index import MAX_PER_REGISTRATION
 from cloud.lots_cli import _CLOUD, GTIN, _common, _refused, _send, send_tx
 from device.cliutil import examples, positive_int, print_record, read_secret
@@ -36,6 +37,18 @@ _SERIALIZE_FILE = (
 _VERIFY = (
     f"pharmasync packs verify --gtin {GTIN} --serial PK0000007 --lot L1 --expiry 271231 "
     f"--key maker.key --cloud {_CLOUD}"
+)
+_VERIFY_SCAN = (
+    f"pharmasync packs verify --scan '(01){GTIN}(17)271231(10)L1(21)PK0000007' "
+    f"--key maker.key --cloud {_CLOUD}"
+)
+_VERIFY_LINK = (
+    f"pharmasync packs verify --scan 'https://id.gs1.org/01/{GTIN}/10/L1/21/PK0000008?17=271231' "
+    f"--key maker.key --cloud {_CLOUD}"
+)
+_DECOMMISSION_SCAN = (
+    f"pharmasync packs decommission --scan '(01){GTIN}(17)271231(10)L1(21)PK0000009' "
+    f"--place 'Apotheke am Markt, Berlin' --key pharmacy.key --cloud {_CLOUD}"
 )
 _DECOMMISSION = (
     f"pharmasync packs decommission --gtin {GTIN} --serial PK0000007 --place 'Apotheke am "
@@ -80,10 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Ask the ledger for its verdict on a pack: authentic and dispensable, or "
         "unknown / mismatch (suspect), decommissioned, recalled, rejected, quarantined, "
         "expired. Exits 0 whenever the ledger answered; the verdict is printed.",
-        epilog=examples(_VERIFY),
+        epilog=examples(_VERIFY, _VERIFY_SCAN, _VERIFY_LINK),
     )
-    _pack(verify)
-    verify.add_argument("--scan", help="the raw scan (element string or Digital Link URI)")
+    _pack(verify, scan=True)
     _common(verify, "your secret key file (you sign in with it)")
     verify.set_defaults(handler=_verify)
 
@@ -93,10 +105,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Sign a lots/decommission. If the ledger refuses it because the pack is "
         "already decommissioned or not registered, file a signed suspect report (with "
         "--place and the label's --lot/--expiry) that alerts the manufacturer and the "
-        "regulator, and exit 1.",
-        epilog=examples(_DECOMMISSION),
+        "regulator, and exit 1. --scan takes the pack's fields from what the scanner read.",
+        epilog=examples(_DECOMMISSION, _DECOMMISSION_SCAN),
     )
-    _pack(decommission)
+    _pack(decommission, scan=True)
     decommission.add_argument(
         "--status", choices=packs.DECOMMISSIONED, default="dispensed", help="default: dispensed"
     )
@@ -114,10 +126,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     undo.set_defaults(handler=_undo)
 
 
-def _pack(parser: argparse.ArgumentParser, serial: bool = True, label: bool = True) -> None:
-    parser.add_argument("--gtin", required=True, help="GTIN-14 (or -8, -12, -13)")
+_SCAN_HELP = (
+    "what the scanner read instead of --gtin/--serial/--lot/--expiry: a GS1 element string "
+    "(GS separators, optional ]d2 symbology identifier), its human-readable form "
+    "(01)...(21)..., or a GS1 Digital Link URI"
+)
+
+
+def _pack(
+    parser: argparse.ArgumentParser, serial: bool = True, label: bool = True, scan: bool = False
+) -> None:
+    parser.add_argument("--gtin", required=not scan, help="GTIN-14 (or -8, -12, -13)")
+    if scan:
+        parser.add_argument("--scan", metavar="TEXT", help=_SCAN_HELP)
     if serial:
-        parser.add_argument("--serial", required=True, help="the serial (GS1 AI 21)")
+        parser.add_argument("--serial", required=not scan, help="the serial (GS1 AI 21)")
         if label:
             parser.add_argument("--lot", help="the lot on the label (GS1 AI 10)")
             parser.add_argument("--expiry", help="the expiry on the label, YYMMDD (GS1 AI 17)")
@@ -162,6 +185,33 @@ def _serialize(args: argparse.Namespace) -> int:
     return 0
 
 
+def scanned(args: argparse.Namespace) -> str | None:
+    """Fill args.gtin/serial/lot/expiry from args.scan (digital_link.scan_from_any, read on
+    today's UTC date; fields also given must agree); return None, or the error to print
+    (exit 2). Without --scan, --gtin and --serial are required."""
+    if args.scan is None:
+        if args.gtin is None or args.serial is None:
+            return "give --scan, or --gtin and --serial"
+        return None
+    try:
+        read = digital_link.scan_from_any(args.scan, gs1.today_of_ms(int(time.time() * 1000)))
+    except gs1.Gs1Error as e:
+        return f"--scan: {e}"
+    if read.serial is None:
+        return "--scan: AI 21: no serial in the scan (the counter checks packs)"
+    for name, value in (
+        ("gtin", read.gtin),
+        ("serial", read.serial),
+        ("lot", read.lot),
+        ("expiry", read.expiry_yymmdd),
+    ):
+        given = getattr(args, name)
+        if given is not None and value is not None and given != value:
+            return f"--{name}: {given!r}, but the scan says {value!r}"
+        setattr(args, name, given if value is None else value)
+    return None
+
+
 def _scan_body(args: argparse.Namespace) -> dict[str, Any]:
     body = {"gtin": args.gtin, "serial": args.serial, "lot": args.lot, "expiry": args.expiry}
     if args.scan is not None:
@@ -170,7 +220,11 @@ def _scan_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """Sign in, ask for the verdict, print it."""
+    """Sign in, ask for the verdict, print it. A --scan is sent as read: the server parses
+    it (and refuses it naming the AI)."""
+    if args.scan is None and (why := scanned(args)) is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     if (secret := read_secret(args.key, "--key")) is None:
         return 2
     url = args.cloud.rstrip("/")
@@ -215,6 +269,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _decommission(args: argparse.Namespace) -> int:
     """Send the decommission; if it is refused as a suspect, file the report."""
+    if (why := scanned(args)) is not None:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     if (secret := read_secret(args.key, "--key")) is None:
         return 2
     fields = {"gtin": args.gtin, "serial": args.serial, "status": args.status}

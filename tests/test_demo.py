@@ -25,8 +25,9 @@ from tests.conftest import free_port
 EXE = Path(sys.executable).parent / "pharmasync"
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:
+def get(url: str, accept: str | None = None) -> Any:
+    headers = {} if accept is None else {"Accept": accept}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
         body = r.read()
         return json.loads(body) if r.headers.get_content_type() == "application/json" else body
 
@@ -103,11 +104,14 @@ def test_the_demo_proves_readings_and_a_second_run_continues(tmp_path: Path) -> 
     failing, door = lot_named(banner, "FAILING"), lot_named(banner, "DOOR")
     quarantined = f"** lot {failing} QUARANTINED: cold chain: high excursion"
     recalled = f"** lot {door} RECALLED: class II"
-    seen += read_until_all(proc, [quarantined, recalled], 90, seen)
+    suspect = "!! SUSPECT PACK "  # the pack dispensed twice, in the manufacturer's feed
+    seen += read_until_all(proc, [quarantined, recalled, suspect], 120, seen)
     run_the_lot_commands(lot_commands(banner), tmp_path / "elsewhere-lots")
+    check_the_counter(counter_lines(banner), data, tmp_path / "elsewhere-counter")
     out, err = stop(proc)
     out = banner + seen + out
     assert out.count(quarantined) == 1 and out.count(recalled) == 1, out
+    assert out.count(suspect) == 1 and ": decommissioned, scanned at Demo Pharmacy" in out, out
     assert f"** lot {lot_named(banner, 'DROPOUT')} RELEASED: inspected" in out
     assert f"cloud ledger     {url}" in out and "stopped:" in out
     assert "MQTT broker      127.0.0.1:" in out
@@ -165,8 +169,8 @@ def lot_named(text: str, suffix: str) -> str:
 
 def lot_commands(banner: str) -> list[str]:
     """The commands the banner suggests to follow the lots (its indented lines after
-    "Follow the lots", up to "Try, in another terminal")."""
-    part = banner.split("Follow the lots", 1)[1].split("Try, in another terminal", 1)[0]
+    "Follow the lots", up to "At the pharmacy counter")."""
+    part = banner.split("Follow the lots", 1)[1].split("At the pharmacy counter", 1)[0]
     return [line.strip() for line in part.splitlines()[1:] if line.startswith("  ")]
 
 
@@ -199,6 +203,35 @@ def run_the_lot_commands(commands: list[str], elsewhere: Path) -> None:
         for word in words:
             assert word in done.stdout, f"{command}: no {word!r} in\n{done.stdout}"
     assert list(elsewhere.iterdir()) == []
+
+
+def counter_lines(banner: str) -> list[str]:
+    """The banner's lines under "At the pharmacy counter", up to "Try, in another terminal"."""
+    part = banner.split("At the pharmacy counter", 1)[1].split("Try, in another terminal", 1)[0]
+    return [line.strip() for line in part.splitlines()[1:] if line.startswith("  ")]
+
+
+def check_the_counter(lines: list[str], data: Path, elsewhere: Path) -> None:
+    """The counter's Digital Links answer as a phone and a program read them (the pack on
+    the shelf authentic, the recalled lot recalled), and its commands, run as printed, fetch
+    the pack's proof into the data folder and check it offline from the log's key."""
+    pack = lines[0].split("a pack on the shelf:", 1)[1].strip()
+    lot = lines[1].split("the recalled lot:", 1)[1].strip()
+    assert "/01/" in pack and "/10/" in pack and "/21/" in pack and "?17=" in pack, pack
+    facts = get(pack, "application/json")
+    assert facts["facts"]["authentic"] is True, facts
+    assert b"recalled" in get(lot, "text/html").lower()
+    commands = lines[2:]
+    assert [c.split()[0] for c in commands] == ["curl", "curl", str(EXE)], commands
+    elsewhere.mkdir()
+    for command in commands:
+        done = subprocess.run(
+            command, shell=True, cwd=elsewhere, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    assert "✓ verified:" in done.stdout and "as of " in done.stdout, done.stdout
+    assert list(elsewhere.iterdir()) == []
+    assert (data / "pack-proof.bin").exists()
 
 
 def run_the_printed_commands(commands: list[str], data: Path, elsewhere: Path) -> None:

@@ -1807,7 +1807,11 @@ def _pack_paths() -> dict[str, Any]:
                 "summary": "The pharmacy counter's check of a scanned pack",
                 "description": "Bearer token required. The body is the scan split into its "
                 "fields (gtin, serial; lot and expiry YYMMDD as the label carries them) or the "
-                "raw `scan` text once the server parses scans. The verdict, checked in this "
+                "raw `scan` as the scanner read it: a GS1 element string (GS separators, optional "
+                "symbology identifier such as ]d2), its human-readable form (01)…(21)…, or a "
+                "GS1 Digital Link URI; a scan the parser refuses is 400 `scan` naming the AI "
+                "and why (check digit, unknown AI, serial too long or outside set 82, missing "
+                "GS separator, no AI 21). The verdict, checked in this "
                 "order: `unknown` (suspect: no such serial of this GTIN), `mismatch` (suspect: "
                 "lot or expiry differ from the registration; AI 17 day 00 is the month's last "
                 "day), `decommissioned`, `recalled`, `rejected`, `quarantined`, `expired`, "

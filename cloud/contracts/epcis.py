@@ -39,12 +39,12 @@ https://id.gs1.org/01/{gtin}/10/{lot} (lot percent-encoded), in `quantityList` /
 (urn:epc:class:lgtin:...) need the GS1 company prefix's length, which the ledger does not
 hold for any manufacturer yet: they are neither produced nor accepted (match_uri raises).
 Participants (sources, destinations, locations) are named by their current DID; the ledger
-holds no GLN. Serialized packs will add `epcList` entries of SGTINs,
-https://id.gs1.org/01/{gtin}/21/{serial} (serial_uri), commissioning ObjectEvents per
-serial and AggregationEvents: SERIAL_EVENTS is where their builders go (their
-transactions reach a lot's LotLedger through EventIndex once TOUCHING names the records
-they write), Event.serials what they name, and the matching (epcis_query.py) already
-compares serial-level identifiers.
+holds no GLN. Serialized packs are SGTINs in `epcList` (and a split's input/output EPC
+lists), https://id.gs1.org/01/{gtin}/21/{serial} (serial_uri): their commissioning,
+decommissioning, undo and split events are cloud/contracts/epcis_serials.py's builders
+(SERIAL_EVENTS, which events_of asks first); their transactions reach a lot's LotLedger
+through EventIndex because they write its SERIALS record (TOUCHING); Event.serials is what
+they name, and the matching (epcis_query.py) compares it.
 
 eventID: `urn:uuid:` of a UUID (version 8, RFC 9562) made from SHA-256("PharmaSync/epcis/
 event/v1" ‖ key), the key naming the transaction (its id) and what of it the event shows
@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
-from cloud.contracts import access, didkey, lots, lots_fields, participants, policy
+from cloud.contracts import access, didkey, lots, lots_fields, pack_facts, participants, policy
 from cloud.contracts.coldchain import Excursion, LegSummary
 from cloud.contracts.engine import Applied, View
 from cloud.contracts.lots_coldchain import History
@@ -302,9 +302,12 @@ def _party(kind: str, did: str) -> list[dict[str, str]]:
     return [{"type": t, kind: did} for t in ("owning_party", "possessing_party")]
 
 
-def _commission(ctx: _Lot, t: LedgerTx) -> list[Event]:
+def _commissioning(ctx: _Lot) -> dict[str, Any] | None:
+    """The fields of a commissioning of this lot or of its packs (ADD, commissioning,
+    active, ilmd, the manufacturer's location where the reader reads it), or None for a
+    reader who does not read the product column."""
     if access.READ[ctx.reader.role][access.PRODUCT] == access.NO:
-        return []
+        return None
     record = ctx.view.get(lots.LOT, ctx.gtin, ctx.lot)
     assert record is not None
     fields: dict[str, Any] = {
@@ -315,6 +318,13 @@ def _commission(ctx: _Lot, t: LedgerTx) -> list[Event]:
     }
     if ctx.reads(access.MANUFACTURER_IDENTITY):
         fields["bizLocation"] = {"id": ctx.did(record["manufacturer"])}
+    return fields
+
+
+def _commission(ctx: _Lot, t: LedgerTx) -> list[Event]:
+    fields = _commissioning(ctx)
+    if fields is None:
+        return []
     return [_object(ctx, t, "commission", t.args.get("quantity"), **fields)]
 
 
@@ -434,11 +444,9 @@ BUILDERS: Final[Mapping[str, Callable[[_Lot, LedgerTx], list[Event]]]] = {
 }
 
 
-# Reserved for serialized packs (issue 12 §1): builders of per-serial commissioning
-# ObjectEvents (epcList of serial_uri), AggregationEvents (parentID a shipment's SSCC or
-# case, childEPCs the serials) and per-serial decommissioning, by transaction type. Each
-# takes (Context of this module, the transaction) and returns its events; events_of
-# runs them like the lot-level builders of BUILDERS.
+# The serialized packs' builders (cloud/contracts/epcis_serials.py fills this when imported,
+# at the end of this module), by transaction type: events_of asks them first (their split
+# falls back to _split for a split that names no packs).
 SERIAL_EVENTS: dict[str, Callable[[_Lot, LedgerTx], list[Event]]] = {}
 
 
@@ -541,7 +549,9 @@ def _sensor_event(ctx: _Lot, leg: LegSummary, excursions: Sequence[Excursion]) -
 
 
 # The records whose writing makes a transaction part of a lot's history.
-TOUCHING: Final = frozenset({lots.LOT, lots.QUALITY, lots.RECALL, lots.CUSTODY})
+# SERIALS (gtin, lot): the packs' counts, written by serialize, a split naming packs, and
+# each decommission and undo (cloud/contracts/packs.py).
+TOUCHING: Final = frozenset({lots.LOT, lots.QUALITY, lots.RECALL, lots.CUSTODY, pack_facts.SERIALS})
 
 
 class EventIndex:
@@ -593,7 +603,7 @@ def events_of(view: View, ledger: LotLedger, reader: Reader, now_ms: int) -> lis
     ctx = _Lot(view, gtin, lot, reader, involved, policy.sees_custody(reader.role, involved))
     out: list[Event] = []
     for t in ledger.txs:
-        build = BUILDERS.get(t.type) or SERIAL_EVENTS.get(t.type)
+        build = SERIAL_EVENTS.get(t.type) or BUILDERS.get(t.type)
         if build is not None:
             out.extend(build(ctx, t))
     out.extend(_quarantine(ctx, q) for q in ledger.quarantines)
@@ -642,3 +652,7 @@ def query_document(events: Sequence[Event], now_ms: int) -> dict[str, Any]:
             }
         },
     }
+
+
+# Last: epcis_serials imports this module's helpers, then fills SERIAL_EVENTS.
+from cloud.contracts import epcis_serials as _serials  # noqa: E402,F401

@@ -8,10 +8,10 @@ events. Pure.
     EQ_disposition  likewise                                   the event's disposition
     EQ_bizLocation  URIs (a participant's DID here)            the event's bizLocation id
     MATCH_epc       GS1 Digital Link URIs                      what an ObjectEvent names:
-                                                               its serials (epcList) and, as
-                                                               this ledger's events are
-                                                               lot-level, its lots
-                                                               (quantityList's epcClass)
+                                                               its packs (epcList: a pack
+                                                               URI /01/{gtin}/21/{serial})
+                                                               and its lots (quantityList's
+                                                               epcClass; a pack event's lot)
     MATCH_anyEPC    likewise                                   any lot or serial an event
                                                                names, a TransformationEvent's
                                                                input and output lots too
@@ -30,7 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -106,14 +106,23 @@ class Query:
     per_page: int = DEFAULT_PER_PAGE
     after: Cursor | None = None
 
-    def lots(self) -> set[tuple[str, str]] | None:
+    def lots(
+        self, lots_of: Callable[[str, str], Iterable[tuple[str, str]]] = lambda g, s: ()
+    ) -> set[tuple[str, str]] | None:
         """The lots the MATCH_ parameters name (the only lots whose events can match), or
-        None when none is given (every lot's can). A serial names no lot yet: serialized
-        packs will map it to its lot here."""
+        None when none is given (every lot's can). A serial names the lots
+        `lots_of(gtin, serial)` says it has been in (its registration's lot and the lots
+        split from it: the caller's index)."""
         named = [e for e in (self.epc, self.any_epc, self.epc_class) if e is not None]
         if not named:
             return None
-        found = [{(e.gtin, e.lot) for e in epcs if e.lot is not None} for epcs in named]
+        found = []
+        for epcs in named:
+            lots = {(e.gtin, e.lot) for e in epcs if e.lot is not None}
+            for e in epcs:
+                if e.serial is not None:
+                    lots.update(lots_of(e.gtin, e.serial))
+            found.append(lots)
         return set.intersection(*found)
 
     def matches(self, event: Event) -> bool:

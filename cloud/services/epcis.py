@@ -110,12 +110,21 @@ class EpcisService:
         except epcis_query.QueryError as e:
             raise self.shared.refusals.of(e) from None
         reader = await self._reader(token)
-        named = query.lots()
+        named = query.lots(self._lots_of_serial)
         known = self.index.touches.keys()
         wanted = list(known) if named is None else sorted(named & known)
         events = await self._events(wanted, reader, now_ms)
         shown, cursor = epcis_query.page(events, query)
         return epcis.query_document(shown, now_ms), cursor
+
+    def _lots_of_serial(self, gtin: str, serial: str) -> list[LotId]:
+        """The lots a pack has been in: its registration's lot and every lot split from
+        it (a split moves packs only to children), at the state last loaded; none for a
+        serial never registered."""
+        found = self.contracts.state.packs.find(gtin, serial)
+        if found is None:
+            return []
+        return [(gtin, lot) for lot in self.lineage.descendants(gtin, found.registration.lot)]
 
     async def _events(
         self, wanted: Sequence[LotId], reader: epcis.Reader, now_ms: int

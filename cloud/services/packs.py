@@ -4,9 +4,10 @@ regulator, as the read matrix lets it see who decommissioned it and when (R→P:
 Decommission, undo and suspect reports are transactions (POST /v1/tx); this is a read.
 
 A scan arrives split into its fields (gtin, serial, lot, expiry YYMMDD), or as the raw
-`scan` text (a GS1 element string or Digital Link URI) when `parse_scan` is set: a function
-the GS1 scan parsers provide, wired by the app. Raises LedgerError (refusals.py): 400 naming
-the field, 401 "token", 403 "participant".
+`scan` text: a GS1 element string (GS separators, optional symbology identifier), its
+human-readable form or a Digital Link URI, parsed by `parse_raw_scan` (the GS1 parsers'
+entry point, digital_link.scan_from_any). Raises LedgerError (refusals.py): 400 naming the
+field (a scan's parser refusal names the AI and why), 401 "token", 403 "participant".
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.contracts import access, auth, gs1, lots_fields, pack_facts, participants, policy
+from cloud.contracts import (
+    access,
+    auth,
+    digital_link,
+    gs1,
+    lots_fields,
+    pack_facts,
+    participants,
+    policy,
+)
 from cloud.services.contracts import ContractService, Head
 from cloud.services.shared import Shared
 from gateway.refusal import Refused
@@ -80,6 +90,20 @@ class Checked:
         }
 
 
+def parse_raw_scan(raw: str, today: datetime.date) -> Scan:
+    """Return the fields of a raw scan read on `today` (digital_link.scan_from_any: element
+    string, human-readable form or Digital Link URI). Raises gs1.Gs1Error (a ValueError)
+    naming the AI and the reason: bad check digit, unknown AI, a value too long or outside
+    set 82, a missing GS separator, or no serial (AI 21: the counter checks packs)."""
+    read = digital_link.scan_from_any(raw, today)
+    if read.serial is None:
+        want = "a serial (AI 21): the counter checks packs"
+        if read.lot is not None and gs1.AI_SERIAL in read.lot[1:-1]:  # 10ABC21XYZ: one lot
+            want += f"; a GS/FNC1 separator missing after AI 10 {read.lot!r}?"
+        raise gs1.Gs1Error(gs1.AI_SERIAL, "no AI 21", want)
+    return Scan(read.gtin, read.serial, read.lot, read.expiry_yymmdd, raw)
+
+
 def _field(body: Mapping[str, Any], name: str, check: Callable[[str], str]) -> str | None:
     value = body.get(name)
     if value is None:
@@ -131,7 +155,7 @@ class PackService:
     def __init__(self, shared: Shared, contracts: ContractService) -> None:
         self.shared = shared
         self.contracts = contracts
-        self.parse_scan: ScanParser | None = None  # the GS1 scan parsers, when wired
+        self.parse_scan: ScanParser | None = parse_raw_scan  # None: raw scans refused
 
     async def verify(
         self, body: object, reader: auth.Token | None, now_ms: int | None = None

@@ -87,3 +87,40 @@ async def test_bad_serials_exit_2_and_refusals_exit_1(user: User) -> None:
     code, _, err = await user.run("packs", "undo", "--gtin", GTIN, "--serial", "PK0000001",
                                   "--key", "pharmacy.key")  # fmt: skip
     assert code == 1 and "serial" in err
+
+
+async def test_verify_and_decommission_by_scan(user: User) -> None:
+    await user.ok("packs", "serialize", "--gtin", GTIN, "--lot", "L1", "--count", "20",
+                  "--prefix", "PK", "--key", "maker.key")  # fmt: skip
+    raw = f"]d2\x1d01{GTIN}1727123110L1\x1d21PK0000003"  # as a DataMatrix scanner sends it
+    out = await user.ok("packs", "verify", "--scan", raw, "--key", "pharmacy.key", "--json")
+    answer = json.loads(out)
+    assert (answer["serial"], answer["verdict"], answer["scanned"]["raw"]) == (
+        "PK0000003",
+        "authentic",
+        raw,
+    )
+    link = f"https://id.gs1.org/01/{GTIN}/10/L1/21/PK0000003?17=271231"
+    place = ("--place", "Apotheke am Markt, Berlin")
+    await user.ok("packs", "decommission", "--scan", link, *place, "--key", "pharmacy.key")
+    out = await user.ok("packs", "verify", "--scan", f"(01){GTIN}(21)PK0000003",
+                        "--key", "pharmacy.key")  # fmt: skip
+    assert "decommissioned" in out and "dispensable: no" in out
+    # a second dispense by scan is refused and reported with the scan's lot
+    code, out, err = await user.run("packs", "decommission", "--scan", raw, *place,
+                                    "--key", "pharmacy.key")  # fmt: skip
+    assert code == 1 and "suspect report" in err and "lots/suspect" in out
+    # bad scans: the server refuses a verify naming the AI (exit 1); a decommission's scan is
+    # refused before anything is sent (exit 2); fields beside a scan must agree
+    code, _, err = await user.run("packs", "verify", "--scan", f"(01){GTIN[:-1]}3(21)PK0000004",
+                                  "--key", "pharmacy.key")  # fmt: skip
+    assert code == 1 and "AI 01" in err and "check digit" in err
+    for bad, word in ((f"01{GTIN}21{'S' * 21}", "AI 21"), (f"(01){GTIN}(99)1(21)X", "AI 99")):
+        code, _, err = await user.run("packs", "decommission", "--scan", bad, *place,
+                                      "--key", "pharmacy.key")  # fmt: skip
+        assert code == 2 and word in err, err
+    code, _, err = await user.run("packs", "decommission", "--scan", link, "--serial", "PK9",
+                                  *place, "--key", "pharmacy.key")  # fmt: skip
+    assert code == 2 and "the scan says" in err
+    code, _, err = await user.run("packs", "verify", "--gtin", GTIN, "--key", "pharmacy.key")
+    assert code == 2 and "--scan" in err

@@ -144,7 +144,7 @@ async def test_verify_refuses_each_malformed_field_with_its_name(regulated: Clou
         ({"gtin": GTIN}, "serial"),
         ({**scan("PK00001"), "extra": 1}, "body"),
         ([1], "body"),
-        ({"scan": "(01)09506000134352(21)PK00001"}, "scan"),  # no parser wired yet
+        ({"scan": "(01)09506000134353(21)PK00001"}, "scan"),  # tests/.../test_pack_scans.py
         (b"{not json", "json"),
         (b"[" * 100, "json"),
     ]

@@ -1,0 +1,156 @@
+"""EPCIS 2.0 events of serialized packs (cloud/contracts/epcis_serials.py), pure: a lot's
+serials registered in two transactions, a split naming each child's packs, packs dispensed,
+destroyed and stolen at a pharmacy, one dispense undone — each event kind checked, SGTINs
+written as Digital Link URIs, documents valid against GS1's EPCIS 2.0 JSON Schema, who
+decommissioned shown only to readers of the R→P flow, MATCH_epc / MATCH_anyEPC naming
+packs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cloud.contracts import access, epcis, epcis_query, epcis_serials, policy
+from tests.cloud.api.test_epcis import valid
+from tests.cloud.contracts.test_epcis import LATER, Ledger, commission_args, gtin_lot
+from tests.cloud.contracts.test_lots_coldchain import NOW
+from tests.cloud.contracts.world import GTIN
+
+SERIALS = [f"PK{i:05d}" for i in range(100)] + ["A/B%1"]  # one needing percent-encoding
+CHILD_A = SERIALS[10:50]
+CHILD_B = SERIALS[50:70]
+
+
+def packs_chain() -> Ledger:
+    """M commissions L1 (101) and registers its serials (60, then 41); ships 101 to D, D
+    60 to R; R splits them naming the packs (L1-A 40, L1-B 20) and ships L1-A to P; P
+    dispenses PK00010, destroys PK00011, reports PK00012 stolen, dispenses PK00013 and
+    undoes that."""
+    ledger = Ledger()
+    ledger.tx("M", "commission", {**commission_args(), "quantity": 101}, NOW - 9000)
+    ledger.tx("M", "serialize", {**gtin_lot(), "serials": SERIALS[:60]}, NOW - 8000)
+    ledger.tx("M", "serialize", {**gtin_lot(), "serials": SERIALS[60:]}, NOW - 7000)
+    ship = {"gtin": GTIN, "lot": "L1", "shipment": "S1", "quantity": 101}
+    ledger.tx("M", "ship", {**ship, "receiver": ledger.did("D")}, NOW - 6000)
+    ledger.tx("D", "receive", {"shipment": "S1", "quantity": 101}, NOW - 5000)
+    ship2 = {"gtin": GTIN, "lot": "L1", "shipment": "S2", "quantity": 60}
+    ledger.tx("D", "ship", {**ship2, "receiver": ledger.did("R")}, NOW - 4000)
+    ledger.tx("R", "receive", {"shipment": "S2", "quantity": 60}, NOW - 3000)
+    children = [{"lot": "L1-A", "quantity": 40}, {"lot": "L1-B", "quantity": 20}]
+    named = {"L1-A": CHILD_A, "L1-B": CHILD_B}
+    ledger.tx("R", "split", {**gtin_lot(), "children": children, "serials": named}, NOW - 2000)
+    ship3 = {"gtin": GTIN, "lot": "L1-A", "shipment": "S3", "quantity": 40}
+    ledger.tx("R", "ship", {**ship3, "receiver": ledger.did("P")}, NOW - 1000)
+    ledger.tx("P", "receive", {"shipment": "S3", "quantity": 40}, NOW)
+    for n, (serial, status) in enumerate(
+        (("PK00010", "dispensed"), ("PK00011", "destroyed"), ("PK00012", "stolen"))
+    ):
+        pack = {"gtin": GTIN, "serial": serial, "status": status}
+        ledger.tx("P", "decommission", pack, NOW + 1000 * (n + 1))
+    ledger.tx("P", "decommission", {"gtin": GTIN, "serial": "PK00013", "status": "dispensed"},
+              NOW + 5000)  # fmt: skip
+    ledger.tx("P", "undo", {"gtin": GTIN, "serial": "PK00013"}, NOW + 6000)
+    return ledger
+
+
+def pack_uri(serial: str) -> str:
+    return epcis.serial_uri(GTIN, serial)
+
+
+def test_each_serial_event_kind() -> None:
+    ledger = packs_chain()
+    found = ledger.events("M")
+    valid(epcis.document(found, LATER))
+    commissioned = [e.body for e in found if e.body.get("epcList") and e.body["action"] == "ADD"]
+    first, second, undone = commissioned
+    assert first["bizStep"] == "commissioning" and first["disposition"] == "active"
+    assert first["epcList"] == [pack_uri(s) for s in SERIALS[:60]]  # as signed
+    assert second["epcList"][-1] == f"https://id.gs1.org/01/{GTIN}/21/A%2FB%251"
+    assert first["ilmd"] == {"cbvmda:lotNumber": "L1", "cbvmda:itemExpirationDate": "2027-12-31"}
+    assert first["bizLocation"] == {"id": ledger.did("M")}
+    # the undo: the identifier back in use (ADD, commissioning, active), no ilmd
+    assert undone["epcList"] == [pack_uri("PK00013")] and "ilmd" not in undone
+    assert undone["readPoint"] == {"id": ledger.did("P")}
+    deleted = {e.body["epcList"][0]: e.body for e in found if e.body.get("action") == "DELETE"}
+    assert {uri: (b["bizStep"], b["disposition"]) for uri, b in deleted.items()} == {
+        pack_uri("PK00010"): ("dispensing", "dispensed"),
+        pack_uri("PK00011"): ("destroying", "destroyed"),
+        pack_uri("PK00012"): ("decommissioning", "stolen"),
+        pack_uri("PK00013"): ("dispensing", "dispensed"),
+    }
+    # the split: one TransformationEvent per child, its packs in and out
+    splits = [e.body for e in found if e.body["type"] == "TransformationEvent"]
+    assert len(splits) == 2
+    by_child = {b["ilmd"]["cbvmda:lotNumber"]: b for b in splits}
+    assert by_child["L1-A"]["inputEPCList"] == [pack_uri(s) for s in CHILD_A]
+    assert by_child["L1-A"]["outputEPCList"] == by_child["L1-A"]["inputEPCList"]
+    assert by_child["L1-B"]["outputQuantityList"] == [
+        {"epcClass": epcis.lot_uri(GTIN, "L1-B"), "quantity": 20}
+    ]
+    # a child's own history holds its own split event, not its sibling's
+    only_b = ledger.events("M", ("L1-B",))
+    assert [e.body["ilmd"]["cbvmda:lotNumber"] for e in only_b if e.body.get("ilmd")] == ["L1-B"]
+
+
+def test_undo_follows_its_decommission_and_every_status_has_cbv_terms() -> None:
+    ledger = packs_chain()
+    found = [e for e in ledger.events("P") if (GTIN, "PK00013") in e.serials]
+    actions = [e.body.get("action") for e in found]
+    assert actions == ["ADD", None, "DELETE", "ADD"]  # commissioned, split, dispensed, undone
+    assert set(epcis_serials.DECOMMISSIONED) == {
+        "dispensed",
+        "destroyed",
+        "stolen",
+        "exported",
+        "sample",
+    }
+    for status, (step, disposition) in epcis_serials.DECOMMISSIONED.items():
+        assert step and disposition, status
+
+
+@pytest.mark.parametrize("reader", ["M", "D", "R", "P", "P2", "regulator", None])
+def test_who_decommissioned_only_to_readers_of_r_to_p(reader: str | None) -> None:
+    ledger = packs_chain()
+    found = ledger.events(reader)
+    valid(epcis.document(found, LATER))
+    deleted = [e.body for e in found if e.body.get("action") == "DELETE"]
+    if reader is not None and access.READ[ledger.reader(reader).role][access.PRODUCT] == "no":
+        assert deleted == []
+        return
+    assert len(deleted) == 4  # a pack's status is public
+    role = "public" if reader is None else ledger.reader(reader).role
+    r = ledger.reader(reader)
+    sees = policy.reads(role, access.R_TO_P, r.id is not None and r.involved(GTIN, "L1-A", r.id))
+    text = json.dumps(deleted)
+    assert (ledger.did("P") in text) is sees, reader
+    assert all(("readPoint" in b) is sees for b in deleted)
+
+
+def test_match_epc_and_any_epc_name_packs() -> None:
+    ledger = packs_chain()
+    found = ledger.events("M")
+
+    def matching(name: str, *serials: str) -> list[Any]:
+        query = epcis_query.parse({name: ["|".join(pack_uri(s) for s in serials)]})
+        return [e for e in found if query.matches(e)]
+
+    epc = matching("MATCH_epc", "PK00013")
+    assert [e.body.get("action") for e in epc] == ["ADD", "DELETE", "ADD"]  # no split
+    anyepc = matching("MATCH_anyEPC", "PK00013")
+    assert [e.body["type"] for e in anyepc].count("TransformationEvent") == 1
+    assert len(matching("MATCH_epc", "PK00010", "PK00011")) == 3  # 1 commissioning, 2 DELETE
+    assert matching("MATCH_epc", "PK99999") == []
+    # a pack's URI with its lot names the pack: /01/{gtin}/10/{lot}/21/{serial}
+    both = epcis_query.parse({"MATCH_epc": [f"https://id.gs1.org/01/{GTIN}/10/L1-A/21/PK00011"]})
+    assert {e.event_id for e in found if both.matches(e)} >= {e.event_id for e in epc[:1]}
+    # the lots a pack URI narrows a query to: what the caller's index says it was in
+    q = epcis_query.parse({"MATCH_epc": [pack_uri("PK00013")]})
+    assert q.lots() == set()
+    assert q.lots(lambda g, s: [(g, "L1"), (g, "L1-A")]) == {(GTIN, "L1"), (GTIN, "L1-A")}
+
+
+def test_the_epc_list_fast_path_writes_what_serial_uri_writes() -> None:
+    serials = ["PK0001", "a-b", "A/B", "x.y", "Z9", "%41", "!"]
+    assert epcis_serials.epc_list(GTIN, serials) == [pack_uri(s) for s in serials]
