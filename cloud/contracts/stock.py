@@ -160,14 +160,15 @@ class StockIndex:
         return alerts
 
     def _dropped(self, applied: Applied) -> dict[tuple[str, str], list[str]]:
-        """The holders whose units of a lot this change lowered, by lot (sorted ids): the
-        pharmacy a dispense's units left."""
+        """The holders whose units of a lot this change moved, by lot (sorted ids): the
+        pharmacy a dispense's units left, or an undone pack dispense's unit came back to
+        (packs.undo: its -1 must come off that pharmacy's own window, not no one's)."""
         out: dict[tuple[str, str], list[str]] = {}
         for record in applied.put.values():
             if record.type.code == lots.HOLDING.code and record.type.contract == lots.NAME:
                 gtin, lot, pid = record.fields
                 node = self._lots.get((gtin, lot))
-                if node is not None and record.value["quantity"] < node.holders.get(pid, 0):
+                if node is not None and record.value["quantity"] != node.holders.get(pid, 0):
                     out.setdefault((gtin, lot), []).append(pid)
         for key in applied.deleted:
             if (where := self._holdings.get(key)) is not None:

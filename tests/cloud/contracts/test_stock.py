@@ -96,6 +96,27 @@ def test_figures_per_role_class_and_days_of_cover() -> None:
     assert fed.index.gtins_of(p) == [GTIN] and fed.index.gtins_of("nobody") == []
 
 
+def test_an_undone_pack_dispense_leaves_the_pharmacys_own_30_days() -> None:
+    """A pack dispensed and undone (packs.undo) is no dispense: the undo's unit is put back
+    on the pharmacy's own figures too, not only on the GTIN's (it was counted against a
+    pharmacy of no one, so the pharmacy's own dispensed_30d stayed 1)."""
+    fed = Fed()
+    moved(fed)
+    fed.take(fed.world.receive("P", "S3", 30))
+    serials = {"gtin": GTIN, "lot": "L1", "serials": ["A1", "A2"]}
+    fed.lots("M", "serialize", serials)
+    pack = {"gtin": GTIN, "serial": "A1"}
+    fed.lots("P", "decommission", {**pack, "status": "dispensed"})
+    now = T0 + DAY_MS
+    p = fed.world.parties["P"].did
+    assert fed.index.own(GTIN, p, now)["dispensed_30d"] == 1
+    fed.lots("P", "undo", pack)
+    assert fed.index.figures(GTIN, now)["dispensed_30d"] == 0
+    own = fed.index.own(GTIN, p, now)
+    assert own["dispensed_30d"] == 0 and own["days_of_cover"] is None
+    assert own["on_hand"]["released"] == 30
+
+
 def test_classes_quarantined_rejected_recalled() -> None:
     fed = Fed()
     moved(fed)
