@@ -257,14 +257,15 @@ class StockIndex:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def gtins(self) -> list[str]:
-        """Every GTIN the index knows (knows()), sorted."""
-        return sorted(g for g in self._gtins if self.knows(g))
+    def gtins(self, by_minimum: bool = True) -> list[str]:
+        """Every GTIN the index knows (knows(gtin, by_minimum)), sorted."""
+        return sorted(g for g in self._gtins if self.knows(g, by_minimum))
 
-    def knows(self, gtin: str) -> bool:
-        """Whether a lot of the GTIN was commissioned, or the regulator set its minimum."""
+    def knows(self, gtin: str, by_minimum: bool = True) -> bool:
+        """Whether a lot of the GTIN was commissioned, or (`by_minimum`: for a reader of the
+        minimum, compliance data whose very existence it is) the regulator set its minimum."""
         node = self._gtins.get(gtin)
-        return node is not None and (bool(node.lots) or node.minimum is not None)
+        return node is not None and (bool(node.lots) or (by_minimum and node.minimum is not None))
 
     def gtins_of(self, participant_id: str) -> list[str]:
         """The GTINs of every lot in whose custody the participant has been (it held,
