@@ -196,5 +196,5 @@ class EpcisService:
             raise refusals.of(e) from None
         if found is not None:
             raise refusals.refuse("contradiction", str(found), 409)
-        accepted = await self.contracts.submit(envelope)
+        accepted = await self.contracts.submit(envelope, own_route=True)
         return accepted, digest, len(events)
