@@ -227,6 +227,27 @@ async def test_the_export_is_valid_epcis_and_shows_each_reader_its_cells(
     assert (status, problem["reason"]) == (400, "lot"), problem
 
 
+async def test_a_lots_export_names_its_children_only_to_readers_of_lineage(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    """The export of a lot holds its descendants' events, which name the child lots: that
+    L1 was split into L1-A and L1-B is lineage, product `yes` only (the public's and the
+    regulator's product cell is global only: "no lineage", as on GET /v1/lots). So their
+    export of L1 is L1's events alone (its recall, not its children's); a child's own
+    export is still answered to them, and a participant still gets the family."""
+    await supply_chain(cloud)
+    for who in (None, REGULATOR):
+        status, parent = await export(cloud, who)
+        assert status == 200, parent
+        text = json.dumps(parent)
+        assert "L1-A" not in text and "L1-B" not in text, who
+        assert {q["epcClass"] for e in events(parent) for q in e["quantityList"]} == {L1}
+        status, child = await export(cloud, who, "L1-A")
+        assert status == 200 and CHILD in json.dumps(child), child
+    _, family = await export(cloud, M)
+    assert "L1-A" in json.dumps(family) and "L1-B" in json.dumps(family)
+
+
 async def test_the_query_answers_the_standard_parameters_and_pages(
     cloud: Cloud,  # noqa: F811
 ) -> None:
