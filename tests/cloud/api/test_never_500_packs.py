@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 
 from cloud.api.app import make_app
 from cloud.contracts import auth, tx
-from cloud.settings import CloudSettings
 from device import schnorr
 from tests.cloud.api.test_never_500 import (
     SETTINGS,
@@ -33,11 +32,12 @@ from tests.cloud.api.test_never_500 import (
     check,
     integers,
     json_values,
+    module_settings,
     texts,
     texts_in_json,
 )
 from tests.cloud.api.test_packs import SERIALS, chain_steps
-from tests.cloud.conftest import ENGINES, _run_apart, fresh_schema
+from tests.cloud.conftest import ENGINES
 from tests.cloud.contracts.world import GTIN, REGULATOR, Party, party
 from tests.cloud.served import Served, encode
 
@@ -62,15 +62,7 @@ def seeded(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Served, dict[str, str]]]:
     """The cloud on a real port with the packs chain applied, and a token per reader."""
-    database = None
-    if request.param == "postgres":
-        database = _run_apart(fresh_schema(request.getfixturevalue("postgres_database")))
-    config = CloudSettings(
-        data_dir=tmp_path_factory.mktemp("cloud"),
-        database=database,
-        regulators=(REGULATOR.xonly,),
-    )
-    with Served(make_app(config)) as served:
+    with Served(make_app(module_settings(request, tmp_path_factory))) as served:
         for step in chain_steps():
             answer = served.request("POST", "/v1/tx", step.to_wire())
             assert answer.status == 201, answer
