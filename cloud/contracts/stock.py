@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cloud.contracts import didkey, lots, lots_stock, participants
+from cloud.contracts import didkey, lots, lots_stock, pack_facts, participants
 from cloud.contracts.engine import Applied, Notification, Record, State
 
 HOLDER_ROLES: Final = ("manufacturer", "distributor", "retailer", "pharmacy")
@@ -57,6 +57,7 @@ _FOLLOWED: Final = {
         lots.HOLDING,
         lots.QUALITY,
         lots.RECALL,
+        pack_facts.DECOMMISSION,
     )
 }
 
@@ -123,6 +124,8 @@ class StockIndex:
         self._holdings: dict[bytes, tuple[str, str, str]] = {}  # tree key -> gtin, lot, id
         self._minimums: dict[bytes, str] = {}  # tree key -> gtin
         self._involved: dict[str, set[str]] = {}  # participant id -> GTINs of its chains
+        # a dispensed pack's decommission (tree key) -> gtin, lot, its dispense's entry
+        self._sold: dict[bytes, tuple[str, str, tuple[int, int, str]]] = {}
 
     @classmethod
     def of(cls, state: State) -> StockIndex:
@@ -144,10 +147,11 @@ class StockIndex:
         change's own log position, `applied.regulators` on the ledger."""
         touched: set[str] = set()
         drops = self._dropped(applied)  # units each holder lost, to attribute a dispense
+        undone = self._undone(applied)  # dispenses of packs this change put back
         for key in applied.deleted:
             self._delete(key, touched)
         for key, record in applied.put.items():
-            self._put(key, record, drops, applied.time, touched)
+            self._put(key, record, drops, applied.time, touched, undone)
         alerts: list[Notification] = []
         for gtin in sorted(touched):
             node = self._gtins[gtin]
@@ -174,6 +178,23 @@ class StockIndex:
             if (where := self._holdings.get(key)) is not None:
                 out.setdefault(where[:2], []).append(where[2])
         return {lot: sorted(ids) for lot, ids in out.items()}
+
+    def _undone(self, applied: Applied) -> dict[tuple[str, str], int]:
+        """The dispensed packs whose decommission this change deleted (packs.undo), counted
+        by lot: each one's dispense leaves its GTIN's dispenses where it was dated, and the
+        custody's fall of as many units is no dispense of its own (else a window could hold
+        the undo without the dispense it undoes: -1)."""
+        out: dict[tuple[str, str], int] = {}
+        for key in applied.deleted:
+            if (found := self._sold.pop(key, None)) is None:
+                continue
+            gtin, lot, entry = found
+            events = self._gtins[gtin].dispenses
+            at = bisect.bisect_left(events, entry)
+            if at < len(events) and events[at] == entry:
+                del events[at]
+                out[(gtin, lot)] = out.get((gtin, lot), 0) + 1
+        return out
 
     def _gtin(self, gtin: str) -> _Gtin:
         return self._gtins.setdefault(gtin, _Gtin())
@@ -209,9 +230,15 @@ class StockIndex:
         drops: dict[tuple[str, str], list[str]],
         time: int | None,
         touched: set[str],
+        undone: dict[tuple[str, str], int] | None = None,
     ) -> None:
         rtype = _FOLLOWED.get((record.type.contract, record.type.code))
         if rtype is None:
+            return
+        if rtype is pack_facts.DECOMMISSION:
+            v = record.value
+            if v["status"] == "dispensed":  # its dispense entry, as the custody's adds it
+                self._sold[key] = (record.fields[0], v["lot"], (v["since"], 1, v["by"]))
             return
         if rtype is participants.PARTICIPANT:
             v = record.value
@@ -241,7 +268,7 @@ class StockIndex:
         if rtype is lots.CUSTODY:
             for pid in v["involved"]:
                 self._involved.setdefault(pid, set()).add(gtin)
-            units = v["dispensed"] - node.dispensed
+            units = v["dispensed"] - node.dispensed + (undone or {}).get((gtin, lot), 0)
             node.dispensed = v["dispensed"]
             if units and time is not None:
                 pharmacy = (drops.get((gtin, lot)) or [""])[0]

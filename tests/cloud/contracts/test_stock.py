@@ -117,6 +117,25 @@ def test_an_undone_pack_dispense_leaves_the_pharmacys_own_30_days() -> None:
     assert own["on_hand"]["released"] == 30
 
 
+def test_an_undone_dispense_leaves_the_window_with_the_dispense_it_undoes() -> None:
+    """An undo (up to 10 days after) takes back the dispense it undoes, dated as that
+    dispense: so no 30-day window holds one without the other, and no window counts -1
+    (the day the dispense left the window, the undo still in it)."""
+    fed = Fed()
+    moved(fed)
+    fed.take(fed.world.receive("P", "S3", 30))
+    fed.lots("M", "serialize", {"gtin": GTIN, "lot": "L1", "serials": ["A1"]})
+    pack = {"gtin": GTIN, "serial": "A1"}
+    sold = fed.world.sign("P", "lots", "decommission", {**pack, "status": "dispensed"})
+    fed.take(fed.world.apply(sold))
+    five_days = sold.body.time + 5 * DAY_MS
+    fed.take(fed.world.apply(fed.world.sign("P", "lots", "undo", pack, time_ms=five_days)))
+    p = fed.world.parties["P"].did
+    for now in (sold.body.time, five_days, sold.body.time + 31 * DAY_MS, five_days + 31 * DAY_MS):
+        assert fed.index.figures(GTIN, now)["dispensed_30d"] == 0, now
+        assert fed.index.own(GTIN, p, now)["dispensed_30d"] == 0, now
+
+
 def test_classes_quarantined_rejected_recalled() -> None:
     fed = Fed()
     moved(fed)
