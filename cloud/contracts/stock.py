@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from cloud.contracts import didkey, lots, lots_stock, participants
+from cloud.contracts import didkey, lots, lots_stock, pack_facts, participants
 from cloud.contracts.engine import Applied, Notification, Record, State
 
 HOLDER_ROLES: Final = ("manufacturer", "distributor", "retailer", "pharmacy")
@@ -57,6 +57,7 @@ _FOLLOWED: Final = {
         lots.HOLDING,
         lots.QUALITY,
         lots.RECALL,
+        pack_facts.DECOMMISSION,
     )
 }
 
@@ -123,6 +124,8 @@ class StockIndex:
         self._holdings: dict[bytes, tuple[str, str, str]] = {}  # tree key -> gtin, lot, id
         self._minimums: dict[bytes, str] = {}  # tree key -> gtin
         self._involved: dict[str, set[str]] = {}  # participant id -> GTINs of its chains
+        # a dispensed pack's decommission (tree key) -> gtin, lot, its dispense's entry
+        self._sold: dict[bytes, tuple[str, str, tuple[int, int, str]]] = {}
 
     @classmethod
     def of(cls, state: State) -> StockIndex:
@@ -144,10 +147,11 @@ class StockIndex:
         change's own log position, `applied.regulators` on the ledger."""
         touched: set[str] = set()
         drops = self._dropped(applied)  # units each holder lost, to attribute a dispense
+        undone = self._undone(applied)  # dispenses of packs this change put back
         for key in applied.deleted:
             self._delete(key, touched)
         for key, record in applied.put.items():
-            self._put(key, record, drops, applied.time, touched)
+            self._put(key, record, drops, applied.time, touched, undone)
         alerts: list[Notification] = []
         for gtin in sorted(touched):
             node = self._gtins[gtin]
@@ -160,19 +164,37 @@ class StockIndex:
         return alerts
 
     def _dropped(self, applied: Applied) -> dict[tuple[str, str], list[str]]:
-        """The holders whose units of a lot this change lowered, by lot (sorted ids): the
-        pharmacy a dispense's units left."""
+        """The holders whose units of a lot this change moved, by lot (sorted ids): the
+        pharmacy a dispense's units left, or an undone pack dispense's unit came back to
+        (packs.undo: its -1 must come off that pharmacy's own window, not no one's)."""
         out: dict[tuple[str, str], list[str]] = {}
         for record in applied.put.values():
             if record.type.code == lots.HOLDING.code and record.type.contract == lots.NAME:
                 gtin, lot, pid = record.fields
                 node = self._lots.get((gtin, lot))
-                if node is not None and record.value["quantity"] < node.holders.get(pid, 0):
+                if node is not None and record.value["quantity"] != node.holders.get(pid, 0):
                     out.setdefault((gtin, lot), []).append(pid)
         for key in applied.deleted:
             if (where := self._holdings.get(key)) is not None:
                 out.setdefault(where[:2], []).append(where[2])
         return {lot: sorted(ids) for lot, ids in out.items()}
+
+    def _undone(self, applied: Applied) -> dict[tuple[str, str], int]:
+        """The dispensed packs whose decommission this change deleted (packs.undo), counted
+        by lot: each one's dispense leaves its GTIN's dispenses where it was dated, and the
+        custody's fall of as many units is no dispense of its own (else a window could hold
+        the undo without the dispense it undoes: -1)."""
+        out: dict[tuple[str, str], int] = {}
+        for key in applied.deleted:
+            if (found := self._sold.pop(key, None)) is None:
+                continue
+            gtin, lot, entry = found
+            events = self._gtins[gtin].dispenses
+            at = bisect.bisect_left(events, entry)
+            if at < len(events) and events[at] == entry:
+                del events[at]
+                out[(gtin, lot)] = out.get((gtin, lot), 0) + 1
+        return out
 
     def _gtin(self, gtin: str) -> _Gtin:
         return self._gtins.setdefault(gtin, _Gtin())
@@ -208,9 +230,15 @@ class StockIndex:
         drops: dict[tuple[str, str], list[str]],
         time: int | None,
         touched: set[str],
+        undone: dict[tuple[str, str], int] | None = None,
     ) -> None:
         rtype = _FOLLOWED.get((record.type.contract, record.type.code))
         if rtype is None:
+            return
+        if rtype is pack_facts.DECOMMISSION:
+            v = record.value
+            if v["status"] == "dispensed":  # its dispense entry, as the custody's adds it
+                self._sold[key] = (record.fields[0], v["lot"], (v["since"], 1, v["by"]))
             return
         if rtype is participants.PARTICIPANT:
             v = record.value
@@ -240,7 +268,7 @@ class StockIndex:
         if rtype is lots.CUSTODY:
             for pid in v["involved"]:
                 self._involved.setdefault(pid, set()).add(gtin)
-            units = v["dispensed"] - node.dispensed
+            units = v["dispensed"] - node.dispensed + (undone or {}).get((gtin, lot), 0)
             node.dispensed = v["dispensed"]
             if units and time is not None:
                 pharmacy = (drops.get((gtin, lot)) or [""])[0]
@@ -256,14 +284,15 @@ class StockIndex:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def gtins(self) -> list[str]:
-        """Every GTIN the index knows (knows()), sorted."""
-        return sorted(g for g in self._gtins if self.knows(g))
+    def gtins(self, by_minimum: bool = True) -> list[str]:
+        """Every GTIN the index knows (knows(gtin, by_minimum)), sorted."""
+        return sorted(g for g in self._gtins if self.knows(g, by_minimum))
 
-    def knows(self, gtin: str) -> bool:
-        """Whether a lot of the GTIN was commissioned, or the regulator set its minimum."""
+    def knows(self, gtin: str, by_minimum: bool = True) -> bool:
+        """Whether a lot of the GTIN was commissioned, or (`by_minimum`: for a reader of the
+        minimum, compliance data whose very existence it is) the regulator set its minimum."""
         node = self._gtins.get(gtin)
-        return node is not None and (bool(node.lots) or node.minimum is not None)
+        return node is not None and (bool(node.lots) or (by_minimum and node.minimum is not None))
 
     def gtins_of(self, participant_id: str) -> list[str]:
         """The GTINs of every lot in whose custody the participant has been (it held,

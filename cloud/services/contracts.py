@@ -81,6 +81,11 @@ PUBLIC_LOT_RECORDS = (lots.LOT, lots.QUALITY, lots.RECALL)  # what GET /v1/lots 
 # the next block together (one database transaction, one fsync, one 0x04 root, one
 # checkpoint), at most this many.
 MAX_BLOCK = 256
+# Transaction types taken only through a route of their own, which checks what their rule
+# cannot: a lots `statement` comes with its document to POST /epcis/capture, which compares
+# the document's events with the ledger (the rule keeps the hash alone); posted as a bare
+# transaction it would put on the ledger a statement no one checked.
+OWN_ROUTE = {("lots", "statement"): "POST /epcis/capture"}
 
 
 @dataclass(frozen=True)
@@ -229,18 +234,21 @@ class ContractService:
                     listener(index, applied)
                 self._told = index
 
-    async def submit(self, envelope: object, now_ms: int | None = None) -> Accepted:
+    async def submit(
+        self, envelope: object, now_ms: int | None = None, *, own_route: bool = False
+    ) -> Accepted:
         """Apply a parsed transaction envelope (cloud/contracts/tx.py) and append it; return
-        where.
-        Raises LedgerError: 400 a malformed field ("envelope", "tx.<member>", "sig"), 401
-        "signature", 403 "participant"/"access"/"role", 409 the rule."""
-        (outcome,) = await self.submit_many([envelope], now_ms)
+        where. `own_route`: the caller is the route of a type in OWN_ROUTE, which checked it.
+        Raises LedgerError: 400 a malformed field ("envelope", "tx.<member>", "sig"; "tx.type"
+        a type of OWN_ROUTE from elsewhere), 401 "signature", 403 "participant"/"access"/
+        "role", 409 the rule."""
+        (outcome,) = await self.submit_many([envelope], now_ms, own_route=own_route)
         if isinstance(outcome, LedgerError):
             raise outcome
         return outcome
 
     async def submit_many(
-        self, envelopes: Sequence[object], now_ms: int | None = None
+        self, envelopes: Sequence[object], now_ms: int | None = None, *, own_route: bool = False
     ) -> list[Accepted | LedgerError]:
         """Apply parsed envelopes as submit() does each, in their order (they join the
         blocks together: one that depends on an earlier one sees it applied); return each
@@ -248,7 +256,7 @@ class ContractService:
         all or nothing on its own, a refusal leaves the others). Raises what a block's
         commit raises (the store failing)."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        checked = await asyncio.gather(*(self._check(e, now_ms) for e in envelopes))
+        checked = await asyncio.gather(*(self._check(e, now_ms, own_route) for e in envelopes))
         queued = [q for q in checked if isinstance(q, _Queued)]
         self._queue.extend(queued)  # in their order, after whatever is waiting
         try:
@@ -269,15 +277,22 @@ class ContractService:
                 answers.append(one)
         return answers
 
-    async def _check(self, envelope: object, now_ms: int) -> _Queued | LedgerError:
+    async def _check(
+        self, envelope: object, now_ms: int, own_route: bool = False
+    ) -> _Queued | LedgerError:
         """Parse and verify an envelope on the verification threads and check its time and
-        wire size (an entry of a batch is bounded as a body of its own); return it ready
-        to queue, or its refusal."""
+        wire size (an entry of a batch is bounded as a body of its own) and that a type of
+        OWN_ROUTE came through it; return it ready to queue, or its refusal."""
         try:
             signed = await self._parse(envelope)
             check_time(signed, now_ms)
         except Refused as e:
             return self.shared.refusals.of(e)
+        route = OWN_ROUTE.get((signed.body.contract, signed.body.type))
+        if route is not None and not own_route:
+            kind = f"{signed.body.contract} {signed.body.type}"
+            detail = f"tx.type: a {kind} is taken only by {route}, with what it states"
+            return self.shared.refusals.refuse("tx.type", detail, 400)
         size = tx.wire_size(signed)
         most = tx.max_envelope(signed.body.contract, signed.body.type)
         if size > most:

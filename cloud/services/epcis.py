@@ -32,6 +32,7 @@ from cloud.contracts import (
     lots_coldchain,
     lots_fields,
     participants,
+    policy,
     tx,
 )
 from cloud.contracts.engine import State
@@ -82,15 +83,19 @@ class EpcisService:
     async def export(
         self, gtin: str, lot: str, token: auth.Token | None, now_ms: int | None = None
     ) -> dict[str, Any]:
-        """The EPCISDocument of a lot and every lot split from it, as `token`'s reader (None:
-        the public) may see it. Caller checks gtin and lot. Raises LedgerError 404 "lot"
+        """The EPCISDocument of a lot and every lot split from it (the lot alone for a reader
+        who may not see lineage: product `yes`), as `token`'s reader (None: the public) may
+        see it. Caller checks gtin and lot. Raises LedgerError 404 "lot"
         (never commissioned), 403 "participant"."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         reader = await self._reader(token)
         if not self.lineage.knows(gtin, lot):
             detail = f"lot {gtin}/{lot} was never commissioned"
             raise self.shared.refusals.refuse("lot", detail, 404)
+        # the descendants' events name the child lots: lineage, product `yes` only
+        lineage = policy.reads(reader.role, access.PRODUCT)
         family = [(gtin, each) for each in self.lineage.descendants(gtin, lot)]
+        family = family if lineage else family[:1]
         events = await self._events(family, reader, now_ms)
         return epcis.document(events, now_ms)
 
@@ -205,5 +210,5 @@ class EpcisService:
             raise refusals.of(e) from None
         if found is not None:
             raise refusals.refuse("contradiction", str(found), 409)
-        accepted = await self.contracts.submit(envelope)
+        accepted = await self.contracts.submit(envelope, own_route=True)
         return accepted, digest, len(events)

@@ -79,9 +79,10 @@ class StockService:
         """Return the stock of `gtin` (a GTIN-14 checked by the caller) for `reader` (None:
         the public) at the log's latest state, the 30-day dispense window ending at `now_ms`
         (default: the clock). Raises LedgerError 403 "participant"/"access", 404 "gtin"
-        (no lot of it was commissioned and no minimum is set)."""
+        (no lot of it was commissioned and no minimum is set, or one is but the reader
+        may not see it: a minimum alone is compliance data)."""
         who, seen = await self._reader(reader)
-        if not self.index.knows(gtin):
+        if not self.index.knows(gtin, seen.minimum):
             detail = f"no lot of GTIN {gtin} was commissioned"
             raise self.shared.refusals.refuse("gtin", detail, 404)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -105,7 +106,10 @@ class StockService:
         of the next page (None: no more). Raises LedgerError 403 as stock()."""
         who, seen = await self._reader(reader)
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        known = self.index.gtins() if seen.figures or who is None else self.index.gtins_of(who)
+        if seen.figures or who is None:
+            known = self.index.gtins(seen.minimum)
+        else:
+            known = self.index.gtins_of(who)
         start = 0 if after is None else bisect.bisect_right(known, after)
         page = known[start : start + limit]
         more = start + limit < len(known)

@@ -45,6 +45,7 @@ from tests.cloud.api.test_tx import (  # noqa: F401
     applied,
     cloud,
     commission,
+    post,
     receive,
     ship,
 )
@@ -226,6 +227,27 @@ async def test_the_export_is_valid_epcis_and_shows_each_reader_its_cells(
     assert (status, problem["reason"]) == (400, "lot"), problem
 
 
+async def test_a_lots_export_names_its_children_only_to_readers_of_lineage(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    """The export of a lot holds its descendants' events, which name the child lots: that
+    L1 was split into L1-A and L1-B is lineage, product `yes` only (the public's and the
+    regulator's product cell is global only: "no lineage", as on GET /v1/lots). So their
+    export of L1 is L1's events alone (its recall, not its children's); a child's own
+    export is still answered to them, and a participant still gets the family."""
+    await supply_chain(cloud)
+    for who in (None, REGULATOR):
+        status, parent = await export(cloud, who)
+        assert status == 200, parent
+        text = json.dumps(parent)
+        assert "L1-A" not in text and "L1-B" not in text, who
+        assert {q["epcClass"] for e in events(parent) for q in e["quantityList"]} == {L1}
+        status, child = await export(cloud, who, "L1-A")
+        assert status == 200 and CHILD in json.dumps(child), child
+    _, family = await export(cloud, M)
+    assert "L1-A" in json.dumps(family) and "L1-B" in json.dumps(family)
+
+
 async def test_the_query_answers_the_standard_parameters_and_pages(
     cloud: Cloud,  # noqa: F811
 ) -> None:
@@ -373,6 +395,30 @@ async def test_a_partners_capture_is_checked_against_the_ledger(
     status, problem = await capture(cloud, huge, statement(D, b"", 1))
     assert status == 413, problem
     assert await cloud.get("/v1/state") == before  # no refused capture applied anything
+
+
+async def test_a_statement_is_taken_only_through_capture_with_its_document(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    """A statement on the ledger says its document's events agreed with the ledger when it
+    was applied, which only POST /epcis/capture checks (the rule has the hash, not the
+    document): the same signed statement posted to POST /v1/tx or /v1/tx/batch, where no
+    document comes with it, is refused and leaves nothing, so no partner can put on the
+    ledger a statement of a document that contradicts it."""
+    await supply_chain(cloud)
+    lie = b'{"type":"EPCISDocument","epcisBody":{"eventList":[{"type":"ObjectEvent"}]}}'
+    envelope = base64.urlsafe_b64decode(statement(D, lie, 1) + "==")
+    before = await cloud.get("/v1/state")
+    status, problem = await post(cloud, envelope)
+    assert (status, problem["reason"]) == (400, "tx.type"), problem
+    assert "/epcis/capture" in problem["detail"], problem
+    status, answer = await cloud.post("/v1/tx/batch", b"[" + envelope + b"]", "application/json")
+    assert status == 200, answer
+    (result,) = answer["results"]
+    assert (result["status"], result["reason"]) == (400, "tx.type"), result
+    assert await cloud.get("/v1/state") == before
+    status, problem = await capture(cloud, lie, statement(D, lie, 1))  # where it is checked
+    assert (status, problem["reason"]) == (409, "contradiction"), problem
 
 
 async def test_the_epcis_command_writes_what_the_reader_may_see(

@@ -68,20 +68,28 @@ def signed_request(fields: dict[str, Any], secret: bytes = OWNER) -> bytes:
     return json.dumps(request).encode()
 
 
-@pytest.fixture(scope="module", params=ENGINES)
-def cloud(
+def module_settings(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """The cloud app on a real port, seeded; on each engine."""
+) -> CloudSettings:
+    """Settings of a module's cloud on the engine `request.param` names (a fresh schema on
+    PostgreSQL), the bootstrap regulator REGULATOR and the registry owner OWNER."""
     database = None
     if request.param == "postgres":
         database = _run_apart(fresh_schema(request.getfixturevalue("postgres_database")))
-    config = CloudSettings(
+    return CloudSettings(
         data_dir=tmp_path_factory.mktemp("cloud"),
         database=database,
         owners=(schnorr.pubkey(OWNER),),
         regulators=(REGULATOR.xonly,),
     )
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def cloud(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """The cloud app on a real port, seeded; on each engine."""
+    config = module_settings(request, tmp_path_factory)
     with Served(make_app(config)) as served:
         for step in (admit("M"), commission("L1", 10)):  # a participant and a lot
             answer = served.request("POST", "/v1/tx", step.to_wire())

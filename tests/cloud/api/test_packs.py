@@ -155,6 +155,25 @@ async def test_verify_refuses_each_malformed_field_with_its_name(regulated: Clou
     assert status == 413
 
 
+async def test_one_pack_under_each_gtin_form_is_one_pack(regulated: Cloud) -> None:
+    """GTIN-13 and GTIN-14 (its zero-padded form) name one product: the counter answers
+    the same verdict on either, and a pack dispensed under one is dispensed under the
+    other (no second dispense through the other spelling)."""
+    for step in chain_steps():
+        await applied(regulated, step)
+    short = GTIN[1:]  # 9506000134352: the GTIN-13 GS1's examples pad to 14 digits
+    _, long_form = await verify(regulated, P, scan("PK00011"))
+    _, short_form = await verify(regulated, P, scan("PK00011", gtin=short))
+    assert short_form["verdict"] == long_form["verdict"] == "authentic"
+    assert short_form["pack"] == long_form["pack"] and short_form["gtin"] == GTIN
+    sold = {"gtin": short, "serial": "PK00011", "status": "dispensed"}
+    await applied(regulated, signed(P, "lots", "decommission", sold))
+    status, problem = await post(regulated, decommission(P2, "PK00011"))
+    assert (status, problem["reason"]) == (409, "decommissioned"), problem
+    _, again = await verify(regulated, P2, scan("PK00011", gtin=short))
+    assert again["verdict"] == "decommissioned" and again["decommission"]["by"] == P.did
+
+
 async def test_serialize_bulk_envelopes_and_their_limits(regulated: Cloud) -> None:
     for step in chain_steps()[:6]:
         await applied(regulated, step)

@@ -161,6 +161,26 @@ async def test_bad_gtins_and_parameters_are_refused_naming_the_field(regulated: 
         assert (r.status, (await r.json())["reason"]) == (401, "token")
 
 
+async def test_a_minimum_alone_shows_only_to_readers_of_the_minimum(regulated: Cloud) -> None:
+    """A GTIN no lot was commissioned of, known only by the regulator's minimum: its
+    existence is compliance data, so a reader who may not see the minimum (a distributor
+    reads figures, a pharmacy its own) gets the 404 of an unknown GTIN and no list entry,
+    as if no minimum were set; the regulator and a manufacturer see it."""
+    await chain(regulated)
+    lone = "09506000134376"  # GS1's example item reference 137, check digit 6
+    await applied(regulated, minimum(5, gtin=lone))
+    for who in (REGULATOR, M):
+        status, answer = await get(regulated, f"/v1/stock/{lone}", who)
+        assert status == 200 and answer["shortage"]["minimum"] == 5, answer
+        status, page = await get(regulated, "/v1/stock", who)
+        assert lone in [g["gtin"] for g in page["gtins"]], page
+    for who in (D, OPS, R, P):
+        status, problem = await get(regulated, f"/v1/stock/{lone}", who)
+        assert (status, problem["reason"]) == (404, "gtin"), (who, problem)
+        status, page = await get(regulated, "/v1/stock", who)
+        assert status == 200 and lone not in [g["gtin"] for g in page["gtins"]], page
+
+
 async def test_only_the_regulator_sets_a_minimum(regulated: Cloud) -> None:
     await chain(regulated)
     status, problem = await post(regulated, minimum(50, M))

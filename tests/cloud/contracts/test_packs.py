@@ -271,6 +271,27 @@ def test_undo_refusals(world: World) -> None:
     assert refused(world, "P", "undo", args) == (409, "recalled")
 
 
+def test_the_undo_window_is_10_days_to_the_millisecond_inclusive(world: World) -> None:
+    """EU 2016/161 Art. 13(1)(b), "within 10 days": an undo exactly 10 days after the
+    decommission's own time is in the window, 1 ms later it is not; a second decommission
+    restarts the window from its own time."""
+    decommission(world, "S0001")
+    decommission(world, "S0002")
+    args = {"gtin": GTIN, "serial": "S0001"}
+    at = world.log[-2][0].body.time
+    late = world.sign(
+        "P", "lots", "undo", {**args, "serial": "S0002"}, time_ms=at + 10 * DAY + 1001
+    )
+    assert world.refuse(late).reason == "undo window"
+    world.apply(world.sign("P", "lots", "undo", args, time_ms=at + 10 * DAY))
+    assert world.state.get(packs.DECOMMISSION, GTIN, "S0001") is None
+    again = at + 10 * DAY + 5
+    world.apply(
+        world.sign("P", "lots", "decommission", {**args, "status": "sample"}, time_ms=again)
+    )
+    world.apply(world.sign("P", "lots", "undo", args, time_ms=again + 10 * DAY))
+
+
 def test_undo_refused_for_a_rejected_lot(world: World) -> None:
     decommission(world, "S0001")
     world.lots("M", "hold", {"gtin": GTIN, "lot": "L1", "kind": "damage", "reason": "wet"})

@@ -96,6 +96,46 @@ def test_figures_per_role_class_and_days_of_cover() -> None:
     assert fed.index.gtins_of(p) == [GTIN] and fed.index.gtins_of("nobody") == []
 
 
+def test_an_undone_pack_dispense_leaves_the_pharmacys_own_30_days() -> None:
+    """A pack dispensed and undone (packs.undo) is no dispense: the undo's unit is put back
+    on the pharmacy's own figures too, not only on the GTIN's (it was counted against a
+    pharmacy of no one, so the pharmacy's own dispensed_30d stayed 1)."""
+    fed = Fed()
+    moved(fed)
+    fed.take(fed.world.receive("P", "S3", 30))
+    serials = {"gtin": GTIN, "lot": "L1", "serials": ["A1", "A2"]}
+    fed.lots("M", "serialize", serials)
+    pack = {"gtin": GTIN, "serial": "A1"}
+    fed.lots("P", "decommission", {**pack, "status": "dispensed"})
+    now = T0 + DAY_MS
+    p = fed.world.parties["P"].did
+    assert fed.index.own(GTIN, p, now)["dispensed_30d"] == 1
+    fed.lots("P", "undo", pack)
+    assert fed.index.figures(GTIN, now)["dispensed_30d"] == 0
+    own = fed.index.own(GTIN, p, now)
+    assert own["dispensed_30d"] == 0 and own["days_of_cover"] is None
+    assert own["on_hand"]["released"] == 30
+
+
+def test_an_undone_dispense_leaves_the_window_with_the_dispense_it_undoes() -> None:
+    """An undo (up to 10 days after) takes back the dispense it undoes, dated as that
+    dispense: so no 30-day window holds one without the other, and no window counts -1
+    (the day the dispense left the window, the undo still in it)."""
+    fed = Fed()
+    moved(fed)
+    fed.take(fed.world.receive("P", "S3", 30))
+    fed.lots("M", "serialize", {"gtin": GTIN, "lot": "L1", "serials": ["A1"]})
+    pack = {"gtin": GTIN, "serial": "A1"}
+    sold = fed.world.sign("P", "lots", "decommission", {**pack, "status": "dispensed"})
+    fed.take(fed.world.apply(sold))
+    five_days = sold.body.time + 5 * DAY_MS
+    fed.take(fed.world.apply(fed.world.sign("P", "lots", "undo", pack, time_ms=five_days)))
+    p = fed.world.parties["P"].did
+    for now in (sold.body.time, five_days, sold.body.time + 31 * DAY_MS, five_days + 31 * DAY_MS):
+        assert fed.index.figures(GTIN, now)["dispensed_30d"] == 0, now
+        assert fed.index.own(GTIN, p, now)["dispensed_30d"] == 0, now
+
+
 def test_classes_quarantined_rejected_recalled() -> None:
     fed = Fed()
     moved(fed)
