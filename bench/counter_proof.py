@@ -1,7 +1,8 @@
 """Benchmark the pharmacy counter (issue 12): the public check's proof bundle and resolver.
 
-Run: .venv/bin/python bench/counter.py [--parts proof,resolver] [--records 10000,1000000]
-                                       [--log-size 10000000] [--samples 300] [--no-pg]
+Run: .venv/bin/python bench/counter.py --parts proof,resolver [--records 10000,1000000]
+            [--log-size 10000000] [--check-repeat 200] [--lots 200] [--resolver-samples 300]
+            [--no-pg]
 
 Part "proof" (pure, no server): a contract State whose tree holds --records records (random
 filler records beside one real lot's public records: lot, quality, recall absent, cold chain
