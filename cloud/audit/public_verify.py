@@ -113,7 +113,10 @@ def describe(report: PublicReport) -> list[str]:
         f"verdict: {facts['verdict']}",
     ]
     lines += [f"  - {reason}" for reason in facts["reasons"]]
-    if not facts["authentic"]:
+    serial = facts.get("serial")
+    if serial is not None and not serial["registered"]:
+        lines.append("authentic: NO — no manufacturer registered this pack's serial")
+    elif not facts["authentic"]:
         lines.append("authentic: NO — no such lot of this GTIN is registered (proven absent)")
     else:
         lines.append(f"authentic: yes, registered by {facts['manufacturer']}")

@@ -44,6 +44,7 @@ def facts(
     value = None if registration is None else registration[2]
     if registration is None or value is None:
         answer["serial"] = {"value": serial, "checked": True, "registered": False}
+        answer["authentic"] = False  # whatever its lot: no manufacturer registered this pack
         answer["verdict"] = SUSPECT
         answer["reasons"] = [NOT_REGISTERED, *reasons]
         return answer

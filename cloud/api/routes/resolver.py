@@ -147,9 +147,7 @@ async def resolve(request: web.Request) -> web.StreamResponse:
             "proof": None if check.bundle is None else check.bundle.to_json(),
         }
         return web.json_response(answer, headers=headers)
-    page = resolver_page.render(
-        scanned, check.facts, as_of, base, str(request.url), links.PROOF_TYPE
-    )
+    page = resolver_page.render(scanned, check.facts, as_of, base, links.PROOF_TYPE)
     return web.Response(text=page, content_type=HTML, headers=headers)
 
 
@@ -174,7 +172,7 @@ def _lotless(
     """A GTIN without a lot: nothing to check (a lot's facts are per lot); say so."""
     reason = "no lot (AI 10) in the link: a pack's check needs its lot"
     if chosen == HTML:
-        page = resolver_page.render(scanned, None, None, base, url, links.PROOF_TYPE)
+        page = resolver_page.render(scanned, None, None, base, links.PROOF_TYPE)
         return web.Response(text=page, content_type=HTML, headers=headers)
     if chosen == links.PROOF_TYPE:
         raise LedgerError("AI 10", reason, 404)

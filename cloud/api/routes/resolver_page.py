@@ -4,6 +4,7 @@ the facts, the "as of" time and how to check the proof offline. Plain HTML, no s
 
 from __future__ import annotations
 
+import shlex
 from html import escape
 from typing import Any, Final
 
@@ -57,9 +58,9 @@ PAGE: Final = """<!doctype html>
 <h2>Check it yourself</h2>
 <p class="small">This answer comes with a proof signed by the ledger's key. Save it and check
 it offline, without trusting this server:</p>
-<pre>curl -s {base}/v1/log/vkey -o ledger.vkey
-curl -s -H 'Accept: {proof_type}' '{url}' -o check.bin
-pharmasync verify --public check.bin --link '{url}' --log-vkey @ledger.vkey</pre>
+<pre>curl -s {vkey_url} -o ledger.vkey
+curl -s -H 'Accept: {proof_type}' {link} -o check.bin
+pharmasync verify --public check.bin --link {link} --log-vkey @ledger.vkey</pre>
 </main>
 </body>
 </html>
@@ -71,13 +72,13 @@ def render(
     facts: dict[str, Any] | None,
     as_of: str | None,
     base: str,
-    url: str,
     proof_type: str,
 ) -> str:
     """The page of a public check: `facts` (public_facts.facts of a lot, public_pack.facts
-    of a pack; None without a lot or serial),
-    `as_of` the checkpoint's time as text (None: no proof yet), the resolver's `base` and the
-    scanned `url`."""
+    of a pack; None without a lot or serial), `as_of` the checkpoint's time as text (None:
+    no proof yet), the resolver's `base`. The commands to paste are built from the link as
+    parsed (written canonically: what was not understood is dropped) and shell-quoted, so
+    a crafted link cannot make them run anything else."""
     verdict = None if facts is None else facts["verdict"]
     notes = [] if facts is None else list(facts["reasons"])
     reasons = "".join(f"<li>{escape(r)}</li>" for r in notes)
@@ -92,8 +93,8 @@ def render(
         reasons=f"<ul>{reasons}</ul>" if reasons else "",
         facts="\n".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in rows),
         as_of=escape(f"As of {as_of}, as committed by the ledger." if as_of else "No proof yet."),
-        base=escape(base),
-        url=escape(url),
+        vkey_url=escape(shlex.quote(f"{base}/v1/log/vkey")),
+        link=escape(shlex.quote(scanned.uri(base))),
         proof_type=escape(proof_type),
     )
 

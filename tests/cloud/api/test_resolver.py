@@ -6,7 +6,9 @@ the log and the stamped checkpoints)."""
 from __future__ import annotations
 
 import datetime
+import html
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,9 @@ import pytest
 from cloud.api.routes import resolver_links as links
 from cloud.api.routes.resolver import negotiate
 from cloud.audit.public_check import Scanned, verify_public
+from cloud.audit.public_verify import describe
 from cloud.contracts import gs1, public_facts, public_pack
+from cloud.contracts.digital_link import parse_digital_link
 from cloud.contracts.public_proof import PublicProof
 from cloud.services.refusals import LedgerError
 from tests.cloud.api import test_packs as packs
@@ -223,8 +227,10 @@ async def test_a_label_that_differs_or_an_unknown_serial_is_suspect(regulated: C
     assert unknown["facts"]["verdict"] == public_pack.SUSPECT
     assert unknown["facts"]["reasons"][0] == public_pack.NOT_REGISTERED
     assert unknown["facts"]["serial"]["registered"] is False
+    assert unknown["facts"]["authentic"] is False  # its lot is real; the pack is not
     report = await pack_report(regulated, unknown, Scanned(GTIN, "L1", "FAKE"))
-    assert report.facts["verdict"] == public_pack.SUSPECT
+    assert report.facts["verdict"] == public_pack.SUSPECT and not report.facts["authentic"]
+    assert "authentic: NO — no manufacturer registered" in "\n".join(describe(report))
     # no lot and an unknown serial: nothing to prove, said so
     status, _, body = await fetch(regulated, pack_link("FAKE", lot=None), links.PROOF_TYPE)
     assert status == 404 and b"not registered" in body
@@ -381,3 +387,24 @@ async def test_the_resolver_describes_itself(cloud: Cloud) -> None:  # noqa: F81
     assert status == 200 and found["supportedPrimaryKeys"] == ["01"]
     assert found["resolverRoot"] == cloud.url("").rstrip("/")
     assert found["supportedLinkType"][0]["namespace"] == "https://gs1.org/voc/"
+
+
+async def test_the_pages_commands_cannot_be_made_to_run_anything_else(cloud: Cloud) -> None:  # noqa: F811
+    """A link's query (and a lot of set 82, which may hold a quote) reaches the page's
+    copy-paste commands only as the parsed link, shell-quoted: pasted, each command is the
+    one it says (found by an attacker's pass: `?x=';id;'` once broke out of its quotes)."""
+    await made(cloud)
+    await applied(cloud, commission("L'2", 10))
+    for path in (f"{LOT}?x=%27%3Bid%3B%27", f"/01/{GTIN}/10/L%272?17=271200"):
+        status, _, body = await fetch(cloud, path, "text/html")
+        assert status == 200, body
+        pre = html.unescape(body.decode().split("<pre>", 1)[1].split("</pre>", 1)[0])
+        fetch_proof, check = [shlex.split(line) for line in pre.splitlines()[1:]]
+        link = fetch_proof[4]
+        assert fetch_proof[:4] == ["curl", "-s", "-H", "Accept: " + links.PROOF_TYPE]
+        assert fetch_proof[5:] == ["-o", "check.bin"] and "id" not in link.split("/")[-1]
+        assert check == [
+            "pharmasync", "verify", "--public", "check.bin", "--link", link,
+            "--log-vkey", "@ledger.vkey",
+        ]  # fmt: skip
+        assert parse_digital_link(link, datetime.date.today()).lot in ("L1", "L'2")
