@@ -101,9 +101,11 @@ def _pharmacy(ctx: _Lot, t: LedgerTx) -> dict[str, Any]:
 
 
 def serialize(ctx: _Lot, t: LedgerTx) -> list[Event]:
-    """The commissioning of a registration's packs (module docstring)."""
+    """The commissioning of a registration's packs (module docstring): its epcList names
+    every serial registered, which the ledger keeps as a Merkle root only, so only to a
+    reader of the product column in full (not global only: no list of valid serials)."""
     fields = _commissioning(ctx)
-    if fields is None:
+    if fields is None or not ctx.reads(access.PRODUCT):
         return []
     key = f"{t.tx_id}/serialize/{ctx.gtin}/{ctx.lot}"
     return [_instance(ctx, key, t, t.args["serials"], **fields)]

@@ -128,6 +128,27 @@ def test_who_decommissioned_only_to_readers_of_r_to_p(reader: str | None) -> Non
     assert all(("readPoint" in b) is sees for b in deleted)
 
 
+@pytest.mark.parametrize("reader", ["M", "D", "P", "regulator", None])
+def test_a_registrations_serial_list_only_to_readers_of_the_product_in_full(
+    reader: str | None,
+) -> None:
+    """A registration keeps its serials as a Merkle root (a public count and root), so no
+    one can list a lot's valid serials without a pack in hand: a serialize event's epcList
+    (every serial registered) goes only to a reader whose product cell is yes, not to the
+    public's and the regulator's global only (who could print valid serials for clones)."""
+    ledger = packs_chain()
+    registered = [
+        e.body
+        for e in ledger.events(reader)
+        if e.body.get("bizStep") == "commissioning" and "ilmd" in e.body and "epcList" in e.body
+    ]
+    role = "public" if reader is None else ledger.reader(reader).role
+    assert len(registered) == (2 if policy.reads(role, access.PRODUCT) else 0), reader
+    if reader is None:
+        text = json.dumps([e.body for e in ledger.events(reader)])
+        assert SERIALS[20] not in text  # never decommissioned, split or undone: not named
+
+
 def test_match_epc_and_any_epc_name_packs() -> None:
     ledger = packs_chain()
     found = ledger.events("M")
