@@ -33,10 +33,12 @@ they write its SERIALS record (epcis.TOUCHING).
 No AggregationEvent: the packs contract records no packing (which packs a case or a
 shipment holds); shipments stay lot-level (epcis.py).
 
-Access (docs/contracts.md §5): a pack's status is public (the PACK record), so every reader
-who reads the product column sees its commissioning, decommissioning and undo; who
-decommissioned or undid it (readPoint, bizLocation: the pharmacy) only a reader of the
-R→P flow (retailer → pharmacy); the manufacturer's location as for the lot's commissioning.
+Access (docs/contracts.md §5, §6): the commissioning's list of serials only to a reader of
+the product column in full (the ledger keeps them as a Merkle root: no list of valid serials
+for the public); a decommissioning and its undo only to a reader of the R→P flow (retailer
+→ pharmacy), with who did it (readPoint, bizLocation: the pharmacy): when a pack was
+dispensed is R→P data (§6), and a pack's status alone is public through the Digital Link
+resolver. The manufacturer's location as for the lot's commissioning.
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ def serialize(ctx: _Lot, t: LedgerTx) -> list[Event]:
 
 
 def decommission(ctx: _Lot, t: LedgerTx) -> list[Event]:
-    """A pack taken out of the supply chain (module docstring)."""
-    if access.READ[ctx.reader.role][access.PRODUCT] == access.NO:
+    """A pack taken out of the supply chain, to a reader of R→P (module docstring)."""
+    if not ctx.reads(access.R_TO_P):
         return []
     step, disposition = DECOMMISSIONED[t.args["status"]]
     fields = {"action": "DELETE", "bizStep": step, "disposition": disposition}
@@ -122,8 +124,8 @@ def decommission(ctx: _Lot, t: LedgerTx) -> list[Event]:
 
 
 def undo(ctx: _Lot, t: LedgerTx) -> list[Event]:
-    """A decommission undone: the pack back in use (module docstring)."""
-    if access.READ[ctx.reader.role][access.PRODUCT] == access.NO:
+    """A decommission undone: the pack back in use, to a reader of R→P (module docstring)."""
+    if not ctx.reads(access.R_TO_P):
         return []
     fields = {"action": "ADD", "bizStep": COMMISSIONING, "disposition": ACTIVE}
     key = f"{t.tx_id}/undo/{ctx.gtin}/{t.args['serial']}"
