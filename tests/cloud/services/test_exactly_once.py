@@ -33,7 +33,13 @@ from tests.cloud.api.test_app import Cloud, settings, start
 
 GW, GW2 = bytes(31) + b"\x61", bytes(31) + b"\x64"  # two sites' gateways
 BOX, BOX2 = bytes(31) + b"\x62", bytes(31) + b"\x65"
-NOW = int(time.time())
+NOW = int(time.time())  # the readings' times (a reading may be old)
+
+
+def now() -> int:
+    """A registry change's time: the request's, checked against the server's clock (300 s),
+    so taken when sent, not when the module was imported (a long suite runs for minutes)."""
+    return int(time.time())
 
 
 def signed(secret: bytes, seq: int, temperature: int = 450) -> bytes:
@@ -67,10 +73,10 @@ async def cloud(tmp_path: Path, database: str | None) -> AsyncIterator[Cloud]:
     server, session = await start(settings(tmp_path / "cloud", database))
     c = Cloud(server, session)
     for change in (
-        registry.GatewayRegistration(schnorr.pubkey(GW), NOW, site="w1"),
-        registry.GatewayRegistration(schnorr.pubkey(GW2), NOW, site="w2"),
-        registry.BoxRegistration(schnorr.pubkey(BOX), NOW, site="w1", label="fridge"),
-        registry.BoxRegistration(schnorr.pubkey(BOX2), NOW, site="w1", label="freezer"),
+        registry.GatewayRegistration(schnorr.pubkey(GW), now(), site="w1"),
+        registry.GatewayRegistration(schnorr.pubkey(GW2), now(), site="w2"),
+        registry.BoxRegistration(schnorr.pubkey(BOX), now(), site="w1", label="fridge"),
+        registry.BoxRegistration(schnorr.pubkey(BOX2), now(), site="w1", label="freezer"),
     ):
         assert (await c.change(change))[0] == 201
     try:
@@ -231,8 +237,8 @@ async def test_twenty_concurrent_uploads_of_one_batch_give_one_201(
     clouds = [Cloud(server, session) for server, session in servers]
     try:
         for change in (
-            registry.GatewayRegistration(schnorr.pubkey(GW), NOW, site="w1"),
-            registry.BoxRegistration(schnorr.pubkey(BOX), NOW, site="w1", label="fridge"),
+            registry.GatewayRegistration(schnorr.pubkey(GW), now(), site="w1"),
+            registry.BoxRegistration(schnorr.pubkey(BOX), now(), site="w1", label="fridge"),
         ):
             assert (await clouds[0].change(change))[0] == 201
         wires = [signed(BOX, s) for s in range(50)]
