@@ -33,10 +33,9 @@ from typing import Any
 import aiohttp
 
 from cloud import lots_cli, startup
-from cloud.api.routes.resolver_links import PROOF_TYPE
 from cloud.audit.replay import sign_in
 from cloud.commands import post_json
-from cloud.contracts import didkey, digital_link
+from cloud.contracts import didkey, digital_link, public_proof
 from device import schnorr
 from gateway import app as gateway_app
 from gateway import config_entry
@@ -407,7 +406,7 @@ class DemoLots:
             f"a pack on the shelf:   {pack}",
             f"the recalled lot:      {digital_link.lot_uri(GTIN, door.lot, today, self.cloud)}",
             f"curl -s {self.cloud}/v1/log/vkey -o {vkey}",
-            f"curl -s -H 'Accept: {PROOF_TYPE}' {q(pack)} -o {proof}",
+            f"curl -s -H 'Accept: {public_proof.MEDIA_TYPE}' {q(pack)} -o {proof}",
             f"{exe} verify --public {proof} --log-vkey @{vkey} --link {q(pack)}",
         ]
 

@@ -30,6 +30,7 @@ from cloud.contracts.statetree_hash import record_key, value_hash
 from cloud.contracts.statetree_proof import Proof, proof_from_bytes, proof_from_json
 from gateway.merkle_verify import ProofError
 
+MEDIA_TYPE: Final = "application/vnd.pharmasync.public-proof"  # the bundle's bytes over HTTP
 VERSION: Final = 2  # of the bytes written (1 is still read: bundles saved before)
 VERSIONS: Final = (1, 2)
 JSON_VERSION: Final = 1

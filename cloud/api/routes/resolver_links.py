@@ -21,11 +21,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import quote
 
+from cloud.contracts import public_proof
 from cloud.contracts.digital_link import DigitalLink
 
 VOCABULARY: Final = "https://gs1.org/voc/"
 LINKSET: Final = "application/linkset+json"
-PROOF_TYPE: Final = "application/vnd.pharmasync.public-proof"  # the bundle's bytes
+PROOF_TYPE: Final = public_proof.MEDIA_TYPE  # the bundle's bytes
 EPCIS_TYPE: Final = "application/ld+json"  # an EPCISDocument (EPCIS 2.0 JSON-LD binding)
 ALL: Final = "all"  # GS1 Digital Link 1.1's value for the linkset
 LINKSET_TYPES: Final = (ALL, "linkset")  # and the GS1-Conformant Resolver standard's
