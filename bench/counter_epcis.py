@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Run as a script, bench/ comes first on sys.path and bench/device.py would shadow the package.
 sys.path.insert(0, str(REPO))
 
+from cloud import lots_cli  # noqa: E402
 from cloud.contracts import (  # noqa: E402
     catalog,
     didkey,
@@ -64,15 +65,7 @@ from device import schnorr  # noqa: E402
 
 TARGET_EXPORT_S = 1.0
 GTIN = "09506000134352"
-PROFILE = {
-    "low_cc": 200,
-    "high_cc": 800,
-    "delay_consecutive_s": 900,
-    "delay_cumulative_s": 3600,
-    "hysteresis_cc": 50,
-    "max_gap_s": 3600,
-    "needs_licence": 0,
-}
+PROFILE = lots_cli.storage_profile("2-8C")  # the 2-8 °C profile the CLI and demo sign
 T0 = int(datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC).timestamp() * 1000)
 BATCH = 100  # readings per batch, as a gateway uploads one box's
 STEP_S = 60

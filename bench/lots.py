@@ -73,7 +73,7 @@ sys.path.insert(0, str(REPO))
 import aiohttp  # noqa: E402
 from crypto import MESSAGE, SECRET, per_second  # noqa: E402  (bench/crypto.py)
 
-from cloud import serve_child  # noqa: E402
+from cloud import lots_cli, serve_child  # noqa: E402
 from cloud.audit.replay import replay  # noqa: E402
 from cloud.contracts import auth, catalog, didkey, tx  # noqa: E402
 from cloud.contracts.engine import State  # noqa: E402
@@ -99,15 +99,7 @@ REPLAY_TARGET = 3_000.0  # transactions/s
 GROWTH_TARGET = 1.5  # state-root cost per transaction, 1M / 10k records
 VERIFIES = 10_000
 GTIN = "09506000134352"  # GS1's example GTIN-14 (tests/cloud/contracts/world.py)
-PROFILE: dict[str, Any] = {
-    "low_cc": 200,
-    "high_cc": 800,
-    "delay_consecutive_s": 900,
-    "delay_cumulative_s": 3600,
-    "hysteresis_cc": 50,
-    "max_gap_s": 3600,
-    "needs_licence": 0,
-}
+PROFILE = lots_cli.storage_profile("2-8C")  # the 2-8 °C profile the CLI and demo sign
 
 
 def key(name: str) -> bytes:
