@@ -285,6 +285,13 @@ def _run(args: argparse.Namespace) -> int:
         # No such GPIO, or Blinka does not know this board: no sensor to read here.
         print(f"error: no DHT22 here: {e} (or use --simulate PROFILE)", file=sys.stderr)
         return 1
+    mqtt = cfg["mqtt"]
+    sensor = f"simulated DHT22 ({args.simulate})" if args.simulate else "DHT22"
+    print(
+        f"box {box.id} running: {sensor} every {cfg['interval_s']} s, site "
+        f"{cfg['site']}, broker {mqtt['host']}:{mqtt['port']}; Ctrl-C stops",
+        flush=True,
+    )
     try:
         asyncio.run(box.run())
     except KeyboardInterrupt:
