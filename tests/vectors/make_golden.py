@@ -1,8 +1,10 @@
 """Regenerate the golden vectors for the reading, batch-header, gateway-event and contract
-transaction formats.
+transaction formats, and the counter's: pack registrations, bulk envelopes, GS1 scans.
 
     python tests/vectors/make_golden.py      # rewrites reading-v1.json, batch-v1.json,
-                                             # event-v1.json and tx-v1.json
+                                             # event-v1.json, tx-v1.json,
+                                             # registration-v1.json, bulk-envelope-v1.json
+                                             # and gs1-scan-v1.json
 
 The bytes are built straight from docs/protocol.md with struct, hashlib and coincurve
 (libsecp256k1), deliberately NOT through device/reading.py or gateway/batch.py, so the
