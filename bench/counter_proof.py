@@ -16,12 +16,14 @@ serial's RFC 6962 path in the registration's root) and its pack record, absent (
 its lot) and present (dispensed). Prints each bundle's size in bytes (target <= 4 KB for a
 pack's) and the offline check's time (cloud/audit/public_check.verify_public: every
 signature, proof and key recomputed, the serial's inclusion too; target <= 20 ms), best and
-median of --repeat runs.
+median of --repeat runs, and the median's ratio to a ceiling measured in the same run: the
+raw Ed25519 verifications of the bundle's SIGNATURES signatures (ceiling ms / check ms).
 
 Part "resolver": `pharmasync cloud serve` (SQLite, then PostgreSQL in a throwaway
 database) with the regulator admitting a manufacturer who commissions --lots lots; then GET
 /01/{gtin}/10/{lot} as JSON (facts and proof) --samples times, p50 and p99 over HTTP and the
-server's CPU time per GET.
+server's CPU time per GET, each with its ratio to the same server's bare GET /healthz timed
+in the same run (ceiling / resolver, for p50 and for server CPU).
 
 The machine is shared: figures are measured under whatever load the line "load average"
 shows. Prints human-readable lines, then ends with exactly one line of JSON.
@@ -43,6 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
+from crypto import raw_ed25519_verify_rate  # noqa: E402  (bench/crypto.py)
 
 from cloud.audit.public_check import Scanned, verify_public  # noqa: E402
 from cloud.contracts import lots, pack_facts, public_multiproof, stateroot  # noqa: E402
@@ -67,6 +70,14 @@ SERIALS = 100_000  # in the pack's registration (the contract's most per transac
 SERIAL = "PK0042424"
 SIZE_TARGET = 4096  # bytes, a pack's bundle
 CHECK_TARGET_MS = 20.0
+# Signatures the offline check verifies: the checkpoint's (the log's Ed25519 note signature)
+# and the log's own timestamped cosignature (its as-of time); both Ed25519.
+SIGNATURES = 2
+
+
+def ceiling_ms() -> float:
+    """The offline check's same-run ceiling: SIGNATURES raw Ed25519 verifications, in ms."""
+    return SIGNATURES * 1000 / raw_ed25519_verify_rate(3)
 
 
 def lot_records() -> dict[str, dict[str, Any]]:
@@ -143,7 +154,9 @@ def bundle_for(
 def part_proof(sizes: list[int], log_size: int, repeat: int) -> dict[str, Any]:
     """Bundle size and offline check time at each of `sizes` records (module docstring)."""
     rnd = random.Random(12)
-    out: dict[str, Any] = {}
+    ceiling = ceiling_ms()
+    print(f"ceiling: {SIGNATURES} raw Ed25519 verifications, {ceiling:.3f} ms", flush=True)
+    out: dict[str, Any] = {"check_ceiling_ms": round(ceiling, 4)}
     for size in sizes:
         started = time.perf_counter()
         state = build_state(size, rnd)
@@ -168,23 +181,28 @@ def part_proof(sizes: list[int], log_size: int, repeat: int) -> dict[str, Any]:
             "check_ms_best": round(min(times), 3),
             "check_ms_median": round(statistics.median(times), 3),
             "tree_build_s": round(built, 1),
+            "check_ratio_to_ceiling": round(ceiling / statistics.median(times), 4),
         }
         print(
             f"proof, {size:,} records, log of {log_size:,}: lot bundle {len(data):,} B "
             f"(version 1: {figures['bundle_v1_bytes']:,} B; JSON {figures['bundle_json_bytes']:,}"
             f" B; whole state proofs {state_proofs} B, {len(bundle.inclusion)} log hashes, "
             f"checkpoint {figures['checkpoint_bytes']} B); offline check best "
-            f"{min(times):.2f} ms, median {statistics.median(times):.2f} ms",
+            f"{min(times):.2f} ms, median {statistics.median(times):.2f} ms, median "
+            f"{figures['check_ratio_to_ceiling']:.3f} x the ceiling",
             flush=True,
         )
-        figures["pack"] = pack_figures(size, log_size, repeat, rnd)
+        figures["pack"] = pack_figures(size, log_size, repeat, rnd, ceiling)
         out[str(size)] = figures
     return out
 
 
-def pack_figures(size: int, log_size: int, repeat: int, rnd: random.Random) -> dict[str, Any]:
+def pack_figures(
+    size: int, log_size: int, repeat: int, rnd: random.Random, ceiling: float
+) -> dict[str, Any]:
     """A pack's bundle (SERIAL of SERIALS registered) at `size` records, its pack record
-    absent (active) and present (dispensed): bytes and offline check time."""
+    absent (active) and present (dispensed): bytes, offline check time and its ratio to
+    `ceiling` (ms, ceiling_ms())."""
     _, part = registration()
     out: dict[str, Any] = {}
     for dispensed in (False, True):
@@ -205,13 +223,15 @@ def pack_figures(size: int, log_size: int, repeat: int, rnd: random.Random) -> d
             "serial_path_hashes": len(part.path),
             "check_ms_best": round(min(times), 3),
             "check_ms_median": round(statistics.median(times), 3),
+            "check_ratio_to_ceiling": round(ceiling / statistics.median(times), 4),
         }
         print(
             f"  pack ({name}), {size:,} records: bundle {len(data):,} B (target <= "
             f"{SIZE_TARGET}; {out[name]['shared_hashes']} sibling hashes shared, "
             f"{32 * out[name]['shared_hashes']:,} B saved; serial path {len(part.path)} hashes); "
             f"offline check best {min(times):.2f} ms, median {statistics.median(times):.2f} ms "
-            f"(target <= {CHECK_TARGET_MS:g}) {'ok' if ok else 'MISSED'}",
+            f"(target <= {CHECK_TARGET_MS:g}) {'ok' if ok else 'MISSED'}; median "
+            f"{out[name]['check_ratio_to_ceiling']:.3f} x the ceiling",
             flush=True,
         )
     return out
@@ -239,7 +259,16 @@ async def resolver_p99(url: str, pid: int, lots_made: int, samples: int) -> dict
         for n in range(lots_made):
             await post(http, url, lot_moves(n)[0])
         target = f"{url}/01/{GTIN}/10/B{lots_made // 2}?17=271200"
-        figures: dict[str, Any] = {}
+        # The same-run ceiling: the same server's bare GET /healthz (one store read, a tiny
+        # JSON answer), the least any GET costs over this HTTP stack.
+        spent, _, cpu = await latencies(http, f"{url}/healthz", {}, samples, pid)
+        floor_p50, floor_cpu = statistics.median(spent), cpu
+        figures: dict[str, Any] = {
+            "ceiling_healthz": {
+                "p50_ms": round(floor_p50 * 1000, 2),
+                "server_cpu_ms": round(floor_cpu * 1000, 3),
+            }
+        }
         for name, accept in (
             ("json", "application/json"),
             ("html", "text/html"),
@@ -251,6 +280,8 @@ async def resolver_p99(url: str, pid: int, lots_made: int, samples: int) -> dict
                 "p99_ms": round(p99(spent), 2),
                 "server_cpu_ms": round(cpu * 1000, 2),
                 "bytes": size,
+                "p50_ratio_to_ceiling": round(floor_p50 / statistics.median(spent), 4),
+                "cpu_ratio_to_ceiling": round(floor_cpu / cpu, 4) if cpu > 0 else None,
             }
     return figures
 
@@ -273,10 +304,20 @@ def part_resolver(work: Path, pg: str | None, lots_made: int, samples: int) -> d
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+            floor = figures["ceiling_healthz"]
+            print(
+                f"resolver ({engine}), ceiling: GET /healthz p50 {floor['p50_ms']} ms, server "
+                f"CPU {floor['server_cpu_ms']} ms/GET",
+                flush=True,
+            )
             for name, f in figures.items():
+                if name == "ceiling_healthz":
+                    continue
                 print(
                     f"resolver ({engine}), {name}: p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, "
-                    f"server CPU {f['server_cpu_ms']} ms/GET, {f['bytes']:,} B",
+                    f"server CPU {f['server_cpu_ms']} ms/GET, {f['bytes']:,} B; "
+                    f"{f['p50_ratio_to_ceiling']} x the ceiling's p50, "
+                    f"{f['cpu_ratio_to_ceiling']} x its CPU",
                     flush=True,
                 )
             out[engine] = figures

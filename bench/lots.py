@@ -71,14 +71,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
-from crypto import MESSAGE, SECRET, per_second  # noqa: E402  (bench/crypto.py)
+from crypto import raw_verify_rate  # noqa: E402  (bench/crypto.py)
 
 from cloud import lots_cli, serve_child  # noqa: E402
 from cloud.audit.replay import replay  # noqa: E402
 from cloud.contracts import auth, catalog, didkey, tx  # noqa: E402
 from cloud.contracts.engine import State  # noqa: E402
 from cloud.demo import free_port  # noqa: E402
-from device import bip340, reading, schnorr  # noqa: E402
+from device import reading, schnorr  # noqa: E402
 from gateway import batch, config_entry  # noqa: E402
 from gateway import registry_change as registry  # noqa: E402
 
@@ -97,7 +97,6 @@ EXE = serve_child.EXE
 APPLY_TARGET = 2_000.0  # transactions/s over HTTP, both databases
 REPLAY_TARGET = 3_000.0  # transactions/s
 GROWTH_TARGET = 1.5  # state-root cost per transaction, 1M / 10k records
-VERIFIES = 10_000
 GTIN = "09506000134352"  # GS1's example GTIN-14 (tests/cloud/contracts/world.py)
 PROFILE = lots_cli.storage_profile("2-8C")  # the 2-8 °C profile the CLI and demo sign
 
@@ -466,13 +465,6 @@ async def history_and_trace(
 
 
 # -- report -----------------------------------------------------------------------------
-
-
-def raw_verify_rate(repeat: int) -> float:
-    """One core's raw BIP-340 verifications per second (bench/crypto.py's measure)."""
-    public = bip340.pubkey(SECRET)
-    sig = bip340.sign(SECRET, MESSAGE)
-    return per_second(repeat, VERIFIES, lambda: schnorr.coincurve_verify(public, MESSAGE, sig))
 
 
 def verdict(ok: bool) -> str:

@@ -36,15 +36,13 @@ REPO = Path(__file__).resolve().parent.parent
 # Run as a script, bench/ comes first on sys.path and bench/device.py would shadow the package.
 sys.path.insert(0, str(REPO))
 
-from crypto import MESSAGE, SECRET, per_second  # noqa: E402  (bench/crypto.py)
+from crypto import raw_verify_rate  # noqa: E402  (bench/crypto.py)
 
 from cloud.contracts.statetree import StateTree  # noqa: E402
-from device import bip340, schnorr  # noqa: E402
 
 UPDATES = 2_000  # timed single updates per run
 BATCH = 1_000  # changes in one root-after-batch update
 GROWTH_TARGET = 1.5  # 1M / 10k per-update cost: logarithmic (issue 11, benchmark)
-VERIFIES = 10_000
 
 
 def timed_updates(tree: StateTree, keys: list[bytes], rnd: random.Random) -> tuple[float, float]:
@@ -133,9 +131,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(before)})  # one core, as the raw verification rate
-    key = bip340.pubkey(SECRET)
-    sig = bip340.sign(SECRET, MESSAGE)
-    raw = per_second(args.repeat, VERIFIES, lambda: schnorr.coincurve_verify(key, MESSAGE, sig))
+    raw = raw_verify_rate(args.repeat)
     gc.disable()
     try:
         runs = []

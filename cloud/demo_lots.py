@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from cloud import lots_cli, startup
+from cloud import cli_client, lots_cli, startup
 from cloud.audit.replay import sign_in
 from cloud.commands import post_json
 from cloud.contracts import didkey, digital_link, public_proof
@@ -146,7 +146,7 @@ class DemoLots:
     ) -> None:
         """Sign `fields` as `who` at `time_ms` (default now) and send them; raise
         StepRefused unless applied (201)."""
-        status, answer = await lots_cli.send_tx(
+        status, answer = await cli_client.send_tx(
             self.cloud, self.keys.secrets[who], contract, tx_type, fields, time_ms
         )
         if status != 201:

@@ -22,19 +22,26 @@ from typing import Any
 
 import aiohttp
 
-from cloud import lots_epcis_cli, lots_qr_cli, settings
+from cloud import lots_epcis_cli, lots_qr_cli
 from cloud.api import sse
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
-from cloud.commands import post_json
-from cloud.contracts import access, didkey, lots, tx
+from cloud.cli_client import (
+    CLOUD,
+    MAX_ANSWER,
+    common_options,
+    get_json,
+    read_as,
+    refused,
+    send,
+    signed_in_get,
+)
+from cloud.contracts import access, didkey, lots
 from cloud.contracts.statetree_proof import ProofError, proof_from_json, verify_proof
 from device.cliutil import examples, positive_int, print_record, read_secret
 from gateway import jsonbound
 from gateway.jcs import canonicalize
 
-_CLOUD = f"http://127.0.0.1:{settings.DEFAULT_PORT}"
-MAX_ANSWER = 64 << 20  # a trace of 10,000 lots is a few MB
 RECONNECT_S = 3.0  # `feed --follow`: the wait before resuming a stream the ledger ended
 GTIN = "09506000134352"  # GS1's example GTIN-14
 # Storage profiles by name (cloud/contracts/lots_fields.py: centi-°C, seconds).
@@ -70,13 +77,6 @@ def participant(text: str) -> str:
     return text
 
 
-def _common(parser: argparse.ArgumentParser, key_help: str | None) -> None:
-    parser.add_argument("--cloud", default=_CLOUD, help="the ledger's URL (default: %(default)s)")
-    if key_help is not None:
-        parser.add_argument("--key", type=Path, required=True, help=key_help)
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `participants` and `lots` command groups to the top-level parser."""
     group = subparsers.add_parser(
@@ -106,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DID|@FILE.pub",
         help="a registry owner key whose boxes the participant controls (repeatable)",
     )
-    _common(admit, "the regulator's secret key file")
+    common_options(admit, "the regulator's secret key file")
     admit.set_defaults(handler=_admit)
 
     group = subparsers.add_parser(
@@ -125,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commission.add_argument("--quantity", type=int, required=True)
     commission.add_argument("--unit", default="pack", help="default: pack")
     commission.add_argument("--profile", choices=sorted(PROFILES), default="2-8C")
-    _common(commission, "the manufacturer's secret key file")
+    common_options(commission, "the manufacturer's secret key file")
     commission.set_defaults(handler=_commission)
 
     ship = commands.add_parser(
@@ -136,7 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ship.add_argument("--to", type=participant, required=True, metavar="DID|@FILE.pub")
     ship.add_argument("--quantity", type=int, required=True)
     ship.add_argument("--order-ref", help="the order reference (PO / invoice)")
-    _common(ship, "the holder's secret key file")
+    common_options(ship, "the holder's secret key file")
     ship.set_defaults(handler=_ship)
 
     receive = commands.add_parser(
@@ -145,7 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     receive.add_argument("--shipment", required=True)
     receive.add_argument("--quantity", type=int, required=True, help="the units counted")
     receive.add_argument("--order-ref", help="your own purchase order for it")
-    _common(receive, "the receiver's secret key file")
+    common_options(receive, "the receiver's secret key file")
     receive.set_defaults(handler=_receive)
 
     status = commands.add_parser(
@@ -154,7 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=examples(_STATUS),
     )
     _lot(status)
-    _common(status, None)
+    common_options(status, None)
     status.set_defaults(handler=_status)
     _register_recall(subparsers, commands)
     _register_history(commands)
@@ -164,77 +164,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 _ADMIT_MAKER = (
     "pharmasync participants admit @maker.pub --role manufacturer --name 'Acme Pharma' "
-    f"--region DE --licence MIA-1 --issuer BfArM --key regulator.key --cloud {_CLOUD}"
+    f"--region DE --licence MIA-1 --issuer BfArM --key regulator.key --cloud {CLOUD}"
 )
 _ADMIT_WHOLESALER = (
     "pharmasync participants admit @wholesaler.pub --role distributor --name 'Nord GmbH' "
-    f"--region DE --licence WDA-7 --issuer BfArM --key regulator.key --cloud {_CLOUD}"
+    f"--region DE --licence WDA-7 --issuer BfArM --key regulator.key --cloud {CLOUD}"
 )
 _COMMISSION = (
     f"pharmasync lots commission --gtin {GTIN} --lot L1 --expiry 271231 --quantity 100 "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
 _SHIP = (
     f"pharmasync lots ship --gtin {GTIN} --lot L1 --shipment S1 --to @wholesaler.pub "
-    f"--quantity 60 --key maker.key --cloud {_CLOUD}"
+    f"--quantity 60 --key maker.key --cloud {CLOUD}"
 )
 _RECEIVE = (
     "pharmasync lots receive --shipment S1 --quantity 60 --order-ref PO-2027-118 "
-    f"--key wholesaler.key --cloud {_CLOUD}"
+    f"--key wholesaler.key --cloud {CLOUD}"
 )
-_STATUS = f"pharmasync lots status --gtin {GTIN} --lot L1 --cloud {_CLOUD}"
+_STATUS = f"pharmasync lots status --gtin {GTIN} --lot L1 --cloud {CLOUD}"
 
 
 def _lot(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gtin", required=True, help="GTIN-14")
     parser.add_argument("--lot", required=True, help="lot number (GS1 AI 10)")
-
-
-async def send_tx(
-    cloud: str,
-    secret: bytes,
-    contract: str,
-    tx_type: str,
-    fields: dict[str, Any],
-    time_ms: int | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """Sign one transaction with `secret` (its own time `time_ms`, default now) and POST it
-    to the ledger at `cloud`; return the HTTP status and the JSON object answered (201: where
-    it was applied; else a problem+json with `reason` and `detail`). Raises tx.TxError for
-    fields no transaction can carry, aiohttp.ClientError, ValueError (an answer that is no
-    bounded JSON object)."""
-    signed = tx.make(contract, tx_type, fields, secret, time_ms=time_ms)
-    return await post_json(f"{cloud.rstrip('/')}/v1/tx", signed.to_envelope())
-
-
-def _send(
-    args: argparse.Namespace,
-    contract: str,
-    tx_type: str,
-    fields: dict[str, Any],
-    time_ms: int | None = None,
-) -> int:
-    """Sign and send one transaction (its own time `time_ms`, default now); print where it
-    was applied (exit 0), or why not (1; 2 for an unusable key file)."""
-    if (secret := read_secret(args.key, "--key")) is None:
-        return 2
-    try:
-        status, answer = asyncio.run(
-            send_tx(args.cloud, secret, contract, tx_type, fields, time_ms)
-        )
-    except tx.TxError as e:
-        print(f"error: {e.reason}: {e.detail}", file=sys.stderr)
-        return 2
-    except (aiohttp.ClientError, ValueError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    if status != 201:
-        print(
-            f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr
-        )
-        return 1
-    print_record({"applied": f"{contract}/{tx_type}", **answer}, args.json)
-    return 0
 
 
 # -- the transactions' fields, built the one way the commands and the demo send them ------
@@ -304,39 +257,24 @@ def recall_fields(gtin: str, lot: str, recall_class: str, reason: str) -> dict[s
 def _admit(args: argparse.Namespace) -> int:
     licence = (args.licence, args.issuer)
     fields = admit_fields(args.did, args.role, args.name, args.region, licence, args.owner_key)
-    return _send(args, "participants", "admit", fields)
+    return send(args, "participants", "admit", fields)
 
 
 def _commission(args: argparse.Namespace) -> int:
     profile = storage_profile(args.profile)
     fields = commission_fields(args.gtin, args.lot, args.expiry, args.quantity, args.unit, profile)
-    return _send(args, "lots", "commission", fields)
+    return send(args, "lots", "commission", fields)
 
 
 def _ship(args: argparse.Namespace) -> int:
     fields = ship_fields(args.gtin, args.lot, args.shipment, args.to, args.quantity, args.order_ref)
-    return _send(args, "lots", "ship", fields)
+    return send(args, "lots", "ship", fields)
 
 
 def _receive(args: argparse.Namespace) -> int:
-    return _send(
+    return send(
         args, "lots", "receive", receive_fields(args.shipment, args.quantity, args.order_ref)
     )
-
-
-async def _get(
-    url: str, session: aiohttp.ClientSession | None = None, token: str = ""
-) -> tuple[int, dict[str, Any]]:
-    """GET a JSON object (with a bearer token if one is given), in `session` or a new one."""
-    if session is None:
-        async with aiohttp.ClientSession() as own:
-            return await _get(url, own, token)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with session.get(url, headers=headers) as resp:
-        answer = jsonbound.loads(await resp.read(), max_bytes=MAX_ANSWER, what="answer")
-    if not isinstance(answer, dict):
-        raise jsonbound.JsonError("answer", type(answer).__name__, "a JSON object")
-    return resp.status, answer
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -344,15 +282,12 @@ def _status(args: argparse.Namespace) -> int:
     (exit 1 if one fails: the ledger's answer does not hold together)."""
     url = f"{args.cloud.rstrip('/')}/v1/lots/{args.gtin}/{args.lot}"
     try:
-        status, answer = asyncio.run(_get(url))
+        status, answer = asyncio.run(get_json(url))
     except (aiohttp.ClientError, ValueError) as e:
         print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     if status != 200:
-        print(
-            f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr
-        )
-        return 1
+        return refused(status, answer)
     try:
         root = bytes.fromhex(answer["state"]["root"])
         gtin = str(answer["gtin"])  # as the ledger keys it: a GTIN-13 is padded to 14 digits
@@ -379,33 +314,33 @@ def _status(args: argparse.Namespace) -> int:
 
 _SPLIT = (
     f"pharmasync lots split --gtin {GTIN} --lot L1 --child L1-A:30 --child L1-B:30 "
-    f"--key wholesaler.key --cloud {_CLOUD}"
+    f"--key wholesaler.key --cloud {CLOUD}"
 )
 _ATTACH = (
     f"pharmasync lots attach --box @box.pub --gtin {GTIN} --lot L1 --hours 48 "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
 _ATTACH_SHIPMENT = (
-    f"pharmasync lots attach --box @box.pub --shipment S2 --key maker.key --cloud {_CLOUD}"
+    f"pharmasync lots attach --box @box.pub --shipment S2 --key maker.key --cloud {CLOUD}"
 )
 _HOLD = (
     f"pharmasync lots hold --gtin {GTIN} --lot L1-B --kind damage --reason 'cartons crushed' "
-    f"--key wholesaler.key --cloud {_CLOUD}"
+    f"--key wholesaler.key --cloud {CLOUD}"
 )
 _DISPOSE = (
     f"pharmasync lots dispose --gtin {GTIN} --lot L1-B --outcome released "
-    f"--reason 'inspected: packs intact' --key maker.key --cloud {_CLOUD}"
+    f"--reason 'inspected: packs intact' --key maker.key --cloud {CLOUD}"
 )
 _RECALL = (
     f"pharmasync lots recall --gtin {GTIN} --lot L1 --class II --reason 'out of specification' "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
-_TRACE = f"pharmasync lots trace --gtin {GTIN} --lot L1 --key maker.key --cloud {_CLOUD}"
+_TRACE = f"pharmasync lots trace --gtin {GTIN} --lot L1 --key maker.key --cloud {CLOUD}"
 _TRACE_REGULATOR = (
-    f"pharmasync lots trace --gtin {GTIN} --lot L1 --key regulator.key --json --cloud {_CLOUD}"
+    f"pharmasync lots trace --gtin {GTIN} --lot L1 --key regulator.key --json --cloud {CLOUD}"
 )
-_FEED = f"pharmasync feed --key wholesaler.key --cloud {_CLOUD}"
-_FEED_FOLLOW = f"pharmasync feed --key wholesaler.key --after 2 --follow --cloud {_CLOUD}"
+_FEED = f"pharmasync feed --key wholesaler.key --cloud {CLOUD}"
+_FEED_FOLLOW = f"pharmasync feed --key wholesaler.key --after 2 --follow --cloud {CLOUD}"
 
 
 def _child(text: str) -> dict[str, Any]:
@@ -439,7 +374,7 @@ def _register_recall(
         help="a lot with serialized packs: the serials (FILE: one a line) child LOT gets, as "
         "many as its quantity; once per child (docs/contracts.md §6)",
     )
-    _common(split, "the holder's secret key file")
+    common_options(split, "the holder's secret key file")
     split.set_defaults(handler=_split)
 
     attach = commands.add_parser(
@@ -455,7 +390,7 @@ def _register_recall(
     attach.add_argument("--gtin", help="GTIN-14 of a lot you hold")
     attach.add_argument("--lot", help="lot number (GS1 AI 10)")
     attach.add_argument("--hours", type=positive_int, help="the window's length (default: open)")
-    _common(attach, "the secret key file of the participant controlling the box's owner key")
+    common_options(attach, "the secret key file of the participant controlling the box's owner key")
     attach.set_defaults(handler=_attach)
 
     hold = commands.add_parser(
@@ -466,7 +401,7 @@ def _register_recall(
     _lot(hold)
     hold.add_argument("--kind", choices=lots.HOLD_KINDS, default="hold")
     hold.add_argument("--reason", required=True)
-    _common(hold, "the holder's secret key file")
+    common_options(hold, "the holder's secret key file")
     hold.set_defaults(handler=_hold)
 
     dispose = commands.add_parser(
@@ -477,7 +412,7 @@ def _register_recall(
     _lot(dispose)
     dispose.add_argument("--outcome", choices=(lots.RELEASED, lots.REJECTED), required=True)
     dispose.add_argument("--reason", required=True)
-    _common(dispose, "the manufacturer's or the regulator's secret key file")
+    common_options(dispose, "the manufacturer's or the regulator's secret key file")
     dispose.set_defaults(handler=_dispose)
 
     recall = commands.add_parser(
@@ -490,7 +425,7 @@ def _register_recall(
     _lot(recall)
     recall.add_argument("--class", dest="recall_class", choices=lots.RECALL_CLASSES, required=True)
     recall.add_argument("--reason", required=True)
-    _common(recall, "the manufacturer's or the regulator's secret key file")
+    common_options(recall, "the manufacturer's or the regulator's secret key file")
     recall.set_defaults(handler=_recall)
 
     trace = commands.add_parser(
@@ -503,7 +438,7 @@ def _register_recall(
         epilog=examples(_TRACE, _TRACE_REGULATOR),
     )
     _lot(trace)
-    _common(trace, "your secret key file (to sign in)")
+    common_options(trace, "your secret key file (to sign in)")
     trace.set_defaults(handler=_trace)
 
     feed = subparsers.add_parser(
@@ -516,7 +451,7 @@ def _register_recall(
     )
     feed.add_argument("--after", type=int, default=0, help="the last event id seen (default 0)")
     feed.add_argument("--follow", action="store_true", help="keep printing new events")
-    _common(feed, "your secret key file (to sign in)")
+    common_options(feed, "your secret key file (to sign in)")
     feed.set_defaults(handler=_feed)
 
 
@@ -536,7 +471,7 @@ def _split(args: argparse.Namespace) -> int:
     fields: dict[str, Any] = {"gtin": args.gtin, "lot": args.lot, "children": args.child}
     if args.serials:
         fields["serials"] = dict(args.serials)
-    return _send(args, "lots", "split", fields)
+    return send(args, "lots", "split", fields)
 
 
 def _attach(args: argparse.Namespace) -> int:
@@ -549,7 +484,7 @@ def _attach(args: argparse.Namespace) -> int:
     else:
         print("error: give --shipment, or --gtin and --lot", file=sys.stderr)
         return 2
-    return _send(args, "lots", "attach", attach_fields(args.box, now, end, target), time_ms=now)
+    return send(args, "lots", "attach", attach_fields(args.box, now, end, target), time_ms=now)
 
 
 def hold_fields(gtin: str, lot: str, kind: str, reason: str) -> dict[str, Any]:
@@ -564,55 +499,28 @@ def dispose_fields(gtin: str, lot: str, outcome: str, reason: str) -> dict[str, 
 
 def _hold(args: argparse.Namespace) -> int:
     fields = hold_fields(args.gtin, args.lot, args.kind, args.reason)
-    return _send(args, "lots", "hold", fields)
+    return send(args, "lots", "hold", fields)
 
 
 def _dispose(args: argparse.Namespace) -> int:
     fields = dispose_fields(args.gtin, args.lot, args.outcome, args.reason)
-    return _send(args, "lots", "dispose", fields)
+    return send(args, "lots", "dispose", fields)
 
 
 def _recall(args: argparse.Namespace) -> int:
     fields = recall_fields(args.gtin, args.lot, args.recall_class, args.reason)
-    return _send(args, "lots", "recall", fields)
-
-
-def _signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
-    """Sign in with --key and GET `path`; return (status, answer), or the exit code after
-    printing why not (2: an unusable key file; 1: the ledger refused or is unreachable)."""
-    if (secret := read_secret(args.key, "--key")) is None:
-        return 2
-    url = args.cloud.rstrip("/")
-
-    async def get() -> tuple[int, dict[str, Any]] | int:
-        async with aiohttp.ClientSession() as session:
-            token, why = await sign_in(session, url, secret)
-            if not token:
-                print(f"error: sign-in refused: {why}", file=sys.stderr)
-                return 1
-            return await _get(f"{url}{path}", session, token)
-
-    try:
-        return asyncio.run(get())
-    except (aiohttp.ClientError, ValueError, FetchError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-
-
-def _refused(status: int, answer: dict[str, Any]) -> int:
-    print(f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr)
-    return 1
+    return send(args, "lots", "recall", fields)
 
 
 def _trace(args: argparse.Namespace) -> int:
     """Print a lot's trace: one line per lot (its status, recall, holders, shipments in
     transit, units dispensed), or the global figures per role and region."""
-    got = _signed_in_get(args, f"/v1/lots/{args.gtin}/{args.lot}/trace")
+    got = signed_in_get(args, f"/v1/lots/{args.gtin}/{args.lot}/trace")
     if isinstance(got, int):
         return got
     status, answer = got
     if status != 200:
-        return _refused(status, answer)
+        return refused(status, answer)
     if args.json:
         print(json.dumps(answer, indent=2))
     elif answer["view"] == "global":
@@ -648,12 +556,12 @@ def _print_event(entry: dict[str, Any], as_json: bool) -> None:
 
 def _feed(args: argparse.Namespace) -> int:
     """Print the feed's events after --after; with --follow, then the stream."""
-    got = _signed_in_get(args, f"/v1/feed?after={args.after}&limit=1000")
+    got = signed_in_get(args, f"/v1/feed?after={args.after}&limit=1000")
     if isinstance(got, int):
         return got
     status, answer = got
     if status != 200:
-        return _refused(status, answer)
+        return refused(status, answer)
     for entry in answer["events"]:
         _print_event(entry, args.json)
     if not args.follow:
@@ -684,7 +592,7 @@ async def _follow(args: argparse.Namespace, after: int) -> int:
             async with session.get(f"{url}/v1/feed/stream", headers=headers) as resp:
                 if resp.status != 200:
                     answer = jsonbound.loads(await resp.read(), max_bytes=MAX_ANSWER, what="answer")
-                    return _refused(resp.status, answer if isinstance(answer, dict) else {})
+                    return refused(resp.status, answer if isinstance(answer, dict) else {})
                 decoder = sse.Decoder()
                 async for chunk in resp.content.iter_any():
                     for message in decoder.feed(chunk):
@@ -696,7 +604,7 @@ async def _follow(args: argparse.Namespace, after: int) -> int:
 
 # -- lots history: a lot's legs and cold chain (GET /v1/lots/{gtin}/{lot}/history) ---------
 
-_HISTORY = f"pharmasync lots history --gtin {GTIN} --lot L1 --key wholesaler.key --cloud {_CLOUD}"
+_HISTORY = f"pharmasync lots history --gtin {GTIN} --lot L1 --key wholesaler.key --cloud {CLOUD}"
 
 
 def _register_history(commands: argparse._SubParsersAction) -> None:
@@ -710,7 +618,7 @@ def _register_history(commands: argparse._SubParsersAction) -> None:
     )
     _lot(history)
     history.add_argument("--key", type=Path, help="your secret key file, to sign in")
-    history.add_argument("--cloud", default=_CLOUD, help="the ledger's URL (default: %(default)s)")
+    history.add_argument("--cloud", default=CLOUD, help="the ledger's URL (default: %(default)s)")
     history.add_argument("--json", action="store_true", help="print the answer as JSON")
     history.set_defaults(handler=_history)
 
@@ -723,25 +631,12 @@ def _history(args: argparse.Namespace) -> int:
         return got
     status, answer = got
     if status != 200:
-        return _refused(status, answer)
+        return refused(status, answer)
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
     print_record(_history_lines(answer), False)
     return 0
-
-
-def read_as(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
-    """GET `path` signed in with --key if given (else as the public); return (status,
-    answer), or the exit code after printing why not (1: unreachable or refused sign-in;
-    2: an unusable key file)."""
-    if args.key is not None:
-        return _signed_in_get(args, path)
-    try:
-        return asyncio.run(_get(args.cloud.rstrip("/") + path))
-    except (aiohttp.ClientError, ValueError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
 
 
 def _figures(stats: dict[str, Any]) -> str:

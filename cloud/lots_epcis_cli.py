@@ -11,15 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-from cloud import settings
+from cloud.cli_client import CLOUD, read_as, refused
 from cloud.contracts import lots_fields
 from device.cliutil import examples
 
-_CLOUD = f"http://127.0.0.1:{settings.DEFAULT_PORT}"
 _GTIN = "09506000134352"  # GS1's example GTIN-14
 EXAMPLES = (
-    f"pharmasync lots epcis {_GTIN} L1 --cloud {_CLOUD}",
-    f"pharmasync lots epcis {_GTIN} L1 --key wholesaler.key --out L1.epcis.jsonld --cloud {_CLOUD}",
+    f"pharmasync lots epcis {_GTIN} L1 --cloud {CLOUD}",
+    f"pharmasync lots epcis {_GTIN} L1 --key wholesaler.key --out L1.epcis.jsonld --cloud {CLOUD}",
 )
 
 
@@ -54,21 +53,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     epcis.add_argument("lot", type=_checked(lots_fields.lot_number, "lot"), help="lot (AI 10)")
     epcis.add_argument("--key", type=Path, help="your secret key file, to sign in")
     epcis.add_argument("--out", type=Path, help="write the document here (default: stdout)")
-    epcis.add_argument("--cloud", default=_CLOUD, help="the ledger's URL (default: %(default)s)")
+    epcis.add_argument("--cloud", default=CLOUD, help="the ledger's URL (default: %(default)s)")
     epcis.set_defaults(handler=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     """Fetch the document; print it or write it to --out (exit 1 if the ledger refuses or
     cannot be reached, 2 for an unusable key file or output path)."""
-    from cloud.lots_cli import _refused, read_as  # lots_cli imports this module
-
     got = read_as(args, f"/v1/lots/{args.gtin}/{quote(args.lot, safe='')}/epcis")
     if isinstance(got, int):
         return got
     status, document = got
     if status != 200:
-        return _refused(status, document)
+        return refused(status, document)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if args.out is None:
         sys.stdout.write(text)

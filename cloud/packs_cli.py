@@ -20,43 +20,42 @@ import aiohttp
 
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
-from cloud.contracts import digital_link, gs1, pack_facts, packs, tx
+from cloud.cli_client import CLOUD, common_options, post_tx, refused, send
+from cloud.contracts import digital_link, gs1, pack_facts, packs
 from cloud.contracts.pack_index import MAX_PER_REGISTRATION
-from cloud.lots_cli import _CLOUD, GTIN, _common, _refused, _send, send_tx
+from cloud.lots_cli import GTIN
 from device.cliutil import examples, positive_int, print_record, read_secret
 from gateway import jsonbound
 
 _SERIALIZE = (
     f"pharmasync packs serialize --gtin {GTIN} --lot L1 --count 100 --prefix PK "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
 _SERIALIZE_FILE = (
     f"pharmasync packs serialize --gtin {GTIN} --lot L1 --serials serials.txt "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
 _VERIFY = (
     f"pharmasync packs verify --gtin {GTIN} --serial PK0000007 --lot L1 --expiry 271231 "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
 _VERIFY_SCAN = (
     f"pharmasync packs verify --scan '(01){GTIN}(17)271231(10)L1(21)PK0000007' "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
 _VERIFY_LINK = (
     f"pharmasync packs verify --scan 'https://id.gs1.org/01/{GTIN}/10/L1/21/PK0000008?17=271231' "
-    f"--key maker.key --cloud {_CLOUD}"
+    f"--key maker.key --cloud {CLOUD}"
 )
 _DECOMMISSION_SCAN = (
     f"pharmasync packs decommission --scan '(01){GTIN}(17)271231(10)L1(21)PK0000009' "
-    f"--place 'Apotheke am Markt, Berlin' --key pharmacy.key --cloud {_CLOUD}"
+    f"--place 'Apotheke am Markt, Berlin' --key pharmacy.key --cloud {CLOUD}"
 )
 _DECOMMISSION = (
     f"pharmasync packs decommission --gtin {GTIN} --serial PK0000007 --place 'Apotheke am "
-    f"Markt, Berlin' --key pharmacy.key --cloud {_CLOUD}"
+    f"Markt, Berlin' --key pharmacy.key --cloud {CLOUD}"
 )
-_UNDO = (
-    f"pharmasync packs undo --gtin {GTIN} --serial PK0000007 --key pharmacy.key --cloud {_CLOUD}"
-)
+_UNDO = f"pharmasync packs undo --gtin {GTIN} --serial PK0000007 --key pharmacy.key --cloud {CLOUD}"
 MAX_ANSWER = 64 * 1024
 
 
@@ -84,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serialize.add_argument(
         "--width", type=int, default=7, help="generated numbers' zero-padded width: 7"
     )
-    _common(serialize, "the manufacturer's secret key file")
+    common_options(serialize, "the manufacturer's secret key file")
     serialize.set_defaults(handler=_serialize)
 
     verify = commands.add_parser(
@@ -96,7 +95,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=examples(_VERIFY, _VERIFY_SCAN, _VERIFY_LINK),
     )
     _pack(verify, scan=True)
-    _common(verify, "your secret key file (you sign in with it)")
+    common_options(verify, "your secret key file (you sign in with it)")
     verify.set_defaults(handler=_verify)
 
     decommission = commands.add_parser(
@@ -113,7 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--status", choices=packs.DECOMMISSIONED, default="dispensed", help="default: dispensed"
     )
     decommission.add_argument("--place", required=True, help="where the pack was scanned")
-    _common(decommission, "the pharmacy's secret key file")
+    common_options(decommission, "the pharmacy's secret key file")
     decommission.set_defaults(handler=_decommission)
 
     undo = commands.add_parser(
@@ -122,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=examples(_UNDO),
     )
     _pack(undo, label=False)
-    _common(undo, "the pharmacy's secret key file")
+    common_options(undo, "the pharmacy's secret key file")
     undo.set_defaults(handler=_undo)
 
 
@@ -180,7 +179,7 @@ def _serialize(args: argparse.Namespace) -> int:
     for at in range(0, len(serials), MAX_PER_REGISTRATION):
         part = serials[at : at + MAX_PER_REGISTRATION]
         fields = {"gtin": args.gtin, "lot": args.lot, "serials": part}
-        if code := _send(args, "lots", "serialize", fields):
+        if code := send(args, "lots", "serialize", fields):
             return code
     return 0
 
@@ -251,7 +250,7 @@ def _verify(args: argparse.Namespace) -> int:
         return got
     status, answer = got
     if status != 200 or not isinstance(answer, dict):
-        return _refused(status, answer if isinstance(answer, dict) else {})
+        return refused(status, answer if isinstance(answer, dict) else {})
     if args.json:
         print(json.dumps(answer, indent=2))
         return 0
@@ -272,23 +271,17 @@ def _decommission(args: argparse.Namespace) -> int:
     if (why := scanned(args)) is not None:
         print(f"error: {why}", file=sys.stderr)
         return 2
-    if (secret := read_secret(args.key, "--key")) is None:
-        return 2
     fields = {"gtin": args.gtin, "serial": args.serial, "status": args.status}
-    try:
-        status, answer = asyncio.run(send_tx(args.cloud, secret, "lots", "decommission", fields))
-    except tx.TxError as e:
-        print(f"error: {e.reason}: {e.detail}", file=sys.stderr)
-        return 2
-    except (aiohttp.ClientError, ValueError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    got = post_tx(args, "lots", "decommission", fields)
+    if isinstance(got, int):
+        return got
+    status, answer = got
     if status == 201:
         print_record({"applied": "lots/decommission", **answer}, args.json)
         return 0
     reason = {"decommissioned": pack_facts.DECOMMISSIONED, "serial": pack_facts.UNKNOWN}
     if status != 409 or answer.get("reason") not in reason:
-        return _refused(status, answer)
+        return refused(status, answer)
     print(f"refused: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr)
     print("suspect: filing a suspect report", file=sys.stderr)
     report = {
@@ -298,9 +291,9 @@ def _decommission(args: argparse.Namespace) -> int:
         "place": args.place,
     }
     report |= {k: v for k, v in (("lot", args.lot), ("expiry", args.expiry)) if v is not None}
-    _send(args, "lots", "suspect", report)
+    send(args, "lots", "suspect", report)
     return 1
 
 
 def _undo(args: argparse.Namespace) -> int:
-    return _send(args, "lots", "undo", {"gtin": args.gtin, "serial": args.serial})
+    return send(args, "lots", "undo", {"gtin": args.gtin, "serial": args.serial})

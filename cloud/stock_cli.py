@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cloud.cli_client import CLOUD, refused, send, signed_in_get
 from cloud.contracts import gs1, lots_stock
-from cloud.lots_cli import _CLOUD, GTIN, _refused, _send, _signed_in_get
+from cloud.lots_cli import GTIN
 from device.cliutil import examples
 
-_READ = f"pharmasync stock --key regulator.key --cloud {_CLOUD}"
-_READ_ONE = f"pharmasync stock {GTIN} --key maker.key --cloud {_CLOUD}"
-_MINIMUM = f"pharmasync stock minimum {GTIN} 50 --regulator-key regulator.key --cloud {_CLOUD}"
-_CLEAR = f"pharmasync stock minimum {GTIN} 0 --regulator-key regulator.key --cloud {_CLOUD}"
+_READ = f"pharmasync stock --key regulator.key --cloud {CLOUD}"
+_READ_ONE = f"pharmasync stock {GTIN} --key maker.key --cloud {CLOUD}"
+_MINIMUM = f"pharmasync stock minimum {GTIN} 50 --regulator-key regulator.key --cloud {CLOUD}"
+_CLEAR = f"pharmasync stock minimum {GTIN} 0 --regulator-key regulator.key --cloud {CLOUD}"
 USAGE = "pharmasync stock [GTIN] --key FILE | stock minimum GTIN N --regulator-key FILE"
 
 
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stock.add_argument(
         "--regulator-key", type=Path, help="the regulator's secret key file (for `minimum`)"
     )
-    stock.add_argument("--cloud", default=_CLOUD, help="the ledger's URL (default: %(default)s)")
+    stock.add_argument("--cloud", default=CLOUD, help="the ledger's URL (default: %(default)s)")
     stock.add_argument("--json", action="store_true", help="print JSON")
     stock.set_defaults(handler=_stock)
 
@@ -71,11 +72,11 @@ def _stock(args: argparse.Namespace) -> int:
     if words and (gtin := _gtin(words[0])) is None:
         return 2
     path = f"/v1/stock/{gtin}" if words else "/v1/stock?limit=1000"
-    got = _signed_in_get(args, path)
+    got = signed_in_get(args, path)
     if isinstance(got, int):
         return got
     if got[0] != 200:
-        return _refused(*got)
+        return refused(*got)
     if args.json:
         print(json.dumps(got[1], indent=2))
     else:
@@ -95,7 +96,7 @@ def _minimum(args: argparse.Namespace, words: list[str]) -> int:
     if (gtin := _gtin(words[0])) is None:
         return 2
     args.key = args.regulator_key
-    return _send(args, "lots", lots_stock.TX_TYPE, {"gtin": gtin, "minimum": int(words[1])})
+    return send(args, "lots", lots_stock.TX_TYPE, {"gtin": gtin, "minimum": int(words[1])})
 
 
 def _classes(counts: dict[str, int]) -> str:

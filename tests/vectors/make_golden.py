@@ -1,8 +1,10 @@
 """Regenerate the golden vectors for the reading, batch-header, gateway-event and contract
-transaction formats.
+transaction formats, and the counter's: pack registrations, bulk envelopes, GS1 scans.
 
     python tests/vectors/make_golden.py      # rewrites reading-v1.json, batch-v1.json,
-                                             # event-v1.json and tx-v1.json
+                                             # event-v1.json, tx-v1.json,
+                                             # registration-v1.json, bulk-envelope-v1.json
+                                             # and gs1-scan-v1.json
 
 The bytes are built straight from docs/protocol.md with struct, hashlib and coincurve
 (libsecp256k1), deliberately NOT through device/reading.py or gateway/batch.py, so the
@@ -17,6 +19,7 @@ import hashlib
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import coincurve
 
@@ -325,6 +328,285 @@ def tx_vectors() -> dict:
     }
 
 
+# -- the counter: pack registrations, bulk envelopes, GS1 scans ------------------------------
+# Written from docs/protocol.md ("Pack registrations", "The envelope (HTTP body)", "GS1 scans")
+# without cloud/contracts: the registration's root by mth() above, its audit paths by RFC 9162
+# §2.1.3.1's recursive PATH, envelopes by rfc8785, element strings and URIs by string joins.
+
+GOLDEN_GTIN = "09506000134352"  # GS1's own example GTIN (Digital Link examples)
+
+
+def audit_path(leaves: list[bytes], m: int) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 PATH(m, D[n]) written from the definition, leaf side first."""
+    if len(leaves) == 1:
+        return []
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if m < k:
+        return [*audit_path(leaves[:k], m), mth(leaves[k:])]
+    return [*audit_path(leaves[k:], m - k), mth(leaves[:k])]
+
+
+def registration_vectors() -> dict:
+    """`lots` `serialize`'s public registration record (type 14): the RFC 6962 root over the
+    serials sorted by their bytes, and each serial's audit path."""
+    from make_state_tree import framed  # the state tree's record-key framing, same script dir
+
+    cases = [
+        # (case, lot, serials in the order a manufacturer sends them)
+        ("four", "A1B2C3", ["XYZ", "ABC123", "a-1", "B"]),  # upper case sorts before lower
+        ("one", "A1B2C3", ["0001"]),  # the lot's second registration: n = 2
+        ("seven", "L2", ["S7", "S10", "S1", "s1", "S%", "S-2", "S_3"]),  # "S10" < "S7"
+    ]
+    numbers: dict[str, int] = {}
+    out = []
+    for case, lot, serials in cases:
+        numbers[lot] = n = numbers.get(lot, 0) + 1
+        ordered = sorted(serials, key=str.encode)
+        leaves = [s.encode() for s in ordered]
+        key_fields = [GOLDEN_GTIN.encode(), lot.encode(), str(n).encode()]
+        out.append(
+            {
+                "case": case,
+                "gtin": GOLDEN_GTIN,
+                "lot": lot,
+                "number": n,
+                "serials": serials,
+                "sorted": ordered,
+                "record_key": hashlib.sha256(framed("lots", 14, key_fields)).hexdigest(),
+                "count": len(leaves),
+                "leaf_hashes": [leaf(x).hex() for x in leaves],
+                "root": mth(leaves).hex(),
+                "proofs": [
+                    {"serial": s, "index": i, "path": [h.hex() for h in audit_path(leaves, i)]}
+                    for i, s in enumerate(ordered)
+                ],
+            }
+        )
+    return {
+        "description": "Golden vectors for a pack registration (docs/protocol.md, 'Pack "
+        "registrations'): record key record_key('lots', 14, gtin, lot, n), count, and the RFC "
+        "6962 root over the serials sorted by their UTF-8 bytes, leaf = the serial's bytes, "
+        "with each serial's RFC 9162 audit path (leaf side first). Made by "
+        "tests/vectors/make_golden.py (hashlib, recursive MTH and PATH), independent of "
+        "cloud/contracts/. The cases are registered in order, so a lot's second one is n = 2.",
+        "registrations": out,
+    }
+
+
+BULK_LIMIT = 4 * 1024 * 1024
+ENVELOPE_LIMIT = 64 * 1024
+
+
+def bulk_serial(i: int) -> str:
+    return f"PS{i:018d}"  # 20 characters, the most AI 21 allows
+
+
+def bulk_envelope_vectors() -> dict:
+    """Bulk envelopes (`lots` `serialize` and `split`, up to 4 MiB) and the 64 KiB limit of
+    every other type, as bytes on the wire (padded with JSON whitespace to a size)."""
+    import rfc8785
+
+    secret = label("pharmasync golden participant manufacturer")
+    _, did = did_key(secret)
+    many = [bulk_serial(i) for i in range(100_000)]
+    profile = {"low_cc": 200, "high_cc": 800, "delay_s": 1800, "cumulative_s": 7200,
+               "hysteresis_cc": 50}  # fmt: skip
+    cases = [
+        # (case, type, args, size to pad to or None, 413 expected, wire kept in full)
+        ("serialize-three", "serialize",
+         {"gtin": GOLDEN_GTIN, "lot": "A1B2C3", "serials": ["XYZ", "ABC123", "a-1"]},
+         None, False),
+        ("split-with-packs", "split",
+         {"gtin": GOLDEN_GTIN, "lot": "A1B2C3",
+          "children": [{"lot": "A1B2C3-1", "quantity": 2}, {"lot": "A1B2C3-2", "quantity": 1}],
+          "serials": {"A1B2C3-1": ["ABC123", "XYZ"], "A1B2C3-2": ["a-1"]}},
+         None, False),
+        ("serialize-100000-at-4MiB", "serialize",
+         {"gtin": GOLDEN_GTIN, "lot": "BULK1", "serials": many}, BULK_LIMIT, False),
+        ("serialize-100000-one-byte-over", "serialize",
+         {"gtin": GOLDEN_GTIN, "lot": "BULK1", "serials": many}, BULK_LIMIT + 1, True),
+        ("commission-at-64KiB", "commission",
+         {"gtin": GOLDEN_GTIN, "lot": "A1B2C3", "expiry": "271200", "quantity": 1200,
+          "unit": "pack", "profile": profile}, ENVELOPE_LIMIT, False),
+        ("commission-one-byte-over", "commission",
+         {"gtin": GOLDEN_GTIN, "lot": "A1B2C3", "expiry": "271200", "quantity": 1200,
+          "unit": "pack", "profile": profile}, ENVELOPE_LIMIT + 1, True),
+    ]  # fmt: skip
+    out = []
+    for case, tx_type, args, pad_to, too_big in cases:
+        body = {
+            "v": 1,
+            "contract": "lots",
+            "type": tx_type,
+            "signer": did,
+            "time": 1793620800000,
+            "nonce": label(f"nonce {case}")[:16].hex(),
+            "args": args,
+        }
+        canonical = rfc8785.dumps(body)
+        aux = label(f"aux tx {case}")
+        _, sig = schnorr(secret, tagged(b"PharmaSync/tx/v1", canonical), aux)
+        unpadded = rfc8785.dumps({"tx": body, "sig": sig.hex()})
+        wire = unpadded if pad_to is None else unpadded + b" " * (pad_to - len(unpadded))
+        vector = {
+            "case": case,
+            "type": tx_type,
+            "aux": aux.hex(),
+            "nonce": body["nonce"],
+            "wire_bytes": len(wire),
+            "wire_sha256": hashlib.sha256(wire).hexdigest(),
+            "refused": {"status": 413, "reason": "json"} if too_big else None,
+            "sig": sig.hex(),
+        }
+        if args.get("serials") is many:
+            vector["args"] = "serials: PS + i as 18 digits, i = 0..99999 (bulk_serial)"
+        else:
+            vector["wire"] = unpadded.decode()  # before any padding
+        if pad_to is not None:
+            vector["padded_with_spaces_to"] = pad_to
+        if not too_big:
+            vector["canonical_sha256"] = hashlib.sha256(canonical).hexdigest()
+            vector["id"] = hashlib.sha256(canonical + sig).hexdigest()
+        out.append(vector)
+    return {
+        "description": "Golden vectors for transaction envelopes of the bulk types (docs/"
+        "protocol.md, 'The envelope (HTTP body)'): lots serialize and split up to 4,194,304 "
+        "bytes, every other type up to 65,536; one byte over is 413 json. Made by "
+        "tests/vectors/make_golden.py (rfc8785 + hashlib + coincurve), independent of "
+        "cloud/contracts/tx.py. Signer: the tx-v1.json manufacturer (secret = SHA-256('pharmasync"
+        " golden participant manufacturer')), time 1793620800000, nonce = first 16 bytes of "
+        "SHA-256('nonce <case>'), aux = SHA-256('aux tx <case>'). wire = RFC 8785 of {tx, sig}, "
+        "then spaces up to padded_with_spaces_to; the 100,000-serial wires are given by their "
+        "recipe, size and SHA-256.",
+        "signer": did,
+        "envelopes": out,
+    }
+
+
+GS = "\x1d"  # FNC1 in a raw element string
+
+
+def percent(value: str, safe: str = "") -> str:
+    """RFC 3986 percent-encoding of every character not unreserved (and not in `safe`)."""
+    unreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~" + safe
+    return "".join(c if c in unreserved else "".join(f"%{b:02X}" for b in c.encode())
+                   for c in value)  # fmt: skip
+
+
+def gs1_scan_vectors() -> dict:
+    """What a scanner reads from a pack (raw element strings with a symbology identifier
+    and GS, the human-readable form, Digital Link URIs) and the fields each means; the
+    builders' output for the same fields; refusals naming the AI or URI part."""
+    today = "2026-12-02"  # six-digit dates are read on this day
+    g = GOLDEN_GTIN
+
+    def fields(
+        lot: str | None = None,
+        expiry: str | None = None,
+        date: str | None = None,
+        serial: str | None = None,
+        other: Any = (),
+    ) -> dict:
+        return {"gtin": g, "lot": lot, "expiry": expiry, "expiry_date": date,
+                "serial": serial, "other": [list(p) for p in other]}  # fmt: skip
+
+    pack = fields("ABC123", "270300", "2027-03-31", "XYZ")  # day 00: the month's last day
+    element_strings = [
+        ("GS1 DataMatrix, the usual pack", f"]d2" f"01{g}17270300" f"10ABC123{GS}21XYZ", pack),
+        ("no symbology identifier", f"01{g}17270300" f"10ABC123{GS}21XYZ", pack),
+        ("FNC1 first only", f"{GS}01{g}17270300" f"10ABC123{GS}21XYZ", pack),
+        ("GS1 QR Code", f"]Q3" f"01{g}17270300" f"10ABC123{GS}21XYZ", pack),
+        ("GS1-128, other order, a tolerated GS after a fixed-length value, a PZN",
+         f"]C1{GS}01{g}{GS}21S/N-1{GS}71011234567{GS}10L-1{GS}17271231",
+         fields("L-1", "271231", "2027-12-31", "S/N-1", [("710", "11234567")])),
+        ("GS1 DataBar, lot last", f"]e0" f"01{g}17280200" f"10LOT-9",
+         fields("LOT-9", "280200", "2028-02-29")),
+        ("human-readable, the usual pack", f"(01){g}(17)270300(10)ABC123(21)XYZ", pack),
+        ("human-readable, CPV and a count", f"(01){g}(21)7(22)V2(30)12",
+         fields(serial="7", other=[("22", "V2"), ("30", "12")])),
+    ]  # fmt: skip
+
+    def link(
+        link_type: str | None = None,
+        extra: Any = (),
+        base: str = "",
+        cpv: str | None = None,
+        **kw: Any,
+    ) -> dict:
+        out = fields(**kw)
+        out.update(cpv=cpv, link_type=link_type, extra=[list(p) for p in extra], base=base)
+        return out
+
+    resolver = "https://id.gs1.org"
+    pip = "gs1:pip"
+    pack_link = link(pip, base=resolver, lot="ABC123", expiry="270300", date="2027-03-31",
+                     serial="XYZ")  # fmt: skip
+    digital_links = [
+        ("the pack on GS1's resolver",
+         f"{resolver}/01/{g}/10/ABC123/21/XYZ?17=270300&linkType={pip}", pack_link,
+         f"{resolver}/01/{g}/10/ABC123/21/XYZ?17=270300&linkType={pip}"),
+        ("bare path, GTIN-13, escapes, linkType first, an extra parameter",
+         f"/01/{g[1:]}/10/A%2FB/21/S%25?linkType={pip}&17=270300&foo=bar",
+         link(pip, [("foo", "bar")], "", lot="A/B", expiry="270300", date="2027-03-31",
+              serial="S%"),
+         f"/01/{g}/10/A%2FB/21/S%25?17=270300&linkType={pip}"),
+        ("a host's own path prefix and a CPV",
+         f"https://example.com/resolver/01/{g}/22/V2/10/L1/21/S1",
+         link(None, (), "https://example.com/resolver", cpv="V2", lot="L1", serial="S1",
+              other=[("22", "V2")]),
+         f"https://example.com/resolver/01/{g}/22/V2/10/L1/21/S1"),
+        ("Digital Link 1.1 short names", f"{resolver}/gtin/{g}/lot/ABC123/ser/XYZ",
+         link(None, (), resolver, lot="ABC123", serial="XYZ"),
+         f"{resolver}/01/{g}/10/ABC123/21/XYZ"),
+    ]  # fmt: skip
+
+    builds = []
+    for lot, expiry, serial in (("ABC123", "270300", "XYZ"), ("A/B+1", "271231", "S%1")):
+        raw = f"01{g}17{expiry}10{lot}{GS}21{serial}"
+        hri = f"(01){g}(17){expiry}(10){lot}(21){serial}"
+        uri = f"{resolver}/01/{g}/10/{percent(lot)}/21/{percent(serial)}?17={expiry}"
+        builds.append({"gtin": g, "lot": lot, "expiry": expiry, "serial": serial,
+                       "raw": raw, "hri": hri, "pack_uri": uri,
+                       "lot_uri": f"{resolver}/01/{g}/10/{percent(lot)}"})  # fmt: skip
+
+    refused = [
+        ("]d1 is DataMatrix without GS1 data", f"]d1" f"01{g}10ABC123", "symbology"),
+        ("GTIN check digit wrong", f"01{g[:-1]}3" "10ABC123", "01"),
+        ("an AI the table does not hold", f"01{g}99ABC", "99"),
+        ("a missing GS runs the lot into the serial", f"01{g}10ABCDEFGHIJKLMNO21XYZ0123456", "10"),
+        ("day 32", f"01{g}17270332", "17"),
+        ("two lots", f"01{g}10A{GS}10B", "10"),
+        ("no GTIN", "10ABC123", "01"),
+        ("01 with 02", f"01{g}02{g}", "02"),
+        ("longer than 4,096 characters", f"01{g}10" + "A" * 4096, "scan"),
+        ("human-readable lot over 20", f"(01){g}(10){'A' * 21}", "10"),
+        ("Digital Link key qualifiers out of order", f"{resolver}/01/{g}/21/XYZ/10/ABC123",
+         "path"),
+        ("Digital Link lot in the query", f"{resolver}/01/{g}?10=ABC123", "query"),
+        ("Digital Link bad escape", f"{resolver}/01/{g}/10/A%2", "path"),
+        ("Digital Link ftp", f"ftp://id.gs1.org/01/{g}", "uri"),
+    ]  # fmt: skip
+    return {
+        "description": "Golden vectors for GS1 scans (docs/protocol.md, 'GS1 scans: element "
+        "strings and Digital Link'): raw element strings (symbology identifier, GS = FNC1 = "
+        "U+001D), the human-readable form and Digital Link URIs, with the fields each means "
+        "(expiry as carried and as a date, read on `today`), the canonical URI, the builders' "
+        "output for given fields, and refusals naming the AI or URI part. Made by "
+        "tests/vectors/make_golden.py from the specification's rules, independent of "
+        "cloud/contracts/gs1*.py and digital_link.py.",
+        "today": today,
+        "element_strings": [{"why": w, "scan": s, "fields": f} for w, s, f in element_strings],
+        "digital_links": [
+            {"why": w, "uri": u, "fields": f, "canonical": c} for w, u, f, c in digital_links
+        ],
+        "builds": builds,
+        "refused": [
+            {"why": w, "scan": s, "part": p, "form": "uri" if "Digital" in w else "element"}
+            for w, s, p in refused
+        ],
+    }
+
+
 def main() -> None:
     readings = reading_vectors()
     for name, doc in (
@@ -332,6 +614,9 @@ def main() -> None:
         ("batch-v1.json", batch_vectors(readings)),
         ("event-v1.json", event_vectors()),
         ("tx-v1.json", tx_vectors()),
+        ("registration-v1.json", registration_vectors()),
+        ("bulk-envelope-v1.json", bulk_envelope_vectors()),
+        ("gs1-scan-v1.json", gs1_scan_vectors()),
     ):
         (HERE / name).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {HERE / name}")
