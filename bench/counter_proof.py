@@ -10,7 +10,8 @@ absent), its root in a 0x04 entry that is the last of a log of --log-size entrie
 inclusion proof's hashes drawn at random and the log's root computed from them, so the
 proof is real for that root), a checkpoint of exactly that size signed by a fresh log key
 and stamped with its own cosignature: the bundle the resolver serves
-(cloud/contracts/public_proof.py, bytes version 2: the proofs share their top siblings).
+(cloud/contracts/public_proof.py, bytes version 3: the lot's records under grouped keys,
+the proofs sharing their top siblings).
 Then the same for a pack of that lot: its registration (one of 100,000 serials: the
 serial's RFC 6962 path in the registration's root) and its pack record, absent (active in
 its lot) and present (dispensed). Prints each bundle's size in bytes (target <= 4 KB for a
@@ -173,7 +174,6 @@ def part_proof(sizes: list[int], log_size: int, repeat: int) -> dict[str, Any]:
         state_proofs = [len(r.proof.to_bytes()) for r in bundle.records]
         figures = {
             "bundle_bytes": len(data),
-            "bundle_v1_bytes": len(bundle.to_bytes(version=1)),
             "bundle_json_bytes": len(json.dumps(bundle.to_json())),
             "state_proof_bytes_whole": state_proofs,
             "inclusion_hashes": len(bundle.inclusion),
@@ -185,8 +185,8 @@ def part_proof(sizes: list[int], log_size: int, repeat: int) -> dict[str, Any]:
         }
         print(
             f"proof, {size:,} records, log of {log_size:,}: lot bundle {len(data):,} B "
-            f"(version 1: {figures['bundle_v1_bytes']:,} B; JSON {figures['bundle_json_bytes']:,}"
-            f" B; whole state proofs {state_proofs} B, {len(bundle.inclusion)} log hashes, "
+            f"(JSON {figures['bundle_json_bytes']:,} B; whole state proofs {state_proofs} B, "
+            f"{len(bundle.inclusion)} log hashes, "
             f"checkpoint {figures['checkpoint_bytes']} B); offline check best "
             f"{min(times):.2f} ms, median {statistics.median(times):.2f} ms, median "
             f"{figures['check_ratio_to_ceiling']:.3f} x the ceiling",

@@ -4,7 +4,7 @@ or lot's public facts -> state root -> 0x04 log entry -> checkpoint -> the log's
 Trusting nothing but the log's key and what the user scanned, each check fails with a
 `PublicCheckError` naming its `Step` and saying got/want:
 
-    bundle shape          bytes (version 1) or JSON, every field in range; a resolver's JSON
+    bundle shape          bytes (versions 1-3) or JSON, every field in range; a resolver's JSON
                           answer is read for its "proof"
     scanned identifiers   the bundle is about the GTIN, lot (and serial) scanned
     checkpoint signature  the checkpoint note is signed by the log's key
@@ -14,8 +14,10 @@ Trusting nothing but the log's key and what the user scanned, each check fails w
     log inclusion         the entry is at its index in the log of that checkpoint
     records               the bundle proves exactly the records a lot's check needs (a
                           registered pack's: and its registration and pack record)
-    record proof          each record's key, recomputed from the scanned identifiers, holds
-                          the bundle's value (or is absent) under the entry's state root
+    record proof          each record's key, recomputed from the scanned identifiers (grouped
+                          by lot from bundle version 3 on), holds the bundle's value (or is
+                          absent) under the entry's state root; a bundle whose proofs cannot
+                          be rebuilt from the keys of the identifiers it names fails here
     record value          each value is canonical JSON (what is shown is what was hashed)
     serial inclusion      a pack's serial is in its registration's RFC 6962 root, at the
                           stated index of the registration's count
@@ -41,6 +43,7 @@ from cloud.contracts.public_proof import (
     Keys,
     PublicProof,
     PublicProofFormatError,
+    PublicProofKeyError,
     current_lot,
 )
 from cloud.contracts.statetree_proof import verify_proof
@@ -124,7 +127,8 @@ class PublicReport:
 
 def read_bundle(data: bytes) -> PublicProof:
     """Parse bundle bytes, bundle JSON, or a resolver's JSON answer (its "proof"). Raises
-    PublicCheckError (SHAPE)."""
+    PublicCheckError: RECORD_PROOF for proofs that do not fit the keys of the identifiers
+    the bundle names, else SHAPE."""
     try:
         if data[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
             value = jsonbound.loads(data, max_bytes=4 * MAX_BUNDLE, what="bundle")
@@ -134,6 +138,8 @@ def read_bundle(data: bytes) -> PublicProof:
                 raise PublicProofFormatError("no proof: the ledger had no state root yet")
             return PublicProof.from_json(value)
         return PublicProof.from_bytes(data)
+    except PublicProofKeyError as e:
+        raise PublicCheckError(Step.RECORD_PROOF, str(e)) from None
     except (PublicProofFormatError, ProofError, jsonbound.JsonError) as e:
         raise PublicCheckError(Step.SHAPE, str(e)) from None
 
@@ -270,7 +276,7 @@ def _check_records(bundle: PublicProof, scanned: Scanned, root: bytes) -> dict[s
         except PublicProofFormatError as e:
             raise PublicCheckError(Step.RECORD_VALUE, str(e)) from None
     assert lot is not None, "_check_scan: a lot, or a pack part naming it"
-    keys = Keys(scanned.gtin, lot, scanned.serial, registration)
+    keys = Keys(scanned.gtin, lot, scanned.serial, registration, bundle.grouped)
     for r in bundle.records:
         name = names[(r.contract, r.code)]
         key = r.key(keys)

@@ -31,7 +31,7 @@ from cloud.contracts import access
 from cloud.contracts.entries import SALT_SIZE
 from cloud.contracts.pack_index import Overlay, SerialIndex
 from cloud.contracts.statetree import StateTree
-from cloud.contracts.statetree_hash import record_key
+from cloud.contracts.statetree_hash import grouped_key, record_key
 from cloud.contracts.statetree_proof import Proof
 from cloud.contracts.tx import SignedTx
 from device import schnorr
@@ -83,22 +83,24 @@ class RecordType:
     code: int
     name: str
     private: bool
+    grouped: bool = False  # keyed by statetree_hash.grouped_key (first fields: GTIN, lot)
 
     def key(self, *fields: str) -> bytes:
         """Return the 32-byte tree key of the record of this type with these key fields.
 
         Remembered (a transaction reads and writes the same few keys, and every one names
         its signer's participant record), at most _KEYS_KEPT of them."""
-        name = (self.contract, self.code, fields)
+        name = (self.contract, self.code, self.grouped, fields)
         found = _KEYS.get(name)
         if found is None:
             if len(_KEYS) >= _KEYS_KEPT:
                 _KEYS.clear()
-            found = _KEYS[name] = record_key(self.contract, self.code, *fields)
+            derive = grouped_key if self.grouped else record_key
+            found = _KEYS[name] = derive(self.contract, self.code, *fields)
         return found
 
 
-_KEYS: dict[tuple[str, int, tuple[str, ...]], bytes] = {}
+_KEYS: dict[tuple[str, int, bool, tuple[str, ...]], bytes] = {}
 _KEYS_KEPT: Final = 1 << 16
 
 

@@ -51,9 +51,9 @@ from cloud.contracts.engine import (
 )
 
 NAME: Final = "lots"
-LOT: Final = RecordType(NAME, 1, "lot", private=False)
-QUALITY: Final = RecordType(NAME, 2, "quality", private=False)
-RECALL: Final = RecordType(NAME, 3, "recall", private=False)
+LOT: Final = RecordType(NAME, 1, "lot", private=False, grouped=True)
+QUALITY: Final = RecordType(NAME, 2, "quality", private=False, grouped=True)
+RECALL: Final = RecordType(NAME, 3, "recall", private=False, grouped=True)
 CUSTODY: Final = RecordType(NAME, 4, "custody", private=True)
 HOLDING: Final = RecordType(NAME, 5, "holding", private=True)
 SHIPMENT: Final = RecordType(NAME, 6, "shipment", private=True)
@@ -69,7 +69,7 @@ CERTIFICATE: Final = RecordType(NAME, 10, "certificate", private=False)
 # A box's calibration (cloud/contracts/lots_boxes.py), by box key.
 CALIBRATION: Final = RecordType(NAME, 11, "calibration", private=True)
 # The cold-chain verdict last acted on (cloud/contracts/lots_coldchain.py), by gtin, lot.
-COLDCHAIN: Final = RecordType(NAME, 12, "coldchain", private=False)
+COLDCHAIN: Final = RecordType(NAME, 12, "coldchain", private=False, grouped=True)
 
 RELEASED: Final = "released"
 QUARANTINED: Final = "quarantined"

@@ -7,9 +7,10 @@ For the resolver and the proof bundle: `pack(view, gtin, serial)` answers a pack
 key, present or proven absent), and `serial_proof(view, gtin, serial)` the RFC 6962
 inclusion proof of the serial in its registration's Merkle root. A verifier recomputes every
 key itself from the scanned GTIN, lot and serial (and the registration's number, which the
-bundle states): `record_key("lots", 14, gtin, lot, str(n))` for the registration,
+bundle states): `grouped_key("lots", 14, gtin, lot, str(n))` for the registration,
 `record_key("lots", 15, gtin, serial)` for the pack record (absent: active in its registered
-lot), `record_key("lots", 1|2|3, gtin, lot)` for the lot it is in.
+lot), `grouped_key("lots", 1|2|3|12, gtin, lot)` for the lot it is in (statetree_hash: a
+lot's records under one prefix, so one proof path serves them all).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cloud.contracts.pack_index import Reader
 from gateway import merkle
 
 SERIALS: Final = RecordType(lots.NAME, 13, "serials", private=True)
-REGISTRATION: Final = RecordType(lots.NAME, 14, "registration", private=False)
+REGISTRATION: Final = RecordType(lots.NAME, 14, "registration", private=False, grouped=True)
 PACK: Final = RecordType(lots.NAME, 15, "pack", private=False)
 DECOMMISSION: Final = RecordType(lots.NAME, 16, "decommission", private=True)
 SUSPECT: Final = RecordType(lots.NAME, 17, "suspect", private=True)

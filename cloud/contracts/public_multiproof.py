@@ -1,6 +1,7 @@
-"""The state tree proofs of a public check bundle, written together (bundle version 2,
-docs/protocol.md "Public check proof"): each record's proof leaves out what the verifier
-already holds.
+"""The state tree proofs of a public check bundle, written together (bundle versions 2 and
+3, docs/protocol.md "Public check proof"): each record's proof leaves out what the verifier
+already holds. Version 3's grouped keys (statetree_hash.grouped_key) put a lot's records
+in one subtree, so all but the first of them leave out nearly their whole path.
 
 - Its own leaf: a present record's proof ends at the leaf of the key the verifier recomputes
   and the hash of the value it reads (end byte 2: 64 bytes saved).

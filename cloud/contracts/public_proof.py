@@ -26,15 +26,16 @@ from typing import Any, Final, NoReturn
 from cloud.contracts import gs1, lots, pack_facts, public_note, stateroot
 from cloud.contracts import public_multiproof as multiproof
 from cloud.contracts.engine import RecordType
-from cloud.contracts.statetree_hash import record_key, value_hash
+from cloud.contracts.statetree_hash import grouped_key, record_key, value_hash
 from cloud.contracts.statetree_proof import Proof, proof_from_bytes, proof_from_json
 from gateway.merkle_verify import ProofError
 
 MEDIA_TYPE: Final = "application/vnd.pharmasync.public-proof"  # the bundle's bytes over HTTP
-VERSION: Final = 2  # of the bytes written (1 is still read: bundles saved before)
-VERSIONS: Final = (1, 2)
-JSON_VERSION: Final = 1
-CONTRACT: Final = "lots"  # every record a bundle carries is the lots contract's (version 2)
+VERSION: Final = 3  # of the bytes written (1 and 2 are still read: bundles saved before)
+VERSIONS: Final = (1, 2, 3)
+UNGROUPED: Final = (1, 2)  # byte versions whose lot records have ungrouped keys (below)
+JSON_VERSION: Final = 2  # 1 is still read: keys ungrouped, as byte versions 1 and 2
+CONTRACT: Final = "lots"  # every record a bundle carries is the lots contract's (version 2+)
 FLAG_SERIAL: Final = 0x01
 FLAG_PACK: Final = 0x02  # a pack part follows the serial: the serial is registered
 MAX_BUNDLE: Final = 64 * 1024  # a bundle is a few KB; anything larger is refused unread
@@ -60,6 +61,12 @@ LOT_RECORDS: Final[tuple[RecordType, ...]] = (lots.LOT, lots.QUALITY, lots.RECAL
 # What a registered pack's bundle proves after them: its registration (present) and its pack
 # record (present: moved or decommissioned; absent: active in its registered lot).
 PACK_RECORDS: Final[tuple[RecordType, ...]] = (pack_facts.REGISTRATION, pack_facts.PACK)
+# The records whose keys are grouped by (GTIN, lot) (statetree_hash.grouped_key) since the
+# state tree grouped them: bundle version 3 (JSON 2). Versions 1 and 2 were written before,
+# when every key was a plain record key, and are checked with those.
+GROUPED: Final[frozenset[tuple[str, int]]] = frozenset(
+    (t.contract, t.code) for t in LOT_RECORDS + PACK_RECORDS if t.grouped
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class Keys:
     lot: str
     serial: str | None = None
     registration: tuple[str, int] | None = None
+    grouped: bool = True  # the lot records' keys are grouped (bundle version 3, JSON 2)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,12 @@ class PublicProofFormatError(ProofError):
     """Bundle bytes or JSON that are malformed; the message says got/want."""
 
 
+class PublicProofKeyError(PublicProofFormatError):
+    """Bundle bytes whose proofs, rebuilt from the keys of the identifiers the bundle names
+    (what one proof leaves out another gives, by key), are not proofs: keys that are not
+    those the bundle was made for."""
+
+
 @dataclass(frozen=True)
 class ProvenRecord:
     """One record the bundle proves: its contract and type byte, its canonical JSON value
@@ -154,13 +168,15 @@ class ProvenRecord:
         (never the bundle's own). Raises PublicProofFormatError for a serial record without
         a serial, a registration without its number."""
         kind = RECORD_KEYS[(self.contract, self.code)]
+        grouped = keys.grouped and (self.contract, self.code) in GROUPED
+        derive = grouped_key if grouped else record_key
         if kind == KEY_LOT:
-            return record_key(self.contract, self.code, keys.gtin, keys.lot)
+            return derive(self.contract, self.code, keys.gtin, keys.lot)
         if kind == KEY_REGISTRATION:
             if keys.registration is None:
                 raise PublicProofFormatError(f"record {self.contract}/{self.code}: no pack part")
             lot, n = keys.registration
-            return record_key(self.contract, self.code, keys.gtin, lot, str(n))
+            return derive(self.contract, self.code, keys.gtin, lot, str(n))
         if keys.serial is None:
             raise PublicProofFormatError(f"record {self.contract}/{self.code} needs a serial")
         return record_key(self.contract, self.code, keys.gtin, keys.serial)
@@ -180,6 +196,7 @@ class PublicProof:
     checkpoint: str  # the signed note of size index + 1, with the log's timestamp line
     records: tuple[ProvenRecord, ...]
     pack: PackPart | None = None  # a registered pack's registration and serial proof
+    grouped: bool = True  # lot records under grouped keys (False: bytes 1-2, JSON 1)
 
     def __post_init__(self) -> None:
         try:
@@ -212,16 +229,24 @@ class PublicProof:
         registration = None
         if self.pack is not None:
             registration = (self.pack.registered_lot, self.pack.registration)
-        return Keys(self.gtin, lot, self.serial, registration)
+        return Keys(self.gtin, lot, self.serial, registration, self.grouped)
 
     # -- bytes ---------------------------------------------------------------------------
 
-    def to_bytes(self, version: int = VERSION) -> bytes:
+    def to_bytes(self, version: int | None = None) -> bytes:
         """Return the bundle's compact bytes (docs/protocol.md, "Public check proof"):
-        version 2 (the proofs share their top siblings, public_multiproof.py) unless 1 is
-        asked for (a lot's bundle as the first resolver wrote it)."""
-        if version not in VERSIONS or (version == 1 and self.pack is not None):
-            raise PublicProofFormatError(f"version {version}, want 2 (or 1 without a pack)")
+        version 3 for grouped keys, 2 for ungrouped ones (the proofs share their top
+        siblings, public_multiproof.py), 1 if asked for (an ungrouped lot's bundle as the
+        first resolver wrote it)."""
+        if version is None:
+            version = VERSION if self.grouped else 2
+        if (
+            version not in VERSIONS
+            or (version in UNGROUPED) == self.grouped
+            or (version == 1 and self.pack is not None)
+        ):
+            want = "3" if self.grouped else "2 (or 1 without a pack)"
+            raise PublicProofFormatError(f"version {version}, want {want} for these keys")
         flags = (FLAG_SERIAL if self.serial is not None else 0) | (FLAG_PACK if self.pack else 0)
         out = bytearray((version, flags))
         out += self.gtin.encode()
@@ -273,7 +298,7 @@ class PublicProof:
         r = _Reader(data)
         version, flags = r.take(1)[0], r.take(1)[0]
         if version not in VERSIONS:
-            raise PublicProofFormatError(f"bundle version {version}, want 1 or 2")
+            raise PublicProofFormatError(f"bundle version {version}, want 1, 2 or 3")
         if flags not in ((0, FLAG_SERIAL) if version == 1 else (0, FLAG_SERIAL, 3)):
             raise PublicProofFormatError(f"flags 0x{flags:02x}, want 0x00, 0x01 or 0x03")
         gtin = r.text(14, "gtin")
@@ -289,13 +314,13 @@ class PublicProof:
         entry = r.take(stateroot.SIZE)
         inclusion = tuple(r.take(32) for _ in range(r.take(1)[0]))
         note = r.text(struct.unpack(">H", r.take(2))[0], "checkpoint")
-        if not note and version == 2:  # the compact note (public_note.py)
+        if not note and version != 1:  # the compact note (public_note.py)
             origin = r.text(r.take(1)[0], "origin")
             lines = [r.take(r.take(1)[0]) for _ in range(r.take(1)[0])]
             note = public_note.rebuild(origin, lines, entry, index, inclusion)
         parsed: list[tuple[ProvenRecord, Any]] = []
         for _ in range(r.take(1)[0]):
-            contract = CONTRACT if version == 2 else r.text(r.take(1)[0], "contract")
+            contract = CONTRACT if version != 1 else r.text(r.take(1)[0], "contract")
             code = r.take(1)[0]
             value = r.take(struct.unpack(">H", r.take(2))[0]) or None
             if version == 1:
@@ -307,20 +332,24 @@ class PublicProof:
             raise PublicProofFormatError(f"{len(data) - r.offset} bytes after the last record")
         current = current_lot(lot, pack, [(p.contract, p.code, p.value) for p, _ in parsed])
         registration = None if pack is None else (pack.registered_lot, pack.registration)
-        keys = Keys(gtin, current, serial, registration)
+        grouped = version not in UNGROUPED
+        keys = Keys(gtin, current, serial, registration, grouped)
         key_list = [p.key(keys) for p, _ in parsed]
-        if version == 1:
-            proofs = [
-                _expand(raw, k, p.value) for (p, raw), k in zip(parsed, key_list, strict=True)
-            ]
-        else:
-            values = [p.value for p, _ in parsed]
-            proofs = multiproof.expand([raw for _, raw in parsed], key_list, values, _fail)
+        try:  # what was left out is rebuilt from the keys: wrong keys, proofs that do not fit
+            if version == 1:
+                proofs = [
+                    _expand(raw, k, p.value) for (p, raw), k in zip(parsed, key_list, strict=True)
+                ]
+            else:
+                values = [p.value for p, _ in parsed]
+                proofs = multiproof.expand([raw for _, raw in parsed], key_list, values, _fail)
+        except ProofError as e:
+            raise PublicProofKeyError(f"the proofs do not fit the keys of {gtin}: {e}") from None
         records = tuple(
             ProvenRecord(p.contract, p.code, p.value, proof)
             for (p, _), proof in zip(parsed, proofs, strict=True)
         )
-        return cls(gtin, lot, serial, index, entry, inclusion, note, records, pack)
+        return cls(gtin, lot, serial, index, entry, inclusion, note, records, pack, grouped)
 
     # -- JSON ----------------------------------------------------------------------------
 
@@ -328,7 +357,7 @@ class PublicProof:
         """Return the bundle as JSON: the same fields, bytes in lowercase hex, each record's
         value as its canonical JSON text (the exact bytes the tree hashes)."""
         return {
-            "version": JSON_VERSION,
+            "version": JSON_VERSION if self.grouped else 1,
             "gtin": self.gtin,
             "lot": self.lot,
             "serial": self.serial,
@@ -359,8 +388,8 @@ class PublicProof:
         if not isinstance(value, dict) or set(value) != fields:
             got = sorted(value) if isinstance(value, dict) else type(value).__name__
             raise PublicProofFormatError(f"bundle fields {got}, want {sorted(fields)}")
-        if value["version"] != JSON_VERSION or type(value["version"]) is not int:
-            raise PublicProofFormatError(f"version {value['version']!r}, want {JSON_VERSION}")
+        if value["version"] not in (1, JSON_VERSION) or type(value["version"]) is not int:
+            raise PublicProofFormatError(f"version {value['version']!r}, want 1 or {JSON_VERSION}")
         records = value["records"]
         if not isinstance(records, list) or len(records) > MAX_RECORDS:
             raise PublicProofFormatError(f"records: want a list of at most {MAX_RECORDS}")
@@ -377,6 +406,7 @@ class PublicProof:
             checkpoint=_str(value, "checkpoint"),
             records=tuple(_record(i, r) for i, r in enumerate(records)),
             pack=None if value["pack"] is None else _pack(value["pack"]),
+            grouped=value["version"] == JSON_VERSION,
         )
 
 
@@ -515,5 +545,6 @@ __all__: Sequence[str] = (
     "ProvenRecord",
     "PublicProof",
     "PublicProofFormatError",
+    "PublicProofKeyError",
     "proven",
 )

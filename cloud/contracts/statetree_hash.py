@@ -7,6 +7,9 @@ ledger and every auditor import:
 
     record key  = SHA-256(u8 len(contract) ‖ contract ‖ u8 record type
                           ‖ for each field: u32 len(field) ‖ field)
+    grouped key = the first GROUP_BYTES bytes of SHA-256("PharmaSync/state/group/v1"
+                          ‖ u32 len(field 1) ‖ field 1 ‖ u32 len(field 2) ‖ field 2)
+                  ‖ the record key's bytes GROUP_BYTES..31
     value hash  = SHA-256(value)
     leaf hash   = tagged_hash("PharmaSync/state/leaf", key ‖ value hash)
     node hash   = tagged_hash("PharmaSync/state/node", left ‖ right)
@@ -14,7 +17,14 @@ ledger and every auditor import:
 
 tagged_hash is BIP-340's (docs/protocol.md, "Signatures"). SHA-256 of the two tags begins
 0xbf and 0xaa, so no leaf or node input is an RFC 6962 input (those begin 0x00 or 0x01) and
-the two never share an input with each other. The empty subtree is a constant, not a hash:
+the two never share an input with each other.
+
+A grouped key (record types that ask for it: a lot's public records and registrations, keyed
+by GTIN and lot first) places every record of one (GTIN, lot) under the same 24-bit prefix,
+so up to ~16M records they sit together in one small subtree and a proof of all of them
+shares one path from the root (public_multiproof.py): a pack's public check proves two
+paths, not six. The other 232 bits are the record key's, so two records still collide only
+if their record keys' last 29 bytes do. The empty subtree is a constant, not a hash:
 finding a leaf or node whose hash is 32 zero bytes is a SHA-256 preimage, and a verifier
 needs no hashing to recognise it (Diem's placeholder plays the same part).
 """
@@ -31,6 +41,8 @@ KEY_BITS = 256  # keys are SHA-256 outputs; a leaf sits at depth 0..256
 HASH_SIZE = 32
 MAX_CONTRACT_NAME = 0xFF  # UTF-8 bytes, framed by one length byte
 MAX_FIELD = 0xFFFF_FFFF  # bytes, framed by a u32
+GROUP_TAG = b"PharmaSync/state/group/v1"
+GROUP_BYTES = 3  # a grouped key's prefix: 24 bits, one subtree per lot up to ~2**24 records
 
 # Fast path: SHA-256 objects already fed with SHA256(tag) ‖ SHA256(tag); copying one saves
 # hashing the 64-byte prefix on every node of every update (see bench/statetree.py).
@@ -61,6 +73,20 @@ def record_key(contract: str, record_type: int, *fields: bytes | str) -> bytes:
         h.update(struct.pack(">I", len(data)))
         h.update(data)
     return h.digest()
+
+
+def grouped_key(contract: str, record_type: int, *fields: bytes | str) -> bytes:
+    """Return the grouped tree key of one record (module docstring): its first two fields'
+    group prefix, then the record key's last 29 bytes. Requires at least two fields; raises
+    ValueError as record_key does."""
+    if len(fields) < 2:
+        raise ValueError(f"a grouped key of {len(fields)} fields, want at least 2")
+    h = hashlib.sha256(GROUP_TAG)
+    for field in fields[:2]:
+        data = field.encode() if isinstance(field, str) else bytes(field)
+        h.update(struct.pack(">I", len(data)))
+        h.update(data)
+    return h.digest()[:GROUP_BYTES] + record_key(contract, record_type, *fields)[GROUP_BYTES:]
 
 
 def value_hash(value: bytes) -> bytes:

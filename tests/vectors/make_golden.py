@@ -1,10 +1,11 @@
 """Regenerate the golden vectors for the reading, batch-header, gateway-event and contract
-transaction formats, and the counter's: pack registrations, bulk envelopes, GS1 scans.
+transaction formats, and the counter's: pack registrations, bulk envelopes, GS1 scans,
+public proof bundles.
 
     python tests/vectors/make_golden.py      # rewrites reading-v1.json, batch-v1.json,
                                              # event-v1.json, tx-v1.json,
                                              # registration-v1.json, bulk-envelope-v1.json
-                                             # and gs1-scan-v1.json
+                                             # gs1-scan-v1.json and public-proof-v3.json
 
 The bytes are built straight from docs/protocol.md with struct, hashlib and coincurve
 (libsecp256k1), deliberately NOT through device/reading.py or gateway/batch.py, so the
@@ -607,6 +608,187 @@ def gs1_scan_vectors() -> dict:
     }
 
 
+def public_proof_vectors() -> dict:
+    """Public check proof bundles, version 3 (docs/protocol.md "Public check proof", "Record
+    keys" and "State tree"): a lot's, a registered pack's (active) and the same pack's once
+    dispensed, each against its own small state tree and log. Written from the docs with
+    hashlib, struct, rfc8785 and cryptography's Ed25519, independent of cloud/ and gateway/."""
+    import base64
+
+    import rfc8785
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    gtin, lot, serial, since = "09506000134352", "L1", "SN0003", 1793620800000
+    serials = sorted(f"SN{i:04d}" for i in range(7))
+    stamp = 1793620800  # the log's own cosignature time (POSIX seconds)
+
+    def framed(fields: list[str]) -> bytes:
+        return b"".join(struct.pack(">I", len(f.encode())) + f.encode() for f in fields)
+
+    def record_key(code: int, fields: list[str]) -> bytes:
+        return hashlib.sha256(b"\x04lots" + bytes((code,)) + framed(fields)).digest()
+
+    def grouped_key(code: int, fields: list[str]) -> bytes:
+        group = hashlib.sha256(b"PharmaSync/state/group/v1" + framed(fields[:2])).digest()
+        return group[:3] + record_key(code, fields)[3:]
+
+    def leaf_hash(key: bytes, value: bytes) -> bytes:
+        return tagged(b"PharmaSync/state/leaf", key + hashlib.sha256(value).digest())
+
+    def node_hash(left: bytes, right: bytes) -> bytes:
+        return tagged(b"PharmaSync/state/node", left + right)
+
+    def bit(key: bytes, d: int) -> int:
+        return (key[d >> 3] >> (7 - (d & 7))) & 1
+
+    def smt_root(items: dict[bytes, bytes], d: int = 0) -> bytes:
+        if not items:
+            return bytes(32)
+        if len(items) == 1:
+            ((k, v),) = items.items()
+            return leaf_hash(k, v)
+        halves = ({k: v for k, v in items.items() if bit(k, d) == b} for b in (0, 1))
+        return node_hash(*(smt_root(h, d + 1) for h in halves))
+
+    def smt_proof(items: dict[bytes, bytes], key: bytes) -> tuple[bytes | None, list[bytes]]:
+        """(the leaf's key ‖ value hash where the path ends, or None: empty; siblings)."""
+        siblings, d = [], 0
+        while len(items) > 1:
+            ours = {k: v for k, v in items.items() if bit(k, d) == bit(key, d)}
+            siblings.append(smt_root({k: v for k, v in items.items() if k not in ours}, d + 1))
+            items, d = ours, d + 1
+        if not items:
+            return None, siblings
+        ((k, v),) = items.items()
+        return k + hashlib.sha256(v).digest(), siblings
+
+    def mth_path(m: int, leaves: list[bytes]) -> list[bytes]:
+        """RFC 6962 section 2.1.1 PATH(m, D[n]), leaf hashes first."""
+        if len(leaves) == 1:
+            return []
+        k = 1 << ((len(leaves) - 1).bit_length() - 1)
+        if m < k:
+            return [*mth_path(m, leaves[:k]), mth(leaves[k:])]
+        return [*mth_path(m - k, leaves[k:]), mth(leaves[:k])]
+
+    def prefix_bits(a: bytes, b: bytes) -> int:
+        x = int.from_bytes(a, "big") ^ int.from_bytes(b, "big")
+        return 256 - x.bit_length()
+
+    def short(text: str) -> bytes:
+        return bytes((len(text.encode()),)) + text.encode()
+
+    seed = label("pharmasync golden public proof log")
+    log = Ed25519PrivateKey.from_private_bytes(seed)
+    public = log.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    origin = "ledger.example/pharmasync"
+
+    def key_id(kind: int) -> bytes:
+        return hashlib.sha256(origin.encode() + b"\n" + bytes((kind,)) + public).digest()[:4]
+
+    vkey = f"{origin}+{key_id(1).hex()}+" + base64.b64encode(b"\x01" + public).decode()
+    leaves = [s.encode() for s in serials]
+    registration = {"count": len(serials), "root": mth(leaves).hex(), "since": since}
+    profile = {"low_cc": 200, "high_cc": 800, "delay_consecutive_s": 900}
+    lot_value = {"gtin": gtin, "lot": lot, "expiry": "2030-12-31", "unit": "pack"}
+    lot_value |= {"profile": profile, "manufacturer": "did:key:zQ3shGolden", "since": since}
+    quality = {"status": "released", "source": "commission", "reason": "commission"}
+    quality |= {"since": since}
+    keys = {
+        1: grouped_key(1, [gtin, lot]),
+        2: grouped_key(2, [gtin, lot]),
+        3: grouped_key(3, [gtin, lot]),
+        12: grouped_key(12, [gtin, lot]),
+        14: grouped_key(14, [gtin, lot, "1"]),
+        15: record_key(15, [gtin, serial]),
+    }
+
+    def case(name: str, pack: bool, dispensed: bool) -> dict:
+        values = {1: rfc8785.dumps(lot_value), 2: rfc8785.dumps(quality)}
+        values[14] = rfc8785.dumps(registration)
+        if dispensed:
+            values[15] = rfc8785.dumps({"lot": lot, "status": "dispensed"})
+        items = {keys[c]: v for c, v in values.items()}
+        fillers = {label(f"filler {name} {i}"): label(f"value {i}")[:8] for i in range(60)}
+        items |= fillers
+        state_root = smt_root(items)
+        entry = struct.pack(">BBQQ", 4, 1, len(items), 3) + state_root
+        log_entries = [label(f"log entry {i}") for i in range(4)] + [entry]
+        index = len(log_entries) - 1
+        inclusion = mth_path(index, log_entries)
+        text = f"{origin}\n{index + 1}\n{base64.b64encode(mth(log_entries)).decode()}\n"
+        signature = key_id(1) + log.sign(text.encode())
+        cosigned = f"cosignature/v1\ntime {stamp}\n{text}".encode()
+        cosignature = key_id(4) + struct.pack(">Q", stamp) + log.sign(cosigned)
+        lines = [signature, cosignature]
+        note = text + "\n" + "".join(f"— {origin} {base64.b64encode(x).decode()}\n" for x in lines)
+        codes = [1, 2, 3, 12] + ([14, 15] if pack else [])
+        out = bytearray((3, 3 if pack else 0)) + gtin.encode() + short(lot)
+        if pack:
+            at = serials.index(serial)
+            out += short(serial) + b"\x00" + struct.pack(">III", 1, at, len(serials))
+            path = mth_path(at, leaves)
+            out += bytes((len(path),)) + b"".join(path)
+        out += struct.pack(">Q", index) + entry + bytes((len(inclusion),)) + b"".join(inclusion)
+        out += b"\x00\x00" + short(origin) + bytes((len(lines),))
+        out += b"".join(bytes((len(x),)) + x for x in lines)
+        out += bytes((len(codes),))
+        proofs = [smt_proof(items, keys[c]) for c in codes]
+        depths = [len(p[1]) for p in proofs]
+        for j, code in enumerate(codes):
+            value = values.get(code, b"")
+            out += bytes((code,)) + struct.pack(">H", len(value)) + value
+            end, siblings = proofs[j]
+            if end is None:
+                out += b"\x00"
+            elif end == keys[code] + hashlib.sha256(value).digest():
+                out += b"\x02"
+            else:
+                out += b"\x01" + end
+            best = (0, False)  # (s, parts) from the earlier record sharing most of the path
+            for i in range(j):
+                common = prefix_bits(keys[codes[i]], keys[code])
+                s = min(common, depths[i], depths[j], 255)
+                parts = s == common and s < min(depths[i], depths[j], 255)
+                best = max(best, (s, parts))
+            m = best[0] + best[1]
+            rest = siblings[m:]
+            bitmap = sum(1 << (len(rest) - 1 - k) for k, h in enumerate(rest) if h != bytes(32))
+            width = (len(rest) + 7) // 8
+            out += struct.pack(">HB", depths[j], m)
+            out += (bitmap << (8 * width - len(rest))).to_bytes(width, "big")
+            out += b"".join(h for h in rest if h != bytes(32))
+        return {
+            "case": name,
+            "scanned": {"gtin": gtin, "lot": lot, "serial": serial if pack else None},
+            "records": {str(c): values[c].decode() for c in sorted(values)},
+            "keys": {str(c): keys[c].hex() for c in codes},
+            "filler_seed": f"key SHA-256('filler {name} <i>'), value SHA-256('value <i>')[:8],"
+            " i < 60",
+            "state_root": state_root.hex(),
+            "entry": entry.hex(),
+            "checkpoint": note,
+            "bundle": bytes(out).hex(),
+        }
+
+    return {
+        "description": "Golden vectors for the public check proof bundle, version 3 (docs/"
+        "protocol.md 'Public check proof'): a lot's, a registered pack's (active: its pack "
+        "record proven absent) and the same pack dispensed. Made by tests/vectors/make_golden"
+        ".py from the docs (hashlib, struct, rfc8785, cryptography), independent of cloud/. "
+        "The log's Ed25519 seed is SHA-256('pharmasync golden public proof log'); the log "
+        "holds SHA-256('log entry <i>') for i < 4, then the 0x04 entry (covers 3).",
+        "log_vkey": vkey,
+        "registration_serials": serials,
+        "bundles": [
+            case("lot", False, False),
+            case("pack", True, False),
+            case("pack-dispensed", True, True),
+        ],
+    }
+
+
 def main() -> None:
     readings = reading_vectors()
     for name, doc in (
@@ -617,6 +799,7 @@ def main() -> None:
         ("registration-v1.json", registration_vectors()),
         ("bulk-envelope-v1.json", bulk_envelope_vectors()),
         ("gs1-scan-v1.json", gs1_scan_vectors()),
+        ("public-proof-v3.json", public_proof_vectors()),
     ):
         (HERE / name).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {HERE / name}")

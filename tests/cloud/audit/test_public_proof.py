@@ -133,7 +133,7 @@ async def test_each_tampering_is_refused_with_its_reason(ledger: Cloud) -> None:
         assert error.step is Step.LOG_INCLUSION
     # Cut bytes, a wrong version, trailing bytes: the shape.
     data = bundle.to_bytes()
-    for broken in (data[:-1], b"\x03" + data[1:], data + b"\x00", b"{}"):
+    for broken in (data[:-1], b"\x04" + data[1:], data + b"\x00", b"{}"):
         assert refused(broken, key).step is Step.SHAPE
 
 

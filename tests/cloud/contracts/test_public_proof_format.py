@@ -38,17 +38,19 @@ LOT |= {"manufacturer": "did:key:zQ3sh", "since": 1}
 QUALITY = {"status": "released", "source": "commission", "reason": "commission", "since": 1}
 
 
-def bundle(serial: str | None = None) -> PublicProof:
+def bundle(serial: str | None = None, grouped: bool = True) -> PublicProof:
     """A bundle of L1 (lot and quality present, recall and cold chain absent) in a State of
-    200 records; its log entry, inclusion and note are placeholders (format only)."""
+    200 records; its log entry, inclusion and note are placeholders (format only). Not
+    `grouped`: the lot records under plain record keys, as before bundle version 3."""
     state = State()
-    for rtype, value in ((lots.LOT, LOT), (lots.QUALITY, QUALITY)):
+    kinds = [dataclasses.replace(t, grouped=t.grouped and grouped) for t in LOT_RECORDS]
+    for rtype, value in ((kinds[0], LOT), (kinds[1], QUALITY)):
         record = Record(rtype, (GTIN, "L1"), canonicalize(value), None)
         state.records[record.key] = record
     rnd = random.Random(3)
     fillers = {rnd.randbytes(32): rnd.randbytes(8) for _ in range(198)}
     state.tree.update({**fillers, **{k: r.leaf for k, r in state.records.items()}})
-    proofs = [(t, *state.prove(t, GTIN, "L1")) for t in LOT_RECORDS]
+    proofs = [(t, *state.prove(t, GTIN, "L1")) for t in kinds]
     entry = StateRoot(state.count, 5, state.root).encode()
     return PublicProof(
         GTIN,
@@ -59,6 +61,7 @@ def bundle(serial: str | None = None) -> PublicProof:
         (bytes(32),) * 3,
         "log\n7\nroot\n\n— log AAAA\n",
         tuple(proven(t, v, p) for t, v, p in proofs),
+        grouped=grouped,
     )
 
 
@@ -66,20 +69,32 @@ def test_bytes_and_json_round_trip_and_leave_out_own_leaves() -> None:
     for serial in (None, "SN/01"):
         b = bundle(serial)
         data = b.to_bytes()
-        assert data[0] == 2 and data[1] == (0 if serial is None else 1)
+        assert data[0] == 3 and data[1] == (0 if serial is None else 1)
         assert PublicProof.from_bytes(data) == b
         assert PublicProof.from_json(json.loads(json.dumps(b.to_json()))) == b
-        # version 1, as the first resolver wrote it, is still read (bundles saved then)
-        old = b.to_bytes(version=1)
-        assert old[0] == 1 and PublicProof.from_bytes(old) == b
+        assert b.to_json()["version"] == 2
+        # versions 1 and 2 (plain keys), as resolvers wrote them before, are still read
+        old = bundle(serial, grouped=False)
+        for version in (1, 2):
+            data = old.to_bytes(version=version)
+            assert data[0] == version and PublicProof.from_bytes(data) == old
+        assert old.to_json()["version"] == 1
+        assert PublicProof.from_json(json.loads(json.dumps(old.to_json()))) == old
+        # a version that does not match the keys is not written
+        for version, wrong in ((2, b), (3, old)):
+            with pytest.raises(PublicProofFormatError, match="for these keys"):
+                wrong.to_bytes(version=version)
     whole = sum(len(r.proof.to_bytes()) for r in b.records)
     compact = len(b.to_bytes()) - len(bundle().to_bytes())  # only the serial differs
     assert compact == 1 + len("SN/01")
     # two present records (lot, quality): 64 bytes each left out of the proofs' bytes
-    data = bundle().to_bytes(version=1)
+    data = bundle(grouped=False).to_bytes(version=1)
     assert data.count(bytes((1, OWN_LEAF))) >= 2 and whole > 128
     # version 2 also leaves out the top siblings the records' paths share
-    assert len(bundle().to_bytes()) < len(data) - 4 * 4  # and 5 bytes of framing each
+    version_2 = len(bundle(grouped=False).to_bytes())
+    assert version_2 < len(data) - 4 * 4  # and 5 bytes of framing each
+    # version 3: the lot's records under one 24-bit prefix share far more of their paths
+    assert len(bundle().to_bytes()) < version_2
 
 
 def test_version_2_shares_exactly_the_siblings_the_keys_derive() -> None:
@@ -121,10 +136,10 @@ def test_any_altered_bundle_parses_or_is_refused_as_a_proof_error(
 
 
 def test_an_own_leaf_proof_of_an_absent_record_is_refused() -> None:
-    b = bundle()
     # The lot record alone, then its value cut out: its compact proof claims a leaf whose
     # value is gone.
-    for version in (1, 2):
+    for version in (1, 2, 3):
+        b = bundle(grouped=version == 3)
         lot = dataclasses.replace(b, records=(b.records[0],)).to_bytes(version)
         value_at = lot.index(b'{"expiry"')
         length = int.from_bytes(lot[value_at - 2 : value_at], "big")

@@ -12,6 +12,7 @@ from cloud.contracts.statetree_hash import (
     LEAF_TAG,
     NODE_TAG,
     bit,
+    grouped_key,
     leaf_hash,
     node_hash,
     record_key,
@@ -51,6 +52,33 @@ def test_record_key_refuses_what_it_cannot_frame() -> None:
         record_key("lots", -1)
     with pytest.raises(UnicodeEncodeError):
         record_key("lots", 1, "\ud800")
+
+
+def test_grouped_key_is_the_lots_prefix_then_the_record_key() -> None:
+    gtin, lot = "09506000134352", "LOT-A1"
+    framed = struct.pack(">I", 14) + gtin.encode() + struct.pack(">I", 6) + lot.encode()
+    group = hashlib.sha256(b"PharmaSync/state/group/v1" + framed).digest()
+    key = grouped_key("lots", 1, gtin, lot)
+    assert key == group[:3] + record_key("lots", 1, gtin, lot)[3:]
+    # docs/protocol.md "Record keys": the example, and one lot's records under one prefix
+    assert key.hex() == "f40a7a0791195bbd889bad9549f263a954d02ba5b9b4f7b6f47399b9315e51f4"
+    registration = grouped_key("lots", 14, gtin, lot, "1")
+    assert registration.hex().startswith("f40a7a16") and registration.hex().endswith("e73b349f")
+    assert grouped_key("lots", 2, gtin, lot).hex()[:8] == "f40a7ac9"
+    assert grouped_key("lots", 1, gtin, "LOT-A2")[:3] != key[:3]
+    with pytest.raises(ValueError, match="grouped key of 1 fields, want at least 2"):
+        grouped_key("lots", 1, gtin)
+
+
+def test_the_lots_public_records_are_grouped_and_no_others() -> None:
+    from cloud.contracts import lots, pack_facts
+
+    grouped = {t.name for t in (lots.LOT, lots.QUALITY, lots.RECALL, lots.COLDCHAIN)}
+    grouped.add(pack_facts.REGISTRATION.name)
+    kinds = [v for m in (lots, pack_facts) for v in vars(m).values() if hasattr(v, "grouped")]
+    assert {t.name for t in kinds if t.grouped} == grouped
+    assert lots.LOT.key("G", "L") == grouped_key("lots", 1, "G", "L")
+    assert pack_facts.PACK.key("G", "S") == record_key("lots", 15, "G", "S")
 
 
 def test_leaf_and_node_are_bip340_tagged_hashes() -> None:
