@@ -365,6 +365,11 @@ def registration_vectors() -> dict:
         ordered = sorted(serials, key=str.encode)
         leaves = [s.encode() for s in ordered]
         key_fields = [GOLDEN_GTIN.encode(), lot.encode(), str(n).encode()]
+        # A lot's public records share a group prefix (docs/protocol.md, "Grouped keys").
+        group = hashlib.sha256(
+            b"PharmaSync/state/group/v1"
+            + b"".join(len(f).to_bytes(4, "big") + f for f in key_fields[:2])
+        ).digest()
         out.append(
             {
                 "case": case,
@@ -373,7 +378,9 @@ def registration_vectors() -> dict:
                 "number": n,
                 "serials": serials,
                 "sorted": ordered,
-                "record_key": hashlib.sha256(framed("lots", 14, key_fields)).hexdigest(),
+                "record_key": (
+                    group[:3] + hashlib.sha256(framed("lots", 14, key_fields)).digest()[3:]
+                ).hex(),
                 "count": len(leaves),
                 "leaf_hashes": [leaf(x).hex() for x in leaves],
                 "root": mth(leaves).hex(),
@@ -385,7 +392,8 @@ def registration_vectors() -> dict:
         )
     return {
         "description": "Golden vectors for a pack registration (docs/protocol.md, 'Pack "
-        "registrations'): record key record_key('lots', 14, gtin, lot, n), count, and the RFC "
+        "registrations'): record key grouped_key('lots', 14, gtin, lot, n) ('Grouped keys'), "
+        "count, and the RFC "
         "6962 root over the serials sorted by their UTF-8 bytes, leaf = the serial's bytes, "
         "with each serial's RFC 9162 audit path (leaf side first). Made by "
         "tests/vectors/make_golden.py (hashlib, recursive MTH and PATH), independent of "
