@@ -66,6 +66,7 @@ def _finite(name: str, value: float, *, above: float = -math.inf, least: float =
 
 
 N = TypeVar("N", int, float)
+_PLAIN = (int, float)  # exactly these types (not bool) pass _finite's type check at once
 # Bounds of a signed profile: temperatures within a reading's range (device/reading.py),
 # durations up to a year.
 SIGNED_TEMP_MIN_CC = TEMP_MIN
@@ -449,7 +450,23 @@ class _Zone:
 
     def observe(self, time_s: float, celsius: float | None) -> list[AlarmEvent]:
         """Advance every alarm with a reading later than the last; celsius None: sensor error."""
-        p, out = self.profile, list[AlarmEvent]()
+        p = self.profile
+        out: list[AlarmEvent] = []  # (list[AlarmEvent]() costs a failed setattr per call)
+        if (
+            celsius is not None
+            and not self.last_out
+            and not self.active
+            and not self.since
+            and p.low_c <= celsius <= p.high_c
+            and self.cumulative_s < p.delay_cumulative_s
+        ):
+            # Nothing raised or under way and a valid reading within the limits: every
+            # step below would find its condition off and do nothing (the state changes
+            # only in its clock and MKT), so they are skipped: most readings come here.
+            self.last_time = time_s
+            self.mkt.add(time_s, celsius)
+            self._mkt(out, time_s)
+            return out
         if self.last_out and self.last_time is not None:
             self.cumulative_s += charged(time_s - self.last_time, p.silent_after_s)
         self.last_time, self.last_out = time_s, False
@@ -484,10 +501,18 @@ class _Zone:
         self.step(out, "low", time_s, c, low, on=low_on, off=low_off, delay=delay)
         self.last_out = out_of_range(c, p.low_c, p.high_c)
         self.mkt.add(time_s, c)
+        self._mkt(out, time_s)
+
+    def _mkt(self, out: list[AlarmEvent], time_s: float) -> None:
+        """Advance the mkt alarm with the rolling MKT (its newest sample just added)."""
+        p = self.profile
         if (limit := p.mkt_high_c) is not None and (m := self.mkt.value()) is not None:
             clear, window = limit - p.hysteresis_c, p.mkt_window_s
-            detail = (
-                f"MKT {m:.2f} °C over {window:.0f} s; limit {limit:g} °C, clears at {clear:g} °C"
+            detail = (  # noqa: E731 (as above: formatted only if it raises or clears)
+                lambda: (
+                    f"MKT {m:.2f} °C over {window:.0f} s; limit {limit:g} °C, "
+                    f"clears at {clear:g} °C"
+                )
             )
             self.step(out, "mkt", time_s, m, detail, on=m > limit, off=m <= clear)
 
@@ -596,12 +621,14 @@ class AlarmEngine:
         raises AlarmError otherwise, and KeyError for a zone without a profile. A reading not
         later than the zone's previous one (duplicate, out of order) is ignored: returns [].
         """
-        _finite("time_s", time_s)
+        if not (type(time_s) in _PLAIN and math.isfinite(time_s)):
+            _finite("time_s", time_s)  # the full check (and its error) off the common path
         if not sensor_error:
             if celsius is None:
                 raise AlarmError("celsius", celsius, "a temperature unless sensor_error")
-            _finite("celsius", celsius)
-        z = self._zone(zone)
+            if not (type(celsius) in _PLAIN and math.isfinite(celsius)):
+                _finite("celsius", celsius)
+        z = self._zones.get(zone) or self._zone(zone)
         received = time_s if received_s is None else received_s
         z.last_received = max(received, z.last_received or received)
         if z.last_time is not None and time_s <= z.last_time:

@@ -140,6 +140,7 @@ class MqttIngest:
                 # arrival order: aiomqtt's message queue costs a task per message.
                 pubacks = _PubackQueue()
                 client._client.on_message = partial(self._message, pubacks)
+                mqtt_io.fast_publishes(client._client, partial(self._publish, pubacks))
                 async with client:
                     if self.gateway.certificate is not None:
                         await cancellable(
@@ -184,9 +185,14 @@ class MqttIngest:
     def _message(
         self, pubacks: _PubackQueue, _client: object, _userdata: object, message: paho.MQTTMessage
     ) -> None:
-        """Hand a received message to the gateway and queue its PUBACK (paho's on_message)."""
-        topic = message.topic
-        payload = message.payload
+        """Hand a received message to the gateway and queue its PUBACK (paho's on_message:
+        what mqtt_io.fast_publishes leaves to paho)."""
+        self._publish(pubacks, message.topic, message.payload, message.qos, message.mid)
+
+    def _publish(
+        self, pubacks: _PubackQueue, topic: str, payload: bytes | bytearray, qos: int, mid: int
+    ) -> None:
+        """Hand a received message to the gateway and queue its PUBACK."""
         # pharmasync/v1/<site>/<device-id>/reading (or /status)
         dev_id, _, kind = (
             topic[len(self._prefix) :].partition("/")
@@ -200,9 +206,9 @@ class MqttIngest:
         else:
             # Acks are published per box from ack_listeners: no payload per reading.
             done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id, False)
-        if message.qos > 0:
+        if qos > 0:
             self.in_flight += 1
-            pubacks.put(message.mid, done)
+            pubacks.put(mid, done)
 
     async def _puback_in_order(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
         """PUBACK each message once its reading is committed (or rejected), in order: every

@@ -153,15 +153,16 @@ class RollingMKT:
         """
         if not math.isfinite(time_s):
             raise ValueError(f"time_s: got {time_s}, want a finite value")
-        t = self._t
-        if len(self) and time_s <= t[-1]:
+        t, k = self._t, self._k
+        had = len(t) - self._head  # len(self), without a method call: once per reading
+        if had and time_s <= t[-1]:
             raise ValueError(f"time_s: got {time_s}, want > {t[-1]} (the previous sample)")
         term = arrhenius_term(celsius, self.delta_h_over_r_k)
         t.append(time_s)
         self._c.append(celsius)
-        self._k.append(term)
-        if len(self) > 1:
-            self._gap_sum += self._trapezoid(len(t) - 2, len(t) - 1)
+        k.append(term)
+        if had:
+            self._gap_sum += (time_s - t[-2]) * (k[-2] + term) / 2  # _trapezoid of the last gap
         # The newest sample is never older than the window, so the window never empties here.
         while t[self._head] < time_s - self.window_s:
             self._gap_sum -= self._trapezoid(self._head, self._head + 1)
@@ -171,7 +172,7 @@ class RollingMKT:
             for a in (t, self._c, self._k):
                 del a[: self._head]
             self._head = 0
-        if self._evicted > len(self):
+        if self._evicted > len(t) - self._head:
             self._rebuild()
 
     def _rebuild(self) -> None:

@@ -19,6 +19,7 @@ signature per box per commit, not per reading.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import time
@@ -61,6 +62,12 @@ SEAL_AT_ONCE = 8  # batches sealed per trip to the spool thread (seal_due)
 LIVE_SOURCE = "live:"  # the source of readings the live lane takes (gateway/live_lane.py)
 LANE_TAKEN_MAX = 100_000  # (box, seq) the lane took whose persistent copy is still to come
 STATUS_MAX = 4096  # bytes of a box's status JSON we parse; a longer one is ignored
+# Container allocations between young garbage collections while the gateway runs (Python's
+# default: 700). A reading allocates about ten (its future, tuples, decoded reading), freed
+# by reference counting once committed; at the default a collection ran every ~70 readings
+# and walked every reading still waiting for its commit, ~2.5 us of the event loop per
+# reading (bench/RESULTS.md, issue 13 "per-reading hot path").
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def load_certificate(settings: Settings, key: bytes, now: float | None = None) -> bytes | None:
@@ -127,6 +134,7 @@ class Gateway:
         self._lane_taken: dict[tuple[bytes, int], None] = {}  # in the order taken
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._gc_threshold = gc.get_threshold()  # as it was before start(): stop() restores it
         # box -> (what it was made from: ranges and window, or v1 seq; ack payload)
         self._acks: dict[bytes, tuple[object, bytes]] = {}
         # Alarms are kept per box (a zone's boxes need not arrive in time order); the
@@ -540,6 +548,8 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(max(GC_YOUNG_THRESHOLD, self._gc_threshold[0]), *self._gc_threshold[1:])
         self._tasks = [
             asyncio.create_task(self._commit_forever(), name="commit"),
             asyncio.create_task(self._seal_forever(), name="seal"),
@@ -558,3 +568,4 @@ class Gateway:
         self.save_alarms()
         self._thread.shutdown(wait=True)
         self._reader.close()
+        gc.set_threshold(*self._gc_threshold)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import coincurve
 
@@ -45,8 +45,10 @@ class Verdict(enum.Enum):
     REJECT = "reject"  # quarantine it with the reason
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """A message's verdict (a tuple: one is made per reading on the event loop, and a
+    frozen dataclass costs several times as much to build)."""
+
     verdict: Verdict
     reason: str = ""
     detail: str = ""
@@ -124,19 +126,27 @@ class Verifier:
         signature `signatures_valid` judged. Readings of one box must be judged in arrival
         order, one at a time: this is where a reading becomes pending (so a second copy is a
         duplicate), which is why it runs on the event loop and not on the pool."""
+        outcome = self.judge_now(wire, r, box, signature_ok, now)
+        if outcome is not None:
+            return outcome
+        earlier = await self.stored(r.key, r.seq)
+        if earlier is None:  # pruned after upload: nothing left to compare with
+            return Outcome(Verdict.DUPLICATE, "duplicate", "pruned", r, box)
+        return self._judge_copy(wire, r, box, earlier)
+
+    def judge_now(
+        self, wire: bytes, r: reading.Reading, box: Box, signature_ok: bool, now: float
+    ) -> Outcome | None:
+        """`judge` without awaiting: None if the verdict needs the stored copy of a
+        committed seq (then call `judge`, which fetches it). The verification pool judges
+        each reading with this, a coroutine per reading costing more than the checks."""
         if not signature_ok:
             return Outcome(Verdict.REJECT, "bad signature", f"seq {r.seq} of {box.device_id}")
         earlier = self.pending.get((r.key, r.seq))
         if earlier is None and self.is_committed(r.key, r.seq):
-            earlier = await self.stored(r.key, r.seq)
-            if earlier is None:  # pruned after upload: nothing left to compare with
-                return Outcome(Verdict.DUPLICATE, "duplicate", "pruned", r, box)
+            return None
         if earlier is not None:
-            if earlier == wire:
-                return Outcome(Verdict.DUPLICATE, "duplicate", "", r, box)
-            return Outcome(
-                Verdict.REJECT, "seq reused", f"seq {r.seq} signed twice by {box.device_id}"
-            )
+            return self._judge_copy(wire, r, box, earlier)
         if not r.flags & reading.FLAG_CLOCK_UNSYNCED:
             ahead = r.time - now
             if ahead > self.settings.max_future_s:
@@ -153,6 +163,13 @@ class Verifier:
                 )
         self.pending[(r.key, r.seq)] = wire
         return Outcome(Verdict.ACCEPT, "", "", r, box)
+
+    @staticmethod
+    def _judge_copy(wire: bytes, r: reading.Reading, box: Box, earlier: bytes) -> Outcome:
+        """A second message for a seq already accepted (`earlier`: its bytes)."""
+        if earlier == wire:
+            return Outcome(Verdict.DUPLICATE, "duplicate", "", r, box)
+        return Outcome(Verdict.REJECT, "seq reused", f"seq {r.seq} signed twice by {box.device_id}")
 
     def committed(self, box: bytes, seq: int) -> None:
         """Forget the pending copy of a reading once the spool holds it."""

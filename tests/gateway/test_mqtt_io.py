@@ -140,3 +140,39 @@ async def test_a_flood_is_read_a_bounded_slice_per_event_loop_turn(
     packet = size + len("flood/x") + 4
     bound = mqtt_io.READS_PER_TURN * mqtt_io.READ_SIZE // packet + 2
     assert max(per_turn) <= bound, per_turn
+
+
+async def test_fast_publishes_hands_qos_0_and_1_over_and_leaves_qos_2_to_paho(
+    mosquitto: Mosquitto,
+) -> None:
+    """QoS 0 and 1 PUBLISHes reach the handler decoded as paho would (topic, payload, qos,
+    packet id); acknowledged through queue_pubacks, none is redelivered. QoS 2 still goes
+    through paho's on_message."""
+    slow: list[paho.MQTTMessage] = []
+    fast: list[tuple[str, bytes, int, int]] = []
+    client = collect(mosquitto.port, slow)
+    mqtt_io.fast_publishes(client._client, lambda t, p, q, m: fast.append((t, bytes(p), q, m)))
+    async with client:
+        await client.subscribe("fast/#", 2)
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="pub") as pub:
+            for i in range(30):
+                await pub.publish(f"fast/é{i}", b"p%02d" % i + bytes(i), i % 3)
+        for _ in range(100):
+            if len(fast) + len(slow) == 30:
+                break
+            await asyncio.sleep(0.05)
+        assert [(t, p, q) for t, p, q, _ in fast] == [
+            (f"fast/é{i}", b"p%02d" % i + bytes(i), i % 3) for i in range(30) if i % 3 < 2
+        ]
+        assert all((m > 0) == (q == 1) for _, _, q, m in fast)
+        assert [(m.topic, m.payload, m.qos) for m in slow] == [
+            (f"fast/é{i}", b"p%02d" % i + bytes(i), 2) for i in range(30) if i % 3 == 2
+        ]
+        mqtt_io.queue_pubacks(client._client, [m for _, _, q, m in fast if q == 1])
+        await asyncio.sleep(0.3)
+    again: list[tuple[str, bytes, int, int]] = []
+    client = collect(mosquitto.port, [])
+    mqtt_io.fast_publishes(client._client, lambda t, p, q, m: again.append((t, bytes(p), q, m)))
+    async with client:
+        await asyncio.sleep(0.5)
+    assert again == []  # every QoS 1 message was acknowledged
