@@ -81,7 +81,9 @@ def loads(
             text = bytes(data).decode("utf-8")
         except UnicodeDecodeError as e:
             raise JsonError(what, f"invalid UTF-8 at byte {e.start}", "UTF-8") from None
-    if nesting_depth(text, max_depth) > max_depth:
+    # At most max_depth opening brackets in all cannot nest deeper: scan only past that.
+    openers = text.count("[") + text.count("{")
+    if openers > max_depth and nesting_depth(text, max_depth) > max_depth:
         raise JsonError(what, f"nesting deeper than {max_depth}", f"at most {max_depth} levels")
     try:
         value = json.loads(
@@ -97,7 +99,10 @@ def loads(
         raise JsonError(
             what, f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno})", "JSON text"
         ) from None
-    _check_strings(value, what)
+    # A lone surrogate comes from a "\\u" escape, or from a str given as such (strictly
+    # decoded UTF-8 holds none): without either there is none to look for.
+    if "\\u" in text or (isinstance(data, str) and not text.isascii()):
+        _check_strings(value, what)
     return value
 
 

@@ -19,6 +19,11 @@ in log order, as the ledger follows its log (cloud/services/contract_follow.py):
           that it covers the last entry that changed the state and that its root and record
           count equal the state rebuilt
 
+The bodies are fetched a page at a time while the entries before them are applied, and a
+log of at least POOL_FROM transactions has its bodies parsed and their signatures verified
+ahead of the apply loop, on a process of its own (the loop re-parses in line any body the
+pool could not read, so a refusal says the same either way).
+
 The first entry where log and replay part is reported. Without a key (or a grant) only the
 public entries are checked (each 0x03 and 0x04 parses, each root covers the 0x03 or batch
 before it) and no readings are fetched, and the report says so. The log's own consistency
@@ -29,7 +34,12 @@ the one the ledger stores.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +67,12 @@ EXIT_OK = 0  # as `pharmasync verify`: 0 verified, 1 unreadable, 3 a check faile
 EXIT_FETCH = 1
 EXIT_PARTED = 3
 PAGE = 1000
+# Logs of at least this many transactions have their bodies parsed and verified ahead of the
+# apply loop on a process pool (fewer: in line, a pool's start costs more than it saves),
+# PARSE_CHUNK bodies per job.
+POOL_FROM = 2000
+PARSE_CHUNK = 250
+Row = dict[str, Any]  # a body as GET /v1/tx serves it
 
 
 @dataclass(frozen=True)
@@ -120,25 +136,139 @@ async def sign_in(session: aiohttp.ClientSession, url: str, secret: bytes) -> tu
     return str(answer["token"]), ""
 
 
+async def _page(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str], after: int
+) -> tuple[int, Any]:
+    params = {"limit": str(PAGE)} | ({"after": str(after)} if after >= 0 else {})
+    return await _json(session, "GET", f"{url}/v1/tx", None, headers, params)
+
+
 async def _bodies(
-    session: aiohttp.ClientSession, url: str, token: str
-) -> tuple[dict[int, dict[str, Any]] | None, str]:
-    """The stored bodies by 0x03 index, or (None, why) when refused (no grant)."""
+    session: aiohttp.ClientSession, url: str, token: str, pool: Executor | None
+) -> tuple[_Bodies | None, str]:
+    """The stored bodies by 0x03 index, their first page read and the others fetched in a
+    task of their own (_Bodies), or (None, why) when the first page is refused (no
+    grant)."""
     headers = {"Authorization": f"Bearer {token}"}
-    found: dict[int, dict[str, Any]] = {}
-    after = -1
-    while True:
-        params = {"limit": str(PAGE)} | ({"after": str(after)} if after >= 0 else {})
-        status, page = await _json(session, "GET", f"{url}/v1/tx", None, headers, params)
-        if status in (401, 403):
-            return None, str(page.get("detail", page))
-        if status != 200:
-            raise FetchError(f"GET /v1/tx: HTTP {status} {page.get('detail', page)}")
-        for row in page["transactions"]:
-            found[int(row["index"])] = row
-        if not page["transactions"]:
-            return found, ""
-        after = int(page["next"])
+    status, page = await _page(session, url, headers, -1)
+    if status in (401, 403):
+        return None, str(page.get("detail", page))
+    bodies = _Bodies(pool)
+    bodies.start(bodies.fetch(session, url, headers, status, page))
+    return bodies, ""
+
+
+def _parse_rows(rows: list[tuple[int, object, object]]) -> list[tuple[int, tx.SignedTx | None]]:
+    """On the pool: each body (index, canonical, sig hex) parsed and its signature verified
+    as _Replay._transaction does it; None for one that fails (the loop parses that one
+    again, in line, for its refusal)."""
+    parsed: list[tuple[int, tx.SignedTx | None]] = []
+    for index, canonical, sig in rows:
+        if not isinstance(canonical, str) or not isinstance(sig, str):
+            parsed.append((index, None))
+            continue
+        try:
+            parsed.append((index, tx.from_record(canonical.encode(), bytes.fromhex(sig))))
+        except Exception:  # any failure: the loop's own parse reports it
+            parsed.append((index, None))
+    return parsed
+
+
+class _Bodies:
+    """The stored bodies by 0x03 index as their pages arrive (`fetch`, a task), each page
+    handed to `pool` (if any) to be parsed ahead of the loop, PARSE_CHUNK bodies a job."""
+
+    def __init__(self, pool: Executor | None) -> None:
+        self.rows: dict[int, Row] = {}
+        self._pool = pool
+        self._highest = -1  # the highest index fetched
+        self._arrived = asyncio.Event()  # set after each page and when the fetch ends
+        self._chunks: deque[asyncio.Future[list[tuple[int, tx.SignedTx | None]]]] = deque()
+        self._parsed: dict[int, tx.SignedTx | None] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, fetch: Any) -> None:
+        self._task = asyncio.ensure_future(fetch)
+
+    async def fetch(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        headers: dict[str, str],
+        status: int,
+        page: Any,
+    ) -> None:
+        """Keep the pages, from the first (already read), until an empty one. Raises
+        FetchError for a page refused or failed (a later page refused too: the grant was
+        checked by the first) or bodies out of log order (each page's, and the pages')."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if status != 200:
+                    raise FetchError(f"GET /v1/tx: HTTP {status} {page.get('detail', page)}")
+                found = page["transactions"]
+                for row in found:
+                    index = int(row["index"])
+                    if index <= self._highest:  # the loop may have applied the index before
+                        raise FetchError(f"GET /v1/tx: index {index} after {self._highest}")
+                    self.rows[index] = row
+                    self._highest = index
+                if self._pool is not None:
+                    rows = [(int(r["index"]), r.get("canonical"), r.get("sig")) for r in found]
+                    for i in range(0, len(rows), PARSE_CHUNK):
+                        chunk = rows[i : i + PARSE_CHUNK]
+                        self._chunks.append(loop.run_in_executor(self._pool, _parse_rows, chunk))
+                self._arrived.set()
+                if not found:
+                    return
+                status, page = await _page(session, url, headers, int(page["next"]))
+        finally:
+            self._arrived.set()
+
+    async def row(self, index: int) -> Row | None:
+        """The body of the 0x03 at `index`, once the pages up to it have arrived (None: the
+        ledger served none). Raises what the fetch raised."""
+        assert self._task is not None
+        while index > self._highest and not self._task.done():
+            self._arrived.clear()
+            await self._arrived.wait()
+        if index not in self.rows and self._task.done():
+            self._task.result()
+        return self.rows.get(index)
+
+    async def parsed(self, index: int) -> tx.SignedTx | None:
+        """The pool's SignedTx of the body at `index`, None if it has none (no pool, or the
+        pool could not read it): the caller parses it then."""
+        while index not in self._parsed and self._chunks:
+            try:
+                self._parsed.update(await self._chunks.popleft())
+            except Exception:  # a broken pool: the loop parses in line
+                self._chunks.clear()
+        return self._parsed.pop(index, None)
+
+    async def finish(self) -> None:
+        """Wait for the fetch to end; raise what it raised (as fetching every body before
+        replaying did)."""
+        assert self._task is not None
+        try:
+            await self._task
+        finally:
+            for chunk in self._chunks:
+                chunk.cancel()
+
+    def cancel(self) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def _pool(log: list[bytes]) -> Executor | None:
+    """A process to parse bodies on, if the log holds POOL_FROM transactions or more and
+    the machine more than one core (forked where it can be: no start-up imports)."""
+    if (os.cpu_count() or 1) < 2 or sum(e[:1] == bytes([entries.KIND]) for e in log) < POOL_FROM:
+        return None
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(1, mp_context=context)
 
 
 async def replay(url: str, secret: bytes | None, session: aiohttp.ClientSession) -> Report:
@@ -152,26 +282,40 @@ async def replay(url: str, secret: bytes | None, session: aiohttp.ClientSession)
     client = LogClient(session, url)
     while len(log) < end:
         log += await client.entries(len(log), end)
-    bodies: dict[int, dict[str, Any]] | None = None
+    bodies: _Bodies | None = None
     why = "no --key given"
-    if secret is not None:
-        token, why = await sign_in(session, url, secret)
-        if token:
-            bodies, why = await _bodies(session, url, token)
-    replayed = _Replay(bodies, client)
+    pool = None
     try:
-        for index, entry in enumerate(log):
-            await replayed.entry(index, entry)
-        return replayed.report(len(log), why)
-    except _Parted as e:
-        return Report(end, None if bodies is None else replayed.replayed, 0, e.index, e.reason)
+        if secret is not None:
+            token, why = await sign_in(session, url, secret)
+            if token:
+                pool = _pool(log)
+                bodies, why = await _bodies(session, url, token, pool)
+        replayed = _Replay(bodies, client)
+        try:
+            for index, entry in enumerate(log):
+                await replayed.entry(index, entry)
+            report = replayed.report(len(log), why)
+        except _Parted as e:
+            replayed_count = None if bodies is None else replayed.replayed
+            report = Report(end, replayed_count, 0, e.index, e.reason)
+        if bodies is not None:
+            await bodies.finish()
+        return report
+    except BaseException:
+        if bodies is not None:
+            bodies.cancel()
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Replay:
     """The state rebuilt from the log, entry by entry (module docstring); `_Parted` at the
     first entry where log and replay part."""
 
-    def __init__(self, bodies: dict[int, dict[str, Any]] | None, client: LogClient) -> None:
+    def __init__(self, bodies: _Bodies | None, client: LogClient) -> None:
         self.bodies, self.client = bodies, client
         self.engine = catalog.engine()
         self.authority = config_entry.Authority()
@@ -200,7 +344,12 @@ class _Replay:
         elif kind == registry_change.ENTRY_REGISTRY and self.bodies is not None:
             self._box(index, entry)
         elif kind == entries.KIND:
-            self._transaction(index, entry)
+            if self.bodies is None:
+                self._transaction(index, entry, None, None)
+            else:
+                row = await self.bodies.row(index)
+                parsed = None if row is None else await self.bodies.parsed(index)
+                self._transaction(index, entry, row, parsed)
         elif kind == tlog.ENTRY_BATCH:
             self.last_batch = index
             if self.bodies is not None:
@@ -222,7 +371,11 @@ class _Replay:
         if box is not None:
             (self.boxes if self.state is None else self.state.boxes)[box[0]] = box[1]
 
-    def _transaction(self, index: int, entry: bytes) -> None:
+    def _transaction(
+        self, index: int, entry: bytes, row: Row | None, parsed: tx.SignedTx | None
+    ) -> None:
+        """Check and apply the 0x03 at `index` with its body `row` (None: none served);
+        `parsed`: the body as the pool parsed it (None: parse it here)."""
         try:
             committed = entries.parse(entry)
         except Refused as e:
@@ -230,11 +383,12 @@ class _Replay:
         self.last_tx = self.covers = index
         if self.bodies is None:
             return
-        row = self.bodies.get(index)
         if row is None:
             raise _Parted(index, "the ledger served no body for this 0x03 entry")
         try:
-            signed = tx.from_record(row["canonical"].encode(), bytes.fromhex(row["sig"]))
+            if parsed is None:
+                parsed = tx.from_record(row["canonical"].encode(), bytes.fromhex(row["sig"]))
+            signed = parsed
             entries.verify(committed, bytes.fromhex(row["salt"]), signed)
             state = self._state()
             self.block.append(

@@ -166,6 +166,8 @@ class View(Protocol):
 
     def get(self, rtype: RecordType, *fields: str) -> dict[str, Any] | None: ...
 
+    def record(self, rtype: RecordType, *fields: str) -> Record | None: ...
+
 
 # Who signed, from the signer's did:key: raises Forbidden "participant" for a key that is no
 # active participant (participants.identify).
@@ -320,6 +322,11 @@ class Context:
         key = rtype.key(*fields)
         record = self.changes[key] if key in self.changes else self._state.records.get(key)
         return None if record is None else record.value
+
+    def record(self, rtype: RecordType, *fields: str) -> Record | None:
+        """Return the Record as this transaction sees it, or None."""
+        key = rtype.key(*fields)
+        return self.changes[key] if key in self.changes else self._state.records.get(key)
 
     def put(self, rtype: RecordType, fields: Sequence[str], value: Mapping[str, Any]) -> None:
         """Write a record (public or private by its type). Raises JcsError (400) for a value

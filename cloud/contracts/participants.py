@@ -20,8 +20,10 @@ Records (both private: participants' details are not in the tree in the clear):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, Final
 
 from cloud.contracts import access, args
@@ -34,6 +36,7 @@ from cloud.contracts.engine import (
     Forbidden,
     Invalid,
     Participant,
+    Record,
     RecordType,
     View,
 )
@@ -62,10 +65,24 @@ def identify(view: View, did: str) -> Participant:
         raise Forbidden("participant", e.detail) from None
     if xonly in view.regulators:
         return Participant(did, did, "regulator")
-    record = _keyed(view, did, xonly, lambda _, detail: Forbidden("participant", detail))
+    record = _keyed(
+        view, did, xonly, lambda _, detail: Forbidden("participant", detail), shared=True
+    )
     if record["status"] == SUSPENDED:
         raise Forbidden("participant", f"{did} is suspended: {record['reason']}")
     return Participant(record["id"], record["did"], record["role"])
+
+
+def _shared(record: Record | None) -> dict[str, Any] | None:
+    """The record's JSON object, parsed once per distinct bytes and shared: only read it.
+    (Every transaction names its signer's key and participant records: the same few.)"""
+    return None if record is None else _parsed(record.canonical)
+
+
+@lru_cache(maxsize=4096)
+def _parsed(canonical: bytes) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(canonical)
+    return value
 
 
 def current(view: View, xonly: bytes) -> dict[str, Any] | None:
@@ -116,17 +133,26 @@ def _regulator_only(ctx: Context) -> None:
 
 
 def _keyed(
-    view: View, did: str, xonly: bytes, refuse: Callable[[str, str], ContractError]
+    view: View,
+    did: str,
+    xonly: bytes,
+    refuse: Callable[[str, str], ContractError],
+    shared: bool = False,
 ) -> dict[str, Any]:
-    """Return the participant whose current key is `xonly` (named `did`). Raises
+    """Return the participant whose current key is `xonly` (named `did`): a copy, or with
+    `shared` the parse the records' bytes share (_shared: only read it). Raises
     refuse("admitted", ...) for a key no one was admitted with, refuse("rotated", ...) for
     a key rotated away."""
-    key = view.get(KEY, xonly.hex())
+
+    def get(rtype: RecordType, *fields: str) -> dict[str, Any] | None:
+        return _shared(view.record(rtype, *fields)) if shared else view.get(rtype, *fields)
+
+    key = get(KEY, xonly.hex())
     if key is None:
         raise refuse("admitted", f"{did} is not an admitted participant")
     if not key["current"]:
         raise refuse("rotated", f"{did} was rotated: the participant signs with its new key")
-    record = view.get(PARTICIPANT, key["participant"])
+    record = get(PARTICIPANT, key["participant"])
     assert record is not None, "a key record names an admitted participant"
     return record
 

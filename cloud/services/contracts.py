@@ -66,7 +66,6 @@ from cloud.services.refusals import LedgerError
 from cloud.services.shared import Shared
 from cloud.storage import batches
 from cloud.storage import contracts as stored
-from cloud.storage import log as stored_log
 from cloud.storage.engine import Tx
 from cloud.storage.log import Commit
 from cloud.storage.store import BatchStored, StoredTx
@@ -351,7 +350,7 @@ class ContractService:
         async def apply(commit: Commit) -> tuple[Position, list[StoredTx]]:
             outcomes.clear()
             told.clear()
-            end = await stored_log.size(commit.tx)
+            end = await commit.size()
             at = await self._catch_up(commit, fork.state, end, told)  # the log's, first
             accepted = []
             applied = []
@@ -368,14 +367,18 @@ class ContractService:
                 return at, []  # nothing written; what was caught up is the log's: it stays
             self._ahead = True  # the cold chains change in place from here
             chained = self.chains.after_transactions(fork.state, applied, root=False)
-            first = await commit.append(
-                [entries.entry_for(w.signed, w.salt).encode() for w in accepted]
-            )
+            # The 0x03 entries and the 0x04 root after them in one append (one lookup of the
+            # log's frontier, one insert of entries and one of nodes): the log's lock is
+            # held, so the first entry's index is the size read above.
+            first = end
             last_tx = first + len(accepted) - 1
+            root = StateRoot(fork.state.count, last_tx, fork.state.root)
+            written = [entries.entry_for(w.signed, w.salt).encode() for w in accepted]
+            if await commit.append([*written, root.encode()]) != first:
+                raise RuntimeError("the log grew under its lock")
+            root_index = last_tx + 1
             told.extend((first + n, done) for n, done in enumerate(applied))
             told.append((last_tx, chained))
-            root = StateRoot(fork.state.count, last_tx, fork.state.root)
-            root_index = await commit.append([root.encode()])
             rows = []
             for n, waiting in enumerate(accepted):
                 signed, body = waiting.signed, waiting.signed.body

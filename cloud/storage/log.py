@@ -36,12 +36,20 @@ class Commit:
 
     def __init__(self, tx: Tx) -> None:
         self.tx = tx
+        self._size: int | None = None  # the log's size, once read: only append() grows it
+
+    async def size(self) -> int:
+        """The number of entries in the log: the next entry's index. Read once per commit
+        (the log's lock is held, so only this commit's appends change it)."""
+        if self._size is None:
+            self._size = await size(self.tx)
+        return self._size
 
     async def append(self, entries: Sequence[bytes]) -> int:
         """Append `entries` with the tree nodes they complete; return the first one's log
         index (the others follow it). Raises NotFound if a stored node it hashes with is
         missing: the transaction then rolls back, leaving nothing."""
-        first = await size(self.tx)
+        first = await self.size()
         leaves = [tlog.entry_leaf(e) for e in entries]
         frontier = await stored_nodes(self.tx, _frontier(first))
 
@@ -59,6 +67,7 @@ class Commit:
             "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)",
             [(level, idx, h) for (level, idx), h in created.items()],
         )
+        self._size = first + len(entries)
         return first
 
 

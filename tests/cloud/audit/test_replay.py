@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from cloud.api.state import CONTRACTS
+from cloud.audit import replay as replay_module
 from cloud.audit.replay import replay
 from cloud.cli import main
 from gateway import config_entry
@@ -100,3 +101,51 @@ async def test_the_command_replays_and_exits_by_the_outcome(
     assert await asyncio.to_thread(main, argv) == 3
     assert f"PARTED at entry {indices[1]}" in capsys.readouterr().out
     assert await asyncio.to_thread(main, [*argv, "--once"]) == 2  # not for --replay
+
+
+async def test_bodies_parsed_on_the_pool_give_the_same_verdicts(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the pool forced on (POOL_FROM 0) and pages of two bodies (fetched while the
+    loop applies): the same report, and an edited body, salt or signature, or a missing
+    one reported at its entry with the reason the in-line parse gives."""
+    indices = await history(cloud)
+    url = cloud.url("").rstrip("/")
+    store = cloud.server.app[CONTRACTS].shared.store
+    sqlite = store.engine.__class__.__name__ == "SqliteEngine"
+
+    def blob(hex_: str) -> str:
+        return f"X'{hex_}'" if sqlite else f"'\\x{hex_}'::bytea"
+
+    async def both() -> tuple[str, str]:
+        """The report in line, then with the pool."""
+        async with aiohttp.ClientSession() as session:
+            monkeypatch.setattr(replay_module, "POOL_FROM", 10**9)
+            inline = (await replay(url, AUDITOR.secret, session)).render()
+            monkeypatch.setattr(replay_module, "POOL_FROM", 0)
+            pooled = (await replay(url, AUDITOR.secret, session)).render()
+        return inline, pooled
+
+    monkeypatch.setattr(replay_module, "PAGE", 2)
+    monkeypatch.setattr(replay_module, "PARSE_CHUNK", 1)
+    inline, pooled = await both()
+    assert inline == pooled and inline.startswith("ok: ") and "4 transactions" in inline
+    rows = "SELECT canonical, sig FROM contract_txs WHERE log_index = " + str(indices[3])
+    (canonical, sig), *_ = await store.engine.read(lambda tx: tx.fetchall(rows))
+    edits = [  # (the statement, then the one that undoes it)
+        (f"sig = {blob('00' * 64)}", f"sig = {blob(bytes(sig).hex())}"),
+        (
+            f"canonical = {blob(bytes(canonical).replace(b'S1', b'S2').hex())}",
+            f"canonical = {blob(bytes(canonical).hex())}",
+        ),
+        (f"salt = {blob('ab' * 32)}", None),
+    ]
+    for edit, undo in edits:
+        await execute(store, f"UPDATE contract_txs SET {edit} WHERE log_index = {indices[3]}")
+        inline, pooled = await both()
+        assert inline == pooled and f"PARTED at entry {indices[3]}" in inline, (inline, pooled)
+        if undo is not None:
+            await execute(store, f"UPDATE contract_txs SET {undo} WHERE log_index = {indices[3]}")
+    await execute(store, f"DELETE FROM contract_txs WHERE log_index = {indices[1]}")
+    inline, pooled = await both()
+    assert inline == pooled and f"PARTED at entry {indices[1]}" in inline, (inline, pooled)
