@@ -54,6 +54,9 @@ class _Lot:
     lot_json: str  # as JSON text
     parent: str | None = None
     children: list[str] = field(default_factory=list)
+    # The children's nodes, found by the first walk after `children` changed (None: not
+    # yet); a lot without children never gets a list.
+    kids: list[_Lot] | None = None
     involved: frozenset[str] = frozenset()
     in_transit: list[str] = field(default_factory=list)
     dispensed: int = 0
@@ -150,7 +153,7 @@ class LotIndex:
         node.shown.clear()
         v = record.value
         if rtype == lots.CUSTODY:
-            node.parent, node.children = v["parent"], v["children"]
+            node.parent, node.children, node.kids = v["parent"], v["children"], None
             node.parent_json = "null" if node.parent is None else _text(node.parent)
             node.involved = frozenset(v["involved"])
             node.in_transit, node.dispensed = v["in_transit"], v["dispensed"]
@@ -174,12 +177,16 @@ class LotIndex:
         return [node.lot for node in self._walk(gtin, lot)]
 
     def _walk(self, gtin: str, lot: str) -> list[_Lot]:
-        """descendants()' nodes (one lookup a lot, no tuple: nothing new for the garbage
-        collector to track but the list)."""
+        """descendants()' nodes, through each node's kept list of its children's (nothing
+        new for the garbage collector to track but the answer's list)."""
         nodes = self._lots
         out = [nodes[(gtin, lot)]]
         for node in out:  # grows as it goes: breadth first
-            out.extend([nodes[(gtin, child)] for child in node.children])
+            if node.children:
+                kids = node.kids
+                if kids is None:
+                    kids = node.kids = [nodes[(gtin, child)] for child in node.children]
+                out.extend(kids)
         return out
 
     def involved(self, gtin: str, lot: str, participant_id: str) -> bool:
