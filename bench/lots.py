@@ -34,9 +34,11 @@ Run: .venv/bin/python bench/lots.py [--lots 2000] [--clients 64] [--batch 0]
 5. A recall trace (GET /v1/lots/{gtin}/{lot}/trace) of a lot split into --children lots,
    each split into one fewer (100: 100 + 9,900 = 10,000 descendant lots), then recalled:
    read by the manufacturer (every lot, holder and quantity) and by the regulator (global
-   figures). Target p99 < 50 ms. Parts 4 and 5 run on a database of their own; both print
-   p50 and p99 over HTTP and the server's CPU time per GET, which a loaded machine does not
-   inflate as it does the latency.
+   figures). Target p99 < 50 ms, the first GET after the recall included (it encodes the
+   10,000 lots that changed; later GETs join what it kept), whose time and server CPU are
+   printed on their own. Parts 4 and 5 run on a database of their own; both print p50 and
+   p99 over HTTP and the server's CPU time per GET, which a loaded machine does not inflate
+   as it does the latency.
 
 Ratios are to one core's raw BIP-340 verification (coincurve, as bench/crypto.py measures
 it) in the same run, this process pinned to one core while it is measured; part 3 runs
@@ -252,6 +254,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_fine(pid: int) -> float:
+    """CPU seconds of process `pid`'s live threads to the ns (/proc/…/schedstat), for one
+    request: /proc/…/stat counts in clock ticks (10 ms)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks.iterdir()) / 1e9
+
+
 # -- 3. state-root cost per transaction -------------------------------------------------
 
 
@@ -345,7 +354,7 @@ async def latencies(
     (request sent to answer read), the answer's size in bytes, and the server's (process
     `pid`) CPU seconds per GET: what a loaded machine does not inflate, as it does the
     latency while other processes hold the cores."""
-    spent, size, cpu = [], 0, 0.0
+    spent, size, cpu, first_cpu = [], 0, 0.0, _cpu_fine(pid)
     for n in range(samples + 10):
         if n == 10:
             cpu = _cpu_seconds(pid)
@@ -355,14 +364,15 @@ async def latencies(
             if r.status != 200:
                 raise SystemExit(f"error: GET {url}: {r.status} {body[:300]!r}")
         if n == 0:
-            FIRST[url + repr(headers)] = time.perf_counter() - started
+            FIRST[url + repr(headers)] = time.perf_counter() - started, _cpu_fine(pid) - first_cpu
         if n >= 10:
             spent.append(time.perf_counter() - started)
         size = len(body)
     return spent, size, (_cpu_seconds(pid) - cpu) / samples
 
 
-FIRST: dict[str, float] = {}  # the first (unmeasured) GET's seconds, by URL and headers
+# The first (unmeasured) GET's seconds and the server's CPU seconds for it, by URL and headers
+FIRST: dict[str, tuple[float, float]] = {}
 
 
 def p99(values: list[float]) -> float:
@@ -452,7 +462,11 @@ async def history_and_trace(
             result |= {"descendants": descendants, "trace_p50_ms": statistics.median(spent) * 1000,
                        "trace_p99_ms": p99(spent), "trace_bytes": size,
                        "trace_server_cpu_ms": cpu * 1000}  # fmt: skip
-            result["trace_first_ms"] = FIRST[trace_url + repr(maker)] * 1000
+            first, first_cpu = FIRST[trace_url + repr(maker)]
+            result |= {
+                "trace_first_ms": first * 1000,
+                "trace_first_server_cpu_ms": first_cpu * 1000,
+            }
             regulator = await sign_in(http, url, REGULATOR)
             spent, size, cpu = await latencies(http, trace_url, regulator, samples, server.pid)
             result |= {"trace_global_p50_ms": statistics.median(spent) * 1000,
@@ -485,20 +499,23 @@ def report_reads(
         f"per GET); target p99 < {HISTORY_TARGET_MS:.0f} ms: "
         f"{verdict(res['history_p99_ms'] < HISTORY_TARGET_MS)}"
     )
+    worst = (res["trace_p99_ms"], res["trace_global_p99_ms"], res["trace_first_ms"])
     print(
         f"{engine:>8}: trace of {res['descendants']:,} descendant lots, manufacturer (every "
         f"holder): p50 {res['trace_p50_ms']:.1f} ms, p99 {res['trace_p99_ms']:.1f} ms "
         f"({res['trace_bytes']:,} bytes, server CPU {res['trace_server_cpu_ms']:.1f} ms per "
-        f"GET; the first GET after the recall {res['trace_first_ms']:.0f} ms, building what "
-        f"later ones reuse); regulator (global figures): p50 "
-        f"{res['trace_global_p50_ms']:.1f} ms, p99 {res['trace_global_p99_ms']:.1f} ms (server CPU "
-        f"{res['trace_global_server_cpu_ms']:.1f} ms); target p99 < {TRACE_TARGET_MS:.0f} ms: "
-        f"{verdict(max(res['trace_p99_ms'], res['trace_global_p99_ms']) < TRACE_TARGET_MS)}",
+        f"GET; the first GET after the recall {res['trace_first_ms']:.1f} ms, server CPU "
+        f"{res['trace_first_server_cpu_ms']:.1f} ms, building what later ones reuse); regulator "
+        f"(global figures): p50 {res['trace_global_p50_ms']:.1f} ms, p99 "
+        f"{res['trace_global_p99_ms']:.1f} ms (server CPU "
+        f"{res['trace_global_server_cpu_ms']:.1f} ms); target p99 < {TRACE_TARGET_MS:.0f} ms, "
+        f"the first GET included: {verdict(max(worst) < TRACE_TARGET_MS)}",
         flush=True,
     )
     figures = ("history_p50_ms", "history_p99_ms", "history_server_cpu_ms", "trace_p50_ms",
                "trace_p99_ms", "trace_server_cpu_ms", "trace_global_p50_ms",
-               "trace_global_p99_ms", "trace_global_server_cpu_ms", "trace_first_ms")  # fmt: skip
+               "trace_global_p99_ms", "trace_global_server_cpu_ms", "trace_first_ms",
+               "trace_first_server_cpu_ms")  # fmt: skip
     out = {f"{engine}_{name}": round(res[name], 2) for name in figures}
     out[f"{engine}_ingest_readings_per_s"] = round(res["ingest_readings_per_s"])
     return out

@@ -35,8 +35,8 @@ class Indexed(World):
         applied = super().apply(signed)
         self.index.apply(applied)
         if self.index.knows(GTIN, "B7"):
-            self.index.visible(GTIN, "B7", ALL_LEGS)
-            self.index.visible(GTIN, "B7", RETAILER_LEGS)
+            self.index.encoded(GTIN, "B7", ALL_LEGS)
+            self.index.encoded(GTIN, "B7", RETAILER_LEGS)
         return applied
 
 
@@ -79,8 +79,9 @@ def same_as_rebuilt(world: Indexed) -> None:
     for lot in lots.descendants(world.state, GTIN, "B7"):
         for legs in (ALL_LEGS, RETAILER_LEGS):
             assert world.index.visible(GTIN, lot, legs) == rebuilt.visible(GTIN, lot, legs)
-            kept = [json.loads(text) for text in world.index.encoded(GTIN, lot, legs)]
-            assert kept == rebuilt.visible(GTIN, lot, legs)  # the kept JSON is not stale
+            kept = world.index.encoded(GTIN, lot, legs)
+            dumped = [json.dumps(each).encode() for each in rebuilt.visible(GTIN, lot, legs)]
+            assert kept == dumped  # the kept JSON is not stale, and is json.dumps' own bytes
         assert world.index.figures(GTIN, lot) == rebuilt.figures(GTIN, lot)
         for name in world.parties:
             pid = world.parties[name].did
@@ -118,6 +119,21 @@ def test_the_trace_agrees_with_the_walk_over_the_state() -> None:
     assert by_lot["B7-1a"]["dispensed"] == 10
     assert by_lot["B7-1b"]["in_transit"][0]["leg"] == access.R_TO_P
     assert by_lot["B7"]["recall"] == {"class": "I", "since": by_lot["B7"]["recall"]["since"]}
+
+
+def test_each_lot_is_written_as_json_dumps_would_write_it() -> None:
+    """The JSON written directly (LotIndex._encode) is json.dumps' bytes of the object,
+    whatever the lot number holds (GS1 character set 82 has quotes), with shipments in
+    transit, a dispense, a recall and no parent."""
+    world = story()
+    odd = 'Q"1%&<>/'
+    world.commission("M", odd, 10)
+    world.lots("M", "split", ref(odd, children=[{"lot": "Q'2", "quantity": 10}]))
+    world.lots("M", "recall", ref("B7", reason="sterility", **{"class": "II"}))
+    for lot, legs in [("B7", ALL_LEGS), ("B7", RETAILER_LEGS), (odd, ALL_LEGS)]:
+        objects = world.index.visible(GTIN, lot, legs)
+        assert world.index.encoded(GTIN, lot, legs) == [json.dumps(o).encode() for o in objects]
+    assert json.loads(world.index.encoded(GTIN, odd, ALL_LEGS)[1])["parent"] == odd
 
 
 def test_a_reader_sees_only_the_legs_it_reads() -> None:
