@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -298,6 +299,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
     def ready() -> None:
+        # What start-up rebuilt by replay lives as long as the server: keep it out of the
+        # collector's full passes (one over ~0.5 M objects took 0.3-0.7 s inside a request).
+        gc.freeze()
         print(
             f"cloud ledger on http://{args.host}:{args.port}  (data: {config.data_dir})",
             flush=True,
