@@ -753,7 +753,8 @@ def _figures(stats: dict[str, Any]) -> str:
 
     return (
         f"{stats['count']} readings, min {c('min_c')} max {c('max_c')} mean {c('mean_c')} "
-        f"MKT {c('mkt_c')} °C, {stats['time_out_of_range_s']} s out of range, "
+        f"MKT {c('mkt_c')} °C, humidity min {c('min_rh')} max {c('max_rh')} "
+        f"mean {c('mean_rh')} %, {stats['time_out_of_range_s']} s out of range, "
         f"{stats['calibration_flagged']} past calibration"
     )
 

@@ -1497,7 +1497,8 @@ def _lot_history_paths() -> dict[str, Any]:
     """GET /v1/lots/{gtin}/{lot}/history (cloud/services/lot_history.py)."""
     figures = {
         "type": "object",
-        "description": "°C figures are null without valid readings; MKT time-weighted",
+        "description": "°C figures are null without valid readings; MKT time-weighted; "
+        "relative humidity (%) null without valid readings",
         "properties": {
             "count": {"type": "integer"},
             "sensor_errors": {"type": "integer"},
@@ -1505,6 +1506,9 @@ def _lot_history_paths() -> dict[str, Any]:
             "max_c": {"type": ["number", "null"]},
             "mean_c": {"type": ["number", "null"]},
             "mkt_c": {"type": ["number", "null"]},
+            "min_rh": {"type": ["number", "null"]},
+            "max_rh": {"type": ["number", "null"]},
+            "mean_rh": {"type": ["number", "null"]},
             "time_out_of_range_s": {"type": "integer"},
             "calibration_flagged": {
                 "type": "integer",

@@ -71,7 +71,8 @@ def paths() -> dict[str, Any]:
                 "description": "Commissioning, shipping and receiving (sources and "
                 "destinations: the parties' DIDs), splits (TransformationEvent), "
                 "dispensing, holds, quarantines, dispositions, recalls and expiry, and per "
-                "leg a sensor_reporting event with min/max/mean temperature and "
+                "leg a sensor_reporting event with min/max/mean temperature (CEL) and "
+                "relative humidity (RelativeHumidity, P1: percent) and "
                 "ALARM_CONDITION exceptions from the aggregates. Lots are GS1 Digital Link "
                 "URIs in quantity lists. What the bearer sees follows the read matrix "
                 "(docs/contracts.md §4 'EPCIS'): no event of a leg it may not read.",

@@ -28,10 +28,10 @@ name participants and shipments. One function per event kind:
     expiry            ObjectEvent OBSERVE, disposition expired, at 00:00 UTC of the day after
                       the expiry date, once that time has passed (derived, no transaction)
     each leg          ObjectEvent OBSERVE sensor_reporting with one sensorElement: min, max,
-                      mean temperature (°C) over the leg, and one ALARM_CONDITION report per
-                      excursion raised on it (the lot's cumulative one on the leg it rose in).
-                      Humidity is not aggregated by the cold chain (it keeps centi-°C only),
-                      so no humidity report is made.
+                      mean temperature (°C, uom CEL) over the leg, min, max, mean relative
+                      humidity (type RelativeHumidity, uom P1: percent) where its readings
+                      carry it, and one ALARM_CONDITION report per excursion raised on it
+                      (the lot's cumulative one on the leg it rose in)
 
 Identifiers. A lot is a class-level EPC written as a GS1 Digital Link URI,
 https://id.gs1.org/01/{gtin}/10/{lot} (lot percent-encoded), in `quantityList` /
@@ -102,6 +102,15 @@ SELLABLE: Final = "sellable_accessible"
 RECALLED: Final = "recalled"
 EXPIRED: Final = "expired"
 ALARM: Final = "ALARM_CONDITION"
+# CBV 2.0 measurement types and UN/CEFACT Rec. 20 units of the sensor reports.
+TEMPERATURE: Final = "Temperature"
+# A box measures relative humidity (device/reading.py: centi-percent): the GS1 Web
+# Vocabulary's RelativeHumidity, in percent (Rec. 20 P1). Not "Humidity" with A93: A93 is
+# gram per cubic metre, absolute humidity, and GS1's EPCIS 2.0 JSON Schema lists
+# RelativeHumidity and AbsoluteHumidity among the bare measurement types.
+HUMIDITY: Final = "RelativeHumidity"
+CELSIUS: Final = "CEL"
+PERCENT: Final = "P1"
 SHIPMENT_URN: Final = "urn:pharmasync:shipment:"  # a shipment id, percent-encoded
 ORDER_URN: Final = "urn:pharmasync:order:"  # an order reference, percent-encoded
 
@@ -482,8 +491,15 @@ def _expiry(ctx: _Lot, now_ms: int) -> list[Event]:
     return [Event(time_ms, body["eventID"], frozenset({(ctx.gtin, ctx.lot)}), body)]
 
 
-def _celsius(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+def _figures(
+    kind: str, uom: str, low: float | None, high: float | None, mean: float | None
+) -> dict[str, Any]:
+    """A sensor report of a leg's min, max and mean (each left out when None), to 2 decimals."""
+    report: dict[str, Any] = {"type": kind, "uom": uom}
+    for name, value in (("minValue", low), ("maxValue", high), ("meanValue", mean)):
+        if value is not None:
+            report[name] = round(value, 2)
+    return report
 
 
 def _alarm(e: Excursion) -> dict[str, Any]:
@@ -491,13 +507,13 @@ def _alarm(e: Excursion) -> dict[str, Any]:
     reading (°C) for a high or low one, the lot's time out of range (s) for the
     cumulative one (its own report type: the EPCIS Temperature type has no duration)."""
     report: dict[str, Any] = {
-        "type": "Temperature",
+        "type": TEMPERATURE,
         "exception": ALARM,
         "time": iso_time(e.raised_s * 1000),
     }
     if e.kind == "cumulative":
-        return report | {"uom": "CEL"}
-    return report | {"value": e.worst_cc / 100, "uom": "CEL"}
+        return report | {"uom": CELSIUS}
+    return report | {"value": e.worst_cc / 100, "uom": CELSIUS}
 
 
 def _sensor_events(ctx: _Lot, history: History) -> list[Event]:
@@ -524,17 +540,14 @@ def _within(leg: LegSummary, second: int) -> bool:
 
 def _sensor_event(ctx: _Lot, leg: LegSummary, excursions: Sequence[Excursion]) -> Event:
     stats = leg.stats
-    figures: dict[str, Any] = {"type": "Temperature", "uom": "CEL"}
-    for name, value in (("minValue", stats.min_c), ("maxValue", stats.max_c)):
-        if value is not None:
-            figures[name] = _celsius(value)
-    if stats.mean_c is not None:
-        figures["meanValue"] = _celsius(stats.mean_c)
+    reports = [_figures(TEMPERATURE, CELSIUS, stats.min_c, stats.max_c, stats.mean_c)]
+    if stats.mean_rh is not None:
+        reports.append(_figures(HUMIDITY, PERCENT, stats.min_rh, stats.max_rh, stats.mean_rh))
     end_s = leg.end_s if leg.end_s is not None else leg.start_s
     metadata = {"startTime": iso_time(leg.start_s * 1000)}
     if leg.end_s is not None:
         metadata["endTime"] = iso_time(leg.end_s * 1000)
-    element = {"sensorMetadata": metadata, "sensorReport": [figures, *map(_alarm, excursions)]}
+    element = {"sensorMetadata": metadata, "sensorReport": [*reports, *map(_alarm, excursions)]}
     time_ms = end_s * 1000
     key = f"sensor/{ctx.gtin}/{ctx.lot}/{leg.leg}/{leg.end_s}/{stats.count}"
     body = _event(

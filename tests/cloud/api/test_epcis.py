@@ -121,7 +121,7 @@ async def supply_chain(ledger: Cloud) -> int:
     attach = {"box": schnorr.pubkey(BOX).hex(), "shipment": "S1", "start": start_ms, "end": None}
     await applied(ledger, signed(M, "attach", attach))
     t0 = -(-start_ms // 1000)
-    await site.send(BOX, t0, [CALM] * 10 + [HIGH] * 20)
+    await site.send(BOX, t0, [CALM] * 10 + [HIGH] * 20, [4000] * 10 + [6500] * 20)
     await applied(ledger, receive(D, "S1", 100))
     dispose = {"gtin": GTIN, "lot": "L1", "outcome": "released", "reason": "stability data"}
     await applied(ledger, signed(M, "dispose", dispose))
@@ -186,9 +186,12 @@ async def test_the_export_is_valid_epcis_and_shows_each_reader_its_cells(
     }  # fmt: skip
     (sensor,) = by_step["ObjectEvent", "sensor_reporting", None]
     (element,) = sensor["sensorElementList"]
-    figures, *alarms = element["sensorReport"]
+    figures, humidity, *alarms = element["sensorReport"]
     assert (figures["minValue"], figures["maxValue"]) == (5.0, 10.0)
     assert figures["meanValue"] == pytest.approx((10 * 5 + 20 * 10) / 30, abs=0.01)
+    assert (humidity["type"], humidity["uom"]) == ("RelativeHumidity", "P1")  # percent
+    assert (humidity["minValue"], humidity["maxValue"]) == (40.0, 65.0)
+    assert humidity["meanValue"] == pytest.approx((10 * 40 + 20 * 65) / 30, abs=0.01)
     assert alarms and all(a["exception"] == "ALARM_CONDITION" for a in alarms)
     assert alarms[0]["value"] == 10.0 and figures["uom"] == "CEL"
 
