@@ -129,13 +129,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commission.set_defaults(handler=_commission)
 
     ship = commands.add_parser(
-        "ship", help="ship units of a lot you hold to a participant", epilog=examples(_SHIP)
+        "ship",
+        help="ship units of a lot you hold to a participant",
+        description="Sign a lots/ship. With --serials it names the serialized packs it "
+        "carries (registered in the lot, not decommissioned; at most --quantity), packed in "
+        "the logistic unit --sscc if given: the EPCIS export shows their packing "
+        "(AggregationEvent) before the shipping and their unpacking at the receive.",
+        epilog=examples(_SHIP, _SHIP_PACKED),
     )
     _lot(ship)
     ship.add_argument("--shipment", required=True, help="a shipment id of your choice")
     ship.add_argument("--to", type=participant, required=True, metavar="DID|@FILE.pub")
     ship.add_argument("--quantity", type=int, required=True)
     ship.add_argument("--order-ref", help="the order reference (PO / invoice)")
+    ship.add_argument(
+        "--serials", type=_serials_file, metavar="FILE", help="the packs shipped: one serial a line"
+    )
+    ship.add_argument(
+        "--sscc", metavar="N", help="the SSCC (GS1 AI 00, 18 digits) of the unit holding them"
+    )
     _common(ship, "the holder's secret key file")
     ship.set_defaults(handler=_ship)
 
@@ -177,6 +189,11 @@ _COMMISSION = (
 _SHIP = (
     f"pharmasync lots ship --gtin {GTIN} --lot L1 --shipment S1 --to @wholesaler.pub "
     f"--quantity 60 --key maker.key --cloud {_CLOUD}"
+)
+_SHIP_PACKED = (
+    f"pharmasync lots ship --gtin {GTIN} --lot L1 --shipment S2 --to @wholesaler.pub "
+    f"--quantity 20 --serials serials.txt --sscc 106141411234567897 --key maker.key "
+    f"--cloud {_CLOUD}"
 )
 _RECEIVE = (
     "pharmasync lots receive --shipment S1 --quantity 60 --order-ref PO-2027-118 "
@@ -270,13 +287,25 @@ def storage_profile(name: str) -> dict[str, Any]:
 
 
 def ship_fields(
-    gtin: str, lot: str, shipment: str, receiver: str, quantity: int, order_ref: str | None
+    gtin: str,
+    lot: str,
+    shipment: str,
+    receiver: str,
+    quantity: int,
+    order_ref: str | None,
+    serials: list[str] | None = None,
+    sscc: str | None = None,
 ) -> dict[str, Any]:
-    """lots/ship of `quantity` units to `receiver` (a did:key)."""
+    """lots/ship of `quantity` units to `receiver` (a did:key), naming the packs `serials`
+    in the unit `sscc` if given."""
     fields: dict[str, Any] = {"gtin": gtin, "lot": lot, "shipment": shipment}
     fields |= {"receiver": receiver, "quantity": quantity}
     if order_ref is not None:
         fields["order_ref"] = order_ref
+    if serials is not None:
+        fields["serials"] = serials
+    if sscc is not None:
+        fields["sscc"] = sscc
     return fields
 
 
@@ -314,7 +343,13 @@ def _commission(args: argparse.Namespace) -> int:
 
 
 def _ship(args: argparse.Namespace) -> int:
-    fields = ship_fields(args.gtin, args.lot, args.shipment, args.to, args.quantity, args.order_ref)
+    if args.sscc is not None and args.serials is None:
+        print("error: --sscc names the unit holding the packs: give --serials too", file=sys.stderr)
+        return 2
+    fields = ship_fields(
+        args.gtin, args.lot, args.shipment, args.to, args.quantity, args.order_ref,
+        args.serials, args.sscc,
+    )  # fmt: skip
     return _send(args, "lots", "ship", fields)
 
 
@@ -525,11 +560,16 @@ def _child_serials(text: str) -> tuple[str, list[str]]:
     lot, sep, name = text.partition("=")
     if not sep or not lot or not name:
         raise argparse.ArgumentTypeError(f"got {text!r}, want LOT=FILE (L1-A=a.txt)")
+    return lot, _serials_file(name)
+
+
+def _serials_file(name: str) -> list[str]:
+    """argparse type: FILE, serials one a line (blank lines skipped)."""
     try:
         lines = Path(name).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise argparse.ArgumentTypeError(f"cannot read serials from {name}: {e}") from None
-    return lot, [line.strip() for line in lines if line.strip()]
+    return [line.strip() for line in lines if line.strip()]
 
 
 def _split(args: argparse.Namespace) -> int:

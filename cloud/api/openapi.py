@@ -1172,7 +1172,7 @@ def _contract_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Apply a signed contract transaction",
                 "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON "
-                f"({tx.MAX_BULK_ENVELOPE} for a lots serialize or split: a lot's pack serials): "
+                f"({tx.MAX_BULK_ENVELOPE} for a lots serialize, split or ship: pack serials): "
                 '{"tx": body, "sig": BIP-340 signature as hex} (docs/protocol.md, "Contract '
                 'transaction v1"). Applied: its 0x03 entry and the 0x04 state root after it are '
                 "appended together; refused: nothing is written.",

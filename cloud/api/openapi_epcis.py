@@ -73,7 +73,10 @@ def paths() -> dict[str, Any]:
                 "dispensing, holds, quarantines, dispositions, recalls and expiry, and per "
                 "leg a sensor_reporting event with min/max/mean temperature (CEL) and "
                 "relative humidity (RelativeHumidity, P1: percent) and "
-                "ALARM_CONDITION exceptions from the aggregates. Lots are GS1 Digital Link "
+                "ALARM_CONDITION exceptions from the aggregates; serialized packs' "
+                "commissioning, decommissioning and splits, and a shipment's named packs as "
+                "AggregationEvents (packing before its shipping, parentID its SSCC's Digital "
+                "Link or the shipment; unpacking at its receive). Lots are GS1 Digital Link "
                 "URIs in quantity lists. What the bearer sees follows the read matrix "
                 "(docs/contracts.md §4 'EPCIS'): no event of a leg it may not read.",
                 "parameters": LOT_PATH,

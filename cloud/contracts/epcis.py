@@ -130,6 +130,11 @@ def lot_uri(gtin: str, lot: str) -> str:
     return f"{DIGITAL_LINK}/01/{gtin}/10/{quote(lot, safe='')}"
 
 
+def sscc_uri(sscc: str) -> str:
+    """A logistic unit's GS1 Digital Link URI (an SSCC: AI 00)."""
+    return f"{DIGITAL_LINK}/00/{sscc}"
+
+
 def serial_uri(gtin: str, serial: str) -> str:
     """A pack's GS1 Digital Link URI (an SGTIN: GTIN + AI 21), for serialized packs."""
     return f"{DIGITAL_LINK}/01/{gtin}/21/{quote(serial, safe='')}"
@@ -269,6 +274,9 @@ class _Lot:
     reader: Reader
     involved: bool
     custody: bool  # the reader sees quantities (policy.sees_custody)
+    # The lot's ship transactions by shipment id: a receive's unpacking names the packs its
+    # shipment's ship named (epcis_serials.py).
+    ships: Mapping[str, LedgerTx] = field(default_factory=dict)
 
     def reads(self, column: str) -> bool:
         return policy.reads(self.reader.role, column, self.involved)
@@ -613,7 +621,9 @@ def events_of(view: View, ledger: LotLedger, reader: Reader, now_ms: int) -> lis
     order. Requires a commissioned lot; `now_ms` decides whether it has expired yet."""
     gtin, lot = ledger.gtin, ledger.lot
     involved = reader.id is not None and reader.involved(gtin, lot, reader.id)
-    ctx = _Lot(view, gtin, lot, reader, involved, policy.sees_custody(reader.role, involved))
+    ships = {t.args["shipment"]: t for t in ledger.txs if t.type == "ship"}
+    custody = policy.sees_custody(reader.role, involved)
+    ctx = _Lot(view, gtin, lot, reader, involved, custody, ships)
     out: list[Event] = []
     for t in ledger.txs:
         build = SERIAL_EVENTS.get(t.type) or BUILDERS.get(t.type)

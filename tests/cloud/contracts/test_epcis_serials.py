@@ -175,3 +175,83 @@ def test_match_epc_and_any_epc_name_packs() -> None:
 def test_the_epc_list_fast_path_writes_what_serial_uri_writes() -> None:
     serials = ["PK0001", "a-b", "A/B", "x.y", "Z9", "%41", "!"]
     assert epcis_serials.epc_list(GTIN, serials) == [pack_uri(s) for s in serials]
+
+
+SSCC = "106141411234567897"  # GS1's example SSCC (extension 1, GCP 0614141, check digit 7)
+
+
+def packed_chain() -> Ledger:
+    """M commissions L1 (101), registers its serials and ships 101 to D (S1) naming 30 packs
+    in a pallet (an SSCC); D receives, ships 60 to R (S2) naming 10 packs and no SSCC; R
+    receives."""
+    ledger = Ledger()
+    ledger.tx("M", "commission", {**commission_args(), "quantity": 101}, NOW - 9000)
+    ledger.tx("M", "serialize", {**gtin_lot(), "serials": SERIALS}, NOW - 8000)
+    ship = {**gtin_lot(), "shipment": "S1", "quantity": 101, "receiver": ledger.did("D")}
+    ledger.tx("M", "ship", {**ship, "serials": SERIALS[:30], "sscc": SSCC}, NOW - 6000)
+    ledger.tx("D", "receive", {"shipment": "S1", "quantity": 101}, NOW - 5000)
+    ship2 = {**gtin_lot(), "shipment": "S2", "quantity": 60, "receiver": ledger.did("R")}
+    ledger.tx("D", "ship", {**ship2, "serials": SERIALS[30:40]}, NOW - 4000)
+    ledger.tx("R", "receive", {"shipment": "S2", "quantity": 60}, NOW - 3000)
+    return ledger
+
+
+def test_a_packed_shipment_is_packed_before_shipping_and_unpacked_at_receive() -> None:
+    ledger = packed_chain()
+    found = ledger.events("M", ("L1",))
+    valid(epcis.document(found, LATER))
+    steps = [(e.body["type"], e.body.get("bizStep")) for e in found]
+    assert (
+        steps[2:]
+        == [
+            ("AggregationEvent", "packing"),
+            ("ObjectEvent", "shipping"),
+            ("ObjectEvent", "receiving"),
+            ("AggregationEvent", "unpacking"),
+        ]
+        * 2
+    )
+    packed, _, _, unpacked = (e.body for e in found[2:6])
+    assert packed["action"] == "ADD" and packed["disposition"] == "in_progress"
+    assert packed["parentID"] == f"https://id.gs1.org/00/{SSCC}"
+    assert packed["childEPCs"] == [pack_uri(s) for s in SERIALS[:30]]  # as signed
+    assert packed["readPoint"] == {"id": ledger.did("M")}
+    assert packed["bizTransactionList"] == [
+        {"type": "desadv", "bizTransaction": "urn:pharmasync:shipment:S1"}
+    ]
+    assert unpacked["action"] == "DELETE" and unpacked["childEPCs"] == packed["childEPCs"]
+    assert unpacked["parentID"] == packed["parentID"]
+    assert unpacked["bizLocation"] == {"id": ledger.did("D")}
+    assert found[2].time == found[3].time - 1 and found[5].time == found[4].time + 1
+    no_sscc = found[6].body
+    assert no_sscc["parentID"] == "urn:pharmasync:shipment:S2"  # the shipment is the unit
+    # MATCH_epc names a pack in childEPCs
+    query = epcis_query.parse({"MATCH_epc": [pack_uri(SERIALS[35])]})
+    matched = [e.body["bizStep"] for e in found if query.matches(e)]
+    assert matched == ["commissioning", "packing", "unpacking"]
+
+
+@pytest.mark.parametrize(
+    ("reader", "shipments"),
+    [
+        ("M", ["S1", "S1", "S2", "S2"]),  # every flow, product yes
+        ("D", ["S1", "S1", "S2", "S2"]),
+        ("R", ["S2", "S2"]),  # M→D no: no packing of S1, as no shipping event of it
+        ("regulator", []),  # product global only, no flow
+        (None, []),  # the public
+    ],
+)
+def test_a_packing_only_to_readers_of_its_leg_and_of_the_product_in_full(
+    reader: str | None, shipments: list[str]
+) -> None:
+    found = packed_chain().events(reader, ("L1",))
+    valid(epcis.document(found, LATER))
+    aggregations = [e.body for e in found if e.body["type"] == "AggregationEvent"]
+    named = [b["bizTransactionList"][0]["bizTransaction"].rsplit(":", 1)[1] for b in aggregations]
+    assert named == shipments
+    shipped = {
+        e.body["bizTransactionList"][0]["bizTransaction"].rsplit(":", 1)[1]
+        for e in found
+        if e.body.get("bizStep") == "shipping"
+    }
+    assert set(named) <= shipped  # never a packing of a leg the reader does not see
