@@ -143,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ship.add_argument("--quantity", type=int, required=True)
     ship.add_argument("--order-ref", help="the order reference (PO / invoice)")
     ship.add_argument(
-        "--serials", type=_serials_file, metavar="FILE", help="the packs shipped: one serial a line"
+        "--serials", type=Path, metavar="FILE", help="the packs shipped: one serial a line"
     )
     ship.add_argument(
         "--sscc", metavar="N", help="the SSCC (GS1 AI 00, 18 digits) of the unit holding them"
@@ -159,6 +159,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     receive.add_argument("--order-ref", help="your own purchase order for it")
     _common(receive, "the receiver's secret key file")
     receive.set_defaults(handler=_receive)
+
+    prefix = commands.add_parser(
+        "gs1-prefix",
+        help="declare your GS1 company prefixes (a manufacturer): EPCIS then reads EPC URNs",
+        description="Sign a lots/gs1-prefix: the GS1 company prefixes (6 to 12 digits) of your "
+        "GTINs, public. EPCIS queries and captured documents may then name your lots and packs "
+        "as EPC URNs (urn:epc:class:lgtin:…, urn:epc:id:sgtin:…) split at them, and an EPCIS "
+        "reader asking GS1-EPC-Format: Always_EPC_URN gets them so.",
+        epilog=examples(_GS1_PREFIX),
+    )
+    prefix.add_argument(
+        "--prefix", action="append", required=True, metavar="DIGITS", help="once per prefix"
+    )
+    _common(prefix, "the manufacturer's secret key file")
+    prefix.set_defaults(handler=_gs1_prefix)
 
     status = commands.add_parser(
         "status",
@@ -200,6 +215,7 @@ _RECEIVE = (
     f"--key wholesaler.key --cloud {_CLOUD}"
 )
 _STATUS = f"pharmasync lots status --gtin {GTIN} --lot L1 --cloud {_CLOUD}"
+_GS1_PREFIX = f"pharmasync lots gs1-prefix --prefix 9506000 --key maker.key --cloud {_CLOUD}"
 
 
 def _lot(parser: argparse.ArgumentParser) -> None:
@@ -346,11 +362,22 @@ def _ship(args: argparse.Namespace) -> int:
     if args.sscc is not None and args.serials is None:
         print("error: --sscc names the unit holding the packs: give --serials too", file=sys.stderr)
         return 2
+    serials = None
+    if args.serials is not None:
+        try:
+            serials = _serials_file(str(args.serials))
+        except argparse.ArgumentTypeError as e:
+            print(f"error: --serials: {e}", file=sys.stderr)
+            return 2
     fields = ship_fields(
         args.gtin, args.lot, args.shipment, args.to, args.quantity, args.order_ref,
-        args.serials, args.sscc,
+        serials, args.sscc,
     )  # fmt: skip
     return _send(args, "lots", "ship", fields)
+
+
+def _gs1_prefix(args: argparse.Namespace) -> int:
+    return _send(args, "lots", "gs1-prefix", {"prefixes": args.prefix})
 
 
 def _receive(args: argparse.Namespace) -> int:

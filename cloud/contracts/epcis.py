@@ -36,8 +36,10 @@ name participants and shipments. One function per event kind:
 Identifiers. A lot is a class-level EPC written as a GS1 Digital Link URI,
 https://id.gs1.org/01/{gtin}/10/{lot} (lot percent-encoded), in `quantityList` /
 `epcClass` (EPCIS 2.0 allows Digital Link wherever an EPC goes). EPC URNs
-(urn:epc:class:lgtin:...) need the GS1 company prefix's length, which the ledger does not
-hold for any manufacturer yet: they are neither produced nor accepted (match_uri raises).
+(urn:epc:class:lgtin:..., urn:epc:id:sgtin:...: cloud/contracts/epc_urn.py) need the GS1
+company prefix, which a manufacturer declares (cloud/contracts/gs1_prefixes.py): match_uri
+reads them when its caller says which splits are registered, and epcis_format.py writes
+them on request (the GS1-EPC-Format header).
 Participants (sources, destinations, locations) are named by their current DID; the ledger
 holds no GLN. Serialized packs are SGTINs in `epcList` (and a split's input/output EPC
 lists), https://id.gs1.org/01/{gtin}/21/{serial} (serial_uri): their commissioning,
@@ -71,7 +73,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
-from cloud.contracts import access, didkey, lots, lots_fields, pack_facts, participants, policy
+from cloud.contracts import (
+    access,
+    didkey,
+    epc_urn,
+    lots,
+    lots_fields,
+    pack_facts,
+    participants,
+    policy,
+)
 from cloud.contracts.coldchain import Excursion, LegSummary
 from cloud.contracts.engine import Applied, View
 from cloud.contracts.lots_coldchain import History
@@ -149,17 +160,19 @@ class Epc:
     serial: str | None = None
 
 
-def match_uri(uri: str) -> Epc:
+# Why an EPC URN's split of a GS1 key at a company prefix is refused, None if it is the
+# key's registered GCP: (prefix, key) -> reason (gs1_prefixes.split_refused over a View).
+SplitCheck = Callable[[str, str], str | None]
+
+
+def match_uri(uri: str, urns: SplitCheck | None = None) -> Epc:
     """Parse a GS1 Digital Link URI naming a lot (/01/{gtin}/10/{lot}) or a pack
-    (/01/{gtin}[/10/{lot}]/21/{serial}), on any host, GTIN-8/12/13 padded to 14. Raises
-    EpcError for anything else (an EPC URN among them: its company prefix length is not
-    known to the ledger)."""
+    (/01/{gtin}[/10/{lot}]/21/{serial}), on any host, GTIN-8/12/13 padded to 14, or, given
+    `urns`, an LGTIN or SGTIN EPC URN whose company prefix `urns` accepts. Raises EpcError
+    for anything else, saying why (an EPC URN: malformed, or not split at the GTIN's
+    registered company prefix)."""
     if uri.startswith("urn:epc:"):
-        raise EpcError(
-            f"got {uri[:60]!r}: EPC URNs need the GS1 company prefix length, which no "
-            "manufacturer has registered here; want a GS1 Digital Link URI "
-            f"({DIGITAL_LINK}/01/{{gtin}}/10/{{lot}})"
-        )
+        return _match_urn(uri, urns)
     try:
         parts = urlsplit(uri)
     except ValueError as e:  # an unclosed IPv6 bracket, a bad port, ...
@@ -179,6 +192,26 @@ def match_uri(uri: str) -> Epc:
     if lot is None and serial is None:
         raise EpcError(f"got {uri[:60]!r}, want a lot (/10/) or a serial (/21/)")
     return Epc(gtin, lot, serial)
+
+
+def _match_urn(uri: str, urns: SplitCheck | None) -> Epc:
+    if urns is None:
+        raise EpcError(
+            f"got {uri[:60]!r}: EPC URNs are read where the ledger knows the GS1 company "
+            f"prefixes; want a GS1 Digital Link URI ({DIGITAL_LINK}/01/{{gtin}}/10/{{lot}})"
+        )
+    try:
+        urn = epc_urn.parse(uri)
+    except epc_urn.UrnError as e:
+        raise EpcError(str(e)) from None
+    if urn.kind == "sscc":
+        raise EpcError(f"got {uri[:60]!r}, want an SGTIN (a pack) or LGTIN (a lot) URN")
+    refused = urns(urn.prefix, urn.key)
+    if refused is not None:
+        raise EpcError(f"got {uri[:60]!r}: {refused}")
+    if urn.kind == "lgtin":
+        return Epc(urn.key, lot=urn.value)
+    return Epc(urn.key, serial=urn.value)
 
 
 def cbv_term(kind: str, value: str) -> str:

@@ -155,3 +155,7 @@ async def test_a_shipment_names_its_packs_and_its_pallet(user: User) -> None:
                                   "@wholesaler.pub", "--quantity", "2", "--sscc",
                                   "106141411234567897", "--key", "maker.key")  # fmt: skip
     assert code == 2 and "--serials" in err
+    code, _, err = await user.run("lots", "ship", *lot, "--shipment", "P4", "--to",
+                                  "@wholesaler.pub", "--quantity", "2", "--serials",
+                                  "missing.txt", "--key", "maker.key")  # fmt: skip
+    assert code == 2 and "cannot read serials from missing.txt" in err

@@ -8,11 +8,22 @@ packs."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
 
-from cloud.contracts import access, epcis, epcis_query, epcis_serials, policy
+from cloud.contracts import (
+    access,
+    epcis,
+    epcis_format,
+    epcis_query,
+    epcis_serials,
+    epcis_statement,
+    gs1_prefixes,
+    participants,
+    policy,
+)
 from tests.cloud.api.test_epcis import valid
 from tests.cloud.contracts.test_epcis import LATER, Ledger, commission_args, gtin_lot
 from tests.cloud.contracts.test_lots_coldchain import NOW
@@ -255,3 +266,90 @@ def test_a_packing_only_to_readers_of_its_leg_and_of_the_product_in_full(
         if e.body.get("bizStep") == "shipping"
     }
     assert set(named) <= shipped  # never a packing of a leg the reader does not see
+
+
+# -- EPC URNs where the manufacturer registered its GS1 company prefix
+
+LOT_URN = "urn:epc:class:lgtin:9506000.013435.L1"  # GTIN 09506000134352: GCP 9506000
+
+
+def pack_urn(serial: str) -> str:
+    return f"urn:epc:id:sgtin:9506000.013435.{serial}"
+
+
+def test_urns_are_read_where_the_company_prefix_is_registered() -> None:
+    ledger = packed_chain()
+    found = ledger.events("M", ("L1",))
+    state = ledger.world.state
+    urns = partial(gs1_prefixes.split_refused, state)
+    with pytest.raises(epcis_query.QueryError, match="9506000 is not registered") as refused:
+        epcis_query.parse({"MATCH_epc": [pack_urn(SERIALS[35])]}, urns)
+    assert refused.value.reason == "MATCH_epc" and refused.value.status == 400
+    ledger.tx("M", "gs1-prefix", {"prefixes": ["9506000"]}, NOW)
+    for name, urn, uri in (
+        ("MATCH_epc", pack_urn(SERIALS[35]), pack_uri(SERIALS[35])),
+        ("MATCH_anyEPC", pack_urn(SERIALS[5]), pack_uri(SERIALS[5])),
+        ("MATCH_epc", LOT_URN, epcis.lot_uri(GTIN, "L1")),
+        ("MATCH_epcClass", LOT_URN, epcis.lot_uri(GTIN, "L1")),
+    ):
+        by_urn = epcis_query.parse({name: [urn]}, urns)
+        by_uri = epcis_query.parse({name: [uri]}, urns)
+        matched = [e.event_id for e in found if by_urn.matches(e)]
+        assert matched and matched == [e.event_id for e in found if by_uri.matches(e)], name
+    for urn, says in (
+        ("urn:epc:id:sgtin:950600.0013435.PK00001", "not the registered company prefix 9506000"),
+        ("urn:epc:id:sgtin:0614141.812345.6789", "0614141 is not registered"),
+        ("urn:epc:id:sscc:0614141.1234567890", r"want an SGTIN \(a pack\) or LGTIN"),
+        ("urn:epc:id:sgtin:9506000.013435", "want 3 parts"),
+    ):
+        with pytest.raises(epcis_query.QueryError, match=says):
+            epcis_query.parse({"MATCH_anyEPC": [urn]}, urns)
+    with pytest.raises(epcis_query.QueryError, match="want a GS1 Digital Link URI"):
+        epcis_query.parse({"MATCH_epc": [LOT_URN]})  # a caller that knows no prefixes
+
+
+def test_always_epc_urn_writes_urns_where_the_prefix_is_known() -> None:
+    ledger = packed_chain()
+    ledger.tx("M", "gs1-prefix", {"prefixes": ["9506000"]}, NOW)
+    document = epcis.document(ledger.events("M", ("L1",)), LATER)
+    state = ledger.world.state
+    urns = epcis_format.rewrite(document, partial(gs1_prefixes.prefix_of, state))
+    valid(urns)
+    assert document["epcisBody"]["eventList"][0]["quantityList"][0]["epcClass"].startswith(
+        "https://"
+    )  # the argument is left as it was
+    events = urns["epcisBody"]["eventList"]
+    assert [e["eventID"] for e in events] == [
+        e["eventID"] for e in document["epcisBody"]["eventList"]
+    ]
+    assert events[0]["quantityList"][0]["epcClass"] == LOT_URN
+    packed = next(e for e in events if e["type"] == "AggregationEvent")
+    assert packed["childEPCs"][:2] == [pack_urn(SERIALS[0]), pack_urn(SERIALS[1])]
+    assert packed["parentID"] == f"https://id.gs1.org/00/{SSCC}"  # GCP 0614141: not known
+    assert "A%2FB%251" in json.dumps(events)  # the escaped serial of the commissioning
+    ledger.tx("M2", "gs1-prefix", {"prefixes": ["0614141"]}, NOW + 1)
+    again = epcis_format.rewrite(document, partial(gs1_prefixes.prefix_of, ledger.world.state))
+    packed = next(e for e in again["epcisBody"]["eventList"] if e["type"] == "AggregationEvent")
+    assert packed["parentID"] == "urn:epc:id:sscc:0614141.1123456789"
+    assert epcis_format.preference(None) == epcis_format.NO_PREFERENCE
+    with pytest.raises(ValueError, match="Always_EPC_URN"):
+        epcis_format.preference("Always_URN")
+
+
+def test_a_captured_statement_may_name_the_lot_by_its_urn() -> None:
+    ledger = packed_chain()
+    state = ledger.world.state
+    shipping = next(
+        e.body for e in ledger.events("D", ("L1",)) if e.body.get("bizStep") == "shipping"
+    )
+    stated = {**shipping, "quantityList": [{"epcClass": LOT_URN, "quantity": 101}]}
+    d_id = participants.current(state, ledger.world.parties["D"].xonly)["id"]
+    times = {"ship:S1": NOW - 6000}
+    found = epcis_statement.check_events(state, GTIN, "L1", d_id, [stated], times)
+    assert found is not None and found.field == "quantityList"
+    assert "9506000 is not registered" in found.detail
+    ledger.tx("M", "gs1-prefix", {"prefixes": ["9506000"]}, NOW)
+    assert epcis_statement.check_events(state, GTIN, "L1", d_id, [stated], times) is None
+    wrong = {**stated, "quantityList": [{"epcClass": "urn:epc:class:lgtin:950600.0013435.L1"}]}
+    found = epcis_statement.check_events(state, GTIN, "L1", d_id, [wrong], times)
+    assert found is not None and "not the registered company prefix" in found.detail
