@@ -129,13 +129,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commission.set_defaults(handler=_commission)
 
     ship = commands.add_parser(
-        "ship", help="ship units of a lot you hold to a participant", epilog=examples(_SHIP)
+        "ship",
+        help="ship units of a lot you hold to a participant",
+        description="Sign a lots/ship. With --serials it names the serialized packs it "
+        "carries (registered in the lot, not decommissioned; at most --quantity), packed in "
+        "the logistic unit --sscc if given: the EPCIS export shows their packing "
+        "(AggregationEvent) before the shipping and their unpacking at the receive.",
+        epilog=examples(_SHIP, _SHIP_PACKED),
     )
     _lot(ship)
     ship.add_argument("--shipment", required=True, help="a shipment id of your choice")
     ship.add_argument("--to", type=participant, required=True, metavar="DID|@FILE.pub")
     ship.add_argument("--quantity", type=int, required=True)
     ship.add_argument("--order-ref", help="the order reference (PO / invoice)")
+    ship.add_argument(
+        "--serials", type=Path, metavar="FILE", help="the packs shipped: one serial a line"
+    )
+    ship.add_argument(
+        "--sscc", metavar="N", help="the SSCC (GS1 AI 00, 18 digits) of the unit holding them"
+    )
     common_options(ship, "the holder's secret key file")
     ship.set_defaults(handler=_ship)
 
@@ -147,6 +159,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     receive.add_argument("--order-ref", help="your own purchase order for it")
     common_options(receive, "the receiver's secret key file")
     receive.set_defaults(handler=_receive)
+
+    prefix = commands.add_parser(
+        "gs1-prefix",
+        help="declare your GS1 company prefixes (a manufacturer): EPCIS then reads EPC URNs",
+        description="Sign a lots/gs1-prefix: the GS1 company prefixes (6 to 12 digits) of your "
+        "GTINs, public. EPCIS queries and captured documents may then name your lots and packs "
+        "as EPC URNs (urn:epc:class:lgtin:…, urn:epc:id:sgtin:…) split at them, and an EPCIS "
+        "reader asking GS1-EPC-Format: Always_EPC_URN gets them so.",
+        epilog=examples(_GS1_PREFIX),
+    )
+    prefix.add_argument(
+        "--prefix", action="append", required=True, metavar="DIGITS", help="once per prefix"
+    )
+    common_options(prefix, "the manufacturer's secret key file")
+    prefix.set_defaults(handler=_gs1_prefix)
 
     status = commands.add_parser(
         "status",
@@ -178,11 +205,17 @@ _SHIP = (
     f"pharmasync lots ship --gtin {GTIN} --lot L1 --shipment S1 --to @wholesaler.pub "
     f"--quantity 60 --key maker.key --cloud {CLOUD}"
 )
+_SHIP_PACKED = (
+    f"pharmasync lots ship --gtin {GTIN} --lot L1 --shipment S2 --to @wholesaler.pub "
+    f"--quantity 20 --serials serials.txt --sscc 106141411234567897 --key maker.key "
+    f"--cloud {CLOUD}"
+)
 _RECEIVE = (
     "pharmasync lots receive --shipment S1 --quantity 60 --order-ref PO-2027-118 "
     f"--key wholesaler.key --cloud {CLOUD}"
 )
 _STATUS = f"pharmasync lots status --gtin {GTIN} --lot L1 --cloud {CLOUD}"
+_GS1_PREFIX = f"pharmasync lots gs1-prefix --prefix 9506000 --key maker.key --cloud {CLOUD}"
 
 
 def _lot(parser: argparse.ArgumentParser) -> None:
@@ -223,13 +256,25 @@ def storage_profile(name: str) -> dict[str, Any]:
 
 
 def ship_fields(
-    gtin: str, lot: str, shipment: str, receiver: str, quantity: int, order_ref: str | None
+    gtin: str,
+    lot: str,
+    shipment: str,
+    receiver: str,
+    quantity: int,
+    order_ref: str | None,
+    serials: list[str] | None = None,
+    sscc: str | None = None,
 ) -> dict[str, Any]:
-    """lots/ship of `quantity` units to `receiver` (a did:key)."""
+    """lots/ship of `quantity` units to `receiver` (a did:key), naming the packs `serials`
+    in the unit `sscc` if given."""
     fields: dict[str, Any] = {"gtin": gtin, "lot": lot, "shipment": shipment}
     fields |= {"receiver": receiver, "quantity": quantity}
     if order_ref is not None:
         fields["order_ref"] = order_ref
+    if serials is not None:
+        fields["serials"] = serials
+    if sscc is not None:
+        fields["sscc"] = sscc
     return fields
 
 
@@ -267,8 +312,25 @@ def _commission(args: argparse.Namespace) -> int:
 
 
 def _ship(args: argparse.Namespace) -> int:
-    fields = ship_fields(args.gtin, args.lot, args.shipment, args.to, args.quantity, args.order_ref)
+    if args.sscc is not None and args.serials is None:
+        print("error: --sscc names the unit holding the packs: give --serials too", file=sys.stderr)
+        return 2
+    serials = None
+    if args.serials is not None:
+        try:
+            serials = _serials_file(str(args.serials))
+        except argparse.ArgumentTypeError as e:
+            print(f"error: --serials: {e}", file=sys.stderr)
+            return 2
+    fields = ship_fields(
+        args.gtin, args.lot, args.shipment, args.to, args.quantity, args.order_ref,
+        serials, args.sscc,
+    )  # fmt: skip
     return send(args, "lots", "ship", fields)
+
+
+def _gs1_prefix(args: argparse.Namespace) -> int:
+    return send(args, "lots", "gs1-prefix", {"prefixes": args.prefix})
 
 
 def _receive(args: argparse.Namespace) -> int:
@@ -460,11 +522,16 @@ def _child_serials(text: str) -> tuple[str, list[str]]:
     lot, sep, name = text.partition("=")
     if not sep or not lot or not name:
         raise argparse.ArgumentTypeError(f"got {text!r}, want LOT=FILE (L1-A=a.txt)")
+    return lot, _serials_file(name)
+
+
+def _serials_file(name: str) -> list[str]:
+    """argparse type: FILE, serials one a line (blank lines skipped)."""
     try:
         lines = Path(name).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise argparse.ArgumentTypeError(f"cannot read serials from {name}: {e}") from None
-    return lot, [line.strip() for line in lines if line.strip()]
+    return [line.strip() for line in lines if line.strip()]
 
 
 def _split(args: argparse.Namespace) -> int:
@@ -648,7 +715,8 @@ def _figures(stats: dict[str, Any]) -> str:
 
     return (
         f"{stats['count']} readings, min {c('min_c')} max {c('max_c')} mean {c('mean_c')} "
-        f"MKT {c('mkt_c')} °C, {stats['time_out_of_range_s']} s out of range, "
+        f"MKT {c('mkt_c')} °C, humidity min {c('min_rh')} max {c('max_rh')} "
+        f"mean {c('mean_rh')} %, {stats['time_out_of_range_s']} s out of range, "
         f"{stats['calibration_flagged']} past calibration"
     )
 

@@ -41,7 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="a lot's history as a GS1 EPCIS 2.0 document (JSON-LD) for trading partners",
         description="Export the lot and every lot split from it as an EPCISDocument: "
         "commissioning, shipping, receiving, splits, dispensing, quarantines, recalls and, per "
-        "leg, the cold chain's min/max/mean temperature and alarms. With --key, sign in as "
+        "leg, the cold chain's min/max/mean temperature and relative humidity and alarms; "
+        "serialized packs, and the packing of a shipment's named packs (AggregationEvents). "
+        "With --key, sign in as "
         "that participant: the read matrix decides which events and fields you get "
         "(docs/contracts.md §4 'EPCIS'); without it, the public's. The ledger also answers "
         "EPCIS queries at GET /epcis/events and takes partners' signed documents at POST "

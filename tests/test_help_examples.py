@@ -95,6 +95,7 @@ ORDER = [
     ("cloud", "ack-keys"),
     ("participants",),
     ("lots", "commission"),
+    ("lots", "gs1-prefix"),
     ("lots", "ship"),
     ("lots", "receive"),
     ("lots", "status"),

@@ -1172,7 +1172,7 @@ def _contract_paths() -> dict[str, Any]:
             "post": {
                 "summary": "Apply a signed contract transaction",
                 "description": f"The body is at most {tx.MAX_ENVELOPE} bytes of bounded JSON "
-                f"({tx.MAX_BULK_ENVELOPE} for a lots serialize or split: a lot's pack serials): "
+                f"({tx.MAX_BULK_ENVELOPE} for a lots serialize, split or ship: pack serials): "
                 '{"tx": body, "sig": BIP-340 signature as hex} (docs/protocol.md, "Contract '
                 'transaction v1"). Applied: its 0x03 entry and the 0x04 state root after it are '
                 "appended together; refused: nothing is written.",
@@ -1497,7 +1497,8 @@ def _lot_history_paths() -> dict[str, Any]:
     """GET /v1/lots/{gtin}/{lot}/history (cloud/services/lot_history.py)."""
     figures = {
         "type": "object",
-        "description": "°C figures are null without valid readings; MKT time-weighted",
+        "description": "°C figures are null without valid readings; MKT time-weighted; "
+        "relative humidity (%) null without valid readings",
         "properties": {
             "count": {"type": "integer"},
             "sensor_errors": {"type": "integer"},
@@ -1505,6 +1506,9 @@ def _lot_history_paths() -> dict[str, Any]:
             "max_c": {"type": ["number", "null"]},
             "mean_c": {"type": ["number", "null"]},
             "mkt_c": {"type": ["number", "null"]},
+            "min_rh": {"type": ["number", "null"]},
+            "max_rh": {"type": ["number", "null"]},
+            "mean_rh": {"type": ["number", "null"]},
             "time_out_of_range_s": {"type": "integer"},
             "calibration_flagged": {
                 "type": "integer",

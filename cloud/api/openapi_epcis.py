@@ -8,7 +8,7 @@ from typing import Any
 
 from cloud.api.openapi import BAD, BEARER_401, BEARER_403, LOT_PATH, _problem
 from cloud.api.routes.epcis import MAX_CAPTURE, STATEMENT_HEADER
-from cloud.contracts import epcis, epcis_query, epcis_statement
+from cloud.contracts import epcis, epcis_format, epcis_query, epcis_statement
 
 JSON_LD = "application/ld+json"
 EPCIS_PROBLEM = {
@@ -51,6 +51,28 @@ def _epcis_problem(description: str) -> dict[str, Any]:
     }
 
 
+EPC_FORMAT = {
+    "name": epcis_format.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "EPCIS 2.0: Always_EPC_URN writes each lot, pack and SSCC whose GS1 company "
+    "prefix a manufacturer declared (lots gs1-prefix) as an EPC URN (LGTIN, SGTIN, SSCC); "
+    "the others stay GS1 Digital Link URIs, the default (No_Preference, "
+    "Always_GS1_Digital_Link). Any other value is a 400 naming the header.",
+    "schema": {"enum": list(epcis_format.FORMATS)},
+}
+EPC_FORMAT_ANSWERED = {
+    epcis_format.HEADER: {
+        "description": "The format applied (No_Preference without the header)",
+        "schema": {"enum": list(epcis_format.FORMATS)},
+    }
+}
+URNS = (
+    "; EPC URNs (urn:epc:class:lgtin:…, urn:epc:id:sgtin:…) where split at the GTIN's "
+    "registered GS1 company prefix (else a 400 saying why)"
+)
+
+
 def _list(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -71,14 +93,19 @@ def paths() -> dict[str, Any]:
                 "description": "Commissioning, shipping and receiving (sources and "
                 "destinations: the parties' DIDs), splits (TransformationEvent), "
                 "dispensing, holds, quarantines, dispositions, recalls and expiry, and per "
-                "leg a sensor_reporting event with min/max/mean temperature and "
-                "ALARM_CONDITION exceptions from the aggregates. Lots are GS1 Digital Link "
+                "leg a sensor_reporting event with min/max/mean temperature (CEL) and "
+                "relative humidity (RelativeHumidity, P1: percent) and "
+                "ALARM_CONDITION exceptions from the aggregates; serialized packs' "
+                "commissioning, decommissioning and splits, and a shipment's named packs as "
+                "AggregationEvents (packing before its shipping, parentID its SSCC's Digital "
+                "Link or the shipment; unpacking at its receive). Lots are GS1 Digital Link "
                 "URIs in quantity lists. What the bearer sees follows the read matrix "
                 "(docs/contracts.md §4 'EPCIS'): no event of a leg it may not read.",
-                "parameters": LOT_PATH,
+                "parameters": [*LOT_PATH, EPC_FORMAT],
                 "responses": {
                     "200": {
                         "description": "The EPCISDocument",
+                        "headers": EPC_FORMAT_ANSWERED,
                         "content": {JSON_LD: {"schema": DOCUMENT}},
                     },
                     "400": BAD,
@@ -102,9 +129,9 @@ def paths() -> dict[str, Any]:
                     _list("EQ_bizStep", "CBV business steps (bare, URN or Web URI)"),
                     _list("EQ_disposition", "CBV dispositions (bare, URN or Web URI)"),
                     _list("EQ_bizLocation", "Business locations (participants' DIDs)"),
-                    _list("MATCH_epc", "GS1 Digital Link URIs (lots match quantity lists)"),
-                    _list("MATCH_anyEPC", "GS1 Digital Link URIs, in any list"),
-                    _list("MATCH_epcClass", "Lot URIs (/01/{gtin}/10/{lot})"),
+                    _list("MATCH_epc", "GS1 Digital Link URIs (lots match quantity lists)" + URNS),
+                    _list("MATCH_anyEPC", "GS1 Digital Link URIs, in any list" + URNS),
+                    _list("MATCH_epcClass", "Lot URIs (/01/{gtin}/10/{lot})" + URNS),
                     {
                         "name": "GE_eventTime",
                         "in": "query",
@@ -132,6 +159,7 @@ def paths() -> dict[str, Any]:
                         "description": "From a previous page's next link",
                         "schema": {"type": "string"},
                     },
+                    EPC_FORMAT,
                 ],
                 "responses": {
                     "200": {
@@ -140,7 +168,8 @@ def paths() -> dict[str, Any]:
                             "Link": {
                                 "description": 'The next page: <url>; rel="next"',
                                 "schema": {"type": "string"},
-                            }
+                            },
+                            **EPC_FORMAT_ANSWERED,
                         },
                         "content": {JSON_LD: {"schema": QUERY_DOCUMENT}},
                     },
@@ -161,7 +190,9 @@ def paths() -> dict[str, Any]:
                 "gtin, lot, document (SHA-256 hex of the body's bytes) and events (their "
                 "count). Each event is checked against the ledger (shipment, lot, parties, "
                 "quantity, time within 15 minutes); the first that contradicts it is named "
-                "(409 contradiction), else the statement is applied (201).",
+                "(409 contradiction), else the statement is applied (201). A lot is named by "
+                "its Digital Link URI or by an LGTIN URN split at its GTIN's registered GS1 "
+                "company prefix (else 409 contradiction, field quantityList, saying why).",
                 "parameters": [
                     {
                         "name": STATEMENT_HEADER,

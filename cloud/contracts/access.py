@@ -157,6 +157,8 @@ TX_COLUMNS: Final[Mapping[tuple[str, str], _PerRole]] = {
     # a partner's signed EPCIS statement of its shipments (cloud/contracts/epcis_statement.py):
     # the signer's outbound leg, a pharmacy's inbound one
     ("lots", "statement"): {**OUTBOUND, "pharmacy": R_TO_P},
+    # a manufacturer's GS1 company prefixes (cloud/contracts/gs1_prefixes.py): its identity
+    ("lots", "gs1-prefix"): {"*": MANUFACTURER_IDENTITY},
 }
 
 Refusal = Callable[[str, str], Exception]

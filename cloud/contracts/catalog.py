@@ -8,6 +8,7 @@ from typing import Final
 from cloud.contracts import (
     certificates,
     epcis_statement,
+    gs1_prefixes,
     lots,
     lots_boxes,
     lots_stock,
@@ -16,7 +17,8 @@ from cloud.contracts import (
 )
 from cloud.contracts.engine import Contract, Engine
 
-# packs.RULES last: its `split` replaces lots.split (it calls it, then moves the packs)
+# packs.RULES last: its `split` and `ship` replace lots' (each calls it, then moves or names
+# the packs)
 LOTS: Final = Contract(
     lots.NAME,
     {
@@ -25,6 +27,7 @@ LOTS: Final = Contract(
         **certificates.RULES,
         **lots_stock.RULES,  # the regulator's stock minimum
         **epcis_statement.RULES,  # a partner's signed EPCIS statement
+        **gs1_prefixes.RULES,  # a manufacturer's GS1 company prefixes (EPC URNs)
         **packs.RULES,
     },
 )

@@ -7,6 +7,9 @@ attachment windows) and when a leg closes; this module keeps, for each leg, and 
 it:
 
   count, min, max, sum   of valid readings, centi-°C integers (sensor errors counted apart)
+  humidity               count, min, max, sum of the valid readings' relative humidity,
+                         centi-% integers (device/reading.py; absent from a reading handed
+                         over without it: the figures are then over those that have it)
   time out of range      seconds, integers: each out-of-range reading is charged the time to its
                          box's next reading, at most the profile's max_gap_s (gateway/alarms.py
                          `charged`, with max_gap_s as the silence); a leg's figure is the union
@@ -46,15 +49,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from device.reading import TEMP_MAX, TEMP_MIN, TIME_MAX
+from device.reading import HUMIDITY_MAX, TEMP_MAX, TEMP_MIN, TIME_MAX
 from gateway.alarms import LotProfile, advance, charged, limit_conditions, out_of_range
 from gateway.mkt import arrhenius_term, mkt_from_mean_term
 
 ExcursionKind = Literal["high", "low", "cumulative"]
 CENTI = 100
-# A reading as the lots contract hands it over: (time_s, centi-°C), or (time_s, None) for a
-# sensor error (device/reading.py FLAG_SENSOR_ERROR: no valid measurement).
-Reading = tuple[int, int | None]
+# A reading as the lots contract hands it over: (time_s, centi-°C, centi-% relative
+# humidity), or (time_s, None, None) for a sensor error (device/reading.py
+# FLAG_SENSOR_ERROR: no valid measurement). The humidity may be left out: (time_s, centi-°C).
+Reading = tuple[int, int | None] | tuple[int, int | None, int | None]
+_Checked = tuple[int, int | None, int | None]
 _ABSENT = object()  # no reading held at a time (None is a sensor error's value)
 
 
@@ -162,6 +167,7 @@ class _Box:
 
     times: list[int] = field(default_factory=list)
     values: list[int | None] = field(default_factory=list)
+    humidity: list[int | None] = field(default_factory=list)  # centi-%, beside values
     valid: list[int] = field(default_factory=list)  # times of valid readings, sorted
     terms: dict[int, float] = field(default_factory=dict)  # valid time -> Arrhenius term
     charges: dict[int, int] = field(default_factory=dict)  # out-of-range time -> seconds
@@ -174,7 +180,8 @@ class _Box:
 @dataclass(frozen=True)
 class Stats:
     """Cold-chain figures of a leg or a lot. Temperatures in °C (from centi-°C integers), None
-    without valid readings; MKT time-weighted (gateway/mkt.py)."""
+    without valid readings; MKT time-weighted (gateway/mkt.py); relative humidity in % (from
+    centi-% integers), None without valid readings that carry it."""
 
     count: int
     sensor_errors: int
@@ -184,6 +191,9 @@ class Stats:
     time_out_of_range_s: int
     mkt_c: float | None
     calibration_flagged: int  # readings at or after their box's calibration due date
+    min_rh: float | None = None
+    max_rh: float | None = None
+    mean_rh: float | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +244,10 @@ class Leg:
         self.sum_cc = 0
         self.min_cc: int | None = None
         self.max_cc: int | None = None
+        self.rh_count = 0  # valid readings that carry a humidity, and its centi-% figures
+        self.sum_rh = 0
+        self.min_rh: int | None = None
+        self.max_rh: int | None = None
         self._tor_cache: int | None = None
 
     # --- applying readings ------------------------------------------------------------------
@@ -254,8 +268,8 @@ class Leg:
         self.boxes[box] = state
         appended = not state.times or batch[0][0] > state.times[-1]
         first = len(state.times) if appended else bisect.bisect_left(state.times, batch[0][0])
-        for time_s, cc in batch:
-            self._insert(state, time_s, cc)
+        for time_s, cc, rh in batch:
+            self._insert(state, time_s, cc, rh)
         if appended:
             self._run(box, state, first, len(state.times), state.tail.copy(), to_end=True)
         else:
@@ -263,36 +277,44 @@ class Leg:
         self._tor_cache = None
         return len(batch)
 
-    def _checked(self, state: _Box, readings: Iterable[Reading]) -> list[Reading]:
-        """Return the new readings of a batch, sorted; raise ColdChainError for a bad one."""
-        seen: dict[int, int | None] = {}
+    def _checked(self, state: _Box, readings: Iterable[Reading]) -> list[_Checked]:
+        """Return the new readings of a batch as (time_s, centi-°C, centi-%), sorted; raise
+        ColdChainError for a bad one."""
+        seen: dict[int, tuple[int | None, int | None]] = {}
         for reading in readings:
-            if not (isinstance(reading, tuple) and len(reading) == 2):
-                raise ColdChainError("reading", reading, "(time_s, centi-°C or None)")
-            time_s, cc = reading
+            if not (isinstance(reading, tuple) and len(reading) in (2, 3)):
+                want = "(time_s, centi-°C or None[, centi-% or None])"
+                raise ColdChainError("reading", reading, want)
+            time_s, cc, rh = reading if len(reading) == 3 else (*reading, None)
             if not (type(time_s) is int and 0 <= time_s <= TIME_MAX):
                 raise ColdChainError("time_s", time_s, f"an integer 0..{TIME_MAX}")
             if cc is not None and not (type(cc) is int and TEMP_MIN <= cc <= TEMP_MAX):
                 raise ColdChainError("centi_c", cc, f"an integer {TEMP_MIN}..{TEMP_MAX} or None")
+            if rh is not None and (cc is None or not (type(rh) is int and 0 <= rh <= HUMIDITY_MAX)):
+                want = f"an integer 0..{HUMIDITY_MAX} beside a temperature, or None"
+                raise ColdChainError("centi_rh", rh, want)
             if time_s < self.start_s or (self.end_s is not None and time_s > self.end_s):
                 window = f"{self.start_s}..{'' if self.end_s is None else self.end_s}"
                 raise ColdChainError("time_s", time_s, f"within leg {self.name!r}'s {window}")
             i = bisect.bisect_left(state.times, time_s)
             held: object = _ABSENT
             if i < len(state.times) and state.times[i] == time_s:
-                held = state.values[i]
+                held = (state.values[i], state.humidity[i])
             prior = seen.get(time_s, held)
-            if prior is not _ABSENT and prior != cc:
-                raise ColdChainError("reading", (time_s, cc), f"the value held, {prior!r}")
+            if prior is not _ABSENT and prior != (cc, rh):
+                assert isinstance(prior, tuple)
+                shown = prior[0] if prior[1] is None else prior  # as the reading was given
+                raise ColdChainError("reading", reading, f"the value held, {shown!r}")
             if held is _ABSENT:
-                seen[time_s] = cc
-        return sorted(seen.items())
+                seen[time_s] = (cc, rh)
+        return [(t, cc, rh) for t, (cc, rh) in sorted(seen.items())]
 
-    def _insert(self, state: _Box, time_s: int, cc: int | None) -> None:
+    def _insert(self, state: _Box, time_s: int, cc: int | None, rh: int | None) -> None:
         """Insert one new reading and update everything but the excursions."""
         i = bisect.bisect_left(state.times, time_s)
         state.times.insert(i, time_s)
         state.values.insert(i, cc)
+        state.humidity.insert(i, rh)
         self._charge(state, i)
         if i:
             self._charge(state, i - 1)
@@ -303,6 +325,11 @@ class Leg:
         self.sum_cc += cc
         self.min_cc = cc if self.min_cc is None else min(self.min_cc, cc)
         self.max_cc = cc if self.max_cc is None else max(self.max_cc, cc)
+        if rh is not None:
+            self.rh_count += 1
+            self.sum_rh += rh
+            self.min_rh = rh if self.min_rh is None else min(self.min_rh, rh)
+            self.max_rh = rh if self.max_rh is None else max(self.max_rh, rh)
         self._trapezoids(state, time_s, arrhenius_term(cc / CENTI))
         self._cover(time_s)
 
@@ -511,7 +538,8 @@ class Leg:
 
     def record(self) -> dict[str, int]:
         """Return the leg's integer aggregates (a state record may hold them: no floats).
-        min_cc and max_cc are absent without valid readings; end_s while open."""
+        min_cc and max_cc are absent without valid readings, the humidity's rh_count, sum_rh,
+        min_rh and max_rh (centi-%) without valid readings that carry it; end_s while open."""
         out = {
             "start_s": self.start_s,
             "count": self.count,
@@ -523,6 +551,9 @@ class Leg:
         }
         if self.min_cc is not None and self.max_cc is not None:
             out |= {"min_cc": self.min_cc, "max_cc": self.max_cc}
+        if self.min_rh is not None and self.max_rh is not None:
+            out |= {"rh_count": self.rh_count, "sum_rh": self.sum_rh}
+            out |= {"min_rh": self.min_rh, "max_rh": self.max_rh}
         if self.end_s is not None:
             out["end_s"] = self.end_s
         return out
@@ -692,6 +723,9 @@ def _stats(legs: list[Leg], tor_s: int, due: Mapping[str, int]) -> Stats:
         terms.add(t)
         weights.add(w)
     total = weights.value()
+    rh_count = sum(leg.rh_count for leg in legs)
+    rh_mins = [leg.min_rh for leg in legs if leg.min_rh is not None]
+    rh_maxs = [leg.max_rh for leg in legs if leg.max_rh is not None]
     return Stats(
         count=count,
         sensor_errors=sum(leg.sensor_errors for leg in legs),
@@ -701,4 +735,7 @@ def _stats(legs: list[Leg], tor_s: int, due: Mapping[str, int]) -> Stats:
         time_out_of_range_s=tor_s,
         mkt_c=mkt_from_mean_term(terms.value() / total) if total > 0 else None,
         calibration_flagged=sum(leg.flagged(due) for leg in legs),
+        min_rh=min(rh_mins) / CENTI if rh_mins else None,
+        max_rh=max(rh_maxs) / CENTI if rh_maxs else None,
+        mean_rh=sum(leg.sum_rh for leg in legs) / rh_count / CENTI if rh_count else None,
     )

@@ -28,16 +28,18 @@ name participants and shipments. One function per event kind:
     expiry            ObjectEvent OBSERVE, disposition expired, at 00:00 UTC of the day after
                       the expiry date, once that time has passed (derived, no transaction)
     each leg          ObjectEvent OBSERVE sensor_reporting with one sensorElement: min, max,
-                      mean temperature (°C) over the leg, and one ALARM_CONDITION report per
-                      excursion raised on it (the lot's cumulative one on the leg it rose in).
-                      Humidity is not aggregated by the cold chain (it keeps centi-°C only),
-                      so no humidity report is made.
+                      mean temperature (°C, uom CEL) over the leg, min, max, mean relative
+                      humidity (type RelativeHumidity, uom P1: percent) where its readings
+                      carry it, and one ALARM_CONDITION report per excursion raised on it
+                      (the lot's cumulative one on the leg it rose in)
 
 Identifiers. A lot is a class-level EPC written as a GS1 Digital Link URI,
 https://id.gs1.org/01/{gtin}/10/{lot} (lot percent-encoded), in `quantityList` /
 `epcClass` (EPCIS 2.0 allows Digital Link wherever an EPC goes). EPC URNs
-(urn:epc:class:lgtin:...) need the GS1 company prefix's length, which the ledger does not
-hold for any manufacturer yet: they are neither produced nor accepted (match_uri raises).
+(urn:epc:class:lgtin:..., urn:epc:id:sgtin:...: cloud/contracts/epc_urn.py) need the GS1
+company prefix, which a manufacturer declares (cloud/contracts/gs1_prefixes.py): match_uri
+reads them when its caller says which splits are registered, and epcis_format.py writes
+them on request (the GS1-EPC-Format header).
 Participants (sources, destinations, locations) are named by their current DID; the ledger
 holds no GLN. Serialized packs are SGTINs in `epcList` (and a split's input/output EPC
 lists), https://id.gs1.org/01/{gtin}/21/{serial} (serial_uri): their commissioning,
@@ -71,7 +73,16 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
-from cloud.contracts import access, didkey, lots, lots_fields, pack_facts, participants, policy
+from cloud.contracts import (
+    access,
+    didkey,
+    epc_urn,
+    lots,
+    lots_fields,
+    pack_facts,
+    participants,
+    policy,
+)
 from cloud.contracts.coldchain import Excursion, LegSummary
 from cloud.contracts.engine import Applied, View
 from cloud.contracts.lots_coldchain import History
@@ -102,6 +113,15 @@ SELLABLE: Final = "sellable_accessible"
 RECALLED: Final = "recalled"
 EXPIRED: Final = "expired"
 ALARM: Final = "ALARM_CONDITION"
+# CBV 2.0 measurement types and UN/CEFACT Rec. 20 units of the sensor reports.
+TEMPERATURE: Final = "Temperature"
+# A box measures relative humidity (device/reading.py: centi-percent): the GS1 Web
+# Vocabulary's RelativeHumidity, in percent (Rec. 20 P1). Not "Humidity" with A93: A93 is
+# gram per cubic metre, absolute humidity, and GS1's EPCIS 2.0 JSON Schema lists
+# RelativeHumidity and AbsoluteHumidity among the bare measurement types.
+HUMIDITY: Final = "RelativeHumidity"
+CELSIUS: Final = "CEL"
+PERCENT: Final = "P1"
 SHIPMENT_URN: Final = "urn:pharmasync:shipment:"  # a shipment id, percent-encoded
 ORDER_URN: Final = "urn:pharmasync:order:"  # an order reference, percent-encoded
 
@@ -121,6 +141,11 @@ def lot_uri(gtin: str, lot: str) -> str:
     return f"{DIGITAL_LINK}/01/{gtin}/10/{quote(lot, safe='')}"
 
 
+def sscc_uri(sscc: str) -> str:
+    """A logistic unit's GS1 Digital Link URI (an SSCC: AI 00)."""
+    return f"{DIGITAL_LINK}/00/{sscc}"
+
+
 def serial_uri(gtin: str, serial: str) -> str:
     """A pack's GS1 Digital Link URI (an SGTIN: GTIN + AI 21), for serialized packs."""
     return f"{DIGITAL_LINK}/01/{gtin}/21/{quote(serial, safe='')}"
@@ -135,17 +160,19 @@ class Epc:
     serial: str | None = None
 
 
-def match_uri(uri: str) -> Epc:
+# Why an EPC URN's split of a GS1 key at a company prefix is refused, None if it is the
+# key's registered GCP: (prefix, key) -> reason (gs1_prefixes.split_refused over a View).
+SplitCheck = Callable[[str, str], str | None]
+
+
+def match_uri(uri: str, urns: SplitCheck | None = None) -> Epc:
     """Parse a GS1 Digital Link URI naming a lot (/01/{gtin}/10/{lot}) or a pack
-    (/01/{gtin}[/10/{lot}]/21/{serial}), on any host, GTIN-8/12/13 padded to 14. Raises
-    EpcError for anything else (an EPC URN among them: its company prefix length is not
-    known to the ledger)."""
+    (/01/{gtin}[/10/{lot}]/21/{serial}), on any host, GTIN-8/12/13 padded to 14, or, given
+    `urns`, an LGTIN or SGTIN EPC URN whose company prefix `urns` accepts. Raises EpcError
+    for anything else, saying why (an EPC URN: malformed, or not split at the GTIN's
+    registered company prefix)."""
     if uri.startswith("urn:epc:"):
-        raise EpcError(
-            f"got {uri[:60]!r}: EPC URNs need the GS1 company prefix length, which no "
-            "manufacturer has registered here; want a GS1 Digital Link URI "
-            f"({DIGITAL_LINK}/01/{{gtin}}/10/{{lot}})"
-        )
+        return _match_urn(uri, urns)
     try:
         parts = urlsplit(uri)
     except ValueError as e:  # an unclosed IPv6 bracket, a bad port, ...
@@ -165,6 +192,26 @@ def match_uri(uri: str) -> Epc:
     if lot is None and serial is None:
         raise EpcError(f"got {uri[:60]!r}, want a lot (/10/) or a serial (/21/)")
     return Epc(gtin, lot, serial)
+
+
+def _match_urn(uri: str, urns: SplitCheck | None) -> Epc:
+    if urns is None:
+        raise EpcError(
+            f"got {uri[:60]!r}: EPC URNs are read where the ledger knows the GS1 company "
+            f"prefixes; want a GS1 Digital Link URI ({DIGITAL_LINK}/01/{{gtin}}/10/{{lot}})"
+        )
+    try:
+        urn = epc_urn.parse(uri)
+    except epc_urn.UrnError as e:
+        raise EpcError(str(e)) from None
+    if urn.kind == "sscc":
+        raise EpcError(f"got {uri[:60]!r}, want an SGTIN (a pack) or LGTIN (a lot) URN")
+    refused = urns(urn.prefix, urn.key)
+    if refused is not None:
+        raise EpcError(f"got {uri[:60]!r}: {refused}")
+    if urn.kind == "lgtin":
+        return Epc(urn.key, lot=urn.value)
+    return Epc(urn.key, serial=urn.value)
 
 
 def cbv_term(kind: str, value: str) -> str:
@@ -260,6 +307,9 @@ class _Lot:
     reader: Reader
     involved: bool
     custody: bool  # the reader sees quantities (policy.sees_custody)
+    # The lot's ship transactions by shipment id: a receive's unpacking names the packs its
+    # shipment's ship named (epcis_serials.py).
+    ships: Mapping[str, LedgerTx] = field(default_factory=dict)
 
     def reads(self, column: str) -> bool:
         return policy.reads(self.reader.role, column, self.involved)
@@ -482,8 +532,15 @@ def _expiry(ctx: _Lot, now_ms: int) -> list[Event]:
     return [Event(time_ms, body["eventID"], frozenset({(ctx.gtin, ctx.lot)}), body)]
 
 
-def _celsius(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
+def _figures(
+    kind: str, uom: str, low: float | None, high: float | None, mean: float | None
+) -> dict[str, Any]:
+    """A sensor report of a leg's min, max and mean (each left out when None), to 2 decimals."""
+    report: dict[str, Any] = {"type": kind, "uom": uom}
+    for name, value in (("minValue", low), ("maxValue", high), ("meanValue", mean)):
+        if value is not None:
+            report[name] = round(value, 2)
+    return report
 
 
 def _alarm(e: Excursion) -> dict[str, Any]:
@@ -491,13 +548,13 @@ def _alarm(e: Excursion) -> dict[str, Any]:
     reading (°C) for a high or low one, the lot's time out of range (s) for the
     cumulative one (its own report type: the EPCIS Temperature type has no duration)."""
     report: dict[str, Any] = {
-        "type": "Temperature",
+        "type": TEMPERATURE,
         "exception": ALARM,
         "time": iso_time(e.raised_s * 1000),
     }
     if e.kind == "cumulative":
-        return report | {"uom": "CEL"}
-    return report | {"value": e.worst_cc / 100, "uom": "CEL"}
+        return report | {"uom": CELSIUS}
+    return report | {"value": e.worst_cc / 100, "uom": CELSIUS}
 
 
 def _sensor_events(ctx: _Lot, history: History) -> list[Event]:
@@ -524,17 +581,14 @@ def _within(leg: LegSummary, second: int) -> bool:
 
 def _sensor_event(ctx: _Lot, leg: LegSummary, excursions: Sequence[Excursion]) -> Event:
     stats = leg.stats
-    figures: dict[str, Any] = {"type": "Temperature", "uom": "CEL"}
-    for name, value in (("minValue", stats.min_c), ("maxValue", stats.max_c)):
-        if value is not None:
-            figures[name] = _celsius(value)
-    if stats.mean_c is not None:
-        figures["meanValue"] = _celsius(stats.mean_c)
+    reports = [_figures(TEMPERATURE, CELSIUS, stats.min_c, stats.max_c, stats.mean_c)]
+    if stats.mean_rh is not None:
+        reports.append(_figures(HUMIDITY, PERCENT, stats.min_rh, stats.max_rh, stats.mean_rh))
     end_s = leg.end_s if leg.end_s is not None else leg.start_s
     metadata = {"startTime": iso_time(leg.start_s * 1000)}
     if leg.end_s is not None:
         metadata["endTime"] = iso_time(leg.end_s * 1000)
-    element = {"sensorMetadata": metadata, "sensorReport": [figures, *map(_alarm, excursions)]}
+    element = {"sensorMetadata": metadata, "sensorReport": [*reports, *map(_alarm, excursions)]}
     time_ms = end_s * 1000
     key = f"sensor/{ctx.gtin}/{ctx.lot}/{leg.leg}/{leg.end_s}/{stats.count}"
     body = _event(
@@ -600,7 +654,9 @@ def events_of(view: View, ledger: LotLedger, reader: Reader, now_ms: int) -> lis
     order. Requires a commissioned lot; `now_ms` decides whether it has expired yet."""
     gtin, lot = ledger.gtin, ledger.lot
     involved = reader.id is not None and reader.involved(gtin, lot, reader.id)
-    ctx = _Lot(view, gtin, lot, reader, involved, policy.sees_custody(reader.role, involved))
+    ships = {t.args["shipment"]: t for t in ledger.txs if t.type == "ship"}
+    custody = policy.sees_custody(reader.role, involved)
+    ctx = _Lot(view, gtin, lot, reader, involved, custody, ships)
     out: list[Event] = []
     for t in ledger.txs:
         build = SERIAL_EVENTS.get(t.type) or BUILDERS.get(t.type)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from cloud.contracts.epcis import Epc, EpcError, Event, cbv_term, match_uri
+from cloud.contracts.epcis import Epc, EpcError, Event, SplitCheck, cbv_term, match_uri
 from gateway.refusal import Refused
 
 DEFAULT_PER_PAGE: Final = 30  # the REST bindings' default
@@ -175,9 +175,10 @@ def page(events: Sequence[Event], query: Query) -> tuple[list[Event], Cursor | N
     return shown, Cursor(last.time, last.event_id)
 
 
-def parse(params: Mapping[str, Sequence[str]]) -> Query:
-    """Parse the query string (each name with every value it was given). Raises QueryError
-    naming the first unknown, repeated or malformed parameter."""
+def parse(params: Mapping[str, Sequence[str]], urns: SplitCheck | None = None) -> Query:
+    """Parse the query string (each name with every value it was given); EPC URNs in the
+    MATCH_ parameters where `urns` accepts their split (epcis.match_uri). Raises
+    QueryError naming the first unknown, repeated or malformed parameter."""
     for name, values in params.items():
         if name not in PARAMETERS:
             shown = name[:40] or "query"  # `?=x` names no parameter: the query string then
@@ -192,7 +193,9 @@ def parse(params: Mapping[str, Sequence[str]]) -> Query:
         if value not in EVENT_TYPES:
             want = ", ".join(EVENT_TYPES)
             raise QueryError("eventType", f"got {value[:40]!r}, want one of {want}")
-    epcs = {name: _epcs(name, values) for name, values in lists.items() if name.startswith("M")}
+    epcs = {
+        name: _epcs(name, values, urns) for name, values in lists.items() if name.startswith("M")
+    }
     if "MATCH_epcClass" in epcs and any(e.lot is None for e in epcs["MATCH_epcClass"]):
         raise QueryError("MATCH_epcClass", "want lot URIs (/01/{gtin}/10/{lot}), not serials")
     ge, lt = (
@@ -236,9 +239,9 @@ def _terms(kind: str, values: list[str] | None) -> frozenset[str] | None:
     return None if values is None else frozenset(cbv_term(kind, v) for v in values)
 
 
-def _epcs(name: str, values: list[str]) -> tuple[Epc, ...]:
+def _epcs(name: str, values: list[str], urns: SplitCheck | None) -> tuple[Epc, ...]:
     try:
-        return tuple(match_uri(v) for v in values)
+        return tuple(match_uri(v, urns) for v in values)
     except EpcError as e:
         raise QueryError(name, str(e)) from None
 

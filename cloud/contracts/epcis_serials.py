@@ -30,13 +30,22 @@ they write its SERIALS record (epcis.TOUCHING).
                   changes: ilmd names the child lot). The parent's history holds every
                   child's event, a child's its own.
 
-No AggregationEvent: the packs contract records no packing (which packs a case or a
-shipment holds); shipments stay lot-level (epcis.py).
+    ship naming   the lot-level shipping event (epcis.py), and before it an AggregationEvent
+      serials     ADD, bizStep packing, disposition in_progress: parentID the logistic
+                  unit, the SSCC's Digital Link https://id.gs1.org/00/{sscc} when the ship
+                  named one, else the shipment (urn:pharmasync:shipment:<id>, as its
+                  desadv), childEPCs the packs in the order signed, readPoint the sender,
+                  the shipment as bizTransaction. Its time is the ship's less 1 ms (the
+                  packing came first: a document's events are in time order)
+    receive of    the lot-level receiving event, and after it (1 ms later) the same
+      a packed    AggregationEvent with DELETE, bizStep unpacking, disposition in_progress,
+      shipment    readPoint and bizLocation the receiver, childEPCs the packs the ship named
 
-Access (docs/contracts.md §5, §6): the commissioning's list of serials only to a reader of
-the product column in full (the ledger keeps them as a Merkle root: no list of valid serials
-for the public); a decommissioning and its undo only to a reader of the R→P flow (retailer
-→ pharmacy), with who did it (readPoint, bizLocation: the pharmacy): when a pack was
+Access (docs/contracts.md §5, §6): the commissioning's list of serials, and a shipment's
+packing and unpacking (which also needs its leg's flow cell, as its shipping event), only to
+a reader of the product column in full (the ledger keeps them as a Merkle root: no list of
+valid serials for the public); a decommissioning and its undo only to a reader of the R→P
+flow (retailer → pharmacy), with who did it (readPoint, bizLocation: the pharmacy): when a pack was
 dispensed is R→P data (§6), and a pack's status alone is public through the Digital Link
 resolver. The manufacturer's location as for the lot's commissioning.
 """
@@ -52,6 +61,7 @@ from cloud.contracts.epcis import (
     COMMISSIONING,
     DISPENSED,
     DISPENSING,
+    IN_PROGRESS,
     REPACKAGING,
     SERIAL_EVENTS,
     Event,
@@ -59,10 +69,17 @@ from cloud.contracts.epcis import (
     _commissioning,
     _event,
     _Lot,
+    _receive,
+    _ship,
+    _shipment,
     _split,
+    _transactions,
     serial_uri,
+    sscc_uri,
 )
 
+PACKING: Final = "packing"
+UNPACKING: Final = "unpacking"
 DESTROYING: Final = "destroying"
 DECOMMISSIONING: Final = "decommissioning"
 SAMPLING: Final = "sampling"
@@ -166,9 +183,55 @@ def split(ctx: _Lot, t: LedgerTx) -> list[Event]:
     return out
 
 
+def _aggregation(ctx: _Lot, t: LedgerTx, ship: LedgerTx, packing: bool) -> list[Event]:
+    """The packing (ADD, at ship) or unpacking (DELETE, at receive) of the packs `ship`
+    named (module docstring), to a reader of its leg's flow and of the product in full."""
+    shipment_id = ship.args["shipment"]
+    shipment = _shipment(ctx, shipment_id)
+    if shipment is None or not ctx.reads(access.PRODUCT):
+        return []
+    desadv = _transactions(ctx, shipment_id, None)  # the shipment alone, no order
+    sscc = ship.args.get("sscc")
+    where = {"id": ctx.did(shipment["sender" if packing else "receiver"])}
+    fields: dict[str, Any] = {
+        "parentID": desadv[0]["bizTransaction"] if sscc is None else sscc_uri(sscc),
+        "childEPCs": epc_list(ctx.gtin, ship.args["serials"]),
+        "action": "ADD" if packing else "DELETE",
+        "bizStep": PACKING if packing else UNPACKING,
+        "disposition": IN_PROGRESS,
+        "readPoint": where,
+    }
+    if not packing:
+        fields["bizLocation"] = where
+    fields["bizTransactionList"] = desadv
+    time_ms = t.time - 1 if packing else t.time + 1
+    what = "pack" if packing else "unpack"
+    body = _event(f"{t.tx_id}/{what}/{ctx.gtin}/{ctx.lot}", time_ms, "AggregationEvent", **fields)
+    packs = frozenset((ctx.gtin, s) for s in ship.args["serials"])
+    return [Event(time_ms, body["eventID"], frozenset({(ctx.gtin, ctx.lot)}), body, packs)]
+
+
+def ship(ctx: _Lot, t: LedgerTx) -> list[Event]:
+    """A shipment: its shipping event, after its packs' packing when it names packs."""
+    if "serials" not in t.args:
+        return _ship(ctx, t)
+    return [*_aggregation(ctx, t, t, packing=True), *_ship(ctx, t)]
+
+
+def receive(ctx: _Lot, t: LedgerTx) -> list[Event]:
+    """A shipment received: its receiving event, then its packs' unpacking when its ship
+    named packs."""
+    shipped = ctx.ships.get(t.args["shipment"])
+    if shipped is None or "serials" not in shipped.args:
+        return _receive(ctx, t)
+    return [*_receive(ctx, t), *_aggregation(ctx, t, shipped, packing=False)]
+
+
 # epcis.SERIAL_EVENTS: the builders of the packs contract's transactions, by type.
 BUILDERS: Final[Mapping[str, Callable[[_Lot, LedgerTx], list[Event]]]] = {
     "serialize": serialize,
+    "ship": ship,
+    "receive": receive,
     "decommission": decommission,
     "undo": undo,
     "split": split,

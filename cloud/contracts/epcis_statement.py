@@ -35,10 +35,11 @@ import datetime
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 from urllib.parse import unquote
 
-from cloud.contracts import args, lots, lots_fields, participants
+from cloud.contracts import args, gs1_prefixes, lots, lots_fields, participants
 from cloud.contracts.engine import Conflict, Context, Invalid, RecordType
 from cloud.contracts.epcis import SHIPMENT_URN, EpcError, match_uri
 
@@ -137,7 +138,9 @@ def _check(
     ):
         detail = f"{shipment_id[:64]!r} is no shipment of lot {gtin}/{lot} the signer sent or"
         return "shipment", f"{detail} received"
-    named = _lots(event)
+    named = _lots(view, event)
+    if isinstance(named, str):
+        return "quantityList", named
     if named != [(gtin, lot)]:
         return "quantityList", f"want exactly one element, of lot {gtin}/{lot}"
     sender = participants.by_id(view, shipment["sender"])["did"]
@@ -175,18 +178,22 @@ def _shipment_id(event: Mapping[str, Any]) -> str | None:
     return ids[0] if len(ids) == 1 else None
 
 
-def _lots(event: Mapping[str, Any]) -> list[tuple[str, str | None]] | None:
+def _lots(view: Any, event: Mapping[str, Any]) -> list[tuple[str, str | None]] | str | None:
+    """The lots a quantity list names (Digital Link URIs, or LGTIN URNs split at their
+    GTIN's registered company prefix), None if it is malformed, or why an epcClass is
+    refused."""
     elements = event.get("quantityList")
     if not isinstance(elements, list):
         return None
     out: list[tuple[str, str | None]] = []
+    urns = partial(gs1_prefixes.split_refused, view)
     for element in elements:
         if not isinstance(element, dict) or not isinstance(element.get("epcClass"), str):
             return None
         try:
-            epc = match_uri(element["epcClass"])
-        except EpcError:
-            return None
+            epc = match_uri(element["epcClass"], urns)
+        except EpcError as e:
+            return str(e)
         out.append((epc.gtin, epc.lot))
     return out
 

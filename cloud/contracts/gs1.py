@@ -21,11 +21,13 @@ AI_GTIN: Final = "01"
 AI_BATCH_LOT: Final = "10"
 AI_EXPIRY: Final = "17"
 AI_SERIAL: Final = "21"
+AI_SSCC: Final = "00"
 
 GTIN_LENGTH: Final = 14
 GTIN_SHORT_LENGTHS: Final = (8, 12, 13)  # GTIN-8, GTIN-12 (UPC-A), GTIN-13: padded to 14
 LOT_MAX: Final = 20  # AI 10 format X..20
 SERIAL_MAX: Final = 20  # AI 21 format X..20
+SSCC_LENGTH: Final = 18  # AI 00 format N18, the last the check digit
 
 # GS1 AI encodable character set 82 (GS1 General Specifications §7.11, figure 7.11-1): the
 # 82 characters of ISO/IEC 646 that AIs of format X may hold (AI 10 and AI 21 among them):
@@ -86,6 +88,19 @@ def gtin14(value: str) -> str:
     if int(padded[-1]) != want:
         raise Gs1Error(AI_GTIN, value, f"check digit {want}, not {padded[-1]}")
     return padded
+
+
+def sscc(value: str) -> str:
+    """Return a Serial Shipping Container Code (AI 00): 18 ASCII digits whose last is the GS1
+    check digit of the others. Raises Gs1Error (AI 00) otherwise."""
+    if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+        raise Gs1Error(AI_SSCC, value, f"{SSCC_LENGTH} digits")
+    if len(value) != SSCC_LENGTH:
+        raise Gs1Error(AI_SSCC, value, f"{SSCC_LENGTH} digits, not {len(value)}")
+    want = check_digit(value[:-1])
+    if int(value[-1]) != want:
+        raise Gs1Error(AI_SSCC, value, f"check digit {want}, not {value[-1]}")
+    return value
 
 
 def cset82(ai: str, value: str, most: int) -> str:

@@ -10,7 +10,8 @@ ColdChains beside the State and, in log order:
     with what the engine returned for them: a new leg (lots_boxes' LEG record) is opened, and
     a shipment's leg closes at its receive transaction's time (a gap is final only then);
   - for each reading batch entry, calls `apply_readings(state, readings)` with the batch's
-    verified readings as (box key, time_s, centi-°C or None for a sensor error).
+    verified readings as (box key, time_s, centi-°C, centi-% relative humidity), both None
+    for a sensor error.
 
 Both return an engine.Applied (tx_id "") whose records belong in the same database
 transaction as the entries that caused them, before the block's 0x04 state-root entry. They
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cloud.contracts import lots, lots_boxes, participants
-from cloud.contracts.coldchain import ColdChainError, LotColdChain, Quarantine, Summary
+from cloud.contracts.coldchain import ColdChainError, LotColdChain, Quarantine, Reading, Summary
 from cloud.contracts.engine import Applied, Notification, Record, State, View, commit_changes
 from device import reading
 from gateway.alarms import LotProfile
@@ -53,8 +54,10 @@ from gateway.jcs import canonicalize
 
 SOURCE: Final = "cold-chain"
 # One verified reading as the service hands it over: box x-only key, the reading's own time
-# (Unix seconds) and its centi-°C value, None for a sensor error.
-BoxReading = tuple[bytes, int, int | None]
+# (Unix seconds), its centi-°C value and its centi-% relative humidity, both None for a
+# sensor error. The humidity may be left out (its figures are then over the readings that
+# carry it).
+BoxReading = tuple[bytes, int, int | None] | tuple[bytes, int, int | None, int | None]
 LotId = tuple[str, str]
 
 
@@ -133,9 +136,9 @@ class ColdChains:
         follow. Readings of boxes on no lot, or outside every window, are ignored. The result
         depends on the set of readings, not on how they are cut into batches, except for two
         readings of one box at one second with different values: the first applied stays."""
-        groups: dict[tuple[str, str, str, str], list[tuple[int, int | None]]] = defaultdict(list)
+        groups: dict[tuple[str, str, str, str], list[Reading]] = defaultdict(list)
         windows: dict[bytes, list[dict[str, Any]]] = {}
-        for box, time_s, cc in readings:
+        for box, time_s, cc, *humidity in readings:
             if box not in windows:
                 windows[box] = lots_boxes.windows(state, box)
             for w in windows[box]:
@@ -145,16 +148,17 @@ class ColdChains:
                     if received is not None:
                         end = received if end is None else min(end, received)
                 if w["start"] <= time_s * 1000 and (end is None or time_s * 1000 <= end):
-                    groups[(w["gtin"], w["lot"], w["leg"], box.hex())].append((time_s, cc))
+                    rh = humidity[0] if humidity else None
+                    groups[(w["gtin"], w["lot"], w["leg"], box.hex())].append((time_s, cc, rh))
         touched: set[LotId] = set()
         for (gtin, lot, leg, box_hex), batch in sorted(groups.items(), key=lambda g: g[0]):
             chain = self._open(state, gtin, lot, leg)
             try:
                 chain.apply(leg, box_hex, batch)
             except ColdChainError:
-                for reading in sorted(batch, key=lambda r: r[0]):
+                for one in sorted(batch, key=lambda r: r[0]):
                     try:
-                        chain.apply(leg, box_hex, [reading])
+                        chain.apply(leg, box_hex, [one])
                     except ColdChainError:
                         continue  # the same box and second with another value: first stays
             touched.add((gtin, lot))
@@ -184,10 +188,12 @@ class ColdChains:
 
 
 def box_reading(r: reading.Reading) -> BoxReading:
-    """Return a verified reading as apply_readings takes it: its box, its own time and its
-    centi-°C value (None for a sensor error, device/reading.py FLAG_SENSOR_ERROR)."""
-    error = r.flags & reading.FLAG_SENSOR_ERROR
-    return bytes(r.key), int(r.time), None if error else int(r.temperature)
+    """Return a verified reading as apply_readings takes it: its box, its own time, its
+    centi-°C value and centi-% humidity (both None for a sensor error, device/reading.py
+    FLAG_SENSOR_ERROR)."""
+    if r.flags & reading.FLAG_SENSOR_ERROR:
+        return bytes(r.key), int(r.time), None, None
+    return bytes(r.key), int(r.time), int(r.temperature), int(r.humidity)
 
 
 def _received_ms(view: View, leg: str) -> int | None:

@@ -1,7 +1,8 @@
 """Serialized packs (docs/contracts.md §6): transactions of the lots contract that register a
-lot's pack serials (GS1 AI 21), move them with a split, and decommission them at the
-pharmacy counter (EU 2016/161: verify, decommission, undo within 10 days; a suspect scan is
-its own signed report). Pure: no storage, no clock.
+lot's pack serials (GS1 AI 21), move them with a split, name them in a shipment (packed,
+optionally in a logistic unit with an SSCC), and decommission them at the pharmacy counter
+(EU 2016/161: verify, decommission, undo within 10 days; a suspect scan is its own signed
+report). Pure: no storage, no clock.
 
 Per-serial state stays out of the log's entries and, as far as it can, out of the state
 tree: a registration is one public record holding its count and an RFC 6962 Merkle root
@@ -176,6 +177,59 @@ def split(ctx: Context) -> None:
     ctx.put(SERIALS, [gtin, lot], counts)
 
 
+# A shipment names at most as many packs as a registration holds (a bulk transaction, as
+# serialize and split: tx.BULK_TYPES), and at most its quantity.
+MAX_PACKED: Final = MAX_PER_REGISTRATION
+# The members a packed shipment adds to its lots.SHIPMENT record.
+PACKED: Final = "packs"  # how many packs it names (the serials stay in the transaction)
+SSCC: Final = "sscc"  # the logistic unit's SSCC (AI 00), or null
+
+
+def ship(ctx: Context) -> None:
+    """lots.ship, optionally naming the packs shipped: args as lots.ship plus `serials` (1 to
+    the quantity shipped, at most MAX_PACKED, AI 21 values, distinct: Invalid
+    "args.serials" / "args.serials[i]" naming the first bad or repeated one) and `sscc` (AI
+    00, 18 digits with the GS1 check digit, the logistic unit holding them; only with
+    serials: Invalid "args.sscc"). Each serial must be registered for the GTIN, in the
+    shipped lot now and active (not decommissioned): Conflict "serial" naming the first that
+    is not. The SHIPMENT record then holds PACKED (how many) and SSCC; the serials are read
+    from the transaction (the EPCIS export's AggregationEvents)."""
+    whole = ctx.args
+    serials, sscc = None, None
+    if "serials" in whole:
+        serials = _serial_list(whole["serials"], "serials", MAX_PACKED)
+    if "sscc" in whole:
+        if serials is None:
+            raise Invalid("args.sscc", "an SSCC names the unit holding the serials: give serials")
+        sscc = args.checked(whole, "sscc", _sscc)
+    ctx.args = {k: v for k, v in whole.items() if k not in ("serials", "sscc")}
+    try:
+        lots.ship(ctx)
+    finally:
+        ctx.args = whole
+    if serials is None:
+        return
+    gtin, lot = _lot_args(ctx)
+    quantity = whole["quantity"]
+    if len(serials) > quantity:
+        raise Invalid("args.serials", f"got {len(serials)} serials, want at most {quantity}")
+    for serial in serials:
+        facts = pack_facts.pack(ctx, gtin, serial)
+        if facts is None or facts.lot != lot or facts.status != ACTIVE:
+            where = "not registered" if facts is None else f"{facts.status} in lot {facts.lot}"
+            raise Conflict("serial", f"serial {serial!r} of {gtin}: {where}, not active in {lot}")
+    shipment = whole["shipment"]
+    record = ctx.get(lots.SHIPMENT, shipment)
+    assert record is not None, "lots.ship wrote it"
+    ctx.put(lots.SHIPMENT, [shipment], {**record, PACKED: len(serials), SSCC: sscc})
+
+
+def _sscc(value: object) -> str:
+    if type(value) is not str:
+        raise ValueError(f"got {type(value).__name__}, want a string of 18 digits")
+    return gs1.sscc(value)
+
+
 def _pack_args(ctx: Context) -> tuple[str, str]:
     gtin = args.checked(ctx.args, "gtin", lots_fields.gtin14)
     return gtin, args.checked(ctx.args, "serial", _serial)
@@ -328,10 +382,11 @@ def _maker_of(ctx: Context, gtin: str, serial: str, lot: str | None) -> str | No
     return ctx.packs.maker(gtin)
 
 
-# cloud/contracts/catalog.py joins these into the "lots" contract; `split` replaces
-# lots.split (it calls it, then moves the packs).
+# cloud/contracts/catalog.py joins these into the "lots" contract; `split` and `ship` replace
+# lots.split and lots.ship (each calls it, then moves or names the packs).
 RULES: Final = {
     "serialize": serialize,
+    "ship": ship,
     "split": split,
     "decommission": decommission,
     "undo": undo,

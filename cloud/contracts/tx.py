@@ -58,7 +58,7 @@ MAX_ENVELOPE: Final = 64 * 1024
 # MAX_BULK_ENVELOPE. A body over MAX_ENVELOPE is parsed (bounded by this size) only to find
 # its type, and refused 413 unless it is one of these.
 MAX_BULK_ENVELOPE: Final = 4 * 1024 * 1024
-BULK_TYPES: Final = frozenset({("lots", "serialize"), ("lots", "split")})
+BULK_TYPES: Final = frozenset({("lots", "serialize"), ("lots", "split"), ("lots", "ship")})
 MEMBERS: Final = frozenset({"v", "contract", "type", "signer", "time", "nonce", "args"})
 NAME: Final = re.compile("[a-z][a-z0-9-]{0,31}")  # contract names and transaction types
 MAX_NAME: Final = 32

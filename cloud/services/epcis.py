@@ -26,8 +26,10 @@ from cloud.contracts import (
     access,
     auth,
     epcis,
+    epcis_format,
     epcis_query,
     epcis_statement,
+    gs1_prefixes,
     lots,
     lots_coldchain,
     lots_fields,
@@ -81,12 +83,17 @@ class EpcisService:
         return epcis.Reader(who.role, who.id, self.lineage.involved)
 
     async def export(
-        self, gtin: str, lot: str, token: auth.Token | None, now_ms: int | None = None
+        self,
+        gtin: str,
+        lot: str,
+        token: auth.Token | None,
+        now_ms: int | None = None,
+        epc_format: str = epcis_format.NO_PREFERENCE,
     ) -> dict[str, Any]:
         """The EPCISDocument of a lot and every lot split from it (the lot alone for a reader
         who may not see lineage: product `yes`), as `token`'s reader (None: the public) may
-        see it. Caller checks gtin and lot. Raises LedgerError 404 "lot"
-        (never commissioned), 403 "participant"."""
+        see it, its identifiers in `epc_format` (epcis_format.FORMATS). Caller checks gtin
+        and lot. Raises LedgerError 404 "lot" (never commissioned), 403 "participant"."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         reader = await self._reader(token)
         if not self.lineage.knows(gtin, lot):
@@ -97,30 +104,44 @@ class EpcisService:
         family = [(gtin, each) for each in self.lineage.descendants(gtin, lot)]
         family = family if lineage else family[:1]
         events = await self._events(family, reader, now_ms)
-        return epcis.document(events, now_ms)
+        return await self._formatted(epcis.document(events, now_ms), epc_format)
 
     async def query(
         self,
         params: Mapping[str, Sequence[str]],
         token: auth.Token | None,
         now_ms: int | None = None,
+        epc_format: str = epcis_format.NO_PREFERENCE,
     ) -> tuple[dict[str, Any], epcis_query.Cursor | None]:
-        """Answer a SimpleEventQuery (epcis_query: every value of each parameter) as an
-        EPCISQueryDocument, and the cursor of the next page (None: the last). Raises
-        LedgerError 400 naming the parameter (unknown, repeated or malformed), 403
-        "participant"."""
+        """Answer a SimpleEventQuery (epcis_query: every value of each parameter; EPC URNs
+        split at a registered company prefix) as an EPCISQueryDocument, its identifiers in
+        `epc_format`, and the cursor of the next page (None: the last). Raises LedgerError
+        400 naming the parameter (unknown, repeated or malformed, a URN not split at its
+        GTIN's registered prefix), 403 "participant"."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        reader = await self._reader(token)
+        urns = partial(gs1_prefixes.split_refused, self.contracts.state)
         try:
-            query = epcis_query.parse(params)
+            query = epcis_query.parse(params, urns)
         except epcis_query.QueryError as e:
             raise self.shared.refusals.of(e) from None
-        reader = await self._reader(token)
         named = query.lots(self._lots_of_serial)
         known = self.index.touches.keys()
         wanted = list(known) if named is None else sorted(named & known)
         events = await self._events(wanted, reader, now_ms)
         shown, cursor = epcis_query.page(events, query)
-        return epcis.query_document(shown, now_ms), cursor
+        return await self._formatted(epcis.query_document(shown, now_ms), epc_format), cursor
+
+    async def _formatted(self, document: dict[str, Any], epc_format: str) -> dict[str, Any]:
+        """`document` with its identifiers as EPC URNs where their company prefix is
+        registered, if `epc_format` asks for them (epcis_format.rewrite)."""
+        if epc_format != epcis_format.ALWAYS_URN:
+            return document
+
+        def rewrite(state: State) -> dict[str, Any]:
+            return epcis_format.rewrite(document, partial(gs1_prefixes.prefix_of, state))
+
+        return await self.contracts.read(rewrite)
 
     def _lots_of_serial(self, gtin: str, serial: str) -> list[LotId]:
         """The lots a pack has been in: its registration's lot and every lot split from

@@ -12,8 +12,9 @@ policy shows the reader (cloud/contracts/policy.py history_view, sees_leg).
                quality record states the public reason anyway
 
 Figures: count, sensor_errors, min_c, max_c, mean_c, mkt_c (°C, null without valid
-readings), time_out_of_range_s, calibration_flagged (readings at or after their box's
-calibration due date). Times: legs' start and end in ms (the transactions'), excursions'
+readings), min_rh, max_rh, mean_rh (relative humidity, %, likewise),
+time_out_of_range_s, calibration_flagged (readings at or after their box's calibration due
+date). Times: legs' start and end in ms (the transactions'), excursions'
 and gaps' in Unix seconds (the readings'). "coldchain" is null for a lot no box was ever
 attached to.
 """

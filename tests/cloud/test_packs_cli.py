@@ -124,3 +124,38 @@ async def test_verify_and_decommission_by_scan(user: User) -> None:
     assert code == 2 and "the scan says" in err
     code, _, err = await user.run("packs", "verify", "--gtin", GTIN, "--key", "pharmacy.key")
     assert code == 2 and "--scan" in err
+
+
+async def test_a_shipment_names_its_packs_and_its_pallet(user: User) -> None:
+    """`lots ship --serials FILE --sscc N`: the maker ships named packs; the wholesaler's
+    EPCIS export shows their packing in the pallet and, once received, their unpacking."""
+    (user.folder / "serials.txt").write_text("PK-1\nPK-2\n\nPK-3\n")
+    lot = ("--gtin", GTIN, "--lot", "L1")
+    await user.ok("packs", "serialize", *lot, "--serials", "serials.txt", "--key", "maker.key")
+    ship = (*lot, "--shipment", "P1", "--to", "@wholesaler.pub", "--quantity", "3",
+            "--serials", "serials.txt")  # fmt: skip
+    code, _, err = await user.run("lots", "ship", *ship, "--sscc", "106141411234567890",
+                                  "--key", "maker.key")  # fmt: skip
+    assert code == 1 and "args.sscc" in err and "check digit 7" in err  # nothing applied
+    await user.ok("lots", "ship", *ship, "--sscc", "106141411234567897", "--key", "maker.key")
+    await user.ok("lots", "receive", "--shipment", "P1", "--quantity", "3",
+                  "--key", "wholesaler.key")  # fmt: skip
+    out = await user.ok("lots", "epcis", GTIN, "L1", "--key", "wholesaler.key")
+    events = json.loads(out)["epcisBody"]["eventList"]
+    packing = [e for e in events if e["type"] == "AggregationEvent"]
+    assert [e["action"] for e in packing] == ["ADD", "DELETE"]
+    assert packing[0]["parentID"] == "https://id.gs1.org/00/106141411234567897"
+    assert packing[0]["childEPCs"][0] == f"https://id.gs1.org/01/{GTIN}/21/PK-1"
+    (user.folder / "fake.txt").write_text("PK-1\nNOPE\n")
+    code, _, err = await user.run("lots", "ship", *lot, "--shipment", "P2", "--to",
+                                  "@wholesaler.pub", "--quantity", "2", "--serials", "fake.txt",
+                                  "--key", "maker.key")  # fmt: skip
+    assert code == 1 and "'NOPE'" in err and "not registered" in err
+    code, _, err = await user.run("lots", "ship", *lot, "--shipment", "P3", "--to",
+                                  "@wholesaler.pub", "--quantity", "2", "--sscc",
+                                  "106141411234567897", "--key", "maker.key")  # fmt: skip
+    assert code == 2 and "--serials" in err
+    code, _, err = await user.run("lots", "ship", *lot, "--shipment", "P4", "--to",
+                                  "@wholesaler.pub", "--quantity", "2", "--serials",
+                                  "missing.txt", "--key", "maker.key")  # fmt: skip
+    assert code == 2 and "cannot read serials from missing.txt" in err

@@ -12,7 +12,10 @@ EPCIS-style problems), after the EPCIS 2.0 REST bindings:
     POST /epcis/capture   a partner's EPCISDocument, signed by a `statement` transaction in
                           the PharmaSync-Statement header (base64url of its JSON envelope)
 
-Every read takes the bearer token as the other routes do (none: the public).
+Every read takes the bearer token as the other routes do (none: the public), and the
+EPCIS 2.0 `GS1-EPC-Format` header (cloud/contracts/epcis_format.py: No_Preference,
+Always_GS1_Digital_Link, Always_EPC_URN), answered with the format applied in the same
+header; an unknown value is a 400 "GS1-EPC-Format".
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from aiohttp import web
 
 from cloud.api.routes import body_bytes, lot_path
 from cloud.api.state import AUTH, EPCIS
-from cloud.contracts import tx
+from cloud.contracts import epcis_format, tx
 from cloud.services.refusals import LedgerError
 from gateway import jsonbound
 
@@ -43,18 +46,23 @@ async def export(request: web.Request) -> web.Response:
     """The lot's and its descendants' events as an EPCISDocument (JSON-LD), as the read
     policy shows them to the bearer."""
     gtin, lot = lot_path(request)
+    wanted = _format(request)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
-    document = await request.config_dict[EPCIS].export(gtin, lot, reader)
-    return web.json_response(document, content_type=JSON_LD)
+    document = await request.config_dict[EPCIS].export(gtin, lot, reader, epc_format=wanted)
+    response = web.json_response(document, content_type=JSON_LD)
+    response.headers[epcis_format.HEADER] = wanted
+    return response
 
 
 @binding.get("/events")
 async def events(request: web.Request) -> web.Response:
     """One page of the events matching the query, with the next page's link."""
     params = {name: request.query.getall(name) for name in request.query}
+    wanted = _format(request)
     reader = await request.config_dict[AUTH].bearer(request.headers.get("Authorization"))
-    document, cursor = await request.config_dict[EPCIS].query(params, reader)
+    document, cursor = await request.config_dict[EPCIS].query(params, reader, epc_format=wanted)
     response = web.json_response(document, content_type=JSON_LD)
+    response.headers[epcis_format.HEADER] = wanted
     if cursor is not None:
         following = request.url.update_query({"nextPageToken": cursor.token()})
         response.headers["Link"] = f'<{following}>; rel="next"'
@@ -70,6 +78,15 @@ async def capture(request: web.Request) -> web.Response:
     accepted, digest, count = await request.config_dict[EPCIS].capture(body, envelope)
     answer = {"statement": accepted.to_json(), "document": digest, "events": count}
     return web.json_response(answer, status=201)
+
+
+def _format(request: web.Request) -> str:
+    """The identifier format the request asks for. Raises LedgerError 400 "GS1-EPC-Format"
+    for a value EPCIS 2.0 does not define."""
+    try:
+        return epcis_format.preference(request.headers.get(epcis_format.HEADER))
+    except ValueError as e:
+        raise LedgerError(epcis_format.HEADER, str(e)) from None
 
 
 def _statement(header: str | None) -> object:

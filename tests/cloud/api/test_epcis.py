@@ -121,7 +121,7 @@ async def supply_chain(ledger: Cloud) -> int:
     attach = {"box": schnorr.pubkey(BOX).hex(), "shipment": "S1", "start": start_ms, "end": None}
     await applied(ledger, signed(M, "attach", attach))
     t0 = -(-start_ms // 1000)
-    await site.send(BOX, t0, [CALM] * 10 + [HIGH] * 20)
+    await site.send(BOX, t0, [CALM] * 10 + [HIGH] * 20, [4000] * 10 + [6500] * 20)
     await applied(ledger, receive(D, "S1", 100))
     dispose = {"gtin": GTIN, "lot": "L1", "outcome": "released", "reason": "stability data"}
     await applied(ledger, signed(M, "dispose", dispose))
@@ -186,9 +186,12 @@ async def test_the_export_is_valid_epcis_and_shows_each_reader_its_cells(
     }  # fmt: skip
     (sensor,) = by_step["ObjectEvent", "sensor_reporting", None]
     (element,) = sensor["sensorElementList"]
-    figures, *alarms = element["sensorReport"]
+    figures, humidity, *alarms = element["sensorReport"]
     assert (figures["minValue"], figures["maxValue"]) == (5.0, 10.0)
     assert figures["meanValue"] == pytest.approx((10 * 5 + 20 * 10) / 30, abs=0.01)
+    assert (humidity["type"], humidity["uom"]) == ("RelativeHumidity", "P1")  # percent
+    assert (humidity["minValue"], humidity["maxValue"]) == (40.0, 65.0)
+    assert humidity["meanValue"] == pytest.approx((10 * 40 + 20 * 65) / 30, abs=0.01)
     assert alarms and all(a["exception"] == "ALARM_CONDITION" for a in alarms)
     assert alarms[0]["value"] == 10.0 and figures["uom"] == "CEL"
 
@@ -503,3 +506,47 @@ async def test_two_worker_processes_on_one_postgresql_export_the_same_events(
         for proc, _ in workers:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+async def test_epc_urns_where_the_manufacturer_declared_its_company_prefix(
+    cloud: Cloud,  # noqa: F811
+) -> None:
+    await supply_chain(cloud)
+    lot_urn = "urn:epc:class:lgtin:9506000.013435.L1"  # GTIN 09506000134352, GCP 9506000
+    status, problem, _ = await query(cloud, M, {"MATCH_epc": lot_urn})
+    assert (status, problem["reason"]) == (400, "MATCH_epc"), problem
+    assert "9506000 is not registered" in problem["detail"]
+    assert problem["type"] == "epcisException:QueryParameterException"
+    await applied(cloud, signed(M, "gs1-prefix", {"prefixes": ["9506000"]}))
+
+    status, by_urn, _ = await query(cloud, M, {"MATCH_epc": lot_urn, "EQ_bizStep": "shipping"})
+    assert status == 200, by_urn
+    _, by_uri, _ = await query(cloud, M, {"MATCH_epc": L1, "EQ_bizStep": "shipping"})
+    assert events(by_urn) == events(by_uri) and len(events(by_urn)) == 2
+    status, problem, _ = await query(
+        cloud, M, {"MATCH_epc": lot_urn.replace("9506000.0", "950600.00")}
+    )
+    assert (status, problem["reason"]) == (400, "MATCH_epc") and "registered company" in problem[
+        "detail"
+    ]
+
+    urns = {"GS1-EPC-Format": "Always_EPC_URN"}
+    url = cloud.url(f"/v1/lots/{GTIN}/L1/epcis")
+    async with cloud.session.get(url, headers={**await bearer(cloud, M), **urns}) as r:
+        assert r.status == 200 and r.headers["GS1-EPC-Format"] == "Always_EPC_URN"
+        document = await r.json(content_type=None)
+    valid(document)
+    classes = {q["epcClass"] for e in events(document) for q in e.get("quantityList", [])}
+    assert lot_urn in classes and L1 not in classes
+    async with cloud.session.get(
+        cloud.url("/epcis/events"), params={"EQ_bizStep": "shipping"}, headers=urns
+    ) as r:
+        assert r.status == 200 and r.headers["GS1-EPC-Format"] == "Always_EPC_URN"
+    for value in ("Always_GS1_Digital_Link", "No_Preference"):
+        async with cloud.session.get(url, headers={"GS1-EPC-Format": value}) as r:
+            assert r.headers["GS1-EPC-Format"] == value
+            assert lot_urn not in json.dumps(await r.json(content_type=None))
+    for path in (url, cloud.url("/epcis/events")):
+        async with cloud.session.get(path, headers={"GS1-EPC-Format": "Always_URN"}) as r:
+            problem = await r.json(content_type=None)
+            assert (r.status, problem["reason"]) == (400, "GS1-EPC-Format"), problem

@@ -70,12 +70,15 @@ class Site:
             status, answer = await self.cloud.change(change)
             assert status == 201, answer
 
-    async def send(self, box: bytes, start_s: int, values: list[int]) -> int:
-        """Upload one batch of `box`'s readings a minute apart from start_s; return its log
-        index."""
+    async def send(
+        self, box: bytes, start_s: int, values: list[int], humidity: list[int] | None = None
+    ) -> int:
+        """Upload one batch of `box`'s readings a minute apart from start_s (centi-°C, and
+        centi-% humidity: 50 % unless given); return its log index."""
         wires = []
         for i, value in enumerate(values):
-            wires.append(reading.sign(box, self.box_seq[box], start_s + 60 * i, value, 5000))
+            rh = 5000 if humidity is None else humidity[i]
+            wires.append(reading.sign(box, self.box_seq[box], start_s + 60 * i, value, rh))
             self.box_seq[box] += 1
         header = batch.seal(GW, self.seq, self.prev, wires)
         status, receipt = await self.cloud.upload(header.encode() + b"".join(wires))
@@ -215,7 +218,7 @@ async def test_history_from_the_aggregates_as_the_read_policy_shows_it(
     cloud: Cloud,  # noqa: F811
 ) -> None:
     site, t0 = await shipped(cloud)
-    await site.send(BOX, t0, [CALM] * 10 + [HIGH] * 20)
+    await site.send(BOX, t0, [CALM] * 10 + [HIGH] * 20, [4000] * 10 + [6500] * 20)
     await applied(cloud, receive(D, "S1", 100))
 
     status, full = await history(cloud, M)  # manufacturer: yes, and every leg
@@ -230,6 +233,9 @@ async def test_history_from_the_aggregates_as_the_read_policy_shows_it(
     assert overall["count"] == 30
     assert (overall["min_c"], overall["max_c"]) == (5.0, 10.0)
     assert overall["mean_c"] == pytest.approx((10 * 5 + 20 * 10) / 30)
+    assert (overall["min_rh"], overall["max_rh"]) == (40.0, 65.0)  # from the signed readings
+    assert overall["mean_rh"] == pytest.approx((10 * 40 + 20 * 65) / 30)
+    assert chain["legs"][0]["max_rh"] == 65.0
     assert 5.0 < overall["mkt_c"] < 10.0
     assert overall["time_out_of_range_s"] > 900
     assert [e["kind"] for e in chain["excursions"]][:1] == ["high"]
@@ -319,6 +325,7 @@ async def test_the_history_command_signs_in_and_prints_what_the_cell_shows(
     out = capsys.readouterr().out
     assert "quarantined (cold-chain: cold chain: high excursion" in out
     assert "shipment:S1" in out and "20 readings, min 10.00 max 10.00" in out
+    assert "humidity min 50.00 max 50.00 mean 50.00 %" in out
     assert await asyncio.to_thread(main, argv) == 0  # the public: the status alone
     assert "not shown (sign in" in capsys.readouterr().out
     assert await asyncio.to_thread(main, [*argv, "--key", str(keys["retailer"])]) == 1

@@ -364,7 +364,7 @@ def test_a_batch_applied_twice_changes_nothing() -> None:
         ([(600, 15001)], r"^centi_c: got 15001"),
         ([(600, True)], r"^centi_c: got True"),
         ([(600.0, 500)], r"^time_s: got 600.0"),
-        ([[600, 500]], r"^reading: got \[600, 500\], want \(time_s, centi-°C or None\)$"),
+        ([[600, 500]], r"^reading: got \[600, 500\], want \(time_s, centi-°C or None\[, "),
     ],
 )
 def test_bad_readings_are_refused_and_change_nothing(readings: list[Any], want: str) -> None:
@@ -411,3 +411,36 @@ def test_quarantine_names_the_earliest_excursion() -> None:
         "excursion: high on box box in leg leg, above high limit from 300 (raised 1200), "
         "worst 9.5 °C"
     )
+
+
+def test_humidity_is_aggregated_beside_the_temperature() -> None:
+    lot = LotColdChain(PROFILE)
+    lot.open_leg("leg", 0)
+    lot.apply("leg", "a", [(0, 500, 4000), (60, 500, 6000), (120, None, None)])
+    lot.apply("leg", "b", [(30, 500, 5500)])
+    lot.apply("leg", "b", [(90, 500)])  # handed over without humidity: not in its figures
+    stats = lot.summary().overall
+    assert (stats.count, stats.sensor_errors) == (4, 1)
+    assert (stats.min_rh, stats.max_rh) == (40.0, 60.0)
+    assert stats.mean_rh == pytest.approx((40 + 60 + 55) / 3)
+    record = lot.legs["leg"].record()
+    assert (record["rh_count"], record["sum_rh"], record["min_rh"], record["max_rh"]) == (
+        3, 15500, 4000, 6000,
+    )  # fmt: skip
+    assert lot.apply("leg", "a", [(60, 500, 6000)]) == 0  # held with the same value
+    with pytest.raises(ColdChainError, match="the value held"):
+        lot.apply("leg", "a", [(60, 500, 6100)])  # another humidity at a held time
+    for bad, field in (
+        ((200, 500, 10001), "centi_rh"),  # over 100.00 %
+        ((200, 500, -1), "centi_rh"),
+        ((200, None, 5000), "centi_rh"),  # a sensor error carries no humidity
+        ((200, 500, 50.0), "centi_rh"),  # not an integer
+    ):
+        with pytest.raises(ColdChainError) as refused:
+            lot.apply("leg", "a", [bad])
+        assert refused.value.field == field
+    assert lot.summary().overall.count == 4  # nothing applied
+    empty = LotColdChain(PROFILE)
+    empty.open_leg("leg", 0)
+    empty.apply("leg", "a", [(0, 500)])
+    assert empty.summary().overall.mean_rh is None

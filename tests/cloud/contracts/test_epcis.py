@@ -90,8 +90,8 @@ def chain() -> Ledger:
     ledger.tx("M", "ship", {**ship, "receiver": ledger.did("D")}, NOW - 1000)
     attach = {"box": BOX.xonly.hex(), "shipment": "S1", "start": NOW, "end": None}
     ledger.tx("M", "attach", attach, NOW)
-    ledger.readings([(BOX.xonly, NOW_S + 60 * i, CALM) for i in range(10)])
-    ledger.readings([(BOX.xonly, NOW_S + 600 + 60 * i, HIGH) for i in range(20)])
+    ledger.readings([(BOX.xonly, NOW_S + 60 * i, CALM, 4000) for i in range(10)])
+    ledger.readings([(BOX.xonly, NOW_S + 600 + 60 * i, HIGH, 6500) for i in range(20)])
     ledger.tx("D", "receive", {"shipment": "S1", "quantity": 100}, NOW + 3_000_000)
     hold = {"gtin": GTIN, "lot": "L1", "kind": "damage", "reason": "crushed box"}
     release = {**gtin_lot(), "outcome": "released", "reason": "ok"}
@@ -159,8 +159,12 @@ def test_each_event_kind_from_the_ledger_and_the_aggregates() -> None:
     (event,) = [e for e in found if e.body.get("bizStep") == "sensor_reporting"]
     assert event.time == NOW + 3_000_000  # the leg ended with its shipment's receive
     sensor = event.body["sensorElementList"][0]
-    figures, high = sensor["sensorReport"][:2]
+    figures, humidity, high = sensor["sensorReport"][:3]
     assert (figures["minValue"], figures["maxValue"]) == (5.0, 10.0)
+    assert humidity == {
+        "type": "RelativeHumidity", "uom": "P1",
+        "minValue": 40.0, "maxValue": 65.0, "meanValue": 56.67,
+    }  # fmt: skip
     assert (high["exception"], high["value"]) == ("ALARM_CONDITION", 10.0)
     assert high["time"] == epcis.iso_time((NOW_S + 600 + 900) * 1000)
     assert sensor["sensorMetadata"]["startTime"] == epcis.iso_time(NOW)

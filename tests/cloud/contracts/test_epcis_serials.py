@@ -8,11 +8,22 @@ packs."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
 
-from cloud.contracts import access, epcis, epcis_query, epcis_serials, policy
+from cloud.contracts import (
+    access,
+    epcis,
+    epcis_format,
+    epcis_query,
+    epcis_serials,
+    epcis_statement,
+    gs1_prefixes,
+    participants,
+    policy,
+)
 from tests.cloud.api.test_epcis import valid
 from tests.cloud.contracts.test_epcis import LATER, Ledger, commission_args, gtin_lot
 from tests.cloud.contracts.test_lots_coldchain import NOW
@@ -175,3 +186,170 @@ def test_match_epc_and_any_epc_name_packs() -> None:
 def test_the_epc_list_fast_path_writes_what_serial_uri_writes() -> None:
     serials = ["PK0001", "a-b", "A/B", "x.y", "Z9", "%41", "!"]
     assert epcis_serials.epc_list(GTIN, serials) == [pack_uri(s) for s in serials]
+
+
+SSCC = "106141411234567897"  # GS1's example SSCC (extension 1, GCP 0614141, check digit 7)
+
+
+def packed_chain() -> Ledger:
+    """M commissions L1 (101), registers its serials and ships 101 to D (S1) naming 30 packs
+    in a pallet (an SSCC); D receives, ships 60 to R (S2) naming 10 packs and no SSCC; R
+    receives."""
+    ledger = Ledger()
+    ledger.tx("M", "commission", {**commission_args(), "quantity": 101}, NOW - 9000)
+    ledger.tx("M", "serialize", {**gtin_lot(), "serials": SERIALS}, NOW - 8000)
+    ship = {**gtin_lot(), "shipment": "S1", "quantity": 101, "receiver": ledger.did("D")}
+    ledger.tx("M", "ship", {**ship, "serials": SERIALS[:30], "sscc": SSCC}, NOW - 6000)
+    ledger.tx("D", "receive", {"shipment": "S1", "quantity": 101}, NOW - 5000)
+    ship2 = {**gtin_lot(), "shipment": "S2", "quantity": 60, "receiver": ledger.did("R")}
+    ledger.tx("D", "ship", {**ship2, "serials": SERIALS[30:40]}, NOW - 4000)
+    ledger.tx("R", "receive", {"shipment": "S2", "quantity": 60}, NOW - 3000)
+    return ledger
+
+
+def test_a_packed_shipment_is_packed_before_shipping_and_unpacked_at_receive() -> None:
+    ledger = packed_chain()
+    found = ledger.events("M", ("L1",))
+    valid(epcis.document(found, LATER))
+    steps = [(e.body["type"], e.body.get("bizStep")) for e in found]
+    assert (
+        steps[2:]
+        == [
+            ("AggregationEvent", "packing"),
+            ("ObjectEvent", "shipping"),
+            ("ObjectEvent", "receiving"),
+            ("AggregationEvent", "unpacking"),
+        ]
+        * 2
+    )
+    packed, _, _, unpacked = (e.body for e in found[2:6])
+    assert packed["action"] == "ADD" and packed["disposition"] == "in_progress"
+    assert packed["parentID"] == f"https://id.gs1.org/00/{SSCC}"
+    assert packed["childEPCs"] == [pack_uri(s) for s in SERIALS[:30]]  # as signed
+    assert packed["readPoint"] == {"id": ledger.did("M")}
+    assert packed["bizTransactionList"] == [
+        {"type": "desadv", "bizTransaction": "urn:pharmasync:shipment:S1"}
+    ]
+    assert unpacked["action"] == "DELETE" and unpacked["childEPCs"] == packed["childEPCs"]
+    assert unpacked["parentID"] == packed["parentID"]
+    assert unpacked["bizLocation"] == {"id": ledger.did("D")}
+    assert found[2].time == found[3].time - 1 and found[5].time == found[4].time + 1
+    no_sscc = found[6].body
+    assert no_sscc["parentID"] == "urn:pharmasync:shipment:S2"  # the shipment is the unit
+    # MATCH_epc names a pack in childEPCs
+    query = epcis_query.parse({"MATCH_epc": [pack_uri(SERIALS[35])]})
+    matched = [e.body["bizStep"] for e in found if query.matches(e)]
+    assert matched == ["commissioning", "packing", "unpacking"]
+
+
+@pytest.mark.parametrize(
+    ("reader", "shipments"),
+    [
+        ("M", ["S1", "S1", "S2", "S2"]),  # every flow, product yes
+        ("D", ["S1", "S1", "S2", "S2"]),
+        ("R", ["S2", "S2"]),  # M→D no: no packing of S1, as no shipping event of it
+        ("regulator", []),  # product global only, no flow
+        (None, []),  # the public
+    ],
+)
+def test_a_packing_only_to_readers_of_its_leg_and_of_the_product_in_full(
+    reader: str | None, shipments: list[str]
+) -> None:
+    found = packed_chain().events(reader, ("L1",))
+    valid(epcis.document(found, LATER))
+    aggregations = [e.body for e in found if e.body["type"] == "AggregationEvent"]
+    named = [b["bizTransactionList"][0]["bizTransaction"].rsplit(":", 1)[1] for b in aggregations]
+    assert named == shipments
+    shipped = {
+        e.body["bizTransactionList"][0]["bizTransaction"].rsplit(":", 1)[1]
+        for e in found
+        if e.body.get("bizStep") == "shipping"
+    }
+    assert set(named) <= shipped  # never a packing of a leg the reader does not see
+
+
+# -- EPC URNs where the manufacturer registered its GS1 company prefix
+
+LOT_URN = "urn:epc:class:lgtin:9506000.013435.L1"  # GTIN 09506000134352: GCP 9506000
+
+
+def pack_urn(serial: str) -> str:
+    return f"urn:epc:id:sgtin:9506000.013435.{serial}"
+
+
+def test_urns_are_read_where_the_company_prefix_is_registered() -> None:
+    ledger = packed_chain()
+    found = ledger.events("M", ("L1",))
+    state = ledger.world.state
+    urns = partial(gs1_prefixes.split_refused, state)
+    with pytest.raises(epcis_query.QueryError, match="9506000 is not registered") as refused:
+        epcis_query.parse({"MATCH_epc": [pack_urn(SERIALS[35])]}, urns)
+    assert refused.value.reason == "MATCH_epc" and refused.value.status == 400
+    ledger.tx("M", "gs1-prefix", {"prefixes": ["9506000"]}, NOW)
+    for name, urn, uri in (
+        ("MATCH_epc", pack_urn(SERIALS[35]), pack_uri(SERIALS[35])),
+        ("MATCH_anyEPC", pack_urn(SERIALS[5]), pack_uri(SERIALS[5])),
+        ("MATCH_epc", LOT_URN, epcis.lot_uri(GTIN, "L1")),
+        ("MATCH_epcClass", LOT_URN, epcis.lot_uri(GTIN, "L1")),
+    ):
+        by_urn = epcis_query.parse({name: [urn]}, urns)
+        by_uri = epcis_query.parse({name: [uri]}, urns)
+        matched = [e.event_id for e in found if by_urn.matches(e)]
+        assert matched and matched == [e.event_id for e in found if by_uri.matches(e)], name
+    for urn, says in (
+        ("urn:epc:id:sgtin:950600.0013435.PK00001", "not the registered company prefix 9506000"),
+        ("urn:epc:id:sgtin:0614141.812345.6789", "0614141 is not registered"),
+        ("urn:epc:id:sscc:0614141.1234567890", r"want an SGTIN \(a pack\) or LGTIN"),
+        ("urn:epc:id:sgtin:9506000.013435", "want 3 parts"),
+    ):
+        with pytest.raises(epcis_query.QueryError, match=says):
+            epcis_query.parse({"MATCH_anyEPC": [urn]}, urns)
+    with pytest.raises(epcis_query.QueryError, match="want a GS1 Digital Link URI"):
+        epcis_query.parse({"MATCH_epc": [LOT_URN]})  # a caller that knows no prefixes
+
+
+def test_always_epc_urn_writes_urns_where_the_prefix_is_known() -> None:
+    ledger = packed_chain()
+    ledger.tx("M", "gs1-prefix", {"prefixes": ["9506000"]}, NOW)
+    document = epcis.document(ledger.events("M", ("L1",)), LATER)
+    state = ledger.world.state
+    urns = epcis_format.rewrite(document, partial(gs1_prefixes.prefix_of, state))
+    valid(urns)
+    assert document["epcisBody"]["eventList"][0]["quantityList"][0]["epcClass"].startswith(
+        "https://"
+    )  # the argument is left as it was
+    events = urns["epcisBody"]["eventList"]
+    assert [e["eventID"] for e in events] == [
+        e["eventID"] for e in document["epcisBody"]["eventList"]
+    ]
+    assert events[0]["quantityList"][0]["epcClass"] == LOT_URN
+    packed = next(e for e in events if e["type"] == "AggregationEvent")
+    assert packed["childEPCs"][:2] == [pack_urn(SERIALS[0]), pack_urn(SERIALS[1])]
+    assert packed["parentID"] == f"https://id.gs1.org/00/{SSCC}"  # GCP 0614141: not known
+    assert "A%2FB%251" in json.dumps(events)  # the escaped serial of the commissioning
+    ledger.tx("M2", "gs1-prefix", {"prefixes": ["0614141"]}, NOW + 1)
+    again = epcis_format.rewrite(document, partial(gs1_prefixes.prefix_of, ledger.world.state))
+    packed = next(e for e in again["epcisBody"]["eventList"] if e["type"] == "AggregationEvent")
+    assert packed["parentID"] == "urn:epc:id:sscc:0614141.1123456789"
+    assert epcis_format.preference(None) == epcis_format.NO_PREFERENCE
+    with pytest.raises(ValueError, match="Always_EPC_URN"):
+        epcis_format.preference("Always_URN")
+
+
+def test_a_captured_statement_may_name_the_lot_by_its_urn() -> None:
+    ledger = packed_chain()
+    state = ledger.world.state
+    shipping = next(
+        e.body for e in ledger.events("D", ("L1",)) if e.body.get("bizStep") == "shipping"
+    )
+    stated = {**shipping, "quantityList": [{"epcClass": LOT_URN, "quantity": 101}]}
+    d_id = participants.current(state, ledger.world.parties["D"].xonly)["id"]
+    times = {"ship:S1": NOW - 6000}
+    found = epcis_statement.check_events(state, GTIN, "L1", d_id, [stated], times)
+    assert found is not None and found.field == "quantityList"
+    assert "9506000 is not registered" in found.detail
+    ledger.tx("M", "gs1-prefix", {"prefixes": ["9506000"]}, NOW)
+    assert epcis_statement.check_events(state, GTIN, "L1", d_id, [stated], times) is None
+    wrong = {**stated, "quantityList": [{"epcClass": "urn:epc:class:lgtin:950600.0013435.L1"}]}
+    found = epcis_statement.check_events(state, GTIN, "L1", d_id, [wrong], times)
+    assert found is not None and "not the registered company prefix" in found.detail

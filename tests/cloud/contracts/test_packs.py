@@ -501,3 +501,66 @@ def test_index_and_overlays_agree_with_a_dict(batches: list[list[str]], probes: 
         known = index.first_known(gtin, probes)
         first = next((i for i, p in enumerate(probes) if (gtin, p) in model), None)
         assert (None if known is None else known[0]) == first
+
+
+# -- a shipment naming its packs
+
+SSCC = "106141411234567897"  # GS1's example SSCC: extension 1, GCP 0614141, check digit 7
+
+
+def packed_ship(world: World, shipment: str, named: list[str], **more: Any) -> dict[str, Any]:
+    args = {"gtin": GTIN, "lot": "L1", "shipment": shipment, "quantity": 20}
+    return {**args, "receiver": world.parties["D"].did, "serials": named, **more}
+
+
+def test_a_shipment_names_its_packs_and_its_logistic_unit(world: World) -> None:
+    world.lots("M", "ship", packed_ship(world, "P1", serials(*range(20, 40)), sscc=SSCC))
+    shipment = world.state.get(lots.SHIPMENT, "P1")
+    assert shipment is not None
+    assert (shipment[packs.PACKED], shipment[packs.SSCC]) == (20, SSCC)
+    assert held(world, "L1", "M") == 70
+    world.lots("M", "ship", packed_ship(world, "P2", serials(40), quantity=1))  # no SSCC
+    assert world.state.get(lots.SHIPMENT, "P2")[packs.SSCC] is None  # type: ignore[index]
+    world.ship("M", "L1", "P3", "D", 1)  # a ship naming no packs: its record as before
+    assert packs.PACKED not in world.state.get(lots.SHIPMENT, "P3")  # type: ignore[operator]
+    world.receive("D", "P1", 20)
+    fresh = engine.State([REGULATOR.xonly])
+    assert engine.replay(world.engine, world.log, [REGULATOR.xonly], fresh) == world.roots
+
+
+@pytest.mark.parametrize(
+    ("named", "more", "want"),
+    [
+        ("S0020", {}, (400, "args.serials")),  # not a list
+        ([], {}, (400, "args.serials")),
+        (["S0020", "S0021", "S0020"], {}, (400, "args.serials[2]")),  # repeated
+        (["S0020", "a b"], {}, (400, "args.serials[1]")),  # not set 82
+        (serials(*range(20, 41)), {}, (400, "args.serials")),  # 21 > the quantity, 20
+        (serials(20), {"sscc": "106141411234567890"}, (400, "args.sscc")),  # check digit
+        (serials(20), {"sscc": "10614141123456789"}, (400, "args.sscc")),  # 17 digits
+        (serials(20), {"sscc": 1061414112345678}, (400, "args.sscc")),  # a number
+        (["S0020", "NOPE"], {}, (409, "serial")),  # never registered
+    ],
+)
+def test_a_packed_ship_is_refused_naming_the_first_bad_serial(
+    world: World, named: Any, more: dict[str, Any], want: tuple[int, str]
+) -> None:
+    assert refused(world, "M", "ship", packed_ship(world, "P1", named, **more)) == want
+
+
+def test_a_decommissioned_or_moved_pack_cannot_be_shipped(world: World) -> None:
+    decommission(world, "S0001")
+    args = {"gtin": GTIN, "lot": "L1", "shipment": "B1", "quantity": 1, "serials": ["S0001"]}
+    error = world.refused("R", "lots", "ship", {**args, "receiver": world.parties["P"].did})
+    assert (error.status, error.reason) == (409, "holder")  # R holds none now
+    msg = world.refused("M", "lots", "ship", packed_ship(world, "B2", ["S0020", "S0001"]))
+    assert (msg.status, msg.reason) == (409, "serial")
+    assert "'S0001'" in msg.detail and "dispensed in lot L1" in msg.detail
+    lone = world.refused("M", "lots", "ship", {**packed_ship(world, "B3", ["S0020"])} | {
+        "sscc": SSCC, "serials": None
+    })  # fmt: skip
+    assert (lone.status, lone.reason) == (400, "args.serials")
+    without = packed_ship(world, "B4", ["S0020"], sscc=SSCC)
+    del without["serials"]
+    error = world.refused("M", "lots", "ship", without)
+    assert (error.status, error.reason) == (400, "args.sscc")
