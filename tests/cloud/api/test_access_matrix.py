@@ -715,6 +715,11 @@ def w_rotate(target: str) -> Build:
     return build
 
 
+async def w_gs1_prefix(w: Writes, who: Party) -> tx.SignedTx:
+    """A GS1 company prefix of its own (6 digits, none a prefix of another)."""
+    return signed(who, "lots", "gs1-prefix", {"prefixes": [str(700000 + next(w.counter))]})
+
+
 def built(role: str, column: str) -> tuple[str, Build]:
     """Who signs, and the transaction, for a cell whose role writes the column: the first of
     its types (writes_column) in this order. A lot it names is one the signer holds where
@@ -723,6 +728,7 @@ def built(role: str, column: str) -> tuple[str, Build]:
     holder = name if name in ("M", "D", "R", "P") else "M"
     types = [t for _, t in writes_column(role, column)]
     order = ["commission", "hold", "ship", "receive", "dispense", "certify", "rotate"]
+    order.append("gs1-prefix")  # the manufacturer's identity, for every other role
     kind = next(t for t in order if t in types)
     if kind == "rotate":  # its own key: the participant kept for that
         return SELF[role], w_rotate(SELF[role])
@@ -737,6 +743,7 @@ def built(role: str, column: str) -> tuple[str, Build]:
         "receive": w_receive(name),
         "dispense": w_dispense(holder),
         "certify": w_release if role == "manufacturer" else w_gmp,
+        "gs1-prefix": w_gs1_prefix,
     }
     return name, builds[kind]
 
@@ -760,20 +767,15 @@ PUBLIC_TRY: dict[str, Build] = {
 NEAREST: dict[tuple[str, str], tuple[Build, int, str] | None] = {
     ("manufacturer", access.D_TO_R): (w_ship("M", "R"), 409, "leg"),
     ("manufacturer", access.ENTITIES_IDENTITY): (w_rotate("D2"), 403, "access"),
-    ("distributor", access.MANUFACTURER_IDENTITY): (w_rotate("M2"), 403, "access"),
     ("retailer", access.M_TO_D): (w_receive("D"), 409, "receiver"),
-    ("retailer", access.MANUFACTURER_IDENTITY): (w_rotate("M2"), 403, "access"),
     ("pharmacy", access.M_TO_D): (w_receive("D"), 409, "receiver"),
     ("pharmacy", access.D_TO_R): (w_receive("R"), 409, "receiver"),
-    ("pharmacy", access.MANUFACTURER_IDENTITY): (w_rotate("M2"), 403, "access"),
     ("operator_team", access.M_TO_D): (w_ship("M", "D"), 403, "access"),
     ("operator_team", access.D_TO_R): (w_receive("R"), 403, "access"),
     ("operator_team", access.ORDERS): (w_ship("M", "D", order_ref="PO-O"), 403, "access"),
-    ("operator_team", access.MANUFACTURER_IDENTITY): (w_rotate("M2"), 403, "access"),
     ("regulator", access.M_TO_D): (w_ship("M", "D"), 403, "access"),
     ("regulator", access.D_TO_R): (w_receive("R"), 403, "access"),
     ("regulator", access.ORDERS): (w_ship("M", "D", order_ref="PO-G"), 403, "access"),
-    ("regulator", access.MANUFACTURER_IDENTITY): None,
     ("regulator", access.ENTITIES_IDENTITY): None,
 }
 
