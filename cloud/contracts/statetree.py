@@ -27,15 +27,18 @@ from cloud.contracts.statetree_hash import (
 )
 from cloud.contracts.statetree_proof import Proof, ProofLeaf
 from cloud.contracts.statetree_store import (
+    LEFT,
+    RIGHT,
     ROOT,
-    Internal,
     Leaf,
     MemoryNodeStore,
-    Node,
     NodeChanges,
     NodeStore,
     Position,
+    Stored,
     position,
+    read,
+    stored_hash,
 )
 
 # What a subtree became after an update, as its parent sees it:
@@ -61,8 +64,8 @@ class StateTree:
         if records < 0:
             raise ValueError(f"records {records}, want >= 0")
         self.store: NodeStore = MemoryNodeStore() if store is None else store
-        top = self.store.node(ROOT)
-        self._root = EMPTY if top is None else top.hash
+        top = read(self.store, ROOT)
+        self._root = EMPTY if top is None else stored_hash(top)
         self.records = records
 
     @property
@@ -101,7 +104,7 @@ class StateTree:
         items: _Items = sorted(changes.items(), key=lambda item: item[0])
         if not items:
             return NodeChanges({}, frozenset(), 0)
-        top = self.store.node(ROOT)
+        top = read(self.store, ROOT)
         if top is not None:
             batch.old[ROOT] = top
         result = batch.subtree(0, ROOT, top, items, 0, len(items))
@@ -126,18 +129,25 @@ class StateTree:
         """Follow key's path from the root to a leaf or an empty slot; return it and the
         siblings passed, root side first."""
         siblings: list[bytes] = []
-        node: Node | None = self.store.node(ROOT)
-        while isinstance(node, Internal):
-            depth = len(siblings)
+        levels = self.store.levels
+        node: Stored | None = read(self.store, ROOT)
+        depth = 0
+        while node.__class__ is bytes:
             if bit(key, depth):
-                child, sibling = node.right, node.left
+                child, sibling = node[RIGHT], node[LEFT]  # type: ignore[index]
             else:
-                child, sibling = node.left, node.right
+                child, sibling = node[LEFT], node[RIGHT]  # type: ignore[index]
             siblings.append(sibling)
-            node = None if child == EMPTY else self.store.node(position(key, depth + 1))
-            if node is None and child != EMPTY:
-                raise LookupError(f"store has no node at depth {depth + 1} for {key.hex()}")
-        return node if isinstance(node, Leaf) else None, siblings
+            depth += 1
+            if child == EMPTY:
+                return None, siblings
+            try:
+                node = levels[depth][position(key, depth)[1]]
+            except KeyError:
+                node = None
+            if node is None:
+                raise LookupError(f"store has no node at depth {depth} for {key.hex()}")
+        return node, siblings  # type: ignore[return-value]
 
 
 # A change inside an update: a value to put, None to delete, or (internally) a leaf pushed
@@ -158,9 +168,9 @@ class _Batch:
 
     def __init__(self, store: NodeStore) -> None:
         self.store = store
-        self._node = store.node
-        self.old: dict[Position, Node] = {}
-        self.new: dict[Position, Node] = {}
+        self._levels = store.levels
+        self.old: dict[Position, Stored] = {}
+        self.new: dict[Position, Stored] = {}
         self.hashes = 0
         self.records = 0  # records added minus records deleted
 
@@ -169,44 +179,48 @@ class _Batch:
         old = self.old
         written = {}
         for at, node in self.new.items():
-            before = old.get(at)
-            if before is None or before.hash != node.hash:  # nodes compare by hash
+            # Stored nodes compare equal exactly when their hashes do: an internal node's
+            # bytes end with its hash and begin with what it hashes, and a Leaf compares by
+            # hash; None (not read) and a leaf never equal a bytes.
+            if old.get(at) != node:
                 written[at] = node
         removed = frozenset(old.keys() - self.new.keys())
         return NodeChanges(written, removed, self.hashes)
 
     def subtree(
-        self, depth: int, here: Position, current: Node | None, items: _Items, lo: int, hi: int
+        self, depth: int, here: Position, current: Stored | None, items: _Items, lo: int, hi: int
     ) -> _Subtree:
         """Apply items[lo:hi] (sorted, non-empty, all under position `here` at `depth`) to
         the subtree whose top node, read from the store, is `current`; return what it
         became."""
-        if current.__class__ is Internal:
+        if current.__class__ is bytes:
             return self._internal(depth, here, current, items, lo, hi)  # type: ignore[arg-type]
         if current is not None:
             return self._leaf(depth, here, current, items, lo, hi)  # type: ignore[arg-type]
         return self._empty(depth, items[lo:hi], here)
 
     def _internal(
-        self, depth: int, here: Position, node: Internal, items: _Items, lo: int, hi: int
+        self, depth: int, here: Position, node: bytes, items: _Items, lo: int, hi: int
     ) -> _Subtree:
-        """Descend into the sides of an internal node that have changes; an untouched side
-        stays a hash."""
+        """Descend into the sides of an internal node (as stored: left ‖ right ‖ hash) that
+        have changes; an untouched side stays a hash."""
         mid = _split(items, lo, hi, depth)
         down = depth + 1
         left: _Subtree
         right: _Subtree
+        node_left = node[LEFT]
+        node_right = node[RIGHT]
         if lo == mid:
-            left = None if node.left == EMPTY else node.left
+            left = None if node_left == EMPTY else node_left
         else:
             at = position(items[lo][0], down)
-            current = None if node.left == EMPTY else self._read(at)
+            current = None if node_left == EMPTY else self._read(at)
             left = self.subtree(down, at, current, items, lo, mid)
         if mid == hi:
-            right = None if node.right == EMPTY else node.right
+            right = None if node_right == EMPTY else node_right
         else:
             at = position(items[mid][0], down)
-            current = None if node.right == EMPTY else self._read(at)
+            current = None if node_right == EMPTY else self._read(at)
             right = self.subtree(down, at, current, items, mid, hi)
         return self._join(here, left, right)
 
@@ -280,7 +294,7 @@ class _Batch:
             right_hash = right.hash  # type: ignore[union-attr]
         self.hashes += 1
         digest = node_hash(left_hash, right_hash)
-        self.new[here] = Internal(left_hash, right_hash, digest)
+        self.new[here] = left_hash + right_hash + digest  # as a store keeps it
         return digest
 
     def _resolve(self, at: Position, subtree: bytes) -> _Subtree:
@@ -288,16 +302,19 @@ class _Batch:
         here, so its old position is emptied); an internal node stays where it is."""
         if at in self.new:  # an internal node this update placed: two or more records
             return subtree
-        node = self.store.node(at)
-        if not isinstance(node, Leaf):
+        node = read(self.store, at)
+        if node.__class__ is not Leaf:
             return subtree  # stays put: not read into `old`, so it is not removed
-        self.old[at] = node
-        return node
+        self.old[at] = node  # type: ignore[assignment]
+        return node  # type: ignore[return-value]
 
-    def _read(self, at: Position) -> Node:
+    def _read(self, at: Position) -> Stored:
         """Return the stored node at `at` and remember it; raise LookupError if it is missing
         (a store that lost a node its parent names)."""
-        node = self._node(at)
+        try:
+            node = self._levels[at[0]][at[1]]
+        except KeyError:
+            node = None
         if node is None:
             raise LookupError(f"store has no node at depth {at.depth} ({at.prefix.hex()})")
         self.old[at] = node

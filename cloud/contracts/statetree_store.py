@@ -6,10 +6,17 @@ bytes with the unused low bits zero. (depth, prefix bytes) is what a database ke
 A leaf sits at the shortest prefix no other key shares; an internal node has at least two
 leaves below it. An update reports the positions it wrote and removed (NodeChanges), so a
 store writes just those.
+
+A store keeps its nodes in one dict per depth (`levels`), keyed by the prefix bytes, and an
+internal node as one 96-byte bytes (left ‖ right ‖ its hash; a leaf as its Leaf). Every level
+of an update or a proof reads one node, and at a million records each read misses the CPU's
+caches: this layout follows ~3 objects per read where a dict of Position → Internal followed
+six or seven (bench/RESULTS.md, "State tree"). The nodes, roots and proofs are the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -75,47 +82,106 @@ class Internal:
 
 Node = Leaf | Internal
 
+# A node as a store keeps it: an internal node as left ‖ right ‖ hash (96 bytes), a leaf as
+# its Leaf. Code on the hot path tells them apart by `.__class__ is bytes`.
+Stored = bytes | Leaf
+
+LEFT = slice(0, 32)
+RIGHT = slice(32, 64)
+HASH = slice(64, 96)
+
+
+def stored(node: Node) -> Stored:
+    """Return `node` as a store keeps it."""
+    if node.__class__ is Internal:
+        return node.left + node.right + node.hash  # type: ignore[union-attr]
+    return node  # type: ignore[return-value]
+
+
+def unstored(kept: Stored | None) -> Node | None:
+    """Return the node a store keeps as `kept` (None stays None)."""
+    if kept.__class__ is bytes:
+        return Internal(kept[LEFT], kept[RIGHT], kept[HASH])  # type: ignore[index]
+    return kept  # type: ignore[return-value]
+
+
+def stored_hash(kept: Stored) -> bytes:
+    """Return the hash of a node as a store keeps it."""
+    return kept[HASH] if kept.__class__ is bytes else kept.hash  # type: ignore[index, union-attr]
+
 
 @dataclass(frozen=True)
 class NodeChanges:
-    """What one update changed: nodes written (new or different) and positions emptied.
+    """What one update changed: nodes written (new or different; `kept`, as a store keeps
+    them) and positions emptied.
 
     A position appears in at most one of the two. `hashes` counts the leaf and node hashes
     the update computed (its cost; bench/statetree.py and the tests read it).
     """
 
-    written: dict[Position, Node]
+    kept: dict[Position, Stored]
     removed: frozenset[Position]
     hashes: int
 
+    @property
+    def written(self) -> dict[Position, Node]:
+        """The nodes written, as Leaf and Internal objects (a new dict)."""
+        return {at: unstored(kept) for at, kept in self.kept.items()}  # type: ignore[misc]
+
 
 class NodeStore(Protocol):
-    """Where the tree's nodes live: the in-memory MemoryNodeStore here, a database later."""
+    """Where the tree's nodes live: the in-memory MemoryNodeStore here, a database later.
 
-    def node(self, at: Position) -> Node | None:
-        """Return the node at `at`, or None if that position is empty."""
-        ...
+    `levels[depth][prefix]` is the node at Position(depth, prefix) as the store keeps it
+    (Stored); it raises KeyError, or gives None (an overlay's emptied position), if that
+    position is empty. The tree reads nodes only this way, by indexing (a dict's own C code,
+    no Python call per level).
+    """
+
+    @property
+    def levels(self) -> Sequence[Mapping[bytes, Stored | None]]: ...
 
     def apply(self, changes: NodeChanges) -> None:
         """Write changes.written and delete changes.removed, all at once."""
         ...
 
 
+def read(store: NodeStore, at: Position) -> Stored | None:
+    """Return the node at `at` as `store` keeps it, or None if that position is empty."""
+    try:
+        return store.levels[at[0]][at[1]]
+    except KeyError:
+        return None
+
+
+def node(store: NodeStore, at: Position) -> Node | None:
+    """Return the node at `at` in `store`, or None if that position is empty."""
+    return unstored(read(store, at))
+
+
 class MemoryNodeStore:
-    """A NodeStore over a dict, for tests, the bench and a replay held in memory."""
+    """A NodeStore over one dict per depth, for tests, the bench and a replay held in memory."""
 
     def __init__(self) -> None:
-        self.nodes: dict[Position, Node] = {}
-        # The dict's own get, as the instance's `node`: every level of every update reads a
-        # node, and a C call costs a fraction of a Python method's (bench/statetree.py).
-        self.node = self.nodes.get  # type: ignore[method-assign, assignment]
+        self.levels: list[dict[bytes, Stored | None]] = [{} for _ in range(KEY_BITS + 1)]
 
     def node(self, at: Position) -> Node | None:
         """Return the node at `at`, or None if that position is empty."""
-        return self.nodes.get(at)
+        return node(self, at)
+
+    @property
+    def nodes(self) -> dict[Position, Node]:
+        """Every node, by position (a new dict: for tests and tools, not the hot path)."""
+        return {
+            Position(depth, prefix): unstored(kept)  # type: ignore[misc]
+            for depth, level in enumerate(self.levels)
+            for prefix, kept in level.items()
+        }
 
     def apply(self, changes: NodeChanges) -> None:
         """Write changes.written and delete changes.removed."""
+        levels = self.levels
         for at in changes.removed:
-            del self.nodes[at]
-        self.nodes.update(changes.written)
+            del levels[at[0]][at[1]]
+        for at, kept in changes.kept.items():
+            levels[at[0]][at[1]] = kept

@@ -23,12 +23,17 @@ from typing import Generic, TypeVar, cast
 
 from cloud.contracts.engine import Record, State
 from cloud.contracts.statetree import StateTree
-from cloud.contracts.statetree_store import Node, NodeChanges, NodeStore, Position
+from cloud.contracts.statetree_store import (
+    NodeChanges,
+    NodeStore,
+    Position,
+    Stored,
+    read,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
 _GONE = object()  # a key the overlay deleted
-_UNCHANGED = object()  # a position the fork has not written
 
 
 class _Overlay(MutableMapping[K, V], Generic[K, V]):
@@ -86,29 +91,46 @@ class _Added(MutableSet[K], Generic[K]):
         raise TypeError("a replay guard is never removed")
 
 
+class _Level(dict[bytes, Stored | None]):
+    """One depth of a NodeStore's changes: a prefix the fork has not written reads the base
+    (`__missing__`, so a read is still one indexing); None is a position emptied."""
+
+    __slots__ = ("base",)
+
+    def __init__(self, base: Mapping[bytes, Stored | None]) -> None:
+        super().__init__()
+        self.base = base
+
+    def __missing__(self, prefix: bytes) -> Stored | None:
+        return self.base[prefix]
+
+
 class _Nodes:
-    """A NodeStore's changes kept apart from it (None: a position emptied)."""
+    """A NodeStore's changes kept apart from it, one _Level per depth."""
 
     def __init__(self, base: NodeStore) -> None:
         self.base = base
-        self.changes: dict[Position, Node | None] = {}
-        self._base_node = base.node  # bound once: read at every level of every update
-
-    def node(self, at: Position) -> Node | None:
-        found = self.changes.get(at, _UNCHANGED)
-        return self._base_node(at) if found is _UNCHANGED else found  # type: ignore[return-value]
+        self.levels = [_Level(level) for level in base.levels]
 
     def apply(self, changes: NodeChanges) -> None:
-        self.changes.update(dict.fromkeys(changes.removed))
-        self.changes.update(changes.written)
+        levels = self.levels
+        for at in changes.removed:
+            levels[at[0]][at[1]] = None
+        for at, kept in changes.kept.items():
+            levels[at[0]][at[1]] = kept
 
     def net(self) -> NodeChanges:
         """The changes as one NodeChanges for the base: emptied positions the base holds."""
-        written = {at: n for at, n in self.changes.items() if n is not None}
-        removed = frozenset(
-            at for at, n in self.changes.items() if n is None and self.base.node(at) is not None
-        )
-        return NodeChanges(written, removed, 0)
+        written: dict[Position, Stored] = {}
+        removed: set[Position] = set()
+        for depth, level in enumerate(self.levels):
+            for prefix, kept in dict.items(level):
+                at = Position(depth, prefix)
+                if kept is not None:
+                    written[at] = kept
+                elif read(self.base, at) is not None:
+                    removed.add(at)
+        return NodeChanges(written, frozenset(removed), 0)
 
 
 class Fork:

@@ -13,6 +13,7 @@ from cloud.contracts.statetree_store import (
     NodeChanges,
     Position,
     position,
+    stored,
 )
 
 KEY = bytes([0b1011_0110, 0b1100_0011]) + bytes(29) + b"\x01"
@@ -46,13 +47,13 @@ def test_position_refuses_depths_outside_the_key() -> None:
 def test_memory_store_applies_writes_and_removals() -> None:
     store = MemoryNodeStore()
     leaf = Leaf(KEY, b"v", bytes(32), b"\x01" * 32)
-    store.apply(NodeChanges({ROOT: leaf}, frozenset(), 1))
+    store.apply(NodeChanges({ROOT: stored(leaf)}, frozenset(), 1))
     assert store.node(ROOT) == leaf
     node = Internal(b"\x01" * 32, bytes(32), b"\x02" * 32)
     at = position(KEY, 1)
-    store.apply(NodeChanges({ROOT: node, at: leaf}, frozenset(), 1))
+    store.apply(NodeChanges({ROOT: stored(node), at: stored(leaf)}, frozenset(), 1))
     assert store.nodes == {ROOT: node, at: leaf}
-    store.apply(NodeChanges({ROOT: leaf}, frozenset({at}), 0))
+    store.apply(NodeChanges({ROOT: stored(leaf)}, frozenset({at}), 0))
     assert store.nodes == {ROOT: leaf}
 
 
@@ -69,7 +70,7 @@ def test_a_store_missing_a_node_is_reported_not_guessed() -> None:
     other = bytes([0b0100_0000]) + bytes(31)
     tree.update({KEY: b"a", other: b"b"})
     assert isinstance(tree.store, MemoryNodeStore)
-    del tree.store.nodes[position(KEY, 1)]
+    del tree.store.levels[1][position(KEY, 1).prefix]
     root = tree.root
     with pytest.raises(LookupError, match="store has no node at depth 1"):
         tree.put(KEY, b"changed")
