@@ -41,6 +41,8 @@ from gateway.service import Gateway
 log = logging.getLogger("pharmasync.gateway.mqtt")
 T = TypeVar("T")
 ACK_INTERVAL_S = 0.05  # coalesce a box's acknowledgements: one publish per box per interval
+ACKS_IN_FLIGHT = 1000  # acks published and not yet answered by the broker (paho's window)
+ACK_PUBLISH_TIMEOUT_S = 60.0  # a broker that answers none of them in this long: reconnect
 
 
 async def cancellable(call: Awaitable[T]) -> T:
@@ -135,6 +137,7 @@ class MqttIngest:
                     max_queued_outgoing_messages=100_000,
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
+                client._client.max_inflight_messages_set(ACKS_IN_FLIGHT)  # _publish_due
                 mqtt_io.buffer_reads(client._client)  # a recv per buffer, not per byte
                 # Each message is handled in paho's read callback, on the event loop, in
                 # arrival order: aiomqtt's message queue costs a task per message.
@@ -237,12 +240,40 @@ class MqttIngest:
                     )
                 )
             due, self._acks_due = self._acks_due, {}
-            for box, near in due.items():
-                topic = topics.ack(self.settings.site, topics.device_id(box))
-                try:  # signed now, once per box per interval: not at every commit
-                    payload = self.gateway.ack_payload(box, near)
-                    await cancellable(client.publish(topic, payload, 1, retain=True))
-                except aiomqtt.MqttError:
-                    self._acks_due.setdefault(box, near)  # resend after reconnecting
-                    raise
+            if due:
+                await self._publish_due(client, due)
             await asyncio.sleep(ACK_INTERVAL_S)
+
+    async def _publish_due(self, client: aiomqtt.Client, due: dict[bytes, int | None]) -> None:
+        """Publish the due boxes' acknowledgements all at once, and return when the broker
+        has taken every one (PUBACK). One at a time, each waited for a round trip to a
+        broker busy with a drain's storm: a thousand boxes' acks took longer than the
+        boxes' 30 s ack timeout, so they resent whole backlogs (bench/RESULTS.md, issue 13
+        part 3). paho keeps at most ACKS_IN_FLIGHT unanswered and queues the rest."""
+        site = self.settings.site
+        sends = {
+            box: asyncio.ensure_future(
+                client.publish(  # signed now, once per box per interval: not at every commit
+                    topics.ack(site, topics.device_id(box)),
+                    self.gateway.ack_payload(box, near),
+                    1,
+                    retain=True,
+                    timeout=ACK_PUBLISH_TIMEOUT_S,
+                )
+            )
+            for box, near in due.items()
+        }
+        try:
+            await cancellable(asyncio.gather(*sends.values(), return_exceptions=True))
+        finally:
+            failed = None
+            for box, sent in sends.items():
+                if sent.done() and not sent.cancelled() and sent.exception() is None:
+                    continue
+                if not sent.done():
+                    sent.cancel()
+                elif not sent.cancelled():
+                    failed = failed or sent.exception()
+                self._ack_due(box, due[box])  # resend (after reconnecting)
+        if failed is not None:
+            raise failed
