@@ -138,6 +138,7 @@ class MqttIngest:
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
                 client._client.max_inflight_messages_set(ACKS_IN_FLIGHT)  # _publish_due
+                client.pending_calls_threshold = ACKS_IN_FLIGHT  # (it warns above this)
                 mqtt_io.buffer_reads(client._client)  # a recv per buffer, not per byte
                 # Each message is handled in paho's read callback, on the event loop, in
                 # arrival order: aiomqtt's message queue costs a task per message.
@@ -234,19 +235,35 @@ class MqttIngest:
             self._acks_wake.clear()
             if self._alarm_state_due:
                 self._alarm_state_due = False
-                await cancellable(
-                    client.publish(
-                        topics.alarms(self.settings.site), self.alarm_state(), 1, retain=True
+                try:
+                    await cancellable(
+                        client.publish(
+                            topics.alarms(self.settings.site),
+                            self.alarm_state(),
+                            1,
+                            retain=True,
+                            timeout=ACK_PUBLISH_TIMEOUT_S,
+                        )
                     )
-                )
+                except aiomqtt.MqttError as e:  # as for acks below: again, not the end
+                    log.warning("MQTT: alarm state not confirmed (%s); publishing it again", e)
+                    self._alarms_changed(None)
             due, self._acks_due = self._acks_due, {}
-            if due:
-                await self._publish_due(client, due)
+            if due and (failed := await self._publish_due(client, due)):
+                # Kept due, and published again next round. Raising here ended this task
+                # and with it every ack until the next connection, while readings still
+                # flowed in: one PUBACK slower than aiomqtt's timeout in a drain's storm
+                # did that, and every box then resent its whole backlog (issue 13 part 3).
+                # A lost connection ends the session, and this task with it, anyway.
+                log.warning("MQTT: %d acks not confirmed (%s); publishing them again", *failed)
             await asyncio.sleep(ACK_INTERVAL_S)
 
-    async def _publish_due(self, client: aiomqtt.Client, due: dict[bytes, int | None]) -> None:
+    async def _publish_due(
+        self, client: aiomqtt.Client, due: dict[bytes, int | None]
+    ) -> tuple[int, str] | None:
         """Publish the due boxes' acknowledgements all at once, and return when the broker
-        has taken every one (PUBACK). One at a time, each waited for a round trip to a
+        has taken every one (PUBACK): None, or how many failed and the first error (those
+        boxes are due again). One at a time, each waited for a round trip to a
         broker busy with a drain's storm: a thousand boxes' acks took longer than the
         boxes' 30 s ack timeout, so they resent whole backlogs (bench/RESULTS.md, issue 13
         part 3). paho keeps at most ACKS_IN_FLIGHT unanswered and queues the rest."""
@@ -263,17 +280,17 @@ class MqttIngest:
             )
             for box, near in due.items()
         }
+        failed, first = 0, ""
         try:
             await cancellable(asyncio.gather(*sends.values(), return_exceptions=True))
         finally:
-            failed = None
             for box, sent in sends.items():
                 if sent.done() and not sent.cancelled() and sent.exception() is None:
                     continue
                 if not sent.done():
                     sent.cancel()
                 elif not sent.cancelled():
-                    failed = failed or sent.exception()
-                self._ack_due(box, due[box])  # resend (after reconnecting)
-        if failed is not None:
-            raise failed
+                    failed += 1
+                    first = first or str(sent.exception())
+                self._ack_due(box, due[box])  # due again
+        return (failed, first) if failed else None
