@@ -468,7 +468,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stderr=subprocess.STDOUT,
         )
         procs.append(gateway)
-        time.sleep(2.0)
+        # Until it is subscribed (on a loaded machine starting takes seconds, and a storm
+        # begun before it would find no spool to read: the run stopped there).
+        started = time.time()
+        while b"MQTT connected" not in (work / "gateway.log").read_bytes():
+            if gateway.poll() is not None or time.time() - started > 120:
+                raise SystemExit(f"gateway did not start: see {work}/gateway.log")
+            time.sleep(0.2)
+        print(f"gateway subscribed after {time.time() - started:.1f} s", flush=True)
         watcher = Watcher(port, topics.device_id(live_key))
 
         t0 = time.time() + 8.0  # the storm begins; the live box is online before it

@@ -35,8 +35,12 @@ needs beyond a zone's, and strictest() is the one profile a site alarms on when 
 
 from __future__ import annotations
 
+import base64
+import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar, get_args
 
@@ -432,6 +436,28 @@ class AlarmState:
         return asdict(self)
 
 
+def _pack(values: array) -> str:
+    """An array('d') as base64 of little-endian doubles."""
+    if sys.byteorder != "little":
+        values = array("d", values)
+        values.byteswap()
+    return base64.b64encode(values.tobytes()).decode()
+
+
+def _unpack(text: str) -> array:
+    """The array('d') _pack wrote. Raises TypeError or ValueError if it is not one."""
+    if not isinstance(text, str):
+        raise TypeError(f"packed samples: got {type(text).__name__}, want base64 text")
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % 8:
+        raise ValueError(f"packed samples: got {len(raw)} bytes, want a multiple of 8")
+    values = array("d")
+    values.frombytes(raw)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
 @dataclass
 class _Zone:
     """One zone's alarm state machine; snapshot() writes all of it but the profile."""
@@ -559,7 +585,12 @@ class _Zone:
             "cumulative_s": self.cumulative_s,
             "since": dict(self.since),
             "active": [a.to_json() for a in self.active.values()],
-            "mkt_samples": [list(sample) for sample in self.mkt.samples()],
+            # The window as two arrays of little-endian doubles (base64), not one JSON list
+            # per sample: a site draining 1,000 boxes holds 1.44 M samples, whose lists
+            # cost ~270 MB and seconds of the event loop at every save (bench/RESULTS.md,
+            # issue 13 part 3). load() still reads an older file's "mkt_samples".
+            "mkt_times": _pack(self.mkt.times()),
+            "mkt_celsius": _pack(self.mkt.celsius()),
             "mkt_sum": list(self.mkt.sum_state()),
         }
 
@@ -578,7 +609,11 @@ class _Zone:
             self.since[kind] = t
         for alarm in data["active"]:
             self.active[alarm["kind"]] = AlarmState(**(alarm | {"zone": self.name}))
-        for t, c in data["mkt_samples"]:
+        if "mkt_samples" in data:  # written before the packed arrays
+            samples = data["mkt_samples"]
+        else:
+            samples = zip(_unpack(data["mkt_times"]), _unpack(data["mkt_celsius"]), strict=True)
+        for t, c in samples:
             self.mkt.add(t, c)
         if (mkt_sum := data.get("mkt_sum")) is not None:  # absent in older state files
             self.mkt.restore_sum(*mkt_sum)
@@ -694,6 +729,14 @@ class AlarmEngine:
         """Return the engine's whole state as JSON-serialisable data, for restore()."""
         zones = {name: z.to_json() for name, z in self._zones.items()}
         return {"version": SNAPSHOT_VERSION, "zones": zones}
+
+    def snapshot_text(self) -> Iterator[str]:
+        """json.dumps(snapshot()) in pieces, one zone at a time: what the gateway writes
+        to disk, holding one zone's state as JSON at once, not all of them."""
+        yield f'{{"version": {SNAPSHOT_VERSION}, "zones": {{'
+        for i, (name, z) in enumerate(self._zones.items()):
+            yield f"{', ' if i else ''}{json.dumps(name)}: {json.dumps(z.to_json())}"
+        yield "}}"
 
     @classmethod
     def restore(cls, profiles: Profiles, snapshot: Mapping[str, Any]) -> AlarmEngine:

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from device import datalock, schnorr, topics
 from device.keyfile import create_secret_text
-from gateway import event
+from gateway import event, memtrace
 from gateway.ack_relay import AckRelay
 from gateway.ble import BleakTransport, BleIngest
 from gateway.escalation import AlarmStore, Escalation
@@ -175,6 +175,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         else:
             log.info("no [uplink] url set: batches stay in the spool until one is")
         ble = rt.ble = start_ble(gateway)
+        if (trace := memtrace.start(rt)) is not None:  # a debugging aid (gateway/memtrace.py)
+            tasks.append(trace)
         await stop.wait()
     finally:
         if tasks:  # it ran: say what stopping keeps

@@ -25,6 +25,7 @@ import enum
 import json
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable
 from contextlib import suppress
@@ -41,6 +42,10 @@ from gateway.service import Gateway
 log = logging.getLogger("pharmasync.gateway.mqtt")
 T = TypeVar("T")
 ACK_INTERVAL_S = 0.05  # coalesce a box's acknowledgements: one publish per box per interval
+ACKS_IN_FLIGHT = 1000  # acks published and not yet answered by the broker (paho's window)
+ACK_PUBLISH_TIMEOUT_S = 120.0  # a publish not confirmed in this long is published again
+ACKS_UNCONFIRMED_MAX = 20_000  # ack publishes waiting for their PUBACK (_publish_acks)
+ACK_BOX_GAP_S = 0.5  # ...and a box's ack at most this often (each is signed and retained)
 
 
 async def cancellable(call: Awaitable[T]) -> T:
@@ -88,6 +93,7 @@ class MqttIngest:
         self.connects = 0
         self.last_error = ""
         self._acks_due: dict[bytes, int | None] = {}  # box -> oldest seq its ack must cover
+        self._ack_sent: dict[bytes, float] = {}  # box -> when its ack was last published
         self.in_flight = 0  # readings received, not yet PUBACKed to the broker
         self._acks_wake = asyncio.Event()
         gateway.ack_listeners.append(self._ack_due)
@@ -135,6 +141,8 @@ class MqttIngest:
                     max_queued_outgoing_messages=100_000,
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
+                client._client.max_inflight_messages_set(ACKS_IN_FLIGHT)  # _publish_acks
+                client.pending_calls_threshold = ACKS_UNCONFIRMED_MAX  # (it warns above)
                 mqtt_io.buffer_reads(client._client)  # a recv per buffer, not per byte
                 # Each message is handled in paho's read callback, on the event loop, in
                 # arrival order: aiomqtt's message queue costs a task per message.
@@ -227,28 +235,70 @@ class MqttIngest:
             self.in_flight -= len(mids)
 
     async def _publish_acks(self, client: aiomqtt.Client) -> None:
-        """Publish due acknowledgements, at most one per box per ACK_INTERVAL_S; retained,
+        """Publish due acknowledgements, at most one per box per ACK_BOX_GAP_S; retained,
         so a box that reconnects learns its acknowledgement at once. Also publishes the
-        site's retained alarm state when it changes."""
+        site's retained alarm state when it changes.
+
+        Nothing here waits for the broker's PUBACK: Mosquitto queues it behind every
+        message already on its way to us, which in a drain's storm is tens of seconds of
+        our own reading, and a loop that waited for it (and ended when aiomqtt's timeout
+        raised) left boxes without acks past their 30 s timeout, so they resent whole
+        backlogs (bench/RESULTS.md, issue 13 part 3). A publish the broker does not confirm
+        within ACK_PUBLISH_TIMEOUT_S, or cut by the session's end, makes its box due again;
+        at most ACKS_UNCONFIRMED_MAX wait for their PUBACK at once (the rest stay due)."""
         self._acks_wake.set()  # the alarm state is due at every (re)connection
         self._alarm_state_due = True
-        while True:
-            await self._acks_wake.wait()
-            self._acks_wake.clear()
-            if self._alarm_state_due:
-                self._alarm_state_due = False
-                await cancellable(
-                    client.publish(
-                        topics.alarms(self.settings.site), self.alarm_state(), 1, retain=True
-                    )
-                )
-            due, self._acks_due = self._acks_due, {}
-            for box, near in due.items():
-                topic = topics.ack(self.settings.site, topics.device_id(box))
-                try:  # signed now, once per box per interval: not at every commit
-                    payload = self.gateway.ack_payload(box, near)
-                    await cancellable(client.publish(topic, payload, 1, retain=True))
-                except aiomqtt.MqttError:
-                    self._acks_due.setdefault(box, near)  # resend after reconnecting
-                    raise
-            await asyncio.sleep(ACK_INTERVAL_S)
+        unconfirmed: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._acks_wake.wait()
+                self._acks_wake.clear()
+                if self._alarm_state_due:
+                    self._alarm_state_due = False
+                    self._publish(client, unconfirmed, None, None)
+                due, self._acks_due = self._acks_due, {}
+                now = time.monotonic()
+                for box, near in due.items():
+                    recent = now - self._ack_sent.get(box, -ACK_BOX_GAP_S) < ACK_BOX_GAP_S
+                    if recent or len(unconfirmed) >= ACKS_UNCONFIRMED_MAX:
+                        self._ack_due(box, near)  # a later round
+                    else:
+                        self._ack_sent[box] = now
+                        self._publish(client, unconfirmed, box, near)
+                await asyncio.sleep(ACK_INTERVAL_S)
+        finally:
+            for task in unconfirmed:
+                task.cancel()
+
+    def _publish(
+        self,
+        client: aiomqtt.Client,
+        unconfirmed: set[asyncio.Task[None]],
+        box: bytes | None,
+        near: int | None,
+    ) -> None:
+        """Publish a box's ack (signed now: once per box per interval, not at every commit),
+        or with box None the site's alarm state, without waiting for the PUBACK; if it
+        fails, it is due again."""
+        if box is None:
+            topic, payload = topics.alarms(self.settings.site), self.alarm_state()
+        else:
+            topic = topics.ack(self.settings.site, topics.device_id(box))
+            payload = self.gateway.ack_payload(box, near)
+        task = asyncio.ensure_future(
+            client.publish(topic, payload, 1, retain=True, timeout=ACK_PUBLISH_TIMEOUT_S)
+        )
+        unconfirmed.add(task)
+
+        def settled(task: asyncio.Task[None]) -> None:
+            unconfirmed.discard(task)
+            if not task.cancelled() and task.exception() is None:
+                return
+            if not task.cancelled():
+                log.warning("MQTT: %s not confirmed (%s); due again", topic, task.exception())
+            if box is None:
+                self._alarms_changed(None)
+            else:
+                self._ack_due(box, near)
+
+        task.add_done_callback(settled)

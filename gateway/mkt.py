@@ -205,6 +205,14 @@ class RollingMKT:
         h = self._head
         return list(zip(self._t[h:], self._c[h:], strict=True))
 
+    def times(self) -> array:
+        """The window's sample times, oldest first (a copy, as C doubles)."""
+        return self._t[self._head :]
+
+    def celsius(self) -> array:
+        """The window's sample temperatures in °C, in the order of times() (a copy)."""
+        return self._c[self._head :]
+
     def sum_state(self) -> tuple[float, int]:
         """Return the running gap sum and the evictions since its last rebuild: with samples(),
         all a restored window needs to give bit-identical values (the sum's rounding depends on

@@ -69,6 +69,10 @@ class UplinkSettings:
     url: str = ""  # the cloud ledger, e.g. https://ledger.example.org; empty: no uplink
     timeout_s: float = 30.0
     max_backoff_s: float = 300.0
+    # Batches uploaded at once (gateway/uplink.py): while one is verified and stored, the
+    # next travel; after an outage thousands wait, and one at a time each waited for a
+    # round trip and two trips to a busy spool thread (bench/RESULTS.md, issue 13 part 3).
+    in_flight: int = 4
     # Cosigned receipts (gateway/cosigned_receipt.py): fetch one per batch once a checkpoint
     # including it carries this many witness cosignatures; 0: off.
     cosignatures: int = 0
@@ -197,6 +201,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("spool", "quarantine_max_rows"): (1, 10_000_000),
     ("uplink", "timeout_s"): (1, 600),
     ("uplink", "max_backoff_s"): (1, 86400),
+    ("uplink", "in_flight"): (1, 64),  # the cloud waits for at most 64 predecessors
     ("uplink", "cosignatures"): (0, MAX_SIGNATURES - 1),
     ("uplink", "cosigned_poll_s"): (0.05, 86400),
     ("status", "port"): (0, 65535),

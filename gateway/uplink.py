@@ -7,7 +7,10 @@ The cloud answers 201 (stored) or 200 (already stored: the original receipt) wit
 receipt {"gateway", "seq", "header_hash", "log_index", "checkpoint"}, or an
 application/problem+json error whose `reason` names what it refused (docs/protocol.md).
 Sending is idempotent on (gateway key, batch seq), so after a crash or a timeout the
-gateway simply sends the oldest unacknowledged batch again. Failures back off
+gateway simply sends the oldest unacknowledged batch again. Up to [uplink] in_flight batches
+are sent at once, oldest first (the cloud stores a batch that arrives before its
+predecessor once that one is stored); their receipts are checked and recorded in order,
+and the first failure drops those after it, to be sent again. Failures back off
 exponentially with jitter; a success sends the next batch at once while any wait.
 
 Gateway events (gateway/event.py) go the same way, beside the batches and independent of
@@ -40,6 +43,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -99,8 +103,12 @@ class Uplink:
             if resp.status in (200, 201):
                 receipt = await resp.json()
                 missing = [f for f in RECEIPT_FIELDS if f not in receipt]
-                if missing or receipt["seq"] != seq:
-                    raise UplinkError(f"batch {seq}: malformed receipt {receipt!r}")
+                if (
+                    missing
+                    or receipt["seq"] != seq
+                    or receipt["header_hash"] != sealed.header.hash().hex()
+                ):
+                    raise UplinkError(f"batch {seq}: malformed receipt {receipt!r:.300}")
                 return receipt
             text = (await resp.text())[:500]
             raise UplinkError(f"batch {seq}: HTTP {resp.status}: {text}")
@@ -194,19 +202,51 @@ class Uplink:
         )
         return True
 
+    async def _unsent(self) -> tuple[int, int]:
+        """(the oldest unsent batch's seq, one past the newest's): receipts are recorded in
+        order, so the unsent batches are every one from the oldest unsent on."""
+        spool = self.gateway.spool
+        first = await self.gateway.spool_call(spool.oldest_unsent)
+        if first is None:
+            return 0, 0
+        count, _ = await self.gateway.spool_call(spool.unsent)
+        return first, first + count
+
     async def _send_batch(self, session: aiohttp.ClientSession) -> bool:
-        """Send the oldest unsent batch, if any; return whether there was one."""
-        seq = await self.gateway.spool_call(self.gateway.spool.oldest_unsent)
-        if seq is None:
+        """Send the unsent batches oldest first, up to [uplink] in_flight at once (the cloud
+        takes a batch that arrives before its predecessor once that one is stored), and
+        record their receipts in order; return whether there was one. The first that fails
+        raises, and those sent after it are dropped: the next round sends them again, and
+        a batch the cloud stored already gets its original receipt (200)."""
+        first, end = await self._unsent()
+        if first == end:
             self.state = UplinkState.IDLE
             return False
         self.state = UplinkState.SENDING
-        receipt = await self.send(session, seq)
-        await self.gateway.spool_call(self.gateway.spool.mark_sent, seq, receipt)
-        self.sent += 1
-        self.last_success = time.time()
-        log.info("uplink: batch %d in the ledger at index %s", seq, receipt["log_index"])
-        return True
+        window = self.settings.in_flight
+        flying: deque[tuple[int, asyncio.Task[dict[str, Any]]]] = deque()
+        next_seq = first
+        try:
+            while True:
+                if next_seq >= end and len(flying) < window:
+                    _, end = await self._unsent()  # batches sealed meanwhile
+                while next_seq < end and len(flying) < window:
+                    task = asyncio.create_task(self.send(session, next_seq))
+                    flying.append((next_seq, task))
+                    next_seq += 1
+                if not flying:
+                    return True
+                seq, task = flying[0]
+                receipt = await task
+                flying.popleft()
+                await self.gateway.spool_call(self.gateway.spool.mark_sent, seq, receipt)
+                self.sent += 1
+                self.last_success = time.time()
+                log.info("uplink: batch %d in the ledger at index %s", seq, receipt["log_index"])
+        finally:
+            for _, task in flying:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in flying), return_exceptions=True)
 
     async def _send_events(self, session: aiohttp.ClientSession) -> bool:
         """Send the oldest page of unsent events, if any; return whether there was one."""

@@ -14,6 +14,8 @@ equivocation is logged at ERROR. Raises LedgerError (cloud/services/refusals.py)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from cloud.services.contracts import ContractService
 from cloud.services.ingest import IngestError, Known, Verified, check_batch, decode_header
 from cloud.services.refusals import LedgerError
 from cloud.services.shared import Shared
+from cloud.storage.batches import KnownState
 from cloud.storage.store import BatchStored, StoreConflict
 from device import reading
 from gateway import batch
@@ -31,6 +34,14 @@ from gateway.cosigned_receipt import CosignedReceipt
 log = logging.getLogger("pharmasync.cloud.ledger.batches")
 
 EQUIVOCATIONS_SHOWN = 5  # named in a batch's ERROR line; the API lists them all
+# A gateway may upload several batches at once ([uplink] in_flight): one that arrives
+# before its predecessor is stored waits for it, if it is at most CHAIN_AHEAD_MAX batches
+# ahead of the gateway's chain, for up to CHAIN_WAIT_S, looking again at least every
+# CHAIN_POLL_S (another worker process may store the predecessor); then it is refused
+# as before (409 "chain"), and the gateway sends it again after its predecessor.
+CHAIN_AHEAD_MAX = 64
+CHAIN_WAIT_S = 20.0
+CHAIN_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +84,33 @@ class BatchService:
         self.shared = shared
         self.contracts = contracts
         self.stats = BatchStats()
+        self._chain_moved = asyncio.Event()  # set (and replaced) whenever a batch is stored
+
+    def _ahead(self, seq: int, stored_header: bytes | None, last_header: bytes | None) -> bool:
+        """Whether batch `seq` (not stored) is a few batches past its gateway's last stored
+        one, so that its predecessor may be on its way (CHAIN_AHEAD_MAX)."""
+        if stored_header is not None:
+            return False
+        last = -1 if last_header is None else batch.decode(last_header).seq
+        return last + 1 < seq <= last + 1 + CHAIN_AHEAD_MAX
+
+    async def _known(self, header: batch.BatchHeader, boxes: set[bytes]) -> KnownState:
+        """The store's state for the batch, once its predecessor is stored if that is on its
+        way (the module's CHAIN_* constants); as it is after CHAIN_WAIT_S otherwise."""
+        store = self.shared.store
+        loop = asyncio.get_running_loop()
+        until = loop.time() + CHAIN_WAIT_S
+        while True:
+            moved = self._chain_moved
+            state = await store.known(header.gateway_key, header.seq, boxes)
+            left = until - loop.time()
+            if left <= 0 or not self._ahead(header.seq, state.stored_header, state.last_header):
+                return state
+            # Only a registered gateway's own batch waits (check_batch checks it again).
+            if not state.gateway_registered or not header.verify_signature():
+                return state
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), min(CHAIN_POLL_S, left))
 
     async def ingest(self, body: bytes) -> tuple[Receipt, bool]:
         """Verify and store an uploaded batch; return (receipt, True if stored now, False
@@ -85,7 +123,7 @@ class BatchService:
                 reading.key_of(body[i : i + reading.SIZE])
                 for i in range(batch.SIZE, len(body), reading.SIZE)
             }
-            state = await self.shared.store.known(header.gateway_key, header.seq, boxes)
+            state = await self._known(header, boxes)
             known = Known(
                 lambda _key: state.gateway_registered,
                 state.registered_devices.__contains__,
@@ -106,6 +144,8 @@ class BatchService:
         except StoreConflict as e:
             raise self.shared.refusals.conflict(e) from None
         await self.shared.appended()
+        self._chain_moved.set()  # batches waiting for this one look again
+        self._chain_moved = asyncio.Event()
         self._count(header, stored)
         note = await self.shared.log.checkpoint_at(stored.log_index + 1)
         receipt = Receipt(header.gateway_key, header.seq, header.hash(), stored.log_index, note)

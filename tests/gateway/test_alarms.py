@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import tracemalloc
 from collections.abc import Iterable
 from typing import Any
 
@@ -451,9 +452,59 @@ def test_restore_rejects_other_versions_and_damaged_snapshots() -> None:
     ):
         AlarmEngine.restore({ZONE: DEFAULT}, damaged)
     damaged = json.loads(json.dumps(good))
-    del damaged["zones"][ZONE]["mkt_samples"]
-    with pytest.raises(AlarmError, match=r"got \"KeyError: 'mkt_samples'\""):
+    del damaged["zones"][ZONE]["mkt_times"]
+    with pytest.raises(AlarmError, match=r"got \"KeyError: 'mkt_times'\""):
         AlarmEngine.restore({ZONE: DEFAULT}, damaged)
+    for bad, why in (("AAAA", "got 3 bytes, want a multiple of 8"), ("*", "Error"), (7, "want")):
+        damaged = json.loads(json.dumps(good))
+        damaged["zones"][ZONE]["mkt_celsius"] = bad
+        with pytest.raises(AlarmError, match=why):
+            AlarmEngine.restore({ZONE: DEFAULT}, damaged)
+
+
+def test_a_snapshot_written_before_the_packed_samples_still_restores() -> None:
+    """Files written before the MKT window was packed list each sample as [time, °C]."""
+    engine = AlarmEngine({ZONE: DEFAULT})
+    feed(engine, trace(*((60, 5.0 + k / 10) for k in range(30))))
+    new = json.loads(json.dumps(engine.snapshot()))
+    old = json.loads(json.dumps(new))
+    zone = old["zones"][ZONE]
+    times, celsius = zone.pop("mkt_times"), zone.pop("mkt_celsius")
+    assert isinstance(times, str) and isinstance(celsius, str)
+    zone["mkt_samples"] = [list(s) for s in engine._zones[ZONE].mkt.samples()]
+    restored = AlarmEngine.restore({ZONE: DEFAULT}, old)
+    assert restored.snapshot() == new
+    assert restored.mkt(ZONE) == engine.mkt(ZONE)
+
+
+def test_snapshot_text_is_the_snapshot_and_holds_one_zone_at_a_time() -> None:
+    """What the gateway writes (snapshot_text, zone by zone) reads back as snapshot(), and
+    writing it holds about one zone's state, not every zone's MKT window as JSON lists: a
+    site draining 1,000 boxes holds a day of minute samples per zone (1.44 M), whose
+    lists peaked at ~270 MB in one save (bench/RESULTS.md, issue 13 part 3)."""
+    zones, day = 100, 1440
+    engine = AlarmEngine(lambda _zone: DEFAULT)
+    for z in range(zones):
+        window = engine._zone(f"zone-{z}").mkt
+        for k in range(day + 10):  # a day of minute readings, the oldest evicted
+            window.add(1_700_000_000.0 + 60 * k, 5.0 + k % 7 / 10)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        text = "".join(piece for piece in engine.snapshot_text() if piece)
+        pieces_peak = tracemalloc.get_traced_memory()[1] - before
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in engine.snapshot_text():
+            pass
+        streaming_peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert json.loads(text) == json.loads(json.dumps(engine.snapshot()))
+    one_zone = len(text) / zones
+    assert one_zone < 40_000  # 1,441 samples as 16 bytes each in base64, and the rest
+    assert streaming_peak < 10 * one_zone, (streaming_peak, one_zone)
+    assert pieces_peak > 0.9 * len(text)  # (the test measures: the joined text is held)
 
 
 # --- properties ----------------------------------------------------------------------------

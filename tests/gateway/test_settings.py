@@ -36,6 +36,15 @@ def test_the_sample_gateway_toml_loads_with_its_documented_values() -> None:
         ({"gateway": {"site": "s"}, "batch": {"max_age": 3}}, "[batch] max_age: unknown option"),
         ({"gateway": {"site": "s"}, "uplink": {"url": "ftp://x"}}, "[uplink] url: got 'ftp://x'"),
         (
+            {"gateway": {"site": "s"}, "uplink": {"in_flight": 0}},
+            "[uplink] in_flight: got 0, want 1..64",
+        ),
+        ({"gateway": {"site": "s"}, "uplink": {"in_flight": 65}}, "[uplink] in_flight: got 65"),
+        (
+            {"gateway": {"site": "s"}, "uplink": {"in_flight": 2.5}},
+            "[uplink] in_flight: got 2.5, want int",
+        ),
+        (
             {"gateway": {"site": "s"}, "spool": {"warn_fraction": 2.0}},
             "[spool] warn_fraction: got 2.0",
         ),

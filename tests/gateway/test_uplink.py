@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from cloud.api.app import make_app
@@ -40,15 +41,17 @@ database = cloud_fixtures.database
 postgres_database = cloud_fixtures.postgres_database
 
 
-def make_gateway(data: Path, port: int) -> Gateway:
+def make_gateway(data: Path, port: int, **more: dict[str, Any]) -> Gateway:
+    uplink = {"url": f"http://127.0.0.1:{port}", "max_backoff_s": 1, "timeout_s": 5}
     s = gw_settings.from_dict(
         {
             "gateway": {"site": "t", "data_dir": str(data)},
             "status": {"port": 0},
             "spool": {"commit_interval_s": 0.0},
-            "uplink": {"url": f"http://127.0.0.1:{port}", "max_backoff_s": 1, "timeout_s": 5},
             "events": {"page_size": 3},  # several pages for a handful of events
             "alarms": {"fast": {"delay_consecutive_s": 120, "delay_cumulative_s": 3600}},
+            **more,
+            "uplink": uplink | more.get("uplink", {}),
         }
     )
     data.mkdir(parents=True, exist_ok=True)
@@ -73,8 +76,10 @@ class CloudServer:
         self.server: TestServer | None = None
         self.url = f"http://127.0.0.1:{port}"
 
-    async def start(self) -> None:
-        self.server = TestServer(make_app(self.config), host="127.0.0.1", port=self.port)
+    async def start(self, *middlewares: Any) -> None:
+        app = make_app(self.config)
+        app.middlewares.extend(middlewares)
+        self.server = TestServer(app, host="127.0.0.1", port=self.port)
         await self.server.start_server()
 
     async def stop(self) -> None:
@@ -227,3 +232,59 @@ async def _zero(gw: Gateway) -> bool:
 
 async def _failed(uplink: Uplink) -> bool:
     return uplink.last_error != ""
+
+
+async def test_batches_go_several_at_once_and_their_receipts_are_kept_in_order(
+    tmp_path: Path, database: str | None
+) -> None:
+    """[uplink] in_flight batches travel at once (after an outage thousands wait); the
+    cloud stores them in chain order, each once, and the gateway records the receipts in
+    order."""
+    flying, most = 0, 0
+
+    @web.middleware
+    async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+        nonlocal flying, most
+        if request.path != "/v1/batches":
+            return await handler(request)
+        flying += 1
+        most = max(most, flying)
+        try:
+            await asyncio.sleep(0.05)  # a cloud busy verifying: the next ones arrive meanwhile
+            return await handler(request)
+        finally:
+            flying -= 1
+
+    port = free_port()
+    cloud = CloudServer(tmp_path / "cloud", database, port)
+    await cloud.start(count)
+    await cloud.register_gateway()
+    await cloud.register(
+        registry.BoxRegistration(BOX_KEY, int(time.time()), site="t", label="Cold room C")
+    )
+    gw_data = tmp_path / "gateway"
+    gw = make_gateway(gw_data, port, batch={"max_readings": 2}, uplink={"in_flight": 3})
+    await feed(gw, 0, [5.0] * 24, int(time.time()) - 3600)
+    assert await gw.seal_due() == 12
+    task = asyncio.create_task(Uplink(gw).run())
+    try:
+        await until(lambda: _all_sent(gw))
+    finally:
+        await shut_down(task, gw)
+    try:
+        note = await cloud.get("/v1/checkpoint")
+        listed = await cloud.get("/v1/log/entries", start=0, end=int(note.split("\n")[1]))
+    finally:
+        await cloud.stop()
+    assert most == 3
+    entries = [bytes.fromhex(e) for e in listed["entries"] if e.startswith("01")]
+    with sqlite3.connect(gw_data / "spool.sqlite") as db:
+        kept = db.execute("SELECT seq, header, receipt FROM batches ORDER BY seq").fetchall()
+    assert [seq for seq, _, _ in kept] == list(range(12))
+    assert entries == [tlog.batch_entry(header) for _, header, _ in kept]  # once, in order
+    indexes = [json.loads(receipt)["log_index"] for _, _, receipt in kept]
+    assert indexes == sorted(indexes) and len(set(indexes)) == 12
+
+
+async def _all_sent(gw: Gateway) -> bool:
+    return (await gw.spool_call(gw.spool.unsent))[0] == 0

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from cloud.api.app import make_app
 from cloud.log import tlog
+from cloud.services import batches as batch_service
 from cloud.settings import CloudSettings
 from device import reading, schnorr
 from gateway import batch, merkle
@@ -126,8 +127,9 @@ async def test_batches_get_receipts_and_a_resend_gets_the_original(cloud: Cloud)
 
 @pytest.mark.parametrize("reason", REASONS)
 async def test_each_refusal_is_a_problem_with_its_reason_and_stores_nothing(
-    cloud: Cloud, reason: str
+    cloud: Cloud, reason: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(batch_service, "CHAIN_WAIT_S", 0.3)  # "chain": no predecessor comes
     data, want_status = refusals(None)[reason]
     status, problem = await cloud.upload(data)
     assert (status, problem["reason"]) == (want_status, reason)
@@ -302,3 +304,29 @@ async def test_verifying_a_large_batch_does_not_block_other_requests(cloud: Clou
     assert status == 200 and not upload.done(), "the event loop answered while verifying"
     assert (await upload)[0] == 201
     assert health["log_size"] == 3  # the batch was not in yet
+
+
+async def test_batches_uploaded_at_once_are_stored_in_chain_order(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway uploads several batches at once ([uplink] in_flight): one that arrives
+    before its predecessor waits for it and is stored after it; one whose predecessor never
+    comes is refused ("chain") once CHAIN_WAIT_S has passed, storing nothing."""
+    batches = chain(6, 4)
+    uploads = [
+        asyncio.create_task(cloud.upload(body(header, w))) for header, w in reversed(batches)
+    ]
+    answers = await asyncio.gather(*uploads)
+    assert [status for status, _ in answers] == [201] * 6, answers
+    receipts = sorted((r for _, r in answers), key=lambda r: r["seq"])
+    assert [r["seq"] for r in receipts] == list(range(6))
+    assert [r["log_index"] for r in receipts] == list(range(3, 9))  # in chain order
+    monkeypatch.setattr(batch_service, "CHAIN_WAIT_S", 0.5)
+    w = readings(BOX, range(100, 104))
+    orphan = batch.seal(GW, 8, batches[-1][0].hash(), w)  # batch 7 never comes
+    started = time.monotonic()
+    status, problem = await cloud.upload(body(orphan, w))
+    assert (status, problem["reason"]) == (409, "chain")
+    assert 0.4 < time.monotonic() - started < 10
+    _, entries = await cloud.get("/v1/log/entries", start=0)
+    assert len(entries["entries"]) == 9
