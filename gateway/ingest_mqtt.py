@@ -255,7 +255,7 @@ class MqttIngest:
                 self._acks_wake.clear()
                 if self._alarm_state_due:
                     self._alarm_state_due = False
-                    self._publish(client, unconfirmed, None, None)
+                    self._send_ack(client, unconfirmed, None, None)
                 due, self._acks_due = self._acks_due, {}
                 now = time.monotonic()
                 for box, near in due.items():
@@ -264,13 +264,13 @@ class MqttIngest:
                         self._ack_due(box, near)  # a later round
                     else:
                         self._ack_sent[box] = now
-                        self._publish(client, unconfirmed, box, near)
+                        self._send_ack(client, unconfirmed, box, near)
                 await asyncio.sleep(ACK_INTERVAL_S)
         finally:
             for task in unconfirmed:
                 task.cancel()
 
-    def _publish(
+    def _send_ack(
         self,
         client: aiomqtt.Client,
         unconfirmed: set[asyncio.Task[None]],
