@@ -186,21 +186,32 @@ class MqttIngest:
         self, pubacks: _PubackQueue, _client: object, _userdata: object, message: paho.MQTTMessage
     ) -> None:
         """Hand a received message to the gateway and queue its PUBACK (paho's on_message:
-        what mqtt_io.fast_publishes leaves to paho)."""
-        self._publish(pubacks, message.topic, message.payload, message.qos, message.mid)
+        what mqtt_io.fast_publishes leaves to paho). The topic is escaped as the fast path's:
+        paho's message.topic raises for one that is not UTF-8."""
+        topic = message._topic.decode("utf-8", "surrogateescape")
+        self._publish(pubacks, topic, message.payload, message.qos, message.mid)
 
     def _publish(
         self, pubacks: _PubackQueue, topic: str, payload: bytes | bytearray, qos: int, mid: int
     ) -> None:
-        """Hand a received message to the gateway and queue its PUBACK."""
+        """Hand a received message to the gateway and queue its PUBACK. A topic MQTT
+        forbids (mqtt_io.topic_fault) is refused here, counted under its fault, and
+        acknowledged like any refused reading: closing the connection (MQTT-1.5.3-1) would
+        have the broker redeliver it to every new session."""
+        # Cheap for the usual ASCII topic: only a non-ASCII one or a NUL is looked into.
+        fault = None if topic.isascii() and "\x00" not in topic else mqtt_io.topic_fault(topic)
         # pharmasync/v1/<site>/<device-id>/reading (or /status)
         dev_id, _, kind = (
             topic[len(self._prefix) :].partition("/")
             if topic.startswith(self._prefix)
             else ("", "", "")
         )
-        if kind == "status":
-            self.gateway.box_status(dev_id, bytes(payload))
+        if fault is not None or kind == "status":
+            if fault is not None:
+                self.gateway.counts[fault] += 1
+                self.gateway.reject_log("mqtt:" + ascii(topic), fault, f"packet id {mid}")
+            else:
+                self.gateway.box_status(dev_id, bytes(payload))
             done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
         else:
