@@ -65,14 +65,18 @@ class LinkState(enum.Enum):
 
 class _PubackQueue:
     """Messages waiting for their PUBACK, in arrival order: (packet id, settled when the
-    reading is committed or rejected)."""
+    reading is committed or rejected). Those delivered at QoS 2 (which the subscription
+    does not ask for, but paho hands over after PUBREL) end with PUBCOMP instead."""
 
     def __init__(self) -> None:
         self.waiting: deque[tuple[int, asyncio.Future[bytes | None]]] = deque()
+        self.exactly_once: set[int] = set()  # packet ids of QoS 2 deliveries waiting
         self.wake = asyncio.Event()
 
-    def put(self, mid: int, done: asyncio.Future[bytes | None]) -> None:
+    def put(self, mid: int, done: asyncio.Future[bytes | None], qos: int = 1) -> None:
         self.waiting.append((mid, done))
+        if qos == 2:
+            self.exactly_once.add(mid)
         self.wake.set()
 
 
@@ -219,7 +223,7 @@ class MqttIngest:
             done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id, False)
         if qos > 0:
             self.in_flight += 1
-            pubacks.put(mid, done)
+            pubacks.put(mid, done, qos)
 
     async def _puback_in_order(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
         """PUBACK each message once its reading is committed (or rejected), in order: every
@@ -234,8 +238,13 @@ class MqttIngest:
             mids = []
             while waiting and waiting[0][1].done():
                 mids.append(waiting.popleft()[0])
-            mqtt_io.queue_pubacks(client._client, mids)
             self.in_flight -= len(mids)
+            if pubacks.exactly_once:
+                comps = [mid for mid in mids if mid in pubacks.exactly_once]
+                pubacks.exactly_once.difference_update(comps)
+                mids = [mid for mid in mids if mid not in comps]
+                mqtt_io.queue_pubacks(client._client, comps, mqtt_io.PUBCOMP)
+            mqtt_io.queue_pubacks(client._client, mids)
 
     async def _publish_acks(self, client: aiomqtt.Client) -> None:
         """Publish due acknowledgements, at most one per box per ACK_INTERVAL_S; retained,

@@ -36,6 +36,7 @@ READ_SIZE = 1 << 16
 # Socket reads per event-loop turn: ~2 x 64 KiB, a few hundred readings, milliseconds of work.
 READS_PER_TURN = 2
 PUBACK = 0x40
+PUBCOMP = 0x70  # what ends a QoS 2 delivery to us (§3.7), where QoS 1 ends with PUBACK
 
 
 class BufferedSocket:
@@ -100,12 +101,13 @@ def buffer_reads(client: paho.Client) -> None:
     client._create_socket = create_buffered  # type: ignore[method-assign]
 
 
-def queue_pubacks(client: paho.Client, mids: list[int]) -> None:
-    """Queue PUBACKs for `mids`, in order, as one write (what paho's ack(mid, 1) sends for
-    each, MQTT 3.1.1 §3.4: 0x40 0x02 and the packet id)."""
+def queue_pubacks(client: paho.Client, mids: list[int], command: int = PUBACK) -> None:
+    """Queue PUBACKs (or, `command` PUBCOMP, PUBCOMPs) for `mids`, in order, as one write
+    (what paho's ack(mid, 1), ack(mid, 2) send for each, MQTT 3.1.1 §3.4, §3.7: the command,
+    0x02 and the packet id)."""
     if mids:
-        block = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
-        client._packet_queue(PUBACK, block, 0, 0)
+        block = b"".join(struct.pack("!BBH", command, 2, mid) for mid in mids)
+        client._packet_queue(command, block, 0, 0)
 
 
 def topic_fault(topic: str) -> str | None:
