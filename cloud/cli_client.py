@@ -17,10 +17,9 @@ import aiohttp
 from cloud import settings
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
-from cloud.commands import post_json
+from cloud.commands import post_json, read_answer
 from cloud.contracts import tx
 from device.cliutil import print_record, read_secret
-from gateway import jsonbound
 
 CLOUD = f"http://127.0.0.1:{settings.DEFAULT_PORT}"  # the ledger `pharmasync cloud serve` runs
 T = TypeVar("T")
@@ -103,17 +102,7 @@ async def get_json(
             return await get_json(url, own, token)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with session.get(url, headers=headers) as resp:
-        what = f"answer (HTTP {resp.status})"  # a proxy's error page says which error
-        data = bytearray()
-        async for chunk in resp.content.iter_any():  # bounded: never a whole endless body
-            data += chunk
-            if len(data) > MAX_ANSWER:
-                got = f"more than {MAX_ANSWER} bytes"
-                raise jsonbound.JsonError(what, got, f"at most {MAX_ANSWER}", 413)
-        answer = jsonbound.loads(data, max_bytes=MAX_ANSWER, what=what)
-    if not isinstance(answer, dict):
-        raise jsonbound.JsonError(what, type(answer).__name__, "a JSON object")
-    return resp.status, answer
+        return resp.status, await read_answer(resp, MAX_ANSWER)
 
 
 def signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:

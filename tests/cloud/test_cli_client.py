@@ -17,6 +17,8 @@ import pytest
 from aiohttp import web
 
 from cloud import cli_client
+from cloud.commands import post_json
+from gateway import jsonbound
 
 Handler = Callable[[web.Request], Any]
 
@@ -83,11 +85,8 @@ def test_a_body_that_is_not_json_names_the_http_status(
     assert "HTTP 502" in one_line(capsys)
 
 
-def test_a_body_larger_than_any_answer_is_not_read_whole(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """An endless body: refused once MAX_ANSWER bytes are over, without reading on."""
-    sent = [0]
+def endless_body(sent: list[int], limit: int) -> Handler:
+    """A handler answering blanks until `limit` bytes are sent, counting them in `sent`."""
     chunk = b" " * (1 << 20)
 
     async def endless(request: web.Request) -> web.StreamResponse:
@@ -95,14 +94,22 @@ def test_a_body_larger_than_any_answer_is_not_read_whole(
         resp.content_type = "application/json"
         await resp.prepare(request)
         try:
-            while sent[0] < 4 * cli_client.MAX_ANSWER:
+            while sent[0] < limit:
                 await resp.write(chunk)
                 sent[0] += len(chunk)
         except ConnectionError:
             pass
         return resp
 
-    with serving(endless) as url:
+    return endless
+
+
+def test_a_body_larger_than_any_answer_is_not_read_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An endless body: refused once MAX_ANSWER bytes are over, without reading on."""
+    sent = [0]
+    with serving(endless_body(sent, 4 * cli_client.MAX_ANSWER)) as url:
         assert read(url) == 1
     assert f"more than {cli_client.MAX_ANSWER} bytes" in one_line(capsys)
     assert sent[0] < 2 * cli_client.MAX_ANSWER
@@ -129,3 +136,14 @@ def test_a_server_that_never_answers_times_out_in_one_line(
         assert cli_client.read_as(args, "/v1/y") == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("no answer within 0.5 s") == 2, err
+
+
+def test_a_posted_transactions_answer_is_not_read_whole() -> None:
+    """send_tx's POST (commands.post_json) reads at most its 64 KiB bound too."""
+    sent = [0]
+    with (
+        serving(endless_body(sent, 256 << 20)) as url,
+        pytest.raises(jsonbound.JsonError, match="more than 65536 bytes"),
+    ):
+        asyncio.run(post_json(url + "/v1/tx", {}))
+    assert sent[0] < 64 << 20
