@@ -8,21 +8,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from cloud import settings
 from cloud.audit.log_client import FetchError
 from cloud.audit.replay import sign_in
-from cloud.commands import post_json
+from cloud.commands import post_json, read_answer
 from cloud.contracts import tx
 from device.cliutil import print_record, read_secret
-from gateway import jsonbound
 
 CLOUD = f"http://127.0.0.1:{settings.DEFAULT_PORT}"  # the ledger `pharmasync cloud serve` runs
+T = TypeVar("T")
 MAX_ANSWER = 64 << 20  # a trace of 10,000 lots is a few MB
+TIMEOUT_S = 60.0  # one command's whole exchange with the ledger (it answers in milliseconds)
+MAX_SHOWN = 300  # characters of a server's reason or detail printed
 
 
 def common_options(parser: argparse.ArgumentParser, key_help: str | None) -> None:
@@ -63,13 +66,12 @@ def post_tx(
     if (secret := read_secret(args.key, "--key")) is None:
         return 2
     try:
-        return asyncio.run(send_tx(args.cloud, secret, contract, tx_type, fields, time_ms))
+        return _run(send_tx(args.cloud, secret, contract, tx_type, fields, time_ms))
     except tx.TxError as e:
         print(f"error: {e.reason}: {e.detail}", file=sys.stderr)
         return 2
-    except (aiohttp.ClientError, ValueError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    except (aiohttp.ClientError, ValueError, TimeoutError) as e:
+        return unreachable(args.cloud, e)
 
 
 def send(
@@ -100,10 +102,7 @@ async def get_json(
             return await get_json(url, own, token)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with session.get(url, headers=headers) as resp:
-        answer = jsonbound.loads(await resp.read(), max_bytes=MAX_ANSWER, what="answer")
-    if not isinstance(answer, dict):
-        raise jsonbound.JsonError("answer", type(answer).__name__, "a JSON object")
-    return resp.status, answer
+        return resp.status, await read_answer(resp, MAX_ANSWER)
 
 
 def signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
@@ -122,10 +121,9 @@ def signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, A
             return await get_json(f"{url}{path}", session, token)
 
     try:
-        return asyncio.run(get())
-    except (aiohttp.ClientError, ValueError, FetchError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return _run(get())
+    except (aiohttp.ClientError, ValueError, FetchError, TimeoutError) as e:
+        return unreachable(args.cloud, e)
 
 
 def read_as(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
@@ -135,13 +133,34 @@ def read_as(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] |
     if args.key is not None:
         return signed_in_get(args, path)
     try:
-        return asyncio.run(get_json(args.cloud.rstrip("/") + path))
-    except (aiohttp.ClientError, ValueError) as e:
-        print(f"error: {args.cloud}: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return _run(get_json(args.cloud.rstrip("/") + path))
+    except (aiohttp.ClientError, ValueError, TimeoutError) as e:
+        return unreachable(args.cloud, e)
+
+
+def _run(call: Coroutine[Any, Any, T]) -> T:
+    """Run one exchange with the ledger to its end, or raise TimeoutError after TIMEOUT_S
+    (aiohttp's own default waits 5 minutes, then raised what no command caught)."""
+    return asyncio.run(asyncio.wait_for(call, TIMEOUT_S))
+
+
+def unreachable(cloud: str, error: Exception) -> int:
+    """Print in one line why the ledger at `cloud` gave no usable answer; return 1."""
+    why = f"no answer within {TIMEOUT_S:g} s" if isinstance(error, TimeoutError) else error
+    print(f"error: {cloud}: {type(error).__name__}: {shown(why)}", file=sys.stderr)
+    return 1
+
+
+def shown(value: object) -> str:
+    """`value` as one line of at most MAX_SHOWN characters: a server's text may hold
+    newlines or terminal escapes, shown escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"
 
 
 def refused(status: int, answer: dict[str, Any]) -> int:
-    """Print the ledger's refusal (its problem+json `reason` and `detail`); return 1."""
-    print(f"error: HTTP {status}: {answer.get('reason')}: {answer.get('detail')}", file=sys.stderr)
+    """Print the ledger's refusal (its problem+json `reason` and `detail`) in one line;
+    return 1."""
+    reason, detail = shown(answer.get("reason")), shown(answer.get("detail"))
+    print(f"error: HTTP {status}: {reason}: {detail}", file=sys.stderr)
     return 1

@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -447,7 +448,20 @@ async def post_json(url: str, body: dict[str, object]) -> tuple[int, dict[str, o
     """POST `body`; return the status and the JSON object answered. Raises ValueError
     (JsonError) for an answer that is no bounded JSON object, aiohttp.ClientError."""
     async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
-        answer = jsonbound.loads(await resp.read(), max_bytes=64 * 1024, what="answer")
+        return resp.status, await read_answer(resp, 64 * 1024)
+
+
+async def read_answer(resp: aiohttp.ClientResponse, limit: int) -> dict[str, Any]:
+    """Read `resp`'s body as a JSON object of at most `limit` bytes, reading no further
+    than that (a server may send an endless body). Raises JsonError (a ValueError) naming
+    the HTTP status: a proxy's error page is not JSON."""
+    what = f"answer (HTTP {resp.status})"
+    data = bytearray()
+    async for chunk in resp.content.iter_any():
+        data += chunk
+        if len(data) > limit:
+            raise jsonbound.JsonError(what, f"more than {limit} bytes", f"at most {limit}", 413)
+    answer = jsonbound.loads(data, max_bytes=limit, what=what)
     if not isinstance(answer, dict):
-        raise jsonbound.JsonError("answer", type(answer).__name__, "a JSON object")
-    return resp.status, answer
+        raise jsonbound.JsonError(what, type(answer).__name__, "a JSON object")
+    return answer

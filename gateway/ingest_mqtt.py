@@ -70,14 +70,18 @@ class LinkState(enum.Enum):
 
 class _PubackQueue:
     """Messages waiting for their PUBACK, in arrival order: (packet id, settled when the
-    reading is committed or rejected)."""
+    reading is committed or rejected). Those delivered at QoS 2 (which the subscription
+    does not ask for, but paho hands over after PUBREL) end with PUBCOMP instead."""
 
     def __init__(self) -> None:
         self.waiting: deque[tuple[int, asyncio.Future[bytes | None]]] = deque()
+        self.exactly_once: set[int] = set()  # packet ids of QoS 2 deliveries waiting
         self.wake = asyncio.Event()
 
-    def put(self, mid: int, done: asyncio.Future[bytes | None]) -> None:
+    def put(self, mid: int, done: asyncio.Future[bytes | None], qos: int = 1) -> None:
         self.waiting.append((mid, done))
+        if qos == 2:
+            self.exactly_once.add(mid)
         self.wake.set()
 
 
@@ -194,21 +198,32 @@ class MqttIngest:
         self, pubacks: _PubackQueue, _client: object, _userdata: object, message: paho.MQTTMessage
     ) -> None:
         """Hand a received message to the gateway and queue its PUBACK (paho's on_message:
-        what mqtt_io.fast_publishes leaves to paho)."""
-        self._publish(pubacks, message.topic, message.payload, message.qos, message.mid)
+        what mqtt_io.fast_publishes leaves to paho). The topic is escaped as the fast path's:
+        paho's message.topic raises for one that is not UTF-8."""
+        topic = message._topic.decode("utf-8", "surrogateescape")
+        self._publish(pubacks, topic, message.payload, message.qos, message.mid)
 
     def _publish(
         self, pubacks: _PubackQueue, topic: str, payload: bytes | bytearray, qos: int, mid: int
     ) -> None:
-        """Hand a received message to the gateway and queue its PUBACK."""
+        """Hand a received message to the gateway and queue its PUBACK. A topic MQTT
+        forbids (mqtt_io.topic_fault) is refused here, counted under its fault, and
+        acknowledged like any refused reading: closing the connection (MQTT-1.5.3-1) would
+        have the broker redeliver it to every new session."""
+        # Cheap for the usual ASCII topic: only a non-ASCII one or a NUL is looked into.
+        fault = None if topic.isascii() and "\x00" not in topic else mqtt_io.topic_fault(topic)
         # pharmasync/v1/<site>/<device-id>/reading (or /status)
         dev_id, _, kind = (
             topic[len(self._prefix) :].partition("/")
             if topic.startswith(self._prefix)
             else ("", "", "")
         )
-        if kind == "status":
-            self.gateway.box_status(dev_id, bytes(payload))
+        if fault is not None or kind == "status":
+            if fault is not None:
+                self.gateway.counts[fault] += 1
+                self.gateway.reject_log("mqtt:" + ascii(topic), fault, f"packet id {mid}")
+            else:
+                self.gateway.box_status(dev_id, bytes(payload))
             done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
             done.set_result(None)
         else:
@@ -216,7 +231,7 @@ class MqttIngest:
             done = self.gateway.submit(bytes(payload), "mqtt:" + topic, dev_id, False)
         if qos > 0:
             self.in_flight += 1
-            pubacks.put(mid, done)
+            pubacks.put(mid, done, qos)
 
     async def _puback_in_order(self, client: aiomqtt.Client, pubacks: _PubackQueue) -> None:
         """PUBACK each message once its reading is committed (or rejected), in order: every
@@ -231,8 +246,13 @@ class MqttIngest:
             mids = []
             while waiting and waiting[0][1].done():
                 mids.append(waiting.popleft()[0])
-            mqtt_io.queue_pubacks(client._client, mids)
             self.in_flight -= len(mids)
+            if pubacks.exactly_once:
+                comps = [mid for mid in mids if mid in pubacks.exactly_once]
+                pubacks.exactly_once.difference_update(comps)
+                mids = [mid for mid in mids if mid not in comps]
+                mqtt_io.queue_pubacks(client._client, comps, mqtt_io.PUBCOMP)
+            mqtt_io.queue_pubacks(client._client, mids)
 
     async def _publish_acks(self, client: aiomqtt.Client) -> None:
         """Publish due acknowledgements, at most one per box per ACK_BOX_GAP_S; retained,

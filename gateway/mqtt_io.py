@@ -36,6 +36,7 @@ READ_SIZE = 1 << 16
 # Socket reads per event-loop turn: ~2 x 64 KiB, a few hundred readings, milliseconds of work.
 READS_PER_TURN = 2
 PUBACK = 0x40
+PUBCOMP = 0x70  # what ends a QoS 2 delivery to us (§3.7), where QoS 1 ends with PUBACK
 
 
 class BufferedSocket:
@@ -100,12 +101,26 @@ def buffer_reads(client: paho.Client) -> None:
     client._create_socket = create_buffered  # type: ignore[method-assign]
 
 
-def queue_pubacks(client: paho.Client, mids: list[int]) -> None:
-    """Queue PUBACKs for `mids`, in order, as one write (what paho's ack(mid, 1) sends for
-    each, MQTT 3.1.1 §3.4: 0x40 0x02 and the packet id)."""
+def queue_pubacks(client: paho.Client, mids: list[int], command: int = PUBACK) -> None:
+    """Queue PUBACKs (or, `command` PUBCOMP, PUBCOMPs) for `mids`, in order, as one write
+    (what paho's ack(mid, 1), ack(mid, 2) send for each, MQTT 3.1.1 §3.4, §3.7: the command,
+    0x02 and the packet id)."""
     if mids:
-        block = b"".join(struct.pack("!BBH", PUBACK, 2, mid) for mid in mids)
-        client._packet_queue(PUBACK, block, 0, 0)
+        block = b"".join(struct.pack("!BBH", command, 2, mid) for mid in mids)
+        client._packet_queue(command, block, 0, 0)
+
+
+def topic_fault(topic: str) -> str | None:
+    """Why `topic` (decoded with errors="surrogateescape") is not a topic MQTT 3.1.1 §1.5.3
+    allows: ill-formed UTF-8 (Python's strict decoder also refuses UTF-16 surrogates and
+    overlong forms, which then show as escapes) or U+0000. None if it is allowed."""
+    if "\x00" in topic:
+        return "topic holds U+0000"
+    try:
+        topic.encode()
+    except UnicodeEncodeError:
+        return "topic is not UTF-8"
+    return None
 
 
 # (topic, payload, qos, packet id): what the ingest needs of a PUBLISH.
@@ -116,8 +131,11 @@ def fast_publishes(client: paho.Client, on_publish: OnPublish) -> None:
     """Decode each QoS 0 or 1 PUBLISH (MQTT 3.1.1 §3.3) of `client` and call `on_publish`
     with it instead of paho's on_message (see the module docstring). Only with manual acks
     (paho then sends nothing itself for a QoS 1 message: the handler's caller PUBACKs, as
-    queue_pubacks). Anything else, QoS 2, MQTT 5, a topic that is not UTF-8 or a packet
-    too short for its fields, takes paho's own path (on_message, or its MalformedPacket)."""
+    queue_pubacks). A topic that is not UTF-8 is handed over surrogate-escaped, for the handler
+    to refuse (topic_fault): paho's path raised out of its read loop with the packet kept, so
+    it raised again at every read and nothing behind it was handled. Anything else, QoS 2,
+    MQTT 5, an empty topic or a packet too short for its fields, takes paho's own path
+    (on_message, or MQTT_ERR_PROTOCOL and a new connection)."""
     slow = client._handle_publish
 
     def handle_publish() -> paho.MQTTErrorCode:
@@ -136,7 +154,7 @@ def fast_publishes(client: paho.Client, on_publish: OnPublish) -> None:
         try:
             topic = data[2:at].decode()
         except UnicodeDecodeError:
-            return slow()
+            topic = data[2:at].decode("utf-8", "surrogateescape")
         mid = (data[at] << 8) | data[at + 1] if qos else 0
         on_publish(topic, data[end:], qos, mid)
         return paho.MQTTErrorCode.MQTT_ERR_SUCCESS

@@ -17,7 +17,8 @@ Trusting nothing but the log's key and what the user scanned, each check fails w
     record proof          each record's key, recomputed from the scanned identifiers (grouped
                           by lot from bundle version 3 on), holds the bundle's value (or is
                           absent) under the entry's state root; a bundle whose proofs cannot
-                          be rebuilt from the keys of the identifiers it names fails here
+                          be rebuilt from the keys of the identifiers it names fails here, and
+                          so does a plain-key bundle (versions 1-2) proving its lot absent
     record value          each value is canonical JSON (what is shown is what was hashed)
     serial inclusion      a pack's serial is in its registration's RFC 6962 root, at the
                           stated index of the registration's count
@@ -35,7 +36,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cloud.contracts import gs1, public_facts, public_pack, stateroot
+from cloud.contracts import gs1, lots, public_facts, public_pack, stateroot
 from cloud.contracts.public_proof import (
     LOT_RECORDS,
     MAX_BUNDLE,
@@ -293,4 +294,13 @@ def _check_records(bundle: PublicProof, scanned: Scanned, root: bytes) -> dict[s
             if not canonical:
                 raise PublicCheckError(Step.RECORD_VALUE, f"{name}: want a canonical JSON object")
         values[name] = r.value
+    if not bundle.grouped and values[lots.LOT.name] is None:
+        # Since grouped keys no record sits at a plain key: a bundle rewritten with plain
+        # keys (version 1-2, JSON 1) proves any lot absent under today's root. Saved before
+        # grouped keys, such a bundle is still read for a lot it proves present.
+        raise PublicCheckError(
+            Step.RECORD_PROOF,
+            "lot proven absent under plain keys (bundle version 1-2): every lot is absent"
+            " there since grouped keys; want a version 3 bundle",
+        )
     return values

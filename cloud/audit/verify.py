@@ -134,14 +134,23 @@ examples:
       http://127.0.0.1:8480/01/09506000134352/10/L1 -o check.bin)"""
 
 
+MAX_KEY_FILE = 4096  # a key string is ~60-100 bytes; room for comments around it
+
+
 def key_string(value: str) -> str:
-    """argparse type: a key string, or the first non-empty line of the file `@PATH`."""
+    """argparse type: a key string, or the first word of the file `@PATH` (at most
+    MAX_KEY_FILE bytes)."""
     if not value.startswith("@"):
         return value.strip()
-    try:
-        lines = Path(value[1:]).read_text(encoding="utf-8").split()
+    try:  # bounded: @/dev/zero must not be read until memory runs out
+        data = _read_bundle(value[1:], MAX_KEY_FILE)
+        lines = data.decode("utf-8").split()
     except (OSError, UnicodeDecodeError) as e:
         raise argparse.ArgumentTypeError(f"cannot read {value[1:]}: {e}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise argparse.ArgumentTypeError(
+            f"{value[1:]} is over {MAX_KEY_FILE} bytes, want a key file"
+        )
     if not lines:
         raise argparse.ArgumentTypeError(f"{value[1:]} is empty, want a key string")
     return lines[0]

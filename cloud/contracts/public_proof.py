@@ -132,6 +132,10 @@ def current_lot(
                 raise PublicProofFormatError("pack record without its lot") from None
             if not isinstance(moved, str):
                 raise PublicProofFormatError("pack record's lot is not a string")
+            try:  # it picks the lot records' keys before any proof is checked
+                gs1.lot(moved)
+            except gs1.Gs1Error as e:
+                raise PublicProofFormatError(f"pack record's lot: {e}") from None
             return moved
     return pack.registered_lot
 

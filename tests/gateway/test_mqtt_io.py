@@ -176,3 +176,92 @@ async def test_fast_publishes_hands_qos_0_and_1_over_and_leaves_qos_2_to_paho(
     async with client:
         await asyncio.sleep(0.5)
     assert again == []  # every QoS 1 message was acknowledged
+
+
+def publish_packet(topic: bytes, payload: bytes, qos: int = 1, mid: int = 7) -> bytes:
+    """A PUBLISH of MQTT 3.1.1 §3.3 as raw bytes, whatever its topic holds."""
+    body = len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+    body += payload
+    size, length = len(body), b""
+    while True:  # §2.2.3: 7 bits a byte, low first, the top bit says more follow
+        size, digit = size >> 7, size & 0x7F
+        length += bytes([digit | (0x80 if size else 0)])
+        if not size:
+            return bytes([0x30 | qos << 1]) + length + body
+
+
+def raw_client(sock: socket.socket, got: list[tuple[str, bytes, int, int]]) -> paho.Client:
+    """A paho client with the gateway's decoder reading `sock` (no broker: what a rogue or
+    broken one would send is written to the socket's other end)."""
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw")
+    client.manual_ack_set(True)
+    client.on_message = lambda _c, _u, m: got.append((m.topic, m.payload, m.qos, m.mid))
+    mqtt_io.fast_publishes(client, lambda t, p, q, m: got.append((t, bytes(p), q, m)))
+    sock.setblocking(False)
+    client._sock = mqtt_io.BufferedSocket(sock, reads_per_turn=-1)
+    return client
+
+
+def read_all(client: paho.Client) -> None:
+    """What aiomqtt's reader does on a readiness event: loop_read while bytes are pending."""
+    assert client.loop_read() == paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+    while client._sock.pending():  # type: ignore[union-attr]
+        assert client.loop_read() == paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [b"t/\xff", b"t/\xed\xa0\x80", b"t/\xc0\xaf"],
+    ids=["invalid byte", "utf-16 surrogate", "overlong"],
+)
+def test_a_topic_that_is_not_utf8_is_handed_over_escaped_and_the_stream_goes_on(
+    topic: bytes,
+) -> None:
+    """MQTT 3.1.1 §1.5.3 forbids ill-formed UTF-8 in a topic (Mosquitto refuses it from a
+    publisher; a rogue broker need not). paho's path raised UnicodeDecodeError out of
+    loop_read with the packet kept, so every later read raised again on it and no reading
+    behind it was ever handled. The decoder hands it over surrogate-escaped (topic_fault
+    names it), and the readings after it in the same read arrive."""
+    got: list[tuple[str, bytes, int, int]] = []
+    a, b = socket.socketpair()
+    with a, b:
+        client = raw_client(b, got)
+        a.sendall(publish_packet(topic, b"bad", mid=5) + publish_packet(b"t/ok", b"good", mid=6))
+        read_all(client)
+    assert [(p, q, m) for _, p, q, m in got] == [(b"bad", 1, 5), (b"good", 1, 6)]
+    assert got[0][0].encode("utf-8", "surrogateescape") == topic
+    assert mqtt_io.topic_fault(got[0][0]) == "topic is not UTF-8"
+    assert mqtt_io.topic_fault("t/ok") is None
+
+
+def test_a_nul_in_a_topic_is_named_a_fault() -> None:
+    """U+0000 is valid UTF-8 but forbidden in MQTT strings (§1.5.3, MQTT-1.5.3-2)."""
+    got: list[tuple[str, bytes, int, int]] = []
+    a, b = socket.socketpair()
+    with a, b:
+        client = raw_client(b, got)
+        a.sendall(publish_packet(b"t/\x00x", b"nul", mid=5))
+        read_all(client)
+    assert got == [("t/\x00x", b"nul", 1, 5)]
+    assert mqtt_io.topic_fault(got[0][0]) == "topic holds U+0000"
+
+
+def test_publishes_split_at_every_byte_and_many_in_one_read_all_arrive() -> None:
+    """QoS 0 and 1, a 2-byte remaining length, DUP and RETAIN set: cut at every byte
+    boundary, each arrives once and whole; all in one write, all arrive in order."""
+    packets = [
+        publish_packet(b"t/a", b"x" * 200, qos=1, mid=1),
+        publish_packet("t/é".encode(), b"", qos=0),
+        bytes([0x3B]) + publish_packet(b"t/d", b"dup retain", qos=1, mid=2)[1:],
+    ]
+    want = [("t/a", b"x" * 200, 1, 1), ("t/é", b"", 0, 0), ("t/d", b"dup retain", 1, 2)]
+    stream = b"".join(packets)
+    for cut in range(1, len(stream)):
+        got: list[tuple[str, bytes, int, int]] = []
+        a, b = socket.socketpair()
+        with a, b:
+            client = raw_client(b, got)
+            for part in (stream[:cut], stream[cut:]):
+                a.sendall(part)
+                read_all(client)
+        assert got == want, cut

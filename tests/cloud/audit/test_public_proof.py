@@ -315,3 +315,30 @@ async def test_pharmasync_verify_public_of_a_pack(
     assert verify.main([*args[:6], "--serial", "PK00052", "--json"]) == 0  # no lot: its own
     report = json.loads(capsys.readouterr().out)
     assert report["facts"]["serial"]["lot"] == "C2"
+
+
+async def test_a_bundle_downgraded_to_plain_keys_cannot_prove_a_lot_absent(
+    ledger: Cloud,
+) -> None:
+    """Since grouped keys every plain record key is absent from the state tree, so a bundle
+    rewritten as version 2 (JSON 1) with honest proofs of absence at the plain keys, under
+    the ledger's latest signed root, would say a registered lot is not registered, "proven
+    absent" as of today. A plain-key bundle is refused unless it proves its lot present."""
+    from cloud.api.state import CONTRACTS
+    from cloud.contracts.statetree_hash import record_key
+
+    bundle, key = await bundle_of(ledger), await log_vkey(ledger)
+    state = ledger.server.app[CONTRACTS].state
+    state.flush()
+    assert state.tree.root == stateroot.parse(bundle.entry).root
+    plain = tuple(
+        dataclasses.replace(
+            r, value=None, proof=state.tree.prove(record_key(r.contract, r.code, GTIN, "L1"))
+        )
+        for r in bundle.records
+    )
+    downgraded = dataclasses.replace(bundle, records=plain, grouped=False)
+    for data in (downgraded.to_bytes(), json.dumps(downgraded.to_json()).encode()):
+        error = refused(data, key)
+        assert error.step is Step.RECORD_PROOF, error
+        assert "plain keys" in error.detail

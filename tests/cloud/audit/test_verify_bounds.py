@@ -158,3 +158,23 @@ def test_the_cli_never_shows_a_traceback(
     done = run_cli(path)
     assert done.returncode in (0, 3), done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 1, done.stderr
+
+
+def test_a_key_file_is_read_at_most_its_bound(tmp_path: Path) -> None:
+    """`--log-vkey @FILE` read the whole file: `@/dev/zero` or `@/dev/urandom` took memory
+    until the kernel killed the process (23 GB here). A key file is read up to
+    MAX_KEY_FILE bytes; a larger one is a usage error naming the bound, exit 2."""
+    from cloud.audit.verify import MAX_KEY_FILE
+
+    path = tmp_path / "ledger.vkey"
+    path.write_text("ledger.example/pharmasync+ae3b506f+AAAA\n" + " " * MAX_KEY_FILE)
+    done = run_cli(
+        Path("-"), "--public", "-", "--log-vkey", f"@{path}", "--gtin", "1", "--lot", "L"
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f"is over {MAX_KEY_FILE} bytes, want a key file" in done.stderr.splitlines()[-1]
+    done = run_cli(
+        Path("-"), "--public", "-", "--log-vkey", "@/dev/zero", "--gtin", "1", "--lot", "L"
+    )
+    assert done.returncode == 2 and f"over {MAX_KEY_FILE} bytes" in done.stderr, done.stderr

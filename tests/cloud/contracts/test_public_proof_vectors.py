@@ -78,3 +78,32 @@ def test_version_3_bytes_read_as_version_2_are_refused() -> None:
             b"\x02" + data[1:], log_vkey=VECTORS["log_vkey"], scanned=scanned(BUNDLES["pack"])
         )
     assert caught.value.step is Step.RECORD_PROOF
+
+
+@pytest.mark.parametrize("lot", ["\ud800", "L\x00", "x" * 300, ""])
+def test_a_pack_record_naming_no_lot_is_refused_at_its_value(lot: str) -> None:
+    """The pack record's lot picks the keys of the lot records before any proof is checked:
+    a lone surrogate there raised UnicodeEncodeError out of verify_public (bytes and JSON).
+    A lot GS1 does not allow is refused as the record's value, or as the bundle's shape
+    when the bytes are read."""
+    case = BUNDLES["pack-dispensed"]
+    bundle = PublicProof.from_bytes(bytes.fromhex(case["bundle"]))
+    document = bundle.to_json()
+    for record in document["records"]:
+        if record["type"] == pack_facts.PACK.code:
+            value = json.loads(record["value"])
+            record["value"] = json.dumps({**value, "lot": lot}, separators=(",", ":"))
+    with pytest.raises(PublicCheckError) as caught:
+        verify_public(
+            json.dumps(document).encode(), log_vkey=VECTORS["log_vkey"], scanned=scanned(case)
+        )
+    assert caught.value.step is Step.RECORD_VALUE, caught.value
+    assert "pack record's lot" in caught.value.detail
+    data = bytearray(bundle.to_bytes())
+    old = json.dumps({"lot": "L1", "status": "dispensed"}, separators=(",", ":")).encode()
+    new = json.dumps({"lot": lot, "status": "dispensed"}, separators=(",", ":")).encode()
+    at = data.index(old)
+    data[at - 2 : at + len(old)] = len(new).to_bytes(2, "big") + new
+    with pytest.raises(PublicCheckError) as caught:
+        verify_public(bytes(data), log_vkey=VECTORS["log_vkey"], scanned=scanned(case))
+    assert caught.value.step is Step.SHAPE and "pack record's lot" in caught.value.detail

@@ -1,0 +1,77 @@
+"""The MQTT ingest's handling of each PUBLISH (gateway/ingest_mqtt.py): what it hands the
+gateway, what it refuses itself, and which packet ids it acknowledges. Real gateway and
+spool; the PUBLISHes are what the decoder (gateway/mqtt_io.py) hands over."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
+
+import paho.mqtt.client as paho
+
+from device import topics
+from gateway import mqtt_io
+from gateway.ingest_mqtt import MqttIngest, _PubackQueue
+from tests.gateway.test_mqtt_io import publish_packet
+from tests.gateway.test_service import DEV, make_gateway, signed
+
+
+async def test_a_topic_mqtt_forbids_is_refused_counted_and_acknowledged(tmp_path: Path) -> None:
+    """Ill-formed UTF-8 (as the decoder escapes it) or U+0000 in a topic: refused with its
+    reason, counted, its packet id acknowledged (a broker redelivering it forever would
+    stall the session otherwise), and the reading after it accepted."""
+    gw = make_gateway(tmp_path)
+    ingest = MqttIngest(gw)
+    pubacks = _PubackQueue()
+    good = topics.reading("t", DEV)
+    ingest._publish(pubacks, good + "\udcff", signed(0), 1, 5)
+    ingest._publish(pubacks, good.replace(DEV, DEV + "\x00"), signed(0), 1, 6)
+    ingest._publish(pubacks, good, signed(0), 1, 7)
+    assert [mid for mid, _ in pubacks.waiting] == [5, 6, 7]
+    await gw.verify_pool.judged()
+    await gw.flush()
+    assert [await asyncio.wait_for(done, 5) for _, done in pubacks.waiting][:2] == [None, None]
+    assert gw.counts["topic is not UTF-8"] == 1 and gw.counts["topic holds U+0000"] == 1
+    assert gw.counts["accepted"] == 1
+    assert ingest.in_flight == 3
+    await gw.stop()
+
+
+async def test_a_qos_2_reading_is_completed_with_pubcomp_not_puback(tmp_path: Path) -> None:
+    """The gateway subscribes at QoS 1, but a broker that sends QoS 2 anyway gets PUBREC
+    from paho and, once the reading is committed, PUBCOMP for it (MQTT 3.1.1 §4.3.3): a
+    PUBACK there is a protocol error that ends the session, every time the broker
+    resends its PUBREL. Real paho over a socket pair, the broker's bytes written raw."""
+    gw = make_gateway(tmp_path)
+    ingest = MqttIngest(gw)
+    pubacks = _PubackQueue()
+    a, b = socket.socketpair()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw")
+    client.manual_ack_set(True)
+    client.on_message = partial(ingest._message, pubacks)
+    mqtt_io.fast_publishes(client, partial(ingest._publish, pubacks))
+    b.setblocking(False)
+    client._sock = b
+    sender = asyncio.create_task(ingest._puback_in_order(SimpleNamespace(_client=client), pubacks))  # type: ignore[arg-type]
+    with a, b:
+        topic = topics.reading("t", DEV).encode()
+        a.sendall(publish_packet(topic, signed(0), qos=2, mid=9))  # PUBLISH, QoS 2, packet id 9
+        client.loop_read()
+        client.loop_write()
+        assert a.recv(100) == b"\x50\x02\x00\x09"  # PUBREC
+        a.sendall(b"\x62\x02\x00\x09")  # PUBREL: paho hands the message over now
+        client.loop_read()
+        await gw.verify_pool.judged()
+        await gw.flush()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            client.loop_write()
+            if ingest.in_flight == 0:
+                break
+        assert a.recv(100) == b"\x70\x02\x00\x09"  # PUBCOMP
+    sender.cancel()
+    assert gw.counts["accepted"] == 1
+    await gw.stop()
