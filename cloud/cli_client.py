@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -94,18 +94,26 @@ def send(
 
 
 async def get_json(
-    url: str, session: aiohttp.ClientSession | None = None, token: str = ""
+    url: str,
+    session: aiohttp.ClientSession | None = None,
+    token: str = "",
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """GET a JSON object (with a bearer token if one is given), in `session` or a new one."""
+    """GET a JSON object (with a bearer token if one is given, and any other `headers`), in
+    `session` or a new one."""
     if session is None:
         async with aiohttp.ClientSession() as own:
-            return await get_json(url, own, token)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with session.get(url, headers=headers) as resp:
+            return await get_json(url, own, token, headers)
+    sent = dict(headers or {})
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    async with session.get(url, headers=sent) as resp:
         return resp.status, await read_answer(resp, MAX_ANSWER)
 
 
-def signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
+def signed_in_get(
+    args: argparse.Namespace, path: str, headers: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, Any]] | int:
     """Sign in with --key and GET `path`; return (status, answer), or the exit code after
     printing why not (2: an unusable key file; 1: the ledger refused or is unreachable)."""
     if (secret := read_secret(args.key, "--key")) is None:
@@ -118,7 +126,7 @@ def signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, A
             if not token:
                 print(f"error: sign-in refused: {why}", file=sys.stderr)
                 return 1
-            return await get_json(f"{url}{path}", session, token)
+            return await get_json(f"{url}{path}", session, token, headers)
 
     try:
         return _run(get())
@@ -126,14 +134,16 @@ def signed_in_get(args: argparse.Namespace, path: str) -> tuple[int, dict[str, A
         return unreachable(args.cloud, e)
 
 
-def read_as(args: argparse.Namespace, path: str) -> tuple[int, dict[str, Any]] | int:
+def read_as(
+    args: argparse.Namespace, path: str, headers: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, Any]] | int:
     """GET `path` signed in with --key if given (else as the public); return (status,
     answer), or the exit code after printing why not (1: unreachable or refused sign-in;
     2: an unusable key file)."""
     if args.key is not None:
-        return signed_in_get(args, path)
+        return signed_in_get(args, path, headers)
     try:
-        return _run(get_json(args.cloud.rstrip("/") + path))
+        return _run(get_json(args.cloud.rstrip("/") + path, headers=headers))
     except (aiohttp.ClientError, ValueError, TimeoutError) as e:
         return unreachable(args.cloud, e)
 

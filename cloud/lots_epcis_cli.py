@@ -19,7 +19,14 @@ _GTIN = "09506000134352"  # GS1's example GTIN-14
 EXAMPLES = (
     f"pharmasync lots epcis {_GTIN} L1 --cloud {CLOUD}",
     f"pharmasync lots epcis {_GTIN} L1 --key wholesaler.key --out L1.epcis.jsonld --cloud {CLOUD}",
+    f"pharmasync lots epcis {_GTIN} L1 --epc-format urn --cloud {CLOUD}",
 )
+# --epc-format: the EPCIS 2.0 GS1-EPC-Format request header's values
+EPC_FORMATS = {
+    "digital-link": "Always_GS1_Digital_Link",
+    "urn": "Always_EPC_URN",
+    "any": "No_Preference",
+}
 
 
 def _checked(check: Callable[[object], str], what: str) -> Callable[[str], str]:
@@ -55,6 +62,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     epcis.add_argument("lot", type=_checked(lots_fields.lot_number, "lot"), help="lot (AI 10)")
     epcis.add_argument("--key", type=Path, help="your secret key file, to sign in")
     epcis.add_argument("--out", type=Path, help="write the document here (default: stdout)")
+    epcis.add_argument(
+        "--epc-format",
+        choices=EPC_FORMATS,
+        default="digital-link",
+        help="how lots and packs are named: GS1 Digital Link URIs, or EPC URNs where the "
+        "manufacturer declared its company prefix (`lots gs1-prefix`; others stay Digital "
+        "Links) (default: %(default)s)",
+    )
     epcis.add_argument("--cloud", default=CLOUD, help="the ledger's URL (default: %(default)s)")
     epcis.set_defaults(handler=_export)
 
@@ -62,7 +77,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     """Fetch the document; print it or write it to --out (exit 1 if the ledger refuses or
     cannot be reached, 2 for an unusable key file or output path)."""
-    got = read_as(args, f"/v1/lots/{args.gtin}/{quote(args.lot, safe='')}/epcis")
+    path = f"/v1/lots/{args.gtin}/{quote(args.lot, safe='')}/epcis"
+    got = read_as(args, path, {"GS1-EPC-Format": EPC_FORMATS[args.epc_format]})
     if isinstance(got, int):
         return got
     status, document = got

@@ -159,3 +159,32 @@ async def test_a_shipment_names_its_packs_and_its_pallet(user: User) -> None:
                                   "@wholesaler.pub", "--quantity", "2", "--serials",
                                   "missing.txt", "--key", "maker.key")  # fmt: skip
     assert code == 2 and "cannot read serials from missing.txt" in err
+
+
+async def test_epcis_names_packs_by_epc_urn_once_the_maker_declared_its_prefix(
+    user: User,
+) -> None:
+    """`lots epcis --epc-format urn`: EPC URNs only where the manufacturer declared its GS1
+    company prefix (`lots gs1-prefix`); before that, and by default, Digital Link URIs."""
+    (user.folder / "serials.txt").write_text("PK-1\n")
+    lot = ("--gtin", GTIN, "--lot", "L1")
+    await user.ok("packs", "serialize", *lot, "--serials", "serials.txt", "--key", "maker.key")
+    export = ("lots", "epcis", GTIN, "L1", "--key", "maker.key")
+
+    def epcs(out: str) -> list[str]:
+        events = json.loads(out)["epcisBody"]["eventList"]
+        return [epc for e in events for epc in e.get("epcList", [])]
+
+    assert epcs(await user.ok(*export, "--epc-format", "urn")) == [
+        f"https://id.gs1.org/01/{GTIN}/21/PK-1"  # no prefix declared: stays a Digital Link
+    ]
+    code, _, err = await user.run("lots", "gs1-prefix", "--prefix", "9506000",
+                                  "--key", "wholesaler.key")  # fmt: skip
+    assert code == 1 and "access" in err  # only a manufacturer declares its prefixes
+    await user.ok("lots", "gs1-prefix", "--prefix", "9506000", "--key", "maker.key")
+    assert epcs(await user.ok(*export, "--epc-format", "urn")) == [
+        "urn:epc:id:sgtin:9506000.013435.PK-1"
+    ]
+    assert epcs(await user.ok(*export)) == [f"https://id.gs1.org/01/{GTIN}/21/PK-1"]
+    code, _, err = await user.run(*export, "--epc-format", "tag")
+    assert code == 2 and "--epc-format" in err
