@@ -256,6 +256,10 @@ class Demo:
                 },
             }
         )
+        # amqtt 0.12.1 iterates its topic table across awaits (a new session's retained
+        # messages, each broadcast), so a client subscribing meanwhile raised "dictionary
+        # changed size during iteration" and dropped the connecting client: iterate copies.
+        broker._subscriptions = _Snapshots(broker._subscriptions)
         await broker.start()
         stack.push_async_callback(broker.shutdown)
         return port
@@ -415,3 +419,13 @@ class Demo:
         for name in sorted(shown - now.keys()):
             print(f"   alarm cleared: {name}")
         return set(now)
+
+
+class _Snapshots(dict):  # type: ignore[type-arg]
+    """A dict whose iteration walks a copy taken when it starts (see _start_broker)."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(super().__iter__()))
+
+    def items(self):  # type: ignore[no-untyped-def]
+        return list(super().items())

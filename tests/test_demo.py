@@ -277,3 +277,19 @@ def test_a_taken_port_is_a_clear_error(tmp_path: Path) -> None:
         f"pharmasync demo: error: the cloud cannot listen on 127.0.0.1:{port}: Address already "
         "in use (another process listens there: stop it or choose another port)\n"
     )
+
+
+def test_the_demo_brokers_topic_table_can_change_while_it_is_walked() -> None:
+    """The demo's amqtt broker walks its topic table across awaits; a subscription made
+    meanwhile must not end the walk (amqtt 0.12.1 raised "dictionary changed size during
+    iteration" and dropped the connecting client: cloud/demo.py iterates copies)."""
+    from cloud.demo import _Snapshots
+
+    table = _Snapshots({"a": [], "b": []})
+    walked = []
+    for topic in table:
+        table[f"{topic}/new"] = []  # what a client subscribing meanwhile does
+        walked.append(topic)
+    for topic, _ in table.items():
+        table.pop(topic)
+    assert walked == ["a", "b"] and table == {}
