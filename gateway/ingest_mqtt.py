@@ -47,12 +47,13 @@ ACK_PUBLISH_TIMEOUT_S = 120.0  # a publish not confirmed in this long is publish
 ACKS_UNCONFIRMED_MAX = 20_000  # ack publishes waiting for their PUBACK (_publish_acks)
 ACK_BOX_GAP_S = 0.5  # ...and a box's ack at most this often (each is signed and retained)
 # Messages received and not yet PUBACKed (committed) that the gateway holds at most: at that
-# many it stops reading the socket (mqtt_io.ReadGate) until commits bring them down to half
-# as many. Each costs ~1.3 KB until its commit; the broker's window (Mosquitto's
+# many it stops reading the socket (mqtt_io.ReadGate) until commits bring them down to three
+# quarters of it (the pipeline kept fed: 8,192 resuming at half cost ~20 % of the drain's
+# rate). Each costs ~1.3 KB until its commit; the broker's window (Mosquitto's
 # max_inflight_messages 5000, hardware/mosquitto-site.conf) did not bound them in a storm:
 # 100 boxes x 4,096 connecting within 5 s left 108,000 in the gateway, 237 MB RSS that
 # stayed after the storm (bench/RESULTS.md, issue 13 part 3).
-IN_FLIGHT_MAX = 8192
+IN_FLIGHT_MAX = 16_384
 
 
 async def cancellable(call: Awaitable[T]) -> T:
@@ -258,7 +259,7 @@ class MqttIngest:
             while waiting and waiting[0][1].done():
                 mids.append(waiting.popleft()[0])
             self.in_flight -= len(mids)
-            if self.read_gate.paused and self.in_flight <= self.max_in_flight // 2:
+            if self.read_gate.paused and self.in_flight <= self.max_in_flight * 3 // 4:
                 self.read_gate.resume()
             if pubacks.exactly_once:
                 comps = [mid for mid in mids if mid in pubacks.exactly_once]

@@ -145,6 +145,8 @@ def sizes(rt: Any) -> dict[str, int]:
         "ranges": sum(len(r) for r in gw.ranges.values()),
         "lane_taken": len(gw._lane_taken),
         "verify_groups": len(gw.verify_pool._in_flight),
+        # MKT windows' samples held (24 B each, a day per zone at most, twice before a cut)
+        "mkt_samples": sum(len(z.mkt._t) for z in gw.alarms._zones.values()),
     }
     if rt.mqtt is not None:
         out["mqtt_in_flight"] = rt.mqtt.in_flight
