@@ -83,12 +83,14 @@ class ReadGate:
         return True
 
     def resume(self) -> None:
-        """Give every paused socket its reader again (a closed one is dropped)."""
+        """Give every paused socket its reader again (a closed one is dropped), and call the
+        reader once now: a TLS socket may hold decrypted bytes the selector cannot see."""
         paused, self._paused = self._paused, []
         for loop, sock, callback, args in paused:
             if sock.fileno() >= 0 and not loop.is_closed():
                 with suppress(OSError, ValueError):  # closed meanwhile: its session ends
                     loop.add_reader(sock.fileno(), callback, *args)
+                    loop.call_soon(callback, *args)
 
 
 class BufferedSocket:
