@@ -46,6 +46,14 @@ ACKS_IN_FLIGHT = 1000  # acks published and not yet answered by the broker (paho
 ACK_PUBLISH_TIMEOUT_S = 120.0  # a publish not confirmed in this long is published again
 ACKS_UNCONFIRMED_MAX = 20_000  # ack publishes waiting for their PUBACK (_publish_acks)
 ACK_BOX_GAP_S = 0.5  # ...and a box's ack at most this often (each is signed and retained)
+# Messages received and not yet PUBACKed (committed) that the gateway holds at most: at that
+# many it stops reading the socket (mqtt_io.ReadGate) until commits bring them down to three
+# quarters of it (the pipeline kept fed: 8,192 resuming at half cost ~20 % of the drain's
+# rate). Each costs ~1.3 KB until its commit; the broker's window (Mosquitto's
+# max_inflight_messages 5000, hardware/mosquitto-site.conf) did not bound them in a storm:
+# 100 boxes x 4,096 connecting within 5 s left 108,000 in the gateway, 237 MB RSS that
+# stayed after the storm (bench/RESULTS.md, issue 13 part 3).
+IN_FLIGHT_MAX = 16_384
 
 
 async def cancellable(call: Awaitable[T]) -> T:
@@ -99,6 +107,8 @@ class MqttIngest:
         self._acks_due: dict[bytes, int | None] = {}  # box -> oldest seq its ack must cover
         self._ack_sent: dict[bytes, float] = {}  # box -> when its ack was last published
         self.in_flight = 0  # readings received, not yet PUBACKed to the broker
+        self.max_in_flight = IN_FLIGHT_MAX  # reading pauses at this many (ReadGate)
+        self.read_gate = mqtt_io.ReadGate(lambda: self.in_flight >= self.max_in_flight)
         self._acks_wake = asyncio.Event()
         gateway.ack_listeners.append(self._ack_due)
         gateway.alarm_listeners.append(self._alarms_changed)
@@ -147,7 +157,8 @@ class MqttIngest:
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
                 client._client.max_inflight_messages_set(ACKS_IN_FLIGHT)  # _publish_acks
                 client.pending_calls_threshold = ACKS_UNCONFIRMED_MAX  # (it warns above)
-                mqtt_io.buffer_reads(client._client)  # a recv per buffer, not per byte
+                # A recv per buffer, not per byte; none while max_in_flight wait for commits.
+                mqtt_io.buffer_reads(client._client, self.read_gate)
                 # Each message is handled in paho's read callback, on the event loop, in
                 # arrival order: aiomqtt's message queue costs a task per message.
                 pubacks = _PubackQueue()
@@ -187,6 +198,7 @@ class MqttIngest:
                             with suppress(asyncio.CancelledError):
                                 await task
                         self.in_flight = 0  # the broker redelivers them to the next session
+                        self.read_gate.resume()  # (a closed socket is dropped)
             except aiomqtt.MqttError as e:
                 self.last_error = str(e)
                 log.warning("MQTT link down (%s); retrying in about %.0f s", e, backoff)
@@ -247,6 +259,8 @@ class MqttIngest:
             while waiting and waiting[0][1].done():
                 mids.append(waiting.popleft()[0])
             self.in_flight -= len(mids)
+            if self.read_gate.paused and self.in_flight <= self.max_in_flight * 3 // 4:
+                self.read_gate.resume()
             if pubacks.exactly_once:
                 comps = [mid for mid in mids if mid in pubacks.exactly_once]
                 pubacks.exactly_once.difference_update(comps)

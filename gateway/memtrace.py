@@ -9,7 +9,12 @@ not for production; bench/RESULTS.md "Drain after an outage" says what it found)
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
+import re
+import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -17,6 +22,12 @@ from typing import Any
 
 ENV = "PHARMASYNC_GATEWAY_TRACEMALLOC"
 ENV_EVERY = "PHARMASYNC_GATEWAY_TRACEMALLOC_S"
+# Frames kept per allocation; 0 reports everything but tracemalloc's own figures (tracemalloc
+# itself holds ~50 B per traced block in the malloc heap, which blurs that heap's figures).
+ENV_FRAMES = "PHARMASYNC_GATEWAY_TRACEMALLOC_FRAMES"
+# "1": after each report call glibc's malloc_trim(0) and report the RSS it gave back (if
+# much, the growth is free memory the allocator keeps: fragmentation, not live objects).
+ENV_TRIM = "PHARMASYNC_GATEWAY_TRACEMALLOC_TRIM"
 TOP = 25
 
 
@@ -31,6 +42,98 @@ def rss_kb() -> int:
     return 0
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            *("arena", "ordblks", "smblks", "hblks", "hblkhd"),
+            *("usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"),
+        )
+    ]
+
+
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _sqlite() -> Any:
+    try:  # the library _sqlite3 already loaded (dlopen hands back the same one)
+        lib = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+def smaps_kb() -> dict[str, int]:
+    """Anonymous and file-backed resident memory of this process (KiB), 0s elsewhere."""
+    out = {"anon": 0, "file": 0}
+    try:
+        text = Path("/proc/self/smaps_rollup").read_text()
+    except OSError:
+        return out
+    for key, name in (("anon", "Anonymous"), ("file", "Rss")):
+        if m := re.search(rf"^{name}:\s+(\d+)", text, re.M):
+            out[key] = int(m.group(1))
+    out["file"] -= out["anon"]
+    return out
+
+
+def pymalloc() -> str:
+    """pymalloc's arenas in MB (sys._debugmallocstats, which prints to the C stderr: it is
+    pointed at a file meanwhile): mapped, in live blocks, free in its pools, in empty pools."""
+    stats = getattr(sys, "_debugmallocstats", None)
+    if stats is None:
+        return ""
+    with tempfile.TemporaryFile("w+") as f:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)
+            stats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read()
+    got = {}
+    for key in (
+        "arenas allocated current",
+        "bytes in allocated blocks",
+        "bytes in available blocks",
+        "bytes in unused pools",
+    ):
+        if m := re.search(rf"# {key}\s*=\s*([\d,]+)", text):
+            got[key] = int(m.group(1).replace(",", ""))
+    mb = {k: v >> 20 for k, v in got.items()}
+    return (
+        f"(arenas {got.get('arenas allocated current', 0)} MiB: blocks live "
+        f"{mb.get('bytes in allocated blocks', 0)} free {mb.get('bytes in available blocks', 0)} "
+        f"unused pools {mb.get('bytes in unused pools', 0)})"
+    )
+
+
+def allocators(libc: Any, sqlite: Any) -> str:
+    """One line: glibc's heap (all arenas), pymalloc's blocks, SQLite's own memory, in MB."""
+    parts = []
+    sm = smaps_kb()
+    parts.append(f"anon {sm['anon'] >> 10} file {sm['file'] >> 10}")
+    if libc is not None and hasattr(libc, "mallinfo2"):
+        libc.mallinfo2.restype = _MallInfo2
+        mi = libc.mallinfo2()
+        parts.append(
+            f"malloc: sbrk+arenas {mi.arena >> 20} mmapped {mi.hblkhd >> 20} ({mi.hblks}) "
+            f"in use {mi.uordblks >> 20} free {mi.fordblks >> 20}"
+        )
+    parts.append(f"pymalloc blocks {sys.getallocatedblocks()} {pymalloc()}")
+    if sqlite is not None:
+        parts.append(f"sqlite {sqlite.sqlite3_memory_used() >> 20}")
+    return "  ".join(parts)
+
+
 def sizes(rt: Any) -> dict[str, int]:
     """The lengths of the gateway's structures that grow with readings in flight."""
     gw = rt.gateway
@@ -42,30 +145,53 @@ def sizes(rt: Any) -> dict[str, int]:
         "ranges": sum(len(r) for r in gw.ranges.values()),
         "lane_taken": len(gw._lane_taken),
         "verify_groups": len(gw.verify_pool._in_flight),
+        # MKT windows' samples held (24 B each, a day per zone at most, twice before a cut)
+        "mkt_samples": sum(len(z.mkt._t) for z in gw.alarms._zones.values()),
     }
     if rt.mqtt is not None:
         out["mqtt_in_flight"] = rt.mqtt.in_flight
+        out["read_pauses"] = rt.mqtt.read_gate.pauses
         out["acks_due"] = len(rt.mqtt._acks_due)
     return out
 
 
 async def run(path: Path, rt: Any, every_s: float) -> None:
     """Write a report to `path` every `every_s` seconds until cancelled."""
-    tracemalloc.start(4)
+    frames = int(os.environ.get(ENV_FRAMES, "4"))
+    trim = os.environ.get(ENV_TRIM) == "1"
+    libc, sqlite = _libc(), _sqlite()
+    if frames > 0:
+        tracemalloc.start(frames)
+    first: tracemalloc.Snapshot | None = None
     t0 = time.time()
     while True:
         await asyncio.sleep(every_s)
-        snap = tracemalloc.take_snapshot()
-        stats = snap.statistics("traceback")
-        lines = [
-            f"== {time.time() - t0:.0f} s rss {rss_kb() // 1024} MB traced "
-            f"{tracemalloc.get_traced_memory()[0] >> 20} MB sizes {sizes(rt)}"
-        ]
-        for s in stats[:TOP]:
-            frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in s.traceback)
-            lines.append(f"{s.size >> 10:8d} KiB {s.count:9d}  {frames}")
+        lines = [f"== {time.time() - t0:.0f} s rss {rss_kb() // 1024} MB sizes {sizes(rt)}"]
+        lines.append("   " + allocators(libc, sqlite))
+        if frames > 0:
+            snap = tracemalloc.take_snapshot()
+            lines.append(f"   traced {tracemalloc.get_traced_memory()[0] >> 20} MB; top sites:")
+            lines += _sites(snap.statistics("traceback"))
+            if first is None:
+                first = snap
+            else:
+                lines.append("   grown since the first report:")
+                lines += _sites(snap.compare_to(first, "traceback"), diff=True)
+        if trim and libc is not None:
+            before = rss_kb()
+            libc.malloc_trim(0)
+            lines.append(f"   malloc_trim(0): rss {before >> 10} -> {rss_kb() >> 10} MB")
         with path.open("a") as f:
             f.write("\n".join(lines) + "\n")
+
+
+def _sites(stats: list[Any], diff: bool = False) -> list[str]:
+    out = []
+    for s in stats[:TOP]:
+        frames = " <- ".join(f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}" for f in s.traceback)
+        size, count = (s.size_diff, s.count_diff) if diff else (s.size, s.count)
+        out.append(f"{size >> 10:8d} KiB {count:9d}  {frames}")
+    return out
 
 
 def start(rt: Any) -> asyncio.Task[None] | None:

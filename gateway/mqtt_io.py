@@ -12,22 +12,31 @@ never does (issue 13: the drain held the loop 10-40 s in one callback, while not
 committed, acknowledged or sealed), so each turn of the event loop may read the socket at
 most READS_PER_TURN times: then recv() answers as an empty non-blocking socket would, paho
 keeps its partial packet, and the loop serves everything else before the socket's next
-readiness event. `queue_pubacks` hands paho many PUBACKs as one write, where paho's ack()
-costs a write registration and a send per message. `fast_publishes` hands each QoS 0/1
-PUBLISH of MQTT 3.1.1 straight to a handler (topic, payload, qos, packet id), without the
-MQTTMessage paho builds per message (with a threading.Condition in its MQTTMessageInfo),
-its debug log line and its subscription matcher: ~5 us of the event loop per reading.
+readiness event. A `ReadGate` stops reading altogether while the gateway holds as many
+received and not yet PUBACKed messages as it allows (the socket leaves the event loop until
+commits bring that down): TCP's flow control then keeps the rest with the broker, which
+Mosquitto's own window (max_inflight_messages) was meant to do and did not (issue 13: the
+gateway held over 100,000 messages in a storm, ~1.3 KB of Python objects each, and Python's
+allocator kept the arenas after the storm). `queue_pubacks` hands paho many PUBACKs as one
+write, where paho's ack() costs a write registration and a send per message.
+`fast_publishes` hands each QoS 0/1 PUBLISH of MQTT 3.1.1 straight to a handler (topic,
+payload, qos, packet id), without the MQTTMessage paho builds per message (with a
+threading.Condition in its MQTTMessageInfo), its debug log line and its subscription
+matcher: ~5 us of the event loop per reading.
 
 All use paho internals (Client._create_socket, Client._packet_queue, Client._in_packet,
-Client._handle_publish) of paho-mqtt 2.x;
+Client._handle_publish) of paho-mqtt 2.x, and ReadGate asyncio's selector loop's reader
+handles (loop._selector; Handle._callback, _args);
 tests/gateway/test_mqtt_io.py fails if those change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -39,12 +48,61 @@ PUBACK = 0x40
 PUBCOMP = 0x70  # what ends a QoS 2 delivery to us (§3.7), where QoS 1 ends with PUBACK
 
 
+class ReadGate:
+    """Takes a socket off its event loop while `hold()` is true, as its reads are asked for
+    (BufferedSocket.recv), and puts it back at `resume()`: the reader callback that the loop
+    held for it (aiomqtt's) is kept and added again as it was. Reading resumes only through
+    resume(), so its caller must call it once what `hold` counts has come down."""
+
+    def __init__(self, hold: Callable[[], bool]) -> None:
+        self.hold = hold
+        self.pauses = 0  # times reading was paused (for tests and the status page)
+        # (loop, socket, the reader's callback and its args): a cancelled Handle drops them
+        self._paused: list[tuple[asyncio.AbstractEventLoop, socket.socket, Any, tuple[Any, ...]]]
+        self._paused = []
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._paused)
+
+    def pause(self, sock: socket.socket) -> bool:
+        """Take `sock` off the running loop's readers. False (read on) if there is no running
+        loop or it has no reader for the socket (paho's own network loop, or a test)."""
+        try:
+            loop = asyncio.get_running_loop()
+            fd = sock.fileno()
+            # asyncio's selector loops keep (reader handle, writer handle) per file descriptor.
+            reader = loop._selector.get_key(fd).data[0]  # type: ignore[attr-defined]
+        except (RuntimeError, AttributeError, KeyError, ValueError, OSError):
+            return False
+        if reader is None or reader.cancelled():
+            return False
+        self._paused.append((loop, sock, reader._callback, reader._args))
+        loop.remove_reader(fd)
+        self.pauses += 1
+        return True
+
+    def resume(self) -> None:
+        """Give every paused socket its reader again (a closed one is dropped), and call the
+        reader once now: a TLS socket may hold decrypted bytes the selector cannot see."""
+        paused, self._paused = self._paused, []
+        for loop, sock, callback, args in paused:
+            if sock.fileno() >= 0 and not loop.is_closed():
+                with suppress(OSError, ValueError):  # closed meanwhile: its session ends
+                    loop.add_reader(sock.fileno(), callback, *args)
+                    loop.call_soon(callback, *args)
+
+
 class BufferedSocket:
     """A socket whose recv() is served from one large read (see the module docstring);
-    everything else goes to the socket itself."""
+    everything else goes to the socket itself. With a `gate`, no read is made while the
+    gate holds: the socket is taken off the event loop instead (ReadGate)."""
 
-    def __init__(self, sock: Any, reads_per_turn: int = READS_PER_TURN) -> None:
+    def __init__(
+        self, sock: Any, reads_per_turn: int = READS_PER_TURN, gate: ReadGate | None = None
+    ) -> None:
         self._sock = sock
+        self._gate = gate
         self._buffer = b""
         self._at = 0
         # A TLS socket holds decrypted bytes the selector cannot see: never leave them waiting.
@@ -57,6 +115,8 @@ class BufferedSocket:
         if self._at >= len(self._buffer):
             if self._reads_left == 0:
                 raise BlockingIOError("this event-loop turn's socket reads are spent")
+            if self._gate is not None and self._gate.hold() and self._gate.pause(self._sock):
+                raise BlockingIOError("holding as many messages as allowed: reading paused")
             data = self._sock.recv(max(size, READ_SIZE))  # BlockingIOError passes through
             self._spend_read()
             if len(data) <= size:
@@ -91,12 +151,13 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
-def buffer_reads(client: paho.Client) -> None:
-    """Make every socket `client` opens from now on a BufferedSocket."""
+def buffer_reads(client: paho.Client, gate: ReadGate | None = None) -> None:
+    """Make every socket `client` opens from now on a BufferedSocket (reading while `gate`
+    lets it, if given)."""
     create = client._create_socket
 
     def create_buffered() -> Any:
-        return BufferedSocket(create())
+        return BufferedSocket(create(), gate=gate)
 
     client._create_socket = create_buffered  # type: ignore[method-assign]
 

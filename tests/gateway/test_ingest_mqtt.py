@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,9 +15,10 @@ import paho.mqtt.client as paho
 
 from device import topics
 from gateway import mqtt_io
-from gateway.ingest_mqtt import MqttIngest, _PubackQueue
+from gateway.ingest_mqtt import LinkState, MqttIngest, _PubackQueue
+from tests.conftest import Mosquitto
 from tests.gateway.test_mqtt_io import publish_packet
-from tests.gateway.test_service import DEV, make_gateway, signed
+from tests.gateway.test_service import BOX, DEV, make_gateway, signed
 
 
 async def test_a_topic_mqtt_forbids_is_refused_counted_and_acknowledged(tmp_path: Path) -> None:
@@ -75,3 +77,59 @@ async def test_a_qos_2_reading_is_completed_with_pubcomp_not_puback(tmp_path: Pa
     sender.cancel()
     assert gw.counts["accepted"] == 1
     await gw.stop()
+
+
+async def test_what_the_ingest_holds_stays_bounded_however_much_the_broker_sends(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Issue 13: in a drain the gateway held 108,000 received, uncommitted messages (the
+    broker's window did not bind), ~1.3 KB each, and its memory never came back. The ingest
+    stops reading at max_in_flight (mqtt_io.ReadGate) until commits bring that down: here
+    the broker may send 1,000 at once (tests/conftest.py), the ingest holds at most 40 plus
+    the one socket buffer already read, and every reading is still accepted exactly once
+    and acknowledged."""
+    total = 2000
+    gw = make_gateway(tmp_path, mosquitto.port)
+    await gw.start()
+    ingest = MqttIngest(gw)
+    ingest.max_in_flight = 40
+    task = asyncio.create_task(ingest.run())
+    held: list[int] = []
+    ticking = True
+
+    def tick() -> None:  # what the ingest holds, at every turn of the event loop
+        held.append(ingest.in_flight)
+        if ticking:
+            asyncio.get_running_loop().call_soon(tick)
+
+    try:
+        for _ in range(200):
+            if ingest.state is LinkState.CONNECTED:
+                break
+            await asyncio.sleep(0.05)
+        tick()
+        wires = [signed(seq) for seq in range(total)]
+        pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="storm")
+        pub.max_inflight_messages_set(0)
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        infos = [pub.publish(topics.reading("t", DEV), w, 1) for w in wires]
+        for info in infos:
+            info.wait_for_publish(20)
+        pub.loop_stop()
+        pub.disconnect()
+        for _ in range(400):
+            if gw.counts["accepted"] == total and ingest.in_flight == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        ticking = False
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        await gw.stop()
+    assert gw.counts["accepted"] == total and gw.counts["duplicate"] == 0
+    assert gw.ranges[BOX] == ((0, total - 1),)
+    per_buffer = mqtt_io.READ_SIZE // (len(wires[0]) + len(topics.reading("t", DEV)) + 6)
+    assert max(held) <= ingest.max_in_flight + per_buffer + 2, max(held)
+    assert ingest.read_gate.pauses >= 1 and not ingest.read_gate.paused

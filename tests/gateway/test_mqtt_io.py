@@ -265,3 +265,43 @@ def test_publishes_split_at_every_byte_and_many_in_one_read_all_arrive() -> None
                 a.sendall(part)
                 read_all(client)
         assert got == want, cut
+
+
+async def test_read_gate_stops_reading_while_held_and_loses_nothing(mosquitto: Mosquitto) -> None:
+    """Issue 13: in a storm the gateway held 108,000 messages received and not yet committed
+    (the broker's window did not bind them), ~1.3 KB each. With a ReadGate no socket read is
+    made while it holds: what the gateway holds stays within the limit plus the one buffer
+    already read, the rest waits with the broker (TCP flow control), and after resume()
+    every message arrives, in order."""
+    total, size, limit = 3000, 200, 100
+    got: list[bytes] = []
+    released = [0]  # messages the test has "committed"
+    gate = mqtt_io.ReadGate(lambda: len(got) - released[0] >= limit)
+    client = aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="gate-test")
+    mqtt_io.buffer_reads(client._client, gate)
+    client._client.on_message = lambda _c, _u, m: got.append(m.payload[:4])
+    async with client:
+        await client.subscribe("gate/x", 0)
+        pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="gate-pub")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        infos = [pub.publish("gate/x", b"%04d" % i + bytes(size), 0) for i in range(total)]
+        for info in infos:
+            info.wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        packet = size + 4 + len("gate/x") + 4
+        bound = limit + mqtt_io.READ_SIZE // packet + 2
+        for _ in range(10):  # held: nothing more is read however long we wait
+            await asyncio.sleep(0.1)
+            assert len(got) - released[0] <= bound
+        assert gate.paused and gate.pauses >= 1 and len(got) < total
+        for _ in range(400):  # commit everything held, resume, repeat
+            released[0] = len(got)
+            gate.resume()
+            await asyncio.sleep(0.02)
+            assert len(got) - released[0] <= bound
+            if len(got) == total:
+                break
+        assert got == [b"%04d" % i for i in range(total)]
+        assert gate.pauses >= total // bound - 1
