@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from device import reading, schnorr  # noqa: E402
 from gateway import settings as gw_settings  # noqa: E402
+from gateway.ingest_mqtt import ACK_BOX_GAP_S, ACK_INTERVAL_S  # noqa: E402
 from gateway.registry import Box, Registry  # noqa: E402
 from gateway.service import Gateway  # noqa: E402
 from gateway.spool import Spool  # noqa: E402
@@ -118,6 +119,26 @@ async def settled_in_order(acks: list[asyncio.Future[bytes | None]]) -> None:
             i += 1
 
 
+async def sign_acks_as_the_ingest_does(gw: Gateway) -> None:
+    """Sign each box's ack as the MQTT ingest does (ingest_mqtt.MqttIngest._publish_acks):
+    the boxes with new commits every ACK_INTERVAL_S, each at most every ACK_BOX_GAP_S, not
+    one per box per commit. Only the publishing is left out (no broker in this part)."""
+    due: dict[bytes, int | None] = {}
+    signed_at: dict[bytes, float] = {}
+
+    def ack_due(box: bytes, near: int | None) -> None:
+        due.setdefault(box, near)
+
+    gw.ack_listeners.append(ack_due)
+    while True:
+        await asyncio.sleep(ACK_INTERVAL_S)
+        now = time.monotonic()
+        for box in list(due):
+            if now - signed_at.get(box, -ACK_BOX_GAP_S) >= ACK_BOX_GAP_S:
+                signed_at[box] = now
+                gw.ack_payload(box, due.pop(box))
+
+
 async def pipeline_rate(
     wires: list[bytes], secrets: list[bytes], folder: Path, threads: int
 ) -> tuple[float, float]:
@@ -128,15 +149,17 @@ async def pipeline_rate(
     reading (all threads)."""
     gw = bench_gateway(folder, secrets, threads)
     await gw.start()
+    signer = asyncio.create_task(sign_acks_as_the_ingest_does(gw))
     t0, cpu0 = time.perf_counter(), time.process_time()
     acks = []
     for i, w in enumerate(wires):
-        acks.append(gw.submit(w, "bench"))
+        acks.append(gw.submit(w, "bench", None, False))  # as MQTT: acks signed per box, below
         if i % 256 == 255:
             await asyncio.sleep(0)  # a network reader yields between socket reads
     await settled_in_order(acks)  # every reading committed and acknowledged
     await gw.seal_due(now=time.time() + 3600)  # seal the remainder
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    signer.cancel()
     unsealed, _ = gw.spool.unsealed()
     assert unsealed == 0 and gw.counts["accepted"] == len(wires), gw.counts
     await gw.stop()
@@ -184,7 +207,7 @@ async def reject_path_rate(
     acks = []
     junk = iter(garbage)
     for i, w in enumerate(good):
-        acks.append(gw.submit(w, "bench"))
+        acks.append(gw.submit(w, "bench", None, False))
         for j in range(GARBAGE_PER_GOOD):  # on topics of their own, as a flood would come
             gw.submit(next(junk), f"mqtt:pharmasync/v1/bench/{(i + j) % 500:016x}/reading")
         if i % 64 == 63:

@@ -9,11 +9,16 @@ leaves the event loop:
              <--(groups in submission order)-- judge each reading on the loop, in order
 
 Readings are handed over in groups (whatever arrived while the previous group was being
-checked, split into one chunk per thread), so the hand-off costs per group, not per
-reading. Groups are judged strictly in submission order, and within a group in arrival
-order, by one task on the event loop: `Verifier.judge` (sequence numbers, duplicates,
-time) sees readings exactly as a single-threaded gateway would, so two copies of one
-reading can never both be accepted, whichever thread checked which copy.
+checked, up to GROUP_MAX, split into one chunk per thread), so the hand-off costs per
+group, not per reading. A burst is cut into groups of GROUP_MAX, and up to IN_FLIGHT of
+them wait with the threads at once, so the threads check the next groups while the event
+loop judges one: one group of a whole burst would leave the threads idle while it is
+judged, committed and sealed (bench/RESULTS.md, issue 13).
+
+Groups are judged strictly in submission order, and within a group in arrival order, by
+one task on the event loop: `Verifier.judge` (sequence numbers, duplicates, time) sees
+readings exactly as a single-threaded gateway would, so two copies of one reading can
+never both be accepted, whichever thread checked which copy.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from gateway.registry import Box
 from gateway.verify import Outcome, Verifier, signatures_valid
 
 log = logging.getLogger("pharmasync.gateway")
-IN_FLIGHT = 2  # groups handed to the threads at once: one checked while one is judged
+IN_FLIGHT = 4  # groups handed to the threads at once: some checked while one is judged
+GROUP_MAX = 1024  # readings per group: a burst is cut so that checking and judging overlap
 
 # A reading that passed Verifier.precheck: (wire, reading, box, received at, context).
 Item = tuple[bytes, reading.Reading, Box, float, Any]
@@ -57,17 +63,17 @@ class VerifyPool:
         self.threads = threads
         self.on_outcome = on_outcome
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="verify")
-        self._arriving: _Group | None = None  # not yet handed to the threads
+        self._arriving: deque[_Group] = deque()  # not yet handed to the threads
         self._in_flight: deque[_Group] = deque()  # handed over, in submission order
         self._dispatch_due = False
         self._judge: asyncio.Task[None] | None = None
 
     def submit(self, item: Item) -> None:
         """Queue a reading that passed precheck; its outcome follows those submitted before."""
-        group = self._arriving
-        if group is None:
-            group = self._arriving = _Group(asyncio.get_running_loop())
-        group.items.append(item)
+        arriving = self._arriving
+        if not arriving or len(arriving[-1].items) >= GROUP_MAX:
+            arriving.append(_Group(asyncio.get_running_loop()))
+        arriving[-1].items.append(item)
         if not self._dispatch_due:
             # Hand over at the end of this loop iteration: whatever else arrives meanwhile
             # (a socket read holds many messages) travels in the same group.
@@ -76,7 +82,11 @@ class VerifyPool:
 
     async def judged(self) -> None:
         """Return once every reading submitted so far has been judged."""
-        group = self._arriving or (self._in_flight[-1] if self._in_flight else None)
+        group = (
+            self._arriving[-1]
+            if self._arriving
+            else (self._in_flight[-1] if self._in_flight else None)
+        )
         if group is not None:
             await asyncio.shield(group.judged)
 
@@ -86,18 +96,18 @@ class VerifyPool:
 
     def _dispatch(self) -> None:
         self._dispatch_due = False
-        group = self._arriving
-        if group is None or len(self._in_flight) >= IN_FLIGHT:
+        if not self._arriving or len(self._in_flight) >= IN_FLIGHT:
             return  # the judge dispatches again when a group leaves the threads
-        self._arriving = None
         loop = asyncio.get_running_loop()
-        wires = [item[0] for item in group.items]
-        size = -(-len(wires) // self.threads)  # one chunk per thread
-        group.checks = [
-            loop.run_in_executor(self._pool, signatures_valid, wires[i : i + size])
-            for i in range(0, len(wires), size)
-        ]
-        self._in_flight.append(group)
+        while self._arriving and len(self._in_flight) < IN_FLIGHT:
+            group = self._arriving.popleft()
+            wires = [item[0] for item in group.items]
+            size = -(-len(wires) // self.threads)  # one chunk per thread
+            group.checks = [
+                loop.run_in_executor(self._pool, signatures_valid, wires[i : i + size])
+                for i in range(0, len(wires), size)
+            ]
+            self._in_flight.append(group)
         if self._judge is None or self._judge.done():
             self._judge = loop.create_task(self._judge_in_order(), name="verify-judge")
 

@@ -179,3 +179,29 @@ def test_signatures_valid_agrees_with_schnorr_verify() -> None:
     assert want == [True, False, True, False]
     assert signatures_valid(wires) == want
     assert signatures_valid(wires) == want  # again, from the parsed keys
+
+
+async def test_a_burst_larger_than_a_group_is_judged_in_arrival_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst is cut into several groups checked at once; outcomes still follow arrival
+    order across the cuts: a copy just after a cut is a duplicate, a reused seq after a cut
+    is refused, a forgery is refused alone."""
+    from gateway import verify_pool
+
+    monkeypatch.setattr(verify_pool, "GROUP_MAX", 7)
+    gw = make_gateway(tmp_path, threads=2)
+    wires = [signed(seq, box) for seq in range(20) for box in range(3)]
+    wires.insert(7, wires[6])  # a copy right after the first cut
+    wires.insert(22, signed(3, box=0, temp=999))  # seq 3 of box 0 again, other bytes
+    wires.insert(40, forged(500, box=2))
+    futures = [gw.submit(w, "t") for w in wires]
+    assert len(gw.verify_pool._arriving) == 9  # 63 readings in groups of 7
+    await gw.verify_pool.judged()
+    await gw.flush()
+    results = [await f for f in futures]
+    assert [i for i, r in enumerate(results) if r is None] == [22, 40]
+    assert gw.counts["accepted"] == 60 and gw.counts["duplicate"] == 1
+    assert gw.counts["seq reused"] == 1 and gw.counts["bad signature"] == 1
+    assert {b: gw.ranges[b] for b in KEYS} == {b: ((0, 19),) for b in KEYS}
+    await gw.stop()
