@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, TypeVar, get_args
 
 from device.reading import TEMP_MAX, TEMP_MIN
-from gateway.mkt import RollingMKT
+from gateway.mkt import RollingMKT, arrhenius_term
 
 Kind = Literal["silent", "cumulative", "sensor", "high", "low", "mkt"]
 KINDS: tuple[Kind, ...] = get_args(Kind)  # also the order of the events of one call
@@ -473,6 +473,8 @@ class _Zone:
     cumulative_s: float = 0.0  # time out of range since the last reset()
     since: dict[Kind, float] = field(default_factory=dict)  # when each condition began
     active: dict[Kind, AlarmState] = field(default_factory=dict)
+    # (mkt_high_c, its Arrhenius term less a rounding margin): _mkt_may_exceed's threshold
+    _limit_term: tuple[float, float] | None = field(default=None, repr=False, compare=False)
 
     def observe(self, time_s: float, celsius: float | None) -> list[AlarmEvent]:
         """Advance every alarm with a reading later than the last; celsius None: sensor error."""
@@ -491,7 +493,8 @@ class _Zone:
             # only in its clock and MKT), so they are skipped: most readings come here.
             self.last_time = time_s
             self.mkt.add(time_s, celsius)
-            self._mkt(out, time_s)
+            if p.mkt_high_c is not None and self._mkt_may_exceed(p.mkt_high_c):
+                self._mkt(out, time_s)  # the exact check, and the alarm if it holds
             return out
         if self.last_out and self.last_time is not None:
             self.cumulative_s += charged(time_s - self.last_time, p.silent_after_s)
@@ -528,6 +531,16 @@ class _Zone:
         self.last_out = out_of_range(c, p.low_c, p.high_c)
         self.mkt.add(time_s, c)
         self._mkt(out, time_s)
+
+    def _mkt_may_exceed(self, limit: float) -> bool:
+        """Whether the rolling MKT may be above `limit`, from its mean term and without the
+        logarithm (the quiet path's check, once per reading): False means it is not above;
+        True, within a rounding margin of the limit or beyond, leaves it to `_mkt`."""
+        if self._limit_term is None or self._limit_term[0] != limit:
+            term = arrhenius_term(limit, self.mkt.delta_h_over_r_k) * (1 - 1e-9)
+            self._limit_term = (limit, term)
+        mean = self.mkt.mean_term()
+        return mean is not None and mean > self._limit_term[1]
 
     def _mkt(self, out: list[AlarmEvent], time_s: float) -> None:
         """Advance the mkt alarm with the rolling MKT (its newest sample just added)."""

@@ -188,17 +188,24 @@ class RollingMKT:
 
     def value(self) -> float | None:
         """Return the MKT in °C of the samples in the window, or None before the first add()."""
-        n, h, t, k = len(self), self._head, self._t, self._k
+        mean = self.mean_term()
+        return None if mean is None else mkt_from_mean_term(mean, self.delta_h_over_r_k)
+
+    def mean_term(self) -> float | None:
+        """The window's time-weighted mean Arrhenius term (what value() inverts), or None
+        before the first add(). It grows with the MKT, so comparing it with a limit's
+        term tells whether the MKT is above the limit without inverting it."""
+        n, h, t, k = len(self._t) - self._head, self._head, self._t, self._k
         if not n:
             return None
         if n == 1:
-            return mkt_from_mean_term(k[h], self.delta_h_over_r_k)
+            return k[h]
         first_gap = t[h + 1] - t[h]
         last_gap = t[-1] - t[-2]
         # End corrections: the first and last samples stand for a whole gap, not half of it.
         terms = self._gap_sum + (first_gap * k[h] + last_gap * k[-1]) / 2
         total = t[-1] - t[h] + (first_gap + last_gap) / 2
-        return mkt_from_mean_term(terms / total, self.delta_h_over_r_k)
+        return terms / total
 
     def samples(self) -> list[tuple[float, float]]:
         """Return the (time_s, celsius) samples in the window, oldest first."""

@@ -32,6 +32,8 @@ def _index(ranges: Sequence[Range], seq: int) -> int:
 
 def contains(ranges: Sequence[Range], seq: int) -> bool:
     """True if `seq` is in one of `ranges`."""
+    if not ranges or seq > ranges[-1][1]:  # a new reading: past the last range, no search
+        return False
     i = _index(ranges, seq)
     return i >= 0 and ranges[i][1] >= seq
 

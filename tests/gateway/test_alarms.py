@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway import alarms
 from gateway.alarms import (
     KINDS,
     AlarmEngine,
@@ -366,6 +367,29 @@ def test_mkt_alarm_follows_the_rolling_mkt() -> None:
     assert brief(events) == [("mkt", "raised", raised), ("mkt", "cleared", cleared)]
     assert events[0].value_c == pytest.approx(dict(values)[raised])
     assert engine.mkt(ZONE) == pytest.approx(values[-1][1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.floats(2.0, 30.0), st.sampled_from([6.0, 5.5, 6.0000001])),
+        min_size=1,
+        max_size=120,
+    )
+)
+def test_quiet_readings_raise_the_mkt_alarm_as_the_full_check_does(temps: list[float]) -> None:
+    """Readings within the limits skip the MKT's logarithm unless its mean term comes near
+    the limit's (_mkt_may_exceed): the events and the state must be those of the full check
+    at every reading, at the limit itself included."""
+    readings = [(60.0 * i, c) for i, c in enumerate(temps)]
+    profile = {"high_c": 30.0, "delay_consecutive_s": 86400, "mkt_window_s": 1800}
+    quick = engine_with(mkt_high_c=6.0, **profile)
+    quick_events = feed(quick, readings)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(alarms._Zone, "_mkt_may_exceed", lambda self, limit: True)
+        full = engine_with(mkt_high_c=6.0, **profile)
+        assert feed(full, readings) == quick_events
+        assert full.snapshot() == quick.snapshot()
 
 
 def test_no_mkt_alarm_without_a_limit() -> None:

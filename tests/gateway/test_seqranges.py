@@ -10,6 +10,7 @@ from gateway import seqranges
 
 def test_add_merges_neighbours_and_keeps_gaps() -> None:
     r: list[seqranges.Range] = []
+    assert not seqranges.contains(r, 0)
     for first, last in [(0, 3), (8, 9), (5, 5), (4, 4), (11, 11)]:
         seqranges.add(r, first, last)
     assert r == [(0, 5), (8, 9), (11, 11)]
