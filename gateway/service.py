@@ -43,7 +43,7 @@ from gateway.ratelog import RateLimitedLog
 from gateway.registry import Box, Registry
 from gateway.settings import Settings
 from gateway.spool import Accepted, Rejected, Spool, SpoolReader
-from gateway.verify import Outcome, Verdict, Verifier
+from gateway.verify import ACCEPT, DUPLICATE, REJECT, Outcome, Verifier
 from gateway.verify_pool import VerifyPool
 
 log = logging.getLogger("pharmasync.gateway")
@@ -356,7 +356,7 @@ class Gateway:
             earlier = self._reader.stored(r.key, r.seq)
         if earlier is None or earlier != wire:
             return None
-        return Outcome(Verdict.DUPLICATE, "duplicate", "", r, box)
+        return Outcome(DUPLICATE, "duplicate", "", r, box)
 
     async def receive(
         self, wire: bytes, source: str, topic_id: str | None = None
@@ -373,12 +373,12 @@ class Gateway:
         """Act on a verdict: count and quarantine a reject, acknowledge a duplicate again,
         queue an accepted reading for the commit. On the event loop, in arrival order."""
         source, done, payload = context
-        if outcome.verdict is not Verdict.ACCEPT and source.startswith(LIVE_SOURCE):
+        if outcome.verdict is not ACCEPT and source.startswith(LIVE_SOURCE):
             # The live lane's early copy (gateway/live_lane.py) of a message the persistent
             # session delivers again: that copy is the one judged, counted and kept.
             done.set_result(None)
             return
-        if outcome.verdict is Verdict.REJECT:
+        if outcome.verdict is REJECT:
             self.counts[outcome.reason] += 1
             if outcome.reading is not None or outcome.reason == "bad signature":
                 key = bytes(wire[1:33])
@@ -390,7 +390,7 @@ class Gateway:
             return
         r = outcome.reading
         assert r is not None
-        if outcome.verdict is Verdict.DUPLICATE:
+        if outcome.verdict is DUPLICATE:
             # The persistent session's copy of what the live lane took is no resend by the
             # box: acknowledged as a duplicate, counted as nothing.
             if (r.key, r.seq) in self._lane_taken:
