@@ -19,6 +19,7 @@ signature per box per commit, not per reading.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import logging
@@ -54,6 +55,9 @@ T = TypeVar("T")
 AckListener = Callable[[bytes, int | None], None]
 Done = asyncio.Future[bytes | None]  # a reading's ack payload once committed; None: rejected
 COMMITTED = b""  # what submit(..., payload=False) resolves to once committed
+# Accepted((...)) for the per-reading path: the tuple built in C, without the Python-level
+# __new__ a NamedTuple call goes through (~0.15 µs less per reading; as verify.new_outcome).
+new_accepted = functools.partial(tuple.__new__, Accepted)
 AlarmListener = Callable[[list[AlarmEvent]], None]
 ALARM_SAVE_S = 30.0  # persist the alarm engine's state this often (and at stop), but...
 # ...spend at most 1/ALARM_SAVE_SHARE of the time saving it: the state holds every zone's
@@ -409,7 +413,8 @@ class Gateway:
             if len(self._lane_taken) > LANE_TAKEN_MAX:  # its copy never came: forget it
                 del self._lane_taken[next(iter(self._lane_taken))]
         self.last_reading[r.key] = (now, r)
-        self._queue.append((Accepted(r.key, r.seq, bytes(wire), r.time, now), r, done, payload))
+        accepted = new_accepted((r.key, r.seq, bytes(wire), r.time, now))
+        self._queue.append((accepted, r, done, payload))
         self._wake.set()
 
     def _announce(self, box: bytes, near: int | None = None) -> None:

