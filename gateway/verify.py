@@ -35,6 +35,7 @@ from typing import NamedTuple
 import coincurve
 
 from device import reading
+from gateway import batchverify
 from gateway.registry import Box, Registry
 from gateway.settings import VerifySettings
 
@@ -84,7 +85,11 @@ def key_verifier(key: bytes) -> Callable[[bytes, bytes], bool]:
 def signatures_valid(wires: Sequence[bytes]) -> list[bool]:
     """Whether each reading's BIP-340 signature verifies for the key it carries. Pure and
     thread-safe (libsecp256k1 releases the GIL), so the gateway runs it on a pool of
-    threads; `wires` must have passed `Verifier.precheck` (110 bytes, decodable)."""
+    threads; `wires` must have passed `Verifier.precheck` (110 bytes, decodable). The whole
+    chunk in one call where gateway/batchverify.py's extension was built, else a call per
+    reading."""
+    if batchverify.available:
+        return batchverify.signatures_valid(wires)
     message = reading.message
     return [key_verifier(w[1:33])(w[46:110], message(w)) for w in wires]
 
