@@ -398,7 +398,8 @@ def spool_state(path: Path) -> tuple[int, int, int, int]:
     try:
         (rows,) = db.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()
         (unsealed,) = db.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM readings WHERE batch IS NULL LIMIT 100000)"
+            "SELECT count(*) FROM (SELECT 1 FROM readings "
+            "WHERE id > (SELECT coalesce(max(last_id), 0) FROM batches) LIMIT 100000)"
         ).fetchone()
         batches, unsent = db.execute(
             "SELECT count(*), coalesce(sum(sent_at IS NULL), 0) FROM batches"

@@ -340,9 +340,7 @@ def broker_rate(wires: list[bytes], secrets: list[bytes], work: Path) -> dict[st
         deadline = time.time() + 300
         sealed = 0
         while time.time() < deadline:
-            sealed = db.execute("SELECT count(*) FROM readings WHERE batch IS NOT NULL").fetchone()[
-                0
-            ]
+            (sealed,) = db.execute("SELECT coalesce(sum(count), 0) FROM batches").fetchone()
             if sealed >= len(wires):
                 break
             time.sleep(0.05)

@@ -11,6 +11,18 @@ attached as `q`) with a budget of its own: at most `quarantine_max_bytes` of evi
 stop the gateway accepting valid readings (issue 10 §5). Quarantine writes are not
 fsynced (synchronous=NORMAL): evidence, not readings, and a flood must not cost fsyncs.
 
+Layout (version 2). A reading is written once and never updated: sealing a batch writes
+one batches row naming the batch's readings as an id range, first_id..last_id (a batch is
+the oldest unsealed readings, and ids are arrival order, so its readings are always such a
+range). Readings after the newest batch's last_id are the unsealed ones. Ids come from the
+spool's own counter and never go back, not even after pruning empties the table (SQLite
+would give the next row id 1 again). Readings name their box by its number in the boxes
+table, not its 32-byte key (the key is in the wire too). Version 1 kept a batch column on
+every reading, set by an UPDATE of every row at sealing and indexed twice, and keyed
+readings by the box's key: about twice the spool thread's CPU per reading, and a third more
+bytes per reading (bench/RESULTS.md, "Spool layout"). A version-1 spool is rewritten to
+this layout at open, in one transaction (_migrate_v1).
+
 The class is synchronous and not thread-safe: the gateway runs it on one worker thread.
 """
 
@@ -33,36 +45,42 @@ from gateway.sqlitetx import Immediate
 
 log = logging.getLogger("pharmasync.gateway.spool")
 
-SCHEMA = """
+BOXES_TABLE = """
+CREATE TABLE IF NOT EXISTS boxes (
+    no       INTEGER PRIMARY KEY,      -- the box's number in this spool: readings name it
+    box      BLOB    NOT NULL UNIQUE,  -- the box's x-only key
+    last_seq INTEGER NOT NULL          -- highest committed seq: what version-1 acks announce
+)"""
+READINGS_TABLE = """
 CREATE TABLE IF NOT EXISTS readings (
-    id           INTEGER PRIMARY KEY,   -- arrival order, which is batch order
-    box          BLOB    NOT NULL,      -- the box's x-only key
+    id           INTEGER PRIMARY KEY,   -- arrival order, which is batch order; never reused
+    box_no       INTEGER NOT NULL,      -- boxes.no (the key itself is in the wire, bytes 1..32)
     seq          INTEGER NOT NULL,
     wire         BLOB    NOT NULL,      -- the exact 110 signed bytes
     box_time     INTEGER NOT NULL,
     gateway_time REAL    NOT NULL,      -- our clock at receipt, beside the box's
-    batch        INTEGER,               -- batch seq once sealed
-    UNIQUE (box, seq)
-);
-CREATE INDEX IF NOT EXISTS readings_unsealed ON readings (id) WHERE batch IS NULL;
-CREATE INDEX IF NOT EXISTS readings_batch ON readings (batch);
-CREATE TABLE IF NOT EXISTS boxes (
-    box      BLOB PRIMARY KEY,
-    last_seq INTEGER NOT NULL          -- highest committed seq: what version-1 acks announce
-);
+    UNIQUE (box_no, seq)
+)"""
+BATCHES_TABLE = """
+CREATE TABLE IF NOT EXISTS batches (
+    seq       INTEGER PRIMARY KEY,
+    header    BLOB NOT NULL,            -- the signed 181-byte header
+    count     INTEGER NOT NULL,
+    first_id  INTEGER NOT NULL,         -- its readings: ids first_id..last_id, in leaf order
+    last_id   INTEGER NOT NULL,         -- (first_id = last_id + 1: none, see _migrate_v1)
+    sealed_at REAL NOT NULL,
+    sent_at   REAL,                     -- when the cloud accepted it
+    receipt   TEXT                      -- the cloud's receipt (JSON)
+)"""
+SCHEMA = f"""
+{BOXES_TABLE};
+{READINGS_TABLE};
+{BATCHES_TABLE};
 CREATE TABLE IF NOT EXISTS committed (  -- every seq ever committed, as ranges (seqranges.py)
     box   BLOB    NOT NULL,
     first INTEGER NOT NULL,
     last  INTEGER NOT NULL,            -- inclusive; ranges of a box never touch or overlap
     PRIMARY KEY (box, first)
-);
-CREATE TABLE IF NOT EXISTS batches (
-    seq       INTEGER PRIMARY KEY,
-    header    BLOB NOT NULL,            -- the signed 181-byte header
-    count     INTEGER NOT NULL,
-    sealed_at REAL NOT NULL,
-    sent_at   REAL,                     -- when the cloud accepted it
-    receipt   TEXT                      -- the cloud's receipt (JSON)
 );
 CREATE TABLE IF NOT EXISTS gateway_events (
     seq       INTEGER PRIMARY KEY,      -- the gateway's event seq: 0, 1, 2, ... no gaps
@@ -94,6 +112,11 @@ QUARANTINE_FILE = "quarantine.sqlite"  # beside the spool
 QUARANTINE_PAYLOAD_MAX = 4096  # keep evidence, not an attacker's megabytes
 QUARANTINE_TEXT_MAX = 512  # source (an MQTT topic can be 64 KiB) and detail, in characters
 QUARANTINE_ROW_OVERHEAD = 64  # a row's bytes besides its fields (header, rowid, index)
+
+
+class SpoolError(Exception):
+    """A spool file this code cannot use as it stands (e.g. a version-1 spool whose batches
+    are not id ranges); the file is left as it was."""
 
 
 class Accepted(NamedTuple):
@@ -142,6 +165,7 @@ class Spool:
         # FULL: a commit is on disk (WAL fsynced) before it returns, so before any ack.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        self._migrate_v1()
         self._open_quarantine(quarantine_max_bytes, quarantine_max_rows)
         with self._transaction():
             # A spool from before the committed table: its acks said "everything up to
@@ -150,14 +174,89 @@ class Spool:
                 "INSERT INTO committed (box, first, last) SELECT box, 0, last_seq FROM boxes "
                 "WHERE box NOT IN (SELECT box FROM committed)"
             )
-        self._ranges = self._load_ranges()
-        self._unsealed = self._count_unsealed()
+        self._load()
 
-    def _count_unsealed(self) -> int:
-        """Count the readings not yet in a batch from the database (at open, and after a
-        failed commit): the only full count; afterwards `unsealed` keeps it by arithmetic."""
-        (count,) = self.db.execute("SELECT count(*) FROM readings WHERE batch IS NULL").fetchone()
-        return int(count)
+    def _load(self) -> None:
+        """Load what the spool keeps in memory from the database (at open, and after a failed
+        commit, whose changes to it were rolled back): box numbers, committed ranges, the
+        last sealed id, the next id and the unsealed count (the only full count; afterwards
+        `unsealed` keeps it by arithmetic)."""
+        self._box_numbers: dict[bytes, int] = dict(self.db.execute("SELECT box, no FROM boxes"))
+        self._ranges = self._load_ranges()
+        (self._sealed_through,) = self.db.execute(
+            "SELECT coalesce((SELECT last_id FROM batches ORDER BY seq DESC LIMIT 1), 0)"
+        ).fetchone()
+        # Past every id ever given, pruned or not: pruning keeps the batches' ranges.
+        (top,) = self.db.execute("SELECT coalesce(max(id), 0) FROM readings").fetchone()
+        self._next_id: int = max(top, self._sealed_through) + 1
+        (count,) = self.db.execute(
+            "SELECT count(*) FROM readings WHERE id > ?", (self._sealed_through,)
+        ).fetchone()
+        self._unsealed: int = count
+
+    def _migrate_v1(self) -> None:
+        """Rewrite a version-1 spool to this layout (module docstring), in one transaction:
+        boxes get numbers, readings name their box by it, batches get their id ranges, and
+        the batch column with its two indexes goes. A batch pruned before (no readings
+        left) gets an empty range at its place in the order: version 1 let SQLite reuse
+        the ids of a table emptied by pruning, so its old ids may be a later batch's.
+
+        Raises SpoolError, changing nothing, if the old file's batches are not id ranges
+        holding exactly their count of readings before every unsealed one (the version-1
+        sealer made them so; anything else is not a spool this code understands)."""
+        columns = [c[1] for c in self.db.execute("PRAGMA table_info(readings)")]
+        if "batch" not in columns:
+            return
+        log.warning("spool %s: migrating to version 2 (batch id ranges, box numbers)", self.path)
+        with self._transaction():
+            for table in ("boxes", "readings", "batches"):
+                self.db.execute(f"ALTER TABLE {table} RENAME TO v1_{table}")
+            for table_sql in (BOXES_TABLE, READINGS_TABLE, BATCHES_TABLE):
+                self.db.execute(table_sql)
+            self.db.execute("INSERT INTO boxes (box, last_seq) SELECT box, last_seq FROM v1_boxes")
+            copied = self.db.execute(
+                "INSERT INTO readings (id, box_no, seq, wire, box_time, gateway_time) "
+                "SELECT r.id, b.no, r.seq, r.wire, r.box_time, r.gateway_time "
+                "FROM v1_readings r JOIN boxes b ON b.box = r.box ORDER BY r.id"
+            ).rowcount
+            (total,) = self.db.execute("SELECT count(*) FROM v1_readings").fetchone()
+            if copied != total:
+                raise SpoolError(f"version-1 spool: got {total - copied} readings of no box")
+            last_id = 0  # of the batches so far
+            for seq, count, *rest in self.db.execute(
+                "SELECT seq, count, header, sealed_at, sent_at, receipt FROM v1_batches "
+                "ORDER BY seq"
+            ).fetchall():
+                first, last, kept = self.db.execute(
+                    "SELECT min(id), max(id), count(*) FROM v1_readings WHERE batch = ?", (seq,)
+                ).fetchone()
+                if kept:
+                    (inside,) = self.db.execute(
+                        "SELECT count(*) FROM v1_readings WHERE id BETWEEN ? AND ?", (first, last)
+                    ).fetchone()
+                    if not kept == inside == count:
+                        raise SpoolError(
+                            f"version-1 batch {seq}: got {kept} readings among {inside} in "
+                            f"ids {first}..{last}, want its count {count} and no others"
+                        )
+                    last_id = last
+                else:
+                    first, last = last_id + 1, last_id  # pruned: an empty range
+                self.db.execute(
+                    "INSERT INTO batches (seq, count, header, sealed_at, sent_at, receipt, "
+                    "first_id, last_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (seq, count, *rest, first, last),
+                )
+            (early,) = self.db.execute(
+                "SELECT count(*) FROM v1_readings WHERE batch IS NULL AND id <= ?", (last_id,)
+            ).fetchone()
+            if early:
+                raise SpoolError(
+                    f"version-1 spool: got {early} unsealed readings before the last batch's "
+                    f"id {last_id}, want none"
+                )
+            for table in ("boxes", "readings", "batches"):
+                self.db.execute(f"DROP TABLE v1_{table}")  # its pages go to new rows
 
     def _load_ranges(self) -> dict[bytes, list[seqranges.Range]]:
         ranges: dict[bytes, list[seqranges.Range]] = {}
@@ -192,18 +291,13 @@ class Spool:
         try:
             self._commit(accepted, rejected)
         except BaseException:
-            self._ranges = self._load_ranges()  # the cache may hold what was rolled back
-            self._unsealed = self._count_unsealed()
+            self._load()  # what is kept in memory may hold what was rolled back
             raise
         self._unsealed += len(accepted)  # the transaction committed: they are in the table
         return {box: tuple(self._ranges[box]) for box in {a.box for a in accepted}}
 
     def _commit(self, accepted: Sequence[Accepted], rejected: Sequence[Rejected]) -> None:
         with self._transaction():
-            self.db.executemany(
-                "INSERT INTO readings (box, seq, wire, box_time, gateway_time) VALUES (?,?,?,?,?)",
-                [(a.box, a.seq, a.wire, a.box_time, a.gateway_time) for a in accepted],
-            )
             newest: dict[bytes, int] = {}
             for a in accepted:
                 newest[a.box] = max(a.seq, newest.get(a.box, -1))
@@ -212,6 +306,21 @@ class Spool:
                 "DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
                 list(newest.items()),
             )
+            numbers = self._box_numbers
+            for box in newest.keys() - numbers.keys():
+                (numbers[box],) = self.db.execute(
+                    "SELECT no FROM boxes WHERE box = ?", (box,)
+                ).fetchone()
+            first = self._next_id
+            self.db.executemany(
+                "INSERT INTO readings (id, box_no, seq, wire, box_time, gateway_time) "
+                "VALUES (?,?,?,?,?,?)",
+                [
+                    (i, numbers[a.box], a.seq, a.wire, a.box_time, a.gateway_time)
+                    for i, a in enumerate(accepted, first)
+                ],
+            )
+            self._next_id = first + len(accepted)
             self._add_ranges(accepted)
             quarantined = self._quarantine(rejected)
         self._quarantined = quarantined  # its totals count once the transaction committed
@@ -241,14 +350,15 @@ class Spool:
         waiting (a site draining its boxes' backlogs) as with none: the count is kept in
         memory, counted once at open and then moved by every commit and seal after its
         transaction committed (a crash loses nothing: the next open counts again), and the
-        oldest is the first unsealed row in arrival order, one probe of the partial index
-        readings_unsealed (arrival order is gateway-time order: rows are inserted as they
-        arrive). Counting the rows here cost a scan of that index per tick, ~0.25 s per
+        oldest is the first unsealed row in arrival order, one probe of the primary key
+        past the last sealed id (arrival order is gateway-time order: rows are inserted as
+        they arrive). Counting the rows here cost a scan of that index per tick, ~0.25 s per
         million readings waiting (bench/RESULTS.md, issue 13 part 3)."""
         if not self._unsealed:
             return 0, None
         row = self.db.execute(
-            "SELECT gateway_time FROM readings WHERE batch IS NULL ORDER BY id LIMIT 1"
+            "SELECT gateway_time FROM readings WHERE id > ? ORDER BY id LIMIT 1",
+            (self._sealed_through,),
         ).fetchone()
         return self._unsealed, None if row is None else row[0]
 
@@ -257,13 +367,14 @@ class Spool:
     def seal(self, secret: bytes, max_readings: int) -> batch.BatchHeader | None:
         """Seal up to max_readings unsealed readings, oldest first, into the next batch.
 
-        One transaction: after a crash either the batch and its membership exist, or
-        neither does. Returns the new header, or None if nothing was waiting.
+        One transaction, one row: the batch's header and its membership, the id range of its
+        readings; after a crash either both exist or neither does. Returns the new header,
+        or None if nothing was waiting.
         """
         with self._transaction():
             rows = self.db.execute(
-                "SELECT id, wire, box_time FROM readings WHERE batch IS NULL ORDER BY id LIMIT ?",
-                (max_readings,),
+                "SELECT id, wire, box_time FROM readings WHERE id > ? ORDER BY id LIMIT ?",
+                (self._sealed_through, max_readings),
             ).fetchall()
             if not rows:
                 return None
@@ -274,26 +385,27 @@ class Spool:
             seq, prev = batch.next_link(head)
             header = batch.seal(secret, seq, prev, [r[1] for r in rows], times=[r[2] for r in rows])
             self.db.execute(
-                "INSERT INTO batches (seq, header, count, sealed_at) VALUES (?,?,?,?)",
-                (seq, header.encode(), len(rows), time.time()),
+                "INSERT INTO batches (seq, header, count, first_id, last_id, sealed_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (seq, header.encode(), len(rows), rows[0][0], rows[-1][0], time.time()),
             )
-            self.db.execute(
-                "UPDATE readings SET batch = ? WHERE batch IS NULL AND id <= ?", (seq, rows[-1][0])
-            )
-        self._unsealed -= len(rows)  # committed: exactly those rows left the unsealed set
+        # Committed: exactly those rows left the unsealed set.
+        self._sealed_through = rows[-1][0]
+        self._unsealed -= len(rows)
         return header
 
     def batch(self, seq: int) -> SealedBatch | None:
         """Return a sealed batch with its readings in leaf order."""
         row = self.db.execute(
-            "SELECT header, sent_at, receipt FROM batches WHERE seq = ?", (seq,)
+            "SELECT header, sent_at, receipt, first_id, last_id FROM batches WHERE seq = ?",
+            (seq,),
         ).fetchone()
         if row is None:
             return None
         wires = [
             w
             for (w,) in self.db.execute(
-                "SELECT wire FROM readings WHERE batch = ? ORDER BY id", (seq,)
+                "SELECT wire FROM readings WHERE id BETWEEN ? AND ? ORDER BY id", row[3:]
             )
         ]
         receipt = json.loads(row[2]) if row[2] else None
@@ -360,14 +472,16 @@ class Spool:
     def prune(self, keep_s: float, now: float | None = None) -> int:
         """Delete readings of batches the cloud accepted more than keep_s ago (return how
         many). Headers and receipts stay: small, and proof of what was sent. (Quarantine
-        keeps to its budget as it is written.)"""
+        keeps to its budget as it is written.) Batches whose readings are gone already are
+        skipped; the ids of those deleted are never given again (module docstring)."""
         cutoff = (now or time.time()) - keep_s
         with self._transaction():
-            cur = self.db.execute(
-                "DELETE FROM readings WHERE batch IN "
-                "(SELECT seq FROM batches WHERE sent_at IS NOT NULL AND sent_at < ?)",
+            ranges = self.db.execute(
+                "SELECT first_id, last_id FROM batches WHERE sent_at IS NOT NULL AND sent_at < ? "
+                "AND last_id >= (SELECT min(id) FROM readings)",
                 (cutoff,),
-            )
+            ).fetchall()
+            cur = self.db.executemany("DELETE FROM readings WHERE id BETWEEN ? AND ?", ranges)
         return cur.rowcount
 
     def size_bytes(self, schema: str = "main") -> int:
@@ -523,7 +637,10 @@ class Spool:
 
 def stored(db: sqlite3.Connection, box: bytes, seq: int) -> bytes | None:
     """The stored bytes of a box's reading in the spool `db`, if still kept."""
-    row = db.execute("SELECT wire FROM readings WHERE box = ? AND seq = ?", (box, seq)).fetchone()
+    row = db.execute(
+        "SELECT wire FROM readings WHERE box_no = (SELECT no FROM boxes WHERE box = ?) AND seq = ?",
+        (box, seq),
+    ).fetchone()
     return row[0] if row else None
 
 

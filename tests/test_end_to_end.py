@@ -131,7 +131,8 @@ async def test_boxes_to_ledger_with_cloud_kills_loses_nothing_and_forks_nothing(
             await asyncio.sleep(0.1)
             unsent = spool.execute(
                 "SELECT (SELECT count(*) FROM batches WHERE sent_at IS NULL) + "
-                "(SELECT count(*) FROM readings WHERE batch IS NULL)"
+                "(SELECT count(*) FROM readings "
+                "WHERE id > (SELECT coalesce(max(last_id), 0) FROM batches))"
             ).fetchone()[0]
             if unsent == 0 and all(len(b.backlog) == 0 for b in boxes):
                 break

@@ -64,14 +64,22 @@ def sealed_contents(gw_data: Path) -> tuple[list[batch.BatchHeader], list[bytes]
         assert header.seq == seq and header.prev_hash == prev, f"chain broken at batch {seq}"
         assert header.verify_signature()
         wires = [
-            w for (w,) in db.execute("SELECT wire FROM readings WHERE batch=? ORDER BY id", (seq,))
+            w
+            for (w,) in db.execute(
+                "SELECT wire FROM readings WHERE id BETWEEN "
+                "(SELECT first_id FROM batches WHERE seq = ?) AND "
+                "(SELECT last_id FROM batches WHERE seq = ?) ORDER BY id",
+                (seq, seq),
+            )
         ]
         batch.check_contents(header, wires)
         assert merkle.root(wires) == header.merkle_root
         headers.append(header)
         leaves.extend(wires)
         prev = header.hash()
-    unsealed = db.execute("SELECT count(*) FROM readings WHERE batch IS NULL").fetchone()[0]
+    unsealed = db.execute(
+        "SELECT count(*) FROM readings WHERE id > (SELECT coalesce(max(last_id), 0) FROM batches)"
+    ).fetchone()[0]
     db.close()
     assert unsealed == 0
     return headers, leaves

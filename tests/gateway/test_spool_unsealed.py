@@ -38,7 +38,8 @@ def truth(path: Path) -> tuple[int, float | None]:
     db = sqlite3.connect(path)
     try:
         count, oldest = db.execute(
-            "SELECT count(*), min(gateway_time) FROM readings WHERE batch IS NULL"
+            "SELECT count(*), min(gateway_time) FROM readings "
+            "WHERE id > (SELECT coalesce(max(last_id), 0) FROM batches)"
         ).fetchone()
     finally:
         db.close()

@@ -54,7 +54,12 @@ def forged(seq: int, box: int = 0, t: int = NOW) -> bytes:
 
 def stored_seqs(tmp: Path) -> list[tuple[bytes, int]]:
     with sqlite3.connect(tmp / "spool.sqlite") as db:
-        return [(bytes(k), s) for k, s in db.execute("SELECT box, seq FROM readings ORDER BY 1, 2")]
+        return [
+            (bytes(k), s)
+            for k, s in db.execute(
+                "SELECT box, seq FROM readings JOIN boxes ON no = box_no ORDER BY 1, 2"
+            )
+        ]
 
 
 async def test_two_copies_racing_through_the_pool_are_accepted_once(tmp_path: Path) -> None:
