@@ -16,8 +16,16 @@ Range = tuple[int, int]
 
 def runs(seqs: Iterable[int]) -> list[Range]:
     """Return the ranges of consecutive numbers in `seqs` (any order, repeats allowed)."""
+    numbers = set(seqs)
+    if not numbers:
+        return []
+    lo, hi = min(numbers), max(numbers)
+    if hi - lo + 1 == len(numbers):
+        # One run, the usual case (a box's readings in a commit group follow each other):
+        # three passes in C instead of a sort and a Python loop.
+        return [(lo, hi)]
     out: list[Range] = []
-    for s in sorted(set(seqs)):
+    for s in sorted(numbers):
         if out and out[-1][1] == s - 1:
             out[-1] = (out[-1][0], s)
         else:

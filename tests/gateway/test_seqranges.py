@@ -31,6 +31,28 @@ def test_add_agrees_with_a_set_on_random_input() -> None:
     assert all(a[1] + 1 < b[0] for a, b in itertools.pairwise(r))  # never touching
 
 
+def test_runs_of_one_run_any_order_with_repeats_and_of_gaps() -> None:
+    assert seqranges.runs([]) == []
+    assert seqranges.runs([7, 5, 6, 5, 8]) == [(5, 8)]  # one run: the short cut
+    assert seqranges.runs([7]) == [(7, 7)]
+    assert seqranges.runs([9, 5, 6, 5, 8]) == [(5, 6), (8, 9)]
+    rng = random.Random(6)
+    for _ in range(200):
+        seqs = [rng.randrange(40) for _ in range(rng.randrange(1, 30))]
+        want = [(k[0], k[-1]) for k in _consecutive(sorted(set(seqs)))]
+        assert seqranges.runs(seqs) == want
+
+
+def _consecutive(numbers: list[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for n in numbers:
+        if out and out[-1][-1] == n - 1:
+            out[-1].append(n)
+        else:
+            out.append([n])
+    return out
+
+
 def test_window_is_the_newest_ranges_or_the_ones_from_an_old_seq() -> None:
     r = [(i * 10, i * 10 + 5) for i in range(30)]
     assert seqranges.window_start(r, None, 21) == 9

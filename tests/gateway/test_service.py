@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 from contextlib import suppress
 from pathlib import Path
@@ -18,7 +17,7 @@ from gateway import settings as gw_settings
 from gateway.ingest_mqtt import MqttIngest
 from gateway.registry import Box, Registry
 from gateway.service import Gateway, load_certificate
-from gateway.spool import Accepted, Spool
+from gateway.spool import Spool
 from tests.conftest import Mosquitto
 
 BOX_SECRET = bytes(31) + b"\x61"
@@ -154,20 +153,6 @@ def test_a_certificate_for_another_key_or_site_is_reported(tmp_path: Path, caplo
     assert load_certificate(s, gw_key, now=NOW + 120) is not None and "expired" in caplog.text
     path.write_text("zz")
     assert load_certificate(s, gw_key) is None and "unusable" in caplog.text
-
-
-def test_an_old_spool_keeps_what_its_version_1_acks_promised(tmp_path: Path) -> None:
-    """A spool from before the committed table: every box's 0..last_seq counts committed."""
-    spool = Spool(tmp_path / "spool.sqlite")
-    spool.commit([Accepted(BOX, 7, signed(7), NOW, NOW)])
-    spool.close()
-    db = sqlite3.connect(tmp_path / "spool.sqlite")
-    db.execute("DROP TABLE committed")
-    db.commit()
-    db.close()
-    spool = Spool(tmp_path / "spool.sqlite")
-    assert spool.committed_ranges() == {BOX: ((0, 7),)}
-    spool.close()
 
 
 async def test_a_byte_identical_copy_is_a_duplicate_at_once_and_other_bytes_are_judged(

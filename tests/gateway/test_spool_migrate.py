@@ -33,6 +33,9 @@ def v1_truth(path: Path) -> dict:
     """What the version-1 file holds, read with version-1 SQL."""
     db = sqlite3.connect(path)
     try:
+        committed: dict[bytes, tuple[tuple[int, int], ...]] = {}
+        for box, first, last in db.execute("SELECT box, first, last FROM committed ORDER BY 1, 2"):
+            committed[box] = (*committed.get(box, ()), (first, last))
         by_batch: dict[int | None, list[bytes]] = {}
         for b, wire in db.execute("SELECT batch, wire FROM readings ORDER BY id"):
             by_batch.setdefault(b, []).append(wire)
@@ -46,6 +49,7 @@ def v1_truth(path: Path) -> dict:
                 "SELECT min(gateway_time) FROM readings WHERE batch IS NULL"
             ).fetchone()[0],
             "last_seqs": dict(db.execute("SELECT box, last_seq FROM boxes")),
+            "committed": committed,
         }
     finally:
         db.close()
@@ -84,6 +88,7 @@ def test_a_version_1_spool_keeps_its_batches_and_unsealed_readings(
             batch.check_contents(kept.header, kept.readings)
     assert spool.unsealed() == (len(unsealed), before["oldest"])
     assert spool.last_seqs() == before["last_seqs"]
+    assert spool.committed_ranges() == before["committed"]
     for (box, seq), wire in before["stored"].items():
         assert spool.stored(box, seq) == wire
 
@@ -104,6 +109,22 @@ def test_a_version_1_spool_keeps_its_batches_and_unsealed_readings(
     again = Spool(path)
     assert again.batch(header.seq) == sealed and again.unsealed() == (0, None)
     again.close()
+
+
+def test_a_spool_from_before_the_committed_table_keeps_what_its_version_1_acks_promised(
+    tmp_path: Path,
+) -> None:
+    """Its acks said "everything up to last_seq": every box's 0..last_seq counts committed."""
+    path = v1_spool(tmp_path, "pruned")
+    last_seqs = v1_truth(path)["last_seqs"]
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE committed")
+    db.commit()
+    db.close()
+    spool = Spool(path)
+    assert spool.committed_ranges() == {box: ((0, last),) for box, last in last_seqs.items()}
+    assert spool.last_seqs() == last_seqs
+    spool.close()
 
 
 def test_a_version_1_spool_whose_batches_are_not_id_ranges_is_refused_unchanged(
