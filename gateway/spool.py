@@ -284,7 +284,7 @@ class Spool:
 
     def stored(self, box: bytes, seq: int) -> bytes | None:
         """Return the stored bytes of a box's reading, if still kept."""
-        return stored(self.db, box, seq)
+        return stored(self.db, self._box_numbers.get(box), seq)
 
     def commit(
         self, accepted: Sequence[Accepted], rejected: Sequence[Rejected] = ()
@@ -639,11 +639,13 @@ class Spool:
         return Immediate(self.db)
 
 
-def stored(db: sqlite3.Connection, box: bytes, seq: int) -> bytes | None:
-    """The stored bytes of a box's reading in the spool `db`, if still kept."""
+def stored(db: sqlite3.Connection, box_no: int | None, seq: int) -> bytes | None:
+    """The stored bytes of reading `seq` of box number `box_no` (boxes.no; None: the box
+    has none) in the spool `db`, if still kept: one probe of the (box_no, seq) index."""
+    if box_no is None:
+        return None
     row = db.execute(
-        "SELECT wire FROM readings WHERE box_no = (SELECT no FROM boxes WHERE box = ?) AND seq = ?",
-        (box, seq),
+        "SELECT wire FROM readings WHERE box_no = ? AND seq = ?", (box_no, seq)
     ).fetchone()
     return row[0] if row else None
 
@@ -661,10 +663,19 @@ class SpoolReader:
         self.db = sqlite3.connect(
             f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
         )
+        # A box's number never changes once given (boxes rows are never deleted), so the
+        # ones seen are kept: a lookup is then one index probe, not two.
+        self._box_numbers: dict[bytes, int] = {}
 
     def stored(self, box: bytes, seq: int) -> bytes | None:
         """Return the stored bytes of a box's reading, if still kept."""
-        return stored(self.db, box, seq)
+        box_no = self._box_numbers.get(box)
+        if box_no is None:
+            row = self.db.execute("SELECT no FROM boxes WHERE box = ?", (box,)).fetchone()
+            if row is None:
+                return None  # nothing of this box committed (yet)
+            box_no = self._box_numbers[box] = row[0]
+        return stored(self.db, box_no, seq)
 
     def close(self) -> None:
         self.db.close()

@@ -1,6 +1,6 @@
 """Make spool-v1.json: spools written by the version-1 spool (readings carry a `batch`
 column; gateway/spool.py up to commit fb28697), as SQL dumps, for the test that a newer
-gateway opens and migrates them (tests/gateway/test_spool_migrate.py).
+gateway opens and migrates them (tests/gateway/test_spool_layout.py).
 
     git worktree add /tmp/v1 fb28697 && cd /tmp/v1 && python tests/vectors/make_spool_v1.py
 

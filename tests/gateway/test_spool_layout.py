@@ -1,7 +1,8 @@
-"""A spool written by the version-1 spool (a batch column on every reading) opens, is
-rewritten to batch id ranges and box numbers in one transaction, and keeps every promise:
-the same readings in the same batches, the same unsealed readings next, nothing lost, and
-ids never given twice (tests/vectors/spool-v1.json, made by the version-1 code itself)."""
+"""The spool's layout 2 (gateway/spool.py module docstring): batches as id ranges whose
+ids are never given twice, readings by box number, and a spool written by the version-1
+spool (a batch column on every reading) rewritten at open in one transaction, keeping every
+promise: the same readings in the same batches, the same unsealed readings next, nothing
+lost (tests/vectors/spool-v1.json, made by the version-1 code itself)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from device import reading, schnorr
 from gateway import batch
-from gateway.spool import Accepted, Spool, SpoolError
+from gateway.spool import Accepted, Spool, SpoolError, SpoolReader
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "spool-v1.json").read_text())
 GATEWAY = bytes.fromhex(VECTORS["gateway_secret"])
@@ -171,4 +172,19 @@ def test_ids_are_never_given_twice_even_after_pruning_empties_the_table(
     assert old is not None and old.readings == []
     assert new is not None and new.readings == [a.wire for a in later]
     assert spool.prune(-1) == 0  # batch 1 is not accepted yet: nothing to prune
+    spool.close()
+
+
+def test_the_reader_finds_readings_of_boxes_numbered_after_it_opened(tmp_path: Path) -> None:
+    """SpoolReader keeps the box numbers it has seen (they never change), never a miss."""
+    spool = Spool(tmp_path / "spool.sqlite")
+    reader = SpoolReader(tmp_path / "spool.sqlite")
+    first = fresh(0, 2)
+    assert reader.stored(first[0].box, 0) is None  # the box has no number yet
+    spool.commit(first)
+    assert reader.stored(first[0].box, 0) == first[0].wire
+    assert reader.stored(first[0].box, 1) == first[1].wire
+    assert reader.stored(first[0].box, 2) is None
+    assert reader.stored(bytes(32), 0) is None and spool.stored(bytes(32), 0) is None
+    reader.close()
     spool.close()
