@@ -333,8 +333,16 @@ class Spool:
         made: list[tuple[bytes, int, int]] = []
         for box, numbers in seqs.items():
             ranges = self._ranges.setdefault(box, [])
+            runs = seqranges.runs(numbers)
+            if len(runs) == 1 and ranges and runs[0][0] == ranges[-1][1] + 1:
+                # The usual case: one run right after the box's newest range, which grows
+                # (what seqranges.add would do, without the diff below: ~2 µs per box).
+                first, last = ranges[-1][0], runs[0][1]
+                ranges[-1] = (first, last)
+                grown.append((last, box, first))
+                continue
             before = dict(ranges)  # first -> last
-            for first, last in seqranges.runs(numbers):
+            for first, last in runs:
                 seqranges.add(ranges, first, last)
             after = dict(ranges)
             gone += [(box, first) for first in before.keys() - after.keys()]
