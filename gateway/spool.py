@@ -19,9 +19,9 @@ spool's own counter and never go back, not even after pruning empties the table 
 would give the next row id 1 again). Readings name their box by its number in the boxes
 table, not its 32-byte key (the key is in the wire too). Version 1 kept a batch column on
 every reading, set by an UPDATE of every row at sealing and indexed twice, and keyed
-readings by the box's key: about twice the spool thread's CPU per reading, and a third more
-bytes per reading (bench/RESULTS.md, "Spool layout"). A version-1 spool is rewritten to
-this layout at open, in one transaction (_migrate_v1).
+readings by the box's key: about twice the spool thread's CPU per reading, and half as
+many bytes again (233 per reading against 152; bench/RESULTS.md, "Spool layout 2"). A
+version-1 spool is rewritten to this layout at open, in one transaction (_migrate_v1).
 
 The class is synchronous and not thread-safe: the gateway runs it on one worker thread.
 """
