@@ -42,6 +42,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -61,6 +62,7 @@ PIPELINE_PINNED_TARGET = 0.75  # one verification thread, the process pinned to 
 PIPELINE_FREE_TARGET = 1.2  # a thread per core, free on both
 BROKER_TARGET = 0.5  # generator, broker and gateway on the same 2-core machine
 GARBAGE_PER_GOOD = 4
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def make_readings(boxes: int, per_box: int) -> tuple[list[bytes], list[bytes]]:
@@ -139,18 +141,42 @@ async def sign_acks_as_the_ingest_does(gw: Gateway) -> None:
                 gw.ack_payload(box, due.pop(box))
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's threads by part: "event loop" (the main
+    thread), "verification" (the pool's threads), "spool" (its thread), from /proc."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = names.get(int(task.name), "")
+        part = (
+            "event loop"
+            if name == "MainThread"
+            else "verification"
+            if name.startswith("verify")
+            else "spool"
+            if name.startswith("spool")
+            else "other"
+        )
+        out[part] = out.get(part, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return out
+
+
 async def pipeline_rate(
     wires: list[bytes], secrets: list[bytes], folder: Path, threads: int
-) -> tuple[float, float]:
+) -> tuple[float, float, dict[str, float]]:
     """Readings/s through the gateway as it runs: its own committer (group commits on the
     spool thread) and sealer tasks, fed as the MQTT reader feeds it (`submit`, yielding
     between socket reads), signatures checked on `threads` threads, until every reading is
     committed (acknowledged) and sealed. Also returns the process's CPU seconds per
-    reading (all threads)."""
+    reading (all threads), and by part (thread_cpu) in µs per reading."""
     gw = bench_gateway(folder, secrets, threads)
     await gw.start()
     signer = asyncio.create_task(sign_acks_as_the_ingest_does(gw))
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    t0, cpu0, parts0 = time.perf_counter(), time.process_time(), thread_cpu()
     acks = []
     for i, w in enumerate(wires):
         acks.append(gw.submit(w, "bench", None, False))  # as MQTT: acks signed per box, below
@@ -158,12 +184,13 @@ async def pipeline_rate(
             await asyncio.sleep(0)  # a network reader yields between socket reads
     await settled_in_order(acks)  # every reading committed and acknowledged
     await gw.seal_due(now=time.time() + 3600)  # seal the remainder
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    elapsed, cpu, parts = time.perf_counter() - t0, time.process_time() - cpu0, thread_cpu()
     signer.cancel()
     unsealed, _ = gw.spool.unsealed()
     assert unsealed == 0 and gw.counts["accepted"] == len(wires), gw.counts
     await gw.stop()
-    return len(wires) / elapsed, cpu / len(wires)
+    by_part = {k: round(1e6 * (v - parts0.get(k, 0.0)) / len(wires), 1) for k, v in parts.items()}
+    return len(wires) / elapsed, cpu / len(wires), by_part
 
 
 def make_garbage(kind: str, n: int, secrets: list[bytes]) -> list[bytes]:
@@ -391,17 +418,35 @@ def main() -> None:
         before = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(before)})  # one core: every thread of ours shares it
         raw = raw_verify_rate(wires)
-        pinned, pinned_cpu = asyncio.run(pipeline_rate(wires, secrets, Path(tmp) / "p1", 1))
+        pinned, pinned_cpu, pinned_parts = asyncio.run(
+            pipeline_rate(wires, secrets, Path(tmp) / "p1", 1)
+        )
         os.sched_setaffinity(0, before)  # free on every core, one verification thread each
-        free, free_cpu = asyncio.run(pipeline_rate(wires, secrets, Path(tmp) / "p2", len(before)))
+        free, free_cpu, free_parts = asyncio.run(
+            pipeline_rate(wires, secrets, Path(tmp) / "p2", len(before))
+        )
         print(f"raw coincurve verification : {raw:10,.0f} readings/s (pinned to one core)")
-        for name, rate, cpu, target in (
-            ("pipeline, 1 thread, pinned", pinned, pinned_cpu, PIPELINE_PINNED_TARGET),
-            (f"pipeline, {len(before)} threads, free", free, free_cpu, PIPELINE_FREE_TARGET),
+        for name, rate, cpu, parts, target in (
+            (
+                "pipeline, 1 thread, pinned",
+                pinned,
+                pinned_cpu,
+                pinned_parts,
+                PIPELINE_PINNED_TARGET,
+            ),
+            (
+                f"pipeline, {len(before)} threads, free",
+                free,
+                free_cpu,
+                free_parts,
+                PIPELINE_FREE_TARGET,
+            ),
         ):
             print(
                 f"{name:<27}: {rate:10,.0f} readings/s = {rate / raw:.2f} x raw "
-                f"(target {target}); {1e6 * cpu:.0f} us CPU per reading"
+                f"(target {target}); {1e6 * cpu:.0f} us CPU per reading ("
+                + ", ".join(f"{part} {us}" for part, us in sorted(parts.items()))
+                + ")"
             )
         through = broker_rate(wires, secrets, Path(tmp))
     print(
@@ -427,9 +472,11 @@ def main() -> None:
                 "pipeline_pinned_per_s": round(pinned),
                 "pipeline_pinned_ratio": round(pinned / raw, 3),
                 "pipeline_pinned_cpu_us": round(1e6 * pinned_cpu, 1),
+                "pipeline_pinned_cpu_us_by_thread": pinned_parts,
                 "pipeline_free_per_s": round(free),
                 "pipeline_free_ratio": round(free / raw, 3),
                 "pipeline_free_cpu_us": round(1e6 * free_cpu, 1),
+                "pipeline_free_cpu_us_by_thread": free_parts,
                 "broker_per_s": round(through["rate"]),
                 "broker_ratio": round(through["rate"] / raw, 3),
                 "broker_sealed": through["sealed"],
