@@ -292,11 +292,12 @@ class MqttIngest:
         broker confirms the one before, then the newest is published. Each ack is retained
         and supersedes the last, so nothing is lost; every further one in the air cost a
         task and a paho message until its late PUBACK, and behind paho's window they queued
-        for tens of seconds: 300 boxes draining held ~4,000 unconfirmed (confirmed after
-        10-19 s) and the gateway's RSS rose with them (bench/RESULTS.md, issue 13 part 3,
-        "Acks in the air"). ACKS_UNCONFIRMED_MAX bounds them for a site of that many boxes.
-        The alarm state is published at once whenever it changes (an alarm must not wait
-        for an earlier state's PUBACK)."""
+        for tens of seconds: 300 boxes draining held up to 20,000 unconfirmed (confirmed
+        after up to 115 s), the gateway's RSS rose with them, and boxes resent whole
+        backlogs (bench/RESULTS.md, issue 13 part 3, "What rose in the storm").
+        ACKS_UNCONFIRMED_MAX bounds them for a site of that many boxes. The alarm state is
+        published at once whenever it changes (an alarm must not wait for an earlier
+        state's PUBACK)."""
         self._acks_wake.set()  # the alarm state is due at every (re)connection
         self._alarm_state_due = True
         # box -> its ack's publish waiting for the broker's PUBACK (an alarm state's: itself)
