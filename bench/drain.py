@@ -154,18 +154,20 @@ def install_box(cache: Path, i: int, backlog: int, folder: Path) -> None:
 # -- the boxes (worker processes) ------------------------------------------------------
 
 
-def box_config(port: int, interval: int = 60) -> dict[str, Any]:
+def box_config(port: int, interval: int = 60, ack_timeout_s: int | None = None) -> dict[str, Any]:
+    """A box's firmware config; `ack_timeout_s` None: the firmware's default (30 s)."""
     from device import config
 
-    return config.validate(
-        {
-            "site": SITE,
-            "label": "drain bench",
-            "interval_s": interval,
-            "mqtt": {"host": "127.0.0.1", "port": port},
-            "insecure_acks": True,
-        }
-    )
+    raw = {
+        "site": SITE,
+        "label": "drain bench",
+        "interval_s": interval,
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "insecure_acks": True,
+    }
+    if ack_timeout_s is not None:
+        raw["ack_timeout_s"] = ack_timeout_s
+    return config.validate(raw)
 
 
 class _Counting:
@@ -201,7 +203,7 @@ async def run_boxes(spec: dict[str, Any]) -> dict[str, Any]:
         def mqtt_client(self, *args: Any) -> Any:
             return _Counting(box_client(*args), counter)
 
-    cfg = box_config(spec["port"])
+    cfg = box_config(spec["port"], ack_timeout_s=spec.get("ack_timeout_s"))
     boxes = [
         firmware.Box(DrainBoard(f"{spec['dir']}/b{i:04d}", quiet=True), cfg, box_secret(i))
         for i in range(spec["first"], spec["last"])
@@ -512,6 +514,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "last": last,
                 "t0": t0,
                 "spread": args.spread_s,
+                "ack_timeout_s": args.ack_timeout_s,
                 "nice": 10,
             }
             workers.append(subprocess.Popen([*worker, json.dumps(spec)], stdout=subprocess.PIPE))
@@ -658,6 +661,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_inflight_override": args.inflight,
         "live_lane": args.live_lane,
         "cloud_back_s": args.cloud_back_s,
+        "box_ack_timeout_s": args.ack_timeout_s,
         "load_average_1min_at_start": round(load[0], 2),
         "pinned": "raw verification pinned to one core; the storm free on both cores",
         "raw_verify_per_s": round(raw),
@@ -702,6 +706,12 @@ def main() -> None:
     p.add_argument("--spread-s", type=float, default=60.0, help="boxes reconnect within this")
     p.add_argument("--cloud-back-s", type=float, default=60.0, help="the cloud's outage")
     p.add_argument("--timeout-s", type=float, default=3600.0)
+    p.add_argument(
+        "--ack-timeout-s",
+        type=int,
+        help="the draining boxes' ack_timeout_s (default: the firmware's, 30 s); shorter makes "
+        "a small storm resend whole backlogs as a full-scale one does",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs, spool)")
     p.add_argument("--live-lane", action="store_true", help="[mqtt] live_lane = true")
     p.add_argument("--inflight", type=int, help="override the site's max_inflight_messages")

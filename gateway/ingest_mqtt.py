@@ -42,7 +42,6 @@ from gateway.service import Gateway
 log = logging.getLogger("pharmasync.gateway.mqtt")
 T = TypeVar("T")
 ACK_INTERVAL_S = 0.05  # coalesce a box's acknowledgements: one publish per box per interval
-ACKS_IN_FLIGHT = 1000  # acks published and not yet answered by the broker (paho's window)
 ACK_PUBLISH_TIMEOUT_S = 120.0  # a publish not confirmed in this long is published again
 ACKS_UNCONFIRMED_MAX = 20_000  # ack publishes waiting for their PUBACK (_publish_acks)
 ACK_BOX_GAP_S = 0.5  # ...and a box's ack at most this often (each is signed and retained)
@@ -110,17 +109,22 @@ class MqttIngest:
         self.max_in_flight = IN_FLIGHT_MAX  # reading pauses at this many (ReadGate)
         self.read_gate = mqtt_io.ReadGate(lambda: self.in_flight >= self.max_in_flight)
         self._acks_wake = asyncio.Event()
+        self.acks_unconfirmed = 0  # ack publishes waiting for the broker's PUBACK
+        self.ack_confirm_s_max = 0.0  # the longest wait for one (memtrace reads and resets it)
         gateway.ack_listeners.append(self._ack_due)
         gateway.alarm_listeners.append(self._alarms_changed)
         self._alarm_state_due = True  # publish the retained alarm state once connected
         self._prefix = f"{topics.PREFIX}/{self.settings.site}/"
 
     def _ack_due(self, box: bytes, near: int | None) -> None:
-        if box in self._acks_due:
-            was = self._acks_due[box]
-            near = was if near is None else near if was is None else min(near, was)
-        self._acks_due[box] = near
+        self._still_due(box, near)
         self._acks_wake.set()
+
+    def _still_due(self, box: bytes, near: int | None) -> None:
+        """Make a box's ack due (covering `near`, with what was due already) without waking
+        the ack loop: one whose last publish awaits its PUBACK waits for that."""
+        was = self._acks_due.get(box, near)
+        self._acks_due[box] = was if near is None else near if was is None else min(near, was)
 
     def _alarms_changed(self, events: object) -> None:
         self._alarm_state_due = True
@@ -155,7 +159,11 @@ class MqttIngest:
                     max_queued_outgoing_messages=100_000,
                 )
                 client._client.manual_ack_set(True)  # PUBACK after commit, see above
-                client._client.max_inflight_messages_set(ACKS_IN_FLIGHT)  # _publish_acks
+                # No window of paho's own for our publishes: _publish_acks keeps at most one
+                # per box unconfirmed, and a window would hold acks back behind publishes
+                # whose PUBACK waits behind the readings stream (paho also walks every
+                # unconfirmed publish at each PUBACK while it holds some back).
+                client._client.max_inflight_messages_set(0)
                 client.pending_calls_threshold = ACKS_UNCONFIRMED_MAX  # (it warns above)
                 # A recv per buffer, not per byte; none while max_in_flight wait for commits.
                 mqtt_io.buffer_reads(client._client, self.read_gate)
@@ -278,11 +286,22 @@ class MqttIngest:
         our own reading, and a loop that waited for it (and ended when aiomqtt's timeout
         raised) left boxes without acks past their 30 s timeout, so they resent whole
         backlogs (bench/RESULTS.md, issue 13 part 3). A publish the broker does not confirm
-        within ACK_PUBLISH_TIMEOUT_S, or cut by the session's end, makes its box due again;
-        at most ACKS_UNCONFIRMED_MAX wait for their PUBACK at once (the rest stay due)."""
+        within ACK_PUBLISH_TIMEOUT_S, or cut by the session's end, makes its box due again.
+
+        At most one publish per box waits for its PUBACK: a newer ack stays due until the
+        broker confirms the one before, then the newest is published. Each ack is retained
+        and supersedes the last, so nothing is lost; every further one in the air cost a
+        task and a paho message until its late PUBACK, and behind paho's window they queued
+        for tens of seconds: 300 boxes draining held up to 20,000 unconfirmed (confirmed
+        after up to 115 s), the gateway's RSS rose with them, and boxes resent whole
+        backlogs (bench/RESULTS.md, issue 13 part 3, "What rose in the storm").
+        ACKS_UNCONFIRMED_MAX bounds them for a site of that many boxes. The alarm state is
+        published at once whenever it changes (an alarm must not wait for an earlier
+        state's PUBACK)."""
         self._acks_wake.set()  # the alarm state is due at every (re)connection
         self._alarm_state_due = True
-        unconfirmed: set[asyncio.Task[None]] = set()
+        # box -> its ack's publish waiting for the broker's PUBACK (an alarm state's: itself)
+        unconfirmed: dict[object, asyncio.Future[None]] = {}
         try:
             while True:
                 await self._acks_wake.wait()
@@ -293,6 +312,9 @@ class MqttIngest:
                 due, self._acks_due = self._acks_due, {}
                 now = time.monotonic()
                 for box, near in due.items():
+                    if box in unconfirmed:  # due when its last publish is confirmed
+                        self._still_due(box, near)
+                        continue
                     recent = now - self._ack_sent.get(box, -ACK_BOX_GAP_S) < ACK_BOX_GAP_S
                     if recent or len(unconfirmed) >= ACKS_UNCONFIRMED_MAX:
                         self._ack_due(box, near)  # a later round
@@ -301,19 +323,20 @@ class MqttIngest:
                         self._send_ack(client, unconfirmed, box, near)
                 await asyncio.sleep(ACK_INTERVAL_S)
         finally:
-            for task in unconfirmed:
+            for task in unconfirmed.values():
                 task.cancel()
 
     def _send_ack(
         self,
         client: aiomqtt.Client,
-        unconfirmed: set[asyncio.Task[None]],
+        unconfirmed: dict[object, asyncio.Future[None]],
         box: bytes | None,
         near: int | None,
     ) -> None:
         """Publish a box's ack (signed now: once per box per interval, not at every commit),
-        or with box None the site's alarm state, without waiting for the PUBACK; if it
-        fails, it is due again."""
+        or with box None the site's alarm state, without waiting for the PUBACK; once the
+        broker confirms it, what became due meanwhile is published; if it fails, it is due
+        again."""
         if box is None:
             topic, payload = topics.alarms(self.settings.site), self.alarm_state()
         else:
@@ -322,11 +345,19 @@ class MqttIngest:
         task = asyncio.ensure_future(
             client.publish(topic, payload, 1, retain=True, timeout=ACK_PUBLISH_TIMEOUT_S)
         )
-        unconfirmed.add(task)
+        key: object = task if box is None else box
+        unconfirmed[key] = task
+        self.acks_unconfirmed = len(unconfirmed)
+        sent = time.monotonic()
 
-        def settled(task: asyncio.Task[None]) -> None:
-            unconfirmed.discard(task)
+        def settled(task: asyncio.Future[None]) -> None:
+            if unconfirmed.get(key) is task:
+                del unconfirmed[key]
+            self.acks_unconfirmed = len(unconfirmed)
             if not task.cancelled() and task.exception() is None:
+                self.ack_confirm_s_max = max(self.ack_confirm_s_max, time.monotonic() - sent)
+                if box is not None and box in self._acks_due:
+                    self._acks_wake.set()  # its newer ack waited for this confirmation
                 return
             if not task.cancelled():
                 log.warning("MQTT: %s not confirmed (%s); due again", topic, task.exception())

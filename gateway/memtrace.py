@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import os
 import re
 import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,9 @@ ENV_FRAMES = "PHARMASYNC_GATEWAY_TRACEMALLOC_FRAMES"
 # "1": after each report call glibc's malloc_trim(0) and report the RSS it gave back (if
 # much, the growth is free memory the allocator keeps: fragmentation, not live objects).
 ENV_TRIM = "PHARMASYNC_GATEWAY_TRACEMALLOC_TRIM"
+# N > 0: also list the N commonest types among the objects the garbage collector tracks
+# (containers, futures, tasks: what holds the bytes), with their counts.
+ENV_TYPES = "PHARMASYNC_GATEWAY_TRACEMALLOC_TYPES"
 TOP = 25
 
 
@@ -134,8 +139,15 @@ def allocators(libc: Any, sqlite: Any) -> str:
     return "  ".join(parts)
 
 
+def commonest_types(n: int) -> str:
+    """The `n` commonest types among the objects the garbage collector tracks, counted."""
+    counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+    return ", ".join(f"{name} {count}" for name, count in counts.most_common(n))
+
+
 def sizes(rt: Any) -> dict[str, int]:
-    """The lengths of the gateway's structures that grow with readings in flight."""
+    """The lengths of the gateway's structures that grow with readings in flight, and the
+    longest wait for the broker to confirm an ack since the last call (which resets it)."""
     gw = rt.gateway
     out = {
         "queue": len(gw._queue),
@@ -145,13 +157,17 @@ def sizes(rt: Any) -> dict[str, int]:
         "ranges": sum(len(r) for r in gw.ranges.values()),
         "lane_taken": len(gw._lane_taken),
         "verify_groups": len(gw.verify_pool._in_flight),
-        # MKT windows' samples held (24 B each, a day per zone at most, twice before a cut)
+        # MKT windows' samples held (24 B each, a day per zone at most, 1.25 x before a cut)
         "mkt_samples": sum(len(z.mkt._t) for z in gw.alarms._zones.values()),
+        "tasks": len(asyncio.all_tasks()),
     }
     if rt.mqtt is not None:
         out["mqtt_in_flight"] = rt.mqtt.in_flight
         out["read_pauses"] = rt.mqtt.read_gate.pauses
         out["acks_due"] = len(rt.mqtt._acks_due)
+        out["acks_unconfirmed"] = rt.mqtt.acks_unconfirmed
+        out["ack_confirm_ms_max"] = round(1000 * rt.mqtt.ack_confirm_s_max)
+        rt.mqtt.ack_confirm_s_max = 0.0
     return out
 
 
@@ -159,6 +175,7 @@ async def run(path: Path, rt: Any, every_s: float) -> None:
     """Write a report to `path` every `every_s` seconds until cancelled."""
     frames = int(os.environ.get(ENV_FRAMES, "4"))
     trim = os.environ.get(ENV_TRIM) == "1"
+    types = int(os.environ.get(ENV_TYPES, "0"))
     libc, sqlite = _libc(), _sqlite()
     if frames > 0:
         tracemalloc.start(frames)
@@ -168,6 +185,8 @@ async def run(path: Path, rt: Any, every_s: float) -> None:
         await asyncio.sleep(every_s)
         lines = [f"== {time.time() - t0:.0f} s rss {rss_kb() // 1024} MB sizes {sizes(rt)}"]
         lines.append("   " + allocators(libc, sqlite))
+        if types > 0:
+            lines.append("   types: " + commonest_types(types))
         if frames > 0:
             snap = tracemalloc.take_snapshot()
             lines.append(f"   traced {tracemalloc.get_traced_memory()[0] >> 20} MB; top sites:")

@@ -129,7 +129,9 @@ class RollingMKT:
         # exp(-ΔH/(R·T)) (kept so that evicting it costs no exp()), as C doubles, 24 bytes a
         # sample: a gateway draining 1,000 boxes' backlogs holds a day of minute readings
         # per box, 1.44 M samples (as tuples of floats they cost ~200 MB, issue 13 part 3).
-        # Evicted samples are cut off the front in bulk, once they are half of the arrays.
+        # Evicted samples are cut off the front in bulk, once they are a fifth of the arrays
+        # (so these hold at most 1.25 x the window: at half, 2 x, ~69 MB at 1,000 boxes;
+        # each cut moves 4 x what it frees, a few bytes a sample).
         self._t = array("d")
         self._c = array("d")
         self._k = array("d")
@@ -168,7 +170,7 @@ class RollingMKT:
             self._gap_sum -= self._trapezoid(self._head, self._head + 1)
             self._head += 1
             self._evicted += 1
-        if self._head > 64 and 2 * self._head > len(t):
+        if self._head > 64 and 5 * self._head > len(t):
             for a in (t, self._c, self._k):
                 del a[: self._head]
             self._head = 0

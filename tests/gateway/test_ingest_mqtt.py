@@ -11,14 +11,16 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import aiomqtt
 import paho.mqtt.client as paho
+import pytest
 
-from device import topics
-from gateway import mqtt_io
+from device import ack, topics
+from gateway import ingest_mqtt, mqtt_io
 from gateway.ingest_mqtt import LinkState, MqttIngest, _PubackQueue
 from tests.conftest import Mosquitto
 from tests.gateway.test_mqtt_io import publish_packet
-from tests.gateway.test_service import BOX, DEV, make_gateway, signed
+from tests.gateway.test_service import BOX, DEV, deliver_all, make_gateway, signed
 
 
 async def test_a_topic_mqtt_forbids_is_refused_counted_and_acknowledged(tmp_path: Path) -> None:
@@ -133,3 +135,61 @@ async def test_what_the_ingest_holds_stays_bounded_however_much_the_broker_sends
     per_buffer = mqtt_io.READ_SIZE // (len(wires[0]) + len(topics.reading("t", DEV)) + 6)
     assert max(held) <= ingest.max_in_flight + per_buffer + 2, max(held)
     assert ingest.read_gate.pauses >= 1 and not ingest.read_gate.paused
+
+
+class SlowBroker:
+    """An aiomqtt client whose publishes the broker confirms only when the test says (in a
+    drain its PUBACKs wait behind every reading on its way to the gateway)."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes, asyncio.Future[None]]] = []
+
+    async def publish(
+        self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **_: object
+    ) -> None:
+        confirmed = asyncio.get_running_loop().create_future()
+        self.published.append((topic, payload, confirmed))
+        await confirmed
+
+
+async def test_a_box_has_one_ack_awaiting_its_puback_and_then_gets_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: with the broker's PUBACKs 10-19 s behind the readings stream, a box's ack
+    published every 0.5 s left ~4,000 publishes in the air at 300 boxes (a task and a paho
+    message each, queued behind paho's window), and the gateway's memory rose with them.
+    Now a box's newer ack waits until the broker confirms the one before; then the newest
+    goes (it covers everything committed meanwhile); a failed one is published again."""
+    monkeypatch.setattr(ingest_mqtt, "ACK_BOX_GAP_S", 0.0)
+    gw = make_gateway(tmp_path)
+    ingest = MqttIngest(gw)
+    broker = SlowBroker()
+    publishing = asyncio.create_task(ingest._publish_acks(broker))  # type: ignore[arg-type]
+
+    def box_acks() -> list[tuple[bytes, asyncio.Future[None]]]:
+        return [(p, c) for t, p, c in broker.published if t == topics.ack("t", DEV)]
+
+    async def settle() -> None:
+        for _ in range(10):
+            await asyncio.sleep(ingest_mqtt.ACK_INTERVAL_S)
+
+    try:
+        for seq in range(5):  # five commits, each announcing the box's ack
+            await deliver_all(gw, [seq])
+            await settle()
+        assert len(box_acks()) == 1  # the first, still waiting for its PUBACK
+        assert ack.decode(box_acks()[0][0], BOX, None) == [(0, 0)]
+        assert ingest.acks_unconfirmed == 2  # it and the alarm state
+        box_acks()[0][1].set_result(None)  # the broker confirms it
+        await settle()
+        assert len(box_acks()) == 2
+        assert ack.decode(box_acks()[1][0], BOX, None) == [(0, 4)]  # the newest
+        box_acks()[1][1].set_exception(aiomqtt.MqttError("session cut"))
+        await settle()
+        assert len(box_acks()) == 3  # due again: published again
+        assert ack.decode(box_acks()[2][0], BOX, None) == [(0, 4)]
+    finally:
+        publishing.cancel()
+        with suppress(asyncio.CancelledError):
+            await publishing
+        await gw.stop()
