@@ -44,7 +44,10 @@ T = TypeVar("T")
 ACK_INTERVAL_S = 0.05  # coalesce a box's acknowledgements: one publish per box per interval
 ACK_PUBLISH_TIMEOUT_S = 120.0  # a publish not confirmed in this long is published again
 ACKS_UNCONFIRMED_MAX = 20_000  # ack publishes waiting for their PUBACK (_publish_acks)
-ACK_BOX_GAP_S = 0.5  # ...and a box's ack at most this often (each is signed and retained)
+# ...and a box's ack at most this often (each is signed and retained). A box waits its
+# ack_timeout_s (30 s) before resending; 1,000 boxes draining at once got 2,000 signed acks
+# a second at 0.5 s, a fifth of a core beside the readings (bench/RESULTS.md, issue 13).
+ACK_BOX_GAP_S = 2.0
 # Messages received and not yet PUBACKed (committed) that the gateway holds at most: at that
 # many it stops reading the socket (mqtt_io.ReadGate) until commits bring them down to three
 # quarters of it (the pipeline kept fed: 8,192 resuming at half cost ~20 % of the drain's
