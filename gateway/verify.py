@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import NamedTuple
 
-import coincurve
-
 from device import reading
-from gateway import batchverify
+from gateway.batchverify import signatures_valid as signatures_valid  # the signature check
 from gateway.registry import Box, Registry
 from gateway.settings import VerifySettings
 
@@ -69,29 +67,6 @@ new_outcome = functools.partial(tuple.__new__, Outcome)
 Stored = Callable[[bytes, int], Awaitable[bytes | None]]
 Committed = Callable[[bytes, int], bool]
 Passed = tuple[reading.Reading, Box]  # what precheck returns for a reading it lets through
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def key_verifier(key: bytes) -> Callable[[bytes, bytes], bool]:
-    """verify(signature, message) for one box key, the key parsed once (with libsecp256k1,
-    parsing a key costs about a seventh of a verification). Keys reach it only after the
-    registry check, so the cache holds registered boxes. Thread-safe."""
-    try:
-        return coincurve.PublicKeyXOnly(key).verify  # what schnorr.verify does per call
-    except ValueError:  # not the x of a curve point: no signature verifies
-        return lambda _sig, _msg: False
-
-
-def signatures_valid(wires: Sequence[bytes]) -> list[bool]:
-    """Whether each reading's BIP-340 signature verifies for the key it carries. Pure and
-    thread-safe (libsecp256k1 releases the GIL), so the gateway runs it on a pool of
-    threads; `wires` must have passed `Verifier.precheck` (110 bytes, decodable). The whole
-    chunk in one call where gateway/batchverify.py's extension was built, else a call per
-    reading."""
-    if batchverify.available:
-        return batchverify.signatures_valid(wires)
-    message = reading.message
-    return [key_verifier(w[1:33])(w[46:110], message(w)) for w in wires]
 
 
 class Verifier:
